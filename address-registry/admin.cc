@@ -1,0 +1,112 @@
+// Registry admin verbs. See admin.h.
+#include "address-registry/admin.h"
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "address-registry/store.h"
+#include "common/clock.h"
+#include "common/crypto/certs.h"
+#include "common/fs.h"
+
+namespace bud::registry {
+
+namespace {
+
+Status CheckCurveKey(const std::string& key) {
+  if (key.empty()) return Status::Ok();
+  static constexpr std::string_view kZ85 =
+      "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+  if (key.size() != 40 || key.find_first_not_of(kZ85) != std::string::npos) {
+    return Status(Code::kInvalidArgument,
+                  "CURVE public key must be 40 Z85 characters (as printed by bud-ip enroll)");
+  }
+  return Status::Ok();
+}
+
+Result<std::string> LoadCheckedCert(const crypto::TrustStore& trust, const std::string& file,
+                                    crypto::KeyPurpose purpose, const Orgnr& org,
+                                    std::string_view what) {
+  BUD_ASSIGN_OR_RETURN(std::string pem, ReadFile(file));
+  auto cert = crypto::CertFromPem(pem);
+  if (!cert.ok()) return cert.status().Context(fmt::format("{} certificate '{}'", what, file));
+  Status s = trust.Verify(cert->get(), purpose, org);
+  if (!s.ok()) return s.Context(fmt::format("{} certificate '{}'", what, file));
+  return crypto::CertToPem(cert->get());
+}
+
+}  // namespace
+
+Result<wire::RegistryEntry> AddEntry(const Config& config, const AddRequest& req) {
+  BUD_ASSIGN_OR_RETURN(Orgnr org, Orgnr::Parse(req.orgnr));
+  if (req.name.empty()) return Status(Code::kInvalidArgument, "--name must not be empty");
+  if (req.processes.empty()) {
+    return Status(Code::kInvalidArgument, "give at least one --process the organisation accepts");
+  }
+  BUD_RETURN_IF_ERROR(CheckCurveKey(req.curve_public_key));
+  BUD_ASSIGN_OR_RETURN(auto trust, crypto::TrustStore::Load(config.trust_anchor));
+  BUD_ASSIGN_OR_RETURN(std::string sign_pem,
+                       LoadCheckedCert(trust, req.signing_cert_file, crypto::KeyPurpose::kSigning,
+                                       org, "signing"));
+  BUD_ASSIGN_OR_RETURN(std::string enc_pem,
+                       LoadCheckedCert(trust, req.encryption_cert_file,
+                                       crypto::KeyPurpose::kEncryption, org, "encryption"));
+  wire::RegistryEntry e;
+  e.set_orgnr(org.digits());
+  e.set_name(req.name);
+  e.set_signing_cert_pem(sign_pem);
+  e.set_encryption_cert_pem(enc_pem);
+  e.set_curve_public_key(req.curve_public_key);
+  e.set_broker_endpoint(req.broker_endpoint);
+  for (const auto& p : req.processes) e.add_processes(p);
+  for (const auto& d : req.document_types) e.add_document_types(d);
+  e.set_updated_unix_ms(NowMs());
+  BUD_ASSIGN_OR_RETURN(auto store, Store::Open(config.store));
+  BUD_RETURN_IF_ERROR(store->Put(e));
+  return e;
+}
+
+Status RemoveEntry(const Config& config, const std::string& orgnr) {
+  BUD_ASSIGN_OR_RETURN(Orgnr org, Orgnr::Parse(orgnr));
+  BUD_ASSIGN_OR_RETURN(auto store, Store::Open(config.store));
+  return store->Remove(org);
+}
+
+Result<std::string> ListEntries(const Config& config, bool json) {
+  BUD_ASSIGN_OR_RETURN(auto store, Store::Open(config.store));
+  BUD_ASSIGN_OR_RETURN(auto entries, store->List());
+  if (json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& e : entries) {
+      int days = -1;
+      if (auto c = crypto::CertFromPem(e.signing_cert_pem()); c.ok()) {
+        days = crypto::DaysToExpiry(c->get());
+      }
+      arr.push_back({{"orgnr", e.orgnr()},
+                     {"name", e.name()},
+                     {"brokerEndpoint", e.broker_endpoint()},
+                     {"curvePublicKey", e.curve_public_key()},
+                     {"processes", std::vector<std::string>(e.processes().begin(), e.processes().end())},
+                     {"documentTypes", std::vector<std::string>(e.document_types().begin(),
+                                                                e.document_types().end())},
+                     {"signingCertDaysToExpiry", days},
+                     {"updated", FormatTime(e.updated_unix_ms())}});
+    }
+    return arr.dump(2) + "\n";
+  }
+  std::string out = fmt::format("{:<10} {:<30} {:<28} {:>9}  {}\n", "ORGNR", "NAME", "BROKER",
+                                "CERT DAYS", "PROCESSES");
+  for (const auto& e : entries) {
+    int days = -1;
+    if (auto c = crypto::CertFromPem(e.signing_cert_pem()); c.ok()) days = crypto::DaysToExpiry(c->get());
+    std::string procs;
+    for (const auto& p : e.processes()) procs += (procs.empty() ? "" : ",") + p;
+    out += fmt::format("{:<10} {:<30} {:<28} {:>9}  {}\n", e.orgnr(), e.name().substr(0, 30),
+                       e.broker_endpoint().substr(0, 28), days, procs);
+  }
+  out += fmt::format("{} organisation(s)\n", entries.size());
+  return out;
+}
+
+}  // namespace bud::registry

@@ -1,0 +1,31 @@
+// Admin verbs of bud-registry (add, remove, list), working on the store directly.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "address-registry/config.h"
+#include "common/status.h"
+#include "proto/registry.pb.h"
+
+namespace bud::registry {
+
+struct AddRequest {
+  std::string orgnr;
+  std::string name;
+  std::string signing_cert_file;
+  std::string encryption_cert_file;
+  std::string curve_public_key;  // Z85, 40 characters
+  std::string broker_endpoint;
+  std::vector<std::string> processes;
+  std::vector<std::string> document_types;
+};
+
+// Validates (orgnr, both certificates against the trust anchor with their usage and the
+// entry's organisation number, CURVE key) and stores the entry. Every refusal says why.
+Result<wire::RegistryEntry> AddEntry(const Config& config, const AddRequest& req);
+Status RemoveEntry(const Config& config, const std::string& orgnr);
+// A table, or JSON when `json`.
+Result<std::string> ListEntries(const Config& config, bool json);
+
+}  // namespace bud::registry

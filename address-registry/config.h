@@ -1,0 +1,21 @@
+// The address registry's configuration: one TOML file, validated at start.
+#pragma once
+
+#include <string>
+
+#include "common/status.h"
+
+namespace bud::registry {
+
+struct Config {
+  std::string listen = "tcp://127.0.0.1:7600";  // [registry] listen
+  std::string endpoint_file;                     // [registry] endpoint_file: where the bound endpoint is written
+  std::string store;                             // [registry] store: SQLite file
+  std::string trust_anchor;                      // [registry] trust_anchor: CA certificates (PEM)
+  std::string log_level = "info";                // [log] level
+  std::string log_file;                          // [log] file (stderr when empty)
+
+  static Result<Config> Load(const std::string& path);
+};
+
+}  // namespace bud::registry

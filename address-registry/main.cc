@@ -1,0 +1,93 @@
+// bud-registry: the address registry. Thin main: parses the command line and calls the library.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "address-registry/admin.h"
+#include "address-registry/config.h"
+#include "address-registry/server.h"
+#include "common/log.h"
+#include "common/runtime.h"
+
+int main(int argc, char** argv) {
+  using namespace bud;
+  CLI::App app{"bud-registry: Budstikke address registry"};
+  app.require_subcommand(1);
+  std::string config_path;
+  bool check_config = false;
+
+  auto* run = app.add_subcommand("run", "serve lookups");
+  run->add_option("--config", config_path, "config file (TOML)")->required();
+  run->add_flag("--check-config", check_config, "validate the config and exit 0 or 1");
+
+  registry::AddRequest add_req;
+  auto* add = app.add_subcommand("add", "add or replace an organisation's entry");
+  add->add_option("--config", config_path)->required();
+  add->add_option("--orgnr", add_req.orgnr, "organisation number")->required();
+  add->add_option("--name", add_req.name, "organisation name")->required();
+  add->add_option("--signing-cert", add_req.signing_cert_file, "signing certificate (PEM)")->required();
+  add->add_option("--encryption-cert", add_req.encryption_cert_file, "encryption certificate (PEM)")->required();
+  add->add_option("--curve-public-key", add_req.curve_public_key, "CURVE public key (Z85)");
+  add->add_option("--broker", add_req.broker_endpoint, "the organisation's broker endpoint");
+  add->add_option("--process", add_req.processes, "accepted process (repeatable)")->required();
+  add->add_option("--document-type", add_req.document_types, "accepted document type (repeatable)");
+
+  std::string remove_org;
+  auto* remove = app.add_subcommand("remove", "remove an organisation's entry");
+  remove->add_option("--config", config_path)->required();
+  remove->add_option("--orgnr", remove_org)->required();
+
+  bool json = false;
+  auto* list = app.add_subcommand("list", "list entries");
+  list->add_option("--config", config_path)->required();
+  list->add_flag("--json", json, "JSON instead of a table");
+
+  CLI11_PARSE(app, argc, argv);
+
+  auto config = registry::Config::Load(config_path);
+  if (!config.ok()) {
+    std::cerr << "bud-registry: " << config.status().message() << "\n";
+    return 1;
+  }
+  if (check_config) {
+    std::cout << "config '" << config_path << "' is valid\n";
+    return 0;
+  }
+  if (*run) {
+    SetupLogging(config->log_level, config->log_file);
+    InstallStopSignals();
+    zmq::context_t ctx(1);
+    registry::Server server(*config, ctx);
+    Status s = server.Run();
+    if (!s.ok()) {
+      Logger("registry")->critical("{}", s.ToString());
+      std::cerr << "bud-registry: " << s.ToString() << "\n";
+      return 1;
+    }
+    return 0;
+  }
+  if (*add) {
+    auto e = registry::AddEntry(*config, add_req);
+    if (!e.ok()) {
+      std::cerr << "bud-registry add: refused: " << e.status().ToString() << "\n";
+      return 1;
+    }
+    std::cout << "registered " << e->orgnr() << " (" << e->name() << ")\n";
+    return 0;
+  }
+  if (*remove) {
+    Status s = registry::RemoveEntry(*config, remove_org);
+    if (!s.ok()) {
+      std::cerr << "bud-registry remove: " << s.ToString() << "\n";
+      return 1;
+    }
+    std::cout << "removed " << remove_org << "\n";
+    return 0;
+  }
+  auto out = registry::ListEntries(*config, json);
+  if (!out.ok()) {
+    std::cerr << "bud-registry list: " << out.status().ToString() << "\n";
+    return 1;
+  }
+  std::cout << *out;
+  return 0;
+}

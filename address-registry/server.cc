@@ -1,0 +1,96 @@
+// Registry server loop. See server.h.
+#include "address-registry/server.h"
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "common/runtime.h"
+#include "common/wire/zmq.h"
+
+namespace bud::registry {
+
+Server::Server(const Config& config, zmq::context_t& ctx) : config_(config), ctx_(ctx) {}
+
+Status Server::Run() {
+  auto log = Logger("registry");
+  BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store));
+  zmq::socket_t sock(ctx_, zmq::socket_type::router);
+  wire::ConfigureSocket(sock, /*router=*/true);
+  try {
+    sock.bind(config_.listen);
+  } catch (const zmq::error_t& e) {
+    return Status(Code::kUnavailable, fmt::format("cannot bind '{}': {}", config_.listen, e.what()));
+  }
+  std::string endpoint = sock.get(zmq::sockopt::last_endpoint);
+  BUD_RETURN_IF_ERROR(PublishEndpoint(config_.endpoint_file, endpoint));
+  log->info("registry listening on {} (store {})", endpoint, config_.store);
+
+  while (!StopRequested()) {
+    zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, 1, std::chrono::milliseconds(200));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      return Status(Code::kInternal, fmt::format("poll: {}", e.what()));
+    }
+    for (int i = 0; i < 1000; ++i) {
+      auto parts = wire::RecvMultipart(sock);
+      if (!parts) break;
+      if (parts->size() != 2) {
+        log->warn("dropped a message of {} frames (want routing id + request)", parts->size());
+        continue;
+      }
+      wire::RegistryReply reply = Handle((*parts)[1]);
+      std::string_view rid(static_cast<const char*>((*parts)[0].data()), (*parts)[0].size());
+      Status sent = wire::SendProto(sock, reply, rid);
+      if (!sent.ok()) log->warn("reply to a lookup could not be sent: {}", sent.message());
+    }
+  }
+  log->info("registry stopping");
+  return Status::Ok();
+}
+
+wire::RegistryReply Server::Handle(const zmq::message_t& frame) {
+  auto log = Logger("registry");
+  wire::RegistryRequest req;
+  wire::RegistryReply reply;
+  reply.set_protocol_version(wire::kProtocolVersion);
+  Status parsed = wire::ParseProto(frame, req, "RegistryRequest");
+  if (!parsed.ok()) {
+    reply.set_code(wire::BAD_REQUEST);
+    reply.set_error(parsed.message());
+  } else if (req.protocol_version() != wire::kProtocolVersion) {
+    reply.set_request_id(req.request_id());
+    reply.set_code(wire::UNSUPPORTED_VERSION);
+    reply.set_error(fmt::format("protocol version {} is not supported (this registry speaks {})",
+                                req.protocol_version(), wire::kProtocolVersion));
+  } else if (!req.has_lookup()) {
+    reply.set_request_id(req.request_id());
+    reply.set_code(wire::BAD_REQUEST);
+    reply.set_error("request has no known body");
+  } else {
+    reply.set_request_id(req.request_id());
+    auto org = Orgnr::Parse(req.lookup().orgnr());
+    if (!org.ok()) {
+      reply.set_code(wire::BAD_REQUEST);
+      reply.set_error(org.status().message());
+    } else {
+      auto entry = store_->Get(*org);
+      if (!entry.ok()) {
+        log->error("lookup {}: {}", org->digits(), entry.status().ToString());
+        reply.set_code(wire::INTERNAL);
+        reply.set_error("registry store error");
+      } else if (!entry->has_value()) {
+        reply.set_code(wire::NOT_FOUND);
+        reply.set_error(fmt::format("organisation {} is not registered", org->digits()));
+      } else {
+        reply.set_code(wire::OK);
+        *reply.mutable_entry() = std::move(**entry);
+      }
+      log->debug("lookup {}: {}", org->digits(), wire::ReplyCode_Name(reply.code()));
+    }
+  }
+  return reply;
+}
+
+}  // namespace bud::registry

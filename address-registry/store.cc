@@ -1,0 +1,68 @@
+// Registry store. See store.h and docs/storage.md.
+#include "address-registry/store.h"
+
+#include <fmt/format.h>
+
+namespace bud::registry {
+
+namespace {
+const std::vector<std::string> kMigrations = {
+    R"(CREATE TABLE entries (
+         orgnr TEXT PRIMARY KEY,
+         entry BLOB NOT NULL,          -- serialised wire::RegistryEntry
+         updated_ms INTEGER NOT NULL
+       ) WITHOUT ROWID;)",
+};
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::Open(path));
+  BUD_RETURN_IF_ERROR(db->Check());
+  BUD_RETURN_IF_ERROR(db->Migrate(kMigrations));
+  return std::unique_ptr<Store>(new Store(std::move(db)));
+}
+
+Status Store::Put(const wire::RegistryEntry& entry) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "INSERT INTO entries(orgnr, entry, updated_ms) VALUES(?,?,?) "
+      "ON CONFLICT(orgnr) DO UPDATE SET entry=excluded.entry, updated_ms=excluded.updated_ms"));
+  st->Bind(1, entry.orgnr()).BindBlob(2, entry.SerializeAsString()).Bind(3, entry.updated_unix_ms());
+  return st->Run();
+}
+
+Status Store::Remove(const Orgnr& org) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("DELETE FROM entries WHERE orgnr=?"));
+  BUD_RETURN_IF_ERROR(st->Bind(1, org.digits()).Run());
+  if (st->Changes() == 0) {
+    return Status(Code::kNotFound, fmt::format("organisation {} is not registered", org.digits()));
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<wire::RegistryEntry>> Store::Get(const Orgnr& org) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT entry FROM entries WHERE orgnr=?"));
+  st->Bind(1, org.digits());
+  BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return std::optional<wire::RegistryEntry>();
+  wire::RegistryEntry e;
+  if (!e.ParseFromString(st->Blob(0))) {
+    return Status(Code::kCorrupt, fmt::format("registry entry for {} cannot be parsed", org.digits()));
+  }
+  st->Reset();
+  return std::optional<wire::RegistryEntry>(std::move(e));
+}
+
+Result<std::vector<wire::RegistryEntry>> Store::List() {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT entry FROM entries ORDER BY orgnr"));
+  std::vector<wire::RegistryEntry> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    wire::RegistryEntry e;
+    if (!e.ParseFromString(st->Blob(0))) return Status(Code::kCorrupt, "registry entry cannot be parsed");
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace bud::registry

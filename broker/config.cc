@@ -1,0 +1,27 @@
+// Broker config loading.
+#include "broker/config.h"
+
+#include "common/config.h"
+
+namespace bud::broker {
+
+Result<Config> Config::Load(const std::string& path) {
+  BUD_ASSIGN_OR_RETURN(ConfigFile f, ConfigFile::Load(path));
+  Config c;
+  BUD_ASSIGN_OR_RETURN(c.listen, f.String("broker.listen", c.listen));
+  BUD_ASSIGN_OR_RETURN(c.endpoint_file, f.Path("broker.endpoint_file", ""));
+  BUD_ASSIGN_OR_RETURN(c.store, f.Path("broker.store"));
+  BUD_ASSIGN_OR_RETURN(c.heartbeat_ms, f.Int("broker.heartbeat_ms", c.heartbeat_ms, 100, 600000));
+  BUD_ASSIGN_OR_RETURN(c.max_credit, f.Int("broker.max_credit", c.max_credit, 1, 100000));
+  BUD_ASSIGN_OR_RETURN(c.ack_timeout_ms,
+                       f.Int("broker.ack_timeout_ms", c.ack_timeout_ms, 100, 86400000));
+  BUD_ASSIGN_OR_RETURN(c.max_batch, f.Int("broker.max_batch", c.max_batch, 1, 100000));
+  BUD_ASSIGN_OR_RETURN(c.default_ttl_ms,
+                       f.Int("broker.default_ttl_ms", c.default_ttl_ms, 1000, 366ll * 86400000));
+  BUD_ASSIGN_OR_RETURN(c.log_level, f.String("log.level", c.log_level));
+  BUD_ASSIGN_OR_RETURN(c.log_file, f.Path("log.file", ""));
+  BUD_RETURN_IF_ERROR(f.CheckNoUnknownKeys());
+  return c;
+}
+
+}  // namespace bud::broker

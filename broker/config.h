@@ -1,0 +1,26 @@
+// The broker's configuration: one TOML file, validated at start. Defaults are here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
+namespace bud::broker {
+
+struct Config {
+  std::string listen = "tcp://127.0.0.1:7700";  // [broker] listen
+  std::string endpoint_file;                     // [broker] endpoint_file (optional)
+  std::string store;                             // [broker] store: SQLite file
+  int64_t heartbeat_ms = 2000;                   // [broker] heartbeat_ms
+  int64_t max_credit = 64;                       // [broker] max_credit: unacked deliveries per receiver
+  int64_t ack_timeout_ms = 30000;                // [broker] ack_timeout_ms: redeliver after this
+  int64_t max_batch = 512;                       // [broker] max_batch: submits per commit
+  int64_t default_ttl_ms = 24 * 3600 * 1000;     // [broker] default_ttl_ms when expires is unset
+  std::string log_level = "info";                // [log] level
+  std::string log_file;                          // [log] file
+
+  static Result<Config> Load(const std::string& path);
+};
+
+}  // namespace bud::broker

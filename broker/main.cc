@@ -1,0 +1,41 @@
+// bud-broker: the central store-and-forward broker. Thin main over the broker library.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "broker/config.h"
+#include "broker/server.h"
+#include "common/log.h"
+#include "common/runtime.h"
+
+int main(int argc, char** argv) {
+  using namespace bud;
+  CLI::App app{"bud-broker: Budstikke broker"};
+  app.require_subcommand(1);
+  std::string config_path;
+  bool check_config = false;
+  auto* run = app.add_subcommand("run", "serve integration points");
+  run->add_option("--config", config_path, "config file (TOML)")->required();
+  run->add_flag("--check-config", check_config, "validate the config and exit 0 or 1");
+  CLI11_PARSE(app, argc, argv);
+
+  auto config = broker::Config::Load(config_path);
+  if (!config.ok()) {
+    std::cerr << "bud-broker: " << config.status().message() << "\n";
+    return 1;
+  }
+  if (check_config) {
+    std::cout << "config '" << config_path << "' is valid\n";
+    return 0;
+  }
+  SetupLogging(config->log_level, config->log_file);
+  InstallStopSignals();
+  zmq::context_t ctx(1);
+  broker::Server server(*config, ctx);
+  Status s = server.Run();
+  if (!s.ok()) {
+    Logger("broker")->critical("{}", s.ToString());
+    std::cerr << "bud-broker: " << s.ToString() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,394 @@
+// Broker event loop. See server.h and docs/protocol.md.
+#include "broker/server.h"
+
+#include <fmt/format.h>
+
+#include "common/clock.h"
+#include "common/crypto/envelope.h"
+#include "common/log.h"
+#include "common/orgnr.h"
+#include "common/runtime.h"
+#include "common/uuid.h"
+#include "common/wire/zmq.h"
+
+namespace bud::broker {
+
+namespace {
+std::shared_ptr<spdlog::logger> Log() { return Logger("broker"); }
+std::string Short(const std::string& rid) { return crypto::Hex(rid).substr(0, 10); }
+}  // namespace
+
+Server::Server(const Config& config, zmq::context_t& ctx) : config_(config), ctx_(ctx) {}
+
+Status Server::Run() {
+  BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store));
+  sock_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
+  wire::ConfigureSocket(*sock_, /*router=*/true);
+  try {
+    sock_->bind(config_.listen);
+  } catch (const zmq::error_t& e) {
+    return Status(Code::kUnavailable, fmt::format("cannot bind '{}': {}", config_.listen, e.what()));
+  }
+  std::string endpoint = sock_->get(zmq::sockopt::last_endpoint);
+  BUD_RETURN_IF_ERROR(PublishEndpoint(config_.endpoint_file, endpoint));
+  auto queued = store_->QueuedCount();
+  Log()->info("broker listening on {} (store {}, {} message(s) queued)", endpoint, config_.store,
+              queued.ok() ? *queued : -1);
+
+  int64_t last_timer = MonoMs();
+  while (!StopRequested()) {
+    zmq::pollitem_t items[] = {{sock_->handle(), 0, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, 1, std::chrono::milliseconds(100));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      return Status(Code::kInternal, fmt::format("poll: {}", e.what()));
+    }
+    for (int64_t i = 0; i < config_.max_batch; ++i) {
+      std::optional<std::vector<zmq::message_t>> parts;
+      try {
+        parts = wire::RecvMultipart(*sock_);
+      } catch (const zmq::error_t& e) {
+        Log()->warn("receive failed: {}", e.what());
+        break;
+      }
+      if (!parts) break;
+      if (parts->size() != 2) {
+        Log()->warn("dropped a message of {} frames from a peer (want routing id + one frame)",
+                    parts->size());
+        continue;
+      }
+      std::string rid((*parts)[0].to_string());
+      HandleFrame(rid, (*parts)[1]);
+    }
+    FlushBatch();
+    for (const auto& org : dirty_orgs_) {
+      if (Session* s = SessionByOrg(org)) {
+        PumpDeliveries(*s);
+        PumpNotices(*s);
+      }
+    }
+    dirty_orgs_.clear();
+    if (MonoMs() - last_timer >= 100) {
+      CheckTimers();
+      last_timer = MonoMs();
+    }
+  }
+  FlushBatch();
+  Log()->info("broker stopping");
+  return Status::Ok();
+}
+
+Server::Session* Server::SessionByRid(const std::string& rid) {
+  auto it = sessions_.find(rid);
+  return it == sessions_.end() ? nullptr : &it->second;
+}
+
+Server::Session* Server::SessionByOrg(const std::string& org) {
+  auto it = org_rid_.find(org);
+  return it == org_rid_.end() ? nullptr : SessionByRid(it->second);
+}
+
+void Server::Send(const std::string& rid, const wire::BrokerMessage& msg) {
+  Status s = wire::SendProto(*sock_, msg, rid);
+  if (!s.ok()) DropSession(rid, fmt::format("send failed: {}", s.message()));
+}
+
+void Server::Refuse(const std::string& rid, const std::string& reason) {
+  wire::BrokerMessage m;
+  m.set_protocol_version(wire::kProtocolVersion);
+  m.mutable_refused()->set_reason(reason);
+  (void)wire::SendProto(*sock_, m, rid);  // the peer may already be gone; nothing to keep
+}
+
+void Server::DropSession(const std::string& rid, const std::string& why) {
+  auto it = sessions_.find(rid);
+  if (it == sessions_.end()) return;
+  Log()->info("session {} of {} closed: {} ({} unacknowledged deliveries will be redelivered)",
+              Short(rid), it->second.org, why, it->second.inflight.size());
+  auto o = org_rid_.find(it->second.org);
+  if (o != org_rid_.end() && o->second == rid) org_rid_.erase(o);
+  sessions_.erase(it);
+}
+
+void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
+  wire::ClientMessage msg;
+  Status parsed = wire::ParseProto(frame, msg, "ClientMessage");
+  if (!parsed.ok()) {
+    Log()->warn("peer {}: {}", Short(rid), parsed.message());
+    Refuse(rid, parsed.message());
+    return;
+  }
+  if (msg.protocol_version() != wire::kProtocolVersion) {
+    Refuse(rid, fmt::format("protocol version {} is not supported (this broker speaks {})",
+                            msg.protocol_version(), wire::kProtocolVersion));
+    return;
+  }
+  if (msg.has_hello()) {
+    OnHello(rid, msg.hello());
+    return;
+  }
+  Session* s = SessionByRid(rid);
+  if (s == nullptr) {
+    Refuse(rid, "no session: send Hello first");
+    return;
+  }
+  s->last_seen_mono = MonoMs();
+  switch (msg.body_case()) {
+    case wire::ClientMessage::kSubmit: OnSubmit(*s, msg.submit()); break;
+    case wire::ClientMessage::kReport: OnReport(*s, msg.report()); break;
+    case wire::ClientMessage::kStatusAck: OnStatusAck(*s, msg.status_ack()); break;
+    case wire::ClientMessage::kHeartbeat: {
+      wire::BrokerMessage hb;
+      hb.set_protocol_version(wire::kProtocolVersion);
+      hb.mutable_heartbeat()->set_at_unix_ms(NowMs());
+      Send(rid, hb);
+      break;
+    }
+    default: Refuse(rid, "message has no known body"); break;
+  }
+}
+
+void Server::OnHello(const std::string& rid, const wire::Hello& hello) {
+  auto org = Orgnr::Parse(hello.orgnr());
+  if (!org.ok()) {
+    Refuse(rid, org.status().message());
+    return;
+  }
+  std::string who = org->wire();
+  if (auto o = org_rid_.find(who); o != org_rid_.end() && o->second != rid) {
+    DropSession(o->second, "replaced by a new connection");
+  }
+  Session& s = sessions_[rid];
+  s = Session{};
+  s.rid = rid;
+  s.org = who;
+  s.credit = static_cast<uint32_t>(
+      std::clamp<int64_t>(hello.credit() == 0 ? 1 : hello.credit(), 1, config_.max_credit));
+  s.last_seen_mono = MonoMs();
+  org_rid_[who] = rid;
+  Log()->info("session {} opened by {} (credit {})", Short(rid), who, s.credit);
+  wire::BrokerMessage w;
+  w.set_protocol_version(wire::kProtocolVersion);
+  w.mutable_welcome()->set_orgnr(who);
+  w.mutable_welcome()->set_heartbeat_ms(static_cast<uint32_t>(config_.heartbeat_ms));
+  Send(rid, w);
+  dirty_orgs_.insert(who);
+}
+
+void Server::OnSubmit(Session& s, const wire::Submit& submit) {
+  auto reply = [&](const std::string& id, wire::SubmitCode code, const std::string& reason) {
+    wire::BrokerMessage m;
+    m.set_protocol_version(wire::kProtocolVersion);
+    auto* r = m.mutable_submit_reply();
+    r->set_message_id(id);
+    r->set_code(code);
+    r->set_reason(reason);
+    Log()->warn("submit of message {} from {} rejected: {}", id.empty() ? "?" : id, s.org, reason);
+    Send(s.rid, m);
+  };
+  auto env = crypto::ParseEnvelope(submit.envelope());
+  if (!env.ok()) return reply("", wire::REJECTED, env.status().message());
+  auto header = crypto::ParseHeaderUnverified(*env);
+  if (!header.ok()) return reply("", wire::REJECTED, header.status().message());
+  const auto& h = *header;
+  if (!IsUuid(h.message_id())) {
+    return reply(h.message_id(), wire::REJECTED, "message id is not a UUID");
+  }
+  if (h.sender() != s.org) {
+    return reply(h.message_id(), wire::REJECTED,
+                 fmt::format("envelope sender {} is not the submitting organisation {}",
+                             h.sender(), s.org));
+  }
+  auto receiver = Orgnr::Parse(h.receiver());
+  if (!receiver.ok()) return reply(h.message_id(), wire::REJECTED, receiver.status().message());
+  int64_t expires = h.expires_unix_ms() > 0 ? h.expires_unix_ms() : NowMs() + config_.default_ttl_ms;
+  if (expires <= NowMs()) {
+    return reply(h.message_id(), wire::REJECTED,
+                 fmt::format("envelope expired at {}", FormatTime(expires)));
+  }
+  SubmitItem item;
+  item.message_id = h.message_id();
+  item.sender = s.org;
+  item.receiver = receiver->wire();
+  item.envelope = submit.envelope();
+  item.expires_ms = expires;
+  batch_submits_.push_back(std::move(item));
+  batch_submit_rids_.push_back(s.rid);
+}
+
+void Server::OnReport(Session& s, const wire::Report& report) {
+  ReportItem r;
+  r.reporter = s.org;
+  r.message_id = report.message_id();
+  r.status = report.status();
+  r.reason = report.reason().substr(0, 2000);
+  r.at_ms = report.at_unix_ms();
+  if (r.status != wire::MOTTATT && r.status != wire::FEIL && r.status != wire::LEVERT &&
+      r.status != wire::LEST) {
+    wire::BrokerMessage m;
+    m.set_protocol_version(wire::kProtocolVersion);
+    auto* rr = m.mutable_report_reply();
+    rr->set_message_id(r.message_id);
+    rr->set_status(r.status);
+    rr->set_ok(false);
+    rr->set_reason("a receiver can report MOTTATT, FEIL, LEVERT or LEST only");
+    Send(s.rid, m);
+    return;
+  }
+  batch_reports_.push_back(std::move(r));
+  batch_report_rids_.push_back(s.rid);
+}
+
+void Server::OnStatusAck(Session& s, const wire::StatusAck& ack) {
+  Status st = store_->AckNotice(s.org, static_cast<int64_t>(ack.notice_id()));
+  if (!st.ok()) Log()->warn("status ack {} from {}: {}", ack.notice_id(), s.org, st.ToString());
+}
+
+void Server::FlushBatch() {
+  if (batch_submits_.empty() && batch_reports_.empty()) return;
+  Status committed = store_->CommitBatch(batch_submits_, batch_reports_);
+  if (!committed.ok()) {
+    Log()->error("commit of {} submit(s) and {} report(s) failed, answering retry later: {}",
+                 batch_submits_.size(), batch_reports_.size(), committed.ToString());
+  }
+  for (size_t i = 0; i < batch_submits_.size(); ++i) {
+    const auto& item = batch_submits_[i];
+    wire::BrokerMessage m;
+    m.set_protocol_version(wire::kProtocolVersion);
+    auto* r = m.mutable_submit_reply();
+    r->set_message_id(item.message_id);
+    if (committed.ok()) {
+      r->set_code(wire::ACCEPTED);
+      if (item.duplicate) {
+        Log()->info("message {} from {} to {} submitted again: already stored, not stored twice",
+                    item.message_id, item.sender, item.receiver);
+      } else {
+        Log()->info("message {} from {} to {} accepted ({} bytes)", item.message_id, item.sender,
+                    item.receiver, item.envelope.size());
+        dirty_orgs_.insert(item.receiver);
+      }
+    } else {
+      r->set_code(wire::RETRY_LATER);
+      r->set_reason(fmt::format("broker could not store the message ({}); retry later",
+                                CodeName(committed.code())));
+    }
+    if (SessionByRid(batch_submit_rids_[i])) Send(batch_submit_rids_[i], m);
+  }
+  for (size_t i = 0; i < batch_reports_.size(); ++i) {
+    auto& rep = batch_reports_[i];
+    const std::string& rid = batch_report_rids_[i];
+    Session* s = SessionByRid(rid);
+    if (committed.ok() && (rep.status == wire::MOTTATT || rep.status == wire::FEIL) && s) {
+      s->inflight.erase(rep.message_id);
+      dirty_orgs_.insert(s->org);
+    }
+    wire::BrokerMessage m;
+    m.set_protocol_version(wire::kProtocolVersion);
+    auto* rr = m.mutable_report_reply();
+    rr->set_message_id(rep.message_id);
+    rr->set_status(rep.status);
+    if (!committed.ok()) {
+      rr->set_ok(false);
+      rr->set_reason("broker could not store the report; retry later");
+    } else if (!rep.result.ok()) {
+      rr->set_ok(true);  // permanent: retrying cannot help
+      rr->set_reason(rep.result.message());
+      Log()->warn("report {} for message {} from {} ignored: {}", StatusName(rep.status),
+                  rep.message_id, rep.reporter, rep.result.message());
+    } else {
+      rr->set_ok(true);
+      Log()->info("message {}: {} reported by {}{}", rep.message_id, StatusName(rep.status),
+                  rep.reporter, rep.reason.empty() ? "" : " (" + rep.reason + ")");
+      if (!rep.notify_org.empty()) dirty_orgs_.insert(rep.notify_org);
+    }
+    if (s) Send(rid, m);
+  }
+  batch_submits_.clear();
+  batch_submit_rids_.clear();
+  batch_reports_.clear();
+  batch_report_rids_.clear();
+}
+
+void Server::PumpDeliveries(Session& s) {
+  const std::string rid = s.rid;
+  while (s.inflight.size() < s.credit) {
+    auto next = store_->NextFor(s.org, s.cursor_seq,
+                                static_cast<int>(s.credit - s.inflight.size()));
+    if (!next.ok()) {
+      Log()->error("reading the queue of {}: {}", s.org, next.status().ToString());
+      return;
+    }
+    if (next->empty()) return;
+    for (auto& q : *next) {
+      s.cursor_seq = q.seq;
+      if (s.inflight.contains(q.message_id)) continue;
+      wire::BrokerMessage m;
+      m.set_protocol_version(wire::kProtocolVersion);
+      m.mutable_deliver()->set_envelope(std::move(q.envelope));
+      m.mutable_deliver()->set_attempt(1);
+      s.inflight[q.message_id] = {q.seq, MonoMs(), 1};
+      Send(rid, m);
+      if (!SessionByRid(rid)) return;  // dropped by a failed send
+      Log()->debug("message {} delivered to {}", q.message_id, s.org);
+    }
+  }
+}
+
+void Server::PumpNotices(Session& s) {
+  const std::string rid = s.rid;
+  auto notices = store_->NoticesFor(s.org, s.notice_cursor, 256);
+  if (!notices.ok()) {
+    Log()->error("reading notices for {}: {}", s.org, notices.status().ToString());
+    return;
+  }
+  for (const auto& n : *notices) {
+    wire::BrokerMessage m;
+    m.set_protocol_version(wire::kProtocolVersion);
+    auto* sn = m.mutable_status_notice();
+    sn->set_notice_id(static_cast<uint64_t>(n.notice_id));
+    sn->set_message_id(n.message_id);
+    sn->set_status(n.status);
+    sn->set_reason(n.reason);
+    sn->set_at_unix_ms(n.at_ms);
+    s.notice_cursor = n.notice_id;
+    Send(rid, m);
+    if (!SessionByRid(rid)) return;
+  }
+  if (notices->size() == 256) dirty_orgs_.insert(s.org);  // more next round
+}
+
+void Server::CheckTimers() {
+  const int64_t now = MonoMs();
+  std::vector<std::string> dead;
+  for (auto& [rid, s] : sessions_) {
+    if (now - s.last_seen_mono > 3 * config_.heartbeat_ms) dead.push_back(rid);
+  }
+  for (const auto& rid : dead) DropSession(rid, "no heartbeat for 3 intervals");
+  for (auto& [rid, s] : sessions_) {
+    for (auto it = s.inflight.begin(); it != s.inflight.end();) {
+      if (now - it->second.sent_mono < config_.ack_timeout_ms) {
+        ++it;
+        continue;
+      }
+      auto q = store_->BySeq(it->second.seq);
+      if (!q.ok() || !q->has_value()) {
+        it = s.inflight.erase(it);
+        continue;
+      }
+      it->second.attempt++;
+      it->second.sent_mono = now;
+      Log()->warn("message {} not acknowledged by {} within {} ms; redelivering (attempt {})",
+                  it->first, s.org, config_.ack_timeout_ms, it->second.attempt);
+      wire::BrokerMessage m;
+      m.set_protocol_version(wire::kProtocolVersion);
+      m.mutable_deliver()->set_envelope((*q)->envelope);
+      m.mutable_deliver()->set_attempt(it->second.attempt);
+      ++it;
+      Send(rid, m);
+      break;  // Send may drop the session; continue next tick
+    }
+  }
+}
+
+}  // namespace bud::broker

@@ -1,0 +1,164 @@
+// Broker store. See store.h and docs/storage.md.
+#include "broker/store.h"
+
+#include <fmt/format.h>
+
+#include "common/clock.h"
+
+namespace bud::broker {
+
+namespace {
+const std::vector<std::string> kMigrations = {
+    R"(CREATE TABLE messages (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         message_id TEXT NOT NULL UNIQUE,
+         sender TEXT NOT NULL,
+         receiver TEXT NOT NULL,
+         envelope BLOB NOT NULL,
+         received_ms INTEGER NOT NULL,
+         expires_ms INTEGER NOT NULL
+       );
+       CREATE INDEX messages_by_receiver ON messages(receiver, seq);
+       CREATE TABLE seen (
+         message_id TEXT PRIMARY KEY,
+         sender TEXT NOT NULL,
+         receiver TEXT NOT NULL,
+         first_seen_ms INTEGER NOT NULL
+       ) WITHOUT ROWID;
+       CREATE TABLE reports (
+         message_id TEXT NOT NULL,
+         status INTEGER NOT NULL,
+         PRIMARY KEY (message_id, status)
+       ) WITHOUT ROWID;
+       CREATE TABLE notices (
+         notice_id INTEGER PRIMARY KEY AUTOINCREMENT,
+         org TEXT NOT NULL,
+         message_id TEXT NOT NULL,
+         status INTEGER NOT NULL,
+         reason TEXT NOT NULL,
+         at_ms INTEGER NOT NULL
+       );
+       CREATE INDEX notices_by_org ON notices(org, notice_id);)",
+};
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::Open(path));
+  BUD_RETURN_IF_ERROR(db->Check());
+  BUD_RETURN_IF_ERROR(db->Migrate(kMigrations));
+  return std::unique_ptr<Store>(new Store(std::move(db)));
+}
+
+Status Store::CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports) {
+  const int64_t now = NowMs();
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  for (auto& s : submits) {
+    BUD_ASSIGN_OR_RETURN(auto* seen, db_->Prepare(
+        "INSERT OR IGNORE INTO seen(message_id, sender, receiver, first_seen_ms) VALUES(?,?,?,?)"));
+    BUD_RETURN_IF_ERROR(seen->BindAll(s.message_id, s.sender, s.receiver, now).Run());
+    s.duplicate = seen->Changes() == 0;
+    if (s.duplicate) continue;
+    BUD_ASSIGN_OR_RETURN(auto* ins, db_->Prepare(
+        "INSERT INTO messages(message_id, sender, receiver, envelope, received_ms, expires_ms) "
+        "VALUES(?,?,?,?,?,?)"));
+    ins->BindAll(s.message_id, s.sender, s.receiver);
+    ins->BindBlob(4, s.envelope).Bind(5, now).Bind(6, s.expires_ms);
+    BUD_RETURN_IF_ERROR(ins->Run());
+  }
+  for (auto& r : reports) BUD_RETURN_IF_ERROR(ApplyReport(r, now));
+  return tx.Commit();
+}
+
+// Inside CommitBatch's transaction. A refused report (not the reporter's message) is recorded in
+// r.result and is not an error of the batch.
+Status Store::ApplyReport(ReportItem& r, int64_t now) {
+  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare("SELECT sender, receiver FROM seen WHERE message_id=?"));
+  q->Bind(1, r.message_id);
+  BUD_ASSIGN_OR_RETURN(bool row, q->Step());
+  if (!row) {
+    r.result = Status(Code::kNotFound, fmt::format("message {} is unknown here", r.message_id));
+    return Status::Ok();
+  }
+  std::string sender = q->Text(0), receiver = q->Text(1);
+  q->Reset();
+  if (receiver != r.reporter) {
+    r.result = Status(Code::kInvalidArgument,
+                      fmt::format("message {} is addressed to {}, not to {}", r.message_id,
+                                  receiver, r.reporter));
+    return Status::Ok();
+  }
+  BUD_ASSIGN_OR_RETURN(auto* log, db_->Prepare(
+      "INSERT OR IGNORE INTO reports(message_id, status) VALUES(?,?)"));
+  BUD_RETURN_IF_ERROR(log->Bind(1, r.message_id).Bind(2, static_cast<int64_t>(r.status)).Run());
+  const bool first_time = log->Changes() > 0;
+  if (r.status == wire::MOTTATT || r.status == wire::FEIL) {
+    BUD_ASSIGN_OR_RETURN(auto* del, db_->Prepare("DELETE FROM messages WHERE message_id=?"));
+    BUD_RETURN_IF_ERROR(del->Bind(1, r.message_id).Run());
+  }
+  if (!first_time) return Status::Ok();  // a repeated report: one notice is enough
+  BUD_ASSIGN_OR_RETURN(auto* n, db_->Prepare(
+      "INSERT INTO notices(org, message_id, status, reason, at_ms) VALUES(?,?,?,?,?)"));
+  n->BindAll(sender, r.message_id, static_cast<int64_t>(r.status), r.reason,
+             r.at_ms ? r.at_ms : now);
+  BUD_RETURN_IF_ERROR(n->Run());
+  r.notify_org = sender;
+  return Status::Ok();
+}
+
+Result<std::vector<Queued>> Store::NextFor(const std::string& receiver, int64_t after_seq,
+                                           int limit) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "SELECT seq, message_id, envelope FROM messages WHERE receiver=? AND seq>? "
+      "ORDER BY seq LIMIT ?"));
+  st->BindAll(receiver, after_seq, limit);
+  std::vector<Queued> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->Int(0), st->Text(1), st->Blob(2)});
+  }
+  return out;
+}
+
+Result<std::optional<Queued>> Store::BySeq(int64_t seq) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "SELECT seq, message_id, envelope FROM messages WHERE seq=?"));
+  st->Bind(1, seq);
+  BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+  if (!row) return std::optional<Queued>();
+  Queued q{st->Int(0), st->Text(1), st->Blob(2)};
+  st->Reset();
+  return std::optional<Queued>(std::move(q));
+}
+
+Result<std::vector<Notice>> Store::NoticesFor(const std::string& org, int64_t after_id,
+                                              int limit) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "SELECT notice_id, message_id, status, reason, at_ms FROM notices "
+      "WHERE org=? AND notice_id>? ORDER BY notice_id LIMIT ?"));
+  st->BindAll(org, after_id, limit);
+  std::vector<Notice> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->Int(0), st->Text(1), static_cast<MsgStatus>(st->Int(2)), st->Text(3),
+                   st->Int(4)});
+  }
+  return out;
+}
+
+Status Store::AckNotice(const std::string& org, int64_t notice_id) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("DELETE FROM notices WHERE notice_id=? AND org=?"));
+  return st->Bind(1, notice_id).Bind(2, org).Run();
+}
+
+Result<int64_t> Store::QueuedCount() {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT count(*) FROM messages"));
+  BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+  int64_t n = row ? st->Int(0) : 0;
+  st->Reset();
+  return n;
+}
+
+}  // namespace bud::broker

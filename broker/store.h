@@ -1,0 +1,77 @@
+// The broker's store: queued envelopes, the dedup record, delivery reports and the status
+// notices waiting for their sender (schema in docs/storage.md).
+//
+// Operation: owned by the broker's single event-loop thread. CommitBatch writes a whole poll's
+// worth of submits and reports in one transaction (group commit); the caller answers ACCEPTED
+// only after it returned ok, i.e. after SQLite's fsync (synchronous=FULL).
+// Invariant: a message id is in `seen` from its first commit on, in the same transaction as the
+// message itself, so a resubmission is recognised whether the message is still queued or was
+// delivered long ago.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/status_machine.h"
+#include "common/storage/sqlite.h"
+
+namespace bud::broker {
+
+struct SubmitItem {
+  std::string message_id;
+  std::string sender;    // "0192:<orgnr>", the authenticated submitter
+  std::string receiver;  // "0192:<orgnr>"
+  std::string envelope;
+  int64_t expires_ms = 0;
+  bool duplicate = false;  // out: already known
+};
+
+struct ReportItem {
+  std::string reporter;  // the receiving organisation
+  std::string message_id;
+  MsgStatus status = wire::STATUS_UNSPECIFIED;
+  std::string reason;
+  int64_t at_ms = 0;
+  Status result;                  // out
+  std::string notify_org;         // out: the sender to notify, when a notice was created
+};
+
+struct Queued {
+  int64_t seq;
+  std::string message_id;
+  std::string envelope;
+};
+
+struct Notice {
+  int64_t notice_id;
+  std::string message_id;
+  MsgStatus status;
+  std::string reason;
+  int64_t at_ms;
+};
+
+class Store {
+ public:
+  static Result<std::unique_ptr<Store>> Open(const std::string& path);
+
+  // One transaction for all items. On error nothing of the batch is stored.
+  Status CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports);
+  // Queued messages for `receiver` with seq > after_seq, oldest first.
+  Result<std::vector<Queued>> NextFor(const std::string& receiver, int64_t after_seq, int limit);
+  Result<std::optional<Queued>> BySeq(int64_t seq);
+  Result<std::vector<Notice>> NoticesFor(const std::string& org, int64_t after_id, int limit);
+  // Deletes the notice if it belongs to `org`.
+  Status AckNotice(const std::string& org, int64_t notice_id);
+  Result<int64_t> QueuedCount();
+  storage::Db& db() { return *db_; }
+
+ private:
+  explicit Store(std::unique_ptr<storage::Db> db) : db_(std::move(db)) {}
+  Status ApplyReport(ReportItem& r, int64_t now);
+  std::unique_ptr<storage::Db> db_;
+};
+
+}  // namespace bud::broker

@@ -1,0 +1,125 @@
+// TOML config access. See config.h.
+#include "common/config.h"
+
+#include <fmt/format.h>
+
+#include "common/fs.h"
+
+namespace bud {
+
+Result<ConfigFile> ConfigFile::Parse(std::string_view text, const std::string& name) {
+  ConfigFile cf;
+  cf.path_ = name;
+  cf.dir_ = ParentDir(AbsolutePath(name));
+  try {
+    cf.table_ = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    return Status(Code::kConfig, fmt::format("config '{}' line {} column {}: {}", name, where.line,
+                                             where.column, e.description()));
+  }
+  return cf;
+}
+
+Result<ConfigFile> ConfigFile::Load(const std::string& path) {
+  auto text = ReadFile(path);
+  if (!text.ok()) {
+    return Status(Code::kConfig, fmt::format("cannot read config: {}", text.status().message()));
+  }
+  return Parse(*text, path);
+}
+
+Status ConfigFile::Error(std::string_view key, std::string_view problem) const {
+  return Status(Code::kConfig, fmt::format("config '{}': key '{}': {}", path_, key, problem));
+}
+
+Result<std::string> ConfigFile::String(std::string_view key, std::optional<std::string> dflt) {
+  used_.emplace(key);
+  auto node = table_.at_path(key);
+  if (!node) {
+    if (dflt) return *dflt;
+    return Error(key, "is missing");
+  }
+  auto v = node.value<std::string>();
+  if (!node.is_string() || !v) return Error(key, "must be a string");
+  return *v;
+}
+
+Result<int64_t> ConfigFile::Int(std::string_view key, std::optional<int64_t> dflt, int64_t min,
+                                int64_t max) {
+  used_.emplace(key);
+  auto node = table_.at_path(key);
+  int64_t v;
+  if (!node) {
+    if (!dflt) return Error(key, "is missing");
+    v = *dflt;
+  } else {
+    if (!node.is_integer()) return Error(key, "must be an integer");
+    v = *node.value<int64_t>();
+  }
+  if (v < min || v > max) return Error(key, fmt::format("must be between {} and {}", min, max));
+  return v;
+}
+
+Result<bool> ConfigFile::Bool(std::string_view key, std::optional<bool> dflt) {
+  used_.emplace(key);
+  auto node = table_.at_path(key);
+  if (!node) {
+    if (dflt) return *dflt;
+    return Error(key, "is missing");
+  }
+  if (!node.is_boolean()) return Error(key, "must be true or false");
+  return *node.value<bool>();
+}
+
+Result<std::vector<std::string>> ConfigFile::StringList(
+    std::string_view key, std::optional<std::vector<std::string>> dflt) {
+  used_.emplace(key);
+  auto node = table_.at_path(key);
+  if (!node) {
+    if (dflt) return *dflt;
+    return Error(key, "is missing");
+  }
+  auto* arr = node.as_array();
+  if (arr == nullptr) return Error(key, "must be an array of strings");
+  std::vector<std::string> out;
+  for (auto& el : *arr) {
+    auto s = el.value<std::string>();
+    if (!el.is_string() || !s) return Error(key, "must be an array of strings");
+    out.push_back(*s);
+  }
+  return out;
+}
+
+Result<std::string> ConfigFile::Path(std::string_view key, std::optional<std::string> dflt) {
+  const bool optional_empty = dflt && dflt->empty();
+  BUD_ASSIGN_OR_RETURN(std::string p, String(key, std::move(dflt)));
+  if (p.empty()) {
+    if (optional_empty) return p;
+    return Error(key, "must not be empty");
+  }
+  if (p.front() != '/') p = JoinPath(dir_, p);
+  return p;
+}
+
+Status ConfigFile::CheckNoUnknownKeys() const {
+  std::vector<std::string> unknown;
+  auto walk = [&](auto&& self, const toml::table& t, const std::string& prefix) -> void {
+    for (auto&& [k, v] : t) {
+      std::string full = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+      if (const toml::table* sub = v.as_table()) {
+        self(self, *sub, full);
+      } else if (!used_.contains(full)) {
+        unknown.push_back(full);
+      }
+    }
+  };
+  walk(walk, table_, "");
+  if (unknown.empty()) return Status::Ok();
+  std::string list;
+  for (auto& u : unknown) list += (list.empty() ? "" : ", ") + u;
+  return Status(Code::kConfig, fmt::format("config '{}': unknown key(s): {} (misspelt?)", path_,
+                                           list));
+}
+
+}  // namespace bud

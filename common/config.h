@@ -1,0 +1,51 @@
+// Reading TOML config files with errors that name the file, the key and the problem.
+//
+// Each process has one plain config struct (see e.g. broker/config.h) filled from a ConfigFile
+// and validated at start; defaults live in that struct. Relative paths in a config are resolved
+// against the config file's directory, so a config can be moved with its folder.
+#pragma once
+
+#include <toml++/toml.h>
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace bud {
+
+class ConfigFile {
+ public:
+  static Result<ConfigFile> Load(const std::string& path);
+  static Result<ConfigFile> Parse(std::string_view text, const std::string& name);
+
+  // `key` is a dotted path, e.g. "broker.endpoint". Missing and no default: kConfig.
+  Result<std::string> String(std::string_view key,
+                             std::optional<std::string> dflt = std::nullopt);
+  Result<int64_t> Int(std::string_view key, std::optional<int64_t> dflt = std::nullopt,
+                      int64_t min = INT64_MIN, int64_t max = INT64_MAX);
+  Result<bool> Bool(std::string_view key, std::optional<bool> dflt = std::nullopt);
+  Result<std::vector<std::string>> StringList(
+      std::string_view key, std::optional<std::vector<std::string>> dflt = std::nullopt);
+  // A string resolved against the config file's directory when relative. With a default of ""
+  // the key is optional and an absent or empty value gives "".
+  Result<std::string> Path(std::string_view key, std::optional<std::string> dflt = std::nullopt);
+
+  // kConfig naming every key present in the file that was never asked for (catches typos).
+  Status CheckNoUnknownKeys() const;
+
+  Status Error(std::string_view key, std::string_view problem) const;
+  const std::string& path() const { return path_; }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  toml::table table_;
+  std::string path_;
+  std::string dir_;
+  std::set<std::string, std::less<>> used_;
+};
+
+}  // namespace bud

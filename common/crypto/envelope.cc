@@ -1,0 +1,216 @@
+// Envelope sealing and opening with OpenSSL CMS and EVP signatures. See envelope.h.
+#include "common/crypto/envelope.h"
+
+#include <fmt/format.h>
+#include <openssl/err.h>
+
+#include <climits>
+
+namespace bud::crypto {
+
+namespace {
+
+bool IsEd25519(EVP_PKEY* key) { return EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519; }
+
+Result<std::string> BioContents(BIO* bio) {
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio, &data);
+  if (n < 0) return Status(Code::kInternal, "cannot read memory BIO");
+  return std::string(data, static_cast<size_t>(n));
+}
+
+}  // namespace
+
+Result<std::string> Sign(std::string_view data, EVP_PKEY* key) {
+  MdCtx ctx(EVP_MD_CTX_new());
+  const EVP_MD* md = IsEd25519(key) ? nullptr : EVP_sha256();
+  size_t len = 0;
+  if (EVP_DigestSignInit(ctx.get(), nullptr, md, nullptr, key) != 1 ||
+      EVP_DigestSign(ctx.get(), nullptr, &len,
+                     reinterpret_cast<const unsigned char*>(data.data()), data.size()) != 1) {
+    return Status(Code::kBadKey, "cannot sign: " + DrainErrors());
+  }
+  std::string sig(len, '\0');
+  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
+                     reinterpret_cast<const unsigned char*>(data.data()), data.size()) != 1) {
+    return Status(Code::kBadKey, "cannot sign: " + DrainErrors());
+  }
+  sig.resize(len);
+  return sig;
+}
+
+Status VerifySignature(std::string_view data, std::string_view signature, X509* cert) {
+  EVP_PKEY* pub = X509_get0_pubkey(cert);
+  if (pub == nullptr) {
+    ERR_clear_error();
+    return Status(Code::kBadSignature, "signer certificate has no usable public key");
+  }
+  MdCtx ctx(EVP_MD_CTX_new());
+  const EVP_MD* md = IsEd25519(pub) ? nullptr : EVP_sha256();
+  int rc = EVP_DigestVerifyInit(ctx.get(), nullptr, md, nullptr, pub);
+  if (rc == 1) {
+    rc = EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+                          signature.size(), reinterpret_cast<const unsigned char*>(data.data()),
+                          data.size());
+  }
+  ERR_clear_error();
+  if (rc != 1) return Status(Code::kBadSignature, "the signature over the header does not verify");
+  return Status::Ok();
+}
+
+Result<std::string> CmsEncrypt(std::string_view plaintext, X509* recipient) {
+  if (plaintext.size() > INT_MAX) return Status(Code::kInvalidArgument, "payload too large");
+  CertStack recips(sk_X509_new_null());
+  sk_X509_push(recips.get(), recipient);  // the stack borrows; sk_X509_free does not free certs
+  Bio in(BIO_new_mem_buf(plaintext.data(), static_cast<int>(plaintext.size())));
+  CmsContent cms(CMS_encrypt_ex(recips.get(), in.get(), EVP_aes_256_gcm(), CMS_BINARY, nullptr,
+                                nullptr));
+  if (!cms) return Status(Code::kBadCertificate, "cannot encrypt to certificate: " + DrainErrors());
+  if (CMS_get0_type(cms.get()) == nullptr ||
+      OBJ_obj2nid(CMS_get0_type(cms.get())) != NID_id_smime_ct_authEnvelopedData) {
+    return Status(Code::kInternal, "CMS_encrypt did not produce AuthEnvelopedData");
+  }
+  Bio out(BIO_new(BIO_s_mem()));
+  if (i2d_CMS_bio(out.get(), cms.get()) != 1) {
+    return Status(Code::kInternal, "cannot encode CMS: " + DrainErrors());
+  }
+  return BioContents(out.get());
+}
+
+Result<std::string> CmsDecrypt(std::string_view der, EVP_PKEY* key, X509* cert) {
+  if (der.size() > INT_MAX) return Status(Code::kMalformed, "CMS structure too large");
+  Bio in(BIO_new_mem_buf(der.data(), static_cast<int>(der.size())));
+  CmsContent cms(d2i_CMS_bio(in.get(), nullptr));
+  if (!cms) {
+    ERR_clear_error();
+    return Status(Code::kDecryptFailed, "payload is not a CMS structure");
+  }
+  if (OBJ_obj2nid(CMS_get0_type(cms.get())) != NID_id_smime_ct_authEnvelopedData) {
+    return Status(Code::kDecryptFailed, "payload is not CMS AuthEnvelopedData");
+  }
+  Bio out(BIO_new(BIO_s_mem()));
+  if (CMS_decrypt(cms.get(), key, cert, nullptr, out.get(), CMS_BINARY) != 1) {
+    ERR_clear_error();
+    return Status(Code::kDecryptFailed,
+                  "cannot decrypt the payload (wrong key, or the ciphertext or tag was altered)");
+  }
+  return BioContents(out.get());
+}
+
+Result<std::string> Seal(wire::Header header, const wire::Payload& payload,
+                         const SignerKeys& signer, X509* receiver_encryption_cert) {
+  if (payload.message_id() != header.message_id() || payload.sender() != header.sender() ||
+      payload.receiver() != header.receiver() ||
+      payload.conversation_id() != header.conversation_id()) {
+    return Status(Code::kInvalidArgument, "payload ids do not match the header");
+  }
+  std::string plain;
+  if (!payload.SerializeToString(&plain)) return Status(Code::kInternal, "cannot encode payload");
+  BUD_ASSIGN_OR_RETURN(std::string cms, CmsEncrypt(plain, receiver_encryption_cert));
+
+  header.set_version(kEnvelopeVersion);
+  header.set_payload_size(cms.size());
+  header.set_payload_sha256(Sha256(cms));
+  header.set_recipient_cert_sha256(CertFingerprint(receiver_encryption_cert));
+
+  wire::Envelope env;
+  if (!header.SerializeToString(env.mutable_header())) {
+    return Status(Code::kInternal, "cannot encode header");
+  }
+  BUD_ASSIGN_OR_RETURN(std::string sig, Sign(env.header(), signer.signing_key));
+  env.set_signature(std::move(sig));
+  env.set_signer_cert_sha256(CertFingerprint(signer.signing_cert));
+  env.set_payload(std::move(cms));
+  std::string out;
+  if (!env.SerializeToString(&out)) return Status(Code::kInternal, "cannot encode envelope");
+  return out;
+}
+
+Result<wire::Envelope> ParseEnvelope(std::string_view bytes) {
+  if (bytes.size() > kMaxEnvelopeBytes) {
+    return Status(Code::kMalformed, fmt::format("envelope of {} bytes exceeds the limit of {}",
+                                                bytes.size(), kMaxEnvelopeBytes));
+  }
+  wire::Envelope env;
+  if (!env.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return Status(Code::kMalformed, "envelope is not a valid protobuf Envelope");
+  }
+  if (env.header().empty() || env.signature().empty() || env.payload().empty()) {
+    return Status(Code::kMalformed, "envelope lacks its header, signature or payload");
+  }
+  return env;
+}
+
+Result<wire::Header> ParseHeaderUnverified(const wire::Envelope& envelope) {
+  wire::Header h;
+  if (!h.ParseFromString(envelope.header())) {
+    return Status(Code::kMalformed, "envelope header is not a valid protobuf Header");
+  }
+  if (h.version() != kEnvelopeVersion) {
+    return Status(Code::kUnsupported,
+                  fmt::format("envelope version {} is not supported (this build reads {})",
+                              h.version(), kEnvelopeVersion));
+  }
+  return h;
+}
+
+Result<Opened> Open(std::string_view envelope_bytes, const Orgnr& me, const Orgnr& sender,
+                    std::span<X509* const> sender_certs, std::span<const DecryptionKey> my_keys) {
+  BUD_ASSIGN_OR_RETURN(wire::Envelope env, ParseEnvelope(envelope_bytes));
+
+  X509* signer = nullptr;
+  for (X509* c : sender_certs) {
+    if (CertFingerprint(c) == env.signer_cert_sha256()) signer = c;
+  }
+  if (signer == nullptr) {
+    return Status(Code::kBadSignature,
+                  fmt::format("signed with certificate {} which is not a registered signing "
+                              "certificate of {}",
+                              Hex(env.signer_cert_sha256()), sender.wire()));
+  }
+  BUD_RETURN_IF_ERROR(VerifySignature(env.header(), env.signature(), signer));
+
+  BUD_ASSIGN_OR_RETURN(wire::Header h, ParseHeaderUnverified(env));
+  if (h.sender() != sender.wire()) {
+    return Status(Code::kBadSignature,
+                  fmt::format("header names sender {} but was signed by {}", h.sender(),
+                              sender.wire()));
+  }
+  if (h.receiver() != me.wire()) {
+    return Status(Code::kWrongReceiver,
+                  fmt::format("envelope is addressed to {}, not to {}", h.receiver(), me.wire()));
+  }
+  if (h.payload_size() != env.payload().size() || h.payload_sha256() != Sha256(env.payload())) {
+    return Status(Code::kDigestMismatch,
+                  "the payload does not match the size and SHA-256 in the signed header");
+  }
+  const DecryptionKey* key = nullptr;
+  for (const auto& k : my_keys) {
+    if (CertFingerprint(k.cert) == h.recipient_cert_sha256()) key = &k;
+  }
+  if (key == nullptr) {
+    return Status(Code::kDecryptFailed,
+                  fmt::format("encrypted to certificate {}, which is not one of ours",
+                              Hex(h.recipient_cert_sha256())));
+  }
+  BUD_ASSIGN_OR_RETURN(std::string plain, CmsDecrypt(env.payload(), key->key, key->cert));
+
+  Opened out;
+  if (!out.payload.ParseFromString(plain)) {
+    return Status(Code::kMalformed, "decrypted payload is not a valid protobuf Payload");
+  }
+  const wire::Payload& p = out.payload;
+  if (p.message_id() != h.message_id() || p.sender() != h.sender() ||
+      p.receiver() != h.receiver() || p.conversation_id() != h.conversation_id()) {
+    return Status(Code::kPayloadMismatch,
+                  fmt::format("the encrypted payload names sender {}, receiver {}, message {}, "
+                              "but the signed header names {}, {}, {}",
+                              p.sender(), p.receiver(), p.message_id(), h.sender(), h.receiver(),
+                              h.message_id()));
+  }
+  out.header = std::move(h);
+  out.signer_fingerprint = Hex(env.signer_cert_sha256());
+  return out;
+}
+
+}  // namespace bud::crypto

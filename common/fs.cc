@@ -1,0 +1,138 @@
+// File system helpers. See fs.h.
+#include "common/fs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace bud {
+
+Status ErrnoStatus(int err, std::string_view what) {
+  Code code = Code::kIo;
+  if (err == ENOSPC || err == EDQUOT) code = Code::kDiskFull;
+  if (err == ENOENT) code = Code::kNotFound;
+  if (err == EEXIST) code = Code::kAlreadyExists;
+  return Status(code, fmt::format("{}: {}", what, std::strerror(err)));
+}
+
+Result<std::string> ReadFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, fmt::format("cannot open '{}'", path));
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      ::close(fd);
+      return ErrnoStatus(e, fmt::format("cannot read '{}'", path));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+Status WriteFileSynced(const std::string& path, std::string_view data, int mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return ErrnoStatus(errno, fmt::format("cannot create '{}'", path));
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      ::close(fd);
+      return ErrnoStatus(e, fmt::format("cannot write '{}'", path));
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    int e = errno;
+    ::close(fd);
+    return ErrnoStatus(e, fmt::format("cannot fsync '{}'", path));
+  }
+  if (::close(fd) != 0) return ErrnoStatus(errno, fmt::format("cannot close '{}'", path));
+  return Status::Ok();
+}
+
+Status FsyncPath(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, fmt::format("cannot open '{}' for fsync", path));
+  int rc = ::fsync(fd);
+  int e = errno;
+  ::close(fd);
+  if (rc != 0) return ErrnoStatus(e, fmt::format("cannot fsync '{}'", path));
+  return Status::Ok();
+}
+
+Status MakeDirs(const std::string& path, int mode) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) return ErrnoStatus(ec.value(), fmt::format("cannot create directory '{}'", path));
+  ::chmod(path.c_str(), static_cast<mode_t>(mode));
+  return Status::Ok();
+}
+
+Status RenameDurable(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0) {
+    return ErrnoStatus(errno, fmt::format("cannot rename '{}' to '{}'", from, to));
+  }
+  return FsyncPath(ParentDir(to));
+}
+
+Status RemoveAll(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
+  if (ec) return ErrnoStatus(ec.value(), fmt::format("cannot remove '{}'", path));
+  return Status::Ok();
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+Result<std::vector<std::string>> ListDir(const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (d == nullptr) return ErrnoStatus(errno, fmt::format("cannot list '{}'", path));
+  std::vector<std::string> names;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n == "." || n == "..") continue;
+    names.emplace_back(n);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string JoinPath(std::string_view a, std::string_view b) {
+  if (a.empty()) return std::string(b);
+  std::string out(a);
+  if (out.back() != '/') out += '/';
+  out += b;
+  return out;
+}
+
+std::string ParentDir(const std::string& path) {
+  auto p = std::filesystem::path(path).parent_path();
+  return p.empty() ? "." : p.string();
+}
+
+std::string AbsolutePath(const std::string& path) {
+  std::error_code ec;
+  auto p = std::filesystem::absolute(path, ec);
+  return ec ? path : p.lexically_normal().string();
+}
+
+}  // namespace bud

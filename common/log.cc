@@ -1,0 +1,92 @@
+// Logging setup and time formatting helpers.
+#include "common/log.h"
+
+#include <fmt/format.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include <ctime>
+
+#include "common/clock.h"
+
+namespace bud {
+
+namespace {
+spdlog::sink_ptr& DefaultSink() {
+  static spdlog::sink_ptr sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  return sink;
+}
+spdlog::level::level_enum& DefaultLevel() {
+  static spdlog::level::level_enum level = spdlog::level::info;
+  return level;
+}
+}  // namespace
+
+void SetupLogging(const std::string& level, const std::string& file) {
+  if (!file.empty()) DefaultSink() = std::make_shared<spdlog::sinks::basic_file_sink_mt>(file);
+  DefaultLevel() = spdlog::level::from_str(level);
+  spdlog::drop_all();
+  spdlog::set_default_logger(Logger("bud"));
+}
+
+std::shared_ptr<spdlog::logger> Logger(const std::string& component) {
+  if (auto l = spdlog::get(component)) return l;
+  auto l = std::make_shared<spdlog::logger>(component, DefaultSink());
+  l->set_level(DefaultLevel());
+  l->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l [%n] %v");
+  l->flush_on(spdlog::level::info);
+  spdlog::register_logger(l);
+  return l;
+}
+
+std::string FormatTime(int64_t unix_ms) {
+  int64_t secs64 = unix_ms / 1000;
+  int64_t millis = unix_ms % 1000;
+  if (millis < 0) {
+    millis += 1000;
+    secs64 -= 1;
+  }
+  time_t secs = static_cast<time_t>(secs64);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     static_cast<int>(millis));
+}
+
+std::optional<int64_t> ParseTime(std::string_view text) {
+  int y, mo, d, h, mi;
+  double s;
+  char rest[16] = {0};
+  std::string t(text);
+  int n = std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%lf%15s", &y, &mo, &d, &h, &mi, &s, rest);
+  if (n < 6) return std::nullopt;
+  static constexpr int kDays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] || (mo == 2 && d == 29 && !leap) ||
+      h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s >= 60) {
+    return std::nullopt;
+  }
+  struct tm tm = {};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = static_cast<int>(s);
+  int64_t ms = static_cast<int64_t>(timegm(&tm)) * 1000 +
+               static_cast<int64_t>((s - static_cast<int>(s)) * 1000 + 0.5);
+  std::string_view r(rest);
+  if (r.empty() || r == "Z") return ms;
+  int oh = 0, om = 0;
+  char sign = r[0];
+  // Exactly +hh:mm or -hh:mm, and nothing after it.
+  if ((sign != '+' && sign != '-') || r.size() != 6 || r[3] != ':' ||
+      std::sscanf(rest + 1, "%2d:%2d", &oh, &om) != 2 || oh > 23 || om > 59) {
+    return std::nullopt;
+  }
+  int64_t off = (oh * 60 + om) * 60 * 1000;
+  return sign == '+' ? ms - off : ms + off;
+}
+
+}  // namespace bud

@@ -1,0 +1,26 @@
+// The one status state machine (docs/protocol.md, "Statuses"), used by broker and integration
+// point alike.
+//
+// Outgoing: OPPRETTET -> SENDT -> MOTTATT -> LEVERT -> LEST, each optional to skip forwards;
+// FEIL and LEVETID_UTLOPT are final from any non-final status.
+// Incoming: INNKOMMENDE_MOTTATT -> INNKOMMENDE_LEVERT; FEIL is final.
+// A status never moves a message backwards and nothing changes a final status. Repeats are
+// ignored. Late statuses that do not advance are still kept in the history, marked as such.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+#include "proto/broker.pb.h"
+
+namespace bud {
+
+using MsgStatus = wire::MessageStatus;
+
+std::string_view StatusName(MsgStatus s);
+std::optional<MsgStatus> StatusFromName(std::string_view name);
+bool IsFinal(MsgStatus s);
+// True when `next` becomes the current status of a message whose current status is `current`.
+bool Advances(MsgStatus current, MsgStatus next);
+
+}  // namespace bud

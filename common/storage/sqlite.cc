@@ -1,0 +1,220 @@
+// SQLite RAII wrappers, statement cache, transactions and migrations. See sqlite.h.
+#include "common/storage/sqlite.h"
+
+#include <fmt/format.h>
+
+namespace bud::storage {
+
+Code CodeFromSqlite(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+      return Code::kOk;
+    case SQLITE_FULL:
+      return Code::kDiskFull;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return Code::kBusy;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return Code::kCorrupt;
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+      return Code::kIo;
+    case SQLITE_CONSTRAINT:
+      return Code::kAlreadyExists;
+    default:
+      return Code::kInternal;
+  }
+}
+
+Stmt::~Stmt() { sqlite3_finalize(stmt_); }
+
+Stmt& Stmt::Bind(int i, int64_t v) {
+  sqlite3_bind_int64(stmt_, i, v);
+  return *this;
+}
+Stmt& Stmt::Bind(int i, std::string_view text) {
+  sqlite3_bind_text64(stmt_, i, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  return *this;
+}
+Stmt& Stmt::BindBlob(int i, std::string_view bytes) {
+  sqlite3_bind_blob64(stmt_, i, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
+  return *this;
+}
+Stmt& Stmt::BindNull(int i) {
+  sqlite3_bind_null(stmt_, i);
+  return *this;
+}
+
+Result<bool> Stmt::Step() {
+  int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  Status s(CodeFromSqlite(sqlite3_extended_errcode(db_)),
+           fmt::format("sqlite: {} (in: {})", sqlite3_errmsg(db_), sqlite3_sql(stmt_)));
+  sqlite3_reset(stmt_);
+  return s;
+}
+
+Status Stmt::Run() {
+  for (;;) {
+    auto r = Step();
+    if (!r.ok()) return r.status();
+    if (!*r) return Status::Ok();
+  }
+}
+
+std::string Stmt::Text(int col) const {
+  const unsigned char* p = sqlite3_column_text(stmt_, col);
+  if (p == nullptr) return {};
+  return std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(stmt_, col));
+}
+
+std::string Stmt::Blob(int col) const {
+  const void* p = sqlite3_column_blob(stmt_, col);
+  if (p == nullptr) return {};
+  return std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col));
+}
+
+void Stmt::Reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+Result<std::unique_ptr<Db>> Db::Open(const std::string& path, const Options& options) {
+  sqlite3* raw = nullptr;
+  int flags = options.read_only ? SQLITE_OPEN_READONLY
+                                : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  flags |= SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+    sqlite3_close(raw);
+    return Status(CodeFromSqlite(rc), fmt::format("cannot open database '{}': {}", path, msg));
+  }
+  sqlite3_extended_result_codes(raw, 1);
+  std::unique_ptr<Db> db(new Db(raw, path));
+  sqlite3_busy_timeout(raw, options.busy_timeout_ms);
+  if (!options.read_only) {
+    if (options.wal) BUD_RETURN_IF_ERROR(db->Exec("PRAGMA journal_mode=WAL"));
+    BUD_RETURN_IF_ERROR(
+        db->Exec(options.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
+  }
+  BUD_RETURN_IF_ERROR(db->Exec("PRAGMA foreign_keys=ON"));
+  return db;
+}
+
+Db::~Db() {
+  cache_.clear();  // finalize statements before closing
+  sqlite3_close(db_);
+}
+
+Status Db::Error(int rc, std::string_view what) const {
+  return Status(CodeFromSqlite(rc), fmt::format("sqlite '{}': {}: {}", path_, what,
+                                                sqlite3_errmsg(db_)));
+}
+
+Status Db::Exec(std::string_view sql) {
+  std::string s(sql);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    Status st(CodeFromSqlite(sqlite3_extended_errcode(db_)),
+              fmt::format("sqlite '{}': {} (in: {})", path_, err ? err : sqlite3_errstr(rc),
+                          s.substr(0, 120)));
+    sqlite3_free(err);
+    return st;
+  }
+  return Status::Ok();
+}
+
+Result<Stmt*> Db::Prepare(std::string_view sql) {
+  auto it = cache_.find(sql);
+  if (it != cache_.end()) {
+    it->second->Reset();
+    return it->second.get();
+  }
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+  if (rc != SQLITE_OK) return Error(rc, fmt::format("prepare '{}'", sql));
+  auto stmt = std::make_unique<Stmt>(raw, db_);
+  Stmt* p = stmt.get();
+  cache_.emplace(std::string(sql), std::move(stmt));
+  return p;
+}
+
+Result<int> Db::UserVersion() {
+  BUD_ASSIGN_OR_RETURN(Stmt * st, Prepare("PRAGMA user_version"));
+  BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+  int v = row ? static_cast<int>(st->Int(0)) : 0;
+  st->Reset();
+  return v;
+}
+
+Status Db::Migrate(const std::vector<std::string>& migrations) {
+  BUD_ASSIGN_OR_RETURN(int version, UserVersion());
+  if (version > static_cast<int>(migrations.size())) {
+    return Status(Code::kUnsupported,
+                  fmt::format("database '{}' has schema version {}, newer than this program "
+                              "knows ({}); use a newer release",
+                              path_, version, migrations.size()));
+  }
+  for (size_t i = static_cast<size_t>(version); i < migrations.size(); ++i) {
+    Transaction tx(*this);
+    BUD_RETURN_IF_ERROR(tx.began());
+    BUD_RETURN_IF_ERROR(Exec(migrations[i]).Context(fmt::format("migration {}", i + 1)));
+    BUD_RETURN_IF_ERROR(Exec(fmt::format("PRAGMA user_version={}", i + 1)));
+    BUD_RETURN_IF_ERROR(tx.Commit());
+  }
+  return Status::Ok();
+}
+
+Status Db::Check(bool full) {
+  BUD_ASSIGN_OR_RETURN(Stmt * st, Prepare(full ? "PRAGMA integrity_check" : "PRAGMA quick_check"));
+  std::string findings;
+  for (;;) {
+    auto row = st->Step();
+    if (!row.ok()) {
+      return Status(Code::kCorrupt, fmt::format("database '{}' failed its check: {}", path_,
+                                                row.status().message()));
+    }
+    if (!*row) break;
+    std::string line = st->Text(0);
+    if (line != "ok") findings += (findings.empty() ? "" : "; ") + line;
+  }
+  st->Reset();
+  if (!findings.empty()) {
+    return Status(Code::kCorrupt,
+                  fmt::format("database '{}' is damaged: {}; restore it from a backup", path_,
+                              findings.substr(0, 500)));
+  }
+  return Status::Ok();
+}
+
+Status Db::Checkpoint() {
+  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  if (rc != SQLITE_OK && rc != SQLITE_BUSY) return Error(rc, "wal checkpoint");
+  return Status::Ok();
+}
+
+Transaction::Transaction(Db& db) : db_(db) {
+  begin_status_ = db_.Exec("BEGIN IMMEDIATE");
+  open_ = begin_status_.ok();
+}
+
+Transaction::~Transaction() {
+  if (open_) (void)db_.Exec("ROLLBACK");
+}
+
+Status Transaction::Commit() {
+  if (!open_) return Status(Code::kInternal, "commit without an open transaction");
+  Status s = db_.Exec("COMMIT");
+  if (s.ok()) open_ = false;
+  return s;
+}
+
+}  // namespace bud::storage

@@ -1,0 +1,132 @@
+// SQLite, the way every Budstikke store uses it.
+//
+// Operation: one Db per owning thread (never shared across threads). Opened in WAL mode with
+// synchronous=FULL (a commit is on disk when Commit() returns) and a busy timeout. Statements are
+// prepared once and cached by their SQL text. A Transaction rolls back unless Commit() succeeded.
+// Schema versions live in PRAGMA user_version; Migrate() runs each missing step once, each in its
+// own transaction.
+//
+// Errors map to Status codes: SQLITE_FULL -> kDiskFull, BUSY/LOCKED -> kBusy, CORRUPT/NOTADB ->
+// kCorrupt, IOERR -> kIo; everything else kInternal.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace bud::storage {
+
+// A prepared statement owned by its Db's cache. Borrowed by callers for one use at a time:
+// Db::Prepare resets it and clears its bindings before handing it out.
+class Stmt {
+ public:
+  explicit Stmt(sqlite3_stmt* stmt, sqlite3* db) : stmt_(stmt), db_(db) {}
+  ~Stmt();
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  // Parameters are 1-based, as in SQLite.
+  Stmt& Bind(int i, int64_t v);
+  Stmt& Bind(int i, int v) { return Bind(i, static_cast<int64_t>(v)); }
+  Stmt& Bind(int i, uint64_t v) { return Bind(i, static_cast<int64_t>(v)); }
+  Stmt& Bind(int i, std::string_view text);
+  Stmt& Bind(int i, const char* text) { return Bind(i, std::string_view(text)); }
+  Stmt& Bind(int i, const std::string& text) { return Bind(i, std::string_view(text)); }
+  Stmt& BindBlob(int i, std::string_view bytes);
+  Stmt& BindNull(int i);
+  template <typename... Args>
+  Stmt& BindAll(const Args&... args) {
+    int i = 0;
+    (Bind(++i, args), ...);
+    return *this;
+  }
+
+  // One step: true when a row is ready, false when done.
+  Result<bool> Step();
+  // Step to completion (for INSERT/UPDATE/DELETE).
+  Status Run();
+  int Changes() const { return sqlite3_changes(db_); }
+
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::string Text(int col) const;
+  std::string Blob(int col) const;
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+
+  void Reset();
+
+ private:
+  sqlite3_stmt* stmt_;
+  sqlite3* db_;
+};
+
+class Db {
+ public:
+  struct Options {
+    bool wal = true;
+    bool synchronous_full = true;
+    int busy_timeout_ms = 5000;
+    bool read_only = false;
+  };
+
+  static Result<std::unique_ptr<Db>> Open(const std::string& path, const Options& options);
+  static Result<std::unique_ptr<Db>> Open(const std::string& path) { return Open(path, Options{}); }
+  ~Db();
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  Status Exec(std::string_view sql);
+  // A cached, reset statement. The pointer stays valid as long as this Db.
+  Result<Stmt*> Prepare(std::string_view sql);
+
+  // migrations[i] brings the schema from version i to i+1. Runs the missing ones, each in a
+  // transaction together with its user_version bump.
+  Status Migrate(const std::vector<std::string>& migrations);
+  Result<int> UserVersion();
+  // PRAGMA quick_check (or integrity_check): kCorrupt with SQLite's findings unless "ok".
+  Status Check(bool full = false);
+  // Checkpoint the WAL, truncating it.
+  Status Checkpoint();
+
+  int64_t LastInsertId() const { return sqlite3_last_insert_rowid(db_); }
+  sqlite3* raw() { return db_; }
+  const std::string& path() const { return path_; }
+
+  // A Status for the last error on this connection, with context.
+  Status Error(int rc, std::string_view what) const;
+
+ private:
+  Db(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+  sqlite3* db_;
+  std::string path_;
+  std::map<std::string, std::unique_ptr<Stmt>, std::less<>> cache_;
+};
+
+// BEGIN IMMEDIATE on construction (check began()); ROLLBACK on destruction unless committed.
+class Transaction {
+ public:
+  explicit Transaction(Db& db);
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  const Status& began() const { return begin_status_; }
+  Status Commit();
+
+ private:
+  Db& db_;
+  Status begin_status_;
+  bool open_ = false;
+};
+
+// Maps a SQLite result code to a Status code.
+Code CodeFromSqlite(int rc);
+
+}  // namespace bud::storage

@@ -1,0 +1,49 @@
+// Integration point config loading and validation.
+#include "integration-point/config.h"
+
+#include <fmt/format.h>
+
+#include "common/config.h"
+
+namespace bud::ip {
+
+Result<Config> Config::Load(const std::string& path) {
+  BUD_ASSIGN_OR_RETURN(ConfigFile f, ConfigFile::Load(path));
+  Config c;
+  BUD_ASSIGN_OR_RETURN(c.orgnr, f.String("agency.orgnr"));
+  auto org = Orgnr::Parse(c.orgnr);
+  if (!org.ok()) return f.Error("agency.orgnr", org.status().message());
+  c.orgnr = org->digits();
+  BUD_ASSIGN_OR_RETURN(c.outbox, f.Path("paths.outbox"));
+  BUD_ASSIGN_OR_RETURN(c.inbox, f.Path("paths.inbox"));
+  BUD_ASSIGN_OR_RETURN(c.store, f.Path("paths.store"));
+  BUD_ASSIGN_OR_RETURN(c.signing_key, f.Path("keys.signing_key"));
+  BUD_ASSIGN_OR_RETURN(c.signing_cert, f.Path("keys.signing_cert"));
+  BUD_ASSIGN_OR_RETURN(c.encryption_key, f.Path("keys.encryption_key"));
+  BUD_ASSIGN_OR_RETURN(c.encryption_cert, f.Path("keys.encryption_cert"));
+  BUD_ASSIGN_OR_RETURN(c.trust_anchor, f.Path("keys.trust_anchor"));
+  BUD_ASSIGN_OR_RETURN(c.registry_endpoint, f.String("registry.endpoint"));
+  BUD_ASSIGN_OR_RETURN(c.registry_timeout_ms,
+                       f.Int("registry.timeout_ms", c.registry_timeout_ms, 100, 60000));
+  BUD_ASSIGN_OR_RETURN(c.registry_cache_ms,
+                       f.Int("registry.cache_ms", c.registry_cache_ms, 0, 86400000));
+  BUD_ASSIGN_OR_RETURN(c.broker_endpoint, f.String("broker.endpoint"));
+  BUD_ASSIGN_OR_RETURN(c.credit, f.Int("broker.credit", c.credit, 1, 10000));
+  BUD_ASSIGN_OR_RETURN(c.heartbeat_ms, f.Int("broker.heartbeat_ms", c.heartbeat_ms, 100, 600000));
+  BUD_ASSIGN_OR_RETURN(c.submit_timeout_ms,
+                       f.Int("broker.submit_timeout_ms", c.submit_timeout_ms, 100, 3600000));
+  BUD_ASSIGN_OR_RETURN(c.max_in_flight, f.Int("broker.max_in_flight", c.max_in_flight, 1, 100000));
+  BUD_ASSIGN_OR_RETURN(c.rescan_ms, f.Int("outbox.rescan_ms", c.rescan_ms, 50, 3600000));
+  BUD_ASSIGN_OR_RETURN(c.max_attachments,
+                       f.Int("outbox.max_attachments", c.max_attachments, 1, 10000));
+  BUD_ASSIGN_OR_RETURN(c.max_attachment_bytes,
+                       f.Int("outbox.max_attachment_bytes", c.max_attachment_bytes, 1, 200ll << 20));
+  BUD_ASSIGN_OR_RETURN(c.default_ttl_ms,
+                       f.Int("outbox.default_ttl_ms", c.default_ttl_ms, 1000, 366ll * 86400000));
+  BUD_ASSIGN_OR_RETURN(c.log_level, f.String("log.level", c.log_level));
+  BUD_ASSIGN_OR_RETURN(c.log_file, f.Path("log.file", ""));
+  BUD_RETURN_IF_ERROR(f.CheckNoUnknownKeys());
+  return c;
+}
+
+}  // namespace bud::ip

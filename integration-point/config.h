@@ -1,0 +1,41 @@
+// The integration point's configuration: one TOML file, validated at start. Defaults are here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/orgnr.h"
+#include "common/status.h"
+
+namespace bud::ip {
+
+struct Config {
+  std::string orgnr;                 // [agency] orgnr: 9 digits
+  std::string outbox;                // [paths] outbox
+  std::string inbox;                 // [paths] inbox
+  std::string store;                 // [paths] store: SQLite file
+  std::string signing_key;           // [keys] signing_key (PEM, not readable by others)
+  std::string signing_cert;          // [keys] signing_cert
+  std::string encryption_key;        // [keys] encryption_key
+  std::string encryption_cert;       // [keys] encryption_cert
+  std::string trust_anchor;          // [keys] trust_anchor: CA certificates (PEM)
+  std::string registry_endpoint;     // [registry] endpoint
+  int64_t registry_timeout_ms = 3000;     // [registry] timeout_ms
+  int64_t registry_cache_ms = 300000;     // [registry] cache_ms
+  std::string broker_endpoint;       // [broker] endpoint
+  int64_t credit = 32;               // [broker] credit: deliveries in flight to us
+  int64_t heartbeat_ms = 2000;       // [broker] heartbeat_ms
+  int64_t submit_timeout_ms = 10000;  // [broker] submit_timeout_ms: resubmit when unanswered
+  int64_t max_in_flight = 256;       // [broker] max_in_flight: submits awaiting ACCEPTED
+  int64_t rescan_ms = 1000;          // [outbox] rescan_ms: periodic rescan besides inotify
+  int64_t max_attachments = 100;     // [outbox] max_attachments
+  int64_t max_attachment_bytes = 100ll << 20;  // [outbox] max_attachment_bytes (each)
+  int64_t default_ttl_ms = 24 * 3600 * 1000;   // [outbox] default_ttl_ms
+  std::string log_level = "info";    // [log] level
+  std::string log_file;              // [log] file
+
+  Orgnr me() const { return *Orgnr::Parse(orgnr); }  // valid after Load
+  static Result<Config> Load(const std::string& path);
+};
+
+}  // namespace bud::ip

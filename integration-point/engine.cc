@@ -1,0 +1,636 @@
+// The integration point engine. See engine.h and docs/protocol.md.
+#include "integration-point/engine.h"
+
+#include <fmt/format.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "common/clock.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/payload.h"
+#include "common/runtime.h"
+#include "common/wire/zmq.h"
+#include "integration-point/inbox.h"
+#include "integration-point/outbox.h"
+
+namespace bud::ip {
+
+namespace {
+std::shared_ptr<spdlog::logger> Log() { return Logger("ip"); }
+
+wire::ClientMessage NewClientMessage() {
+  wire::ClientMessage m;
+  m.set_protocol_version(wire::kProtocolVersion);
+  return m;
+}
+
+// Private keys that others can read are refused (a leaked key signs as the agency).
+Status CheckKeyFile(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, fmt::format("key '{}'", path));
+  if (st.st_mode & 0077) {
+    return Status(Code::kBadKey,
+                  fmt::format("private key '{}' is readable by group or others (mode {:o}); "
+                              "chmod 600 it",
+                              path, st.st_mode & 0777));
+  }
+  return Status::Ok();
+}
+
+bool Contains(const google::protobuf::RepeatedPtrField<std::string>& list, const std::string& v) {
+  return std::find(list.begin(), list.end(), v) != list.end();
+}
+}  // namespace
+
+Engine::Engine(const Config& config, zmq::context_t& ctx)
+    : config_(config),
+      ctx_(ctx),
+      me_(config.me()),
+      registry_(ctx, config.registry_endpoint, config.registry_timeout_ms, config.registry_cache_ms) {}
+
+Engine::~Engine() {
+  if (inotify_fd_ >= 0) ::close(inotify_fd_);
+}
+
+Status Engine::Start() {
+  BUD_RETURN_IF_ERROR(CheckKeyFile(config_.signing_key));
+  BUD_RETURN_IF_ERROR(CheckKeyFile(config_.encryption_key));
+  BUD_ASSIGN_OR_RETURN(signing_key_, crypto::LoadPrivateKeyFile(config_.signing_key));
+  BUD_ASSIGN_OR_RETURN(encryption_key_, crypto::LoadPrivateKeyFile(config_.encryption_key));
+  BUD_ASSIGN_OR_RETURN(signing_cert_, crypto::LoadCertFile(config_.signing_cert));
+  BUD_ASSIGN_OR_RETURN(encryption_cert_, crypto::LoadCertFile(config_.encryption_cert));
+  BUD_ASSIGN_OR_RETURN(auto trust, crypto::TrustStore::Load(config_.trust_anchor));
+  trust_ = std::make_unique<crypto::TrustStore>(std::move(trust));
+  if (X509_check_private_key(signing_cert_.get(), signing_key_.get()) != 1 ||
+      X509_check_private_key(encryption_cert_.get(), encryption_key_.get()) != 1) {
+    (void)crypto::DrainErrors();
+    return Status(Code::kBadKey, "a private key does not belong to its certificate (check "
+                                 "keys.signing_key/signing_cert and encryption_key/encryption_cert)");
+  }
+  BUD_RETURN_IF_ERROR(trust_->Verify(signing_cert_.get(), crypto::KeyPurpose::kSigning, me_)
+                          .Context("own signing certificate"));
+  BUD_RETURN_IF_ERROR(trust_->Verify(encryption_cert_.get(), crypto::KeyPurpose::kEncryption, me_)
+                          .Context("own encryption certificate"));
+  for (X509* c : {signing_cert_.get(), encryption_cert_.get()}) {
+    int days = crypto::DaysToExpiry(c);
+    if (days < 30) Log()->warn("certificate '{}' expires in {} day(s)", crypto::SubjectOf(c), days);
+  }
+  BUD_RETURN_IF_ERROR(MakeDirs(config_.outbox));
+  BUD_RETURN_IF_ERROR(MakeDirs(config_.inbox));
+  BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store));
+
+  inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (inotify_fd_ < 0 ||
+      ::inotify_add_watch(inotify_fd_, config_.outbox.c_str(),
+                          IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    Log()->warn("inotify unavailable ({}); relying on the rescan every {} ms",
+                std::strerror(errno), config_.rescan_ms);
+  }
+  ConnectBroker();
+  return Status::Ok();
+}
+
+Status Engine::Run() {
+  BUD_RETURN_IF_ERROR(Start());
+  Log()->info("integration point {} running: outbox {}, inbox {}, broker {}, registry {}",
+              me_.wire(), config_.outbox, config_.inbox, config_.broker_endpoint,
+              config_.registry_endpoint);
+  while (!StopRequested()) {
+    zmq::pollitem_t items[] = {{broker_->handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, inotify_fd_, ZMQ_POLLIN, 0}};
+    const int n = inotify_fd_ >= 0 ? 2 : 1;
+    try {
+      zmq::poll(items, n, std::chrono::milliseconds(outbox_dirty_ || outgoing_dirty_ ? 0 : 100));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) Log()->error("poll: {}", e.what());
+      continue;
+    }
+    if (n == 2 && (items[1].revents & ZMQ_POLLIN)) {
+      char buf[8192];
+      while (::read(inotify_fd_, buf, sizeof buf) > 0) {
+      }
+      outbox_dirty_ = true;
+    }
+    for (int i = 0; i < 1000; ++i) {
+      zmq::message_t frame;
+      try {
+        if (!broker_->recv(frame, zmq::recv_flags::dontwait)) break;
+      } catch (const zmq::error_t& e) {
+        Log()->warn("receive from broker failed: {}", e.what());
+        break;
+      }
+      OnBrokerFrame(frame);
+    }
+    if (outbox_dirty_ || MonoMs() - last_scan_mono_ >= config_.rescan_ms) ScanOutbox();
+    if (outgoing_dirty_ || MonoMs() - last_seal_retry_mono_ >= 2000) {
+      outgoing_dirty_ = false;
+      last_seal_retry_mono_ = MonoMs();
+      SealNew();
+      SubmitSealed();
+    }
+    Tick();
+  }
+  Log()->info("integration point {} stopping", me_.wire());
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbox
+
+void Engine::ScanOutbox() {
+  outbox_dirty_ = false;
+  last_scan_mono_ = MonoMs();
+  auto names = ListDir(config_.outbox);
+  if (!names.ok()) {
+    Log()->error("cannot scan outbox: {}", names.status().ToString());
+    return;
+  }
+  for (const auto& name : *names) {
+    if (name.empty() || name.front() == '.' || StopRequested()) continue;
+    std::string folder = JoinPath(config_.outbox, name);
+    struct stat st;
+    if (::stat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    if (!Exists(JoinPath(folder, "message.json"))) {
+      if (inotify_fd_ >= 0) {
+        ::inotify_add_watch(inotify_fd_, folder.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
+      }
+      continue;
+    }
+    TakeFolder(name);
+  }
+}
+
+Result<wire::RegistryEntry> Engine::CheckReceiver(const Orgnr& receiver, const std::string& process,
+                                                  const std::string& document_type) {
+  BUD_ASSIGN_OR_RETURN(wire::RegistryEntry entry, registry_.Lookup(receiver));
+  if (!Contains(entry.processes(), process)) {
+    std::string accepted;
+    for (const auto& p : entry.processes()) accepted += (accepted.empty() ? "" : ", ") + p;
+    return Status(Code::kInvalidArgument,
+                  fmt::format("receiver {} does not accept process '{}' (it accepts: {})",
+                              receiver.wire(), process, accepted));
+  }
+  if (entry.document_types_size() > 0 && !Contains(entry.document_types(), document_type)) {
+    return Status(Code::kInvalidArgument,
+                  fmt::format("receiver {} does not accept document type '{}'", receiver.wire(),
+                              document_type));
+  }
+  return entry;
+}
+
+void Engine::TakeFolder(const std::string& name) {
+  const std::string folder = JoinPath(config_.outbox, name);
+  auto key = FolderKey(folder);
+  if (!key.ok()) return;  // vanished meanwhile
+  auto imported = store_->FolderImported(*key);
+  if (!imported.ok()) {
+    Log()->error("outbox '{}': store: {}", name, imported.status().ToString());
+    return;
+  }
+  if (*imported) {
+    // Taken in before a crash that came before the folder's removal.
+    Status rm = RemoveAll(folder);
+    if (!rm.ok()) Log()->error("outbox '{}': {}", name, rm.ToString());
+    return;
+  }
+  auto fail = [&](const Status& why) {
+    auto moved = MoveToFailed(config_.outbox, name, why.ToString());
+    if (moved.ok()) {
+      Log()->warn("outbox '{}' refused and moved to {}: {}", name, *moved, why.ToString());
+    } else {
+      Log()->error("outbox '{}' refused ({}) but could not be moved aside: {}", name,
+                   why.ToString(), moved.status().ToString());
+    }
+  };
+  OutboxLimits limits{static_cast<size_t>(config_.max_attachments),
+                      static_cast<size_t>(config_.max_attachment_bytes), config_.default_ttl_ms};
+  auto draft = ReadOutboxFolder(folder, me_, limits);
+  if (!draft.ok()) {
+    if (draft.status().code() == Code::kInvalidArgument) return fail(draft.status());
+    Log()->warn("outbox '{}' not taken in yet: {}", name, draft.status().ToString());
+    return;
+  }
+  auto receiver = CheckReceiver(draft->receiver, draft->process, draft->document_type);
+  if (!receiver.ok()) {
+    if (receiver.status().code() == Code::kUnavailable) {
+      Log()->warn("outbox '{}' waits: {}", name, receiver.status().message());
+      return;
+    }
+    return fail(receiver.status());
+  }
+  auto exists = store_->HasMessage(draft->message_id, "OUT");
+  if (exists.ok() && *exists) {
+    Log()->warn("outbox '{}': message {} was already taken in; this copy is not sent again", name,
+                draft->message_id);
+    Status rm = RemoveAll(folder);
+    if (!rm.ok()) Log()->error("outbox '{}': {}", name, rm.ToString());
+    return;
+  }
+  MessageRow row;
+  row.message_id = draft->message_id;
+  row.conversation_id = draft->conversation_id;
+  row.sender = me_.wire();
+  row.receiver = draft->receiver.wire();
+  row.process = draft->process;
+  row.document_type = draft->document_type;
+  row.title = draft->title;
+  row.created_ms = draft->created_ms;
+  row.expires_ms = draft->expires_ms;
+  draft->payload.SerializeToString(&row.payload);
+  Status st = store_->ImportOutgoing(row, *key);
+  if (!st.ok()) {
+    Log()->error("outbox '{}': cannot store message {} ({}); it stays in the outbox", name,
+                 row.message_id, st.ToString());
+    return;
+  }
+  Log()->info("message {} to {} taken in from outbox '{}' (OPPRETTET, {} attachment(s))",
+              row.message_id, row.receiver, name, draft->payload.attachments_size());
+  Status rm = RemoveAll(folder);
+  if (!rm.ok()) Log()->error("outbox '{}': taken in but not removed: {}", name, rm.ToString());
+  outgoing_dirty_ = true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outgoing
+
+void Engine::SealNew() {
+  auto rows = store_->OutgoingInState("new", 64);
+  if (!rows.ok()) {
+    Log()->error("reading new messages: {}", rows.status().ToString());
+    return;
+  }
+  for (auto& m : *rows) {
+    auto fail = [&](const std::string& why) {
+      Log()->warn("message {} to {}: FEIL: {}", m.message_id, m.receiver, why);
+      auto r = store_->ApplyStatus(m.message_id, "OUT", wire::FEIL, why, NowMs(), "done");
+      if (!r.ok()) Log()->error("message {}: {}", m.message_id, r.status().ToString());
+    };
+    auto receiver = Orgnr::Parse(m.receiver);
+    if (!receiver.ok()) {
+      fail(receiver.status().message());
+      continue;
+    }
+    auto entry = CheckReceiver(*receiver, m.process, m.document_type);
+    if (!entry.ok()) {
+      if (entry.status().code() == Code::kUnavailable) return;  // retried later
+      fail(entry.status().ToString());
+      continue;
+    }
+    auto cert = crypto::CertFromPem(entry->encryption_cert_pem());
+    if (!cert.ok()) {
+      fail("receiver's encryption certificate: " + cert.status().ToString());
+      continue;
+    }
+    Status trusted = trust_->Verify(cert->get(), crypto::KeyPurpose::kEncryption, *receiver);
+    if (!trusted.ok()) {
+      fail("receiver's encryption certificate: " + trusted.ToString());
+      continue;
+    }
+    wire::Payload payload;
+    if (!payload.ParseFromString(m.payload)) {
+      fail("stored payload cannot be read");
+      continue;
+    }
+    wire::Header h;
+    h.set_message_id(m.message_id);
+    h.set_conversation_id(m.conversation_id);
+    h.set_sender(m.sender);
+    h.set_receiver(m.receiver);
+    h.set_process(m.process);
+    h.set_document_type(m.document_type);
+    h.set_created_unix_ms(m.created_ms);
+    h.set_expires_unix_ms(m.expires_ms);
+    auto env = crypto::Seal(std::move(h), payload, {signing_key_.get(), signing_cert_.get()},
+                            cert->get());
+    if (!env.ok()) {
+      fail("cannot seal: " + env.status().ToString());
+      continue;
+    }
+    Status st = store_->MarkSealed(m.message_id, *env);
+    if (!st.ok()) {
+      Log()->error("message {}: cannot store the sealed envelope: {}", m.message_id, st.ToString());
+      return;
+    }
+    Log()->debug("message {} sealed for {} ({} bytes)", m.message_id, m.receiver, env->size());
+  }
+}
+
+void Engine::SubmitSealed() {
+  if (!welcomed_ || MonoMs() < submit_pause_until_mono_) return;
+  if (in_flight_.size() >= static_cast<size_t>(config_.max_in_flight)) return;
+  auto rows = store_->OutgoingInState("sealed", static_cast<int>(config_.max_in_flight * 2));
+  if (!rows.ok()) {
+    Log()->error("reading sealed messages: {}", rows.status().ToString());
+    return;
+  }
+  for (auto& m : *rows) {
+    if (in_flight_.size() >= static_cast<size_t>(config_.max_in_flight)) break;
+    if (in_flight_.contains(m.message_id)) continue;
+    auto msg = NewClientMessage();
+    msg.mutable_submit()->set_envelope(std::move(m.envelope));
+    if (!SendToBroker(msg)) return;
+    in_flight_[m.message_id] = MonoMs();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broker link
+
+void Engine::ConnectBroker() {
+  broker_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+  wire::ConfigureSocket(*broker_, /*router=*/false, /*linger_ms=*/0);
+  broker_->set(zmq::sockopt::immediate, 1);
+  broker_->set(zmq::sockopt::reconnect_ivl, 100);
+  broker_->set(zmq::sockopt::reconnect_ivl_max, 5000);
+  broker_->connect(config_.broker_endpoint);
+  welcomed_ = false;
+  in_flight_.clear();
+  last_hello_mono_ = 0;
+  last_heard_mono_ = MonoMs();
+}
+
+bool Engine::SendToBroker(const wire::ClientMessage& msg) {
+  Status s = wire::SendProto(*broker_, msg);
+  if (!s.ok()) {
+    Log()->debug("send to broker failed: {}", s.message());
+    return false;
+  }
+  return true;
+}
+
+void Engine::OnBrokerFrame(const zmq::message_t& frame) {
+  wire::BrokerMessage msg;
+  Status parsed = wire::ParseProto(frame, msg, "BrokerMessage");
+  if (!parsed.ok()) {
+    Log()->warn("from broker: {}", parsed.message());
+    return;
+  }
+  last_heard_mono_ = MonoMs();
+  switch (msg.body_case()) {
+    case wire::BrokerMessage::kWelcome:
+      if (msg.welcome().orgnr() != me_.wire()) {
+        Log()->error("broker bound this connection to {}, not {}", msg.welcome().orgnr(),
+                     me_.wire());
+        return;
+      }
+      welcomed_ = true;
+      hello_backoff_ms_ = 200;
+      in_flight_.clear();
+      report_sent_.clear();
+      outgoing_dirty_ = true;
+      Log()->info("connected to broker {} as {}", config_.broker_endpoint, me_.wire());
+      SendPendingReports(true);
+      break;
+    case wire::BrokerMessage::kSubmitReply: OnSubmitReply(msg.submit_reply()); break;
+    case wire::BrokerMessage::kDeliver: OnDeliver(msg.deliver()); break;
+    case wire::BrokerMessage::kStatusNotice: OnStatusNotice(msg.status_notice()); break;
+    case wire::BrokerMessage::kReportReply: {
+      const auto& r = msg.report_reply();
+      report_sent_.erase(fmt::format("{}/{}", r.message_id(), static_cast<int>(r.status())));
+      if (!r.ok()) {
+        Log()->warn("broker could not take report {} for {}: {}", StatusName(r.status()),
+                    r.message_id(), r.reason());
+        break;
+      }
+      if (!r.reason().empty()) {
+        Log()->warn("broker ignored report {} for {}: {}", StatusName(r.status()), r.message_id(),
+                    r.reason());
+      }
+      Status st = store_->ReportDone(r.message_id(), r.status());
+      if (!st.ok()) Log()->error("report {}: {}", r.message_id(), st.ToString());
+      break;
+    }
+    case wire::BrokerMessage::kHeartbeat: break;
+    case wire::BrokerMessage::kRefused:
+      Log()->warn("broker refused: {}", msg.refused().reason());
+      if (msg.refused().reason().starts_with("no session")) welcomed_ = false;
+      break;
+    default: Log()->warn("broker sent a message with no known body"); break;
+  }
+}
+
+void Engine::OnSubmitReply(const wire::SubmitReply& r) {
+  in_flight_.erase(r.message_id());
+  switch (r.code()) {
+    case wire::ACCEPTED: {
+      submit_backoff_ms_ = 500;
+      auto st = store_->ApplyStatus(r.message_id(), "OUT", wire::SENDT, "", NowMs(), "sent");
+      if (!st.ok()) {
+        Log()->error("message {}: cannot record SENDT: {}", r.message_id(), st.status().ToString());
+      } else {
+        Log()->info("message {} accepted by the broker (SENDT)", r.message_id());
+      }
+      break;
+    }
+    case wire::REJECTED: {
+      if (r.message_id().empty()) {
+        Log()->error("broker rejected an envelope it could not parse: {}", r.reason());
+        break;
+      }
+      auto st = store_->ApplyStatus(r.message_id(), "OUT", wire::FEIL,
+                                    "rejected by the broker: " + r.reason(), NowMs(), "done");
+      Log()->warn("message {} rejected by the broker (FEIL): {}", r.message_id(), r.reason());
+      if (!st.ok()) Log()->error("message {}: {}", r.message_id(), st.status().ToString());
+      break;
+    }
+    default:
+      Log()->warn("message {}: broker says retry later: {} (pausing submits {} ms)",
+                  r.message_id(), r.reason(), submit_backoff_ms_);
+      submit_pause_until_mono_ = MonoMs() + submit_backoff_ms_;
+      submit_backoff_ms_ = std::min<int64_t>(submit_backoff_ms_ * 2, 30000);
+      break;
+  }
+  outgoing_dirty_ = true;
+}
+
+void Engine::Report(const std::string& message_id, MsgStatus status, const std::string& reason) {
+  auto msg = NewClientMessage();
+  auto* r = msg.mutable_report();
+  r->set_message_id(message_id);
+  r->set_status(status);
+  r->set_reason(reason);
+  r->set_at_unix_ms(NowMs());
+  if (SendToBroker(msg)) {
+    report_sent_[fmt::format("{}/{}", message_id, static_cast<int>(status))] = MonoMs();
+  }
+}
+
+void Engine::SendPendingReports(bool all) {
+  if (!welcomed_) return;
+  auto pending = store_->PendingReports();
+  if (!pending.ok()) {
+    Log()->error("reading pending reports: {}", pending.status().ToString());
+    return;
+  }
+  for (const auto& p : *pending) {
+    auto it = report_sent_.find(fmt::format("{}/{}", p.message_id, static_cast<int>(p.status)));
+    if (!all && it != report_sent_.end() &&
+        MonoMs() - it->second < config_.submit_timeout_ms) {
+      continue;
+    }
+    Report(p.message_id, p.status, p.reason);
+  }
+}
+
+void Engine::OnDeliver(const wire::Deliver& deliver) {
+  const int64_t now = NowMs();
+  auto env = crypto::ParseEnvelope(deliver.envelope());
+  auto header = env.ok() ? crypto::ParseHeaderUnverified(*env) : Result<wire::Header>(env.status());
+  if (!header.ok()) {
+    Log()->error("broker delivered an envelope that cannot be parsed: {}",
+                 header.status().ToString());
+    return;
+  }
+  const wire::Header& h = *header;
+  const std::string& id = h.message_id();
+
+  auto existing = store_->Get(id, "IN");
+  if (!existing.ok()) {
+    Log()->error("message {}: store: {}", id, existing.status().ToString());
+    return;
+  }
+  if (existing->has_value()) {
+    // Delivered before: answer as before, never write it twice.
+    const auto& row = **existing;
+    bool failed = row.status == "FEIL";
+    std::string reason;
+    if (failed) {
+      auto hist = store_->History(id, "IN");
+      if (hist.ok() && !hist->empty()) reason = hist->back().reason;
+    }
+    Log()->info("message {} from {} delivered again; already {}", id, h.sender(), row.status);
+    Report(id, failed ? wire::FEIL : wire::MOTTATT, reason);
+    return;
+  }
+
+  MessageRow row;
+  row.message_id = id;
+  row.conversation_id = h.conversation_id();
+  row.sender = h.sender();
+  row.receiver = h.receiver();
+  row.process = h.process();
+  row.document_type = h.document_type();
+  row.created_ms = h.created_unix_ms();
+  row.expires_ms = h.expires_unix_ms();
+
+  auto refuse = [&](const Status& why) {
+    Log()->warn("message {} from {} refused (FEIL): {}", id, h.sender(), why.ToString());
+    Status st = store_->RecordIncoming(row, wire::FEIL, why.ToString(), wire::FEIL, now);
+    if (!st.ok()) {
+      Log()->error("message {}: cannot record FEIL: {}", id, st.ToString());
+      return;
+    }
+    Report(id, wire::FEIL, why.ToString());
+  };
+
+  auto sender = Orgnr::Parse(h.sender());
+  if (!sender.ok()) return refuse(sender.status());
+  auto entry = registry_.Lookup(*sender);
+  if (!entry.ok()) {
+    if (entry.status().code() == Code::kUnavailable) {
+      Log()->warn("message {}: cannot check the sender now ({}); it will be redelivered", id,
+                  entry.status().message());
+      return;
+    }
+    return refuse(entry.status());
+  }
+  auto cert = crypto::CertFromPem(entry->signing_cert_pem());
+  if (!cert.ok()) return refuse(cert.status().Context("sender's signing certificate"));
+  Status trusted = trust_->Verify(cert->get(), crypto::KeyPurpose::kSigning, *sender);
+  if (!trusted.ok()) return refuse(trusted.Context("sender's signing certificate"));
+  X509* sender_certs[] = {cert->get()};
+  crypto::DecryptionKey keys[] = {{encryption_key_.get(), encryption_cert_.get()}};
+  auto opened = crypto::Open(deliver.envelope(), me_, *sender, sender_certs, keys);
+  if (!opened.ok()) return refuse(opened.status());
+  Status valid = ValidatePayload(opened->payload, static_cast<size_t>(config_.max_attachments));
+  if (!valid.ok()) return refuse(valid);
+  row.title = opened->payload.title();
+
+  SignerInfo signer{crypto::SubjectOf(cert->get()), sender->digits(), opened->signer_fingerprint};
+  Status written = WriteInbox(config_.inbox, *opened, signer, now);
+  if (!written.ok()) {
+    Log()->error("message {}: cannot write the inbox ({}); not acknowledged, the broker will "
+                 "redeliver",
+                 id, written.ToString());
+    return;
+  }
+  Status recorded = store_->RecordIncoming(row, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, now);
+  if (!recorded.ok()) {
+    Log()->error("message {}: in the inbox but not recorded ({}); not acknowledged", id,
+                 recorded.ToString());
+    return;
+  }
+  Log()->info("message {} from {} written to inbox ({} attachment(s); INNKOMMENDE_MOTTATT)", id,
+              h.sender(), opened->payload.attachments_size());
+  Report(id, wire::MOTTATT, "");
+}
+
+void Engine::OnStatusNotice(const wire::StatusNotice& n) {
+  auto advanced = store_->ApplyStatus(n.message_id(), "OUT", n.status(), n.reason(),
+                                      n.at_unix_ms() ? n.at_unix_ms() : NowMs());
+  if (!advanced.ok() && advanced.status().code() != Code::kNotFound) {
+    Log()->error("message {}: cannot record {}: {}", n.message_id(), StatusName(n.status()),
+                 advanced.status().ToString());
+    return;  // not acknowledged: the broker sends it again
+  }
+  if (!advanced.ok()) {
+    Log()->warn("status {} for unknown message {} ignored", StatusName(n.status()),
+                n.message_id());
+  } else {
+    Log()->info("message {}: {}{}{}", n.message_id(), StatusName(n.status()),
+                n.reason().empty() ? "" : " (" + n.reason() + ")",
+                *advanced ? "" : " (kept in history; does not change the current status)");
+  }
+  auto ack = NewClientMessage();
+  ack.mutable_status_ack()->set_notice_id(n.notice_id());
+  SendToBroker(ack);
+}
+
+void Engine::Tick() {
+  const int64_t now = MonoMs();
+  if (!welcomed_) {
+    if (now - last_hello_mono_ >= hello_backoff_ms_) {
+      auto hello = NewClientMessage();
+      hello.mutable_hello()->set_orgnr(me_.wire());
+      hello.mutable_hello()->set_credit(static_cast<uint32_t>(config_.credit));
+      SendToBroker(hello);
+      last_hello_mono_ = now;
+      hello_backoff_ms_ = std::min<int64_t>(hello_backoff_ms_ * 2, 5000);
+    }
+    return;
+  }
+  if (now - last_heartbeat_mono_ >= config_.heartbeat_ms) {
+    auto hb = NewClientMessage();
+    hb.mutable_heartbeat()->set_at_unix_ms(NowMs());
+    SendToBroker(hb);
+    last_heartbeat_mono_ = now;
+  }
+  if (now - last_heard_mono_ > 3 * config_.heartbeat_ms) {
+    Log()->warn("broker {} silent for {} ms; reconnecting", config_.broker_endpoint,
+                now - last_heard_mono_);
+    ConnectBroker();
+    return;
+  }
+  bool expired = false;
+  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+    if (now - it->second >= config_.submit_timeout_ms) {
+      Log()->warn("message {}: no answer to submit within {} ms; submitting again", it->first,
+                  config_.submit_timeout_ms);
+      it = in_flight_.erase(it);
+      expired = true;
+    } else {
+      ++it;
+    }
+  }
+  if (expired) outgoing_dirty_ = true;
+  if (now - last_reports_mono_ >= 1000) {
+    SendPendingReports(false);
+    last_reports_mono_ = now;
+  }
+}
+
+}  // namespace bud::ip

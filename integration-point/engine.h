@@ -1,0 +1,86 @@
+// The integration point's engine: outbox -> store -> seal -> broker, and broker -> open -> inbox.
+//
+// Operation: one thread (Run) owns everything here: the store connection, the broker DEALER,
+// the registry client and the inotify descriptor. Each loop turn: take in ready outbox folders,
+// seal new messages, submit sealed ones (up to max_in_flight awaiting ACCEPTED), handle what the
+// broker sent, and run the timers (heartbeats, submit timeouts, report resends, reconnects).
+// Hand-overs: an outbox folder is removed only after the store's commit; a delivery is reported
+// (acknowledged) only after the inbox folder and the store's commit are durable; a message's
+// envelope is dropped only after the broker's ACCEPTED.
+// Limitations: cryptography runs on this thread; registry lookups block it for at most the
+// registry timeout.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <zmq.hpp>
+
+#include "common/crypto/certs.h"
+#include "common/crypto/envelope.h"
+#include "integration-point/config.h"
+#include "integration-point/registry_client.h"
+#include "integration-point/store.h"
+#include "proto/broker.pb.h"
+
+namespace bud::ip {
+
+class Engine {
+ public:
+  Engine(const Config& config, zmq::context_t& ctx);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Runs until StopRequested(). Returns an error only for what prevents starting.
+  Status Run();
+
+ private:
+  Status Start();
+  void ScanOutbox();
+  void TakeFolder(const std::string& name);
+  void SealNew();
+  void SubmitSealed();
+  void ConnectBroker();
+  bool SendToBroker(const wire::ClientMessage& msg);
+  void OnBrokerFrame(const zmq::message_t& frame);
+  void OnSubmitReply(const wire::SubmitReply& reply);
+  void OnDeliver(const wire::Deliver& deliver);
+  void OnStatusNotice(const wire::StatusNotice& notice);
+  void Report(const std::string& message_id, MsgStatus status, const std::string& reason);
+  void SendPendingReports(bool all);
+  void Tick();
+  // Status::Ok() when the receiver exists, accepts the process/document type and its
+  // encryption certificate is trusted; kInvalidArgument-like codes otherwise.
+  Result<wire::RegistryEntry> CheckReceiver(const Orgnr& receiver, const std::string& process,
+                                            const std::string& document_type);
+
+  const Config& config_;
+  zmq::context_t& ctx_;
+  Orgnr me_;
+  crypto::PKey signing_key_, encryption_key_;
+  crypto::Cert signing_cert_, encryption_cert_;
+  std::unique_ptr<crypto::TrustStore> trust_;
+  std::unique_ptr<Store> store_;
+  RegistryClient registry_;
+
+  std::unique_ptr<zmq::socket_t> broker_;
+  bool welcomed_ = false;
+  int64_t last_heard_mono_ = 0;
+  int64_t last_heartbeat_mono_ = 0;
+  int64_t last_hello_mono_ = 0;
+  int64_t hello_backoff_ms_ = 200;
+  int64_t submit_pause_until_mono_ = 0;
+  int64_t submit_backoff_ms_ = 500;
+  std::map<std::string, int64_t> in_flight_;       // message id -> when submitted (mono)
+  std::map<std::string, int64_t> report_sent_;     // "id/status" -> when sent (mono)
+
+  int inotify_fd_ = -1;
+  bool outbox_dirty_ = true;
+  bool outgoing_dirty_ = true;
+  int64_t last_scan_mono_ = 0;
+  int64_t last_seal_retry_mono_ = 0;
+  int64_t last_reports_mono_ = 0;
+};
+
+}  // namespace bud::ip

@@ -1,0 +1,60 @@
+// Writing inbox folders atomically. See inbox.h.
+#include "integration-point/inbox.h"
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
+#include "common/fs.h"
+
+namespace bud::ip {
+
+Status WriteInbox(const std::string& inbox, const crypto::Opened& opened, const SignerInfo& signer,
+                  int64_t received_ms) {
+  const auto& h = opened.header;
+  const std::string final_dir = JoinPath(inbox, h.message_id());
+  if (Exists(final_dir)) return Status::Ok();
+  const std::string tmp_root = JoinPath(inbox, ".tmp");
+  const std::string tmp = JoinPath(tmp_root, h.message_id());
+  BUD_RETURN_IF_ERROR(MakeDirs(tmp_root));
+  BUD_RETURN_IF_ERROR(RemoveAll(tmp));  // a leftover of an earlier attempt
+  BUD_RETURN_IF_ERROR(MakeDirs(tmp, 0750));
+
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& a : opened.payload.attachments()) {
+    BUD_RETURN_IF_ERROR(WriteFileSynced(JoinPath(tmp, a.name()), a.data(), 0640));
+    files.push_back({{"name", a.name()},
+                     {"mediaType", a.media_type()},
+                     {"size", a.data().size()},
+                     {"sha256", crypto::Hex(crypto::Sha256(a.data()))}});
+  }
+  nlohmann::json sender_metadata;
+  try {
+    sender_metadata = nlohmann::json::parse(opened.payload.metadata_json());
+  } catch (const nlohmann::json::exception&) {
+    sender_metadata = opened.payload.metadata_json();  // kept as text when it is not JSON
+  }
+  nlohmann::json mj = {
+      {"messageId", h.message_id()},
+      {"conversationId", h.conversation_id()},
+      {"sender", h.sender()},
+      {"receiver", h.receiver()},
+      {"process", h.process()},
+      {"documentType", h.document_type()},
+      {"title", opened.payload.title()},
+      {"createdAt", FormatTime(h.created_unix_ms())},
+      {"expectedResponseDateTime", FormatTime(h.expires_unix_ms())},
+      {"receivedAt", FormatTime(received_ms)},
+      {"signer", {{"orgnr", signer.orgnr}, {"subject", signer.subject},
+                  {"certificateSha256", signer.fingerprint}, {"verified", true}}},
+      {"attachments", files},
+      {"senderMetadata", sender_metadata},
+  };
+  BUD_RETURN_IF_ERROR(WriteFileSynced(JoinPath(tmp, "message.json"), mj.dump(2) + "\n", 0640));
+  BUD_RETURN_IF_ERROR(FsyncPath(tmp));
+  BUD_RETURN_IF_ERROR(RenameDurable(tmp, final_dir));
+  return Status::Ok();
+}
+
+}  // namespace bud::ip

@@ -1,0 +1,78 @@
+// bud-ip: the integration point an agency runs on premise. Thin main over the IP library.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/runtime.h"
+#include "integration-point/config.h"
+#include "integration-point/engine.h"
+#include "integration-point/status_view.h"
+
+int main(int argc, char** argv) {
+  using namespace bud;
+  CLI::App app{"bud-ip: Budstikke integration point"};
+  app.require_subcommand(1);
+  std::string config_path;
+  bool check_config = false;
+  auto* run = app.add_subcommand("run", "watch the outbox, send and receive");
+  run->add_option("--config", config_path, "config file (TOML)")->required();
+  run->add_flag("--check-config", check_config, "validate the config and exit 0 or 1");
+
+  ip::ListFilter filter;
+  bool json = false;
+  std::string since;
+  auto* status = app.add_subcommand("status", "list messages and their status history");
+  status->add_option("--config", config_path, "config file (TOML)")->required();
+  status->add_option("--message", filter.message_id, "only this message id");
+  status->add_option("--conversation", filter.conversation_id, "only this conversation id");
+  status->add_option("--direction", filter.direction, "OUT or IN")
+      ->check(CLI::IsMember({"OUT", "IN"}));
+  status->add_option("--status", filter.status, "only messages whose current status is this");
+  status->add_option("--since", since, "only messages updated since this ISO 8601 time");
+  status->add_flag("--json", json, "JSON instead of a table");
+  CLI11_PARSE(app, argc, argv);
+
+  auto config = ip::Config::Load(config_path);
+  if (!config.ok()) {
+    std::cerr << "bud-ip: " << config.status().message() << "\n";
+    return 1;
+  }
+  if (check_config) {
+    std::cout << "config '" << config_path << "' is valid\n";
+    return 0;
+  }
+  if (*status) {
+    if (!since.empty()) {
+      auto t = ParseTime(since);
+      if (!t) {
+        std::cerr << "bud-ip status: --since '" << since << "' is not an ISO 8601 time\n";
+        return 1;
+      }
+      filter.since_ms = *t;
+    }
+    auto store = ip::Store::Open(config->store);
+    if (!store.ok()) {
+      std::cerr << "bud-ip status: " << store.status().ToString() << "\n";
+      return 1;
+    }
+    auto out = ip::RenderStatus(**store, filter, json);
+    if (!out.ok()) {
+      std::cerr << "bud-ip status: " << out.status().ToString() << "\n";
+      return 1;
+    }
+    std::cout << *out;
+    return 0;
+  }
+  SetupLogging(config->log_level, config->log_file);
+  InstallStopSignals();
+  zmq::context_t ctx(1);
+  ip::Engine engine(*config, ctx);
+  Status s = engine.Run();
+  if (!s.ok()) {
+    Logger("ip")->critical("{}", s.ToString());
+    std::cerr << "bud-ip: " << s.ToString() << "\n";
+    return 1;
+  }
+  return 0;
+}
