@@ -36,6 +36,8 @@ Status Server::Run() {
               queued.ok() ? *queued : -1);
 
   int64_t last_timer = MonoMs();
+  int64_t last_sweep = 0;
+  int64_t last_checkpoint = MonoMs();
   while (!StopRequested()) {
     zmq::pollitem_t items[] = {{sock_->handle(), 0, ZMQ_POLLIN, 0}};
     try {
@@ -72,6 +74,15 @@ Status Server::Run() {
     if (MonoMs() - last_timer >= 100) {
       CheckTimers();
       last_timer = MonoMs();
+    }
+    if (MonoMs() - last_sweep >= config_.sweep_ms) {
+      SweepExpired();
+      last_sweep = MonoMs();
+    }
+    if (MonoMs() - last_checkpoint >= config_.checkpoint_ms) {
+      Status c = store_->db().Checkpoint();
+      if (!c.ok()) Log()->warn("WAL checkpoint: {}", c.ToString());
+      last_checkpoint = MonoMs();
     }
   }
   FlushBatch();
@@ -356,6 +367,20 @@ void Server::PumpNotices(Session& s) {
     if (!SessionByRid(rid)) return;
   }
   if (notices->size() == 256) dirty_orgs_.insert(s.org);  // more next round
+}
+
+void Server::SweepExpired() {
+  auto expired = store_->ExpireDue(NowMs(), 1000);
+  if (!expired.ok()) {
+    Log()->error("expiry sweep: {}", expired.status().ToString());
+    return;
+  }
+  for (const auto& e : *expired) {
+    Log()->info("message {} from {} to {} expired undelivered (LEVETID_UTLOPT); payload deleted",
+                e.message_id, e.sender, e.receiver);
+    if (Session* s = SessionByOrg(e.receiver)) s->inflight.erase(e.message_id);
+    dirty_orgs_.insert(e.sender);
+  }
 }
 
 void Server::CheckTimers() {

@@ -59,6 +59,7 @@ class Server {
   void PumpDeliveries(Session& s);
   void PumpNotices(Session& s);
   void CheckTimers();
+  void SweepExpired();
   void Send(const std::string& rid, const wire::BrokerMessage& msg);
   void Refuse(const std::string& rid, const std::string& reason);
   void DropSession(const std::string& rid, const std::string& why);

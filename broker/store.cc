@@ -161,4 +161,38 @@ Result<int64_t> Store::QueuedCount() {
   return n;
 }
 
+Result<std::vector<Expired>> Store::ExpireDue(int64_t now_ms, int limit) {
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
+      "SELECT message_id, sender, receiver, expires_ms FROM messages WHERE expires_ms<=? "
+      "ORDER BY expires_ms LIMIT ?"));
+  q->Bind(1, now_ms).Bind(2, limit);
+  std::vector<Expired> out;
+  std::vector<int64_t> when;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    out.push_back({q->Text(0), q->Text(1), q->Text(2)});
+    when.push_back(q->Int(3));
+  }
+  for (size_t i = 0; i < out.size(); ++i) {
+    const auto& e = out[i];
+    BUD_ASSIGN_OR_RETURN(auto* rep, db_->Prepare(
+        "INSERT OR IGNORE INTO reports(message_id, status) VALUES(?,?)"));
+    BUD_RETURN_IF_ERROR(rep->Bind(1, e.message_id).Bind(2, int64_t{wire::LEVETID_UTLOPT}).Run());
+    BUD_ASSIGN_OR_RETURN(auto* n, db_->Prepare(
+        "INSERT INTO notices(org, message_id, status, reason, at_ms) VALUES(?,?,?,?,?)"));
+    n->BindAll(e.sender, e.message_id, int64_t{wire::LEVETID_UTLOPT},
+               fmt::format("not received by {} before it expired at {}", e.receiver,
+                           FormatTime(when[i])),
+               now_ms);
+    BUD_RETURN_IF_ERROR(n->Run());
+    BUD_ASSIGN_OR_RETURN(auto* del, db_->Prepare("DELETE FROM messages WHERE message_id=?"));
+    BUD_RETURN_IF_ERROR(del->Bind(1, e.message_id).Run());
+  }
+  BUD_RETURN_IF_ERROR(tx.Commit());
+  return out;
+}
+
 }  // namespace bud::broker

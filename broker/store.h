@@ -53,6 +53,12 @@ struct Notice {
   int64_t at_ms;
 };
 
+struct Expired {
+  std::string message_id;
+  std::string sender;
+  std::string receiver;
+};
+
 class Store {
  public:
   static Result<std::unique_ptr<Store>> Open(const std::string& path);
@@ -66,6 +72,9 @@ class Store {
   // Deletes the notice if it belongs to `org`.
   Status AckNotice(const std::string& org, int64_t notice_id);
   Result<int64_t> QueuedCount();
+  // Deletes up to `limit` messages whose expiry is at or before now_ms, and stores a
+  // LEVETID_UTLOPT notice for each sender, in one transaction. Returns the expired ones.
+  Result<std::vector<Expired>> ExpireDue(int64_t now_ms, int limit);
   storage::Db& db() { return *db_; }
 
  private:

@@ -125,7 +125,10 @@ Status Engine::Run() {
       }
       OnBrokerFrame(frame);
     }
-    if (outbox_dirty_ || MonoMs() - last_scan_mono_ >= config_.rescan_ms) ScanOutbox();
+    if (outbox_dirty_ || MonoMs() - last_scan_mono_ >= config_.rescan_ms) {
+      ScanOutbox();
+      CheckInbox();
+    }
     if (outgoing_dirty_ || MonoMs() - last_seal_retry_mono_ >= 2000) {
       outgoing_dirty_ = false;
       last_seal_retry_mono_ = MonoMs();
@@ -252,6 +255,26 @@ void Engine::TakeFolder(const std::string& name) {
   Status rm = RemoveAll(folder);
   if (!rm.ok()) Log()->error("outbox '{}': taken in but not removed: {}", name, rm.ToString());
   outgoing_dirty_ = true;
+}
+
+// The archive system took a message out of the inbox: INNKOMMENDE_LEVERT here, LEVERT to the
+// sender.
+void Engine::CheckInbox() {
+  auto ids = store_->IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, 10000);
+  if (!ids.ok()) {
+    Log()->error("reading received messages: {}", ids.status().ToString());
+    return;
+  }
+  for (const auto& id : *ids) {
+    if (Exists(JoinPath(config_.inbox, id))) continue;
+    Status st = store_->AdvanceIncoming(id, wire::INNKOMMENDE_LEVERT, wire::LEVERT, NowMs());
+    if (!st.ok()) {
+      Log()->error("message {}: cannot record INNKOMMENDE_LEVERT: {}", id, st.ToString());
+      continue;
+    }
+    Log()->info("message {} taken out of the inbox (INNKOMMENDE_LEVERT); reporting LEVERT", id);
+    Report(id, wire::LEVERT, "");
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

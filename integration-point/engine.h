@@ -39,6 +39,7 @@ class Engine {
   Status Start();
   void ScanOutbox();
   void TakeFolder(const std::string& name);
+  void CheckInbox();
   void SealNew();
   void SubmitSealed();
   void ConnectBroker();

@@ -36,9 +36,8 @@ Result<std::string> FolderKey(const std::string& folder) {
                      st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
 }
 
-Result<OutgoingDraft> ReadOutboxFolder(const std::string& folder, const Orgnr& me,
+Result<OutgoingDraft> ParseMessageJson(std::string_view text, const Orgnr& me,
                                        const OutboxLimits& limits) {
-  BUD_ASSIGN_OR_RETURN(std::string text, ReadFile(JoinPath(folder, "message.json")));
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
@@ -98,7 +97,19 @@ Result<OutgoingDraft> ReadOutboxFolder(const std::string& folder, const Orgnr& m
     }
     d.expires_ms = *t;
   }
+  d.payload.set_message_id(d.message_id);
+  d.payload.set_sender(me.wire());
+  d.payload.set_receiver(d.receiver.wire());
+  d.payload.set_conversation_id(d.conversation_id);
+  d.payload.set_title(d.title);
+  d.payload.set_metadata_json(std::string(text));
+  return d;
+}
 
+Result<OutgoingDraft> ReadOutboxFolder(const std::string& folder, const Orgnr& me,
+                                       const OutboxLimits& limits) {
+  BUD_ASSIGN_OR_RETURN(std::string text, ReadFile(JoinPath(folder, "message.json")));
+  BUD_ASSIGN_OR_RETURN(OutgoingDraft d, ParseMessageJson(text, me, limits));
   BUD_ASSIGN_OR_RETURN(auto names, ListDir(folder));
   for (const auto& name : names) {
     if (name == "message.json") continue;
@@ -126,12 +137,6 @@ Result<OutgoingDraft> ReadOutboxFolder(const std::string& folder, const Orgnr& m
   if (d.payload.attachments_size() == 0) {
     return Bad("the folder has no attachments besides message.json");
   }
-  d.payload.set_message_id(d.message_id);
-  d.payload.set_sender(me.wire());
-  d.payload.set_receiver(d.receiver.wire());
-  d.payload.set_conversation_id(d.conversation_id);
-  d.payload.set_title(d.title);
-  d.payload.set_metadata_json(text);
   return d;
 }
 

@@ -37,6 +37,11 @@ struct OutgoingDraft {
 // recognise a folder that was taken in but not yet removed when the process died.
 Result<std::string> FolderKey(const std::string& folder);
 
+// Parses and validates a message.json (no attachments yet). kInvalidArgument with a precise
+// message for anything the archive system must fix.
+Result<OutgoingDraft> ParseMessageJson(std::string_view text, const Orgnr& me,
+                                       const OutboxLimits& limits);
+
 // Reads and validates outbox/<name>. kInvalidArgument with a precise message for anything the
 // archive system must fix; other codes (kIo, ...) are transient.
 Result<OutgoingDraft> ReadOutboxFolder(const std::string& folder, const Orgnr& me,

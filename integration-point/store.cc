@@ -217,6 +217,34 @@ Status Store::RecordIncoming(const MessageRow& m, MsgStatus status, const std::s
   return tx.Commit();
 }
 
+Status Store::AdvanceIncoming(const std::string& message_id, MsgStatus status, MsgStatus report,
+                              int64_t at_ms) {
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(bool advanced,
+                       ApplyStatusInTx(message_id, "IN", status, "", at_ms, std::nullopt));
+  if (advanced) {
+    BUD_ASSIGN_OR_RETURN(auto* rep, db_->Prepare(
+        "INSERT OR IGNORE INTO pending_reports(message_id, status, reason, at_ms) "
+        "VALUES(?,?,'',?)"));
+    BUD_RETURN_IF_ERROR(rep->BindAll(message_id, static_cast<int64_t>(report), at_ms).Run());
+  }
+  return tx.Commit();
+}
+
+Result<std::vector<std::string>> Store::IncomingWithStatus(MsgStatus status, int limit) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "SELECT message_id FROM messages WHERE direction='IN' AND status=? LIMIT ?"));
+  st->Bind(1, StatusName(status)).Bind(2, limit);
+  std::vector<std::string> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back(st->Text(0));
+  }
+  return out;
+}
+
 Result<std::optional<MessageRow>> Store::Get(const std::string& message_id,
                                              const std::string& direction) {
   BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(fmt::format(

@@ -84,6 +84,11 @@ class Store {
   // give the broker, in one transaction.
   Status RecordIncoming(const MessageRow& m, MsgStatus status, const std::string& reason,
                         MsgStatus report, int64_t at_ms);
+  // Applies a later incoming status (e.g. INNKOMMENDE_LEVERT) and queues `report` for the
+  // broker, in one transaction.
+  Status AdvanceIncoming(const std::string& message_id, MsgStatus status, MsgStatus report,
+                         int64_t at_ms);
+  Result<std::vector<std::string>> IncomingWithStatus(MsgStatus status, int limit);
   Result<std::optional<MessageRow>> Get(const std::string& message_id, const std::string& direction);
   Result<std::vector<PendingReport>> PendingReports();
   Status ReportDone(const std::string& message_id, MsgStatus status);
