@@ -21,7 +21,7 @@ std::string Short(const std::string& rid) { return crypto::Hex(rid).substr(0, 10
 Server::Server(const Config& config, zmq::context_t& ctx) : config_(config), ctx_(ctx) {}
 
 Status Server::Run() {
-  BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store));
+  BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store, config_.store_max_bytes));
   sock_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
   wire::ConfigureSocket(*sock_, /*router=*/true);
   try {
@@ -117,6 +117,11 @@ void Server::DropSession(const std::string& rid, const std::string& why) {
   if (it == sessions_.end()) return;
   Log()->info("session {} of {} closed: {} ({} unacknowledged deliveries will be redelivered)",
               Short(rid), it->second.org, why, it->second.inflight.size());
+  std::vector<std::string> unacked;
+  for (const auto& [id, f] : it->second.inflight) unacked.push_back(id);
+  if (auto n = store_->AddAttempts(unacked); !n.ok()) {
+    Log()->error("counting delivery attempts: {}", n.status().ToString());
+  }
   auto o = org_rid_.find(it->second.org);
   if (o != org_rid_.end() && o->second == rid) org_rid_.erase(o);
   sessions_.erase(it);
@@ -370,6 +375,17 @@ void Server::PumpNotices(Session& s) {
 }
 
 void Server::SweepExpired() {
+  auto failed = store_->FailExhausted(config_.max_attempts, NowMs());
+  if (!failed.ok()) {
+    Log()->error("failing undeliverable messages: {}", failed.status().ToString());
+  } else {
+    for (const auto& e : *failed) {
+      Log()->warn("message {} from {} to {}: FEIL after {} failed delivery attempts", e.message_id,
+                  e.sender, e.receiver, config_.max_attempts);
+      if (Session* s = SessionByOrg(e.receiver)) s->inflight.erase(e.message_id);
+      dirty_orgs_.insert(e.sender);
+    }
+  }
   auto expired = store_->ExpireDue(NowMs(), 1000);
   if (!expired.ok()) {
     Log()->error("expiry sweep: {}", expired.status().ToString());
@@ -403,6 +419,9 @@ void Server::CheckTimers() {
       }
       it->second.attempt++;
       it->second.sent_mono = now;
+      if (auto n = store_->AddAttempts({it->first}); !n.ok()) {
+        Log()->error("counting delivery attempts: {}", n.status().ToString());
+      }
       Log()->warn("message {} not acknowledged by {} within {} ms; redelivering (attempt {})",
                   it->first, s.org, config_.ack_timeout_ms, it->second.attempt);
       wire::BrokerMessage m;

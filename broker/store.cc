@@ -39,14 +39,62 @@ const std::vector<std::string> kMigrations = {
          at_ms INTEGER NOT NULL
        );
        CREATE INDEX notices_by_org ON notices(org, notice_id);)",
+    // 2: delivery attempts survive restarts, so a message no receiver can take ends in FEIL.
+    R"(ALTER TABLE messages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;)",
 };
 }  // namespace
 
-Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+Result<std::unique_ptr<Store>> Store::Open(const std::string& path, int64_t max_bytes) {
   BUD_ASSIGN_OR_RETURN(auto db, storage::Db::Open(path));
   BUD_RETURN_IF_ERROR(db->Check());
   BUD_RETURN_IF_ERROR(db->Migrate(kMigrations));
+  if (max_bytes > 0) {
+    // SQLite answers SQLITE_FULL beyond this, exactly as on a full disk.
+    BUD_RETURN_IF_ERROR(db->Exec(fmt::format("PRAGMA max_page_count={}",
+                                             std::max<int64_t>(max_bytes / 4096, 16))));
+  }
   return std::unique_ptr<Store>(new Store(std::move(db)));
+}
+
+Result<int64_t> Store::AddAttempts(const std::vector<std::string>& message_ids) {
+  if (message_ids.empty()) return int64_t{0};
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  for (const auto& id : message_ids) {
+    BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+        "UPDATE messages SET attempts=attempts+1 WHERE message_id=?"));
+    BUD_RETURN_IF_ERROR(st->Bind(1, id).Run());
+  }
+  BUD_RETURN_IF_ERROR(tx.Commit());
+  return static_cast<int64_t>(message_ids.size());
+}
+
+Result<std::vector<Expired>> Store::FailExhausted(int64_t max_attempts, int64_t now_ms) {
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
+      "SELECT message_id, sender, receiver, attempts FROM messages WHERE attempts>=? LIMIT 1000"));
+  q->Bind(1, max_attempts);
+  std::vector<Expired> out;
+  std::vector<int64_t> attempts;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    out.push_back({q->Text(0), q->Text(1), q->Text(2)});
+    attempts.push_back(q->Int(3));
+  }
+  for (size_t i = 0; i < out.size(); ++i) {
+    ReportItem r;
+    r.reporter = out[i].receiver;
+    r.message_id = out[i].message_id;
+    r.status = wire::FEIL;
+    r.reason = fmt::format("{} did not acknowledge the delivery after {} attempts",
+                           out[i].receiver, attempts[i]);
+    r.at_ms = now_ms;
+    BUD_RETURN_IF_ERROR(ApplyReport(r, now_ms));
+  }
+  BUD_RETURN_IF_ERROR(tx.Commit());
+  return out;
 }
 
 Status Store::CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports) {

@@ -61,7 +61,8 @@ struct Expired {
 
 class Store {
  public:
-  static Result<std::unique_ptr<Store>> Open(const std::string& path);
+  // `max_bytes` > 0 caps the database size (SQLITE_FULL beyond it, as on a full disk).
+  static Result<std::unique_ptr<Store>> Open(const std::string& path, int64_t max_bytes = 0);
 
   // One transaction for all items. On error nothing of the batch is stored.
   Status CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports);
@@ -72,6 +73,12 @@ class Store {
   // Deletes the notice if it belongs to `org`.
   Status AckNotice(const std::string& org, int64_t notice_id);
   Result<int64_t> QueuedCount();
+  // Counts one more failed delivery attempt (ack timeout, or the session dropped with it in
+  // flight) for each message.
+  Result<int64_t> AddAttempts(const std::vector<std::string>& message_ids);
+  // Messages with at least max_attempts failed deliveries become FEIL for their sender (a
+  // notice) and are deleted, as if the receiver had reported FEIL. Returns them.
+  Result<std::vector<Expired>> FailExhausted(int64_t max_attempts, int64_t now_ms);
   // Deletes up to `limit` messages whose expiry is at or before now_ms, and stores a
   // LEVETID_UTLOPT notice for each sender, in one transaction. Returns the expired ones.
   Result<std::vector<Expired>> ExpireDue(int64_t now_ms, int limit);

@@ -650,6 +650,11 @@ void Engine::Tick() {
     }
   }
   if (expired) outgoing_dirty_ = true;
+  if (now - last_checkpoint_mono_ >= 60000) {
+    Status c = store_->db().Checkpoint();
+    if (!c.ok()) Log()->warn("WAL checkpoint: {}", c.ToString());
+    last_checkpoint_mono_ = now;
+  }
   if (now - last_reports_mono_ >= 1000) {
     SendPendingReports(false);
     last_reports_mono_ = now;

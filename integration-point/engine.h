@@ -82,6 +82,7 @@ class Engine {
   int64_t last_scan_mono_ = 0;
   int64_t last_seal_retry_mono_ = 0;
   int64_t last_reports_mono_ = 0;
+  int64_t last_checkpoint_mono_ = 0;
 };
 
 }  // namespace bud::ip
