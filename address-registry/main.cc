@@ -7,6 +7,7 @@
 #include "address-registry/server.h"
 #include "common/log.h"
 #include "common/runtime.h"
+#include "common/wire/curve.h"
 
 int main(int argc, char** argv) {
   using namespace bud;
@@ -41,7 +42,11 @@ int main(int argc, char** argv) {
   list->add_option("--config", config_path)->required();
   list->add_flag("--json", json, "JSON instead of a table");
 
+  std::string keygen_out;
+  auto* keygen = app.add_subcommand("keygen", "make a CURVE key pair file and print its public key");
+  keygen->add_option("--out", keygen_out, "key file to create (mode 0600)")->required();
   CLI11_PARSE(app, argc, argv);
+  if (*keygen) return wire::KeygenCommand(keygen_out, "bud-registry");
 
   auto config = registry::Config::Load(config_path);
   if (!config.ok()) {

@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "common/runtime.h"
+#include "common/wire/curve.h"
 #include "common/wire/zmq.h"
 
 namespace bud::registry {
@@ -14,8 +15,27 @@ Server::Server(const Config& config, zmq::context_t& ctx) : config_(config), ctx
 Status Server::Run() {
   auto log = Logger("registry");
   BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store));
+  std::unique_ptr<wire::ZapHandler> zap;
   zmq::socket_t sock(ctx_, zmq::socket_type::router);
   wire::ConfigureSocket(sock, /*router=*/true);
+  if (config_.curve_key_file.empty()) {
+    log->warn("no registry.curve_key_file: serving WITHOUT CURVE authentication (development only)");
+  } else {
+    BUD_ASSIGN_OR_RETURN(auto keys, wire::LoadCurveKeyFile(config_.curve_key_file));
+    zap = std::make_unique<wire::ZapHandler>(
+        ctx_,
+        [this](const std::string& key) -> std::optional<std::string> {
+          for (const auto& k : config_.allowed_client_keys) {
+            if (k == key) return "service:" + key.substr(0, 8);
+          }
+          auto e = store_->GetByCurveKey(key);
+          if (e.ok() && e->has_value()) return "0192:" + (*e)->orgnr();
+          return std::nullopt;
+        },
+        "registry");
+    wire::MakeCurveServer(sock, keys);
+    log->info("CURVE on; server public key {}", keys.public_key);
+  }
   try {
     sock.bind(config_.listen);
   } catch (const zmq::error_t& e) {
@@ -26,9 +46,11 @@ Status Server::Run() {
   log->info("registry listening on {} (store {})", endpoint, config_.store);
 
   while (!StopRequested()) {
-    zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0},
+                               {zap ? zap->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, 1, std::chrono::milliseconds(200));
+      zmq::poll(items, zap ? 2 : 1, std::chrono::milliseconds(200));
+      if (zap) zap->HandlePending();
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       return Status(Code::kInternal, fmt::format("poll: {}", e.what()));
@@ -64,6 +86,20 @@ wire::RegistryReply Server::Handle(const zmq::message_t& frame) {
     reply.set_code(wire::UNSUPPORTED_VERSION);
     reply.set_error(fmt::format("protocol version {} is not supported (this registry speaks {})",
                                 req.protocol_version(), wire::kProtocolVersion));
+  } else if (req.has_lookup_by_key()) {
+    reply.set_request_id(req.request_id());
+    auto entry = store_->GetByCurveKey(req.lookup_by_key().curve_public_key());
+    if (!entry.ok()) {
+      log->error("lookup by key: {}", entry.status().ToString());
+      reply.set_code(wire::INTERNAL);
+      reply.set_error("registry store error");
+    } else if (!entry->has_value()) {
+      reply.set_code(wire::NOT_FOUND);
+      reply.set_error("no organisation has this CURVE key");
+    } else {
+      reply.set_code(wire::OK);
+      *reply.mutable_entry() = std::move(**entry);
+    }
   } else if (!req.has_lookup()) {
     reply.set_request_id(req.request_id());
     reply.set_code(wire::BAD_REQUEST);

@@ -52,6 +52,17 @@ Result<std::optional<wire::RegistryEntry>> Store::Get(const Orgnr& org) {
   return std::optional<wire::RegistryEntry>(std::move(e));
 }
 
+Result<std::optional<wire::RegistryEntry>> Store::GetByCurveKey(const std::string& z85_key) {
+  // Entries number in the hundreds: a scan is cheaper than keeping an index in step.
+  BUD_ASSIGN_OR_RETURN(auto entries, List());
+  for (auto& e : entries) {
+    if (!z85_key.empty() && e.curve_public_key() == z85_key) {
+      return std::optional<wire::RegistryEntry>(std::move(e));
+    }
+  }
+  return std::optional<wire::RegistryEntry>();
+}
+
 Result<std::vector<wire::RegistryEntry>> Store::List() {
   BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT entry FROM entries ORDER BY orgnr"));
   std::vector<wire::RegistryEntry> out;

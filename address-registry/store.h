@@ -25,6 +25,7 @@ class Store {
   // kNotFound when there is no such entry.
   Status Remove(const Orgnr& org);
   Result<std::optional<wire::RegistryEntry>> Get(const Orgnr& org);
+  Result<std::optional<wire::RegistryEntry>> GetByCurveKey(const std::string& z85_key);
   Result<std::vector<wire::RegistryEntry>> List();
 
  private:

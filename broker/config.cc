@@ -11,6 +11,15 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(c.listen, f.String("broker.listen", c.listen));
   BUD_ASSIGN_OR_RETURN(c.endpoint_file, f.Path("broker.endpoint_file", ""));
   BUD_ASSIGN_OR_RETURN(c.store, f.Path("broker.store"));
+  BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("broker.curve_key_file", ""));
+  BUD_ASSIGN_OR_RETURN(c.registry_endpoint, f.String("registry.endpoint", ""));
+  BUD_ASSIGN_OR_RETURN(c.registry_server_key, f.String("registry.server_key", ""));
+  BUD_ASSIGN_OR_RETURN(c.registry_timeout_ms,
+                       f.Int("registry.timeout_ms", c.registry_timeout_ms, 100, 60000));
+  if (!c.curve_key_file.empty() && c.registry_endpoint.empty()) {
+    return f.Error("registry.endpoint", "is needed with broker.curve_key_file: the broker asks the "
+                                        "registry whose CURVE key a client has");
+  }
   BUD_ASSIGN_OR_RETURN(c.heartbeat_ms, f.Int("broker.heartbeat_ms", c.heartbeat_ms, 100, 600000));
   BUD_ASSIGN_OR_RETURN(c.max_credit, f.Int("broker.max_credit", c.max_credit, 1, 100000));
   BUD_ASSIGN_OR_RETURN(c.ack_timeout_ms,

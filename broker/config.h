@@ -12,6 +12,10 @@ struct Config {
   std::string listen = "tcp://127.0.0.1:7700";  // [broker] listen
   std::string endpoint_file;                     // [broker] endpoint_file (optional)
   std::string store;                             // [broker] store: SQLite file
+  std::string curve_key_file;                    // [broker] curve_key_file: server key pair
+  std::string registry_endpoint;                 // [registry] endpoint (for ZAP: key -> organisation)
+  std::string registry_server_key;               // [registry] server_key (Z85)
+  int64_t registry_timeout_ms = 3000;            // [registry] timeout_ms
   int64_t heartbeat_ms = 2000;                   // [broker] heartbeat_ms
   int64_t max_credit = 64;                       // [broker] max_credit: unacked deliveries per receiver
   int64_t ack_timeout_ms = 30000;                // [broker] ack_timeout_ms: redeliver after this

@@ -6,6 +6,7 @@
 #include "broker/server.h"
 #include "common/log.h"
 #include "common/runtime.h"
+#include "common/wire/curve.h"
 
 int main(int argc, char** argv) {
   using namespace bud;
@@ -16,7 +17,11 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "serve integration points");
   run->add_option("--config", config_path, "config file (TOML)")->required();
   run->add_flag("--check-config", check_config, "validate the config and exit 0 or 1");
+  std::string keygen_out;
+  auto* keygen = app.add_subcommand("keygen", "make a CURVE key pair file and print its public key");
+  keygen->add_option("--out", keygen_out, "key file to create (mode 0600)")->required();
   CLI11_PARSE(app, argc, argv);
+  if (*keygen) return wire::KeygenCommand(keygen_out, "bud-broker");
 
   auto config = broker::Config::Load(config_path);
   if (!config.ok()) {

@@ -24,6 +24,7 @@ Status Server::Run() {
   BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store, config_.store_max_bytes));
   sock_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
   wire::ConfigureSocket(*sock_, /*router=*/true);
+  BUD_RETURN_IF_ERROR(SetUpCurve());
   try {
     sock_->bind(config_.listen);
   } catch (const zmq::error_t& e) {
@@ -39,9 +40,11 @@ Status Server::Run() {
   int64_t last_sweep = 0;
   int64_t last_checkpoint = MonoMs();
   while (!StopRequested()) {
-    zmq::pollitem_t items[] = {{sock_->handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::pollitem_t items[] = {{sock_->handle(), 0, ZMQ_POLLIN, 0},
+                               {zap_ ? zap_->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, 1, std::chrono::milliseconds(100));
+      zmq::poll(items, zap_ ? 2 : 1, std::chrono::milliseconds(100));
+      if (zap_) zap_->HandlePending();
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       return Status(Code::kInternal, fmt::format("poll: {}", e.what()));
@@ -87,6 +90,35 @@ Status Server::Run() {
   }
   FlushBatch();
   Log()->info("broker stopping");
+  return Status::Ok();
+}
+
+Status Server::SetUpCurve() {
+  if (config_.curve_key_file.empty()) {
+    Log()->warn("no broker.curve_key_file: serving WITHOUT CURVE authentication (development "
+                "only); organisations are taken from Hello");
+    return Status::Ok();
+  }
+  BUD_ASSIGN_OR_RETURN(auto keys, wire::LoadCurveKeyFile(config_.curve_key_file));
+  registry_ = std::make_unique<RegistryClient>(ctx_, config_.registry_endpoint,
+                                               config_.registry_timeout_ms, 60000, keys,
+                                               config_.registry_server_key);
+  zap_ = std::make_unique<wire::ZapHandler>(
+      ctx_,
+      [this](const std::string& key) -> std::optional<std::string> {
+        auto e = registry_->LookupByKey(key);
+        if (!e.ok()) {
+          if (e.status().code() != Code::kNotFound) {
+            Log()->warn("ZAP: cannot ask the registry: {}", e.status().message());
+          }
+          return std::nullopt;
+        }
+        return "0192:" + e->orgnr();
+      },
+      "broker");
+  wire::MakeCurveServer(*sock_, keys);
+  curve_ = true;
+  Log()->info("CURVE on; server public key {}", keys.public_key);
   return Status::Ok();
 }
 
@@ -141,12 +173,16 @@ void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
     return;
   }
   if (msg.has_hello()) {
-    OnHello(rid, msg.hello());
+    OnHello(rid, msg.hello(), wire::UserIdOf(frame));
     return;
   }
   Session* s = SessionByRid(rid);
   if (s == nullptr) {
     Refuse(rid, "no session: send Hello first");
+    return;
+  }
+  if (curve_ && wire::UserIdOf(frame) != s->org) {
+    Refuse(rid, "this connection is not authenticated as the session's organisation");
     return;
   }
   s->last_seen_mono = MonoMs();
@@ -165,13 +201,19 @@ void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
   }
 }
 
-void Server::OnHello(const std::string& rid, const wire::Hello& hello) {
+void Server::OnHello(const std::string& rid, const wire::Hello& hello,
+                     const std::string& user_id) {
   auto org = Orgnr::Parse(hello.orgnr());
   if (!org.ok()) {
     Refuse(rid, org.status().message());
     return;
   }
   std::string who = org->wire();
+  if (curve_ && who != user_id) {
+    Log()->warn("peer {} authenticated as {} said Hello as {}: refused", Short(rid), user_id, who);
+    Refuse(rid, fmt::format("your CURVE key belongs to {}, not {}", user_id, who));
+    return;
+  }
   if (auto o = org_rid_.find(who); o != org_rid_.end() && o->second != rid) {
     DropSession(o->second, "replaced by a new connection");
   }

@@ -9,7 +9,9 @@
 // the sender acknowledges them.
 // Sessions: keyed by ZeroMQ routing id; one per organisation (a new Hello replaces the old one).
 // A session that is silent for 3 heartbeat intervals is dropped.
-// Limitations: the organisation comes from Hello until CURVE/ZAP authentication lands (issue 5).
+// Authentication: with CURVE on, ZAP admits only keys the registry knows and binds each
+// connection to that organisation (User-Id); Hello must name the same organisation, and an
+// envelope's sender must be it. Without CURVE (development only) Hello names the organisation.
 #pragma once
 
 #include <map>
@@ -21,6 +23,8 @@
 
 #include "broker/config.h"
 #include "broker/store.h"
+#include "common/registry_client.h"
+#include "common/wire/curve.h"
 #include "proto/broker.pb.h"
 
 namespace bud::broker {
@@ -51,7 +55,8 @@ class Server {
   };
 
   void HandleFrame(const std::string& rid, const zmq::message_t& frame);
-  void OnHello(const std::string& rid, const wire::Hello& hello);
+  Status SetUpCurve();
+  void OnHello(const std::string& rid, const wire::Hello& hello, const std::string& user_id);
   void OnSubmit(Session& s, const wire::Submit& submit);
   void OnReport(Session& s, const wire::Report& report);
   void OnStatusAck(Session& s, const wire::StatusAck& ack);
@@ -69,6 +74,9 @@ class Server {
   const Config& config_;
   zmq::context_t& ctx_;
   std::unique_ptr<zmq::socket_t> sock_;
+  std::unique_ptr<wire::ZapHandler> zap_;
+  std::unique_ptr<RegistryClient> registry_;
+  bool curve_ = false;
   std::unique_ptr<Store> store_;
   std::map<std::string, Session> sessions_;       // by routing id
   std::map<std::string, std::string> org_rid_;    // org -> routing id

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "common/config.h"
+#include "common/wire/curve.h"
 
 namespace bud::ip {
 
@@ -22,7 +23,20 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(c.encryption_key, f.Path("keys.encryption_key"));
   BUD_ASSIGN_OR_RETURN(c.encryption_cert, f.Path("keys.encryption_cert"));
   BUD_ASSIGN_OR_RETURN(c.trust_anchor, f.Path("keys.trust_anchor"));
+  BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("keys.curve_key_file", ""));
   BUD_ASSIGN_OR_RETURN(c.registry_endpoint, f.String("registry.endpoint"));
+  BUD_ASSIGN_OR_RETURN(c.registry_server_key, f.String("registry.server_key", ""));
+  BUD_ASSIGN_OR_RETURN(c.broker_server_key, f.String("broker.server_key", ""));
+  if (!c.curve_key_file.empty()) {
+    for (const char* k : {"registry.server_key", "broker.server_key"}) {
+      const std::string& v = std::string_view(k) == "broker.server_key" ? c.broker_server_key
+                                                                      : c.registry_server_key;
+      if (!wire::IsZ85Key(v)) {
+        return f.Error(k, "must be the server's 40-character Z85 CURVE public key when "
+                          "keys.curve_key_file is set");
+      }
+    }
+  }
   BUD_ASSIGN_OR_RETURN(c.registry_timeout_ms,
                        f.Int("registry.timeout_ms", c.registry_timeout_ms, 100, 60000));
   BUD_ASSIGN_OR_RETURN(c.registry_cache_ms,

@@ -19,10 +19,13 @@ struct Config {
   std::string encryption_key;        // [keys] encryption_key
   std::string encryption_cert;       // [keys] encryption_cert
   std::string trust_anchor;          // [keys] trust_anchor: CA certificates (PEM)
+  std::string curve_key_file;        // [keys] curve_key_file: our CURVE key pair ("" = no CURVE)
   std::string registry_endpoint;     // [registry] endpoint
   int64_t registry_timeout_ms = 3000;     // [registry] timeout_ms
   int64_t registry_cache_ms = 300000;     // [registry] cache_ms
+  std::string registry_server_key;   // [registry] server_key: the registry's CURVE public key
   std::string broker_endpoint;       // [broker] endpoint
+  std::string broker_server_key;     // [broker] server_key: the broker's CURVE public key
   int64_t credit = 32;               // [broker] credit: deliveries in flight to us
   int64_t heartbeat_ms = 2000;       // [broker] heartbeat_ms
   int64_t submit_timeout_ms = 10000;  // [broker] submit_timeout_ms: resubmit when unanswered

@@ -49,8 +49,7 @@ bool Contains(const google::protobuf::RepeatedPtrField<std::string>& list, const
 Engine::Engine(const Config& config, zmq::context_t& ctx)
     : config_(config),
       ctx_(ctx),
-      me_(config.me()),
-      registry_(ctx, config.registry_endpoint, config.registry_timeout_ms, config.registry_cache_ms) {}
+      me_(config.me()) {}
 
 Engine::~Engine() {
   if (inotify_fd_ >= 0) ::close(inotify_fd_);
@@ -79,6 +78,16 @@ Status Engine::Start() {
     int days = crypto::DaysToExpiry(c);
     if (days < 30) Log()->warn("certificate '{}' expires in {} day(s)", crypto::SubjectOf(c), days);
   }
+  if (config_.curve_key_file.empty()) {
+    Log()->warn("no keys.curve_key_file: talking to broker and registry WITHOUT CURVE "
+                "(development only)");
+  } else {
+    BUD_ASSIGN_OR_RETURN(curve_, wire::LoadCurveKeyFile(config_.curve_key_file));
+  }
+  registry_ = std::make_unique<RegistryClient>(ctx_, config_.registry_endpoint,
+                                               config_.registry_timeout_ms,
+                                               config_.registry_cache_ms, curve_,
+                                               config_.registry_server_key);
   BUD_RETURN_IF_ERROR(MakeDirs(config_.outbox));
   BUD_RETURN_IF_ERROR(MakeDirs(config_.inbox));
   BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store));
@@ -169,7 +178,7 @@ void Engine::ScanOutbox() {
 
 Result<wire::RegistryEntry> Engine::CheckReceiver(const Orgnr& receiver, const std::string& process,
                                                   const std::string& document_type) {
-  BUD_ASSIGN_OR_RETURN(wire::RegistryEntry entry, registry_.Lookup(receiver));
+  BUD_ASSIGN_OR_RETURN(wire::RegistryEntry entry, registry_->Lookup(receiver));
   if (!Contains(entry.processes(), process)) {
     std::string accepted;
     for (const auto& p : entry.processes()) accepted += (accepted.empty() ? "" : ", ") + p;
@@ -367,6 +376,7 @@ void Engine::ConnectBroker() {
   broker_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
   wire::ConfigureSocket(*broker_, /*router=*/false, /*linger_ms=*/0);
   broker_->set(zmq::sockopt::immediate, 1);
+  if (curve_) wire::MakeCurveClient(*broker_, *curve_, config_.broker_server_key);
   broker_->set(zmq::sockopt::reconnect_ivl, 100);
   broker_->set(zmq::sockopt::reconnect_ivl_max, 5000);
   broker_->connect(config_.broker_endpoint);
@@ -552,7 +562,7 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
 
   auto sender = Orgnr::Parse(h.sender());
   if (!sender.ok()) return refuse(sender.status());
-  auto entry = registry_.Lookup(*sender);
+  auto entry = registry_->Lookup(*sender);
   if (!entry.ok()) {
     if (entry.status().code() == Code::kUnavailable) {
       Log()->warn("message {}: cannot check the sender now ({}); it will be redelivered", id,

@@ -19,7 +19,7 @@
 #include "common/crypto/certs.h"
 #include "common/crypto/envelope.h"
 #include "integration-point/config.h"
-#include "integration-point/registry_client.h"
+#include "common/registry_client.h"
 #include "integration-point/store.h"
 #include "proto/broker.pb.h"
 
@@ -63,7 +63,8 @@ class Engine {
   crypto::Cert signing_cert_, encryption_cert_;
   std::unique_ptr<crypto::TrustStore> trust_;
   std::unique_ptr<Store> store_;
-  RegistryClient registry_;
+  std::optional<wire::CurveKeyPair> curve_;
+  std::unique_ptr<RegistryClient> registry_;
 
   std::unique_ptr<zmq::socket_t> broker_;
   bool welcomed_ = false;

@@ -5,6 +5,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/runtime.h"
+#include "common/wire/curve.h"
 #include "integration-point/config.h"
 #include "integration-point/engine.h"
 #include "integration-point/status_view.h"
@@ -31,7 +32,11 @@ int main(int argc, char** argv) {
   status->add_option("--status", filter.status, "only messages whose current status is this");
   status->add_option("--since", since, "only messages updated since this ISO 8601 time");
   status->add_flag("--json", json, "JSON instead of a table");
+  std::string keygen_out;
+  auto* keygen = app.add_subcommand("keygen", "make a CURVE key pair file and print its public key");
+  keygen->add_option("--out", keygen_out, "key file to create (mode 0600)")->required();
   CLI11_PARSE(app, argc, argv);
+  if (*keygen) return wire::KeygenCommand(keygen_out, "bud-ip");
 
   auto config = ip::Config::Load(config_path);
   if (!config.ok()) {
