@@ -53,6 +53,18 @@ Result<wire::RegistryEntry> AddEntry(const Config& config, const AddRequest& req
                        LoadCheckedCert(trust, req.encryption_cert_file,
                                        crypto::KeyPurpose::kEncryption, org, "encryption"));
   wire::RegistryEntry e;
+  if (!req.next_signing_cert_file.empty()) {
+    BUD_ASSIGN_OR_RETURN(std::string pem,
+                         LoadCheckedCert(trust, req.next_signing_cert_file,
+                                         crypto::KeyPurpose::kSigning, org, "next signing"));
+    e.set_next_signing_cert_pem(pem);
+  }
+  if (!req.next_encryption_cert_file.empty()) {
+    BUD_ASSIGN_OR_RETURN(std::string pem,
+                         LoadCheckedCert(trust, req.next_encryption_cert_file,
+                                         crypto::KeyPurpose::kEncryption, org, "next encryption"));
+    e.set_next_encryption_cert_pem(pem);
+  }
   e.set_orgnr(org.digits());
   e.set_name(req.name);
   e.set_signing_cert_pem(sign_pem);

@@ -15,6 +15,8 @@ struct AddRequest {
   std::string name;
   std::string signing_cert_file;
   std::string encryption_cert_file;
+  std::string next_signing_cert_file;     // optional (rotation)
+  std::string next_encryption_cert_file;  // optional (rotation)
   std::string curve_public_key;  // Z85, 40 characters
   std::string broker_endpoint;
   std::vector<std::string> processes;

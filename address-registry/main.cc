@@ -27,6 +27,10 @@ int main(int argc, char** argv) {
   add->add_option("--name", add_req.name, "organisation name")->required();
   add->add_option("--signing-cert", add_req.signing_cert_file, "signing certificate (PEM)")->required();
   add->add_option("--encryption-cert", add_req.encryption_cert_file, "encryption certificate (PEM)")->required();
+  add->add_option("--next-signing-cert", add_req.next_signing_cert_file,
+                  "the next signing certificate, during a rotation (PEM)");
+  add->add_option("--next-encryption-cert", add_req.next_encryption_cert_file,
+                  "the next encryption certificate, during a rotation (PEM)");
   add->add_option("--curve-public-key", add_req.curve_public_key, "CURVE public key (Z85)");
   add->add_option("--broker", add_req.broker_endpoint, "the organisation's broker endpoint");
   add->add_option("--process", add_req.processes, "accepted process (repeatable)")->required();

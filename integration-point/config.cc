@@ -23,6 +23,12 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(c.encryption_key, f.Path("keys.encryption_key"));
   BUD_ASSIGN_OR_RETURN(c.encryption_cert, f.Path("keys.encryption_cert"));
   BUD_ASSIGN_OR_RETURN(c.trust_anchor, f.Path("keys.trust_anchor"));
+  BUD_ASSIGN_OR_RETURN(c.next_encryption_key, f.Path("keys.next_encryption_key", ""));
+  BUD_ASSIGN_OR_RETURN(c.next_encryption_cert, f.Path("keys.next_encryption_cert", ""));
+  if (c.next_encryption_key.empty() != c.next_encryption_cert.empty()) {
+    return f.Error("keys.next_encryption_key",
+                   "next_encryption_key and next_encryption_cert go together");
+  }
   BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("keys.curve_key_file", ""));
   BUD_ASSIGN_OR_RETURN(c.registry_endpoint, f.String("registry.endpoint"));
   BUD_ASSIGN_OR_RETURN(c.registry_server_key, f.String("registry.server_key", ""));

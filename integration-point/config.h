@@ -18,6 +18,8 @@ struct Config {
   std::string signing_cert;          // [keys] signing_cert
   std::string encryption_key;        // [keys] encryption_key
   std::string encryption_cert;       // [keys] encryption_cert
+  std::string next_encryption_key;   // [keys] next_encryption_key: during a rotation (optional)
+  std::string next_encryption_cert;  // [keys] next_encryption_cert
   std::string trust_anchor;          // [keys] trust_anchor: CA certificates (PEM)
   std::string curve_key_file;        // [keys] curve_key_file: our CURVE key pair ("" = no CURVE)
   std::string registry_endpoint;     // [registry] endpoint

@@ -70,6 +70,19 @@ Status Engine::Start() {
     return Status(Code::kBadKey, "a private key does not belong to its certificate (check "
                                  "keys.signing_key/signing_cert and encryption_key/encryption_cert)");
   }
+  decryption_keys_.push_back({encryption_key_.get(), encryption_cert_.get()});
+  if (!config_.next_encryption_key.empty()) {
+    BUD_RETURN_IF_ERROR(CheckKeyFile(config_.next_encryption_key));
+    BUD_ASSIGN_OR_RETURN(next_encryption_key_,
+                         crypto::LoadPrivateKeyFile(config_.next_encryption_key));
+    BUD_ASSIGN_OR_RETURN(next_encryption_cert_, crypto::LoadCertFile(config_.next_encryption_cert));
+    if (X509_check_private_key(next_encryption_cert_.get(), next_encryption_key_.get()) != 1) {
+      (void)crypto::DrainErrors();
+      return Status(Code::kBadKey, "keys.next_encryption_key does not belong to "
+                                   "keys.next_encryption_cert");
+    }
+    decryption_keys_.push_back({next_encryption_key_.get(), next_encryption_cert_.get()});
+  }
   BUD_RETURN_IF_ERROR(trust_->Verify(signing_cert_.get(), crypto::KeyPurpose::kSigning, me_)
                           .Context("own signing certificate"));
   BUD_RETURN_IF_ERROR(trust_->Verify(encryption_cert_.get(), crypto::KeyPurpose::kEncryption, me_)
@@ -312,16 +325,15 @@ void Engine::SealNew() {
       fail(entry.status().ToString());
       continue;
     }
-    auto cert = crypto::CertFromPem(entry->encryption_cert_pem());
-    if (!cert.ok()) {
-      fail("receiver's encryption certificate: " + cert.status().ToString());
+    // The newest trusted one, so a rotation moves senders to the next certificate.
+    auto certs = crypto::TrustedCerts(*trust_, entry->encryption_cert_pem(),
+                                      entry->next_encryption_cert_pem(),
+                                      crypto::KeyPurpose::kEncryption, *receiver);
+    if (!certs.ok()) {
+      fail("receiver's encryption certificate: " + certs.status().ToString());
       continue;
     }
-    Status trusted = trust_->Verify(cert->get(), crypto::KeyPurpose::kEncryption, *receiver);
-    if (!trusted.ok()) {
-      fail("receiver's encryption certificate: " + trusted.ToString());
-      continue;
-    }
+    X509* receiver_cert = certs->front().get();
     wire::Payload payload;
     if (!payload.ParseFromString(m.payload)) {
       fail("stored payload cannot be read");
@@ -337,7 +349,7 @@ void Engine::SealNew() {
     h.set_created_unix_ms(m.created_ms);
     h.set_expires_unix_ms(m.expires_ms);
     auto env = crypto::Seal(std::move(h), payload, {signing_key_.get(), signing_cert_.get()},
-                            cert->get());
+                            receiver_cert);
     if (!env.ok()) {
       fail("cannot seal: " + env.status().ToString());
       continue;
@@ -571,19 +583,30 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
     }
     return refuse(entry.status());
   }
-  auto cert = crypto::CertFromPem(entry->signing_cert_pem());
-  if (!cert.ok()) return refuse(cert.status().Context("sender's signing certificate"));
-  Status trusted = trust_->Verify(cert->get(), crypto::KeyPurpose::kSigning, *sender);
-  if (!trusted.ok()) return refuse(trusted.Context("sender's signing certificate"));
-  X509* sender_certs[] = {cert->get()};
-  crypto::DecryptionKey keys[] = {{encryption_key_.get(), encryption_cert_.get()}};
-  auto opened = crypto::Open(deliver.envelope(), me_, *sender, sender_certs, keys);
+  auto certs = crypto::TrustedCerts(*trust_, entry->signing_cert_pem(),
+                                    entry->next_signing_cert_pem(), crypto::KeyPurpose::kSigning,
+                                    *sender);
+  if (!certs.ok()) return refuse(certs.status().Context("sender's signing certificate"));
+  std::vector<X509*> sender_certs;
+  for (const auto& c : *certs) sender_certs.push_back(c.get());
+  auto opened = crypto::Open(deliver.envelope(), me_, *sender, sender_certs, decryption_keys_);
   if (!opened.ok()) return refuse(opened.status());
   Status valid = ValidatePayload(opened->payload, static_cast<size_t>(config_.max_attachments));
   if (!valid.ok()) return refuse(valid);
+  if (h.expires_unix_ms() > 0 && h.expires_unix_ms() < now) {
+    // Signed, so the expiry is the sender's own: a replay of an old envelope ends here.
+    return refuse(Status(Code::kInvalidArgument,
+                         fmt::format("envelope expired at {}", FormatTime(h.expires_unix_ms()))));
+  }
   row.title = opened->payload.title();
 
-  SignerInfo signer{crypto::SubjectOf(cert->get()), sender->digits(), opened->signer_fingerprint};
+  std::string subject;
+  for (X509* c : sender_certs) {
+    if (crypto::Hex(crypto::CertFingerprint(c)) == opened->signer_fingerprint) {
+      subject = crypto::SubjectOf(c);
+    }
+  }
+  SignerInfo signer{subject, sender->digits(), opened->signer_fingerprint};
   Status written = WriteInbox(config_.inbox, *opened, signer, now);
   if (!written.ok()) {
     Log()->error("message {}: cannot write the inbox ({}); not acknowledged, the broker will "

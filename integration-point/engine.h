@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "common/crypto/certs.h"
@@ -61,6 +62,9 @@ class Engine {
   Orgnr me_;
   crypto::PKey signing_key_, encryption_key_;
   crypto::Cert signing_cert_, encryption_cert_;
+  crypto::PKey next_encryption_key_;    // rotation: empty when none
+  crypto::Cert next_encryption_cert_;
+  std::vector<crypto::DecryptionKey> decryption_keys_;  // borrow the keys above
   std::unique_ptr<crypto::TrustStore> trust_;
   std::unique_ptr<Store> store_;
   std::optional<wire::CurveKeyPair> curve_;

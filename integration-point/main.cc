@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "common/clock.h"
+#include "common/crypto/certs.h"
 #include "common/log.h"
 #include "common/runtime.h"
 #include "common/wire/curve.h"
@@ -55,6 +56,16 @@ int main(int argc, char** argv) {
         return 1;
       }
       filter.since_ms = *t;
+    }
+    // Certificates close to expiry are the most common cause of sudden FEIL; say so here too.
+    for (const auto& path : {config->signing_cert, config->encryption_cert}) {
+      if (auto cert = crypto::LoadCertFile(path); cert.ok()) {
+        int days = crypto::DaysToExpiry(cert->get());
+        if (days < 30) {
+          std::cerr << "warning: certificate " << path << " ("
+                    << crypto::SubjectOf(cert->get()) << ") expires in " << days << " day(s)\n";
+        }
+      }
     }
     auto store = ip::Store::Open(config->store);
     if (!store.ok()) {

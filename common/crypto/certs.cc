@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <ctime>
 
 namespace bud::crypto {
@@ -120,6 +121,34 @@ Status TrustStore::Verify(X509* cert, KeyPurpose purpose, const std::optional<Or
     }
   }
   return Status::Ok();
+}
+
+Result<std::vector<Cert>> TrustedCerts(const TrustStore& trust, const std::string& current_pem,
+                                       const std::string& next_pem, KeyPurpose purpose,
+                                       const Orgnr& org) {
+  std::vector<Cert> out;
+  Status first_failure;
+  for (const std::string* pem : {&current_pem, &next_pem}) {
+    if (pem->empty()) continue;
+    auto cert = CertFromPem(*pem);
+    Status s = cert.ok() ? trust.Verify(cert->get(), purpose, org) : cert.status();
+    if (s.ok()) {
+      out.push_back(std::move(cert).value());
+    } else if (first_failure.ok()) {
+      first_failure = s;
+    }
+  }
+  if (out.empty()) {
+    if (first_failure.ok()) {
+      return Status(Code::kBadCertificate,
+                    fmt::format("organisation {} has no certificate", org.wire()));
+    }
+    return first_failure;
+  }
+  std::stable_sort(out.begin(), out.end(), [](const Cert& a, const Cert& b) {
+    return ASN1_TIME_compare(X509_get0_notBefore(a.get()), X509_get0_notBefore(b.get())) > 0;
+  });
+  return out;
 }
 
 }  // namespace bud::crypto

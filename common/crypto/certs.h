@@ -37,4 +37,11 @@ class TrustStore {
   std::shared_ptr<X509_STORE> store_;
 };
 
+// Of an organisation's current and (during a rotation) next certificate for `purpose`, those
+// that pass TrustStore::Verify, newest (latest notBefore) first. When none passes: the current
+// certificate's failure. An empty `next_pem` means no rotation.
+Result<std::vector<Cert>> TrustedCerts(const TrustStore& trust, const std::string& current_pem,
+                                       const std::string& next_pem, KeyPurpose purpose,
+                                       const Orgnr& org);
+
 }  // namespace bud::crypto
