@@ -249,11 +249,11 @@ void Engine::TakeFolder(const std::string& name) {
   }
   auto exists = store_->HasMessage(draft->message_id, "OUT");
   if (exists.ok() && *exists) {
-    Log()->warn("outbox '{}': message {} was already taken in; this copy is not sent again", name,
-                draft->message_id);
-    Status rm = RemoveAll(folder);
-    if (!rm.ok()) Log()->error("outbox '{}': {}", name, rm.ToString());
-    return;
+    // Kept, never deleted: it may differ from the copy that was sent.
+    return fail(Status(Code::kAlreadyExists,
+                       fmt::format("message id {} was already taken in and is sent only once; "
+                                   "give a new messageId to send this folder",
+                                   draft->message_id)));
   }
   MessageRow row;
   row.message_id = draft->message_id;

@@ -166,6 +166,9 @@ Status Db::Migrate(const std::vector<std::string>& migrations) {
   for (size_t i = static_cast<size_t>(version); i < migrations.size(); ++i) {
     Transaction tx(*this);
     BUD_RETURN_IF_ERROR(tx.began());
+    // Another process may have migrated while we waited for the write lock: read it again.
+    BUD_ASSIGN_OR_RETURN(int now, UserVersion());
+    if (static_cast<size_t>(now) > i) continue;
     BUD_RETURN_IF_ERROR(Exec(migrations[i]).Context(fmt::format("migration {}", i + 1)));
     BUD_RETURN_IF_ERROR(Exec(fmt::format("PRAGMA user_version={}", i + 1)));
     BUD_RETURN_IF_ERROR(tx.Commit());
