@@ -22,6 +22,20 @@ namespace bud::ip {
 namespace {
 std::shared_ptr<spdlog::logger> Log() { return Logger("ip"); }
 
+constexpr std::string_view kEnvelopeRejected =
+    "ENVELOPE_REJECTED: the receiver could not verify and decrypt the envelope";
+
+// What the sender is told of a refusal recorded here as `local` ("CODE: message"): one uniform
+// reason for every failure of the envelope's cryptography, so no answer tells which check a
+// forged byte tripped; other reasons (unknown sender, expired certificate ...) as they are.
+std::string OutsideReason(const std::string& local) {
+  for (Code c : {Code::kMalformed, Code::kBadSignature, Code::kDigestMismatch,
+                 Code::kDecryptFailed, Code::kPayloadMismatch, Code::kUnsupported}) {
+    if (local.starts_with(std::string(CodeName(c)) + ":")) return std::string(kEnvelopeRejected);
+  }
+  return local;
+}
+
 wire::ClientMessage NewClientMessage() {
   wire::ClientMessage m;
   m.set_protocol_version(wire::kProtocolVersion);
@@ -545,7 +559,7 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
     std::string reason;
     if (failed) {
       auto hist = store_->History(id, "IN");
-      if (hist.ok() && !hist->empty()) reason = hist->back().reason;
+      if (hist.ok() && !hist->empty()) reason = OutsideReason(hist->back().reason);
     }
     Log()->info("message {} from {} delivered again; already {}", id, h.sender(), row.status);
     Report(id, failed ? wire::FEIL : wire::MOTTATT, reason);
@@ -563,13 +577,15 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
   row.expires_ms = h.expires_unix_ms();
 
   auto refuse = [&](const Status& why) {
+    // The specific code stays in this log and this store; the sender gets OutsideReason().
+    const std::string outside = OutsideReason(why.ToString());
     Log()->warn("message {} from {} refused (FEIL): {}", id, h.sender(), why.ToString());
-    Status st = store_->RecordIncoming(row, wire::FEIL, why.ToString(), wire::FEIL, now);
+    Status st = store_->RecordIncoming(row, wire::FEIL, why.ToString(), wire::FEIL, outside, now);
     if (!st.ok()) {
       Log()->error("message {}: cannot record FEIL: {}", id, st.ToString());
       return;
     }
-    Report(id, wire::FEIL, why.ToString());
+    Report(id, wire::FEIL, outside);
   };
 
   auto sender = Orgnr::Parse(h.sender());
@@ -614,7 +630,8 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
                  id, written.ToString());
     return;
   }
-  Status recorded = store_->RecordIncoming(row, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, now);
+  Status recorded =
+      store_->RecordIncoming(row, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", now);
   if (!recorded.ok()) {
     Log()->error("message {}: in the inbox but not recorded ({}); not acknowledged", id,
                  recorded.ToString());

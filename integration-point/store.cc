@@ -199,7 +199,7 @@ Result<bool> Store::ApplyStatusInTx(const std::string& message_id, const std::st
 }
 
 Status Store::RecordIncoming(const MessageRow& m, MsgStatus status, const std::string& reason,
-                             MsgStatus report, int64_t at_ms) {
+                             MsgStatus report, const std::string& report_reason, int64_t at_ms) {
   storage::Transaction tx(*db_);
   BUD_RETURN_IF_ERROR(tx.began());
   BUD_ASSIGN_OR_RETURN(auto* ins, db_->Prepare(
@@ -213,7 +213,8 @@ Status Store::RecordIncoming(const MessageRow& m, MsgStatus status, const std::s
       ApplyStatusInTx(m.message_id, "IN", status, reason, at_ms, std::string("done")).status());
   BUD_ASSIGN_OR_RETURN(auto* rep, db_->Prepare(
       "INSERT OR IGNORE INTO pending_reports(message_id, status, reason, at_ms) VALUES(?,?,?,?)"));
-  BUD_RETURN_IF_ERROR(rep->BindAll(m.message_id, static_cast<int64_t>(report), reason, at_ms).Run());
+  BUD_RETURN_IF_ERROR(
+      rep->BindAll(m.message_id, static_cast<int64_t>(report), report_reason, at_ms).Run());
   return tx.Commit();
 }
 

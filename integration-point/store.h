@@ -83,7 +83,7 @@ class Store {
   // Records a received message (INNKOMMENDE_MOTTATT, or FEIL with a reason) and the report to
   // give the broker, in one transaction.
   Status RecordIncoming(const MessageRow& m, MsgStatus status, const std::string& reason,
-                        MsgStatus report, int64_t at_ms);
+                        MsgStatus report, const std::string& report_reason, int64_t at_ms);
   // Applies a later incoming status (e.g. INNKOMMENDE_LEVERT) and queues `report` for the
   // broker, in one transaction.
   Status AdvanceIncoming(const std::string& message_id, MsgStatus status, MsgStatus report,
