@@ -45,9 +45,7 @@ const std::vector<std::string> kMigrations = {
 }  // namespace
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path, int64_t max_bytes) {
-  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::Open(path));
-  BUD_RETURN_IF_ERROR(db->Check());
-  BUD_RETURN_IF_ERROR(db->Migrate(kMigrations));
+  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStore(path, kMigrations));
   if (max_bytes > 0) {
     // SQLite answers SQLITE_FULL beyond this, exactly as on a full disk.
     BUD_RETURN_IF_ERROR(db->Exec(fmt::format("PRAGMA max_page_count={}",

@@ -88,9 +88,7 @@ Result<std::vector<MessageRow>> ReadRows(storage::Stmt& st) {
 }  // namespace
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
-  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::Open(path));
-  BUD_RETURN_IF_ERROR(db->Check());
-  BUD_RETURN_IF_ERROR(db->Migrate(kMigrations));
+  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStore(path, kMigrations));
   return std::unique_ptr<Store>(new Store(std::move(db)));
 }
 

@@ -107,6 +107,14 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, const Options& opt
   return db;
 }
 
+Result<std::unique_ptr<Db>> Db::OpenStore(const std::string& path,
+                                          const std::vector<std::string>& migrations) {
+  BUD_ASSIGN_OR_RETURN(auto db, Open(path));
+  BUD_RETURN_IF_ERROR(db->Check());
+  BUD_RETURN_IF_ERROR(db->Migrate(migrations));
+  return db;
+}
+
 Db::~Db() {
   cache_.clear();  // finalize statements before closing
   sqlite3_close(db_);

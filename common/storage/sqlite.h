@@ -78,6 +78,9 @@ class Db {
 
   static Result<std::unique_ptr<Db>> Open(const std::string& path, const Options& options);
   static Result<std::unique_ptr<Db>> Open(const std::string& path) { return Open(path, Options{}); }
+  // How every process opens its store: Open, quick_check (refuses a damaged file), Migrate.
+  static Result<std::unique_ptr<Db>> OpenStore(const std::string& path,
+                                               const std::vector<std::string>& migrations);
   ~Db();
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
