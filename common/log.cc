@@ -5,6 +5,7 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <cctype>
 #include <ctime>
 
 #include "common/clock.h"
@@ -55,12 +56,33 @@ std::string FormatTime(int64_t unix_ms) {
 }
 
 std::optional<int64_t> ParseTime(std::string_view text) {
-  int y, mo, d, h, mi;
-  double s;
-  char rest[16] = {0};
+  // YYYY-MM-DDThh:mm:ss[.fraction](Z|+hh:mm|-hh:mm), digits only (sscanf's %lf would take
+  // "nan", exponents and hex floats).
+  int y, mo, d, h, mi, sec;
+  int used = 0;
   std::string t(text);
-  int n = std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%lf%15s", &y, &mo, &d, &h, &mi, &s, rest);
-  if (n < 6) return std::nullopt;
+  if (t.size() < 19 || std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi,
+                                   &sec, &used) != 6 || used != 19) {
+    return std::nullopt;
+  }
+  for (size_t i : {0u, 1u, 2u, 3u, 5u, 6u, 8u, 9u, 11u, 12u, 14u, 15u, 17u, 18u}) {
+    if (!std::isdigit(static_cast<unsigned char>(t[i]))) return std::nullopt;
+  }
+  double s = sec;
+  size_t pos = 19;
+  if (pos < t.size() && t[pos] == '.') {
+    size_t start = ++pos;
+    double scale = 0.1;
+    while (pos < t.size() && std::isdigit(static_cast<unsigned char>(t[pos]))) {
+      s += (t[pos] - '0') * scale;
+      scale /= 10;
+      ++pos;
+    }
+    if (pos == start) return std::nullopt;
+  }
+  if (t.size() - pos > 15) return std::nullopt;
+  char rest[16] = {0};
+  t.copy(rest, t.size() - pos, pos);
   static constexpr int kDays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
   if (mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] || (mo == 2 && d == 29 && !leap) ||
@@ -81,7 +103,8 @@ std::optional<int64_t> ParseTime(std::string_view text) {
   int oh = 0, om = 0;
   char sign = r[0];
   // Exactly +hh:mm or -hh:mm, and nothing after it.
-  if ((sign != '+' && sign != '-') || r.size() != 6 || r[3] != ':' ||
+  if ((sign != '+' && sign != '-') || r.size() != 6 || r[3] != ':' || !std::isdigit(r[1]) ||
+      !std::isdigit(r[2]) || !std::isdigit(r[4]) || !std::isdigit(r[5]) ||
       std::sscanf(rest + 1, "%2d:%2d", &oh, &om) != 2 || oh > 23 || om > 59) {
     return std::nullopt;
   }

@@ -41,7 +41,7 @@ Result<OutgoingDraft> ParseMessageJson(std::string_view text, const Orgnr& me,
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for 1e400
     return Bad(fmt::format("message.json is not valid JSON: {}", e.what()));
   }
   if (!j.is_object()) return Bad("message.json must be a JSON object");
