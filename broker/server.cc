@@ -59,8 +59,7 @@ Status Server::Run() {
       }
       if (!parts) break;
       if (parts->size() != 2) {
-        Log()->warn("dropped a message of {} frames from a peer (want routing id + one frame)",
-                    parts->size());
+        Log()->warn("dropped a message from a peer that is not routing id + one frame");
         continue;
       }
       std::string rid((*parts)[0].to_string());
@@ -138,6 +137,7 @@ void Server::Send(const std::string& rid, const wire::BrokerMessage& msg) {
 }
 
 void Server::Refuse(const std::string& rid, const std::string& reason) {
+  Log()->warn("peer {} refused: {}", Short(rid), reason);
   wire::BrokerMessage m;
   m.set_protocol_version(wire::kProtocolVersion);
   m.mutable_refused()->set_reason(reason);
@@ -163,7 +163,6 @@ void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
   wire::ClientMessage msg;
   Status parsed = wire::ParseProto(frame, msg, "ClientMessage");
   if (!parsed.ok()) {
-    Log()->warn("peer {}: {}", Short(rid), parsed.message());
     Refuse(rid, parsed.message());
     return;
   }
@@ -316,7 +315,12 @@ void Server::FlushBatch() {
     m.set_protocol_version(wire::kProtocolVersion);
     auto* r = m.mutable_submit_reply();
     r->set_message_id(item.message_id);
-    if (committed.ok()) {
+    if (committed.ok() && item.conflict) {
+      r->set_code(wire::REJECTED);
+      r->set_reason("message id is already used by another organisation; use a new UUID");
+      Log()->warn("message {} from {} rejected: id already used by another organisation",
+                  item.message_id, item.sender);
+    } else if (committed.ok()) {
       r->set_code(wire::ACCEPTED);
       if (item.duplicate) {
         Log()->info("message {} from {} to {} submitted again: already stored, not stored twice",

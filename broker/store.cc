@@ -104,7 +104,13 @@ Status Store::CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportIt
         "INSERT OR IGNORE INTO seen(message_id, sender, receiver, first_seen_ms) VALUES(?,?,?,?)"));
     BUD_RETURN_IF_ERROR(seen->BindAll(s.message_id, s.sender, s.receiver, now).Run());
     s.duplicate = seen->Changes() == 0;
-    if (s.duplicate) continue;
+    if (s.duplicate) {
+      BUD_ASSIGN_OR_RETURN(auto* who, db_->Prepare("SELECT sender FROM seen WHERE message_id=?"));
+      BUD_ASSIGN_OR_RETURN(bool row, who->Bind(1, s.message_id).Step());
+      s.conflict = row && who->Text(0) != s.sender;
+      who->Reset();
+      continue;
+    }
     BUD_ASSIGN_OR_RETURN(auto* ins, db_->Prepare(
         "INSERT INTO messages(message_id, sender, receiver, envelope, received_ms, expires_ms) "
         "VALUES(?,?,?,?,?,?)"));

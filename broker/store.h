@@ -27,6 +27,7 @@ struct SubmitItem {
   std::string envelope;
   int64_t expires_ms = 0;
   bool duplicate = false;  // out: already known
+  bool conflict = false;   // out: the id is already used by another sender
 };
 
 struct ReportItem {

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/payload.h"
 #include "common/runtime.h"
+#include "common/uuid.h"
 #include "common/wire/zmq.h"
 #include "integration-point/inbox.h"
 #include "integration-point/outbox.h"
@@ -53,6 +54,11 @@ Status CheckKeyFile(const std::string& path) {
                               path, st.st_mode & 0777));
   }
   return Status::Ok();
+}
+
+std::string ToLowerAscii(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
 }
 
 bool Contains(const google::protobuf::RepeatedPtrField<std::string>& list, const std::string& v) {
@@ -546,6 +552,15 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
   }
   const wire::Header& h = *header;
   const std::string& id = h.message_id();
+  // The id names the inbox folder: nothing but a lower-case UUID may get near a path. Without
+  // one nothing is recorded; the broker is told FEIL so that it stops delivering it.
+  if (!IsUuid(id) || id != ToLowerAscii(id)) {
+    Log()->error("broker delivered an envelope whose message id is not a lower-case UUID; "
+                 "refused without writing anything (sender claims {})",
+                 h.sender().substr(0, 20));
+    Report(id, wire::FEIL, std::string(kEnvelopeRejected));  // ids are only compared there
+    return;
+  }
 
   auto existing = store_->Get(id, "IN");
   if (!existing.ok()) {

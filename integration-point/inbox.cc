@@ -7,12 +7,17 @@
 
 #include "common/clock.h"
 #include "common/fs.h"
+#include "common/uuid.h"
 
 namespace bud::ip {
 
 Status WriteInbox(const std::string& inbox, const crypto::Opened& opened, const SignerInfo& signer,
                   int64_t received_ms) {
   const auto& h = opened.header;
+  // Second guard (the engine checks first): the id becomes a folder name.
+  if (!IsUuid(h.message_id()) || h.message_id().find('/') != std::string::npos) {
+    return Status(Code::kMalformed, "message id is not a UUID; nothing written");
+  }
   const std::string final_dir = JoinPath(inbox, h.message_id());
   if (Exists(final_dir)) return Status::Ok();
   const std::string tmp_root = JoinPath(inbox, ".tmp");

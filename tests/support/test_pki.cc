@@ -144,6 +144,17 @@ TestCa::TestCa(std::string common_name, KeyType key_type) : key_(GenerateKey(key
   Sign(x, key_.get());
 }
 
+TestCa TestCa::FromPemFiles(const std::string& key_path, const std::string& cert_path) {
+  auto key = crypto::LoadPrivateKeyFile(key_path);
+  if (!key.ok()) throw std::runtime_error("test PKI: CA key: " + key.status().ToString());
+  auto cert = crypto::LoadCertFile(cert_path);
+  if (!cert.ok()) throw std::runtime_error("test PKI: CA certificate: " + cert.status().ToString());
+  if (X509_check_private_key(cert->get(), key->get()) != 1) {
+    Fail("the key '" + key_path + "' does not belong to the CA certificate '" + cert_path + "'");
+  }
+  return TestCa(std::move(key).value(), std::move(cert).value());
+}
+
 void TestCa::WriteCertFile(const std::string& path) const {
   Status s = WriteFileSynced(path, cert_pem(), 0644);
   if (!s.ok()) throw std::runtime_error("test PKI: " + s.ToString());

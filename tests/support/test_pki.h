@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "common/crypto/openssl.h"
 
@@ -80,6 +81,11 @@ class TestCa {
   TestCa(TestCa&&) = default;
   TestCa& operator=(TestCa&&) = default;
 
+  // A CA from an existing private key and certificate in PEM files (e.g. scripts/dev-ca's
+  // ca.key and ca.pem), to issue more leaves under a CA made elsewhere. Throws when a file cannot
+  // be read or the key does not belong to the certificate.
+  static TestCa FromPemFiles(const std::string& key_path, const std::string& cert_path);
+
   X509* cert() const { return cert_.get(); }
   EVP_PKEY* key() const { return key_.get(); }
   std::string cert_pem() const { return crypto::CertToPem(cert_.get()); }
@@ -95,6 +101,8 @@ class TestCa {
   Leaf IssueEncryption(KeyType type, const std::string& orgnr, EVP_PKEY* reuse_key = nullptr) const;
 
  private:
+  TestCa(crypto::PKey key, crypto::Cert cert) : key_(std::move(key)), cert_(std::move(cert)) {}
+
   crypto::PKey key_;
   crypto::Cert cert_;
 };
