@@ -305,9 +305,16 @@ void Server::OnStatusAck(Session& s, const wire::StatusAck& ack) {
 void Server::FlushBatch() {
   if (batch_submits_.empty() && batch_reports_.empty()) return;
   Status committed = store_->CommitBatch(batch_submits_, batch_reports_);
+  Status reports_committed = committed;
   if (!committed.ok()) {
     Log()->error("commit of {} submit(s) and {} report(s) failed, answering retry later: {}",
                  batch_submits_.size(), batch_reports_.size(), committed.ToString());
+    // Reports delete delivered messages: on a full disk they are what frees space, so they
+    // must not wait behind submits that do not fit.
+    if (!batch_submits_.empty() && !batch_reports_.empty()) {
+      std::vector<SubmitItem> none;
+      reports_committed = store_->CommitBatch(none, batch_reports_);
+    }
   }
   for (size_t i = 0; i < batch_submits_.size(); ++i) {
     const auto& item = batch_submits_[i];
@@ -341,7 +348,7 @@ void Server::FlushBatch() {
     auto& rep = batch_reports_[i];
     const std::string& rid = batch_report_rids_[i];
     Session* s = SessionByRid(rid);
-    if (committed.ok() && (rep.status == wire::MOTTATT || rep.status == wire::FEIL) && s) {
+    if (reports_committed.ok() && (rep.status == wire::MOTTATT || rep.status == wire::FEIL) && s) {
       s->inflight.erase(rep.message_id);
       dirty_orgs_.insert(s->org);
     }
@@ -350,7 +357,7 @@ void Server::FlushBatch() {
     auto* rr = m.mutable_report_reply();
     rr->set_message_id(rep.message_id);
     rr->set_status(rep.status);
-    if (!committed.ok()) {
+    if (!reports_committed.ok()) {
       rr->set_ok(false);
       rr->set_reason("broker could not store the report; retry later");
     } else if (!rep.result.ok()) {

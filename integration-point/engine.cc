@@ -503,10 +503,13 @@ void Engine::OnSubmitReply(const wire::SubmitReply& r) {
       break;
     }
     default:
-      Log()->warn("message {}: broker says retry later: {} (pausing submits {} ms)",
-                  r.message_id(), r.reason(), submit_backoff_ms_);
-      submit_pause_until_mono_ = MonoMs() + submit_backoff_ms_;
-      submit_backoff_ms_ = std::min<int64_t>(submit_backoff_ms_ * 2, 30000);
+      // One back-off step per round of submits, not per refused reply of the same round.
+      if (MonoMs() >= submit_pause_until_mono_) {
+        Log()->warn("message {}: broker says retry later: {} (pausing submits {} ms)",
+                    r.message_id(), r.reason(), submit_backoff_ms_);
+        submit_pause_until_mono_ = MonoMs() + submit_backoff_ms_;
+        submit_backoff_ms_ = std::min<int64_t>(submit_backoff_ms_ * 2, 30000);
+      }
       break;
   }
   outgoing_dirty_ = true;
