@@ -4,6 +4,7 @@
 
 #include "common/clock.h"
 #include "common/crypto/certs.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "common/runtime.h"
 #include "common/wire/curve.h"
@@ -66,6 +67,12 @@ int main(int argc, char** argv) {
                     << crypto::SubjectOf(cert->get()) << ") expires in " << days << " day(s)\n";
         }
       }
+    }
+    if (!Exists(config->store)) {
+      // Never create (and migrate) a store from the status command.
+      std::cout << (json ? "[]\n" : "0 message(s) (no store yet at " + config->store +
+                                         "; start `bud-ip run`)\n");
+      return 0;
     }
     auto store = ip::Store::Open(config->store);
     if (!store.ok()) {
