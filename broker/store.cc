@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <functional>
+
 #include "common/clock.h"
 
 namespace bud::broker {
@@ -68,26 +70,47 @@ Result<int64_t> Store::AddAttempts(const std::vector<std::string>& message_ids) 
 }
 
 Result<std::vector<Expired>> Store::FailExhausted(int64_t max_attempts, int64_t now_ms) {
-  storage::Transaction tx(*db_);
-  BUD_RETURN_IF_ERROR(tx.began());
   BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
       "SELECT message_id, sender, receiver, attempts FROM messages WHERE attempts>=? LIMIT 1000"));
   q->Bind(1, max_attempts);
+  return Conclude(*q, wire::FEIL, now_ms, [](const Expired& e, int64_t attempts) {
+    return fmt::format("{} did not acknowledge the delivery after {} attempts", e.receiver,
+                       attempts);
+  });
+}
+
+Result<std::vector<Expired>> Store::ExpireDue(int64_t now_ms, int limit) {
+  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
+      "SELECT message_id, sender, receiver, expires_ms FROM messages WHERE expires_ms<=? "
+      "ORDER BY expires_ms LIMIT ?"));
+  q->Bind(1, now_ms).Bind(2, limit);
+  return Conclude(*q, wire::LEVETID_UTLOPT, now_ms, [](const Expired& e, int64_t expires_ms) {
+    return fmt::format("not received by {} before it expired at {}", e.receiver,
+                       FormatTime(expires_ms));
+  });
+}
+
+// Ends every queued message `query` selects (message_id, sender, receiver, one number for the
+// reason) with `status`, in one transaction, through the same path as a receiver's report.
+Result<std::vector<Expired>> Store::Conclude(
+    storage::Stmt& query, MsgStatus status, int64_t now_ms,
+    const std::function<std::string(const Expired&, int64_t)>& reason) {
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
   std::vector<Expired> out;
-  std::vector<int64_t> attempts;
+  std::vector<int64_t> numbers;
   for (;;) {
-    BUD_ASSIGN_OR_RETURN(bool row, q->Step());
+    BUD_ASSIGN_OR_RETURN(bool row, query.Step());
     if (!row) break;
-    out.push_back({q->Text(0), q->Text(1), q->Text(2)});
-    attempts.push_back(q->Int(3));
+    out.push_back({query.Text(0), query.Text(1), query.Text(2)});
+    numbers.push_back(query.Int(3));
   }
   for (size_t i = 0; i < out.size(); ++i) {
     ReportItem r;
     r.reporter = out[i].receiver;
     r.message_id = out[i].message_id;
-    r.status = wire::FEIL;
-    r.reason = fmt::format("{} did not acknowledge the delivery after {} attempts",
-                           out[i].receiver, attempts[i]);
+    r.status = status;
+    r.reason = reason(out[i], numbers[i]);
     r.at_ms = now_ms;
     BUD_RETURN_IF_ERROR(ApplyReport(r, now_ms));
   }
@@ -144,7 +167,7 @@ Status Store::ApplyReport(ReportItem& r, int64_t now) {
       "INSERT OR IGNORE INTO reports(message_id, status) VALUES(?,?)"));
   BUD_RETURN_IF_ERROR(log->Bind(1, r.message_id).Bind(2, static_cast<int64_t>(r.status)).Run());
   const bool first_time = log->Changes() > 0;
-  if (r.status == wire::MOTTATT || r.status == wire::FEIL) {
+  if (r.status == wire::MOTTATT || IsFinal(r.status)) {  // delivery is over: drop the payload
     BUD_ASSIGN_OR_RETURN(auto* del, db_->Prepare("DELETE FROM messages WHERE message_id=?"));
     BUD_RETURN_IF_ERROR(del->Bind(1, r.message_id).Run());
   }
@@ -211,40 +234,6 @@ Result<int64_t> Store::QueuedCount() {
   int64_t n = row ? st->Int(0) : 0;
   st->Reset();
   return n;
-}
-
-Result<std::vector<Expired>> Store::ExpireDue(int64_t now_ms, int limit) {
-  storage::Transaction tx(*db_);
-  BUD_RETURN_IF_ERROR(tx.began());
-  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
-      "SELECT message_id, sender, receiver, expires_ms FROM messages WHERE expires_ms<=? "
-      "ORDER BY expires_ms LIMIT ?"));
-  q->Bind(1, now_ms).Bind(2, limit);
-  std::vector<Expired> out;
-  std::vector<int64_t> when;
-  for (;;) {
-    BUD_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (!row) break;
-    out.push_back({q->Text(0), q->Text(1), q->Text(2)});
-    when.push_back(q->Int(3));
-  }
-  for (size_t i = 0; i < out.size(); ++i) {
-    const auto& e = out[i];
-    BUD_ASSIGN_OR_RETURN(auto* rep, db_->Prepare(
-        "INSERT OR IGNORE INTO reports(message_id, status) VALUES(?,?)"));
-    BUD_RETURN_IF_ERROR(rep->Bind(1, e.message_id).Bind(2, int64_t{wire::LEVETID_UTLOPT}).Run());
-    BUD_ASSIGN_OR_RETURN(auto* n, db_->Prepare(
-        "INSERT INTO notices(org, message_id, status, reason, at_ms) VALUES(?,?,?,?,?)"));
-    n->BindAll(e.sender, e.message_id, int64_t{wire::LEVETID_UTLOPT},
-               fmt::format("not received by {} before it expired at {}", e.receiver,
-                           FormatTime(when[i])),
-               now_ms);
-    BUD_RETURN_IF_ERROR(n->Run());
-    BUD_ASSIGN_OR_RETURN(auto* del, db_->Prepare("DELETE FROM messages WHERE message_id=?"));
-    BUD_RETURN_IF_ERROR(del->Bind(1, e.message_id).Run());
-  }
-  BUD_RETURN_IF_ERROR(tx.Commit());
-  return out;
 }
 
 }  // namespace bud::broker

@@ -9,6 +9,7 @@
 // delivered long ago.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -88,6 +89,9 @@ class Store {
  private:
   explicit Store(std::unique_ptr<storage::Db> db) : db_(std::move(db)) {}
   Status ApplyReport(ReportItem& r, int64_t now);
+  Result<std::vector<Expired>> Conclude(
+      storage::Stmt& query, MsgStatus status, int64_t now_ms,
+      const std::function<std::string(const Expired&, int64_t)>& reason);
   std::unique_ptr<storage::Db> db_;
 };
 
