@@ -2,6 +2,7 @@
 #include "broker/config.h"
 
 #include "common/config.h"
+#include "common/http_server.h"
 
 namespace bud::broker {
 
@@ -33,6 +34,7 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(c.sweep_ms, f.Int("broker.sweep_ms", c.sweep_ms, 10, 3600000));
   BUD_ASSIGN_OR_RETURN(c.checkpoint_ms,
                        f.Int("broker.checkpoint_ms", c.checkpoint_ms, 100, 86400000));
+  BUD_RETURN_IF_ERROR(LoadHttpOptions(f, c.http));
   BUD_ASSIGN_OR_RETURN(c.log_level, f.String("log.level", c.log_level));
   BUD_ASSIGN_OR_RETURN(c.log_file, f.Path("log.file", ""));
   BUD_RETURN_IF_ERROR(f.CheckNoUnknownKeys());

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/http_server.h"
 #include "common/status.h"
 
 namespace bud::broker {
@@ -25,6 +26,10 @@ struct Config {
   int64_t store_max_bytes = 0;                   // [broker] store_max_bytes: cap (0 = the disk)
   int64_t sweep_ms = 1000;                       // [broker] sweep_ms: expiry sweep interval
   int64_t checkpoint_ms = 60000;                 // [broker] checkpoint_ms: WAL checkpoint interval
+  // [http] listen ("" = off), port_file, token_file, tls_cert, tls_key, threads: /metrics and
+  // /healthz.
+  HttpOptions http{.listen = "", .port_file = "", .token_file = "", .tls_cert = "", .tls_key = "",
+                   .threads = 2, .max_body_bytes = 64 * 1024, .name = "broker-http"};
   std::string log_level = "info";                // [log] level
   std::string log_file;                          // [log] file
 

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "broker/config.h"
+#include "broker/metrics.h"
 #include "broker/server.h"
 #include "common/log.h"
 #include "common/runtime.h"
@@ -36,7 +37,14 @@ int main(int argc, char** argv) {
   InstallStopSignals();
   zmq::context_t ctx(1);
   broker::Server server(*config, ctx);
-  Status s = server.Run();
+  std::unique_ptr<broker::BrokerHttp> http;
+  Status s;
+  if (!config->http.listen.empty()) {
+    http = std::make_unique<broker::BrokerHttp>(*config, server.metrics());
+    s = http->Start();
+  }
+  if (s.ok()) s = server.Run();
+  http.reset();
   if (!s.ok()) {
     Logger("broker")->critical("{}", s.ToString());
     std::cerr << "bud-broker: " << s.ToString() << "\n";

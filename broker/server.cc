@@ -40,6 +40,8 @@ Status Server::Run() {
   int64_t last_sweep = 0;
   int64_t last_checkpoint = MonoMs();
   while (!StopRequested()) {
+    metrics_.loop_alive_mono_ms.store(MonoMs(), std::memory_order_relaxed);
+    metrics_.sessions.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
     zmq::pollitem_t items[] = {{sock_->handle(), 0, ZMQ_POLLIN, 0},
                                {zap_ ? zap_->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
     try {
@@ -234,7 +236,9 @@ void Server::OnHello(const std::string& rid, const wire::Hello& hello,
 }
 
 void Server::OnSubmit(Session& s, const wire::Submit& submit) {
+  metrics_.submits.fetch_add(1, std::memory_order_relaxed);
   auto reply = [&](const std::string& id, wire::SubmitCode code, const std::string& reason) {
+    metrics_.rejected.fetch_add(1, std::memory_order_relaxed);
     wire::BrokerMessage m;
     m.set_protocol_version(wire::kProtocolVersion);
     auto* r = m.mutable_submit_reply();
@@ -272,6 +276,7 @@ void Server::OnSubmit(Session& s, const wire::Submit& submit) {
   item.expires_ms = expires;
   batch_submits_.push_back(std::move(item));
   batch_submit_rids_.push_back(s.rid);
+  batch_submit_us_.push_back(MonoUs());
 }
 
 void Server::OnReport(Session& s, const wire::Report& report) {
@@ -295,6 +300,7 @@ void Server::OnReport(Session& s, const wire::Report& report) {
   }
   batch_reports_.push_back(std::move(r));
   batch_report_rids_.push_back(s.rid);
+  metrics_.reports.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Server::OnStatusAck(Session& s, const wire::StatusAck& ack) {
@@ -304,7 +310,11 @@ void Server::OnStatusAck(Session& s, const wire::StatusAck& ack) {
 
 void Server::FlushBatch() {
   if (batch_submits_.empty() && batch_reports_.empty()) return;
+  const int64_t commit_start_us = MonoUs();
   Status committed = store_->CommitBatch(batch_submits_, batch_reports_);
+  const int64_t committed_us = MonoUs();
+  metrics_.commits.fetch_add(1, std::memory_order_relaxed);
+  metrics_.commit_seconds.Observe(static_cast<double>(committed_us - commit_start_us) / 1e6);
   Status reports_committed = committed;
   if (!committed.ok()) {
     Log()->error("commit of {} submit(s) and {} report(s) failed, answering retry later: {}",
@@ -323,13 +333,18 @@ void Server::FlushBatch() {
     auto* r = m.mutable_submit_reply();
     r->set_message_id(item.message_id);
     if (committed.ok() && item.conflict) {
+      metrics_.rejected.fetch_add(1, std::memory_order_relaxed);
       r->set_code(wire::REJECTED);
       r->set_reason("message id is already used by another organisation; use a new UUID");
       Log()->warn("message {} from {} rejected: id already used by another organisation",
                   item.message_id, item.sender);
     } else if (committed.ok()) {
       r->set_code(wire::ACCEPTED);
+      metrics_.accepted.fetch_add(1, std::memory_order_relaxed);
+      metrics_.submit_to_accept.Observe(static_cast<double>(committed_us - batch_submit_us_[i]) /
+                                        1e6);
       if (item.duplicate) {
+        metrics_.duplicates.fetch_add(1, std::memory_order_relaxed);
         Log()->info("message {} from {} to {} submitted again: already stored, not stored twice",
                     item.message_id, item.sender, item.receiver);
       } else {
@@ -338,6 +353,7 @@ void Server::FlushBatch() {
         dirty_orgs_.insert(item.receiver);
       }
     } else {
+      metrics_.retry_later.fetch_add(1, std::memory_order_relaxed);
       r->set_code(wire::RETRY_LATER);
       r->set_reason(fmt::format("broker could not store the message ({}); retry later",
                                 CodeName(committed.code())));
@@ -375,6 +391,7 @@ void Server::FlushBatch() {
   }
   batch_submits_.clear();
   batch_submit_rids_.clear();
+  batch_submit_us_.clear();
   batch_reports_.clear();
   batch_report_rids_.clear();
 }
@@ -396,6 +413,7 @@ void Server::PumpDeliveries(Session& s) {
       m.set_protocol_version(wire::kProtocolVersion);
       m.mutable_deliver()->set_envelope(std::move(q.envelope));
       m.mutable_deliver()->set_attempt(1);
+      metrics_.deliveries.fetch_add(1, std::memory_order_relaxed);
       s.inflight[q.message_id] = {q.seq, MonoMs(), 1};
       Send(rid, m);
       if (!SessionByRid(rid)) return;  // dropped by a failed send
@@ -415,6 +433,7 @@ void Server::PumpNotices(Session& s) {
     wire::BrokerMessage m;
     m.set_protocol_version(wire::kProtocolVersion);
     auto* sn = m.mutable_status_notice();
+    metrics_.notices.fetch_add(1, std::memory_order_relaxed);
     sn->set_notice_id(static_cast<uint64_t>(n.notice_id));
     sn->set_message_id(n.message_id);
     sn->set_status(n.status);
@@ -437,6 +456,7 @@ void Server::SweepExpired() {
                   e.sender, e.receiver, config_.max_attempts);
       if (Session* s = SessionByOrg(e.receiver)) s->inflight.erase(e.message_id);
       dirty_orgs_.insert(e.sender);
+      metrics_.exhausted.fetch_add(1, std::memory_order_relaxed);
     }
   }
   auto expired = store_->ExpireDue(NowMs(), 1000);
@@ -447,6 +467,7 @@ void Server::SweepExpired() {
   for (const auto& e : *expired) {
     Log()->info("message {} from {} to {} expired undelivered (LEVETID_UTLOPT); payload deleted",
                 e.message_id, e.sender, e.receiver);
+    metrics_.expired.fetch_add(1, std::memory_order_relaxed);
     if (Session* s = SessionByOrg(e.receiver)) s->inflight.erase(e.message_id);
     dirty_orgs_.insert(e.sender);
   }
@@ -481,6 +502,7 @@ void Server::CheckTimers() {
       m.set_protocol_version(wire::kProtocolVersion);
       m.mutable_deliver()->set_envelope((*q)->envelope);
       m.mutable_deliver()->set_attempt(it->second.attempt);
+      metrics_.redeliveries.fetch_add(1, std::memory_order_relaxed);
       ++it;
       Send(rid, m);
       break;  // Send may drop the session; continue next tick

@@ -22,6 +22,7 @@
 #include <zmq.hpp>
 
 #include "broker/config.h"
+#include "broker/metrics.h"
 #include "broker/store.h"
 #include "common/registry_client.h"
 #include "common/wire/curve.h"
@@ -33,6 +34,7 @@ class Server {
  public:
   Server(const Config& config, zmq::context_t& ctx);
   Status Run();
+  const BrokerMetrics& metrics() const { return metrics_; }
 
  private:
   struct Inflight {
@@ -85,6 +87,8 @@ class Server {
   std::vector<ReportItem> batch_reports_;
   std::vector<std::string> batch_report_rids_;
   std::set<std::string> dirty_orgs_;              // orgs with new deliveries or notices
+  std::vector<int64_t> batch_submit_us_;          // when each batched submit arrived (mono µs)
+  BrokerMetrics metrics_;
 };
 
 }  // namespace bud::broker

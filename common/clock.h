@@ -21,6 +21,13 @@ inline int64_t MonoMs() {
       .count();
 }
 
+// Monotonic microseconds (latency measurements).
+inline int64_t MonoUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // "2026-11-29T09:00:00.123Z"
 std::string FormatTime(int64_t unix_ms);
 // Parses ISO 8601 with a 'Z' or +hh:mm offset; fractional seconds optional.

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "common/config.h"
+#include "common/http_server.h"
 #include "common/wire/curve.h"
 
 namespace bud::ip {
@@ -16,7 +17,7 @@ Result<Config> Config::Load(const std::string& path) {
   if (!org.ok()) return f.Error("agency.orgnr", org.status().message());
   c.orgnr = org->digits();
   BUD_ASSIGN_OR_RETURN(c.outbox, f.Path("paths.outbox"));
-  BUD_ASSIGN_OR_RETURN(c.inbox, f.Path("paths.inbox"));
+  BUD_ASSIGN_OR_RETURN(c.inbox, f.Path("paths.inbox", ""));
   BUD_ASSIGN_OR_RETURN(c.store, f.Path("paths.store"));
   BUD_ASSIGN_OR_RETURN(c.signing_key, f.Path("keys.signing_key"));
   BUD_ASSIGN_OR_RETURN(c.signing_cert, f.Path("keys.signing_cert"));
@@ -60,6 +61,23 @@ Result<Config> Config::Load(const std::string& path) {
                        f.Int("outbox.max_attachment_bytes", c.max_attachment_bytes, 1, 200ll << 20));
   BUD_ASSIGN_OR_RETURN(c.default_ttl_ms,
                        f.Int("outbox.default_ttl_ms", c.default_ttl_ms, 1000, 366ll * 86400000));
+  BUD_ASSIGN_OR_RETURN(c.delivery, f.String("incoming.delivery", c.delivery));
+  if (c.delivery != "folder" && c.delivery != "api") {
+    return f.Error("incoming.delivery", "must be \"folder\" (write paths.inbox) or \"api\" "
+                                        "(keep messages for the HTTP API's peek/pop/delete)");
+  }
+  if (c.delivery == "folder" && c.inbox.empty()) {
+    return f.Error("paths.inbox", "is missing (needed with incoming.delivery = \"folder\")");
+  }
+  c.http.name = "http";
+  BUD_RETURN_IF_ERROR(LoadHttpOptions(f, c.http));
+  if (c.http.listen.empty() && c.delivery == "api") {
+    return f.Error("incoming.delivery", "\"api\" needs the HTTP API: set http.listen");
+  }
+  BUD_ASSIGN_OR_RETURN(c.peek_lock_ms, f.Int("http.peek_lock_ms", c.peek_lock_ms, 100, 86400000));
+  BUD_ASSIGN_OR_RETURN(int64_t max_upload,
+                       f.Int("http.max_upload_bytes", 100ll << 20, 1024, 200ll << 20));
+  c.http.max_body_bytes = static_cast<size_t>(max_upload);
   BUD_ASSIGN_OR_RETURN(c.log_level, f.String("log.level", c.log_level));
   BUD_ASSIGN_OR_RETURN(c.log_file, f.Path("log.file", ""));
   BUD_RETURN_IF_ERROR(f.CheckNoUnknownKeys());

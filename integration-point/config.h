@@ -3,7 +3,9 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
+#include "common/http_server.h"
 #include "common/orgnr.h"
 #include "common/status.h"
 
@@ -36,6 +38,14 @@ struct Config {
   int64_t max_attachments = 100;     // [outbox] max_attachments
   int64_t max_attachment_bytes = 100ll << 20;  // [outbox] max_attachment_bytes (each)
   int64_t default_ttl_ms = 24 * 3600 * 1000;   // [outbox] default_ttl_ms
+  // [incoming] delivery: "folder" writes received messages to paths.inbox; "api" keeps them in
+  // the store for the HTTP API's peek/pop/delete.
+  std::string delivery = "folder";
+  // [http]: the Next Move API, status page, /metrics and /healthz (docs/http-api.md): listen
+  // ("" = no HTTP server), port_file, token_file, tls_cert, tls_key, threads, and
+  // max_upload_bytes (one request's body, as http.max_body_bytes).
+  HttpOptions http;
+  int64_t peek_lock_ms = 300000;     // [http] peek_lock_ms: how long a peek locks a message
   std::string log_level = "info";    // [log] level
   std::string log_file;              // [log] file
 

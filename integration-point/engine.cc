@@ -2,6 +2,7 @@
 #include "integration-point/engine.h"
 
 #include <fmt/format.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include "common/wire/zmq.h"
 #include "integration-point/inbox.h"
 #include "integration-point/outbox.h"
+#include "integration-point/receiver.h"
 
 namespace bud::ip {
 
@@ -61,21 +63,26 @@ std::string ToLowerAscii(std::string s) {
   return s;
 }
 
-bool Contains(const google::protobuf::RepeatedPtrField<std::string>& list, const std::string& v) {
-  return std::find(list.begin(), list.end(), v) != list.end();
-}
 }  // namespace
 
 Engine::Engine(const Config& config, zmq::context_t& ctx)
     : config_(config),
       ctx_(ctx),
-      me_(config.me()) {}
+      me_(config.me()),
+      wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
 
 Engine::~Engine() {
   if (inotify_fd_ >= 0) ::close(inotify_fd_);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void Engine::Wake() {
+  uint64_t one = 1;
+  if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof one);
 }
 
 Status Engine::Start() {
+  if (started_) return Status::Ok();
   BUD_RETURN_IF_ERROR(CheckKeyFile(config_.signing_key));
   BUD_RETURN_IF_ERROR(CheckKeyFile(config_.encryption_key));
   BUD_ASSIGN_OR_RETURN(signing_key_, crypto::LoadPrivateKeyFile(config_.signing_key));
@@ -122,7 +129,7 @@ Status Engine::Start() {
                                                config_.registry_cache_ms, curve_,
                                                config_.registry_server_key);
   BUD_RETURN_IF_ERROR(MakeDirs(config_.outbox));
-  BUD_RETURN_IF_ERROR(MakeDirs(config_.inbox));
+  if (!config_.inbox.empty()) BUD_RETURN_IF_ERROR(MakeDirs(config_.inbox));
   BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store));
 
   inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -133,25 +140,35 @@ Status Engine::Start() {
                 std::strerror(errno), config_.rescan_ms);
   }
   ConnectBroker();
+  started_ = true;
   return Status::Ok();
 }
 
 Status Engine::Run() {
   BUD_RETURN_IF_ERROR(Start());
-  Log()->info("integration point {} running: outbox {}, inbox {}, broker {}, registry {}",
-              me_.wire(), config_.outbox, config_.inbox, config_.broker_endpoint,
-              config_.registry_endpoint);
+  Log()->info("integration point {} running: outbox {}, {}, broker {}, registry {}",
+              me_.wire(), config_.outbox,
+              config_.delivery == "api" ? std::string("incoming kept for the HTTP API")
+                                        : "inbox " + config_.inbox,
+              config_.broker_endpoint, config_.registry_endpoint);
   while (!StopRequested()) {
     zmq::pollitem_t items[] = {{broker_->handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, wake_fd_, ZMQ_POLLIN, 0},
                                {nullptr, inotify_fd_, ZMQ_POLLIN, 0}};
-    const int n = inotify_fd_ >= 0 ? 2 : 1;
+    const int n = inotify_fd_ >= 0 ? 3 : 2;
     try {
       zmq::poll(items, n, std::chrono::milliseconds(outbox_dirty_ || outgoing_dirty_ ? 0 : 100));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) Log()->error("poll: {}", e.what());
       continue;
     }
-    if (n == 2 && (items[1].revents & ZMQ_POLLIN)) {
+    if (items[1].revents & ZMQ_POLLIN) {
+      uint64_t count;
+      (void)!::read(wake_fd_, &count, sizeof count);
+      outgoing_dirty_ = true;
+      SendPendingReports(false);
+    }
+    if (n == 3 && (items[2].revents & ZMQ_POLLIN)) {
       char buf[8192];
       while (::read(inotify_fd_, buf, sizeof buf) > 0) {
       }
@@ -209,24 +226,6 @@ void Engine::ScanOutbox() {
   }
 }
 
-Result<wire::RegistryEntry> Engine::CheckReceiver(const Orgnr& receiver, const std::string& process,
-                                                  const std::string& document_type) {
-  BUD_ASSIGN_OR_RETURN(wire::RegistryEntry entry, registry_->Lookup(receiver));
-  if (!Contains(entry.processes(), process)) {
-    std::string accepted;
-    for (const auto& p : entry.processes()) accepted += (accepted.empty() ? "" : ", ") + p;
-    return Status(Code::kInvalidArgument,
-                  fmt::format("receiver {} does not accept process '{}' (it accepts: {})",
-                              receiver.wire(), process, accepted));
-  }
-  if (entry.document_types_size() > 0 && !Contains(entry.document_types(), document_type)) {
-    return Status(Code::kInvalidArgument,
-                  fmt::format("receiver {} does not accept document type '{}'", receiver.wire(),
-                              document_type));
-  }
-  return entry;
-}
-
 void Engine::TakeFolder(const std::string& name) {
   const std::string folder = JoinPath(config_.outbox, name);
   auto key = FolderKey(folder);
@@ -259,7 +258,7 @@ void Engine::TakeFolder(const std::string& name) {
     Log()->warn("outbox '{}' not taken in yet: {}", name, draft.status().ToString());
     return;
   }
-  auto receiver = CheckReceiver(draft->receiver, draft->process, draft->document_type);
+  auto receiver = CheckReceiver(*registry_, draft->receiver, draft->process, draft->document_type);
   if (!receiver.ok()) {
     if (receiver.status().code() == Code::kUnavailable) {
       Log()->warn("outbox '{}' waits: {}", name, receiver.status().message());
@@ -302,7 +301,9 @@ void Engine::TakeFolder(const std::string& name) {
 // The archive system took a message out of the inbox: INNKOMMENDE_LEVERT here, LEVERT to the
 // sender.
 void Engine::CheckInbox() {
-  auto ids = store_->IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, 10000);
+  // Only messages written to the inbox folder (state done); those kept for the API (state api)
+  // end through DELETE /api/messages/in/{id}.
+  auto ids = store_->IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, "done", 10000);
   if (!ids.ok()) {
     Log()->error("reading received messages: {}", ids.status().ToString());
     return;
@@ -339,7 +340,7 @@ void Engine::SealNew() {
       fail(receiver.status().message());
       continue;
     }
-    auto entry = CheckReceiver(*receiver, m.process, m.document_type);
+    auto entry = CheckReceiver(*registry_, *receiver, m.process, m.document_type);
     if (!entry.ok()) {
       if (entry.status().code() == Code::kUnavailable) return;  // retried later
       fail(entry.status().ToString());
@@ -398,6 +399,7 @@ void Engine::SubmitSealed() {
     msg.mutable_submit()->set_envelope(std::move(m.envelope));
     if (!SendToBroker(msg)) return;
     in_flight_[m.message_id] = MonoMs();
+    metrics_.submits.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -413,6 +415,7 @@ void Engine::ConnectBroker() {
   broker_->set(zmq::sockopt::reconnect_ivl_max, 5000);
   broker_->connect(config_.broker_endpoint);
   welcomed_ = false;
+  metrics_.broker_connected.store(0);
   in_flight_.clear();
   last_hello_mono_ = 0;
   last_heard_mono_ = MonoMs();
@@ -443,6 +446,7 @@ void Engine::OnBrokerFrame(const zmq::message_t& frame) {
         return;
       }
       welcomed_ = true;
+      metrics_.broker_connected.store(1);
       hello_backoff_ms_ = 200;
       in_flight_.clear();
       report_sent_.clear();
@@ -479,9 +483,15 @@ void Engine::OnBrokerFrame(const zmq::message_t& frame) {
 }
 
 void Engine::OnSubmitReply(const wire::SubmitReply& r) {
-  in_flight_.erase(r.message_id());
+  if (auto it = in_flight_.find(r.message_id()); it != in_flight_.end()) {
+    if (r.code() == wire::ACCEPTED) {
+      metrics_.submit_to_accept.Observe(static_cast<double>(MonoMs() - it->second) / 1000.0);
+    }
+    in_flight_.erase(it);
+  }
   switch (r.code()) {
     case wire::ACCEPTED: {
+      metrics_.accepted.fetch_add(1, std::memory_order_relaxed);
       submit_backoff_ms_ = 500;
       auto st = store_->ApplyStatus(r.message_id(), "OUT", wire::SENDT, "", NowMs(), "sent");
       if (!st.ok()) {
@@ -492,6 +502,7 @@ void Engine::OnSubmitReply(const wire::SubmitReply& r) {
       break;
     }
     case wire::REJECTED: {
+      metrics_.rejected.fetch_add(1, std::memory_order_relaxed);
       if (r.message_id().empty()) {
         Log()->error("broker rejected an envelope it could not parse: {}", r.reason());
         break;
@@ -503,6 +514,7 @@ void Engine::OnSubmitReply(const wire::SubmitReply& r) {
       break;
     }
     default:
+      metrics_.retry_later.fetch_add(1, std::memory_order_relaxed);
       // One back-off step per round of submits, not per refused reply of the same round.
       if (MonoMs() >= submit_pause_until_mono_) {
         Log()->warn("message {}: broker says retry later: {} (pausing submits {} ms)",
@@ -546,6 +558,7 @@ void Engine::SendPendingReports(bool all) {
 
 void Engine::OnDeliver(const wire::Deliver& deliver) {
   const int64_t now = NowMs();
+  metrics_.deliveries.fetch_add(1, std::memory_order_relaxed);
   auto env = crypto::ParseEnvelope(deliver.envelope());
   auto header = env.ok() ? crypto::ParseHeaderUnverified(*env) : Result<wire::Header>(env.status());
   if (!header.ok()) {
@@ -579,6 +592,7 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
       auto hist = store_->History(id, "IN");
       if (hist.ok() && !hist->empty()) reason = OutsideReason(hist->back().reason);
     }
+    metrics_.redeliveries.fetch_add(1, std::memory_order_relaxed);
     Log()->info("message {} from {} delivered again; already {}", id, h.sender(), row.status);
     Report(id, failed ? wire::FEIL : wire::MOTTATT, reason);
     return;
@@ -597,6 +611,7 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
   auto refuse = [&](const Status& why) {
     // The specific code stays in this log and this store; the sender gets OutsideReason().
     const std::string outside = OutsideReason(why.ToString());
+    metrics_.refused.fetch_add(1, std::memory_order_relaxed);
     Log()->warn("message {} from {} refused (FEIL): {}", id, h.sender(), why.ToString());
     Status st = store_->RecordIncoming(row, wire::FEIL, why.ToString(), wire::FEIL, outside, now);
     if (!st.ok()) {
@@ -639,6 +654,22 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
     if (crypto::Hex(crypto::CertFingerprint(c)) == opened->signer_fingerprint) {
       subject = crypto::SubjectOf(c);
     }
+  }
+  if (config_.delivery == "api") {
+    // Kept in the store (payload included) until the archive system peeks, pops and deletes it.
+    row.state = "api";
+    opened->payload.SerializeToString(&row.payload);
+    Status kept = store_->RecordIncoming(row, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", now);
+    if (!kept.ok()) {
+      Log()->error("message {}: cannot store it for the API ({}); not acknowledged", id,
+                   kept.ToString());
+      return;
+    }
+    Log()->info("message {} from {} kept for the HTTP API ({} attachment(s); "
+                "INNKOMMENDE_MOTTATT)",
+                id, h.sender(), opened->payload.attachments_size());
+    Report(id, wire::MOTTATT, "");
+    return;
   }
   SignerInfo signer{subject, sender->digits(), opened->signer_fingerprint};
   Status written = WriteInbox(config_.inbox, *opened, signer, now);
@@ -703,6 +734,7 @@ void Engine::Tick() {
   if (now - last_heard_mono_ > 3 * config_.heartbeat_ms) {
     Log()->warn("broker {} silent for {} ms; reconnecting", config_.broker_endpoint,
                 now - last_heard_mono_);
+    metrics_.reconnects.fetch_add(1, std::memory_order_relaxed);
     ConnectBroker();
     return;
   }

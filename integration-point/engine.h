@@ -11,6 +11,7 @@
 // registry timeout.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,12 +20,27 @@
 
 #include "common/crypto/certs.h"
 #include "common/crypto/envelope.h"
+#include "common/metrics.h"
 #include "integration-point/config.h"
 #include "common/registry_client.h"
 #include "integration-point/store.h"
 #include "proto/broker.pb.h"
 
 namespace bud::ip {
+
+// What the engine counts, for /metrics (written by the engine thread, read by HTTP threads).
+struct EngineMetrics {
+  std::atomic<int64_t> broker_connected{0};
+  std::atomic<int64_t> submits{0};        // envelopes sent to the broker (resubmits included)
+  std::atomic<int64_t> accepted{0};
+  std::atomic<int64_t> rejected{0};
+  std::atomic<int64_t> retry_later{0};
+  std::atomic<int64_t> deliveries{0};     // envelopes the broker delivered to us
+  std::atomic<int64_t> redeliveries{0};   // of which already received before
+  std::atomic<int64_t> refused{0};        // of which refused (FEIL)
+  std::atomic<int64_t> reconnects{0};
+  metrics::Histogram submit_to_accept{metrics::LatencyBuckets()};
+};
 
 class Engine {
  public:
@@ -33,11 +49,15 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
+  // Loads keys, opens the store, connects. Run calls it when it was not called before.
+  Status Start();
   // Runs until StopRequested(). Returns an error only for what prevents starting.
   Status Run();
+  // Thread-safe: makes the loop look at the store now (new messages, reports to give).
+  void Wake();
+  const EngineMetrics& metrics() const { return metrics_; }
 
  private:
-  Status Start();
   void ScanOutbox();
   void TakeFolder(const std::string& name);
   void CheckInbox();
@@ -52,10 +72,6 @@ class Engine {
   void Report(const std::string& message_id, MsgStatus status, const std::string& reason);
   void SendPendingReports(bool all);
   void Tick();
-  // Status::Ok() when the receiver exists, accepts the process/document type and its
-  // encryption certificate is trusted; kInvalidArgument-like codes otherwise.
-  Result<wire::RegistryEntry> CheckReceiver(const Orgnr& receiver, const std::string& process,
-                                            const std::string& document_type);
 
   const Config& config_;
   zmq::context_t& ctx_;
@@ -81,6 +97,9 @@ class Engine {
   std::map<std::string, int64_t> in_flight_;       // message id -> when submitted (mono)
   std::map<std::string, int64_t> report_sent_;     // "id/status" -> when sent (mono)
 
+  EngineMetrics metrics_;
+  bool started_ = false;
+  int wake_fd_ = -1;  // eventfd
   int inotify_fd_ = -1;
   bool outbox_dirty_ = true;
   bool outgoing_dirty_ = true;

@@ -10,6 +10,7 @@
 #include "common/wire/curve.h"
 #include "integration-point/config.h"
 #include "integration-point/engine.h"
+#include "integration-point/http_api.h"
 #include "integration-point/status_view.h"
 
 int main(int argc, char** argv) {
@@ -91,7 +92,15 @@ int main(int argc, char** argv) {
   InstallStopSignals();
   zmq::context_t ctx(1);
   ip::Engine engine(*config, ctx);
-  Status s = engine.Run();
+  Status s = engine.Start();
+  std::unique_ptr<ip::HttpApi> api;
+  if (s.ok() && !config->http.listen.empty()) {
+    api = std::make_unique<ip::HttpApi>(*config, engine.metrics(), ctx,
+                                        [&engine] { engine.Wake(); });
+    s = api->Start();
+  }
+  if (s.ok()) s = engine.Run();
+  api.reset();
   if (!s.ok()) {
     Logger("ip")->critical("{}", s.ToString());
     std::cerr << "bud-ip: " << s.ToString() << "\n";

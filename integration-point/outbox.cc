@@ -83,20 +83,8 @@ Result<OutgoingDraft> ParseMessageJson(std::string_view text, const Orgnr& me,
   d.conversation_id = ToLower(d.conversation_id);
   d.created_ms = NowMs();
   BUD_ASSIGN_OR_RETURN(std::string expires, OptionalString(j, "expectedResponseDateTime"));
-  if (expires.empty()) {
-    d.expires_ms = d.created_ms + limits.default_ttl_ms;
-  } else {
-    auto t = ParseTime(expires);
-    if (!t) {
-      return Bad(fmt::format("message.json: 'expectedResponseDateTime' '{}' is not an ISO 8601 "
-                             "time such as 2026-12-01T12:00:00+01:00",
-                             expires));
-    }
-    if (*t <= d.created_ms) {
-      return Bad(fmt::format("message.json: 'expectedResponseDateTime' {} is in the past", expires));
-    }
-    d.expires_ms = *t;
-  }
+  BUD_ASSIGN_OR_RETURN(d.expires_ms, ParseExpiry(expires, d.created_ms, limits.default_ttl_ms,
+                                                 "message.json: 'expectedResponseDateTime'"));
   d.payload.set_message_id(d.message_id);
   d.payload.set_sender(me.wire());
   d.payload.set_receiver(d.receiver.wire());
@@ -104,6 +92,44 @@ Result<OutgoingDraft> ParseMessageJson(std::string_view text, const Orgnr& me,
   d.payload.set_title(d.title);
   d.payload.set_metadata_json(std::string(text));
   return d;
+}
+
+Result<int64_t> ParseExpiry(const std::string& text, int64_t created_ms, int64_t default_ttl_ms,
+                            const std::string& what) {
+  if (text.empty()) return created_ms + default_ttl_ms;
+  auto t = ParseTime(text);
+  if (!t) {
+    return Bad(fmt::format("{} '{}' is not an ISO 8601 time such as 2026-12-01T12:00:00+01:00",
+                           what, text));
+  }
+  if (*t <= created_ms) return Bad(fmt::format("{} {} is in the past", what, text));
+  return *t;
+}
+
+Status CheckAttachmentLimits(const OutgoingDraft& d, const std::string& name, size_t size,
+                             const OutboxLimits& limits) {
+  BUD_RETURN_IF_ERROR(ValidateAttachmentName(name));
+  if (size > limits.max_attachment_bytes) {
+    return Bad(fmt::format("attachment '{}' has {} bytes, more than the limit of {}", name, size,
+                           limits.max_attachment_bytes));
+  }
+  if (static_cast<size_t>(d.payload.attachments_size()) >= limits.max_attachments) {
+    return Bad(fmt::format("the message has more than {} attachments", limits.max_attachments));
+  }
+  for (const auto& a : d.payload.attachments()) {
+    if (a.name() == name) return Bad(fmt::format("attachment name '{}' appears twice", name));
+  }
+  return Status::Ok();
+}
+
+Status AddAttachment(OutgoingDraft& d, const std::string& name, std::string media_type,
+                     std::string data, const OutboxLimits& limits) {
+  BUD_RETURN_IF_ERROR(CheckAttachmentLimits(d, name, data.size(), limits));
+  auto* a = d.payload.add_attachments();
+  a->set_name(name);
+  a->set_media_type(media_type.empty() ? GuessMediaType(name) : std::move(media_type));
+  a->set_data(std::move(data));
+  return Status::Ok();
 }
 
 Result<OutgoingDraft> ReadOutboxFolder(const std::string& folder, const Orgnr& me,
@@ -121,18 +147,10 @@ Result<OutgoingDraft> ReadOutboxFolder(const std::string& folder, const Orgnr& m
     if (!S_ISREG(st.st_mode)) {
       return Bad(fmt::format("'{}' is not a regular file (folders and links are not sent)", name));
     }
-    if (static_cast<size_t>(st.st_size) > limits.max_attachment_bytes) {
-      return Bad(fmt::format("attachment '{}' has {} bytes, more than the limit of {}", name,
-                             st.st_size, limits.max_attachment_bytes));
-    }
-    if (static_cast<size_t>(d.payload.attachments_size()) >= limits.max_attachments) {
-      return Bad(fmt::format("the folder has more than {} attachments", limits.max_attachments));
-    }
+    // Checked before reading, so an oversized file is never loaded.
+    BUD_RETURN_IF_ERROR(CheckAttachmentLimits(d, name, static_cast<size_t>(st.st_size), limits));
     BUD_ASSIGN_OR_RETURN(std::string data, ReadFile(path));
-    auto* a = d.payload.add_attachments();
-    a->set_name(name);
-    a->set_media_type(GuessMediaType(name));
-    a->set_data(std::move(data));
+    BUD_RETURN_IF_ERROR(AddAttachment(d, name, GuessMediaType(name), std::move(data), limits));
   }
   if (d.payload.attachments_size() == 0) {
     return Bad("the folder has no attachments besides message.json");

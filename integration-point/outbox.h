@@ -42,6 +42,18 @@ Result<std::string> FolderKey(const std::string& folder);
 Result<OutgoingDraft> ParseMessageJson(std::string_view text, const Orgnr& me,
                                        const OutboxLimits& limits);
 
+// The expiry from an expectedResponseDateTime text: created + default_ttl_ms when empty;
+// kInvalidArgument (prefixed with `what`) when it is not ISO 8601 or not in the future.
+Result<int64_t> ParseExpiry(const std::string& text, int64_t created_ms, int64_t default_ttl_ms,
+                            const std::string& what);
+
+// Checks one more attachment against the name rules, the size and count limits and the names
+// already in the draft; AddAttachment also adds it (media type guessed from the name when empty).
+Status CheckAttachmentLimits(const OutgoingDraft& d, const std::string& name, size_t size,
+                             const OutboxLimits& limits);
+Status AddAttachment(OutgoingDraft& d, const std::string& name, std::string media_type,
+                     std::string data, const OutboxLimits& limits);
+
 // Reads and validates outbox/<name>. kInvalidArgument with a precise message for anything the
 // archive system must fix; other codes (kIo, ...) are transient.
 Result<OutgoingDraft> ReadOutboxFolder(const std::string& folder, const Orgnr& me,

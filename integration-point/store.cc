@@ -51,11 +51,34 @@ const std::vector<std::string> kMigrations = {
          at_ms INTEGER NOT NULL,
          PRIMARY KEY (message_id, status)
        ) WITHOUT ROWID;)",
+    // v2: the HTTP API. Incoming messages kept for peek/pop/delete (state 'api', payload kept,
+    // lock_until_ms set by a peek), drafts of the large-message flow, time index for /statuses.
+    R"(ALTER TABLE messages ADD COLUMN lock_until_ms INTEGER NOT NULL DEFAULT 0;
+       CREATE INDEX history_by_time ON history(at_ms);
+       CREATE INDEX messages_by_updated ON messages(updated_ms);
+       CREATE TABLE api_drafts (
+         message_id TEXT PRIMARY KEY,
+         sbd TEXT NOT NULL,
+         created_ms INTEGER NOT NULL
+       ) WITHOUT ROWID;
+       CREATE TABLE api_draft_files (
+         message_id TEXT NOT NULL,
+         name TEXT NOT NULL,
+         title TEXT NOT NULL,
+         media_type TEXT NOT NULL,
+         data BLOB NOT NULL,
+         added_ms INTEGER NOT NULL,
+         PRIMARY KEY (message_id, name)
+       ) WITHOUT ROWID;)",
 };
 
 constexpr const char* kColumns =
     "message_id, direction, conversation_id, sender, receiver, process, document_type, title, "
-    "created_ms, expires_ms, status, state, payload, envelope";
+    "created_ms, expires_ms, status, state, payload, envelope, rowid, updated_ms, lock_until_ms";
+// The same without the blobs, for listings.
+constexpr const char* kListColumns =
+    "message_id, direction, conversation_id, sender, receiver, process, document_type, title, "
+    "created_ms, expires_ms, status, state, NULL, NULL, rowid, updated_ms, lock_until_ms";
 
 MessageRow ReadRow(storage::Stmt& st) {
   MessageRow m;
@@ -73,6 +96,9 @@ MessageRow ReadRow(storage::Stmt& st) {
   m.state = st.Text(11);
   m.payload = st.Blob(12);
   m.envelope = st.Blob(13);
+  m.id = st.Int(14);
+  m.updated_ms = st.Int(15);
+  m.lock_until_ms = st.Int(16);
   return m;
 }
 
@@ -96,6 +122,35 @@ Status Store::ImportOutgoing(const MessageRow& m, const std::string& folder_key)
   const int64_t now = NowMs();
   storage::Transaction tx(*db_);
   BUD_RETURN_IF_ERROR(tx.began());
+  BUD_RETURN_IF_ERROR(InsertOutgoingInTx(m, now));
+  BUD_ASSIGN_OR_RETURN(auto* imp, db_->Prepare(
+      "INSERT OR REPLACE INTO outbox_imports(folder_key, message_id, at_ms) VALUES(?,?,?)"));
+  BUD_RETURN_IF_ERROR(imp->BindAll(folder_key, m.message_id, now).Run());
+  return tx.Commit();
+}
+
+Status Store::CreateOutgoing(const MessageRow& m) {
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_RETURN_IF_ERROR(InsertOutgoingInTx(m, NowMs()));
+  // A draft of the large-message flow ends where its message begins.
+  BUD_ASSIGN_OR_RETURN(auto* d1, db_->Prepare("DELETE FROM api_draft_files WHERE message_id=?"));
+  BUD_RETURN_IF_ERROR(d1->Bind(1, m.message_id).Run());
+  BUD_ASSIGN_OR_RETURN(auto* d2, db_->Prepare("DELETE FROM api_drafts WHERE message_id=?"));
+  BUD_RETURN_IF_ERROR(d2->Bind(1, m.message_id).Run());
+  return tx.Commit();
+}
+
+Status Store::InsertOutgoingInTx(const MessageRow& m, int64_t now) {
+  BUD_ASSIGN_OR_RETURN(auto* exists, db_->Prepare(
+      "SELECT 1 FROM messages WHERE message_id=? AND direction='OUT'"));
+  BUD_ASSIGN_OR_RETURN(bool dup, exists->Bind(1, m.message_id).Step());
+  exists->Reset();
+  if (dup) {
+    return Status(Code::kAlreadyExists,
+                  fmt::format("message id {} was already taken in and is sent only once",
+                              m.message_id));
+  }
   BUD_ASSIGN_OR_RETURN(auto* ins, db_->Prepare(
       "INSERT INTO messages(message_id, direction, conversation_id, sender, receiver, process, "
       "document_type, title, created_ms, expires_ms, status, state, payload, updated_ms) "
@@ -107,11 +162,7 @@ Status Store::ImportOutgoing(const MessageRow& m, const std::string& folder_key)
   BUD_ASSIGN_OR_RETURN(auto* h, db_->Prepare(
       "INSERT INTO history(message_id, direction, status, reason, at_ms, advanced) "
       "VALUES(?,'OUT','OPPRETTET','',?,1)"));
-  BUD_RETURN_IF_ERROR(h->BindAll(m.message_id, now).Run());
-  BUD_ASSIGN_OR_RETURN(auto* imp, db_->Prepare(
-      "INSERT OR REPLACE INTO outbox_imports(folder_key, message_id, at_ms) VALUES(?,?,?)"));
-  BUD_RETURN_IF_ERROR(imp->BindAll(folder_key, m.message_id, now).Run());
-  return tx.Commit();
+  return h->BindAll(m.message_id, now).Run();
 }
 
 Result<bool> Store::FolderImported(const std::string& folder_key) {
@@ -188,7 +239,7 @@ Result<bool> Store::ApplyStatusInTx(const std::string& message_id, const std::st
     std::string state = new_state.value_or("done");
     BUD_ASSIGN_OR_RETURN(auto* up, db_->Prepare(
         "UPDATE messages SET state=?, "
-        "payload=CASE WHEN ?='new' THEN payload END, "
+        "payload=CASE WHEN ? IN ('new', 'api') THEN payload END, "
         "envelope=CASE WHEN ?='sealed' THEN envelope END "
         "WHERE message_id=? AND direction=?"));
     BUD_RETURN_IF_ERROR(up->BindAll(state, state, state, message_id, direction).Run());
@@ -202,13 +253,21 @@ Status Store::RecordIncoming(const MessageRow& m, MsgStatus status, const std::s
   BUD_RETURN_IF_ERROR(tx.began());
   BUD_ASSIGN_OR_RETURN(auto* ins, db_->Prepare(
       "INSERT OR IGNORE INTO messages(message_id, direction, conversation_id, sender, receiver, "
-      "process, document_type, title, created_ms, expires_ms, status, state, updated_ms) "
-      "VALUES(?,'IN',?,?,?,?,?,?,?,?,'',?,?)"));
+      "process, document_type, title, created_ms, expires_ms, status, state, payload, updated_ms) "
+      "VALUES(?,'IN',?,?,?,?,?,?,?,?,'',?,?,?)"));
+  const std::string state = m.state.empty() ? std::string("done") : m.state;
   ins->BindAll(m.message_id, m.conversation_id, m.sender, m.receiver, m.process, m.document_type,
-               m.title, m.created_ms, m.expires_ms, std::string("done"), at_ms);
+               m.title, m.created_ms, m.expires_ms, state);
+  if (state == "api") {
+    ins->BindBlob(11, m.payload);
+  } else {
+    ins->BindNull(11);
+  }
+  ins->Bind(12, at_ms);
   BUD_RETURN_IF_ERROR(ins->Run());
-  BUD_RETURN_IF_ERROR(
-      ApplyStatusInTx(m.message_id, "IN", status, reason, at_ms, std::string("done")).status());
+  BUD_RETURN_IF_ERROR(ApplyStatusInTx(m.message_id, "IN", status, reason, at_ms,
+                                      status == wire::FEIL ? std::string("done") : state)
+                          .status());
   BUD_ASSIGN_OR_RETURN(auto* rep, db_->Prepare(
       "INSERT OR IGNORE INTO pending_reports(message_id, status, reason, at_ms) VALUES(?,?,?,?)"));
   BUD_RETURN_IF_ERROR(
@@ -231,10 +290,11 @@ Status Store::AdvanceIncoming(const std::string& message_id, MsgStatus status, M
   return tx.Commit();
 }
 
-Result<std::vector<std::string>> Store::IncomingWithStatus(MsgStatus status, int limit) {
+Result<std::vector<std::string>> Store::IncomingWithStatus(MsgStatus status,
+                                                          const std::string& state, int limit) {
   BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
-      "SELECT message_id FROM messages WHERE direction='IN' AND status=? LIMIT ?"));
-  st->Bind(1, StatusName(status)).Bind(2, limit);
+      "SELECT message_id FROM messages WHERE direction='IN' AND status=? AND state=? LIMIT ?"));
+  st->Bind(1, StatusName(status)).Bind(2, state).Bind(3, limit);
   std::vector<std::string> out;
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -295,6 +355,223 @@ Result<std::vector<HistoryRow>> Store::History(const std::string& message_id,
     out.push_back({st->Text(0), st->Text(1), st->Int(2), st->Int(3) != 0});
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP API
+
+Status Store::CreateDraft(const std::string& message_id, const std::string& sbd_json) {
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(bool used, HasMessage(message_id, "OUT"));
+  BUD_ASSIGN_OR_RETURN(auto draft, GetDraft(message_id));
+  if (used || draft) {
+    return Status(Code::kAlreadyExists,
+                  fmt::format("message id {} is already used; give a new instanceIdentifier",
+                              message_id));
+  }
+  BUD_ASSIGN_OR_RETURN(auto* ins, db_->Prepare(
+      "INSERT INTO api_drafts(message_id, sbd, created_ms) VALUES(?,?,?)"));
+  BUD_RETURN_IF_ERROR(ins->BindAll(message_id, sbd_json, NowMs()).Run());
+  return tx.Commit();
+}
+
+Result<std::optional<std::string>> Store::GetDraft(const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT sbd FROM api_drafts WHERE message_id=?"));
+  BUD_ASSIGN_OR_RETURN(bool row, st->Bind(1, message_id).Step());
+  std::optional<std::string> out;
+  if (row) out = st->Text(0);
+  st->Reset();
+  return out;
+}
+
+Status Store::AddDraftFile(const std::string& message_id, const DraftFile& f) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "INSERT OR REPLACE INTO api_draft_files(message_id, name, title, media_type, data, added_ms) "
+      "VALUES(?,?,?,?,?,?)"));
+  st->BindAll(message_id, f.name, f.title, f.media_type);
+  st->BindBlob(5, f.data).Bind(6, NowMs());
+  return st->Run();
+}
+
+Result<std::vector<DraftFile>> Store::DraftFiles(const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "SELECT name, title, media_type, data FROM api_draft_files WHERE message_id=? "
+      "ORDER BY added_ms, name"));
+  st->Bind(1, message_id);
+  std::vector<DraftFile> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->Text(0), st->Text(1), st->Text(2), st->Blob(3)});
+  }
+  return out;
+}
+
+Status Store::DeleteDraft(const std::string& message_id) {
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(auto* f, db_->Prepare("DELETE FROM api_draft_files WHERE message_id=?"));
+  BUD_RETURN_IF_ERROR(f->Bind(1, message_id).Run());
+  BUD_ASSIGN_OR_RETURN(auto* d, db_->Prepare("DELETE FROM api_drafts WHERE message_id=?"));
+  BUD_RETURN_IF_ERROR(d->Bind(1, message_id).Run());
+  if (d->Changes() == 0) {
+    return Status(Code::kNotFound, fmt::format("no unsent message {}", message_id));
+  }
+  return tx.Commit();
+}
+
+Result<std::optional<MessageRow>> Store::PeekIncoming(int64_t now_ms, int64_t lease_ms,
+                                                      const std::string& process) {
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(fmt::format(
+      "SELECT {} FROM messages WHERE direction='IN' AND state='api' AND status=? "
+      "AND lock_until_ms<=? AND (?='' OR process=?) ORDER BY created_ms, rowid LIMIT 1",
+      kListColumns)));
+  st->BindAll(StatusName(wire::INNKOMMENDE_MOTTATT), now_ms, process, process);
+  BUD_ASSIGN_OR_RETURN(auto rows, ReadRows(*st));
+  if (rows.empty()) return std::optional<MessageRow>();
+  MessageRow m = std::move(rows.front());
+  m.lock_until_ms = now_ms + lease_ms;
+  BUD_ASSIGN_OR_RETURN(auto* up, db_->Prepare(
+      "UPDATE messages SET lock_until_ms=? WHERE message_id=? AND direction='IN'"));
+  BUD_RETURN_IF_ERROR(up->BindAll(m.lock_until_ms, m.message_id).Run());
+  BUD_RETURN_IF_ERROR(tx.Commit());
+  return std::optional<MessageRow>(std::move(m));
+}
+
+Result<MessageRow> Store::LockedIncoming(const std::string& message_id, int64_t now_ms) {
+  BUD_ASSIGN_OR_RETURN(auto row, Get(message_id, "IN"));
+  if (!row || (row->state != "api" && row->status != StatusName(wire::INNKOMMENDE_LEVERT))) {
+    return Status(Code::kNotFound, fmt::format("no incoming message {} is waiting for the API",
+                                               message_id));
+  }
+  if (row->state != "api") {
+    return Status(Code::kNotFound,
+                  fmt::format("incoming message {} was already deleted (INNKOMMENDE_LEVERT)",
+                              message_id));
+  }
+  if (row->lock_until_ms <= now_ms) {
+    return Status(Code::kInvalidArgument,
+                  fmt::format("incoming message {} is not locked: peek it first "
+                              "(GET /api/messages/in/peek), then pop and delete it while the "
+                              "lock lasts",
+                              message_id));
+  }
+  return std::move(*row);
+}
+
+Status Store::DeliverIncoming(const std::string& message_id, int64_t now_ms) {
+  BUD_ASSIGN_OR_RETURN(MessageRow row, LockedIncoming(message_id, now_ms));
+  (void)row;
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(bool advanced, ApplyStatusInTx(message_id, "IN", wire::INNKOMMENDE_LEVERT,
+                                                      "", now_ms, std::string("done")));
+  if (advanced) {
+    BUD_ASSIGN_OR_RETURN(auto* rep, db_->Prepare(
+        "INSERT OR IGNORE INTO pending_reports(message_id, status, reason, at_ms) "
+        "VALUES(?,?,'',?)"));
+    BUD_RETURN_IF_ERROR(
+        rep->BindAll(message_id, static_cast<int64_t>(wire::LEVERT), now_ms).Run());
+  }
+  BUD_ASSIGN_OR_RETURN(auto* unlock, db_->Prepare(
+      "UPDATE messages SET lock_until_ms=0 WHERE message_id=? AND direction='IN'"));
+  BUD_RETURN_IF_ERROR(unlock->Bind(1, message_id).Run());
+  return tx.Commit();
+}
+
+Result<Paged<StatusItem>> Store::Statuses(const StatusQuery& q) {
+  constexpr const char* kWhere =
+      "FROM history h JOIN messages m ON m.message_id=h.message_id AND m.direction=h.direction "
+      "WHERE (?1='' OR h.message_id=?1) AND (?2='' OR h.status=?2) AND (?3='' OR h.direction=?3) "
+      "AND h.at_ms>=?4 AND (?5=0 OR h.at_ms<=?5)";
+  Paged<StatusItem> out;
+  BUD_ASSIGN_OR_RETURN(auto* count, db_->Prepare(fmt::format("SELECT count(*) {}", kWhere)));
+  count->BindAll(q.message_id, q.status, q.direction, q.from_ms, q.to_ms);
+  BUD_ASSIGN_OR_RETURN(bool row, count->Step());
+  out.total = row ? count->Int(0) : 0;
+  count->Reset();
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(fmt::format(
+      "SELECT h.id, h.at_ms, h.status, h.reason, m.conversation_id, h.message_id, h.direction "
+      "{} ORDER BY h.id {} LIMIT ?6 OFFSET ?7",
+      kWhere, q.newest_first ? "DESC" : "ASC")));
+  st->BindAll(q.message_id, q.status, q.direction, q.from_ms, q.to_ms, q.limit, q.offset);
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool more, st->Step());
+    if (!more) break;
+    out.items.push_back({st->Int(0), st->Int(1), st->Text(2), st->Text(3), st->Text(4),
+                         st->Text(5), st->Text(6)});
+  }
+  return out;
+}
+
+Result<Paged<MessageRow>> Store::Conversations(const ConversationQuery& q) {
+  // Finals as the state machine knows them (common/status_machine.h).
+  std::string finals;
+  for (int s = wire::MessageStatus_MIN; s <= wire::MessageStatus_MAX; ++s) {
+    auto st = static_cast<MsgStatus>(s);
+    if (wire::MessageStatus_IsValid(s) && IsFinal(st)) {
+      finals += fmt::format("{}'{}'", finals.empty() ? "" : ",", StatusName(st));
+    }
+  }
+  const std::string where = fmt::format(
+      "FROM messages WHERE (?1=0 OR rowid=?1) AND (?2='' OR message_id=?2) "
+      "AND (?3='' OR conversation_id=?3) AND (?4='' OR direction=?4) AND (?5='' OR status=?5) "
+      "AND (?6='' OR sender=?6 OR receiver=?6) AND (?7='' OR process=?7) AND updated_ms>=?8 "
+      "AND (?9=0 OR updated_ms<=?9) AND (?10=0 OR status NOT IN ({}))",
+      finals);
+  auto bind = [&](storage::Stmt& st) {
+    st.BindAll(q.id, q.message_id, q.conversation_id, q.direction, q.status, q.orgnr, q.process,
+               q.from_ms, q.to_ms, q.unfinished_only ? 1 : 0);
+  };
+  Paged<MessageRow> out;
+  BUD_ASSIGN_OR_RETURN(auto* count, db_->Prepare("SELECT count(*) " + where));
+  bind(*count);
+  BUD_ASSIGN_OR_RETURN(bool row, count->Step());
+  out.total = row ? count->Int(0) : 0;
+  count->Reset();
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(fmt::format(
+      "SELECT {} {} ORDER BY updated_ms DESC, rowid DESC LIMIT ?11 OFFSET ?12", kListColumns,
+      where)));
+  bind(*st);
+  st->Bind(11, q.limit).Bind(12, q.offset);
+  BUD_ASSIGN_OR_RETURN(out.items, ReadRows(*st));
+  return out;
+}
+
+Result<std::vector<StatusCount>> Store::CountByStatus() {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "SELECT direction, status, count(*) FROM messages GROUP BY direction, status"));
+  std::vector<StatusCount> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->Text(0), st->Text(1), st->Int(2)});
+  }
+  return out;
+}
+
+Result<std::vector<QueueDepth>> Store::OutgoingQueue() {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "SELECT receiver, count(*), min(created_ms) FROM messages "
+      "WHERE direction='OUT' AND state IN ('new', 'sealed') GROUP BY receiver"));
+  std::vector<QueueDepth> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->Text(0), st->Int(1), st->Int(2)});
+  }
+  return out;
+}
+
+Result<int64_t> Store::PendingReportCount() {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT count(*) FROM pending_reports"));
+  BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+  int64_t n = row ? st->Int(0) : 0;
+  st->Reset();
+  return n;
 }
 
 }  // namespace bud::ip

@@ -36,6 +36,9 @@ struct MessageRow {
   std::string state;      // work state
   std::string payload;    // OUT: serialised wire::Payload while state == new
   std::string envelope;   // OUT: sealed envelope while state == sealed
+  int64_t id = 0;         // rowid: the conversation id of the HTTP API
+  int64_t updated_ms = 0;
+  int64_t lock_until_ms = 0;  // IN, state api: locked by a peek until then
 };
 
 struct HistoryRow {
@@ -50,6 +53,70 @@ struct PendingReport {
   MsgStatus status;
   std::string reason;
   int64_t at_ms;
+};
+
+// A file uploaded to a draft of the HTTP API's large-message flow.
+struct DraftFile {
+  std::string name;
+  std::string title;
+  std::string media_type;
+  std::string data;
+};
+
+// One status line as the HTTP API's /api/statuses gives it.
+struct StatusItem {
+  int64_t id = 0;
+  int64_t at_ms = 0;
+  std::string status;
+  std::string reason;
+  std::string conversation_id;
+  std::string message_id;
+  std::string direction;
+};
+
+struct StatusQuery {
+  std::string message_id;
+  std::string status;
+  std::string direction;
+  int64_t from_ms = 0;
+  int64_t to_ms = 0;  // 0 = no upper bound
+  int64_t offset = 0;
+  int64_t limit = 20;
+  bool newest_first = false;
+};
+
+// Messages as "conversations" of the HTTP API (one per message and direction).
+struct ConversationQuery {
+  int64_t id = 0;  // rowid; 0 = any
+  std::string message_id;
+  std::string conversation_id;
+  std::string direction;  // OUT / IN / ""
+  std::string status;     // current status
+  std::string orgnr;      // "0192:<orgnr>": sender or receiver
+  std::string process;
+  int64_t from_ms = 0;    // last update at or after
+  int64_t to_ms = 0;      // last update at or before; 0 = no bound
+  bool unfinished_only = false;
+  int64_t offset = 0;
+  int64_t limit = 20;
+};
+
+template <typename T>
+struct Paged {
+  std::vector<T> items;
+  int64_t total = 0;
+};
+
+struct StatusCount {
+  std::string direction;
+  std::string status;
+  int64_t count;
+};
+
+struct QueueDepth {
+  std::string receiver;
+  int64_t count = 0;
+  int64_t oldest_ms = 0;
 };
 
 struct ListFilter {
@@ -68,6 +135,33 @@ class Store {
   // transaction. `folder_key` identifies the folder instance (name + message.json identity).
   Status ImportOutgoing(const MessageRow& m, const std::string& folder_key);
   Result<bool> FolderImported(const std::string& folder_key);
+  // Takes a message in from the HTTP API (state new, OPPRETTET) and drops its draft, if any, in
+  // one transaction. kAlreadyExists when the id was used before.
+  Status CreateOutgoing(const MessageRow& m);
+
+  // Drafts of the large-message flow: created from an SBD, files added one by one, sent with
+  // CreateOutgoing or deleted.
+  Status CreateDraft(const std::string& message_id, const std::string& sbd_json);
+  Result<std::optional<std::string>> GetDraft(const std::string& message_id);
+  Status AddDraftFile(const std::string& message_id, const DraftFile& file);  // same name: replaced
+  Result<std::vector<DraftFile>> DraftFiles(const std::string& message_id);
+  Status DeleteDraft(const std::string& message_id);  // kNotFound when there is none
+
+  // Incoming messages kept for the HTTP API (state 'api'). Peek locks the oldest unlocked one
+  // until now + lease_ms; Locked returns it while the lock holds (kNotFound / kConflict-like
+  // kInvalidArgument otherwise); Deliver records INNKOMMENDE_LEVERT, queues LEVERT for the
+  // broker and drops the payload.
+  Result<std::optional<MessageRow>> PeekIncoming(int64_t now_ms, int64_t lease_ms,
+                                                 const std::string& process);
+  Result<MessageRow> LockedIncoming(const std::string& message_id, int64_t now_ms);
+  Status DeliverIncoming(const std::string& message_id, int64_t now_ms);
+
+  Result<Paged<StatusItem>> Statuses(const StatusQuery& q);
+  Result<Paged<MessageRow>> Conversations(const ConversationQuery& q);
+  Result<std::vector<StatusCount>> CountByStatus();
+  Result<int64_t> PendingReportCount();
+  // Outgoing messages the broker has not accepted yet (new, sealed), per receiver.
+  Result<std::vector<QueueDepth>> OutgoingQueue();
   Result<bool> HasMessage(const std::string& message_id, const std::string& direction);
 
   Result<std::vector<MessageRow>> OutgoingInState(const std::string& state, int limit);
@@ -88,7 +182,8 @@ class Store {
   // broker, in one transaction.
   Status AdvanceIncoming(const std::string& message_id, MsgStatus status, MsgStatus report,
                          int64_t at_ms);
-  Result<std::vector<std::string>> IncomingWithStatus(MsgStatus status, int limit);
+  Result<std::vector<std::string>> IncomingWithStatus(MsgStatus status, const std::string& state,
+                                                     int limit);
   Result<std::optional<MessageRow>> Get(const std::string& message_id, const std::string& direction);
   Result<std::vector<PendingReport>> PendingReports();
   Status ReportDone(const std::string& message_id, MsgStatus status);
@@ -100,6 +195,7 @@ class Store {
 
  private:
   explicit Store(std::unique_ptr<storage::Db> db) : db_(std::move(db)) {}
+  Status InsertOutgoingInTx(const MessageRow& m, int64_t now);
   Result<bool> ApplyStatusInTx(const std::string& message_id, const std::string& direction,
                                MsgStatus status, const std::string& reason, int64_t at_ms,
                                const std::optional<std::string>& new_state);

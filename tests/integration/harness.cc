@@ -541,6 +541,20 @@ void Exchange::StopAll() {
   }
 }
 
+std::string Exchange::HttpBase(const std::string& org) const {
+  std::string addr = ReadFileOrEmpty(AgencyDir(org) + "/http.addr");
+  while (!addr.empty() && (addr.back() == '\n' || addr.back() == ' ')) addr.pop_back();
+  if (addr.empty()) throw HarnessError("integration point " + org + " published no HTTP address");
+  return "http://" + addr;
+}
+
+std::string Exchange::BrokerHttpBase() const {
+  std::string addr = ReadFileOrEmpty(root() + "/broker/http.addr");
+  while (!addr.empty() && (addr.back() == '\n' || addr.back() == ' ')) addr.pop_back();
+  if (addr.empty()) throw HarnessError("the broker published no HTTP address");
+  return "http://" + addr;
+}
+
 std::string Exchange::AgencyDir(const std::string& org) const {
   return root() + "/agencies/" + org;
 }
@@ -577,6 +591,7 @@ void Exchange::WriteBrokerConfig(const std::string& listen) {
     text += "curve_key_file = \"curve.key\"\n[registry]\nendpoint = " + Toml(registry_endpoint_) +
             "\nserver_key = " + Toml(registry_key_) + "\n";
   }
+  if (options_.http) text += "[http]\nlisten = \"127.0.0.1:0\"\nport_file = \"http.addr\"\n";
   WriteFile(root() + "/broker/broker.toml", text);
 }
 
@@ -599,10 +614,20 @@ void Exchange::WriteIpConfig(const std::string& org) {
     t["registry"]["server_key"] = Toml(registry_key_);
     t["broker"]["server_key"] = Toml(broker_key_);
   }
-  for (const auto& [dotted, value] : options_.ip_settings) {
-    auto dot = dotted.find('.');
-    if (dot == std::string::npos) throw HarnessError("ip_settings key needs a section: " + dotted);
-    t[dotted.substr(0, dot)][dotted.substr(dot + 1)] = value;
+  if (options_.http) {
+    t["http"]["listen"] = "\"127.0.0.1:0\"";
+    t["http"]["port_file"] = "\"http.addr\"";
+  }
+  auto apply = [&](const std::map<std::string, std::string>& settings) {
+    for (const auto& [dotted, value] : settings) {
+      auto dot = dotted.find('.');
+      if (dot == std::string::npos) throw HarnessError("ip setting key needs a section: " + dotted);
+      t[dotted.substr(0, dot)][dotted.substr(dot + 1)] = value;
+    }
+  };
+  apply(options_.ip_settings);
+  if (auto it = options_.agency_settings.find(org); it != options_.agency_settings.end()) {
+    apply(it->second);
   }
   WriteFile(IpConfig(org), RenderToml(t));
 }

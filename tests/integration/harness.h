@@ -174,6 +174,11 @@ struct ExchangeOptions {
   // "section.key" -> TOML value (e.g. {"broker.credit", "4"}) for every integration point.
   std::map<std::string, std::string> broker_settings;
   std::map<std::string, std::string> ip_settings;
+  // Per agency, applied after ip_settings: orgnr -> "section.key" -> TOML value.
+  std::map<std::string, std::map<std::string, std::string>> agency_settings;
+  // Every integration point (and the broker) serves HTTP on 127.0.0.1 with an OS-picked port
+  // (see HttpBase / BrokerHttpBase).
+  bool http = false;
 };
 
 // Attachment name -> bytes.
@@ -207,6 +212,10 @@ class Exchange {
   void StartIp(const std::string& org);
   const std::string& registry_endpoint() const { return registry_endpoint_; }
   const std::string& broker_endpoint() const { return broker_endpoint_; }
+  // "http://127.0.0.1:<port>" of an integration point's / the broker's HTTP server
+  // (ExchangeOptions::http).
+  std::string HttpBase(const std::string& org) const;
+  std::string BrokerHttpBase() const;
   // CURVE public keys (Z85); empty without CURVE.
   const std::string& registry_public_key() const { return registry_key_; }
   const std::string& broker_public_key() const { return broker_key_; }

@@ -1,0 +1,61 @@
+// The integration point's HTTP API (docs/http-api.md): eFormidling's Next Move paths and JSON
+// shapes for archive systems, a status page at "/", /metrics (Prometheus) and /healthz.
+//
+// Operation: served by common/http_server.h on its own threads. The API has its own store
+// connection and registry client, each behind a mutex; it shares the store file (WAL) with the
+// engine, so a message taken in through either the outbox folder or the API shows in both
+// status views. After taking a message in or queuing a report it wakes the engine.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <zmq.hpp>
+
+#include "common/crypto/openssl.h"
+#include "common/http_server.h"
+#include "common/registry_client.h"
+#include "integration-point/config.h"
+#include "integration-point/engine.h"
+#include "integration-point/outbox.h"
+#include "integration-point/store.h"
+
+namespace bud::ip {
+
+class HttpApi {
+ public:
+  HttpApi(const Config& config, const EngineMetrics& metrics, zmq::context_t& ctx,
+          std::function<void()> wake);
+  ~HttpApi();
+  HttpApi(const HttpApi&) = delete;
+  HttpApi& operator=(const HttpApi&) = delete;
+
+  Status Start();
+  std::string address() const { return server_ ? server_->address() : ""; }
+
+ private:
+  void Routes(httplib::Server& srv);
+  OutboxLimits Limits() const;
+  // Checks the receiver and takes the message in (store + wake); fills `res` either way.
+  void Submit(OutgoingDraft draft, const nlohmann::json& sbd, const httplib::Request& req,
+              httplib::Response& res);
+  void SendOutStatus(const Status& st, const httplib::Request& req, httplib::Response& res);
+  nlohmann::json ConversationJson(const MessageRow& m);
+  nlohmann::json IncomingSbd(const MessageRow& m);
+  std::string Metrics();
+
+  const Config& config_;
+  const EngineMetrics& metrics_;
+  zmq::context_t& ctx_;
+  std::function<void()> wake_;
+  Orgnr me_;
+  std::mutex store_mu_;
+  std::unique_ptr<Store> store_;
+  std::mutex registry_mu_;
+  std::unique_ptr<RegistryClient> registry_;
+  std::vector<std::pair<std::string, crypto::Cert>> certs_;  // "signing" etc. -> certificate
+  std::unique_ptr<HttpServer> server_;
+};
+
+}  // namespace bud::ip

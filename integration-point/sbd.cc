@@ -1,0 +1,214 @@
+// Next Move SBD <-> our message fields. See sbd.h.
+#include "integration-point/sbd.h"
+
+#include <fmt/format.h>
+
+#include "common/clock.h"
+#include "common/uuid.h"
+
+namespace bud::ip {
+
+namespace {
+using nlohmann::json;
+
+Status Bad(std::string msg) { return Status(Code::kInvalidArgument, std::move(msg)); }
+
+std::string ToLower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The string at `path` (dotted, for messages) or "" when absent; an error when it is not a string.
+Result<std::string> StringAt(const json& obj, const char* key, const std::string& path) {
+  if (!obj.is_object() || !obj.contains(key) || obj[key].is_null()) return std::string();
+  if (!obj[key].is_string()) return Bad(fmt::format("SBD: '{}.{}' must be a string", path, key));
+  return obj[key].get<std::string>();
+}
+
+Result<std::string> PartyId(const json& header, const char* party) {
+  const std::string path = fmt::format("standardBusinessDocumentHeader.{}", party);
+  if (!header.contains(party) || header[party].is_null()) return std::string();
+  const json& list = header[party];
+  if (!list.is_array() || list.size() != 1 || !list[0].is_object()) {
+    return Bad(fmt::format("SBD: '{}' must be a list with one party", path));
+  }
+  const json& id = list[0].value("identifier", json());
+  if (!id.is_object()) return Bad(fmt::format("SBD: '{}[0].identifier' is missing", path));
+  return StringAt(id, "value", path + "[0].identifier");
+}
+
+json* ConversationScope(json& header) {
+  if (!header.contains("businessScope") || !header["businessScope"].is_object()) return nullptr;
+  json& scopes = header["businessScope"]["scope"];
+  if (!scopes.is_array()) return nullptr;
+  for (auto& s : scopes) {
+    if (s.is_object() && s.value("type", "") == "ConversationId") return &s;
+  }
+  return nullptr;
+}
+
+json Party(const std::string& wire) {
+  return json::array({{{"identifier", {{"value", wire}, {"authority", "iso6523-actorid-upis"}}}}});
+}
+}  // namespace
+
+std::string DocumentTypeName(std::string_view standard) {
+  auto pos = standard.rfind(':');
+  return std::string(pos == std::string_view::npos ? standard : standard.substr(pos + 1));
+}
+
+Result<OutgoingDraft> ParseSbd(const json& input, const Orgnr& me, const OutboxLimits& limits,
+                               json* completed) {
+  if (!input.is_object()) return Bad("SBD: the body must be a JSON object");
+  json sbd = input;
+  if (!sbd.contains("standardBusinessDocumentHeader") ||
+      !sbd["standardBusinessDocumentHeader"].is_object()) {
+    return Bad("SBD: 'standardBusinessDocumentHeader' is missing");
+  }
+  json& header = sbd["standardBusinessDocumentHeader"];
+  OutgoingDraft d{.message_id = {}, .conversation_id = {}, .receiver = me, .process = {},
+                  .document_type = {}, .title = {}, .created_ms = NowMs(), .expires_ms = 0,
+                  .payload = {}};
+
+  BUD_ASSIGN_OR_RETURN(std::string receiver, PartyId(header, "receiver"));
+  if (receiver.empty()) {
+    return Bad("SBD: 'standardBusinessDocumentHeader.receiver[0].identifier.value' is missing "
+               "(the receiver's organisation number, e.g. \"0192:910075918\")");
+  }
+  auto r = Orgnr::Parse(receiver);
+  if (!r.ok()) return Bad("SBD: receiver: " + r.status().message());
+  d.receiver = *r;
+  header["receiver"] = Party(d.receiver.wire());
+
+  BUD_ASSIGN_OR_RETURN(std::string sender, PartyId(header, "sender"));
+  if (!sender.empty()) {
+    auto s = Orgnr::Parse(sender);
+    if (!s.ok()) return Bad("SBD: sender: " + s.status().message());
+    if (*s != me) {
+      return Bad(fmt::format("SBD: sender is {} but this integration point sends for {}",
+                             s->wire(), me.wire()));
+    }
+  }
+  header["sender"] = Party(me.wire());
+
+  if (!header.contains("documentIdentification") || !header["documentIdentification"].is_object()) {
+    return Bad("SBD: 'standardBusinessDocumentHeader.documentIdentification' is missing");
+  }
+  json& doc = header["documentIdentification"];
+  const std::string doc_path = "standardBusinessDocumentHeader.documentIdentification";
+  BUD_ASSIGN_OR_RETURN(d.document_type, StringAt(doc, "standard", doc_path));
+  if (d.document_type.empty()) {
+    return Bad(fmt::format("SBD: '{}.standard' is missing (the document type, e.g. "
+                           "\"urn:no:difi:arkivmelding:xsd::arkivmelding\")",
+                           doc_path));
+  }
+  const std::string type_name = DocumentTypeName(d.document_type);
+  BUD_ASSIGN_OR_RETURN(std::string type, StringAt(doc, "type", doc_path));
+  if (type.empty()) {
+    doc["type"] = type_name;
+  } else if (type != type_name) {
+    return Bad(fmt::format("SBD: '{}.type' is '{}' but the standard '{}' names '{}'", doc_path,
+                           type, d.document_type, type_name));
+  }
+  BUD_ASSIGN_OR_RETURN(d.message_id, StringAt(doc, "instanceIdentifier", doc_path));
+  if (d.message_id.empty()) {
+    d.message_id = NewUuid();
+  } else if (!IsUuid(d.message_id)) {
+    return Bad(fmt::format("SBD: '{}.instanceIdentifier' '{}' is not a UUID", doc_path,
+                           d.message_id));
+  }
+  d.message_id = ToLower(d.message_id);
+  doc["instanceIdentifier"] = d.message_id;
+  if (!doc.contains("typeVersion")) doc["typeVersion"] = "1.0";
+  doc["creationDateAndTime"] = FormatTime(d.created_ms);
+  if (!header.contains("headerVersion")) header["headerVersion"] = "1.0";
+
+  json* scope = ConversationScope(header);
+  if (scope == nullptr) {
+    return Bad("SBD: 'standardBusinessDocumentHeader.businessScope.scope' has no entry with "
+               "\"type\": \"ConversationId\" (it carries the process as 'identifier')");
+  }
+  const std::string scope_path = "businessScope.scope[ConversationId]";
+  BUD_ASSIGN_OR_RETURN(d.process, StringAt(*scope, "identifier", scope_path));
+  if (d.process.empty()) {
+    return Bad(fmt::format("SBD: '{}.identifier' is missing (the process, e.g. "
+                           "\"urn:no:difi:profile:arkivmelding:administrasjon:ver1.0\")",
+                           scope_path));
+  }
+  BUD_ASSIGN_OR_RETURN(d.conversation_id, StringAt(*scope, "instanceIdentifier", scope_path));
+  if (d.conversation_id.empty()) {
+    d.conversation_id = NewUuid();
+  } else if (!IsUuid(d.conversation_id)) {
+    return Bad(fmt::format("SBD: '{}.instanceIdentifier' '{}' is not a UUID", scope_path,
+                           d.conversation_id));
+  }
+  d.conversation_id = ToLower(d.conversation_id);
+  (*scope)["instanceIdentifier"] = d.conversation_id;
+
+  std::string expires;
+  json& info = (*scope)["scopeInformation"];
+  if (info.is_null()) info = json::array();
+  if (!info.is_array()) return Bad(fmt::format("SBD: '{}.scopeInformation' must be a list", scope_path));
+  if (!info.empty()) {
+    BUD_ASSIGN_OR_RETURN(expires, StringAt(info[0], "expectedResponseDateTime",
+                                           scope_path + ".scopeInformation[0]"));
+  }
+  BUD_ASSIGN_OR_RETURN(d.expires_ms, ParseExpiry(expires, d.created_ms, limits.default_ttl_ms,
+                                                 "SBD: expectedResponseDateTime"));
+  if (info.empty()) info.push_back(json::object());
+  if (info[0].is_object()) info[0]["expectedResponseDateTime"] = FormatTime(d.expires_ms);
+
+  // The business message is named after the type ("arkivmelding": {...}).
+  if (sbd.contains(type_name) && !sbd[type_name].is_object()) {
+    return Bad(fmt::format("SBD: '{}' must be a JSON object", type_name));
+  }
+  if (sbd.contains(type_name)) {
+    for (const char* k : {"tittel", "title"}) {
+      if (sbd[type_name].contains(k) && sbd[type_name][k].is_string()) {
+        d.title = sbd[type_name][k].get<std::string>();
+        break;
+      }
+    }
+  }
+  d.payload.set_message_id(d.message_id);
+  d.payload.set_sender(me.wire());
+  d.payload.set_receiver(d.receiver.wire());
+  d.payload.set_conversation_id(d.conversation_id);
+  d.payload.set_title(d.title);
+  d.payload.set_metadata_json(sbd.dump());
+  if (completed) *completed = std::move(sbd);
+  return d;
+}
+
+json SbdOf(const MessageRow& m, std::string_view metadata_json) {
+  json sbd = json::parse(metadata_json, nullptr, /*allow_exceptions=*/false);
+  if (!sbd.is_object() || !sbd.contains("standardBusinessDocumentHeader") ||
+      !sbd["standardBusinessDocumentHeader"].is_object()) {
+    sbd = json::object();
+    sbd["standardBusinessDocumentHeader"] = {{"headerVersion", "1.0"}};
+  }
+  json& header = sbd["standardBusinessDocumentHeader"];
+  header["sender"] = Party(m.sender);
+  header["receiver"] = Party(m.receiver);
+  json& doc = header["documentIdentification"];
+  if (!doc.is_object()) doc = json::object();
+  doc["standard"] = m.document_type;
+  doc["type"] = DocumentTypeName(m.document_type);
+  doc["instanceIdentifier"] = m.message_id;
+  if (!doc.contains("typeVersion")) doc["typeVersion"] = "1.0";
+  doc["creationDateAndTime"] = FormatTime(m.created_ms);
+  json* scope = ConversationScope(header);
+  if (scope == nullptr) {
+    header["businessScope"] = {{"scope", json::array({{{"type", "ConversationId"}}})}};
+    scope = &header["businessScope"]["scope"][0];
+  }
+  (*scope)["identifier"] = m.process;
+  (*scope)["instanceIdentifier"] = m.conversation_id;
+  (*scope)["scopeInformation"] =
+      json::array({{{"expectedResponseDateTime", FormatTime(m.expires_ms)}}});
+  const std::string type_name = DocumentTypeName(m.document_type);
+  if (!sbd.contains(type_name) || !sbd[type_name].is_object()) sbd[type_name] = json::object();
+  return sbd;
+}
+
+}  // namespace bud::ip

@@ -1,0 +1,555 @@
+// The integration point's HTTP API (Next Move paths), end to end: real processes, real sockets,
+// curl and cpp-httplib's client as archive systems, libzip reading what pop returns.
+#include <fmt/format.h>
+#include <httplib.h>
+#include <zip.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/uuid.h"
+#include "tests/integration/harness.h"
+
+namespace bud::test {
+namespace {
+
+using nlohmann::json;
+using Strings = std::vector<std::string>;
+
+std::string Join(const Strings& parts) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : " ") + p;
+  return out;
+}
+
+// eFormidling's documented arkivmelding SBD (the example of the Next Move API documentation),
+// with our test agencies as parties.
+std::string ExampleSbd(const std::string& sender, const std::string& receiver,
+                       const std::string& message_id, const std::string& conversation_id) {
+  return json::parse(fmt::format(R"({{
+  "standardBusinessDocumentHeader": {{
+    "headerVersion": "1.0",
+    "sender": [{{"identifier": {{"value": "0192:{}", "authority": "iso6523-actorid-upis"}}}}],
+    "receiver": [{{"identifier": {{"value": "0192:{}", "authority": "iso6523-actorid-upis"}}}}],
+    "documentIdentification": {{
+      "standard": "urn:no:difi:arkivmelding:xsd::arkivmelding",
+      "typeVersion": "1.0",
+      "instanceIdentifier": "{}",
+      "type": "arkivmelding"
+    }},
+    "businessScope": {{"scope": [{{
+      "type": "ConversationId",
+      "instanceIdentifier": "{}",
+      "identifier": "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0",
+      "scopeInformation": [{{"expectedResponseDateTime": "2099-12-01T12:00:00+01:00"}}]
+    }}]}}
+  }},
+  "arkivmelding": {{"hoveddokument": "test.pdf", "sikkerhetsnivaa": 3}}
+}})",
+                                 sender, receiver, message_id, conversation_id))
+      .dump(2);
+}
+
+struct Reply {
+  int status = 0;
+  std::string body;
+  json Json() const { return json::parse(body); }
+};
+
+// curl as an archive system would run it: -w prints the HTTP status after the body.
+Reply Curl(const Strings& args, const std::string& out_file = "") {
+  Strings argv = {"/usr/bin/curl", "-sS", "--max-time", "20", "-w", "\n%{http_code}"};
+  if (!out_file.empty()) {
+    argv.push_back("-o");
+    argv.push_back(out_file);
+  }
+  argv.insert(argv.end(), args.begin(), args.end());
+  CommandResult r = RunCommand(argv, Millis(30000));
+  INFO("curl " << Join(args) << "\nstderr: " << r.err);
+  REQUIRE(r.exit_code == 0);
+  auto nl = r.out.rfind('\n');
+  REQUIRE(nl != std::string::npos);
+  return {std::stoi(r.out.substr(nl + 1)), r.out.substr(0, nl)};
+}
+
+httplib::Client Client(const std::string& base) {
+  httplib::Client c(base);
+  c.set_connection_timeout(5);
+  c.set_read_timeout(20);
+  c.set_write_timeout(20);
+  return c;
+}
+
+Reply Get(const std::string& base, const std::string& path) {
+  auto c = Client(base);
+  auto r = c.Get(path.c_str());
+  REQUIRE(r);
+  return {r->status, r->body};
+}
+
+Reply Send(const std::string& base, const std::string& method, const std::string& path,
+           const std::string& body = "", const std::string& type = "application/json",
+           const httplib::Headers& headers = {}) {
+  auto c = Client(base);
+  httplib::Result r = method == "POST"    ? c.Post(path.c_str(), headers, body, type.c_str())
+                      : method == "PUT"   ? c.Put(path.c_str(), headers, body, type.c_str())
+                      : method == "DELETE" ? c.Delete(path.c_str(), headers)
+                                           : c.Get(path.c_str(), headers);
+  REQUIRE(r);
+  return {r->status, r->body};
+}
+
+Strings StatusNames(const json& page) {
+  Strings out;
+  for (const auto& s : page.at("content")) out.push_back(s.at("status"));
+  return out;
+}
+
+// Waits until GET path answers 200 and returns the body.
+json WaitFor200(const std::string& base, const std::string& path, Millis timeout = kDefaultWait) {
+  json body;
+  WaitUntil("GET " + path + " to answer 200", timeout, [&] {
+    Reply r = Get(base, path);
+    if (r.status != 200) return false;
+    body = r.Json();
+    return true;
+  }, {}, Millis(100));
+  return body;
+}
+
+// Waits until the message's statuses (GET /api/statuses/{id}) include `status`.
+Strings WaitForApiStatus(const std::string& base, const std::string& id, const std::string& status) {
+  Strings names;
+  WaitUntil(
+      "status " + status + " of " + id + " in " + base, kDefaultWait,
+      [&] {
+        Reply r = Get(base, "/api/statuses/" + id);
+        if (r.status != 200) return false;
+        names = StatusNames(r.Json());
+        return std::find(names.begin(), names.end(), status) != names.end();
+      },
+      [&] { return "statuses so far: " + Join(names); }, Millis(100));
+  return names;
+}
+
+// The entries of a zip (name -> bytes), read with libzip.
+std::map<std::string, std::string> Unzip(const std::string& bytes) {
+  zip_error_t err;
+  zip_error_init(&err);
+  zip_source_t* src = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &err);
+  REQUIRE(src != nullptr);
+  zip_t* za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &err);
+  REQUIRE(za != nullptr);
+  std::map<std::string, std::string> out;
+  std::vector<std::string> order;
+  for (zip_int64_t i = 0; i < zip_get_num_entries(za, 0); ++i) {
+    zip_stat_t st;
+    REQUIRE(zip_stat_index(za, static_cast<zip_uint64_t>(i), 0, &st) == 0);
+    zip_file_t* f = zip_fopen_index(za, static_cast<zip_uint64_t>(i), 0);
+    REQUIRE(f != nullptr);
+    std::string data(st.size, '\0');
+    REQUIRE(zip_fread(f, data.data(), st.size) == static_cast<zip_int64_t>(st.size));
+    zip_fclose(f);
+    out[st.name] = data;
+    order.push_back(st.name);
+  }
+  zip_close(za);
+  REQUIRE(!order.empty());
+  CHECK(order.front() == "mimetype");  // ASiC: first entry, stored
+  return out;
+}
+
+ExchangeOptions ApiExchange() {
+  ExchangeOptions o;
+  o.http = true;
+  // A sends through the API and keeps the folder; B waits for the API with incoming messages.
+  o.agency_settings[kAgencyB] = {{"incoming.delivery", "\"api\""}};
+  return o;
+}
+
+TEST_CASE("curl: multipart SBD out, peek, pop and delete in; the sender sees LEVERT",
+          "[integration][http]") {
+  Exchange ex(ApiExchange());
+  const std::string a = ex.HttpBase(kAgencyA), b = ex.HttpBase(kAgencyB);
+  const std::string id = NewUuid(), conversation = NewUuid();
+  const std::string dir = ex.root();
+  WriteFile(dir + "/sbd.json", ExampleSbd(kAgencyA, kAgencyB, id, conversation));
+  const std::string pdf = "%PDF-1.7\n" + SeededBytes(150000, 7) + "\n%%EOF\n";
+  WriteFile(dir + "/test.pdf", pdf);
+  WriteFile(dir + "/vedlegg æøå.txt", "Vedlegg i sak 2026/17\n");
+
+  // Capabilities of the receiver, as a client checks before sending.
+  Reply caps = Curl({a + "/api/capabilities/0192:" + std::string(kAgencyB)});
+  REQUIRE(caps.status == 200);
+  INFO(caps.body);
+  CHECK(caps.Json().at("capabilities").at(0).at("process") == kProcess);
+  CHECK(caps.Json()["capabilities"][0]["documentTypes"][0]["type"] == "arkivmelding");
+
+  Reply sent = Curl({"-F", "sbd=@" + dir + "/sbd.json;type=application/json",
+                     "-F", "hoveddokument=@" + dir + "/test.pdf;type=application/pdf",
+                     "-F", "vedlegg=@" + dir + "/vedlegg æøå.txt;type=text/plain",
+                     a + "/api/messages/out/multipart"});
+  INFO(sent.body);
+  REQUIRE(sent.status == 200);
+  json echoed = sent.Json();
+  CHECK(echoed["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] == id);
+  CHECK(echoed["standardBusinessDocumentHeader"]["documentIdentification"].contains(
+      "creationDateAndTime"));
+
+  // The receiver's archive system polls: peek locks and returns the SBD.
+  json sbd;
+  WaitUntil("the message to be peekable at B", kDefaultWait, [&] {
+    Reply r = Curl({b + "/api/messages/in/peek"});
+    if (r.status == 204) return false;
+    REQUIRE(r.status == 200);
+    sbd = r.Json();
+    return true;
+  }, {}, Millis(200));
+  const json& header = sbd["standardBusinessDocumentHeader"];
+  CHECK(header["documentIdentification"]["instanceIdentifier"] == id);
+  CHECK(header["sender"][0]["identifier"]["value"] == "0192:" + std::string(kAgencyA));
+  CHECK(header["businessScope"]["scope"][0]["instanceIdentifier"] == conversation);
+  CHECK(sbd["arkivmelding"]["hoveddokument"] == "test.pdf");
+  // Locked: a second peek gets nothing.
+  CHECK(Curl({b + "/api/messages/in/peek"}).status == 204);
+
+  Reply pop = Curl({b + "/api/messages/in/pop/" + id}, dir + "/popped.asice");
+  REQUIRE(pop.status == 200);
+  auto entries = Unzip(ReadFile(dir + "/popped.asice"));
+  CHECK(entries["mimetype"] == "application/vnd.etsi.asic-e+zip");
+  CHECK(entries["test.pdf"] == pdf);
+  CHECK(entries["vedlegg æøå.txt"] == "Vedlegg i sak 2026/17\n");
+  CHECK(entries["META-INF/manifest.xml"].find("application/pdf") != std::string::npos);
+
+  Reply del = Curl({"-X", "DELETE", b + "/api/messages/in/" + id});
+  CHECK(del.status == 200);
+  CHECK(Curl({b + "/api/messages/in/peek"}).status == 204);
+
+  Strings history = WaitForApiStatus(a, id, "LEVERT");
+  CHECK(history == Strings{"OPPRETTET", "SENDT", "MOTTATT", "LEVERT"});
+  Reply one = Curl({a + "/api/statuses/" + id});
+  REQUIRE(one.status == 200);
+  const json last = one.Json()["content"].back();
+  CHECK(last["status"] == "LEVERT");
+  CHECK(last["messageId"] == id);
+  CHECK(last["conversationId"] == conversation);
+  CHECK(StatusNames(Get(b, "/api/statuses/" + id).Json()) ==
+        Strings{"INNKOMMENDE_MOTTATT", "INNKOMMENDE_LEVERT"});
+
+  // One store: the CLI view shows the API's message with the same history.
+  auto entry = Exchange::Find(ex.Status(kAgencyA), id);
+  REQUIRE(entry.size() == 1);
+  CHECK(Exchange::History(entry[0]) == history);
+  // Nothing was written to B's inbox folder: it waits for the API.
+  CHECK(!std::filesystem::exists(ex.Inbox(kAgencyB) + "/" + id));
+}
+
+TEST_CASE("a peeked message that is never popped can be peeked again after the lease",
+          "[integration][http]") {
+  ExchangeOptions o = ApiExchange();
+  o.agency_settings[kAgencyB]["http.peek_lock_ms"] = "1500";
+  Exchange ex(o);
+  const std::string a = ex.HttpBase(kAgencyA), b = ex.HttpBase(kAgencyB);
+  const std::string id = NewUuid();
+  ex.DropFolder(kAgencyA, "lease", [&] {
+    auto m = Exchange::Metadata(kAgencyB);
+    m["messageId"] = id;
+    return m.dump();
+  }(), {{"doc.txt", "lease test"}});
+
+  json first = WaitFor200(b, "/api/messages/in/peek");
+  CHECK(first["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] == id);
+  CHECK(Get(b, "/api/messages/in/peek").status == 204);
+  std::this_thread::sleep_for(Millis(1700));
+  // The lock ran out: pop and delete are refused, and the message is peekable again.
+  Reply pop = Get(b, "/api/messages/in/pop/" + id);
+  CHECK(pop.status == 409);
+  CHECK(pop.Json()["message"].get<std::string>().find("not locked") != std::string::npos);
+  CHECK(Send(b, "DELETE", "/api/messages/in/" + id).status == 409);
+  json again = WaitFor200(b, "/api/messages/in/peek", Millis(5000));
+  CHECK(again["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] == id);
+  CHECK(Get(b, "/api/messages/in/pop/" + id).status == 200);
+  CHECK(Send(b, "DELETE", "/api/messages/in/" + id).status == 200);
+  WaitForApiStatus(a, id, "LEVERT");
+  // Deleted once; a second delete says so.
+  Reply twice = Send(b, "DELETE", "/api/messages/in/" + id);
+  CHECK(twice.status == 404);
+  CHECK(twice.Json()["message"].get<std::string>().find("already deleted") != std::string::npos);
+}
+
+TEST_CASE("the large-message flow: create, upload each attachment, send", "[integration][http]") {
+  ExchangeOptions o;
+  o.http = true;  // B writes to its inbox folder
+  Exchange ex(o);
+  const std::string a = ex.HttpBase(kAgencyA);
+  const std::string id = NewUuid();
+  json sbd = json::parse(ExampleSbd(kAgencyA, kAgencyB, id, NewUuid()));
+  sbd["arkivmelding"]["hoveddokument"] = "plan.pdf";
+
+  Reply created = Send(a, "POST", "/api/messages/out", sbd.dump());
+  INFO(created.body);
+  REQUIRE(created.status == 200);
+  CHECK(created.Json()["standardBusinessDocumentHeader"]["documentIdentification"].contains(
+      "creationDateAndTime"));
+  // Created but not sent: no status yet, visible as an outgoing message.
+  CHECK(Get(a, "/api/statuses/" + id).Json()["totalElements"] == 0);
+  CHECK(Get(a, "/api/messages/out/" + id).status == 200);
+  // Creating the same id again is a conflict.
+  CHECK(Send(a, "POST", "/api/messages/out", sbd.dump()).status == 409);
+
+  const std::string plan = SeededBytes(2 * 1024 * 1024, 3);
+  const std::string annex = "annex æøå\n";
+  Reply up1 = Send(a, "PUT", "/api/messages/out/" + id, plan, "application/pdf",
+                   {{"Content-Disposition", "attachment; name=\"Plan\"; filename=\"plan.pdf\""}});
+  CHECK(up1.status == 200);
+  Reply up2 = Send(a, "PUT", "/api/messages/out/" + id, annex, "text/plain",
+                   {{"Content-Disposition", "attachment; name=Vedlegg; filename=\"annex.txt\""}});
+  CHECK(up2.status == 200);
+  // Bad uploads say what is wrong.
+  Reply no_name = Send(a, "PUT", "/api/messages/out/" + id, "x", "text/plain");
+  CHECK(no_name.status == 400);
+  CHECK(no_name.Json()["message"].get<std::string>().find("Content-Disposition") !=
+        std::string::npos);
+  Reply bad_name = Send(a, "PUT", "/api/messages/out/" + id, "x", "text/plain",
+                        {{"Content-Disposition", "attachment; filename=\"../escape.txt\""}});
+  CHECK(bad_name.status == 400);
+  CHECK(Send(a, "PUT", "/api/messages/out/" + NewUuid(), "x", "text/plain",
+             {{"Content-Disposition", "attachment; filename=\"a.txt\""}})
+            .status == 404);
+
+  Reply sent = Send(a, "POST", "/api/messages/out/" + id);
+  INFO(sent.body);
+  REQUIRE(sent.status == 200);
+  json mj = ex.WaitForInbox(kAgencyB, id);
+  CHECK(ReadFile(ex.Inbox(kAgencyB) + "/" + id + "/plan.pdf") == plan);
+  CHECK(ReadFile(ex.Inbox(kAgencyB) + "/" + id + "/annex.txt") == annex);
+  // The receiver's message.json carries the sender's SBD as its metadata.
+  CHECK(mj["senderMetadata"]["arkivmelding"]["hoveddokument"] == "plan.pdf");
+  WaitForApiStatus(a, id, "MOTTATT");
+  // Sent: it cannot be deleted or sent again.
+  CHECK(Send(a, "DELETE", "/api/messages/out/" + id).status == 409);
+  CHECK(Send(a, "POST", "/api/messages/out/" + id).status == 404);
+
+  // An unsent draft can be deleted.
+  const std::string other = NewUuid();
+  json sbd2 = json::parse(ExampleSbd(kAgencyA, kAgencyB, other, NewUuid()));
+  REQUIRE(Send(a, "POST", "/api/messages/out", sbd2.dump()).status == 200);
+  CHECK(Send(a, "DELETE", "/api/messages/out/" + other).status == 200);
+  CHECK(Get(a, "/api/messages/out/" + other).status == 404);
+}
+
+TEST_CASE("bad requests get a JSON error a developer can act on", "[integration][http]") {
+  ExchangeOptions o = ApiExchange();
+  Exchange ex(o);
+  const std::string a = ex.HttpBase(kAgencyA);
+  auto error_of = [&](const Reply& r) {
+    INFO(r.body);
+    json j = json::parse(r.body);
+    CHECK(j["status"] == r.status);
+    CHECK(j.contains("timestamp"));
+    return j["message"].get<std::string>();
+  };
+  json sbd = json::parse(ExampleSbd(kAgencyA, kAgencyB, NewUuid(), NewUuid()));
+
+  Reply not_json = Send(a, "POST", "/api/messages/out", "{not json");
+  CHECK(not_json.status == 400);
+  CHECK(error_of(not_json).find("not valid JSON") != std::string::npos);
+
+  json no_receiver = sbd;
+  no_receiver["standardBusinessDocumentHeader"].erase("receiver");
+  Reply r1 = Send(a, "POST", "/api/messages/out", no_receiver.dump());
+  CHECK(r1.status == 400);
+  CHECK(error_of(r1).find("receiver[0].identifier.value' is missing") != std::string::npos);
+
+  json bad_check = sbd;
+  bad_check["standardBusinessDocumentHeader"]["receiver"][0]["identifier"]["value"] = "0192:910075919";
+  Reply r2 = Send(a, "POST", "/api/messages/out", bad_check.dump());
+  CHECK(r2.status == 400);
+  CHECK(error_of(r2).find("check digit") != std::string::npos);
+
+  json unknown = sbd;
+  unknown["standardBusinessDocumentHeader"]["receiver"][0]["identifier"]["value"] = "0192:974760673";
+  Reply r3 = Send(a, "POST", "/api/messages/out", unknown.dump());
+  CHECK(r3.status == 400);
+  CHECK(error_of(r3).find("not in the address registry") != std::string::npos);
+
+  json wrong_process = sbd;
+  wrong_process["standardBusinessDocumentHeader"]["businessScope"]["scope"][0]["identifier"] =
+      "urn:no:difi:profile:avtalt:avtalt:ver1.0";
+  Reply r4 = Send(a, "POST", "/api/messages/out", wrong_process.dump());
+  CHECK(r4.status == 400);
+  CHECK(error_of(r4).find("does not accept process") != std::string::npos);
+
+  json wrong_type = sbd;
+  wrong_type["standardBusinessDocumentHeader"]["documentIdentification"]["type"] = "innsynskrav";
+  Reply r5 = Send(a, "POST", "/api/messages/out", wrong_type.dump());
+  CHECK(r5.status == 400);
+  CHECK(error_of(r5).find("names 'arkivmelding'") != std::string::npos);
+
+  json past = sbd;
+  past["standardBusinessDocumentHeader"]["businessScope"]["scope"][0]["scopeInformation"][0]
+      ["expectedResponseDateTime"] = "2001-01-01T00:00:00Z";
+  Reply r6 = Send(a, "POST", "/api/messages/out", past.dump());
+  CHECK(r6.status == 400);
+  CHECK(error_of(r6).find("in the past") != std::string::npos);
+
+  json other_sender = sbd;
+  other_sender["standardBusinessDocumentHeader"]["sender"][0]["identifier"]["value"] =
+      "0192:" + std::string(kAgencyB);
+  Reply r7 = Send(a, "POST", "/api/messages/out", other_sender.dump());
+  CHECK(r7.status == 400);
+  CHECK(error_of(r7).find("sends for") != std::string::npos);
+
+  // Multipart without files, without sbd, and with the main document missing.
+  httplib::MultipartFormDataItems only_sbd = {{"sbd", sbd.dump(), "", "application/json"}};
+  auto c = Client(a);
+  auto m1 = c.Post("/api/messages/out/multipart", only_sbd);
+  REQUIRE(m1);
+  CHECK(m1->status == 400);
+  CHECK(error_of({m1->status, m1->body}).find("no attachments") != std::string::npos);
+  httplib::MultipartFormDataItems no_sbd = {{"file", "x", "a.txt", "text/plain"}};
+  auto m2 = c.Post("/api/messages/out/multipart", no_sbd);
+  REQUIRE(m2);
+  CHECK(m2->status == 400);
+  CHECK(error_of({m2->status, m2->body}).find("no part named 'sbd'") != std::string::npos);
+  httplib::MultipartFormDataItems wrong_main = {{"sbd", sbd.dump(), "", "application/json"},
+                                                {"file", "x", "other.pdf", "application/pdf"}};
+  auto m3 = c.Post("/api/messages/out/multipart", wrong_main);
+  REQUIRE(m3);
+  CHECK(m3->status == 400);
+  CHECK(error_of({m3->status, m3->body}).find("hoveddokument names 'test.pdf'") != std::string::npos);
+  Reply not_multipart = Send(a, "POST", "/api/messages/out/multipart", sbd.dump());
+  CHECK(not_multipart.status == 400);
+
+  // The same message id twice: the second is a conflict, the first goes.
+  httplib::MultipartFormDataItems ok = {{"sbd", sbd.dump(), "", "application/json"},
+                                        {"file", "%PDF", "test.pdf", "application/pdf"}};
+  auto first = c.Post("/api/messages/out/multipart", ok);
+  REQUIRE(first);
+  CHECK(first->status == 200);
+  auto second = c.Post("/api/messages/out/multipart", ok);
+  REQUIRE(second);
+  CHECK(second->status == 409);
+
+  // Queries and paths.
+  Reply bad_status = Get(a, "/api/statuses?status=DONE");
+  CHECK(bad_status.status == 400);
+  CHECK(error_of(bad_status).find("'DONE' is not a known status") != std::string::npos);
+  Reply bad_time = Get(a, "/api/statuses?fromDateTime=yesterday");
+  CHECK(bad_time.status == 400);
+  CHECK(error_of(bad_time).find("fromDateTime") != std::string::npos);
+  Reply bad_size = Get(a, "/api/conversations?size=0");
+  CHECK(bad_size.status == 400);
+  CHECK(Get(a, "/api/nothing").status == 404);
+  CHECK(error_of(Get(a, "/api/nothing")).find("no such endpoint") != std::string::npos);
+  CHECK(Get(a, "/api/conversations/messageId/" + NewUuid()).status == 404);
+  CHECK(Get(a, "/api/messages/in/pop/" + NewUuid()).status == 404);
+  CHECK(Send(a, "DELETE", "/api/messages/in/" + NewUuid()).status == 404);
+  CHECK(Get(a, "/api/capabilities/12345").status == 400);
+  // An unknown receiver has no capabilities.
+  Reply none = Get(a, "/api/capabilities/974760673");
+  CHECK(none.status == 200);
+  CHECK(none.Json()["capabilities"].empty());
+  ex.CheckAlive();
+}
+
+TEST_CASE("statuses and conversations: filters, paging, both ways of sending in one view",
+          "[integration][http]") {
+  ExchangeOptions o;
+  o.http = true;
+  Exchange ex(o);
+  const std::string a = ex.HttpBase(kAgencyA);
+  // Two through the folder, one through the API, one refused.
+  Strings ids;
+  for (int i = 0; i < 2; ++i) {
+    ids.push_back(NewUuid());
+    auto m = Exchange::Metadata(kAgencyB);
+    m["messageId"] = ids.back();
+    m["title"] = "folder " + std::to_string(i);
+    ex.DropFolder(kAgencyA, "f" + std::to_string(i), m.dump(), {{"a.txt", "x"}});
+  }
+  ids.push_back(NewUuid());
+  json sbd = json::parse(ExampleSbd(kAgencyA, kAgencyB, ids.back(), NewUuid()));
+  sbd["arkivmelding"]["tittel"] = "through the API";
+  auto c = Client(a);
+  auto posted = c.Post("/api/messages/out/multipart",
+                       httplib::MultipartFormDataItems{{"sbd", sbd.dump(), "", "application/json"},
+                                                       {"f", "%PDF", "test.pdf", "application/pdf"}});
+  REQUIRE(posted);
+  REQUIRE(posted->status == 200);
+  for (const auto& id : ids) WaitForApiStatus(a, id, "MOTTATT");
+
+  json all = Get(a, "/api/conversations?direction=OUTGOING").Json();
+  CHECK(all["totalElements"] == 3);
+  json api_one = Get(a, "/api/conversations/messageId/" + ids[2]).Json();
+  CHECK(api_one["messageTitle"] == "through the API");
+  CHECK(api_one["direction"] == "OUTGOING");
+  CHECK(api_one["receiverIdentifier"] == "0192:" + std::string(kAgencyB));
+  CHECK(api_one["finished"] == false);
+  Strings hist;
+  for (const auto& s : api_one["messageStatuses"]) hist.push_back(s["status"]);
+  CHECK(hist == Strings{"OPPRETTET", "SENDT", "MOTTATT"});
+  CHECK(Get(a, "/api/conversations/" + std::to_string(api_one["id"].get<int64_t>()))
+            .Json()["messageId"] == ids[2]);
+  // The folder's messages are in the API, the API's message in `bud-ip status`.
+  CHECK(Get(a, "/api/conversations/messageId/" + ids[0]).Json()["messageTitle"] == "folder 0");
+  CHECK(Exchange::Find(ex.Status(kAgencyA), ids[2]).size() == 1);
+
+  // Paging: 3 messages x 3 statuses.
+  json page0 = Get(a, "/api/statuses?size=4&page=0&direction=OUTGOING").Json();
+  json page2 = Get(a, "/api/statuses?size=4&page=2&direction=OUTGOING").Json();
+  CHECK(page0["totalElements"] == 9);
+  CHECK(page0["totalPages"] == 3);
+  CHECK(page0["content"].size() == 4);
+  CHECK(page2["content"].size() == 1);
+  CHECK(page2["last"] == true);
+  CHECK(Get(a, "/api/statuses?status=SENDT").Json()["totalElements"] == 3);
+  CHECK(Get(a, "/api/statuses?fromDateTime=2099-01-01T00:00:00Z").Json()["totalElements"] == 0);
+  json newest = Get(a, "/api/statuses/peek").Json();
+  CHECK(newest["status"] == "MOTTATT");
+  // Conversations by organisation and unfinished (MOTTATT is not final: all three queue).
+  CHECK(Get(a, "/api/conversations?orgnr=" + std::string(kAgencyB)).Json()["totalElements"] == 3);
+  CHECK(Get(a, "/api/conversations?orgnr=974760673").Json()["totalElements"] == 0);
+  CHECK(Get(a, "/api/conversations/queue").Json()["totalElements"] == 3);
+  CHECK(Get(a, "/api/conversations?status=LEVERT").Json()["totalElements"] == 0);
+  // Outgoing messages as SBDs.
+  json out = Get(a, "/api/messages/out?size=10").Json();
+  CHECK(out["totalElements"] == 3);
+  CHECK(out["content"][0].contains("standardBusinessDocumentHeader"));
+}
+
+TEST_CASE("with a token file the API answers only with the bearer token", "[integration][http]") {
+  ExchangeOptions o;
+  o.http = true;
+  o.start_ips = false;
+  Exchange ex(o);
+  WriteFile(ex.AgencyDir(kAgencyA) + "/api.token", "s3cret-token-0123456789abcdef\n");
+  std::string cfg = ReadFile(ex.IpConfig(kAgencyA));
+  auto pos = cfg.find("[http]\n");
+  REQUIRE(pos != std::string::npos);
+  cfg.insert(pos + 7, "token_file = \"api.token\"\n");
+  WriteFile(ex.IpConfig(kAgencyA), cfg);
+  ex.StartIp(kAgencyA);
+  ex.ip(kAgencyA).WaitForLog("bearer token required");
+  const std::string a = ex.HttpBase(kAgencyA);
+
+  Reply none = Get(a, "/api/statuses");
+  CHECK(none.status == 401);
+  CHECK(none.Json()["message"].get<std::string>().find("bearer token") != std::string::npos);
+  CHECK(Send(a, "GET", "/api/statuses", "", "", {{"Authorization", "Bearer wrong"}}).status == 401);
+  CHECK(Send(a, "GET", "/metrics", "", "", {{"Authorization", "Bearer wrong"}}).status == 401);
+  CHECK(Send(a, "GET", "/api/statuses", "", "",
+             {{"Authorization", "Bearer s3cret-token-0123456789abcdef"}})
+            .status == 200);
+  // The page itself and the health check need no token.
+  CHECK(Get(a, "/").status == 200);
+  CHECK(Get(a, "/healthz").status == 200);
+}
+
+}  // namespace
+}  // namespace bud::test

@@ -1,0 +1,321 @@
+// What admins and operators see: the status page in a real headless Chromium, /metrics parsed
+// as Prometheus text on the integration point and the broker, and /healthz.
+#include <httplib.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <thread>
+#include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/uuid.h"
+#include "tests/integration/harness.h"
+
+namespace bud::test {
+namespace {
+
+using nlohmann::json;
+
+// A strict reader of the Prometheus text format (0.0.4): every line is a # HELP, a # TYPE or a
+// sample; names and label names are valid; label values are quoted and escaped; values parse;
+// each family is typed once, before its samples; histogram buckets are cumulative and end with
+// le="+Inf" equal to _count. Returns series ("name{a=\"b\"}") -> value; fails the test on
+// anything else.
+std::map<std::string, double> ParsePrometheus(const std::string& text) {
+  static const std::regex kName("[a-zA-Z_:][a-zA-Z0-9_:]*");
+  static const std::regex kLabelName("[a-zA-Z_][a-zA-Z0-9_]*");
+  std::map<std::string, double> out;
+  std::map<std::string, std::string> types;  // family -> type
+  std::set<std::string> sampled_families;
+  std::istringstream in(text);
+  std::string line;
+  int n = 0;
+  REQUIRE(!text.empty());
+  REQUIRE(text.back() == '\n');
+  while (std::getline(in, line)) {
+    ++n;
+    INFO("line " << n << ": " << line);
+    REQUIRE(!line.empty());
+    if (line.starts_with("# HELP ") || line.starts_with("# TYPE ")) {
+      std::istringstream parts(line.substr(7));
+      std::string name, rest;
+      parts >> name;
+      REQUIRE(std::regex_match(name, kName));
+      if (line[2] == 'T') {
+        parts >> rest;
+        REQUIRE((rest == "counter" || rest == "gauge" || rest == "histogram" ||
+                 rest == "summary" || rest == "untyped"));
+        REQUIRE(!types.contains(name));
+        REQUIRE(!sampled_families.contains(name));
+        types[name] = rest;
+      }
+      continue;
+    }
+    REQUIRE(line[0] != '#');
+    size_t i = 0;
+    while (i < line.size() && line[i] != '{' && line[i] != ' ') ++i;
+    const std::string name = line.substr(0, i);
+    REQUIRE(std::regex_match(name, kName));
+    std::string series = name;
+    if (i < line.size() && line[i] == '{') {
+      series += '{';
+      ++i;
+      bool first = true;
+      while (line.at(i) != '}') {
+        if (!first) {
+          REQUIRE(line.at(i) == ',');
+          ++i;
+        }
+        first = false;
+        size_t eq = line.find('=', i);
+        REQUIRE(eq != std::string::npos);
+        const std::string label = line.substr(i, eq - i);
+        REQUIRE(std::regex_match(label, kLabelName));
+        REQUIRE(line.at(eq + 1) == '"');
+        size_t j = eq + 2;
+        std::string value;
+        while (line.at(j) != '"') {
+          if (line[j] == '\\') {
+            char e = line.at(j + 1);
+            REQUIRE((e == '\\' || e == '"' || e == 'n'));
+            value += e == 'n' ? '\n' : e;
+            j += 2;
+          } else {
+            value += line[j++];
+          }
+        }
+        series += label + "=\"" + value + "\",";
+        i = j + 1;
+      }
+      if (series.back() == ',') series.pop_back();
+      series += '}';
+      ++i;
+    }
+    REQUIRE(line.at(i) == ' ');
+    const std::string value_text = line.substr(i + 1);
+    double value;
+    if (value_text == "+Inf") value = INFINITY;
+    else if (value_text == "-Inf") value = -INFINITY;
+    else if (value_text == "NaN") value = NAN;
+    else {
+      size_t used = 0;
+      value = std::stod(value_text, &used);
+      REQUIRE(used == value_text.size());
+    }
+    // The family this sample belongs to must have been typed before it.
+    std::string family = name;
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      if (name.ends_with(suffix) && types.contains(name.substr(0, name.size() - strlen(suffix))) &&
+          types[name.substr(0, name.size() - strlen(suffix))] == "histogram") {
+        family = name.substr(0, name.size() - strlen(suffix));
+      }
+    }
+    REQUIRE(types.contains(family));
+    sampled_families.insert(family);
+    REQUIRE(!out.contains(series));
+    out[series] = value;
+  }
+  // Histograms: cumulative buckets ending in +Inf == _count.
+  for (const auto& [family, type] : types) {
+    if (type != "histogram") continue;
+    INFO("histogram " << family);
+    double last = 0;
+    bool inf = false;
+    for (const auto& [series, v] : out) {
+      if (!series.starts_with(family + "_bucket{")) continue;
+      if (series.find("le=\"+Inf\"") != std::string::npos) {
+        inf = true;
+        REQUIRE(v == out.at(family + "_count"));
+      }
+    }
+    REQUIRE(inf);
+    // Bucket order by le value.
+    std::vector<std::pair<double, double>> buckets;
+    for (const auto& [series, v] : out) {
+      if (!series.starts_with(family + "_bucket{")) continue;
+      auto le = series.substr(series.find("le=\"") + 4);
+      le = le.substr(0, le.find('"'));
+      buckets.emplace_back(le == "+Inf" ? INFINITY : std::stod(le), v);
+    }
+    std::sort(buckets.begin(), buckets.end());
+    for (const auto& [le, v] : buckets) {
+      REQUIRE(v >= last);
+      last = v;
+    }
+  }
+  return out;
+}
+
+std::map<std::string, double> Scrape(const std::string& base) {
+  httplib::Client c(base);
+  c.set_connection_timeout(5);
+  c.set_read_timeout(20);
+  auto r = c.Get("/metrics");
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  CHECK(r->get_header_value("Content-Type").starts_with("text/plain; version=0.0.4"));
+  return ParsePrometheus(r->body);
+}
+
+double Value(const std::map<std::string, double>& m, const std::string& series) {
+  auto it = m.find(series);
+  return it == m.end() ? 0 : it->second;
+}
+
+json Health(const std::string& base, int* status) {
+  httplib::Client c(base);
+  c.set_connection_timeout(5);
+  c.set_read_timeout(10);
+  auto r = c.Get("/healthz");
+  REQUIRE(r);
+  *status = r->status;
+  return json::parse(r->body);
+}
+
+std::string Send(Exchange& ex, const std::string& from, const std::string& to,
+                 const std::string& title) {
+  const std::string id = NewUuid();
+  auto m = Exchange::Metadata(to);
+  m["messageId"] = id;
+  m["title"] = title;
+  ex.DropFolder(from, "m-" + id, m.dump(), {{"doc.txt", "content of " + title}});
+  return id;
+}
+
+TEST_CASE("/metrics parses as Prometheus text and moves when messages flow; /healthz answers",
+          "[integration][http]") {
+  ExchangeOptions o;
+  o.http = true;
+  Exchange ex(o);
+  const std::string a = ex.HttpBase(kAgencyA), b = ex.HttpBase(kAgencyB),
+                    broker = ex.BrokerHttpBase();
+  // Wait for A's session so that the first scrape sees it connected.
+  WaitUntil("A connected to the broker", kDefaultWait,
+            [&] { return Value(Scrape(a), "bud_ip_broker_connected") == 1; });
+  auto ip_before = Scrape(a);
+  auto broker_before = Scrape(broker);
+  CHECK(Value(ip_before, "bud_ip_certificate_expiry_days{certificate=\"signing\"}") > 30);
+  CHECK(Value(broker_before, "bud_broker_up") == 1);
+  int status = 0;
+  CHECK(Health(a, &status)["status"] == "UP");
+  CHECK(status == 200);
+  CHECK(Health(broker, &status)["status"] == "UP");
+  CHECK(status == 200);
+
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(Send(ex, kAgencyA, kAgencyB, "m" + std::to_string(i)));
+  for (const auto& id : ids) ex.WaitForStatus(kAgencyA, id, "MOTTATT");
+  auto ip_after = Scrape(a);
+  auto broker_after = Scrape(broker);
+  const std::string mottatt = "bud_ip_messages{direction=\"OUTGOING\",status=\"MOTTATT\"}";
+  CHECK(Value(ip_after, mottatt) - Value(ip_before, mottatt) == 3);
+  CHECK(Value(ip_after, "bud_ip_accepted_total") - Value(ip_before, "bud_ip_accepted_total") == 3);
+  CHECK(Value(ip_after, "bud_ip_submit_to_accept_seconds_count") -
+            Value(ip_before, "bud_ip_submit_to_accept_seconds_count") == 3);
+  CHECK(Value(ip_after, "bud_ip_submit_to_accept_seconds_sum") > 0);
+  CHECK(Value(broker_after, "bud_broker_accepted_total") -
+            Value(broker_before, "bud_broker_accepted_total") == 3);
+  CHECK(Value(broker_after, "bud_broker_deliveries_total") -
+            Value(broker_before, "bud_broker_deliveries_total") == 3);
+  CHECK(Value(broker_after, "bud_broker_submit_to_accept_seconds_count") -
+            Value(broker_before, "bud_broker_submit_to_accept_seconds_count") == 3);
+  CHECK(Value(broker_after, "bud_broker_commits_total") >
+        Value(broker_before, "bud_broker_commits_total"));
+  auto b_metrics = Scrape(b);
+  CHECK(Value(b_metrics, "bud_ip_messages{direction=\"INCOMING\",status=\"INNKOMMENDE_MOTTATT\"}") == 3);
+  CHECK(Value(b_metrics, "bud_ip_deliveries_total") == 3);
+
+  // With the receiver down, its queue at the broker grows and ages.
+  ex.ip(kAgencyB).Stop();
+  const std::string queue = "bud_broker_queue_depth{receiver=\"0192:" + std::string(kAgencyB) + "\"}";
+  for (int i = 0; i < 2; ++i) ids.push_back(Send(ex, kAgencyA, kAgencyB, "queued"));
+  WaitUntil("two messages queued for B at the broker", kDefaultWait,
+            [&] { return Value(Scrape(broker), queue) == 2; });
+  std::this_thread::sleep_for(Millis(1100));
+  auto queued = Scrape(broker);
+  CHECK(Value(queued, "bud_broker_queue_oldest_age_seconds{receiver=\"0192:" +
+                          std::string(kAgencyB) + "\"}") >= 1.0);
+  CHECK(Value(queued, "bud_broker_messages_queued") == 2);
+  ex.StartIp(kAgencyB);
+  for (size_t i = 3; i < ids.size(); ++i) ex.WaitForStatus(kAgencyA, ids[i], "MOTTATT");
+  WaitUntil("B's queue at the broker empty", kDefaultWait,
+            [&] { return Value(Scrape(broker), queue) == 0; });
+
+  // A broker that is gone: the integration point says so in both /healthz and /metrics.
+  ex.broker().Stop();
+  WaitUntil("A to notice the broker is gone", kDefaultWait, [&] {
+    return Health(a, &status)["broker"] == "disconnected";
+  });
+  CHECK(status == 200);  // the store works: degraded, not down
+  CHECK(Health(a, &status)["status"] == "DEGRADED");
+  CHECK(Value(Scrape(a), "bud_ip_broker_connected") == 0);
+}
+
+TEST_CASE("the status page in headless Chromium lists messages and their statuses",
+          "[integration][http][browser]") {
+  const std::string chromium = "/usr/bin/chromium";
+  INFO("Debian's chromium package is needed (scripts/test installs it)");
+  REQUIRE(PathExists(chromium));
+  ExchangeOptions o;
+  o.http = true;
+  Exchange ex(o);
+  const std::string a = ex.HttpBase(kAgencyA);
+  const std::string out1 = Send(ex, kAgencyA, kAgencyB, "Byggesak 2026/17");
+  const std::string out2 = Send(ex, kAgencyA, kAgencyB, "Tilsyn æøå");
+  const std::string in1 = Send(ex, kAgencyB, kAgencyA, "Svar på søknad");
+  ex.WaitForStatus(kAgencyA, out1, "MOTTATT");
+  ex.WaitForStatus(kAgencyA, out2, "MOTTATT");
+  ex.WaitForStatus(kAgencyA, in1, "INNKOMMENDE_MOTTATT");
+
+  auto render = [&](const std::string& query) {
+    CommandResult r = RunCommand(
+        {chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--no-first-run", "--user-data-dir=" + ex.root() + "/chromium",
+         "--virtual-time-budget=8000", "--dump-dom", a + "/" + query},
+        Millis(90000));
+    INFO("chromium stderr: " << r.err);
+    REQUIRE(r.exit_code == 0);
+    return r.out;
+  };
+  auto row_of = [](const std::string& dom, const std::string& id) {
+    auto pos = dom.find("data-message-id=\"" + id + "\"");
+    if (pos == std::string::npos) return std::string();
+    return dom.substr(pos, dom.find("</tr>", pos) - pos);
+  };
+
+  const std::string dom = render("");
+  INFO(dom);
+  CHECK(dom.find("3 message(s)") != std::string::npos);
+  const std::string r1 = row_of(dom, out1), r2 = row_of(dom, out2), r3 = row_of(dom, in1);
+  REQUIRE(!r1.empty());
+  REQUIRE(!r2.empty());
+  REQUIRE(!r3.empty());
+  CHECK(r1.find("data-status=\"MOTTATT\"") != std::string::npos);
+  CHECK(r1.find("Byggesak 2026/17") != std::string::npos);
+  CHECK(r1.find("OPPRETTET") != std::string::npos);  // history
+  CHECK(r1.find("SENDT") != std::string::npos);
+  CHECK(r2.find("Tilsyn æøå") != std::string::npos);
+  CHECK(r3.find("data-status=\"INNKOMMENDE_MOTTATT\"") != std::string::npos);
+  CHECK(r3.find("0192:" + std::string(kAgencyB)) != std::string::npos);
+
+  // Filters from the page's own query string.
+  const std::string incoming = render("?direction=INCOMING");
+  CHECK(incoming.find("1 message(s)") != std::string::npos);
+  CHECK(!row_of(incoming, in1).empty());
+  CHECK(row_of(incoming, out1).empty());
+  const std::string by_status = render("?status=INNKOMMENDE_MOTTATT");
+  CHECK(!row_of(by_status, in1).empty());
+  CHECK(row_of(by_status, out2).empty());
+  const std::string future = render("?fromDateTime=2099-01-01T00:00");
+  CHECK(future.find("0 message(s)") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace bud::test
