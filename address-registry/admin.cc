@@ -86,6 +86,12 @@ Status RemoveEntry(const Config& config, const std::string& orgnr) {
 }
 
 Result<std::string> ListEntries(const Config& config, bool json) {
+  if (!Exists(config.store)) {  // listing never creates (and migrates) a store
+    return std::string(json ? "[]\n"
+                            : fmt::format("0 organisation(s) (no store yet at {}; `bud-registry "
+                                          "add` or `run` creates it)\n",
+                                          config.store));
+  }
   BUD_ASSIGN_OR_RETURN(auto store, Store::Open(config.store));
   BUD_ASSIGN_OR_RETURN(auto entries, store->List());
   if (json) {

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "common/config.h"
+#include "common/config_check.h"
 #include "common/wire/curve.h"
 
 namespace bud::registry {
@@ -11,7 +12,7 @@ namespace bud::registry {
 Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(ConfigFile f, ConfigFile::Load(path));
   Config c;
-  BUD_ASSIGN_OR_RETURN(c.listen, f.String("registry.listen", c.listen));
+  BUD_ASSIGN_OR_RETURN(c.listen, f.Endpoint("registry.listen", c.listen));
   BUD_ASSIGN_OR_RETURN(c.endpoint_file, f.Path("registry.endpoint_file", ""));
   BUD_ASSIGN_OR_RETURN(c.store, f.Path("registry.store"));
   BUD_ASSIGN_OR_RETURN(c.trust_anchor, f.Path("registry.trust_anchor"));
@@ -23,10 +24,29 @@ Result<Config> Config::Load(const std::string& path) {
       return f.Error("registry.allowed_client_keys", fmt::format("'{}' is not a Z85 CURVE public key", k));
     }
   }
-  BUD_ASSIGN_OR_RETURN(c.log_level, f.String("log.level", c.log_level));
+  BUD_ASSIGN_OR_RETURN(c.log_level, f.Choice("log.level", c.log_level, kLogLevels));
   BUD_ASSIGN_OR_RETURN(c.log_file, f.Path("log.file", ""));
   BUD_RETURN_IF_ERROR(f.CheckNoUnknownKeys());
   return c;
+}
+
+Result<std::string> CheckConfig(const Config& config, const std::string& config_path) {
+  ConfigCheck check(config_path);
+  check.Note("registry.listen", config.listen);
+  if (!config.endpoint_file.empty()) {
+    BUD_RETURN_IF_ERROR(check.WritableFile("registry.endpoint_file", config.endpoint_file));
+  }
+  BUD_RETURN_IF_ERROR(check.Store("registry.store", config.store));
+  BUD_RETURN_IF_ERROR(check.TrustAnchor("registry.trust_anchor", config.trust_anchor).status());
+  if (config.curve_key_file.empty()) {
+    check.Note("registry.curve_key_file", "none: serving WITHOUT CURVE (development only)");
+  } else {
+    BUD_RETURN_IF_ERROR(check.CurveKey("registry.curve_key_file", config.curve_key_file).status());
+  }
+  check.Note("registry.allowed_client_keys",
+             fmt::format("{} service key(s)", config.allowed_client_keys.size()));
+  BUD_RETURN_IF_ERROR(check.LogFile("log.file", config.log_file));
+  return check.Report();
 }
 
 }  // namespace bud::registry

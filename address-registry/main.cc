@@ -13,16 +13,19 @@ int main(int argc, char** argv) {
   using namespace bud;
   CLI::App app{"bud-registry: Budstikke address registry"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "bud-registry " BUD_VERSION);
   std::string config_path;
   bool check_config = false;
 
   auto* run = app.add_subcommand("run", "serve lookups");
-  run->add_option("--config", config_path, "config file (TOML)")->required();
-  run->add_flag("--check-config", check_config, "validate the config and exit 0 or 1");
+  run->add_option("-c,--config", config_path, "config file (TOML)")->required();
+  run->add_flag(
+      "--check-config", check_config,
+      "check the config and every file it names, then exit 0 (OK) or 1; binds and creates nothing");
 
   registry::AddRequest add_req;
   auto* add = app.add_subcommand("add", "add or replace an organisation's entry");
-  add->add_option("--config", config_path)->required();
+  add->add_option("-c,--config", config_path)->required();
   add->add_option("--orgnr", add_req.orgnr, "organisation number")->required();
   add->add_option("--name", add_req.name, "organisation name")->required();
   add->add_option("--signing-cert", add_req.signing_cert_file, "signing certificate (PEM)")->required();
@@ -38,17 +41,22 @@ int main(int argc, char** argv) {
 
   std::string remove_org;
   auto* remove = app.add_subcommand("remove", "remove an organisation's entry");
-  remove->add_option("--config", config_path)->required();
+  remove->add_option("-c,--config", config_path)->required();
   remove->add_option("--orgnr", remove_org)->required();
 
   bool json = false;
   auto* list = app.add_subcommand("list", "list entries");
-  list->add_option("--config", config_path)->required();
+  list->add_option("-c,--config", config_path)->required();
   list->add_flag("--json", json, "JSON instead of a table");
 
   std::string keygen_out;
   auto* keygen = app.add_subcommand("keygen", "make a CURVE key pair file and print its public key");
   keygen->add_option("--out", keygen_out, "key file to create (mode 0600)")->required();
+  std::string backup_out;
+  auto* backup = app.add_subcommand(
+      "backup", "consistent online copy of the store (while the registry runs), integrity-checked");
+  backup->add_option("-c,--config", config_path, "config file (TOML)")->required();
+  backup->add_option("--out", backup_out, "the copy to create (never overwritten)")->required();
   CLI11_PARSE(app, argc, argv);
   if (*keygen) return wire::KeygenCommand(keygen_out, "bud-registry");
 
@@ -57,10 +65,8 @@ int main(int argc, char** argv) {
     std::cerr << "bud-registry: " << config.status().message() << "\n";
     return 1;
   }
-  if (check_config) {
-    std::cout << "config '" << config_path << "' is valid\n";
-    return 0;
-  }
+  if (check_config) return PrintResult(registry::CheckConfig(*config, config_path), "bud-registry");
+  if (*backup) return BackupCommand(config->store, backup_out, "bud-registry");
   if (*run) {
     SetupLogging(config->log_level, config->log_file);
     InstallStopSignals();

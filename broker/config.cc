@@ -1,25 +1,34 @@
 // Broker config loading.
 #include "broker/config.h"
 
+#include <fmt/format.h>
+
 #include "common/config.h"
 #include "common/http_server.h"
+#include "common/config_check.h"
+#include "common/wire/curve.h"
 
 namespace bud::broker {
 
 Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(ConfigFile f, ConfigFile::Load(path));
   Config c;
-  BUD_ASSIGN_OR_RETURN(c.listen, f.String("broker.listen", c.listen));
+  BUD_ASSIGN_OR_RETURN(c.listen, f.Endpoint("broker.listen", c.listen));
   BUD_ASSIGN_OR_RETURN(c.endpoint_file, f.Path("broker.endpoint_file", ""));
   BUD_ASSIGN_OR_RETURN(c.store, f.Path("broker.store"));
   BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("broker.curve_key_file", ""));
-  BUD_ASSIGN_OR_RETURN(c.registry_endpoint, f.String("registry.endpoint", ""));
+  BUD_ASSIGN_OR_RETURN(c.registry_endpoint, f.Endpoint("registry.endpoint", ""));
   BUD_ASSIGN_OR_RETURN(c.registry_server_key, f.String("registry.server_key", ""));
   BUD_ASSIGN_OR_RETURN(c.registry_timeout_ms,
                        f.Int("registry.timeout_ms", c.registry_timeout_ms, 100, 60000));
   if (!c.curve_key_file.empty() && c.registry_endpoint.empty()) {
     return f.Error("registry.endpoint", "is needed with broker.curve_key_file: the broker asks the "
                                         "registry whose CURVE key a client has");
+  }
+  if (!c.curve_key_file.empty() && !wire::IsZ85Key(c.registry_server_key)) {
+    return f.Error("registry.server_key",
+                   "must be the registry's 40-character Z85 CURVE public "
+                   "key when broker.curve_key_file is set");
   }
   BUD_ASSIGN_OR_RETURN(c.heartbeat_ms, f.Int("broker.heartbeat_ms", c.heartbeat_ms, 100, 600000));
   BUD_ASSIGN_OR_RETURN(c.max_credit, f.Int("broker.max_credit", c.max_credit, 1, 100000));
@@ -35,10 +44,31 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(c.checkpoint_ms,
                        f.Int("broker.checkpoint_ms", c.checkpoint_ms, 100, 86400000));
   BUD_RETURN_IF_ERROR(LoadHttpOptions(f, c.http));
-  BUD_ASSIGN_OR_RETURN(c.log_level, f.String("log.level", c.log_level));
+  BUD_ASSIGN_OR_RETURN(c.log_level, f.Choice("log.level", c.log_level, kLogLevels));
   BUD_ASSIGN_OR_RETURN(c.log_file, f.Path("log.file", ""));
   BUD_RETURN_IF_ERROR(f.CheckNoUnknownKeys());
   return c;
+}
+
+Result<std::string> CheckConfig(const Config& config, const std::string& config_path) {
+  ConfigCheck check(config_path);
+  check.Note("broker.listen", config.listen);
+  if (!config.endpoint_file.empty()) {
+    BUD_RETURN_IF_ERROR(check.WritableFile("broker.endpoint_file", config.endpoint_file));
+  }
+  BUD_RETURN_IF_ERROR(check.Store("broker.store", config.store));
+  if (config.curve_key_file.empty()) {
+    check.Note("broker.curve_key_file", "none: serving WITHOUT CURVE (development only)");
+  } else {
+    BUD_RETURN_IF_ERROR(check.CurveKey("broker.curve_key_file", config.curve_key_file).status());
+    check.Note("registry.endpoint", fmt::format("{} (server key {})", config.registry_endpoint,
+                                                config.registry_server_key));
+  }
+  check.Note("broker.store_max_bytes", config.store_max_bytes > 0
+                                           ? fmt::format("{} bytes", config.store_max_bytes)
+                                           : std::string("no cap (the disk)"));
+  BUD_RETURN_IF_ERROR(check.LogFile("log.file", config.log_file));
+  return check.Report();
 }
 
 }  // namespace bud::broker

@@ -36,4 +36,9 @@ struct Config {
   static Result<Config> Load(const std::string& path);
 };
 
+// `--check-config`: what Load cannot see. The CURVE key file is private and well-formed, the
+// store can be opened or created, the endpoint and log files can be written. Binds nothing,
+// connects to nothing and creates nothing. The report starts "config OK: ".
+Result<std::string> CheckConfig(const Config& config, const std::string& config_path);
+
 }  // namespace bud::broker

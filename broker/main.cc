@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "broker/admin.h"
 #include "broker/config.h"
 #include "broker/metrics.h"
 #include "broker/server.h"
@@ -13,26 +14,53 @@ int main(int argc, char** argv) {
   using namespace bud;
   CLI::App app{"bud-broker: Budstikke broker"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "bud-broker " BUD_VERSION);
   std::string config_path;
   bool check_config = false;
   auto* run = app.add_subcommand("run", "serve integration points");
-  run->add_option("--config", config_path, "config file (TOML)")->required();
-  run->add_flag("--check-config", check_config, "validate the config and exit 0 or 1");
+  run->add_option("-c,--config", config_path, "config file (TOML)")->required();
+  run->add_flag(
+      "--check-config", check_config,
+      "check the config and every file it names, then exit 0 (OK) or 1; binds and creates nothing");
   std::string keygen_out;
   auto* keygen = app.add_subcommand("keygen", "make a CURVE key pair file and print its public key");
   keygen->add_option("--out", keygen_out, "key file to create (mode 0600)")->required();
+
+  std::string store_path;
+  bool json = false;
+  auto* stats = app.add_subcommand(
+      "stats",
+      "what is queued per receiver and waiting per sender (read-only, beside a running "
+      "broker)");
+  auto* stats_config = stats->add_option("-c,--config", config_path, "config file (TOML)");
+  stats->add_option("--store", store_path, "the broker store, instead of --config")
+      ->excludes(stats_config);
+  stats->add_flag("--json", json, "JSON instead of a table");
+
+  std::string backup_out;
+  auto* backup = app.add_subcommand(
+      "backup", "consistent online copy of the store (while the broker runs), integrity-checked");
+  backup->add_option("-c,--config", config_path, "config file (TOML)")->required();
+  backup->add_option("--out", backup_out, "the copy to create (never overwritten)")->required();
   CLI11_PARSE(app, argc, argv);
   if (*keygen) return wire::KeygenCommand(keygen_out, "bud-broker");
-
-  auto config = broker::Config::Load(config_path);
+  if (*stats && store_path.empty() && config_path.empty()) {
+    std::cerr << "bud-broker stats: give --config or --store\n";
+    return 1;
+  }
+  // `stats --store FILE` needs no config.
+  auto config =
+      *stats && !store_path.empty() ? broker::Config{} : broker::Config::Load(config_path);
   if (!config.ok()) {
     std::cerr << "bud-broker: " << config.status().message() << "\n";
     return 1;
   }
-  if (check_config) {
-    std::cout << "config '" << config_path << "' is valid\n";
-    return 0;
+  if (check_config) return PrintResult(broker::CheckConfig(*config, config_path), "bud-broker");
+  if (*stats) {
+    return PrintResult(broker::StatsCommand(store_path.empty() ? config->store : store_path, json),
+                       "bud-broker stats");
   }
+  if (*backup) return BackupCommand(config->store, backup_out, "bud-broker");
   SetupLogging(config->log_level, config->log_file);
   InstallStopSignals();
   zmq::context_t ctx(1);

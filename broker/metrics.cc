@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 
 #include "common/clock.h"
-#include "common/fs.h"
+#include "broker/store.h"
 
 namespace bud::broker {
 
@@ -32,72 +32,47 @@ Status BrokerHttp::Start() {
 
 std::string BrokerHttp::Metrics() {
   metrics::Writer w;
-  struct Queue {
-    std::string receiver;
-    int64_t count, bytes, oldest_ms, retried;
-  };
-  std::vector<Queue> queues;
-  std::string store_error;
+  Result<StoreStats> stats = Status(Code::kNotFound, "no store yet");
   {
     std::lock_guard lock(db_mu_);
-    if (!db_ && Exists(config_.store)) {
-      storage::Db::Options ro;
-      ro.read_only = true;
-      ro.synchronous_full = false;
-      auto db = storage::Db::Open(config_.store, ro);
+    if (!db_) {
+      auto db = OpenStoreReadOnly(config_.store);
       if (db.ok()) db_ = std::move(*db);
-      else store_error = db.status().ToString();
+      else stats = db.status();
     }
-    if (db_) {
-      auto st = db_->Prepare(
-          "SELECT receiver, count(*), sum(length(envelope)), min(received_ms), "
-          "sum(attempts > 0) FROM messages GROUP BY receiver");
-      if (st.ok()) {
-        for (;;) {
-          auto row = (*st)->Step();
-          if (!row.ok()) {
-            store_error = row.status().ToString();
-            break;
-          }
-          if (!*row) break;
-          queues.push_back({(*st)->Text(0), (*st)->Int(1), (*st)->Int(2), (*st)->Int(3),
-                            (*st)->Int(4)});
-        }
-      } else {
-        store_error = st.status().ToString();
-      }
-    }
+    // Without the history counts: those scan every message ever seen.
+    if (db_) stats = Stats(*db_, /*count_history=*/false);
   }
   const int64_t now = NowMs();
-  int64_t total = 0;
-  for (const auto& q : queues) total += q.count;
   w.Family("bud_broker_up", "gauge", "1 while the broker's loop turns, 0 otherwise.");
   const int64_t alive = metrics_.loop_alive_mono_ms.load();
   w.Sample("bud_broker_up", alive != 0 && MonoMs() - alive < 5000 ? 1 : 0);
   w.Family("bud_broker_store_readable", "gauge", "1 when this scrape could read the store.");
-  w.Sample("bud_broker_store_readable", store_error.empty() && db_ ? 1 : 0);
+  w.Sample("bud_broker_store_readable", stats.ok() ? 1 : 0);
+  static const StoreStats kEmpty;
+  const StoreStats& st = stats.ok() ? *stats : kEmpty;
   w.Family("bud_broker_messages_queued", "gauge",
            "Messages stored and not yet acknowledged by their receiver (all receivers).");
-  w.Sample("bud_broker_messages_queued", static_cast<double>(total));
-  w.Family("bud_broker_queue_depth", "gauge", "Messages waiting for each receiver.");
-  for (const auto& q : queues) {
-    w.Sample("bud_broker_queue_depth", {{"receiver", q.receiver}}, static_cast<double>(q.count));
-  }
-  w.Family("bud_broker_queue_bytes", "gauge", "Envelope bytes waiting for each receiver.");
-  for (const auto& q : queues) {
-    w.Sample("bud_broker_queue_bytes", {{"receiver", q.receiver}}, static_cast<double>(q.bytes));
-  }
-  w.Family("bud_broker_queue_oldest_age_seconds", "gauge",
-           "Age of the oldest message waiting for each receiver.");
-  for (const auto& q : queues) {
-    w.Sample("bud_broker_queue_oldest_age_seconds", {{"receiver", q.receiver}},
-             static_cast<double>(now - q.oldest_ms) / 1000.0);
-  }
-  w.Family("bud_broker_queue_retried", "gauge",
-           "Messages waiting for each receiver that had at least one failed delivery.");
-  for (const auto& q : queues) {
-    w.Sample("bud_broker_queue_retried", {{"receiver", q.receiver}}, static_cast<double>(q.retried));
-  }
+  w.Sample("bud_broker_messages_queued", static_cast<double>(st.queued));
+  w.Family("bud_broker_notices_pending", "gauge",
+           "Status notices not yet acknowledged by their sender (all senders).");
+  w.Sample("bud_broker_notices_pending", static_cast<double>(st.notices));
+  auto per_receiver = [&](const char* name, const char* help, auto value) {
+    w.Family(name, "gauge", help);
+    for (const auto& q : st.receivers) {
+      w.Sample(name, {{"receiver", q.receiver}}, static_cast<double>(value(q)));
+    }
+  };
+  per_receiver("bud_broker_queue_depth", "Messages waiting for each receiver.",
+               [](const ReceiverStats& q) { return q.queued; });
+  per_receiver("bud_broker_queue_bytes", "Envelope bytes waiting for each receiver.",
+               [](const ReceiverStats& q) { return q.bytes; });
+  per_receiver("bud_broker_queue_oldest_age_seconds",
+               "Age of the oldest message waiting for each receiver.",
+               [now](const ReceiverStats& q) { return (now - q.oldest_received_ms) / 1000.0; });
+  per_receiver("bud_broker_queue_retried",
+               "Messages waiting for each receiver that had at least one failed delivery.",
+               [](const ReceiverStats& q) { return q.retried; });
   w.Family("bud_broker_sessions", "gauge", "Connected integration points.");
   w.Sample("bud_broker_sessions", static_cast<double>(metrics_.sessions.load()));
   auto counter = [&](const char* name, const char* help, const std::atomic<int64_t>& v) {

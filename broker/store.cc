@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "common/clock.h"
+#include "common/fs.h"
 
 namespace bud::broker {
 
@@ -45,6 +46,69 @@ const std::vector<std::string> kMigrations = {
     R"(ALTER TABLE messages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;)",
 };
 }  // namespace
+
+Result<StoreStats> Stats(storage::Db& db, bool count_history) {
+  // A read transaction: every count below sees the same snapshot.
+  BUD_RETURN_IF_ERROR(db.Exec("BEGIN"));
+  struct EndRead {
+    storage::Db& db;
+    ~EndRead() { (void)db.Exec("COMMIT"); }
+  } end_read{db};
+  StoreStats out;
+  BUD_ASSIGN_OR_RETURN(out.schema_version, db.UserVersion());
+  BUD_ASSIGN_OR_RETURN(
+      auto* q,
+      db.Prepare(
+          "SELECT receiver, count(*), sum(length(envelope)), min(received_ms), "
+          "sum(attempts > 0), max(attempts) FROM messages GROUP BY receiver ORDER BY receiver"));
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    ReceiverStats r{q->Text(0), q->Int(1), q->Int(2), q->Int(3), q->Int(4), q->Int(5)};
+    out.queued += r.queued;
+    out.bytes += r.bytes;
+    out.receivers.push_back(std::move(r));
+  }
+  BUD_ASSIGN_OR_RETURN(
+      auto* n,
+      db.Prepare("SELECT org, count(*), min(at_ms) FROM notices GROUP BY org ORDER BY org"));
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, n->Step());
+    if (!row) break;
+    out.senders.push_back({n->Text(0), n->Int(1), n->Int(2)});
+    out.notices += out.senders.back().pending;
+  }
+  if (count_history) {
+    for (auto [sql, target] : {std::pair{"SELECT count(*) FROM seen", &out.seen_ids},
+                               std::pair{"SELECT count(*) FROM reports", &out.reports}}) {
+      BUD_ASSIGN_OR_RETURN(auto* c, db.Prepare(sql));
+      BUD_ASSIGN_OR_RETURN(bool row, c->Step());
+      *target = row ? c->Int(0) : 0;
+      c->Reset();
+    }
+  }
+  return out;
+}
+
+Result<std::unique_ptr<storage::Db>> OpenStoreReadOnly(const std::string& path) {
+  if (!Exists(path)) {
+    return Status(Code::kNotFound, fmt::format("there is no broker store at '{}' (check "
+                                               "broker.store; `bud-broker run` creates it)",
+                                               path));
+  }
+  storage::Db::Options options;
+  options.read_only = true;
+  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::Open(path, options));
+  BUD_ASSIGN_OR_RETURN(int version, db->UserVersion());
+  if (version != static_cast<int>(kMigrations.size())) {
+    return Status(Code::kUnsupported,
+                  fmt::format("broker store '{}' has schema version {}; this bud-broker reads "
+                              "version {} (start `bud-broker run` of this release once to "
+                              "migrate an older store)",
+                              path, version, kMigrations.size()));
+  }
+  return db;
+}
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path, int64_t max_bytes) {
   BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStore(path, kMigrations));

@@ -61,6 +61,48 @@ struct Expired {
   std::string receiver;
 };
 
+// What is waiting in a broker store, for `bud-broker stats` and the broker's /metrics.
+struct ReceiverStats {
+  std::string receiver;            // "0192:<orgnr>"
+  int64_t queued = 0;              // messages not yet acknowledged by the receiver
+  int64_t bytes = 0;               // their envelope bytes
+  int64_t oldest_received_ms = 0;  // when the oldest of them was committed
+  int64_t retried = 0;             // of them, messages with at least one failed delivery
+  int64_t max_attempts = 0;        // the most failed deliveries of any of them
+};
+
+struct SenderNoticeStats {
+  std::string sender;        // the organisation the notices are for
+  int64_t pending = 0;       // status notices not yet acknowledged
+  int64_t oldest_at_ms = 0;  // the oldest one's status time
+};
+
+struct StoreStats {
+  int schema_version = 0;
+  std::vector<ReceiverStats> receivers;    // by receiver, only those with queued messages
+  std::vector<SenderNoticeStats> senders;  // by sender, only those with pending notices
+  int64_t queued = 0;                      // totals over receivers
+  int64_t bytes = 0;
+  int64_t notices = 0;
+  int64_t seen_ids = -1;  // message ids ever committed (-1: not counted)
+  int64_t reports = -1;   // receiver reports applied (-1: not counted)
+};
+
+// Reads the statistics of the broker store open in `db`, in one read transaction (a consistent
+// snapshot); `db` must not be inside a transaction. Only reads: works on a connection opened
+// read-only, beside a running broker, as well as on the broker's own connection.
+// Cost: queued messages and pending notices are grouped through their indexes (receiver, seq)
+// and (org, notice_id) and are few in a healthy exchange; `count_history` also counts `seen`
+// and `reports`, which grow by a row per message forever (a full scan of each: leave it off
+// when scraping often).
+Result<StoreStats> Stats(storage::Db& db, bool count_history = true);
+
+// A read-only connection to an existing broker store of this release's schema version, for
+// admin commands beside a running broker. kNotFound when there is no store at `path`;
+// kUnsupported when its schema version is not the one this binary writes (start `bud-broker run`
+// once to migrate an older one).
+Result<std::unique_ptr<storage::Db>> OpenStoreReadOnly(const std::string& path);
+
 class Store {
  public:
   // `max_bytes` > 0 caps the database size (SQLITE_FULL beyond it, as on a full disk).

@@ -7,6 +7,21 @@
 
 namespace bud {
 
+std::string TomlString(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
 Result<ConfigFile> ConfigFile::Parse(std::string_view text, const std::string& name) {
   ConfigFile cf;
   cf.path_ = name;
@@ -100,6 +115,27 @@ Result<std::string> ConfigFile::Path(std::string_view key, std::optional<std::st
   }
   if (p.front() != '/') p = JoinPath(dir_, p);
   return p;
+}
+
+Result<std::string> ConfigFile::Choice(std::string_view key, std::optional<std::string> dflt,
+                                       const std::vector<std::string_view>& choices) {
+  BUD_ASSIGN_OR_RETURN(std::string v, String(key, std::move(dflt)));
+  std::string list;
+  for (auto c : choices) {
+    if (v == c) return v;
+    list += fmt::format("{}{}", list.empty() ? "" : ", ", c);
+  }
+  return Error(key, fmt::format("'{}' is not one of: {}", v, list));
+}
+
+Result<std::string> ConfigFile::Endpoint(std::string_view key, std::optional<std::string> dflt) {
+  const bool optional_empty = dflt && dflt->empty();
+  BUD_ASSIGN_OR_RETURN(std::string e, String(key, std::move(dflt)));
+  if (e.empty() && optional_empty) return e;
+  for (std::string_view scheme : {"tcp://", "ipc://", "inproc://"}) {
+    if (e.starts_with(scheme) && e.size() > scheme.size()) return e;
+  }
+  return Error(key, fmt::format("'{}' is not a ZeroMQ endpoint (e.g. tcp://host.example:7700)", e));
 }
 
 Status ConfigFile::CheckNoUnknownKeys() const {

@@ -17,6 +17,13 @@
 
 namespace bud {
 
+// The values of every config's [log] level.
+inline const std::vector<std::string_view> kLogLevels = {"trace", "debug",    "info", "warn",
+                                                         "error", "critical", "off"};
+
+// `s` as a TOML basic string, quotes included (for programs that write configs).
+std::string TomlString(std::string_view s);
+
 class ConfigFile {
  public:
   static Result<ConfigFile> Load(const std::string& path);
@@ -33,6 +40,13 @@ class ConfigFile {
   // A string resolved against the config file's directory when relative. With a default of ""
   // the key is optional and an absent or empty value gives "".
   Result<std::string> Path(std::string_view key, std::optional<std::string> dflt = std::nullopt);
+
+  // A string that must be one of `choices`.
+  Result<std::string> Choice(std::string_view key, std::optional<std::string> dflt,
+                             const std::vector<std::string_view>& choices);
+  // A ZeroMQ endpoint (tcp://, ipc:// or inproc://). With a default of "" the key is optional.
+  Result<std::string> Endpoint(std::string_view key,
+                               std::optional<std::string> dflt = std::nullopt);
 
   // kConfig naming every key present in the file that was never asked for (catches typos).
   Status CheckNoUnknownKeys() const;

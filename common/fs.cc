@@ -102,6 +102,17 @@ bool Exists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
+Status CheckPrivateFileMode(const std::string& path, std::string_view what) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, fmt::format("{} '{}'", what, path));
+  if (st.st_mode & 0077) {
+    return Status(Code::kBadKey, fmt::format("{} '{}' is readable by group or others (mode {:o}); "
+                                             "chmod 600 it",
+                                             what, path, st.st_mode & 0777));
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<std::string>> ListDir(const std::string& path) {
   DIR* d = ::opendir(path.c_str());
   if (d == nullptr) return ErrnoStatus(errno, fmt::format("cannot list '{}'", path));

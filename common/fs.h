@@ -22,6 +22,9 @@ Status MakeDirs(const std::string& path, int mode = 0750);
 Status RenameDurable(const std::string& from, const std::string& to);
 Status RemoveAll(const std::string& path);
 bool Exists(const std::string& path);
+// A secret (private key, CURVE key file) must exist and not be readable by group or others:
+// kBadKey with the mode and "chmod 600" otherwise. `what` names it ("private key", ...).
+Status CheckPrivateFileMode(const std::string& path, std::string_view what);
 // Names in a directory (no "." or ".."), sorted.
 Result<std::vector<std::string>> ListDir(const std::string& path);
 std::string JoinPath(std::string_view a, std::string_view b);

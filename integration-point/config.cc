@@ -5,7 +5,9 @@
 
 #include "common/config.h"
 #include "common/http_server.h"
+#include "common/config_check.h"
 #include "common/wire/curve.h"
+#include "integration-point/identity.h"
 
 namespace bud::ip {
 
@@ -31,7 +33,7 @@ Result<Config> Config::Load(const std::string& path) {
                    "next_encryption_key and next_encryption_cert go together");
   }
   BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("keys.curve_key_file", ""));
-  BUD_ASSIGN_OR_RETURN(c.registry_endpoint, f.String("registry.endpoint"));
+  BUD_ASSIGN_OR_RETURN(c.registry_endpoint, f.Endpoint("registry.endpoint"));
   BUD_ASSIGN_OR_RETURN(c.registry_server_key, f.String("registry.server_key", ""));
   BUD_ASSIGN_OR_RETURN(c.broker_server_key, f.String("broker.server_key", ""));
   if (!c.curve_key_file.empty()) {
@@ -48,7 +50,7 @@ Result<Config> Config::Load(const std::string& path) {
                        f.Int("registry.timeout_ms", c.registry_timeout_ms, 100, 60000));
   BUD_ASSIGN_OR_RETURN(c.registry_cache_ms,
                        f.Int("registry.cache_ms", c.registry_cache_ms, 0, 86400000));
-  BUD_ASSIGN_OR_RETURN(c.broker_endpoint, f.String("broker.endpoint"));
+  BUD_ASSIGN_OR_RETURN(c.broker_endpoint, f.Endpoint("broker.endpoint"));
   BUD_ASSIGN_OR_RETURN(c.credit, f.Int("broker.credit", c.credit, 1, 10000));
   BUD_ASSIGN_OR_RETURN(c.heartbeat_ms, f.Int("broker.heartbeat_ms", c.heartbeat_ms, 100, 600000));
   BUD_ASSIGN_OR_RETURN(c.submit_timeout_ms,
@@ -78,10 +80,54 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(int64_t max_upload,
                        f.Int("http.max_upload_bytes", 100ll << 20, 1024, 200ll << 20));
   c.http.max_body_bytes = static_cast<size_t>(max_upload);
-  BUD_ASSIGN_OR_RETURN(c.log_level, f.String("log.level", c.log_level));
+  BUD_ASSIGN_OR_RETURN(c.log_level, f.Choice("log.level", c.log_level, kLogLevels));
   BUD_ASSIGN_OR_RETURN(c.log_file, f.Path("log.file", ""));
   BUD_RETURN_IF_ERROR(f.CheckNoUnknownKeys());
   return c;
+}
+
+Result<std::string> CheckConfig(const Config& config, const std::string& config_path) {
+  ConfigCheck check(config_path);
+  check.Note("agency.orgnr", config.me().wire());
+  const std::pair<const char*, const std::string*> files[] = {
+      {"keys.signing_key", &config.signing_key},
+      {"keys.signing_cert", &config.signing_cert},
+      {"keys.encryption_key", &config.encryption_key},
+      {"keys.encryption_cert", &config.encryption_cert},
+      {"keys.next_encryption_key", &config.next_encryption_key},
+      {"keys.next_encryption_cert", &config.next_encryption_cert},
+      {"keys.trust_anchor", &config.trust_anchor},
+  };
+  for (const auto& [key, path] : files) {
+    if (!path->empty()) BUD_RETURN_IF_ERROR(check.ReadableFile(key, *path));
+  }
+  BUD_RETURN_IF_ERROR(check.TrustAnchor("keys.trust_anchor", config.trust_anchor).status());
+  auto id = LoadIdentity(config);
+  if (!id.ok()) {
+    return Status(Code::kConfig,
+                  fmt::format("config '{}': {}", config_path, id.status().message()));
+  }
+  for (auto [key, cert] : {std::pair{"keys.signing_cert", id->signing_cert.get()},
+                           std::pair{"keys.encryption_cert", id->encryption_cert.get()}}) {
+    int days = crypto::DaysToExpiry(cert);
+    check.Note(key, fmt::format("{} valid {} more day(s){}", crypto::SubjectOf(cert), days,
+                                days < 30 ? " -- RENEW IT SOON" : ""));
+  }
+  if (id->next_encryption_cert) {
+    check.Note("keys.next_encryption_cert", crypto::SubjectOf(id->next_encryption_cert.get()));
+  }
+  if (config.curve_key_file.empty()) {
+    check.Note("keys.curve_key_file", "none: talking WITHOUT CURVE (development only)");
+  } else {
+    BUD_RETURN_IF_ERROR(check.CurveKey("keys.curve_key_file", config.curve_key_file).status());
+  }
+  check.Note("registry.endpoint", config.registry_endpoint);
+  check.Note("broker.endpoint", config.broker_endpoint);
+  BUD_RETURN_IF_ERROR(check.Store("paths.store", config.store));
+  BUD_RETURN_IF_ERROR(check.Folder("paths.outbox", config.outbox));
+  BUD_RETURN_IF_ERROR(check.Folder("paths.inbox", config.inbox));
+  BUD_RETURN_IF_ERROR(check.LogFile("log.file", config.log_file));
+  return check.Report();
 }
 
 }  // namespace bud::ip

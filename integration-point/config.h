@@ -53,4 +53,10 @@ struct Config {
   static Result<Config> Load(const std::string& path);
 };
 
+// `--check-config`: what Load cannot see. The keys and certificates pass LoadIdentity
+// (identity.h), the CURVE key file is private and well-formed, the store can be opened or
+// created, the outbox and inbox can be used or created, the log file can be written. Connects to
+// nothing and creates nothing. The report starts "config OK: ".
+Result<std::string> CheckConfig(const Config& config, const std::string& config_path);
+
 }  // namespace bud::ip

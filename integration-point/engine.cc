@@ -16,6 +16,7 @@
 #include "common/runtime.h"
 #include "common/uuid.h"
 #include "common/wire/zmq.h"
+#include "integration-point/identity.h"
 #include "integration-point/inbox.h"
 #include "integration-point/outbox.h"
 #include "integration-point/receiver.h"
@@ -45,19 +46,6 @@ wire::ClientMessage NewClientMessage() {
   return m;
 }
 
-// Private keys that others can read are refused (a leaked key signs as the agency).
-Status CheckKeyFile(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, fmt::format("key '{}'", path));
-  if (st.st_mode & 0077) {
-    return Status(Code::kBadKey,
-                  fmt::format("private key '{}' is readable by group or others (mode {:o}); "
-                              "chmod 600 it",
-                              path, st.st_mode & 0777));
-  }
-  return Status::Ok();
-}
-
 std::string ToLowerAscii(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -83,37 +71,18 @@ void Engine::Wake() {
 
 Status Engine::Start() {
   if (started_) return Status::Ok();
-  BUD_RETURN_IF_ERROR(CheckKeyFile(config_.signing_key));
-  BUD_RETURN_IF_ERROR(CheckKeyFile(config_.encryption_key));
-  BUD_ASSIGN_OR_RETURN(signing_key_, crypto::LoadPrivateKeyFile(config_.signing_key));
-  BUD_ASSIGN_OR_RETURN(encryption_key_, crypto::LoadPrivateKeyFile(config_.encryption_key));
-  BUD_ASSIGN_OR_RETURN(signing_cert_, crypto::LoadCertFile(config_.signing_cert));
-  BUD_ASSIGN_OR_RETURN(encryption_cert_, crypto::LoadCertFile(config_.encryption_cert));
-  BUD_ASSIGN_OR_RETURN(auto trust, crypto::TrustStore::Load(config_.trust_anchor));
-  trust_ = std::make_unique<crypto::TrustStore>(std::move(trust));
-  if (X509_check_private_key(signing_cert_.get(), signing_key_.get()) != 1 ||
-      X509_check_private_key(encryption_cert_.get(), encryption_key_.get()) != 1) {
-    (void)crypto::DrainErrors();
-    return Status(Code::kBadKey, "a private key does not belong to its certificate (check "
-                                 "keys.signing_key/signing_cert and encryption_key/encryption_cert)");
-  }
+  BUD_ASSIGN_OR_RETURN(Identity id, LoadIdentity(config_));
+  signing_key_ = std::move(id.signing_key);
+  encryption_key_ = std::move(id.encryption_key);
+  signing_cert_ = std::move(id.signing_cert);
+  encryption_cert_ = std::move(id.encryption_cert);
+  next_encryption_key_ = std::move(id.next_encryption_key);
+  next_encryption_cert_ = std::move(id.next_encryption_cert);
+  trust_ = std::move(id.trust);
   decryption_keys_.push_back({encryption_key_.get(), encryption_cert_.get()});
-  if (!config_.next_encryption_key.empty()) {
-    BUD_RETURN_IF_ERROR(CheckKeyFile(config_.next_encryption_key));
-    BUD_ASSIGN_OR_RETURN(next_encryption_key_,
-                         crypto::LoadPrivateKeyFile(config_.next_encryption_key));
-    BUD_ASSIGN_OR_RETURN(next_encryption_cert_, crypto::LoadCertFile(config_.next_encryption_cert));
-    if (X509_check_private_key(next_encryption_cert_.get(), next_encryption_key_.get()) != 1) {
-      (void)crypto::DrainErrors();
-      return Status(Code::kBadKey, "keys.next_encryption_key does not belong to "
-                                   "keys.next_encryption_cert");
-    }
+  if (next_encryption_key_) {
     decryption_keys_.push_back({next_encryption_key_.get(), next_encryption_cert_.get()});
   }
-  BUD_RETURN_IF_ERROR(trust_->Verify(signing_cert_.get(), crypto::KeyPurpose::kSigning, me_)
-                          .Context("own signing certificate"));
-  BUD_RETURN_IF_ERROR(trust_->Verify(encryption_cert_.get(), crypto::KeyPurpose::kEncryption, me_)
-                          .Context("own encryption certificate"));
   for (X509* c : {signing_cert_.get(), encryption_cert_.get()}) {
     int days = crypto::DaysToExpiry(c);
     if (days < 30) Log()->warn("certificate '{}' expires in {} day(s)", crypto::SubjectOf(c), days);

@@ -11,23 +11,27 @@
 #include "integration-point/config.h"
 #include "integration-point/engine.h"
 #include "integration-point/http_api.h"
+#include "integration-point/enroll.h"
 #include "integration-point/status_view.h"
 
 int main(int argc, char** argv) {
   using namespace bud;
   CLI::App app{"bud-ip: Budstikke integration point"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "bud-ip " BUD_VERSION);
   std::string config_path;
   bool check_config = false;
   auto* run = app.add_subcommand("run", "watch the outbox, send and receive");
-  run->add_option("--config", config_path, "config file (TOML)")->required();
-  run->add_flag("--check-config", check_config, "validate the config and exit 0 or 1");
+  run->add_option("-c,--config", config_path, "config file (TOML)")->required();
+  run->add_flag(
+      "--check-config", check_config,
+      "check the config and every file it names, then exit 0 (OK) or 1; binds and creates nothing");
 
   ip::ListFilter filter;
   bool json = false;
   std::string since;
   auto* status = app.add_subcommand("status", "list messages and their status history");
-  status->add_option("--config", config_path, "config file (TOML)")->required();
+  status->add_option("-c,--config", config_path, "config file (TOML)")->required();
   status->add_option("--message", filter.message_id, "only this message id");
   status->add_option("--conversation", filter.conversation_id, "only this conversation id");
   status->add_option("--direction", filter.direction, "OUT or IN")
@@ -38,18 +42,43 @@ int main(int argc, char** argv) {
   std::string keygen_out;
   auto* keygen = app.add_subcommand("keygen", "make a CURVE key pair file and print its public key");
   keygen->add_option("--out", keygen_out, "key file to create (mode 0600)")->required();
+
+  ip::EnrollRequest enroll_req;
+  auto* enroll = app.add_subcommand(
+      "enroll", "make this agency's keys, certificate requests, CURVE keys and ip.toml");
+  enroll->add_option("--orgnr", enroll_req.orgnr, "organisation number (9 digits)")->required();
+  enroll->add_option("--out", enroll_req.out_dir, "folder to write into (created when missing)")
+      ->required();
+  enroll->add_option("--name", enroll_req.name, "organisation name, in the certificate subject");
+  enroll->add_option("--state-dir", enroll_req.state_dir,
+                     "where the store, outbox and inbox go (default: the --out folder)");
+  enroll->add_option("--signing-key-type", enroll_req.signing_key_type, "rsa, ec or ed25519")
+      ->capture_default_str();
+  enroll->add_option("--encryption-key-type", enroll_req.encryption_key_type, "rsa or ec")
+      ->capture_default_str();
+  enroll->add_option("--registry", enroll_req.registry_endpoint, "registry endpoint, when known");
+  enroll->add_option("--registry-key", enroll_req.registry_server_key,
+                     "registry CURVE public key, when known");
+  enroll->add_option("--broker", enroll_req.broker_endpoint, "broker endpoint, when known");
+  enroll->add_option("--broker-key", enroll_req.broker_server_key,
+                     "broker CURVE public key, when known");
+
+  std::string backup_out;
+  auto* backup = app.add_subcommand(
+      "backup", "consistent online copy of the store (while bud-ip runs), integrity-checked");
+  backup->add_option("-c,--config", config_path, "config file (TOML)")->required();
+  backup->add_option("--out", backup_out, "the copy to create (never overwritten)")->required();
   CLI11_PARSE(app, argc, argv);
   if (*keygen) return wire::KeygenCommand(keygen_out, "bud-ip");
+  if (*enroll) return PrintResult(ip::Enroll(enroll_req), "bud-ip enroll");
 
   auto config = ip::Config::Load(config_path);
   if (!config.ok()) {
     std::cerr << "bud-ip: " << config.status().message() << "\n";
     return 1;
   }
-  if (check_config) {
-    std::cout << "config '" << config_path << "' is valid\n";
-    return 0;
-  }
+  if (check_config) return PrintResult(ip::CheckConfig(*config, config_path), "bud-ip");
+  if (*backup) return BackupCommand(config->store, backup_out, "bud-ip");
   if (*status) {
     if (!since.empty()) {
       auto t = ParseTime(since);

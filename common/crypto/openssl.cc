@@ -76,6 +76,36 @@ std::string CertToPem(X509* cert) {
   return std::string(data, static_cast<size_t>(n));
 }
 
+Result<PKey> GenerateKey(std::string_view type) {
+  EVP_PKEY* key = nullptr;
+  if (type == "rsa") {
+    key = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048});
+  } else if (type == "ec") {
+    key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+  } else if (type == "ed25519") {
+    key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
+  } else {
+    return Status(Code::kInvalidArgument,
+                  fmt::format("unknown key type '{}' (rsa, ec or ed25519)", type));
+  }
+  if (key == nullptr) {
+    return Status(Code::kInternal,
+                  fmt::format("cannot generate a {} key: {}", type, DrainErrors()));
+  }
+  return PKey(key);
+}
+
+Result<std::string> PrivateKeyToPem(EVP_PKEY* key) {
+  Bio bio(BIO_new(BIO_s_mem()));
+  if (!bio ||
+      PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+    return Status(Code::kInternal, "cannot write a private key as PEM: " + DrainErrors());
+  }
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
 std::string Sha256(std::string_view data) {
   unsigned char md[32];
   unsigned int len = 0;

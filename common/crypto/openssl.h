@@ -48,6 +48,12 @@ Result<Cert> CertFromPem(std::string_view pem);
 Result<std::vector<Cert>> LoadCertBundle(const std::string& path);
 std::string CertToPem(X509* cert);
 
+// A new private key: "rsa" (2048 bits), "ec" (P-256) or "ed25519". kInvalidArgument for any
+// other type.
+Result<PKey> GenerateKey(std::string_view type);
+// PEM (PKCS#8, unencrypted) of a private key.
+Result<std::string> PrivateKeyToPem(EVP_PKEY* key);
+
 // SHA-256 of the bytes (32 raw bytes).
 std::string Sha256(std::string_view data);
 // SHA-256 of the certificate's DER encoding (32 raw bytes).

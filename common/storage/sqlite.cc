@@ -1,7 +1,15 @@
 // SQLite RAII wrappers, statement cache, transactions and migrations. See sqlite.h.
 #include "common/storage/sqlite.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "common/fs.h"
 
 namespace bud::storage {
 
@@ -226,6 +234,78 @@ Status Transaction::Commit() {
   Status s = db_.Exec("COMMIT");
   if (s.ok()) open_ = false;
   return s;
+}
+
+namespace {
+
+// Copies `src` into `dest` in one backup step (one read snapshot of `src`). A step can find the
+// source briefly locked (a checkpoint, recovery): bounded retries.
+Status CopyAll(Db& src, Db& dest) {
+  sqlite3_backup* b = sqlite3_backup_init(dest.raw(), "main", src.raw(), "main");
+  if (b == nullptr) return dest.Error(sqlite3_errcode(dest.raw()), "backup init");
+  int rc = SQLITE_OK;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    rc = sqlite3_backup_step(b, -1);
+    if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) break;
+    sqlite3_sleep(100);
+  }
+  int finish = sqlite3_backup_finish(b);
+  if (rc != SQLITE_DONE) {
+    return Status(CodeFromSqlite(rc),
+                  fmt::format("backup of '{}': {}", src.path(), sqlite3_errstr(rc)));
+  }
+  if (finish != SQLITE_OK) return dest.Error(finish, "backup finish");
+  return Status::Ok();
+}
+
+Result<BackupInfo> BackupInto(const std::string& path, const std::string& tmp) {
+  Db::Options read_only;
+  read_only.read_only = true;
+  BUD_ASSIGN_OR_RETURN(auto src, Db::Open(path, read_only));
+  Db::Options plain;
+  plain.wal = false;
+  BUD_ASSIGN_OR_RETURN(auto dest, Db::Open(tmp, plain));
+  BUD_RETURN_IF_ERROR(CopyAll(*src, *dest));
+  src.reset();
+  // The copy carries the source's WAL flag; a backup is one file, readable where it lands.
+  BUD_RETURN_IF_ERROR(dest->Exec("PRAGMA journal_mode=DELETE"));
+  BUD_RETURN_IF_ERROR(dest->Check(/*full=*/true));
+  BackupInfo info;
+  BUD_ASSIGN_OR_RETURN(info.schema_version, dest->UserVersion());
+  dest.reset();
+  BUD_RETURN_IF_ERROR(FsyncPath(tmp));
+  struct stat st;
+  if (::stat(tmp.c_str(), &st) == 0) info.bytes = st.st_size;
+  return info;
+}
+
+}  // namespace
+
+Result<BackupInfo> BackupDatabase(const std::string& path, const std::string& out) {
+  if (!Exists(path)) {
+    return Status(Code::kNotFound, fmt::format("there is no database at '{}' to back up", path));
+  }
+  if (Exists(out)) {
+    return Status(Code::kAlreadyExists,
+                  fmt::format("'{}' exists; a backup never overwrites a file", out));
+  }
+  const std::string tmp = fmt::format("{}.tmp-{}", out, ::getpid());
+  auto remove_tmp = [&] {
+    for (const char* suffix : {"", "-journal", "-wal", "-shm"}) ::unlink((tmp + suffix).c_str());
+  };
+  remove_tmp();
+  auto info = BackupInto(path, tmp);
+  if (!info.ok()) {
+    remove_tmp();
+    return info.status().Context(fmt::format("backup of '{}' to '{}'", path, out));
+  }
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, out.c_str(), RENAME_NOREPLACE) != 0) {
+    Status s = ErrnoStatus(errno, fmt::format("cannot rename '{}' to '{}'", tmp, out));
+    remove_tmp();
+    return s;
+  }
+  BUD_RETURN_IF_ERROR(FsyncPath(ParentDir(out)));
+  return info;
 }
 
 }  // namespace bud::storage

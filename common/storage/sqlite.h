@@ -129,6 +129,21 @@ class Transaction {
   bool open_ = false;
 };
 
+// What BackupDatabase made.
+struct BackupInfo {
+  int64_t bytes = 0;       // size of the copy
+  int schema_version = 0;  // PRAGMA user_version of the copy
+};
+
+// A consistent online copy of the database at `path` while other connections (a running
+// process) keep writing: `path` is opened read-only and copied in one step of SQLite's online
+// backup API (one read snapshot) into a temporary file beside `out`, which is switched to a
+// rollback journal (a single self-contained file), checked with PRAGMA integrity_check, fsynced
+// and renamed to `out` without replacing anything (renameat2 RENAME_NOREPLACE), then the folder
+// is fsynced. Refuses an existing `out` (kAlreadyExists) and a missing `path` (kNotFound). On
+// failure the temporary file is removed and `out` does not exist.
+Result<BackupInfo> BackupDatabase(const std::string& path, const std::string& out);
+
 // Maps a SQLite result code to a Status code.
 Code CodeFromSqlite(int rc);
 

@@ -2,7 +2,6 @@
 #include "common/wire/curve.h"
 
 #include <fmt/format.h>
-#include <sys/stat.h>
 
 #include <cstdio>
 
@@ -48,13 +47,7 @@ int KeygenCommand(const std::string& path, const std::string& tool) {
 }
 
 Result<CurveKeyPair> LoadCurveKeyFile(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, fmt::format("CURVE key '{}'", path));
-  if (st.st_mode & 0077) {
-    return Status(Code::kBadKey, fmt::format("CURVE key file '{}' is readable by group or others "
-                                             "(mode {:o}); chmod 600 it",
-                                             path, st.st_mode & 0777));
-  }
+  BUD_RETURN_IF_ERROR(CheckPrivateFileMode(path, "CURVE key file"));
   BUD_ASSIGN_OR_RETURN(ConfigFile f, ConfigFile::Load(path));
   CurveKeyPair kp;
   BUD_ASSIGN_OR_RETURN(kp.public_key, f.String("public_key"));

@@ -155,5 +155,36 @@ dir = "x"
                               !Catch::Contains("store.dir"));
 }
 
+TEST_CASE("TomlString writes strings that read back unchanged", "[config]") {
+  for (std::string v : {std::string("plain"), std::string("quote \" and back\\slash"),
+                        std::string("new\nline\ttab\x01\x7f"), std::string("Ærlig etat ø"),
+                        std::string("Z85 &<>()[]{}@%$#/*?")}) {
+    INFO(v);
+    auto cf = ConfigFile::Parse("v = " + TomlString(v) + "\n", "t.toml");
+    REQUIRE(cf.ok());
+    CHECK(ValueOrDie(cf->String("v")) == v);
+  }
+}
+
+TEST_CASE("Choice and Endpoint refuse what they do not know, naming the choices", "[config]") {
+  auto cf = ConfigFile::Parse(
+      "level = \"verbose\"\nok = \"warn\"\nep = \"localhost:1\"\ngood = \"tcp://h:1\"\n",
+      "c.toml");
+  REQUIRE(cf.ok());
+  auto bad = cf->Choice("level", "info", kLogLevels);
+  REQUIRE_FALSE(bad.ok());
+  CHECK_THAT(bad.status().message(),
+             Catch::Contains("'verbose' is not one of: trace, debug, info, warn"));
+  CHECK(ValueOrDie(cf->Choice("ok", "info", kLogLevels)) == "warn");
+  CHECK(ValueOrDie(cf->Choice("absent", "info", kLogLevels)) == "info");
+  auto ep = cf->Endpoint("ep");
+  REQUIRE_FALSE(ep.ok());
+  CHECK_THAT(ep.status().message(), Catch::Contains("key 'ep'") &&
+                                        Catch::Contains("is not a ZeroMQ endpoint"));
+  CHECK(ValueOrDie(cf->Endpoint("good")) == "tcp://h:1");
+  CHECK(ValueOrDie(cf->Endpoint("absent2", "")).empty());
+  CHECK_FALSE(cf->Endpoint("absent3").ok());
+}
+
 }  // namespace
 }  // namespace bud::test

@@ -1,0 +1,69 @@
+// Loading and checking the integration point's keys and certificates. See identity.h.
+#include "integration-point/identity.h"
+
+#include <fmt/format.h>
+
+#include "common/fs.h"
+
+namespace bud::ip {
+
+namespace {
+
+// Private keys that others can read are refused (a leaked key signs as the agency).
+Result<crypto::PKey> LoadPrivateKey(std::string_view key, const std::string& path) {
+  Status mode = CheckPrivateFileMode(path, "private key");
+  if (!mode.ok()) return mode.Context(key);
+  auto pkey = crypto::LoadPrivateKeyFile(path);
+  if (!pkey.ok()) return pkey.status().Context(key);
+  return pkey;
+}
+
+Result<crypto::Cert> LoadCert(std::string_view key, const std::string& path) {
+  auto cert = crypto::LoadCertFile(path);
+  if (!cert.ok()) return cert.status().Context(key);
+  return cert;
+}
+
+Status CheckPair(X509* cert, EVP_PKEY* pkey, std::string_view key_key, std::string_view cert_key) {
+  if (X509_check_private_key(cert, pkey) == 1) return Status::Ok();
+  (void)crypto::DrainErrors();
+  return Status(Code::kBadKey, fmt::format("{}: the private key does not belong to the "
+                                           "certificate in {}",
+                                           key_key, cert_key));
+}
+
+}  // namespace
+
+Result<Identity> LoadIdentity(const Config& config) {
+  Identity id;
+  BUD_ASSIGN_OR_RETURN(id.signing_key, LoadPrivateKey("keys.signing_key", config.signing_key));
+  BUD_ASSIGN_OR_RETURN(id.encryption_key,
+                       LoadPrivateKey("keys.encryption_key", config.encryption_key));
+  BUD_ASSIGN_OR_RETURN(id.signing_cert, LoadCert("keys.signing_cert", config.signing_cert));
+  BUD_ASSIGN_OR_RETURN(id.encryption_cert,
+                       LoadCert("keys.encryption_cert", config.encryption_cert));
+  auto trust = crypto::TrustStore::Load(config.trust_anchor);
+  if (!trust.ok()) return trust.status().Context("keys.trust_anchor");
+  id.trust = std::make_unique<crypto::TrustStore>(std::move(trust).value());
+  BUD_RETURN_IF_ERROR(CheckPair(id.signing_cert.get(), id.signing_key.get(), "keys.signing_key",
+                                "keys.signing_cert"));
+  BUD_RETURN_IF_ERROR(CheckPair(id.encryption_cert.get(), id.encryption_key.get(),
+                                "keys.encryption_key", "keys.encryption_cert"));
+  if (!config.next_encryption_key.empty()) {
+    BUD_ASSIGN_OR_RETURN(id.next_encryption_key,
+                         LoadPrivateKey("keys.next_encryption_key", config.next_encryption_key));
+    BUD_ASSIGN_OR_RETURN(id.next_encryption_cert,
+                         LoadCert("keys.next_encryption_cert", config.next_encryption_cert));
+    BUD_RETURN_IF_ERROR(CheckPair(id.next_encryption_cert.get(), id.next_encryption_key.get(),
+                                  "keys.next_encryption_key", "keys.next_encryption_cert"));
+  }
+  const Orgnr me = config.me();
+  BUD_RETURN_IF_ERROR(id.trust->Verify(id.signing_cert.get(), crypto::KeyPurpose::kSigning, me)
+                          .Context("keys.signing_cert: own signing certificate"));
+  BUD_RETURN_IF_ERROR(
+      id.trust->Verify(id.encryption_cert.get(), crypto::KeyPurpose::kEncryption, me)
+          .Context("keys.encryption_cert: own encryption certificate"));
+  return id;
+}
+
+}  // namespace bud::ip
