@@ -214,8 +214,13 @@ Figures OwnBench::Ingest(const LoadSpec& spec) {
                ex_->CurveKeyFile(kAgencyA), kAgencyA, 1);
   a.Connect(Millis(15000));
   EnvelopeMaker maker(Wire(kAgencyA), Wire(kAgencyB), spec.envelope_bytes);
+  const auto cpu0 = CpuSeconds(ex_->broker().pid());
   LoadOutcome o = RunLoad(a, maker, spec, nullptr);
+  const auto cpu1 = CpuSeconds(ex_->broker().pid());
   Figures f;
+  if (cpu0 && cpu1 && o.accepted > 0) {
+    f.extra["broker_cpu_us_per_msg"] = (*cpu1 - *cpu0) * 1e6 / static_cast<double>(o.accepted);
+  }
   f.scenario = "ingest";
   f.system = "budstikke";
   f.msgs_per_s = PerSecond(o.accepted, o.start_ns, o.last_accept_ns);
@@ -235,8 +240,13 @@ Figures OwnBench::PassThrough(const LoadSpec& spec) {
   a.Connect(Millis(15000));
   b.Connect(Millis(15000));
   EnvelopeMaker maker(Wire(kAgencyA), Wire(kAgencyB), spec.envelope_bytes);
+  const auto cpu0 = CpuSeconds(ex_->broker().pid());
   LoadOutcome o = RunLoad(a, maker, spec, &b);
+  const auto cpu1 = CpuSeconds(ex_->broker().pid());
   Figures f;
+  if (cpu0 && cpu1 && o.completed > 0) {
+    f.extra["broker_cpu_us_per_msg"] = (*cpu1 - *cpu0) * 1e6 / static_cast<double>(o.completed);
+  }
   f.scenario = "pass-through";
   f.system = "budstikke";
   f.msgs_per_s = PerSecond(o.completed, o.start_ns, o.last_complete_ns);

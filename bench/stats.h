@@ -55,6 +55,9 @@ Figures MedianOf(const std::vector<Figures>& runs);
 std::optional<double> PeakRssMib(pid_t pid);
 std::optional<double> RssMib(pid_t pid);
 
+// CPU time (user + system, all threads) a live process has used, in seconds.
+std::optional<double> CpuSeconds(pid_t pid);
+
 nlohmann::json ToJson(const Figures& f);
 // The results table, one line per figure set, plus the ratio lines.
 std::string Table(const std::vector<Figures>& all);
