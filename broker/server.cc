@@ -188,7 +188,7 @@ void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
   }
   s->last_seen_mono = MonoMs();
   switch (msg.body_case()) {
-    case wire::ClientMessage::kSubmit: OnSubmit(*s, msg.submit()); break;
+    case wire::ClientMessage::kSubmit: OnSubmit(*s, *msg.mutable_submit()); break;
     case wire::ClientMessage::kReport: OnReport(*s, msg.report()); break;
     case wire::ClientMessage::kStatusAck: OnStatusAck(*s, msg.status_ack()); break;
     case wire::ClientMessage::kHeartbeat: {
@@ -235,7 +235,7 @@ void Server::OnHello(const std::string& rid, const wire::Hello& hello,
   dirty_orgs_.insert(who);
 }
 
-void Server::OnSubmit(Session& s, const wire::Submit& submit) {
+void Server::OnSubmit(Session& s, wire::Submit& submit) {
   metrics_.submits.fetch_add(1, std::memory_order_relaxed);
   auto reply = [&](const std::string& id, wire::SubmitCode code, const std::string& reason) {
     metrics_.rejected.fetch_add(1, std::memory_order_relaxed);
@@ -272,7 +272,7 @@ void Server::OnSubmit(Session& s, const wire::Submit& submit) {
   item.message_id = h.message_id();
   item.sender = s.org;
   item.receiver = receiver->wire();
-  item.envelope = submit.envelope();
+  item.envelope = std::move(*submit.mutable_envelope());  // the frame's copy is not needed again
   item.expires_ms = expires;
   batch_submits_.push_back(std::move(item));
   batch_submit_rids_.push_back(s.rid);
@@ -303,27 +303,34 @@ void Server::OnReport(Session& s, const wire::Report& report) {
   metrics_.reports.fetch_add(1, std::memory_order_relaxed);
 }
 
+// No answer goes back for a StatusAck, so it simply rides with the next group commit (a notice
+// whose ack is lost in a crash is sent again, and senders take notices idempotently).
 void Server::OnStatusAck(Session& s, const wire::StatusAck& ack) {
-  Status st = store_->AckNotice(s.org, static_cast<int64_t>(ack.notice_id()));
-  if (!st.ok()) Log()->warn("status ack {} from {}: {}", ack.notice_id(), s.org, st.ToString());
+  batch_acks_.push_back({s.org, static_cast<int64_t>(ack.notice_id())});
 }
 
 void Server::FlushBatch() {
-  if (batch_submits_.empty() && batch_reports_.empty()) return;
+  if (batch_submits_.empty() && batch_reports_.empty() && batch_acks_.empty()) return;
   const int64_t commit_start_us = MonoUs();
-  Status committed = store_->CommitBatch(batch_submits_, batch_reports_);
+  Status committed = store_->CommitBatch(batch_submits_, batch_reports_, batch_acks_);
   const int64_t committed_us = MonoUs();
   metrics_.commits.fetch_add(1, std::memory_order_relaxed);
   metrics_.commit_seconds.Observe(static_cast<double>(committed_us - commit_start_us) / 1e6);
   Status reports_committed = committed;
   if (!committed.ok()) {
-    Log()->error("commit of {} submit(s) and {} report(s) failed, answering retry later: {}",
-                 batch_submits_.size(), batch_reports_.size(), committed.ToString());
-    // Reports delete delivered messages: on a full disk they are what frees space, so they
-    // must not wait behind submits that do not fit.
-    if (!batch_submits_.empty() && !batch_reports_.empty()) {
+    Log()->error("commit of {} submit(s), {} report(s) and {} status ack(s) failed, answering "
+                 "retry later: {}",
+                 batch_submits_.size(), batch_reports_.size(), batch_acks_.size(),
+                 committed.ToString());
+    // Reports and acks delete rows: on a full disk they are what frees space, so they must not
+    // wait behind submits that do not fit.
+    if (!batch_submits_.empty() && (!batch_reports_.empty() || !batch_acks_.empty())) {
       std::vector<SubmitItem> none;
-      reports_committed = store_->CommitBatch(none, batch_reports_);
+      reports_committed = store_->CommitBatch(none, batch_reports_, batch_acks_);
+    }
+    if (!reports_committed.ok() && !batch_acks_.empty()) {
+      Log()->warn("{} status ack(s) not stored ({}); those notices are sent again",
+                  batch_acks_.size(), reports_committed.ToString());
     }
   }
   for (size_t i = 0; i < batch_submits_.size(); ++i) {
@@ -394,6 +401,7 @@ void Server::FlushBatch() {
   batch_submit_us_.clear();
   batch_reports_.clear();
   batch_report_rids_.clear();
+  batch_acks_.clear();
 }
 
 void Server::PumpDeliveries(Session& s) {

@@ -2,8 +2,8 @@
 // (docs/protocol.md, "Broker").
 //
 // Operation: one thread owns the socket, the store and every session. Each poll drains up to
-// max_batch frames; their submits and reports are committed in one transaction (group commit),
-// and only then are ACCEPTED / ReportReply sent. Deliveries are credit-based: at most
+// max_batch frames; their submits, reports and status acks are committed in one transaction
+// (group commit), and only then are ACCEPTED / ReportReply sent. Deliveries are credit-based: at most
 // min(hello.credit, max_credit) unacknowledged per receiver; unacknowledged ones are redelivered
 // after ack_timeout_ms or when the receiver reconnects. Status notices stay in the store until
 // the sender acknowledges them.
@@ -59,7 +59,7 @@ class Server {
   void HandleFrame(const std::string& rid, const zmq::message_t& frame);
   Status SetUpCurve();
   void OnHello(const std::string& rid, const wire::Hello& hello, const std::string& user_id);
-  void OnSubmit(Session& s, const wire::Submit& submit);
+  void OnSubmit(Session& s, wire::Submit& submit);  // takes the envelope out of `submit`
   void OnReport(Session& s, const wire::Report& report);
   void OnStatusAck(Session& s, const wire::StatusAck& ack);
   void FlushBatch();
@@ -86,6 +86,7 @@ class Server {
   std::vector<std::string> batch_submit_rids_;
   std::vector<ReportItem> batch_reports_;
   std::vector<std::string> batch_report_rids_;
+  std::vector<NoticeAck> batch_acks_;
   std::set<std::string> dirty_orgs_;              // orgs with new deliveries or notices
   std::vector<int64_t> batch_submit_us_;          // when each batched submit arrived (mono µs)
   BrokerMetrics metrics_;

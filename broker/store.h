@@ -41,6 +41,12 @@ struct ReportItem {
   std::string notify_org;         // out: the sender to notify, when a notice was created
 };
 
+// A sender's acknowledgement of a status notice: the notice is deleted if it belongs to `org`.
+struct NoticeAck {
+  std::string org;
+  int64_t notice_id = 0;
+};
+
 struct Queued {
   int64_t seq;
   std::string message_id;
@@ -97,6 +103,9 @@ struct StoreStats {
 // when scraping often).
 Result<StoreStats> Stats(storage::Db& db, bool count_history = true);
 
+// The schema version this release writes (the number of migrations).
+int SchemaVersion();
+
 // A read-only connection to an existing broker store of this release's schema version, for
 // admin commands beside a running broker. kNotFound when there is no store at `path`;
 // kUnsupported when its schema version is not the one this binary writes (start `bud-broker run`
@@ -109,13 +118,12 @@ class Store {
   static Result<std::unique_ptr<Store>> Open(const std::string& path, int64_t max_bytes = 0);
 
   // One transaction for all items. On error nothing of the batch is stored.
-  Status CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports);
+  Status CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
+                     const std::vector<NoticeAck>& acks = {});
   // Queued messages for `receiver` with seq > after_seq, oldest first.
   Result<std::vector<Queued>> NextFor(const std::string& receiver, int64_t after_seq, int limit);
   Result<std::optional<Queued>> BySeq(int64_t seq);
   Result<std::vector<Notice>> NoticesFor(const std::string& org, int64_t after_id, int limit);
-  // Deletes the notice if it belongs to `org`.
-  Status AckNotice(const std::string& org, int64_t notice_id);
   Result<int64_t> QueuedCount();
   // Counts one more failed delivery attempt (ack timeout, or the session dropped with it in
   // flight) for each message.

@@ -12,10 +12,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -467,10 +469,15 @@ Exchange::Exchange(ExchangeOptions options) : options_(std::move(options)) {
       "bud-registry",
       std::vector<std::string>{BUD_REGISTRY_BIN, "run", "--config", registry_config},
       root() + "/registry", root() + "/registry/bud-registry.log");
-  broker_ = std::make_unique<Process>(
-      "bud-broker",
-      std::vector<std::string>{BUD_BROKER_BIN, "run", "--config", root() + "/broker/broker.toml"},
-      root() + "/broker", root() + "/broker/bud-broker.log");
+  std::vector<std::string> broker_argv = {BUD_BROKER_BIN, "run", "--config",
+                                          root() + "/broker/broker.toml"};
+  if (const char* wrapper = std::getenv("BUD_BROKER_WRAPPER")) {
+    std::istringstream words(wrapper);
+    std::vector<std::string> prefix{std::istream_iterator<std::string>(words), {}};
+    broker_argv.insert(broker_argv.begin(), prefix.begin(), prefix.end());
+  }
+  broker_ = std::make_unique<Process>("bud-broker", broker_argv, root() + "/broker",
+                                      root() + "/broker/bud-broker.log");
   if (options_.curve) {
     Run({BUD_REGISTRY_BIN, "keygen", "--out", root() + "/registry/curve.key"}, "registry keygen");
     Run({BUD_BROKER_BIN, "keygen", "--out", root() + "/broker/curve.key"}, "broker keygen");

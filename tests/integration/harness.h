@@ -21,6 +21,10 @@
 // child also asks the kernel (PR_SET_PDEATHSIG) to be killed if the test binary dies, so a crash
 // leaves no stray processes behind either.
 //
+// Profiling: when BUD_BROKER_WRAPPER is set (e.g. "/usr/bin/valgrind --tool=callgrind"; the first
+// word is a path, not looked up in PATH), the broker is
+// started under that command (its words split on spaces), as docs/benchmarks.md does.
+//
 // Limitations: Linux only (fork/exec, pipe2, prctl). Not thread-safe: use an Exchange from the
 // test's thread only. Status() runs `bud-ip status` once per call (tens of milliseconds).
 #pragma once

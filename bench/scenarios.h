@@ -1,0 +1,56 @@
+// The scenarios against Budstikke's own processes (docs/benchmarks.md lists them):
+//   ingest        submit -> ACCEPTED, durable, 1 KiB envelopes, `window` in flight, CURVE on
+//   pass-through  submit -> deliver to a connected receiver -> Report MOTTATT, 1 KiB
+//   half-load     submit -> ACCEPTED latency at a fixed rate (half the measured ingest peak)
+//   queued        broker RSS with N messages queued for a receiver that is not connected, and
+//                 the time a restarted broker takes to answer a Hello and make a first delivery
+//   exchange      outbox folder -> inbox folder through real bud-ip processes, 10 KiB payloads,
+//                 and single-message outbox -> inbox latency
+//   sender-api    the hook for the Next Move HTTP API scenario (not built yet: reported skipped)
+//
+// Operation: one Exchange (tests/integration/harness.h: real bud-registry, bud-broker and,
+// for `exchange`, bud-ip processes, dev certificates, CURVE on every link) in a temporary
+// directory under $TMPDIR, used from the calling thread only. Every run starts on an empty broker
+// store; every wait has a deadline and a failure throws std::runtime_error naming what was
+// awaited.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench/stats.h"
+#include "tests/integration/harness.h"
+
+namespace bud::bench {
+
+struct LoadSpec {
+  double seconds = 5;      // how long to submit (when count == 0)
+  int64_t count = 0;       // or: how many messages to submit
+  int window = 100;        // submits awaiting ACCEPTED at most (closed loop)
+  double rate = 0;         // > 0: open loop at this many per second instead
+  size_t envelope_bytes = 1024;
+};
+
+class OwnBench {
+ public:
+  OwnBench();
+  ~OwnBench();
+
+  Figures Ingest(const LoadSpec& spec);
+  Figures PassThrough(const LoadSpec& spec);
+  Figures HalfLoad(const LoadSpec& spec);  // spec.rate set by the caller
+  // Fills the store with `queued` messages, then restarts the broker `restarts` times. Returns
+  // one Figures for the memory and fill and one per restart.
+  std::vector<Figures> Queued(int64_t queued, int restarts);
+  Figures Exchange(int messages, int singles, size_t payload_bytes);
+  static Figures SenderApi();
+
+ private:
+  void FreshBroker();
+  void AddRss(Figures& f, bool ips);
+
+  std::unique_ptr<test::Exchange> ex_;
+};
+
+}  // namespace bud::bench

@@ -1,0 +1,179 @@
+// Percentiles, medians, /proc readings and the printers. See stats.h.
+#include "bench/stats.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <sstream>
+
+namespace bud::bench {
+
+std::optional<double> Latencies::QuantileMs(double q) {
+  if (samples_.empty()) return std::nullopt;
+  if (!sorted_) {
+    std::sort(samples_.begin(), samples_.end());
+    sorted_ = true;
+  }
+  // Nearest rank: the smallest sample with at least q of all samples at or below it.
+  size_t rank = static_cast<size_t>(std::ceil(q * static_cast<double>(samples_.size())));
+  rank = std::clamp<size_t>(rank, 1, samples_.size());
+  return static_cast<double>(samples_[rank - 1]) / 1e6;
+}
+
+namespace {
+
+std::optional<double> Median(std::vector<double> v) {
+  if (v.empty()) return std::nullopt;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+std::optional<double> MedianField(const std::vector<Figures>& runs,
+                                  std::optional<double> Figures::*field) {
+  std::vector<double> v;
+  for (const auto& r : runs) {
+    if (r.*field) v.push_back(*(r.*field));
+  }
+  return Median(std::move(v));
+}
+
+std::map<std::string, double> MedianMap(const std::vector<Figures>& runs,
+                                        std::map<std::string, double> Figures::*field) {
+  std::map<std::string, std::vector<double>> all;
+  for (const auto& r : runs) {
+    for (const auto& [k, v] : r.*field) all[k].push_back(v);
+  }
+  std::map<std::string, double> out;
+  for (auto& [k, v] : all) out[k] = *Median(std::move(v));
+  return out;
+}
+
+std::optional<double> StatusKib(pid_t pid, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) {
+      return std::stod(line.substr(key.size() + 1));  // "  12345 kB"
+    }
+  }
+  return std::nullopt;
+}
+
+std::string Cell(std::optional<double> v, const char* format) {
+  return v ? fmt::format(fmt::runtime(format), *v) : "-";
+}
+
+}  // namespace
+
+Figures MedianOf(const std::vector<Figures>& runs) {
+  Figures m = runs.front();
+  m.msgs_per_s = MedianField(runs, &Figures::msgs_per_s);
+  m.p50_ms = MedianField(runs, &Figures::p50_ms);
+  m.p99_ms = MedianField(runs, &Figures::p99_ms);
+  m.p999_ms = MedianField(runs, &Figures::p999_ms);
+  m.peak_rss_mib = MedianMap(runs, &Figures::peak_rss_mib);
+  m.extra = MedianMap(runs, &Figures::extra);
+  m.extra["runs"] = static_cast<double>(runs.size());
+  return m;
+}
+
+std::optional<double> PeakRssMib(pid_t pid) {
+  auto kib = StatusKib(pid, "VmHWM");
+  if (!kib) return std::nullopt;
+  return *kib / 1024;
+}
+
+std::optional<double> RssMib(pid_t pid) {
+  auto kib = StatusKib(pid, "VmRSS");
+  if (!kib) return std::nullopt;
+  return *kib / 1024;
+}
+
+std::optional<double> CpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');  // the command name may hold spaces
+  if (paren == std::string::npos) return std::nullopt;
+  std::istringstream fields(text.substr(paren + 2));
+  std::string f;
+  double utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> f; ++i) {  // fields 14 and 15: utime, stime (ticks)
+    if (i == 14) utime = std::stod(f);
+    if (i == 15) stime = std::stod(f);
+  }
+  return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+nlohmann::json ToJson(const Figures& f) {
+  nlohmann::json j;
+  j["scenario"] = f.scenario;
+  j["system"] = f.system;
+  auto opt = [&](const char* key, std::optional<double> v) {
+    j[key] = v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+  };
+  opt("msgs_per_s", f.msgs_per_s);
+  opt("p50_ms", f.p50_ms);
+  opt("p99_ms", f.p99_ms);
+  opt("p999_ms", f.p999_ms);
+  j["latency_of"] = f.latency_of;
+  j["peak_rss_mib"] = f.peak_rss_mib;
+  j["extra"] = f.extra;
+  j["note"] = f.note;
+  j["skipped"] = f.skipped;
+  return j;
+}
+
+std::string Table(const std::vector<Figures>& all) {
+  std::string out = fmt::format("{:<22} {:<10} {:>11} {:>9} {:>9} {:>9}  {}\n", "scenario",
+                                "system", "msgs/s", "p50 ms", "p99 ms", "p999 ms",
+                                "peak RSS MiB (VmHWM) / other figures");
+  out += std::string(120, '-') + "\n";
+  for (const auto& f : all) {
+    if (f.skipped) {
+      out += fmt::format("{:<22} {:<10} skipped: {}\n", f.scenario, f.system, f.note);
+      continue;
+    }
+    std::string rest;
+    for (const auto& [p, v] : f.peak_rss_mib) rest += fmt::format("{}={:.1f} ", p, v);
+    for (const auto& [k, v] : f.extra) {
+      if (k != "runs") rest += fmt::format("{}={:.6g} ", k, v);
+    }
+    out += fmt::format("{:<22} {:<10} {:>11} {:>9} {:>9} {:>9}  {}\n", f.scenario, f.system,
+                       Cell(f.msgs_per_s, "{:.0f}"), Cell(f.p50_ms, "{:.2f}"),
+                       Cell(f.p99_ms, "{:.2f}"), Cell(f.p999_ms, "{:.2f}"), rest);
+    if (!f.latency_of.empty() || !f.note.empty()) {
+      out += fmt::format("{:<22}   latency: {}{}{}\n", "", f.latency_of,
+                         f.note.empty() ? "" : "; ", f.note);
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> Ratios(const std::vector<Figures>& all) {
+  std::vector<std::string> out;
+  for (const auto& ours : all) {
+    if (ours.system != "budstikke" || ours.skipped) continue;
+    for (const auto& peer : all) {
+      if (peer.system == "budstikke" || peer.skipped || peer.scenario != ours.scenario) continue;
+      std::string line = fmt::format("{:<22} budstikke / {:<10}", ours.scenario, peer.system);
+      // At half load each system runs at half its own peak: only the latency compares.
+      if (ours.scenario != "half-load" && ours.msgs_per_s && peer.msgs_per_s &&
+          *peer.msgs_per_s > 0) {
+        line += fmt::format("  msgs/s {:.2f}x", *ours.msgs_per_s / *peer.msgs_per_s);
+      }
+      if (ours.p99_ms && peer.p99_ms && *peer.p99_ms > 0) {
+        line += fmt::format("  p99 latency {:.2f}x", *ours.p99_ms / *peer.p99_ms);
+      }
+      out.push_back(line);
+    }
+  }
+  return out;
+}
+
+}  // namespace bud::bench
