@@ -741,16 +741,7 @@ Result<StreamHead> ParseStreamHead(std::string_view head_bytes, uint64_t max_pla
 Result<VerifiedHead> VerifyStreamHead(std::string_view head_bytes, const StreamParties& parties,
                                       const StreamOptions& options) {
   BUD_ASSIGN_OR_RETURN(wire::Envelope env, ParseHeadEnvelope(head_bytes));
-  X509* signer = nullptr;
-  for (X509* c : parties.sender_certs) {
-    if (CertFingerprint(c) == env.signer_cert_sha256()) signer = c;
-  }
-  if (signer == nullptr) {
-    return Status(Code::kBadSignature,
-                  fmt::format("signed with certificate {} which is not a registered signing "
-                              "certificate of {}",
-                              Hex(env.signer_cert_sha256()), parties.sender.wire()));
-  }
+  BUD_ASSIGN_OR_RETURN(X509 * signer, FindSignerCert(env, parties.sender, parties.sender_certs));
   BUD_RETURN_IF_ERROR(
       parties.trust.Verify(signer, KeyPurpose::kSigning, parties.sender, parties.at_unix_s)
           .Context("sender's signing certificate"));
@@ -758,30 +749,14 @@ Result<VerifiedHead> VerifyStreamHead(std::string_view head_bytes, const StreamP
 
   VerifiedHead out;
   BUD_RETURN_IF_ERROR(ParseStreamHeader(env, options.max_plaintext, &out.head));
-  const wire::Header& h = out.head.header;
-  if (h.sender() != parties.sender.wire()) {
-    return Status(Code::kBadSignature, fmt::format("header names sender {} but was signed by {}",
-                                                   h.sender(), parties.sender.wire()));
-  }
-  if (h.receiver() != parties.me.wire()) {
-    return Status(Code::kWrongReceiver, fmt::format("envelope is addressed to {}, not to {}",
-                                                    h.receiver(), parties.me.wire()));
-  }
+  BUD_RETURN_IF_ERROR(CheckAddressing(out.head.header, parties.me, parties.sender));
   out.signer_fingerprint = Hex(env.signer_cert_sha256());
   return out;
 }
 
 Result<ChunkCipher> UnwrapContentKey(const wire::Header& h,
                                      std::span<const DecryptionKey> my_keys) {
-  const DecryptionKey* key = nullptr;
-  for (const auto& k : my_keys) {
-    if (CertFingerprint(k.cert) == h.recipient_cert_sha256()) key = &k;
-  }
-  if (key == nullptr) {
-    return Status(Code::kDecryptFailed,
-                  fmt::format("encrypted to certificate {}, which is not one of ours",
-                              Hex(h.recipient_cert_sha256())));
-  }
+  BUD_ASSIGN_OR_RETURN(const DecryptionKey* key, FindDecryptionKey(h, my_keys));
   auto content_key = CmsDecrypt(h.content_key_cms(), key->key, key->cert);
   if (!content_key.ok()) return content_key.status().Context("content key");
   auto cipher = ChunkCipher::Create(*content_key, StreamContext(h));

@@ -100,28 +100,12 @@ std::string Seal(const std::string& receiver, X509* to) {
 // fuzz_stream input: mode byte, be16 head length, head, chunk records.
 std::string StreamSeed(uint8_t mode, const std::string& plaintext) {
   const auto& id = fuzz::FixedIdentity();
-  wire::Header h = MakeHeader(id.receiver.org.wire());
-  std::string records;
-  size_t pos = 0;
-  std::string head = Must(crypto::SealPlaintextStream(
-                              h, plaintext.size(),
-                              [&](size_t n, std::string* out) {
-                                out->assign(plaintext.substr(pos, n));
-                                pos += n;
-                                return Status::Ok();
-                              },
-                              {id.sender.signing_key.get(), id.sender.signing_cert.get()},
-                              id.receiver.encryption_cert.get(),
-                              [&](uint64_t, std::string_view r) {
-                                records.append(r);
-                                return Status::Ok();
-                              },
-                              crypto::kMinChunkSize),
-                          "seal a stream");
+  const fuzz::SealedStream sealed =
+      fuzz::SealStreamFromSender(MakeHeader(id.receiver.org.wire()), plaintext);
   std::string out(1, static_cast<char>(mode));
-  out.push_back(static_cast<char>(head.size() >> 8));
-  out.push_back(static_cast<char>(head.size() & 0xff));
-  return out + head + records;
+  out.push_back(static_cast<char>(sealed.head.size() >> 8));
+  out.push_back(static_cast<char>(sealed.head.size() & 0xff));
+  return out + sealed.head + sealed.records;
 }
 
 // The plaintext stream of a streamed envelope: be32 manifest length, manifest, bodies.
