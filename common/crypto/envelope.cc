@@ -154,23 +154,18 @@ Result<wire::Header> ParseHeaderUnverified(const wire::Envelope& envelope) {
   return h;
 }
 
-Result<Opened> Open(std::string_view envelope_bytes, const Orgnr& me, const Orgnr& sender,
-                    std::span<X509* const> sender_certs, std::span<const DecryptionKey> my_keys) {
-  BUD_ASSIGN_OR_RETURN(wire::Envelope env, ParseEnvelope(envelope_bytes));
-
-  X509* signer = nullptr;
+Result<X509*> FindSignerCert(const wire::Envelope& envelope, const Orgnr& sender,
+                             std::span<X509* const> sender_certs) {
   for (X509* c : sender_certs) {
-    if (CertFingerprint(c) == env.signer_cert_sha256()) signer = c;
+    if (CertFingerprint(c) == envelope.signer_cert_sha256()) return c;
   }
-  if (signer == nullptr) {
-    return Status(Code::kBadSignature,
-                  fmt::format("signed with certificate {} which is not a registered signing "
-                              "certificate of {}",
-                              Hex(env.signer_cert_sha256()), sender.wire()));
-  }
-  BUD_RETURN_IF_ERROR(VerifySignature(env.header(), env.signature(), signer));
+  return Status(Code::kBadSignature,
+                fmt::format("signed with certificate {} which is not a registered signing "
+                            "certificate of {}",
+                            Hex(envelope.signer_cert_sha256()), sender.wire()));
+}
 
-  BUD_ASSIGN_OR_RETURN(wire::Header h, ParseHeaderUnverified(env));
+Status CheckAddressing(const wire::Header& h, const Orgnr& me, const Orgnr& sender) {
   if (h.sender() != sender.wire()) {
     return Status(Code::kBadSignature,
                   fmt::format("header names sender {} but was signed by {}", h.sender(),
@@ -180,19 +175,33 @@ Result<Opened> Open(std::string_view envelope_bytes, const Orgnr& me, const Orgn
     return Status(Code::kWrongReceiver,
                   fmt::format("envelope is addressed to {}, not to {}", h.receiver(), me.wire()));
   }
+  return Status::Ok();
+}
+
+Result<const DecryptionKey*> FindDecryptionKey(const wire::Header& h,
+                                               std::span<const DecryptionKey> my_keys) {
+  for (const auto& k : my_keys) {
+    if (CertFingerprint(k.cert) == h.recipient_cert_sha256()) return &k;
+  }
+  return Status(Code::kDecryptFailed,
+                fmt::format("encrypted to certificate {}, which is not one of ours",
+                            Hex(h.recipient_cert_sha256())));
+}
+
+Result<Opened> Open(std::string_view envelope_bytes, const Orgnr& me, const Orgnr& sender,
+                    std::span<X509* const> sender_certs, std::span<const DecryptionKey> my_keys) {
+  BUD_ASSIGN_OR_RETURN(wire::Envelope env, ParseEnvelope(envelope_bytes));
+
+  BUD_ASSIGN_OR_RETURN(X509 * signer, FindSignerCert(env, sender, sender_certs));
+  BUD_RETURN_IF_ERROR(VerifySignature(env.header(), env.signature(), signer));
+
+  BUD_ASSIGN_OR_RETURN(wire::Header h, ParseHeaderUnverified(env));
+  BUD_RETURN_IF_ERROR(CheckAddressing(h, me, sender));
   if (h.payload_size() != env.payload().size() || h.payload_sha256() != Sha256(env.payload())) {
     return Status(Code::kDigestMismatch,
                   "the payload does not match the size and SHA-256 in the signed header");
   }
-  const DecryptionKey* key = nullptr;
-  for (const auto& k : my_keys) {
-    if (CertFingerprint(k.cert) == h.recipient_cert_sha256()) key = &k;
-  }
-  if (key == nullptr) {
-    return Status(Code::kDecryptFailed,
-                  fmt::format("encrypted to certificate {}, which is not one of ours",
-                              Hex(h.recipient_cert_sha256())));
-  }
+  BUD_ASSIGN_OR_RETURN(const DecryptionKey* key, FindDecryptionKey(h, my_keys));
   BUD_ASSIGN_OR_RETURN(std::string plain, CmsDecrypt(env.payload(), key->key, key->cert));
 
   Opened out;

@@ -64,6 +64,17 @@ Result<Opened> Open(std::string_view envelope_bytes, const Orgnr& me, const Orgn
                     std::span<X509* const> sender_certs,
                     std::span<const DecryptionKey> my_keys);
 
+// Steps of Open, shared with the streamed envelopes (stream.h):
+// the certificate among `sender_certs` whose SHA-256 the envelope names (kBadSignature if none);
+Result<X509*> FindSignerCert(const wire::Envelope& envelope, const Orgnr& sender,
+                             std::span<X509* const> sender_certs);
+// the verified header's sender is `sender` (kBadSignature) and its receiver `me`
+// (kWrongReceiver);
+Status CheckAddressing(const wire::Header& header, const Orgnr& me, const Orgnr& sender);
+// our key for the header's recipient_cert_sha256 (kDecryptFailed if none). Borrowed from my_keys.
+Result<const DecryptionKey*> FindDecryptionKey(const wire::Header& header,
+                                               std::span<const DecryptionKey> my_keys);
+
 // The CMS part alone, for tests and tools: encrypt/decrypt bytes as AuthEnvelopedData (DER).
 Result<std::string> CmsEncrypt(std::string_view plaintext, X509* recipient);
 Result<std::string> CmsDecrypt(std::string_view der, EVP_PKEY* key, X509* cert);

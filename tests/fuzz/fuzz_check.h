@@ -38,6 +38,22 @@ inline void CheckOpenSslQueueEmpty(const char* after) {
   }
 }
 
+// The codes an envelope (or a streamed envelope's head) may be refused with.
+inline bool IsEnvelopeError(Code c) {
+  switch (c) {
+    case Code::kMalformed:
+    case Code::kBadSignature:
+    case Code::kWrongReceiver:
+    case Code::kDigestMismatch:
+    case Code::kDecryptFailed:
+    case Code::kPayloadMismatch:
+    case Code::kUnsupported:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // What an accepted organisation number must look like, whatever text it came from.
 inline void CheckOrgnr(std::string_view text) {
   auto org = Orgnr::Parse(text);

@@ -29,21 +29,6 @@ namespace {
 
 using namespace bud;
 
-bool IsEnvelopeError(Code c) {
-  switch (c) {
-    case Code::kMalformed:
-    case Code::kBadSignature:
-    case Code::kWrongReceiver:
-    case Code::kDigestMismatch:
-    case Code::kDecryptFailed:
-    case Code::kPayloadMismatch:
-    case Code::kUnsupported:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // What a successful Open promises, checked without Open's own code paths where possible.
 void CheckOpened(std::string_view bytes, const crypto::Opened& o, const fuzz::Identity& id) {
   wire::Envelope env;
@@ -81,7 +66,8 @@ void OpenAndCheck(std::string_view bytes, const fuzz::Identity& id) {
   auto opened = crypto::Open(bytes, id.receiver.org, id.sender.org, sender_certs, keys);
   ERR_clear_error();  // Open makes no promise about the queue; CmsDecrypt is checked below
   if (!opened.ok()) {
-    BUD_FUZZ_CHECK(IsEnvelopeError(opened.status().code()), "Open: not an envelope error code");
+    BUD_FUZZ_CHECK(fuzz::IsEnvelopeError(opened.status().code()),
+                   "Open: not an envelope error code");
     return;
   }
   CheckOpened(bytes, *opened, id);

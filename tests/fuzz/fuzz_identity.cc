@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "common/crypto/stream.h"
 #include "common/fs.h"
 
 namespace bud::fuzz {
@@ -170,6 +171,29 @@ const crypto::TrustStore& FixedTrustStore() {
     return std::move(*ts);
   }();
   return store;
+}
+
+SealedStream SealStreamFromSender(const wire::Header& header, std::string_view plaintext) {
+  const Identity& id = FixedIdentity();
+  SealedStream out;
+  size_t pos = 0;
+  auto head = crypto::SealPlaintextStream(
+      header, plaintext.size(),
+      [&](size_t n, std::string* piece) {
+        piece->assign(plaintext.substr(pos, n));
+        pos += n;
+        return Status::Ok();
+      },
+      {id.sender.signing_key.get(), id.sender.signing_cert.get()},
+      id.receiver.encryption_cert.get(),
+      [&](uint64_t, std::string_view record) {
+        out.records.append(record);
+        return Status::Ok();
+      },
+      crypto::kMinChunkSize);
+  if (!head.ok()) Fail(head.status().ToString().c_str());
+  out.head = std::move(*head);
+  return out;
 }
 
 }  // namespace bud::fuzz

@@ -16,10 +16,12 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "common/crypto/certs.h"
 #include "common/crypto/openssl.h"
 #include "common/orgnr.h"
+#include "proto/envelope.pb.h"
 
 namespace bud::fuzz {
 
@@ -47,5 +49,14 @@ const Identity& FixedIdentity();
 // A TrustStore whose only anchor is FixedIdentity().ca_cert (loaded through a temporary file,
 // since TrustStore::Load reads one).
 const crypto::TrustStore& FixedTrustStore();
+
+// A streamed envelope (common/crypto/stream.h) from the sender to the receiver whose plaintext
+// stream is `plaintext` (any bytes, at least one), in 4 KiB chunks: the serialised head and the
+// chunk records back to back. The content key is random, so the bytes differ from call to call.
+struct SealedStream {
+  std::string head;
+  std::string records;
+};
+SealedStream SealStreamFromSender(const wire::Header& header, std::string_view plaintext);
 
 }  // namespace bud::fuzz

@@ -15,6 +15,7 @@
 
 #include "common/crypto/certs.h"
 #include "common/crypto/envelope.h"
+#include "common/crypto/stream.h"
 #include "common/fs.h"
 #include "common/wire/zmq.h"
 #include "proto/broker.pb.h"
@@ -95,6 +96,25 @@ std::string Seal(const std::string& receiver, X509* to) {
               "seal");
 }
 
+// A streamed envelope from the sender to the receiver whose plaintext is `plaintext`, as a
+// fuzz_stream input: mode byte, be16 head length, head, chunk records.
+std::string StreamSeed(uint8_t mode, const std::string& plaintext) {
+  const auto& id = fuzz::FixedIdentity();
+  const fuzz::SealedStream sealed =
+      fuzz::SealStreamFromSender(MakeHeader(id.receiver.org.wire()), plaintext);
+  std::string out(1, static_cast<char>(mode));
+  out.push_back(static_cast<char>(sealed.head.size() >> 8));
+  out.push_back(static_cast<char>(sealed.head.size() & 0xff));
+  return out + sealed.head + sealed.records;
+}
+
+// The plaintext stream of a streamed envelope: be32 manifest length, manifest, bodies.
+std::string StreamPlaintext(const wire::Payload& manifest, const std::string& bodies) {
+  std::string m = manifest.SerializeAsString(), out;
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>(m.size() >> shift));
+  return out + m + bodies;
+}
+
 std::string Client(const std::function<void(wire::ClientMessage&)>& fill) {
   wire::ClientMessage m;
   m.set_protocol_version(wire::kProtocolVersion);
@@ -141,6 +161,60 @@ int main(int argc, char** argv) {
     env.ParseFromString(sealed);
     env.set_payload(env.payload() + "x");  // digest no longer matches
     Write("fuzz_envelope", "sealed-payload-appended", env.SerializeAsString());
+  }
+
+  // --- fuzz_stream -----------------------------------------------------------------------------
+  {
+    // A manifest with the attachments of MakePayload as sizes, and a body long enough for three
+    // 4 KiB chunks.
+    wire::Header h = MakeHeader(id.receiver.org.wire());
+    wire::Payload manifest = MakePayload(h);
+    std::string bodies;
+    for (auto& a : *manifest.mutable_attachments()) {
+      std::string data = a.data();
+      if (bodies.empty()) data += std::string(9000, 'x');
+      a.clear_data();
+      a.set_size(data.size());
+      bodies += data;
+    }
+    const std::string plain = StreamPlaintext(manifest, bodies);
+    Write("fuzz_stream", "stream", StreamSeed(0, plain));
+    Write("fuzz_stream", "stream-resigned", StreamSeed(1, plain));
+    Write("fuzz_stream", "plaintext", std::string(1, '\2') + plain);
+    wire::Payload bad = manifest;
+    bad.mutable_attachments(0)->set_name("../vedtak.pdf");
+    Write("fuzz_stream", "plaintext-bad-name", std::string(1, '\2') + StreamPlaintext(bad, bodies));
+    bad = manifest;
+    bad.mutable_attachments(1)->set_size(bad.attachments(1).size() + 1);
+    Write("fuzz_stream", "plaintext-bad-size", std::string(1, '\2') + StreamPlaintext(bad, bodies));
+    // The stream seed must open, or fuzz_stream would never get past the tags.
+    X509* certs[] = {id.sender.signing_cert.get()};
+    const crypto::DecryptionKey keys[] = {{id.receiver.encryption_key.get(), ours}};
+    const std::string seed = StreamSeed(0, plain);
+    const size_t head_len = (static_cast<uint8_t>(seed[1]) << 8) | static_cast<uint8_t>(seed[2]);
+    auto verifier = Must(
+        crypto::ChunkVerifier::Create(seed.substr(3, head_len), {.me = id.receiver.org,
+                                                                 .sender = id.sender.org,
+                                                                 .sender_certs = certs,
+                                                                 .my_keys = keys,
+                                                                 .trust = fuzz::FixedTrustStore(),
+                                                                 .at_unix_s = std::nullopt}),
+        "verify the stream seed's head");
+    const std::string records = seed.substr(3 + head_len);
+    for (uint64_t i = 0, pos = 0; i < verifier.layout().chunk_count; ++i) {
+      const uint64_t n = verifier.layout().RecordSize(i);
+      Status st = verifier.Append(i, records.substr(pos, n));
+      if (!st.ok()) {
+        std::fprintf(stderr, "stream seed chunk %llu: %s\n", static_cast<unsigned long long>(i),
+                     st.ToString().c_str());
+        return 1;
+      }
+      pos += n;
+    }
+    if (!verifier.Finish().ok()) {
+      std::fprintf(stderr, "stream seed: digest does not match\n");
+      return 1;
+    }
   }
 
   // --- fuzz_broker_frame -----------------------------------------------------------------------
