@@ -551,5 +551,38 @@ TEST_CASE("with a token file the API answers only with the bearer token", "[inte
   CHECK(Get(a, "/healthz").status == 200);
 }
 
+TEST_CASE("with tls_cert and tls_key the API speaks HTTPS only", "[integration][http]") {
+  ExchangeOptions o;
+  o.http = true;
+  o.start_ips = false;
+  Exchange ex(o);
+  const std::string dir = ex.AgencyDir(kAgencyA);
+  CommandResult made = RunCommand(
+      {"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+       "-nodes", "-keyout", dir + "/tls.key", "-out", dir + "/tls.pem", "-days", "2", "-subj",
+       "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"},
+      Millis(30000));
+  INFO(made.err);
+  REQUIRE(made.exit_code == 0);
+  std::string cfg = ReadFile(ex.IpConfig(kAgencyA));
+  auto pos = cfg.find("[http]\n");
+  REQUIRE(pos != std::string::npos);
+  cfg.insert(pos + 7, "tls_cert = \"tls.pem\"\ntls_key = \"tls.key\"\n");
+  WriteFile(ex.IpConfig(kAgencyA), cfg);
+  ex.StartIp(kAgencyA);
+  ex.ip(kAgencyA).WaitForLog("listening on https://");
+  std::string addr = ReadFile(dir + "/http.addr");
+  addr.erase(addr.find_last_not_of("\n ") + 1);
+  // Verified against the server's certificate: the health check and a status query answer.
+  Reply health = Curl({"--cacert", dir + "/tls.pem", "https://" + addr + "/healthz"});
+  CHECK(health.status == 200);
+  CHECK(Curl({"--cacert", dir + "/tls.pem", "https://" + addr + "/api/statuses"}).status == 200);
+  // Plain HTTP to the same port gets no API answer.
+  CommandResult plain = RunCommand({"/usr/bin/curl", "-sS", "--max-time", "5", "-o", "/dev/null",
+                                    "-w", "%{http_code}", "http://" + addr + "/api/statuses"},
+                                   Millis(15000));
+  CHECK(plain.out != "200");
+}
+
 }  // namespace
 }  // namespace bud::test
