@@ -15,6 +15,7 @@ const std::string_view kStatusPageHtml = R"HTML(<!DOCTYPE html>
   h1 { font-size: 1.3rem; margin: 0 0 .8rem; }
   form { display: flex; flex-wrap: wrap; gap: .6rem; align-items: end; margin-bottom: 1rem; }
   label { display: flex; flex-direction: column; font-size: .8rem; color: #555; }
+  [hidden] { display: none !important; }
   input, select { font: inherit; padding: .2rem .3rem; }
   table { border-collapse: collapse; width: 100%; font-size: .88rem; }
   th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid #dde; vertical-align: top; }
