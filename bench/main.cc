@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
   double seconds = 8;
   int64_t queued = 1000000;
   int exchange_messages = 500, singles = 20;
+  int api_messages = 2000, api_clients = 8;
   std::string out_file, only;
   Peer rabbit, nats, nats_sync;
   rabbit.system = "rabbitmq";
@@ -86,6 +87,8 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", seconds, "seconds of load per throughput run");
   app.add_option("--queued", queued, "messages queued for the memory and restart scenario");
   app.add_option("--exchange-messages", exchange_messages, "folders per whole-exchange run");
+  app.add_option("--api-messages", api_messages, "messages per sender-api run");
+  app.add_option("--api-clients", api_clients, "HTTP client threads (connections) in sender-api");
   app.add_option("--scenarios", only,
                  "comma-separated subset of: ingest,pass-through,half-load,queued,exchange,"
                  "sender-api");
@@ -104,6 +107,7 @@ int main(int argc, char** argv) {
     queued = 50000;
     exchange_messages = 200;
     singles = 5;
+    api_messages = 500;
   }
   if (smoke) {
     runs = 1;
@@ -111,6 +115,7 @@ int main(int argc, char** argv) {
     queued = 2000;
     exchange_messages = 20;
     singles = 2;
+    api_messages = 40;
   }
   std::set<std::string> want;
   std::stringstream ss(only);
@@ -124,6 +129,7 @@ int main(int argc, char** argv) {
   report["machine"] = Machine();
   report["settings"] = {{"runs", runs}, {"seconds", seconds}, {"queued", queued},
                         {"exchange_messages", exchange_messages}, {"singles", singles},
+                        {"api_messages", api_messages}, {"api_clients", api_clients},
                         {"window", 100}, {"envelope_bytes", 1024}, {"exchange_payload_bytes", 10240}};
   std::vector<Figures> results;
   bool failed = false;
@@ -196,7 +202,10 @@ int main(int argc, char** argv) {
       failure("setup", "budstikke", e.what());
     }
   }
-  if (wanted("sender-api")) results.push_back(OwnBench::SenderApi());
+  if (wanted("sender-api")) {
+    measure("sender-api", "budstikke",
+            [&](int) { return OwnBench::SenderApi(api_messages, api_clients, 10240); });
+  }
 
   for (const Peer* p : {&rabbit, &nats, &nats_sync}) {
     if (p->port == 0) continue;

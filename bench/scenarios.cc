@@ -16,6 +16,8 @@
 #include "bench/broker_link.h"
 #include "common/crypto/envelope.h"
 #include "common/uuid.h"
+#include <httplib.h>
+#include <sqlite3.h>
 
 namespace bud::bench {
 
@@ -421,17 +423,148 @@ Figures OwnBench::Exchange(int messages, int singles, size_t payload_bytes) {
   return f;
 }
 
-Figures OwnBench::SenderApi() {
-  // HOOK: the "sender API" scenario (issue 7: sender API -> sign + encrypt -> broker -> verify +
-  // decrypt -> receiver store, 10 KiB, target 3,000 msgs/s). It needs bud-ip's Next Move HTTP
-  // API, which is being built on another branch. When it is merged: start the IPs as in
-  // Exchange(), POST messages to the sender's API with `messages` in flight, and count arrivals
-  // in the receiver's store or inbox; report it like Exchange().
+namespace {
+
+// eFormidling's arkivmelding SBD (as in tests/integration/http_api_test.cc) from A to B.
+std::string BenchSbd(const std::string& message_id) {
+  nlohmann::json party = {{"identifier", {{"authority", "iso6523-actorid-upis"}}}};
+  nlohmann::json sender = party, receiver = party;
+  sender["identifier"]["value"] = "0192:" + std::string(kAgencyA);
+  receiver["identifier"]["value"] = "0192:" + std::string(kAgencyB);
+  nlohmann::json sbd = {
+      {"standardBusinessDocumentHeader",
+       {{"headerVersion", "1.0"},
+        {"sender", {sender}},
+        {"receiver", {receiver}},
+        {"documentIdentification",
+         {{"standard", "urn:no:difi:arkivmelding:xsd::arkivmelding"},
+          {"typeVersion", "1.0"},
+          {"instanceIdentifier", message_id},
+          {"type", "arkivmelding"}}},
+        {"businessScope",
+         {{"scope",
+           {{{"type", "ConversationId"},
+             {"instanceIdentifier", NewUuid()},
+             {"identifier", test::kProcess},
+             {"scopeInformation", {{{"expectedResponseDateTime", "2099-12-01T12:00:00+01:00"}}}}}}}}}}},
+      {"arkivmelding", {{"hoveddokument", "test.pdf"}, {"sikkerhetsnivaa", 3}}}};
+  return sbd.dump();
+}
+
+// Incoming messages in an integration point's store (read-only connection of our own) and when
+// each was recorded (wall-clock ms).
+std::unordered_map<std::string, int64_t> ReceivedIn(const std::string& store_path) {
+  std::unordered_map<std::string, int64_t> out;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(store_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return out;  // not created yet
+  }
+  sqlite3_busy_timeout(db, 2000);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, "SELECT message_id, updated_ms FROM messages WHERE direction='IN'",
+                         -1, &st, nullptr) == SQLITE_OK) {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      out[reinterpret_cast<const char*>(sqlite3_column_text(st, 0))] = sqlite3_column_int64(st, 1);
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+Figures OwnBench::SenderApi(int messages, int clients, size_t payload_bytes) {
+  // Its own exchange: HTTP on, B keeps incoming messages for its API (incoming.delivery = api).
+  test::ExchangeOptions options;
+  options.http = true;
+  options.broker_settings = {{"max_credit", "256"}};
+  options.agency_settings[kAgencyB] = {{"incoming.delivery", "\"api\""}};
+  test::Exchange ex(options);
+  const std::string base = ex.HttpBase(kAgencyA);
+  const std::string store = ex.AgencyDir(kAgencyB) + "/ip.db";
+  const std::string pdf = "%PDF-1.7\n" + test::SeededBytes(payload_bytes, 7);
+
+  std::vector<std::string> ids(static_cast<size_t>(messages));
+  for (auto& id : ids) id = NewUuid();
+  std::vector<int64_t> posted_ms(ids.size(), 0);
+  std::vector<std::vector<int64_t>> post_ns(static_cast<size_t>(clients));
+  std::vector<std::string> errors(static_cast<size_t>(clients));
+  const int64_t start = NowNs();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      httplib::Client client(base);  // one keep-alive connection per client thread
+      client.set_keep_alive(true);
+      client.set_connection_timeout(5);
+      client.set_read_timeout(30);
+      client.set_write_timeout(30);
+      for (size_t i = static_cast<size_t>(c); i < ids.size(); i += static_cast<size_t>(clients)) {
+        httplib::MultipartFormDataItems items = {
+            {"sbd", BenchSbd(ids[i]), "", "application/json"},
+            {"hoveddokument", pdf, "test.pdf", "application/pdf"}};
+        const int64_t t0 = NowNs();
+        posted_ms[i] = WallMs();
+        auto r = client.Post("/api/messages/out/multipart", items);
+        if (!r || r->status != 200) {
+          errors[static_cast<size_t>(c)] =
+              r ? fmt::format("POST answered {}: {}", r->status, r->body.substr(0, 200))
+                : "POST failed: " + httplib::to_string(r.error());
+          return;
+        }
+        post_ns[static_cast<size_t>(c)].push_back(NowNs() - t0);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const int64_t posted_all = NowNs();
+  for (const auto& e : errors) {
+    if (!e.empty()) throw std::runtime_error("sender-api: " + e);
+  }
+  // Until the receiver's store has them all (bounded).
+  std::unordered_map<std::string, int64_t> got;
+  const int64_t deadline = NowNs() + static_cast<int64_t>((60 + messages * 0.05) * 1e9);
+  int64_t last = posted_all;
+  while (NowNs() < deadline) {
+    got = ReceivedIn(store);
+    last = NowNs();
+    if (got.size() >= ids.size()) break;
+    std::this_thread::sleep_for(Millis(20));
+  }
   Figures f;
   f.scenario = "sender-api";
   f.system = "budstikke";
-  f.skipped = true;
-  f.note = "needs bud-ip's Next Move HTTP API (not merged yet); see OwnBench::SenderApi";
+  f.msgs_per_s = PerSecond(static_cast<int64_t>(got.size()), start, last);
+  f.extra["messages"] = static_cast<double>(got.size());
+  f.extra["clients"] = clients;
+  f.extra["post_msgs_per_s"] = messages / (static_cast<double>(posted_all - start) / 1e9);
+  Latencies all_posts, end_to_end;
+  for (const auto& samples : post_ns) {
+    for (int64_t ns : samples) all_posts.Add(ns);
+  }
+  f.extra["post_p50_ms"] = all_posts.QuantileMs(0.5).value_or(0);
+  f.extra["post_p99_ms"] = all_posts.QuantileMs(0.99).value_or(0);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto it = got.find(ids[i]);
+    if (it != got.end()) end_to_end.Add((it->second - posted_ms[i]) * 1'000'000);
+  }
+  SetLatency(f, end_to_end, "POST to the sender's API -> in the receiver's store (ms clock)");
+  if (got.size() < ids.size()) {
+    f.note = fmt::format("only {} of {} arrived before the deadline", got.size(), messages);
+  }
+  for (const char* org : {kAgencyA, kAgencyB}) {
+    if (auto rss = PeakRssMib(ex.ip(org).pid())) {
+      f.peak_rss_mib[std::string("ip-") + (org == kAgencyA ? "sender" : "receiver")] = *rss;
+    }
+  }
+  if (auto rss = PeakRssMib(ex.broker().pid())) f.peak_rss_mib["broker"] = *rss;
   return f;
 }
 

@@ -6,7 +6,8 @@
 //                 the time a restarted broker takes to answer a Hello and make a first delivery
 //   exchange      outbox folder -> inbox folder through real bud-ip processes, 10 KiB payloads,
 //                 and single-message outbox -> inbox latency
-//   sender-api    the hook for the Next Move HTTP API scenario (not built yet: reported skipped)
+//   sender-api    10 KiB messages POSTed to the sender's Next Move HTTP API by several client
+//                 threads until the receiver's store (incoming.delivery = api) has them all
 //
 // Operation: one Exchange (tests/integration/harness.h: real bud-registry, bud-broker and,
 // for `exchange`, bud-ip processes, dev certificates, CURVE on every link) in a temporary
@@ -44,7 +45,10 @@ class OwnBench {
   // one Figures for the memory and fill and one per restart.
   std::vector<Figures> Queued(int64_t queued, int restarts);
   Figures Exchange(int messages, int singles, size_t payload_bytes);
-  static Figures SenderApi();
+  // `messages` POSTed to A's Next Move API (multipart: SBD + a `payload_bytes` main document)
+  // by `clients` threads, each with its own keep-alive connection, to B with incoming.delivery
+  // = api; counted until B's store has them all. Runs its own Exchange (HTTP on).
+  static Figures SenderApi(int messages, int clients, size_t payload_bytes);
 
  private:
   void FreshBroker();

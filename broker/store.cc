@@ -48,6 +48,34 @@ const std::vector<std::string> kMigrations = {
     // indexes; they scanned every queued message, which with a million queued stalled the loop.
     R"(CREATE INDEX messages_by_expiry ON messages(expires_ms);
        CREATE INDEX messages_with_attempts ON messages(attempts) WHERE attempts > 0;)",
+    // 4: messages loses its UNIQUE index on message_id: `seen` (PRIMARY KEY message_id) already
+    // refuses a second copy, and a second random-UUID index dirtied one more B-tree page per
+    // message in every commit. `seen` keeps the queued copy's seq; lookups by id go through it.
+    // AUTOINCREMENT's counter is carried over, so no seq is ever handed out twice.
+    R"(ALTER TABLE seen ADD COLUMN seq INTEGER;
+       UPDATE seen SET seq=(SELECT m.seq FROM messages m WHERE m.message_id=seen.message_id);
+       CREATE TABLE messages_v4 (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         message_id TEXT NOT NULL,
+         sender TEXT NOT NULL,
+         receiver TEXT NOT NULL,
+         envelope BLOB NOT NULL,
+         received_ms INTEGER NOT NULL,
+         expires_ms INTEGER NOT NULL,
+         attempts INTEGER NOT NULL DEFAULT 0
+       );
+       INSERT INTO messages_v4(seq, message_id, sender, receiver, envelope, received_ms,
+                               expires_ms, attempts)
+         SELECT seq, message_id, sender, receiver, envelope, received_ms, expires_ms, attempts
+         FROM messages;
+       DELETE FROM sqlite_sequence WHERE name='messages_v4';
+       INSERT INTO sqlite_sequence(name, seq)
+         SELECT 'messages_v4', seq FROM sqlite_sequence WHERE name='messages';
+       DROP TABLE messages;
+       ALTER TABLE messages_v4 RENAME TO messages;
+       CREATE INDEX messages_by_receiver ON messages(receiver, seq);
+       CREATE INDEX messages_by_expiry ON messages(expires_ms);
+       CREATE INDEX messages_with_attempts ON messages(attempts) WHERE attempts > 0;)",
 };
 
 // Page cache of the broker's connection (KiB; SQLite's default is 2 MiB). Holds the upper levels
@@ -57,6 +85,8 @@ constexpr int64_t kCacheKib = 16 * 1024;
 }  // namespace
 
 int SchemaVersion() { return static_cast<int>(kMigrations.size()); }
+
+const std::vector<std::string>& Migrations() { return kMigrations; }
 
 Result<StoreStats> Stats(storage::Db& db, bool count_history) {
   // A read transaction: every count below sees the same snapshot.
@@ -138,7 +168,8 @@ Result<int64_t> Store::AddAttempts(const std::vector<std::string>& message_ids) 
   BUD_RETURN_IF_ERROR(tx.began());
   for (const auto& id : message_ids) {
     BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
-        "UPDATE messages SET attempts=attempts+1 WHERE message_id=?"));
+        "UPDATE messages SET attempts=attempts+1 "
+        "WHERE seq=(SELECT seq FROM seen WHERE message_id=?)"));
     BUD_RETURN_IF_ERROR(st->Bind(1, id).Run());
   }
   BUD_RETURN_IF_ERROR(tx.Commit());
@@ -218,6 +249,9 @@ Status Store::CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportIt
     ins->BindAll(s.message_id, s.sender, s.receiver);
     ins->BindBlob(4, s.envelope).Bind(5, now).Bind(6, s.expires_ms);
     BUD_RETURN_IF_ERROR(ins->Run());
+    // The seen row's page is already dirty: no extra page for the lookup by id.
+    BUD_ASSIGN_OR_RETURN(auto* link, db_->Prepare("UPDATE seen SET seq=? WHERE message_id=?"));
+    BUD_RETURN_IF_ERROR(link->Bind(1, db_->LastInsertId()).Bind(2, s.message_id).Run());
   }
   for (auto& r : reports) BUD_RETURN_IF_ERROR(ApplyReport(r, now));
   for (const auto& a : acks) {
@@ -230,7 +264,8 @@ Status Store::CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportIt
 // Inside CommitBatch's transaction. A refused report (not the reporter's message) is recorded in
 // r.result and is not an error of the batch.
 Status Store::ApplyReport(ReportItem& r, int64_t now) {
-  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare("SELECT sender, receiver FROM seen WHERE message_id=?"));
+  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
+      "SELECT sender, receiver, seq FROM seen WHERE message_id=?"));
   q->Bind(1, r.message_id);
   BUD_ASSIGN_OR_RETURN(bool row, q->Step());
   if (!row) {
@@ -238,6 +273,7 @@ Status Store::ApplyReport(ReportItem& r, int64_t now) {
     return Status::Ok();
   }
   std::string sender = q->Text(0), receiver = q->Text(1);
+  const int64_t seq = q->Int(2);  // 0 (NULL) when the copy was never queued
   q->Reset();
   if (receiver != r.reporter) {
     r.result = Status(Code::kInvalidArgument,
@@ -250,8 +286,8 @@ Status Store::ApplyReport(ReportItem& r, int64_t now) {
   BUD_RETURN_IF_ERROR(log->Bind(1, r.message_id).Bind(2, static_cast<int64_t>(r.status)).Run());
   const bool first_time = log->Changes() > 0;
   if (r.status == wire::MOTTATT || IsFinal(r.status)) {  // delivery is over: drop the payload
-    BUD_ASSIGN_OR_RETURN(auto* del, db_->Prepare("DELETE FROM messages WHERE message_id=?"));
-    BUD_RETURN_IF_ERROR(del->Bind(1, r.message_id).Run());
+    BUD_ASSIGN_OR_RETURN(auto* del, db_->Prepare("DELETE FROM messages WHERE seq=?"));
+    BUD_RETURN_IF_ERROR(del->Bind(1, seq).Run());
   }
   if (!first_time) return Status::Ok();  // a repeated report: one notice is enough
   BUD_ASSIGN_OR_RETURN(auto* n, db_->Prepare(

@@ -105,6 +105,8 @@ Result<StoreStats> Stats(storage::Db& db, bool count_history = true);
 
 // The schema version this release writes (the number of migrations).
 int SchemaVersion();
+// The migrations, one per version (docs/storage.md); tests build older stores from a prefix.
+const std::vector<std::string>& Migrations();
 
 // A read-only connection to an existing broker store of this release's schema version, for
 // admin commands beside a running broker. kNotFound when there is no store at `path`;

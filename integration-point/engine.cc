@@ -131,6 +131,9 @@ Status Engine::Run() {
       if (e.num() != EINTR) Log()->error("poll: {}", e.what());
       continue;
     }
+    if (Status b = store_->BeginTurn(); !b.ok()) {
+      Log()->warn("store: cannot open the turn's transaction ({}); writing unbatched", b.ToString());
+    }
     if (items[1].revents & ZMQ_POLLIN) {
       uint64_t count;
       (void)!::read(wake_fd_, &count, sizeof count);
@@ -161,8 +164,10 @@ Status Engine::Run() {
       outgoing_dirty_ = false;
       last_seal_retry_mono_ = MonoMs();
       SealNew();
+      FinishTurn();  // sealed envelopes durable before they are submitted
       SubmitSealed();
     }
+    FinishTurn();
     Tick();
   }
   Log()->info("integration point {} stopping", me_.wire());
@@ -206,8 +211,10 @@ void Engine::TakeFolder(const std::string& name) {
   }
   if (*imported) {
     // Taken in before a crash that came before the folder's removal.
-    Status rm = RemoveAll(folder);
-    if (!rm.ok()) Log()->error("outbox '{}': {}", name, rm.ToString());
+    AfterCommit([folder, name] {
+      Status rm = RemoveAll(folder);
+      if (!rm.ok()) Log()->error("outbox '{}': {}", name, rm.ToString());
+    });
     return;
   }
   auto fail = [&](const Status& why) {
@@ -262,8 +269,10 @@ void Engine::TakeFolder(const std::string& name) {
   }
   Log()->info("message {} to {} taken in from outbox '{}' (OPPRETTET, {} attachment(s))",
               row.message_id, row.receiver, name, draft->payload.attachments_size());
-  Status rm = RemoveAll(folder);
-  if (!rm.ok()) Log()->error("outbox '{}': taken in but not removed: {}", name, rm.ToString());
+  AfterCommit([folder, name] {
+    Status rm = RemoveAll(folder);
+    if (!rm.ok()) Log()->error("outbox '{}': taken in but not removed: {}", name, rm.ToString());
+  });
   outgoing_dirty_ = true;
 }
 
@@ -293,11 +302,14 @@ void Engine::CheckInbox() {
 // Outgoing
 
 void Engine::SealNew() {
-  auto rows = store_->OutgoingInState("new", 64);
+  constexpr int kSealPerTurn = 64;
+  auto rows = store_->OutgoingInState("new", kSealPerTurn);
   if (!rows.ok()) {
     Log()->error("reading new messages: {}", rows.status().ToString());
     return;
   }
+  // More may wait: the next turn seals them instead of the 2 s retry timer.
+  if (rows->size() == kSealPerTurn) outgoing_dirty_ = true;
   for (auto& m : *rows) {
     auto fail = [&](const std::string& why) {
       Log()->warn("message {} to {}: FEIL: {}", m.message_id, m.receiver, why);
@@ -503,9 +515,33 @@ void Engine::Report(const std::string& message_id, MsgStatus status, const std::
   r->set_status(status);
   r->set_reason(reason);
   r->set_at_unix_ms(NowMs());
-  if (SendToBroker(msg)) {
-    report_sent_[fmt::format("{}/{}", message_id, static_cast<int>(status))] = MonoMs();
+  AfterCommit([this, msg = std::move(msg), key = fmt::format("{}/{}", message_id,
+                                                             static_cast<int>(status))] {
+    if (SendToBroker(msg)) report_sent_[key] = MonoMs();
+  });
+}
+
+void Engine::AfterCommit(std::function<void()> action) {
+  if (store_->InTurn()) {
+    after_commit_.push_back(std::move(action));
+  } else {
+    action();
   }
+}
+
+void Engine::FinishTurn() {
+  Status st = store_->CommitTurn();
+  std::vector<std::function<void()>> actions = std::move(after_commit_);
+  after_commit_.clear();
+  if (!st.ok()) {
+    Log()->error("store: the turn's commit failed ({}); {} report(s), ack(s) and outbox "
+                 "removal(s) held back, the work is redone",
+                 st.ToString(), actions.size());
+    outbox_dirty_ = true;
+    outgoing_dirty_ = true;
+    return;
+  }
+  for (auto& a : actions) a();
 }
 
 void Engine::SendPendingReports(bool all) {
@@ -678,7 +714,7 @@ void Engine::OnStatusNotice(const wire::StatusNotice& n) {
   }
   auto ack = NewClientMessage();
   ack.mutable_status_ack()->set_notice_id(n.notice_id());
-  SendToBroker(ack);
+  AfterCommit([this, ack = std::move(ack)] { SendToBroker(ack); });
 }
 
 void Engine::Tick() {

@@ -7,11 +7,16 @@
 // Hand-overs: an outbox folder is removed only after the store's commit; a delivery is reported
 // (acknowledged) only after the inbox folder and the store's commit are durable; a message's
 // envelope is dropped only after the broker's ACCEPTED.
+// Batching: each loop turn's store writes are one transaction (Store::BeginTurn/CommitTurn);
+// reports, status acks and outbox folder removals made during the turn wait in after_commit_
+// and run only once that commit returned (dropped when it failed: reports are resent from
+// pending_reports, the broker resends an unacknowledged notice, a folder is taken in again).
 // Limitations: cryptography runs on this thread; registry lookups block it for at most the
 // registry timeout.
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -72,6 +77,10 @@ class Engine {
   void Report(const std::string& message_id, MsgStatus status, const std::string& reason);
   void SendPendingReports(bool all);
   void Tick();
+  // Runs `action` now outside a turn, else after the turn's commit (see above).
+  void AfterCommit(std::function<void()> action);
+  // Commits the turn's writes, then runs what waited for them.
+  void FinishTurn();
 
   const Config& config_;
   zmq::context_t& ctx_;
@@ -96,6 +105,7 @@ class Engine {
   int64_t submit_backoff_ms_ = 500;
   std::map<std::string, int64_t> in_flight_;       // message id -> when submitted (mono)
   std::map<std::string, int64_t> report_sent_;     // "id/status" -> when sent (mono)
+  std::vector<std::function<void()>> after_commit_;  // waits for the turn's commit
 
   EngineMetrics metrics_;
   bool started_ = false;

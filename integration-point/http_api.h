@@ -5,8 +5,11 @@
 // connection and registry client, each behind a mutex; it shares the store file (WAL) with the
 // engine, so a message taken in through either the outbox folder or the API shows in both
 // status views. After taking a message in or queuing a report it wakes the engine.
+// Messages POSTed concurrently are taken in with one commit (TakeIn: group commit; the first
+// waiting request commits for all waiting, each answer only after that commit).
 #pragma once
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -44,6 +47,8 @@ class HttpApi {
   nlohmann::json ConversationJson(const MessageRow& m);
   nlohmann::json IncomingSbd(const MessageRow& m);
   std::string Metrics();
+  // Store::CreateOutgoing of `row`, committed together with the other requests waiting.
+  Status TakeIn(const MessageRow& row);
 
   const Config& config_;
   const EngineMetrics& metrics_;
@@ -52,6 +57,15 @@ class HttpApi {
   Orgnr me_;
   std::mutex store_mu_;
   std::unique_ptr<Store> store_;
+  struct Waiting {
+    const MessageRow* row;
+    Status result;
+    bool done = false;
+  };
+  std::mutex take_mu_;  // guards the three below
+  std::condition_variable take_cv_;
+  std::vector<Waiting*> take_queue_;
+  bool take_leader_ = false;  // a request is committing a group
   std::mutex registry_mu_;
   std::unique_ptr<RegistryClient> registry_;
   std::vector<std::pair<std::string, crypto::Cert>> certs_;  // "signing" etc. -> certificate

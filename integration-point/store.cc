@@ -141,6 +141,21 @@ Status Store::CreateOutgoing(const MessageRow& m) {
   return tx.Commit();
 }
 
+std::vector<Status> Store::CreateOutgoingGroup(const std::vector<const MessageRow*>& rows) {
+  std::vector<Status> out;
+  const bool grouped = !InTurn() && BeginTurn().ok();  // else: one transaction per row
+  for (const MessageRow* m : rows) out.push_back(CreateOutgoing(*m));
+  if (grouped) {
+    Status committed = CommitTurn();
+    if (!committed.ok()) {
+      for (auto& st : out) {
+        if (st.ok()) st = committed;
+      }
+    }
+  }
+  return out;
+}
+
 Status Store::InsertOutgoingInTx(const MessageRow& m, int64_t now) {
   BUD_ASSIGN_OR_RETURN(auto* exists, db_->Prepare(
       "SELECT 1 FROM messages WHERE message_id=? AND direction='OUT'"));
@@ -324,6 +339,20 @@ Result<std::vector<PendingReport>> Store::PendingReports() {
     out.push_back({st->Text(0), static_cast<MsgStatus>(st->Int(1)), st->Text(2), st->Int(3)});
   }
   return out;
+}
+
+Status Store::BeginTurn() {
+  if (turn_) return Status::Ok();
+  auto tx = std::make_unique<storage::Transaction>(*db_);
+  BUD_RETURN_IF_ERROR(tx->began());
+  turn_ = std::move(tx);
+  return Status::Ok();
+}
+
+Status Store::CommitTurn() {
+  if (!turn_) return Status::Ok();
+  std::unique_ptr<storage::Transaction> tx = std::move(turn_);
+  return tx->Commit();  // when it fails, tx's destruction rolls the turn back
 }
 
 Status Store::ReportDone(const std::string& message_id, MsgStatus status) {

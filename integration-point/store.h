@@ -138,6 +138,9 @@ class Store {
   // Takes a message in from the HTTP API (state new, OPPRETTET) and drops its draft, if any, in
   // one transaction. kAlreadyExists when the id was used before.
   Status CreateOutgoing(const MessageRow& m);
+  // CreateOutgoing of each row in one transaction (one commit); a result per row. A row that
+  // fails is left out alone; when the commit fails, every row fails with it.
+  std::vector<Status> CreateOutgoingGroup(const std::vector<const MessageRow*>& rows);
 
   // Drafts of the large-message flow: created from an SBD, files added one by one, sent with
   // CreateOutgoing or deleted.
@@ -193,6 +196,15 @@ class Store {
                                           const std::string& direction);
   storage::Db& db() { return *db_; }
 
+  // Batching (engine thread): between BeginTurn and CommitTurn every write through this Store
+  // joins one transaction (each operation a savepoint inside it), so a loop turn costs one
+  // commit and one fsync instead of one per message. Nothing written in the turn is durable
+  // before CommitTurn returned Ok: what must follow durability (a report, an ack, removing an
+  // outbox folder) waits for it. A failed CommitTurn rolls the whole turn back.
+  Status BeginTurn();
+  Status CommitTurn();  // Ok without an open turn
+  bool InTurn() const { return turn_ != nullptr; }
+
  private:
   explicit Store(std::unique_ptr<storage::Db> db) : db_(std::move(db)) {}
   Status InsertOutgoingInTx(const MessageRow& m, int64_t now);
@@ -200,6 +212,7 @@ class Store {
                                MsgStatus status, const std::string& reason, int64_t at_ms,
                                const std::optional<std::string>& new_state);
   std::unique_ptr<storage::Db> db_;
+  std::unique_ptr<storage::Transaction> turn_;
 };
 
 }  // namespace bud::ip

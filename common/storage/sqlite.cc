@@ -221,17 +221,26 @@ Status Db::Checkpoint() {
 }
 
 Transaction::Transaction(Db& db) : db_(db) {
-  begin_status_ = db_.Exec("BEGIN IMMEDIATE");
+  // Inside an open transaction (a batch, see Store::BeginTurn in the IP) this is a savepoint:
+  // its Commit releases into the outer transaction, its rollback undoes only its own changes.
+  nested_ = sqlite3_get_autocommit(db_.raw()) == 0;
+  begin_status_ = db_.Exec(nested_ ? "SAVEPOINT bud_nested" : "BEGIN IMMEDIATE");
   open_ = begin_status_.ok();
 }
 
 Transaction::~Transaction() {
-  if (open_) (void)db_.Exec("ROLLBACK");
+  if (!open_) return;
+  if (nested_) {
+    (void)db_.Exec("ROLLBACK TO bud_nested");
+    (void)db_.Exec("RELEASE bud_nested");
+  } else {
+    (void)db_.Exec("ROLLBACK");
+  }
 }
 
 Status Transaction::Commit() {
   if (!open_) return Status(Code::kInternal, "commit without an open transaction");
-  Status s = db_.Exec("COMMIT");
+  Status s = db_.Exec(nested_ ? "RELEASE bud_nested" : "COMMIT");
   if (s.ok()) open_ = false;
   return s;
 }

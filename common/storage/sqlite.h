@@ -113,6 +113,8 @@ class Db {
 };
 
 // BEGIN IMMEDIATE on construction (check began()); ROLLBACK on destruction unless committed.
+// Constructed while a transaction is already open on `db`, it is a savepoint inside it: Commit
+// releases it (durable only when the outer transaction commits), destruction rolls back to it.
 class Transaction {
  public:
   explicit Transaction(Db& db);
@@ -127,6 +129,7 @@ class Transaction {
   Db& db_;
   Status begin_status_;
   bool open_ = false;
+  bool nested_ = false;
 };
 
 // What BackupDatabase made.

@@ -3,6 +3,7 @@
 #include "broker/store.h"
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include "common/clock.h"
 #include "common/uuid.h"
@@ -87,6 +88,64 @@ TEST_CASE("status acks are committed with the batch, and only the owner's ack de
   CHECK(store.NoticesFor("0192:910076787", 0, 10)->size() == 1);
   REQUIRE(store.CommitBatch(no_submits, none, {{"0192:910076787", notice}}).ok());
   CHECK(store.NoticesFor("0192:910076787", 0, 10)->empty());
+}
+
+// Schema v4 drops messages' UNIQUE index on message_id (seen keeps the seq). A v3 store with
+// queued and delivered messages migrates: the queued ones stay deliverable, reports and attempts
+// still find them by id, a duplicate is still refused, and no seq is handed out twice.
+TEST_CASE("schema v4 migrates a v3 store: messages found through seen, seq never reused",
+          "[broker]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db";
+  const std::string queued = NewUuid(), delivered = NewUuid();
+  {
+    const auto& all = Migrations();
+    REQUIRE(all.size() >= 4);
+    auto v3 = storage::Db::OpenStore(path, {all.begin(), all.begin() + 3});
+    REQUIRE(v3.ok());
+    for (const auto& id : {queued, delivered}) {
+      REQUIRE((*v3)->Exec(fmt::format(
+          "INSERT INTO seen(message_id, sender, receiver, first_seen_ms) "
+          "VALUES('{}', '0192:910076787', '0192:910075918', 1)", id)).ok());
+      REQUIRE((*v3)->Exec(fmt::format(
+          "INSERT INTO messages(message_id, sender, receiver, envelope, received_ms, expires_ms) "
+          "VALUES('{}', '0192:910076787', '0192:910075918', x'01', 1, {})",
+          id, NowMs() + 3600 * 1000)).ok());
+    }
+    // The newest seq (2) is gone: v4 must not hand it out again.
+    REQUIRE((*v3)->Exec(fmt::format("DELETE FROM messages WHERE message_id='{}'", delivered)).ok());
+  }
+  auto opened = Store::Open(path);
+  REQUIRE(opened.ok());
+  Store& store = **opened;
+  CHECK(Pragma(store, "PRAGMA user_version") == SchemaVersion());
+  CHECK(Pragma(store, "SELECT count(*) FROM pragma_index_list('messages') WHERE \"unique\"") == 0);
+  CHECK(Pragma(store, fmt::format("SELECT seq FROM seen WHERE message_id='{}'", queued).c_str()) == 1);
+  CHECK(*store.QueuedCount() == 1);
+
+  // A new message gets seq 3; the old id is still a duplicate.
+  std::vector<SubmitItem> submits = {Item(NewUuid()), Item(queued)};
+  std::vector<ReportItem> none;
+  REQUIRE(store.CommitBatch(submits, none).ok());
+  CHECK_FALSE(submits[0].duplicate);
+  CHECK(submits[1].duplicate);
+  auto next = store.NextFor("0192:910075918", 0, 10);
+  REQUIRE(next.ok());
+  REQUIRE(next->size() == 2);
+  CHECK(next->back().seq == 3);
+
+  // Attempts and the receiver's report find the migrated message by id.
+  REQUIRE(store.AddAttempts({queued}).ok());
+  CHECK(Pragma(store, "SELECT attempts FROM messages WHERE seq=1") == 1);
+  ReportItem r;
+  r.reporter = "0192:910075918";
+  r.message_id = queued;
+  r.status = wire::MOTTATT;
+  std::vector<ReportItem> reports = {r};
+  std::vector<SubmitItem> no_submits;
+  REQUIRE(store.CommitBatch(no_submits, reports).ok());
+  CHECK(*store.QueuedCount() == 1);
+  CHECK(Pragma(store, "SELECT count(*) FROM messages WHERE seq=1") == 0);
 }
 
 }  // namespace bud::broker
