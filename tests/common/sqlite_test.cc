@@ -104,6 +104,41 @@ TEST_CASE("A transaction that is not committed leaves nothing behind", "[sqlite]
   CHECK(QueryInt(*reopened, "SELECT count(*) FROM t") == 0);
 }
 
+// The integration point batches a loop turn in one transaction; each store operation inside it
+// is a Transaction too, which then nests as a savepoint: its rollback undoes only itself, its
+// Commit is durable only with the outer commit.
+TEST_CASE("A transaction inside an open one is a savepoint", "[sqlite]") {
+  TempDir dir;
+  const std::string path = dir / "nested.db";
+  {
+    auto db = OpenOrDie(path);
+    ExecOrDie(*db, "CREATE TABLE t(x INTEGER)");
+    Transaction outer(*db);
+    REQUIRE(outer.began().ok());
+    {
+      Transaction ok(*db);
+      REQUIRE(ok.began().ok());
+      ExecOrDie(*db, "INSERT INTO t VALUES (1)");
+      REQUIRE(ok.Commit().ok());
+    }
+    {
+      Transaction failed(*db);
+      REQUIRE(failed.began().ok());
+      ExecOrDie(*db, "INSERT INTO t VALUES (2)");
+    }  // no Commit(): only this insert is undone
+    CHECK(QueryInt(*db, "SELECT count(*) FROM t") == 1);
+    {
+      // Not committed by the outer transaction: a second connection sees nothing yet.
+      auto other = OpenOrDie(path);
+      CHECK(QueryInt(*other, "SELECT count(*) FROM t") == 0);
+    }
+    REQUIRE(outer.Commit().ok());
+  }
+  auto reopened = OpenOrDie(path);
+  CHECK(QueryInt(*reopened, "SELECT x FROM t") == 1);
+  CHECK(QueryInt(*reopened, "SELECT count(*) FROM t") == 1);
+}
+
 TEST_CASE("A committed transaction persists after reopening", "[sqlite]") {
   TempDir dir;
   const std::string path = dir / "tx.db";
