@@ -48,6 +48,17 @@ const std::vector<std::string> kMigrations = {
     // indexes; they scanned every queued message, which with a million queued stalled the loop.
     R"(CREATE INDEX messages_by_expiry ON messages(expires_ms);
        CREATE INDEX messages_with_attempts ON messages(attempts) WHERE attempts > 0;)",
+    // 4 (schema "v5" of the large-messages work; renumber after the v4 of other work):
+    // streamed uploads in progress (broker/streams.h). The chunks are in spool files beside the
+    // store; next_chunk is committed only after the spool is fsynced up to it.
+    R"(CREATE TABLE uploads (
+         message_id TEXT PRIMARY KEY,
+         sender TEXT NOT NULL,
+         receiver TEXT NOT NULL,
+         head BLOB NOT NULL,
+         next_chunk INTEGER NOT NULL,
+         expires_ms INTEGER NOT NULL
+       ) WITHOUT ROWID;)",
 };
 
 // Page cache of the broker's connection (KiB; SQLite's default is 2 MiB). Holds the upper levels
