@@ -355,13 +355,13 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
     Status digest = CheckDigest(id, u);
     if (!digest.ok()) {
       Log()->warn("message {} from {}: streamed upload refused: {}", id, u.org, digest.ToString());
-      send(u.org, SubmitReplyMsg(id, wire::REJECTED, digest.ToString()));
       const std::string org = u.org;
       CloseUpload(id);
       (void)RemoveAll(SpoolPath(id));
       if (auto del = db_.Prepare("DELETE FROM uploads WHERE message_id=?"); del.ok()) {
         (void)(*del)->Bind(1, id).Run();
       }
+      send(org, SubmitReplyMsg(id, wire::REJECTED, digest.ToString()));
       continue;
     }
     Log()->info("message {}: all {} chunks ({} bytes) durable, digest checked", id,
