@@ -327,30 +327,10 @@ void Engine::FinishDownload(const std::string& id) {
       files.push_back({{"name", a.name()}, {"mediaType", a.media_type()}, {"size", a.size()},
                        {"sha256", *sha}});
     }
-    nlohmann::json sender_metadata;
-    try {
-      sender_metadata = nlohmann::json::parse(opened.manifest.metadata_json());
-    } catch (const nlohmann::json::exception&) {
-      sender_metadata = opened.manifest.metadata_json();
-    }
-    const wire::Header& h = opened.header;
-    nlohmann::json mj = {
-        {"messageId", h.message_id()},
-        {"conversationId", h.conversation_id()},
-        {"sender", h.sender()},
-        {"receiver", h.receiver()},
-        {"process", h.process()},
-        {"documentType", h.document_type()},
-        {"title", opened.manifest.title()},
-        {"createdAt", FormatTime(h.created_unix_ms())},
-        {"expectedResponseDateTime", FormatTime(h.expires_unix_ms())},
-        {"receivedAt", FormatTime(now)},
-        {"signer", {{"orgnr", d.sender.digits()}, {"subject", subject},
-                    {"certificateSha256", opened.signer_fingerprint}, {"verified", true}}},
-        {"attachments", files},
-        {"senderMetadata", sender_metadata},
-        {"streamed", true},
-    };
+    nlohmann::json mj = InboxMessageJson(
+        opened.header, opened.manifest.title(), opened.manifest.metadata_json(),
+        SignerInfo{subject, d.sender.digits(), opened.signer_fingerprint}, now, std::move(files));
+    mj["streamed"] = true;
     Status w = WriteFileSynced(JoinPath(tmp, "message.json"), mj.dump(2) + "\n", 0640);
     if (w.ok()) w = FsyncPath(tmp);
     if (w.ok()) w = RenameDurable(tmp, final_dir);
