@@ -40,6 +40,9 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(c.max_attempts, f.Int("broker.max_attempts", c.max_attempts, 1, 1000000));
   BUD_ASSIGN_OR_RETURN(c.store_max_bytes,
                        f.Int("broker.store_max_bytes", c.store_max_bytes, 0, INT64_MAX));
+  BUD_ASSIGN_OR_RETURN(c.max_payload_bytes, f.Int("broker.max_payload_bytes", c.max_payload_bytes,
+                                                   1, 64ll << 30));
+  BUD_ASSIGN_OR_RETURN(c.stream_window, f.Int("broker.stream_window", c.stream_window, 1, 256));
   BUD_ASSIGN_OR_RETURN(c.sweep_ms, f.Int("broker.sweep_ms", c.sweep_ms, 10, 3600000));
   BUD_ASSIGN_OR_RETURN(c.checkpoint_ms,
                        f.Int("broker.checkpoint_ms", c.checkpoint_ms, 100, 86400000));

@@ -23,6 +23,8 @@ struct Config {
   int64_t max_batch = 512;                       // [broker] max_batch: submits per commit
   int64_t default_ttl_ms = 24 * 3600 * 1000;     // [broker] default_ttl_ms when expires is unset
   int64_t max_attempts = 10;                     // [broker] max_attempts: failed deliveries before FEIL
+  int64_t max_payload_bytes = 5ll << 30;        // [broker] max_payload_bytes: streamed messages
+  int64_t stream_window = 8;                     // [broker] stream_window: unacked chunks per transfer
   int64_t store_max_bytes = 0;                   // [broker] store_max_bytes: cap (0 = the disk)
   int64_t sweep_ms = 1000;                       // [broker] sweep_ms: expiry sweep interval
   int64_t checkpoint_ms = 60000;                 // [broker] checkpoint_ms: WAL checkpoint interval

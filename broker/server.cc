@@ -5,6 +5,7 @@
 
 #include "common/clock.h"
 #include "common/crypto/envelope.h"
+#include "common/fs.h"
 #include "common/log.h"
 #include "common/orgnr.h"
 #include "common/runtime.h"
@@ -22,6 +23,10 @@ Server::Server(const Config& config, zmq::context_t& ctx) : config_(config), ctx
 
 Status Server::Run() {
   BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store, config_.store_max_bytes));
+  streams_ = std::make_unique<Streams>(store_->db(), JoinPath(ParentDir(AbsolutePath(config_.store)), "spool"),
+                                       static_cast<uint64_t>(config_.max_payload_bytes),
+                                       static_cast<uint32_t>(config_.stream_window));
+  BUD_RETURN_IF_ERROR(streams_->Init());
   sock_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
   wire::ConfigureSocket(*sock_, /*router=*/true);
   BUD_RETURN_IF_ERROR(SetUpCurve());
@@ -67,7 +72,13 @@ Status Server::Run() {
       std::string rid((*parts)[0].to_string());
       HandleFrame(rid, (*parts)[1]);
     }
+    FlushStreams();
     FlushBatch();
+    streams_->Pump([this](const std::string& rid, const wire::BrokerMessage& m) {
+      if (!SessionByRid(rid)) return false;
+      Send(rid, m);
+      return SessionByRid(rid) != nullptr;
+    });
     for (const auto& org : dirty_orgs_) {
       if (Session* s = SessionByOrg(org)) {
         PumpDeliveries(*s);
@@ -158,6 +169,7 @@ void Server::DropSession(const std::string& rid, const std::string& why) {
   }
   auto o = org_rid_.find(it->second.org);
   if (o != org_rid_.end() && o->second == rid) org_rid_.erase(o);
+  streams_->DropRid(rid);
   sessions_.erase(it);
 }
 
@@ -198,6 +210,10 @@ void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
       Send(rid, hb);
       break;
     }
+    case wire::ClientMessage::kSubmitStream:
+    case wire::ClientMessage::kChunk:
+    case wire::ClientMessage::kChunkAck:
+    case wire::ClientMessage::kStreamResume: OnStreamMessage(*s, msg); break;
     default: Refuse(rid, "message has no known body"); break;
   }
 }
@@ -333,6 +349,8 @@ void Server::FlushBatch() {
                   batch_acks_.size(), reports_committed.ToString());
     }
   }
+  if (committed.ok()) streams_->FinishUploads(finished_uploads_);
+  finished_uploads_.clear();
   for (size_t i = 0; i < batch_submits_.size(); ++i) {
     const auto& item = batch_submits_[i];
     wire::BrokerMessage m;
@@ -371,6 +389,10 @@ void Server::FlushBatch() {
     auto& rep = batch_reports_[i];
     const std::string& rid = batch_report_rids_[i];
     Session* s = SessionByRid(rid);
+    if (reports_committed.ok() && (rep.status == wire::MOTTATT || rep.status == wire::FEIL) &&
+        rep.result.ok()) {
+      streams_->Forget(rep.message_id);
+    }
     if (reports_committed.ok() && (rep.status == wire::MOTTATT || rep.status == wire::FEIL) && s) {
       s->inflight.erase(rep.message_id);
       dirty_orgs_.insert(s->org);
@@ -417,10 +439,7 @@ void Server::PumpDeliveries(Session& s) {
     for (auto& q : *next) {
       s.cursor_seq = q.seq;
       if (s.inflight.contains(q.message_id)) continue;
-      wire::BrokerMessage m;
-      m.set_protocol_version(wire::kProtocolVersion);
-      m.mutable_deliver()->set_envelope(std::move(q.envelope));
-      m.mutable_deliver()->set_attempt(1);
+      wire::BrokerMessage m = DeliveryMessage(q.envelope, 1);
       metrics_.deliveries.fetch_add(1, std::memory_order_relaxed);
       s.inflight[q.message_id] = {q.seq, MonoMs(), 1};
       Send(rid, m);
@@ -463,6 +482,7 @@ void Server::SweepExpired() {
       Log()->warn("message {} from {} to {}: FEIL after {} failed delivery attempts", e.message_id,
                   e.sender, e.receiver, config_.max_attempts);
       if (Session* s = SessionByOrg(e.receiver)) s->inflight.erase(e.message_id);
+      streams_->Forget(e.message_id);
       dirty_orgs_.insert(e.sender);
       metrics_.exhausted.fetch_add(1, std::memory_order_relaxed);
     }
@@ -477,7 +497,67 @@ void Server::SweepExpired() {
                 e.message_id, e.sender, e.receiver);
     metrics_.expired.fetch_add(1, std::memory_order_relaxed);
     if (Session* s = SessionByOrg(e.receiver)) s->inflight.erase(e.message_id);
+    streams_->Forget(e.message_id);
     dirty_orgs_.insert(e.sender);
+  }
+}
+
+void Server::OnStreamMessage(Session& s, wire::ClientMessage& msg) {
+  switch (msg.body_case()) {
+    case wire::ClientMessage::kSubmitStream: {
+      metrics_.submits.fetch_add(1, std::memory_order_relaxed);
+      auto started = streams_->OnSubmitStream(s.org, msg.submit_stream().head(),
+                                              config_.default_ttl_ms);
+      if (started.reply) Send(s.rid, *started.reply);
+      if (started.item) {
+        batch_submits_.push_back(std::move(*started.item));
+        batch_submit_rids_.push_back(s.rid);
+        batch_submit_us_.push_back(MonoUs());
+      }
+      break;
+    }
+    case wire::ClientMessage::kChunk:
+      if (auto reply = streams_->OnUploadChunk(s.org, *msg.mutable_chunk())) Send(s.rid, *reply);
+      break;
+    case wire::ClientMessage::kChunkAck: {
+      const auto& ack = msg.chunk_ack();
+      if (auto it = s.inflight.find(ack.message_id()); it != s.inflight.end()) {
+        it->second.sent_mono = MonoMs();  // a delivery that moves is not timed out
+      }
+      streams_->OnDeliveryAck(s.rid, ack);
+      break;
+    }
+    case wire::ClientMessage::kStreamResume: {
+      const auto& r = msg.stream_resume();
+      auto it = s.inflight.find(r.message_id());
+      if (it == s.inflight.end()) {
+        Log()->warn("StreamResume from {} for message {} that is not being delivered to it",
+                    s.org, r.message_id());
+        break;
+      }
+      auto q = store_->BySeq(it->second.seq);
+      if (!q.ok() || !q->has_value() || !IsStreamHead((*q)->envelope)) break;
+      it->second.sent_mono = MonoMs();
+      streams_->OnResume(s.rid, s.org, r, (*q)->envelope);
+      break;
+    }
+    default: break;
+  }
+}
+
+void Server::FlushStreams() {
+  std::vector<SubmitItem> complete;
+  streams_->Flush(
+      [this](const std::string& org, const wire::BrokerMessage& m) {
+        if (Session* s = SessionByOrg(org)) Send(s->rid, m);
+      },
+      &complete);
+  for (auto& item : complete) {
+    Session* s = SessionByOrg(item.sender);
+    finished_uploads_.push_back(item.message_id);
+    batch_submits_.push_back(std::move(item));
+    batch_submit_rids_.push_back(s ? s->rid : std::string());
+    batch_submit_us_.push_back(MonoUs());
   }
 }
 
@@ -506,10 +586,8 @@ void Server::CheckTimers() {
       }
       Log()->warn("message {} not acknowledged by {} within {} ms; redelivering (attempt {})",
                   it->first, s.org, config_.ack_timeout_ms, it->second.attempt);
-      wire::BrokerMessage m;
-      m.set_protocol_version(wire::kProtocolVersion);
-      m.mutable_deliver()->set_envelope((*q)->envelope);
-      m.mutable_deliver()->set_attempt(it->second.attempt);
+      wire::BrokerMessage m = DeliveryMessage((*q)->envelope, it->second.attempt);
+      streams_->DropRid(rid);  // the receiver answers the head again with where to resume
       metrics_.redeliveries.fetch_add(1, std::memory_order_relaxed);
       ++it;
       Send(rid, m);

@@ -24,6 +24,7 @@
 #include "broker/config.h"
 #include "broker/metrics.h"
 #include "broker/store.h"
+#include "broker/streams.h"
 #include "common/registry_client.h"
 #include "common/wire/curve.h"
 #include "proto/broker.pb.h"
@@ -62,6 +63,9 @@ class Server {
   void OnSubmit(Session& s, wire::Submit& submit);  // takes the envelope out of `submit`
   void OnReport(Session& s, const wire::Report& report);
   void OnStatusAck(Session& s, const wire::StatusAck& ack);
+  // Streamed envelopes (broker/streams.h).
+  void OnStreamMessage(Session& s, wire::ClientMessage& msg);
+  void FlushStreams();
   void FlushBatch();
   void PumpDeliveries(Session& s);
   void PumpNotices(Session& s);
@@ -80,6 +84,8 @@ class Server {
   std::unique_ptr<RegistryClient> registry_;
   bool curve_ = false;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<Streams> streams_;
+  std::vector<std::string> finished_uploads_;     // in this batch's submits; rows go after commit
   std::map<std::string, Session> sessions_;       // by routing id
   std::map<std::string, std::string> org_rid_;    // org -> routing id
   std::vector<SubmitItem> batch_submits_;

@@ -76,6 +76,16 @@ const std::vector<std::string> kMigrations = {
        CREATE INDEX messages_by_receiver ON messages(receiver, seq);
        CREATE INDEX messages_by_expiry ON messages(expires_ms);
        CREATE INDEX messages_with_attempts ON messages(attempts) WHERE attempts > 0;)",
+    // 5: streamed uploads in progress (broker/streams.h). The chunks are in spool files beside the
+    // store; next_chunk is committed only after the spool is fsynced up to it.
+    R"(CREATE TABLE uploads (
+         message_id TEXT PRIMARY KEY,
+         sender TEXT NOT NULL,
+         receiver TEXT NOT NULL,
+         head BLOB NOT NULL,
+         next_chunk INTEGER NOT NULL,
+         expires_ms INTEGER NOT NULL
+       ) WITHOUT ROWID;)",
 };
 
 // Page cache of the broker's connection (KiB; SQLite's default is 2 MiB). Holds the upper levels

@@ -63,6 +63,11 @@ Result<Config> Config::Load(const std::string& path) {
                        f.Int("outbox.max_attachment_bytes", c.max_attachment_bytes, 1, 200ll << 20));
   BUD_ASSIGN_OR_RETURN(c.default_ttl_ms,
                        f.Int("outbox.default_ttl_ms", c.default_ttl_ms, 1000, 366ll * 86400000));
+  BUD_ASSIGN_OR_RETURN(c.stream_threshold_bytes,
+                       f.Int("outbox.stream_threshold_bytes", c.stream_threshold_bytes, 0,
+                             200ll << 20));
+  BUD_ASSIGN_OR_RETURN(c.max_message_bytes,
+                       f.Int("outbox.max_message_bytes", c.max_message_bytes, 1, 64ll << 30));
   BUD_ASSIGN_OR_RETURN(c.delivery, f.String("incoming.delivery", c.delivery));
   if (c.delivery != "folder" && c.delivery != "api") {
     return f.Error("incoming.delivery", "must be \"folder\" (write paths.inbox) or \"api\" "

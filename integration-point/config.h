@@ -38,6 +38,11 @@ struct Config {
   int64_t max_attachments = 100;     // [outbox] max_attachments
   int64_t max_attachment_bytes = 100ll << 20;  // [outbox] max_attachment_bytes (each)
   int64_t default_ttl_ms = 24 * 3600 * 1000;   // [outbox] default_ttl_ms
+  // [outbox] stream_threshold_bytes: a folder whose attachments together exceed it is sent as a
+  // streamed envelope (docs/large-messages.md); [outbox] max_message_bytes caps those, and what
+  // this integration point accepts streamed.
+  int64_t stream_threshold_bytes = 8ll << 20;
+  int64_t max_message_bytes = 5ll << 30;
   // [incoming] delivery: "folder" writes received messages to paths.inbox; "api" keeps them in
   // the store for the HTTP API's peek/pop/delete.
   std::string delivery = "folder";

@@ -20,6 +20,7 @@
 #include "integration-point/inbox.h"
 #include "integration-point/outbox.h"
 #include "integration-point/receiver.h"
+#include "integration-point/stream_state.h"
 
 namespace bud::ip {
 
@@ -100,6 +101,7 @@ Status Engine::Start() {
   BUD_RETURN_IF_ERROR(MakeDirs(config_.outbox));
   if (!config_.inbox.empty()) BUD_RETURN_IF_ERROR(MakeDirs(config_.inbox));
   BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store));
+  RecoverSpool();
 
   inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (inotify_fd_ < 0 ||
@@ -156,6 +158,7 @@ Status Engine::Run() {
       }
       OnBrokerFrame(frame);
     }
+    PumpStreams();
     if (outbox_dirty_ || MonoMs() - last_scan_mono_ >= config_.rescan_ms) {
       ScanOutbox();
       CheckInbox();
@@ -228,6 +231,11 @@ void Engine::TakeFolder(const std::string& name) {
   };
   OutboxLimits limits{static_cast<size_t>(config_.max_attachments),
                       static_cast<size_t>(config_.max_attachment_bytes), config_.default_ttl_ms};
+  const bool large = IsLargeFolder(folder);
+  if (large) {
+    limits.max_attachment_bytes = static_cast<size_t>(config_.max_message_bytes);
+    limits.read_data = false;
+  }
   auto draft = ReadOutboxFolder(folder, me_, limits);
   if (!draft.ok()) {
     if (draft.status().code() == Code::kInvalidArgument) return fail(draft.status());
@@ -261,6 +269,15 @@ void Engine::TakeFolder(const std::string& name) {
   row.created_ms = draft->created_ms;
   row.expires_ms = draft->expires_ms;
   draft->payload.SerializeToString(&row.payload);
+  if (large) {
+    // The attachments stay files: the folder moves into the spool before the store commits.
+    Status moved = TakeInLargeFolder(folder, row.message_id);
+    if (!moved.ok()) {
+      Log()->error("outbox '{}': cannot move it into the spool ({}); it stays in the outbox", name,
+                   moved.ToString());
+      return;
+    }
+  }
   Status st = store_->ImportOutgoing(row, *key);
   if (!st.ok()) {
     Log()->error("outbox '{}': cannot store message {} ({}); it stays in the outbox", name,
@@ -343,6 +360,7 @@ void Engine::SealNew() {
     }
     wire::Header h;
     h.set_message_id(m.message_id);
+    const bool large = Exists(SpoolSource(m.message_id));
     h.set_conversation_id(m.conversation_id);
     h.set_sender(m.sender);
     h.set_receiver(m.receiver);
@@ -350,6 +368,10 @@ void Engine::SealNew() {
     h.set_document_type(m.document_type);
     h.set_created_unix_ms(m.created_ms);
     h.set_expires_unix_ms(m.expires_ms);
+    if (large) {
+      if (!SealLarge(m, std::move(h), std::move(payload), receiver_cert, fail)) return;
+      continue;
+    }
     auto env = crypto::Seal(std::move(h), payload, {signing_key_.get(), signing_cert_.get()},
                             receiver_cert);
     if (!env.ok()) {
@@ -376,8 +398,7 @@ void Engine::SubmitSealed() {
   for (auto& m : *rows) {
     if (in_flight_.size() >= static_cast<size_t>(config_.max_in_flight)) break;
     if (in_flight_.contains(m.message_id)) continue;
-    auto msg = NewClientMessage();
-    msg.mutable_submit()->set_envelope(std::move(m.envelope));
+    auto msg = SubmitMessage(std::move(m.envelope));
     if (!SendToBroker(msg)) return;
     in_flight_[m.message_id] = MonoMs();
     metrics_.submits.fetch_add(1, std::memory_order_relaxed);
@@ -398,6 +419,7 @@ void Engine::ConnectBroker() {
   welcomed_ = false;
   metrics_.broker_connected.store(0);
   in_flight_.clear();
+  ResetStreams();
   last_hello_mono_ = 0;
   last_heard_mono_ = MonoMs();
 }
@@ -431,6 +453,7 @@ void Engine::OnBrokerFrame(const zmq::message_t& frame) {
       hello_backoff_ms_ = 200;
       in_flight_.clear();
       report_sent_.clear();
+      ResetStreams();
       outgoing_dirty_ = true;
       Log()->info("connected to broker {} as {}", config_.broker_endpoint, me_.wire());
       SendPendingReports(true);
@@ -454,6 +477,10 @@ void Engine::OnBrokerFrame(const zmq::message_t& frame) {
       if (!st.ok()) Log()->error("report {}: {}", r.message_id(), st.ToString());
       break;
     }
+    case wire::BrokerMessage::kStreamStart: OnStreamStart(msg.stream_start()); break;
+    case wire::BrokerMessage::kChunkAck: OnUploadAck(msg.chunk_ack()); break;
+    case wire::BrokerMessage::kDeliverStream: OnDeliverStream(msg.deliver_stream()); break;
+    case wire::BrokerMessage::kChunk: OnStreamChunk(*msg.mutable_chunk()); break;
     case wire::BrokerMessage::kHeartbeat: break;
     case wire::BrokerMessage::kRefused:
       Log()->warn("broker refused: {}", msg.refused().reason());
@@ -470,6 +497,7 @@ void Engine::OnSubmitReply(const wire::SubmitReply& r) {
     }
     in_flight_.erase(it);
   }
+  EndUpload(r.message_id(), r.code() == wire::ACCEPTED || r.code() == wire::REJECTED);
   switch (r.code()) {
     case wire::ACCEPTED: {
       metrics_.accepted.fetch_add(1, std::memory_order_relaxed);

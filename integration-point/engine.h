@@ -82,6 +82,28 @@ class Engine {
   // Commits the turn's writes, then runs what waited for them.
   void FinishTurn();
 
+  // Streamed envelopes (stream_send.cc, stream_receive.cc; docs/large-messages.md).
+  struct StreamUpload;
+  struct StreamDownload;
+  std::string SpoolDir() const;
+  std::string SpoolSource(const std::string& message_id) const;  // taken-in attachments
+  bool IsLargeFolder(const std::string& folder) const;
+  Status TakeInLargeFolder(const std::string& folder, const std::string& message_id);
+  void RecoverSpool();
+  // Seals a message taken in as a large folder; false when `m` is not one.
+  bool SealLarge(const MessageRow& m, wire::Header header, wire::Payload manifest,
+                 X509* receiver_cert, const std::function<void(const std::string&)>& fail);
+  wire::ClientMessage SubmitMessage(std::string envelope);
+  void OnStreamStart(const wire::StreamStart& start);
+  void OnUploadAck(const wire::ChunkAck& ack);
+  void EndUpload(const std::string& message_id, bool delete_spool);
+  void OnDeliverStream(const wire::DeliverStream& ds);
+  void OnStreamChunk(wire::Chunk& chunk);
+  void RefuseStream(const MessageRow& row, const Status& why);
+  void FinishDownload(const std::string& message_id);
+  void PumpStreams();
+  void ResetStreams();
+
   const Config& config_;
   zmq::context_t& ctx_;
   Orgnr me_;
@@ -117,6 +139,8 @@ class Engine {
   int64_t last_seal_retry_mono_ = 0;
   int64_t last_reports_mono_ = 0;
   int64_t last_checkpoint_mono_ = 0;
+  std::map<std::string, std::unique_ptr<StreamUpload>> uploads_;      // by message id
+  std::map<std::string, std::unique_ptr<StreamDownload>> downloads_;  // by message id
 };
 
 }  // namespace bud::ip

@@ -11,6 +11,33 @@
 
 namespace bud::ip {
 
+nlohmann::json InboxMessageJson(const wire::Header& h, const std::string& title,
+                                const std::string& metadata_json, const SignerInfo& signer,
+                                int64_t received_ms, nlohmann::json files) {
+  nlohmann::json sender_metadata;
+  try {
+    sender_metadata = nlohmann::json::parse(metadata_json);
+  } catch (const nlohmann::json::exception&) {
+    sender_metadata = metadata_json;  // kept as text when it is not JSON
+  }
+  return {
+      {"messageId", h.message_id()},
+      {"conversationId", h.conversation_id()},
+      {"sender", h.sender()},
+      {"receiver", h.receiver()},
+      {"process", h.process()},
+      {"documentType", h.document_type()},
+      {"title", title},
+      {"createdAt", FormatTime(h.created_unix_ms())},
+      {"expectedResponseDateTime", FormatTime(h.expires_unix_ms())},
+      {"receivedAt", FormatTime(received_ms)},
+      {"signer", {{"orgnr", signer.orgnr}, {"subject", signer.subject},
+                  {"certificateSha256", signer.fingerprint}, {"verified", true}}},
+      {"attachments", std::move(files)},
+      {"senderMetadata", sender_metadata},
+  };
+}
+
 Status WriteInbox(const std::string& inbox, const crypto::Opened& opened, const SignerInfo& signer,
                   int64_t received_ms) {
   const auto& h = opened.header;
@@ -34,28 +61,9 @@ Status WriteInbox(const std::string& inbox, const crypto::Opened& opened, const 
                      {"size", a.data().size()},
                      {"sha256", crypto::Hex(crypto::Sha256(a.data()))}});
   }
-  nlohmann::json sender_metadata;
-  try {
-    sender_metadata = nlohmann::json::parse(opened.payload.metadata_json());
-  } catch (const nlohmann::json::exception&) {
-    sender_metadata = opened.payload.metadata_json();  // kept as text when it is not JSON
-  }
-  nlohmann::json mj = {
-      {"messageId", h.message_id()},
-      {"conversationId", h.conversation_id()},
-      {"sender", h.sender()},
-      {"receiver", h.receiver()},
-      {"process", h.process()},
-      {"documentType", h.document_type()},
-      {"title", opened.payload.title()},
-      {"createdAt", FormatTime(h.created_unix_ms())},
-      {"expectedResponseDateTime", FormatTime(h.expires_unix_ms())},
-      {"receivedAt", FormatTime(received_ms)},
-      {"signer", {{"orgnr", signer.orgnr}, {"subject", signer.subject},
-                  {"certificateSha256", signer.fingerprint}, {"verified", true}}},
-      {"attachments", files},
-      {"senderMetadata", sender_metadata},
-  };
+  const nlohmann::json mj = InboxMessageJson(h, opened.payload.title(),
+                                             opened.payload.metadata_json(), signer, received_ms,
+                                             std::move(files));
   BUD_RETURN_IF_ERROR(WriteFileSynced(JoinPath(tmp, "message.json"), mj.dump(2) + "\n", 0640));
   BUD_RETURN_IF_ERROR(FsyncPath(tmp));
   BUD_RETURN_IF_ERROR(RenameDurable(tmp, final_dir));

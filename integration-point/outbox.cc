@@ -137,6 +137,7 @@ Result<OutgoingDraft> ReadOutboxFolder(const std::string& folder, const Orgnr& m
   BUD_ASSIGN_OR_RETURN(std::string text, ReadFile(JoinPath(folder, "message.json")));
   BUD_ASSIGN_OR_RETURN(OutgoingDraft d, ParseMessageJson(text, me, limits));
   BUD_ASSIGN_OR_RETURN(auto names, ListDir(folder));
+  uint64_t total = 0;
   for (const auto& name : names) {
     if (name == "message.json") continue;
     std::string path = JoinPath(folder, name);
@@ -149,6 +150,18 @@ Result<OutgoingDraft> ReadOutboxFolder(const std::string& folder, const Orgnr& m
     }
     // Checked before reading, so an oversized file is never loaded.
     BUD_RETURN_IF_ERROR(CheckAttachmentLimits(d, name, static_cast<size_t>(st.st_size), limits));
+    if (!limits.read_data) {
+      total += static_cast<uint64_t>(st.st_size);
+      if (total > limits.max_attachment_bytes) {
+        return Bad(fmt::format("the attachments have more than {} bytes together",
+                               limits.max_attachment_bytes));
+      }
+      auto* a = d.payload.add_attachments();
+      a->set_name(name);
+      a->set_media_type(GuessMediaType(name));
+      a->set_size(static_cast<uint64_t>(st.st_size));
+      continue;
+    }
     BUD_ASSIGN_OR_RETURN(std::string data, ReadFile(path));
     BUD_RETURN_IF_ERROR(AddAttachment(d, name, GuessMediaType(name), std::move(data), limits));
   }

@@ -18,6 +18,9 @@ struct OutboxLimits {
   size_t max_attachments = 100;
   size_t max_attachment_bytes = 100u << 20;
   int64_t default_ttl_ms = 24 * 3600 * 1000;
+  // false for a large (streamed) message: attachments are listed with their size, not read, and
+  // max_attachment_bytes caps them together.
+  bool read_data = true;
 };
 
 // What an outbox folder asks for, validated: routing fields, ids and the payload to encrypt.

@@ -39,6 +39,7 @@
 #include "address-registry/store.h"
 #include "common/clock.h"
 #include "common/crypto/envelope.h"
+#include "common/crypto/stream.h"
 #include "common/crypto/openssl.h"
 #include "common/orgnr.h"
 #include "common/uuid.h"
@@ -242,6 +243,26 @@ class BrokerSession {
   }
 
   const std::vector<wire::Deliver>& deliveries() const { return deliveries_; }
+
+  // Sends `m` and waits for an answer that `want` accepts (others are kept); nullopt when none
+  // comes within `timeout`.
+  std::optional<wire::BrokerMessage> SendAndAwaitMatching(
+      const wire::ClientMessage& m, Millis timeout,
+      const std::function<bool(const wire::BrokerMessage&)>& want) {
+    size_t from = answers_.size();
+    raw_.Send(m);
+    std::optional<wire::BrokerMessage> found;
+    Pump(timeout, [&] {
+      for (; from < answers_.size(); ++from) {
+        if (want(answers_[from])) {
+          found = answers_[from];
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
 
  private:
   // Receives until `done` holds (true) or `timeout` passes (false).
@@ -1469,6 +1490,105 @@ TEST_CASE("a receiver does not take a path from an envelope's message id",
   }
   CHECK(ReadFileOrEmpty(victim_file) == "someone else's file\n");  // not removed
   CheckInboxEmpty(ex, kAgencyB);
+}
+
+}  // namespace bud::test
+
+namespace bud::test {
+
+// Streamed envelopes (docs/large-messages.md): a chunk flipped, dropped, duplicated or reordered
+// on the way is caught by the broker's digest check (honest head, REJECTED); when the sender
+// signs the tampered stream's digest, the receiver's ChunkVerifier catches it (asks once more,
+// then FEIL). Either way nothing reaches the receiver's inbox, not even in inbox/.tmp.
+TEST_CASE("streamed chunks flipped, dropped, duplicated or reordered are caught before the inbox",
+          "[integration][security]") {
+  Exchange ex;
+  AgencyKeys a = LoadAgencyKeys(ex, kAgencyA);
+  AgencyKeys b = LoadAgencyKeys(ex, kAgencyB);
+  ex.ip(kAgencyA).Stop();  // the raw session speaks for A
+  BrokerSession s(ex, a.curve);
+  s.Join(kAgencyA);
+  constexpr uint32_t kChunk = crypto::kMinChunkSize;
+  const std::vector<std::pair<std::string, std::vector<int>>> kinds = {
+      {"flipped", {0, 1, 2, 3, 4}}, {"dropped", {0, 2, 3, 4, 4}},
+      {"duplicated", {0, 1, 1, 3, 4}}, {"reordered", {0, 2, 1, 3, 4}}};
+  for (const auto& [kind, order] : kinds) {
+    for (bool signed_by_sender : {false, true}) {
+      INFO(kind << (signed_by_sender ? ", signed by the sender" : ", in transit"));
+      Draft d = NewDraft(kAgencyA, kAgencyB, {});
+      const std::string id = d.header.message_id();
+      std::vector<std::string> recs;
+      std::string head = Must(
+          crypto::SealPlaintextStream(
+              d.header, 5 * kChunk,
+              [](size_t n, std::string* out) {
+                out->assign(n, 'x');
+                return Status::Ok();
+              },
+              {a.signing_key.get(), a.signing_cert.get()}, b.encryption_cert.get(),
+              [&](uint64_t, std::string_view r) {
+                recs.emplace_back(r);
+                return Status::Ok();
+              },
+              kChunk),
+          "sealing a stream");
+      REQUIRE(recs.size() == 5);
+      std::vector<std::string> sent;
+      for (int i : order) sent.push_back(recs[static_cast<size_t>(i)]);
+      if (kind == "flipped") sent[1] = Flip(sent[1], 10);
+      if (signed_by_sender) {
+        std::string all;
+        for (const auto& r : sent) all += r;
+        wire::Envelope env;
+        REQUIRE(env.ParseFromString(head));
+        wire::Header h;
+        REQUIRE(h.ParseFromString(env.header()));
+        h.set_payload_sha256(crypto::Sha256(all));
+        env.set_header(h.SerializeAsString());
+        env.set_signature(Must(crypto::Sign(env.header(), a.signing_key.get()), "re-signing"));
+        head = env.SerializeAsString();
+      }
+      wire::ClientMessage submit;
+      submit.set_protocol_version(wire::kProtocolVersion);
+      submit.mutable_submit_stream()->set_head(head);
+      auto start = s.SendAndAwaitMatching(submit, kDefaultWait, [&](const wire::BrokerMessage& m) {
+        return (m.has_stream_start() && m.stream_start().message_id() == id) ||
+               (m.has_submit_reply() && m.submit_reply().message_id() == id);
+      });
+      REQUIRE(start);
+      REQUIRE(start->has_stream_start());
+      CHECK(start->stream_start().next_chunk() == 0);
+      std::optional<wire::BrokerMessage> reply;
+      for (size_t i = 0; i < sent.size(); ++i) {
+        wire::ClientMessage c;
+        c.set_protocol_version(wire::kProtocolVersion);
+        c.mutable_chunk()->set_message_id(id);
+        c.mutable_chunk()->set_index(i);
+        c.mutable_chunk()->set_record(sent[i]);
+        const bool last = i + 1 == sent.size();
+        reply = s.SendAndAwaitMatching(c, last ? kDefaultWait : Millis(1),
+                                       [&](const wire::BrokerMessage& m) {
+                                         return m.has_submit_reply() &&
+                                                m.submit_reply().message_id() == id;
+                                       });
+        if (reply) break;
+      }
+      REQUIRE(reply);
+      if (!signed_by_sender) {
+        CHECK(reply->submit_reply().code() == wire::REJECTED);
+        CHECK(reply->submit_reply().reason().find("DIGEST_MISMATCH") != std::string::npos);
+      } else {
+        CHECK(reply->submit_reply().code() == wire::ACCEPTED);
+        wire::StatusNotice n = s.WaitForNotice(id);
+        CHECK(n.status() == wire::FEIL);
+        CHECK(n.reason().find("ENVELOPE_REJECTED") != std::string::npos);
+      }
+      CHECK_FALSE(std::filesystem::exists(ex.Inbox(kAgencyB) + "/" + id));
+      CHECK_FALSE(std::filesystem::exists(ex.Inbox(kAgencyB) + "/.tmp/" + id));
+      CHECK_FALSE(std::filesystem::exists(ex.AgencyDir(kAgencyB) + "/spool/in-" + id));
+      CHECK_FALSE(std::filesystem::exists(ex.root() + "/broker/spool/" + id));
+    }
+  }
 }
 
 }  // namespace bud::test

@@ -1,0 +1,358 @@
+// Receiving streamed envelopes (docs/large-messages.md): the head is verified before any chunk
+// moves, each record is checked (ChunkVerifier) and appended to a spool file that is fsynced
+// before it is acknowledged, and only when the whole stream's digest and signature verify
+// (OpenStream) is it decrypted into inbox/.tmp/<id>/ and renamed into place.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/uuid.h"
+#include "common/wire/zmq.h"
+#include "integration-point/engine.h"
+#include "integration-point/inbox.h"
+#include "integration-point/receiver.h"
+#include "integration-point/stream_state.h"
+
+namespace bud::ip {
+
+namespace {
+std::shared_ptr<spdlog::logger> Log() { return Logger("ip"); }
+
+constexpr std::string_view kEnvelopeRejected =
+    "ENVELOPE_REJECTED: the receiver could not verify and decrypt the envelope";
+
+std::string OutsideStreamReason(const Status& why) {
+  for (Code c : {Code::kMalformed, Code::kBadSignature, Code::kDigestMismatch,
+                 Code::kDecryptFailed, Code::kPayloadMismatch, Code::kUnsupported,
+                 Code::kInvalidArgument}) {
+    if (why.code() == c) return std::string(kEnvelopeRejected);
+  }
+  return why.ToString();
+}
+
+Result<std::string> FileSha256Hex(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "open " + path);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  std::string buf(1 << 20, '\0');
+  Status st = Status::Ok();
+  while (true) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      st = ErrnoStatus(errno, "read " + path);
+      break;
+    }
+    if (n == 0) break;
+    EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(n));
+  }
+  ::close(fd);
+  unsigned char md[32];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  if (!st.ok()) return st;
+  return crypto::Hex(std::string_view(reinterpret_cast<char*>(md), len));
+}
+
+Status WriteRecord(int fd, const std::string& rec, uint64_t offset) {
+  size_t done = 0;
+  while (done < rec.size()) {
+    ssize_t n = ::pwrite(fd, rec.data() + done, rec.size() - done,
+                         static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, "writing spool");
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+void Engine::RefuseStream(const MessageRow& row, const Status& why) {
+  const std::string outside = OutsideStreamReason(why);
+  metrics_.refused.fetch_add(1, std::memory_order_relaxed);
+  Log()->warn("message {} from {} refused (FEIL): {}", row.message_id, row.sender, why.ToString());
+  downloads_.erase(row.message_id);
+  (void)::unlink(JoinPath(SpoolDir(), "in-" + row.message_id).c_str());
+  Status st = store_->RecordIncoming(row, wire::FEIL, why.ToString(), wire::FEIL, outside, NowMs());
+  if (!st.ok()) {
+    Log()->error("message {}: cannot record FEIL: {}", row.message_id, st.ToString());
+    return;
+  }
+  Report(row.message_id, wire::FEIL, outside);
+}
+
+void Engine::OnDeliverStream(const wire::DeliverStream& ds) {
+  metrics_.deliveries.fetch_add(1, std::memory_order_relaxed);
+  auto head = crypto::ParseStreamHead(ds.head(), static_cast<uint64_t>(config_.max_message_bytes) +
+                                                     (2u << 20));
+  if (!head.ok()) {
+    Log()->error("broker delivered a streamed head that cannot be parsed: {}",
+                 head.status().ToString());
+    return;
+  }
+  const wire::Header& h = head->header;
+  const std::string& id = h.message_id();
+  if (!IsUuid(id) || id != fmt::format("{}", id) || id.find_first_of("ABCDEF") != std::string::npos) {
+    Log()->error("broker delivered a streamed head whose message id is not a lower-case UUID; "
+                 "refused without writing anything");
+    Report(id, wire::FEIL, std::string(kEnvelopeRejected));
+    return;
+  }
+  auto existing = store_->Get(id, "IN");
+  if (!existing.ok()) {
+    Log()->error("message {}: store: {}", id, existing.status().ToString());
+    return;
+  }
+  if (existing->has_value()) {
+    const bool failed = (*existing)->status == "FEIL";
+    std::string reason;
+    if (failed) {
+      auto hist = store_->History(id, "IN");
+      if (hist.ok() && !hist->empty()) reason = std::string(kEnvelopeRejected);
+    }
+    Log()->info("message {} from {} delivered again; already {}", id, h.sender(),
+                (*existing)->status);
+    Report(id, failed ? wire::FEIL : wire::MOTTATT, reason);
+    return;
+  }
+  auto sender = Orgnr::Parse(h.sender());
+  MessageRow row;
+  row.message_id = id;
+  row.conversation_id = h.conversation_id();
+  row.sender = h.sender();
+  row.receiver = h.receiver();
+  row.process = h.process();
+  row.document_type = h.document_type();
+  row.created_ms = h.created_unix_ms();
+  row.expires_ms = h.expires_unix_ms();
+  if (!sender.ok()) return RefuseStream(row, sender.status());
+
+  auto it = downloads_.find(id);
+  if (it == downloads_.end() || it->second->head != ds.head()) {
+    if (config_.delivery != "folder") {
+      return RefuseStream(row, Status(Code::kUnsupported,
+                                      "streamed messages are written to the inbox folder only "
+                                      "(incoming.delivery = \"folder\")"));
+    }
+    auto entry = registry_->Lookup(*sender);
+    if (!entry.ok()) {
+      if (entry.status().code() == Code::kUnavailable) {
+        Log()->warn("message {}: cannot check the sender now ({}); it will be redelivered", id,
+                    entry.status().message());
+        return;
+      }
+      return RefuseStream(row, entry.status());
+    }
+    auto certs = crypto::TrustedCerts(*trust_, entry->signing_cert_pem(),
+                                      entry->next_signing_cert_pem(),
+                                      crypto::KeyPurpose::kSigning, *sender);
+    if (!certs.ok()) return RefuseStream(row, certs.status().Context("sender's signing certificate"));
+    auto d = std::make_unique<StreamDownload>(*sender);
+    d->head = ds.head();
+    d->row = row;
+    d->sender_certs = std::move(*certs);
+    for (const auto& c : d->sender_certs) d->sender_cert_ptrs.push_back(c.get());
+    crypto::StreamParties parties{me_, d->sender, d->sender_cert_ptrs, decryption_keys_, *trust_,
+                                  std::nullopt};
+    crypto::StreamOptions options;
+    options.max_plaintext = static_cast<uint64_t>(config_.max_message_bytes) + (2u << 20);
+    auto verifier = crypto::ChunkVerifier::Create(ds.head(), parties, options);
+    if (!verifier.ok()) return RefuseStream(row, verifier.status());
+    if (h.expires_unix_ms() > 0 && h.expires_unix_ms() < NowMs()) {
+      return RefuseStream(row, Status(Code::kInvalidArgument,
+                                      fmt::format("envelope expired at {}",
+                                                  FormatTime(h.expires_unix_ms()))));
+    }
+    d->verifier.emplace(std::move(*verifier));
+    Status dirs = MakeDirs(SpoolDir());
+    const std::string spool = JoinPath(SpoolDir(), "in-" + id);
+    d->fd = dirs.ok() ? ::open(spool.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640) : -1;
+    if (d->fd < 0) {
+      Log()->error("message {}: cannot open spool {}: {}; not acknowledged", id, spool,
+                   std::strerror(errno));
+      return;
+    }
+    // What is durably in the spool counts: re-read it through the verifier (tags and running
+    // digest), cut off at the first record that is short or does not verify.
+    struct stat st;
+    const uint64_t have = ::fstat(d->fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+    const auto& l = d->verifier->layout();
+    std::string rec;
+    while (d->verifier->next_index() < l.chunk_count) {
+      const uint64_t i = d->verifier->next_index();
+      if (l.RecordOffset(i) + l.RecordSize(i) > have) break;
+      rec.resize(l.RecordSize(i));
+      if (::pread(d->fd, rec.data(), rec.size(), static_cast<off_t>(l.RecordOffset(i))) !=
+          static_cast<ssize_t>(rec.size())) {
+        break;
+      }
+      if (!d->verifier->Append(i, rec).ok()) break;
+    }
+    const uint64_t keep = l.RecordOffset(d->verifier->next_index());
+    if (keep != have && ::ftruncate(d->fd, static_cast<off_t>(keep)) != 0) {
+      Log()->error("message {}: cannot truncate spool: {}", id, std::strerror(errno));
+      return;
+    }
+    d->start_chunk = d->verifier->next_index();
+    d->started_mono = d->last_log_mono = MonoMs();
+    if (d->start_chunk > 0) {
+      Log()->info("message {}: resuming at chunk {} (offset {}) from the spool", id,
+                  d->start_chunk, keep);
+    } else {
+      Log()->info("message {} from {}: streamed delivery of {} bytes in {} chunks", id,
+                  h.sender(), l.ciphertext_size, l.chunk_count);
+    }
+    downloads_[id] = std::move(d);
+    it = downloads_.find(id);
+  }
+  StreamDownload& d = *it->second;
+  if (d.verifier->next_index() == d.verifier->layout().chunk_count) {
+    FinishDownload(id);
+    return;
+  }
+  wire::ClientMessage msg;
+  msg.set_protocol_version(wire::kProtocolVersion);
+  msg.mutable_stream_resume()->set_message_id(id);
+  msg.mutable_stream_resume()->set_next_chunk(d.verifier->next_index());
+  d.resume_sent_for = d.verifier->next_index();
+  d.resume_sent_mono = MonoMs();
+  SendToBroker(msg);
+}
+
+void Engine::OnStreamChunk(wire::Chunk& chunk) {
+  auto it = downloads_.find(chunk.message_id());
+  if (it == downloads_.end()) return;
+  StreamDownload& d = *it->second;
+  const uint64_t next = d.verifier->next_index();
+  auto ask_again = [&](const std::string& why) {
+    if (d.resume_sent_for == next && MonoMs() - d.resume_sent_mono < 2000) return;
+    Log()->warn("message {}: {}; asking for chunk {} again", chunk.message_id(), why, next);
+    wire::ClientMessage msg;
+    msg.set_protocol_version(wire::kProtocolVersion);
+    msg.mutable_stream_resume()->set_message_id(chunk.message_id());
+    msg.mutable_stream_resume()->set_next_chunk(next);
+    msg.mutable_stream_resume()->set_reason(why);
+    d.resume_sent_for = next;
+    d.resume_sent_mono = MonoMs();
+    SendToBroker(msg);
+  };
+  if (chunk.index() < next) return;  // a duplicate (a resend): already have it
+  if (chunk.index() > next) return ask_again(fmt::format("chunk {} arrived out of order", chunk.index()));
+  Status ok = d.verifier->Append(chunk.index(), chunk.record());
+  if (!ok.ok()) {
+    if (d.failed_index == next) {
+      const MessageRow row = d.row;
+      return RefuseStream(row, ok.Context(fmt::format("chunk {} failed twice", next)));
+    }
+    d.failed_index = next;
+    return ask_again(fmt::format("chunk {} failed its check ({})", next, ok.ToString()));
+  }
+  Status written = WriteRecord(d.fd, chunk.record(), d.verifier->layout().RecordOffset(chunk.index()));
+  if (!written.ok()) {
+    Log()->error("message {}: {}; the transfer restarts from the spool", chunk.message_id(),
+                 written.ToString());
+    downloads_.erase(it);  // rebuilt from the spool at the next DeliverStream
+    return;
+  }
+  d.unsynced = true;
+  if (d.verifier->next_index() == d.verifier->layout().chunk_count) {
+    FinishDownload(chunk.message_id());
+  }
+}
+
+void Engine::FinishDownload(const std::string& id) {
+  auto it = downloads_.find(id);
+  if (it == downloads_.end()) return;
+  StreamDownload& d = *it->second;
+  const MessageRow row = d.row;
+  if (::fdatasync(d.fd) != 0) {
+    Log()->error("message {}: fsync of spool failed: {}", id, std::strerror(errno));
+    return;
+  }
+  d.unsynced = false;
+  Status finished = d.verifier->Finish();
+  if (!finished.ok()) return RefuseStream(row, finished);
+  const std::string spool = JoinPath(SpoolDir(), "in-" + id);
+  const std::string final_dir = JoinPath(config_.inbox, id);
+  const int64_t now = NowMs();
+  crypto::OpenedStream opened;
+  if (!Exists(final_dir)) {
+    const std::string tmp_root = JoinPath(config_.inbox, ".tmp");
+    const std::string tmp = JoinPath(tmp_root, id);
+    Status prep = MakeDirs(tmp_root);
+    if (prep.ok()) prep = RemoveAll(tmp);
+    if (!prep.ok()) {
+      Log()->error("message {}: {}; not acknowledged", id, prep.ToString());
+      return;
+    }
+    crypto::StreamParties parties{me_, d.sender, d.sender_cert_ptrs, decryption_keys_, *trust_,
+                                  std::nullopt};
+    crypto::StreamOptions options;
+    options.max_plaintext = static_cast<uint64_t>(config_.max_message_bytes) + (2u << 20);
+    options.max_attachments = static_cast<size_t>(config_.max_attachments);
+    const int64_t t0 = MonoMs();
+    auto o = crypto::OpenStream(d.head, spool, tmp, parties, options);
+    if (!o.ok()) {
+      if (o.status().code() == Code::kIo || o.status().code() == Code::kAlreadyExists) {
+        Log()->error("message {}: cannot open the stream now ({}); not acknowledged", id,
+                     o.status().ToString());
+        downloads_.erase(it);
+        return;
+      }
+      return RefuseStream(row, o.status());
+    }
+    opened = std::move(*o);
+    std::string subject;
+    for (X509* c : d.sender_cert_ptrs) {
+      if (crypto::Hex(crypto::CertFingerprint(c)) == opened.signer_fingerprint) {
+        subject = crypto::SubjectOf(c);
+      }
+    }
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& a : opened.manifest.attachments()) {
+      auto sha = FileSha256Hex(JoinPath(tmp, a.name()));
+      if (!sha.ok()) {
+        Log()->error("message {}: {}; not acknowledged", id, sha.status().ToString());
+        return;
+      }
+      files.push_back({{"name", a.name()}, {"mediaType", a.media_type()}, {"size", a.size()},
+                       {"sha256", *sha}});
+    }
+    nlohmann::json mj = InboxMessageJson(
+        opened.header, opened.manifest.title(), opened.manifest.metadata_json(),
+        SignerInfo{subject, d.sender.digits(), opened.signer_fingerprint}, now, std::move(files));
+    mj["streamed"] = true;
+    Status w = WriteFileSynced(JoinPath(tmp, "message.json"), mj.dump(2) + "\n", 0640);
+    if (w.ok()) w = FsyncPath(tmp);
+    if (w.ok()) w = RenameDurable(tmp, final_dir);
+    if (!w.ok()) {
+      Log()->error("message {}: cannot write the inbox ({}); not acknowledged", id, w.ToString());
+      return;
+    }
+    Log()->info("message {}: stream opened into the inbox in {} ms", id, MonoMs() - t0);
+  }
+  MessageRow rec = row;
+  rec.title = opened.manifest.title();
+  Status recorded = store_->RecordIncoming(rec, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", now);
+  if (!recorded.ok()) {
+    Log()->error("message {}: in the inbox but not recorded ({}); not acknowledged", id,
+                 recorded.ToString());
+    return;
+  }
+  downloads_.erase(id);
+  (void)::unlink(spool.c_str());
+  Log()->info("message {} from {} written to inbox (streamed, {} attachment(s); "
+              "INNKOMMENDE_MOTTATT)", id, row.sender, opened.manifest.attachments_size());
+  Report(id, wire::MOTTATT, "");
+}
+
+}  // namespace bud::ip

@@ -1,0 +1,186 @@
+// Large attachments as streamed envelopes through real processes (docs/large-messages.md):
+// byte for byte, in bounded memory, and resumed after SIGKILL of the broker and the receiver.
+// Its own ctest entry (large_tests); integration_tests skips "[large]".
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "common/crypto/openssl.h"
+#include "common/uuid.h"
+#include "tests/integration/harness.h"
+
+namespace bud::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Peak resident set (VmHWM) of a live process, in KiB.
+int64_t PeakRssKib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+// Writes `bytes` pseudo-random bytes (seeded) to `path` in 1 MiB blocks; returns their SHA-256.
+std::string WriteRandomFile(const std::string& path, uint64_t bytes, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string block(1 << 20, '\0');
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  std::ofstream out(path, std::ios::binary);
+  for (uint64_t left = bytes; left > 0;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(left, block.size()));
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+      uint64_t v = rng();
+      std::memcpy(block.data() + i, &v, 8);
+    }
+    out.write(block.data(), static_cast<std::streamsize>(n));
+    EVP_DigestUpdate(ctx, block.data(), n);
+    left -= n;
+  }
+  out.close();
+  REQUIRE(out.good());
+  unsigned char md[32];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  return crypto::Hex(std::string(reinterpret_cast<char*>(md), len));
+}
+
+std::string FileSha256(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string block(1 << 20, '\0');
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  while (in) {
+    in.read(block.data(), static_cast<std::streamsize>(block.size()));
+    EVP_DigestUpdate(ctx, block.data(), static_cast<size_t>(in.gcount()));
+  }
+  unsigned char md[32];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  return crypto::Hex(std::string(reinterpret_cast<char*>(md), len));
+}
+
+int64_t FileSize(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
+}
+
+// Drops a folder with one big attachment into `org`'s outbox (written hidden, then renamed).
+std::string DropLarge(Exchange& ex, const std::string& from, const std::string& to,
+                      const std::string& id, uint64_t bytes, uint32_t seed) {
+  const std::string tmp = ex.Outbox(from) + "/.tmp-large-" + id;
+  REQUIRE(::mkdir(tmp.c_str(), 0750) == 0);
+  const std::string sha = WriteRandomFile(tmp + "/big.bin", bytes, seed);
+  auto meta = Exchange::Metadata(to);
+  meta["messageId"] = id;
+  std::ofstream(tmp + "/message.json") << meta.dump();
+  REQUIRE(::rename(tmp.c_str(), (ex.Outbox(from) + "/large-" + id).c_str()) == 0);
+  return sha;
+}
+
+// Waits until `path` has at least `bytes` bytes.
+void WaitForSize(Exchange& ex, const std::string& path, int64_t bytes, Millis timeout) {
+  const auto end = Clock::now() + timeout;
+  while (FileSize(path) < bytes) {
+    if (Clock::now() > end) {
+      FAIL("timed out waiting for " << path << " to reach " << bytes << " bytes (has "
+                                    << FileSize(path) << ")\n" << ex.Diagnostics());
+    }
+    ex.CheckAlive();
+    std::this_thread::sleep_for(Millis(20));
+  }
+}
+
+int64_t MiB() { return 1 << 20; }
+
+}  // namespace
+
+// BUD_LARGE_MIB sets the size (default 256); docs/benchmarks.md runs it with 2048.
+TEST_CASE("a large attachment (256 MiB) arrives byte for byte with every process under 64 MiB",
+          "[large]") {
+  ExchangeOptions opts;
+  Exchange ex(opts);
+  const std::string id = NewUuid();
+  const char* mib = std::getenv("BUD_LARGE_MIB");
+  const uint64_t size = (mib ? std::stoull(mib) : 256ull) << 20;
+  const auto t_drop = Clock::now();
+  const std::string sha = DropLarge(ex, kAgencyA, kAgencyB, id, size, 1);
+  const auto t0 = Clock::now();
+  auto mj = ex.WaitForInbox(kAgencyB, id, Millis(240000 + static_cast<int64_t>(size >> 20) * 200));
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  WARN("writing the " << (size >> 20) << " MiB attachment took "
+                      << std::chrono::duration<double>(t0 - t_drop).count() << " s");
+  const std::string got = ex.Inbox(kAgencyB) + "/" + id + "/big.bin";
+  CHECK(FileSize(got) == static_cast<int64_t>(size));
+  CHECK(FileSha256(got) == sha);
+  CHECK(mj["attachments"][0]["sha256"] == sha);
+  CHECK(mj["streamed"] == true);
+  ex.WaitForStatus(kAgencyA, id, "MOTTATT", Millis(60000));
+  const int64_t broker = PeakRssKib(ex.broker().pid());
+  const int64_t a = PeakRssKib(ex.ip(kAgencyA).pid());
+  const int64_t b = PeakRssKib(ex.ip(kAgencyB).pid());
+  WARN((size >> 20) << " MiB from outbox to inbox in " << secs << " s (" << (static_cast<double>(size) / 1e6 / secs)
+                     << " MB/s); peak RSS KiB: broker " << broker << ", sender " << a
+                     << ", receiver " << b);
+  CHECK(broker > 0);
+  CHECK(broker < 64 * 1024);
+  CHECK(a < 64 * 1024);
+  CHECK(b < 64 * 1024);
+  // Nothing is left in the spools once the message is through.
+  std::this_thread::sleep_for(Millis(500));
+  CHECK(FileSize(ex.root() + "/broker/spool/" + id) == -1);
+  CHECK(FileSize(ex.AgencyDir(kAgencyA) + "/spool/out-" + id) == -1);
+  CHECK(FileSize(ex.AgencyDir(kAgencyB) + "/spool/in-" + id) == -1);
+}
+
+TEST_CASE("a streamed transfer resumes after SIGKILL of the broker and of the receiver",
+          "[large]") {
+  ExchangeOptions opts;
+  Exchange ex(opts);
+  const std::string id = NewUuid();
+  const uint64_t size = 96ull << 20;
+  const std::string sha = DropLarge(ex, kAgencyA, kAgencyB, id, size, 2);
+
+  // Upload: kill the broker once it holds a third of the stream.
+  WaitForSize(ex, ex.root() + "/broker/spool/" + id, 32 * MiB(), Millis(120000));
+  ex.broker().Kill();
+  ex.StartBroker();
+  ex.broker().WaitForLog("upload resuming at chunk", Millis(60000));
+  const std::string blog = ex.broker().LogSinceStart();
+  INFO(blog);
+  CHECK(blog.find("upload resuming at chunk 0 ") == std::string::npos);
+
+  // Delivery: kill the receiver once its spool holds a third of the stream.
+  WaitForSize(ex, ex.AgencyDir(kAgencyB) + "/spool/in-" + id, 32 * MiB(), Millis(120000));
+  ex.ip(kAgencyB).Kill();
+  ex.StartIp(kAgencyB);
+  ex.ip(kAgencyB).WaitForLog("resuming at chunk", Millis(60000));
+  const std::string ilog = ex.ip(kAgencyB).LogSinceStart();
+  INFO(ilog);
+  CHECK(ilog.find("resuming at chunk 0 ") == std::string::npos);
+  ex.broker().WaitForLog("delivery to", Millis(30000));
+
+  ex.WaitForInbox(kAgencyB, id, Millis(180000));
+  const std::string got = ex.Inbox(kAgencyB) + "/" + id + "/big.bin";
+  CHECK(FileSize(got) == static_cast<int64_t>(size));
+  CHECK(FileSha256(got) == sha);
+  ex.WaitForStatus(kAgencyA, id, "MOTTATT", Millis(60000));
+}
+
+}  // namespace bud::test
