@@ -589,6 +589,19 @@ void Engine::SendPendingReports(bool all) {
   }
 }
 
+MessageRow Engine::IncomingRow(const wire::Header& h) {
+  MessageRow row;
+  row.message_id = h.message_id();
+  row.conversation_id = h.conversation_id();
+  row.sender = h.sender();
+  row.receiver = h.receiver();
+  row.process = h.process();
+  row.document_type = h.document_type();
+  row.created_ms = h.created_unix_ms();
+  row.expires_ms = h.expires_unix_ms();
+  return row;
+}
+
 void Engine::OnDeliver(const wire::Deliver& deliver) {
   const int64_t now = NowMs();
   metrics_.deliveries.fetch_add(1, std::memory_order_relaxed);
@@ -631,15 +644,7 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
     return;
   }
 
-  MessageRow row;
-  row.message_id = id;
-  row.conversation_id = h.conversation_id();
-  row.sender = h.sender();
-  row.receiver = h.receiver();
-  row.process = h.process();
-  row.document_type = h.document_type();
-  row.created_ms = h.created_unix_ms();
-  row.expires_ms = h.expires_unix_ms();
+  MessageRow row = IncomingRow(h);
 
   auto refuse = [&](const Status& why) {
     // The specific code stays in this log and this store; the sender gets OutsideReason().

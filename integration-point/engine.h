@@ -73,6 +73,8 @@ class Engine {
   void OnBrokerFrame(const zmq::message_t& frame);
   void OnSubmitReply(const wire::SubmitReply& reply);
   void OnDeliver(const wire::Deliver& deliver);
+  // The store row of an incoming message, from its header (small and streamed alike).
+  static MessageRow IncomingRow(const wire::Header& h);
   void OnStatusNotice(const wire::StatusNotice& notice);
   void Report(const std::string& message_id, MsgStatus status, const std::string& reason);
   void SendPendingReports(bool all);

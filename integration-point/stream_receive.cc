@@ -101,7 +101,7 @@ void Engine::OnDeliverStream(const wire::DeliverStream& ds) {
   }
   const wire::Header& h = head->header;
   const std::string& id = h.message_id();
-  if (!IsUuid(id) || id != fmt::format("{}", id) || id.find_first_of("ABCDEF") != std::string::npos) {
+  if (!IsUuid(id) || id.find_first_of("ABCDEF") != std::string::npos) {
     Log()->error("broker delivered a streamed head whose message id is not a lower-case UUID; "
                  "refused without writing anything");
     Report(id, wire::FEIL, std::string(kEnvelopeRejected));
@@ -119,21 +119,14 @@ void Engine::OnDeliverStream(const wire::DeliverStream& ds) {
       auto hist = store_->History(id, "IN");
       if (hist.ok() && !hist->empty()) reason = std::string(kEnvelopeRejected);
     }
+    metrics_.redeliveries.fetch_add(1, std::memory_order_relaxed);
     Log()->info("message {} from {} delivered again; already {}", id, h.sender(),
                 (*existing)->status);
     Report(id, failed ? wire::FEIL : wire::MOTTATT, reason);
     return;
   }
   auto sender = Orgnr::Parse(h.sender());
-  MessageRow row;
-  row.message_id = id;
-  row.conversation_id = h.conversation_id();
-  row.sender = h.sender();
-  row.receiver = h.receiver();
-  row.process = h.process();
-  row.document_type = h.document_type();
-  row.created_ms = h.created_unix_ms();
-  row.expires_ms = h.expires_unix_ms();
+  MessageRow row = IncomingRow(h);
   if (!sender.ok()) return RefuseStream(row, sender.status());
 
   auto it = downloads_.find(id);
