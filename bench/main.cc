@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   int64_t queued = 1000000;
   int exchange_messages = 500, singles = 20;
   int api_messages = 2000, api_clients = 8;
-  std::string out_file, only;
+  std::string out_file, only, keys_list = "ec,rsa";
   Peer rabbit, nats, nats_sync;
   rabbit.system = "rabbitmq";
   nats.system = "nats";
@@ -89,6 +89,8 @@ int main(int argc, char** argv) {
   app.add_option("--exchange-messages", exchange_messages, "folders per whole-exchange run");
   app.add_option("--api-messages", api_messages, "messages per sender-api run");
   app.add_option("--api-clients", api_clients, "HTTP client threads (connections) in sender-api");
+  app.add_option("--keys", keys_list,
+                 "certificate key types for exchange and sender-api, comma-separated: ec, rsa");
   app.add_option("--scenarios", only,
                  "comma-separated subset of: ingest,pass-through,half-load,queued,exchange,"
                  "sender-api");
@@ -121,6 +123,15 @@ int main(int argc, char** argv) {
   std::stringstream ss(only);
   for (std::string s; std::getline(ss, s, ',');) want.insert(s);
   auto wanted = [&](const std::string& s) { return want.empty() || want.contains(s); };
+  std::vector<std::string> keys;
+  std::stringstream ks(keys_list);
+  for (std::string k; std::getline(ks, k, ',');) {
+    if (k != "rsa" && k != "ec") {
+      std::cerr << "bud-bench: --keys takes ec and rsa, not '" << k << "'\n";
+      return 2;
+    }
+    keys.push_back(k);
+  }
   rabbit.note = "quorum queue, persistent, publisher confirms (fsync before confirm)";
   ::signal(SIGPIPE, SIG_IGN);
   bud::SetupLogging("warn", "");
@@ -129,7 +140,7 @@ int main(int argc, char** argv) {
   report["machine"] = Machine();
   report["settings"] = {{"runs", runs}, {"seconds", seconds}, {"queued", queued},
                         {"exchange_messages", exchange_messages}, {"singles", singles},
-                        {"api_messages", api_messages}, {"api_clients", api_clients},
+                        {"api_messages", api_messages}, {"api_clients", api_clients}, {"keys", keys_list},
                         {"window", 100}, {"envelope_bytes", 1024}, {"exchange_payload_bytes", 10240}};
   std::vector<Figures> results;
   bool failed = false;
@@ -194,17 +205,32 @@ int main(int argc, char** argv) {
           failure("queued", "budstikke", e.what());
         }
       }
-      if (wanted("exchange")) {
-        measure("exchange", "budstikke",
-                [&](int) { return bench.Exchange(exchange_messages, singles, 10240); });
+      for (const auto& k : keys) {
+        if (!wanted("exchange")) break;
+        // The broker-only scenarios above do not use the agencies' keys; this one does.
+        std::unique_ptr<OwnBench> other;
+        if (k != "rsa") {
+          Progress("exchange with " + k + " certificates: a registry and broker of its own");
+          other = std::make_unique<OwnBench>(k);
+        }
+        OwnBench& b = other ? *other : bench;
+        measure("exchange-" + k, "budstikke", [&](int) {
+          auto f = b.Exchange(exchange_messages, singles, 10240);
+          f.scenario = "exchange-" + k;
+          return f;
+        });
       }
     } catch (const std::exception& e) {
       failure("setup", "budstikke", e.what());
     }
   }
-  if (wanted("sender-api")) {
-    measure("sender-api", "budstikke",
-            [&](int) { return OwnBench::SenderApi(api_messages, api_clients, 10240); });
+  for (const auto& k : keys) {
+    if (!wanted("sender-api")) break;
+    measure("sender-api-" + k, "budstikke", [&](int) {
+      auto f = OwnBench::SenderApi(api_messages, api_clients, 10240, k);
+      f.scenario = "sender-api-" + k;
+      return f;
+    });
   }
 
   for (const Peer* p : {&rabbit, &nats, &nats_sync}) {

@@ -179,9 +179,10 @@ void NoteProblems(Figures& f, const LoadOutcome& o) {
 
 }  // namespace
 
-OwnBench::OwnBench() {
+OwnBench::OwnBench(const std::string& keys) {
   test::ExchangeOptions options;
   options.start_ips = false;
+  options.sign_key = options.enc_key = keys;
   // The bench receiver asks for credit 100 (as RabbitMQ's consumer gets prefetch 100).
   options.broker_settings = {{"max_credit", "256"}};
   ex_ = std::make_unique<test::Exchange>(options);
@@ -481,9 +482,11 @@ int64_t WallMs() {
 
 }  // namespace
 
-Figures OwnBench::SenderApi(int messages, int clients, size_t payload_bytes) {
+Figures OwnBench::SenderApi(int messages, int clients, size_t payload_bytes,
+                           const std::string& keys) {
   // Its own exchange: HTTP on, B keeps incoming messages for its API (incoming.delivery = api).
   test::ExchangeOptions options;
+  options.sign_key = options.enc_key = keys;
   options.http = true;
   options.broker_settings = {{"max_credit", "256"}};
   options.agency_settings[kAgencyB] = {{"incoming.delivery", "\"api\""}};

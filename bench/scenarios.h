@@ -8,6 +8,8 @@
 //                 and single-message outbox -> inbox latency
 //   sender-api    10 KiB messages POSTed to the sender's Next Move HTTP API by several client
 //                 threads until the receiver's store (incoming.delivery = api) has them all
+//   (exchange and sender-api run once per certificate key type asked for: "-rsa" and "-ec"
+//   in the scenario's name)
 //
 // Operation: one Exchange (tests/integration/harness.h: real bud-registry, bud-broker and,
 // for `exchange`, bud-ip processes, dev certificates, CURVE on every link) in a temporary
@@ -35,7 +37,8 @@ struct LoadSpec {
 
 class OwnBench {
  public:
-  OwnBench();
+  // `keys`: the agencies' certificate key type, "rsa" or "ec" (ExchangeOptions::sign_key).
+  explicit OwnBench(const std::string& keys = "rsa");
   ~OwnBench();
 
   Figures Ingest(const LoadSpec& spec);
@@ -48,7 +51,8 @@ class OwnBench {
   // `messages` POSTed to A's Next Move API (multipart: SBD + a `payload_bytes` main document)
   // by `clients` threads, each with its own keep-alive connection, to B with incoming.delivery
   // = api; counted until B's store has them all. Runs its own Exchange (HTTP on).
-  static Figures SenderApi(int messages, int clients, size_t payload_bytes);
+  static Figures SenderApi(int messages, int clients, size_t payload_bytes,
+                           const std::string& keys);
 
  private:
   void FreshBroker();

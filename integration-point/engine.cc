@@ -80,6 +80,7 @@ Status Engine::Start() {
   next_encryption_key_ = std::move(id.next_encryption_key);
   next_encryption_cert_ = std::move(id.next_encryption_cert);
   trust_ = std::move(id.trust);
+  certs_ = std::make_unique<crypto::TrustedCertCache>(*trust_);
   decryption_keys_.push_back({encryption_key_.get(), encryption_cert_.get()});
   if (next_encryption_key_) {
     decryption_keys_.push_back({next_encryption_key_.get(), next_encryption_cert_.get()});
@@ -345,9 +346,8 @@ void Engine::SealNew() {
       continue;
     }
     // The newest trusted one, so a rotation moves senders to the next certificate.
-    auto certs = crypto::TrustedCerts(*trust_, entry->encryption_cert_pem(),
-                                      entry->next_encryption_cert_pem(),
-                                      crypto::KeyPurpose::kEncryption, *receiver);
+    auto certs = certs_->Get(entry->encryption_cert_pem(), entry->next_encryption_cert_pem(),
+                             crypto::KeyPurpose::kEncryption, *receiver, MonoMs());
     if (!certs.ok()) {
       fail("receiver's encryption certificate: " + certs.status().ToString());
       continue;
@@ -670,9 +670,8 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
     }
     return refuse(entry.status());
   }
-  auto certs = crypto::TrustedCerts(*trust_, entry->signing_cert_pem(),
-                                    entry->next_signing_cert_pem(), crypto::KeyPurpose::kSigning,
-                                    *sender);
+  auto certs = certs_->Get(entry->signing_cert_pem(), entry->next_signing_cert_pem(),
+                           crypto::KeyPurpose::kSigning, *sender, MonoMs());
   if (!certs.ok()) return refuse(certs.status().Context("sender's signing certificate"));
   std::vector<X509*> sender_certs;
   for (const auto& c : *certs) sender_certs.push_back(c.get());

@@ -115,6 +115,7 @@ class Engine {
   crypto::Cert next_encryption_cert_;
   std::vector<crypto::DecryptionKey> decryption_keys_;  // borrow the keys above
   std::unique_ptr<crypto::TrustStore> trust_;
+  std::unique_ptr<crypto::TrustedCertCache> certs_;  // registry certificates, verified
   std::unique_ptr<Store> store_;
   std::optional<wire::CurveKeyPair> curve_;
   std::unique_ptr<RegistryClient> registry_;

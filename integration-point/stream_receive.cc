@@ -145,9 +145,8 @@ void Engine::OnDeliverStream(const wire::DeliverStream& ds) {
       }
       return RefuseStream(row, entry.status());
     }
-    auto certs = crypto::TrustedCerts(*trust_, entry->signing_cert_pem(),
-                                      entry->next_signing_cert_pem(),
-                                      crypto::KeyPurpose::kSigning, *sender);
+    auto certs = certs_->Get(entry->signing_cert_pem(), entry->next_signing_cert_pem(),
+                             crypto::KeyPurpose::kSigning, *sender, MonoMs());
     if (!certs.ok()) return RefuseStream(row, certs.status().Context("sender's signing certificate"));
     auto d = std::make_unique<StreamDownload>(*sender);
     d->head = ds.head();

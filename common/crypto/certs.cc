@@ -151,4 +151,30 @@ Result<std::vector<Cert>> TrustedCerts(const TrustStore& trust, const std::strin
   return out;
 }
 
+Result<std::vector<Cert>> TrustedCertCache::Get(const std::string& current_pem,
+                                                const std::string& next_pem, KeyPurpose purpose,
+                                                const Orgnr& org, int64_t now_ms) {
+  std::string key;
+  key.reserve(current_pem.size() + next_pem.size() + 32);
+  key.append(org.wire()).push_back(purpose == KeyPurpose::kSigning ? 's' : 'e');
+  key.append(current_pem).push_back('\0');
+  key.append(next_pem);
+  auto it = entries_.find(key);
+  if (it == entries_.end() || now_ms - it->second.checked_ms >= ttl_ms_ ||
+      now_ms < it->second.checked_ms) {
+    if (it == entries_.end() && entries_.size() >= max_entries_) entries_.clear();
+    auto fresh = TrustedCerts(trust_, current_pem, next_pem, purpose, org);
+    Entry e{now_ms, fresh.ok() ? Status::Ok() : fresh.status(), {}};
+    if (fresh.ok()) e.certs = std::move(fresh).value();
+    it = entries_.insert_or_assign(std::move(key), std::move(e)).first;
+  }
+  if (!it->second.status.ok()) return it->second.status;
+  std::vector<Cert> out;
+  for (const Cert& c : it->second.certs) {
+    X509_up_ref(c.get());
+    out.emplace_back(c.get());
+  }
+  return out;
+}
+
 }  // namespace bud::crypto

@@ -3,8 +3,10 @@
 #include "common/crypto/certs.h"
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <ctime>
 #include <string>
+#include <thread>
 
 #include "common/fs.h"
 #include "tests/common/agencies.h"
@@ -313,6 +315,60 @@ TEST_CASE("The test CA's PEM output loads back through the library", "[certs][pk
                          X509_get0_serialNumber(leaf.cert.get())) != 0);
   CHECK_FALSE(crypto::PrivateKeyFromPem("garbage").ok());
   CHECK(crypto::CertFromPem("garbage").status().code() == Code::kBadCertificate);
+}
+
+TEST_CASE("TrustedCertCache reuses a verdict for its time to live, then checks again", "[certs]") {
+  const CertPki& pki = Pki();
+  LeafSpec spec = pki.Spec(KeyType::kEcP256, Usage::kSigning);
+  spec.not_after_offset_s = 2;  // expires while the test runs
+  const Leaf short_lived = pki.ca.Issue(spec);
+  const std::string pem = crypto::CertToPem(short_lived.cert.get());
+
+  crypto::TrustedCertCache cache(pki.trust, /*ttl_ms=*/10'000);
+  auto first = cache.Get(pem, "", KeyPurpose::kSigning, Org(kOrgA), 0);
+  REQUIRE(first.ok());
+  REQUIRE(first->size() == 1);
+  CHECK(X509_cmp(first->front().get(), short_lived.cert.get()) == 0);
+  // Another purpose or organisation is another verdict, not the cached one.
+  CHECK(cache.Get(pem, "", KeyPurpose::kEncryption, Org(kOrgA), 0).status().code() ==
+        Code::kCertWrongUsage);
+  CHECK(cache.Get(pem, "", KeyPurpose::kSigning, Org(kOrgB), 0).status().code() ==
+        Code::kCertOrgMismatch);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(3100));
+  REQUIRE(Verify(short_lived, KeyPurpose::kSigning).code() == Code::kCertExpired);
+  // Within the time to live the verdict stands; from its end on, the expiry is seen.
+  auto cached = cache.Get(pem, "", KeyPurpose::kSigning, Org(kOrgA), 9'999);
+  REQUIRE(cached.ok());
+  CHECK(X509_cmp(cached->front().get(), short_lived.cert.get()) == 0);
+  CHECK(cache.Get(pem, "", KeyPurpose::kSigning, Org(kOrgA), 10'000).status().code() ==
+        Code::kCertExpired);
+  // A clock that went backwards does not keep a verdict either.
+  CHECK(cache.Get(pem, "", KeyPurpose::kSigning, Org(kOrgA), 5).status().code() ==
+        Code::kCertExpired);
+  CHECK(cache.size() == 3);
+}
+
+TEST_CASE("TrustedCertCache stays within its size and caches failures", "[certs]") {
+  const CertPki& pki = Pki();
+  crypto::TrustedCertCache cache(pki.trust, /*ttl_ms=*/60'000, /*max_entries=*/2);
+  std::vector<std::string> pems;
+  for (int i = 0; i < 3; ++i) {
+    Leaf leaf = pki.ca.Issue(pki.Spec(KeyType::kEcP256, Usage::kSigning));
+    pems.push_back(crypto::CertToPem(leaf.cert.get()));
+  }
+  for (const auto& pem : pems) {
+    CHECK(cache.Get(pem, "", KeyPurpose::kSigning, Org(kOrgA), 0).ok());
+    CHECK(cache.size() <= 2);
+  }
+  CHECK(cache.Get("garbage", "", KeyPurpose::kSigning, Org(kOrgA), 0).status().code() ==
+        Code::kBadCertificate);
+  CHECK(cache.Get("garbage", "", KeyPurpose::kSigning, Org(kOrgA), 1).status().code() ==
+        Code::kBadCertificate);
+  // Current and next: both trusted, newest first, as TrustedCerts gives them.
+  auto both = cache.Get(pems[0], pems[1], KeyPurpose::kSigning, Org(kOrgA), 0);
+  REQUIRE(both.ok());
+  CHECK(both->size() == 2);
 }
 
 }  // namespace

@@ -491,7 +491,7 @@ Exchange::Exchange(ExchangeOptions options) : options_(std::move(options)) {
     fs::create_directories(dir + "/outbox");
     fs::create_directories(dir + "/inbox");
     Run({BUD_SOURCE_DIR "/scripts/dev-ca", "issue", ca, org, dir + "/keys", "--name",
-         "Test agency " + org},
+         "Test agency " + org, "--sign", options_.sign_key, "--enc", options_.enc_key},
         "issuing certificates for " + org);
     if (options_.curve) Run({BUD_IP_BIN, "keygen", "--out", CurveKeyFile(org)}, "ip keygen " + org);
     Agency a;

@@ -183,6 +183,10 @@ struct ExchangeOptions {
   // Every integration point (and the broker) serves HTTP on 127.0.0.1 with an OS-picked port
   // (see HttpBase / BrokerHttpBase).
   bool http = false;
+  // Key types of every agency's signing and encryption certificates (scripts/dev-ca --sign /
+  // --enc): "rsa" (2048 bits, as Norwegian enterprise certificates are), "ec" (P-256).
+  std::string sign_key = "rsa";
+  std::string enc_key = "rsa";
 };
 
 // Attachment name -> bytes.
