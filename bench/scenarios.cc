@@ -506,6 +506,7 @@ Figures OwnBench::SenderApi(int messages, int clients, size_t payload_bytes,
     threads.emplace_back([&, c] {
       httplib::Client client(base);  // one keep-alive connection per client thread
       client.set_keep_alive(true);
+      client.set_tcp_nodelay(true);  // as curl and most HTTP clients do
       client.set_connection_timeout(5);
       client.set_read_timeout(30);
       client.set_write_timeout(30);

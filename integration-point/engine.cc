@@ -70,6 +70,46 @@ void Engine::Wake() {
   if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof one);
 }
 
+Status Engine::TakeIn(MessageRow row, int64_t timeout_ms) {
+  auto h = std::make_shared<HandOver>();
+  h->row = std::move(row);
+  std::unique_lock lock(take_mu_);
+  if (stopped_) return Status(Code::kUnavailable, "the integration point is stopping");
+  take_queue_.push_back(h);
+  Wake();
+  if (!take_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return h->done; })) {
+    return Status(Code::kUnavailable,
+                  fmt::format("message {} was not stored within {} ms; it may still be taken in "
+                              "(GET /api/messages/out/{} tells)",
+                              h->row.message_id, timeout_ms, h->row.message_id));
+  }
+  return h->result;
+}
+
+void Engine::TakeInHandedOver() {
+  std::vector<std::shared_ptr<HandOver>> batch;
+  {
+    std::lock_guard lock(take_mu_);
+    batch.swap(take_queue_);
+  }
+  for (auto& h : batch) {
+    h->result = store_->CreateOutgoing(h->row);
+    if (h->result.ok()) outgoing_dirty_ = true;
+    taken_.push_back(std::move(h));
+  }
+}
+
+void Engine::AnswerTakeIns(const Status& failure) {
+  if (taken_.empty()) return;
+  std::lock_guard lock(take_mu_);
+  for (auto& h : taken_) {
+    if (!failure.ok() && h->result.ok()) h->result = failure;
+    h->done = true;
+  }
+  taken_.clear();
+  take_cv_.notify_all();
+}
+
 Status Engine::Start() {
   if (started_) return Status::Ok();
   BUD_ASSIGN_OR_RETURN(Identity id, LoadIdentity(config_));
@@ -143,6 +183,7 @@ Status Engine::Run() {
       outgoing_dirty_ = true;
       SendPendingReports(false);
     }
+    TakeInHandedOver();
     if (n == 3 && (items[2].revents & ZMQ_POLLIN)) {
       char buf[8192];
       while (::read(inotify_fd_, buf, sizeof buf) > 0) {
@@ -175,6 +216,16 @@ Status Engine::Run() {
     Tick();
   }
   Log()->info("integration point {} stopping", me_.wire());
+  {
+    std::lock_guard lock(take_mu_);
+    stopped_ = true;
+    for (auto& h : take_queue_) {
+      h->result = Status(Code::kUnavailable, "the integration point is stopping");
+      h->done = true;
+    }
+    take_queue_.clear();
+    take_cv_.notify_all();
+  }
   return Status::Ok();
 }
 
@@ -561,6 +612,7 @@ void Engine::FinishTurn() {
   Status st = store_->CommitTurn();
   std::vector<std::function<void()>> actions = std::move(after_commit_);
   after_commit_.clear();
+  AnswerTakeIns(st.ok() ? st : st.Context("the store's commit failed"));
   if (!st.ok()) {
     Log()->error("store: the turn's commit failed ({}); {} report(s), ack(s) and outbox "
                  "removal(s) held back, the work is redone",

@@ -11,14 +11,18 @@
 // reports, status acks and outbox folder removals made during the turn wait in after_commit_
 // and run only once that commit returned (dropped when it failed: reports are resent from
 // pending_reports, the broker resends an unacknowledged notice, a folder is taken in again).
+// Messages taken in through the HTTP API are handed to this thread (TakeIn) and stored in its
+// turn, so the store has one writer for messages and a POST waits for one shared commit.
 // Limitations: cryptography runs on this thread; registry lookups block it for at most the
 // registry timeout.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -60,6 +64,12 @@ class Engine {
   Status Run();
   // Thread-safe: makes the loop look at the store now (new messages, reports to give).
   void Wake();
+  // Thread-safe: Store::CreateOutgoing of `row` by the engine thread, in its next turn's
+  // transaction together with whatever else that turn writes (other callers' messages
+  // included), so the store has one writer. Returns once that commit is durable, or its
+  // failure; kUnavailable when the engine has not answered within `timeout_ms` (the message
+  // may still be taken in later) or is stopping.
+  Status TakeIn(MessageRow row, int64_t timeout_ms);
   const EngineMetrics& metrics() const { return metrics_; }
 
  private:
@@ -79,6 +89,10 @@ class Engine {
   void Report(const std::string& message_id, MsgStatus status, const std::string& reason);
   void SendPendingReports(bool all);
   void Tick();
+  // Stores what TakeIn callers handed over (in the turn); FinishTurn answers them.
+  void TakeInHandedOver();
+  // Answers every handed-over message with its result, or with `failure` when not ok.
+  void AnswerTakeIns(const Status& failure);
   // Runs `action` now outside a turn, else after the turn's commit (see above).
   void AfterCommit(std::function<void()> action);
   // Commits the turn's writes, then runs what waited for them.
@@ -131,6 +145,16 @@ class Engine {
   std::map<std::string, int64_t> in_flight_;       // message id -> when submitted (mono)
   std::map<std::string, int64_t> report_sent_;     // "id/status" -> when sent (mono)
   std::vector<std::function<void()>> after_commit_;  // waits for the turn's commit
+  struct HandOver {
+    MessageRow row;
+    Status result;
+    bool done = false;
+  };
+  std::mutex take_mu_;  // guards the three below
+  std::condition_variable take_cv_;
+  std::vector<std::shared_ptr<HandOver>> take_queue_;  // waiting for the engine thread
+  bool stopped_ = false;                               // Run has returned: answer at once
+  std::vector<std::shared_ptr<HandOver>> taken_;  // engine thread: stored in this turn
 
   EngineMetrics metrics_;
   bool started_ = false;

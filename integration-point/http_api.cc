@@ -188,8 +188,13 @@ int HttpStatusFor(Code code) {
 }  // namespace
 
 HttpApi::HttpApi(const Config& config, const EngineMetrics& metrics, zmq::context_t& ctx,
-                 std::function<void()> wake)
-    : config_(config), metrics_(metrics), ctx_(ctx), wake_(std::move(wake)), me_(config.me()) {}
+                 std::function<void()> wake, std::function<Status(MessageRow)> take_in)
+    : config_(config),
+      metrics_(metrics),
+      ctx_(ctx),
+      wake_(std::move(wake)),
+      take_in_(std::move(take_in)),
+      me_(config.me()) {}
 
 HttpApi::~HttpApi() { server_.reset(); }  // stop serving before the store goes
 
@@ -266,44 +271,12 @@ void HttpApi::Submit(OutgoingDraft d, const json& sbd, const httplib::Request& r
   row.created_ms = d.created_ms;
   row.expires_ms = d.expires_ms;
   d.payload.SerializeToString(&row.payload);
-  Status st = TakeIn(row);
+  const std::string id = row.message_id, receiver = row.receiver;
+  Status st = take_in_(std::move(row));
   if (!st.ok()) return SendOutStatus(st, req, res);
-  Log()->info("message {} to {} taken in through the API (OPPRETTET, {} attachment(s))",
-              row.message_id, row.receiver, d.payload.attachments_size());
-  wake_();
+  Log()->info("message {} to {} taken in through the API (OPPRETTET, {} attachment(s))", id,
+              receiver, d.payload.attachments_size());
   SendJson(res, sbd);
-}
-
-Status HttpApi::TakeIn(const MessageRow& row) {
-  Waiting me{&row, Status::Ok()};
-  std::unique_lock lock(take_mu_);
-  take_queue_.push_back(&me);
-  while (!me.done) {
-    if (take_leader_) {
-      take_cv_.wait(lock);
-      continue;
-    }
-    // Lead: commit every request waiting now (this one included) in one transaction.
-    take_leader_ = true;
-    std::vector<Waiting*> group = std::move(take_queue_);
-    take_queue_.clear();
-    lock.unlock();
-    std::vector<const MessageRow*> rows;
-    for (const Waiting* w : group) rows.push_back(w->row);
-    std::vector<Status> results;
-    {
-      std::lock_guard store_lock(store_mu_);
-      results = store_->CreateOutgoingGroup(rows);
-    }
-    lock.lock();
-    for (size_t i = 0; i < group.size(); ++i) {
-      group[i]->result = results[i];
-      group[i]->done = true;
-    }
-    take_leader_ = false;
-    take_cv_.notify_all();
-  }
-  return me.result;
 }
 
 json HttpApi::ConversationJson(const MessageRow& m) {

@@ -5,11 +5,10 @@
 // connection and registry client, each behind a mutex; it shares the store file (WAL) with the
 // engine, so a message taken in through either the outbox folder or the API shows in both
 // status views. After taking a message in or queuing a report it wakes the engine.
-// Messages POSTed concurrently are taken in with one commit (TakeIn: group commit; the first
-// waiting request commits for all waiting, each answer only after that commit).
+// Messages POSTed are handed to the engine thread (Engine::TakeIn), which stores those of one
+// loop turn with one commit; each answer comes only after that commit.
 #pragma once
 
-#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -28,8 +27,10 @@ namespace bud::ip {
 
 class HttpApi {
  public:
+  // `take_in` stores an outgoing message durably (Engine::TakeIn); `wake` makes the engine look
+  // at the store now (a report queued, a message delivered).
   HttpApi(const Config& config, const EngineMetrics& metrics, zmq::context_t& ctx,
-          std::function<void()> wake);
+          std::function<void()> wake, std::function<Status(MessageRow)> take_in);
   ~HttpApi();
   HttpApi(const HttpApi&) = delete;
   HttpApi& operator=(const HttpApi&) = delete;
@@ -47,25 +48,15 @@ class HttpApi {
   nlohmann::json ConversationJson(const MessageRow& m);
   nlohmann::json IncomingSbd(const MessageRow& m);
   std::string Metrics();
-  // Store::CreateOutgoing of `row`, committed together with the other requests waiting.
-  Status TakeIn(const MessageRow& row);
 
   const Config& config_;
   const EngineMetrics& metrics_;
   zmq::context_t& ctx_;
   std::function<void()> wake_;
+  std::function<Status(MessageRow)> take_in_;
   Orgnr me_;
   std::mutex store_mu_;
   std::unique_ptr<Store> store_;
-  struct Waiting {
-    const MessageRow* row;
-    Status result;
-    bool done = false;
-  };
-  std::mutex take_mu_;  // guards the three below
-  std::condition_variable take_cv_;
-  std::vector<Waiting*> take_queue_;
-  bool take_leader_ = false;  // a request is committing a group
   std::mutex registry_mu_;
   std::unique_ptr<RegistryClient> registry_;
   std::vector<std::pair<std::string, crypto::Cert>> certs_;  // "signing" etc. -> certificate

@@ -124,8 +124,9 @@ int main(int argc, char** argv) {
   Status s = engine.Start();
   std::unique_ptr<ip::HttpApi> api;
   if (s.ok() && !config->http.listen.empty()) {
-    api = std::make_unique<ip::HttpApi>(*config, engine.metrics(), ctx,
-                                        [&engine] { engine.Wake(); });
+    api = std::make_unique<ip::HttpApi>(
+        *config, engine.metrics(), ctx, [&engine] { engine.Wake(); },
+        [&engine](ip::MessageRow row) { return engine.TakeIn(std::move(row), 30'000); });
     s = api->Start();
   }
   if (s.ok()) s = engine.Run();

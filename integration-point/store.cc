@@ -141,21 +141,6 @@ Status Store::CreateOutgoing(const MessageRow& m) {
   return tx.Commit();
 }
 
-std::vector<Status> Store::CreateOutgoingGroup(const std::vector<const MessageRow*>& rows) {
-  std::vector<Status> out;
-  const bool grouped = !InTurn() && BeginTurn().ok();  // else: one transaction per row
-  for (const MessageRow* m : rows) out.push_back(CreateOutgoing(*m));
-  if (grouped) {
-    Status committed = CommitTurn();
-    if (!committed.ok()) {
-      for (auto& st : out) {
-        if (st.ok()) st = committed;
-      }
-    }
-  }
-  return out;
-}
-
 Status Store::InsertOutgoingInTx(const MessageRow& m, int64_t now) {
   BUD_ASSIGN_OR_RETURN(auto* exists, db_->Prepare(
       "SELECT 1 FROM messages WHERE message_id=? AND direction='OUT'"));

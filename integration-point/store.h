@@ -138,9 +138,6 @@ class Store {
   // Takes a message in from the HTTP API (state new, OPPRETTET) and drops its draft, if any, in
   // one transaction. kAlreadyExists when the id was used before.
   Status CreateOutgoing(const MessageRow& m);
-  // CreateOutgoing of each row in one transaction (one commit); a result per row. A row that
-  // fails is left out alone; when the commit fails, every row fails with it.
-  std::vector<Status> CreateOutgoingGroup(const std::vector<const MessageRow*>& rows);
 
   // Drafts of the large-message flow: created from an SBD, files added one by one, sent with
   // CreateOutgoing or deleted.

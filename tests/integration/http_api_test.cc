@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <zip.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <map>
@@ -435,6 +436,27 @@ TEST_CASE("bad requests get a JSON error a developer can act on", "[integration]
   auto second = c.Post("/api/messages/out/multipart", ok);
   REQUIRE(second);
   CHECK(second->status == 409);
+  // The same new id from 8 connections at once (handed to the engine in one turn or several):
+  // exactly one is taken in.
+  {
+    nlohmann::json again = sbd;
+    again["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] =
+        NewUuid();
+    httplib::MultipartFormDataItems same = {{"sbd", again.dump(), "", "application/json"},
+                                            {"file", "%PDF", "test.pdf", "application/pdf"}};
+    std::vector<int> answers(8, 0);
+    std::vector<std::thread> posters;
+    for (size_t i = 0; i < answers.size(); ++i) {
+      posters.emplace_back([&, i] {
+        auto pc = Client(a);
+        auto r = pc.Post("/api/messages/out/multipart", same);
+        answers[i] = r ? r->status : -1;
+      });
+    }
+    for (auto& t : posters) t.join();
+    CHECK(std::count(answers.begin(), answers.end(), 200) == 1);
+    CHECK(std::count(answers.begin(), answers.end(), 409) == 7);
+  }
 
   // Queries and paths.
   Reply bad_status = Get(a, "/api/statuses?status=DONE");
