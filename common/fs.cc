@@ -42,7 +42,9 @@ Result<std::string> ReadFile(const std::string& path) {
   return out;
 }
 
-Status WriteFileSynced(const std::string& path, std::string_view data, int mode) {
+namespace {
+
+Status WriteFileWith(const std::string& path, std::string_view data, int mode, bool sync) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return ErrnoStatus(errno, fmt::format("cannot create '{}'", path));
   size_t off = 0;
@@ -56,12 +58,32 @@ Status WriteFileSynced(const std::string& path, std::string_view data, int mode)
     }
     off += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) {
+  if (sync && ::fsync(fd) != 0) {
     int e = errno;
     ::close(fd);
     return ErrnoStatus(e, fmt::format("cannot fsync '{}'", path));
   }
   if (::close(fd) != 0) return ErrnoStatus(errno, fmt::format("cannot close '{}'", path));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status WriteFileSynced(const std::string& path, std::string_view data, int mode) {
+  return WriteFileWith(path, data, mode, true);
+}
+
+Status WriteFileUnsynced(const std::string& path, std::string_view data, int mode) {
+  return WriteFileWith(path, data, mode, false);
+}
+
+Status SyncFileSystem(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, fmt::format("cannot open '{}' for syncfs", path));
+  int rc = ::syncfs(fd);
+  int e = errno;
+  ::close(fd);
+  if (rc != 0) return ErrnoStatus(e, fmt::format("cannot sync the file system of '{}'", path));
   return Status::Ok();
 }
 

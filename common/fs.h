@@ -16,6 +16,11 @@ Status ErrnoStatus(int err, std::string_view what);
 Result<std::string> ReadFile(const std::string& path);
 // Writes (creating or truncating) with the given mode, then fsyncs the file. Not the directory.
 Status WriteFileSynced(const std::string& path, std::string_view data, int mode = 0640);
+// The same without the fsync: durable only after a later SyncFileSystem (or fsync).
+Status WriteFileUnsynced(const std::string& path, std::string_view data, int mode = 0640);
+// syncfs(2) of the file system holding `path`: every file and directory written there so far
+// is durable when it returns Ok (one journal commit for many files; reports write-back errors).
+Status SyncFileSystem(const std::string& path);
 Status FsyncPath(const std::string& path);  // a file or a directory
 Status MakeDirs(const std::string& path, int mode = 0750);
 // rename(2) then fsync of the target's parent directory.

@@ -58,6 +58,7 @@ Engine::Engine(const Config& config, zmq::context_t& ctx)
     : config_(config),
       ctx_(ctx),
       me_(config.me()),
+      inbox_batch_(config.inbox),
       wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
 
 Engine::~Engine() {
@@ -356,7 +357,7 @@ void Engine::CheckInbox() {
     return;
   }
   for (const auto& id : *ids) {
-    if (Exists(JoinPath(config_.inbox, id))) continue;
+    if (inbox_batch_.Staged(id) || Exists(JoinPath(config_.inbox, id))) continue;
     Status st = store_->AdvanceIncoming(id, wire::INNKOMMENDE_LEVERT, wire::LEVERT, NowMs());
     if (!st.ok()) {
       Log()->error("message {}: cannot record INNKOMMENDE_LEVERT: {}", id, st.ToString());
@@ -609,7 +610,14 @@ void Engine::AfterCommit(std::function<void()> action) {
 }
 
 void Engine::FinishTurn() {
-  Status st = store_->CommitTurn();
+  // The turn records its deliveries as received: their inbox folders first.
+  Status st = inbox_batch_.Publish();
+  if (st.ok()) {
+    st = store_->CommitTurn();
+  } else {
+    st = st.Context("the turn's inbox folders");
+    store_->RollbackTurn();
+  }
   std::vector<std::function<void()>> actions = std::move(after_commit_);
   after_commit_.clear();
   AnswerTakeIns(st.ok() ? st : st.Context("the store's commit failed"));
@@ -761,7 +769,9 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
     return;
   }
   SignerInfo signer{subject, sender->digits(), opened->signer_fingerprint};
-  Status written = WriteInbox(config_.inbox, *opened, signer, now);
+  Status written = inbox_batch_.Stage(*opened, signer, now);
+  // Published before the turn's commit (FinishTurn), at once when there is no turn.
+  if (written.ok() && !store_->InTurn()) written = inbox_batch_.Publish();
   if (!written.ok()) {
     Log()->error("message {}: cannot write the inbox ({}); not acknowledged, the broker will "
                  "redeliver",

@@ -5,7 +5,8 @@
 // seal new messages, submit sealed ones (up to max_in_flight awaiting ACCEPTED), handle what the
 // broker sent, and run the timers (heartbeats, submit timeouts, report resends, reconnects).
 // Hand-overs: an outbox folder is removed only after the store's commit; a delivery is reported
-// (acknowledged) only after the inbox folder and the store's commit are durable; a message's
+// (acknowledged) only after the inbox folder and the store's commit are durable (the turn's
+// inbox folders are published, with one syncfs, just before its commit); a message's
 // envelope is dropped only after the broker's ACCEPTED.
 // Batching: each loop turn's store writes are one transaction (Store::BeginTurn/CommitTurn);
 // reports, status acks and outbox folder removals made during the turn wait in after_commit_
@@ -31,6 +32,7 @@
 #include "common/crypto/envelope.h"
 #include "common/metrics.h"
 #include "integration-point/config.h"
+#include "integration-point/inbox.h"
 #include "common/registry_client.h"
 #include "integration-point/store.h"
 #include "proto/broker.pb.h"
@@ -131,6 +133,7 @@ class Engine {
   std::unique_ptr<crypto::TrustStore> trust_;
   std::unique_ptr<crypto::TrustedCertCache> certs_;  // registry certificates, verified
   std::unique_ptr<Store> store_;
+  InboxBatch inbox_batch_;  // this turn's inbox folders, published before its commit
   std::optional<wire::CurveKeyPair> curve_;
   std::unique_ptr<RegistryClient> registry_;
 

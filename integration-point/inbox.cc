@@ -38,24 +38,24 @@ nlohmann::json InboxMessageJson(const wire::Header& h, const std::string& title,
   };
 }
 
-Status WriteInbox(const std::string& inbox, const crypto::Opened& opened, const SignerInfo& signer,
-                  int64_t received_ms) {
+Status InboxBatch::Stage(const crypto::Opened& opened, const SignerInfo& signer,
+                         int64_t received_ms) {
   const auto& h = opened.header;
   // Second guard (the engine checks first): the id becomes a folder name.
   if (!IsUuid(h.message_id()) || h.message_id().find('/') != std::string::npos) {
     return Status(Code::kMalformed, "message id is not a UUID; nothing written");
   }
-  const std::string final_dir = JoinPath(inbox, h.message_id());
-  if (Exists(final_dir)) return Status::Ok();
-  const std::string tmp_root = JoinPath(inbox, ".tmp");
+  if (staged_.contains(h.message_id())) return Status::Ok();
+  if (Exists(JoinPath(inbox_, h.message_id()))) return Status::Ok();
+  const std::string tmp_root = JoinPath(inbox_, ".tmp");
   const std::string tmp = JoinPath(tmp_root, h.message_id());
-  BUD_RETURN_IF_ERROR(MakeDirs(tmp_root));
+  if (staged_.empty()) BUD_RETURN_IF_ERROR(MakeDirs(tmp_root));
   BUD_RETURN_IF_ERROR(RemoveAll(tmp));  // a leftover of an earlier attempt
   BUD_RETURN_IF_ERROR(MakeDirs(tmp, 0750));
 
   nlohmann::json files = nlohmann::json::array();
   for (const auto& a : opened.payload.attachments()) {
-    BUD_RETURN_IF_ERROR(WriteFileSynced(JoinPath(tmp, a.name()), a.data(), 0640));
+    BUD_RETURN_IF_ERROR(WriteFileUnsynced(JoinPath(tmp, a.name()), a.data(), 0640));
     files.push_back({{"name", a.name()},
                      {"mediaType", a.media_type()},
                      {"size", a.data().size()},
@@ -64,10 +64,25 @@ Status WriteInbox(const std::string& inbox, const crypto::Opened& opened, const 
   const nlohmann::json mj = InboxMessageJson(h, opened.payload.title(),
                                              opened.payload.metadata_json(), signer, received_ms,
                                              std::move(files));
-  BUD_RETURN_IF_ERROR(WriteFileSynced(JoinPath(tmp, "message.json"), mj.dump(2) + "\n", 0640));
-  BUD_RETURN_IF_ERROR(FsyncPath(tmp));
-  BUD_RETURN_IF_ERROR(RenameDurable(tmp, final_dir));
+  BUD_RETURN_IF_ERROR(WriteFileUnsynced(JoinPath(tmp, "message.json"), mj.dump(2) + "\n", 0640));
+  staged_.insert(h.message_id());
   return Status::Ok();
+}
+
+Status InboxBatch::Publish() {
+  if (staged_.empty()) return Status::Ok();
+  std::set<std::string> staged = std::move(staged_);
+  staged_.clear();
+  const std::string tmp_root = JoinPath(inbox_, ".tmp");
+  // Every staged file and folder durable before any appears in the inbox.
+  BUD_RETURN_IF_ERROR(SyncFileSystem(tmp_root));
+  for (const auto& id : staged) {
+    const std::string final_dir = JoinPath(inbox_, id);
+    if (::rename(JoinPath(tmp_root, id).c_str(), final_dir.c_str()) != 0) {
+      return ErrnoStatus(errno, fmt::format("cannot move message {} into the inbox", id));
+    }
+  }
+  return FsyncPath(inbox_);
 }
 
 }  // namespace bud::ip

@@ -340,6 +340,8 @@ Status Store::CommitTurn() {
   return tx->Commit();  // when it fails, tx's destruction rolls the turn back
 }
 
+void Store::RollbackTurn() { turn_.reset(); }  // the destructor rolls back
+
 Status Store::ReportDone(const std::string& message_id, MsgStatus status) {
   BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
       "DELETE FROM pending_reports WHERE message_id=? AND status=?"));

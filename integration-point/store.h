@@ -200,6 +200,7 @@ class Store {
   // outbox folder) waits for it. A failed CommitTurn rolls the whole turn back.
   Status BeginTurn();
   Status CommitTurn();  // Ok without an open turn
+  void RollbackTurn();  // drops the turn's writes
   bool InTurn() const { return turn_ != nullptr; }
 
  private:

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <random>
@@ -856,7 +857,7 @@ TEST_CASE("a message signed with a key not in the registry ends FEIL at the send
              Catch::Matchers::StartsWith("BAD_SIGNATURE"));
   std::this_thread::sleep_for(Millis(1000));
   CHECK(ListDir(ex.Inbox(kAgencyB)).empty());
-  CHECK(ListDir(ex.Inbox(kAgencyB) + "/.tmp").empty());
+  CHECK(ListDir(ex.Inbox(kAgencyB) + "/.tmp", /*include_hidden=*/true).empty());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -881,6 +882,37 @@ TEST_CASE("removing the inbox folder makes the sender see LEVERT", "[integration
   CHECK(out.value("status", "") == "LEVERT");
   CHECK(Exchange::History(out) == Strings{"OPPRETTET", "SENDT", "MOTTATT", "LEVERT"});
   CHECK(ListDir(ex.Inbox(kAgencyB)).empty());  // not delivered again
+}
+
+TEST_CASE("an inbox that cannot be written acknowledges nothing; the message arrives once "
+          "after the repair",
+          "[integration][reliability]") {
+  Exchange ex;  // the broker redelivers what is not acknowledged within 5 s
+  INFO("exchange in " << ex.root());
+  // inbox/.tmp is where every message is written first: a file there breaks every write.
+  const std::string blocker = ex.Inbox(kAgencyB) + "/.tmp";
+  fs::remove_all(blocker);
+  { std::ofstream(blocker) << "not a directory\n"; }
+  Outgoing m = SmallMessage(kAgencyB, NewUuid(), "Innboksen er i ustand", 500, 17);
+  ex.DropFolder(kAgencyA, m.folder, m.message_json, m.files);
+  ex.ip(kAgencyB).WaitForLog("cannot write the inbox");
+  ex.WaitForStatus(kAgencyA, m.id, "SENDT");
+  CHECK(ex.Status(kAgencyB).empty());  // nothing recorded as received
+  CHECK(!fs::exists(ex.Inbox(kAgencyB) + "/" + m.id));
+  const nlohmann::json waiting = ex.WaitForStatus(kAgencyA, m.id, "SENDT");
+  CHECK(Exchange::History(waiting) == Strings{"OPPRETTET", "SENDT"});
+
+  fs::remove(blocker);  // repaired
+  ex.WaitForInbox(kAgencyB, m.id);
+  ex.WaitForStatus(kAgencyA, m.id, "MOTTATT");
+  for (const auto& [name, bytes] : m.files) {
+    CHECK(ReadFile(ex.Inbox(kAgencyB) + "/" + m.id + "/" + name) == bytes);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  CHECK(ListDir(ex.Inbox(kAgencyB)) == Strings{m.id});
+  CHECK(ListDir(ex.Inbox(kAgencyB) + "/.tmp", /*include_hidden=*/true).empty());
+  const nlohmann::json in = ex.WaitForStatus(kAgencyB, m.id, "INNKOMMENDE_MOTTATT");
+  CHECK(Exchange::History(in) == Strings{"INNKOMMENDE_MOTTATT"});
 }
 
 // ---------------------------------------------------------------------------------------------
