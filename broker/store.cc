@@ -147,18 +147,7 @@ Result<std::unique_ptr<storage::Db>> OpenStoreReadOnly(const std::string& path) 
                                                "broker.store; `bud-broker run` creates it)",
                                                path));
   }
-  storage::Db::Options options;
-  options.read_only = true;
-  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::Open(path, options));
-  BUD_ASSIGN_OR_RETURN(int version, db->UserVersion());
-  if (version != static_cast<int>(kMigrations.size())) {
-    return Status(Code::kUnsupported,
-                  fmt::format("broker store '{}' has schema version {}; this bud-broker reads "
-                              "version {} (start `bud-broker run` of this release once to "
-                              "migrate an older store)",
-                              path, version, kMigrations.size()));
-  }
-  return db;
+  return storage::Db::OpenStoreReadOnly(path, static_cast<int>(kMigrations.size()), "bud-broker");
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path, int64_t max_bytes) {
