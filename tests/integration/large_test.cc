@@ -302,4 +302,71 @@ TEST_CASE("bud-ip status shows a streamed message's bytes sent and received, mid
   CHECK(conv["transfer"]["bytes"] == sent["totalBytes"]);
 }
 
+
+// The broker's store_max_bytes counts the spool files of streamed messages: a stream that would
+// not fit beside a queued one is refused for now (RETRY_LATER, the small path's DISK_FULL reason)
+// before any chunk moves, also after a restart (the queued spool is counted again), and goes
+// through once the limit is raised.
+TEST_CASE("store_max_bytes counts streamed spools: a stream that does not fit waits, then goes",
+          "[large]") {
+  ExchangeOptions opts;
+  opts.broker_settings = {{"store_max_bytes", std::to_string(20 * MiB())}};
+  Exchange ex(opts);
+  ex.ip(kAgencyB).Stop();  // the first message stays queued on the broker
+  const std::string first = NewUuid();
+  const std::string second = NewUuid();
+  const std::string sha1 = DropLarge(ex, kAgencyA, kAgencyB, first, 12 * MiB(), 4);
+  ex.WaitForStatus(kAgencyA, first, "SENDT", Millis(120000));
+  CHECK(FileSize(ex.root() + "/broker/spool/" + first) > 12 * MiB());
+
+  const std::string sha2 = DropLarge(ex, kAgencyA, kAgencyB, second, 12 * MiB(), 5);
+  const std::string refused = "message " + second + " from 0192:" + kAgencyA +
+                              ": streamed upload of";
+  ex.broker().WaitForLog(refused, Millis(60000));
+  ex.ip(kAgencyA).WaitForLog("message " + second + ": broker says retry later: broker could not "
+                             "store the message (DISK_FULL); retry later",
+                             Millis(30000));
+  // Waiting, not lost: OPPRETTET, with the broker's reason in the transfer, no chunk spooled.
+  nlohmann::json t;
+  WaitUntil(
+      "the sender's status showing why message " + second + " waits", Millis(20000),
+      [&] {
+        t = TransferOf(ex, kAgencyA, second);
+        return t.is_object() && t.contains("note");
+      },
+      [&] { return t.dump(); });
+  CHECK(t["note"].get<std::string>().find("DISK_FULL") != std::string::npos);
+  CHECK(t["bytes"] == 0);
+  auto entry = Exchange::Find(ex.Status(kAgencyA), second);
+  REQUIRE(entry.size() == 1);
+  CHECK(entry[0]["status"] == "OPPRETTET");
+  CHECK(FileSize(ex.root() + "/broker/spool/" + second) == -1);
+
+  // After a restart with the same limit the queued spool still counts.
+  ex.broker().Stop();
+  ex.StartBroker();
+  ex.broker().WaitForLog(refused, Millis(90000));
+  CHECK(Exchange::Find(ex.Status(kAgencyA), second)[0]["status"] == "OPPRETTET");
+
+  // A bigger limit: both go through, the waiting one without a FEIL on the way.
+  ex.broker().Stop();
+  const std::string config = ex.root() + "/broker/broker.toml";
+  std::string text = ReadFile(config);
+  const std::string from = "store_max_bytes = " + std::to_string(20 * MiB());
+  REQUIRE(text.find(from) != std::string::npos);
+  text.replace(text.find(from), from.size(), "store_max_bytes = " + std::to_string(256 * MiB()));
+  WriteFile(config, text);
+  ex.StartBroker();
+  ex.StartIp(kAgencyB);
+  ex.WaitForInbox(kAgencyB, first, Millis(120000));
+  ex.WaitForInbox(kAgencyB, second, Millis(120000));
+  CHECK(FileSha256(ex.Inbox(kAgencyB) + "/" + first + "/big.bin") == sha1);
+  CHECK(FileSha256(ex.Inbox(kAgencyB) + "/" + second + "/big.bin") == sha2);
+  const nlohmann::json done = ex.WaitForStatus(kAgencyA, second, "MOTTATT", Millis(60000));
+  CHECK(Exchange::History(done) == std::vector<std::string>{"OPPRETTET", "SENDT", "MOTTATT"});
+  const nlohmann::json sent = TransferOf(ex, kAgencyA, second);
+  CHECK(sent["bytes"] == sent["totalBytes"]);
+  CHECK_FALSE(sent.contains("note"));
+}
+
 }  // namespace bud::test
