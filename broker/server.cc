@@ -25,8 +25,10 @@ Status Server::Run() {
   BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store, config_.store_max_bytes));
   streams_ = std::make_unique<Streams>(store_->db(), JoinPath(ParentDir(AbsolutePath(config_.store)), "spool"),
                                        static_cast<uint64_t>(config_.max_payload_bytes),
-                                       static_cast<uint32_t>(config_.stream_window));
+                                       static_cast<uint32_t>(config_.stream_window),
+                                       config_.store_max_bytes);
   BUD_RETURN_IF_ERROR(streams_->Init());
+  LimitDbToQuota();
   sock_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
   wire::ConfigureSocket(*sock_, /*router=*/true);
   BUD_RETURN_IF_ERROR(SetUpCurve());
@@ -74,6 +76,7 @@ Status Server::Run() {
     }
     FlushStreams();
     FlushBatch();
+    LimitDbToQuota();
     streams_->Pump([this](const std::string& rid, const wire::BrokerMessage& m) {
       if (!SessionByRid(rid)) return false;
       Send(rid, m);
@@ -380,8 +383,7 @@ void Server::FlushBatch() {
     } else {
       metrics_.retry_later.fetch_add(1, std::memory_order_relaxed);
       r->set_code(wire::RETRY_LATER);
-      r->set_reason(fmt::format("broker could not store the message ({}); retry later",
-                                CodeName(committed.code())));
+      r->set_reason(RetryLaterReason(committed.code()));
     }
     if (SessionByRid(batch_submit_rids_[i])) Send(batch_submit_rids_[i], m);
   }
@@ -543,6 +545,19 @@ void Server::OnStreamMessage(Session& s, wire::ClientMessage& msg) {
     }
     default: break;
   }
+}
+
+// store_max_bytes covers SQLite and the spool files: SQLite gets what the spools leave.
+void Server::LimitDbToQuota() {
+  if (config_.store_max_bytes <= 0 || streams_->spool_bytes() == db_limited_for_spool_) return;
+  const int64_t spool = static_cast<int64_t>(
+      std::min<uint64_t>(streams_->spool_bytes(), static_cast<uint64_t>(config_.store_max_bytes)));
+  Status st = store_->LimitBytes(config_.store_max_bytes - spool);
+  if (!st.ok()) {
+    Log()->warn("cannot set the store's size limit: {}", st.ToString());
+    return;
+  }
+  db_limited_for_spool_ = streams_->spool_bytes();
 }
 
 void Server::FlushStreams() {

@@ -66,6 +66,7 @@ class Server {
   // Streamed envelopes (broker/streams.h).
   void OnStreamMessage(Session& s, wire::ClientMessage& msg);
   void FlushStreams();
+  void LimitDbToQuota();
   void FlushBatch();
   void PumpDeliveries(Session& s);
   void PumpNotices(Session& s);
@@ -86,6 +87,7 @@ class Server {
   std::unique_ptr<Store> store_;
   std::unique_ptr<Streams> streams_;
   std::vector<std::string> finished_uploads_;     // in this batch's submits; rows go after commit
+  uint64_t db_limited_for_spool_ = UINT64_MAX;    // spool bytes the SQLite limit was set for
   std::map<std::string, Session> sessions_;       // by routing id
   std::map<std::string, std::string> org_rid_;    // org -> routing id
   std::vector<SubmitItem> batch_submits_;

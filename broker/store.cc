@@ -147,29 +147,33 @@ Result<std::unique_ptr<storage::Db>> OpenStoreReadOnly(const std::string& path) 
                                                "broker.store; `bud-broker run` creates it)",
                                                path));
   }
-  storage::Db::Options options;
-  options.read_only = true;
-  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::Open(path, options));
-  BUD_ASSIGN_OR_RETURN(int version, db->UserVersion());
-  if (version != static_cast<int>(kMigrations.size())) {
-    return Status(Code::kUnsupported,
-                  fmt::format("broker store '{}' has schema version {}; this bud-broker reads "
-                              "version {} (start `bud-broker run` of this release once to "
-                              "migrate an older store)",
-                              path, version, kMigrations.size()));
-  }
-  return db;
+  return storage::Db::OpenStoreReadOnly(path, static_cast<int>(kMigrations.size()), "bud-broker");
+}
+
+Result<int64_t> DbBytes(storage::Db& db) {
+  BUD_ASSIGN_OR_RETURN(auto* q, db.Prepare(
+      "SELECT p.page_count * s.page_size FROM pragma_page_count() p, pragma_page_size() s"));
+  BUD_ASSIGN_OR_RETURN(bool row, q->Step());
+  const int64_t bytes = row ? q->Int(0) : 0;
+  q->Reset();
+  return bytes;
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path, int64_t max_bytes) {
   BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStore(path, kMigrations));
   BUD_RETURN_IF_ERROR(db->Exec(fmt::format("PRAGMA cache_size=-{}", kCacheKib)));
-  if (max_bytes > 0) {
-    // SQLite answers SQLITE_FULL beyond this, exactly as on a full disk.
-    BUD_RETURN_IF_ERROR(db->Exec(fmt::format("PRAGMA max_page_count={}",
-                                             std::max<int64_t>(max_bytes / 4096, 16))));
-  }
-  return std::unique_ptr<Store>(new Store(std::move(db)));
+  std::unique_ptr<Store> store(new Store(std::move(db)));
+  if (max_bytes > 0) BUD_RETURN_IF_ERROR(store->LimitBytes(max_bytes));
+  return store;
+}
+
+Status Store::LimitBytes(int64_t max_bytes) {
+  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare("PRAGMA page_size"));
+  BUD_ASSIGN_OR_RETURN(bool row, q->Step());
+  const int64_t page = row && q->Int(0) > 0 ? q->Int(0) : 4096;
+  q->Reset();
+  // SQLite answers SQLITE_FULL beyond this, exactly as on a full disk.
+  return db_->Exec(fmt::format("PRAGMA max_page_count={}", std::max<int64_t>(max_bytes / page, 16)));
 }
 
 Result<int64_t> Store::AddAttempts(const std::vector<std::string>& message_ids) {

@@ -114,10 +114,17 @@ const std::vector<std::string>& Migrations();
 // once to migrate an older one).
 Result<std::unique_ptr<storage::Db>> OpenStoreReadOnly(const std::string& path);
 
+// The main database file's size as SQLite counts it (page_count x page_size; not the WAL).
+Result<int64_t> DbBytes(storage::Db& db);
+
 class Store {
  public:
   // `max_bytes` > 0 caps the database size (SQLITE_FULL beyond it, as on a full disk).
   static Result<std::unique_ptr<Store>> Open(const std::string& path, int64_t max_bytes = 0);
+  // Caps the database at `max_bytes` from now on (never below what it holds: SQLite keeps the
+  // current size then, so it cannot grow). The broker lowers it by the spool files' bytes so
+  // that store_max_bytes covers both (docs/storage.md).
+  Status LimitBytes(int64_t max_bytes);
 
   // One transaction for all items. On error nothing of the batch is stored.
   Status CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,

@@ -46,6 +46,10 @@ std::string Progress(uint64_t done, uint64_t total, int64_t since_mono) {
 }
 }  // namespace
 
+std::string RetryLaterReason(Code code) {
+  return fmt::format("broker could not store the message ({}); retry later", CodeName(code));
+}
+
 bool IsStreamHead(const std::string& envelope) {
   return envelope.size() <= crypto::kMaxStreamHeadBytes &&
          crypto::ParseStreamHead(envelope, UINT64_MAX >> 1).ok();
@@ -63,8 +67,13 @@ wire::BrokerMessage DeliveryMessage(const std::string& envelope, uint32_t attemp
   return m;
 }
 
-Streams::Streams(storage::Db& db, std::string spool_dir, uint64_t max_payload, uint32_t window)
-    : db_(db), dir_(std::move(spool_dir)), max_payload_(max_payload), window_(window) {}
+Streams::Streams(storage::Db& db, std::string spool_dir, uint64_t max_payload, uint32_t window,
+                 int64_t store_max_bytes)
+    : db_(db),
+      dir_(std::move(spool_dir)),
+      max_payload_(max_payload),
+      window_(window),
+      store_max_bytes_(store_max_bytes) {}
 
 Streams::~Streams() {
   for (auto& [id, u] : uploads_) {
@@ -89,6 +98,7 @@ Status Streams::Init() {
     owned.insert(q->Text(0));
     auto head = crypto::ParseStreamHead(q->Blob(1), max_payload_);
     if (!head.ok()) continue;
+    spool_bytes_ += head->layout.ciphertext_size;  // reserved for the whole stream
     // Bytes past the committed chunk may be torn: they go, and are sent again.
     const uint64_t keep = head->layout.RecordOffset(static_cast<uint64_t>(q->Int(2)));
     if (::truncate(SpoolPath(q->Text(0)).c_str(), static_cast<off_t>(keep)) != 0 &&
@@ -106,6 +116,8 @@ Status Streams::Init() {
     if (!queued) {
       Log()->info("removing spool file {} that no upload or queued message owns", name);
       (void)RemoveAll(SpoolPath(name));
+    } else if (struct stat st; ::stat(SpoolPath(name).c_str(), &st) == 0) {
+      spool_bytes_ += static_cast<uint64_t>(st.st_size);
     }
   }
   return Status::Ok();
@@ -197,6 +209,20 @@ Streams::Started Streams::OnSubmitStream(const std::string& org, const std::stri
     }
   }
   Upload* u = OpenUpload(id);
+  if (u == nullptr && store_max_bytes_ > 0) {
+    // store_max_bytes counts SQLite and the spool files; the whole stream is reserved now.
+    auto db_bytes = DbBytes(db_);
+    const uint64_t need = head->layout.ciphertext_size;
+    if (db_bytes.ok() && static_cast<uint64_t>(*db_bytes) + spool_bytes_ + need >
+                             static_cast<uint64_t>(store_max_bytes_)) {
+      Log()->warn("message {} from {}: streamed upload of {} bytes refused for now (retry later): "
+                  "the store would exceed store_max_bytes = {} ({} bytes in SQLite, {} in spool "
+                  "files)",
+                  id, org, need, store_max_bytes_, *db_bytes, spool_bytes_);
+      out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, RetryLaterReason(Code::kDiskFull));
+      return out;
+    }
+  }
   if (u == nullptr) {
     auto ins = db_.Prepare("INSERT INTO uploads (message_id, sender, receiver, head, next_chunk, "
                            "expires_ms) VALUES (?, ?, ?, ?, 0, ?)");
@@ -213,6 +239,7 @@ Streams::Started Streams::OnSubmitStream(const std::string& org, const std::stri
       out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, "broker could not open the spool");
       return out;
     }
+    spool_bytes_ += u->layout.ciphertext_size;
     Log()->info("message {} from {} to {}: streamed upload of {} bytes in {} chunks started", id,
                 org, item.receiver, u->layout.ciphertext_size, u->layout.chunk_count);
   } else {
@@ -357,6 +384,7 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
     if (!digest.ok()) {
       Log()->warn("message {} from {}: streamed upload refused: {}", id, u.org, digest.ToString());
       const std::string org = u.org;
+      spool_bytes_ -= std::min(spool_bytes_, u.layout.ciphertext_size);
       CloseUpload(id);
       (void)RemoveAll(SpoolPath(id));
       if (auto del = db_.Prepare("DELETE FROM uploads WHERE message_id=?"); del.ok()) {
@@ -471,7 +499,10 @@ void Streams::Forget(const std::string& message_id) {
     ::close(it->second.fd);
     outgoing_.erase(it);
   }
-  if (::unlink(SpoolPath(message_id).c_str()) == 0) {
+  struct stat st;
+  const std::string path = SpoolPath(message_id);
+  if (::stat(path.c_str(), &st) == 0 && ::unlink(path.c_str()) == 0) {
+    spool_bytes_ -= std::min(spool_bytes_, static_cast<uint64_t>(st.st_size));
     Log()->debug("message {}: spool removed", message_id);
   }
 }

@@ -32,12 +32,19 @@ namespace bud::broker {
 // True when `envelope` is a streamed (version 2) head rather than a version 1 envelope.
 bool IsStreamHead(const std::string& envelope);
 
+// The reason of a RETRY_LATER when the broker cannot store a message (small or streamed), e.g.
+// "broker could not store the message (DISK_FULL); retry later".
+std::string RetryLaterReason(Code code);
+
 // Deliver{envelope} for version 1, DeliverStream{head} for a streamed head.
 wire::BrokerMessage DeliveryMessage(const std::string& envelope, uint32_t attempt);
 
 class Streams {
  public:
-  Streams(storage::Db& db, std::string spool_dir, uint64_t max_payload, uint32_t window);
+  // `store_max_bytes` > 0: SQLite and the spool files together stay below it (a stream that
+  // does not fit is answered RETRY_LATER before any chunk moves).
+  Streams(storage::Db& db, std::string spool_dir, uint64_t max_payload, uint32_t window,
+          int64_t store_max_bytes = 0);
   ~Streams();
   // Creates the spool folder, removes spool files no upload or queued message owns, and
   // truncates each upload's spool to its committed next_chunk.
@@ -71,6 +78,10 @@ class Streams {
   void Forget(const std::string& message_id);
 
   std::string SpoolPath(const std::string& message_id) const;
+  // What the spool files hold or will hold: the whole stream of every upload in progress
+  // (reserved when it starts, so no chunk runs over the quota) and of every queued streamed
+  // message. A running total: counted once at Init (one stat per spool file), then kept.
+  uint64_t spool_bytes() const { return spool_bytes_; }
 
  private:
   struct Upload {
@@ -105,6 +116,8 @@ class Streams {
   std::map<std::string, Upload> uploads_;      // open uploads by message id
   std::map<std::string, Outgoing> outgoing_;   // deliveries in progress by message id
   std::string buf_;
+  int64_t store_max_bytes_;
+  uint64_t spool_bytes_ = 0;
 };
 
 }  // namespace bud::broker

@@ -555,6 +555,12 @@ void Engine::OnSubmitReply(const wire::SubmitReply& r) {
       metrics_.accepted.fetch_add(1, std::memory_order_relaxed);
       submit_backoff_ms_ = 500;
       auto st = store_->ApplyStatus(r.message_id(), "OUT", wire::SENDT, "", NowMs(), "sent");
+      if (st.ok()) {
+        // A streamed message: all of it is with the broker (no-op for a small one).
+        if (Status t = store_->TransferProgress(r.message_id(), "OUT", -1); !t.ok()) {
+          st = t;
+        }
+      }
       if (!st.ok()) {
         Log()->error("message {}: cannot record SENDT: {}", r.message_id(), st.status().ToString());
       } else {
@@ -582,6 +588,12 @@ void Engine::OnSubmitReply(const wire::SubmitReply& r) {
                     r.message_id(), r.reason(), submit_backoff_ms_);
         submit_pause_until_mono_ = MonoMs() + submit_backoff_ms_;
         submit_backoff_ms_ = std::min<int64_t>(submit_backoff_ms_ * 2, 30000);
+      }
+      // A streamed message shows why it waits in `bud-ip status` (no-op for a small one).
+      if (Status t = store_->TransferProgress(r.message_id(), "OUT", std::nullopt,
+                                              "waiting: broker says retry later: " + r.reason());
+          !t.ok()) {
+        Log()->warn("message {}: {}", r.message_id(), t.ToString());
       }
       break;
   }

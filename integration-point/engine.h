@@ -37,6 +37,10 @@
 #include "integration-point/store.h"
 #include "proto/broker.pb.h"
 
+namespace bud::crypto {
+struct StreamLayout;
+}  // namespace bud::crypto
+
 namespace bud::ip {
 
 // What the engine counts, for /metrics (written by the engine thread, read by HTTP threads).
@@ -121,6 +125,11 @@ class Engine {
   void FinishDownload(const std::string& message_id);
   void PumpStreams();
   void ResetStreams();
+  // Writes a transfer's progress (chunks done) to the store, in the turn's transaction, at
+  // most once per kSaveProgressEveryMs unless `now`; `saved`/`saved_mono` track the last write.
+  void SaveProgress(const std::string& message_id, const char* direction,
+                    const crypto::StreamLayout& layout, uint64_t chunks, uint64_t& saved,
+                    int64_t& saved_mono, bool now);
 
   const Config& config_;
   zmq::context_t& ctx_;

@@ -14,6 +14,7 @@
 #include "integration-point/asic.h"
 #include "integration-point/receiver.h"
 #include "integration-point/sbd.h"
+#include "integration-point/status_view.h"
 #include "integration-point/status_page.h"
 
 namespace bud::ip {
@@ -291,7 +292,7 @@ json HttpApi::ConversationJson(const MessageRow& m) {
     }
   }
   auto st = StatusFromName(m.status);
-  return {{"id", m.id},
+  json out = {{"id", m.id},
           {"conversationId", m.conversation_id},
           {"messageId", m.message_id},
           {"senderIdentifier", m.sender},
@@ -307,6 +308,11 @@ json HttpApi::ConversationJson(const MessageRow& m) {
           {"direction", DirectionName(m.direction)},
           {"status", m.status},
           {"messageStatuses", statuses}};
+  // A streamed message: its transfer's progress, as `bud-ip status --json` gives it.
+  if (auto transfer = store_->Transfer(m.message_id, m.direction); transfer.ok() && *transfer) {
+    out["transfer"] = TransferJson(**transfer);
+  }
+  return out;
 }
 
 json HttpApi::IncomingSbd(const MessageRow& m) {

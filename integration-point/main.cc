@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
                                          "; start `bud-ip run`)\n");
       return 0;
     }
-    auto store = ip::Store::Open(config->store);
+    auto store = ip::Store::OpenReadOnly(config->store);
     if (!store.ok()) {
       std::cerr << "bud-ip status: " << store.status().ToString() << "\n";
       return 1;

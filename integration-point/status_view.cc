@@ -9,8 +9,55 @@
 
 namespace bud::ip {
 
+namespace {
+
+std::string Mib(int64_t bytes) {
+  return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+}
+
+int Percent(const TransferRow& t) {
+  if (t.total_bytes <= 0) return 100;
+  return static_cast<int>(100 * std::min(t.done_bytes, t.total_bytes) / t.total_bytes);
+}
+
+// The fields every entry has, from the message's header.
+nlohmann::json EntryJson(const MessageRow& m) {
+  return {{"messageId", m.message_id},
+          {"conversationId", m.conversation_id},
+          {"direction", m.direction == "OUT" ? "OUTGOING" : "INCOMING"},
+          {"sender", m.sender},
+          {"receiver", m.receiver},
+          {"process", m.process},
+          {"documentType", m.document_type},
+          {"title", m.title},
+          {"created", FormatTime(m.created_ms)},
+          {"expires", FormatTime(m.expires_ms)}};
+}
+
+}  // namespace
+
+std::string TransferLine(const TransferRow& t) {
+  std::string line = fmt::format("{} {} of {} ({}%)",
+                                 t.message.direction == "OUT" ? "sent" : "received",
+                                 Mib(t.done_bytes), Mib(t.total_bytes), Percent(t));
+  if (!t.note.empty()) line += "; " + t.note;
+  return line;
+}
+
+nlohmann::json TransferJson(const TransferRow& t) {
+  nlohmann::json j = {{"bytes", t.done_bytes},
+                      {"totalBytes", t.total_bytes},
+                      {"percent", Percent(t)},
+                      {"complete", t.done_bytes >= t.total_bytes},
+                      {"lastUpdate", FormatTime(t.updated_ms)}};
+  if (!t.note.empty()) j["note"] = t.note;
+  return j;
+}
+
 Result<std::string> RenderStatus(Store& store, const ListFilter& filter, bool json) {
   BUD_ASSIGN_OR_RETURN(auto rows, store.List(filter));
+  // Incoming streamed messages still arriving have a transfer but no message row yet.
+  BUD_ASSIGN_OR_RETURN(auto arriving, store.TransfersWithoutMessage(filter));
   if (json) {
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& m : rows) {
@@ -22,18 +69,19 @@ Result<std::string> RenderStatus(Store& store, const ListFilter& filter, bool js
                      {"lastUpdate", FormatTime(e.at_ms)},
                      {"current", e.current}});
       }
-      arr.push_back({{"messageId", m.message_id},
-                     {"conversationId", m.conversation_id},
-                     {"direction", m.direction == "OUT" ? "OUTGOING" : "INCOMING"},
-                     {"sender", m.sender},
-                     {"receiver", m.receiver},
-                     {"process", m.process},
-                     {"documentType", m.document_type},
-                     {"title", m.title},
-                     {"created", FormatTime(m.created_ms)},
-                     {"expires", FormatTime(m.expires_ms)},
-                     {"status", m.status},
-                     {"history", h}});
+      nlohmann::json entry = EntryJson(m);
+      entry["status"] = m.status;
+      entry["history"] = std::move(h);
+      BUD_ASSIGN_OR_RETURN(auto transfer, store.Transfer(m.message_id, m.direction));
+      if (transfer) entry["transfer"] = TransferJson(*transfer);
+      arr.push_back(std::move(entry));
+    }
+    for (const auto& t : arriving) {
+      nlohmann::json entry = EntryJson(t.message);  // no status or history yet
+      entry["status"] = nullptr;
+      entry["history"] = nlohmann::json::array();
+      entry["transfer"] = TransferJson(t);
+      arr.push_back(std::move(entry));
     }
     return arr.dump(2) + "\n";
   }
@@ -41,6 +89,8 @@ Result<std::string> RenderStatus(Store& store, const ListFilter& filter, bool js
   for (const auto& m : rows) {
     out += fmt::format("{} {}  {} -> {}  {}  conversation {}\n", m.direction == "OUT" ? "OUT" : "IN ",
                        m.message_id, m.sender, m.receiver, m.status, m.conversation_id);
+    BUD_ASSIGN_OR_RETURN(auto transfer, store.Transfer(m.message_id, m.direction));
+    if (transfer) out += "    " + TransferLine(*transfer) + "\n";
     BUD_ASSIGN_OR_RETURN(auto hist, store.History(m.message_id, m.direction));
     for (const auto& e : hist) {
       out += fmt::format("    {}  {:<20}{}{}\n", FormatTime(e.at_ms), e.status,
@@ -48,7 +98,13 @@ Result<std::string> RenderStatus(Store& store, const ListFilter& filter, bool js
                          e.current ? "" : "  (late; current status unchanged)");
     }
   }
-  out += fmt::format("{} message(s)\n", rows.size());
+  for (const auto& t : arriving) {
+    out += fmt::format("{} {}  {} -> {}  (arriving)  conversation {}\n    {}\n",
+                       t.message.direction == "OUT" ? "OUT" : "IN ", t.message.message_id,
+                       t.message.sender, t.message.receiver, t.message.conversation_id,
+                       TransferLine(t));
+  }
+  out += fmt::format("{} message(s)\n", rows.size() + arriving.size());
   return out;
 }
 

@@ -70,7 +70,48 @@ const std::vector<std::string> kMigrations = {
          added_ms INTEGER NOT NULL,
          PRIMARY KEY (message_id, name)
        ) WITHOUT ROWID;)",
+    // v3: progress of streamed transfers (docs/large-messages.md), for `bud-ip status`. The
+    // header fields are here too because an incoming message has no `messages` row until it is
+    // complete.
+    R"(CREATE TABLE transfers (
+         message_id TEXT NOT NULL,
+         direction TEXT NOT NULL CHECK (direction IN ('OUT', 'IN')),
+         done_bytes INTEGER NOT NULL,
+         total_bytes INTEGER NOT NULL,
+         note TEXT NOT NULL DEFAULT '',
+         updated_ms INTEGER NOT NULL,
+         conversation_id TEXT NOT NULL,
+         sender TEXT NOT NULL,
+         receiver TEXT NOT NULL,
+         process TEXT NOT NULL,
+         document_type TEXT NOT NULL,
+         created_ms INTEGER NOT NULL,
+         expires_ms INTEGER NOT NULL,
+         PRIMARY KEY (message_id, direction)
+       ) WITHOUT ROWID;)",
 };
+
+constexpr const char* kTransferColumns =
+    "message_id, direction, done_bytes, total_bytes, note, updated_ms, conversation_id, sender, "
+    "receiver, process, document_type, created_ms, expires_ms";
+
+TransferRow ReadTransfer(storage::Stmt& st) {
+  TransferRow t;
+  t.message.message_id = st.Text(0);
+  t.message.direction = st.Text(1);
+  t.done_bytes = st.Int(2);
+  t.total_bytes = st.Int(3);
+  t.note = st.Text(4);
+  t.updated_ms = st.Int(5);
+  t.message.conversation_id = st.Text(6);
+  t.message.sender = st.Text(7);
+  t.message.receiver = st.Text(8);
+  t.message.process = st.Text(9);
+  t.message.document_type = st.Text(10);
+  t.message.created_ms = st.Int(11);
+  t.message.expires_ms = st.Int(12);
+  return t;
+}
 
 constexpr const char* kColumns =
     "message_id, direction, conversation_id, sender, receiver, process, document_type, title, "
@@ -115,6 +156,12 @@ Result<std::vector<MessageRow>> ReadRows(storage::Stmt& st) {
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStore(path, kMigrations));
+  return std::unique_ptr<Store>(new Store(std::move(db)));
+}
+
+Result<std::unique_ptr<Store>> Store::OpenReadOnly(const std::string& path) {
+  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStoreReadOnly(
+                                    path, static_cast<int>(kMigrations.size()), "bud-ip"));
   return std::unique_ptr<Store>(new Store(std::move(db)));
 }
 
@@ -353,7 +400,7 @@ Result<std::vector<MessageRow>> Store::List(const ListFilter& f) {
       "SELECT {} FROM messages WHERE (?1='' OR message_id=?1) AND (?2='' OR conversation_id=?2) "
       "AND (?3='' OR direction=?3) AND (?4='' OR status=?4) AND updated_ms>=?5 "
       "ORDER BY created_ms, message_id",
-      kColumns)));
+      kListColumns)));
   st->BindAll(f.message_id, f.conversation_id, f.direction, f.status, f.since_ms);
   return ReadRows(*st);
 }
@@ -369,6 +416,73 @@ Result<std::vector<HistoryRow>> Store::History(const std::string& message_id,
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) break;
     out.push_back({st->Text(0), st->Text(1), st->Int(2), st->Int(3) != 0});
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streamed transfers
+
+Status Store::StartTransfer(const MessageRow& m, const std::string& direction, int64_t done_bytes,
+                            int64_t total_bytes) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "INSERT INTO transfers(message_id, direction, done_bytes, total_bytes, note, updated_ms, "
+      "conversation_id, sender, receiver, process, document_type, created_ms, expires_ms) "
+      "VALUES(?,?,?,?,'',?,?,?,?,?,?,?,?) ON CONFLICT(message_id, direction) DO UPDATE SET "
+      "done_bytes=excluded.done_bytes, total_bytes=excluded.total_bytes, note='', "
+      "updated_ms=excluded.updated_ms"));
+  return st->BindAll(m.message_id, direction, done_bytes, total_bytes, NowMs(), m.conversation_id,
+                     m.sender, m.receiver, m.process, m.document_type, m.created_ms, m.expires_ms)
+      .Run();
+}
+
+Status Store::TransferProgress(const std::string& message_id, const std::string& direction,
+                               std::optional<int64_t> done_bytes,
+                               std::optional<std::string> note) {
+  // done_bytes < 0: all of it.
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "UPDATE transfers SET done_bytes=CASE WHEN ?1 IS NULL THEN done_bytes WHEN ?1 < 0 THEN "
+      "total_bytes ELSE ?1 END, note=coalesce(?2, note), updated_ms=?3 "
+      "WHERE message_id=?4 AND direction=?5"));
+  if (done_bytes) {
+    st->Bind(1, *done_bytes);
+  } else {
+    st->BindNull(1);
+  }
+  if (note) {
+    st->Bind(2, *note);
+  } else {
+    st->BindNull(2);
+  }
+  return st->Bind(3, NowMs()).Bind(4, message_id).Bind(5, direction).Run();
+}
+
+Result<std::optional<TransferRow>> Store::Transfer(const std::string& message_id,
+                                                   const std::string& direction) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(fmt::format(
+      "SELECT {} FROM transfers WHERE message_id=? AND direction=?", kTransferColumns)));
+  st->BindAll(message_id, direction);
+  BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+  std::optional<TransferRow> out;
+  if (row) out = ReadTransfer(*st);
+  st->Reset();
+  return out;
+}
+
+Result<std::vector<TransferRow>> Store::TransfersWithoutMessage(const ListFilter& f) {
+  std::vector<TransferRow> out;
+  if (!f.status.empty()) return out;  // no status yet
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(fmt::format(
+      "SELECT {} FROM transfers t WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE "
+      "m.message_id=t.message_id AND m.direction=t.direction) AND (?1='' OR message_id=?1) AND "
+      "(?2='' OR conversation_id=?2) AND (?3='' OR direction=?3) AND updated_ms>=?4 "
+      "ORDER BY created_ms, message_id",
+      kTransferColumns)));
+  st->BindAll(f.message_id, f.conversation_id, f.direction, f.since_ms);
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back(ReadTransfer(*st));
   }
   return out;
 }

@@ -119,6 +119,17 @@ struct QueueDepth {
   int64_t oldest_ms = 0;
 };
 
+// Progress of a streamed transfer (table `transfers`): ciphertext bytes the broker acknowledged
+// (OUT) or that were verified and written to the spool (IN). `message` carries the header
+// fields (an incoming message has no `messages` row until it is complete).
+struct TransferRow {
+  MessageRow message;
+  int64_t done_bytes = 0;
+  int64_t total_bytes = 0;
+  std::string note;  // OUT: why it waits (the broker's last RETRY_LATER), "" when moving
+  int64_t updated_ms = 0;
+};
+
 struct ListFilter {
   std::string message_id;
   std::string conversation_id;
@@ -130,6 +141,9 @@ struct ListFilter {
 class Store {
  public:
   static Result<std::unique_ptr<Store>> Open(const std::string& path);
+  // For `bud-ip status` beside a running `bud-ip run`: a read-only connection that neither
+  // creates nor migrates; kUnsupported when the schema is not this release's.
+  static Result<std::unique_ptr<Store>> OpenReadOnly(const std::string& path);
 
   // Takes an outbox folder in: the message (state new, OPPRETTET) and the import record, in one
   // transaction. `folder_key` identifies the folder instance (name + message.json identity).
@@ -192,6 +206,19 @@ class Store {
   Result<std::vector<HistoryRow>> History(const std::string& message_id,
                                           const std::string& direction);
   storage::Db& db() { return *db_; }
+
+  // Streamed transfers: StartTransfer creates (or restarts) the progress row of `m`;
+  // TransferProgress updates the bytes done (nullopt: unchanged, < 0: all of them) and the note
+  // (nullopt: unchanged); a message without a transfer row is left alone.
+  Status StartTransfer(const MessageRow& m, const std::string& direction, int64_t done_bytes,
+                       int64_t total_bytes);
+  Status TransferProgress(const std::string& message_id, const std::string& direction,
+                          std::optional<int64_t> done_bytes,
+                          std::optional<std::string> note = std::nullopt);
+  Result<std::optional<TransferRow>> Transfer(const std::string& message_id,
+                                              const std::string& direction);
+  // Transfers (incoming ones in progress) whose message has no `messages` row yet, filtered.
+  Result<std::vector<TransferRow>> TransfersWithoutMessage(const ListFilter& filter);
 
   // Batching (engine thread): between BeginTurn and CommitTurn every write through this Store
   // joins one transaction (each operation a savepoint inside it), so a loop turn costs one

@@ -203,6 +203,13 @@ void Engine::OnDeliverStream(const wire::DeliverStream& ds) {
       Log()->info("message {} from {}: streamed delivery of {} bytes in {} chunks", id,
                   h.sender(), l.ciphertext_size, l.chunk_count);
     }
+    if (Status t = store_->StartTransfer(row, "IN", static_cast<int64_t>(keep),
+                                         static_cast<int64_t>(l.ciphertext_size));
+        !t.ok()) {
+      Log()->warn("message {}: progress not stored: {}", id, t.ToString());
+    }
+    d->saved = d->start_chunk;
+    d->saved_mono = MonoMs();
     downloads_[id] = std::move(d);
     it = downloads_.find(id);
   }
@@ -335,6 +342,7 @@ void Engine::FinishDownload(const std::string& id) {
   MessageRow rec = row;
   rec.title = opened.manifest.title();
   Status recorded = store_->RecordIncoming(rec, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", now);
+  if (recorded.ok()) recorded = store_->TransferProgress(id, "IN", -1);
   if (!recorded.ok()) {
     Log()->error("message {}: in the inbox but not recorded ({}); not acknowledged", id,
                  recorded.ToString());

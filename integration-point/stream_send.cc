@@ -18,6 +18,7 @@ namespace bud::ip {
 namespace {
 std::shared_ptr<spdlog::logger> Log() { return Logger("ip"); }
 constexpr int64_t kProgressEveryMs = 5000;
+constexpr int64_t kSaveProgressEveryMs = 1000;
 
 bool IsStreamHead(const std::string& envelope) {
   return envelope.size() <= crypto::kMaxStreamHeadBytes &&
@@ -102,6 +103,12 @@ bool Engine::SealLarge(const MessageRow& m, wire::Header header, wire::Payload m
     return true;
   }
   Status st = store_->MarkSealed(m.message_id, *head);
+  if (st.ok()) {
+    auto parsed = crypto::ParseStreamHead(*head, UINT64_MAX >> 1);
+    st = parsed.ok() ? store_->StartTransfer(m, "OUT", 0,
+                                             static_cast<int64_t>(parsed->layout.ciphertext_size))
+                     : parsed.status();
+  }
   if (!st.ok()) {
     Log()->error("message {}: cannot store the sealed head: {}", m.message_id, st.ToString());
     return false;
@@ -149,6 +156,10 @@ void Engine::OnStreamStart(const wire::StreamStart& start) {
   up->next_send = up->acked = up->start_chunk = std::min(start.next_chunk(), up->layout.chunk_count);
   up->window = std::clamp<uint32_t>(start.window(), 1, 64);
   in_flight_[id] = MonoMs();
+  if (Status n = store_->TransferProgress(id, "OUT", std::nullopt, ""); !n.ok()) {
+    Log()->warn("message {}: progress not stored: {}", id, n.ToString());
+  }
+  SaveProgress(id, "OUT", up->layout, up->acked, up->saved, up->saved_mono, true);
   Log()->info("message {}: {} upload at chunk {} of {} (offset {})", id,
               up->acked == 0 ? "starting" : "resuming", up->acked, up->layout.chunk_count,
               up->layout.RecordOffset(up->acked));
@@ -175,9 +186,25 @@ void Engine::ResetStreams() {
   downloads_.clear();
 }
 
+void Engine::SaveProgress(const std::string& message_id, const char* direction,
+                          const crypto::StreamLayout& layout, uint64_t chunks, uint64_t& saved,
+                          int64_t& saved_mono, bool now) {
+  if (chunks == saved || (!now && MonoMs() - saved_mono < kSaveProgressEveryMs)) return;
+  const uint64_t bytes = std::min(layout.RecordOffset(chunks), layout.ciphertext_size);
+  Status st = store_->TransferProgress(message_id, direction, static_cast<int64_t>(bytes));
+  if (!st.ok()) {
+    Log()->warn("message {}: progress not stored: {}", message_id, st.ToString());
+    return;
+  }
+  saved = chunks;
+  saved_mono = MonoMs();
+}
+
 void Engine::PumpStreams() {
   for (auto it = uploads_.begin(); it != uploads_.end();) {
     StreamUpload& up = *it->second;
+    // What the broker acknowledged is durable there; the turn's commit carries it here.
+    SaveProgress(it->first, "OUT", up.layout, up.acked, up.saved, up.saved_mono, false);
     bool ok = true;
     while (up.next_send < up.layout.chunk_count && up.next_send - up.acked < up.window) {
       wire::ClientMessage msg;
@@ -212,27 +239,33 @@ void Engine::PumpStreams() {
   }
   // Receiving side: one fsync and one ChunkAck per download per loop turn (group commit).
   for (auto& [id, d] : downloads_) {
-    if (!d->unsynced || !d->verifier) continue;
-    if (::fdatasync(d->fd) != 0) {
-      Log()->error("message {}: fsync of spool failed: {}", id, std::strerror(errno));
-      continue;
+    if (!d->verifier) continue;
+    if (d->unsynced) {
+      if (::fdatasync(d->fd) != 0) {
+        Log()->error("message {}: fsync of spool failed: {}", id, std::strerror(errno));
+        continue;
+      }
+      d->unsynced = false;
+      wire::ClientMessage msg;
+      msg.set_protocol_version(wire::kProtocolVersion);
+      msg.mutable_chunk_ack()->set_message_id(id);
+      msg.mutable_chunk_ack()->set_next_chunk(d->verifier->next_index());
+      SendToBroker(msg);
+      if (MonoMs() - d->last_log_mono >= kProgressEveryMs) {
+        const auto& l = d->verifier->layout();
+        const uint64_t bytes = std::min(l.RecordOffset(d->verifier->next_index()), l.ciphertext_size);
+        const double secs = static_cast<double>(std::max<int64_t>(MonoMs() - d->started_mono, 1)) / 1000.0;
+        Log()->info("message {}: received {} of {} bytes ({:.0f} %, {:.1f} MB/s)", id, bytes,
+                    l.ciphertext_size,
+                    100.0 * static_cast<double>(bytes) / static_cast<double>(l.ciphertext_size),
+                    static_cast<double>(bytes - l.RecordOffset(d->start_chunk)) / 1e6 / secs);
+        d->last_log_mono = MonoMs();
+      }
     }
-    d->unsynced = false;
-    wire::ClientMessage msg;
-    msg.set_protocol_version(wire::kProtocolVersion);
-    msg.mutable_chunk_ack()->set_message_id(id);
-    msg.mutable_chunk_ack()->set_next_chunk(d->verifier->next_index());
-    SendToBroker(msg);
-    if (MonoMs() - d->last_log_mono >= kProgressEveryMs) {
-      const auto& l = d->verifier->layout();
-      const uint64_t bytes = std::min(l.RecordOffset(d->verifier->next_index()), l.ciphertext_size);
-      const double secs = static_cast<double>(std::max<int64_t>(MonoMs() - d->started_mono, 1)) / 1000.0;
-      Log()->info("message {}: received {} of {} bytes ({:.0f} %, {:.1f} MB/s)", id, bytes,
-                  l.ciphertext_size,
-                  100.0 * static_cast<double>(bytes) / static_cast<double>(l.ciphertext_size),
-                  static_cast<double>(bytes - l.RecordOffset(d->start_chunk)) / 1e6 / secs);
-      d->last_log_mono = MonoMs();
-    }
+    // What is fsynced is stored as progress (at most once a second, also once the chunks stop
+    // coming; the turn's commit carries it).
+    SaveProgress(id, "IN", d->verifier->layout(), d->verifier->next_index(), d->saved,
+                 d->saved_mono, false);
   }
 }
 

@@ -24,6 +24,8 @@ struct Engine::StreamUpload {
   int64_t started_mono = 0;
   int64_t last_log_mono = 0;
   uint64_t start_chunk = 0;
+  uint64_t saved = UINT64_MAX;  // `acked` as last written to the store's transfer row
+  int64_t saved_mono = 0;
   ~StreamUpload() {
     if (fd >= 0) ::close(fd);
   }
@@ -45,6 +47,8 @@ struct Engine::StreamDownload {
   int64_t started_mono = 0;
   int64_t last_log_mono = 0;
   uint64_t start_chunk = 0;
+  uint64_t saved = UINT64_MAX;  // next_index() as last written to the store's transfer row
+  int64_t saved_mono = 0;
   explicit StreamDownload(Orgnr s) : sender(std::move(s)) {}
   ~StreamDownload() {
     if (fd >= 0) ::close(fd);

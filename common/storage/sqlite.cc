@@ -123,6 +123,21 @@ Result<std::unique_ptr<Db>> Db::OpenStore(const std::string& path,
   return db;
 }
 
+Result<std::unique_ptr<Db>> Db::OpenStoreReadOnly(const std::string& path, int version,
+                                                  std::string_view program) {
+  Options options;
+  options.read_only = true;
+  BUD_ASSIGN_OR_RETURN(auto db, Open(path, options));
+  BUD_ASSIGN_OR_RETURN(int found, db->UserVersion());
+  if (found != version) {
+    return Status(Code::kUnsupported,
+                  fmt::format("store '{}' has schema version {}; this {} reads version {} (start "
+                              "`{} run` of this release once to migrate an older store)",
+                              path, found, program, version, program));
+  }
+  return db;
+}
+
 Db::~Db() {
   cache_.clear();  // finalize statements before closing
   sqlite3_close(db_);

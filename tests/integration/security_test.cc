@@ -42,6 +42,7 @@
 #include "common/crypto/stream.h"
 #include "common/crypto/openssl.h"
 #include "common/orgnr.h"
+#include "common/storage/sqlite.h"
 #include "common/uuid.h"
 #include "common/wire/curve.h"
 #include "common/wire/zmq.h"
@@ -1589,6 +1590,132 @@ TEST_CASE("streamed chunks flipped, dropped, duplicated or reordered are caught 
       CHECK_FALSE(std::filesystem::exists(ex.root() + "/broker/spool/" + id));
     }
   }
+}
+
+}  // namespace bud::test
+
+namespace bud::test {
+namespace {
+
+// The head the broker keeps for a queued message (its `messages.envelope`), read beside it.
+std::string BrokerHead(Exchange& ex, const std::string& id) {
+  storage::Db::Options ro;
+  ro.read_only = true;
+  auto db = Must(storage::Db::Open(ex.root() + "/broker/broker.db", ro), "broker store");
+  auto* q = Must(db->Prepare("SELECT envelope FROM messages WHERE message_id=?"), "query");
+  REQUIRE(Must(q->Bind(1, id).Step(), "reading the head"));
+  std::string head = q->Blob(0);
+  q->Reset();
+  return head;
+}
+
+std::string ReadAt(int fd, uint64_t offset, uint64_t size) {
+  std::string out(size, '\0');
+  REQUIRE(::pread(fd, out.data(), size, static_cast<off_t>(offset)) == static_cast<ssize_t>(size));
+  return out;
+}
+
+void WriteAt(int fd, uint64_t offset, const std::string& bytes) {
+  REQUIRE(::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(offset)) ==
+          static_cast<ssize_t>(bytes.size()));
+}
+
+}  // namespace
+
+// The second hop: the sender and its upload are honest, the broker is not. With the receiver
+// stopped, the queued stream's spool on the broker is edited, then the receiver starts.
+TEST_CASE("a hostile broker's changes to a queued stream are caught before the receiver's inbox",
+          "[integration][security]") {
+  ExchangeOptions opts;
+  opts.agency_settings[kAgencyA] = {{"outbox.stream_threshold_bytes", "1048576"}};
+  Exchange ex(opts);
+  ex.ip(kAgencyB).Stop();
+  const std::string id = NewUuid();
+  nlohmann::json meta = Exchange::Metadata(kAgencyB);
+  meta["messageId"] = id;
+  ex.DropFolder(kAgencyA, "large-" + id, meta.dump(), {{"big.bin", SeededBytes(5u << 20, 8)}});
+  ex.WaitForStatus(kAgencyA, id, "SENDT", Millis(60000));
+  const std::string spool = ex.root() + "/broker/spool/" + id;
+  const std::string head = BrokerHead(ex, id);
+  const crypto::StreamLayout l = Must(crypto::ParseStreamHead(head, UINT64_MAX >> 1), "head").layout;
+  REQUIRE(l.chunk_count >= 4);
+  REQUIRE(fs::file_size(spool) == l.ciphertext_size);
+  REQUIRE(l.RecordSize(1) == l.RecordSize(2));
+
+  std::string expect;  // what the receiver's log says about it
+  SECTION("a byte flipped inside a chunk") {
+    const int fd = ::open(spool.c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    WriteAt(fd, l.RecordOffset(1) + 100, Flip(ReadAt(fd, l.RecordOffset(1) + 100, 1), 0));
+    ::close(fd);
+    expect = "refused (FEIL): DECRYPT_FAILED: chunk 1 failed twice";
+  }
+  SECTION("two whole chunks of equal size swapped") {
+    const int fd = ::open(spool.c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    const std::string one = ReadAt(fd, l.RecordOffset(1), l.RecordSize(1));
+    const std::string two = ReadAt(fd, l.RecordOffset(2), l.RecordSize(2));
+    WriteAt(fd, l.RecordOffset(1), two);
+    WriteAt(fd, l.RecordOffset(2), one);
+    ::close(fd);
+    expect = "refused (FEIL): DECRYPT_FAILED: chunk 1 failed twice";
+  }
+  SECTION("the last chunk cut off, and the head's sizes and digest fitted to what is left") {
+    // The broker serves what its head says: a hostile one shortens the head to match the
+    // truncated spool (sizes, chunk count, digest). It cannot sign it again.
+    ex.broker().Stop();
+    const uint64_t keep = l.RecordOffset(l.chunk_count - 1);
+    REQUIRE(::truncate(spool.c_str(), static_cast<off_t>(keep)) == 0);
+    const int fd = ::open(spool.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    const std::string rest = ReadAt(fd, 0, keep);
+    ::close(fd);
+    wire::Envelope env;
+    REQUIRE(env.ParseFromString(head));
+    wire::Header h;
+    REQUIRE(h.ParseFromString(env.header()));
+    h.set_plaintext_size((l.chunk_count - 1) * l.chunk_size);
+    h.set_chunk_count(l.chunk_count - 1);
+    h.set_payload_size(keep);
+    h.set_payload_sha256(crypto::Sha256(rest));
+    env.set_header(h.SerializeAsString());
+    const std::string forged = env.SerializeAsString();
+    const crypto::StreamLayout fl =
+        Must(crypto::ParseStreamHead(forged, UINT64_MAX >> 1), "the forged head").layout;
+    REQUIRE(fl.ciphertext_size == keep);  // the broker finds the spool complete
+    auto db = Must(storage::Db::Open(ex.root() + "/broker/broker.db"), "broker store");
+    auto* up = Must(db->Prepare("UPDATE messages SET envelope=? WHERE message_id=?"), "update");
+    REQUIRE(up->BindBlob(1, forged).Bind(2, id).Run().ok());
+    REQUIRE(up->Changes() == 1);
+    db.reset();
+    ex.StartBroker();
+    expect = "refused (FEIL): BAD_SIGNATURE";
+  }
+
+  REQUIRE_FALSE(expect.empty());
+  ex.StartIp(kAgencyB);
+  ex.ip(kAgencyB).WaitForLog("message " + id + " from " + std::string("0192:") + kAgencyA +
+                                 " refused (FEIL)",
+                             Millis(60000));
+  const std::string blog = ex.ip(kAgencyB).LogSinceStart();
+  INFO(blog);
+  CHECK(blog.find(expect) != std::string::npos);
+  // The receiver's record and the sender's: FEIL, the sender with the uniform outside reason.
+  const nlohmann::json got = ex.WaitForStatus(kAgencyB, id, "FEIL", Millis(30000));
+  CHECK(got["status"] == "FEIL");
+  const nlohmann::json sent = ex.WaitForStatus(kAgencyA, id, "FEIL", Millis(60000));
+  INFO(sent.dump());
+  CHECK(sent["status"] == "FEIL");
+  CHECK(sent["history"].back()["description"].get<std::string>().find("ENVELOPE_REJECTED") !=
+        std::string::npos);
+  CHECK(Exchange::History(sent) == std::vector<std::string>{"OPPRETTET", "SENDT", "FEIL"});
+  // Nothing of it anywhere at the receiver; the broker dropped its copy with the report.
+  CHECK_FALSE(fs::exists(ex.Inbox(kAgencyB) + "/" + id));
+  CHECK_FALSE(fs::exists(ex.Inbox(kAgencyB) + "/.tmp/" + id));
+  CHECK_FALSE(fs::exists(ex.AgencyDir(kAgencyB) + "/spool/in-" + id));
+  WaitUntil("the broker's spool of " + id + " removed", Millis(20000),
+            [&] { return !fs::exists(spool); });
+  ex.CheckAlive();
 }
 
 }  // namespace bud::test
