@@ -424,6 +424,53 @@ TEST_CASE("uploads over outbox.max_message_bytes get 413 and leave the draft as 
         std::string::npos);
 }
 
+TEST_CASE("a draft sent streamed survives a crash between placing its files and the commit",
+          "[integration][http]") {
+  ExchangeOptions o;
+  o.http = true;  // B writes to its inbox folder
+  // Above 512 KiB a draft goes streamed: the 1 MiB file below takes that way.
+  o.agency_settings[kAgencyA] = {{"outbox.stream_threshold_bytes", "524288"}};
+  Exchange ex(o);
+  const std::string id = NewUuid(), dir = ex.root(), agency = ex.AgencyDir(kAgencyA);
+  json sbd = json::parse(ExampleSbd(kAgencyA, kAgencyB, id, NewUuid()));
+  REQUIRE(Send(ex.HttpBase(kAgencyA), "POST", "/api/messages/out", sbd.dump()).status == 200);
+  const std::string pdf = SeededBytes(1 << 20, 21);
+  REQUIRE(Send(ex.HttpBase(kAgencyA), "PUT", "/api/messages/out/" + id, pdf, "application/pdf",
+               {{"Content-Disposition", "attachment; filename=\"test.pdf\""}})
+              .status == 200);
+  const std::string drafts = agency + "/spool/drafts/" + id;
+  const Strings files = DirEntries(drafts);
+  REQUIRE(files.size() == 1);
+
+  // What a crash right after the rename into the spool leaves: spool/src/<id>/ linked to the
+  // draft's file, the draft not yet sent; and the files of a draft that is gone.
+  ex.ip(kAgencyA).Stop();
+  const std::string src = agency + "/spool/src/" + id;
+  std::filesystem::create_directories(src);
+  std::filesystem::create_hard_link(drafts + "/" + files[0], src + "/test.pdf");
+  const std::string orphan = agency + "/spool/drafts/" + NewUuid();
+  std::filesystem::create_directories(orphan);
+  WriteFile(orphan + "/f-x", "left by a send that committed");
+  ex.StartIp(kAgencyA);
+  const std::string a = ex.HttpBase(kAgencyA);
+  // The staged folder is gone (not moved to the outbox as a large folder would be), the draft
+  // and its file are as they were, the orphan is gone.
+  CHECK(!std::filesystem::exists(src));
+  CHECK(DirEntries(ex.Outbox(kAgencyA)).empty());
+  CHECK(DirEntries(drafts) == files);
+  CHECK(!std::filesystem::exists(orphan));
+  CHECK(Get(a, "/api/messages/out/" + id).status == 200);
+
+  Reply sent = Send(a, "POST", "/api/messages/out/" + id);
+  INFO(sent.body);
+  REQUIRE(sent.status == 200);
+  ex.ip(kAgencyA).WaitForLog("message " + id + " sealed as a stream");
+  json mj = ex.WaitForInbox(kAgencyB, id);
+  CHECK(mj["streamed"] == true);
+  CHECK(ReadFile(ex.Inbox(kAgencyB) + "/" + id + "/test.pdf") == pdf);
+  CHECK(!std::filesystem::exists(drafts));
+}
+
 TEST_CASE("bad requests get a JSON error a developer can act on", "[integration][http]") {
   ExchangeOptions o = ApiExchange();
   Exchange ex(o);
