@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "common/clock.h"
@@ -50,6 +51,7 @@ const char* Reason(int status) {
     case 415: return "Unsupported Media Type";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
+    case 507: return "Insufficient Storage";
     default: return status >= 500 ? "Server Error" : "Client Error";
   }
 }
@@ -123,7 +125,29 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(
   httplib::Server& srv = *s->server_;
   const int threads = o.threads;
   srv.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  srv.set_payload_max_length(o.max_body_bytes);
+  // httplib's own limit must let the streamed requests through; the others are held to
+  // max_body_bytes by the check below, before their body is read.
+  srv.set_payload_max_length(std::max(o.max_body_bytes, o.max_streamed_body_bytes));
+  auto too_large = [o](const httplib::Request& req, httplib::Response& res) {
+    const bool streamed = o.streams_body && o.streams_body(req);
+    const size_t limit = streamed ? o.max_streamed_body_bytes : o.max_body_bytes;
+    if (!req.has_header("Content-Length")) return false;
+    const std::string len = req.get_header_value("Content-Length");
+    char* end = nullptr;
+    const unsigned long long n = std::strtoull(len.c_str(), &end, 10);
+    if (end != len.c_str() + len.size() || n <= limit) return false;
+    res.set_header("Connection", "close");  // the body is not read
+    SendError(res, 413,
+              fmt::format("request body of {} bytes is larger than the limit of {} bytes (see {})",
+                          n, limit, streamed ? "outbox.max_message_bytes" : "http.max_upload_bytes"),
+              req.path);
+    return true;
+  };
+  // curl and others ask before sending a large body: a refusal then costs no upload.
+  srv.set_expect_100_continue_handler([too_large](const httplib::Request& req,
+                                                  httplib::Response& res) {
+    return too_large(req, res) ? 413 : 100;
+  });
   srv.set_read_timeout(std::chrono::seconds(30));
   srv.set_write_timeout(std::chrono::seconds(30));
   srv.set_keep_alive_timeout(5);
@@ -131,14 +155,17 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(
   // keep-alive client's delayed ACK held every answer back by about 40 ms.
   srv.set_tcp_nodelay(true);
   const std::string token = s->token_;
-  srv.set_pre_routing_handler([token](const httplib::Request& req, httplib::Response& res) {
-    if (token.empty() || req.path == "/" || req.path == "/healthz") {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
+  srv.set_pre_routing_handler([token, too_large](const httplib::Request& req,
+                                                 httplib::Response& res) {
+    auto size_checked = [&] {
+      return too_large(req, res) ? httplib::Server::HandlerResponse::Handled
+                                 : httplib::Server::HandlerResponse::Unhandled;
+    };
+    if (token.empty() || req.path == "/" || req.path == "/healthz") return size_checked();
     const std::string auth = req.get_header_value("Authorization");
     const std::string want = "Bearer " + token;
     if (auth.size() == want.size() && CRYPTO_memcmp(auth.data(), want.data(), want.size()) == 0) {
-      return httplib::Server::HandlerResponse::Unhandled;
+      return size_checked();
     }
     res.set_header("WWW-Authenticate", "Bearer");
     SendError(res, 401, "missing or wrong bearer token: send 'Authorization: Bearer <token>' "

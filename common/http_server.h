@@ -29,6 +29,12 @@ struct HttpOptions {
   std::string tls_key;
   int threads = 4;
   size_t max_body_bytes = 100u << 20;
+  // Requests for which this is true are read by their handler as a stream (httplib's
+  // ContentReader), never held whole: they may carry up to max_streamed_body_bytes, and their
+  // handler enforces its own limits. Every other request's Content-Length is checked against
+  // max_body_bytes before its body is read (413).
+  std::function<bool(const httplib::Request&)> streams_body;
+  size_t max_streamed_body_bytes = 0;
   std::string name = "http";  // for logs
 };
 

@@ -1,14 +1,26 @@
-// ASiC-E-style zip with libzip, built in memory. See asic.h.
+// ASiC-E-style zip, stored entries, written as it is read. See asic.h; the record layouts are
+// PKWARE's APPNOTE.TXT 6.3 (4.3.7 local header, 4.3.12 central header, 4.3.14-16 end records,
+// 4.5.3 the ZIP64 extended information field).
 #include "integration-point/asic.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
-#include <zip.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
 
-#include <memory>
+#include <algorithm>
+#include <ctime>
+
+#include "common/fs.h"
 
 namespace bud::ip {
 
 namespace {
+constexpr uint64_t kMax32 = 0xFFFFFFFFu;  // a 32-bit field at this value means "see ZIP64"
+constexpr uint16_t kUtf8Flag = 0x0800;    // general purpose bit 11: names are UTF-8
+constexpr size_t kReadMax = 1 << 20;
+
 std::string XmlEscape(std::string_view s) {
   std::string out;
   for (char c : s) {
@@ -23,72 +35,233 @@ std::string XmlEscape(std::string_view s) {
   return out;
 }
 
-Status ZipError(zip_t* za, std::string_view what) {
-  return Status(Code::kInternal, fmt::format("zip: {}: {}", what,
-                                             za ? zip_strerror(za) : "cannot open"));
+void Put16(std::string& out, uint64_t v) {
+  out += static_cast<char>(v & 0xFF);
+  out += static_cast<char>((v >> 8) & 0xFF);
 }
-}  // namespace
+void Put32(std::string& out, uint64_t v) {
+  Put16(out, v & 0xFFFF);
+  Put16(out, (v >> 16) & 0xFFFF);
+}
+void Put64(std::string& out, uint64_t v) {
+  Put32(out, v & kMax32);
+  Put32(out, v >> 32);
+}
 
-Result<std::string> MakeAsice(const wire::Payload& payload) {
-  zip_error_t error;
-  zip_error_init(&error);
-  zip_source_t* buffer = zip_source_buffer_create(nullptr, 0, 0, &error);
-  if (buffer == nullptr) return Status(Code::kInternal, "zip: cannot create a buffer");
-  zip_source_keep(buffer);  // read back after zip_close
-  std::unique_ptr<zip_source_t, void (*)(zip_source_t*)> keep(buffer, zip_source_free);
-  zip_t* za = zip_open_from_source(buffer, ZIP_TRUNCATE, &error);
-  if (za == nullptr) {
-    zip_error_fini(&error);
-    return ZipError(nullptr, "open");
-  }
-  std::string manifest =
+// MS-DOS date and time (local time is what zip tools show; UTC keeps it reproducible).
+std::pair<uint16_t, uint16_t> DosTime(int64_t ms) {
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  if (tm.tm_year < 80) return {0, (1 << 5) | 1};  // 1980-01-01 00:00
+  const auto time = static_cast<uint16_t>((tm.tm_hour << 11) | (tm.tm_min << 5) | (tm.tm_sec / 2));
+  const auto date =
+      static_cast<uint16_t>(((tm.tm_year - 80) << 9) | ((tm.tm_mon + 1) << 5) | tm.tm_mday);
+  return {time, date};
+}
+
+std::string Manifest(const std::vector<AsicFile>& files) {
+  std::string m =
       "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n"
       "<manifest:manifest xmlns:manifest=\"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0\">\n"
       "  <manifest:file-entry manifest:full-path=\"/\" manifest:media-type=\"" +
       std::string(kAsicMediaType) + "\"/>\n";
-  auto add = [&](const std::string& name, const std::string& data, bool store) -> Status {
-    // Buffers are borrowed: `payload` and `manifest` outlive zip_close below.
-    zip_source_t* src = zip_source_buffer(za, data.data(), data.size(), 0);
-    if (src == nullptr) return ZipError(za, name);
-    zip_int64_t idx = zip_file_add(za, name.c_str(), src, ZIP_FL_ENC_UTF_8);
-    if (idx < 0) {
-      zip_source_free(src);
-      return ZipError(za, name);
+  for (const auto& f : files) {
+    m += fmt::format("  <manifest:file-entry manifest:full-path=\"{}\" "
+                     "manifest:media-type=\"{}\"/>\n",
+                     XmlEscape(f.name), XmlEscape(f.media_type));
+  }
+  return m + "</manifest:manifest>\n";
+}
+}  // namespace
+
+uint32_t Crc32(uint32_t crc, std::string_view data) {
+  return static_cast<uint32_t>(
+      crc32_z(crc, reinterpret_cast<const Bytef*>(data.data()), data.size()));
+}
+
+Result<uint32_t> FileCrc32(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "open " + path);
+  std::string buf(kReadMax, '\0');
+  uint32_t crc = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status st = ErrnoStatus(errno, "read " + path);
+      ::close(fd);
+      return st;
     }
-    if (zip_set_file_compression(za, static_cast<zip_uint64_t>(idx),
-                                 store ? ZIP_CM_STORE : ZIP_CM_DEFLATE, 0) != 0) {
-      return ZipError(za, name);
-    }
-    return Status::Ok();
+    if (n == 0) break;
+    crc = Crc32(crc, std::string_view(buf.data(), static_cast<size_t>(n)));
+  }
+  ::close(fd);
+  return crc;
+}
+
+Result<std::unique_ptr<AsicStream>> AsicStream::Open(std::vector<AsicFile> files,
+                                                     int64_t mtime_ms) {
+  std::unique_ptr<AsicStream> s(new AsicStream());
+  const auto [dos_time, dos_date] = DosTime(mtime_ms);
+  AsicFile mimetype{"mimetype", "", 0, 0, "", kAsicMediaType};
+  AsicFile manifest{"META-INF/manifest.xml", "text/xml", 0, 0, "", Manifest(files)};
+  std::vector<AsicFile*> entries{&mimetype};
+  for (auto& f : files) entries.push_back(&f);
+  entries.push_back(&manifest);
+
+  auto add_bytes = [&](std::string bytes) {
+    const uint64_t n = bytes.size();
+    s->pieces_.push_back({s->size_, n, std::move(bytes), -1});
+    s->size_ += n;
   };
-  static const std::string kMimetype = kAsicMediaType;
-  Status st = add("mimetype", kMimetype, true);
-  for (int i = 0; st.ok() && i < payload.attachments_size(); ++i) {
-    const auto& a = payload.attachments(i);
-    st = add(a.name(), a.data(), false);
-    manifest += fmt::format("  <manifest:file-entry manifest:full-path=\"{}\" "
-                            "manifest:media-type=\"{}\"/>\n",
-                            XmlEscape(a.name()), XmlEscape(a.media_type()));
+  std::string central;
+  for (AsicFile* f : entries) {
+    if (f->path.empty()) {
+      f->size = f->data.size();
+      f->crc32 = Crc32(0, f->data);
+    }
+    const uint64_t offset = s->size_;
+    const bool big = f->size >= kMax32;
+    const bool far = offset >= kMax32;
+    std::string local;
+    Put32(local, 0x04034b50);
+    Put16(local, big ? 45 : 20);  // version needed: 4.5 for ZIP64
+    Put16(local, kUtf8Flag);
+    Put16(local, 0);  // stored
+    Put16(local, dos_time);
+    Put16(local, dos_date);
+    Put32(local, f->crc32);
+    Put32(local, big ? kMax32 : f->size);  // compressed size = size (stored)
+    Put32(local, big ? kMax32 : f->size);
+    Put16(local, f->name.size());
+    Put16(local, big ? 20 : 0);
+    local += f->name;
+    if (big) {  // 4.5.3: in a local header both sizes, always
+      Put16(local, 0x0001);
+      Put16(local, 16);
+      Put64(local, f->size);
+      Put64(local, f->size);
+    }
+    add_bytes(std::move(local));
+    if (!f->path.empty()) {
+      int fd = ::open(f->path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return ErrnoStatus(errno, "open " + f->path);
+      s->pieces_.push_back({s->size_, f->size, {}, fd});
+      struct stat st;
+      if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != f->size) {
+        return Status(Code::kIo, fmt::format("'{}' has {} bytes, not the {} recorded", f->path,
+                                             static_cast<int64_t>(st.st_size), f->size));
+      }
+      s->size_ += f->size;
+    } else {
+      add_bytes(std::move(f->data));
+    }
+    // The central header: ZIP64 fields only for what does not fit, in the order 4.5.3 gives.
+    std::string extra;
+    if (big) {
+      Put64(extra, f->size);
+      Put64(extra, f->size);
+    }
+    if (far) Put64(extra, offset);
+    const bool zip64 = big || far;
+    Put32(central, 0x02014b50);
+    Put16(central, (3 << 8) | 45);  // made by: Unix, 4.5
+    Put16(central, zip64 ? 45 : 20);
+    Put16(central, kUtf8Flag);
+    Put16(central, 0);
+    Put16(central, dos_time);
+    Put16(central, dos_date);
+    Put32(central, f->crc32);
+    Put32(central, big ? kMax32 : f->size);
+    Put32(central, big ? kMax32 : f->size);
+    Put16(central, f->name.size());
+    Put16(central, extra.empty() ? 0 : extra.size() + 4);
+    Put16(central, 0);  // comment
+    Put16(central, 0);  // disk
+    Put16(central, 0);  // internal attributes
+    Put32(central, 0100644u << 16);  // external: a regular file, rw-r--r--
+    Put32(central, far ? kMax32 : offset);
+    central += f->name;
+    if (!extra.empty()) {
+      Put16(central, 0x0001);
+      Put16(central, extra.size());
+      central += extra;
+    }
   }
-  manifest += "</manifest:manifest>\n";
-  if (st.ok()) st = add("META-INF/manifest.xml", manifest, false);
-  if (!st.ok()) {
-    zip_discard(za);
-    return st;
+  const uint64_t cd_offset = s->size_;
+  const uint64_t cd_size = central.size();
+  const uint64_t count = entries.size();
+  std::string end = std::move(central);
+  const bool zip64_end = cd_offset >= kMax32 || cd_size >= kMax32 || count >= 0xFFFF;
+  if (zip64_end) {
+    const uint64_t record = cd_offset + cd_size;
+    Put32(end, 0x06064b50);  // ZIP64 end of central directory record
+    Put64(end, 44);          // its size after this field
+    Put16(end, (3 << 8) | 45);
+    Put16(end, 45);
+    Put32(end, 0);
+    Put32(end, 0);
+    Put64(end, count);
+    Put64(end, count);
+    Put64(end, cd_size);
+    Put64(end, cd_offset);
+    Put32(end, 0x07064b50);  // its locator
+    Put32(end, 0);
+    Put64(end, record);
+    Put32(end, 1);
   }
-  if (zip_close(za) != 0) {
-    Status err = ZipError(za, "close");
-    zip_discard(za);
-    return err;
+  Put32(end, 0x06054b50);
+  Put16(end, 0);
+  Put16(end, 0);
+  Put16(end, std::min<uint64_t>(count, 0xFFFF));
+  Put16(end, std::min<uint64_t>(count, 0xFFFF));
+  Put32(end, std::min(cd_size, kMax32));
+  Put32(end, std::min(cd_offset, kMax32));
+  Put16(end, 0);
+  add_bytes(std::move(end));
+  return s;
+}
+
+AsicStream::~AsicStream() {
+  for (auto& p : pieces_) {
+    if (p.fd >= 0) ::close(p.fd);
   }
-  if (zip_source_open(buffer) != 0) return Status(Code::kInternal, "zip: cannot reopen buffer");
-  zip_source_seek(buffer, 0, SEEK_END);
-  zip_int64_t size = zip_source_tell(buffer);
-  zip_source_seek(buffer, 0, SEEK_SET);
-  std::string out(static_cast<size_t>(size), '\0');
-  zip_int64_t got = zip_source_read(buffer, out.data(), out.size());
-  zip_source_close(buffer);
-  if (got != size) return Status(Code::kInternal, "zip: short read of the built archive");
+}
+
+Result<std::string_view> AsicStream::Read(uint64_t offset, size_t max) {
+  if (offset >= size_ || max == 0) return std::string_view();
+  auto it = std::upper_bound(pieces_.begin(), pieces_.end(), offset,
+                             [](uint64_t o, const Piece& p) { return o < p.offset; });
+  const Piece& p = *std::prev(it);
+  const uint64_t within = offset - p.offset;
+  const size_t n = static_cast<size_t>(std::min<uint64_t>({p.size - within, max, kReadMax}));
+  if (p.fd < 0) return std::string_view(p.bytes).substr(static_cast<size_t>(within), n);
+  buffer_.resize(n);
+  size_t done = 0;
+  while (done < n) {
+    ssize_t got = ::pread(p.fd, buffer_.data() + done, n - done,
+                          static_cast<off_t>(within + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return ErrnoStatus(errno, "reading an attachment");
+    if (got == 0) return Status(Code::kIo, "an attachment is shorter than recorded");
+    done += static_cast<size_t>(got);
+  }
+  return std::string_view(buffer_);
+}
+
+Result<std::string> MakeAsice(const wire::Payload& payload) {
+  std::vector<AsicFile> files;
+  for (const auto& a : payload.attachments()) {
+    files.push_back({a.name(), a.media_type(), 0, 0, "", a.data()});
+  }
+  BUD_ASSIGN_OR_RETURN(auto stream, AsicStream::Open(std::move(files), 0));
+  std::string out;
+  out.reserve(static_cast<size_t>(stream->size()));
+  while (out.size() < stream->size()) {
+    BUD_ASSIGN_OR_RETURN(std::string_view piece, stream->Read(out.size(), kReadMax));
+    out.append(piece);
+  }
   return out;
 }
 

@@ -1,17 +1,21 @@
 // The integration point's HTTP API. See http_api.h and docs/http-api.md.
 #include "integration-point/http_api.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 
 #include "common/clock.h"
+#include "common/fs.h"
 #include "common/crypto/certs.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/payload.h"
 #include "common/uuid.h"
 #include "integration-point/asic.h"
+#include "integration-point/data_dirs.h"
 #include "integration-point/receiver.h"
 #include "integration-point/sbd.h"
 #include "integration-point/status_view.h"
@@ -40,6 +44,57 @@ std::string Describe(const std::string& status, const std::string& reason) {
   };
   auto it = kText.find(status);
   return it == kText.end() ? status : it->second;
+}
+
+constexpr const char* kUploadPath = R"(/api/messages/out/([^/]+))";
+
+// PUT /api/messages/out/{id}: a file of a draft, streamed to disk (see the handler).
+bool IsFileUpload(const httplib::Request& req) {
+  return req.method == "PUT" && req.path.starts_with("/api/messages/out/") &&
+         req.path.find('/', std::string_view("/api/messages/out/").size()) == std::string::npos;
+}
+
+// A write error as the client should see it: 507 when the disk is full, else 500.
+int HttpStatusForWrite(const Status& st) { return st.code() == Code::kDiskFull ? 507 : 500; }
+
+// Writes all of `data` to `fd`.
+Status WriteAll(int fd, const char* data, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, data, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return ErrnoStatus(errno, "writing the upload");
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+  return Status::Ok();
+}
+
+// The attachments of an incoming message kept for the API, for its pop container: files in
+// `api_inbox`/<id>/ for a streamed one (row.files), else the stored payload's bytes.
+Result<std::vector<AsicFile>> AsicFiles(const MessageRow& row, const std::string& api_inbox) {
+  std::vector<AsicFile> files;
+  if (!row.files.empty()) {
+    json listed = json::parse(row.files, nullptr, false);
+    if (!listed.is_array()) {
+      return Status(Code::kMalformed,
+                    fmt::format("stored file list of message {} cannot be read", row.message_id));
+    }
+    const std::string dir = JoinPath(api_inbox, row.message_id);
+    for (const auto& f : listed) {
+      const std::string name = f.value("name", "");
+      files.push_back({name, f.value("mediaType", ""), f.value("size", uint64_t{0}),
+                       f.value("crc32", uint32_t{0}), JoinPath(dir, name), ""});
+    }
+    return files;
+  }
+  wire::Payload payload;
+  if (!payload.ParseFromString(row.payload)) {
+    return Status(Code::kMalformed, fmt::format("stored message {} cannot be read", row.message_id));
+  }
+  for (auto& a : *payload.mutable_attachments()) {
+    files.push_back({a.name(), a.media_type(), 0, 0, "", std::move(*a.mutable_data())});
+  }
+  return files;
 }
 
 std::string DirectionName(const std::string& d) { return d == "OUT" ? "OUTGOING" : "INCOMING"; }
@@ -221,8 +276,10 @@ Status HttpApi::Start() {
     BUD_ASSIGN_OR_RETURN(auto cert, crypto::LoadCertFile(path));
     certs_.emplace_back(label, std::move(cert));
   }
-  BUD_ASSIGN_OR_RETURN(server_,
-                       HttpServer::Start(config_.http, [this](httplib::Server& s) { Routes(s); }));
+  HttpOptions http = config_.http;
+  http.streams_body = [](const httplib::Request& req) { return IsFileUpload(req); };
+  http.max_streamed_body_bytes = static_cast<size_t>(config_.max_message_bytes);
+  BUD_ASSIGN_OR_RETURN(server_, HttpServer::Start(http, [this](httplib::Server& s) { Routes(s); }));
   return Status::Ok();
 }
 
@@ -230,10 +287,12 @@ void HttpApi::SendOutStatus(const Status& st, const httplib::Request& req, httpl
   SendError(res, HttpStatusFor(st.code()), st.message(), req.path);
 }
 
-void HttpApi::Submit(OutgoingDraft d, const json& sbd, const httplib::Request& req,
-                     httplib::Response& res) {
+bool HttpApi::Submit(OutgoingDraft d, const json& sbd, const httplib::Request& req,
+                     httplib::Response& res, const std::function<Status()>& before_commit,
+                     const std::function<void()>& undo) {
   if (d.payload.attachments_size() == 0) {
-    return SendError(res, 400, "the message has no attachments: send at least one file", req.path);
+    SendError(res, 400, "the message has no attachments: send at least one file", req.path);
+    return false;
   }
   // The business message's main document must be one of the files.
   const std::string type = DocumentTypeName(d.document_type);
@@ -243,10 +302,11 @@ void HttpApi::Submit(OutgoingDraft d, const json& sbd, const httplib::Request& r
     bool found = false;
     for (const auto& a : d.payload.attachments()) found = found || a.name() == main;
     if (!found) {
-      return SendError(res, 400,
-                       fmt::format("{}.hoveddokument names '{}' but no attachment has that name",
-                                   type, main),
-                       req.path);
+      SendError(res, 400,
+                fmt::format("{}.hoveddokument names '{}' but no attachment has that name", type,
+                            main),
+                req.path);
+      return false;
     }
   }
   Result<wire::RegistryEntry> entry = [&] {
@@ -255,11 +315,13 @@ void HttpApi::Submit(OutgoingDraft d, const json& sbd, const httplib::Request& r
   }();
   if (!entry.ok()) {
     if (entry.status().code() == Code::kNotFound) {
-      return SendError(res, 400,
-                       fmt::format("receiver {} is not in the address registry", d.receiver.wire()),
-                       req.path);
+      SendError(res, 400,
+                fmt::format("receiver {} is not in the address registry", d.receiver.wire()),
+                req.path);
+    } else {
+      SendOutStatus(entry.status(), req, res);
     }
-    return SendOutStatus(entry.status(), req, res);
+    return false;
   }
   MessageRow row;
   row.message_id = d.message_id;
@@ -272,12 +334,33 @@ void HttpApi::Submit(OutgoingDraft d, const json& sbd, const httplib::Request& r
   row.created_ms = d.created_ms;
   row.expires_ms = d.expires_ms;
   d.payload.SerializeToString(&row.payload);
+  if (before_commit) {
+    Status placed = before_commit();
+    if (!placed.ok()) {
+      if (undo) undo();
+      Log()->error("message {}: cannot place its files in the spool: {}", row.message_id,
+                   placed.ToString());
+      SendError(res, HttpStatusForWrite(placed),
+                fmt::format("cannot place the files of message {} in the spool ({}); it is not "
+                            "sent and stays as it was",
+                            row.message_id, placed.ToString()),
+                req.path);
+      return false;
+    }
+  }
   const std::string id = row.message_id, receiver = row.receiver;
   Status st = take_in_(std::move(row));
-  if (!st.ok()) return SendOutStatus(st, req, res);
+  if (!st.ok()) {
+    // kUnavailable: the engine may still store it (or never got it); the files stay placed and
+    // the engine's start-up recovery puts them back when the draft is still there.
+    if (undo && st.code() != Code::kUnavailable) undo();
+    SendOutStatus(st, req, res);
+    return false;
+  }
   Log()->info("message {} to {} taken in through the API (OPPRETTET, {} attachment(s))", id,
               receiver, d.payload.attachments_size());
   SendJson(res, sbd);
+  return true;
 }
 
 json HttpApi::ConversationJson(const MessageRow& m) {
@@ -425,42 +508,146 @@ void HttpApi::Routes(httplib::Server& srv) {
     SendJson(res, sbd);
   });
 
-  srv.Put(R"(/api/messages/out/([^/]+))", [this](const httplib::Request& req,
-                                                  httplib::Response& res) {
+  // One file of a draft. The body goes straight to a new file in the draft's directory (never
+  // held in memory); only when it is complete and synced does the store point at it, in one
+  // commit that replaces an earlier file of the same name (removed after the commit). Whatever
+  // fails on the way (too large, disk full, the client gone) leaves the draft as it was.
+  srv.Put(kUploadPath, [this](const httplib::Request& req, httplib::Response& res,
+                              const httplib::ContentReader& read_body) {
     const std::string id = req.matches[1].str();
+    auto refuse = [&](int status, const std::string& message) {
+      res.set_header("Connection", "close");  // the body may be unread
+      SendError(res, status, message, req.path);
+    };
     const std::string disposition = req.get_header_value("Content-Disposition");
     std::string filename = DispositionParam(disposition, "filename");
     if (filename.empty()) {
-      return SendError(res, 400, "Content-Disposition needs a filename, e.g. 'attachment; "
-                                 "name=\"Title\"; filename=\"file.pdf\"'", req.path);
+      return refuse(400, "Content-Disposition needs a filename, e.g. 'attachment; "
+                         "name=\"Title\"; filename=\"file.pdf\"'");
     }
-    std::lock_guard lock(store_mu_);
-    auto sbd = store_->GetDraft(id);
-    if (!sbd.ok()) return SendOutStatus(sbd.status(), req, res);
-    if (!*sbd) {
-      return SendError(res, 404, fmt::format("no created, unsent message {} (POST "
-                                             "/api/messages/out creates one)", id), req.path);
+    uint64_t others = 0;  // bytes of the draft's other files
+    {
+      std::lock_guard lock(store_mu_);
+      auto sbd = store_->GetDraft(id);
+      if (!sbd.ok()) return refuse(HttpStatusFor(sbd.status().code()), sbd.status().ToString());
+      if (!*sbd) {
+        return refuse(404, fmt::format("no created, unsent message {} (POST /api/messages/out "
+                                       "creates one)", id));
+      }
+      auto files = store_->DraftFiles(id);
+      if (!files.ok()) return refuse(HttpStatusFor(files.status().code()), files.status().ToString());
+      OutgoingDraft check{.message_id = id, .conversation_id = {}, .receiver = me_, .process = {},
+                          .document_type = {}, .title = {}, .created_ms = 0, .expires_ms = 0,
+                          .payload = {}};
+      for (const auto& f : *files) {
+        if (f.name == filename) continue;
+        check.payload.add_attachments()->set_name(f.name);
+        others += f.size;
+      }
+      OutboxLimits limits = Limits();
+      limits.max_attachment_bytes = static_cast<size_t>(config_.max_message_bytes);
+      Status ok = CheckAttachmentLimits(check, filename, 0, limits);
+      if (!ok.ok()) return refuse(HttpStatusFor(ok.code()), ok.message());
     }
-    auto files = store_->DraftFiles(id);
-    if (!files.ok()) return SendOutStatus(files.status(), req, res);
-    OutgoingDraft check{.message_id = id, .conversation_id = {}, .receiver = me_, .process = {},
-                        .document_type = {}, .title = {}, .created_ms = 0, .expires_ms = 0,
-                        .payload = {}};
-    for (const auto& f : *files) {
-      if (f.name != filename) check.payload.add_attachments()->set_name(f.name);
+    const uint64_t max_total = static_cast<uint64_t>(config_.max_message_bytes);
+    const uint64_t budget = others >= max_total ? 0 : max_total - others;
+    auto too_large = [&](uint64_t bytes) {
+      refuse(413, fmt::format("'{}' has {}{} bytes; the files of message {} may have {} bytes "
+                              "together (outbox.max_message_bytes) and the others have {}: "
+                              "nothing of it was kept",
+                              filename, bytes > budget ? "more than " : "", std::min(bytes, budget),
+                              id, max_total, others));
+    };
+    if (req.has_header("Content-Length")) {
+      const uint64_t announced = std::strtoull(req.get_header_value("Content-Length").c_str(),
+                                               nullptr, 10);
+      if (announced > budget) return too_large(announced);
     }
-    Status ok = CheckAttachmentLimits(check, filename, req.body.size(), Limits());
-    if (!ok.ok()) return SendOutStatus(ok, req, res);
+    const std::string dir = DraftDir(config_, id);
+    const std::string file = "f-" + NewUuid();
+    const std::string path = JoinPath(dir, file);
+    Status made = MakeDirs(dir);
+    int fd = made.ok() ? ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640) : -1;
+    if (fd < 0) {
+      Status st = made.ok() ? ErrnoStatus(errno, "creating " + path) : made;
+      Log()->error("message {}: upload of '{}' refused: {}", id, filename, st.ToString());
+      return refuse(HttpStatusForWrite(st), "cannot store the upload: " + st.ToString());
+    }
+    uint64_t written = 0;
+    bool over = false;
+    Status wrote = Status::Ok();
+    const bool complete = read_body([&](const char* data, size_t n) {
+      if (written + n > budget) {
+        over = true;
+        return false;
+      }
+      wrote = WriteAll(fd, data, n);
+      written += n;
+      return wrote.ok();
+    });
+    if (complete && ::fdatasync(fd) != 0) wrote = ErrnoStatus(errno, "syncing the upload");
+    ::close(fd);
+    if (complete && wrote.ok()) wrote = FsyncPath(dir);
+    auto discard = [&] { (void)::unlink(path.c_str()); };
+    if (over) {
+      discard();
+      Log()->warn("message {}: upload of '{}' refused after {} bytes: over "
+                  "outbox.max_message_bytes", id, filename, written);
+      return too_large(written + 1);
+    }
+    if (!wrote.ok()) {
+      discard();
+      Log()->error("message {}: upload of '{}' failed after {} bytes: {}", id, filename, written,
+                   wrote.ToString());
+      return refuse(HttpStatusForWrite(wrote),
+                    fmt::format("cannot store '{}' ({}); nothing of it was kept, the message is "
+                                "as before", filename, wrote.ToString()));
+    }
+    if (!complete) {
+      discard();
+      Log()->warn("message {}: upload of '{}' cut short after {} bytes", id, filename, written);
+      return refuse(400, fmt::format("the body of '{}' ended early (after {} bytes); nothing of "
+                                     "it was kept", filename, written));
+    }
     std::string media = req.get_header_value("Content-Type");
     if (media.empty()) media = GuessMediaType(filename);
-    Status st = store_->AddDraftFile(
-        id, {filename, DispositionParam(disposition, "name"), media, req.body});
-    if (!st.ok()) return SendOutStatus(st, req, res);
+    Result<std::string> replaced = Status(Code::kInternal, "");
+    {
+      // Checked again under the lock: other files of this message may have come meanwhile.
+      std::lock_guard lock(store_mu_);
+      auto now_files = store_->DraftFiles(id);
+      uint64_t now_others = 0;
+      if (now_files.ok()) {
+        for (const auto& f : *now_files) now_others += f.name == filename ? 0 : f.size;
+      }
+      if (now_others + written > max_total) {
+        replaced = Status(Code::kInvalidArgument, "");
+        others = now_others;
+      } else {
+        replaced = store_->AddDraftFile(
+            id, {filename, DispositionParam(disposition, "name"), media, "", file, written});
+      }
+    }
+    if (!replaced.ok()) {
+      discard();
+      if (replaced.status().code() == Code::kInvalidArgument) {
+        return refuse(413, fmt::format("'{}' has {} bytes; with the {} bytes of the other files "
+                                       "of message {} that is more than "
+                                       "outbox.max_message_bytes ({}): nothing of it was kept",
+                                       filename, written, others, id, max_total));
+      }
+      return SendOutStatus(replaced.status(), req, res);
+    }
+    if (!replaced->empty()) (void)::unlink(JoinPath(dir, *replaced).c_str());
+    Log()->info("message {}: '{}' uploaded ({} bytes)", id, filename, written);
     res.status = 200;
   });
 
-  srv.Post(R"(/api/messages/out/([^/]+))", [this](const httplib::Request& req,
-                                                   httplib::Response& res) {
+  // Sends a draft. Its files go the way a folder's would: together above
+  // outbox.stream_threshold_bytes they are hard-linked into the spool layout of a large outbox
+  // folder (spool/src/<id>/<name>, no copy) and the engine seals them as a stream; else they are
+  // read into the message as today.
+  srv.Post(kUploadPath, [this](const httplib::Request& req, httplib::Response& res) {
     const std::string id = req.matches[1].str();
     Result<std::optional<std::string>> sbd_text = std::optional<std::string>();
     Result<std::vector<DraftFile>> files = std::vector<DraftFile>();
@@ -478,11 +665,55 @@ void HttpApi::Routes(httplib::Server& srv) {
     json sbd;
     auto draft = ParseSbd(stored, me_, Limits(), &sbd);
     if (!draft.ok()) return SendOutStatus(draft.status(), req, res);
-    for (auto& f : *files) {
-      Status added = AddAttachment(*draft, f.name, f.media_type, std::move(f.data), Limits());
-      if (!added.ok()) return SendOutStatus(added, req, res);
+    const std::string dir = DraftDir(config_, id);
+    uint64_t total = 0;
+    for (const auto& f : *files) total += f.size;
+    if (total <= static_cast<uint64_t>(config_.stream_threshold_bytes)) {
+      for (auto& f : *files) {
+        Result<std::string> data = std::move(f.data);
+        if (!f.file.empty()) data = ReadFile(JoinPath(dir, f.file));
+        if (!data.ok()) return SendOutStatus(data.status(), req, res);
+        Status added = AddAttachment(*draft, f.name, f.media_type, std::move(*data), Limits());
+        if (!added.ok()) return SendOutStatus(added, req, res);
+      }
+      if (Submit(std::move(*draft), sbd, req, res)) (void)RemoveAll(dir);
+      return;
     }
-    Submit(std::move(*draft), sbd, req, res);
+    OutboxLimits limits = Limits();
+    limits.max_attachment_bytes = static_cast<size_t>(config_.max_message_bytes);
+    for (const auto& f : *files) {
+      Status ok = CheckAttachmentLimits(*draft, f.name, static_cast<size_t>(f.size), limits);
+      if (!ok.ok()) return SendOutStatus(ok, req, res);
+      auto* a = draft->payload.add_attachments();
+      a->set_name(f.name);
+      a->set_media_type(f.media_type.empty() ? GuessMediaType(f.name) : f.media_type);
+      a->set_size(f.size);
+    }
+    // Right before the commit: spool/src/<id>/ is put together beside the draft (links, or the
+    // bytes of a file kept in the store before schema v4) and moved into place in one rename.
+    const std::string target = SpoolSource(config_, id);
+    auto place = [&]() -> Status {
+      const std::string stage = JoinPath(dir, ".send");
+      BUD_RETURN_IF_ERROR(RemoveAll(stage));
+      BUD_RETURN_IF_ERROR(MakeDirs(stage));
+      for (const auto& f : *files) {
+        const std::string to = JoinPath(stage, f.name);
+        if (f.file.empty()) {
+          BUD_RETURN_IF_ERROR(WriteFileSynced(to, f.data));
+        } else if (::link(JoinPath(dir, f.file).c_str(), to.c_str()) != 0) {
+          return ErrnoStatus(errno, "linking " + f.name + " into the spool");
+        }
+      }
+      BUD_RETURN_IF_ERROR(FsyncPath(stage));
+      BUD_RETURN_IF_ERROR(MakeDirs(ParentDir(target)));
+      BUD_RETURN_IF_ERROR(RemoveAll(target));  // a leftover of an earlier attempt
+      return RenameDurable(stage, target);
+    };
+    auto unplace = [&] { (void)RemoveAll(target); };
+    if (Submit(std::move(*draft), sbd, req, res, place, unplace)) {
+      Log()->info("message {}: {} bytes in {} file(s) go streamed", id, total, files->size());
+      (void)RemoveAll(dir);
+    }
   });
 
   srv.Delete(R"(/api/messages/out/([^/]+))", [this](const httplib::Request& req,
@@ -499,6 +730,7 @@ void HttpApi::Routes(httplib::Server& srv) {
       }
     }
     if (!st.ok()) return SendOutStatus(st, req, res);
+    (void)RemoveAll(DraftDir(config_, id));  // after the commit: a crash leaves it to RecoverSpool
     res.status = 200;
   });
 
@@ -566,14 +798,28 @@ void HttpApi::Routes(httplib::Server& srv) {
       return SendError(res, row.status().code() == Code::kInvalidArgument ? 409 : 404,
                        row.status().message(), req.path);
     }
-    wire::Payload payload;
-    if (!payload.ParseFromString(row->payload)) {
-      return SendError(res, 500, fmt::format("stored message {} cannot be read", id), req.path);
+    auto files = AsicFiles(*row, ApiInboxDir(config_));
+    if (!files.ok()) return SendError(res, 500, files.status().ToString(), req.path);
+    auto opened = AsicStream::Open(std::move(*files), row->created_ms);
+    if (!opened.ok()) {
+      Log()->error("message {}: cannot serve its container: {}", id, opened.status().ToString());
+      return SendError(res, 500, fmt::format("stored message {} cannot be read: {}", id,
+                                             opened.status().ToString()), req.path);
     }
-    auto zip = MakeAsice(payload);
-    if (!zip.ok()) return SendOutStatus(zip.status(), req, res);
+    // Sized and served piece by piece: the attachments are read as the client takes them.
+    std::shared_ptr<AsicStream> zip = std::move(*opened);
     res.set_header("Content-Disposition", fmt::format("attachment; filename=\"{}.asice\"", id));
-    res.set_content(std::move(*zip), kAsicMediaType);
+    res.set_content_provider(
+        static_cast<size_t>(zip->size()), kAsicMediaType,
+        [zip, id](size_t offset, size_t length, httplib::DataSink& sink) {
+          auto piece = zip->Read(offset, length);
+          if (!piece.ok() || piece->empty()) {
+            Log()->error("message {}: pop stopped at byte {}: {}", id, offset,
+                         piece.ok() ? "nothing more to read" : piece.status().ToString());
+            return false;
+          }
+          return sink.write(piece->data(), piece->size());
+        });
   });
 
   srv.Delete(R"(/api/messages/in/([^/]+))", [this](const httplib::Request& req,
@@ -588,6 +834,8 @@ void HttpApi::Routes(httplib::Server& srv) {
       return SendError(res, st.code() == Code::kInvalidArgument ? 409 : HttpStatusFor(st.code()),
                        st.message(), req.path);
     }
+    // After the commit; a crash before this leaves the files to the engine's start-up sweep.
+    (void)RemoveAll(JoinPath(ApiInboxDir(config_), id));
     Log()->info("message {} deleted through the API (INNKOMMENDE_LEVERT); reporting LEVERT", id);
     wake_();
     res.status = 200;

@@ -7,6 +7,9 @@
 // status views. After taking a message in or queuing a report it wakes the engine.
 // Messages POSTed are handed to the engine thread (Engine::TakeIn), which stores those of one
 // loop turn with one commit; each answer comes only after that commit.
+// Large files: a PUT's body streams to a file beside the store and a pop's zip is read from
+// disk as the client takes it (asic.h), so neither is ever whole in memory; the store mutex is
+// not held while bytes move.
 #pragma once
 
 #include <functional>
@@ -41,9 +44,13 @@ class HttpApi {
  private:
   void Routes(httplib::Server& srv);
   OutboxLimits Limits() const;
-  // Checks the receiver and takes the message in (store + wake); fills `res` either way.
-  void Submit(OutgoingDraft draft, const nlohmann::json& sbd, const httplib::Request& req,
-              httplib::Response& res);
+  // Checks the receiver and takes the message in (store + wake); fills `res` either way and
+  // returns whether it was taken in. `before_commit` runs after the checks, right before the
+  // commit (a streamed draft's files are placed in the spool there); `undo` when that or the
+  // commit failed.
+  bool Submit(OutgoingDraft draft, const nlohmann::json& sbd, const httplib::Request& req,
+              httplib::Response& res, const std::function<Status()>& before_commit = {},
+              const std::function<void()>& undo = {});
   void SendOutStatus(const Status& st, const httplib::Request& req, httplib::Response& res);
   nlohmann::json ConversationJson(const MessageRow& m);
   nlohmann::json IncomingSbd(const MessageRow& m);

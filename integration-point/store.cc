@@ -89,6 +89,14 @@ const std::vector<std::string> kMigrations = {
          expires_ms INTEGER NOT NULL,
          PRIMARY KEY (message_id, direction)
        ) WITHOUT ROWID;)",
+    // v4: large files through the HTTP API. A draft's file is on disk (spool/drafts/<id>/<file>,
+    // `data` empty) unless `file` is '' (drafts from before v4: the bytes are in `data`). An
+    // incoming streamed message kept for the API has its attachments in api-in/<id>/, listed in
+    // `files` (JSON: name, mediaType, size, crc32).
+    R"(ALTER TABLE api_draft_files ADD COLUMN file TEXT NOT NULL DEFAULT '';
+       ALTER TABLE api_draft_files ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+       UPDATE api_draft_files SET size=length(data);
+       ALTER TABLE messages ADD COLUMN files TEXT NOT NULL DEFAULT '';)",
 };
 
 constexpr const char* kTransferColumns =
@@ -115,11 +123,12 @@ TransferRow ReadTransfer(storage::Stmt& st) {
 
 constexpr const char* kColumns =
     "message_id, direction, conversation_id, sender, receiver, process, document_type, title, "
-    "created_ms, expires_ms, status, state, payload, envelope, rowid, updated_ms, lock_until_ms";
+    "created_ms, expires_ms, status, state, payload, envelope, rowid, updated_ms, lock_until_ms, "
+    "files";
 // The same without the blobs, for listings.
 constexpr const char* kListColumns =
     "message_id, direction, conversation_id, sender, receiver, process, document_type, title, "
-    "created_ms, expires_ms, status, state, NULL, NULL, rowid, updated_ms, lock_until_ms";
+    "created_ms, expires_ms, status, state, NULL, NULL, rowid, updated_ms, lock_until_ms, files";
 
 MessageRow ReadRow(storage::Stmt& st) {
   MessageRow m;
@@ -140,6 +149,7 @@ MessageRow ReadRow(storage::Stmt& st) {
   m.id = st.Int(14);
   m.updated_ms = st.Int(15);
   m.lock_until_ms = st.Int(16);
+  m.files = st.Text(17);
   return m;
 }
 
@@ -300,8 +310,8 @@ Status Store::RecordIncoming(const MessageRow& m, MsgStatus status, const std::s
   BUD_RETURN_IF_ERROR(tx.began());
   BUD_ASSIGN_OR_RETURN(auto* ins, db_->Prepare(
       "INSERT OR IGNORE INTO messages(message_id, direction, conversation_id, sender, receiver, "
-      "process, document_type, title, created_ms, expires_ms, status, state, payload, updated_ms) "
-      "VALUES(?,'IN',?,?,?,?,?,?,?,?,'',?,?,?)"));
+      "process, document_type, title, created_ms, expires_ms, status, state, payload, updated_ms, "
+      "files) VALUES(?,'IN',?,?,?,?,?,?,?,?,'',?,?,?,?)"));
   const std::string state = m.state.empty() ? std::string("done") : m.state;
   ins->BindAll(m.message_id, m.conversation_id, m.sender, m.receiver, m.process, m.document_type,
                m.title, m.created_ms, m.expires_ms, state);
@@ -310,7 +320,7 @@ Status Store::RecordIncoming(const MessageRow& m, MsgStatus status, const std::s
   } else {
     ins->BindNull(11);
   }
-  ins->Bind(12, at_ms);
+  ins->Bind(12, at_ms).Bind(13, state == "api" ? m.files : std::string());
   BUD_RETURN_IF_ERROR(ins->Run());
   BUD_RETURN_IF_ERROR(ApplyStatusInTx(m.message_id, "IN", status, reason, at_ms,
                                       status == wire::FEIL ? std::string("done") : state)
@@ -515,25 +525,40 @@ Result<std::optional<std::string>> Store::GetDraft(const std::string& message_id
   return out;
 }
 
-Status Store::AddDraftFile(const std::string& message_id, const DraftFile& f) {
+Result<std::string> Store::AddDraftFile(const std::string& message_id, const DraftFile& f) {
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(auto draft, GetDraft(message_id));
+  if (!draft) {
+    return Status(Code::kNotFound, fmt::format("no created, unsent message {} (sent or deleted "
+                                               "meanwhile?)", message_id));
+  }
+  BUD_ASSIGN_OR_RETURN(auto* old, db_->Prepare(
+      "SELECT file FROM api_draft_files WHERE message_id=? AND name=?"));
+  BUD_ASSIGN_OR_RETURN(bool had, old->BindAll(message_id, f.name).Step());
+  std::string replaced = had ? old->Text(0) : std::string();
+  old->Reset();
   BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
-      "INSERT OR REPLACE INTO api_draft_files(message_id, name, title, media_type, data, added_ms) "
-      "VALUES(?,?,?,?,?,?)"));
+      "INSERT OR REPLACE INTO api_draft_files(message_id, name, title, media_type, data, added_ms, "
+      "file, size) VALUES(?,?,?,?,?,?,?,?)"));
   st->BindAll(message_id, f.name, f.title, f.media_type);
-  st->BindBlob(5, f.data).Bind(6, NowMs());
-  return st->Run();
+  st->BindBlob(5, f.data).Bind(6, NowMs()).Bind(7, f.file).Bind(8, static_cast<int64_t>(f.size));
+  BUD_RETURN_IF_ERROR(st->Run());
+  BUD_RETURN_IF_ERROR(tx.Commit());
+  return replaced;
 }
 
 Result<std::vector<DraftFile>> Store::DraftFiles(const std::string& message_id) {
   BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
-      "SELECT name, title, media_type, data FROM api_draft_files WHERE message_id=? "
+      "SELECT name, title, media_type, data, file, size FROM api_draft_files WHERE message_id=? "
       "ORDER BY added_ms, name"));
   st->Bind(1, message_id);
   std::vector<DraftFile> out;
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) break;
-    out.push_back({st->Text(0), st->Text(1), st->Text(2), st->Blob(3)});
+    out.push_back({st->Text(0), st->Text(1), st->Text(2), st->Blob(3), st->Text(4),
+                   static_cast<uint64_t>(st->Int(5))});
   }
   return out;
 }

@@ -39,6 +39,9 @@ struct MessageRow {
   int64_t id = 0;         // rowid: the conversation id of the HTTP API
   int64_t updated_ms = 0;
   int64_t lock_until_ms = 0;  // IN, state api: locked by a peek until then
+  // IN, state api, streamed: the attachments in api-in/<id>/ as JSON [{name, mediaType, size,
+  // crc32}] ("" when they are in the payload).
+  std::string files;
 };
 
 struct HistoryRow {
@@ -55,12 +58,16 @@ struct PendingReport {
   int64_t at_ms;
 };
 
-// A file uploaded to a draft of the HTTP API's large-message flow.
+// A file uploaded to a draft of the HTTP API's large-message flow: on disk as
+// spool/drafts/<message-id>/<file> (data_dirs.h), or, in drafts from before schema v3, in `data`
+// (`file` empty).
 struct DraftFile {
   std::string name;
   std::string title;
   std::string media_type;
   std::string data;
+  std::string file;
+  uint64_t size = 0;
 };
 
 // One status line as the HTTP API's /api/statuses gives it.
@@ -157,7 +164,9 @@ class Store {
   // CreateOutgoing or deleted.
   Status CreateDraft(const std::string& message_id, const std::string& sbd_json);
   Result<std::optional<std::string>> GetDraft(const std::string& message_id);
-  Status AddDraftFile(const std::string& message_id, const DraftFile& file);  // same name: replaced
+  // Adds `file` (the same name: replaced) unless the draft is gone (kNotFound). Returns the
+  // on-disk name of the file it replaced ("" when none): the caller removes it.
+  Result<std::string> AddDraftFile(const std::string& message_id, const DraftFile& file);
   Result<std::vector<DraftFile>> DraftFiles(const std::string& message_id);
   Status DeleteDraft(const std::string& message_id);  // kNotFound when there is none
 

@@ -1,7 +1,9 @@
 // Receiving streamed envelopes (docs/large-messages.md): the head is verified before any chunk
 // moves, each record is checked (ChunkVerifier) and appended to a spool file that is fsynced
 // before it is acknowledged, and only when the whole stream's digest and signature verify
-// (OpenStream) is it decrypted into inbox/.tmp/<id>/ and renamed into place.
+// (OpenStream) is it decrypted into inbox/.tmp/<id>/ and renamed into place (with
+// incoming.delivery = "api": api-in/.tmp/<id>/ -> api-in/<id>/, listed in the store for the
+// HTTP API's peek/pop/delete).
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <openssl/evp.h>
@@ -15,6 +17,8 @@
 #include "common/log.h"
 #include "common/uuid.h"
 #include "common/wire/zmq.h"
+#include "integration-point/asic.h"
+#include "integration-point/data_dirs.h"
 #include "integration-point/engine.h"
 #include "integration-point/inbox.h"
 #include "integration-point/receiver.h"
@@ -74,6 +78,44 @@ Status WriteRecord(int fd, const std::string& rec, uint64_t offset) {
   }
   return Status::Ok();
 }
+// Checks the opened stream's files into `tmp`/message.json (with each file's SHA-256) and
+// renames `tmp` to the inbox folder `final_dir`.
+Status WriteInboxFolder(const std::vector<X509*>& sender_certs, const Orgnr& sender,
+                        const crypto::OpenedStream& opened, const std::string& tmp,
+                        const std::string& final_dir, int64_t now) {
+  std::string subject;
+  for (X509* c : sender_certs) {
+    if (crypto::Hex(crypto::CertFingerprint(c)) == opened.signer_fingerprint) {
+      subject = crypto::SubjectOf(c);
+    }
+  }
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& a : opened.manifest.attachments()) {
+    BUD_ASSIGN_OR_RETURN(std::string sha, FileSha256Hex(JoinPath(tmp, a.name())));
+    files.push_back({{"name", a.name()}, {"mediaType", a.media_type()}, {"size", a.size()},
+                     {"sha256", sha}});
+  }
+  nlohmann::json mj = InboxMessageJson(
+      opened.header, opened.manifest.title(), opened.manifest.metadata_json(),
+      SignerInfo{subject, sender.digits(), opened.signer_fingerprint}, now, std::move(files));
+  mj["streamed"] = true;
+  BUD_RETURN_IF_ERROR(WriteFileSynced(JoinPath(tmp, "message.json"), mj.dump(2) + "\n", 0640));
+  BUD_RETURN_IF_ERROR(FsyncPath(tmp));
+  return RenameDurable(tmp, final_dir);
+}
+
+// For the HTTP API: lists the files in `tmp` with their CRC-32 (the pop container needs them
+// before its first byte goes out) into `listed` and renames `tmp` to `final_dir`.
+Status KeepForApi(const wire::Payload& manifest, const std::string& tmp,
+                  const std::string& final_dir, nlohmann::json& listed) {
+  for (const auto& a : manifest.attachments()) {
+    BUD_ASSIGN_OR_RETURN(uint32_t crc, FileCrc32(JoinPath(tmp, a.name())));
+    listed.push_back({{"name", a.name()}, {"mediaType", a.media_type()}, {"size", a.size()},
+                      {"crc32", crc}});
+  }
+  BUD_RETURN_IF_ERROR(FsyncPath(tmp));
+  return RenameDurable(tmp, final_dir);
+}
 }  // namespace
 
 void Engine::RefuseStream(const MessageRow& row, const Status& why) {
@@ -131,11 +173,6 @@ void Engine::OnDeliverStream(const wire::DeliverStream& ds) {
 
   auto it = downloads_.find(id);
   if (it == downloads_.end() || it->second->head != ds.head()) {
-    if (config_.delivery != "folder") {
-      return RefuseStream(row, Status(Code::kUnsupported,
-                                      "streamed messages are written to the inbox folder only "
-                                      "(incoming.delivery = \"folder\")"));
-    }
     auto entry = registry_->Lookup(*sender);
     if (!entry.ok()) {
       if (entry.status().code() == Code::kUnavailable) {
@@ -281,11 +318,23 @@ void Engine::FinishDownload(const std::string& id) {
   Status finished = d.verifier->Finish();
   if (!finished.ok()) return RefuseStream(row, finished);
   const std::string spool = JoinPath(SpoolDir(), "in-" + id);
-  const std::string final_dir = JoinPath(config_.inbox, id);
+  // For the HTTP API the attachments go to api-in/<id>/ and the store lists them; a directory
+  // left there by a crash before the commit is opened again from the spool (its list is lost).
+  const bool api = config_.delivery == "api";
+  const std::string root = api ? ApiInboxDir(config_) : config_.inbox;
+  const std::string final_dir = JoinPath(root, id);
   const int64_t now = NowMs();
   crypto::OpenedStream opened;
+  nlohmann::json api_files = nlohmann::json::array();
+  if (api) {
+    Status rm = RemoveAll(final_dir);
+    if (!rm.ok()) {
+      Log()->error("message {}: {}; not acknowledged", id, rm.ToString());
+      return;
+    }
+  }
   if (!Exists(final_dir)) {
-    const std::string tmp_root = JoinPath(config_.inbox, ".tmp");
+    const std::string tmp_root = JoinPath(root, ".tmp");
     const std::string tmp = JoinPath(tmp_root, id);
     Status prep = MakeDirs(tmp_root);
     if (prep.ok()) prep = RemoveAll(tmp);
@@ -310,37 +359,23 @@ void Engine::FinishDownload(const std::string& id) {
       return RefuseStream(row, o.status());
     }
     opened = std::move(*o);
-    std::string subject;
-    for (X509* c : d.sender_cert_ptrs) {
-      if (crypto::Hex(crypto::CertFingerprint(c)) == opened.signer_fingerprint) {
-        subject = crypto::SubjectOf(c);
-      }
-    }
-    nlohmann::json files = nlohmann::json::array();
-    for (const auto& a : opened.manifest.attachments()) {
-      auto sha = FileSha256Hex(JoinPath(tmp, a.name()));
-      if (!sha.ok()) {
-        Log()->error("message {}: {}; not acknowledged", id, sha.status().ToString());
-        return;
-      }
-      files.push_back({{"name", a.name()}, {"mediaType", a.media_type()}, {"size", a.size()},
-                       {"sha256", *sha}});
-    }
-    nlohmann::json mj = InboxMessageJson(
-        opened.header, opened.manifest.title(), opened.manifest.metadata_json(),
-        SignerInfo{subject, d.sender.digits(), opened.signer_fingerprint}, now, std::move(files));
-    mj["streamed"] = true;
-    Status w = WriteFileSynced(JoinPath(tmp, "message.json"), mj.dump(2) + "\n", 0640);
-    if (w.ok()) w = FsyncPath(tmp);
-    if (w.ok()) w = RenameDurable(tmp, final_dir);
+    Status w = api ? KeepForApi(opened.manifest, tmp, final_dir, api_files)
+                   : WriteInboxFolder(d.sender_cert_ptrs, d.sender, opened, tmp, final_dir, now);
     if (!w.ok()) {
-      Log()->error("message {}: cannot write the inbox ({}); not acknowledged", id, w.ToString());
+      Log()->error("message {}: cannot write {} ({}); not acknowledged", id, final_dir,
+                   w.ToString());
       return;
     }
-    Log()->info("message {}: stream opened into the inbox in {} ms", id, MonoMs() - t0);
+    Log()->info("message {}: stream opened into {} in {} ms", id, final_dir, MonoMs() - t0);
   }
   MessageRow rec = row;
   rec.title = opened.manifest.title();
+  if (api) {
+    // Kept for peek/pop/delete: the manifest (metadata, names, sizes) and where the files are.
+    rec.state = "api";
+    opened.manifest.SerializeToString(&rec.payload);
+    rec.files = api_files.dump();
+  }
   Status recorded = store_->RecordIncoming(rec, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", now);
   if (recorded.ok()) recorded = store_->TransferProgress(id, "IN", -1);
   if (!recorded.ok()) {
@@ -350,8 +385,9 @@ void Engine::FinishDownload(const std::string& id) {
   }
   downloads_.erase(id);
   (void)::unlink(spool.c_str());
-  Log()->info("message {} from {} written to inbox (streamed, {} attachment(s); "
-              "INNKOMMENDE_MOTTATT)", id, row.sender, opened.manifest.attachments_size());
+  Log()->info("message {} from {} {} (streamed, {} attachment(s); INNKOMMENDE_MOTTATT)", id,
+              row.sender, api ? "kept for the HTTP API" : "written to inbox",
+              opened.manifest.attachments_size());
   Report(id, wire::MOTTATT, "");
 }
 

@@ -10,6 +10,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/wire/zmq.h"
+#include "integration-point/data_dirs.h"
 #include "integration-point/engine.h"
 #include "integration-point/stream_state.h"
 
@@ -26,12 +27,10 @@ bool IsStreamHead(const std::string& envelope) {
 }
 }  // namespace
 
-std::string Engine::SpoolDir() const {
-  return JoinPath(ParentDir(AbsolutePath(config_.store)), "spool");
-}
+std::string Engine::SpoolDir() const { return ip::SpoolDir(config_); }
 
 std::string Engine::SpoolSource(const std::string& message_id) const {
-  return JoinPath(JoinPath(SpoolDir(), "src"), message_id);
+  return ip::SpoolSource(config_, message_id);
 }
 
 bool Engine::IsLargeFolder(const std::string& folder) const {
@@ -56,15 +55,38 @@ Status Engine::TakeInLargeFolder(const std::string& folder, const std::string& m
 }
 
 // After a crash: a folder moved into the spool whose message the store does not hold goes back
-// to the outbox; one whose message is sealed (or failed) is no longer needed.
+// to the outbox; one whose message is sealed (or failed) is no longer needed. One that an HTTP
+// API draft was being sent from goes (the draft keeps its own links to the files), and so do
+// the files of drafts that were sent or deleted.
 void Engine::RecoverSpool() {
+  if (auto drafts = ListDir(DraftsDir(config_)); drafts.ok()) {
+    for (const auto& id : *drafts) {
+      auto draft = store_->GetDraft(id);
+      if (draft.ok() && !*draft) (void)RemoveAll(DraftDir(config_, id));
+    }
+  }
+  // Streamed messages received for the API: kept while their row waits for the API (state
+  // api); a half-decrypted one (.tmp) or one deleted before a crash goes.
+  if (auto kept = ListDir(ApiInboxDir(config_)); kept.ok()) {
+    for (const auto& id : *kept) {
+      auto row = store_->Get(id, "IN");
+      if (id == ".tmp" || (row.ok() && (!row->has_value() || (*row)->state != "api"))) {
+        (void)RemoveAll(JoinPath(ApiInboxDir(config_), id));
+      }
+    }
+  }
   const std::string src = JoinPath(SpoolDir(), "src");
   auto names = ListDir(src);
   if (!names.ok()) return;
   for (const auto& id : *names) {
     auto row = store_->Get(id, "OUT");
     if (!row.ok()) continue;
-    if (!row->has_value()) {
+    auto draft = store_->GetDraft(id);
+    if (!row->has_value() && draft.ok() && *draft) {
+      Log()->warn("spooled files of API message {} were not taken in before a restart; the "
+                  "draft keeps them, send it again", id);
+      (void)RemoveAll(JoinPath(src, id));
+    } else if (!row->has_value()) {
       std::string back = JoinPath(config_.outbox, id);
       for (int i = 1; Exists(back); ++i) back = JoinPath(config_.outbox, fmt::format("{}-{}", id, i));
       Status st = RenameDurable(JoinPath(src, id), back);

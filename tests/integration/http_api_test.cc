@@ -344,6 +344,133 @@ TEST_CASE("the large-message flow: create, upload each attachment, send", "[inte
   CHECK(Get(a, "/api/messages/out/" + other).status == 404);
 }
 
+// Lists a directory's entries ("" entries when it does not exist).
+Strings DirEntries(const std::string& dir) {
+  Strings out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    out.push_back(e.path().filename().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST_CASE("uploads over outbox.max_message_bytes get 413 and leave the draft as it was; pop of "
+          "an unknown id is 404",
+          "[integration][http]") {
+  ExchangeOptions o = ApiExchange();
+  o.agency_settings[kAgencyA] = {{"outbox.max_message_bytes", "4194304"},
+                                 {"http.max_upload_bytes", "1048576"}};
+  Exchange ex(o);
+  const std::string a = ex.HttpBase(kAgencyA), b = ex.HttpBase(kAgencyB);
+  const std::string id = NewUuid(), dir = ex.root();
+  json sbd = json::parse(ExampleSbd(kAgencyA, kAgencyB, id, NewUuid()));
+  REQUIRE(Send(a, "POST", "/api/messages/out", sbd.dump()).status == 200);
+  WriteFile(dir + "/five.bin", SeededBytes(5 << 20, 11));
+  WriteFile(dir + "/three.bin", SeededBytes(3 << 20, 12));
+  WriteFile(dir + "/two.bin", SeededBytes(2 << 20, 13));
+  const std::string url = a + "/api/messages/out/" + id;
+  auto put = [&](const std::string& file, const Strings& extra = {}) {
+    Strings args = {"-T", dir + "/" + file, "-H",
+                    "Content-Disposition: attachment; filename=\"" + file + "\""};
+    args.insert(args.end(), extra.begin(), extra.end());
+    args.push_back(url);
+    return Curl(args);
+  };
+  const std::string drafts = ex.AgencyDir(kAgencyA) + "/spool/drafts/" + id;
+
+  // Announced too large (Content-Length): refused before the body is sent.
+  Reply announced = put("five.bin");
+  INFO(announced.body);
+  CHECK(announced.status == 413);
+  CHECK(announced.Json()["message"].get<std::string>().find("outbox.max_message_bytes") !=
+        std::string::npos);
+  // Chunked, so only counting tells: refused once the limit is passed, nothing kept.
+  Reply chunked = put("five.bin", {"-H", "Transfer-Encoding: chunked"});
+  INFO(chunked.body);
+  CHECK(chunked.status == 413);
+  CHECK(chunked.Json()["message"].get<std::string>().find("nothing of it was kept") !=
+        std::string::npos);
+  CHECK(DirEntries(drafts).empty());
+
+  // 3 MiB fits; 2 MiB more would not (the limit is per message) and leaves the 3 MiB as it was.
+  CHECK(put("three.bin").status == 200);
+  Strings kept = DirEntries(drafts);
+  CHECK(kept.size() == 1);
+  Reply over = put("two.bin", {"-H", "Transfer-Encoding: chunked"});
+  CHECK(over.status == 413);
+  CHECK(DirEntries(drafts) == kept);
+  // The same name again replaces the file (the old one goes after the commit).
+  CHECK(put("three.bin").status == 200);
+  CHECK(DirEntries(drafts).size() == 1);
+  CHECK(DirEntries(drafts) != kept);
+  CHECK(Get(a, "/api/messages/out/" + id).status == 200);
+
+  // The one-shot multipart request stays bounded by http.max_upload_bytes.
+  WriteFile(dir + "/sbd.json", sbd.dump());
+  Reply multipart = Curl({"-F", "sbd=@" + dir + "/sbd.json;type=application/json",
+                          "-F", "hoveddokument=@" + dir + "/two.bin", a + "/api/messages/out/multipart"});
+  CHECK(multipart.status == 413);
+  CHECK(multipart.Json()["message"].get<std::string>().find("http.max_upload_bytes") !=
+        std::string::npos);
+
+  // Deleting the draft removes its files.
+  CHECK(Send(a, "DELETE", "/api/messages/out/" + id).status == 200);
+  CHECK(!std::filesystem::exists(drafts));
+
+  Reply unknown = Get(b, "/api/messages/in/pop/" + NewUuid());
+  CHECK(unknown.status == 404);
+  CHECK(unknown.Json()["message"].get<std::string>().find("no incoming message") !=
+        std::string::npos);
+}
+
+TEST_CASE("a draft sent streamed survives a crash between placing its files and the commit",
+          "[integration][http]") {
+  ExchangeOptions o;
+  o.http = true;  // B writes to its inbox folder
+  // Above 512 KiB a draft goes streamed: the 1 MiB file below takes that way.
+  o.agency_settings[kAgencyA] = {{"outbox.stream_threshold_bytes", "524288"}};
+  Exchange ex(o);
+  const std::string id = NewUuid(), dir = ex.root(), agency = ex.AgencyDir(kAgencyA);
+  json sbd = json::parse(ExampleSbd(kAgencyA, kAgencyB, id, NewUuid()));
+  REQUIRE(Send(ex.HttpBase(kAgencyA), "POST", "/api/messages/out", sbd.dump()).status == 200);
+  const std::string pdf = SeededBytes(1 << 20, 21);
+  REQUIRE(Send(ex.HttpBase(kAgencyA), "PUT", "/api/messages/out/" + id, pdf, "application/pdf",
+               {{"Content-Disposition", "attachment; filename=\"test.pdf\""}})
+              .status == 200);
+  const std::string drafts = agency + "/spool/drafts/" + id;
+  const Strings files = DirEntries(drafts);
+  REQUIRE(files.size() == 1);
+
+  // What a crash right after the rename into the spool leaves: spool/src/<id>/ linked to the
+  // draft's file, the draft not yet sent; and the files of a draft that is gone.
+  ex.ip(kAgencyA).Stop();
+  const std::string src = agency + "/spool/src/" + id;
+  std::filesystem::create_directories(src);
+  std::filesystem::create_hard_link(drafts + "/" + files[0], src + "/test.pdf");
+  const std::string orphan = agency + "/spool/drafts/" + NewUuid();
+  std::filesystem::create_directories(orphan);
+  WriteFile(orphan + "/f-x", "left by a send that committed");
+  ex.StartIp(kAgencyA);
+  const std::string a = ex.HttpBase(kAgencyA);
+  // The staged folder is gone (not moved to the outbox as a large folder would be), the draft
+  // and its file are as they were, the orphan is gone.
+  CHECK(!std::filesystem::exists(src));
+  CHECK(DirEntries(ex.Outbox(kAgencyA)).empty());
+  CHECK(DirEntries(drafts) == files);
+  CHECK(!std::filesystem::exists(orphan));
+  CHECK(Get(a, "/api/messages/out/" + id).status == 200);
+
+  Reply sent = Send(a, "POST", "/api/messages/out/" + id);
+  INFO(sent.body);
+  REQUIRE(sent.status == 200);
+  ex.ip(kAgencyA).WaitForLog("message " + id + " sealed as a stream");
+  json mj = ex.WaitForInbox(kAgencyB, id);
+  CHECK(mj["streamed"] == true);
+  CHECK(ReadFile(ex.Inbox(kAgencyB) + "/" + id + "/test.pdf") == pdf);
+  CHECK(!std::filesystem::exists(drafts));
+}
+
 TEST_CASE("bad requests get a JSON error a developer can act on", "[integration][http]") {
   ExchangeOptions o = ApiExchange();
   Exchange ex(o);
