@@ -77,25 +77,24 @@ Status WriteFileUnsynced(const std::string& path, std::string_view data, int mod
   return WriteFileWith(path, data, mode, false);
 }
 
-Status SyncFileSystem(const std::string& path) {
+namespace {
+
+// Opens `path` read-only (a file or a directory), runs `sync` (fsync or syncfs) on it, closes it.
+Status SyncThrough(const std::string& path, int (*sync)(int), std::string_view what) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, fmt::format("cannot open '{}' for syncfs", path));
-  int rc = ::syncfs(fd);
+  if (fd < 0) return ErrnoStatus(errno, fmt::format("cannot open '{}' for {}", path, what));
+  int rc = sync(fd);
   int e = errno;
   ::close(fd);
-  if (rc != 0) return ErrnoStatus(e, fmt::format("cannot sync the file system of '{}'", path));
+  if (rc != 0) return ErrnoStatus(e, fmt::format("{} of '{}' failed", what, path));
   return Status::Ok();
 }
 
-Status FsyncPath(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, fmt::format("cannot open '{}' for fsync", path));
-  int rc = ::fsync(fd);
-  int e = errno;
-  ::close(fd);
-  if (rc != 0) return ErrnoStatus(e, fmt::format("cannot fsync '{}'", path));
-  return Status::Ok();
-}
+}  // namespace
+
+Status SyncFileSystem(const std::string& path) { return SyncThrough(path, ::syncfs, "syncfs"); }
+
+Status FsyncPath(const std::string& path) { return SyncThrough(path, ::fsync, "fsync"); }
 
 Status MakeDirs(const std::string& path, int mode) {
   std::error_code ec;
