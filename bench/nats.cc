@@ -289,31 +289,10 @@ Figures RunNats(const Peer& peer, const std::string& scenario, const LoadSpec& s
     // Its data stays in the bench work folder, which is removed with it.
   }
 
-  Figures f;
-  f.scenario = scenario;
-  f.system = peer.system;
-  if (consume) {
-    f.msgs_per_s = last_complete > start ? completed * 1e9 / static_cast<double>(last_complete - start) : 0;
-    f.p50_ms = deliver_latency.QuantileMs(0.5);
-    f.p99_ms = deliver_latency.QuantileMs(0.99);
-    f.p999_ms = deliver_latency.QuantileMs(0.999);
-    f.latency_of = "publish -> delivered to the consumer";
-    f.extra["messages"] = static_cast<double>(completed);
-  } else {
-    f.msgs_per_s = last_accept > start ? accepted * 1e9 / static_cast<double>(last_accept - start) : 0;
-    f.p50_ms = ack_latency.QuantileMs(0.5);
-    f.p99_ms = ack_latency.QuantileMs(0.99);
-    f.p999_ms = ack_latency.QuantileMs(0.999);
-    f.latency_of = "publish -> JetStream ack";
-    f.extra["messages"] = static_cast<double>(accepted);
-  }
-  if (spec.rate > 0) f.extra["rate"] = spec.rate;
-  f.note = peer.note;
+  PeerOutcome o{start, accepted, last_accept, completed, last_complete, std::move(ack_latency),
+                std::move(deliver_latency), saturated};
+  Figures f = PeerFigures(peer, scenario, spec, consume, o, "JetStream ack", "nats-server");
   if (problems > 0) f.note += fmt::format("; {} publish(es) refused, first: {}", problems, problem);
-  if (saturated) f.note += "; SATURATED (open-loop cap)";
-  if (peer.pid > 0) {
-    if (auto v = PeakRssMib(peer.pid)) f.peak_rss_mib["nats-server"] = *v;
-  }
   return f;
 }
 

@@ -25,6 +25,21 @@ struct Peer {
   std::string note;    // e.g. whether it fsyncs before acknowledging
 };
 
+// What a peer's run measured, as Figures: in pass-through (`consume`) `completed` deliveries
+// by `last_complete_ns`, else `accepted` acknowledgements by `last_accept_ns`, each counted
+// from `start_ns` with its latencies; `ack_what` names the acknowledgement ("publisher
+// confirm"). Adds the peer's note and the peak RSS of its process `process`.
+struct PeerOutcome {
+  int64_t start_ns = 0;
+  int64_t accepted = 0, last_accept_ns = 0;
+  int64_t completed = 0, last_complete_ns = 0;
+  Latencies ack_latency, deliver_latency;
+  bool saturated = false;  // the open loop could not keep its rate
+};
+Figures PeerFigures(const Peer& peer, const std::string& scenario, const LoadSpec& spec,
+                    bool consume, PeerOutcome& o, const std::string& ack_what,
+                    const std::string& process);
+
 bool RabbitMqAvailable();  // built with rabbitmq-c
 Figures RunRabbitMq(const Peer& peer, const std::string& scenario, const LoadSpec& spec, int run);
 Figures RunNats(const Peer& peer, const std::string& scenario, const LoadSpec& spec, int run);

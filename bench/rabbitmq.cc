@@ -249,31 +249,11 @@ Figures RunRabbitMq(const Peer& peer, const std::string& scenario, const LoadSpe
   amqp_queue_delete(pub.get(), 1, amqp_cstring_bytes(queue.c_str()), 0, 0);
   (void)amqp_get_rpc_reply(pub.get());
 
-  Figures f;
-  f.scenario = scenario;
-  f.system = peer.system;
-  if (consume) {
-    f.msgs_per_s = last_complete > start ? completed * 1e9 / static_cast<double>(last_complete - start) : 0;
-    f.p50_ms = deliver_latency.QuantileMs(0.5);
-    f.p99_ms = deliver_latency.QuantileMs(0.99);
-    f.p999_ms = deliver_latency.QuantileMs(0.999);
-    f.latency_of = "publish -> delivered to the consumer";
-    f.extra["messages"] = static_cast<double>(completed);
-  } else {
-    f.msgs_per_s = last_accept > start ? accepted * 1e9 / static_cast<double>(last_accept - start) : 0;
-    f.p50_ms = confirm_latency.QuantileMs(0.5);
-    f.p99_ms = confirm_latency.QuantileMs(0.99);
-    f.p999_ms = confirm_latency.QuantileMs(0.999);
-    f.latency_of = "publish -> publisher confirm";
-    f.extra["messages"] = static_cast<double>(accepted);
-  }
-  if (spec.rate > 0) f.extra["rate"] = spec.rate;
-  f.note = peer.note;
+  PeerOutcome o{start, accepted, last_accept, completed, last_complete,
+                std::move(confirm_latency),
+                std::move(deliver_latency), saturated};
+  Figures f = PeerFigures(peer, scenario, spec, consume, o, "publisher confirm", "rabbitmq");
   if (nacked > 0) f.note += fmt::format("; {} nacked", nacked);
-  if (saturated) f.note += "; SATURATED (open-loop cap)";
-  if (peer.pid > 0) {
-    if (auto v = PeakRssMib(peer.pid)) f.peak_rss_mib["rabbitmq"] = *v;
-  }
   return f;
 }
 

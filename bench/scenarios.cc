@@ -158,18 +158,6 @@ LoadOutcome RunLoad(BrokerLink& sender, EnvelopeMaker& maker, const LoadSpec& sp
   return out;
 }
 
-double PerSecond(int64_t n, int64_t from_ns, int64_t to_ns) {
-  return to_ns > from_ns ? static_cast<double>(n) * 1e9 / static_cast<double>(to_ns - from_ns)
-                         : 0;
-}
-
-void SetLatency(Figures& f, Latencies& l, std::string what) {
-  f.p50_ms = l.QuantileMs(0.50);
-  f.p99_ms = l.QuantileMs(0.99);
-  f.p999_ms = l.QuantileMs(0.999);
-  f.latency_of = std::move(what);
-}
-
 void NoteProblems(Figures& f, const LoadOutcome& o) {
   if (o.problems > 0) {
     f.note += fmt::format("{} answer(s) not ACCEPTED/ok, first: {}", o.problems, o.problem);

@@ -1,6 +1,8 @@
 // Percentiles, medians, /proc readings and the printers. See stats.h.
 #include "bench/stats.h"
 
+#include "bench/peers.h"
+
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -70,6 +72,42 @@ std::string Cell(std::optional<double> v, const char* format) {
 }
 
 }  // namespace
+
+double PerSecond(int64_t n, int64_t from_ns, int64_t to_ns) {
+  return to_ns > from_ns ? static_cast<double>(n) * 1e9 / static_cast<double>(to_ns - from_ns)
+                         : 0;
+}
+
+void SetLatency(Figures& f, Latencies& l, std::string what) {
+  f.p50_ms = l.QuantileMs(0.50);
+  f.p99_ms = l.QuantileMs(0.99);
+  f.p999_ms = l.QuantileMs(0.999);
+  f.latency_of = std::move(what);
+}
+
+Figures PeerFigures(const Peer& peer, const std::string& scenario, const LoadSpec& spec,
+                    bool consume, PeerOutcome& o, const std::string& ack_what,
+                    const std::string& process) {
+  Figures f;
+  f.scenario = scenario;
+  f.system = peer.system;
+  if (consume) {
+    f.msgs_per_s = PerSecond(o.completed, o.start_ns, o.last_complete_ns);
+    SetLatency(f, o.deliver_latency, "publish -> delivered to the consumer");
+    f.extra["messages"] = static_cast<double>(o.completed);
+  } else {
+    f.msgs_per_s = PerSecond(o.accepted, o.start_ns, o.last_accept_ns);
+    SetLatency(f, o.ack_latency, "publish -> " + ack_what);
+    f.extra["messages"] = static_cast<double>(o.accepted);
+  }
+  if (spec.rate > 0) f.extra["rate"] = spec.rate;
+  f.note = peer.note;
+  if (o.saturated) f.note += "; SATURATED (open-loop cap)";
+  if (peer.pid > 0) {
+    if (auto v = PeakRssMib(peer.pid)) f.peak_rss_mib[process] = *v;
+  }
+  return f;
+}
 
 Figures MedianOf(const std::vector<Figures>& runs) {
   Figures m = runs.front();

@@ -48,6 +48,11 @@ struct Figures {
   bool skipped = false;
 };
 
+// n per second over [from_ns, to_ns]; 0 for an empty interval.
+double PerSecond(int64_t n, int64_t from_ns, int64_t to_ns);
+// p50, p99 and p999 of `l` into `f`, and what they measure.
+void SetLatency(Figures& f, Latencies& l, std::string what);
+
 // Median of each figure over the runs of one (scenario, system); the note of the first run.
 Figures MedianOf(const std::vector<Figures>& runs);
 
