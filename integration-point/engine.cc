@@ -826,10 +826,22 @@ void Engine::OnStatusNotice(const wire::StatusNotice& n) {
 void Engine::Tick() {
   const int64_t now = MonoMs();
   if (!welcomed_) {
+    if (now - last_heard_mono_ > 3 * config_.heartbeat_ms) {
+      // No Welcome on this socket for that long: start over with a new one (and handshake).
+      Log()->warn("no Welcome from broker {} for {} ms; reconnecting", config_.broker_endpoint,
+                  now - last_heard_mono_);
+      metrics_.reconnects.fetch_add(1, std::memory_order_relaxed);
+      ConnectBroker();
+      return;
+    }
     if (now - last_hello_mono_ >= hello_backoff_ms_) {
       auto hello = NewClientMessage();
       hello.mutable_hello()->set_orgnr(me_.wire());
       hello.mutable_hello()->set_credit(static_cast<uint32_t>(config_.credit));
+      if (last_hello_mono_ != 0 && hello_backoff_ms_ >= 1600) {
+        // The first few go unremarked (a broker starting); after that an operator should see it.
+        Log()->warn("no Welcome from broker {} yet; sending Hello again", config_.broker_endpoint);
+      }
       SendToBroker(hello);
       last_hello_mono_ = now;
       hello_backoff_ms_ = std::min<int64_t>(hello_backoff_ms_ * 2, 5000);
