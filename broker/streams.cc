@@ -453,32 +453,39 @@ void Streams::OnDeliveryAck(const std::string& rid, const wire::ChunkAck& ack) {
 }
 
 void Streams::Pump(const std::function<bool(const std::string&, const wire::BrokerMessage&)>& send) {
-  for (auto it = outgoing_.begin(); it != outgoing_.end();) {
-    Outgoing& o = it->second;
-    bool alive = true;
-    while (alive && o.next_send < o.layout.chunk_count && o.next_send - o.acked < window_) {
+  // `send` may drop the session (a failed send), which drops its transfers (DropRid): look each
+  // transfer up again after every send instead of holding an iterator across it.
+  std::vector<std::string> ids;
+  for (const auto& [id, o] : outgoing_) ids.push_back(id);
+  for (const auto& id : ids) {
+    for (auto it = outgoing_.find(id); it != outgoing_.end(); it = outgoing_.find(id)) {
+      Outgoing& o = it->second;
+      if (o.next_send >= o.layout.chunk_count || o.next_send - o.acked >= window_) break;
       const uint64_t size = o.layout.RecordSize(o.next_send);
       auto m = NewMessage();
       auto* c = m.mutable_chunk();
-      c->set_message_id(it->first);
+      c->set_message_id(id);
       c->set_index(o.next_send);
       std::string* rec = c->mutable_record();
       rec->resize(size);
       ssize_t n = ::pread(o.fd, rec->data(), size, static_cast<off_t>(o.layout.RecordOffset(o.next_send)));
       if (n != static_cast<ssize_t>(size)) {
-        Log()->error("message {}: spool is short at chunk {}; delivery stopped", it->first,
-                     o.next_send);
-        alive = false;
+        Log()->error("message {}: spool is short at chunk {}; delivery stopped", id, o.next_send);
+        ::close(o.fd);
+        outgoing_.erase(it);
         break;
       }
-      alive = send(o.rid, m);
       o.next_send++;
-    }
-    if (!alive) {
-      ::close(o.fd);
-      it = outgoing_.erase(it);
-    } else {
-      ++it;
+      const std::string rid = o.rid;
+      if (!send(rid, m)) {
+        // The session is gone (DropRid has usually ended the transfer already); the spool stays
+        // for the redelivery.
+        if (auto gone = outgoing_.find(id); gone != outgoing_.end()) {
+          ::close(gone->second.fd);
+          outgoing_.erase(gone);
+        }
+        break;
+      }
     }
   }
 }
