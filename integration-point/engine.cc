@@ -825,15 +825,15 @@ void Engine::OnStatusNotice(const wire::StatusNotice& n) {
 
 void Engine::Tick() {
   const int64_t now = MonoMs();
+  if (now - last_heard_mono_ > 3 * config_.heartbeat_ms) {
+    // Silent (or, before a Welcome, unanswered) that long: start over with a new socket.
+    Log()->warn("{} broker {} for {} ms; reconnecting", welcomed_ ? "nothing from" : "no Welcome from",
+                config_.broker_endpoint, now - last_heard_mono_);
+    metrics_.reconnects.fetch_add(1, std::memory_order_relaxed);
+    ConnectBroker();
+    return;
+  }
   if (!welcomed_) {
-    if (now - last_heard_mono_ > 3 * config_.heartbeat_ms) {
-      // No Welcome on this socket for that long: start over with a new one (and handshake).
-      Log()->warn("no Welcome from broker {} for {} ms; reconnecting", config_.broker_endpoint,
-                  now - last_heard_mono_);
-      metrics_.reconnects.fetch_add(1, std::memory_order_relaxed);
-      ConnectBroker();
-      return;
-    }
     if (now - last_hello_mono_ >= hello_backoff_ms_) {
       auto hello = NewClientMessage();
       hello.mutable_hello()->set_orgnr(me_.wire());
@@ -853,13 +853,6 @@ void Engine::Tick() {
     hb.mutable_heartbeat()->set_at_unix_ms(NowMs());
     SendToBroker(hb);
     last_heartbeat_mono_ = now;
-  }
-  if (now - last_heard_mono_ > 3 * config_.heartbeat_ms) {
-    Log()->warn("broker {} silent for {} ms; reconnecting", config_.broker_endpoint,
-                now - last_heard_mono_);
-    metrics_.reconnects.fetch_add(1, std::memory_order_relaxed);
-    ConnectBroker();
-    return;
   }
   bool expired = false;
   for (auto it = in_flight_.begin(); it != in_flight_.end();) {
