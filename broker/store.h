@@ -17,6 +17,7 @@
 
 #include "common/status.h"
 #include "common/status_machine.h"
+#include "common/storage/checkpointer.h"
 #include "common/storage/sqlite.h"
 
 namespace bud::broker {
@@ -152,6 +153,12 @@ class Store {
       storage::Stmt& query, MsgStatus status, int64_t now_ms,
       const std::function<std::string(const Expired&, int64_t)>& reason);
   std::unique_ptr<storage::Db> db_;
+  // The next queue position handed out (above every seq ever used: sqlite_sequence and the
+  // table). Chosen here so the seen row is written once, with its seq; a rolled-back batch only
+  // leaves a gap.
+  int64_t next_seq_ = 1;
+  // After db_: destroyed (joined) before the connection it is attached to closes.
+  std::unique_ptr<storage::Checkpointer> checkpointer_;
 };
 
 }  // namespace bud::broker

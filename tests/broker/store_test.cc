@@ -149,3 +149,54 @@ TEST_CASE("schema v4 migrates a v3 store: messages found through seen, seq never
 }
 
 }  // namespace bud::broker
+
+namespace bud::broker {
+
+// The store hands out seq itself (the seen row is written once, with it). Every seen row names
+// its queued copy, and a reopened store whose queue was emptied never hands a seq out again.
+TEST_CASE("seen.seq names the queued copy; seq is never reused after the queue empties",
+          "[broker]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db";
+  std::vector<std::string> ids;
+  {
+    auto opened = Store::Open(path);
+    REQUIRE(opened.ok());
+    Store& store = **opened;
+    std::vector<SubmitItem> submits;
+    for (int i = 0; i < 5; ++i) {
+      ids.push_back(NewUuid());
+      submits.push_back(Item(ids.back()));
+    }
+    submits.push_back(Item(ids[1]));  // a duplicate inside the batch takes no seq
+    std::vector<ReportItem> none;
+    REQUIRE(store.CommitBatch(submits, none).ok());
+    CHECK(submits.back().duplicate);
+    CHECK(Pragma(store, "SELECT count(*) FROM seen s JOIN messages m ON m.seq=s.seq "
+                        "AND m.message_id=s.message_id") == 5);
+    CHECK(Pragma(store, "SELECT max(seq) FROM messages") == 5);
+    std::vector<ReportItem> reports;
+    for (const auto& id : ids) {
+      ReportItem r;
+      r.reporter = "0192:910075918";
+      r.message_id = id;
+      r.status = wire::MOTTATT;
+      reports.push_back(r);
+    }
+    std::vector<SubmitItem> no_submits;
+    REQUIRE(store.CommitBatch(no_submits, reports).ok());
+    CHECK(*store.QueuedCount() == 0);
+  }
+  auto reopened = Store::Open(path);
+  REQUIRE(reopened.ok());
+  Store& store = **reopened;
+  std::vector<SubmitItem> submits = {Item(NewUuid())};
+  std::vector<ReportItem> none;
+  REQUIRE(store.CommitBatch(submits, none).ok());
+  auto next = store.NextFor("0192:910075918", 0, 10);
+  REQUIRE(next.ok());
+  REQUIRE(next->size() == 1);
+  CHECK(next->front().seq == 6);
+}
+
+}  // namespace bud::broker
