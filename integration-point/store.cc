@@ -164,9 +164,18 @@ Result<std::vector<MessageRow>> ReadRows(storage::Stmt& st) {
 }
 }  // namespace
 
+namespace {
+constexpr int64_t kCheckpointPages = 4096;  // 16 MiB of WAL
+}  // namespace
+
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStore(path, kMigrations));
-  return std::unique_ptr<Store>(new Store(std::move(db)));
+  std::unique_ptr<Store> store(new Store(std::move(db)));
+  // Checkpoints off the engine's turn (common/storage/checkpointer.h): a turn that crossed
+  // SQLite's 1,000-page threshold copied the WAL into the database file before it could answer.
+  BUD_ASSIGN_OR_RETURN(store->checkpointer_,
+                       storage::Checkpointer::Attach(*store->db_, kCheckpointPages));
+  return store;
 }
 
 Result<std::unique_ptr<Store>> Store::OpenReadOnly(const std::string& path) {

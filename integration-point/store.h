@@ -17,6 +17,7 @@
 
 #include "common/status.h"
 #include "common/status_machine.h"
+#include "common/storage/checkpointer.h"
 #include "common/storage/sqlite.h"
 
 namespace bud::ip {
@@ -247,6 +248,8 @@ class Store {
                                const std::optional<std::string>& new_state);
   std::unique_ptr<storage::Db> db_;
   std::unique_ptr<storage::Transaction> turn_;
+  // Last: stopped before the turn and the connection it is attached to go.
+  std::unique_ptr<storage::Checkpointer> checkpointer_;
 };
 
 }  // namespace bud::ip
