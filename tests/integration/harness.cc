@@ -471,7 +471,10 @@ Exchange::Exchange(ExchangeOptions options) : options_(std::move(options)) {
       root() + "/registry", root() + "/registry/bud-registry.log");
   std::vector<std::string> broker_argv = {BUD_BROKER_BIN, "run", "--config",
                                           root() + "/broker/broker.toml"};
-  if (const char* wrapper = std::getenv("BUD_BROKER_WRAPPER")) {
+  if (!options_.broker_wrapper.empty()) {
+    broker_argv.insert(broker_argv.begin(), options_.broker_wrapper.begin(),
+                       options_.broker_wrapper.end());
+  } else if (const char* wrapper = std::getenv("BUD_BROKER_WRAPPER")) {
     std::istringstream words(wrapper);
     std::vector<std::string> prefix{std::istream_iterator<std::string>(words), {}};
     broker_argv.insert(broker_argv.begin(), prefix.begin(), prefix.end());

@@ -187,6 +187,8 @@ struct ExchangeOptions {
   // --enc): "rsa" (2048 bits, as Norwegian enterprise certificates are), "ec" (P-256).
   std::string sign_key = "rsa";
   std::string enc_key = "rsa";
+  // Put before the broker's command line (e.g. strace); BUD_BROKER_WRAPPER when empty.
+  std::vector<std::string> broker_wrapper;
 };
 
 // Attachment name -> bytes.

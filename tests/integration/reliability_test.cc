@@ -27,6 +27,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1239,6 +1240,138 @@ TEST_CASE("a broker SIGKILLed right after answering ACCEPTED has every accepted 
   }
   CHECK(accepted.size() >= 5);
   CHECK(IntegrityProblem(broker_db).empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. ACCEPTED only after the fsync
+
+namespace {
+
+// One system call as strace -f -yy printed it: the thread, the call, its first argument (the fd
+// with what it is), its result, and the lines where it began and ended (a call another thread
+// interrupted is printed "<unfinished ...>" and later "<... name resumed>").
+struct Traced {
+  std::string tid, call, fd;
+  int64_t result = 0;
+  size_t begin = 0, end = 0;
+};
+
+std::vector<Traced> ParseStrace(const std::string& text) {
+  std::vector<Traced> out;
+  std::map<std::string, Traced> open;  // by thread
+  auto result_of = [](const std::string& line) -> int64_t {
+    const size_t eq = line.rfind(") = ");
+    return eq == std::string::npos ? -1 : std::strtoll(line.c_str() + eq + 4, nullptr, 10);
+  };
+  std::istringstream in(text);
+  std::string line;
+  for (size_t n = 0; std::getline(in, line); ++n) {
+    const size_t space = line.find(' ');
+    if (space == std::string::npos) continue;
+    const std::string tid = line.substr(0, space);
+    const std::string rest = line.substr(space + 1);
+    if (rest.rfind("<... ", 0) == 0) {  // "<... fdatasync resumed>) = 0"
+      auto it = open.find(tid);
+      if (it == open.end()) continue;
+      it->second.result = result_of(rest);
+      it->second.end = n;
+      out.push_back(it->second);
+      open.erase(it);
+      continue;
+    }
+    const size_t paren = rest.find('(');
+    if (paren == std::string::npos) continue;  // "+++ exited +++", signals
+    Traced t;
+    t.tid = tid;
+    t.call = rest.substr(0, paren);
+    const size_t arg_end = rest.find(">,", paren);
+    const size_t close = rest.find(">)", paren);
+    const size_t fd_end = std::min(arg_end, close);
+    t.fd = fd_end == std::string::npos ? "" : rest.substr(paren + 1, fd_end - paren);
+    t.begin = n;
+    if (rest.find("<unfinished ...>") != std::string::npos) {
+      open[tid] = t;
+      continue;
+    }
+    t.result = result_of(rest);
+    t.end = n;
+    out.push_back(t);
+  }
+  return out;
+}
+
+}  // namespace
+
+// The broker must not answer ACCEPTED before the fsync of the commit holding the message (test 9
+// shows the answer comes after the commit; this shows the commit's fdatasync of the WAL comes
+// before the answer). The broker runs under strace; a client submits one message at a time, so
+// for each answer the trace must show: the submit read from the client's connection, then an
+// fdatasync of broker.db-wal that returned, then the answer written to the client's connection.
+TEST_CASE("the broker's WAL is fdatasynced between reading each submit and sending its ACCEPTED",
+          "[integration][reliability][durability]") {
+  const std::string strace = "/usr/bin/strace";
+  INFO("scripts/setup --test-tools installs strace");
+  REQUIRE(fs::exists(strace));
+  TempDir traces;
+  const std::string trace_file = traces / "broker.strace";
+  ExchangeOptions options;
+  options.start_ips = false;
+  options.broker_wrapper = {strace, "-f", "-qq", "-yy", "-s", "0", "-o", trace_file, "-e",
+                            "trace=fdatasync,fsync,recvfrom,sendto"};
+  Exchange ex(options);
+  INFO("exchange in " << ex.root() << ", trace " << trace_file);
+  const std::string endpoint = ex.broker_endpoint();
+  const std::string port = endpoint.substr(endpoint.rfind(':') + 1);
+  // The client's connection as -yy prints the broker's side of it: "TCP:[127.0.0.1:<port>->".
+  const std::string client_side = "TCP:[127.0.0.1:" + port + "->";
+
+  zmq::context_t ctx(1);
+  constexpr int kMessages = 20;
+  {
+    RawBrokerClient client(ctx, ex, kAgencyA);
+    client.Connect();
+    for (int i = 0; i < kMessages; ++i) {
+      const std::string id = NewUuid();
+      const wire::SubmitReply r = client.Submit(UnsealedEnvelope(id, kAgencyA, kAgencyB), id);
+      INFO(r.ShortDebugString());
+      REQUIRE(r.code() == wire::ACCEPTED);
+    }
+  }
+  ex.broker().Stop();  // strace writes out the rest of the trace when the broker is gone
+
+  const std::string text = ReadFile(trace_file);
+  const std::vector<Traced> calls = ParseStrace(text);
+  std::vector<Traced> reads, sends, syncs;
+  for (const auto& c : calls) {
+    if (c.fd.find(client_side) != std::string::npos && c.call == "recvfrom" && c.result > 0) {
+      reads.push_back(c);
+    } else if (c.fd.find(client_side) != std::string::npos && c.call == "sendto") {
+      sends.push_back(c);
+    } else if ((c.call == "fdatasync" || c.call == "fsync") && c.result == 0 &&
+               c.fd.find("broker.db-wal") != std::string::npos) {
+      syncs.push_back(c);
+    }
+  }
+  INFO(reads.size() << " reads, " << sends.size() << " sends to the client, " << syncs.size()
+                    << " WAL syncs; trace begins:\n" << text.substr(0, 3000));
+  // The last kMessages writes to the client are the answers (before them: the ZMTP and CURVE
+  // handshake and the Welcome; the client sends no heartbeats).
+  REQUIRE(sends.size() >= static_cast<size_t>(kMessages) + 1);
+  REQUIRE(syncs.size() >= static_cast<size_t>(kMessages));
+  for (size_t i = sends.size() - kMessages; i < sends.size(); ++i) {
+    const Traced& answer = sends[i];
+    const Traced* submit = nullptr;  // the last read from the client before the answer
+    for (const auto& r : reads) {
+      if (r.end < answer.begin) submit = &r;
+    }
+    REQUIRE(submit != nullptr);
+    const bool synced = std::any_of(syncs.begin(), syncs.end(), [&](const Traced& s) {
+      return s.begin > submit->end && s.end < answer.begin;
+    });
+    INFO("answer " << i << ": submit read at trace line " << submit->end + 1
+                   << ", answer written at line " << answer.begin + 1);
+    CHECK(synced);
+  }
 }
 
 }  // namespace bud::test
