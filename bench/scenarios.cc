@@ -487,6 +487,9 @@ Figures OwnBench::SenderApi(int messages, int clients, size_t payload_bytes,
   options.http = true;
   options.broker_settings = {{"max_credit", "256"}};
   options.agency_settings[kAgencyB] = {{"incoming.delivery", "\"api\""}};
+  // At least one server thread per client connection (a keep-alive connection holds its
+  // thread; http.threads is 16 by default).
+  options.ip_settings = {{"http.threads", std::to_string(std::clamp(clients, 16, 64))}};
   test::Exchange ex(options);
   const std::string base = ex.HttpBase(kAgencyA);
   const std::string store = ex.AgencyDir(kAgencyB) + "/ip.db";

@@ -27,7 +27,7 @@ struct HttpOptions {
   std::string token_file;  // "" = no authentication
   std::string tls_cert;    // "" = plain HTTP
   std::string tls_key;
-  int threads = 4;
+  int threads = 16;  // a keep-alive connection holds a thread while it is open
   size_t max_body_bytes = 100u << 20;
   // Requests for which this is true are read by their handler as a stream (httplib's
   // ContentReader), never held whole: they may carry up to max_streamed_body_bytes, and their
