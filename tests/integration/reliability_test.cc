@@ -1269,7 +1269,10 @@ std::vector<Traced> ParseStrace(const std::string& text) {
     const size_t space = line.find(' ');
     if (space == std::string::npos) continue;
     const std::string tid = line.substr(0, space);
-    const std::string rest = line.substr(space + 1);
+    // strace pads the thread id to 5 columns: "5900  fdatasync(...", "12345 fdatasync(...".
+    const size_t call_at = line.find_first_not_of(' ', space);
+    if (call_at == std::string::npos) continue;
+    const std::string rest = line.substr(call_at);
     if (rest.rfind("<... ", 0) == 0) {  // "<... fdatasync resumed>) = 0"
       auto it = open.find(tid);
       if (it == open.end()) continue;
@@ -1284,9 +1287,15 @@ std::vector<Traced> ParseStrace(const std::string& text) {
     Traced t;
     t.tid = tid;
     t.call = rest.substr(0, paren);
-    const size_t arg_end = rest.find(">,", paren);
-    const size_t close = rest.find(">)", paren);
-    const size_t fd_end = std::min(arg_end, close);
+    // The first argument "6</path>" or "19<TCP:[a:1->b:2]>" ends at a '>' followed by ',', ')'
+    // or ' ' (the "->" inside a connection is followed by an address).
+    size_t fd_end = std::string::npos;
+    for (size_t i = rest.find('>', paren); i != std::string::npos; i = rest.find('>', i + 1)) {
+      if (i + 1 == rest.size() || rest[i + 1] == ',' || rest[i + 1] == ')' || rest[i + 1] == ' ') {
+        fd_end = i;
+        break;
+      }
+    }
     t.fd = fd_end == std::string::npos ? "" : rest.substr(paren + 1, fd_end - paren);
     t.begin = n;
     if (rest.find("<unfinished ...>") != std::string::npos) {
@@ -1301,6 +1310,32 @@ std::vector<Traced> ParseStrace(const std::string& text) {
 }
 
 }  // namespace
+
+// The parser itself, on lines as strace prints them: short thread ids padded, a call another
+// thread interrupted, a failed call.
+TEST_CASE("the strace reader pairs interrupted calls and reads padded thread ids",
+          "[integration][reliability]") {
+  const std::string text =
+      "5900  fdatasync(6</d/broker.db-wal> <unfinished ...>\n"
+      "12345 sendto(19<TCP:[127.0.0.1:34299->127.0.0.1:55922]>, \"\"..., 53, 0, NULL, 0) = 53\n"
+      "5900  <... fdatasync resumed>) = 0\n"
+      "12345 recvfrom(19<TCP:[127.0.0.1:34299->127.0.0.1:55922]>, 0x7f, 2, 0, NULL, NULL) = -1 "
+      "EAGAIN (Resource temporarily unavailable)\n"
+      "5900  +++ exited with 0 +++\n";
+  const std::vector<Traced> calls = ParseStrace(text);
+  REQUIRE(calls.size() == 3);
+  CHECK(calls[0].call == "sendto");
+  CHECK(calls[0].tid == "12345");
+  CHECK(calls[0].fd == "19<TCP:[127.0.0.1:34299->127.0.0.1:55922]>");
+  CHECK(calls[0].result == 53);
+  CHECK(calls[1].call == "fdatasync");
+  CHECK(calls[1].fd == "6</d/broker.db-wal>");
+  CHECK(calls[1].begin == 0);
+  CHECK(calls[1].end == 2);
+  CHECK(calls[1].result == 0);
+  CHECK(calls[2].call == "recvfrom");
+  CHECK(calls[2].result == -1);
+}
 
 // The broker must not answer ACCEPTED before the fsync of the commit holding the message (test 9
 // shows the answer comes after the commit; this shows the commit's fdatasync of the WAL comes
