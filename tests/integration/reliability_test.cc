@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -1309,6 +1310,43 @@ std::vector<Traced> ParseStrace(const std::string& text) {
   return out;
 }
 
+// The process a tracer started: its only child (/proc/<pid>/task/<pid>/children), or -1.
+pid_t TracedChild(pid_t tracer) {
+  std::ifstream in("/proc/" + std::to_string(tracer) + "/task/" + std::to_string(tracer) +
+                   "/children");
+  long child = -1;
+  return in >> child ? static_cast<pid_t>(child) : -1;
+}
+
+// strace 6.1 detaches from its tracee when it is killed, so killing the wrapper (which is what
+// the harness stops) would leave the broker running. This stops the broker itself: SIGTERM (a
+// clean stop, so strace writes the whole trace and exits with it) and, on the way out of a failed
+// test, SIGKILL.
+class TracedBroker {
+ public:
+  explicit TracedBroker(pid_t pid) : pid_(pid) {}
+  ~TracedBroker() {
+    if (pid_ > 0) ::kill(pid_, SIGKILL);
+  }
+  TracedBroker(const TracedBroker&) = delete;
+  TracedBroker& operator=(const TracedBroker&) = delete;
+  // SIGTERM, then waits (bounded) for the tracer to exit with it.
+  void Stop(Process& tracer) {
+    REQUIRE(pid_ > 0);
+    ::kill(pid_, SIGTERM);
+    const auto deadline = SteadyClock::now() + kDefaultWait;
+    while (tracer.Running() && SteadyClock::now() < deadline) {
+      std::this_thread::sleep_for(Millis(20));
+    }
+    REQUIRE_FALSE(tracer.Running());
+    tracer.Stop();  // already gone: marks it as stopped on purpose
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_;
+};
+
 }  // namespace
 
 // The parser itself, on lines as strace prints them: short thread ids padded, a call another
@@ -1354,6 +1392,7 @@ TEST_CASE("the broker's WAL is fdatasynced between reading each submit and sendi
   options.broker_wrapper = {strace, "-f", "-qq", "-yy", "-s", "0", "-o", trace_file, "-e",
                             "trace=fdatasync,fsync,recvfrom,sendto"};
   Exchange ex(options);
+  TracedBroker broker(TracedChild(ex.broker().pid()));
   INFO("exchange in " << ex.root() << ", trace " << trace_file);
   const std::string endpoint = ex.broker_endpoint();
   const std::string port = endpoint.substr(endpoint.rfind(':') + 1);
@@ -1372,7 +1411,7 @@ TEST_CASE("the broker's WAL is fdatasynced between reading each submit and sendi
       REQUIRE(r.code() == wire::ACCEPTED);
     }
   }
-  ex.broker().Stop();  // strace writes out the rest of the trace when the broker is gone
+  broker.Stop(ex.broker());  // strace writes out the rest of the trace when the broker is gone
 
   const std::string text = ReadFile(trace_file);
   const std::vector<Traced> calls = ParseStrace(text);
