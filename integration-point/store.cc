@@ -162,9 +162,7 @@ Result<std::vector<MessageRow>> ReadRows(storage::Stmt& st) {
   }
   return out;
 }
-}  // namespace
 
-namespace {
 constexpr int64_t kCheckpointPages = 4096;  // 16 MiB of WAL
 }  // namespace
 

@@ -1,6 +1,7 @@
 // Background WAL checkpoints. See checkpointer.h.
 #include "common/storage/checkpointer.h"
 
+#include "common/clock.h"
 #include "common/log.h"
 
 namespace bud::storage {
@@ -50,18 +51,20 @@ int Checkpointer::OnCommit(void* self, sqlite3* db, const char* name, int wal_pa
 }
 
 void Checkpointer::Loop() {
+  int64_t last_warning_mono_ms = -60000;
   std::unique_lock lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return wanted_ || stop_; });
     if (stop_) return;
     wanted_ = false;
     lock.unlock();
-    int log = 0, done = 0;
     const int rc = sqlite3_wal_checkpoint_v2(own_->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                             &log, &done);
+                                             nullptr, nullptr);
     background_runs_.fetch_add(1);
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-      // The writer takes over at the hard limit; nothing is lost by a failed checkpoint.
+    // The writer takes over at the hard limit; nothing is lost by a failed checkpoint. A failure
+    // that persists (a full disk) is said once a minute, not after every commit.
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY && MonoMs() - last_warning_mono_ms >= 60000) {
+      last_warning_mono_ms = MonoMs();
       Logger("storage")->warn("background checkpoint of '{}' failed: {}", own_->path(),
                               own_->Error(rc, "wal checkpoint").message());
     }
