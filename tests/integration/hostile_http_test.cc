@@ -258,13 +258,19 @@ TEST_CASE("a text/plain POST of deeply nested JSON gets 400 and the point lives"
           "[integration][http][hostile]") {
   Exchange ex(WithHttp());
   const int port = PortOf(ex.HttpBase(kAgencyA));
-  const std::string nested = std::string(100000, '[') + std::string(100000, ']');
-  const std::string r = Exchange1(
-      port, Request("POST", "/api/messages/out", port, {"Content-Type: text/plain"}, nested));
-  INFO(r.substr(0, 500));
-  CHECK(StatusOf(r) == 400);
-  CHECK_THAT(BodyOf(r), Catch::Contains("deep"));
-  // Multipart: the same as the part 'sbd'.
+  // A valid SBD whose business message holds 100,000 nested arrays: the old code parsed it,
+  // then overflowed its stack copying and dumping it.
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  std::string nested = Sbd(NewUuid());
+  nested.insert(nested.rfind('}'), ",\"vedlegg\":" + deep);
+  for (const std::string& body : {nested, deep}) {
+    const std::string r = Exchange1(
+        port, Request("POST", "/api/messages/out", port, {"Content-Type: text/plain"}, body));
+    INFO(r.substr(0, 500));
+    CHECK(StatusOf(r) == 400);
+    CHECK_THAT(BodyOf(r), Catch::Contains("deep"));
+  }
+  // Multipart: the same SBD as the part 'sbd'.
   const std::string boundary = "grense";
   const std::string multipart =
       "--" + boundary + "\r\nContent-Disposition: form-data; name=\"sbd\"\r\n"
