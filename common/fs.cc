@@ -278,7 +278,9 @@ Status WriteNewFile(const std::string& path, std::string_view data, int mode) {
   BUD_ASSIGN_OR_RETURN(UniqueFd dir, OpenDir(ParentDir(path)));
   const std::string name = std::filesystem::path(path).filename().string();
   Status st = WriteNewFileAt(dir.get(), name, data, mode);
-  if (!st.ok()) return Status(st.code(), fmt::format("{} (in '{}')", st.message(), ParentDir(path)));
+  if (!st.ok()) {
+    return Status(st.code(), fmt::format("{} (in '{}')", st.message(), ParentDir(path)));
+  }
   return Status::Ok();
 }
 

@@ -244,7 +244,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(
   auto unbounded = [o](const httplib::Request& req, httplib::Response& res) {
     const bool has_body = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
                           req.method == "DELETE";
-    const bool chunked = req.has_header("Transfer-Encoding");
+    const bool chunked = req.has_header("Transfer-Encoding");  // checked to be "chunked" below
     const bool has_length = req.has_header("Content-Length");
     auto refuse = [&](int status, const std::string& message) {
       res.set_header("Connection", "close");  // the body is not read
@@ -261,7 +261,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(
     }
     if (chunked) {
       const std::string te = req.get_header_value("Transfer-Encoding");
-      if (req.get_header_value_count("Transfer-Encoding") != 1 || strcasecmp(te.c_str(), "chunked") != 0) {
+      if (req.get_header_value_count("Transfer-Encoding") != 1 ||
+          strcasecmp(te.c_str(), "chunked") != 0) {
         return refuse(501, fmt::format("Transfer-Encoding '{}' is not supported (only chunked)",
                                        EscapeControl(te)));
       }

@@ -75,9 +75,10 @@ bool IsLoopback(const std::string& host);
 // of "/" (the status page, no data) may be opened from a link on another site.
 std::string CrossSiteRefusal(const httplib::Request& req, const HttpOptions& options, bool tls);
 
-// Reads [http] listen, port_file, token_file, tls_cert, tls_key, threads and allowed_hosts into `o` (keeping
-// its defaults for absent keys) and checks them: tls_cert and tls_key together, listen a valid
-// host:port, and no listening beyond loopback without a token file.
+// Reads [http] listen, port_file, token_file, tls_cert, tls_key, threads and allowed_hosts into
+// `o` (keeping its defaults for absent keys) and checks them: tls_cert and tls_key together,
+// listen a valid host:port, allowed_hosts plain names, and no listening beyond loopback without
+// a token file.
 Status LoadHttpOptions(ConfigFile& f, HttpOptions& o);
 
 // A JSON error body in the shape Spring (and so eFormidling) uses:
