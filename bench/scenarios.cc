@@ -15,6 +15,7 @@
 #include <zmq.hpp>
 
 #include "bench/broker_link.h"
+#include "common/clock.h"
 #include "common/crypto/envelope.h"
 #include "common/uuid.h"
 #include <httplib.h>
@@ -444,7 +445,9 @@ std::string BenchSbd(const std::string& message_id) {
            {{{"type", "ConversationId"},
              {"instanceIdentifier", NewUuid()},
              {"identifier", test::kProcess},
-             {"scopeInformation", {{{"expectedResponseDateTime", "2099-12-01T12:00:00+01:00"}}}}}}}}}}},
+             {"scopeInformation",
+              {{{"expectedResponseDateTime",
+                 FormatTime(NowMs() + 30LL * 24 * 3600 * 1000)}}}}}}}}}}},
       {"arkivmelding", {{"hoveddokument", "test.pdf"}, {"sikkerhetsnivaa", 3}}}};
   return sbd.dump();
 }

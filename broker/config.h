@@ -32,7 +32,7 @@ struct Config {
   // /healthz.
   HttpOptions http{.listen = "", .port_file = "", .token_file = "", .tls_cert = "", .tls_key = "",
                    .threads = 2, .max_body_bytes = 64 * 1024, .streams_body = nullptr,
-                   .max_streamed_body_bytes = 0, .name = "broker-http"};
+                   .max_streamed_body_bytes = 0, .allowed_hosts = {}, .name = "broker-http"};
   std::string log_level = "info";                // [log] level
   std::string log_file;                          // [log] file
 

@@ -167,4 +167,141 @@ std::string AbsolutePath(const std::string& path) {
   return ec ? path : p.lexically_normal().string();
 }
 
+void UniqueFd::Reset() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Result<UniqueFd> OpenDir(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, fmt::format("cannot open directory '{}'", path));
+  return UniqueFd(fd);
+}
+
+Result<UniqueFd> OpenDirNoFollow(int dir_fd, const std::string& name, std::string_view what) {
+  int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) return UniqueFd(fd);
+  const int e = errno;
+  if (e == ELOOP) {
+    return Status(Code::kInvalidArgument,
+                  fmt::format("{} is a symbolic link; links are not followed", what));
+  }
+  if (e == ENOTDIR) {
+    // O_DIRECTORY|O_NOFOLLOW on a link to a directory gives ENOTDIR on some kernels.
+    struct stat st;
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+      return Status(Code::kInvalidArgument,
+                    fmt::format("{} is a symbolic link; links are not followed", what));
+    }
+    return Status(Code::kInvalidArgument, fmt::format("{} is not a directory", what));
+  }
+  return ErrnoStatus(e, fmt::format("cannot open {}", what));
+}
+
+Result<OpenedFile> OpenRegularNoFollow(int dir_fd, const std::string& name, std::string_view what) {
+  int fd = ::openat(dir_fd, name.c_str(),
+                    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
+    const int e = errno;
+    if (e == ELOOP) {
+      return Status(Code::kInvalidArgument,
+                    fmt::format("{} is a symbolic link, not a regular file; links are not "
+                                "followed",
+                                what));
+    }
+    if (e == ENXIO || e == EISDIR) {  // a socket; a directory (opened for reading it is EISDIR
+                                      // only with write access, but be explicit)
+      return Status(Code::kInvalidArgument, fmt::format("{} is not a regular file", what));
+    }
+    return ErrnoStatus(e, fmt::format("cannot open {}", what));
+  }
+  OpenedFile f{.name = name, .fd = UniqueFd(fd), .st = {}};
+  if (::fstat(fd, &f.st) != 0) return ErrnoStatus(errno, fmt::format("cannot stat {}", what));
+  if (!S_ISREG(f.st.st_mode)) {
+    return Status(Code::kInvalidArgument,
+                  fmt::format("{} is not a regular file (folders, links, FIFOs and devices are "
+                              "not sent)",
+                              what));
+  }
+  if (f.st.st_nlink != 1) {
+    return Status(Code::kInvalidArgument,
+                  fmt::format("{} has {} hard links; only a file with one link is taken (copy it "
+                              "in instead of linking it)",
+                              what, f.st.st_nlink));
+  }
+  // Regular files never block; clear O_NONBLOCK all the same so reads behave as usual.
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags >= 0) (void)::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+  return f;
+}
+
+Result<std::string> ReadAllFd(int fd, size_t max_bytes, std::string_view what) {
+  std::string out;
+  char buf[65536];
+  off_t off = 0;
+  for (;;) {
+    ssize_t n = ::pread(fd, buf, sizeof buf, off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, fmt::format("cannot read {}", what));
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > max_bytes) {
+      return Status(Code::kInvalidArgument,
+                    fmt::format("{} has more than {} bytes", what, max_bytes));
+    }
+    out.append(buf, static_cast<size_t>(n));
+    off += n;
+  }
+  return out;
+}
+
+Status WriteNewFileAt(int dir_fd, const std::string& name, std::string_view data, int mode) {
+  int fd = ::openat(dir_fd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    mode);
+  if (fd < 0) return ErrnoStatus(errno, fmt::format("cannot create '{}'", name));
+  UniqueFd owner(fd);
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, fmt::format("cannot write '{}'", name));
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) return ErrnoStatus(errno, fmt::format("cannot fsync '{}'", name));
+  return Status::Ok();
+}
+
+Status WriteNewFile(const std::string& path, std::string_view data, int mode) {
+  BUD_ASSIGN_OR_RETURN(UniqueFd dir, OpenDir(ParentDir(path)));
+  const std::string name = std::filesystem::path(path).filename().string();
+  Status st = WriteNewFileAt(dir.get(), name, data, mode);
+  if (!st.ok()) {
+    return Status(st.code(), fmt::format("{} (in '{}')", st.message(), ParentDir(path)));
+  }
+  return Status::Ok();
+}
+
+std::string EscapeControl(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          out += fmt::format("\\x{:02x}", c);
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
+
 }  // namespace bud

@@ -1,8 +1,11 @@
 // See http_server.h.
 #include "common/http_server.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -33,7 +36,83 @@ Result<std::pair<std::string, int>> SplitHostPort(const std::string& listen) {
 }
 
 bool IsLoopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.starts_with("127.");
+  std::string h = host;
+  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  if (h == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, h.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
+}
+
+namespace {
+
+std::string Lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The host part of a Host header: "name:port" -> name, "[v6]:port" -> v6; "" when malformed.
+std::string HostName(const std::string& host_header) {
+  std::string h = Lower(host_header);
+  if (h.starts_with('[')) {
+    auto end = h.find(']');
+    if (end == std::string::npos) return "";
+    std::string rest = h.substr(end + 1);
+    if (!rest.empty() && (rest.front() != ':' || rest.size() == 1 ||
+                          rest.find_first_not_of("0123456789", 1) != std::string::npos)) {
+      return "";
+    }
+    return h.substr(1, end - 1);
+  }
+  if (auto colon = h.find(':'); colon != std::string::npos) {
+    std::string port = h.substr(colon + 1);
+    if (port.empty() || port.find_first_not_of("0123456789") != std::string::npos) return "";
+    h = h.substr(0, colon);
+  }
+  return h;
+}
+
+}  // namespace
+
+std::string CrossSiteRefusal(const httplib::Request& req, const HttpOptions& o, bool tls) {
+  const bool status_page = (req.method == "GET" || req.method == "HEAD") && req.path == "/";
+  if (req.has_header("Host")) {
+    const std::string raw = req.get_header_value("Host");
+    const std::string host = HostName(raw);
+    bool ok = !host.empty() && IsLoopback(host);
+    for (const auto& allowed : o.allowed_hosts) ok = ok || (!host.empty() && Lower(allowed) == host);
+    if (!ok && o.allowed_hosts.empty()) {
+      // Beyond loopback without a list the token is the guard; on loopback only loopback names.
+      auto hp = SplitHostPort(o.listen);
+      ok = !host.empty() && hp.ok() && !IsLoopback(hp->first);
+    }
+    if (!ok) {
+      return fmt::format("Host '{}' is not a name of this server (refused as DNS rebinding); use "
+                         "127.0.0.1 or localhost, or add the name to http.allowed_hosts",
+                         EscapeControl(raw));
+    }
+  }
+  if (req.has_header("Origin")) {
+    const std::string origin = req.get_header_value("Origin");
+    const std::string own = fmt::format("{}://{}", tls ? "https" : "http",
+                                        req.get_header_value("Host"));
+    if (Lower(origin) != Lower(own)) {
+      return fmt::format("cross-origin request from '{}' refused: this API answers only its own "
+                         "pages and programs that are not browsers",
+                         EscapeControl(origin));
+    }
+  }
+  if (req.has_header("Sec-Fetch-Site") && !status_page) {
+    const std::string site = Lower(req.get_header_value("Sec-Fetch-Site"));
+    if (site != "same-origin" && site != "none") {
+      return fmt::format("request from a {} web page refused (Sec-Fetch-Site): this API answers "
+                         "only its own pages and programs that are not browsers",
+                         EscapeControl(site));
+    }
+  }
+  return "";
 }
 
 namespace {
@@ -65,6 +144,15 @@ Status LoadHttpOptions(ConfigFile& f, HttpOptions& o) {
   BUD_ASSIGN_OR_RETURN(o.tls_key, f.Path("http.tls_key", ""));
   BUD_ASSIGN_OR_RETURN(int64_t threads, f.Int("http.threads", o.threads, 1, 64));
   o.threads = static_cast<int>(threads);
+  BUD_ASSIGN_OR_RETURN(o.allowed_hosts, f.StringList("http.allowed_hosts", o.allowed_hosts));
+  for (const auto& h : o.allowed_hosts) {
+    if (h.empty() || h.find_first_of(":/ []") != std::string::npos) {
+      return f.Error("http.allowed_hosts",
+                     fmt::format("'{}' is not a host name (give names without port or scheme, "
+                                 "e.g. \"ip.example.no\")",
+                                 h));
+    }
+  }
   if (o.tls_cert.empty() != o.tls_key.empty()) {
     return f.Error("http.tls_cert", "tls_cert and tls_key go together");
   }
@@ -143,23 +231,83 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(
               req.path);
     return true;
   };
-  // curl and others ask before sending a large body: a refusal then costs no upload.
-  srv.set_expect_100_continue_handler([too_large](const httplib::Request& req,
-                                                  httplib::Response& res) {
-    return too_large(req, res) ? 413 : 100;
-  });
+
   srv.set_read_timeout(std::chrono::seconds(30));
   srv.set_write_timeout(std::chrono::seconds(30));
   srv.set_keep_alive_timeout(5);
   // httplib writes a response's headers and body with separate sends: with Nagle on, a
   // keep-alive client's delayed ACK held every answer back by about 40 ms.
   srv.set_tcp_nodelay(true);
+  // httplib reads a chunked body, or one without Content-Length, into memory with no limit
+  // (only Content-Length is checked against its payload maximum). So such a body is refused
+  // before it is read, unless its handler streams it and keeps its own limit.
+  auto unbounded = [o](const httplib::Request& req, httplib::Response& res) {
+    const bool has_body = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
+                          req.method == "DELETE";
+    const bool chunked = req.has_header("Transfer-Encoding");  // checked to be "chunked" below
+    const bool has_length = req.has_header("Content-Length");
+    auto refuse = [&](int status, const std::string& message) {
+      res.set_header("Connection", "close");  // the body is not read
+      SendError(res, status, message, req.path);
+      return true;
+    };
+    if (has_length) {
+      const std::string len = req.get_header_value("Content-Length");
+      if (len.empty() || len.size() > 19 ||
+          len.find_first_not_of("0123456789") != std::string::npos ||
+          req.get_header_value_count("Content-Length") != 1) {
+        return refuse(400, "Content-Length must be one whole number");
+      }
+    }
+    if (chunked) {
+      const std::string te = req.get_header_value("Transfer-Encoding");
+      if (req.get_header_value_count("Transfer-Encoding") != 1 ||
+          strcasecmp(te.c_str(), "chunked") != 0) {
+        return refuse(501, fmt::format("Transfer-Encoding '{}' is not supported (only chunked)",
+                                       EscapeControl(te)));
+      }
+      if (has_length) return refuse(400, "both Transfer-Encoding and Content-Length were sent");
+    }
+    if (!has_body || (req.method == "DELETE" && !chunked)) return false;  // httplib reads none
+    if (o.streams_body && o.streams_body(req)) return false;  // its handler bounds it
+    if (chunked) {
+      return refuse(411, fmt::format("a chunked body is not taken here: send Content-Length (at "
+                                     "most {} bytes, http.max_upload_bytes); only file uploads "
+                                     "(PUT /api/messages/out/<id>) may be chunked",
+                                     o.max_body_bytes));
+    }
+    if (!has_length) {
+      return refuse(411, "send Content-Length with the body (curl -d '' for an empty one)");
+    }
+    return false;
+  };
   const std::string token = s->token_;
-  srv.set_pre_routing_handler([token, too_large](const httplib::Request& req,
-                                                 httplib::Response& res) {
+  const bool tls = !o.tls_cert.empty();
+  // curl and others ask before sending a large (or chunked) body: a refusal then costs no upload.
+  srv.set_expect_100_continue_handler([too_large, unbounded, o, tls](const httplib::Request& req,
+                                                                     httplib::Response& res) {
+    if (std::string why = CrossSiteRefusal(req, o, tls); !why.empty()) {
+      res.set_header("Connection", "close");
+      SendError(res, 403, why, req.path);
+      return 403;
+    }
+    if (unbounded(req, res) || too_large(req, res)) return res.status;
+    return 100;
+  });
+  srv.set_pre_routing_handler([token, too_large, unbounded, o, tls](const httplib::Request& req,
+                                                                    httplib::Response& res) {
+    // Before anything else: a browser page of another site (CSRF) or a rebound name gets
+    // nothing, token or not.
+    if (std::string why = CrossSiteRefusal(req, o, tls); !why.empty()) {
+      Logger(o.name)->warn("{} {} refused: {}", req.method, EscapeControl(req.path), why);
+      res.set_header("Connection", "close");
+      SendError(res, 403, why, req.path);
+      return httplib::Server::HandlerResponse::Handled;
+    }
     auto size_checked = [&] {
-      return too_large(req, res) ? httplib::Server::HandlerResponse::Handled
-                                 : httplib::Server::HandlerResponse::Unhandled;
+      return unbounded(req, res) || too_large(req, res)
+                 ? httplib::Server::HandlerResponse::Handled
+                 : httplib::Server::HandlerResponse::Unhandled;
     };
     if (token.empty() || req.path == "/" || req.path == "/healthz") return size_checked();
     const std::string auth = req.get_header_value("Authorization");

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/config.h"
 #include "common/status.h"
@@ -35,6 +36,11 @@ struct HttpOptions {
   // max_body_bytes before its body is read (413).
   std::function<bool(const httplib::Request&)> streams_body;
   size_t max_streamed_body_bytes = 0;
+  // Host names (without port) this server answers to besides loopback literals and "localhost"
+  // ([http] allowed_hosts). Listening on loopback, a request for any other Host is refused: a web
+  // page whose name was rebound to 127.0.0.1 (DNS rebinding) reaches the port with its own name
+  // as Host. Listening beyond loopback with this empty, any Host is taken (the token guards it).
+  std::vector<std::string> allowed_hosts;
   std::string name = "http";  // for logs
 };
 
@@ -59,11 +65,20 @@ class HttpServer {
 
 // "9093" -> 127.0.0.1:9093; "host:port"; "[v6]:port".
 Result<std::pair<std::string, int>> SplitHostPort(const std::string& listen);
+// True for "localhost", an IPv4 literal in 127.0.0.0/8 (dotted quad, as inet_pton reads it) and
+// "::1" (with or without brackets). Names are not resolved: "127.0.0.1.example" is not loopback.
 bool IsLoopback(const std::string& host);
 
-// Reads [http] listen, port_file, token_file, tls_cert, tls_key and threads into `o` (keeping
-// its defaults for absent keys) and checks them: tls_cert and tls_key together, listen a valid
-// host:port, and no listening beyond loopback without a token file.
+// Why a request must not be served, or "" when it may: its Host is not one of this server's
+// names, or it comes from a page of another origin (an Origin that is not scheme://Host, or a
+// browser's Sec-Fetch-Site that is not same-origin / none). `tls` gives the scheme. GET and HEAD
+// of "/" (the status page, no data) may be opened from a link on another site.
+std::string CrossSiteRefusal(const httplib::Request& req, const HttpOptions& options, bool tls);
+
+// Reads [http] listen, port_file, token_file, tls_cert, tls_key, threads and allowed_hosts into
+// `o` (keeping its defaults for absent keys) and checks them: tls_cert and tls_key together,
+// listen a valid host:port, allowed_hosts plain names, and no listening beyond loopback without
+// a token file.
 Status LoadHttpOptions(ConfigFile& f, HttpOptions& o);
 
 // A JSON error body in the shape Spring (and so eFormidling) uses:

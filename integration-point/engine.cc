@@ -245,7 +245,12 @@ void Engine::ScanOutbox() {
     if (name.empty() || name.front() == '.' || StopRequested()) continue;
     std::string folder = JoinPath(config_.outbox, name);
     struct stat st;
-    if (::stat(folder.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    if (::lstat(folder.c_str(), &st) != 0) continue;
+    if (S_ISLNK(st.st_mode)) {
+      TakeFolder(name);  // refused: a link is not a folder (outbox.h)
+      continue;
+    }
+    if (!S_ISDIR(st.st_mode)) continue;
     if (!Exists(JoinPath(folder, "message.json"))) {
       if (inotify_fd_ >= 0) {
         ::inotify_add_watch(inotify_fd_, folder.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
@@ -258,47 +263,63 @@ void Engine::ScanOutbox() {
 
 void Engine::TakeFolder(const std::string& name) {
   const std::string folder = JoinPath(config_.outbox, name);
-  auto key = FolderKey(folder);
-  if (!key.ok()) return;  // vanished meanwhile
-  auto imported = store_->FolderImported(*key);
+  const std::string shown = EscapeControl(name);  // a name in a log line stays on its line
+  auto fail = [&](const Status& why) {
+    auto moved = MoveToFailed(config_.outbox, name, why.ToString());
+    if (moved.ok()) {
+      Log()->warn("outbox '{}' refused and moved to {}: {}", shown,
+                  EscapeControl(*moved), why.ToString());
+    } else {
+      Log()->error("outbox '{}' refused ({}) but could not be moved aside: {}",
+                   shown, why.ToString(), moved.status().ToString());
+    }
+  };
+  auto outbox_fd = OpenDir(config_.outbox);
+  if (!outbox_fd.ok()) {
+    Log()->error("cannot open outbox: {}", outbox_fd.status().ToString());
+    return;
+  }
+  // The folder and its message.json are opened once here; every later check reads them.
+  auto opened = OpenOutboxFolder(outbox_fd->get(), config_.outbox, name);
+  if (!opened.ok()) {
+    if (opened.status().code() == Code::kInvalidArgument) return fail(opened.status());
+    if (opened.status().code() != Code::kNotFound) {  // not found: vanished or not ready
+      Log()->warn("outbox '{}' not taken in yet: {}", shown,
+                  opened.status().ToString());
+    }
+    return;
+  }
+  const std::string key = FolderKey(*opened);
+  auto imported = store_->FolderImported(key);
   if (!imported.ok()) {
-    Log()->error("outbox '{}': store: {}", name, imported.status().ToString());
+    Log()->error("outbox '{}': store: {}", shown, imported.status().ToString());
     return;
   }
   if (*imported) {
     // Taken in before a crash that came before the folder's removal.
-    AfterCommit([folder, name] {
+    AfterCommit([folder, shown] {
       Status rm = RemoveAll(folder);
-      if (!rm.ok()) Log()->error("outbox '{}': {}", name, rm.ToString());
+      if (!rm.ok()) Log()->error("outbox '{}': {}", shown, rm.ToString());
     });
     return;
   }
-  auto fail = [&](const Status& why) {
-    auto moved = MoveToFailed(config_.outbox, name, why.ToString());
-    if (moved.ok()) {
-      Log()->warn("outbox '{}' refused and moved to {}: {}", name, *moved, why.ToString());
-    } else {
-      Log()->error("outbox '{}' refused ({}) but could not be moved aside: {}", name,
-                   why.ToString(), moved.status().ToString());
-    }
-  };
   OutboxLimits limits{static_cast<size_t>(config_.max_attachments),
                       static_cast<size_t>(config_.max_attachment_bytes), config_.default_ttl_ms};
-  const bool large = IsLargeFolder(folder);
+  const bool large = IsLargeFolder(*opened);
   if (large) {
     limits.max_attachment_bytes = static_cast<size_t>(config_.max_message_bytes);
     limits.read_data = false;
   }
-  auto draft = ReadOutboxFolder(folder, me_, limits);
+  auto draft = ReadOutboxFolder(*opened, me_, limits);
   if (!draft.ok()) {
     if (draft.status().code() == Code::kInvalidArgument) return fail(draft.status());
-    Log()->warn("outbox '{}' not taken in yet: {}", name, draft.status().ToString());
+    Log()->warn("outbox '{}' not taken in yet: {}", shown, draft.status().ToString());
     return;
   }
   auto receiver = CheckReceiver(*registry_, draft->receiver, draft->process, draft->document_type);
   if (!receiver.ok()) {
     if (receiver.status().code() == Code::kUnavailable) {
-      Log()->warn("outbox '{}' waits: {}", name, receiver.status().message());
+      Log()->warn("outbox '{}' waits: {}", shown, receiver.status().message());
       return;
     }
     return fail(receiver.status());
@@ -323,25 +344,27 @@ void Engine::TakeFolder(const std::string& name) {
   row.expires_ms = draft->expires_ms;
   draft->payload.SerializeToString(&row.payload);
   if (large) {
-    // The attachments stay files: the folder moves into the spool before the store commits.
-    Status moved = TakeInLargeFolder(folder, row.message_id);
+    // The attachments stay files: the checked ones move into the spool before the store
+    // commits (a swap since the check refuses the folder).
+    Status moved = TakeInLargeFolder(*opened, row.message_id);
+    if (moved.code() == Code::kInvalidArgument) return fail(moved);
     if (!moved.ok()) {
-      Log()->error("outbox '{}': cannot move it into the spool ({}); it stays in the outbox", name,
+      Log()->error("outbox '{}': cannot move it into the spool ({}); it stays in the outbox", shown,
                    moved.ToString());
       return;
     }
   }
-  Status st = store_->ImportOutgoing(row, *key);
+  Status st = store_->ImportOutgoing(row, key);
   if (!st.ok()) {
-    Log()->error("outbox '{}': cannot store message {} ({}); it stays in the outbox", name,
+    Log()->error("outbox '{}': cannot store message {} ({}); it stays in the outbox", shown,
                  row.message_id, st.ToString());
     return;
   }
   Log()->info("message {} to {} taken in from outbox '{}' (OPPRETTET, {} attachment(s))",
-              row.message_id, row.receiver, name, draft->payload.attachments_size());
-  AfterCommit([folder, name] {
+              row.message_id, row.receiver, shown, draft->payload.attachments_size());
+  AfterCommit([folder, shown] {
     Status rm = RemoveAll(folder);
-    if (!rm.ok()) Log()->error("outbox '{}': taken in but not removed: {}", name, rm.ToString());
+    if (!rm.ok()) Log()->error("outbox '{}': taken in but not removed: {}", shown, rm.ToString());
   });
   outgoing_dirty_ = true;
 }

@@ -33,6 +33,7 @@
 #include "common/metrics.h"
 #include "integration-point/config.h"
 #include "integration-point/inbox.h"
+#include "integration-point/outbox.h"
 #include "common/registry_client.h"
 #include "integration-point/store.h"
 #include "proto/broker.pb.h"
@@ -109,8 +110,8 @@ class Engine {
   struct StreamDownload;
   std::string SpoolDir() const;
   std::string SpoolSource(const std::string& message_id) const;  // taken-in attachments
-  bool IsLargeFolder(const std::string& folder) const;
-  Status TakeInLargeFolder(const std::string& folder, const std::string& message_id);
+  bool IsLargeFolder(const OutboxFolder& folder) const;
+  Status TakeInLargeFolder(OutboxFolder& folder, const std::string& message_id);
   void RecoverSpool();
   // Seals a message taken in as a large folder; false when `m` is not one.
   bool SealLarge(const MessageRow& m, wire::Header header, wire::Payload manifest,

@@ -111,8 +111,10 @@ Status MakeDir(const std::string& path, int mode, Undo& undo) {
   return Status::Ok();
 }
 
+// O_EXCL|O_NOFOLLOW: a file or link put there since the check above is never overwritten or
+// followed (a key written through a planted link would land where its planter can read it).
 Status Write(const std::string& path, std::string_view data, int mode, Undo& undo) {
-  BUD_RETURN_IF_ERROR(WriteFileSynced(path, data, mode));
+  BUD_RETURN_IF_ERROR(WriteNewFile(path, data, mode));
   undo.Add(path);
   return Status::Ok();
 }

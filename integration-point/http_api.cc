@@ -9,6 +9,7 @@
 
 #include "common/clock.h"
 #include "common/fs.h"
+#include "common/json.h"
 #include "common/crypto/certs.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -468,10 +469,11 @@ void HttpApi::Routes(httplib::Server& srv) {
     if (!req.has_file("sbd")) {
       return SendError(res, 400, "the multipart body has no part named 'sbd'", req.path);
     }
-    json body = json::parse(req.get_file_value("sbd").content, nullptr, false);
-    if (body.is_discarded()) return SendError(res, 400, "part 'sbd' is not valid JSON", req.path);
+    // Bounded before it is parsed (common/json.h): deep nesting is a 400, not a crash.
+    auto body = ParseJson(req.get_file_value("sbd").content, "part 'sbd'");
+    if (!body.ok()) return SendError(res, 400, body.status().message(), req.path);
     json sbd;
-    auto draft = ParseSbd(body, me_, Limits(), &sbd);
+    auto draft = ParseSbd(*body, me_, Limits(), &sbd);
     if (!draft.ok()) return SendOutStatus(draft.status(), req, res);
     for (const auto& [part, file] : req.files) {
       if (part == "sbd") continue;
@@ -483,10 +485,11 @@ void HttpApi::Routes(httplib::Server& srv) {
   });
 
   srv.Post("/api/messages/out", [this](const httplib::Request& req, httplib::Response& res) {
-    json body = json::parse(req.body, nullptr, false);
-    if (body.is_discarded()) return SendError(res, 400, "the body is not valid JSON", req.path);
+    // Whatever the Content-Type says, the body is bounded before it is parsed (common/json.h).
+    auto body = ParseJson(req.body, "the body");
+    if (!body.ok()) return SendError(res, 400, body.status().message(), req.path);
     json sbd;
-    auto draft = ParseSbd(body, me_, Limits(), &sbd);
+    auto draft = ParseSbd(*body, me_, Limits(), &sbd);
     if (!draft.ok()) return SendOutStatus(draft.status(), req, res);
     Result<wire::RegistryEntry> entry = [&] {
       std::lock_guard lock(registry_mu_);
@@ -661,9 +664,10 @@ void HttpApi::Routes(httplib::Server& srv) {
       return SendError(res, 404, fmt::format("no created, unsent message {}", id), req.path);
     }
     if (!files.ok()) return SendOutStatus(files.status(), req, res);
-    json stored = json::parse(**sbd_text, nullptr, false);
+    auto stored = ParseJson(**sbd_text, "the stored SBD");
+    if (!stored.ok()) return SendOutStatus(stored.status(), req, res);
     json sbd;
-    auto draft = ParseSbd(stored, me_, Limits(), &sbd);
+    auto draft = ParseSbd(*stored, me_, Limits(), &sbd);
     if (!draft.ok()) return SendOutStatus(draft.status(), req, res);
     const std::string dir = DraftDir(config_, id);
     uint64_t total = 0;

@@ -1,13 +1,20 @@
 // Reading outbox folders. See outbox.h.
 #include "integration-point/outbox.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
 #include "common/fs.h"
+#include "common/json.h"
 #include "common/payload.h"
 #include "common/uuid.h"
 
@@ -28,22 +35,55 @@ Result<std::string> OptionalString(const nlohmann::json& j, const char* key) {
 }
 }  // namespace
 
-Result<std::string> FolderKey(const std::string& folder) {
-  struct stat st;
-  std::string mj = JoinPath(folder, "message.json");
-  if (::stat(mj.c_str(), &st) != 0) return ErrnoStatus(errno, fmt::format("stat '{}'", mj));
-  return fmt::format("{}|{}|{}|{}.{}", folder, st.st_ino,
-                     st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+Result<OutboxFolder> OpenOutboxFolder(int outbox_fd, const std::string& outbox,
+                                      const std::string& name) {
+  OutboxFolder f;
+  f.path = JoinPath(outbox, name);
+  f.name = name;
+  const std::string shown = EscapeControl(name);
+  BUD_ASSIGN_OR_RETURN(f.dir,
+                       OpenDirNoFollow(outbox_fd, name, fmt::format("outbox folder '{}'", shown)));
+  BUD_ASSIGN_OR_RETURN(OpenedFile mj, OpenRegularNoFollow(f.dir.get(), "message.json",
+                                                          "message.json"));
+  f.message_json_st = mj.st;
+  const JsonLimits json_limits;
+  BUD_ASSIGN_OR_RETURN(f.message_text, ReadAllFd(mj.fd.get(), json_limits.max_bytes,
+                                                 "message.json"));
+  // The listing through the open descriptor: the folder we hold, not whatever its name
+  // points at by now.
+  int dup = ::fcntl(f.dir.get(), F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return ErrnoStatus(errno, fmt::format("outbox folder '{}'", shown));
+  DIR* d = ::fdopendir(dup);
+  if (d == nullptr) {
+    int e = errno;
+    ::close(dup);
+    return ErrnoStatus(e, fmt::format("cannot list outbox folder '{}'", shown));
+  }
+  ::rewinddir(d);
+  while (struct dirent* e = ::readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n == "." || n == ".." || n == "message.json") continue;
+    f.entries.emplace_back(n);
+    struct stat st;
+    if (::fstatat(f.dir.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+      f.listed_bytes += static_cast<uint64_t>(st.st_size);
+    }
+  }
+  ::closedir(d);
+  std::sort(f.entries.begin(), f.entries.end());
+  return f;
+}
+
+std::string FolderKey(const OutboxFolder& f) {
+  const struct stat& st = f.message_json_st;
+  return fmt::format("{}|{}|{}|{}.{}", f.path, st.st_ino, st.st_size, st.st_mtim.tv_sec,
+                     st.st_mtim.tv_nsec);
 }
 
 Result<OutgoingDraft> ParseMessageJson(std::string_view text, const Orgnr& me,
                                        const OutboxLimits& limits) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for 1e400
-    return Bad(fmt::format("message.json is not valid JSON: {}", e.what()));
-  }
+  // Bounded before it is parsed: depth and size (common/json.h).
+  BUD_ASSIGN_OR_RETURN(nlohmann::json j, ParseJson(text, "message.json"));
   if (!j.is_object()) return Bad("message.json must be a JSON object");
 
   OutgoingDraft d{.message_id = {}, .conversation_id = {}, .receiver = me, .process = {},
@@ -103,6 +143,10 @@ Result<int64_t> ParseExpiry(const std::string& text, int64_t created_ms, int64_t
                            what, text));
   }
   if (*t <= created_ms) return Bad(fmt::format("{} {} is in the past", what, text));
+  if (*t - created_ms > kMaxTtlMs) {
+    return Bad(fmt::format("{} {} is more than {} days ahead; a message lives at most that long",
+                           what, text, kMaxTtlMs / (24 * 3600 * 1000)));
+  }
   return *t;
 }
 
@@ -132,26 +176,26 @@ Status AddAttachment(OutgoingDraft& d, const std::string& name, std::string medi
   return Status::Ok();
 }
 
-Result<OutgoingDraft> ReadOutboxFolder(const std::string& folder, const Orgnr& me,
+Result<OutgoingDraft> ReadOutboxFolder(OutboxFolder& folder, const Orgnr& me,
                                        const OutboxLimits& limits) {
-  BUD_ASSIGN_OR_RETURN(std::string text, ReadFile(JoinPath(folder, "message.json")));
-  BUD_ASSIGN_OR_RETURN(OutgoingDraft d, ParseMessageJson(text, me, limits));
-  BUD_ASSIGN_OR_RETURN(auto names, ListDir(folder));
+  BUD_ASSIGN_OR_RETURN(OutgoingDraft d, ParseMessageJson(folder.message_text, me, limits));
+  folder.taken.clear();
+  // Bounds the descriptors and work a folder of many entries can cost before a name is opened.
+  if (folder.entries.size() > limits.max_attachments) {
+    return Bad(fmt::format("the message has more than {} attachments", limits.max_attachments));
+  }
   uint64_t total = 0;
-  for (const auto& name : names) {
-    if (name == "message.json") continue;
-    std::string path = JoinPath(folder, name);
-    struct stat st;
-    if (::lstat(path.c_str(), &st) != 0) return ErrnoStatus(errno, fmt::format("stat '{}'", path));
+  for (const auto& name : folder.entries) {
+    const std::string shown = fmt::format("'{}'", EscapeControl(name));
     Status ok = ValidateAttachmentName(name);
-    if (!ok.ok()) return ok;
-    if (!S_ISREG(st.st_mode)) {
-      return Bad(fmt::format("'{}' is not a regular file (folders and links are not sent)", name));
-    }
+    if (!ok.ok()) return Bad(EscapeControl(ok.message()));
+    // Opened once, without following a link; everything below is about this descriptor.
+    BUD_ASSIGN_OR_RETURN(OpenedFile file, OpenRegularNoFollow(folder.dir.get(), name, shown));
+    const auto size = static_cast<uint64_t>(file.st.st_size);
     // Checked before reading, so an oversized file is never loaded.
-    BUD_RETURN_IF_ERROR(CheckAttachmentLimits(d, name, static_cast<size_t>(st.st_size), limits));
+    BUD_RETURN_IF_ERROR(CheckAttachmentLimits(d, name, static_cast<size_t>(size), limits));
     if (!limits.read_data) {
-      total += static_cast<uint64_t>(st.st_size);
+      total += size;
       if (total > limits.max_attachment_bytes) {
         return Bad(fmt::format("the attachments have more than {} bytes together",
                                limits.max_attachment_bytes));
@@ -159,10 +203,13 @@ Result<OutgoingDraft> ReadOutboxFolder(const std::string& folder, const Orgnr& m
       auto* a = d.payload.add_attachments();
       a->set_name(name);
       a->set_media_type(GuessMediaType(name));
-      a->set_size(static_cast<uint64_t>(st.st_size));
+      a->set_size(size);
+      folder.taken.push_back({name, file.st.st_dev, file.st.st_ino});
       continue;
     }
-    BUD_ASSIGN_OR_RETURN(std::string data, ReadFile(path));
+    // A file that grows after fstat is still cut at the limit.
+    BUD_ASSIGN_OR_RETURN(std::string data,
+                         ReadAllFd(file.fd.get(), limits.max_attachment_bytes, shown));
     BUD_RETURN_IF_ERROR(AddAttachment(d, name, GuessMediaType(name), std::move(data), limits));
   }
   if (d.payload.attachments_size() == 0) {
@@ -171,21 +218,109 @@ Result<OutgoingDraft> ReadOutboxFolder(const std::string& folder, const Orgnr& m
   return d;
 }
 
+Status MoveOutboxFiles(OutboxFolder& folder, const std::string& target) {
+  const std::string parent = ParentDir(target);
+  const std::string leaf = std::filesystem::path(target).filename().string();
+  BUD_ASSIGN_OR_RETURN(UniqueFd parent_fd, OpenDir(parent));
+  if (::mkdirat(parent_fd.get(), leaf.c_str(), 0750) != 0) {
+    return ErrnoStatus(errno, fmt::format("cannot create '{}'", target));
+  }
+  BUD_ASSIGN_OR_RETURN(UniqueFd to, OpenDirNoFollow(parent_fd.get(), leaf, target));
+  std::vector<OutboxFolder::Taken> files = folder.taken;
+  files.push_back({"message.json", folder.message_json_st.st_dev, folder.message_json_st.st_ino});
+  std::vector<std::string> moved;
+  auto put_back = [&] {
+    for (const auto& n : moved) (void)::renameat(to.get(), n.c_str(), folder.dir.get(), n.c_str());
+    (void)::unlinkat(parent_fd.get(), leaf.c_str(), AT_REMOVEDIR);
+  };
+  for (const auto& f : files) {
+    const std::string shown = EscapeControl(f.name);
+    if (::renameat(folder.dir.get(), f.name.c_str(), to.get(), f.name.c_str()) != 0) {
+      Status st = ErrnoStatus(errno, fmt::format("cannot move '{}' of outbox folder '{}'", shown,
+                                                 EscapeControl(folder.name)));
+      put_back();
+      if (st.code() == Code::kNotFound) {
+        return Bad(fmt::format("'{}' went away while the folder was being taken in", shown));
+      }
+      return st;
+    }
+    moved.push_back(f.name);
+    // What now has the name in our own directory must be what was checked: a swap between the
+    // check and the rename moved something else.
+    struct stat st;
+    if (::fstatat(to.get(), f.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_dev != f.dev || st.st_ino != f.ino) {
+      put_back();
+      return Bad(fmt::format("'{}' was replaced while the folder was being taken in (it is not "
+                             "the file that was checked)",
+                             shown));
+    }
+  }
+  if (::fsync(to.get()) != 0) {
+    Status st = ErrnoStatus(errno, fmt::format("cannot fsync '{}'", target));
+    put_back();
+    return st;
+  }
+  (void)::fsync(folder.dir.get());
+  return FsyncPath(parent);
+}
+
 Result<std::string> MoveToFailed(const std::string& outbox, const std::string& name,
                                  const std::string& error) {
-  std::string failed = JoinPath(outbox, ".failed");
-  BUD_RETURN_IF_ERROR(MakeDirs(failed));
-  std::string target = JoinPath(failed, name);
-  for (int i = 1; Exists(target); ++i) target = JoinPath(failed, fmt::format("{}-{}", name, i));
-  BUD_RETURN_IF_ERROR(RenameDurable(JoinPath(outbox, name), target));
-  BUD_RETURN_IF_ERROR(WriteFileSynced(
-      JoinPath(target, "error.txt"),
-      fmt::format("{}\n\nFailed at {}. Fix the folder and move it back into the outbox to send it "
-                  "again.\n",
-                  error, FormatTime(NowMs())),
-      0640));
-  BUD_RETURN_IF_ERROR(FsyncPath(target));
-  return target;
+  BUD_ASSIGN_OR_RETURN(UniqueFd out, OpenDir(outbox));
+  if (::mkdirat(out.get(), ".failed", 0750) != 0 && errno != EEXIST) {
+    return ErrnoStatus(errno, fmt::format("cannot create '{}'", JoinPath(outbox, ".failed")));
+  }
+  // A .failed that is a link could send refused folders anywhere (even into the inbox).
+  BUD_ASSIGN_OR_RETURN(UniqueFd failed,
+                       OpenDirNoFollow(out.get(), ".failed", JoinPath(outbox, ".failed")));
+  struct stat st;
+  if (::fstatat(out.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return ErrnoStatus(errno, fmt::format("outbox entry '{}'", EscapeControl(name)));
+  }
+  const bool is_dir = S_ISDIR(st.st_mode);
+  std::string chosen;
+  for (int i = 0; chosen.empty(); ++i) {
+    if (i > 10000) return Status(Code::kIo, "no free name in .failed");
+    const std::string candidate = i == 0 ? name : fmt::format("{}-{}", name, i);
+    int rc = 0;
+    if (is_dir) {
+      // RENAME_NOREPLACE: never replaces what is already in .failed.
+      rc = ::renameat2(out.get(), name.c_str(), failed.get(), candidate.c_str(), RENAME_NOREPLACE);
+    } else {
+      rc = ::mkdirat(failed.get(), candidate.c_str(), 0750);
+    }
+    if (rc == 0) {
+      chosen = candidate;
+    } else if (errno != EEXIST && errno != ENOTEMPTY) {
+      return ErrnoStatus(errno, fmt::format("cannot move outbox entry '{}' to .failed",
+                                            EscapeControl(name)));
+    }
+  }
+  BUD_ASSIGN_OR_RETURN(UniqueFd target,
+                       OpenDirNoFollow(failed.get(), chosen,
+                                       fmt::format(".failed/{}", EscapeControl(chosen))));
+  if (!is_dir &&
+      ::renameat2(out.get(), name.c_str(), target.get(), name.c_str(), RENAME_NOREPLACE) != 0) {
+    return ErrnoStatus(errno, fmt::format("cannot move outbox entry '{}' to .failed",
+                                          EscapeControl(name)));
+  }
+  const std::string text =
+      fmt::format("{}\n\nFailed at {}. Fix the folder and move it back into the outbox to send "
+                  "it again.\n",
+                  EscapeControl(error), FormatTime(NowMs()));
+  Status wrote = WriteNewFileAt(target.get(), "error.txt", text, 0640);
+  if (wrote.code() == Code::kAlreadyExists) {
+    // The folder brought its own error.txt (an earlier one, or a link planted there): that entry
+    // goes (unlink does not follow it) and ours is created anew.
+    if (::unlinkat(target.get(), "error.txt", 0) == 0) {
+      wrote = WriteNewFileAt(target.get(), "error.txt", text, 0640);
+    }
+  }
+  BUD_RETURN_IF_ERROR(wrote);
+  if (::fsync(target.get()) != 0) return ErrnoStatus(errno, "cannot fsync the failed folder");
+  if (::fsync(failed.get()) != 0) return ErrnoStatus(errno, "cannot fsync .failed");
+  return JoinPath(JoinPath(outbox, ".failed"), chosen);
 }
 
 }  // namespace bud::ip

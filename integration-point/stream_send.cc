@@ -33,25 +33,19 @@ std::string Engine::SpoolSource(const std::string& message_id) const {
   return ip::SpoolSource(config_, message_id);
 }
 
-bool Engine::IsLargeFolder(const std::string& folder) const {
-  auto names = ListDir(folder);
-  if (!names.ok()) return false;
-  uint64_t total = 0;
-  for (const auto& name : *names) {
-    if (name == "message.json") continue;
-    struct stat st;
-    if (::lstat(JoinPath(folder, name).c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-      total += static_cast<uint64_t>(st.st_size);
-    }
-  }
-  return total > static_cast<uint64_t>(config_.stream_threshold_bytes);
+// A routing choice only: the sizes are from the listing; the files are checked when opened.
+bool Engine::IsLargeFolder(const OutboxFolder& folder) const {
+  return folder.listed_bytes > static_cast<uint64_t>(config_.stream_threshold_bytes);
 }
 
-Status Engine::TakeInLargeFolder(const std::string& folder, const std::string& message_id) {
+// The checked files move into spool/src/<id>/, a directory of our own, each verified to be the
+// file that was checked (MoveOutboxFiles): the writer of the outbox keeps no handle on what is
+// sealed later.
+Status Engine::TakeInLargeFolder(OutboxFolder& folder, const std::string& message_id) {
   BUD_RETURN_IF_ERROR(MakeDirs(JoinPath(SpoolDir(), "src")));
   const std::string target = SpoolSource(message_id);
   BUD_RETURN_IF_ERROR(RemoveAll(target));  // a leftover of a refused earlier attempt
-  return RenameDurable(folder, target);
+  return MoveOutboxFiles(folder, target);
 }
 
 // After a crash: a folder moved into the spool whose message the store does not hold goes back

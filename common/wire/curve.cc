@@ -27,7 +27,8 @@ Result<CurveKeyPair> WriteNewCurveKeyFile(const std::string& path) {
     return Status(Code::kUnsupported, "this libzmq has no CURVE support");
   }
   CurveKeyPair kp{pub, sec};
-  BUD_RETURN_IF_ERROR(WriteFileSynced(
+  // O_EXCL|O_NOFOLLOW: never overwrites, never writes through a link planted there.
+  BUD_RETURN_IF_ERROR(WriteNewFile(
       path,
       fmt::format("# CURVE key pair (ZeroMQ, Z85). Keep secret; give only public_key away.\n"
                   "public_key = \"{}\"\nsecret_key = \"{}\"\n",

@@ -31,6 +31,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   BUD_FUZZ_CHECK(!d.process.empty() && !d.document_type.empty(),
                  "ParseMessageJson accepted an empty process or documentType");
   BUD_FUZZ_CHECK(d.expires_ms > d.created_ms, "ParseMessageJson accepted an expiry in the past");
+  BUD_FUZZ_CHECK(d.expires_ms - d.created_ms <= ip::kMaxTtlMs,
+                 "ParseMessageJson accepted an expiry more than 90 days ahead");
   const wire::Payload& p = d.payload;
   BUD_FUZZ_CHECK(p.message_id() == d.message_id && p.conversation_id() == d.conversation_id &&
                      p.sender() == me.wire() && p.receiver() == d.receiver.wire(),
