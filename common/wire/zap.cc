@@ -16,14 +16,22 @@ namespace {
 
 std::atomic<int> next_pipe{0};
 
-// Keeps a cache under its bound: expired entries go first, then any, until one slot is free.
+// Keeps a cache under its bound: expired entries go first, then the one that expires soonest
+// (the oldest, as entries of one cache share a TTL), until one slot is free. A linear scan, only
+// when the cache is full.
 template <typename Map, typename UntilOf>
 void MakeRoom(Map& m, size_t max, int64_t now, UntilOf until_of) {
   if (m.size() < max) return;
   for (auto it = m.begin(); it != m.end();) {
     it = until_of(it->second) <= now ? m.erase(it) : std::next(it);
   }
-  while (!m.empty() && m.size() >= max) m.erase(m.begin());
+  while (!m.empty() && m.size() >= max) {
+    auto soonest = m.begin();
+    for (auto it = m.begin(); it != m.end(); ++it) {
+      if (until_of(it->second) < until_of(soonest->second)) soonest = it;
+    }
+    m.erase(soonest);
+  }
 }
 
 }  // namespace

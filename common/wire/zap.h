@@ -11,8 +11,8 @@
 //
 // Bounds: admitted keys are cached for positive_ttl_ms (a key removed from the registry is
 // refused at most that long after), at most max_positive of them; unknown keys for
-// negative_ttl_ms, at most max_negative (oldest-first eviction is not promised: any entry may go
-// when the cache is full); a key whose lookup failed (registry unreachable) is refused without
+// negative_ttl_ms, at most max_negative (when a cache is full, expired entries go, then the one
+// that expires soonest); a key whose lookup failed (registry unreachable) is refused without
 // asking again for retry_ms. At most max_pending requests wait for lookups; more are refused at
 // once.
 //
