@@ -211,6 +211,20 @@ void CachedZapHandler::ZapThread(std::string pipe_endpoint, std::promise<Status>
     return true;
   };
 
+  // Requests wait in the ZAP socket until the lookup thread has connected and said so: a key
+  // sent before that would find no pipe and be refused.
+  for (;;) {
+    if (stop_.load()) return;
+    zmq::pollitem_t item{pipe.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::message_t ready;
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(100));
+      if (pipe.recv(ready, zmq::recv_flags::dontwait)) break;
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) return;
+    }
+  }
+
   std::vector<zmq::message_t> frames;
   while (!stop_.load()) {
     zmq::pollitem_t items[] = {{zap.handle(), 0, ZMQ_POLLIN, 0},
@@ -231,6 +245,7 @@ void CachedZapHandler::LookupThread(std::string pipe_endpoint) {
   zmq::socket_t pipe(ctx_, zmq::socket_type::pair);
   pipe.set(zmq::sockopt::linger, 0);
   pipe.connect(pipe_endpoint);
+  (void)pipe.send(zmq::str_buffer("ready"), zmq::send_flags::none);
   while (!stop_.load()) {
     zmq::pollitem_t item{pipe.handle(), 0, ZMQ_POLLIN, 0};
     try {
