@@ -181,7 +181,7 @@ void Server::DropSession(const std::string& rid, const std::string& why) {
     Log()->error("counting delivery attempts: {}", n.status().ToString());
   }
   // The connection stays open for a new Hello, but only for hello_timeout_ms.
-  connections_->Expect(it->second.fd);
+  connections_->Expect(it->second.conn);
   streams_->DropRid(rid);
   sessions_.erase(it);
 }
@@ -221,10 +221,6 @@ void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
   Session* s = curve_ ? SessionByOrg(user_id) : SessionByRid(rid);
   if (s == nullptr || s->rid != rid) {
     Refuse(rid, "no session: send Hello first");
-    return;
-  }
-  if (curve_ && user_id != s->org) {  // cannot happen: looked up by it; kept as the invariant
-    Refuse(rid, "this connection is not authenticated as the session's organisation");
     return;
   }
   s->last_seen_mono = MonoMs();
@@ -272,8 +268,7 @@ void Server::OnHello(const std::string& rid, int fd, const wire::Hello& hello,
   s = Session{};
   s.rid = rid;
   s.org = who;
-  s.fd = fd;
-  connections_->Greeted(fd);
+  s.conn = connections_->Greeted(fd);
   s.credit = static_cast<uint32_t>(
       std::clamp<int64_t>(hello.credit() == 0 ? 1 : hello.credit(), 1, config_.max_credit));
   s.last_seen_mono = MonoMs();

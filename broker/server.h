@@ -57,7 +57,7 @@ class Server {
   struct Session {
     std::string rid;  // routing id of the connection the session lives on
     std::string org;  // "0192:<orgnr>"
-    int fd = -1;      // that connection's fd (wire::SourceFd), -1 when unknown
+    wire::ConnRef conn;  // that connection (wire::ConnectionWatch), for the Hello deadline
     uint32_t credit = 1;
     int64_t last_seen_mono = 0;
     int64_t cursor_seq = 0;       // highest seq handed out in this session

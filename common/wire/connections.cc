@@ -80,20 +80,23 @@ void ConnectionWatch::HandleEvents() {
     if (event == ZMQ_EVENT_ACCEPTED) {
       std::string peer = PeerAddressOf(fd);
       if (peer.empty()) continue;  // already gone again
-      conns_[fd] = {std::move(peer), deadline_ms_ > 0 ? MonoMs() + deadline_ms_ : 0};
+      conns_[fd] = {std::move(peer), deadline_ms_ > 0 ? MonoMs() + deadline_ms_ : 0, next_id_++};
     } else if (event == ZMQ_EVENT_DISCONNECTED) {
       conns_.erase(fd);
     }
   }
 }
 
-void ConnectionWatch::Greeted(int fd) {
-  if (auto it = conns_.find(fd); it != conns_.end()) it->second.deadline_mono = 0;
+ConnRef ConnectionWatch::Greeted(int fd) {
+  auto it = conns_.find(fd);
+  if (it == conns_.end()) return {fd, 0};
+  it->second.deadline_mono = 0;
+  return {fd, it->second.id};
 }
 
-void ConnectionWatch::Expect(int fd) {
-  if (deadline_ms_ <= 0) return;
-  if (auto it = conns_.find(fd); it != conns_.end()) {
+void ConnectionWatch::Expect(ConnRef conn) {
+  if (deadline_ms_ <= 0 || conn.id == 0) return;
+  if (auto it = conns_.find(conn.fd); it != conns_.end() && it->second.id == conn.id) {
     it->second.deadline_mono = MonoMs() + deadline_ms_;
   }
 }

@@ -8,7 +8,9 @@
 //
 // Greeting deadline: when deadline_ms > 0, an accepted connection must be marked Greeted (the
 // server got the opening message it wants, e.g. Hello) within deadline_ms, or CloseOverdue()
-// closes it. Expect() makes a greeted connection wait for a new greeting.
+// closes it. Expect() makes a greeted connection wait for a new greeting. Greeted() hands back a
+// ConnRef (fd and a number no other connection gets), so a later Expect() never lands on a newer
+// connection that was given the same fd.
 //
 // Reused fds: libzmq reports DISCONNECTED before it closes the fd, so in event order a reused fd
 // is always preceded by the end of its old connection. Close() first reads all pending events
@@ -32,6 +34,12 @@
 
 namespace bud::wire {
 
+// One connection as a ConnectionWatch knows it; id 0 = none.
+struct ConnRef {
+  int fd = -1;
+  uint64_t id = 0;
+};
+
 class ConnectionWatch {
  public:
   // Starts monitoring `router`; `name` appears in logs. deadline_ms == 0: no greeting deadline.
@@ -45,10 +53,12 @@ class ConnectionWatch {
   zmq::socket_t& socket() { return monitor_; }
   // Reads every pending monitor event without blocking.
   void HandleEvents();
-  // The connection on `fd` said its greeting: no deadline for it any more.
-  void Greeted(int fd);
-  // The connection on `fd` must greet (again) within the deadline, counted from now.
-  void Expect(int fd);
+  // The connection on `fd` said its greeting: no deadline for it any more. Its reference, or
+  // {fd, 0} when the fd is not a known connection.
+  ConnRef Greeted(int fd);
+  // The connection `conn` must greet (again) within the deadline, counted from now. Nothing when
+  // it has gone (or its fd now belongs to another connection).
+  void Expect(ConnRef conn);
   // Shuts the connection on `fd` down. False (and nothing done) when the fd is not a connection
   // this watch knows, or now belongs to another peer.
   bool Close(int fd, std::string_view why);
@@ -61,12 +71,14 @@ class ConnectionWatch {
   struct Conn {
     std::string peer;       // "ip:port" from getpeername at ACCEPTED
     int64_t deadline_mono;  // 0 when greeted (or no deadline)
+    uint64_t id;            // unique among this watch's connections
   };
   zmq::socket_t& router_;
   zmq::socket_t monitor_;
   std::string name_;
   int64_t deadline_ms_;
   std::map<int, Conn> conns_;
+  uint64_t next_id_ = 1;
 };
 
 // The peer address of a connected socket as "ip:port", or "" when it has none (closed, not a

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,8 +28,10 @@ class Client {
  public:
   Client(zmq::context_t& ctx, const std::string& endpoint,
          const std::optional<CurveKeyPair>& keys = std::nullopt, const std::string& server_key = "",
-         int reconnect_ivl = -1)
-      : sock_(ctx, zmq::socket_type::dealer), monitor_(ctx, zmq::socket_type::pair) {
+         int reconnect_ivl = -1, bool connect_now = true)
+      : sock_(ctx, zmq::socket_type::dealer),
+        monitor_(ctx, zmq::socket_type::pair),
+        endpoint_(endpoint) {
     static int n = 0;
     const std::string mon = "inproc://transport-test-monitor-" + std::to_string(n++);
     sock_.set(zmq::sockopt::linger, 0);
@@ -38,8 +41,9 @@ class Client {
                                ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) == 0);
     monitor_.set(zmq::sockopt::linger, 0);
     monitor_.connect(mon);
-    sock_.connect(endpoint);
+    if (connect_now) Connect();
   }
+  void Connect() { sock_.connect(endpoint_); }
   ~Client() { (void)zmq_socket_monitor(sock_.handle(), nullptr, 0); }
   void Send(const std::string& s) { (void)sock_.send(zmq::buffer(s), zmq::send_flags::dontwait); }
   bool Disconnected() {
@@ -70,6 +74,7 @@ class Client {
   }
   zmq::socket_t sock_;
   zmq::socket_t monitor_;
+  std::string endpoint_;
   bool disconnected_ = false;
   bool handshaken_ = false;
 };
@@ -169,6 +174,43 @@ TEST_CASE("ConnectionWatch closes connections that do not greet in time, and on 
   CHECK(watch.size() == 0);
   // A closed fd is not closed again (it may belong to a new connection by now).
   CHECK_FALSE(watch.Close(greeter_fd, "again"));
+}
+
+TEST_CASE("ConnectionWatch::Expect on a connection that has gone never lands on a newer one",
+          "[transport]") {
+  zmq::context_t ctx(1);
+  zmq::socket_t router(ctx, zmq::socket_type::router);
+  ConfigureSocket(router, /*router=*/true, 0);
+  ConnectionWatch watch(ctx, router, "test", /*deadline_ms=*/300);
+  router.bind("tcp://127.0.0.1:*");
+  const std::string endpoint = router.get(zmq::sockopt::last_endpoint);
+  std::map<std::string, ConnRef> refs;
+  auto on_frame = [&](const Received& r) { refs[r.body] = watch.Greeted(r.fd); };
+
+  auto first = std::make_unique<Client>(ctx, endpoint);
+  first->Send("first");
+  REQUIRE(Serve(router, &watch, Millis(5000), on_frame, [&] { return refs.contains("first"); }));
+  const ConnRef old = refs["first"];
+  REQUIRE(old.id != 0);
+  // The second client's sockets exist before the first connection ends, so the fds that end
+  // frees are the first connection's two ends only: the second's connect takes the lower one
+  // (the client end), its accept the other, which is the fd the first connection had.
+  Client second(ctx, endpoint, std::nullopt, "", -1, /*connect_now=*/false);
+  REQUIRE(watch.Close(old.fd, "test"));
+  REQUIRE(Serve(router, &watch, Millis(5000), on_frame, [&] { return first->Disconnected(); }));
+  Serve(router, &watch, Millis(100), on_frame, [] { return false; });
+  second.Connect();
+  second.Send("second");
+  REQUIRE(Serve(router, &watch, Millis(5000), on_frame, [&] { return refs.contains("second"); }));
+  const ConnRef now = refs["second"];
+  CHECK(now.id != old.id);
+  INFO("fds: first " << old.fd << ", second " << now.fd);
+  REQUIRE(now.fd == old.fd);
+  watch.Expect(old);  // e.g. the first one's session is dropped late
+  Serve(router, &watch, Millis(1000), on_frame, [] { return false; });
+  CHECK_FALSE(second.Disconnected());
+  watch.Expect(now);
+  CHECK(Serve(router, &watch, Millis(5000), on_frame, [&] { return second.Disconnected(); }));
 }
 
 TEST_CASE("the cached ZAP handler admits a known key while lookups of unknown keys hang",
