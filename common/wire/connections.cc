@@ -55,9 +55,7 @@ ConnectionWatch::ConnectionWatch(zmq::context_t& ctx, zmq::socket_t& router, std
   monitor_.connect(endpoint);
 }
 
-ConnectionWatch::~ConnectionWatch() {
-  (void)zmq_socket_monitor(router_.handle(), nullptr, 0);
-}
+ConnectionWatch::~ConnectionWatch() { (void)zmq_socket_monitor(router_.handle(), nullptr, 0); }
 
 void ConnectionWatch::HandleEvents() {
   for (int n = 0; n < 100000; ++n) {

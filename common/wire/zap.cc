@@ -92,9 +92,8 @@ void CachedZapHandler::ZapThread(std::string pipe_endpoint, std::promise<Status>
     const std::string code = ok ? "200" : "400";
     const std::string text = ok ? "OK" : "refused";
     std::array<zmq::const_buffer, 8> reply = {
-        zmq::buffer(rid),   zmq::str_buffer(""),   zmq::str_buffer("1.0"),
-        zmq::buffer(request_id), zmq::buffer(code), zmq::buffer(text),
-        zmq::buffer(user),  zmq::str_buffer("")};
+        zmq::buffer(rid),  zmq::str_buffer(""), zmq::str_buffer("1.0"), zmq::buffer(request_id),
+        zmq::buffer(code), zmq::buffer(text),   zmq::buffer(user),      zmq::str_buffer("")};
     try {
       for (size_t i = 0; i < reply.size(); ++i) {
         (void)zap.send(reply[i], i + 1 < reply.size()
@@ -172,11 +171,13 @@ void CachedZapHandler::ZapThread(std::string pipe_endpoint, std::promise<Status>
     const std::string identity = f[2].to_string();
     const int64_t now = MonoMs();
     if (kind == Verdict::kAdmit) {
-      MakeRoom(positive, options_.max_positive, now, [](const Admitted& a) { return a.until_mono; });
+      MakeRoom(positive, options_.max_positive, now,
+               [](const Admitted& a) { return a.until_mono; });
       positive[key] = {identity, now + options_.positive_ttl_ms};
     } else {
       MakeRoom(negative, options_.max_negative, now, [](int64_t until) { return until; });
-      negative[key] = now + (kind == Verdict::kUnknown ? options_.negative_ttl_ms : options_.retry_ms);
+      negative[key] =
+          now + (kind == Verdict::kUnknown ? options_.negative_ttl_ms : options_.retry_ms);
     }
     auto it = parked.find(key);
     if (it == parked.end()) return;
@@ -184,11 +185,11 @@ void CachedZapHandler::ZapThread(std::string pipe_endpoint, std::promise<Status>
       if (kind == Verdict::kAdmit) {
         log->debug("{}: admitted {} from {}", server_name_, identity, p.address);
       } else if (kind == Verdict::kUnknown) {
-        log->warn("{}: refused a connection from {}: CURVE key {} is not registered",
-                  server_name_, p.address, key);
+        log->warn("{}: refused a connection from {}: CURVE key {} is not registered", server_name_,
+                  p.address, key);
       } else {
-        log->warn("{}: refused a connection from {}: cannot look up CURVE key {}: {}",
-                  server_name_, p.address, key, f[3].to_string());
+        log->warn("{}: refused a connection from {}: cannot look up CURVE key {}: {}", server_name_,
+                  p.address, key, f[3].to_string());
       }
       answer(p.rid, p.request_id, kind == Verdict::kAdmit, identity);
     }
@@ -227,8 +228,7 @@ void CachedZapHandler::ZapThread(std::string pipe_endpoint, std::promise<Status>
 
   std::vector<zmq::message_t> frames;
   while (!stop_.load()) {
-    zmq::pollitem_t items[] = {{zap.handle(), 0, ZMQ_POLLIN, 0},
-                               {pipe.handle(), 0, ZMQ_POLLIN, 0}};
+    zmq::pollitem_t items[] = {{zap.handle(), 0, ZMQ_POLLIN, 0}, {pipe.handle(), 0, ZMQ_POLLIN, 0}};
     try {
       zmq::poll(items, 2, std::chrono::milliseconds(100));
       while (recv_all(pipe, frames)) on_result(frames);
@@ -259,8 +259,8 @@ void CachedZapHandler::LookupThread(std::string pipe_endpoint) {
                                                  zmq::buffer(&kind, 1), zmq::buffer(v.identity),
                                                  zmq::buffer(v.error)};
       for (size_t i = 0; i < result.size(); ++i) {
-        (void)pipe.send(result[i], i + 1 < result.size() ? zmq::send_flags::sndmore
-                                                         : zmq::send_flags::none);
+        (void)pipe.send(result[i],
+                        i + 1 < result.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
       }
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;

@@ -136,8 +136,9 @@ TEST_CASE("after seeding, a ROUTER's first routing id is not the unseeded 00 6b8
   Client c(ctx, router.get(zmq::sockopt::last_endpoint));
   c.Send("hello");
   std::string rid;
-  REQUIRE(Serve(router, nullptr, Millis(5000), [&](const Received& r) { rid = r.rid; },
-                [&] { return !rid.empty(); }));
+  REQUIRE(Serve(
+      router, nullptr, Millis(5000), [&](const Received& r) { rid = r.rid; },
+      [&] { return !rid.empty(); }));
   CHECK(IsAutoRoutingId(rid));
   CHECK(rid != std::string("\0\x6b\x8b\x45\x67", 5));
 }

@@ -317,13 +317,16 @@ TEST_CASE("an authenticated connection that never says Hello is closed after the
       return std::all_of(silent.begin(), silent.end(),
                          [](auto& p) { return p->disconnects() > 0; });
     });
-    WaitUntil("the broker's fd count to come back", Millis(10000),
-              [&] {
-                honest.Send(Heartbeat());
-                return FdCount(broker) <= baseline + 2;
-              },
-              [&] { return "fds: " + std::to_string(FdCount(broker)) + ", baseline " +
-                           std::to_string(baseline); });
+    WaitUntil(
+        "the broker's fd count to come back", Millis(10000),
+        [&] {
+          honest.Send(Heartbeat());
+          return FdCount(broker) <= baseline + 2;
+        },
+        [&] {
+          return "fds: " + std::to_string(FdCount(broker)) + ", baseline " +
+                 std::to_string(baseline);
+        });
   }
   CHECK(honest.disconnects() == 0);
   honest.Send(Heartbeat());
@@ -349,8 +352,8 @@ TEST_CASE("handshakes with unknown keys while the registry is down do not stall 
   std::vector<std::unique_ptr<Peer>> strangers;
   for (int i = 0; i < 8; ++i) {  // reconnecting: a new handshake (and lookup) every second
     strangers.push_back(std::make_unique<Peer>(
-        ex.broker_endpoint(), Peer::Options{FreshKeys(), ex.broker_public_key(), std::nullopt,
-                                            true}));
+        ex.broker_endpoint(),
+        Peer::Options{FreshKeys(), ex.broker_public_key(), std::nullopt, true}));
   }
   // Heartbeat round trips of the honest session while the strangers' lookups time out.
   int64_t worst_ms = 0;
@@ -387,11 +390,10 @@ TEST_CASE("the registry refuses a CURVE key another organisation already holds",
   const std::string config = ex.root() + "/registry/registry.toml";
   auto add = [&](const std::string& org, const std::string& curve_key) {
     const std::string keys = ex.AgencyDir(org) + "/keys";
-    return RunCommand({BUD_REGISTRY_BIN, "add", "--config", config, "--orgnr", org, "--name",
-                       "Agency " + org, "--signing-cert", keys + "/signing.pem",
-                       "--encryption-cert", keys + "/encryption.pem", "--broker",
-                       ex.broker_endpoint(), "--curve-public-key", curve_key, "--process",
-                       kProcess});
+    return RunCommand(
+        {BUD_REGISTRY_BIN, "add", "--config", config, "--orgnr", org, "--name", "Agency " + org,
+         "--signing-cert", keys + "/signing.pem", "--encryption-cert", keys + "/encryption.pem",
+         "--broker", ex.broker_endpoint(), "--curve-public-key", curve_key, "--process", kProcess});
   };
   const std::string a_key = KeysOf(ex, kAgencyA).public_key;
   // C takes over A's key: refused, and C keeps its own.
@@ -399,8 +401,7 @@ TEST_CASE("the registry refuses a CURVE key another organisation already holds",
   CHECK(taken.exit_code == 1);
   CHECK_THAT(taken.err, Catch::Contains("CURVE key " + a_key +
                                         " is already registered to organisation " + kAgencyA));
-  const CommandResult list =
-      RunCommand({BUD_REGISTRY_BIN, "list", "--config", config, "--json"});
+  const CommandResult list = RunCommand({BUD_REGISTRY_BIN, "list", "--config", config, "--json"});
   REQUIRE(list.exit_code == 0);
   const auto entries = nlohmann::json::parse(list.out);
   for (const auto& e : entries) {
