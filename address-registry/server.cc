@@ -3,8 +3,11 @@
 
 #include <fmt/format.h>
 
+#include <set>
+
 #include "common/log.h"
 #include "common/runtime.h"
+#include "common/wire/connections.h"
 #include "common/wire/curve.h"
 #include "common/wire/zmq.h"
 
@@ -16,8 +19,12 @@ Status Server::Run() {
   auto log = Logger("registry");
   BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store));
   std::unique_ptr<wire::ZapHandler> zap;
+  BUD_RETURN_IF_ERROR(wire::SeedRoutingIds());  // before the ROUTER draws its first id
   zmq::socket_t sock(ctx_, zmq::socket_type::router);
   wire::ConfigureSocket(sock, /*router=*/true);
+  // No greeting deadline here: a lookup is one request; the watch closes refused peers.
+  wire::ConnectionWatch connections(ctx_, sock, "registry", /*deadline_ms=*/0);
+  std::set<std::string> refused_rids;  // chosen routing ids already logged (bounded)
   if (config_.curve_key_file.empty()) {
     log->warn("no registry.curve_key_file: serving WITHOUT CURVE authentication (development only)");
   } else {
@@ -47,9 +54,11 @@ Status Server::Run() {
 
   while (!StopRequested()) {
     zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0},
+                               {connections.socket().handle(), 0, ZMQ_POLLIN, 0},
                                {zap ? zap->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, zap ? 2 : 1, std::chrono::milliseconds(200));
+      zmq::poll(items, zap ? 3 : 2, std::chrono::milliseconds(200));
+      connections.HandleEvents();
       if (zap) zap->HandlePending();
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
@@ -62,8 +71,18 @@ Status Server::Run() {
         log->warn("dropped a message of {} frames (want routing id + request)", parts->size());
         continue;
       }
-      wire::RegistryReply reply = Handle((*parts)[1]);
       std::string_view rid(static_cast<const char*>((*parts)[0].data()), (*parts)[0].size());
+      if (!wire::IsAutoRoutingId(rid)) {
+        // A peer that chose its own routing id could make libzmq abort when the next id it hands
+        // out collides with it: never answered, its connection closed, logged once per id.
+        if (refused_rids.size() < 10000 && refused_rids.emplace(rid).second) {
+          log->warn("peer refused: it chose its own routing id (only the registry's own ids are "
+                    "served); its connection is closed");
+        }
+        (void)connections.Close(wire::SourceFd((*parts)[1]), "chose its own routing id");
+        continue;
+      }
+      wire::RegistryReply reply = Handle((*parts)[1]);
       Status sent = wire::SendProto(sock, reply, rid);
       if (!sent.ok()) log->warn("reply to a lookup could not be sent: {}", sent.message());
     }
@@ -89,7 +108,11 @@ wire::RegistryReply Server::Handle(const zmq::message_t& frame) {
   } else if (req.has_lookup_by_key()) {
     reply.set_request_id(req.request_id());
     auto entry = store_->GetByCurveKey(req.lookup_by_key().curve_public_key());
-    if (!entry.ok()) {
+    if (!entry.ok() && entry.status().code() == Code::kAlreadyExists) {
+      log->error("lookup by key refused: {}", entry.status().message());
+      reply.set_code(wire::NOT_FOUND);  // a key two organisations hold names neither
+      reply.set_error("this CURVE key is registered to more than one organisation");
+    } else if (!entry.ok()) {
       log->error("lookup by key: {}", entry.status().ToString());
       reply.set_code(wire::INTERNAL);
       reply.set_error("registry store error");

@@ -21,11 +21,26 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
 }
 
 Status Store::Put(const wire::RegistryEntry& entry) {
+  // The check and the write in one transaction, so two `add`s cannot both take one key.
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  if (!entry.curve_public_key().empty()) {
+    BUD_ASSIGN_OR_RETURN(auto entries, List());
+    for (const auto& e : entries) {
+      if (e.orgnr() != entry.orgnr() && e.curve_public_key() == entry.curve_public_key()) {
+        return Status(Code::kAlreadyExists,
+                      fmt::format("CURVE key {} is already registered to organisation {}; each "
+                                  "organisation needs its own key pair (make one with keygen)",
+                                  entry.curve_public_key(), e.orgnr()));
+      }
+    }
+  }
   BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
       "INSERT INTO entries(orgnr, entry, updated_ms) VALUES(?,?,?) "
       "ON CONFLICT(orgnr) DO UPDATE SET entry=excluded.entry, updated_ms=excluded.updated_ms"));
   st->Bind(1, entry.orgnr()).BindBlob(2, entry.SerializeAsString()).Bind(3, entry.updated_unix_ms());
-  return st->Run();
+  BUD_RETURN_IF_ERROR(st->Run());
+  return tx.Commit();
 }
 
 Status Store::Remove(const Orgnr& org) {
@@ -53,12 +68,19 @@ Result<std::optional<wire::RegistryEntry>> Store::Get(const Orgnr& org) {
 Result<std::optional<wire::RegistryEntry>> Store::GetByCurveKey(const std::string& z85_key) {
   // Entries number in the hundreds: a scan is cheaper than keeping an index in step.
   BUD_ASSIGN_OR_RETURN(auto entries, List());
+  std::optional<wire::RegistryEntry> found;
   for (auto& e : entries) {
-    if (!z85_key.empty() && e.curve_public_key() == z85_key) {
-      return std::optional<wire::RegistryEntry>(std::move(e));
+    if (z85_key.empty() || e.curve_public_key() != z85_key) continue;
+    if (found) {
+      // Put refuses this; a store written before that check (or edited by hand) may hold it.
+      // Such a key names no one: refused until the operator gives each its own key.
+      return Status(Code::kAlreadyExists,
+                    fmt::format("CURVE key {} is registered to both {} and {}", z85_key,
+                                found->orgnr(), e.orgnr()));
     }
+    found = std::move(e);
   }
-  return std::optional<wire::RegistryEntry>();
+  return found;
 }
 
 Result<std::vector<wire::RegistryEntry>> Store::List() {

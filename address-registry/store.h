@@ -20,11 +20,13 @@ class Store {
  public:
   static Result<std::unique_ptr<Store>> Open(const std::string& path);
 
-  // Inserts or replaces the entry for entry.orgnr().
+  // Inserts or replaces the entry for entry.orgnr(). kAlreadyExists when another organisation
+  // holds the same (non-empty) CURVE public key.
   Status Put(const wire::RegistryEntry& entry);
   // kNotFound when there is no such entry.
   Status Remove(const Orgnr& org);
   Result<std::optional<wire::RegistryEntry>> Get(const Orgnr& org);
+  // The entry holding this CURVE key; kAlreadyExists when more than one does (an old store).
   Result<std::optional<wire::RegistryEntry>> GetByCurveKey(const std::string& z85_key);
   Result<std::vector<wire::RegistryEntry>> List();
 

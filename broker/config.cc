@@ -30,7 +30,11 @@ Result<Config> Config::Load(const std::string& path) {
                    "must be the registry's 40-character Z85 CURVE public "
                    "key when broker.curve_key_file is set");
   }
+  BUD_ASSIGN_OR_RETURN(c.registry_key_cache_ms, f.Int("registry.key_cache_ms",
+                                                       c.registry_key_cache_ms, 0, 3600000));
   BUD_ASSIGN_OR_RETURN(c.heartbeat_ms, f.Int("broker.heartbeat_ms", c.heartbeat_ms, 100, 600000));
+  BUD_ASSIGN_OR_RETURN(c.hello_timeout_ms,
+                       f.Int("broker.hello_timeout_ms", c.hello_timeout_ms, 100, 3600000));
   BUD_ASSIGN_OR_RETURN(c.max_credit, f.Int("broker.max_credit", c.max_credit, 1, 100000));
   BUD_ASSIGN_OR_RETURN(c.ack_timeout_ms,
                        f.Int("broker.ack_timeout_ms", c.ack_timeout_ms, 100, 86400000));

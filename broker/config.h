@@ -17,7 +17,10 @@ struct Config {
   std::string registry_endpoint;                 // [registry] endpoint (for ZAP: key -> organisation)
   std::string registry_server_key;               // [registry] server_key (Z85)
   int64_t registry_timeout_ms = 3000;            // [registry] timeout_ms
+  int64_t registry_key_cache_ms = 60000;         // [registry] key_cache_ms: ZAP's admitted keys
   int64_t heartbeat_ms = 2000;                   // [broker] heartbeat_ms
+  int64_t hello_timeout_ms = 10000;              // [broker] hello_timeout_ms: close connections
+                                                 // that have not said Hello by then
   int64_t max_credit = 64;                       // [broker] max_credit: unacked deliveries per receiver
   int64_t ack_timeout_ms = 30000;                // [broker] ack_timeout_ms: redeliver after this
   int64_t max_batch = 512;                       // [broker] max_batch: submits per commit

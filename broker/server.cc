@@ -29,8 +29,11 @@ Status Server::Run() {
                                        config_.store_max_bytes);
   BUD_RETURN_IF_ERROR(streams_->Init());
   LimitDbToQuota();
+  BUD_RETURN_IF_ERROR(wire::SeedRoutingIds());  // before the ROUTER draws its first id
   sock_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
   wire::ConfigureSocket(*sock_, /*router=*/true);
+  connections_ = std::make_unique<wire::ConnectionWatch>(ctx_, *sock_, "broker",
+                                                         config_.hello_timeout_ms);
   BUD_RETURN_IF_ERROR(SetUpCurve());
   try {
     sock_->bind(config_.listen);
@@ -50,10 +53,10 @@ Status Server::Run() {
     metrics_.loop_alive_mono_ms.store(MonoMs(), std::memory_order_relaxed);
     metrics_.sessions.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
     zmq::pollitem_t items[] = {{sock_->handle(), 0, ZMQ_POLLIN, 0},
-                               {zap_ ? zap_->socket().handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+                               {connections_->socket().handle(), 0, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, zap_ ? 2 : 1, std::chrono::milliseconds(100));
-      if (zap_) zap_->HandlePending();
+      zmq::poll(items, 2, std::chrono::milliseconds(100));
+      connections_->HandleEvents();
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       return Status(Code::kInternal, fmt::format("poll: {}", e.what()));
@@ -115,22 +118,24 @@ Status Server::SetUpCurve() {
     return Status::Ok();
   }
   BUD_ASSIGN_OR_RETURN(auto keys, wire::LoadCurveKeyFile(config_.curve_key_file));
-  registry_ = std::make_unique<RegistryClient>(ctx_, config_.registry_endpoint,
-                                               config_.registry_timeout_ms, 60000, keys,
-                                               config_.registry_server_key);
-  zap_ = std::make_unique<wire::ZapHandler>(
+  // The registry client lives in the ZAP handler's lookup thread; it caches nothing itself
+  // (cache_ms 0): the handler's cache is the one that counts.
+  auto registry = std::make_shared<RegistryClient>(ctx_, config_.registry_endpoint,
+                                                   config_.registry_timeout_ms, 0, keys,
+                                                   config_.registry_server_key);
+  wire::CachedZapHandler::Options zap_options;
+  zap_options.positive_ttl_ms = config_.registry_key_cache_ms;
+  zap_ = std::make_unique<wire::CachedZapHandler>(
       ctx_,
-      [this](const std::string& key) -> std::optional<std::string> {
-        auto e = registry_->LookupByKey(key);
-        if (!e.ok()) {
-          if (e.status().code() != Code::kNotFound) {
-            Log()->warn("ZAP: cannot ask the registry: {}", e.status().message());
-          }
-          return std::nullopt;
-        }
-        return "0192:" + e->orgnr();
+      [registry](const std::string& key) {
+        using V = wire::CachedZapHandler::Verdict;
+        auto e = registry->LookupByKey(key);
+        if (e.ok()) return V{V::kAdmit, "0192:" + e->orgnr(), ""};
+        if (e.status().code() == Code::kNotFound) return V{V::kUnknown, "", ""};
+        return V{V::kUnavailable, "", e.status().message()};
       },
-      "broker");
+      zap_options, "broker");
+  BUD_RETURN_IF_ERROR(zap_->started());
   wire::MakeCurveServer(*sock_, keys);
   curve_ = true;
   Log()->info("CURVE on; server public key {}", keys.public_key);
@@ -138,13 +143,15 @@ Status Server::SetUpCurve() {
 }
 
 Server::Session* Server::SessionByRid(const std::string& rid) {
-  auto it = sessions_.find(rid);
-  return it == sessions_.end() ? nullptr : &it->second;
+  auto o = rid_org_.find(rid);
+  if (o == rid_org_.end()) return nullptr;
+  Session* s = SessionByOrg(o->second);
+  return s != nullptr && s->rid == rid ? s : nullptr;
 }
 
 Server::Session* Server::SessionByOrg(const std::string& org) {
-  auto it = org_rid_.find(org);
-  return it == org_rid_.end() ? nullptr : SessionByRid(it->second);
+  auto it = sessions_.find(org);
+  return it == sessions_.end() ? nullptr : &it->second;
 }
 
 void Server::Send(const std::string& rid, const wire::BrokerMessage& msg) {
@@ -161,8 +168,11 @@ void Server::Refuse(const std::string& rid, const std::string& reason) {
 }
 
 void Server::DropSession(const std::string& rid, const std::string& why) {
-  auto it = sessions_.find(rid);
-  if (it == sessions_.end()) return;
+  auto o = rid_org_.find(rid);
+  if (o == rid_org_.end()) return;
+  auto it = sessions_.find(o->second);
+  rid_org_.erase(o);
+  if (it == sessions_.end() || it->second.rid != rid) return;
   Log()->info("session {} of {} closed: {} ({} unacknowledged deliveries will be redelivered)",
               Short(rid), it->second.org, why, it->second.inflight.size());
   std::vector<std::string> unacked;
@@ -170,13 +180,27 @@ void Server::DropSession(const std::string& rid, const std::string& why) {
   if (auto n = store_->AddAttempts(unacked); !n.ok()) {
     Log()->error("counting delivery attempts: {}", n.status().ToString());
   }
-  auto o = org_rid_.find(it->second.org);
-  if (o != org_rid_.end() && o->second == rid) org_rid_.erase(o);
+  // The connection stays open for a new Hello, but only for hello_timeout_ms.
+  connections_->Expect(it->second.conn);
   streams_->DropRid(rid);
   sessions_.erase(it);
 }
 
+void Server::RefuseChosenRid(const std::string& rid, int fd) {
+  // Logged once per id (a bounded set): a peer cannot flood the log by repeating itself.
+  if (refused_rids_.size() < 10000 && refused_rids_.insert(rid).second) {
+    Log()->warn("peer {} refused: it chose its own routing id (only the broker's own ids are "
+                "served); its connection is closed",
+                Short(rid));
+  }
+  (void)connections_->Close(fd, "chose its own routing id");
+}
+
 void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
+  if (!wire::IsAutoRoutingId(rid)) {
+    RefuseChosenRid(rid, wire::SourceFd(frame));
+    return;
+  }
   wire::ClientMessage msg;
   Status parsed = wire::ParseProto(frame, msg, "ClientMessage");
   if (!parsed.ok()) {
@@ -188,17 +212,15 @@ void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
                             msg.protocol_version(), wire::kProtocolVersion));
     return;
   }
+  const std::string user_id = wire::UserIdOf(frame);
   if (msg.has_hello()) {
-    OnHello(rid, msg.hello(), wire::UserIdOf(frame));
+    OnHello(rid, wire::SourceFd(frame), msg.hello(), user_id);
     return;
   }
-  Session* s = SessionByRid(rid);
-  if (s == nullptr) {
+  // With CURVE the session is the authenticated organisation's; it must live on this connection.
+  Session* s = curve_ ? SessionByOrg(user_id) : SessionByRid(rid);
+  if (s == nullptr || s->rid != rid) {
     Refuse(rid, "no session: send Hello first");
-    return;
-  }
-  if (curve_ && wire::UserIdOf(frame) != s->org) {
-    Refuse(rid, "this connection is not authenticated as the session's organisation");
     return;
   }
   s->last_seen_mono = MonoMs();
@@ -221,7 +243,7 @@ void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
   }
 }
 
-void Server::OnHello(const std::string& rid, const wire::Hello& hello,
+void Server::OnHello(const std::string& rid, int fd, const wire::Hello& hello,
                      const std::string& user_id) {
   auto org = Orgnr::Parse(hello.orgnr());
   if (!org.ok()) {
@@ -234,17 +256,23 @@ void Server::OnHello(const std::string& rid, const wire::Hello& hello,
     Refuse(rid, fmt::format("your CURVE key belongs to {}, not {}", user_id, who));
     return;
   }
-  if (auto o = org_rid_.find(who); o != org_rid_.end() && o->second != rid) {
-    DropSession(o->second, "replaced by a new connection");
+  if (Session* old = SessionByOrg(who); old != nullptr && old->rid != rid) {
+    DropSession(old->rid, "replaced by a new connection");
   }
-  Session& s = sessions_[rid];
+  // A connection carries one organisation's session: a Hello for another one (possible only
+  // without CURVE) ends the session this connection had.
+  if (auto o = rid_org_.find(rid); o != rid_org_.end() && o->second != who) {
+    DropSession(rid, "the connection said Hello as another organisation");
+  }
+  Session& s = sessions_[who];
   s = Session{};
   s.rid = rid;
   s.org = who;
+  s.conn = connections_->Greeted(fd);
   s.credit = static_cast<uint32_t>(
       std::clamp<int64_t>(hello.credit() == 0 ? 1 : hello.credit(), 1, config_.max_credit));
   s.last_seen_mono = MonoMs();
-  org_rid_[who] = rid;
+  rid_org_[rid] = who;
   Log()->info("session {} opened by {} (credit {})", Short(rid), who, s.credit);
   wire::BrokerMessage w;
   w.set_protocol_version(wire::kProtocolVersion);
@@ -578,12 +606,14 @@ void Server::FlushStreams() {
 
 void Server::CheckTimers() {
   const int64_t now = MonoMs();
+  connections_->CloseOverdue();
   std::vector<std::string> dead;
-  for (auto& [rid, s] : sessions_) {
-    if (now - s.last_seen_mono > 3 * config_.heartbeat_ms) dead.push_back(rid);
+  for (auto& [org, s] : sessions_) {
+    if (now - s.last_seen_mono > 3 * config_.heartbeat_ms) dead.push_back(s.rid);
   }
   for (const auto& rid : dead) DropSession(rid, "no heartbeat for 3 intervals");
-  for (auto& [rid, s] : sessions_) {
+  for (auto& [org, s] : sessions_) {
+    const std::string rid = s.rid;
     for (auto it = s.inflight.begin(); it != s.inflight.end();) {
       if (now - it->second.sent_mono < config_.ack_timeout_ms) {
         ++it;

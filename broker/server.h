@@ -7,10 +7,19 @@
 // min(hello.credit, max_credit) unacknowledged per receiver; unacknowledged ones are redelivered
 // after ack_timeout_ms or when the receiver reconnects. Status notices stay in the store until
 // the sender acknowledges them.
-// Sessions: keyed by ZeroMQ routing id; one per organisation (a new Hello replaces the old one).
-// A session that is silent for 3 heartbeat intervals is dropped.
+// Sessions: one per organisation, keyed by the organisation (the ZAP User-Id with CURVE), never
+// by routing id; a session remembers the routing id of the connection it lives on, and a frame
+// is served only when it comes on that connection and (with CURVE) its User-Id is the session's
+// organisation. A new Hello replaces the old session. A session silent for 3 heartbeat intervals
+// is dropped.
+// Connections (wire::ConnectionWatch): a connection that has not said Hello within
+// hello_timeout_ms (or again, after its session was dropped or replaced) is closed. Peers that
+// chose their own routing id (ZMQ_ROUTING_ID) are refused and their connection closed: only
+// libzmq's own ids, drawn from a counter seeded at start (wire::SeedRoutingIds), are served.
+// ZMTP heartbeats on the ROUTER let libzmq drop dead connections.
 // Authentication: with CURVE on, ZAP admits only keys the registry knows and binds each
-// connection to that organisation (User-Id); Hello must name the same organisation, and an
+// connection to that organisation (User-Id). ZAP runs on its own threads with a cache
+// (wire::CachedZapHandler): a slow or absent registry never stalls this loop; Hello must name the same organisation, and an
 // envelope's sender must be it. Without CURVE (development only) Hello names the organisation.
 #pragma once
 
@@ -26,7 +35,9 @@
 #include "broker/store.h"
 #include "broker/streams.h"
 #include "common/registry_client.h"
+#include "common/wire/connections.h"
 #include "common/wire/curve.h"
+#include "common/wire/zap.h"
 #include "proto/broker.pb.h"
 
 namespace bud::broker {
@@ -44,8 +55,9 @@ class Server {
     uint32_t attempt;
   };
   struct Session {
-    std::string rid;
+    std::string rid;  // routing id of the connection the session lives on
     std::string org;  // "0192:<orgnr>"
+    wire::ConnRef conn;  // that connection (wire::ConnectionWatch), for the Hello deadline
     uint32_t credit = 1;
     int64_t last_seen_mono = 0;
     int64_t cursor_seq = 0;       // highest seq handed out in this session
@@ -59,7 +71,10 @@ class Server {
 
   void HandleFrame(const std::string& rid, const zmq::message_t& frame);
   Status SetUpCurve();
-  void OnHello(const std::string& rid, const wire::Hello& hello, const std::string& user_id);
+  void OnHello(const std::string& rid, int fd, const wire::Hello& hello,
+               const std::string& user_id);
+  // A frame from a peer that chose its own routing id: logged once per id, connection closed.
+  void RefuseChosenRid(const std::string& rid, int fd);
   void OnSubmit(Session& s, wire::Submit& submit);  // takes the envelope out of `submit`
   void OnReport(Session& s, const wire::Report& report);
   void OnStatusAck(Session& s, const wire::StatusAck& ack);
@@ -81,15 +96,16 @@ class Server {
   const Config& config_;
   zmq::context_t& ctx_;
   std::unique_ptr<zmq::socket_t> sock_;
-  std::unique_ptr<wire::ZapHandler> zap_;
-  std::unique_ptr<RegistryClient> registry_;
+  std::unique_ptr<wire::CachedZapHandler> zap_;
+  std::unique_ptr<wire::ConnectionWatch> connections_;
+  std::set<std::string> refused_rids_;            // chosen routing ids already logged (bounded)
   bool curve_ = false;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Streams> streams_;
   std::vector<std::string> finished_uploads_;     // in this batch's submits; rows go after commit
   uint64_t db_limited_for_spool_ = UINT64_MAX;    // spool bytes the SQLite limit was set for
-  std::map<std::string, Session> sessions_;       // by routing id
-  std::map<std::string, std::string> org_rid_;    // org -> routing id
+  std::map<std::string, Session> sessions_;       // by organisation
+  std::map<std::string, std::string> rid_org_;    // routing id -> organisation of its session
   std::vector<SubmitItem> batch_submits_;
   std::vector<std::string> batch_submit_rids_;
   std::vector<ReportItem> batch_reports_;

@@ -6,7 +6,9 @@
 // 200 with that identity as the ZAP User-Id, or 400. Servers read the User-Id of every frame and
 // never trust identities a client claims.
 //
-// Operation: the ZapHandler's socket is owned and polled by the server's event-loop thread.
+// Operation: the ZapHandler's socket is owned and polled by the server's event-loop thread,
+// so its Authorizer must be quick (the registry reads its own store). The broker, whose lookups
+// go over the network, uses wire::CachedZapHandler (zap.h) instead.
 #pragma once
 
 #include <functional>

@@ -2,6 +2,10 @@
 #include "common/wire/zmq.h"
 
 #include <fmt/format.h>
+#include <openssl/rand.h>
+
+#include <cstdlib>
+#include <mutex>
 
 namespace bud::wire {
 
@@ -10,7 +14,34 @@ void ConfigureSocket(zmq::socket_t& socket, bool router, int linger_ms) {
   socket.set(zmq::sockopt::maxmsgsize, kMaxFrameBytes);
   socket.set(zmq::sockopt::sndhwm, 100000);
   socket.set(zmq::sockopt::rcvhwm, 100000);
-  if (router) socket.set(zmq::sockopt::router_mandatory, 1);
+  if (router) {
+    socket.set(zmq::sockopt::router_mandatory, 1);
+    socket.set(zmq::sockopt::heartbeat_ivl, kZmtpHeartbeatIvlMs);
+    socket.set(zmq::sockopt::heartbeat_timeout, kZmtpHeartbeatTimeoutMs);
+    socket.set(zmq::sockopt::heartbeat_ttl, kZmtpHeartbeatTtlMs);
+  }
+}
+
+Status SeedRoutingIds() {
+  static std::once_flag once;
+  static Status result = Status::Ok();
+  std::call_once(once, [] {
+    unsigned int seed = 0;
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof seed) != 1) {
+      result = Status(Code::kInternal,
+                      "cannot read random bytes to seed the routing id counter (RAND_bytes)");
+      return;
+    }
+    std::srand(seed);
+  });
+  return result;
+}
+
+bool IsAutoRoutingId(std::string_view rid) { return rid.size() == 5 && rid[0] == '\0'; }
+
+int SourceFd(const zmq::message_t& frame) {
+  // ZMQ_SRCFD (2) is deprecated in libzmq 4.3 but still served, from the "__fd" property.
+  return zmq_msg_get(const_cast<zmq_msg_t*>(frame.handle()), 2 /* ZMQ_SRCFD */);
 }
 
 Status SendProto(zmq::socket_t& socket, const google::protobuf::MessageLite& msg,
