@@ -8,9 +8,11 @@
 // encryption certificate is revoked, and one that is running picks the CRL up and refuses, as
 // FEIL with the reason CERT_REVOKED, a message signed with a revoked signing certificate, while
 // messages from agencies in good standing keep arriving. Without any current CRL the registry
-// refuses too (fail closed: CERT_REVOCATION_UNKNOWN).
+// refuses too (fail closed: CERT_REVOCATION_UNKNOWN), and an integration point neither seals nor
+// accepts, but loses nothing: once a current CRL is installed both messages arrive.
 //
 // Every wait has a deadline (the harness's WaitUntil and wait helpers).
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <string>
@@ -19,6 +21,7 @@
 #include "common/orgnr.h"
 #include "common/uuid.h"
 #include "tests/integration/harness.h"
+#include "tests/support/test_pki.h"
 
 namespace bud::test {
 namespace {
@@ -172,6 +175,55 @@ TEST_CASE("revoked certificates are refused at registration, sealing and opening
     ex.WaitForInbox(kAgencyA, ok);
     ex.WaitForStatus(kAgencyC, ok, "MOTTATT");
   }
+  ex.CheckAlive();
+}
+
+TEST_CASE("without a current CRL nothing is sealed or accepted, and nothing is lost",
+          "[integration][hostile][certs]") {
+  ExchangeOptions options;
+  options.sign_key = "ec";
+  options.enc_key = "ec";
+  options.start_ips = false;
+  options.agency_settings[kAgencyA] = {{"keys.crl_dir", "\"../../crl\""},
+                                       {"keys.crl_reload_ms", "100"}};
+  Exchange ex(options);
+  const std::string ca = ex.root() + "/ca";
+  const std::string crl_dir = ex.root() + "/crl";
+  fs::create_directories(crl_dir);
+  // The CA's CRL as the fetch job last got it: its nextUpdate passed yesterday.
+  constexpr int64_t kDay = 24 * 3600;
+  TestCa::FromPemFiles(ca + "/ca.key", ca + "/ca.pem")
+      .WriteCrlFile(crl_dir + "/ca.crl", {}, -10 * kDay, -kDay);
+  ex.StartIp(kAgencyA);  // starts: its own certificates are only warned about
+  ex.StartIp(kAgencyB);
+  ex.ip(kAgencyA).WaitForLog("CERT_REVOCATION_UNKNOWN: keys.signing_cert: own signing certificate");
+
+  const std::string out = Send(ex, kAgencyA, kAgencyB, "Til B");
+  const std::string in = Send(ex, kAgencyB, kAgencyA, "Til A");
+  ex.ip(kAgencyA).WaitForLog("not sealed until revocation can be checked");
+  ex.ip(kAgencyA).WaitForLog("not accepted until revocation can be checked");
+  {
+    const auto a = Exchange::Find(ex.Status(kAgencyA), out);
+    REQUIRE(a.size() == 1);
+    INFO("A's entry: " << a[0].dump(2));
+    CHECK(Exchange::History(a[0]) == Strings{"OPPRETTET"});
+    CHECK_FALSE(PathExists(ex.Inbox(kAgencyA) + "/" + in));
+    for (const auto& e : Exchange::Find(ex.Status(kAgencyB), in)) {
+      const Strings h = Exchange::History(e);
+      CHECK(std::find(h.begin(), h.end(), "FEIL") == h.end());
+    }
+  }
+
+  // A current CRL arrives: the waiting message is sealed, the redelivered one accepted.
+  const CommandResult r = RunCommand({BUD_SOURCE_DIR "/scripts/dev-ca", "crl", ca});
+  INFO("dev-ca crl: " << r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  fs::copy_file(ca + "/ca.crl", crl_dir + "/.ca.crl.tmp", fs::copy_options::overwrite_existing);
+  fs::rename(crl_dir + "/.ca.crl.tmp", crl_dir + "/ca.crl");
+  ex.WaitForInbox(kAgencyB, out);
+  ex.WaitForStatus(kAgencyA, out, "MOTTATT");
+  ex.WaitForInbox(kAgencyA, in);  // the broker's next delivery (ack_timeout_ms 5 s here)
+  ex.WaitForStatus(kAgencyB, in, "MOTTATT");
   ex.CheckAlive();
 }
 
