@@ -134,7 +134,8 @@ Status Engine::Start() {
   if (config_.crl_dir.empty()) {
     Log()->warn("no keys.crl_dir: certificate revocation is NOT checked");
   } else {
-    Log()->info("revocation checked against {} CRL(s) in '{}'", trust_->CrlCount(), config_.crl_dir);
+    Log()->info("revocation checked against {} CRL(s) in '{}'", trust_->CrlCount(),
+                config_.crl_dir);
     for (const auto& p : trust_->CrlProblems()) Log()->warn("keys.crl_dir: {}", p);
   }
   if (config_.curve_key_file.empty()) {

@@ -28,7 +28,8 @@ struct Identity {
 // Loads the [keys] of `config` and checks them as the exchange will: private keys are not
 // readable by group or others and parse, each belongs to its certificate, and both certificates
 // chain to the trust anchor, are valid now, are not revoked (keys.crl_dir), allow their use and
-// carry this organisation's number. Every error starts with the config key it is about ("keys.signing_key: ...").
+// carry this organisation's number. Every error starts with the config key it is about
+// ("keys.signing_key: ...").
 Result<Identity> LoadIdentity(const Config& config);
 
 }  // namespace bud::ip

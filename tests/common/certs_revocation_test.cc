@@ -57,7 +57,8 @@ const RevocationPki& Pki() {
 }
 
 TrustStore LoadTrust(const std::string& crl_dir = "", int64_t reload_ms = 0) {
-  auto t = TrustStore::Load(Pki().anchor, CrlOptions{.dir = crl_dir, .reload_interval_ms = reload_ms});
+  auto t =
+      TrustStore::Load(Pki().anchor, CrlOptions{.dir = crl_dir, .reload_interval_ms = reload_ms});
   if (!t.ok()) throw std::runtime_error(t.status().ToString());
   return std::move(t).value();
 }
@@ -92,7 +93,8 @@ TEST_CASE("A CA certificate is refused as an agency's certificate", "[certs][rev
           Code::kCertWrongUsage);
   }
   SECTION("CA:FALSE but keyCertSign or cRLSign beside digitalSignature") {
-    for (uint32_t extra : {static_cast<uint32_t>(KU_KEY_CERT_SIGN), static_cast<uint32_t>(KU_CRL_SIGN)}) {
+    for (uint32_t extra :
+         {static_cast<uint32_t>(KU_KEY_CERT_SIGN), static_cast<uint32_t>(KU_CRL_SIGN)}) {
       LeafSpec spec = pki.Spec(Usage::kCustom);
       spec.key_usage_bits = KU_DIGITAL_SIGNATURE | extra;
       CHECK(VerifyWith(trust, pki.ca.Issue(spec)).code() == Code::kCertWrongUsage);

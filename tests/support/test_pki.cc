@@ -223,8 +223,10 @@ std::string TestCa::MakeCrl(const std::vector<X509*>& revoked, int64_t this_upda
       X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(cert_.get())) != 1) {
     Fail("cannot create a CRL");
   }
-  Asn1Time this_update(X509_time_adj_ex(nullptr, 0, static_cast<long>(this_update_offset_s), nullptr));
-  Asn1Time next_update(X509_time_adj_ex(nullptr, 0, static_cast<long>(next_update_offset_s), nullptr));
+  Asn1Time this_update(
+      X509_time_adj_ex(nullptr, 0, static_cast<long>(this_update_offset_s), nullptr));
+  Asn1Time next_update(
+      X509_time_adj_ex(nullptr, 0, static_cast<long>(next_update_offset_s), nullptr));
   if (!this_update || !next_update || X509_CRL_set1_lastUpdate(crl.get(), this_update.get()) != 1 ||
       X509_CRL_set1_nextUpdate(crl.get(), next_update.get()) != 1) {
     Fail("cannot set the CRL's update times");
@@ -243,7 +245,8 @@ std::string TestCa::MakeCrl(const std::vector<X509*>& revoked, int64_t this_upda
   X509V3_set_ctx(&ctx, cert_.get(), nullptr, nullptr, crl.get(), 0);
   Extension aki(X509V3_EXT_conf_nid(nullptr, &ctx, NID_authority_key_identifier, "keyid:always"));
   if (!aki || X509_CRL_add_ext(crl.get(), aki.get(), -1) != 1) Fail("cannot add the CRL's AKI");
-  if (X509_CRL_sort(crl.get()) != 1 || X509_CRL_sign(crl.get(), key_.get(), DigestFor(key_.get())) <= 0) {
+  if (X509_CRL_sort(crl.get()) != 1 ||
+      X509_CRL_sign(crl.get(), key_.get(), DigestFor(key_.get())) <= 0) {
     Fail("cannot sign a CRL");
   }
   crypto::Bio bio(BIO_new(BIO_s_mem()));
@@ -255,7 +258,8 @@ std::string TestCa::MakeCrl(const std::vector<X509*>& revoked, int64_t this_upda
 
 void TestCa::WriteCrlFile(const std::string& path, const std::vector<X509*>& revoked,
                           int64_t this_update_offset_s, int64_t next_update_offset_s) const {
-  Status s = WriteFileSynced(path, MakeCrl(revoked, this_update_offset_s, next_update_offset_s), 0644);
+  Status s =
+      WriteFileSynced(path, MakeCrl(revoked, this_update_offset_s, next_update_offset_s), 0644);
   if (!s.ok()) throw std::runtime_error("test PKI: " + s.ToString());
 }
 
