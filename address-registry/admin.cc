@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
+#include <utility>
 
 #include "address-registry/store.h"
 #include "common/clock.h"
@@ -45,7 +47,8 @@ Result<wire::RegistryEntry> AddEntry(const Config& config, const AddRequest& req
     return Status(Code::kInvalidArgument, "give at least one --process the organisation accepts");
   }
   BUD_RETURN_IF_ERROR(CheckCurveKey(req.curve_public_key));
-  BUD_ASSIGN_OR_RETURN(auto trust, crypto::TrustStore::Load(config.trust_anchor));
+  BUD_ASSIGN_OR_RETURN(auto trust,
+                       crypto::TrustStore::Load(config.trust_anchor, {.dir = config.crl_dir}));
   BUD_ASSIGN_OR_RETURN(std::string sign_pem,
                        LoadCheckedCert(trust, req.signing_cert_file, crypto::KeyPurpose::kSigning,
                                        org, "signing"));
@@ -124,6 +127,36 @@ Result<std::string> ListEntries(const Config& config, bool json) {
                        e.broker_endpoint().substr(0, 28), days, procs);
   }
   out += fmt::format("{} organisation(s)\n", entries.size());
+  return out;
+}
+
+Result<CrlUrls> ListCrlUrls(const Config& config) {
+  CrlUrls out;
+  if (!Exists(config.store)) return out;  // never creates a store
+  BUD_ASSIGN_OR_RETURN(auto store, Store::Open(config.store));
+  BUD_ASSIGN_OR_RETURN(auto entries, store->List());
+  std::set<std::string> urls;
+  for (const auto& e : entries) {
+    for (auto [pem, what] : {std::pair{&e.signing_cert_pem(), "signing"},
+                             std::pair{&e.encryption_cert_pem(), "encryption"},
+                             std::pair{&e.next_signing_cert_pem(), "next signing"},
+                             std::pair{&e.next_encryption_cert_pem(), "next encryption"}}) {
+      if (pem->empty()) continue;
+      auto cert = crypto::CertFromPem(*pem);
+      if (!cert.ok()) {
+        out.notes.push_back(fmt::format("{}: {} certificate cannot be read: {}", e.orgnr(), what,
+                                        cert.status().ToString()));
+        continue;
+      }
+      auto found = crypto::CrlUrlsOf(cert->get());
+      if (found.empty()) {
+        out.notes.push_back(fmt::format("{}: {} certificate '{}' names no CRL Distribution Point",
+                                        e.orgnr(), what, crypto::SubjectOf(cert->get())));
+      }
+      urls.insert(found.begin(), found.end());
+    }
+  }
+  out.urls.assign(urls.begin(), urls.end());
   return out;
 }
 

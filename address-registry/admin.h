@@ -1,4 +1,4 @@
-// Admin verbs of bud-registry (add, remove, list), working on the store directly.
+// Admin verbs of bud-registry (add, remove, list, crl-urls), working on the store directly.
 #pragma once
 
 #include <string>
@@ -24,10 +24,21 @@ struct AddRequest {
 };
 
 // Validates (orgnr, both certificates against the trust anchor with their usage and the
-// entry's organisation number, CURVE key) and stores the entry. Every refusal says why.
+// entry's organisation number, not revoked when registry.crl_dir is set, CURVE key) and stores
+// the entry. Every refusal says why.
 Result<wire::RegistryEntry> AddEntry(const Config& config, const AddRequest& req);
 Status RemoveEntry(const Config& config, const std::string& orgnr);
 // A table, or JSON when `json`.
 Result<std::string> ListEntries(const Config& config, bool json);
+
+// The CRL Distribution Point URLs of every certificate in the registry (current and next,
+// signing and encryption), sorted and unique: what an operator tool must fetch for the CRL
+// folders of the registry and the integration points. `notes` gets one line per certificate that
+// names none (its issuer's CRL has to be found another way).
+struct CrlUrls {
+  std::vector<std::string> urls;
+  std::vector<std::string> notes;
+};
+Result<CrlUrls> ListCrlUrls(const Config& config);
 
 }  // namespace bud::registry

@@ -5,6 +5,7 @@
 
 #include "common/config.h"
 #include "common/config_check.h"
+#include "common/crypto/certs.h"
 #include "common/wire/curve.h"
 
 namespace bud::registry {
@@ -16,6 +17,7 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(c.endpoint_file, f.Path("registry.endpoint_file", ""));
   BUD_ASSIGN_OR_RETURN(c.store, f.Path("registry.store"));
   BUD_ASSIGN_OR_RETURN(c.trust_anchor, f.Path("registry.trust_anchor"));
+  BUD_ASSIGN_OR_RETURN(c.crl_dir, f.Path("registry.crl_dir", ""));
   BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("registry.curve_key_file", ""));
   BUD_ASSIGN_OR_RETURN(c.allowed_client_keys,
                        f.StringList("registry.allowed_client_keys", std::vector<std::string>{}));
@@ -38,6 +40,15 @@ Result<std::string> CheckConfig(const Config& config, const std::string& config_
   }
   BUD_RETURN_IF_ERROR(check.Store("registry.store", config.store));
   BUD_RETURN_IF_ERROR(check.TrustAnchor("registry.trust_anchor", config.trust_anchor).status());
+  if (config.crl_dir.empty()) {
+    check.Note("registry.crl_dir", "none: registration does NOT check revocation");
+  } else {
+    auto trust = crypto::TrustStore::Load(config.trust_anchor, {.dir = config.crl_dir});
+    if (!trust.ok()) return trust.status().Context("registry.crl_dir");
+    std::string note = fmt::format("{} CRL(s) in use", trust->CrlCount());
+    for (const auto& p : trust->CrlProblems()) note += "; " + p;
+    check.Note("registry.crl_dir", note);
+  }
   if (config.curve_key_file.empty()) {
     check.Note("registry.curve_key_file", "none: serving WITHOUT CURVE (development only)");
   } else {

@@ -13,6 +13,7 @@ struct Config {
   std::string endpoint_file;                     // [registry] endpoint_file: where the bound endpoint is written
   std::string store;                             // [registry] store: SQLite file
   std::string trust_anchor;                      // [registry] trust_anchor: CA certificates (PEM)
+  std::string crl_dir;  // [registry] crl_dir: the issuers' CRLs; "" = revocation not checked
   std::string curve_key_file;                    // [registry] curve_key_file: server key pair
   std::vector<std::string> allowed_client_keys;  // [registry] allowed_client_keys: brokers' keys
   std::string log_level = "info";                // [log] level

@@ -49,6 +49,11 @@ int main(int argc, char** argv) {
   list->add_option("-c,--config", config_path)->required();
   list->add_flag("--json", json, "JSON instead of a table");
 
+  auto* crl_urls = app.add_subcommand(
+      "crl-urls", "print the CRL Distribution Point URLs of every registered certificate, one per "
+                  "line (fetch them into the CRL folders); certificates naming none on stderr");
+  crl_urls->add_option("-c,--config", config_path)->required();
+
   std::string keygen_out;
   auto* keygen = app.add_subcommand("keygen", "make a CURVE key pair file and print its public key");
   keygen->add_option("--out", keygen_out, "key file to create (mode 0600)")->required();
@@ -96,6 +101,16 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::cout << "removed " << remove_org << "\n";
+    return 0;
+  }
+  if (*crl_urls) {
+    auto urls = registry::ListCrlUrls(*config);
+    if (!urls.ok()) {
+      std::cerr << "bud-registry crl-urls: " << urls.status().ToString() << "\n";
+      return 1;
+    }
+    for (const auto& n : urls->notes) std::cerr << "bud-registry crl-urls: " << n << "\n";
+    for (const auto& u : urls->urls) std::cout << u << "\n";
     return 0;
   }
   auto out = registry::ListEntries(*config, json);

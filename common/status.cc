@@ -32,6 +32,8 @@ std::string_view CodeName(Code code) {
     case Code::kDecryptFailed: return "DECRYPT_FAILED";
     case Code::kPayloadMismatch: return "PAYLOAD_MISMATCH";
     case Code::kUnsupported: return "UNSUPPORTED";
+    case Code::kCertRevoked: return "CERT_REVOKED";
+    case Code::kCertRevocationUnknown: return "CERT_REVOCATION_UNKNOWN";
   }
   return "UNKNOWN";
 }

@@ -43,6 +43,9 @@ enum class Code {
   kDecryptFailed,
   kPayloadMismatch,     // sender/receiver/message id inside the payload differ from the header
   kUnsupported,
+  // Revocation (appended: codes are data).
+  kCertRevoked,             // listed on a current CRL from its issuer
+  kCertRevocationUnknown,   // revocation checking is on and no current, valid CRL covers it
 };
 
 // The stable name of a code, e.g. "BAD_SIGNATURE".

@@ -26,6 +26,8 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(c.encryption_key, f.Path("keys.encryption_key"));
   BUD_ASSIGN_OR_RETURN(c.encryption_cert, f.Path("keys.encryption_cert"));
   BUD_ASSIGN_OR_RETURN(c.trust_anchor, f.Path("keys.trust_anchor"));
+  BUD_ASSIGN_OR_RETURN(c.crl_dir, f.Path("keys.crl_dir", ""));
+  BUD_ASSIGN_OR_RETURN(c.crl_reload_ms, f.Int("keys.crl_reload_ms", c.crl_reload_ms, 0, 86400000));
   BUD_ASSIGN_OR_RETURN(c.next_encryption_key, f.Path("keys.next_encryption_key", ""));
   BUD_ASSIGN_OR_RETURN(c.next_encryption_cert, f.Path("keys.next_encryption_cert", ""));
   if (c.next_encryption_key.empty() != c.next_encryption_cert.empty()) {
@@ -120,6 +122,13 @@ Result<std::string> CheckConfig(const Config& config, const std::string& config_
   }
   if (id->next_encryption_cert) {
     check.Note("keys.next_encryption_cert", crypto::SubjectOf(id->next_encryption_cert.get()));
+  }
+  if (config.crl_dir.empty()) {
+    check.Note("keys.crl_dir", "none: certificate revocation is NOT checked");
+  } else {
+    std::string note = fmt::format("{} CRL(s) in use", id->trust->CrlCount());
+    for (const auto& p : id->trust->CrlProblems()) note += "; " + p;
+    check.Note("keys.crl_dir", note);
   }
   if (config.curve_key_file.empty()) {
     check.Note("keys.curve_key_file", "none: talking WITHOUT CURVE (development only)");

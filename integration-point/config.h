@@ -23,6 +23,10 @@ struct Config {
   std::string next_encryption_key;   // [keys] next_encryption_key: during a rotation (optional)
   std::string next_encryption_cert;  // [keys] next_encryption_cert
   std::string trust_anchor;          // [keys] trust_anchor: CA certificates (PEM)
+  // [keys] crl_dir: a folder of the issuers' CRLs (docs/operating.md); "" = revocation not
+  // checked. Reread when its files change, looked at every [keys] crl_reload_ms.
+  std::string crl_dir;
+  int64_t crl_reload_ms = 60000;
   std::string curve_key_file;        // [keys] curve_key_file: our CURVE key pair ("" = no CURVE)
   std::string registry_endpoint;     // [registry] endpoint
   int64_t registry_timeout_ms = 3000;     // [registry] timeout_ms

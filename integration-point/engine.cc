@@ -130,6 +130,14 @@ Status Engine::Start() {
     int days = crypto::DaysToExpiry(c);
     if (days < 30) Log()->warn("certificate '{}' expires in {} day(s)", crypto::SubjectOf(c), days);
   }
+  for (const auto& w : id.warnings) Log()->warn("{}", w);
+  if (config_.crl_dir.empty()) {
+    Log()->warn("no keys.crl_dir: certificate revocation is NOT checked");
+  } else {
+    Log()->info("revocation checked against {} CRL(s) in '{}'", trust_->CrlCount(),
+                config_.crl_dir);
+    for (const auto& p : trust_->CrlProblems()) Log()->warn("keys.crl_dir: {}", p);
+  }
   if (config_.curve_key_file.empty()) {
     Log()->warn("no keys.curve_key_file: talking to broker and registry WITHOUT CURVE "
                 "(development only)");
@@ -424,6 +432,17 @@ void Engine::SealNew() {
     auto certs = certs_->Get(entry->encryption_cert_pem(), entry->next_encryption_cert_pem(),
                              crypto::KeyPurpose::kEncryption, *receiver, MonoMs());
     if (!certs.ok()) {
+      if (certs.status().code() == Code::kCertRevocationUnknown) {
+        // Fail closed without failing the message: like an unreachable registry, sealing waits
+        // (the retry timer) until keys.crl_dir holds a current CRL.
+        static int64_t last_warned_ms = INT64_MIN / 2;
+        if (MonoMs() - last_warned_ms >= 60'000) {
+          last_warned_ms = MonoMs();
+          Log()->warn("message {} to {}: not sealed until revocation can be checked: {}",
+                      m.message_id, m.receiver, certs.status().ToString());
+        }
+        return;
+      }
       fail("receiver's encryption certificate: " + certs.status().ToString());
       continue;
     }
@@ -767,6 +786,14 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
   }
   auto certs = certs_->Get(entry->signing_cert_pem(), entry->next_signing_cert_pem(),
                            crypto::KeyPurpose::kSigning, *sender, MonoMs());
+  if (!certs.ok() && certs.status().code() == Code::kCertRevocationUnknown) {
+    // Fail closed without a FEIL: unanswered, the broker delivers it again, by when keys.crl_dir
+    // may hold a current CRL. A listed certificate (CERT_REVOKED) is refused below.
+    Log()->warn("message {} from {}: not accepted until revocation can be checked ({}); it will "
+                "be redelivered",
+                id, h.sender(), certs.status().message());
+    return;
+  }
   if (!certs.ok()) return refuse(certs.status().Context("sender's signing certificate"));
   std::vector<X509*> sender_certs;
   for (const auto& c : *certs) sender_certs.push_back(c.get());

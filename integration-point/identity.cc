@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <tuple>
+
 #include "common/fs.h"
 
 namespace bud::ip {
@@ -42,8 +44,12 @@ Result<Identity> LoadIdentity(const Config& config) {
   BUD_ASSIGN_OR_RETURN(id.signing_cert, LoadCert("keys.signing_cert", config.signing_cert));
   BUD_ASSIGN_OR_RETURN(id.encryption_cert,
                        LoadCert("keys.encryption_cert", config.encryption_cert));
-  auto trust = crypto::TrustStore::Load(config.trust_anchor);
-  if (!trust.ok()) return trust.status().Context("keys.trust_anchor");
+  auto trust = crypto::TrustStore::Load(
+      config.trust_anchor, {.dir = config.crl_dir, .reload_interval_ms = config.crl_reload_ms});
+  if (!trust.ok()) {
+    return trust.status().Context(trust.status().code() == Code::kConfig ? "keys.crl_dir"
+                                                                         : "keys.trust_anchor");
+  }
   id.trust = std::make_unique<crypto::TrustStore>(std::move(trust).value());
   BUD_RETURN_IF_ERROR(CheckPair(id.signing_cert.get(), id.signing_key.get(), "keys.signing_key",
                                 "keys.signing_cert"));
@@ -58,11 +64,20 @@ Result<Identity> LoadIdentity(const Config& config) {
                                   "keys.next_encryption_key", "keys.next_encryption_cert"));
   }
   const Orgnr me = config.me();
-  BUD_RETURN_IF_ERROR(id.trust->Verify(id.signing_cert.get(), crypto::KeyPurpose::kSigning, me)
-                          .Context("keys.signing_cert: own signing certificate"));
-  BUD_RETURN_IF_ERROR(
-      id.trust->Verify(id.encryption_cert.get(), crypto::KeyPurpose::kEncryption, me)
-          .Context("keys.encryption_cert: own encryption certificate"));
+  // A stale CRL must not keep the point from starting (it would stop receiving too); the
+  // others' certificates are still checked, fail closed, with every message.
+  for (auto [cert, purpose, what] :
+       {std::tuple{id.signing_cert.get(), crypto::KeyPurpose::kSigning,
+                   "keys.signing_cert: own signing certificate"},
+        std::tuple{id.encryption_cert.get(), crypto::KeyPurpose::kEncryption,
+                   "keys.encryption_cert: own encryption certificate"}}) {
+    Status s = id.trust->Verify(cert, purpose, me).Context(what);
+    if (s.code() == Code::kCertRevocationUnknown) {
+      id.warnings.push_back(s.ToString());
+    } else if (!s.ok()) {
+      return s;
+    }
+  }
   return id;
 }
 

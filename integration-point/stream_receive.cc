@@ -184,6 +184,13 @@ void Engine::OnDeliverStream(const wire::DeliverStream& ds) {
     }
     auto certs = certs_->Get(entry->signing_cert_pem(), entry->next_signing_cert_pem(),
                              crypto::KeyPurpose::kSigning, *sender, MonoMs());
+    if (!certs.ok() && certs.status().code() == Code::kCertRevocationUnknown) {
+      // As in the one-frame path: unanswered and redelivered, never FEIL for a stale CRL.
+      Log()->warn("message {} from {}: not accepted until revocation can be checked ({}); it "
+                  "will be redelivered",
+                  id, h.sender(), certs.status().message());
+      return;
+    }
     if (!certs.ok()) return RefuseStream(row, certs.status().Context("sender's signing certificate"));
     auto d = std::make_unique<StreamDownload>(*sender);
     d->head = ds.head();

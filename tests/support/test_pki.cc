@@ -182,7 +182,16 @@ Leaf TestCa::Issue(const LeafSpec& spec) const {
       X509_set_pubkey(x, leaf.key.get()) != 1) {
     Fail("cannot fill in a leaf certificate");
   }
-  AddConfExtension(x, cert_.get(), NID_basic_constraints, "critical,CA:FALSE");
+  if (!spec.basic_constraints.empty()) {
+    AddConfExtension(x, cert_.get(), NID_basic_constraints, spec.basic_constraints.c_str());
+  }
+  if (!spec.extended_key_usage.empty()) {
+    AddConfExtension(x, cert_.get(), NID_ext_key_usage, spec.extended_key_usage.c_str());
+  }
+  if (!spec.crl_url.empty()) {
+    AddConfExtension(x, cert_.get(), NID_crl_distribution_points,
+                     ("URI:" + spec.crl_url).c_str());
+  }
   AddConfExtension(x, cert_.get(), NID_subject_key_identifier, "hash");
   AddConfExtension(x, cert_.get(), NID_authority_key_identifier, "keyid");
   switch (spec.usage) {
@@ -203,6 +212,55 @@ Leaf TestCa::Issue(const LeafSpec& spec) const {
   leaf.key_pem = PrivateKeyToPem(leaf.key.get());
   leaf.cert_pem = crypto::CertToPem(x);
   return leaf;
+}
+
+std::string TestCa::MakeCrl(const std::vector<X509*>& revoked, int64_t this_update_offset_s,
+                            int64_t next_update_offset_s) const {
+  using CrlPtr = std::unique_ptr<X509_CRL, Deleter<X509_CRL_free>>;
+  using Revoked = std::unique_ptr<X509_REVOKED, Deleter<X509_REVOKED_free>>;
+  CrlPtr crl(X509_CRL_new());
+  if (!crl || X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2) != 1 ||
+      X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(cert_.get())) != 1) {
+    Fail("cannot create a CRL");
+  }
+  Asn1Time this_update(
+      X509_time_adj_ex(nullptr, 0, static_cast<long>(this_update_offset_s), nullptr));
+  Asn1Time next_update(
+      X509_time_adj_ex(nullptr, 0, static_cast<long>(next_update_offset_s), nullptr));
+  if (!this_update || !next_update || X509_CRL_set1_lastUpdate(crl.get(), this_update.get()) != 1 ||
+      X509_CRL_set1_nextUpdate(crl.get(), next_update.get()) != 1) {
+    Fail("cannot set the CRL's update times");
+  }
+  for (X509* c : revoked) {
+    Revoked r(X509_REVOKED_new());
+    if (!r || X509_REVOKED_set_serialNumber(r.get(), X509_get_serialNumber(c)) != 1 ||
+        X509_REVOKED_set_revocationDate(r.get(), this_update.get()) != 1 ||
+        X509_CRL_add0_revoked(crl.get(), r.get()) != 1) {
+      Fail("cannot list a certificate on the CRL");
+    }
+    r.release();  // owned by the CRL now
+  }
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert_.get(), nullptr, nullptr, crl.get(), 0);
+  Extension aki(X509V3_EXT_conf_nid(nullptr, &ctx, NID_authority_key_identifier, "keyid:always"));
+  if (!aki || X509_CRL_add_ext(crl.get(), aki.get(), -1) != 1) Fail("cannot add the CRL's AKI");
+  if (X509_CRL_sort(crl.get()) != 1 ||
+      X509_CRL_sign(crl.get(), key_.get(), DigestFor(key_.get())) <= 0) {
+    Fail("cannot sign a CRL");
+  }
+  crypto::Bio bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_X509_CRL(bio.get(), crl.get()) != 1) Fail("cannot write a CRL as PEM");
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(n));
+}
+
+void TestCa::WriteCrlFile(const std::string& path, const std::vector<X509*>& revoked,
+                          int64_t this_update_offset_s, int64_t next_update_offset_s) const {
+  Status s =
+      WriteFileSynced(path, MakeCrl(revoked, this_update_offset_s, next_update_offset_s), 0644);
+  if (!s.ok()) throw std::runtime_error("test PKI: " + s.ToString());
 }
 
 Leaf TestCa::IssueSigning(KeyType type, const std::string& orgnr, EVP_PKEY* reuse_key) const {

@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/crypto/openssl.h"
 
@@ -53,6 +54,14 @@ struct LeafSpec {
   std::optional<std::string> orgnr;
   Usage usage = Usage::kSigning;
   uint32_t key_usage_bits = 0;  // for Usage::kCustom
+  // basicConstraints in openssl.cnf syntax ("critical,CA:TRUE" makes a CA posing as a leaf);
+  // empty leaves the extension out.
+  std::string basic_constraints = "critical,CA:FALSE";
+  // extendedKeyUsage in openssl.cnf syntax ("serverAuth", "emailProtection,clientAuth"); empty
+  // leaves the extension out.
+  std::string extended_key_usage = "emailProtection,clientAuth";
+  // The URI in crlDistributionPoints; empty leaves the extension out.
+  std::string crl_url = "http://crl.budstikke.invalid/test-ca.crl";
   // Validity relative to now, in seconds.
   int64_t not_before_offset_s = -3600;
   int64_t not_after_offset_s = 365LL * 24 * 3600;
@@ -95,6 +104,15 @@ class TestCa {
 
   // Issues a leaf signed by this CA. Each leaf gets a fresh random serial number.
   Leaf Issue(const LeafSpec& spec) const;
+
+  // A CRL (v2, PEM) signed by this CA that lists `revoked` (borrowed for the call), valid from
+  // now + this_update_offset_s to now + next_update_offset_s.
+  std::string MakeCrl(const std::vector<X509*>& revoked, int64_t this_update_offset_s = -60,
+                      int64_t next_update_offset_s = 7LL * 24 * 3600) const;
+  // MakeCrl written to `path` (0644). Throws on failure.
+  void WriteCrlFile(const std::string& path, const std::vector<X509*>& revoked,
+                    int64_t this_update_offset_s = -60,
+                    int64_t next_update_offset_s = 7LL * 24 * 3600) const;
 
   // Shorthands for the common cases: a valid signing or encryption certificate for `orgnr`.
   Leaf IssueSigning(KeyType type, const std::string& orgnr, EVP_PKEY* reuse_key = nullptr) const;
