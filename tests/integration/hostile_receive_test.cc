@@ -9,6 +9,7 @@
 // Every wait has a deadline (zmq polls with timeouts, the harness's WaitUntil).
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <httplib.h>
 #include <map>
@@ -169,11 +170,13 @@ Keys LoadKeys(const Exchange& ex, const std::string& from, const std::string& to
 
 // A message from A to B with the given metadata text, sealed and signed with A's real keys.
 std::pair<std::string, std::string> Sealed(const Keys& k, const std::string& metadata_json,
-                                           const std::string& title) {
+                                           const std::string& title,
+                                           const std::string& conversation_id = NewUuid(),
+                                           const std::string& attachment = "brev.txt") {
   const std::string id = NewUuid();
   wire::Header h;
   h.set_message_id(id);
-  h.set_conversation_id(NewUuid());
+  h.set_conversation_id(conversation_id);
   h.set_sender(Wire(kAgencyA));
   h.set_receiver(Wire(kAgencyB));
   h.set_process(kProcess);
@@ -188,7 +191,7 @@ std::pair<std::string, std::string> Sealed(const Keys& k, const std::string& met
   p.set_title(title);
   p.set_metadata_json(metadata_json);
   auto* a = p.add_attachments();
-  a->set_name("brev.txt");
+  a->set_name(attachment);
   a->set_media_type("text/plain");
   a->set_data("Hei\n");
   return {id, Must(crypto::Seal(h, p, {k.signing_key.get(), k.signing_cert.get()},
@@ -285,6 +288,70 @@ TEST_CASE("a poison message is FEIL at the receiver, which keeps serving peek (A
   ex.CheckAlive();
   CHECK(ex.ip(kAgencyB).starts() == 1);
   CHECK(ex.ip(kAgencyB).Running());
+}
+
+TEST_CASE("a peer's control characters reach neither the receiver's terminal nor its log raw",
+          "[integration][hostile]") {
+  ExchangeOptions options;
+  options.start_ips = false;
+  Exchange ex(options);
+  ex.StartIp(kAgencyB);
+  const Keys k = LoadKeys(ex, kAgencyA, kAgencyB);
+  Sender a(ex, k.curve);
+  a.Join(kAgencyA);
+  // An escape sequence that would retitle the terminal and clear it, in a field the receiver
+  // stores as it came (the conversation id) and in an attachment name it refuses.
+  const std::string evil = "\x1b]0;pwned\x07\x1b[2J";
+  auto [stored_id, stored] = Sealed(k, Exchange::Metadata(kAgencyB).dump(), "Tittel", evil);
+  auto [refused_id, refused] = Sealed(k, Exchange::Metadata(kAgencyB).dump(), "Tittel",
+                                      NewUuid(), evil + "x.txt");
+  for (const auto* env : {&stored, &refused}) REQUIRE(a.Submit(*env).code() == wire::ACCEPTED);
+  a.WaitForNotice(stored_id, wire::MOTTATT);
+  const wire::StatusNotice n = a.WaitForNotice(refused_id, wire::FEIL);
+  CHECK(n.reason().find('\x1b') == std::string::npos);
+
+  const CommandResult table =
+      RunCommand({BUD_IP_BIN, "status", "--config", ex.IpConfig(kAgencyB)}, Millis(20000));
+  REQUIRE(table.exit_code == 0);
+  INFO(table.out);
+  CHECK(table.out.find(stored_id) != std::string::npos);
+  CHECK(table.out.find('\x1b') == std::string::npos);
+  CHECK(table.out.find('\x07') == std::string::npos);
+  CHECK_THAT(table.out, Catch::Contains("\\x1b]0;pwned\\x07\\x1b[2J"));
+  const std::string log = ReadFile(ex.ip(kAgencyB).log_path());
+  CHECK(log.find('\x1b') == std::string::npos);
+  CHECK(log.find('\x07') == std::string::npos);
+}
+
+TEST_CASE("plaintext and partial downloads left by a crash are swept when the receiver starts",
+          "[integration][hostile]") {
+  ExchangeOptions options;
+  options.start_ips = false;
+  Exchange ex(options);
+  const std::string b = ex.AgencyDir(kAgencyB);
+  ex.StartIp(kAgencyB);
+  ex.ip(kAgencyB).Kill();
+  // What a crash between writing and acknowledging leaves: a decrypted folder under inbox/.tmp,
+  // and spool files of downloads that will never resume.
+  const std::string tmp = ex.Inbox(kAgencyB) + "/.tmp/" + NewUuid();
+  std::filesystem::create_directories(tmp);
+  WriteFile(tmp + "/hemmelig.txt", "klartekst\n");
+  std::filesystem::create_directories(b + "/spool");
+  const std::string orphan = b + "/spool/in-" + NewUuid();  // no transfer recorded for it
+  const std::string junk = b + "/spool/in-not-a-message";
+  WriteFile(orphan, std::string(4096, 'c'));
+  WriteFile(junk, "x");
+  ex.StartIp(kAgencyB);
+  CHECK_FALSE(PathExists(ex.Inbox(kAgencyB) + "/.tmp"));
+  CHECK_FALSE(PathExists(orphan));
+  CHECK_FALSE(PathExists(junk));
+  // And it still receives.
+  const Keys k = LoadKeys(ex, kAgencyA, kAgencyB);
+  Sender a(ex, k.curve);
+  a.Join(kAgencyA);
+  auto [id, env] = Sealed(k, Exchange::Metadata(kAgencyB).dump(), "Etter krasj");
+  REQUIRE(a.Submit(env).code() == wire::ACCEPTED);
+  ex.WaitForInbox(kAgencyB, id);
 }
 
 }  // namespace
