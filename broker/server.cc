@@ -355,7 +355,8 @@ void Server::OnDefer(Session& s, const wire::Defer& defer) {
   s.inflight.erase(it);
   Log()->warn("message {}: {} cannot take it now ({}); kept, no attempt counted, nothing more "
               "to {} for {} ms",
-              defer.message_id(), s.org, defer.reason().substr(0, 500), s.org, pause);
+              defer.message_id().substr(0, 64), s.org, defer.reason().substr(0, 500), s.org,
+              pause);
 }
 
 void Server::FlushBatch() {
