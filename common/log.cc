@@ -107,6 +107,19 @@ std::string Printable(std::string_view text) {
       i += 2;
       continue;
     }
+    if (len == 3 && c == 0xe2) {
+      // Bidirectional controls (U+200E, U+200F, U+202A..U+202E, U+2066..U+2069) reorder what
+      // a terminal shows: a file name could display as something else.
+      const unsigned b1 = static_cast<unsigned char>(text[i + 1]);
+      const unsigned b2 = static_cast<unsigned char>(text[i + 2]);
+      const unsigned cp = 0x2000 | ((b1 & 0x3f) << 6) | (b2 & 0x3f);
+      if (cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
+          (cp >= 0x2066 && cp <= 0x2069)) {
+        out += fmt::format("\\u{:04x}", cp);
+        i += 3;
+        continue;
+      }
+    }
     out.append(text.substr(i, len));
     i += len;
   }

@@ -25,7 +25,9 @@ std::unique_ptr<spdlog::formatter> LineFormatter();
 
 // `text` with control characters made visible: C0 controls and DEL as \xNN (\n, \r, \t as
 // such), the C1 controls U+0080..U+009F (UTF-8 C2 80..C2 9F; 0x9B starts a CSI on some
-// terminals) as \u00NN, and bytes that are not UTF-8 as \xNN. Printable text passes unchanged.
+// terminals) and the bidirectional controls U+200E, U+200F, U+202A..U+202E, U+2066..U+2069 (which
+// reorder what a terminal shows) as \uNNNN, and bytes that are not UTF-8 as \xNN. Printable
+// text passes unchanged.
 std::string Printable(std::string_view text);
 
 }  // namespace bud

@@ -865,7 +865,7 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
   Status written = inbox_batch_.Stage(*opened, signer, now);
   // Published before the turn's commit (FinishTurn), at once when there is no turn.
   if (written.ok() && !store_->InTurn()) written = inbox_batch_.Publish();
-  if (!written.ok()) return DeferDelivery(id, written.Context("writing the inbox"));
+  if (!written.ok()) return DeferDelivery(id, written.Context("cannot write the inbox"));
   Status recorded =
       store_->RecordIncoming(row, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", now);
   if (!recorded.ok()) return DeferDelivery(id, recorded.Context("recording it in the store"));

@@ -92,6 +92,10 @@ TEST_CASE("Printable escapes control characters and leaves text alone", "[log]")
   CHECK(Printable("\xc2\xa0nbsp") == "\xc2\xa0nbsp");                  // U+00A0 is text
   CHECK(Printable("bad \xff\xfe utf8 \xc3") == "bad \\xff\\xfe utf8 \\xc3");
   CHECK(Printable("\xed\xa0\x80") == "\\xed\\xa0\\x80");  // a surrogate is no character
+  // "evil\u202Etxt.exe" shows as "evilexe.txt" on a terminal that obeys the override.
+  CHECK(Printable("evil\xe2\x80\xaetxt.exe") == "evil\\u202etxt.exe");
+  CHECK(Printable("\xe2\x81\xa6x\xe2\x81\xa9") == "\\u2066x\\u2069");
+  CHECK(Printable("\xe2\x80\x94 dash") == "\xe2\x80\x94 dash");  // U+2014 is text
 }
 
 TEST_CASE("log lines carry a peer's control characters escaped", "[log]") {
