@@ -16,6 +16,10 @@ namespace bud::broker {
 
 namespace {
 std::shared_ptr<spdlog::logger> Log() { return Logger("broker"); }
+// Pause after a Defer: doubling from the first to the last value per round of Defers, or the
+// receiver's own retry_after_ms when that is longer (itself capped).
+constexpr int64_t kDeferFirstMs = 250;
+constexpr int64_t kDeferMaxMs = 30000;
 std::string Short(const std::string& rid) { return crypto::Hex(rid).substr(0, 10); }
 }  // namespace
 
@@ -228,6 +232,7 @@ void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
     case wire::ClientMessage::kSubmit: OnSubmit(*s, *msg.mutable_submit()); break;
     case wire::ClientMessage::kReport: OnReport(*s, msg.report()); break;
     case wire::ClientMessage::kStatusAck: OnStatusAck(*s, msg.status_ack()); break;
+    case wire::ClientMessage::kDefer: OnDefer(*s, msg.defer()); break;
     case wire::ClientMessage::kHeartbeat: {
       wire::BrokerMessage hb;
       hb.set_protocol_version(wire::kProtocolVersion);
@@ -356,6 +361,32 @@ void Server::OnStatusAck(Session& s, const wire::StatusAck& ack) {
   batch_acks_.push_back({s.org, static_cast<int64_t>(ack.notice_id())});
 }
 
+void Server::OnDefer(Session& s, const wire::Defer& defer) {
+  const int64_t now = MonoMs();
+  if (now >= s.defer_until_mono) {  // a new round, not another answer of the same burst
+    s.defer_backoff_ms =
+        s.defer_backoff_ms == 0 ? kDeferFirstMs : std::min(2 * s.defer_backoff_ms, kDeferMaxMs);
+  }
+  const int64_t pause = std::max<int64_t>(
+      s.defer_backoff_ms, std::min<int64_t>(defer.retry_after_ms(), kDeferMaxMs));
+  s.defer_until_mono = std::max(s.defer_until_mono, now + pause);
+  // Chunks of streamed deliveries stop too; the head goes again after the pause.
+  streams_->DropRid(s.rid);
+  auto it = s.inflight.find(defer.message_id());
+  if (it == s.inflight.end()) {
+    Log()->info("{} defers message {} that is not being delivered to it ({}); pausing {} ms",
+                s.org, defer.message_id().substr(0, 64), defer.reason().substr(0, 500), pause);
+    return;
+  }
+  // Taken back: no attempt counted, and the cursor goes back so that it is delivered again.
+  s.cursor_seq = std::min(s.cursor_seq, it->second.seq - 1);
+  s.inflight.erase(it);
+  Log()->warn("message {}: {} cannot take it now ({}); kept, no attempt counted, nothing more "
+              "to {} for {} ms",
+              defer.message_id().substr(0, 64), s.org, defer.reason().substr(0, 500), s.org,
+              pause);
+}
+
 void Server::FlushBatch() {
   if (batch_submits_.empty() && batch_reports_.empty() && batch_acks_.empty()) return;
   const int64_t commit_start_us = MonoUs();
@@ -425,6 +456,7 @@ void Server::FlushBatch() {
     }
     if (reports_committed.ok() && (rep.status == wire::MOTTATT || rep.status == wire::FEIL) && s) {
       s->inflight.erase(rep.message_id);
+      s->defer_backoff_ms = 0;  // it takes deliveries again
       dirty_orgs_.insert(s->org);
     }
     wire::BrokerMessage m;
@@ -458,6 +490,7 @@ void Server::FlushBatch() {
 
 void Server::PumpDeliveries(Session& s) {
   const std::string rid = s.rid;
+  if (MonoMs() < s.defer_until_mono) return;  // CheckTimers pumps again when the pause ends
   while (s.inflight.size() < s.credit) {
     auto next = store_->NextFor(s.org, s.cursor_seq,
                                 static_cast<int>(s.credit - s.inflight.size()));
@@ -614,6 +647,10 @@ void Server::CheckTimers() {
   for (const auto& rid : dead) DropSession(rid, "no heartbeat for 3 intervals");
   for (auto& [org, s] : sessions_) {
     const std::string rid = s.rid;
+    if (s.defer_until_mono != 0 && now >= s.defer_until_mono) {
+      s.defer_until_mono = 0;
+      dirty_orgs_.insert(s.org);
+    }
     for (auto it = s.inflight.begin(); it != s.inflight.end();) {
       if (now - it->second.sent_mono < config_.ack_timeout_ms) {
         ++it;

@@ -5,7 +5,10 @@
 // max_batch frames; their submits, reports and status acks are committed in one transaction
 // (group commit), and only then are ACCEPTED / ReportReply sent. Deliveries are credit-based: at most
 // min(hello.credit, max_credit) unacknowledged per receiver; unacknowledged ones are redelivered
-// after ack_timeout_ms or when the receiver reconnects. Status notices stay in the store until
+// after ack_timeout_ms or when the receiver reconnects (each such redelivery counts an attempt;
+// max_attempts of them make FEIL). A receiver that answers Defer (disk full, I/O error) gets the
+// delivery taken back with no attempt counted and nothing more for a back-off; the message stays
+// queued until it expires. Status notices stay in the store until
 // the sender acknowledges them.
 // Sessions: one per organisation, keyed by the organisation (the ZAP User-Id with CURVE), never
 // by routing id; a session remembers the routing id of the connection it lives on, and a frame
@@ -63,6 +66,10 @@ class Server {
     int64_t cursor_seq = 0;       // highest seq handed out in this session
     int64_t notice_cursor = 0;    // highest notice id sent in this session
     std::map<std::string, Inflight> inflight;
+    // The receiver said Defer (its disk is full): nothing is delivered before defer_until_mono.
+    // defer_backoff_ms doubles with each round of Defers, back to 0 at its next MOTTATT/FEIL.
+    int64_t defer_until_mono = 0;
+    int64_t defer_backoff_ms = 0;
   };
   struct PendingReply {
     std::string rid;
@@ -78,6 +85,8 @@ class Server {
   void OnSubmit(Session& s, wire::Submit& submit);  // takes the envelope out of `submit`
   void OnReport(Session& s, const wire::Report& report);
   void OnStatusAck(Session& s, const wire::StatusAck& ack);
+  // The receiver cannot take a delivery now: taken back without counting an attempt.
+  void OnDefer(Session& s, const wire::Defer& defer);
   // Streamed envelopes (broker/streams.h).
   void OnStreamMessage(Session& s, wire::ClientMessage& msg);
   void FlushStreams();

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <cctype>
@@ -21,7 +22,109 @@ spdlog::level::level_enum& DefaultLevel() {
   static spdlog::level::level_enum level = spdlog::level::info;
   return level;
 }
+
+// The pattern flag %* : the line's message through Printable.
+class PrintableMessage : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    const std::string text = Printable(std::string_view(msg.payload.data(), msg.payload.size()));
+    dest.append(text.data(), text.data() + text.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<PrintableMessage>();
+  }
+};
+
+// Length of the UTF-8 sequence at s[i] (strict RFC 3629), 0 when there is none.
+size_t Utf8Length(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  size_t len;
+  unsigned char lo = 0x80, hi = 0xbf;
+  if (c < 0x80) return 1;
+  if (c >= 0xc2 && c <= 0xdf) {
+    len = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    len = 3;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    len = 4;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
+  for (size_t k = 2; k < len; ++k) {
+    if (b(i + k) < 0x80 || b(i + k) > 0xbf) return 0;
+  }
+  return len;
+}
 }  // namespace
+
+std::unique_ptr<spdlog::formatter> LineFormatter() {
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<PrintableMessage>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l [%n] %*");
+  return formatter;
+}
+
+std::string Printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      out += "\\n";
+      ++i;
+      continue;
+    }
+    if (c == '\r') {
+      out += "\\r";
+      ++i;
+      continue;
+    }
+    if (c == '\t') {
+      out += "\\t";
+      ++i;
+      continue;
+    }
+    if (c < 0x20 || c == 0x7f) {
+      out += fmt::format("\\x{:02x}", c);
+      ++i;
+      continue;
+    }
+    const size_t len = Utf8Length(text, i);
+    if (len == 0) {
+      out += fmt::format("\\x{:02x}", c);
+      ++i;
+      continue;
+    }
+    if (len == 2 && c == 0xc2 && static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned char>(text[i + 1]));
+      i += 2;
+      continue;
+    }
+    if (len == 3 && c == 0xe2) {
+      // Bidirectional controls (U+200E, U+200F, U+202A..U+202E, U+2066..U+2069) reorder what
+      // a terminal shows: a file name could display as something else.
+      const unsigned b1 = static_cast<unsigned char>(text[i + 1]);
+      const unsigned b2 = static_cast<unsigned char>(text[i + 2]);
+      const unsigned cp = 0x2000 | ((b1 & 0x3f) << 6) | (b2 & 0x3f);
+      if (cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
+          (cp >= 0x2066 && cp <= 0x2069)) {
+        out += fmt::format("\\u{:04x}", cp);
+        i += 3;
+        continue;
+      }
+    }
+    out.append(text.substr(i, len));
+    i += len;
+  }
+  return out;
+}
 
 void SetupLogging(const std::string& level, const std::string& file) {
   if (!file.empty()) DefaultSink() = std::make_shared<spdlog::sinks::basic_file_sink_mt>(file);
@@ -34,7 +137,7 @@ std::shared_ptr<spdlog::logger> Logger(const std::string& component) {
   if (auto l = spdlog::get(component)) return l;
   auto l = std::make_shared<spdlog::logger>(component, DefaultSink());
   l->set_level(DefaultLevel());
-  l->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l [%n] %v");
+  l->set_formatter(LineFormatter());
   l->flush_on(spdlog::level::info);
   spdlog::register_logger(l);
   return l;

@@ -5,6 +5,9 @@
 
 #include <set>
 
+#include "common/json.h"
+#include "common/log.h"
+
 namespace bud {
 
 namespace {
@@ -41,12 +44,29 @@ bool ValidUtf8(std::string_view s) {
   }
   return true;
 }
+std::string AsciiLower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+// Windows opens a device, not a file, for these names, whatever extension follows ("con.txt",
+// "LPT1.tar.gz") and with spaces before the first dot ("aux .pdf").
+bool WindowsDeviceName(std::string_view name) {
+  std::string base = AsciiLower(name.substr(0, name.find('.')));
+  while (!base.empty() && base.back() == ' ') base.pop_back();
+  if (base == "con" || base == "prn" || base == "aux" || base == "nul") return true;
+  return base.size() == 4 && (base.starts_with("com") || base.starts_with("lpt")) &&
+         base[3] >= '1' && base[3] <= '9';
+}
 }  // namespace
 
 Status ValidateAttachmentName(std::string_view name) {
   auto bad = [&](std::string_view why) {
     return Status(Code::kInvalidArgument,
-                  fmt::format("attachment name '{}' is not allowed: {}", name, why));
+                  fmt::format("attachment name '{}' is not allowed: {}", Printable(name), why));
   };
   if (name.empty()) return bad("it is empty");
   if (name.size() > 255) return bad("it is longer than 255 bytes");
@@ -59,7 +79,21 @@ Status ValidateAttachmentName(std::string_view name) {
     if (c < 0x20 || c == 0x7f) return bad("it contains a control character");
   }
   if (!ValidUtf8(name)) return bad("it is not valid UTF-8");
-  if (name == "message.json") return bad("'message.json' is reserved for the message metadata");
+  // Archive systems on Windows read the same inbox folders (through a share or a copy).
+  if (name.find_first_of("<>:\"|?*") != std::string_view::npos) {
+    return bad("it contains a character Windows does not allow in file names (< > : \" | ? *)");
+  }
+  if (name.back() == '.' || name.back() == ' ') {
+    return bad("it ends with a dot or a space, which Windows drops");
+  }
+  if (WindowsDeviceName(name)) {
+    return bad("it is a Windows device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9)");
+  }
+  const std::string lower = AsciiLower(name);
+  if (lower == "message.json") return bad("'message.json' is reserved for the message metadata");
+  if (lower == "mimetype" || lower == "meta-inf") {
+    return bad("it is reserved in ASiC containers (mimetype, META-INF)");
+  }
   return Status::Ok();
 }
 
@@ -88,15 +122,18 @@ Status ValidatePayload(const wire::Payload& payload, size_t max_attachments) {
                   fmt::format("payload has {} attachments, more than the limit of {}",
                               payload.attachments_size(), max_attachments));
   }
+  // Compared without ASCII case: two names that differ only so are one file on Windows.
   std::set<std::string> seen;
   for (const auto& a : payload.attachments()) {
     BUD_RETURN_IF_ERROR(ValidateAttachmentName(a.name()));
-    if (!seen.insert(a.name()).second) {
+    if (!seen.insert(AsciiLower(a.name())).second) {
       return Status(Code::kInvalidArgument,
-                    fmt::format("attachment name '{}' appears twice", a.name()));
+                    fmt::format("attachment name '{}' appears twice (names are compared without "
+                                "case)",
+                                Printable(a.name())));
     }
   }
-  return Status::Ok();
+  return ScanJson(payload.metadata_json(), "the message's metadata (message.json)");
 }
 
 }  // namespace bud

@@ -27,6 +27,11 @@ namespace bud::ip {
 namespace {
 std::shared_ptr<spdlog::logger> Log() { return Logger("ip"); }
 
+// Back-off while deliveries cannot be stored: every delivery is deferred for this long, doubling
+// for each failed probe.
+constexpr int64_t kDeferFirstMs = 500;
+constexpr int64_t kDeferMaxMs = 30000;
+
 constexpr std::string_view kEnvelopeRejected =
     "ENVELOPE_REJECTED: the receiver could not verify and decrypt the envelope";
 
@@ -40,6 +45,12 @@ std::string OutsideReason(const std::string& local) {
   }
   return local;
 }
+
+// Bounds of the header fields a receiver stores and logs (a signed header can still carry
+// megabytes in them: the signature says who wrote it, not that it is sane).
+constexpr size_t kMaxPartyBytes = 64;
+constexpr size_t kMaxIdBytes = 128;
+constexpr size_t kMaxNameBytes = 1024;  // process, document type
 
 wire::ClientMessage NewClientMessage() {
   wire::ClientMessage m;
@@ -152,6 +163,7 @@ Status Engine::Start() {
   if (!config_.inbox.empty()) BUD_RETURN_IF_ERROR(MakeDirs(config_.inbox));
   BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store));
   RecoverSpool();
+  SweepReceiveLeftovers();
 
   inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (inotify_fd_ < 0 ||
@@ -674,6 +686,8 @@ void Engine::FinishTurn() {
   }
   std::vector<std::function<void()>> actions = std::move(after_commit_);
   after_commit_.clear();
+  std::vector<std::pair<std::string, bool>> deliveries = std::move(turn_deliveries_);
+  turn_deliveries_.clear();
   AnswerTakeIns(st.ok() ? st : st.Context("the store's commit failed"));
   if (!st.ok()) {
     Log()->error("store: the turn's commit failed ({}); {} report(s), ack(s) and outbox "
@@ -681,9 +695,59 @@ void Engine::FinishTurn() {
                  st.ToString(), actions.size());
     outbox_dirty_ = true;
     outgoing_dirty_ = true;
+    // The turn's deliveries are not stored: deferred, so that the broker counts no attempt.
+    for (const auto& [id, stored] : deliveries) DeferDelivery(id, st);
     return;
   }
   for (auto& a : actions) a();
+  for (const auto& [id, stored] : deliveries) {
+    if (stored) DeliveryStored();
+  }
+}
+
+void Engine::AnswerAfterCommit(const std::string& message_id, MsgStatus status,
+                               const std::string& reason) {
+  Report(message_id, status, reason);
+  if (store_->InTurn()) {
+    turn_deliveries_.emplace_back(message_id, status == wire::MOTTATT);
+  } else if (status == wire::MOTTATT) {
+    DeliveryStored();
+  }
+}
+
+void Engine::DeferDelivery(const std::string& message_id, const Status& why) {
+  const int64_t now = MonoMs();
+  if (now >= defer_until_mono_) {  // a probe failed, or the first failure
+    defer_backoff_ms_ =
+        defer_backoff_ms_ == 0 ? kDeferFirstMs : std::min(defer_backoff_ms_ * 2, kDeferMaxMs);
+    defer_until_mono_ = now + defer_backoff_ms_;
+    // What the broker (and its log) sees: the kind of trouble, not this machine's paths.
+    defer_reason_ = fmt::format("the receiving integration point cannot store deliveries now ({})",
+                                CodeName(why.code()));
+    Log()->warn("message {}: cannot store it now ({}); deferring every delivery for {} ms",
+                message_id, why.ToString(), defer_backoff_ms_);
+  }
+  auto msg = NewClientMessage();
+  auto* d = msg.mutable_defer();
+  d->set_message_id(message_id);
+  d->set_reason(defer_reason_);
+  d->set_retry_after_ms(static_cast<uint32_t>(std::max<int64_t>(defer_until_mono_ - now, 1)));
+  metrics_.deferred.fetch_add(1, std::memory_order_relaxed);
+  SendToBroker(msg);  // not after the commit: a Defer promises nothing durable
+}
+
+bool Engine::DeferringNow(const std::string& message_id) {
+  if (MonoMs() >= defer_until_mono_) return false;
+  Log()->debug("message {}: deferred unread (storage trouble: {})", message_id, defer_reason_);
+  DeferDelivery(message_id, Status(Code::kUnavailable, defer_reason_));
+  return true;
+}
+
+void Engine::DeliveryStored() {
+  if (defer_backoff_ms_ == 0) return;
+  Log()->info("deliveries are stored again; no longer deferring");
+  defer_backoff_ms_ = 0;
+  defer_until_mono_ = 0;
 }
 
 void Engine::SendPendingReports(bool all) {
@@ -703,14 +767,36 @@ void Engine::SendPendingReports(bool all) {
   }
 }
 
+Status Engine::CheckHeaderSizes(const wire::Header& h) {
+  struct Field {
+    const char* name;
+    const std::string& value;
+    size_t max;
+  };
+  for (const Field& f : {Field{"sender", h.sender(), kMaxPartyBytes},
+                         Field{"receiver", h.receiver(), kMaxPartyBytes},
+                         Field{"conversation id", h.conversation_id(), kMaxIdBytes},
+                         Field{"process", h.process(), kMaxNameBytes},
+                         Field{"document type", h.document_type(), kMaxNameBytes}}) {
+    if (f.value.size() > f.max) {
+      return Status(Code::kInvalidArgument,
+                    fmt::format("the header's {} is {} bytes, more than the {} allowed", f.name,
+                                f.value.size(), f.max));
+    }
+  }
+  return Status::Ok();
+}
+
 MessageRow Engine::IncomingRow(const wire::Header& h) {
+  // Cut to the bounds CheckHeaderSizes enforces: a refusal of an oversized header is recorded
+  // with what fits.
   MessageRow row;
   row.message_id = h.message_id();
-  row.conversation_id = h.conversation_id();
-  row.sender = h.sender();
-  row.receiver = h.receiver();
-  row.process = h.process();
-  row.document_type = h.document_type();
+  row.conversation_id = h.conversation_id().substr(0, kMaxIdBytes);
+  row.sender = h.sender().substr(0, kMaxPartyBytes);
+  row.receiver = h.receiver().substr(0, kMaxPartyBytes);
+  row.process = h.process().substr(0, kMaxNameBytes);
+  row.document_type = h.document_type().substr(0, kMaxNameBytes);
   row.created_ms = h.created_unix_ms();
   row.expires_ms = h.expires_unix_ms();
   return row;
@@ -757,6 +843,7 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
     Report(id, failed ? wire::FEIL : wire::MOTTATT, reason);
     return;
   }
+  if (DeferringNow(id)) return;
 
   MessageRow row = IncomingRow(h);
 
@@ -766,33 +853,31 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
     metrics_.refused.fetch_add(1, std::memory_order_relaxed);
     Log()->warn("message {} from {} refused (FEIL): {}", id, h.sender(), why.ToString());
     Status st = store_->RecordIncoming(row, wire::FEIL, why.ToString(), wire::FEIL, outside, now);
-    if (!st.ok()) {
-      Log()->error("message {}: cannot record FEIL: {}", id, st.ToString());
-      return;
-    }
-    Report(id, wire::FEIL, outside);
+    if (!st.ok()) return DeferDelivery(id, st.Context("recording FEIL"));
+    AnswerAfterCommit(id, wire::FEIL, outside);
   };
 
+  if (Status sizes = CheckHeaderSizes(h); !sizes.ok()) return refuse(sizes);
   auto sender = Orgnr::Parse(h.sender());
   if (!sender.ok()) return refuse(sender.status());
   auto entry = registry_->Lookup(*sender);
   if (!entry.ok()) {
     if (entry.status().code() == Code::kUnavailable) {
-      Log()->warn("message {}: cannot check the sender now ({}); it will be redelivered", id,
+      Log()->warn("message {}: cannot check the sender now ({}); deferred", id,
                   entry.status().message());
-      return;
+      return DeferDelivery(id, entry.status());
     }
     return refuse(entry.status());
   }
   auto certs = certs_->Get(entry->signing_cert_pem(), entry->next_signing_cert_pem(),
                            crypto::KeyPurpose::kSigning, *sender, MonoMs());
   if (!certs.ok() && certs.status().code() == Code::kCertRevocationUnknown) {
-    // Fail closed without a FEIL: unanswered, the broker delivers it again, by when keys.crl_dir
-    // may hold a current CRL. A listed certificate (CERT_REVOKED) is refused below.
-    Log()->warn("message {} from {}: not accepted until revocation can be checked ({}); it will "
-                "be redelivered",
+    // Fail closed without a FEIL: deferred (no attempt counted at the broker), delivered again
+    // by when keys.crl_dir may hold a current CRL. A listed certificate (CERT_REVOKED) is refused
+    // below.
+    Log()->warn("message {} from {}: not accepted until revocation can be checked ({}); deferred",
                 id, h.sender(), certs.status().message());
-    return;
+    return DeferDelivery(id, certs.status());
   }
   if (!certs.ok()) return refuse(certs.status().Context("sender's signing certificate"));
   std::vector<X509*> sender_certs;
@@ -819,37 +904,24 @@ void Engine::OnDeliver(const wire::Deliver& deliver) {
     row.state = "api";
     opened->payload.SerializeToString(&row.payload);
     Status kept = store_->RecordIncoming(row, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", now);
-    if (!kept.ok()) {
-      Log()->error("message {}: cannot store it for the API ({}); not acknowledged", id,
-                   kept.ToString());
-      return;
-    }
+    if (!kept.ok()) return DeferDelivery(id, kept.Context("storing it for the API"));
     Log()->info("message {} from {} kept for the HTTP API ({} attachment(s); "
                 "INNKOMMENDE_MOTTATT)",
                 id, h.sender(), opened->payload.attachments_size());
-    Report(id, wire::MOTTATT, "");
+    AnswerAfterCommit(id, wire::MOTTATT, "");
     return;
   }
   SignerInfo signer{subject, sender->digits(), opened->signer_fingerprint};
   Status written = inbox_batch_.Stage(*opened, signer, now);
   // Published before the turn's commit (FinishTurn), at once when there is no turn.
   if (written.ok() && !store_->InTurn()) written = inbox_batch_.Publish();
-  if (!written.ok()) {
-    Log()->error("message {}: cannot write the inbox ({}); not acknowledged, the broker will "
-                 "redeliver",
-                 id, written.ToString());
-    return;
-  }
+  if (!written.ok()) return DeferDelivery(id, written.Context("cannot write the inbox"));
   Status recorded =
       store_->RecordIncoming(row, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", now);
-  if (!recorded.ok()) {
-    Log()->error("message {}: in the inbox but not recorded ({}); not acknowledged", id,
-                 recorded.ToString());
-    return;
-  }
+  if (!recorded.ok()) return DeferDelivery(id, recorded.Context("recording it in the store"));
   Log()->info("message {} from {} written to inbox ({} attachment(s); INNKOMMENDE_MOTTATT)", id,
               h.sender(), opened->payload.attachments_size());
-  Report(id, wire::MOTTATT, "");
+  AnswerAfterCommit(id, wire::MOTTATT, "");
 }
 
 void Engine::OnStatusNotice(const wire::StatusNotice& n) {

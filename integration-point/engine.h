@@ -14,6 +14,10 @@
 // pending_reports, the broker resends an unacknowledged notice, a folder is taken in again).
 // Messages taken in through the HTTP API are handed to this thread (TakeIn) and stored in its
 // turn, so the store has one writer for messages and a POST waits for one shared commit.
+// Local trouble (Defer): when the inbox or the store cannot be written (disk full, I/O error),
+// a delivery is answered Defer, not left unanswered (which the broker would count as a failed
+// attempt); for a back-off (doubling, capped) every further delivery is deferred at once, then
+// the next one probes again. See docs/protocol.md, "The receiver's state machine".
 // Limitations: cryptography runs on this thread; registry lookups block it for at most the
 // registry timeout.
 #pragma once
@@ -54,6 +58,7 @@ struct EngineMetrics {
   std::atomic<int64_t> deliveries{0};     // envelopes the broker delivered to us
   std::atomic<int64_t> redeliveries{0};   // of which already received before
   std::atomic<int64_t> refused{0};        // of which refused (FEIL)
+  std::atomic<int64_t> deferred{0};       // answered Defer (inbox or store cannot be written)
   std::atomic<int64_t> reconnects{0};
   metrics::Histogram submit_to_accept{metrics::LatencyBuckets()};
 };
@@ -91,9 +96,23 @@ class Engine {
   void OnSubmitReply(const wire::SubmitReply& reply);
   void OnDeliver(const wire::Deliver& deliver);
   // The store row of an incoming message, from its header (small and streamed alike).
+  // Fields longer than the receiver stores are cut (CheckHeaderSizes refuses such a header).
   static MessageRow IncomingRow(const wire::Header& h);
+  // kInvalidArgument when a header field is longer than a receiver stores and logs.
+  static Status CheckHeaderSizes(const wire::Header& h);
   void OnStatusNotice(const wire::StatusNotice& notice);
   void Report(const std::string& message_id, MsgStatus status, const std::string& reason);
+  // Local trouble: the inbox or the store cannot be written now (`why`). Answers the delivery of
+  // `message_id` with Defer at once and starts (or continues) the back-off during which every
+  // delivery is deferred unread.
+  void DeferDelivery(const std::string& message_id, const Status& why);
+  // True (and the delivery answered Defer) while the back-off runs.
+  bool DeferringNow(const std::string& message_id);
+  // A delivery was written and committed: the inbox takes messages again.
+  void DeliveryStored();
+  // A delivery recorded in the turn: its answer waits for the commit, and becomes Defer when
+  // the commit fails.
+  void AnswerAfterCommit(const std::string& message_id, MsgStatus status, const std::string& reason);
   void SendPendingReports(bool all);
   void Tick();
   // Stores what TakeIn callers handed over (in the turn); FinishTurn answers them.
@@ -113,6 +132,9 @@ class Engine {
   bool IsLargeFolder(const OutboxFolder& folder) const;
   Status TakeInLargeFolder(OutboxFolder& folder, const std::string& message_id);
   void RecoverSpool();
+  // At start: removes inbox/.tmp (decrypted files of deliveries never committed; the broker
+  // delivers them again) and spool/in-<id> files no download will resume (stream_receive.cc).
+  void SweepReceiveLeftovers();
   // Seals a message taken in as a large folder; false when `m` is not one.
   bool SealLarge(const MessageRow& m, wire::Header header, wire::Payload manifest,
                  X509* receiver_cert, const std::function<void(const std::string&)>& fail);
@@ -157,6 +179,11 @@ class Engine {
   int64_t submit_backoff_ms_ = 500;
   std::map<std::string, int64_t> in_flight_;       // message id -> when submitted (mono)
   std::map<std::string, int64_t> report_sent_;     // "id/status" -> when sent (mono)
+  int64_t defer_until_mono_ = 0;   // deliveries are deferred unread until then
+  int64_t defer_backoff_ms_ = 0;   // the next pause; 0 when the last delivery was stored
+  std::string defer_reason_;       // why, for the Defers sent during the pause
+  // Deliveries answered after this turn's commit: id, and whether it was stored (MOTTATT).
+  std::vector<std::pair<std::string, bool>> turn_deliveries_;
   std::vector<std::function<void()>> after_commit_;  // waits for the turn's commit
   struct HandOver {
     MessageRow row;

@@ -990,6 +990,9 @@ std::string HttpApi::Metrics() {
           "Deliveries of messages received before (answered as before, written once).",
           metrics_.redeliveries);
   counter("bud_ip_refused_total", "Deliveries refused (FEIL) after verification.", metrics_.refused);
+  counter("bud_ip_deferred_total",
+          "Deliveries answered Defer (the inbox or the store could not be written).",
+          metrics_.deferred);
   counter("bud_ip_broker_reconnects_total", "Reconnects after the broker fell silent.",
           metrics_.reconnects);
   w.Histogram("bud_ip_submit_to_accept_seconds",

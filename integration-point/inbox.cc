@@ -7,6 +7,7 @@
 
 #include "common/clock.h"
 #include "common/fs.h"
+#include "common/json.h"
 #include "common/uuid.h"
 
 namespace bud::ip {
@@ -14,12 +15,11 @@ namespace bud::ip {
 nlohmann::json InboxMessageJson(const wire::Header& h, const std::string& title,
                                 const std::string& metadata_json, const SignerInfo& signer,
                                 int64_t received_ms, nlohmann::json files) {
-  nlohmann::json sender_metadata;
-  try {
-    sender_metadata = nlohmann::json::parse(metadata_json);
-  } catch (const nlohmann::json::exception&) {
-    sender_metadata = metadata_json;  // kept as text when it is not JSON
-  }
+  // Bounded (ValidatePayload refused deeper or larger metadata already; this guards any other
+  // caller): a deeper value would overflow the stack in the copy and dump() below.
+  auto parsed = ParseJson(metadata_json, "the sender's metadata");
+  nlohmann::json sender_metadata =
+      parsed.ok() ? std::move(parsed).value() : nlohmann::json(metadata_json);
   return {
       {"messageId", h.message_id()},
       {"conversationId", h.conversation_id()},
@@ -36,6 +36,10 @@ nlohmann::json InboxMessageJson(const wire::Header& h, const std::string& title,
       {"attachments", std::move(files)},
       {"senderMetadata", sender_metadata},
   };
+}
+
+std::string InboxJsonText(const nlohmann::json& mj) {
+  return mj.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 Status InboxBatch::Stage(const crypto::Opened& opened, const SignerInfo& signer,
@@ -64,7 +68,7 @@ Status InboxBatch::Stage(const crypto::Opened& opened, const SignerInfo& signer,
   const nlohmann::json mj = InboxMessageJson(h, opened.payload.title(),
                                              opened.payload.metadata_json(), signer, received_ms,
                                              std::move(files));
-  BUD_RETURN_IF_ERROR(WriteFileUnsynced(JoinPath(tmp, "message.json"), mj.dump(2) + "\n", 0640));
+  BUD_RETURN_IF_ERROR(WriteFileUnsynced(JoinPath(tmp, "message.json"), InboxJsonText(mj), 0640));
   staged_.insert(h.message_id());
   return Status::Ok();
 }

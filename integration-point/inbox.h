@@ -28,6 +28,10 @@ nlohmann::json InboxMessageJson(const wire::Header& h, const std::string& title,
                                 const std::string& metadata_json, const SignerInfo& signer,
                                 int64_t received_ms, nlohmann::json files);
 
+// The text of a message.json: indented, and invalid UTF-8 (which the sender's fields may hold)
+// replaced by U+FFFD instead of throwing.
+std::string InboxJsonText(const nlohmann::json& mj);
+
 // Inbox folders written together. Operation: Stage writes a message's folder under
 // inbox/.tmp/<id>/ without any fsync; Publish makes every staged folder durable with one
 // syncfs(2) of the inbox's file system, renames each into the inbox and fsyncs the inbox

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/uuid.h"
 
 namespace bud::ip {
@@ -181,7 +182,10 @@ Result<OutgoingDraft> ParseSbd(const json& input, const Orgnr& me, const OutboxL
 }
 
 json SbdOf(const MessageRow& m, std::string_view metadata_json) {
-  json sbd = json::parse(metadata_json, nullptr, /*allow_exceptions=*/false);
+  // Bounded: metadata stored before receivers checked its depth must not overflow the stack in
+  // the copies and dump() that follow; such metadata is replaced by an SBD from the header.
+  auto parsed = ParseJson(metadata_json, "stored metadata");
+  json sbd = parsed.ok() ? std::move(parsed).value() : json();
   if (!sbd.is_object() || !sbd.contains("standardBusinessDocumentHeader") ||
       !sbd["standardBusinessDocumentHeader"].is_object()) {
     sbd = json::object();

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
+#include "common/log.h"
 
 namespace bud::ip {
 
@@ -83,26 +84,32 @@ Result<std::string> RenderStatus(Store& store, const ListFilter& filter, bool js
       entry["transfer"] = TransferJson(t);
       arr.push_back(std::move(entry));
     }
-    return arr.dump(2) + "\n";
+    // JSON escapes control characters itself; invalid UTF-8 becomes U+FFFD instead of throwing.
+    return arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
+  // The table goes to a terminal: every field that came from outside (ids and parties of a
+  // refused envelope, FEIL reasons, transfer notes) through Printable, so an escape sequence
+  // in a peer's text is shown, not obeyed.
+  const auto p = [](std::string_view text) { return Printable(text); };
   std::string out;
   for (const auto& m : rows) {
     out += fmt::format("{} {}  {} -> {}  {}  conversation {}\n", m.direction == "OUT" ? "OUT" : "IN ",
-                       m.message_id, m.sender, m.receiver, m.status, m.conversation_id);
+                       p(m.message_id), p(m.sender), p(m.receiver), p(m.status),
+                       p(m.conversation_id));
     BUD_ASSIGN_OR_RETURN(auto transfer, store.Transfer(m.message_id, m.direction));
-    if (transfer) out += "    " + TransferLine(*transfer) + "\n";
+    if (transfer) out += "    " + p(TransferLine(*transfer)) + "\n";
     BUD_ASSIGN_OR_RETURN(auto hist, store.History(m.message_id, m.direction));
     for (const auto& e : hist) {
-      out += fmt::format("    {}  {:<20}{}{}\n", FormatTime(e.at_ms), e.status,
-                         e.reason.empty() ? "" : "  " + e.reason,
+      out += fmt::format("    {}  {:<20}{}{}\n", FormatTime(e.at_ms), p(e.status),
+                         e.reason.empty() ? "" : "  " + p(e.reason),
                          e.current ? "" : "  (late; current status unchanged)");
     }
   }
   for (const auto& t : arriving) {
     out += fmt::format("{} {}  {} -> {}  (arriving)  conversation {}\n    {}\n",
-                       t.message.direction == "OUT" ? "OUT" : "IN ", t.message.message_id,
-                       t.message.sender, t.message.receiver, t.message.conversation_id,
-                       TransferLine(t));
+                       t.message.direction == "OUT" ? "OUT" : "IN ", p(t.message.message_id),
+                       p(t.message.sender), p(t.message.receiver), p(t.message.conversation_id),
+                       p(TransferLine(t)));
   }
   out += fmt::format("{} message(s)\n", rows.size() + arriving.size());
   return out;

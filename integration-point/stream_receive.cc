@@ -99,7 +99,7 @@ Status WriteInboxFolder(const std::vector<X509*>& sender_certs, const Orgnr& sen
       opened.header, opened.manifest.title(), opened.manifest.metadata_json(),
       SignerInfo{subject, sender.digits(), opened.signer_fingerprint}, now, std::move(files));
   mj["streamed"] = true;
-  BUD_RETURN_IF_ERROR(WriteFileSynced(JoinPath(tmp, "message.json"), mj.dump(2) + "\n", 0640));
+  BUD_RETURN_IF_ERROR(WriteFileSynced(JoinPath(tmp, "message.json"), InboxJsonText(mj), 0640));
   BUD_RETURN_IF_ERROR(FsyncPath(tmp));
   return RenameDurable(tmp, final_dir);
 }
@@ -118,6 +118,52 @@ Status KeepForApi(const wire::Payload& manifest, const std::string& tmp,
 }
 }  // namespace
 
+void Engine::SweepReceiveLeftovers() {
+  if (!config_.inbox.empty()) {
+    const std::string tmp = JoinPath(config_.inbox, ".tmp");
+    if (Exists(tmp)) {
+      Status rm = RemoveAll(tmp);
+      if (rm.ok()) {
+        Log()->info("removed {}: folders of deliveries that were never acknowledged (they are "
+                    "delivered again)",
+                    tmp);
+      } else {
+        Log()->warn("cannot remove {}: {}", tmp, rm.ToString());
+      }
+    }
+  }
+  auto names = ListDir(SpoolDir());
+  if (!names.ok()) return;
+  for (const auto& name : *names) {
+    if (!name.starts_with("in-")) continue;
+    const std::string id = name.substr(3);
+    // A partial download resumes after a restart, unless the message is settled here already
+    // (received or refused), its transfer is not recorded, or its time to live has passed.
+    std::string why;
+    if (!IsUuid(id)) {
+      why = "not a message id";
+    } else if (auto row = store_->Get(id, "IN"); !row.ok()) {
+      continue;
+    } else if (row->has_value()) {
+      why = "the message is " + (*row)->status + " already";
+    } else if (auto t = store_->Transfer(id, "IN"); !t.ok()) {
+      continue;
+    } else if (!t->has_value()) {
+      why = "no transfer is recorded";
+    } else if ((*t)->message.expires_ms > 0 && (*t)->message.expires_ms < NowMs()) {
+      why = "the message expired";
+    } else {
+      continue;
+    }
+    const std::string path = JoinPath(SpoolDir(), name);
+    if (::unlink(path.c_str()) == 0) {
+      Log()->info("removed the partial download {} ({})", path, why);
+    } else {
+      Log()->warn("cannot remove the partial download {}: {}", path, std::strerror(errno));
+    }
+  }
+}
+
 void Engine::RefuseStream(const MessageRow& row, const Status& why) {
   const std::string outside = OutsideStreamReason(why);
   metrics_.refused.fetch_add(1, std::memory_order_relaxed);
@@ -125,11 +171,8 @@ void Engine::RefuseStream(const MessageRow& row, const Status& why) {
   downloads_.erase(row.message_id);
   (void)::unlink(JoinPath(SpoolDir(), "in-" + row.message_id).c_str());
   Status st = store_->RecordIncoming(row, wire::FEIL, why.ToString(), wire::FEIL, outside, NowMs());
-  if (!st.ok()) {
-    Log()->error("message {}: cannot record FEIL: {}", row.message_id, st.ToString());
-    return;
-  }
-  Report(row.message_id, wire::FEIL, outside);
+  if (!st.ok()) return DeferDelivery(row.message_id, st.Context("recording FEIL"));
+  AnswerAfterCommit(row.message_id, wire::FEIL, outside);
 }
 
 void Engine::OnDeliverStream(const wire::DeliverStream& ds) {
@@ -167,8 +210,13 @@ void Engine::OnDeliverStream(const wire::DeliverStream& ds) {
     Report(id, failed ? wire::FEIL : wire::MOTTATT, reason);
     return;
   }
+  if (DeferringNow(id)) {
+    downloads_.erase(id);  // resumed from the spool after the pause
+    return;
+  }
   auto sender = Orgnr::Parse(h.sender());
   MessageRow row = IncomingRow(h);
+  if (Status sizes = CheckHeaderSizes(h); !sizes.ok()) return RefuseStream(row, sizes);
   if (!sender.ok()) return RefuseStream(row, sender.status());
 
   auto it = downloads_.find(id);
@@ -176,20 +224,20 @@ void Engine::OnDeliverStream(const wire::DeliverStream& ds) {
     auto entry = registry_->Lookup(*sender);
     if (!entry.ok()) {
       if (entry.status().code() == Code::kUnavailable) {
-        Log()->warn("message {}: cannot check the sender now ({}); it will be redelivered", id,
+        Log()->warn("message {}: cannot check the sender now ({}); deferred", id,
                     entry.status().message());
-        return;
+        return DeferDelivery(id, entry.status());
       }
       return RefuseStream(row, entry.status());
     }
     auto certs = certs_->Get(entry->signing_cert_pem(), entry->next_signing_cert_pem(),
                              crypto::KeyPurpose::kSigning, *sender, MonoMs());
     if (!certs.ok() && certs.status().code() == Code::kCertRevocationUnknown) {
-      // As in the one-frame path: unanswered and redelivered, never FEIL for a stale CRL.
-      Log()->warn("message {} from {}: not accepted until revocation can be checked ({}); it "
-                  "will be redelivered",
+      // As in the one-frame path: deferred, never FEIL for a stale CRL.
+      Log()->warn("message {} from {}: not accepted until revocation can be checked ({}); "
+                  "deferred",
                   id, h.sender(), certs.status().message());
-      return;
+      return DeferDelivery(id, certs.status());
     }
     if (!certs.ok()) return RefuseStream(row, certs.status().Context("sender's signing certificate"));
     auto d = std::make_unique<StreamDownload>(*sender);
@@ -213,9 +261,7 @@ void Engine::OnDeliverStream(const wire::DeliverStream& ds) {
     const std::string spool = JoinPath(SpoolDir(), "in-" + id);
     d->fd = dirs.ok() ? ::open(spool.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640) : -1;
     if (d->fd < 0) {
-      Log()->error("message {}: cannot open spool {}: {}; not acknowledged", id, spool,
-                   std::strerror(errno));
-      return;
+      return DeferDelivery(id, dirs.ok() ? ErrnoStatus(errno, "opening the spool file") : dirs);
     }
     // What is durably in the spool counts: re-read it through the verifier (tags and running
     // digest), cut off at the first record that is short or does not verify.
@@ -235,8 +281,7 @@ void Engine::OnDeliverStream(const wire::DeliverStream& ds) {
     }
     const uint64_t keep = l.RecordOffset(d->verifier->next_index());
     if (keep != have && ::ftruncate(d->fd, static_cast<off_t>(keep)) != 0) {
-      Log()->error("message {}: cannot truncate spool: {}", id, std::strerror(errno));
-      return;
+      return DeferDelivery(id, ErrnoStatus(errno, "truncating the spool file"));
     }
     d->start_chunk = d->verifier->next_index();
     d->started_mono = d->last_log_mono = MonoMs();
@@ -301,10 +346,9 @@ void Engine::OnStreamChunk(wire::Chunk& chunk) {
   }
   Status written = WriteRecord(d.fd, chunk.record(), d.verifier->layout().RecordOffset(chunk.index()));
   if (!written.ok()) {
-    Log()->error("message {}: {}; the transfer restarts from the spool", chunk.message_id(),
-                 written.ToString());
+    const std::string id = chunk.message_id();
     downloads_.erase(it);  // rebuilt from the spool at the next DeliverStream
-    return;
+    return DeferDelivery(id, written);
   }
   d.unsynced = true;
   if (d.verifier->next_index() == d.verifier->layout().chunk_count) {
@@ -318,8 +362,9 @@ void Engine::FinishDownload(const std::string& id) {
   StreamDownload& d = *it->second;
   const MessageRow row = d.row;
   if (::fdatasync(d.fd) != 0) {
-    Log()->error("message {}: fsync of spool failed: {}", id, std::strerror(errno));
-    return;
+    const Status why = ErrnoStatus(errno, "fsync of the spool file");
+    downloads_.erase(it);
+    return DeferDelivery(id, why);
   }
   d.unsynced = false;
   Status finished = d.verifier->Finish();
@@ -335,20 +380,14 @@ void Engine::FinishDownload(const std::string& id) {
   nlohmann::json api_files = nlohmann::json::array();
   if (api) {
     Status rm = RemoveAll(final_dir);
-    if (!rm.ok()) {
-      Log()->error("message {}: {}; not acknowledged", id, rm.ToString());
-      return;
-    }
+    if (!rm.ok()) return DeferDelivery(id, rm);
   }
   if (!Exists(final_dir)) {
     const std::string tmp_root = JoinPath(root, ".tmp");
     const std::string tmp = JoinPath(tmp_root, id);
     Status prep = MakeDirs(tmp_root);
     if (prep.ok()) prep = RemoveAll(tmp);
-    if (!prep.ok()) {
-      Log()->error("message {}: {}; not acknowledged", id, prep.ToString());
-      return;
-    }
+    if (!prep.ok()) return DeferDelivery(id, prep);
     crypto::StreamParties parties{me_, d.sender, d.sender_cert_ptrs, decryption_keys_, *trust_,
                                   std::nullopt};
     crypto::StreamOptions options;
@@ -357,22 +396,18 @@ void Engine::FinishDownload(const std::string& id) {
     const int64_t t0 = MonoMs();
     auto o = crypto::OpenStream(d.head, spool, tmp, parties, options);
     if (!o.ok()) {
-      if (o.status().code() == Code::kIo || o.status().code() == Code::kAlreadyExists) {
-        Log()->error("message {}: cannot open the stream now ({}); not acknowledged", id,
-                     o.status().ToString());
+      if (o.status().code() == Code::kIo || o.status().code() == Code::kDiskFull ||
+          o.status().code() == Code::kAlreadyExists) {
+        const Status why = o.status().Context("opening the stream");
         downloads_.erase(it);
-        return;
+        return DeferDelivery(id, why);
       }
       return RefuseStream(row, o.status());
     }
     opened = std::move(*o);
     Status w = api ? KeepForApi(opened.manifest, tmp, final_dir, api_files)
                    : WriteInboxFolder(d.sender_cert_ptrs, d.sender, opened, tmp, final_dir, now);
-    if (!w.ok()) {
-      Log()->error("message {}: cannot write {} ({}); not acknowledged", id, final_dir,
-                   w.ToString());
-      return;
-    }
+    if (!w.ok()) return DeferDelivery(id, w.Context("writing " + final_dir));
     Log()->info("message {}: stream opened into {} in {} ms", id, final_dir, MonoMs() - t0);
   }
   MessageRow rec = row;
@@ -385,17 +420,13 @@ void Engine::FinishDownload(const std::string& id) {
   }
   Status recorded = store_->RecordIncoming(rec, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", now);
   if (recorded.ok()) recorded = store_->TransferProgress(id, "IN", -1);
-  if (!recorded.ok()) {
-    Log()->error("message {}: in the inbox but not recorded ({}); not acknowledged", id,
-                 recorded.ToString());
-    return;
-  }
+  if (!recorded.ok()) return DeferDelivery(id, recorded.Context("recording it in the store"));
   downloads_.erase(id);
   (void)::unlink(spool.c_str());
   Log()->info("message {} from {} {} (streamed, {} attachment(s); INNKOMMENDE_MOTTATT)", id,
               row.sender, api ? "kept for the HTTP API" : "written to inbox",
               opened.manifest.attachments_size());
-  Report(id, wire::MOTTATT, "");
+  AnswerAfterCommit(id, wire::MOTTATT, "");
 }
 
 }  // namespace bud::ip

@@ -97,6 +97,17 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, const Options& opt
   int flags = options.read_only ? SQLITE_OPEN_READONLY
                                 : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   flags |= SQLITE_OPEN_NOMUTEX;
+  if (!options.read_only && !path.empty() && path != ":memory:" && !path.starts_with("file:")) {
+    // Created 0600 by us rather than by SQLite (0644 less the umask): the store holds message
+    // metadata, and in API delivery mode decrypted payloads. SQLite gives its -wal and -shm
+    // files the main file's mode. An existing file keeps the mode its operator chose.
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+      ::close(fd);
+    } else if (errno != EEXIST) {
+      return ErrnoStatus(errno, fmt::format("cannot create database '{}'", path));
+    }
+  }
   int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
@@ -112,6 +123,8 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, const Options& opt
         db->Exec(options.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"));
   }
   BUD_RETURN_IF_ERROR(db->Exec("PRAGMA foreign_keys=ON"));
+  // Deleted rows (envelopes, payloads kept for the API) are overwritten, not left in free pages.
+  if (!options.read_only) BUD_RETURN_IF_ERROR(db->Exec("PRAGMA secure_delete=ON"));
   return db;
 }
 

@@ -4,7 +4,8 @@
 // synchronous=FULL (a commit is on disk when Commit() returns) and a busy timeout. Statements are
 // prepared once and cached by their SQL text. A Transaction rolls back unless Commit() succeeded.
 // Schema versions live in PRAGMA user_version; Migrate() runs each missing step once, each in its
-// own transaction.
+// own transaction. A database file that does not exist yet is created mode 0600 (its -wal and
+// -shm follow), and every writing connection runs with PRAGMA secure_delete=ON.
 //
 // Errors map to Status codes: SQLITE_FULL -> kDiskFull, BUSY/LOCKED -> kBusy, CORRUPT/NOTADB ->
 // kCorrupt, IOERR -> kIo; everything else kInternal.

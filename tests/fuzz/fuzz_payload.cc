@@ -4,13 +4,16 @@
 //
 // Besides "no crash", a differential check: every name ValidateAttachmentName accepts must also
 // pass an independent, deliberately simple reading of its contract (plain file name, at most 255
-// bytes, strict UTF-8, no control characters, not hidden, not message.json), because a name that
-// slips through becomes a path in the inbox.
+// bytes, strict UTF-8, no control characters, not hidden, nothing Windows refuses or treats as a
+// device, not message.json, mimetype or META-INF), because a name that slips through becomes a
+// path in the inbox. Deeply nested metadata is the JSON scanner's to refuse (json.h).
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <set>
 #include <string>
 
+#include "common/json.h"
 #include "common/payload.h"
 #include "proto/envelope.pb.h"
 #include "tests/fuzz/fuzz_check.h"
@@ -49,10 +52,30 @@ size_t Utf8Sequence(std::string_view s, size_t i) {
   return len;
 }
 
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
 bool ReferenceNameOk(std::string_view n) {
-  if (n.empty() || n.size() > 255 || n.front() == '.' || n == "message.json") return false;
+  if (n.empty() || n.size() > 255 || n.front() == '.') return false;
+  if (n.back() == '.' || n.back() == ' ') return false;
+  const std::string lower = Lower(n);
+  if (lower == "message.json" || lower == "mimetype" || lower == "meta-inf") return false;
+  std::string stem = lower.substr(0, lower.find('.'));
+  while (!stem.empty() && stem.back() == ' ') stem.pop_back();
+  for (const char* device : {"con", "prn", "aux", "nul"}) {
+    if (stem == device) return false;
+  }
+  for (char d = '1'; d <= '9'; ++d) {
+    if (stem == std::string("com") + d || stem == std::string("lpt") + d) return false;
+  }
   for (unsigned char c : n) {
     if (c < 0x20 || c == 0x7f || c == '/' || c == '\\') return false;
+    if (std::string_view("<>:\"|?*").find(static_cast<char>(c)) != std::string_view::npos) {
+      return false;
+    }
   }
   for (size_t i = 0; i < n.size();) {
     size_t len = Utf8Sequence(n, i);
@@ -85,10 +108,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                    one.ok() ? "ValidateAttachmentName accepted a name its contract forbids"
                             : "ValidateAttachmentName refused a name its contract allows");
     each_ok = each_ok && one.ok();
-    unique = seen.insert(a.name()).second && unique;
+    unique = seen.insert(Lower(a.name())).second && unique;
     (void)GuessMediaType(a.name());
   }
-  const bool expected = payload.attachments_size() <= 100 && each_ok && unique;
+  const bool expected = payload.attachments_size() <= 100 && each_ok && unique &&
+                        ScanJson(payload.metadata_json(), "metadata").ok();
   BUD_FUZZ_CHECK(all.ok() == expected,
                  all.ok() ? "ValidatePayload accepted a payload with a bad, repeated or 101st name"
                           : "ValidatePayload refused a payload whose names are all fine");
