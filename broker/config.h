@@ -39,7 +39,7 @@ struct Config {
   // Caps on what one peer can make the broker hold (docs/operating.md, "Limits").
   int64_t max_envelope_bytes = 16ll << 20;       // [broker] max_envelope_bytes: one small envelope
   int64_t max_batch_bytes = 64ll << 20;          // [broker] max_batch_bytes: frame bytes per turn
-  int64_t receive_hwm = 32;                      // [broker] receive_hwm: frames queued per connection
+  int64_t receive_hwm = 16;                      // [broker] receive_hwm: frames queued per connection
   int64_t max_queued_per_receiver = 100000;      // [broker] max_queued_per_receiver
   int64_t max_queued_per_sender = 20000;         // [broker] max_queued_per_sender
   int64_t max_uploads = 256;                     // [broker] max_uploads: streamed uploads open

@@ -189,6 +189,22 @@ Status Streams::Init() {
   return Status::Ok();
 }
 
+void Streams::LogRefusal(const std::string& org, const std::string& line) {
+  // One line per organisation and second: a flood of refused heads must not flood the log.
+  auto& [last_mono, suppressed] = refusal_log_[org];
+  if (MonoMs() - last_mono < 1000) {
+    ++suppressed;
+    return;
+  }
+  if (suppressed > 0) {
+    Log()->warn("{} (and {} more refused submits from {} in the last second)", line, suppressed, org);
+  } else {
+    Log()->warn("{}", line);
+  }
+  last_mono = MonoMs();
+  suppressed = 0;
+}
+
 bool Streams::EnsureFd(const std::string& id, Upload& u) {
   if (u.fd >= 0) return true;
   u.fd = ::open(SpoolPath(id).c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
@@ -270,8 +286,8 @@ Streams::Started Streams::OnSubmitStream(
     const std::function<std::string(const SubmitItem&)>& admit) {
   Started out;
   auto reject = [&](const std::string& id, const std::string& why) {
-    Log()->warn("streamed submit of message {} from {} rejected: {}", id.empty() ? "?" : id, org,
-                why);
+    LogRefusal(org, fmt::format("streamed submit of message {} from {} rejected: {}",
+                                id.empty() ? "?" : id, org, why));
     out.reply = SubmitReplyMsg(id, wire::REJECTED, why);
     return out;
   };
@@ -283,7 +299,8 @@ Streams::Started Streams::OnSubmitStream(
   if (!routing.ok()) return reject(id, routing.status().message());
   SubmitItem item{id, org, routing->receiver, head_bytes, routing->expires_ms, false, false, {}};
   auto retry_later = [&](const std::string& why) {
-    Log()->warn("message {} from {}: streamed upload refused for now: {}", id, org, why);
+    LogRefusal(org, fmt::format("message {} from {}: streamed upload refused for now: {}", id,
+                                org, why));
     out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, why);
     return out;
   };
@@ -325,10 +342,10 @@ Streams::Started Streams::OnSubmitStream(
     const uint64_t need = head->layout.ciphertext_size;
     if (db_bytes.ok() && static_cast<uint64_t>(*db_bytes) + spool_bytes_ + need >
                              static_cast<uint64_t>(store_max_bytes_)) {
-      Log()->warn("message {} from {}: streamed upload of {} bytes refused for now (retry later): "
-                  "the store would exceed store_max_bytes = {} ({} bytes in SQLite, {} in spool "
-                  "files)",
-                  id, org, need, store_max_bytes_, *db_bytes, spool_bytes_);
+      LogRefusal(org, fmt::format("message {} from {}: streamed upload of {} bytes refused for "
+                                  "now (retry later): the store would exceed its quota of {} "
+                                  "bytes ({} bytes in SQLite, {} in spool files)",
+                                  id, org, need, store_max_bytes_, *db_bytes, spool_bytes_));
       out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, RetryLaterReason(Code::kDiskFull));
       return out;
     }

@@ -169,6 +169,7 @@ class Streams {
   // reservation back.
   void DropUpload(const std::string& id, const std::string& why);
   void CloseUpload(const std::string& id);
+  void LogRefusal(const std::string& org, const std::string& line);
   // Whether a queued message owns this id (true when the store cannot tell: keep its spool).
   bool IsQueued(const std::string& id);
   Status CheckDigest(const std::string& id, Upload& u);
@@ -183,6 +184,7 @@ class Streams {
   std::string buf_;
   int64_t store_max_bytes_;
   uint64_t spool_bytes_ = 0;
+  std::map<std::string, std::pair<int64_t, int64_t>> refusal_log_;  // org -> last line, suppressed
 };
 
 }  // namespace bud::broker
