@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/uuid.h"
 #include "tests/integration/harness.h"
 
@@ -47,12 +48,14 @@ std::string ExampleSbd(const std::string& sender, const std::string& receiver,
       "type": "ConversationId",
       "instanceIdentifier": "{}",
       "identifier": "urn:no:difi:profile:arkivmelding:administrasjon:ver1.0",
-      "scopeInformation": [{{"expectedResponseDateTime": "2099-12-01T12:00:00+01:00"}}]
+      "scopeInformation": [{{"expectedResponseDateTime": "{}"}}]
     }}]}}
   }},
   "arkivmelding": {{"hoveddokument": "test.pdf", "sikkerhetsnivaa": 3}}
 }})",
-                                 sender, receiver, message_id, conversation_id))
+                                 sender, receiver, message_id, conversation_id,
+                                 // within the broker's max_ttl_ms (90 days)
+                                 FormatTime(NowMs() + 30ll * 86400 * 1000)))
       .dump(2);
 }
 
