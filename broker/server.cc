@@ -323,15 +323,22 @@ void Server::OnReport(Session& s, const wire::Report& report) {
   r.status = report.status();
   r.reason = report.reason().substr(0, 2000);
   r.at_ms = report.at_unix_ms();
-  if (r.status != wire::MOTTATT && r.status != wire::FEIL && r.status != wire::LEVERT &&
-      r.status != wire::LEST) {
+  std::string refused;
+  if (!IsUuid(r.message_id)) {
+    r.message_id.clear();  // from the peer, unbounded: neither stored, logged nor echoed
+    refused = "message id is not a UUID";
+  } else if (r.status != wire::MOTTATT && r.status != wire::FEIL && r.status != wire::LEVERT &&
+             r.status != wire::LEST) {
+    refused = "a receiver can report MOTTATT, FEIL, LEVERT or LEST only";
+  }
+  if (!refused.empty()) {
     wire::BrokerMessage m;
     m.set_protocol_version(wire::kProtocolVersion);
     auto* rr = m.mutable_report_reply();
     rr->set_message_id(r.message_id);
     rr->set_status(r.status);
     rr->set_ok(false);
-    rr->set_reason("a receiver can report MOTTATT, FEIL, LEVERT or LEST only");
+    rr->set_reason(refused);
     Send(s.rid, m);
     return;
   }

@@ -163,7 +163,8 @@ Status Streams::Init() {
     owned.insert(id);
     spool_bytes_ += u.layout.ciphertext_size;  // reserved for the whole stream
     // Bytes past the committed chunk may be torn: they go, and are sent again.
-    const uint64_t keep = u.layout.RecordOffset(u.committed);
+    // (The last record is shorter: a complete spool keeps exactly ciphertext_size bytes.)
+    const uint64_t keep = std::min(u.layout.RecordOffset(u.committed), u.layout.ciphertext_size);
     if (::truncate(SpoolPath(id).c_str(), static_cast<off_t>(keep)) != 0 && errno != ENOENT) {
       return ErrnoStatus(errno, "truncating spool of " + id);
     }
@@ -215,7 +216,8 @@ bool Streams::EnsureFd(const std::string& id, Upload& u) {
   // Anything past the committed chunk is not trusted (a torn write before a crash); the
   // descriptor is closed only when nothing uncommitted was written.
   u.received = u.committed;
-  if (::ftruncate(u.fd, static_cast<off_t>(u.layout.RecordOffset(u.committed))) != 0) {
+  const uint64_t keep = std::min(u.layout.RecordOffset(u.committed), u.layout.ciphertext_size);
+  if (::ftruncate(u.fd, static_cast<off_t>(keep)) != 0) {
     Log()->error("message {}: cannot truncate spool: {}", id, std::strerror(errno));
     ::close(u.fd);
     u.fd = -1;
@@ -530,7 +532,8 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
       u.last_log_mono = MonoMs();
     }
     if (u.committed != u.layout.chunk_count) continue;
-    Status digest = CheckDigest(id, u);
+    // Checked once: a hand-over refused by a queue cap comes back here with the same spool.
+    Status digest = u.digest_checked ? Status::Ok() : CheckDigest(id, u);
     if (!digest.ok()) {
       Log()->warn("message {} from {}: streamed upload refused: {}", id, u.org, digest.ToString());
       const std::string org = u.org;
@@ -538,8 +541,11 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
       send(org, SubmitReplyMsg(id, wire::REJECTED, digest.ToString()));
       continue;
     }
-    Log()->info("message {}: all {} chunks ({} bytes) durable, digest checked", id,
-                u.layout.chunk_count, u.layout.ciphertext_size);
+    if (!u.digest_checked) {
+      Log()->info("message {}: all {} chunks ({} bytes) durable, digest checked", id,
+                  u.layout.chunk_count, u.layout.ciphertext_size);
+    }
+    u.digest_checked = true;
     complete->push_back(SubmitItem{id, u.org, u.receiver, u.head, u.expires_ms, false, false, {}});
     if (u.fd >= 0) ::close(u.fd);
     u.fd = -1;

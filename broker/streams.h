@@ -151,6 +151,7 @@ class Streams {
     uint64_t received = 0;   // written, maybe not yet durable
     int64_t touched_ms = 0;  // wall time of its last head or chunk commit (idle expiry)
     bool handed = false;     // complete and handed to the queue; row goes in FinishUploads
+    bool digest_checked = false;  // the complete spool matched the head's SHA-256
     int64_t last_log_mono = 0;
     int64_t started_mono = 0;
   };

@@ -32,7 +32,7 @@ constexpr uint32_t kChunk = crypto::kMinChunkSize;
 // head's), or any records when `records` is empty.
 std::string Head(const std::string& id, const std::string& sender, uint64_t chunks,
                  const std::vector<std::string>& records = {},
-                 int64_t expires_ms = NowMs() + 3600 * 1000) {
+                 int64_t expires_ms = NowMs() + 3600 * 1000, uint64_t last_chunk = kChunk) {
   wire::Header h;
   h.set_version(crypto::kStreamEnvelopeVersion);
   h.set_message_id(id);
@@ -43,10 +43,10 @@ std::string Head(const std::string& id, const std::string& sender, uint64_t chun
   h.set_document_type("urn:no:difi:arkivmelding:xsd::arkivmelding");
   h.set_created_unix_ms(NowMs());
   h.set_expires_unix_ms(expires_ms);
-  h.set_plaintext_size(chunks * kChunk);
+  h.set_plaintext_size((chunks - 1) * kChunk + last_chunk);
   h.set_chunk_size(kChunk);
   h.set_chunk_count(chunks);
-  h.set_payload_size(chunks * (kChunk + crypto::kChunkTagBytes));
+  h.set_payload_size((chunks - 1) * kChunk + last_chunk + chunks * crypto::kChunkTagBytes);
   std::string all;
   for (const auto& r : records) all += r;
   h.set_payload_sha256(crypto::Sha256(all));
@@ -201,6 +201,48 @@ TEST_CASE("an upload holds a spool descriptor only while its chunks arrive",
   f.streams->FinishUploads({id});
   CHECK(f.streams->open_uploads() == 0);
   CHECK(Count(*f.store, "SELECT count(*) FROM uploads") == 0);
+}
+
+TEST_CASE("a complete upload the queue did not take is handed over again after a restart",
+          "[broker][streams]") {
+  test::TempDir dir;
+  const std::string spool = dir / "spool";
+  const std::string id = NewUuid();
+  // The last record is shorter than the others.
+  const std::vector<std::string> records = {Record(0), std::string(100 + crypto::kChunkTagBytes, 'z')};
+  const std::string head = Head(id, kA, 2, records, NowMs() + 3600 * 1000, 100);
+  {
+    auto store = Store::Open(dir / "broker.db");
+    REQUIRE(store.ok());
+    Streams streams((*store)->db(), spool, Fixture::Defaults());
+    REQUIRE(streams.Init().ok());
+    REQUIRE(streams.OnSubmitStream(kA, head).reply->has_stream_start());
+    for (uint64_t i = 0; i < 2; ++i) {
+      wire::Chunk c;
+      c.set_message_id(id);
+      c.set_index(i);
+      c.set_record(records[i]);
+      CHECK_FALSE(streams.OnUploadChunk(kA, c));
+    }
+    std::vector<SubmitItem> complete;
+    streams.Flush([](const std::string&, const wire::BrokerMessage&) {}, &complete);
+    REQUIRE(complete.size() == 1);  // handed over, never finished (as when a queue cap refuses)
+  }
+  auto store = Store::Open(dir / "broker.db");
+  REQUIRE(store.ok());
+  Streams streams((*store)->db(), spool, Fixture::Defaults());
+  REQUIRE(streams.Init().ok());
+  auto again = streams.OnSubmitStream(kA, head);
+  REQUIRE(again.reply);
+  REQUIRE(again.reply->has_stream_start());
+  CHECK(again.reply->stream_start().next_chunk() == 2);
+  std::vector<wire::BrokerMessage> sent;
+  std::vector<SubmitItem> complete;
+  streams.Flush([&](const std::string&, const wire::BrokerMessage& m) { sent.push_back(m); },
+                &complete);
+  for (const auto& m : sent) CHECK_FALSE(m.has_submit_reply());  // no REJECTED
+  REQUIRE(complete.size() == 1);
+  CHECK(complete[0].message_id == id);
 }
 
 TEST_CASE("expired and idle uploads are swept with their rows, spool files and reservations",

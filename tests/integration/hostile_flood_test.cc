@@ -335,7 +335,12 @@ TEST_CASE("a flood of large frames from one agency leaves the broker's memory bo
                    << a.retry_later() << ", rejected " << a.rejected());
   CHECK(a.accepted() + a.retry_later() == static_cast<size_t>(kFrames));
   REQUIRE(peak_kib > 0);
-  CHECK(peak_kib < 512 * 1024);
+  // What the caps allow: receive_hwm (16) frames of 15 MiB waiting, a turn of max_batch_bytes
+  // (64 MiB) plus one frame, the frame being decoded, SQLite's copy of one envelope and the one
+  // delivery in flight to A: about 430 MiB, measured 422 MiB. The broker before the caps peaked
+  // at 955 MB with this flood, and more with a longer one (its receive queue held 100,000
+  // frames of up to 256 MiB).
+  CHECK(peak_kib < 640 * 1024);
   ex.CheckAlive();
 }
 
