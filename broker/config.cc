@@ -63,6 +63,9 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(c.max_uploads, f.Int("broker.max_uploads", c.max_uploads, 1, 100000));
   BUD_ASSIGN_OR_RETURN(c.max_uploads_per_org,
                        f.Int("broker.max_uploads_per_org", c.max_uploads_per_org, 1, 100000));
+  BUD_ASSIGN_OR_RETURN(c.max_upload_bytes_per_org,
+                       f.Int("broker.max_upload_bytes_per_org", c.max_upload_bytes_per_org, 0,
+                             INT64_MAX));
   BUD_ASSIGN_OR_RETURN(c.upload_idle_ms,
                        f.Int("broker.upload_idle_ms", c.upload_idle_ms, 1000, 30 * kDay));
   BUD_ASSIGN_OR_RETURN(c.max_ttl_ms, f.Int("broker.max_ttl_ms", c.max_ttl_ms, 1000, 366 * kDay));

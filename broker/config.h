@@ -44,6 +44,7 @@ struct Config {
   int64_t max_queued_per_sender = 20000;         // [broker] max_queued_per_sender
   int64_t max_uploads = 256;                     // [broker] max_uploads: streamed uploads open
   int64_t max_uploads_per_org = 16;              // [broker] max_uploads_per_org
+  int64_t max_upload_bytes_per_org = 0;          // [broker] ... their streams (0 = quota / 4)
   int64_t upload_idle_ms = 3600 * 1000;          // [broker] upload_idle_ms: no chunk -> dropped
   int64_t max_ttl_ms = kDay * 90;                // [broker] max_ttl_ms: expires at most this ahead
   int64_t retention_ms = kDay * 97;              // [broker] retention_ms: seen/reports kept

@@ -31,6 +31,7 @@ Status Server::Run() {
   limits.store_max_bytes = config_.store_max_bytes;
   limits.max_uploads = config_.max_uploads;
   limits.max_uploads_per_org = config_.max_uploads_per_org;
+  limits.max_upload_bytes_per_org = config_.max_upload_bytes_per_org;
   limits.upload_idle_ms = config_.upload_idle_ms;
   limits.routing = {config_.default_ttl_ms, config_.max_ttl_ms};
   streams_ = std::make_unique<Streams>(store_->db(), JoinPath(store_dir, "spool"), limits);

@@ -322,12 +322,32 @@ Streams::Started Streams::OnSubmitStream(
   if (u == nullptr) {
     // Caps before anything is stored: the head is not verified here.
     int64_t of_org = 0;
-    for (const auto& [other, up] : uploads_) of_org += up.org == org ? 1 : 0;
+    uint64_t reserved_by_org = 0;
+    for (const auto& [other, up] : uploads_) {
+      if (up.org != org) continue;
+      ++of_org;
+      reserved_by_org += up.layout.ciphertext_size;
+    }
     if (of_org >= limits_.max_uploads_per_org) {
       return retry_later(fmt::format("{} has {} streamed uploads in progress, the most the broker "
                                      "takes from one organisation (max_uploads_per_org); retry "
                                      "later",
                                      org, of_org));
+    }
+    // By default a quarter of the quota, but always room for one stream of max_payload_bytes
+    // (plus its chunk tags, at most 1/256 of it).
+    const int64_t one_stream = static_cast<int64_t>(max_payload_ + max_payload_ / 256);
+    const int64_t org_bytes = limits_.max_upload_bytes_per_org > 0
+                                  ? limits_.max_upload_bytes_per_org
+                                  : (store_max_bytes_ > 0 ? std::max(store_max_bytes_ / 4, one_stream)
+                                                          : 0);
+    if (org_bytes > 0 && reserved_by_org + head->layout.ciphertext_size >
+                             static_cast<uint64_t>(org_bytes)) {
+      return retry_later(fmt::format("{} has {} bytes of streamed uploads in progress; {} more "
+                                     "would pass the {} one organisation may reserve "
+                                     "(max_upload_bytes_per_org); retry later",
+                                     org, reserved_by_org, head->layout.ciphertext_size,
+                                     org_bytes));
     }
     if (static_cast<int64_t>(uploads_.size()) >= limits_.max_uploads) {
       return retry_later(fmt::format("the broker has {} streamed uploads in progress, its limit "

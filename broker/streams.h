@@ -76,6 +76,9 @@ struct StreamLimits {
   int64_t store_max_bytes = 0;
   int64_t max_uploads = 256;
   int64_t max_uploads_per_org = 16;
+  // Bytes the uploads in progress of one organisation may reserve; 0: a quarter of
+  // store_max_bytes, at least one stream of max_payload (none when store_max_bytes is 0 too).
+  int64_t max_upload_bytes_per_org = 0;
   int64_t upload_idle_ms = 3600 * 1000;
   RoutingLimits routing;
 };

@@ -159,10 +159,29 @@ TEST_CASE("stream heads hold no descriptor and no spool file, and are capped per
   CHECK(f.streams->spool_bytes() == 5 * 4 * (kChunk + crypto::kChunkTagBytes));
 }
 
+TEST_CASE("one organisation's uploads reserve at most a quarter of the quota",
+          "[broker][streams][hostile]") {
+  StreamLimits l = Fixture::Defaults();
+  l.store_max_bytes = 64 << 20;  // a quarter: 16 MiB
+  l.max_payload = 8 << 20;       // so one stream of max_payload is less than that
+  l.max_uploads_per_org = 10;
+  l.max_uploads = 20;
+  Fixture f(l);
+  const uint64_t chunks = 1100;  // about 4.5 MB each: three fit in 16 MiB, four do not
+  for (int i = 0; i < 3; ++i) CHECK(f.Start(kA, Head(NewUuid(), kA, chunks)).has_stream_start());
+  auto over = f.Start(kA, Head(NewUuid(), kA, chunks));
+  REQUIRE(over.has_submit_reply());
+  CHECK(over.submit_reply().code() == wire::RETRY_LATER);
+  CHECK_THAT(over.submit_reply().reason(), Catch::Contains("max_upload_bytes_per_org"));
+  // Another organisation still gets its share.
+  CHECK(f.Start(kC, Head(NewUuid(), kC, chunks)).has_stream_start());
+}
+
 TEST_CASE("a stream that does not fit the quota is answered RETRY_LATER before any chunk moves",
           "[broker][streams][hostile]") {
   StreamLimits l = Fixture::Defaults();
   l.store_max_bytes = 1 << 20;  // less than what SQLite and one 64-chunk stream need together
+  l.max_payload = 2 << 20;      // one organisation may reserve one such stream
   Fixture f(l);
   auto m = f.Start(kA, Head(NewUuid(), kA, 64 * 4));
   REQUIRE(m.has_submit_reply());
