@@ -6,6 +6,8 @@
 #include "common/config.h"
 #include "common/http_server.h"
 #include "common/config_check.h"
+#include "common/crypto/envelope.h"
+#include "common/crypto/stream.h"
 #include "common/wire/curve.h"
 
 namespace bud::broker {
@@ -50,11 +52,53 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(c.sweep_ms, f.Int("broker.sweep_ms", c.sweep_ms, 10, 3600000));
   BUD_ASSIGN_OR_RETURN(c.checkpoint_ms,
                        f.Int("broker.checkpoint_ms", c.checkpoint_ms, 100, 86400000));
+  BUD_ASSIGN_OR_RETURN(c.max_envelope_bytes,
+                       f.Int("broker.max_envelope_bytes", c.max_envelope_bytes, 64 << 10,
+                             static_cast<int64_t>(crypto::kMaxEnvelopeBytes)));
+  BUD_ASSIGN_OR_RETURN(c.max_batch_bytes,
+                       f.Int("broker.max_batch_bytes", c.max_batch_bytes, 1 << 20, 4ll << 30));
+  BUD_ASSIGN_OR_RETURN(c.receive_hwm, f.Int("broker.receive_hwm", c.receive_hwm, 2, 100000));
+  BUD_ASSIGN_OR_RETURN(c.max_queued_per_receiver,
+                       f.Int("broker.max_queued_per_receiver", c.max_queued_per_receiver, 1,
+                             INT64_MAX));
+  BUD_ASSIGN_OR_RETURN(c.max_queued_per_sender,
+                       f.Int("broker.max_queued_per_sender", c.max_queued_per_sender, 1,
+                             INT64_MAX));
+  BUD_ASSIGN_OR_RETURN(c.max_uploads, f.Int("broker.max_uploads", c.max_uploads, 1, 100000));
+  BUD_ASSIGN_OR_RETURN(c.max_uploads_per_org,
+                       f.Int("broker.max_uploads_per_org", c.max_uploads_per_org, 1, 100000));
+  BUD_ASSIGN_OR_RETURN(c.max_upload_bytes_per_org,
+                       f.Int("broker.max_upload_bytes_per_org", c.max_upload_bytes_per_org, 0,
+                             INT64_MAX));
+  BUD_ASSIGN_OR_RETURN(c.upload_idle_ms,
+                       f.Int("broker.upload_idle_ms", c.upload_idle_ms, 1000, 30 * kDay));
+  BUD_ASSIGN_OR_RETURN(c.max_ttl_ms, f.Int("broker.max_ttl_ms", c.max_ttl_ms, 1000, 366 * kDay));
+  if (c.default_ttl_ms > c.max_ttl_ms) {
+    return f.Error("broker.default_ttl_ms", fmt::format("is {} ms, more than broker.max_ttl_ms "
+                                                        "({} ms)", c.default_ttl_ms, c.max_ttl_ms));
+  }
+  BUD_ASSIGN_OR_RETURN(c.retention_ms,
+                       f.Int("broker.retention_ms", c.retention_ms, 1000, 3660 * kDay));
+  if (c.retention_ms <= c.max_ttl_ms) {
+    return f.Error("broker.retention_ms",
+                   fmt::format("must be longer than broker.max_ttl_ms ({} ms): a message id "
+                               "forgotten while its envelope can still be resubmitted would be "
+                               "taken as a new message",
+                               c.max_ttl_ms));
+  }
   BUD_RETURN_IF_ERROR(LoadHttpOptions(f, c.http));
   BUD_ASSIGN_OR_RETURN(c.log_level, f.Choice("log.level", c.log_level, kLogLevels));
   BUD_ASSIGN_OR_RETURN(c.log_file, f.Path("log.file", ""));
   BUD_RETURN_IF_ERROR(f.CheckNoUnknownKeys());
   return c;
+}
+
+int64_t Config::MaxFrameBytes() const {
+  const int64_t chunk = std::min<int64_t>(crypto::kMaxChunkSize, max_payload_bytes) +
+                        static_cast<int64_t>(crypto::kChunkTagBytes);
+  return std::max<int64_t>({max_envelope_bytes, chunk,
+                            static_cast<int64_t>(crypto::kMaxStreamHeadBytes)}) +
+         kFrameOverheadBytes;
 }
 
 Result<std::string> CheckConfig(const Config& config, const std::string& config_path) {
@@ -73,7 +117,10 @@ Result<std::string> CheckConfig(const Config& config, const std::string& config_
   }
   check.Note("broker.store_max_bytes", config.store_max_bytes > 0
                                            ? fmt::format("{} bytes", config.store_max_bytes)
-                                           : std::string("no cap (the disk)"));
+                                           : fmt::format("auto: what the store holds plus the "
+                                                         "free space, less {} % of the file "
+                                                         "system (measured at start)",
+                                                         kAutoQuotaReservePercent));
   BUD_RETURN_IF_ERROR(check.LogFile("log.file", config.log_file));
   return check.Report();
 }

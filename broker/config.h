@@ -9,7 +9,15 @@
 
 namespace bud::broker {
 
+// With store_max_bytes = 0 the broker takes, at start, what the store holds plus the free space
+// of its file system minus this share of the file system, so that a flood of reservations cannot
+// promise more disk than exists (docs/operating.md).
+inline constexpr int64_t kAutoQuotaReservePercent = 5;
+// What a frame may carry beyond its envelope or chunk record (protobuf framing, ids).
+inline constexpr int64_t kFrameOverheadBytes = 64 << 10;
+
 struct Config {
+  static constexpr int64_t kDay = 86400ll * 1000;
   std::string listen = "tcp://127.0.0.1:7700";  // [broker] listen
   std::string endpoint_file;                     // [broker] endpoint_file (optional)
   std::string store;                             // [broker] store: SQLite file
@@ -28,9 +36,21 @@ struct Config {
   int64_t max_attempts = 10;                     // [broker] max_attempts: failed deliveries before FEIL
   int64_t max_payload_bytes = 5ll << 30;        // [broker] max_payload_bytes: streamed messages
   int64_t stream_window = 8;                     // [broker] stream_window: unacked chunks per transfer
-  int64_t store_max_bytes = 0;                   // [broker] store_max_bytes: cap (0 = the disk)
+  int64_t store_max_bytes = 0;                   // [broker] store_max_bytes: cap (0 = auto, below)
   int64_t sweep_ms = 1000;                       // [broker] sweep_ms: expiry sweep interval
   int64_t checkpoint_ms = 60000;                 // [broker] checkpoint_ms: WAL checkpoint interval
+  // Caps on what one peer can make the broker hold (docs/operating.md, "Limits").
+  int64_t max_envelope_bytes = 16ll << 20;       // [broker] max_envelope_bytes: one small envelope
+  int64_t max_batch_bytes = 64ll << 20;          // [broker] max_batch_bytes: frame bytes per turn
+  int64_t receive_hwm = 16;                      // [broker] receive_hwm: frames queued per connection
+  int64_t max_queued_per_receiver = 100000;      // [broker] max_queued_per_receiver
+  int64_t max_queued_per_sender = 20000;         // [broker] max_queued_per_sender
+  int64_t max_uploads = 256;                     // [broker] max_uploads: streamed uploads open
+  int64_t max_uploads_per_org = 16;              // [broker] max_uploads_per_org
+  int64_t max_upload_bytes_per_org = 0;          // [broker] ... their streams (0 = quota / 4)
+  int64_t upload_idle_ms = 3600 * 1000;          // [broker] upload_idle_ms: no chunk -> dropped
+  int64_t max_ttl_ms = kDay * 90;                // [broker] max_ttl_ms: expires at most this ahead
+  int64_t retention_ms = kDay * 97;              // [broker] retention_ms: seen/reports kept
   // [http] listen ("" = off), port_file, token_file, tls_cert, tls_key, threads: /metrics and
   // /healthz.
   HttpOptions http{.listen = "", .port_file = "", .token_file = "", .tls_cert = "", .tls_key = "",
@@ -40,6 +60,9 @@ struct Config {
   std::string log_file;                          // [log] file
 
   static Result<Config> Load(const std::string& path);
+  // ZMQ_MAXMSGSIZE of the broker's socket: the larger of a small envelope and a chunk record
+  // (a chunk's plaintext is at most min(kMaxChunkSize, max_payload_bytes)), plus framing.
+  int64_t MaxFrameBytes() const;
 };
 
 // `--check-config`: what Load cannot see. The CURVE key file is private and well-formed, the

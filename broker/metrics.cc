@@ -98,6 +98,24 @@ std::string BrokerHttp::Metrics() {
   counter("bud_broker_exhausted_total", "Messages ended FEIL after max_attempts deliveries.",
           metrics_.exhausted);
   counter("bud_broker_commits_total", "Group commits (fsynced transactions).", metrics_.commits);
+  counter("bud_broker_queue_full_total",
+          "Submits answered RETRY_LATER because a receiver's or a sender's queue is at its cap.",
+          metrics_.queue_full);
+  counter("bud_broker_uploads_dropped_total",
+          "Streamed uploads dropped with their spool: expired, or no chunk for upload_idle_ms.",
+          metrics_.uploads_dropped);
+  counter("bud_broker_history_pruned_total",
+          "Message ids forgotten (seen and reports rows) after retention_ms.", metrics_.pruned);
+  auto gauge = [&](const char* name, const char* help, const std::atomic<int64_t>& v) {
+    w.Family(name, "gauge", help);
+    w.Sample(name, static_cast<double>(v.load(std::memory_order_relaxed)));
+  };
+  gauge("bud_broker_uploads_open", "Streamed uploads in progress.", metrics_.uploads_open);
+  gauge("bud_broker_upload_fds", "Streamed uploads holding an open spool file descriptor.",
+        metrics_.upload_fds);
+  gauge("bud_broker_spool_bytes",
+        "Bytes of spool files, reserved for uploads in progress or held by queued messages.",
+        metrics_.spool_bytes);
   w.Histogram("bud_broker_submit_to_accept_seconds",
               "From a submit's arrival to its ACCEPTED, group commit included.",
               metrics_.submit_to_accept);

@@ -28,6 +28,12 @@ struct BrokerMetrics {
   std::atomic<int64_t> expired{0};             // LEVETID_UTLOPT
   std::atomic<int64_t> exhausted{0};           // FEIL after max_attempts
   std::atomic<int64_t> commits{0};
+  std::atomic<int64_t> queue_full{0};          // RETRY_LATER: a receiver's or sender's queue cap
+  std::atomic<int64_t> uploads_open{0};        // streamed uploads in progress (at the last sweep)
+  std::atomic<int64_t> upload_fds{0};          // of them, holding a spool descriptor
+  std::atomic<int64_t> uploads_dropped{0};     // expired or idle uploads swept
+  std::atomic<int64_t> spool_bytes{0};         // reserved or held by spool files
+  std::atomic<int64_t> pruned{0};              // message ids forgotten after the retention
   metrics::Histogram submit_to_accept{metrics::LatencyBuckets()};  // frame in -> ACCEPTED out
   metrics::Histogram commit_seconds{metrics::LatencyBuckets()};    // one group commit
 };

@@ -27,17 +27,40 @@ Server::Server(const Config& config, zmq::context_t& ctx) : config_(config), ctx
 
 Status Server::Run() {
   BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store, config_.store_max_bytes));
-  streams_ = std::make_unique<Streams>(store_->db(), JoinPath(ParentDir(AbsolutePath(config_.store)), "spool"),
-                                       static_cast<uint64_t>(config_.max_payload_bytes),
-                                       static_cast<uint32_t>(config_.stream_window),
-                                       config_.store_max_bytes);
+  store_->SetQueueCaps({config_.max_queued_per_receiver, config_.max_queued_per_sender});
+  const std::string store_dir = ParentDir(AbsolutePath(config_.store));
+  StreamLimits limits;
+  limits.max_payload = static_cast<uint64_t>(config_.max_payload_bytes);
+  limits.window = static_cast<uint32_t>(config_.stream_window);
+  limits.store_max_bytes = config_.store_max_bytes;
+  limits.max_uploads = config_.max_uploads;
+  limits.max_uploads_per_org = config_.max_uploads_per_org;
+  limits.max_upload_bytes_per_org = config_.max_upload_bytes_per_org;
+  limits.upload_idle_ms = config_.upload_idle_ms;
+  limits.routing = {config_.default_ttl_ms, config_.max_ttl_ms};
+  streams_ = std::make_unique<Streams>(store_->db(), JoinPath(store_dir, "spool"), limits);
   BUD_RETURN_IF_ERROR(streams_->Init());
+  quota_ = config_.store_max_bytes;
+  if (quota_ == 0) {
+    // Spool reservations count even without a configured cap (docs/operating.md, "Limits").
+    BUD_ASSIGN_OR_RETURN(int64_t db_bytes, DbBytes(store_->db()));
+    BUD_ASSIGN_OR_RETURN(quota_, AutoQuota(store_dir,
+                                           db_bytes + static_cast<int64_t>(streams_->spool_bytes()),
+                                           kAutoQuotaReservePercent));
+    streams_->set_store_max_bytes(quota_);
+    Log()->info("store quota {} bytes (store_max_bytes = 0: what the store holds plus the free "
+                "space, less {} % of the file system)", quota_, kAutoQuotaReservePercent);
+  }
   LimitDbToQuota();
   BUD_RETURN_IF_ERROR(wire::SeedRoutingIds());  // before the ROUTER draws its first id
   sock_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
   wire::ConfigureSocket(*sock_, /*router=*/true);
   connections_ = std::make_unique<wire::ConnectionWatch>(ctx_, *sock_, "broker",
                                                          config_.hello_timeout_ms);
+  // Frames no larger than a small envelope or a chunk; few waiting per connection: what one
+  // peer can make the broker hold before it reads (docs/operating.md, "Limits").
+  sock_->set(zmq::sockopt::maxmsgsize, config_.MaxFrameBytes());
+  sock_->set(zmq::sockopt::rcvhwm, static_cast<int>(config_.receive_hwm));
   BUD_RETURN_IF_ERROR(SetUpCurve());
   try {
     sock_->bind(config_.listen);
@@ -65,7 +88,8 @@ Status Server::Run() {
       if (e.num() == EINTR) continue;
       return Status(Code::kInternal, fmt::format("poll: {}", e.what()));
     }
-    for (int64_t i = 0; i < config_.max_batch; ++i) {
+    int64_t batch_bytes = 0;  // what this turn holds: at most max_batch_bytes and one frame
+    for (int64_t i = 0; i < config_.max_batch && batch_bytes < config_.max_batch_bytes; ++i) {
       std::optional<std::vector<zmq::message_t>> parts;
       try {
         parts = wire::RecvMultipart(*sock_);
@@ -79,6 +103,7 @@ Status Server::Run() {
         continue;
       }
       std::string rid((*parts)[0].to_string());
+      batch_bytes += static_cast<int64_t>((*parts)[1].size());
       HandleFrame(rid, (*parts)[1]);
     }
     FlushStreams();
@@ -305,27 +330,21 @@ void Server::OnSubmit(Session& s, wire::Submit& submit) {
   auto header = crypto::ParseHeaderUnverified(*env);
   if (!header.ok()) return reply("", wire::REJECTED, header.status().message());
   const auto& h = *header;
-  if (!IsUuid(h.message_id())) {
-    return reply(h.message_id(), wire::REJECTED, "message id is not a UUID");
+  const std::string id = IsUuid(h.message_id()) ? h.message_id() : std::string();
+  if (submit.envelope().size() > static_cast<size_t>(config_.max_envelope_bytes)) {
+    return reply(id, wire::REJECTED,
+                 fmt::format("envelope has {} bytes, more than this broker takes in one piece "
+                             "({}); send it streamed",
+                             submit.envelope().size(), config_.max_envelope_bytes));
   }
-  if (h.sender() != s.org) {
-    return reply(h.message_id(), wire::REJECTED,
-                 fmt::format("envelope sender {} is not the submitting organisation {}",
-                             h.sender(), s.org));
-  }
-  auto receiver = Orgnr::Parse(h.receiver());
-  if (!receiver.ok()) return reply(h.message_id(), wire::REJECTED, receiver.status().message());
-  int64_t expires = h.expires_unix_ms() > 0 ? h.expires_unix_ms() : NowMs() + config_.default_ttl_ms;
-  if (expires <= NowMs()) {
-    return reply(h.message_id(), wire::REJECTED,
-                 fmt::format("envelope expired at {}", FormatTime(expires)));
-  }
+  auto routing = CheckRouting(h, s.org, NowMs(), {config_.default_ttl_ms, config_.max_ttl_ms});
+  if (!routing.ok()) return reply(id, wire::REJECTED, routing.status().message());
   SubmitItem item;
-  item.message_id = h.message_id();
+  item.message_id = id;
   item.sender = s.org;
-  item.receiver = receiver->wire();
+  item.receiver = routing->receiver;
   item.envelope = std::move(*submit.mutable_envelope());  // the frame's copy is not needed again
-  item.expires_ms = expires;
+  item.expires_ms = routing->expires_ms;
   batch_submits_.push_back(std::move(item));
   batch_submit_rids_.push_back(s.rid);
   batch_submit_us_.push_back(MonoUs());
@@ -338,15 +357,22 @@ void Server::OnReport(Session& s, const wire::Report& report) {
   r.status = report.status();
   r.reason = report.reason().substr(0, 2000);
   r.at_ms = report.at_unix_ms();
-  if (r.status != wire::MOTTATT && r.status != wire::FEIL && r.status != wire::LEVERT &&
-      r.status != wire::LEST) {
+  std::string refused;
+  if (!IsUuid(r.message_id)) {
+    r.message_id.clear();  // from the peer, unbounded: neither stored, logged nor echoed
+    refused = "message id is not a UUID";
+  } else if (r.status != wire::MOTTATT && r.status != wire::FEIL && r.status != wire::LEVERT &&
+             r.status != wire::LEST) {
+    refused = "a receiver can report MOTTATT, FEIL, LEVERT or LEST only";
+  }
+  if (!refused.empty()) {
     wire::BrokerMessage m;
     m.set_protocol_version(wire::kProtocolVersion);
     auto* rr = m.mutable_report_reply();
     rr->set_message_id(r.message_id);
     rr->set_status(r.status);
     rr->set_ok(false);
-    rr->set_reason("a receiver can report MOTTATT, FEIL, LEVERT or LEST only");
+    rr->set_reason(refused);
     Send(s.rid, m);
     return;
   }
@@ -411,7 +437,16 @@ void Server::FlushBatch() {
                   batch_acks_.size(), reports_committed.ToString());
     }
   }
-  if (committed.ok()) streams_->FinishUploads(finished_uploads_);
+  if (committed.ok()) {
+    // A completed upload refused by a queue cap keeps its row and spool: its sender submits the
+    // head again later (or the sweep drops it).
+    std::set<std::string> refused;
+    for (const auto& item : batch_submits_) {
+      if (!item.refused.empty()) refused.insert(item.message_id);
+    }
+    std::erase_if(finished_uploads_, [&](const std::string& id) { return refused.contains(id); });
+    streams_->FinishUploads(finished_uploads_);
+  }
   finished_uploads_.clear();
   for (size_t i = 0; i < batch_submits_.size(); ++i) {
     const auto& item = batch_submits_[i];
@@ -419,7 +454,14 @@ void Server::FlushBatch() {
     m.set_protocol_version(wire::kProtocolVersion);
     auto* r = m.mutable_submit_reply();
     r->set_message_id(item.message_id);
-    if (committed.ok() && item.conflict) {
+    if (committed.ok() && !item.refused.empty()) {
+      metrics_.retry_later.fetch_add(1, std::memory_order_relaxed);
+      metrics_.queue_full.fetch_add(1, std::memory_order_relaxed);
+      r->set_code(wire::RETRY_LATER);
+      r->set_reason(item.refused);
+      Log()->warn("message {} from {} to {} not stored for now: {}", item.message_id, item.sender,
+                  item.receiver, item.refused);
+    } else if (committed.ok() && item.conflict) {
       metrics_.rejected.fetch_add(1, std::memory_order_relaxed);
       r->set_code(wire::REJECTED);
       r->set_reason("message id is already used by another organisation; use a new UUID");
@@ -537,6 +579,21 @@ void Server::PumpNotices(Session& s) {
 }
 
 void Server::SweepExpired() {
+  const size_t dropped = streams_->SweepUploads(NowMs());
+  metrics_.uploads_dropped.fetch_add(static_cast<int64_t>(dropped), std::memory_order_relaxed);
+  metrics_.uploads_open.store(static_cast<int64_t>(streams_->open_uploads()),
+                              std::memory_order_relaxed);
+  metrics_.upload_fds.store(static_cast<int64_t>(streams_->open_upload_fds()),
+                            std::memory_order_relaxed);
+  metrics_.spool_bytes.store(static_cast<int64_t>(streams_->spool_bytes()),
+                             std::memory_order_relaxed);
+  if (auto pruned = store_->PruneHistory(NowMs() - config_.retention_ms, 1000); !pruned.ok()) {
+    Log()->error("pruning seen and reports: {}", pruned.status().ToString());
+  } else if (*pruned > 0) {
+    metrics_.pruned.fetch_add(*pruned, std::memory_order_relaxed);
+    Log()->info("forgot {} message id(s) first seen more than {} days ago (retention)", *pruned,
+                config_.retention_ms / 86400000);
+  }
   auto failed = store_->FailExhausted(config_.max_attempts, NowMs());
   if (!failed.ok()) {
     Log()->error("failing undeliverable messages: {}", failed.status().ToString());
@@ -569,8 +626,9 @@ void Server::OnStreamMessage(Session& s, wire::ClientMessage& msg) {
   switch (msg.body_case()) {
     case wire::ClientMessage::kSubmitStream: {
       metrics_.submits.fetch_add(1, std::memory_order_relaxed);
-      auto started = streams_->OnSubmitStream(s.org, msg.submit_stream().head(),
-                                              config_.default_ttl_ms);
+      auto started = streams_->OnSubmitStream(
+          s.org, msg.submit_stream().head(),
+          [this](const SubmitItem& item) { return store_->QueueRoom(item.sender, item.receiver); });
       if (started.reply) Send(s.rid, *started.reply);
       if (started.item) {
         batch_submits_.push_back(std::move(*started.item));
@@ -610,10 +668,10 @@ void Server::OnStreamMessage(Session& s, wire::ClientMessage& msg) {
 
 // store_max_bytes covers SQLite and the spool files: SQLite gets what the spools leave.
 void Server::LimitDbToQuota() {
-  if (config_.store_max_bytes <= 0 || streams_->spool_bytes() == db_limited_for_spool_) return;
+  if (quota_ <= 0 || streams_->spool_bytes() == db_limited_for_spool_) return;
   const int64_t spool = static_cast<int64_t>(
-      std::min<uint64_t>(streams_->spool_bytes(), static_cast<uint64_t>(config_.store_max_bytes)));
-  Status st = store_->LimitBytes(config_.store_max_bytes - spool);
+      std::min<uint64_t>(streams_->spool_bytes(), static_cast<uint64_t>(quota_)));
+  Status st = store_->LimitBytes(quota_ - spool);
   if (!st.ok()) {
     Log()->warn("cannot set the store's size limit: {}", st.ToString());
     return;

@@ -113,6 +113,7 @@ class Server {
   std::unique_ptr<Streams> streams_;
   std::vector<std::string> finished_uploads_;     // in this batch's submits; rows go after commit
   uint64_t db_limited_for_spool_ = UINT64_MAX;    // spool bytes the SQLite limit was set for
+  int64_t quota_ = 0;                             // store_max_bytes, or the automatic one
   std::map<std::string, Session> sessions_;       // by organisation
   std::map<std::string, std::string> rid_org_;    // routing id -> organisation of its session
   std::vector<SubmitItem> batch_submits_;

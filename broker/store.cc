@@ -2,6 +2,7 @@
 #include "broker/store.h"
 
 #include <fmt/format.h>
+#include <sys/statvfs.h>
 
 #include <functional>
 
@@ -86,6 +87,10 @@ const std::vector<std::string> kMigrations = {
          next_chunk INTEGER NOT NULL,
          expires_ms INTEGER NOT NULL
        ) WITHOUT ROWID;)",
+    // 6: `seen` and `reports` are pruned after the retention window (Store::PruneHistory); the
+    // oldest ids are found through this index. first_seen_ms grows with time, so its inserts
+    // land on the index's last page, not on a random one.
+    R"(CREATE INDEX seen_by_first_seen ON seen(first_seen_ms);)",
 };
 
 // Page cache of the broker's connection (KiB; SQLite's default is 2 MiB). Holds the upper levels
@@ -178,8 +183,94 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, int64_t max_
   BUD_ASSIGN_OR_RETURN(bool row, q->Step());
   store->next_seq_ = (row ? q->Int(0) : 0) + 1;
   q->Reset();
+  for (auto [sql, target] :
+       {std::pair{"SELECT receiver, count(*) FROM messages GROUP BY receiver",
+                  &store->queued_by_receiver_},
+        std::pair{"SELECT sender, count(*) FROM messages GROUP BY sender",
+                  &store->queued_by_sender_}}) {
+    BUD_ASSIGN_OR_RETURN(auto* c, store->db_->Prepare(sql));
+    for (;;) {
+      BUD_ASSIGN_OR_RETURN(bool r, c->Step());
+      if (!r) break;
+      (*target)[c->Text(0)] = c->Int(1);
+    }
+  }
   if (max_bytes > 0) BUD_RETURN_IF_ERROR(store->LimitBytes(max_bytes));
   return store;
+}
+
+void Store::CountQueued(const std::string& sender, const std::string& receiver, int64_t delta) {
+  pending_by_sender_[sender] += delta;
+  pending_by_receiver_[receiver] += delta;
+}
+
+void Store::ApplyPendingCounts() {
+  for (auto* p : {&pending_by_sender_, &pending_by_receiver_}) {
+    auto& target = p == &pending_by_sender_ ? queued_by_sender_ : queued_by_receiver_;
+    for (const auto& [org, delta] : *p) {
+      const int64_t n = (target[org] += delta);
+      if (n <= 0) target.erase(org);
+    }
+    p->clear();
+  }
+}
+
+std::string Store::QueueRoom(const std::string& sender, const std::string& receiver) const {
+  auto count = [](const std::map<std::string, int64_t>& committed,
+                  const std::map<std::string, int64_t>& pending, const std::string& org) {
+    int64_t n = 0;
+    if (auto it = committed.find(org); it != committed.end()) n += it->second;
+    if (auto it = pending.find(org); it != pending.end()) n += it->second;
+    return n;
+  };
+  if (caps_.per_receiver > 0 &&
+      count(queued_by_receiver_, pending_by_receiver_, receiver) >= caps_.per_receiver) {
+    return fmt::format("{} has {} messages waiting at the broker, the most it keeps for one "
+                       "receiver (max_queued_per_receiver); retry later",
+                       receiver, caps_.per_receiver);
+  }
+  if (caps_.per_sender > 0 &&
+      count(queued_by_sender_, pending_by_sender_, sender) >= caps_.per_sender) {
+    return fmt::format("{} has {} messages waiting at the broker, the most it keeps from one "
+                       "sender (max_queued_per_sender); retry later",
+                       sender, caps_.per_sender);
+  }
+  return std::string();
+}
+
+Result<int64_t> Store::PruneHistory(int64_t before_ms, int limit) {
+  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
+      "SELECT message_id FROM seen WHERE first_seen_ms<? "
+      "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.seq=seen.seq) "
+      "AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.message_id=seen.message_id) "
+      "ORDER BY first_seen_ms LIMIT ?"));
+  q->Bind(1, before_ms).Bind(2, limit);
+  std::vector<std::string> ids;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    ids.push_back(q->Text(0));
+  }
+  if (ids.empty()) return int64_t{0};
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  for (const auto& id : ids) {
+    BUD_ASSIGN_OR_RETURN(auto* r, db_->Prepare("DELETE FROM reports WHERE message_id=?"));
+    BUD_RETURN_IF_ERROR(r->Bind(1, id).Run());
+    BUD_ASSIGN_OR_RETURN(auto* d, db_->Prepare("DELETE FROM seen WHERE message_id=?"));
+    BUD_RETURN_IF_ERROR(d->Bind(1, id).Run());
+  }
+  BUD_RETURN_IF_ERROR(tx.Commit());
+  return static_cast<int64_t>(ids.size());
+}
+
+Result<int64_t> AutoQuota(const std::string& path, int64_t in_use, int64_t reserve_percent) {
+  struct statvfs fs;
+  if (::statvfs(path.c_str(), &fs) != 0) return ErrnoStatus(errno, "statvfs " + path);
+  const auto unit = static_cast<int64_t>(fs.f_frsize ? fs.f_frsize : fs.f_bsize);
+  const int64_t size = static_cast<int64_t>(fs.f_blocks) * unit;
+  const int64_t avail = static_cast<int64_t>(fs.f_bavail) * unit;
+  return in_use + std::max<int64_t>(avail - size / 100 * reserve_percent, 0);
 }
 
 Status Store::LimitBytes(int64_t max_bytes) {
@@ -232,6 +323,8 @@ Result<std::vector<Expired>> Store::ExpireDue(int64_t now_ms, int limit) {
 Result<std::vector<Expired>> Store::Conclude(
     storage::Stmt& query, MsgStatus status, int64_t now_ms,
     const std::function<std::string(const Expired&, int64_t)>& reason) {
+  pending_by_receiver_.clear();
+  pending_by_sender_.clear();
   storage::Transaction tx(*db_);
   BUD_RETURN_IF_ERROR(tx.began());
   std::vector<Expired> out;
@@ -251,16 +344,50 @@ Result<std::vector<Expired>> Store::Conclude(
     r.at_ms = now_ms;
     BUD_RETURN_IF_ERROR(ApplyReport(r, now_ms));
   }
-  BUD_RETURN_IF_ERROR(tx.Commit());
+  Status committed = tx.Commit();
+  if (!committed.ok()) {
+    pending_by_receiver_.clear();
+    pending_by_sender_.clear();
+    return committed;
+  }
+  ApplyPendingCounts();
   return out;
 }
 
 Status Store::CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
                           const std::vector<NoticeAck>& acks) {
   const int64_t now = NowMs();
+  pending_by_receiver_.clear();
+  pending_by_sender_.clear();
+  // Any early return below leaves the counts as committed.
+  struct DropPending {
+    Store& store;
+    bool keep = false;
+    ~DropPending() {
+      if (!keep) {
+        store.pending_by_receiver_.clear();
+        store.pending_by_sender_.clear();
+      }
+    }
+  } drop_pending{*this};
   storage::Transaction tx(*db_);
   BUD_RETURN_IF_ERROR(tx.began());
   for (auto& s : submits) {
+    s.duplicate = s.conflict = false;
+    s.refused.clear();
+    if (std::string why = QueueRoom(s.sender, s.receiver); !why.empty()) {
+      // Full; a resubmission of a known id is still answered as the duplicate it is.
+      BUD_ASSIGN_OR_RETURN(auto* known, db_->Prepare("SELECT sender FROM seen WHERE message_id=?"));
+      BUD_ASSIGN_OR_RETURN(bool row, known->Bind(1, s.message_id).Step());
+      if (row) {
+        s.duplicate = true;
+        s.conflict = known->Text(0) != s.sender;
+      } else {
+        s.refused = std::move(why);
+      }
+      known->Reset();
+      continue;
+    }
     // The seen row carries the queue position from the start: one B-tree insert into the
     // random-UUID index per message, no second visit to link it.
     BUD_ASSIGN_OR_RETURN(auto* seen, db_->Prepare(
@@ -281,6 +408,7 @@ Status Store::CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportIt
     ins->BindAll(next_seq_, s.message_id, s.sender, s.receiver);
     ins->BindBlob(5, s.envelope).Bind(6, now).Bind(7, s.expires_ms);
     BUD_RETURN_IF_ERROR(ins->Run());
+    CountQueued(s.sender, s.receiver, +1);
     ++next_seq_;
   }
   for (auto& r : reports) BUD_RETURN_IF_ERROR(ApplyReport(r, now));
@@ -288,7 +416,10 @@ Status Store::CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportIt
     BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("DELETE FROM notices WHERE notice_id=? AND org=?"));
     BUD_RETURN_IF_ERROR(st->Bind(1, a.notice_id).Bind(2, a.org).Run());
   }
-  return tx.Commit();
+  BUD_RETURN_IF_ERROR(tx.Commit());
+  ApplyPendingCounts();
+  drop_pending.keep = true;
+  return Status::Ok();
 }
 
 // Inside CommitBatch's transaction. A refused report (not the reporter's message) is recorded in
@@ -318,6 +449,7 @@ Status Store::ApplyReport(ReportItem& r, int64_t now) {
   if (r.status == wire::MOTTATT || IsFinal(r.status)) {  // delivery is over: drop the payload
     BUD_ASSIGN_OR_RETURN(auto* del, db_->Prepare("DELETE FROM messages WHERE seq=?"));
     BUD_RETURN_IF_ERROR(del->Bind(1, seq).Run());
+    if (del->Changes() > 0) CountQueued(sender, receiver, -1);
   }
   if (!first_time) return Status::Ok();  // a repeated report: one notice is enough
   BUD_ASSIGN_OR_RETURN(auto* n, db_->Prepare(

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +31,13 @@ struct SubmitItem {
   int64_t expires_ms = 0;
   bool duplicate = false;  // out: already known
   bool conflict = false;   // out: the id is already used by another sender
+  std::string refused;     // out: not stored (a queue is full): the reason of a RETRY_LATER
+};
+
+// Queued messages one receiver, and one sender, may have at the broker (0: no cap).
+struct QueueCaps {
+  int64_t per_receiver = 0;
+  int64_t per_sender = 0;
 };
 
 struct ReportItem {
@@ -118,10 +126,22 @@ Result<std::unique_ptr<storage::Db>> OpenStoreReadOnly(const std::string& path);
 // The main database file's size as SQLite counts it (page_count x page_size; not the WAL).
 Result<int64_t> DbBytes(storage::Db& db);
 
+// The quota the broker uses when store_max_bytes is 0: `in_use` (what the store holds now) plus
+// the space free on the file system holding `path`, less kAutoQuotaReservePercent of that file
+// system, never below `in_use`. So reservations of streamed uploads can never promise more disk
+// than exists.
+Result<int64_t> AutoQuota(const std::string& path, int64_t in_use, int64_t reserve_percent);
+
 class Store {
  public:
   // `max_bytes` > 0 caps the database size (SQLITE_FULL beyond it, as on a full disk).
+  // Counts the queued messages per receiver and per sender (one grouped scan) for the caps.
   static Result<std::unique_ptr<Store>> Open(const std::string& path, int64_t max_bytes = 0);
+  // A new message beyond a cap is not stored: CommitBatch sets its `refused` (a duplicate of a
+  // known id is still answered as one).
+  void SetQueueCaps(const QueueCaps& caps) { caps_ = caps; }
+  // Empty when one more message from `sender` to `receiver` fits the caps, else the reason.
+  std::string QueueRoom(const std::string& sender, const std::string& receiver) const;
   // Caps the database at `max_bytes` from now on (never below what it holds: SQLite keeps the
   // current size then, so it cannot grow). The broker lowers it by the spool files' bytes so
   // that store_max_bytes covers both (docs/storage.md).
@@ -144,6 +164,12 @@ class Store {
   // Deletes up to `limit` messages whose expiry is at or before now_ms, and stores a
   // LEVETID_UTLOPT notice for each sender, in one transaction. Returns the expired ones.
   Result<std::vector<Expired>> ExpireDue(int64_t now_ms, int limit);
+  // Forgets up to `limit` message ids first seen before `before_ms` whose message is no longer
+  // queued nor being uploaded: their `seen` row and their `reports` rows, in one transaction.
+  // Returns how many ids went. The caller picks before_ms = now - retention, a retention longer
+  // than any envelope's life: an id forgotten earlier could be submitted again and be taken as
+  // a new message (docs/storage.md).
+  Result<int64_t> PruneHistory(int64_t before_ms, int limit);
   storage::Db& db() { return *db_; }
 
  private:
@@ -152,6 +178,13 @@ class Store {
   Result<std::vector<Expired>> Conclude(
       storage::Stmt& query, MsgStatus status, int64_t now_ms,
       const std::function<std::string(const Expired&, int64_t)>& reason);
+  // Queued messages by receiver and by sender, as committed; the pending_ maps hold the changes
+  // of the transaction in progress and are applied when it commits.
+  void ApplyPendingCounts();
+  void CountQueued(const std::string& sender, const std::string& receiver, int64_t delta);
+  QueueCaps caps_;
+  std::map<std::string, int64_t> queued_by_receiver_, queued_by_sender_;
+  std::map<std::string, int64_t> pending_by_receiver_, pending_by_sender_;
   std::unique_ptr<storage::Db> db_;
   // The next queue position handed out (above every seq ever used: sqlite_sequence and the
   // table). Chosen here so the seen row is written once, with its seq; a rolled-back batch only

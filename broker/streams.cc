@@ -50,6 +50,53 @@ std::string RetryLaterReason(Code code) {
   return fmt::format("broker could not store the message ({}); retry later", CodeName(code));
 }
 
+namespace {
+// kInvalidArgument naming `field` when `value` is longer than `max` or holds a control character.
+Status CheckText(const char* field, const std::string& value, size_t max) {
+  if (value.size() > max) {
+    return Status(Code::kInvalidArgument,
+                  fmt::format("header field {} has {} bytes, at most {} are accepted", field,
+                              value.size(), max));
+  }
+  for (unsigned char c : value) {
+    if (c < 0x20 || c == 0x7f) {
+      return Status(Code::kInvalidArgument,
+                    fmt::format("header field {} holds a control character", field));
+    }
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+Result<Routing> CheckRouting(const wire::Header& h, const std::string& org, int64_t now_ms,
+                             const RoutingLimits& limits) {
+  if (!IsUuid(h.message_id())) return Status(Code::kInvalidArgument, "message id is not a UUID");
+  if (h.sender() != org) {
+    // The claimed sender is only echoed once it is known to be short and printable.
+    const bool printable = CheckText("sender", h.sender(), 32).ok();
+    return Status(Code::kInvalidArgument,
+                  fmt::format("envelope sender {} is not the submitting organisation {}",
+                              printable ? h.sender() : std::string("(unprintable)"), org));
+  }
+  auto receiver = Orgnr::Parse(h.receiver());
+  if (!receiver.ok()) return Status(Code::kInvalidArgument, "envelope receiver is not an organisation number");
+  BUD_RETURN_IF_ERROR(CheckText("conversation_id", h.conversation_id(), kMaxConversationIdBytes));
+  BUD_RETURN_IF_ERROR(CheckText("process", h.process(), kMaxProcessBytes));
+  BUD_RETURN_IF_ERROR(CheckText("document_type", h.document_type(), kMaxProcessBytes));
+  const int64_t expires =
+      h.expires_unix_ms() > 0 ? h.expires_unix_ms() : now_ms + limits.default_ttl_ms;
+  if (expires <= now_ms) {
+    return Status(Code::kInvalidArgument, fmt::format("envelope expired at {}", FormatTime(expires)));
+  }
+  if (expires - now_ms > limits.max_ttl_ms) {
+    return Status(Code::kInvalidArgument,
+                  fmt::format("envelope expires at {}, more than {} days ahead (the broker keeps "
+                              "a message at most that long)",
+                              FormatTime(expires), limits.max_ttl_ms / 86400000));
+  }
+  return Routing{receiver->wire(), expires};
+}
+
 bool IsStreamHead(const std::string& envelope) {
   return envelope.size() <= crypto::kMaxStreamHeadBytes &&
          crypto::ParseStreamHead(envelope, UINT64_MAX >> 1).ok();
@@ -67,13 +114,13 @@ wire::BrokerMessage DeliveryMessage(const std::string& envelope, uint32_t attemp
   return m;
 }
 
-Streams::Streams(storage::Db& db, std::string spool_dir, uint64_t max_payload, uint32_t window,
-                 int64_t store_max_bytes)
+Streams::Streams(storage::Db& db, std::string spool_dir, const StreamLimits& limits)
     : db_(db),
       dir_(std::move(spool_dir)),
-      max_payload_(max_payload),
-      window_(window),
-      store_max_bytes_(store_max_bytes) {}
+      limits_(limits),
+      max_payload_(limits.max_payload),
+      window_(limits.window),
+      store_max_bytes_(limits.store_max_bytes) {}
 
 Streams::~Streams() {
   for (auto& [id, u] : uploads_) {
@@ -91,29 +138,49 @@ std::string Streams::SpoolPath(const std::string& message_id) const {
 Status Streams::Init() {
   BUD_RETURN_IF_ERROR(MakeDirs(dir_));
   std::set<std::string> owned;
-  BUD_ASSIGN_OR_RETURN(auto* q, db_.Prepare("SELECT message_id, head, next_chunk FROM uploads"));
+  std::vector<std::string> unusable;
+  BUD_ASSIGN_OR_RETURN(auto* q, db_.Prepare(
+      "SELECT message_id, sender, receiver, head, next_chunk, expires_ms FROM uploads"));
+  const int64_t now = NowMs();
   while (true) {
     BUD_ASSIGN_OR_RETURN(bool row, q->Step());
     if (!row) break;
-    owned.insert(q->Text(0));
-    auto head = crypto::ParseStreamHead(q->Blob(1), max_payload_);
-    if (!head.ok()) continue;
-    spool_bytes_ += head->layout.ciphertext_size;  // reserved for the whole stream
-    // Bytes past the committed chunk may be torn: they go, and are sent again.
-    const uint64_t keep = head->layout.RecordOffset(static_cast<uint64_t>(q->Int(2)));
-    if (::truncate(SpoolPath(q->Text(0)).c_str(), static_cast<off_t>(keep)) != 0 &&
-        errno != ENOENT) {
-      return ErrnoStatus(errno, "truncating spool of " + q->Text(0));
+    const std::string id = q->Text(0);
+    Upload u;
+    u.org = q->Text(1);
+    u.receiver = q->Text(2);
+    u.head = q->Blob(3);
+    u.committed = u.received = static_cast<uint64_t>(q->Int(4));
+    u.expires_ms = q->Int(5);
+    u.touched_ms = now;  // a restart gives every upload a fresh idle period
+    u.started_mono = u.last_log_mono = MonoMs();
+    auto head = crypto::ParseStreamHead(u.head, max_payload_);
+    if (!head.ok() || !IsUuid(id) || u.committed > head->layout.chunk_count) {
+      unusable.push_back(id);
+      continue;
     }
+    u.layout = head->layout;
+    owned.insert(id);
+    spool_bytes_ += u.layout.ciphertext_size;  // reserved for the whole stream
+    // Bytes past the committed chunk may be torn: they go, and are sent again.
+    // (The last record is shorter: a complete spool keeps exactly ciphertext_size bytes.)
+    const uint64_t keep = std::min(u.layout.RecordOffset(u.committed), u.layout.ciphertext_size);
+    if (::truncate(SpoolPath(id).c_str(), static_cast<off_t>(keep)) != 0 && errno != ENOENT) {
+      return ErrnoStatus(errno, "truncating spool of " + id);
+    }
+    uploads_.emplace(id, std::move(u));
+  }
+  q->Reset();
+  for (const auto& id : unusable) {
+    Log()->warn("upload {} dropped: its head does not parse within max_payload_bytes", id);
+    BUD_ASSIGN_OR_RETURN(auto* del, db_.Prepare("DELETE FROM uploads WHERE message_id=?"));
+    BUD_RETURN_IF_ERROR(del->Bind(1, id).Run());
+    // Its spool file, if any, is an orphan now and goes below.
   }
   BUD_ASSIGN_OR_RETURN(auto names, ListDir(dir_));
   for (const auto& name : names) {
     if (owned.contains(name)) continue;
-    BUD_ASSIGN_OR_RETURN(auto* m, db_.Prepare(
-        "SELECT 1 FROM messages WHERE seq=(SELECT seq FROM seen WHERE message_id=?)"));
-    BUD_ASSIGN_OR_RETURN(bool queued, m->Bind(1, name).Step());
-    m->Reset();
-    if (!queued) {
+    if (!IsQueued(name)) {
       Log()->info("removing spool file {} that no upload or queued message owns", name);
       (void)RemoveAll(SpoolPath(name));
     } else if (struct stat st; ::stat(SpoolPath(name).c_str(), &st) == 0) {
@@ -123,39 +190,90 @@ Status Streams::Init() {
   return Status::Ok();
 }
 
-Streams::Upload* Streams::OpenUpload(const std::string& id) {
-  if (auto it = uploads_.find(id); it != uploads_.end()) return &it->second;
-  auto q = db_.Prepare("SELECT sender, receiver, head, next_chunk, expires_ms FROM uploads "
-                       "WHERE message_id=?");
-  if (!q.ok()) return nullptr;
-  auto row = (*q)->Bind(1, id).Step();
-  if (!row.ok() || !*row) {
-    (*q)->Reset();
-    return nullptr;
+void Streams::LogRefusal(const std::string& org, const std::string& line) {
+  // One line per organisation and second: a flood of refused heads must not flood the log.
+  auto& [last_mono, suppressed] = refusal_log_[org];
+  if (MonoMs() - last_mono < 1000) {
+    ++suppressed;
+    return;
   }
-  Upload u;
-  u.org = (*q)->Text(0);
-  u.receiver = (*q)->Text(1);
-  u.head = (*q)->Blob(2);
-  u.committed = u.received = static_cast<uint64_t>((*q)->Int(3));
-  u.expires_ms = (*q)->Int(4);
-  (*q)->Reset();
-  auto head = crypto::ParseStreamHead(u.head, max_payload_);
-  if (!head.ok()) return nullptr;
-  u.layout = head->layout;
-  u.fd = ::open(SpoolPath(id).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (suppressed > 0) {
+    Log()->warn("{} (and {} more refused submits from {} in the last second)", line, suppressed, org);
+  } else {
+    Log()->warn("{}", line);
+  }
+  last_mono = MonoMs();
+  suppressed = 0;
+}
+
+bool Streams::EnsureFd(const std::string& id, Upload& u) {
+  if (u.fd >= 0) return true;
+  u.fd = ::open(SpoolPath(id).c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
   if (u.fd < 0) {
     Log()->error("message {}: cannot open spool: {}", id, std::strerror(errno));
-    return nullptr;
+    return false;
   }
-  // Anything past the committed chunk is not trusted (a torn write before a crash).
-  if (::ftruncate(u.fd, static_cast<off_t>(u.layout.RecordOffset(u.committed))) != 0) {
+  // Anything past the committed chunk is not trusted (a torn write before a crash); the
+  // descriptor is closed only when nothing uncommitted was written.
+  u.received = u.committed;
+  const uint64_t keep = std::min(u.layout.RecordOffset(u.committed), u.layout.ciphertext_size);
+  if (::ftruncate(u.fd, static_cast<off_t>(keep)) != 0) {
     Log()->error("message {}: cannot truncate spool: {}", id, std::strerror(errno));
     ::close(u.fd);
-    return nullptr;
+    u.fd = -1;
+    return false;
   }
-  u.started_mono = u.last_log_mono = MonoMs();
-  return &uploads_.emplace(id, std::move(u)).first->second;
+  return true;
+}
+
+size_t Streams::open_upload_fds() const {
+  size_t n = 0;
+  for (const auto& [id, u] : uploads_) n += u.fd >= 0 ? 1 : 0;
+  return n;
+}
+
+void Streams::DropUpload(const std::string& id, const std::string& why) {
+  auto it = uploads_.find(id);
+  if (it == uploads_.end()) return;
+  Log()->info("message {} from {}: upload dropped ({}), {} of {} chunks had arrived", id,
+              it->second.org, why, it->second.committed, it->second.layout.chunk_count);
+  spool_bytes_ -= std::min(spool_bytes_, it->second.layout.ciphertext_size);
+  CloseUpload(id);
+  (void)RemoveAll(SpoolPath(id));
+  if (auto del = db_.Prepare("DELETE FROM uploads WHERE message_id=?"); del.ok()) {
+    if (Status st = (*del)->Bind(1, id).Run(); !st.ok()) {
+      Log()->error("message {}: cannot delete its upload row: {}", id, st.ToString());
+    }
+  }
+}
+
+bool Streams::IsQueued(const std::string& id) {
+  auto m = db_.Prepare("SELECT 1 FROM messages WHERE seq=(SELECT seq FROM seen WHERE message_id=?)");
+  if (!m.ok()) return true;  // unknown: keep the spool
+  auto row = (*m)->Bind(1, id).Step();
+  (*m)->Reset();
+  return !row.ok() || *row;
+}
+
+size_t Streams::SweepUploads(int64_t now_ms) {
+  std::vector<std::pair<std::string, std::string>> gone;
+  for (const auto& [id, u] : uploads_) {
+    if (u.expires_ms <= now_ms) {
+      gone.emplace_back(id, fmt::format("the envelope expired at {}", FormatTime(u.expires_ms)));
+    } else if (now_ms - u.touched_ms >= limits_.upload_idle_ms) {
+      gone.emplace_back(id, fmt::format("no chunk for {} ms", now_ms - u.touched_ms));
+    }
+  }
+  for (const auto& [id, why] : gone) {
+    if (uploads_.at(id).handed && IsQueued(id)) {
+      // Complete and queued, only its row was left (FinishUploads failed): the spool is the
+      // queued message's now.
+      FinishUploads({id});
+      continue;
+    }
+    DropUpload(id, why);
+  }
+  return gone.size();
 }
 
 void Streams::CloseUpload(const std::string& id) {
@@ -165,29 +283,29 @@ void Streams::CloseUpload(const std::string& id) {
   uploads_.erase(it);
 }
 
-Streams::Started Streams::OnSubmitStream(const std::string& org, const std::string& head_bytes,
-                                         int64_t default_ttl_ms) {
+Streams::Started Streams::OnSubmitStream(
+    const std::string& org, const std::string& head_bytes,
+    const std::function<std::string(const SubmitItem&)>& admit) {
   Started out;
   auto reject = [&](const std::string& id, const std::string& why) {
-    Log()->warn("streamed submit of message {} from {} rejected: {}", id.empty() ? "?" : id, org,
-                why);
+    LogRefusal(org, fmt::format("streamed submit of message {} from {} rejected: {}",
+                                id.empty() ? "?" : id, org, why));
     out.reply = SubmitReplyMsg(id, wire::REJECTED, why);
     return out;
   };
   auto head = crypto::ParseStreamHead(head_bytes, max_payload_);
   if (!head.ok()) return reject("", head.status().ToString());
   const wire::Header& h = head->header;
-  const std::string& id = h.message_id();
-  if (!IsUuid(id)) return reject(id, "message id is not a UUID");
-  if (h.sender() != org) {
-    return reject(id, fmt::format("envelope sender {} is not the submitting organisation {}",
-                                  h.sender(), org));
-  }
-  auto receiver = Orgnr::Parse(h.receiver());
-  if (!receiver.ok()) return reject(id, receiver.status().message());
-  const int64_t expires = h.expires_unix_ms() > 0 ? h.expires_unix_ms() : NowMs() + default_ttl_ms;
-  if (expires <= NowMs()) return reject(id, fmt::format("envelope expired at {}", FormatTime(expires)));
-  SubmitItem item{id, org, receiver->wire(), head_bytes, expires};
+  const std::string id = IsUuid(h.message_id()) ? h.message_id() : std::string();
+  auto routing = CheckRouting(h, org, NowMs(), limits_.routing);
+  if (!routing.ok()) return reject(id, routing.status().message());
+  SubmitItem item{id, org, routing->receiver, head_bytes, routing->expires_ms, false, false, {}};
+  auto retry_later = [&](const std::string& why) {
+    LogRefusal(org, fmt::format("message {} from {}: streamed upload refused for now: {}", id,
+                                org, why));
+    out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, why);
+    return out;
+  };
 
   // Known already (queued, delivered or done): the group commit answers as for any duplicate.
   auto seen = db_.Prepare("SELECT 1 FROM seen WHERE message_id=?");
@@ -195,30 +313,61 @@ Streams::Started Streams::OnSubmitStream(const std::string& org, const std::stri
     auto known = (*seen)->Bind(1, id).Step();
     (*seen)->Reset();
     if (known.ok() && *known && !uploads_.contains(id)) {
-      auto up = db_.Prepare("SELECT 1 FROM uploads WHERE message_id=?");
-      bool uploading = false;
-      if (up.ok()) {
-        auto r = (*up)->Bind(1, id).Step();
-        uploading = r.ok() && *r;
-        (*up)->Reset();
-      }
-      if (!uploading) {
-        out.item = std::move(item);
-        return out;
-      }
+      out.item = std::move(item);
+      return out;
     }
   }
-  Upload* u = OpenUpload(id);
+  auto found = uploads_.find(id);
+  Upload* u = found == uploads_.end() ? nullptr : &found->second;
+  if (u == nullptr) {
+    // Caps before anything is stored: the head is not verified here.
+    int64_t of_org = 0;
+    uint64_t reserved_by_org = 0;
+    for (const auto& [other, up] : uploads_) {
+      if (up.org != org) continue;
+      ++of_org;
+      reserved_by_org += up.layout.ciphertext_size;
+    }
+    if (of_org >= limits_.max_uploads_per_org) {
+      return retry_later(fmt::format("{} has {} streamed uploads in progress, the most the broker "
+                                     "takes from one organisation (max_uploads_per_org); retry "
+                                     "later",
+                                     org, of_org));
+    }
+    // By default a quarter of the quota, but always room for one stream of max_payload_bytes
+    // (plus its chunk tags, at most 1/256 of it).
+    const int64_t one_stream = static_cast<int64_t>(max_payload_ + max_payload_ / 256);
+    const int64_t org_bytes = limits_.max_upload_bytes_per_org > 0
+                                  ? limits_.max_upload_bytes_per_org
+                                  : (store_max_bytes_ > 0 ? std::max(store_max_bytes_ / 4, one_stream)
+                                                          : 0);
+    if (org_bytes > 0 && reserved_by_org + head->layout.ciphertext_size >
+                             static_cast<uint64_t>(org_bytes)) {
+      return retry_later(fmt::format("{} has {} bytes of streamed uploads in progress; {} more "
+                                     "would pass the {} one organisation may reserve "
+                                     "(max_upload_bytes_per_org); retry later",
+                                     org, reserved_by_org, head->layout.ciphertext_size,
+                                     org_bytes));
+    }
+    if (static_cast<int64_t>(uploads_.size()) >= limits_.max_uploads) {
+      return retry_later(fmt::format("the broker has {} streamed uploads in progress, its limit "
+                                     "(max_uploads); retry later",
+                                     uploads_.size()));
+    }
+    if (admit) {
+      if (std::string why = admit(item); !why.empty()) return retry_later(why);
+    }
+  }
   if (u == nullptr && store_max_bytes_ > 0) {
     // store_max_bytes counts SQLite and the spool files; the whole stream is reserved now.
     auto db_bytes = DbBytes(db_);
     const uint64_t need = head->layout.ciphertext_size;
     if (db_bytes.ok() && static_cast<uint64_t>(*db_bytes) + spool_bytes_ + need >
                              static_cast<uint64_t>(store_max_bytes_)) {
-      Log()->warn("message {} from {}: streamed upload of {} bytes refused for now (retry later): "
-                  "the store would exceed store_max_bytes = {} ({} bytes in SQLite, {} in spool "
-                  "files)",
-                  id, org, need, store_max_bytes_, *db_bytes, spool_bytes_);
+      LogRefusal(org, fmt::format("message {} from {}: streamed upload of {} bytes refused for "
+                                  "now (retry later): the store would exceed its quota of {} "
+                                  "bytes ({} bytes in SQLite, {} in spool files)",
+                                  id, org, need, store_max_bytes_, *db_bytes, spool_bytes_));
       out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, RetryLaterReason(Code::kDiskFull));
       return out;
     }
@@ -227,18 +376,22 @@ Streams::Started Streams::OnSubmitStream(const std::string& org, const std::stri
     auto ins = db_.Prepare("INSERT INTO uploads (message_id, sender, receiver, head, next_chunk, "
                            "expires_ms) VALUES (?, ?, ?, ?, 0, ?)");
     Status st = ins.ok() ? (*ins)->Bind(1, id).Bind(2, org).Bind(3, item.receiver)
-                               .BindBlob(4, head_bytes).Bind(5, expires).Run()
+                               .BindBlob(4, head_bytes).Bind(5, item.expires_ms).Run()
                          : ins.status();
     if (!st.ok()) {
       Log()->error("message {}: cannot record the upload: {}", id, st.ToString());
       out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, "broker could not store the upload");
       return out;
     }
-    u = OpenUpload(id);
-    if (u == nullptr) {
-      out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, "broker could not open the spool");
-      return out;
-    }
+    Upload nu;
+    nu.org = org;
+    nu.receiver = item.receiver;
+    nu.head = head_bytes;
+    nu.expires_ms = item.expires_ms;
+    nu.layout = head->layout;
+    nu.started_mono = nu.last_log_mono = MonoMs();
+    // No spool file and no descriptor yet: the first chunk opens them.
+    u = &uploads_.emplace(id, std::move(nu)).first->second;
     spool_bytes_ += u->layout.ciphertext_size;
     Log()->info("message {} from {} to {}: streamed upload of {} bytes in {} chunks started", id,
                 org, item.receiver, u->layout.ciphertext_size, u->layout.chunk_count);
@@ -248,7 +401,15 @@ Streams::Started Streams::OnSubmitStream(const std::string& org, const std::stri
     }
     Log()->info("message {}: upload resuming at chunk {} (offset {})", id, u->committed,
                 u->layout.RecordOffset(u->committed));
+    u->handed = false;  // a hand-over that was not finished: the next Flush hands it again
+    // Unacknowledged chunks are sent again; a descriptor is kept only when nothing uncommitted
+    // was written through it (EnsureFd cuts the spool back).
+    if (u->fd >= 0) {
+      ::close(u->fd);
+      u->fd = -1;
+    }
   }
+  u->touched_ms = NowMs();
   u->received = u->committed;  // everything unacknowledged is sent again
   if (u->committed == u->layout.chunk_count) {
     // Complete before a crash; the next Flush finishes it.
@@ -271,6 +432,7 @@ std::optional<wire::BrokerMessage> Streams::OnUploadChunk(const std::string& org
     return std::nullopt;
   }
   Upload& u = it->second;
+  if (u.handed) return std::nullopt;
   if (chunk.index() != u.received) return std::nullopt;  // a resend or a gap: dropped
   if (chunk.index() >= u.layout.chunk_count ||
       chunk.record().size() != u.layout.RecordSize(chunk.index())) {
@@ -281,6 +443,7 @@ std::optional<wire::BrokerMessage> Streams::OnUploadChunk(const std::string& org
     return SubmitReplyMsg(id, wire::REJECTED,
                           fmt::format("chunk {} does not fit the head's layout", chunk.index()));
   }
+  if (!EnsureFd(chunk.message_id(), u)) return std::nullopt;  // sent again after StreamStart
   const std::string& rec = chunk.record();
   const off_t off = static_cast<off_t>(u.layout.RecordOffset(chunk.index()));
   size_t done = 0;
@@ -298,7 +461,8 @@ std::optional<wire::BrokerMessage> Streams::OnUploadChunk(const std::string& org
   return std::nullopt;
 }
 
-Status Streams::CheckDigest(const std::string& id, const Upload& u) {
+Status Streams::CheckDigest(const std::string& id, Upload& u) {
+  if (!EnsureFd(id, u)) return Status(Code::kIo, "cannot open the spool of " + id);
   struct stat st;
   if (::fstat(u.fd, &st) != 0) return ErrnoStatus(errno, "stat spool " + id);
   if (static_cast<uint64_t>(st.st_size) != u.layout.ciphertext_size) {
@@ -337,13 +501,20 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
                     std::vector<SubmitItem>* complete) {
   std::vector<std::string> dirty;
   for (auto& [id, u] : uploads_) {
-    if (u.received > u.committed || u.committed == u.layout.chunk_count) dirty.push_back(id);
+    if (u.handed) continue;
+    if (u.received > u.committed || u.committed == u.layout.chunk_count) {
+      dirty.push_back(id);
+    } else if (u.fd >= 0) {
+      // Nothing arrived since the last commit: an idle upload holds no descriptor.
+      ::close(u.fd);
+      u.fd = -1;
+    }
   }
   if (dirty.empty()) return;
   std::vector<std::string> synced;
   for (const auto& id : dirty) {
     Upload& u = uploads_[id];
-    if (u.received > u.committed && ::fdatasync(u.fd) != 0) {
+    if (u.received > u.committed && (u.fd < 0 || ::fdatasync(u.fd) != 0)) {
       Log()->error("message {}: fsync of spool failed: {}", id, std::strerror(errno));
       u.received = u.committed;
       continue;
@@ -368,6 +539,7 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
   for (const auto& id : synced) {
     Upload& u = uploads_[id];
     u.committed = u.received;
+    u.touched_ms = NowMs();
     auto m = NewMessage();
     m.mutable_chunk_ack()->set_message_id(id);
     m.mutable_chunk_ack()->set_next_chunk(u.committed);
@@ -380,23 +552,24 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
       u.last_log_mono = MonoMs();
     }
     if (u.committed != u.layout.chunk_count) continue;
-    Status digest = CheckDigest(id, u);
+    // Checked once: a hand-over refused by a queue cap comes back here with the same spool.
+    Status digest = u.digest_checked ? Status::Ok() : CheckDigest(id, u);
     if (!digest.ok()) {
       Log()->warn("message {} from {}: streamed upload refused: {}", id, u.org, digest.ToString());
       const std::string org = u.org;
-      spool_bytes_ -= std::min(spool_bytes_, u.layout.ciphertext_size);
-      CloseUpload(id);
-      (void)RemoveAll(SpoolPath(id));
-      if (auto del = db_.Prepare("DELETE FROM uploads WHERE message_id=?"); del.ok()) {
-        (void)(*del)->Bind(1, id).Run();
-      }
+      DropUpload(id, "its digest is not the head's");
       send(org, SubmitReplyMsg(id, wire::REJECTED, digest.ToString()));
       continue;
     }
-    Log()->info("message {}: all {} chunks ({} bytes) durable, digest checked", id,
-                u.layout.chunk_count, u.layout.ciphertext_size);
-    complete->push_back(SubmitItem{id, u.org, u.receiver, u.head, u.expires_ms});
-    CloseUpload(id);
+    if (!u.digest_checked) {
+      Log()->info("message {}: all {} chunks ({} bytes) durable, digest checked", id,
+                  u.layout.chunk_count, u.layout.ciphertext_size);
+    }
+    u.digest_checked = true;
+    complete->push_back(SubmitItem{id, u.org, u.receiver, u.head, u.expires_ms, false, false, {}});
+    if (u.fd >= 0) ::close(u.fd);
+    u.fd = -1;
+    u.handed = true;
   }
 }
 
@@ -410,7 +583,11 @@ void Streams::FinishUploads(const std::vector<std::string>& ids) {
     st = del.ok() ? (*del)->Bind(1, id).Run() : del.status();
   }
   if (st.ok()) st = tx.Commit();
-  if (!st.ok()) Log()->error("removing finished uploads: {}", st.ToString());
+  if (!st.ok()) {
+    Log()->error("removing finished uploads: {}", st.ToString());
+    return;  // still handed: a resubmitted head or the sweep settles them
+  }
+  for (const auto& id : ids) CloseUpload(id);
 }
 
 void Streams::OnResume(const std::string& rid, const std::string& org, const wire::StreamResume& r,

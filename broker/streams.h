@@ -13,6 +13,14 @@
 // gets Chunk records from there on, at most `window` unacknowledged (ChunkAck).
 //
 // Memory: one record buffer per Pump call; nothing else grows with the payload.
+//
+// Limits (docs/operating.md, "Limits"): a head is not signature-checked here, so everything it
+// makes the broker hold is capped and expires. At most max_uploads uploads are open, at most
+// max_uploads_per_org of one sender (beyond: RETRY_LATER with the reason); the whole stream is
+// reserved against the quota when the upload starts; an upload holds a spool file descriptor
+// only while its chunks arrive (opened at the first chunk, closed after a group commit that
+// brought it none), and none at all before its first chunk; an upload whose envelope expired, or
+// that got no chunk for upload_idle_ms, is dropped with its row and spool file (SweepUploads).
 #pragma once
 
 #include <cstdint>
@@ -36,18 +44,54 @@ bool IsStreamHead(const std::string& envelope);
 // "broker could not store the message (DISK_FULL); retry later".
 std::string RetryLaterReason(Code code);
 
+// Bounds on a submitted header, the same for small and streamed envelopes.
+struct RoutingLimits {
+  int64_t default_ttl_ms = 24 * 3600 * 1000;  // expires when the header has none
+  int64_t max_ttl_ms = 90ll * 86400 * 1000;   // an envelope may expire at most this far ahead
+};
+// Header fields the broker stores and may log before anything is verified: at most this long.
+inline constexpr size_t kMaxConversationIdBytes = 128;
+inline constexpr size_t kMaxProcessBytes = 1024;  // process and document type, each
+
+// What the broker routes a submitted envelope by, once its unverified header passed the checks
+// every submit meets: message id a UUID, sender the authenticated `org`, receiver an organisation
+// number, conversation id, process and document type bounded in length and free of control
+// characters, expiry in the future and at most max_ttl_ms ahead. kMalformed / kInvalidArgument
+// with a reason for the submitter otherwise.
+struct Routing {
+  std::string receiver;  // "0192:<orgnr>"
+  int64_t expires_ms = 0;
+};
+Result<Routing> CheckRouting(const wire::Header& h, const std::string& org, int64_t now_ms,
+                             const RoutingLimits& limits);
+
 // Deliver{envelope} for version 1, DeliverStream{head} for a streamed head.
 wire::BrokerMessage DeliveryMessage(const std::string& envelope, uint32_t attempt);
 
+struct StreamLimits {
+  uint64_t max_payload = crypto::kDefaultMaxStreamPayload;  // plaintext bytes of one stream
+  uint32_t window = 8;                                       // unacknowledged chunks
+  // > 0: SQLite and the spool files together stay below it (a stream that does not fit is
+  // answered RETRY_LATER before any chunk moves).
+  int64_t store_max_bytes = 0;
+  int64_t max_uploads = 256;
+  int64_t max_uploads_per_org = 16;
+  // Bytes the uploads in progress of one organisation may reserve; 0: a quarter of
+  // store_max_bytes, at least one stream of max_payload (none when store_max_bytes is 0 too).
+  int64_t max_upload_bytes_per_org = 0;
+  int64_t upload_idle_ms = 3600 * 1000;
+  RoutingLimits routing;
+};
+
 class Streams {
  public:
-  // `store_max_bytes` > 0: SQLite and the spool files together stay below it (a stream that
-  // does not fit is answered RETRY_LATER before any chunk moves).
-  Streams(storage::Db& db, std::string spool_dir, uint64_t max_payload, uint32_t window,
-          int64_t store_max_bytes = 0);
+  Streams(storage::Db& db, std::string spool_dir, const StreamLimits& limits);
   ~Streams();
-  // Creates the spool folder, removes spool files no upload or queued message owns, and
-  // truncates each upload's spool to its committed next_chunk.
+  Streams(const Streams&) = delete;
+  Streams& operator=(const Streams&) = delete;
+  // Creates the spool folder; loads the upload rows, dropping those whose head no longer parses
+  // (with their spool), and truncates each upload's spool to its committed next_chunk; removes
+  // spool files no upload or queued message owns.
   Status Init();
 
   // What to do with a SubmitStream from `org`: a reply to send now, or a SubmitItem for the
@@ -56,7 +100,11 @@ class Streams {
     std::optional<wire::BrokerMessage> reply;
     std::optional<SubmitItem> item;
   };
-  Started OnSubmitStream(const std::string& org, const std::string& head, int64_t default_ttl_ms);
+  // `admit(item)` is asked before a new upload starts: a non-empty answer is the reason of a
+  // RETRY_LATER (e.g. the receiver's queue is full), so no chunk moves for a message the queue
+  // would not take.
+  Started OnSubmitStream(const std::string& org, const std::string& head,
+                         const std::function<std::string(const SubmitItem&)>& admit = {});
   // A Chunk of an upload. A reply (REJECTED) when the chunk is refused for good.
   std::optional<wire::BrokerMessage> OnUploadChunk(const std::string& org, wire::Chunk& chunk);
   // Group commit of the uploads' chunks. `ack(org, message)` sends ChunkAck / SubmitReply
@@ -64,8 +112,16 @@ class Streams {
   // the queue holds them).
   void Flush(const std::function<void(const std::string&, const wire::BrokerMessage&)>& send,
              std::vector<SubmitItem>* complete);
-  // Removes the upload rows of messages the queue now holds.
+  // Removes the upload rows of messages the queue now holds. An upload handed over by Flush but
+  // not finished (its commit failed or was refused) waits for its sender to submit the head
+  // again, or for SweepUploads.
   void FinishUploads(const std::vector<std::string>& ids);
+  // Drops every upload whose envelope expired at now_ms, or that got no chunk (nor its head)
+  // for upload_idle_ms: its row, spool file and reservation go. Returns how many went.
+  size_t SweepUploads(int64_t now_ms);
+  // Uploads in progress, and of them those holding an open spool descriptor.
+  size_t open_uploads() const { return uploads_.size(); }
+  size_t open_upload_fds() const;
 
   // Delivery side.
   void OnResume(const std::string& rid, const std::string& org, const wire::StreamResume& r,
@@ -82,6 +138,9 @@ class Streams {
   // (reserved when it starts, so no chunk runs over the quota) and of every queued streamed
   // message. A running total: counted once at Init (one stat per spool file), then kept.
   uint64_t spool_bytes() const { return spool_bytes_; }
+  // The quota (store_max_bytes) once it is known; the broker computes the automatic one after
+  // Init has counted the spool files.
+  void set_store_max_bytes(int64_t bytes) { store_max_bytes_ = limits_.store_max_bytes = bytes; }
 
  private:
   struct Upload {
@@ -90,9 +149,12 @@ class Streams {
     std::string head;
     int64_t expires_ms = 0;
     crypto::StreamLayout layout;
-    int fd = -1;
+    int fd = -1;             // open while chunks arrive (EnsureFd), else -1
     uint64_t committed = 0;  // durable next_chunk
     uint64_t received = 0;   // written, maybe not yet durable
+    int64_t touched_ms = 0;  // wall time of its last head or chunk commit (idle expiry)
+    bool handed = false;     // complete and handed to the queue; row goes in FinishUploads
+    bool digest_checked = false;  // the complete spool matched the head's SHA-256
     int64_t last_log_mono = 0;
     int64_t started_mono = 0;
   };
@@ -105,19 +167,28 @@ class Streams {
     uint64_t acked = 0;
     int64_t last_log_mono = 0;
   };
-  Upload* OpenUpload(const std::string& id);
+  // Opens the upload's spool (created if missing) and cuts it to the committed chunks.
+  bool EnsureFd(const std::string& id, Upload& u);
+  // Forgets an upload: closes its descriptor, deletes its row and its spool file, and gives its
+  // reservation back.
+  void DropUpload(const std::string& id, const std::string& why);
   void CloseUpload(const std::string& id);
-  Status CheckDigest(const std::string& id, const Upload& u);
+  void LogRefusal(const std::string& org, const std::string& line);
+  // Whether a queued message owns this id (true when the store cannot tell: keep its spool).
+  bool IsQueued(const std::string& id);
+  Status CheckDigest(const std::string& id, Upload& u);
 
   storage::Db& db_;
   std::string dir_;
+  StreamLimits limits_;
   uint64_t max_payload_;
   uint32_t window_;
-  std::map<std::string, Upload> uploads_;      // open uploads by message id
+  std::map<std::string, Upload> uploads_;      // every upload row, by message id
   std::map<std::string, Outgoing> outgoing_;   // deliveries in progress by message id
   std::string buf_;
   int64_t store_max_bytes_;
   uint64_t spool_bytes_ = 0;
+  std::map<std::string, std::pair<int64_t, int64_t>> refusal_log_;  // org -> last line, suppressed
 };
 
 }  // namespace bud::broker

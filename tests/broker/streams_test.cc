@@ -1,0 +1,474 @@
+// What a peer can make the broker hold through streamed uploads, and the store's retention and
+// queue caps, on real SQLite files and spool folders in temp dirs (broker/streams.h,
+// broker/store.h, docs/operating.md "Limits").
+//
+// Heads are made here field by field and never signed (the broker does not verify them): a
+// version 2 Header with a consistent layout, an Envelope with a dummy signature and no payload.
+#include <dirent.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+
+#include "broker/store.h"
+#include "broker/streams.h"
+#include "common/clock.h"
+#include "common/crypto/openssl.h"
+#include "common/crypto/stream.h"
+#include "common/fs.h"
+#include "common/uuid.h"
+#include "proto/envelope.pb.h"
+#include "tests/support/temp_dir.h"
+
+namespace bud::broker {
+namespace {
+
+constexpr const char* kA = "0192:910076787";
+constexpr const char* kB = "0192:910075918";
+constexpr const char* kC = "0192:991825827";
+constexpr uint32_t kChunk = crypto::kMinChunkSize;
+
+// An unsigned head for `chunks` full chunks whose records are `records` (their digest is the
+// head's), or any records when `records` is empty.
+std::string Head(const std::string& id, const std::string& sender, uint64_t chunks,
+                 const std::vector<std::string>& records = {},
+                 int64_t expires_ms = NowMs() + 3600 * 1000, uint64_t last_chunk = kChunk) {
+  wire::Header h;
+  h.set_version(crypto::kStreamEnvelopeVersion);
+  h.set_message_id(id);
+  h.set_conversation_id(NewUuid());
+  h.set_sender(sender);
+  h.set_receiver(kB);
+  h.set_process("urn:no:difi:profile:arkivmelding:administrasjon:ver1.0");
+  h.set_document_type("urn:no:difi:arkivmelding:xsd::arkivmelding");
+  h.set_created_unix_ms(NowMs());
+  h.set_expires_unix_ms(expires_ms);
+  h.set_plaintext_size((chunks - 1) * kChunk + last_chunk);
+  h.set_chunk_size(kChunk);
+  h.set_chunk_count(chunks);
+  h.set_payload_size((chunks - 1) * kChunk + last_chunk + chunks * crypto::kChunkTagBytes);
+  std::string all;
+  for (const auto& r : records) all += r;
+  h.set_payload_sha256(crypto::Sha256(all));
+  h.set_recipient_cert_sha256(std::string(32, 'r'));
+  h.set_content_key_cms("not a CMS structure");
+  wire::Envelope env;
+  env.set_header(h.SerializeAsString());
+  env.set_signature("not a signature");
+  return env.SerializeAsString();
+}
+
+std::string Record(uint64_t index) {
+  return std::string(kChunk + crypto::kChunkTagBytes, static_cast<char>('a' + index % 26));
+}
+
+size_t OpenFds() {
+  size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d) != nullptr) ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+size_t Files(const std::string& dir) {
+  auto names = ListDir(dir);
+  return names.ok() ? names->size() : 0;
+}
+
+int64_t Count(Store& store, const char* sql) {
+  auto st = store.db().Prepare(sql);
+  REQUIRE(st.ok());
+  auto row = (*st)->Step();
+  REQUIRE(row.ok());
+  const int64_t n = *row ? (*st)->Int(0) : 0;
+  (*st)->Reset();
+  return n;
+}
+
+struct Fixture {
+  test::TempDir dir;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<Streams> streams;
+  std::string spool;
+
+  explicit Fixture(StreamLimits limits = Defaults()) {
+    auto opened = Store::Open(dir / "broker.db");
+    REQUIRE(opened.ok());
+    store = std::move(*opened);
+    spool = dir / "spool";
+    streams = std::make_unique<Streams>(store->db(), spool, limits);
+    REQUIRE(streams->Init().ok());
+  }
+  static StreamLimits Defaults() {
+    StreamLimits l;
+    l.store_max_bytes = 1ll << 30;
+    l.max_uploads = 5;
+    l.max_uploads_per_org = 3;
+    l.upload_idle_ms = 60000;
+    return l;
+  }
+  wire::BrokerMessage Start(const std::string& org, const std::string& head) {
+    auto started = streams->OnSubmitStream(org, head);
+    REQUIRE(started.reply);
+    return *started.reply;
+  }
+  std::vector<wire::BrokerMessage> Flush(std::vector<SubmitItem>* complete = nullptr) {
+    std::vector<wire::BrokerMessage> sent;
+    std::vector<SubmitItem> none;
+    streams->Flush([&](const std::string&, const wire::BrokerMessage& m) { sent.push_back(m); },
+                   complete ? complete : &none);
+    return sent;
+  }
+  void Chunk(const std::string& org, const std::string& id, uint64_t index) {
+    wire::Chunk c;
+    c.set_message_id(id);
+    c.set_index(index);
+    c.set_record(Record(index));
+    CHECK_FALSE(streams->OnUploadChunk(org, c));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("stream heads hold no descriptor and no spool file, and are capped per organisation "
+          "and in total",
+          "[broker][streams][hostile]") {
+  Fixture f;
+  const size_t fds_before = OpenFds();
+  for (int i = 0; i < 3; ++i) {
+    auto m = f.Start(kA, Head(NewUuid(), kA, 4));
+    CHECK(m.has_stream_start());
+  }
+  auto over = f.Start(kA, Head(NewUuid(), kA, 4));
+  REQUIRE(over.has_submit_reply());
+  CHECK(over.submit_reply().code() == wire::RETRY_LATER);
+  CHECK_THAT(over.submit_reply().reason(), Catch::Contains("max_uploads_per_org"));
+  for (int i = 0; i < 2; ++i) CHECK(f.Start(kC, Head(NewUuid(), kC, 4)).has_stream_start());
+  auto full = f.Start(kC, Head(NewUuid(), kC, 4));
+  REQUIRE(full.has_submit_reply());
+  CHECK(full.submit_reply().code() == wire::RETRY_LATER);
+  CHECK_THAT(full.submit_reply().reason(), Catch::Contains("(max_uploads)"));
+
+  CHECK(f.streams->open_uploads() == 5);
+  CHECK(f.streams->open_upload_fds() == 0);
+  CHECK(OpenFds() == fds_before);
+  CHECK(Files(f.spool) == 0);
+  CHECK(Count(*f.store, "SELECT count(*) FROM uploads") == 5);
+  // The whole streams are reserved against the quota from the start.
+  CHECK(f.streams->spool_bytes() == 5 * 4 * (kChunk + crypto::kChunkTagBytes));
+}
+
+TEST_CASE("one organisation's uploads reserve at most a quarter of the quota",
+          "[broker][streams][hostile]") {
+  StreamLimits l = Fixture::Defaults();
+  l.store_max_bytes = 64 << 20;  // a quarter: 16 MiB
+  l.max_payload = 8 << 20;       // so one stream of max_payload is less than that
+  l.max_uploads_per_org = 10;
+  l.max_uploads = 20;
+  Fixture f(l);
+  const uint64_t chunks = 1100;  // about 4.5 MB each: three fit in 16 MiB, four do not
+  for (int i = 0; i < 3; ++i) CHECK(f.Start(kA, Head(NewUuid(), kA, chunks)).has_stream_start());
+  auto over = f.Start(kA, Head(NewUuid(), kA, chunks));
+  REQUIRE(over.has_submit_reply());
+  CHECK(over.submit_reply().code() == wire::RETRY_LATER);
+  CHECK_THAT(over.submit_reply().reason(), Catch::Contains("max_upload_bytes_per_org"));
+  // Another organisation still gets its share.
+  CHECK(f.Start(kC, Head(NewUuid(), kC, chunks)).has_stream_start());
+}
+
+TEST_CASE("a stream that does not fit the quota is answered RETRY_LATER before any chunk moves",
+          "[broker][streams][hostile]") {
+  StreamLimits l = Fixture::Defaults();
+  l.store_max_bytes = 1 << 20;  // less than what SQLite and one 64-chunk stream need together
+  l.max_payload = 2 << 20;      // one organisation may reserve one such stream
+  Fixture f(l);
+  auto m = f.Start(kA, Head(NewUuid(), kA, 64 * 4));
+  REQUIRE(m.has_submit_reply());
+  CHECK(m.submit_reply().code() == wire::RETRY_LATER);
+  CHECK_THAT(m.submit_reply().reason(), Catch::Contains("DISK_FULL"));
+  CHECK(f.streams->open_uploads() == 0);
+}
+
+TEST_CASE("an upload holds a spool descriptor only while its chunks arrive",
+          "[broker][streams][hostile]") {
+  Fixture f;
+  const std::string id = NewUuid();
+  std::vector<std::string> records = {Record(0), Record(1), Record(2)};
+  const std::string head = Head(id, kA, 3, records);
+  REQUIRE(f.Start(kA, head).has_stream_start());
+  f.Chunk(kA, id, 0);
+  CHECK(f.streams->open_upload_fds() == 1);
+  auto acks = f.Flush();
+  REQUIRE(acks.size() == 1);
+  CHECK(acks[0].chunk_ack().next_chunk() == 1);
+  CHECK(f.streams->open_upload_fds() == 1);  // chunks came in this turn
+  CHECK(f.Flush().empty());
+  CHECK(f.streams->open_upload_fds() == 0);  // a turn without chunks closes it
+
+  // The sender resumes where the broker's commit says; the descriptor opens again.
+  auto resumed = f.Start(kA, head);
+  REQUIRE(resumed.has_stream_start());
+  CHECK(resumed.stream_start().next_chunk() == 1);
+  f.Chunk(kA, id, 1);
+  f.Chunk(kA, id, 2);
+  std::vector<SubmitItem> complete;
+  f.Flush(&complete);
+  REQUIRE(complete.size() == 1);
+  CHECK(complete[0].message_id == id);
+  CHECK(f.streams->open_upload_fds() == 0);
+  f.streams->FinishUploads({id});
+  CHECK(f.streams->open_uploads() == 0);
+  CHECK(Count(*f.store, "SELECT count(*) FROM uploads") == 0);
+}
+
+TEST_CASE("a complete upload the queue did not take is handed over again after a restart",
+          "[broker][streams]") {
+  test::TempDir dir;
+  const std::string spool = dir / "spool";
+  const std::string id = NewUuid();
+  // The last record is shorter than the others.
+  const std::vector<std::string> records = {Record(0), std::string(100 + crypto::kChunkTagBytes, 'z')};
+  const std::string head = Head(id, kA, 2, records, NowMs() + 3600 * 1000, 100);
+  {
+    auto store = Store::Open(dir / "broker.db");
+    REQUIRE(store.ok());
+    Streams streams((*store)->db(), spool, Fixture::Defaults());
+    REQUIRE(streams.Init().ok());
+    REQUIRE(streams.OnSubmitStream(kA, head).reply->has_stream_start());
+    for (uint64_t i = 0; i < 2; ++i) {
+      wire::Chunk c;
+      c.set_message_id(id);
+      c.set_index(i);
+      c.set_record(records[i]);
+      CHECK_FALSE(streams.OnUploadChunk(kA, c));
+    }
+    std::vector<SubmitItem> complete;
+    streams.Flush([](const std::string&, const wire::BrokerMessage&) {}, &complete);
+    REQUIRE(complete.size() == 1);  // handed over, never finished (as when a queue cap refuses)
+  }
+  auto store = Store::Open(dir / "broker.db");
+  REQUIRE(store.ok());
+  Streams streams((*store)->db(), spool, Fixture::Defaults());
+  REQUIRE(streams.Init().ok());
+  auto again = streams.OnSubmitStream(kA, head);
+  REQUIRE(again.reply);
+  REQUIRE(again.reply->has_stream_start());
+  CHECK(again.reply->stream_start().next_chunk() == 2);
+  std::vector<wire::BrokerMessage> sent;
+  std::vector<SubmitItem> complete;
+  streams.Flush([&](const std::string&, const wire::BrokerMessage& m) { sent.push_back(m); },
+                &complete);
+  for (const auto& m : sent) CHECK_FALSE(m.has_submit_reply());  // no REJECTED
+  REQUIRE(complete.size() == 1);
+  CHECK(complete[0].message_id == id);
+}
+
+TEST_CASE("expired and idle uploads are swept with their rows, spool files and reservations",
+          "[broker][streams][hostile]") {
+  Fixture f;
+  const int64_t now = NowMs();
+  const std::string soon = NewUuid(), idle = NewUuid(), busy = NewUuid();
+  REQUIRE(f.Start(kA, Head(soon, kA, 2, {}, now + 5000)).has_stream_start());
+  REQUIRE(f.Start(kA, Head(idle, kA, 2)).has_stream_start());
+  REQUIRE(f.Start(kC, Head(busy, kC, 2)).has_stream_start());
+  f.Chunk(kA, idle, 0);
+  f.Flush();
+  CHECK(Files(f.spool) == 1);
+
+  // The envelope's expiry drops the first; the others are neither expired nor idle yet.
+  CHECK(f.streams->SweepUploads(now + 5000) == 1);
+  CHECK(f.streams->open_uploads() == 2);
+  // Past upload_idle_ms without a chunk: the rest go, spool file and all.
+  CHECK(f.streams->SweepUploads(NowMs() + 60000) == 2);
+  CHECK(f.streams->open_uploads() == 0);
+  CHECK(f.streams->open_upload_fds() == 0);
+  CHECK(f.streams->spool_bytes() == 0);
+  CHECK(Files(f.spool) == 0);
+  CHECK(Count(*f.store, "SELECT count(*) FROM uploads") == 0);
+  // A swept upload is gone for good: its chunks are dropped, its head starts over.
+  f.Chunk(kA, idle, 1);
+  auto again = f.Start(kA, Head(idle, kA, 2));
+  REQUIRE(again.has_stream_start());
+  CHECK(again.stream_start().next_chunk() == 0);
+}
+
+TEST_CASE("at start, orphan spool files and upload rows whose head does not parse are removed",
+          "[broker][streams][hostile]") {
+  test::TempDir dir;
+  const std::string spool = dir / "spool";
+  const std::string kept = NewUuid();
+  {
+    auto store = Store::Open(dir / "broker.db");
+    REQUIRE(store.ok());
+    Streams streams((*store)->db(), spool, Fixture::Defaults());
+    REQUIRE(streams.Init().ok());
+    REQUIRE(streams.OnSubmitStream(kA, Head(kept, kA, 2)).reply->has_stream_start());
+    wire::Chunk c;
+    c.set_message_id(kept);
+    c.set_index(0);
+    c.set_record(Record(0));
+    CHECK_FALSE(streams.OnUploadChunk(kA, c));
+    std::vector<SubmitItem> none;
+    streams.Flush([](const std::string&, const wire::BrokerMessage&) {}, &none);
+    auto ins = (*store)->db().Prepare(
+        "INSERT INTO uploads (message_id, sender, receiver, head, next_chunk, expires_ms) "
+        "VALUES (?, ?, ?, ?, 0, ?)");
+    REQUIRE(ins.ok());
+    const std::string junk = NewUuid();
+    REQUIRE((*ins)->BindAll(junk, std::string(kA), std::string(kB)).BindBlob(4, "junk head").Bind(5, NowMs() + 60000).Run().ok());
+    std::ofstream(spool + "/" + junk) << "bytes";
+    std::ofstream(spool + "/" + NewUuid()) << "an orphan";
+  }
+  CHECK(Files(spool) == 3);
+  auto store = Store::Open(dir / "broker.db");
+  REQUIRE(store.ok());
+  Streams streams((*store)->db(), spool, Fixture::Defaults());
+  REQUIRE(streams.Init().ok());
+  CHECK(streams.open_uploads() == 1);
+  CHECK(Files(spool) == 1);
+  CHECK(Exists(spool + "/" + kept));
+  CHECK(Count(**store, "SELECT count(*) FROM uploads") == 1);
+}
+
+TEST_CASE("unverified header fields are bounded and expiry is at most max_ttl ahead",
+          "[broker][streams][hostile]") {
+  const int64_t now = NowMs();
+  const RoutingLimits limits{24 * 3600 * 1000, 90ll * 86400 * 1000};
+  auto header = [&] {
+    wire::Header h;
+    h.set_message_id(NewUuid());
+    h.set_conversation_id(NewUuid());
+    h.set_sender(kA);
+    h.set_receiver(kB);
+    h.set_process("urn:no:difi:profile:arkivmelding:administrasjon:ver1.0");
+    h.set_document_type("urn:no:difi:arkivmelding:xsd::arkivmelding");
+    return h;
+  };
+  auto ok = CheckRouting(header(), kA, now, limits);
+  REQUIRE(ok.ok());
+  CHECK(ok->receiver == kB);
+  CHECK(ok->expires_ms == now + limits.default_ttl_ms);
+
+  auto h = header();
+  h.set_expires_unix_ms(now + limits.max_ttl_ms);
+  CHECK(CheckRouting(h, kA, now, limits).ok());
+  h.set_expires_unix_ms(now + limits.max_ttl_ms + 1);
+  auto far = CheckRouting(h, kA, now, limits);
+  REQUIRE_FALSE(far.ok());
+  CHECK_THAT(far.status().message(), Catch::Contains("more than 90 days ahead"));
+
+  h = header();
+  h.set_process(std::string(kMaxProcessBytes + 1, 'p'));
+  CHECK_THAT(CheckRouting(h, kA, now, limits).status().message(), Catch::Contains("process"));
+  h = header();
+  h.set_document_type("urn:\nforged log line");
+  CHECK_THAT(CheckRouting(h, kA, now, limits).status().message(),
+             Catch::Contains("control character"));
+  h = header();
+  h.set_conversation_id(std::string(kMaxConversationIdBytes + 1, 'c'));
+  CHECK_THAT(CheckRouting(h, kA, now, limits).status().message(),
+             Catch::Contains("conversation_id"));
+  h = header();
+  h.set_sender(std::string(100000, 's'));
+  auto forged = CheckRouting(h, kA, now, limits);
+  REQUIRE_FALSE(forged.ok());
+  CHECK(forged.status().message().size() < 200);  // the claimed sender is not echoed
+}
+
+TEST_CASE("seen and reports are pruned after the retention window, never while queued",
+          "[broker][retention]") {
+  test::TempDir dir;
+  auto opened = Store::Open(dir / "broker.db");
+  REQUIRE(opened.ok());
+  Store& store = **opened;
+  std::vector<SubmitItem> submits;
+  for (int i = 0; i < 3; ++i) {
+    SubmitItem s;
+    s.message_id = NewUuid();
+    s.sender = kA;
+    s.receiver = kB;
+    s.envelope = "envelope";
+    s.expires_ms = NowMs() + 3600 * 1000;
+    submits.push_back(s);
+  }
+  std::vector<ReportItem> none;
+  REQUIRE(store.CommitBatch(submits, none).ok());
+  std::vector<ReportItem> reports;
+  for (int i = 0; i < 2; ++i) {
+    ReportItem r;
+    r.reporter = kB;
+    r.message_id = submits[static_cast<size_t>(i)].message_id;
+    r.status = wire::MOTTATT;
+    reports.push_back(r);
+  }
+  std::vector<SubmitItem> no_submits;
+  REQUIRE(store.CommitBatch(no_submits, reports).ok());
+  CHECK(Count(store, "SELECT count(*) FROM reports") == 2);
+
+  // Within the window nothing goes.
+  CHECK(*store.PruneHistory(NowMs() - 60000, 1000) == 0);
+  // After it, the delivered ids go with their reports; the queued one stays.
+  auto pruned = store.PruneHistory(NowMs() + 1, 1000);
+  REQUIRE(pruned.ok());
+  CHECK(*pruned == 2);
+  CHECK(Count(store, "SELECT count(*) FROM seen") == 1);
+  CHECK(Count(store, "SELECT count(*) FROM reports") == 0);
+  CHECK(*store.QueuedCount() == 1);
+  // The store uses the index on first_seen_ms to find them.
+  CHECK(Count(store, "SELECT count(*) FROM sqlite_master WHERE name='seen_by_first_seen'") == 1);
+}
+
+TEST_CASE("a full queue answers RETRY_LATER with its reason, a known id is still a duplicate",
+          "[broker][hostile]") {
+  test::TempDir dir;
+  auto opened = Store::Open(dir / "broker.db");
+  REQUIRE(opened.ok());
+  Store& store = **opened;
+  store.SetQueueCaps({/*per_receiver=*/3, /*per_sender=*/2});
+  auto item = [](const std::string& sender) {
+    SubmitItem s;
+    s.message_id = NewUuid();
+    s.sender = sender;
+    s.receiver = kB;
+    s.envelope = "envelope";
+    s.expires_ms = NowMs() + 3600 * 1000;
+    return s;
+  };
+  std::vector<SubmitItem> batch = {item(kA), item(kA), item(kA), item(kC), item(kC)};
+  std::vector<ReportItem> none;
+  REQUIRE(store.CommitBatch(batch, none).ok());
+  CHECK(batch[0].refused.empty());
+  CHECK(batch[1].refused.empty());
+  CHECK_THAT(batch[2].refused, Catch::Contains("max_queued_per_sender"));
+  CHECK(batch[3].refused.empty());
+  CHECK_THAT(batch[4].refused, Catch::Contains("max_queued_per_receiver"));
+  CHECK(*store.QueuedCount() == 3);
+  CHECK_FALSE(store.QueueRoom(kC, kB).empty());
+
+  std::vector<SubmitItem> again = {batch[0]};
+  REQUIRE(store.CommitBatch(again, none).ok());
+  CHECK(again[0].refused.empty());
+  CHECK(again[0].duplicate);
+
+  // A delivery makes room; the counts survive a reopen.
+  ReportItem r;
+  r.reporter = kB;
+  r.message_id = batch[0].message_id;
+  r.status = wire::MOTTATT;
+  std::vector<ReportItem> reports = {r};
+  std::vector<SubmitItem> no_submits;
+  REQUIRE(store.CommitBatch(no_submits, reports).ok());
+  CHECK(store.QueueRoom(kA, kB).empty());
+  opened->reset();
+  auto reopened = Store::Open(dir / "broker.db");
+  REQUIRE(reopened.ok());
+  (*reopened)->SetQueueCaps({3, 2});
+  CHECK((*reopened)->QueueRoom(kA, kB).empty());
+  std::vector<SubmitItem> more = {item(kA), item(kA)};
+  REQUIRE((*reopened)->CommitBatch(more, none).ok());
+  CHECK(more[0].refused.empty());
+  CHECK_FALSE(more[1].refused.empty());
+}
+
+}  // namespace bud::broker
