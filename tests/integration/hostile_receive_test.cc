@@ -299,10 +299,16 @@ TEST_CASE("a peer's control characters reach neither the receiver's terminal nor
   const Keys k = LoadKeys(ex, kAgencyA, kAgencyB);
   Sender a(ex, k.curve);
   a.Join(kAgencyA);
-  // An escape sequence that would retitle the terminal and clear it, in a field the receiver
-  // stores as it came (the conversation id) and in an attachment name it refuses.
+  // An escape sequence that would retitle the terminal and clear it. In a cleartext header field
+  // (the conversation id) the broker already refuses it; in an attachment name (encrypted, so
+  // only the receiver sees it) it reaches the receiver, which refuses the message and shows the
+  // name in its FEIL reason.
   const std::string evil = "\x1b]0;pwned\x07\x1b[2J";
-  auto [stored_id, stored] = Sealed(k, Exchange::Metadata(kAgencyB).dump(), "Tittel", evil);
+  auto [header_id, in_header] = Sealed(k, Exchange::Metadata(kAgencyB).dump(), "Tittel", evil);
+  const wire::SubmitReply header_reply = a.Submit(in_header);
+  CHECK(header_reply.code() == wire::REJECTED);
+  CHECK(header_reply.reason().find('\x1b') == std::string::npos);
+  auto [stored_id, stored] = Sealed(k, Exchange::Metadata(kAgencyB).dump(), "Tittel", NewUuid());
   auto [refused_id, refused] = Sealed(k, Exchange::Metadata(kAgencyB).dump(), "Tittel",
                                       NewUuid(), evil + "x.txt");
   for (const auto* env : {&stored, &refused}) REQUIRE(a.Submit(*env).code() == wire::ACCEPTED);
