@@ -94,6 +94,9 @@ Result<std::string> CmsDecrypt(std::string_view der, EVP_PKEY* key, X509* cert) 
     return Status(Code::kDecryptFailed,
                   "cannot decrypt the payload (wrong key, or the ciphertext or tag was altered)");
   }
+  // CMS_decrypt tries every recipient info: one it could not unwrap (e.g. an RSA block of the
+  // wrong length) leaves its errors queued even when another one succeeds.
+  ERR_clear_error();
   return BioContents(out.get());
 }
 
