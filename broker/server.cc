@@ -116,8 +116,10 @@ Status Server::Run() {
     });
     for (const auto& org : dirty_orgs_) {
       if (Session* s = SessionByOrg(org)) {
+        const std::string rid = s->rid;
         PumpDeliveries(*s);
-        PumpNotices(*s);
+        // A failed send in PumpDeliveries drops the session: *s may be gone.
+        if (Session* still = SessionByRid(rid)) PumpNotices(*still);
       }
     }
     dirty_orgs_.clear();

@@ -22,6 +22,7 @@
 #include "common/fs.h"
 #include "common/payload.h"
 #include "tests/common/agencies.h"
+#include "tests/support/sanitizers.h"
 
 namespace bud::test {
 namespace {
@@ -902,8 +903,8 @@ TEST_CASE("Sealing and opening 256 MiB stays in bounded memory", "[stream][memor
       static_cast<unsigned long long>(mib), crypto::kDefaultChunkSize / 1024, seal_s, mb / seal_s,
       open_s, mb / open_s, static_cast<long long>(peak), static_cast<long long>(growth_kib),
       reset ? "peak reset through clear_refs" : "peak not resettable: growth over earlier peak");
-  CHECK(growth_kib < 16 * 1024);  // two 1 MiB chunk buffers, a 1 MiB hash buffer, slack
-  CHECK(peak < 64 * 1024);        // the whole process, test binary and keys included
+  BUD_CHECK_RSS(growth_kib < 16 * 1024);  // two 1 MiB chunk buffers, a 1 MiB hash buffer, slack
+  BUD_CHECK_RSS(peak < 64 * 1024);  // the whole process, test binary and keys included
 
   CHECK(FileSha256(x.Path("out/stor.bin")) == want);
   auto size = ParseHead(*head).layout;
