@@ -2,7 +2,9 @@
 #include "common/crypto/envelope.h"
 
 #include <fmt/format.h>
+#include <openssl/cms.h>
 #include <openssl/err.h>
+#include <openssl/x509.h>
 
 #include <climits>
 
@@ -17,6 +19,65 @@ Result<std::string> BioContents(BIO* bio) {
   long n = BIO_get_mem_data(bio, &data);
   if (n < 0) return Status(Code::kInternal, "cannot read memory BIO");
   return std::string(data, static_cast<size_t>(n));
+}
+
+// The key wrap algorithm a key-agreement recipient info names (the parameter of its key
+// encryption algorithm, RFC 5753), or NID_undef.
+int KariWrapNid(CMS_RecipientInfo* ri) {
+  X509_ALGOR* alg = nullptr;
+  ASN1_OCTET_STRING* ukm = nullptr;
+  if (CMS_RecipientInfo_kari_get0_alg(ri, &alg, &ukm) != 1 || alg == nullptr) return NID_undef;
+  int ptype = V_ASN1_UNDEF;
+  const void* pval = nullptr;
+  X509_ALGOR_get0(nullptr, &ptype, &pval, alg);
+  if (ptype != V_ASN1_SEQUENCE || pval == nullptr) return NID_undef;
+  const auto* seq = static_cast<const ASN1_STRING*>(pval);
+  const unsigned char* p = ASN1_STRING_get0_data(seq);
+  X509_ALGOR* wrap = d2i_X509_ALGOR(nullptr, &p, ASN1_STRING_length(seq));
+  if (wrap == nullptr) return NID_undef;
+  const ASN1_OBJECT* oid = nullptr;
+  X509_ALGOR_get0(&oid, nullptr, nullptr, wrap);
+  int nid = OBJ_obj2nid(oid);
+  X509_ALGOR_free(wrap);
+  return nid;
+}
+
+// Only what CmsEncrypt makes reaches CMS_decrypt: at most kMaxRecipientInfos recipient infos,
+// each key transport (RSA) or key agreement (EC) with AES key wrap (RFC 3394). AES key wrap
+// *with padding* (RFC 5649) is refused: OpenSSL 3.0's CRYPTO_128_unwrap_pad wipes 8 bytes past
+// its output buffer when an unwrap fails (a heap overwrite a sender could aim at a receiver,
+// found by fuzz_envelope; openssl/openssl#30663), and no sender of ours uses it.
+constexpr int kMaxRecipientInfos = 4;
+
+Status CheckRecipientInfos(CMS_ContentInfo* cms) {
+  STACK_OF(CMS_RecipientInfo)* ris = CMS_get0_RecipientInfos(cms);
+  int n = ris == nullptr ? 0 : sk_CMS_RecipientInfo_num(ris);
+  if (n < 1 || n > kMaxRecipientInfos) {
+    return Status(Code::kDecryptFailed,
+                  fmt::format("payload has {} recipient infos (1 to {} accepted)", n,
+                              kMaxRecipientInfos));
+  }
+  for (int i = 0; i < n; ++i) {
+    CMS_RecipientInfo* ri = sk_CMS_RecipientInfo_value(ris, i);
+    int type = CMS_RecipientInfo_type(ri);
+    if (type == CMS_RECIPINFO_TRANS) continue;
+    if (type != CMS_RECIPINFO_AGREE) {
+      return Status(Code::kDecryptFailed,
+                    fmt::format("payload recipient info of type {} is not supported (key "
+                                "transport or key agreement only)",
+                                type));
+    }
+    int wrap = KariWrapNid(ri);
+    if (wrap != NID_id_aes128_wrap && wrap != NID_id_aes192_wrap && wrap != NID_id_aes256_wrap) {
+      ERR_clear_error();
+      return Status(Code::kDecryptFailed,
+                    fmt::format("payload key agreement uses key wrap {} (AES key wrap without "
+                                "padding only)",
+                                wrap == NID_undef ? std::string("(unreadable)")
+                                                  : std::string(OBJ_nid2sn(wrap))));
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -87,6 +148,10 @@ Result<std::string> CmsDecrypt(std::string_view der, EVP_PKEY* key, X509* cert) 
   }
   if (OBJ_obj2nid(CMS_get0_type(cms.get())) != NID_id_smime_ct_authEnvelopedData) {
     return Status(Code::kDecryptFailed, "payload is not CMS AuthEnvelopedData");
+  }
+  if (Status s = CheckRecipientInfos(cms.get()); !s.ok()) {
+    ERR_clear_error();
+    return s;
   }
   Bio out(BIO_new(BIO_s_mem()));
   if (CMS_decrypt(cms.get(), key, cert, nullptr, out.get(), CMS_BINARY) != 1) {
