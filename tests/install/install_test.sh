@@ -82,9 +82,11 @@ for pair in registry:address-registry broker:broker ip:integration-point; do
   name=${pair%%:*}; dir=${pair#*:}
   f=$examples/$name.toml
   [ -f "$f" ] || { fail "$f missing"; continue; }
-  # The keys its config.cc reads, and the [http] keys of common/http_server.cc when it reads those.
+  # The keys its config.cc reads, the [http] keys of common/http_server.cc when it reads those,
   sources=("$src/$dir/config.cc")
   grep -q LoadHttpOptions "$src/$dir/config.cc" && sources+=("$src/common/http_server.cc")
+  # ... and the [store] keys of common/storage/store_config.cc when it reads those.
+  grep -q LoadStoreConfig "$src/$dir/config.cc" && sources+=("$src/common/storage/store_config.cc")
   grep -ohE 'f\.[A-Za-z]+\("[a-z_]+\.[a-z_]+"' "${sources[@]}" \
     | sed -E 's/.*\("(.*)"/\1/' | sort -u > "$work/$name.parsed"
   awk '/^\[/ { gsub(/[][]/, ""); section = $1; next }

@@ -15,6 +15,7 @@
 
 #include "common/uuid.h"
 #include "tests/integration/harness.h"
+#include "tests/support/postgres.h"
 
 namespace bud::test {
 namespace {
@@ -105,10 +106,10 @@ void CheckDelivered(Exchange& ex, const std::string& from, const std::string& to
   CHECK(Exchange::History(in) == kReceiverHistory);
 }
 
-}  // namespace
-
-TEST_CASE("messages with several attachments travel both ways, byte for byte", "[integration]") {
-  Exchange ex;
+// Two messages, A to B and B to A, each with several attachments, through an exchange made
+// with `options`.
+void BothWays(ExchangeOptions options) {
+  Exchange ex(std::move(options));
   const Files to_b = SampleFiles(1);
   const Files to_a = SampleFiles(2);
   const std::string id_ab = NewUuid();
@@ -134,6 +135,23 @@ TEST_CASE("messages with several attachments travel both ways, byte for byte", "
   CHECK(ListDir(ex.Outbox(kAgencyB), /*include_hidden=*/true).empty());
   CHECK(ex.Status(kAgencyA).size() == 2);  // one out, one in
   CHECK(ex.Status(kAgencyB).size() == 2);
+}
+
+}  // namespace
+
+TEST_CASE("messages with several attachments travel both ways, byte for byte", "[integration]") {
+  BothWays({});
+}
+
+TEST_CASE("messages travel both ways with the registry's store on PostgreSQL",
+          "[integration][pg]") {
+  PostgresServer pg;
+  ExchangeOptions options;
+  options.registry_store_url = pg.ConnString();
+  options.registry_store_password_file = pg.PasswordFile();
+  BothWays(std::move(options));
+  // The entries are in PostgreSQL, not in a file beside the registry.
+  CHECK(pg.AdminQuery("SELECT count(*)::text FROM registry_entries", pg.Database()) == "2");
 }
 
 TEST_CASE("malformed outbox folders go to .failed with a reason, and sending goes on",
