@@ -29,9 +29,10 @@ Status HttpApi::MakeServices() {
       ctx_, config_.registry_endpoint, config_.registry_timeout_ms, config_.registry_cache_ms,
       curve, config_.registry_server_key));
   std::vector<std::pair<std::string, crypto::Cert>> certs;
-  for (const auto& [label, path] : {std::pair<std::string, std::string>{"signing", config_.signing_cert},
-                                    {"encryption", config_.encryption_cert},
-                                    {"next_encryption", config_.next_encryption_cert}}) {
+  for (const auto& [label, path] :
+       {std::pair<std::string, std::string>{"signing", config_.signing_cert},
+        {"encryption", config_.encryption_cert},
+        {"next_encryption", config_.next_encryption_cert}}) {
     if (path.empty()) continue;
     BUD_ASSIGN_OR_RETURN(auto cert, crypto::LoadCertFile(path));
     certs.emplace_back(label, std::move(cert));
@@ -53,10 +54,10 @@ Status HttpApi::Start() {
   http.streams_body = [](const httplib::Request& req) { return api::IsFileUpload(req); };
   http.max_streamed_body_bytes = static_cast<size_t>(config_.max_message_bytes);
   BUD_ASSIGN_OR_RETURN(server_, HttpServer::Start(http, [this](httplib::Server& srv) {
-    api::AddStatusRoutes(srv, *queries_);
-    api::AddOutgoingRoutes(srv, *outgoing_, *drafts_, *queries_);
-    api::AddIncomingRoutes(srv, *inbox_, *queries_);
-  }));
+                         api::AddStatusRoutes(srv, *queries_);
+                         api::AddOutgoingRoutes(srv, *outgoing_, *drafts_, *queries_);
+                         api::AddIncomingRoutes(srv, *inbox_, *queries_);
+                       }));
   return Status::Ok();
 }
 

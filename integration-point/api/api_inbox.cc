@@ -41,7 +41,8 @@ Result<std::vector<AsicFile>> AsicFiles(const MessageRow& row, const std::string
   }
   wire::Payload payload;
   if (!payload.ParseFromString(row.payload)) {
-    return Status(Code::kMalformed, fmt::format("stored message {} cannot be read", row.message_id));
+    return Status(Code::kMalformed,
+                  fmt::format("stored message {} cannot be read", row.message_id));
   }
   for (auto& a : *payload.mutable_attachments()) {
     files.push_back({a.name(), a.media_type(), 0, 0, "", std::move(*a.mutable_data())});

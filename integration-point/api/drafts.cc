@@ -45,8 +45,8 @@ Status TooLarge(const std::string& filename, const std::string& id, uint64_t byt
                 fmt::format("'{}' has {}{} bytes; the files of message {} may have {} bytes "
                             "together (outbox.max_message_bytes) and the others have {}: "
                             "nothing of it was kept",
-                            filename, bytes > budget ? "more than " : "",
-                            std::min(bytes, budget), id, max_total, others));
+                            filename, bytes > budget ? "more than " : "", std::min(bytes, budget),
+                            id, max_total, others));
 }
 
 uint64_t OthersBytes(const std::vector<DraftFile>& files, const std::string& filename) {
@@ -83,12 +83,19 @@ Result<uint64_t> Drafts::CheckUpload(const std::string& id, const std::string& f
     BUD_ASSIGN_OR_RETURN(auto sbd, s.GetDraft(id));
     if (!sbd) {
       return Status(Code::kNotFound, fmt::format("no created, unsent message {} (POST "
-                                                 "/api/messages/out creates one)", id));
+                                                 "/api/messages/out creates one)",
+                                                 id));
     }
     BUD_ASSIGN_OR_RETURN(auto files, s.DraftFiles(id));
-    OutgoingDraft check{.message_id = id, .conversation_id = {}, .receiver = outgoing_.me(),
-                        .process = {}, .document_type = {}, .title = {}, .created_ms = 0,
-                        .expires_ms = 0, .payload = {}};
+    OutgoingDraft check{.message_id = id,
+                        .conversation_id = {},
+                        .receiver = outgoing_.me(),
+                        .process = {},
+                        .document_type = {},
+                        .title = {},
+                        .created_ms = 0,
+                        .expires_ms = 0,
+                        .payload = {}};
     for (const auto& f : files) {
       if (f.name != filename) check.payload.add_attachments()->set_name(f.name);
     }
@@ -99,8 +106,9 @@ Result<uint64_t> Drafts::CheckUpload(const std::string& id, const std::string& f
 
 Status Drafts::Upload(const std::string& id, const FileUpload& file, const ByteSource& body) {
   if (file.filename.empty()) {
-    return Status(Code::kInvalidArgument, "Content-Disposition needs a filename, e.g. "
-                                          "'attachment; name=\"Title\"; filename=\"file.pdf\"'");
+    return Status(Code::kInvalidArgument,
+                  "Content-Disposition needs a filename, e.g. "
+                  "'attachment; name=\"Title\"; filename=\"file.pdf\"'");
   }
   BUD_ASSIGN_OR_RETURN(uint64_t others, CheckUpload(id, file.filename));
   const uint64_t max_total = static_cast<uint64_t>(config_.max_message_bytes);
@@ -151,21 +159,25 @@ Result<uint64_t> Drafts::WriteBody(const std::string& id, const FileUpload& file
   ::close(fd);
   if (complete && wrote.ok()) wrote = FsyncPath(ParentDir(path));
   if (over) {
-    Log()->warn("message {}: upload of '{}' refused after {} bytes: over "
-                "outbox.max_message_bytes", id, file.filename, written);
+    Log()->warn(
+        "message {}: upload of '{}' refused after {} bytes: over "
+        "outbox.max_message_bytes",
+        id, file.filename, written);
     return TooLarge(file.filename, id, written + 1, max_total, others);
   }
   if (!wrote.ok()) {
-    Log()->error("message {}: upload of '{}' failed after {} bytes: {}", id, file.filename,
-                 written, wrote.ToString());
+    Log()->error("message {}: upload of '{}' failed after {} bytes: {}", id, file.filename, written,
+                 wrote.ToString());
     return WriteError(wrote, fmt::format("cannot store '{}' ({}); nothing of it was kept, the "
-                                         "message is as before", file.filename, wrote.ToString()));
+                                         "message is as before",
+                                         file.filename, wrote.ToString()));
   }
   if (!complete) {
     Log()->warn("message {}: upload of '{}' cut short after {} bytes", id, file.filename, written);
     return Status(Code::kInvalidArgument,
                   fmt::format("the body of '{}' ended early (after {} bytes); nothing of it was "
-                              "kept", file.filename, written));
+                              "kept",
+                              file.filename, written));
   }
   return written;
 }
@@ -175,8 +187,8 @@ Result<uint64_t> Drafts::WriteBody(const std::string& id, const FileUpload& file
 Status Drafts::Record(const std::string& id, const FileUpload& file, const std::string& stored,
                       uint64_t bytes) {
   const uint64_t max_total = static_cast<uint64_t>(config_.max_message_bytes);
-  const std::string media = file.media_type.empty() ? GuessMediaType(file.filename)
-                                                    : file.media_type;
+  const std::string media =
+      file.media_type.empty() ? GuessMediaType(file.filename) : file.media_type;
   BUD_ASSIGN_OR_RETURN(std::string replaced, store_.Run([&](Store& s) -> Result<std::string> {
     auto now_files = s.DraftFiles(id);
     const uint64_t others = now_files.ok() ? OthersBytes(*now_files, file.filename) : 0;
@@ -197,13 +209,14 @@ Status Drafts::Record(const std::string& id, const FileUpload& file, const std::
 // The draft's SBD, parsed and checked again, and its files.
 Result<Drafts::Loaded> Drafts::Load(const std::string& id) {
   std::vector<DraftFile> files;
-  BUD_ASSIGN_OR_RETURN(auto sbd_text, store_.Run([&](Store& s) -> Result<std::optional<std::string>> {
-    BUD_ASSIGN_OR_RETURN(auto text, s.GetDraft(id));
-    if (text) {
-      BUD_ASSIGN_OR_RETURN(files, s.DraftFiles(id));
-    }
-    return text;
-  }));
+  BUD_ASSIGN_OR_RETURN(auto sbd_text,
+                       store_.Run([&](Store& s) -> Result<std::optional<std::string>> {
+                         BUD_ASSIGN_OR_RETURN(auto text, s.GetDraft(id));
+                         if (text) {
+                           BUD_ASSIGN_OR_RETURN(files, s.DraftFiles(id));
+                         }
+                         return text;
+                       }));
   if (!sbd_text) return Status(Code::kNotFound, fmt::format("no created, unsent message {}", id));
   BUD_ASSIGN_OR_RETURN(json stored, ParseJson(*sbd_text, "the stored SBD"));
   json sbd;
@@ -220,8 +233,8 @@ Result<json> Drafts::Send(const std::string& id) {
   for (const auto& f : loaded.files) total += f.size;
   const size_t count = loaded.files.size();
   const bool small = total <= static_cast<uint64_t>(config_.stream_threshold_bytes);
-  BUD_ASSIGN_OR_RETURN(json sbd, small ? SendSmall(std::move(loaded))
-                                       : SendStreamed(std::move(loaded)));
+  BUD_ASSIGN_OR_RETURN(json sbd,
+                       small ? SendSmall(std::move(loaded)) : SendStreamed(std::move(loaded)));
   if (!small) Log()->info("message {}: {} bytes in {} file(s) go streamed", id, total, count);
   (void)RemoveAll(DraftDir(config_, id));
   return sbd;
@@ -285,7 +298,8 @@ Status Drafts::Delete(const std::string& id) {
     auto sent = s.HasMessage(id, "OUT");
     if (!sent.ok() || !*sent) return st;
     return Status(Code::kConflict, fmt::format("message {} was already sent and cannot be "
-                                               "removed; follow it in /api/statuses/{}", id, id));
+                                               "removed; follow it in /api/statuses/{}",
+                                               id, id));
   }));
   (void)RemoveAll(DraftDir(config_, id));  // after the commit: a crash leaves it to RecoverSpool
   return Status::Ok();

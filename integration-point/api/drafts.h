@@ -12,11 +12,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/status.h"
 #include "integration-point/api/outgoing.h"
@@ -33,9 +32,9 @@ using ByteSource = std::function<bool(const ByteSink&)>;
 
 // What a PUT says of its file.
 struct FileUpload {
-  std::string filename;  // Content-Disposition's filename
-  std::string title;     // its name
-  std::string media_type;  // Content-Type; guessed from the name when empty
+  std::string filename;                     // Content-Disposition's filename
+  std::string title;                        // its name
+  std::string media_type;                   // Content-Type; guessed from the name when empty
   std::optional<uint64_t> announced_bytes;  // Content-Length, when sent
 };
 
@@ -64,8 +63,8 @@ class Drafts {
     std::vector<DraftFile> files;
   };
   Result<uint64_t> CheckUpload(const std::string& id, const std::string& filename);
-  Result<uint64_t> WriteBody(const std::string& id, const FileUpload& file,
-                             const std::string& path, uint64_t others, const ByteSource& body);
+  Result<uint64_t> WriteBody(const std::string& id, const FileUpload& file, const std::string& path,
+                             uint64_t others, const ByteSource& body);
   Status Record(const std::string& id, const FileUpload& file, const std::string& stored,
                 uint64_t bytes);
   Result<Loaded> Load(const std::string& id);

@@ -9,15 +9,22 @@ int HttpStatusFor(Code code) {
   switch (code) {
     case Code::kInvalidArgument:
     case Code::kBadOrgnr:
-    case Code::kMalformed: return 400;
-    case Code::kNotFound: return 404;
+    case Code::kMalformed:
+      return 400;
+    case Code::kNotFound:
+      return 404;
     case Code::kAlreadyExists:
-    case Code::kConflict: return 409;
-    case Code::kTooLarge: return 413;
+    case Code::kConflict:
+      return 409;
+    case Code::kTooLarge:
+      return 413;
     case Code::kUnavailable:
-    case Code::kBusy: return 503;
-    case Code::kDiskFull: return 507;
-    default: return 500;
+    case Code::kBusy:
+      return 503;
+    case Code::kDiskFull:
+      return 507;
+    default:
+      return 500;
   }
 }
 

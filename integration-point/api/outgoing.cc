@@ -41,8 +41,7 @@ Result<json> OutgoingMessages::SendWithFiles(const std::string& sbd_text,
 // At least one file, and the business message's main document among them.
 Status OutgoingMessages::CheckAttachments(const OutgoingDraft& d, const json& sbd) const {
   if (d.payload.attachments_size() == 0) {
-    return Status(Code::kInvalidArgument,
-                  "the message has no attachments: send at least one file");
+    return Status(Code::kInvalidArgument, "the message has no attachments: send at least one file");
   }
   const std::string type = DocumentTypeName(d.document_type);
   if (!sbd.contains(type) || !sbd[type].contains("hoveddokument") ||
@@ -53,9 +52,9 @@ Status OutgoingMessages::CheckAttachments(const OutgoingDraft& d, const json& sb
   for (const auto& a : d.payload.attachments()) {
     if (a.name() == main) return Status::Ok();
   }
-  return Status(Code::kInvalidArgument,
-                fmt::format("{}.hoveddokument names '{}' but no attachment has that name", type,
-                            main));
+  return Status(
+      Code::kInvalidArgument,
+      fmt::format("{}.hoveddokument names '{}' but no attachment has that name", type, main));
 }
 
 MessageRow OutgoingMessages::RowOf(const OutgoingDraft& d) const {

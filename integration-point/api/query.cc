@@ -34,9 +34,10 @@ int64_t Query::Time(const char* name) {
   const std::string v = req.get_param_value(name);
   auto t = ParseTime(v);
   if (!t) {
-    Fail(fmt::format("query parameter '{}' must be an ISO 8601 time such as "
-                     "2026-12-01T12:00:00+01:00 (got '{}')",
-                     name, v));
+    Fail(
+        fmt::format("query parameter '{}' must be an ISO 8601 time such as "
+                    "2026-12-01T12:00:00+01:00 (got '{}')",
+                    name, v));
     return 0;
   }
   return *t;

@@ -19,7 +19,7 @@ struct Query {
 
   std::string Text(const char* name) const;
   int64_t Int(const char* name, int64_t def, int64_t lo, int64_t hi);
-  int64_t Time(const char* name);           // ISO 8601 -> ms; 0 when absent
+  int64_t Time(const char* name);            // ISO 8601 -> ms; 0 when absent
   std::string StatusName(const char* name);  // a known status name or ""
   std::string Direction(const char* name);   // OUTGOING/OUT -> "OUT", INCOMING/IN -> "IN"
   std::string Org(const char* name);         // "0192:<orgnr>" or ""

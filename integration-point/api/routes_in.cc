@@ -45,17 +45,17 @@ void Pop(ApiInbox& inbox, const Req& req, Res& res) {
   if (!opened.ok()) return SendStatus(res, opened.status(), req.path);
   std::shared_ptr<AsicStream> zip = *opened;
   res.set_header("Content-Disposition", fmt::format("attachment; filename=\"{}.asice\"", id));
-  res.set_content_provider(
-      static_cast<size_t>(zip->size()), kAsicMediaType,
-      [zip, id](size_t offset, size_t length, httplib::DataSink& sink) {
-        auto piece = zip->Read(offset, length);
-        if (!piece.ok() || piece->empty()) {
-          Log()->error("message {}: pop stopped at byte {}: {}", id, offset,
-                       piece.ok() ? "nothing more to read" : piece.status().ToString());
-          return false;
-        }
-        return sink.write(piece->data(), piece->size());
-      });
+  res.set_content_provider(static_cast<size_t>(zip->size()), kAsicMediaType,
+                           [zip, id](size_t offset, size_t length, httplib::DataSink& sink) {
+                             auto piece = zip->Read(offset, length);
+                             if (!piece.ok() || piece->empty()) {
+                               Log()->error(
+                                   "message {}: pop stopped at byte {}: {}", id, offset,
+                                   piece.ok() ? "nothing more to read" : piece.status().ToString());
+                               return false;
+                             }
+                             return sink.write(piece->data(), piece->size());
+                           });
 }
 
 void Delete(ApiInbox& inbox, const Req& req, Res& res) {

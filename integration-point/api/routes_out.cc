@@ -18,8 +18,10 @@ constexpr const char* kUploadPath = R"(/api/messages/out/([^/]+))";
 
 void PostMultipart(OutgoingMessages& outgoing, const Req& req, Res& res) {
   if (!req.is_multipart_form_data()) {
-    return SendError(res, 400, "send multipart/form-data with a part 'sbd' (the SBD as JSON) "
-                               "and one part per file", req.path);
+    return SendError(res, 400,
+                     "send multipart/form-data with a part 'sbd' (the SBD as JSON) "
+                     "and one part per file",
+                     req.path);
   }
   if (!req.has_file("sbd")) {
     return SendError(res, 400, "the multipart body has no part named 'sbd'", req.path);
@@ -27,8 +29,8 @@ void PostMultipart(OutgoingMessages& outgoing, const Req& req, Res& res) {
   std::vector<UploadedFile> files;
   for (const auto& [part, file] : req.files) {
     if (part == "sbd") continue;
-    files.push_back({file.filename.empty() ? file.name : file.filename, file.content_type,
-                     file.content});
+    files.push_back(
+        {file.filename.empty() ? file.name : file.filename, file.content_type, file.content});
   }
   SendResult(res, outgoing.SendWithFiles(req.get_file_value("sbd").content, files), req.path);
 }

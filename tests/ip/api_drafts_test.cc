@@ -61,8 +61,9 @@ TEST_CASE("a draft is created, gets a file, and is sent small (OPPRETTET)", "[ip
   // A sent message is still found, now as the stored message's SBD.
   auto after = f.drafts->Get(kId);
   REQUIRE(after.ok());
-  CHECK((*after)["standardBusinessDocumentHeader"]["documentIdentification"]
-                ["instanceIdentifier"] == kId);
+  CHECK(
+      (*after)["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] ==
+      kId);
 }
 
 TEST_CASE("creating a draft checks the receiver and the id", "[ip][api][drafts]") {
@@ -86,8 +87,8 @@ TEST_CASE("uploads to a missing draft or without a filename are refused", "[ip][
   ApiFixture f;
   Status missing = f.drafts->Upload(kId, File("test.pdf"), StringSource("x"));
   CHECK(missing.code() == Code::kNotFound);
-  CHECK(missing.message() == "no created, unsent message " + kId +
-                                 " (POST /api/messages/out creates one)");
+  CHECK(missing.message() ==
+        "no created, unsent message " + kId + " (POST /api/messages/out creates one)");
   REQUIRE(f.drafts->Create(ExampleSbd(kId).dump()).ok());
   Status nameless = f.drafts->Upload(kId, File(""), StringSource("x"));
   CHECK(HttpStatusFor(nameless.code()) == 400);
@@ -98,8 +99,7 @@ TEST_CASE("uploads to a missing draft or without a filename are refused", "[ip][
   CHECK(FilesOnDisk(f, kId) == 0);
 }
 
-TEST_CASE("the same filename again replaces the file and its bytes on disk",
-          "[ip][api][drafts]") {
+TEST_CASE("the same filename again replaces the file and its bytes on disk", "[ip][api][drafts]") {
   ApiFixture f;
   REQUIRE(f.drafts->Create(ExampleSbd(kId).dump()).ok());
   REQUIRE(f.drafts->Upload(kId, File("test.pdf"), StringSource("first version")).ok());
@@ -130,8 +130,7 @@ TEST_CASE("an announced size past max_message_bytes is 413 before a byte is read
                             "others have 0: nothing of it was kept");
 }
 
-TEST_CASE("a body that grows past the limit is cut off and nothing is kept",
-          "[ip][api][drafts]") {
+TEST_CASE("a body that grows past the limit is cut off and nothing is kept", "[ip][api][drafts]") {
   ApiFixture f;
   REQUIRE(f.drafts->Create(ExampleSbd(kId).dump()).ok());
   REQUIRE(f.drafts->Upload(kId, File("a.pdf"), StringSource(std::string(600, 'a'))).ok());
@@ -192,8 +191,7 @@ TEST_CASE("a draft above the stream threshold is linked into the spool and sent 
   CHECK(payload.attachments(0).data().empty());
 }
 
-TEST_CASE("a streamed send the take-in refuses leaves no files in the spool",
-          "[ip][api][drafts]") {
+TEST_CASE("a streamed send the take-in refuses leaves no files in the spool", "[ip][api][drafts]") {
   ApiFixture f;
   REQUIRE(f.drafts->Create(ExampleSbd(kId).dump()).ok());
   REQUIRE(f.drafts->Upload(kId, File("test.pdf"), StringSource(std::string(300, 'z'))).ok());
@@ -229,8 +227,10 @@ TEST_CASE("deleting a draft; a sent message cannot be deleted (409)", "[ip][api]
   Status st = f.drafts->Delete(sent_id);
   CHECK(st.code() == Code::kConflict);
   CHECK(HttpStatusFor(st.code()) == 409);
-  CHECK(st.message() == "message " + sent_id + " was already sent and cannot be removed; "
-                        "follow it in /api/statuses/" + sent_id);
+  CHECK(st.message() == "message " + sent_id +
+                            " was already sent and cannot be removed; "
+                            "follow it in /api/statuses/" +
+                            sent_id);
   CHECK(f.OutStatus(sent_id) == "OPPRETTET");
 }
 

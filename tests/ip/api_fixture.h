@@ -7,9 +7,8 @@
 
 #include <map>
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/clock.h"
 #include "integration-point/api/api_inbox.h"
@@ -53,7 +52,8 @@ inline wire::RegistryEntry Entry(const std::string& orgnr) {
 // eFormidling's arkivmelding SBD from us to `receiver`; hoveddokument "test.pdf".
 inline nlohmann::json ExampleSbd(const std::string& message_id,
                                  const std::string& receiver = kReceiver) {
-  nlohmann::json sbd = nlohmann::json::parse(fmt::format(R"({{
+  nlohmann::json sbd =
+      nlohmann::json::parse(fmt::format(R"({{
   "standardBusinessDocumentHeader": {{
     "headerVersion": "1.0",
     "sender": [{{"identifier": {{"value": "0192:{}", "authority": "iso6523-actorid-upis"}}}}],
@@ -65,7 +65,8 @@ inline nlohmann::json ExampleSbd(const std::string& message_id,
                                     "identifier": "{}"}}]}}
   }},
   "arkivmelding": {{"hoveddokument": "test.pdf", "sikkerhetsnivaa": 3}}
-}})", kMe, receiver, kStandard, message_id, kProcess));
+}})",
+                                        kMe, receiver, kStandard, message_id, kProcess));
   return sbd;
 }
 
@@ -108,15 +109,14 @@ struct ApiFixture {
     OutboxLimits limits;
     limits.max_attachments = 3;
     limits.max_attachment_bytes = 500;
-    outgoing = std::make_unique<OutgoingMessages>(
-        config.me(), limits, registry,
-        [this](MessageRow row) {
+    outgoing =
+        std::make_unique<OutgoingMessages>(config.me(), limits, registry, [this](MessageRow row) {
           if (!take_in_refusal.ok()) return take_in_refusal;
           return store->Run([&](Store& s) { return s.CreateOutgoing(row); });
         });
     drafts = std::make_unique<Drafts>(config, *store, *outgoing);
-    inbox = std::make_unique<ApiInbox>(config, *store, [this] { ++wakes; },
-                                       [this] { return now; });
+    inbox = std::make_unique<ApiInbox>(
+        config, *store, [this] { ++wakes; }, [this] { return now; });
     queries = std::make_unique<StatusQueries>(config.me(), metrics, *store, registry,
                                               std::vector<std::pair<std::string, crypto::Cert>>());
   }

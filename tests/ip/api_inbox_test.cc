@@ -84,7 +84,7 @@ TEST_CASE("peek locks the oldest message and gives its SBD; the next peek gets t
   REQUIRE(*second);
   CHECK((**second)["standardBusinessDocumentHeader"]["documentIdentification"]
                   ["instanceIdentifier"] == kB);
-  CHECK_FALSE(*f.inbox->Peek(""));  // both locked
+  CHECK_FALSE(*f.inbox->Peek(""));     // both locked
   f.now += f.config.peek_lock_ms + 1;  // the locks run out
   CHECK(*f.inbox->Peek(""));
 }
@@ -142,8 +142,10 @@ TEST_CASE("a streamed message pops from its files in api-in", "[ip][api][inbox]"
   auto crc = FileCrc32(JoinPath(dir, "big.bin"));
   REQUIRE(crc.ok());
   Receive(f, kA, f.now - 2000, kProcess,
-          json::array({{{"name", "big.bin"}, {"mediaType", "application/octet-stream"},
-                        {"size", big.size()}, {"crc32", *crc}}})
+          json::array({{{"name", "big.bin"},
+                        {"mediaType", "application/octet-stream"},
+                        {"size", big.size()},
+                        {"crc32", *crc}}})
               .dump());
   REQUIRE(*f.inbox->Peek(""));
   auto zip = f.inbox->Pop(kA);
@@ -183,7 +185,8 @@ TEST_CASE("delete records INNKOMMENDE_LEVERT, queues LEVERT and wakes the engine
   auto reports = f.store->Run([](Store& s) { return s.PendingReports(); });
   REQUIRE(reports.ok());
   bool levert = false;
-  for (const auto& r : *reports) levert = levert || (r.message_id == kA && r.status == wire::LEVERT);
+  for (const auto& r : *reports)
+    levert = levert || (r.message_id == kA && r.status == wire::LEVERT);
   CHECK(levert);
   Status again = f.inbox->Delete(kA);
   CHECK(again.code() == Code::kNotFound);

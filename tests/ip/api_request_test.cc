@@ -1,7 +1,6 @@
 // The HTTP side's request parsing, in-process on httplib's request objects: query parameters
 // (integration-point/api/query.h) and Content-Disposition (routes.h).
 #include <catch2/catch.hpp>
-
 #include <nlohmann/json.hpp>
 
 #include "integration-point/api/query.h"
@@ -19,8 +18,11 @@ httplib::Request Get(const std::string& path, std::multimap<std::string, std::st
 }
 
 TEST_CASE("query parameters: defaults, pages, directions, organisations", "[ip][api][query]") {
-  auto req = Get("/api/statuses", {{"page", "2"}, {"size", "5"}, {"direction", "INCOMING"},
-                                   {"orgnr", "910075918"}, {"status", "LEVERT"}});
+  auto req = Get("/api/statuses", {{"page", "2"},
+                                   {"size", "5"},
+                                   {"direction", "INCOMING"},
+                                   {"orgnr", "910075918"},
+                                   {"status", "LEVERT"}});
   httplib::Response res;
   Query q{req, res};
   int64_t offset = 0, limit = 0;
@@ -54,7 +56,8 @@ TEST_CASE("a bad query parameter is one 400 naming it", "[ip][api][query]") {
   };
   for (const auto& c : cases) {
     CAPTURE(c.name, c.value);
-    auto req = Get("/api/conversations", {{c.name, c.value}, {"size", c.name == "size" ? c.value : "5"}});
+    auto req =
+        Get("/api/conversations", {{c.name, c.value}, {"size", c.name == "size" ? c.value : "5"}});
     httplib::Response res;
     Query q{req, res};
     int64_t offset = 0, limit = 0;

@@ -13,8 +13,8 @@ using nlohmann::json;
 const std::string kId = "f0000000-0000-4000-8000-000000000001";
 
 void Send(ApiFixture& f, const std::string& id) {
-  auto sent = f.outgoing->SendWithFiles(ExampleSbd(id).dump(),
-                                        {{"test.pdf", "application/pdf", "%PDF"}});
+  auto sent =
+      f.outgoing->SendWithFiles(ExampleSbd(id).dump(), {{"test.pdf", "application/pdf", "%PDF"}});
   REQUIRE(sent.ok());
 }
 
@@ -139,7 +139,7 @@ TEST_CASE("outgoing messages list as SBDs, filtered", "[ip][api][status]") {
   REQUIRE(one.ok());
   CHECK((*one)["totalElements"] == 1);
   CHECK((*one)["content"][0]["standardBusinessDocumentHeader"]["documentIdentification"]
-                          ["instanceIdentifier"] == kId);
+              ["instanceIdentifier"] == kId);
 }
 
 TEST_CASE("capabilities come from the registry entry", "[ip][api][status]") {
@@ -155,8 +155,8 @@ TEST_CASE("capabilities come from the registry entry", "[ip][api][status]") {
   CHECK(first["serviceIdentifier"] == "DPO");
   CHECK(first["documentTypes"][0]["type"] == "arkivmelding");
   CHECK(first["documentTypes"][0]["standard"] == kStandard);
-  auto filtered = f.queries->Capabilities(std::string("0192:") + kReceiver,
-                                          "urn:no:difi:profile:other");
+  auto filtered =
+      f.queries->Capabilities(std::string("0192:") + kReceiver, "urn:no:difi:profile:other");
   REQUIRE(filtered.ok());
   CHECK((*filtered)["capabilities"].size() == 1);
   auto unknown = f.queries->Capabilities(kMe, "");
@@ -184,8 +184,8 @@ TEST_CASE("metrics count messages by status and the queue per receiver", "[ip][a
   Send(f, kId);
   f.metrics.accepted = 7;
   const std::string text = f.queries->MetricsText();
-  CHECK_THAT(text, Catch::Contains(
-                       R"(bud_ip_messages{direction="OUTGOING",status="OPPRETTET"} 1)"));
+  CHECK_THAT(text,
+             Catch::Contains(R"(bud_ip_messages{direction="OUTGOING",status="OPPRETTET"} 1)"));
   CHECK_THAT(text, Catch::Contains(std::string(R"(bud_ip_queue_depth{receiver="0192:)") +
                                    kReceiver + "\"} 1"));
   CHECK_THAT(text, Catch::Contains("bud_ip_accepted_total 7"));
