@@ -34,6 +34,8 @@ std::string_view CodeName(Code code) {
     case Code::kUnsupported: return "UNSUPPORTED";
     case Code::kCertRevoked: return "CERT_REVOKED";
     case Code::kCertRevocationUnknown: return "CERT_REVOCATION_UNKNOWN";
+    case Code::kConflict: return "CONFLICT";
+    case Code::kTooLarge: return "TOO_LARGE";
   }
   return "UNKNOWN";
 }

@@ -46,6 +46,9 @@ enum class Code {
   // Revocation (appended: codes are data).
   kCertRevoked,             // listed on a current CRL from its issuer
   kCertRevocationUnknown,   // revocation checking is on and no current, valid CRL covers it
+  // Requests (appended: codes are data).
+  kConflict,                // not in a state that allows it now (sent, not locked, ...)
+  kTooLarge,                // over a configured size limit
 };
 
 // The stable name of a code, e.g. "BAD_SIGNATURE".

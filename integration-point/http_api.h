@@ -1,29 +1,38 @@
 // The integration point's HTTP API (docs/http-api.md): eFormidling's Next Move paths and JSON
 // shapes for archive systems, a status page at "/", /metrics (Prometheus) and /healthz.
 //
-// Operation: served by common/http_server.h on its own threads. The API has its own store
-// connection and registry client, each behind a mutex; it shares the store file (WAL) with the
-// engine, so a message taken in through either the outbox folder or the API shows in both
-// status views. After taking a message in or queuing a report it wakes the engine.
-// Messages POSTed are handed to the engine thread (Engine::TakeIn), which stores those of one
-// loop turn with one commit; each answer comes only after that commit.
-// Large files: a PUT's body streams to a file beside the store and a pop's zip is read from
-// disk as the client takes it (asic.h), so neither is ever whole in memory; the store mutex is
-// not held while bytes move.
+// Layout: HttpApi only wires. The work is done by plain services in api/, testable without
+// HTTP (tests/ip/api_*_test.cc): OutgoingMessages (the checks and the take-in every way of
+// sending shares), Drafts (create, upload, send, delete), ApiInbox (peek, pop, delete),
+// StatusQueries (statuses, conversations, lists, capabilities, metrics, health), with the JSON
+// shapes in api/json_shapes.h. The routes (api/routes_*.cc) parse a request, call one service
+// and write its answer; api/http_answer.h maps a Status to the HTTP status and error body.
+//
+// Operation: served by common/http_server.h on its own threads (which also checks Host, Origin
+// and the token). The API has its own store connection and registry client, each behind a
+// mutex; it shares the store file (WAL) with the engine, so a message taken in through either
+// the outbox folder or the API shows in both status views. After a message is taken out of the
+// API inbox it wakes the engine. Messages POSTed are handed to the engine thread
+// (Engine::TakeIn), which stores those of one loop turn with one commit; each answer comes only
+// after that commit. Large files: a PUT's body streams to a file beside the store and a pop's
+// zip is read from disk as the client takes it (asic.h), so neither is ever whole in memory;
+// the store mutex is not held while bytes move.
 #pragma once
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <zmq.hpp>
 
-#include "common/crypto/openssl.h"
 #include "common/http_server.h"
-#include "common/registry_client.h"
+#include "integration-point/api/api_inbox.h"
+#include "integration-point/api/drafts.h"
+#include "integration-point/api/outgoing.h"
+#include "integration-point/api/registry_lookup.h"
+#include "integration-point/api/shared_store.h"
+#include "integration-point/api/status_queries.h"
 #include "integration-point/config.h"
 #include "integration-point/engine.h"
-#include "integration-point/outbox.h"
 #include "integration-point/store.h"
 
 namespace bud::ip {
@@ -38,35 +47,24 @@ class HttpApi {
   HttpApi(const HttpApi&) = delete;
   HttpApi& operator=(const HttpApi&) = delete;
 
+  // Opens the store connection and the registry client, builds the services, starts serving.
   Status Start();
   std::string address() const { return server_ ? server_->address() : ""; }
 
  private:
-  void Routes(httplib::Server& srv);
-  OutboxLimits Limits() const;
-  // Checks the receiver and takes the message in (store + wake); fills `res` either way and
-  // returns whether it was taken in. `before_commit` runs after the checks, right before the
-  // commit (a streamed draft's files are placed in the spool there); `undo` when that or the
-  // commit failed.
-  bool Submit(OutgoingDraft draft, const nlohmann::json& sbd, const httplib::Request& req,
-              httplib::Response& res, const std::function<Status()>& before_commit = {},
-              const std::function<void()>& undo = {});
-  void SendOutStatus(const Status& st, const httplib::Request& req, httplib::Response& res);
-  nlohmann::json ConversationJson(const MessageRow& m);
-  nlohmann::json IncomingSbd(const MessageRow& m);
-  std::string Metrics();
+  Status MakeServices();
 
   const Config& config_;
   const EngineMetrics& metrics_;
   zmq::context_t& ctx_;
   std::function<void()> wake_;
   std::function<Status(MessageRow)> take_in_;
-  Orgnr me_;
-  std::mutex store_mu_;
-  std::unique_ptr<Store> store_;
-  std::mutex registry_mu_;
-  std::unique_ptr<RegistryClient> registry_;
-  std::vector<std::pair<std::string, crypto::Cert>> certs_;  // "signing" etc. -> certificate
+  std::unique_ptr<api::SharedStore> store_;
+  std::unique_ptr<api::RegistryLookup> registry_;
+  std::unique_ptr<api::OutgoingMessages> outgoing_;
+  std::unique_ptr<api::Drafts> drafts_;
+  std::unique_ptr<api::ApiInbox> inbox_;
+  std::unique_ptr<api::StatusQueries> queries_;
   std::unique_ptr<HttpServer> server_;
 };
 

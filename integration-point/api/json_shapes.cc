@@ -1,0 +1,114 @@
+// See json_shapes.h.
+#include "integration-point/api/json_shapes.h"
+
+#include <map>
+
+#include "common/clock.h"
+#include "common/status_machine.h"
+#include "integration-point/sbd.h"
+#include "integration-point/status_view.h"
+#include "proto/envelope.pb.h"
+
+namespace bud::ip::api {
+
+using nlohmann::json;
+
+std::string Describe(const std::string& status, const std::string& reason) {
+  if (!reason.empty()) return reason;
+  static const std::map<std::string, std::string> kText = {
+      {"OPPRETTET", "Taken in by the sender's integration point"},
+      {"SENDT", "Accepted and stored by the broker"},
+      {"MOTTATT", "Verified and decrypted by the receiver's integration point"},
+      {"LEVERT", "Delivered to the receiver's archive system"},
+      {"LEST", "Read by the receiver"},
+      {"FEIL", "Failed"},
+      {"LEVETID_UTLOPT", "Expired before it was delivered"},
+      {"INNKOMMENDE_MOTTATT", "Received; waiting for the archive system"},
+      {"INNKOMMENDE_LEVERT", "Taken by the archive system"},
+  };
+  auto it = kText.find(status);
+  return it == kText.end() ? status : it->second;
+}
+
+std::string DirectionName(const std::string& direction) {
+  return direction == "OUT" ? "OUTGOING" : "INCOMING";
+}
+
+json StatusJson(const StatusItem& s) {
+  return {{"id", s.id},
+          {"lastUpdate", FormatTime(s.at_ms)},
+          {"status", s.status},
+          {"description", Describe(s.status, s.reason)},
+          {"conversationId", s.conversation_id},
+          {"messageId", s.message_id},
+          {"direction", DirectionName(s.direction)}};
+}
+
+json ConversationJson(const MessageRow& m, const std::vector<HistoryRow>& history,
+                      const std::optional<TransferRow>& transfer) {
+  json statuses = json::array();
+  for (const auto& h : history) {
+    statuses.push_back({{"status", h.status},
+                        {"description", Describe(h.status, h.reason)},
+                        {"lastUpdate", FormatTime(h.at_ms)},
+                        {"current", h.current}});
+  }
+  auto st = StatusFromName(m.status);
+  json out = {{"id", m.id},
+              {"conversationId", m.conversation_id},
+              {"messageId", m.message_id},
+              {"senderIdentifier", m.sender},
+              {"receiverIdentifier", m.receiver},
+              {"processIdentifier", m.process},
+              {"documentIdentifier", m.document_type},
+              {"serviceIdentifier", "DPO"},
+              {"messageTitle", m.title},
+              {"lastUpdate", FormatTime(m.updated_ms)},
+              {"created", FormatTime(m.created_ms)},
+              {"expiry", FormatTime(m.expires_ms)},
+              {"finished", st && IsFinal(*st)},
+              {"direction", DirectionName(m.direction)},
+              {"status", m.status},
+              {"messageStatuses", statuses}};
+  // A streamed message: its transfer's progress, as `bud-ip status --json` gives it.
+  if (transfer) out["transfer"] = TransferJson(*transfer);
+  return out;
+}
+
+json PageJson(json content, int64_t total, int64_t number, int64_t size) {
+  const int64_t pages = size > 0 ? (total + size - 1) / size : 0;
+  const auto n = static_cast<int64_t>(content.size());
+  return {{"content", std::move(content)},
+          {"totalElements", total},
+          {"totalPages", pages},
+          {"number", number},
+          {"size", size},
+          {"numberOfElements", n},
+          {"first", number == 0},
+          {"last", number + 1 >= pages},
+          {"empty", n == 0}};
+}
+
+json CapabilitiesJson(const wire::RegistryEntry* entry, const std::string& process) {
+  json caps = json::array();
+  if (entry) {
+    json types = json::array();
+    for (const auto& t : entry->document_types()) {
+      types.push_back({{"type", DocumentTypeName(t)}, {"standard", t}});
+    }
+    for (const auto& p : entry->processes()) {
+      if (!process.empty() && p != process) continue;
+      caps.push_back({{"process", p}, {"serviceIdentifier", "DPO"}, {"documentTypes", types}});
+    }
+  }
+  return {{"capabilities", caps}};
+}
+
+json IncomingSbdJson(const MessageRow& m, const std::string& stored_payload) {
+  std::string metadata;
+  wire::Payload p;
+  if (!stored_payload.empty() && p.ParseFromString(stored_payload)) metadata = p.metadata_json();
+  return SbdOf(m, metadata);
+}
+
+}  // namespace bud::ip::api

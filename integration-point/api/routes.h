@@ -1,0 +1,29 @@
+// The HTTP API's routes (docs/http-api.md, "Endpoints"): each parses its request, calls one
+// service, and writes the answer. Registered on the server by HttpApi.
+//   routes_status.cc  /, /healthz, /metrics, capabilities, statuses, conversations
+//   routes_out.cc     /api/messages/out...: multipart, drafts (create, PUT a file, send, delete)
+//   routes_in.cc      /api/messages/in...: list, peek, pop, delete
+#pragma once
+
+#include <httplib.h>
+
+#include "integration-point/api/api_inbox.h"
+#include "integration-point/api/drafts.h"
+#include "integration-point/api/outgoing.h"
+#include "integration-point/api/status_queries.h"
+
+namespace bud::ip::api {
+
+void AddStatusRoutes(httplib::Server& srv, StatusQueries& queries);
+void AddOutgoingRoutes(httplib::Server& srv, OutgoingMessages& outgoing, Drafts& drafts,
+                       StatusQueries& queries);
+void AddIncomingRoutes(httplib::Server& srv, ApiInbox& inbox, StatusQueries& queries);
+
+// PUT /api/messages/out/{id}: a file of a draft, read by its route as a stream.
+bool IsFileUpload(const httplib::Request& req);
+
+// Content-Disposition: attachment; name="Title"; filename="file.pdf" -> the value of `key`
+// (quoted or not; plain UTF-8 is accepted).
+std::string DispositionParam(const std::string& header, const std::string& key);
+
+}  // namespace bud::ip::api

@@ -1,0 +1,64 @@
+// What the HTTP API reads without changing anything: status lines, conversations, the message
+// lists, capabilities from the address registry, /metrics and /healthz.
+//
+// Operation: called on the HTTP server's threads; each answer is read under the store's mutex
+// (one consistent snapshot per call). The engine's counters are atomics it updates.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/crypto/openssl.h"
+#include "common/metrics.h"
+#include "common/orgnr.h"
+#include "common/status.h"
+#include "integration-point/api/registry_lookup.h"
+#include "integration-point/api/shared_store.h"
+#include "integration-point/engine.h"
+
+namespace bud::ip::api {
+
+// /healthz: the body and whether the store could be read (200) or not (503).
+struct Health {
+  nlohmann::json body;
+  bool store_ok = false;
+};
+
+class StatusQueries {
+ public:
+  // `certs`: the own certificates by label ("signing", ...) for their expiry gauge.
+  StatusQueries(Orgnr me, const EngineMetrics& metrics, SharedStore& store,
+                RegistryLookup& registry, std::vector<std::pair<std::string, crypto::Cert>> certs);
+
+  // Pages of status lines, conversations and messages (SBDs), page number `page` of q.limit.
+  Result<nlohmann::json> Statuses(const StatusQuery& q, int64_t page);
+  Result<nlohmann::json> Conversations(const ConversationQuery& q, int64_t page);
+  Result<nlohmann::json> Messages(const ConversationQuery& q, int64_t page);
+  // The newest status line; nullopt when there is none.
+  Result<std::optional<nlohmann::json>> PeekStatus();
+  // The conversation `q` selects (by id or message id); kNotFound "no conversation <what>".
+  // A message sent to ourselves exists in both directions: the outgoing one is the answer.
+  Result<nlohmann::json> Conversation(ConversationQuery q, const std::string& what);
+  // {"capabilities": [...]} of `orgnr` (kBadOrgnr when it is not one); empty when unknown.
+  Result<nlohmann::json> Capabilities(const std::string& orgnr, const std::string& process);
+  // Prometheus text format 0.0.4.
+  std::string MetricsText();
+  Health HealthNow();
+
+ private:
+  nlohmann::json ConversationOf(Store& s, const MessageRow& m);
+  void StoreMetrics(metrics::Writer& w);
+  void EngineCounters(metrics::Writer& w);
+
+  Orgnr me_;
+  const EngineMetrics& metrics_;
+  SharedStore& store_;
+  RegistryLookup& registry_;
+  std::vector<std::pair<std::string, crypto::Cert>> certs_;
+};
+
+}  // namespace bud::ip::api

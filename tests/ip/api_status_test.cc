@@ -1,0 +1,197 @@
+// The HTTP API's read side (integration-point/api/status_queries.h, json_shapes.h) without HTTP:
+// status lines, conversations, message lists, capabilities, health and metrics over a real store.
+#include <catch2/catch.hpp>
+
+#include "integration-point/api/http_answer.h"
+#include "integration-point/api/json_shapes.h"
+#include "tests/ip/api_fixture.h"
+
+namespace bud::ip::api::test {
+namespace {
+
+using nlohmann::json;
+const std::string kId = "f0000000-0000-4000-8000-000000000001";
+
+void Send(ApiFixture& f, const std::string& id) {
+  auto sent =
+      f.outgoing->SendWithFiles(ExampleSbd(id).dump(), {{"test.pdf", "application/pdf", "%PDF"}});
+  REQUIRE(sent.ok());
+}
+
+TEST_CASE("status lines of a message, paged, as eFormidling shapes them", "[ip][api][status]") {
+  ApiFixture f;
+  Send(f, kId);
+  REQUIRE(f.store
+              ->Run([&](Store& s) {
+                return s.ApplyStatus(kId, "OUT", wire::SENDT, "", NowMs()).status();
+              })
+              .ok());
+  StatusQuery q;
+  q.message_id = kId;
+  auto page = f.queries->Statuses(q, 0);
+  REQUIRE(page.ok());
+  CHECK((*page)["totalElements"] == 2);
+  CHECK((*page)["totalPages"] == 1);
+  CHECK((*page)["first"] == true);
+  CHECK((*page)["last"] == true);
+  const json& first = (*page)["content"][0];
+  CHECK(first["status"] == "OPPRETTET");
+  CHECK(first["description"] == "Taken in by the sender's integration point");
+  CHECK(first["direction"] == "OUTGOING");
+  CHECK(first["messageId"] == kId);
+  CHECK((*page)["content"][1]["status"] == "SENDT");
+
+  auto newest = f.queries->PeekStatus();
+  REQUIRE(newest.ok());
+  REQUIRE(*newest);
+  CHECK((**newest)["status"] == "SENDT");
+}
+
+TEST_CASE("no status yet: peek is empty, a page is empty", "[ip][api][status]") {
+  ApiFixture f;
+  auto newest = f.queries->PeekStatus();
+  REQUIRE(newest.ok());
+  CHECK_FALSE(*newest);
+  auto page = f.queries->Statuses(StatusQuery{}, 0);
+  REQUIRE(page.ok());
+  CHECK((*page)["empty"] == true);
+  CHECK((*page)["totalPages"] == 0);
+}
+
+TEST_CASE("page arithmetic", "[ip][api][status]") {
+  json p = PageJson(json::array({1, 2, 3, 4, 5}), 45, 2, 20);
+  CHECK(p["totalPages"] == 3);
+  CHECK(p["numberOfElements"] == 5);
+  CHECK(p["first"] == false);
+  CHECK(p["last"] == true);
+  CHECK(p["empty"] == false);
+  json mid = PageJson(json::array({1}), 45, 1, 20);
+  CHECK(mid["last"] == false);
+  CHECK(Describe("FEIL", "the receiver refused it") == "the receiver refused it");
+  CHECK(Describe("NOT_A_STATUS", "") == "NOT_A_STATUS");
+}
+
+TEST_CASE("a conversation by message id and by id; unknown ones are 404", "[ip][api][status]") {
+  ApiFixture f;
+  Send(f, kId);
+  ConversationQuery by_message;
+  by_message.message_id = kId;
+  auto c = f.queries->Conversation(by_message, "for message " + kId);
+  REQUIRE(c.ok());
+  CHECK((*c)["messageId"] == kId);
+  CHECK((*c)["direction"] == "OUTGOING");
+  CHECK((*c)["finished"] == false);
+  CHECK((*c)["serviceIdentifier"] == "DPO");
+  CHECK((*c)["messageStatuses"].size() == 1);
+  CHECK((*c)["messageStatuses"][0]["current"] == true);
+  ConversationQuery by_id;
+  by_id.id = (*c)["id"];
+  auto same = f.queries->Conversation(by_id, "x");
+  REQUIRE(same.ok());
+  CHECK((*same)["messageId"] == kId);
+  ConversationQuery unknown;
+  unknown.message_id = "nope";
+  auto none = f.queries->Conversation(unknown, "for message nope");
+  CHECK(none.status().code() == Code::kNotFound);
+  CHECK(none.status().message() == "no conversation for message nope");
+}
+
+TEST_CASE("a message sent to ourselves answers with its outgoing side", "[ip][api][status]") {
+  ApiFixture f;
+  Send(f, kId);
+  MessageRow in;
+  in.message_id = kId;
+  in.sender = in.receiver = std::string("0192:") + kMe;
+  in.process = kProcess;
+  in.document_type = kStandard;
+  in.created_ms = NowMs();
+  in.expires_ms = in.created_ms + 60000;
+  REQUIRE(f.store
+              ->Run([&](Store& s) {
+                return s.RecordIncoming(in, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "",
+                                        NowMs());
+              })
+              .ok());
+  ConversationQuery q;
+  q.message_id = kId;
+  auto c = f.queries->Conversation(q, "for message " + kId);
+  REQUIRE(c.ok());
+  CHECK((*c)["direction"] == "OUTGOING");
+  auto all = f.queries->Conversations(q, 0);
+  REQUIRE(all.ok());
+  CHECK((*all)["totalElements"] == 2);
+}
+
+TEST_CASE("outgoing messages list as SBDs, filtered", "[ip][api][status]") {
+  ApiFixture f;
+  Send(f, kId);
+  Send(f, "f0000000-0000-4000-8000-000000000002");
+  ConversationQuery q;
+  q.direction = "OUT";
+  q.limit = 1;
+  auto page = f.queries->Messages(q, 0);
+  REQUIRE(page.ok());
+  CHECK((*page)["totalElements"] == 2);
+  CHECK((*page)["totalPages"] == 2);
+  CHECK((*page)["content"][0].contains("standardBusinessDocumentHeader"));
+  q.message_id = kId;
+  auto one = f.queries->Messages(q, 0);
+  REQUIRE(one.ok());
+  CHECK((*one)["totalElements"] == 1);
+  CHECK((*one)["content"][0]["standardBusinessDocumentHeader"]["documentIdentification"]
+              ["instanceIdentifier"] == kId);
+}
+
+TEST_CASE("capabilities come from the registry entry", "[ip][api][status]") {
+  ApiFixture f;
+  wire::RegistryEntry e = Entry(kReceiver);
+  e.add_processes("urn:no:difi:profile:other");
+  f.registry.entries[kReceiver] = e;
+  auto all = f.queries->Capabilities(kReceiver, "");
+  REQUIRE(all.ok());
+  REQUIRE((*all)["capabilities"].size() == 2);
+  const json& first = (*all)["capabilities"][0];
+  CHECK(first["process"] == kProcess);
+  CHECK(first["serviceIdentifier"] == "DPO");
+  CHECK(first["documentTypes"][0]["type"] == "arkivmelding");
+  CHECK(first["documentTypes"][0]["standard"] == kStandard);
+  auto filtered =
+      f.queries->Capabilities(std::string("0192:") + kReceiver, "urn:no:difi:profile:other");
+  REQUIRE(filtered.ok());
+  CHECK((*filtered)["capabilities"].size() == 1);
+  auto unknown = f.queries->Capabilities(kMe, "");
+  REQUIRE(unknown.ok());
+  CHECK((*unknown)["capabilities"].empty());
+  auto bad = f.queries->Capabilities("12345", "");
+  CHECK(HttpStatusFor(bad.status().code()) == 400);
+  f.registry.unavailable = true;
+  CHECK(HttpStatusFor(f.queries->Capabilities(kReceiver, "").status().code()) == 503);
+}
+
+TEST_CASE("health says DEGRADED without the broker, UP with it", "[ip][api][status]") {
+  ApiFixture f;
+  Health h = f.queries->HealthNow();
+  CHECK(h.store_ok);
+  CHECK(h.body["status"] == "DEGRADED");
+  CHECK(h.body["store"] == "ok");
+  CHECK(h.body["orgnr"] == std::string("0192:") + kMe);
+  f.metrics.broker_connected = 1;
+  CHECK(f.queries->HealthNow().body["status"] == "UP");
+}
+
+TEST_CASE("metrics count messages by status and the queue per receiver", "[ip][api][status]") {
+  ApiFixture f;
+  Send(f, kId);
+  f.metrics.accepted = 7;
+  const std::string text = f.queries->MetricsText();
+  CHECK_THAT(text,
+             Catch::Contains(R"(bud_ip_messages{direction="OUTGOING",status="OPPRETTET"} 1)"));
+  CHECK_THAT(text, Catch::Contains(std::string(R"(bud_ip_queue_depth{receiver="0192:)") +
+                                   kReceiver + "\"} 1"));
+  CHECK_THAT(text, Catch::Contains("bud_ip_accepted_total 7"));
+  CHECK_THAT(text, Catch::Contains("# TYPE bud_ip_submit_to_accept_seconds histogram"));
+  CHECK_THAT(text, Catch::Contains("bud_ip_broker_connected 0"));
+}
+
+}  // namespace
+}  // namespace bud::ip::api::test
