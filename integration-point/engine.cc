@@ -37,7 +37,7 @@ const SystemClock kSystemClock;
 // The point's own keys, loaded at start, borrowed by the parts.
 struct Engine::Keys {
   Identity id;
-  std::vector<crypto::DecryptionKey> decryption;  // borrow id's keys
+  std::vector<crypto::DecryptionKey> decryption;    // borrow id's keys
   std::unique_ptr<crypto::TrustedCertCache> certs;  // registry certificates, verified
   std::optional<wire::CurveKeyPair> curve;
 };
@@ -102,8 +102,9 @@ Status Engine::LoadKeys() {
     for (const auto& p : id.trust->CrlProblems()) Log()->warn("keys.crl_dir: {}", p);
   }
   if (config_.curve_key_file.empty()) {
-    Log()->warn("no keys.curve_key_file: talking to broker and registry WITHOUT CURVE "
-                "(development only)");
+    Log()->warn(
+        "no keys.curve_key_file: talking to broker and registry WITHOUT CURVE "
+        "(development only)");
   } else {
     BUD_ASSIGN_OR_RETURN(keys_->curve, wire::LoadCurveKeyFile(config_.curve_key_file));
   }
@@ -131,17 +132,23 @@ Status Engine::BuildParts() {
                                              config_.submit_timeout_ms);
   p->defer = std::make_unique<DeferGate>(*p->link, clock_, metrics_);
   // A message taken in from the outbox is for the sender (built below) to seal.
-  p->intake = std::make_unique<OutboxIntake>(config_, me, *p->store, *p->turn, *p->registry,
-                                             clock_, [parts = p.get()] { parts->sender->MarkDirty(); });
+  p->intake = std::make_unique<OutboxIntake>(config_, me, *p->store, *p->turn, *p->registry, clock_,
+                                             [parts = p.get()] { parts->sender->MarkDirty(); });
   const Identity& id = keys_->id;
-  p->sender = std::make_unique<Sender>(Sender::Deps{
-      config_, *p->store, *p->link, *p->turn, *p->registry, *keys_->certs,
-      {id.signing_key.get(), id.signing_cert.get()}, clock_, metrics_});
-  p->receiver = std::make_unique<Receiver>(Receiver::Deps{
-      config_, me, *p->store, *p->turn, *p->inbox, *p->reports, *p->defer, *p->registry,
-      *keys_->certs, keys_->decryption, clock_, metrics_});
-  p->streams = std::make_unique<StreamReceiver>(*p->receiver, *p->link, me, *id.trust,
-                                                keys_->decryption);
+  p->sender = std::make_unique<Sender>(Sender::Deps{config_,
+                                                    *p->store,
+                                                    *p->link,
+                                                    *p->turn,
+                                                    *p->registry,
+                                                    *keys_->certs,
+                                                    {id.signing_key.get(), id.signing_cert.get()},
+                                                    clock_,
+                                                    metrics_});
+  p->receiver = std::make_unique<Receiver>(
+      Receiver::Deps{config_, me, *p->store, *p->turn, *p->inbox, *p->reports, *p->defer,
+                     *p->registry, *keys_->certs, keys_->decryption, clock_, metrics_});
+  p->streams =
+      std::make_unique<StreamReceiver>(*p->receiver, *p->link, me, *id.trust, keys_->decryption);
   parts_ = std::move(p);
   return Status::Ok();
 }
@@ -156,18 +163,17 @@ Status Engine::Start() {
   RecoverSpool(config_, *p.store);
   SweepReceiveLeftovers(config_, *p.store, clock_.NowMs());
   p.intake->Watch();
-  p.link->SetListener(BrokerLink::Listener{
-      [&p] {  // a new socket
-        p.sender->Reset();
-        p.streams->Reset();
-      },
-      [&p] {  // Welcome
-        p.sender->Reset();
-        p.reports->Forget();
-        p.streams->Reset();
-        p.sender->MarkDirty();
-        p.reports->SendPending(true);
-      }});
+  p.link->SetListener(BrokerLink::Listener{[&p] {  // a new socket
+                                             p.sender->Reset();
+                                             p.streams->Reset();
+                                           },
+                                           [&p] {  // Welcome
+                                             p.sender->Reset();
+                                             p.reports->Forget();
+                                             p.streams->Reset();
+                                             p.sender->MarkDirty();
+                                             p.reports->SendPending(true);
+                                           }});
   p.link->Start();
   started_ = true;
   return Status::Ok();
@@ -177,8 +183,9 @@ Status Engine::Run() {
   BUD_RETURN_IF_ERROR(Start());
   Log()->info("integration point {} running: outbox {}, {}, broker {}, registry {}",
               config_.me().wire(), config_.outbox,
-              config_.delivery == "api" ? std::string("incoming kept for the HTTP API")
-                                        : "inbox " + config_.inbox,
+              config_.delivery_mode() == DeliveryMode::kApi
+                  ? std::string("incoming kept for the HTTP API")
+                  : "inbox " + config_.inbox,
               config_.broker_endpoint, config_.registry_endpoint);
   while (!StopRequested()) RunTurn();
   Log()->info("integration point {} stopping", config_.me().wire());
@@ -194,8 +201,7 @@ void Engine::RunTurn() {
                              {nullptr, notify_fd, ZMQ_POLLIN, 0}};
   const int n = notify_fd >= 0 ? 3 : 2;
   try {
-    zmq::poll(items, n,
-              std::chrono::milliseconds(p.intake->dirty() || p.sender->Due() ? 0 : 100));
+    zmq::poll(items, n, std::chrono::milliseconds(p.intake->dirty() || p.sender->Due() ? 0 : 100));
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) Log()->error("poll: {}", e.what());
     return;
@@ -234,15 +240,33 @@ void Engine::RunTurn() {
 void Engine::Dispatch(const wire::BrokerMessage& msg) {
   Parts& p = *parts_;
   switch (msg.body_case()) {
-    case wire::BrokerMessage::kSubmitReply: p.sender->OnSubmitReply(msg.submit_reply()); break;
-    case wire::BrokerMessage::kDeliver: p.receiver->OnDeliver(msg.deliver()); break;
-    case wire::BrokerMessage::kStatusNotice: p.sender->OnStatusNotice(msg.status_notice()); break;
-    case wire::BrokerMessage::kReportReply: p.reports->OnReply(msg.report_reply()); break;
-    case wire::BrokerMessage::kStreamStart: p.sender->OnStreamStart(msg.stream_start()); break;
-    case wire::BrokerMessage::kChunkAck: p.sender->OnUploadAck(msg.chunk_ack()); break;
-    case wire::BrokerMessage::kDeliverStream: p.streams->OnDeliverStream(msg.deliver_stream()); break;
-    case wire::BrokerMessage::kChunk: p.streams->OnChunk(msg.chunk()); break;
-    default: Log()->warn("broker sent a message with no known body"); break;
+    case wire::BrokerMessage::kSubmitReply:
+      p.sender->OnSubmitReply(msg.submit_reply());
+      break;
+    case wire::BrokerMessage::kDeliver:
+      p.receiver->OnDeliver(msg.deliver());
+      break;
+    case wire::BrokerMessage::kStatusNotice:
+      p.sender->OnStatusNotice(msg.status_notice());
+      break;
+    case wire::BrokerMessage::kReportReply:
+      p.reports->OnReply(msg.report_reply());
+      break;
+    case wire::BrokerMessage::kStreamStart:
+      p.sender->OnStreamStart(msg.stream_start());
+      break;
+    case wire::BrokerMessage::kChunkAck:
+      p.sender->OnUploadAck(msg.chunk_ack());
+      break;
+    case wire::BrokerMessage::kDeliverStream:
+      p.streams->OnDeliverStream(msg.deliver_stream());
+      break;
+    case wire::BrokerMessage::kChunk:
+      p.streams->OnChunk(msg.chunk());
+      break;
+    default:
+      Log()->warn("broker sent a message with no known body");
+      break;
   }
 }
 
@@ -252,9 +276,10 @@ void Engine::FinishTurn() {
   hand_over_->Answer(out.status.ok() ? out.status
                                      : out.status.Context("the store's commit failed"));
   if (out.status.ok()) return;
-  Log()->error("store: the turn's commit failed ({}); {} report(s), ack(s) and outbox "
-               "removal(s) held back, the work is redone",
-               out.status.ToString(), out.held_back);
+  Log()->error(
+      "store: the turn's commit failed ({}); {} report(s), ack(s) and outbox "
+      "removal(s) held back, the work is redone",
+      out.status.ToString(), out.held_back);
   p.intake->MarkDirty();
   p.sender->MarkDirty();
 }

@@ -12,9 +12,7 @@ namespace {
 std::shared_ptr<spdlog::logger> Log() { return Logger("ip"); }
 }  // namespace
 
-const char* LinkStateName(LinkState s) {
-  return s == LinkState::kReady ? "ready" : "connecting";
-}
+const char* LinkStateName(LinkState s) { return s == LinkState::kReady ? "ready" : "connecting"; }
 
 wire::ClientMessage NewClientMessage() {
   wire::ClientMessage m;
@@ -52,8 +50,11 @@ std::optional<wire::BrokerMessage> BrokerLink::OnFrame(const zmq::message_t& fra
   }
   last_heard_mono_ = clock_.MonoMs();
   switch (msg.body_case()) {
-    case wire::BrokerMessage::kWelcome: OnWelcome(msg.welcome()); return std::nullopt;
-    case wire::BrokerMessage::kHeartbeat: return std::nullopt;
+    case wire::BrokerMessage::kWelcome:
+      OnWelcome(msg.welcome());
+      return std::nullopt;
+    case wire::BrokerMessage::kHeartbeat:
+      return std::nullopt;
     case wire::BrokerMessage::kRefused:
       Log()->warn("broker refused: {}", msg.refused().reason());
       if (msg.refused().reason().starts_with("no session")) {
@@ -61,7 +62,8 @@ std::optional<wire::BrokerMessage> BrokerLink::OnFrame(const zmq::message_t& fra
         last_event_ = LinkEvent::kNoSession;
       }
       return std::nullopt;
-    default: return msg;
+    default:
+      return msg;
   }
 }
 
@@ -96,8 +98,9 @@ bool BrokerLink::Tick() {
   const int64_t now = clock_.MonoMs();
   if (now - last_heard_mono_ > 3 * options_.heartbeat_ms) {
     // Silent (or, before a Welcome, unanswered) that long: start over with a new socket.
-    Log()->warn("{} broker {} for {} ms; reconnecting", ready() ? "nothing from" : "no Welcome from",
-                options_.endpoint, now - last_heard_mono_);
+    Log()->warn("{} broker {} for {} ms; reconnecting",
+                ready() ? "nothing from" : "no Welcome from", options_.endpoint,
+                now - last_heard_mono_);
     metrics_.reconnects.fetch_add(1, std::memory_order_relaxed);
     Reconnect(LinkEvent::kSilence);
     return false;

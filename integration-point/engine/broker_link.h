@@ -2,9 +2,9 @@
 // (docs/protocol.md, "Integration point state machine (broker link)"):
 //
 //   [connecting] --Hello (resent with back-off 200 ms .. 5 s)--> Welcome --> [ready]
-//   [ready] or [connecting] --no frame for 3 x heartbeat_ms (kSilence)--> new socket --> [connecting]
-//   [ready] --Refused "no session" (kNoSession)--> [connecting]   (the broker restarted)
-//   [ready] --heartbeat_ms without sending one--> Heartbeat
+//   [ready] or [connecting] --no frame for 3 x heartbeat_ms (kSilence)--> new socket -->
+//   [connecting] [ready] --Refused "no session" (kNoSession)--> [connecting]   (the broker
+//   restarted) [ready] --heartbeat_ms without sending one--> Heartbeat
 //
 // Operation: the loop hands every frame to OnFrame, which keeps the link's own messages
 // (Welcome, Heartbeat, Refused) and returns the others for the parts; Tick runs the timers.

@@ -35,9 +35,9 @@ class DeferGate {
   BrokerLink& link_;
   const Clock& clock_;
   EngineMetrics& metrics_;
-  int64_t until_mono_ = 0;   // deliveries are deferred unread until then
-  int64_t backoff_ms_ = 0;   // the last pause; 0 when the last delivery was stored
-  std::string reason_;       // why, for the Defers sent during the pause
+  int64_t until_mono_ = 0;  // deliveries are deferred unread until then
+  int64_t backoff_ms_ = 0;  // the last pause; 0 when the last delivery was stored
+  std::string reason_;      // why, for the Defers sent during the pause
 };
 
 }  // namespace bud::ip

@@ -37,11 +37,10 @@ OutboxIntake::~OutboxIntake() {
 
 void OutboxIntake::Watch() {
   inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (inotify_fd_ < 0 ||
-      ::inotify_add_watch(inotify_fd_, config_.outbox.c_str(),
-                          IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
-    Log()->warn("inotify unavailable ({}); relying on the rescan every {} ms",
-                std::strerror(errno), config_.rescan_ms);
+  if (inotify_fd_ < 0 || ::inotify_add_watch(inotify_fd_, config_.outbox.c_str(),
+                                             IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    Log()->warn("inotify unavailable ({}); relying on the rescan every {} ms", std::strerror(errno),
+                config_.rescan_ms);
   }
 }
 
@@ -91,8 +90,8 @@ void OutboxIntake::Refuse(const std::string& name, const Status& why) {
     Log()->warn("outbox '{}' refused and moved to {}: {}", shown, EscapeControl(*moved),
                 why.ToString());
   } else {
-    Log()->error("outbox '{}' refused ({}) but could not be moved aside: {}", shown,
-                 why.ToString(), moved.status().ToString());
+    Log()->error("outbox '{}' refused ({}) but could not be moved aside: {}", shown, why.ToString(),
+                 moved.status().ToString());
   }
 }
 
@@ -128,8 +127,7 @@ void OutboxIntake::TakeFolder(const std::string& name) {
   // Taken in before a crash that came before the folder's removal.
   if (*imported) return RemoveAfterCommit(name, "");
   // A routing choice only: the sizes are from the listing; the files are checked when opened.
-  const bool large =
-      opened->listed_bytes > static_cast<uint64_t>(config_.stream_threshold_bytes);
+  const bool large = opened->listed_bytes > static_cast<uint64_t>(config_.stream_threshold_bytes);
   int attachments = 0;
   std::optional<MessageRow> row = ReadFolder(*opened, name, large, attachments);
   if (!row) return;
@@ -167,8 +165,10 @@ std::optional<MessageRow> OutboxIntake::ReadFolder(OutboxFolder& folder, const s
   }
   auto draft = ReadOutboxFolder(folder, me_, limits);
   if (!draft.ok()) {
-    if (draft.status().code() == Code::kInvalidArgument) Refuse(name, draft.status());
-    else Log()->warn("outbox '{}' not taken in yet: {}", shown, draft.status().ToString());
+    if (draft.status().code() == Code::kInvalidArgument)
+      Refuse(name, draft.status());
+    else
+      Log()->warn("outbox '{}' not taken in yet: {}", shown, draft.status().ToString());
     return std::nullopt;
   }
   auto receiver = CheckReceiver(registry_, draft->receiver, draft->process, draft->document_type);
@@ -180,7 +180,7 @@ std::optional<MessageRow> OutboxIntake::ReadFolder(OutboxFolder& folder, const s
     }
     return std::nullopt;
   }
-  auto exists = store_.HasMessage(draft->message_id, "OUT");
+  auto exists = store_.HasMessage(draft->message_id, Text(Direction::kOut));
   if (exists.ok() && *exists) {
     // Kept, never deleted: it may differ from the copy that was sent.
     Refuse(name, Status(Code::kAlreadyExists,

@@ -18,6 +18,7 @@
 #include "integration-point/engine/clock.h"
 #include "integration-point/engine/registry_lookup.h"
 #include "integration-point/engine/turn.h"
+#include "integration-point/message_state.h"
 #include "integration-point/outbox.h"
 #include "integration-point/store.h"
 

@@ -49,8 +49,8 @@ bool IsLowerUuid(const std::string& id) {
 }  // namespace
 
 std::string OutsideReason(const std::string& local) {
-  for (Code c : {Code::kMalformed, Code::kBadSignature, Code::kDigestMismatch,
-                 Code::kDecryptFailed, Code::kPayloadMismatch, Code::kUnsupported}) {
+  for (Code c : {Code::kMalformed, Code::kBadSignature, Code::kDigestMismatch, Code::kDecryptFailed,
+                 Code::kPayloadMismatch, Code::kUnsupported}) {
     if (local.starts_with(std::string(CodeName(c)) + ":")) return std::string(kEnvelopeRejected);
   }
   return local;
@@ -74,13 +74,14 @@ bool Receiver::Screen(const wire::Header& h) {
   // The id names the inbox folder: nothing but a lower-case UUID may get near a path. Without
   // one nothing is recorded; the broker is told FEIL so that it stops delivering it.
   if (!IsLowerUuid(id)) {
-    Log()->error("broker delivered an envelope whose message id is not a lower-case UUID; "
-                 "refused without writing anything (sender claims {})",
-                 h.sender().substr(0, 20));
+    Log()->error(
+        "broker delivered an envelope whose message id is not a lower-case UUID; "
+        "refused without writing anything (sender claims {})",
+        h.sender().substr(0, 20));
     d_.reports.Report(id, wire::FEIL, std::string(kEnvelopeRejected));  // ids only compared there
     return false;
   }
-  auto existing = d_.store.Get(id, "IN");
+  auto existing = d_.store.Get(id, Text(Direction::kIn));
   if (!existing.ok()) {
     Log()->error("message {}: store: {}", id, existing.status().ToString());
     return false;
@@ -90,7 +91,7 @@ bool Receiver::Screen(const wire::Header& h) {
     const bool failed = (*existing)->status == "FEIL";
     std::string reason;
     if (failed) {
-      auto hist = d_.store.History(id, "IN");
+      auto hist = d_.store.History(id, Text(Direction::kIn));
       if (hist.ok() && !hist->empty()) reason = OutsideReason(hist->back().reason);
     }
     d_.metrics.redeliveries.fetch_add(1, std::memory_order_relaxed);
@@ -197,15 +198,17 @@ void Receiver::Keep(const crypto::Opened& opened, const AdmittedSender& sender, 
   const std::string& id = row.message_id;
   const int64_t now = d_.clock.NowMs();
   row.title = opened.payload.title();
-  if (d_.config.delivery == "api") {
+  if (d_.config.delivery_mode() == DeliveryMode::kApi) {
     // Kept in the store (payload included) until the archive system peeks, pops and deletes it.
-    row.state = "api";
+    row.state = Text(WorkState::kApi);
     opened.payload.SerializeToString(&row.payload);
-    Status kept = d_.store.RecordIncoming(row, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", now);
+    Status kept =
+        d_.store.RecordIncoming(row, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", now);
     if (!kept.ok()) return Defer(id, kept.Context("storing it for the API"));
-    Log()->info("message {} from {} kept for the HTTP API ({} attachment(s); "
-                "INNKOMMENDE_MOTTATT)",
-                id, row.sender, opened.payload.attachments_size());
+    Log()->info(
+        "message {} from {} kept for the HTTP API ({} attachment(s); "
+        "INNKOMMENDE_MOTTATT)",
+        id, row.sender, opened.payload.attachments_size());
     return Accepted(id);
   }
   std::string subject;
@@ -230,15 +233,15 @@ void Receiver::Keep(const crypto::Opened& opened, const AdmittedSender& sender, 
 void Receiver::CheckInbox() {
   // Only messages written to the inbox folder (state done); those kept for the API (state api)
   // end through DELETE /api/messages/in/{id}.
-  auto ids = d_.store.IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, "done", 10000);
+  auto ids = d_.store.IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, Text(WorkState::kDone), 10000);
   if (!ids.ok()) {
     Log()->error("reading received messages: {}", ids.status().ToString());
     return;
   }
   for (const auto& id : *ids) {
     if (d_.inbox.Staged(id) || Exists(JoinPath(d_.config.inbox, id))) continue;
-    Status st = d_.store.AdvanceIncoming(id, wire::INNKOMMENDE_LEVERT, wire::LEVERT,
-                                         d_.clock.NowMs());
+    Status st =
+        d_.store.AdvanceIncoming(id, wire::INNKOMMENDE_LEVERT, wire::LEVERT, d_.clock.NowMs());
     if (!st.ok()) {
       Log()->error("message {}: cannot record INNKOMMENDE_LEVERT: {}", id, st.ToString());
       continue;

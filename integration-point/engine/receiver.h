@@ -34,6 +34,7 @@
 #include "integration-point/engine/report_queue.h"
 #include "integration-point/engine/turn.h"
 #include "integration-point/inbox.h"
+#include "integration-point/message_state.h"
 #include "integration-point/store.h"
 
 namespace bud::ip {

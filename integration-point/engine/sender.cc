@@ -59,7 +59,8 @@ bool Sender::Due() const { return dirty_ || d_.clock.MonoMs() - last_seal_mono_ 
 
 void Sender::Fail(const MessageRow& m, const std::string& why) {
   Log()->warn("message {} to {}: FEIL: {}", m.message_id, m.receiver, why);
-  auto r = d_.store.ApplyStatus(m.message_id, "OUT", wire::FEIL, why, d_.clock.NowMs(), "done");
+  auto r = d_.store.ApplyStatus(m.message_id, Text(Direction::kOut), wire::FEIL, why,
+                                d_.clock.NowMs(), Text(WorkState::kDone));
   if (!r.ok()) Log()->error("message {}: {}", m.message_id, r.status().ToString());
 }
 
@@ -67,7 +68,7 @@ void Sender::SealNew() {
   constexpr int kSealPerTurn = 64;
   dirty_ = false;
   last_seal_mono_ = d_.clock.MonoMs();
-  auto rows = d_.store.OutgoingInState("new", kSealPerTurn);
+  auto rows = d_.store.OutgoingInState(Text(WorkState::kNew), kSealPerTurn);
   if (!rows.ok()) {
     Log()->error("reading new messages: {}", rows.status().ToString());
     return;
@@ -140,8 +141,8 @@ Sender::Sealed Sender::SealOne(MessageRow& m) {
   return Sealed::kNext;
 }
 
-Sender::Sealed Sender::SealLarge(const MessageRow& m, wire::Header header,
-                                 wire::Payload manifest, X509* receiver_cert) {
+Sender::Sealed Sender::SealLarge(const MessageRow& m, wire::Header header, wire::Payload manifest,
+                                 X509* receiver_cert) {
   const std::string src = SpoolSource(d_.config, m.message_id);
   std::vector<crypto::StreamSource> sources;
   for (const auto& a : manifest.attachments()) {
@@ -168,7 +169,7 @@ Sender::Sealed Sender::SealLarge(const MessageRow& m, wire::Header header,
   Status st = d_.store.MarkSealed(m.message_id, *head);
   if (st.ok()) {
     auto parsed = crypto::ParseStreamHead(*head, UINT64_MAX >> 1);
-    st = parsed.ok() ? d_.store.StartTransfer(m, "OUT", 0,
+    st = parsed.ok() ? d_.store.StartTransfer(m, Text(Direction::kOut), 0,
                                               static_cast<int64_t>(parsed->layout.ciphertext_size))
                      : parsed.status();
   }
@@ -177,7 +178,8 @@ Sender::Sealed Sender::SealLarge(const MessageRow& m, wire::Header header,
     return Sealed::kStopTurn;
   }
   Status rm = RemoveAll(src);
-  if (!rm.ok()) Log()->warn("message {}: spooled attachments not removed: {}", m.message_id, rm.ToString());
+  if (!rm.ok())
+    Log()->warn("message {}: spooled attachments not removed: {}", m.message_id, rm.ToString());
   struct stat sst;
   Log()->info("message {} sealed as a stream for {} ({} bytes, {} ms)", m.message_id, m.receiver,
               ::stat(spool.c_str(), &sst) == 0 ? sst.st_size : -1, d_.clock.MonoMs() - t0);
@@ -188,7 +190,8 @@ void Sender::SubmitSealed() {
   const auto max = static_cast<size_t>(d_.config.max_in_flight);
   if (!d_.link.ready() || d_.clock.MonoMs() < pause_until_mono_) return;
   if (in_flight_.size() >= max) return;
-  auto rows = d_.store.OutgoingInState("sealed", static_cast<int>(d_.config.max_in_flight * 2));
+  auto rows = d_.store.OutgoingInState(Text(WorkState::kSealed),
+                                       static_cast<int>(d_.config.max_in_flight * 2));
   if (!rows.ok()) {
     Log()->error("reading sealed messages: {}", rows.status().ToString());
     return;
@@ -205,8 +208,8 @@ void Sender::SubmitSealed() {
 void Sender::OnSubmitReply(const wire::SubmitReply& r) {
   if (auto it = in_flight_.find(r.message_id()); it != in_flight_.end()) {
     if (r.code() == wire::ACCEPTED) {
-      d_.metrics.submit_to_accept.Observe(
-          static_cast<double>(d_.clock.MonoMs() - it->second) / 1000.0);
+      d_.metrics.submit_to_accept.Observe(static_cast<double>(d_.clock.MonoMs() - it->second) /
+                                          1000.0);
     }
     in_flight_.erase(it);
   }
@@ -222,9 +225,9 @@ void Sender::OnSubmitReply(const wire::SubmitReply& r) {
     if (r.message_id().empty()) {
       Log()->error("broker rejected an envelope it could not parse: {}", r.reason());
     } else {
-      auto st = d_.store.ApplyStatus(r.message_id(), "OUT", wire::FEIL,
+      auto st = d_.store.ApplyStatus(r.message_id(), Text(Direction::kOut), wire::FEIL,
                                      "rejected by the broker: " + r.reason(), d_.clock.NowMs(),
-                                     "done");
+                                     Text(WorkState::kDone));
       Log()->warn("message {} rejected by the broker (FEIL): {}", r.message_id(), r.reason());
       if (!st.ok()) Log()->error("message {}: {}", r.message_id(), st.status().ToString());
     }
@@ -237,10 +240,12 @@ void Sender::OnSubmitReply(const wire::SubmitReply& r) {
 void Sender::OnAccepted(const wire::SubmitReply& r) {
   d_.metrics.accepted.fetch_add(1, std::memory_order_relaxed);
   backoff_ms_ = 500;
-  auto st = d_.store.ApplyStatus(r.message_id(), "OUT", wire::SENDT, "", d_.clock.NowMs(), "sent");
+  auto st = d_.store.ApplyStatus(r.message_id(), Text(Direction::kOut), wire::SENDT, "",
+                                 d_.clock.NowMs(), Text(WorkState::kSent));
   if (st.ok()) {
     // A streamed message: all of it is with the broker (no-op for a small one).
-    if (Status t = d_.store.TransferProgress(r.message_id(), "OUT", -1); !t.ok()) st = t;
+    if (Status t = d_.store.TransferProgress(r.message_id(), Text(Direction::kOut), -1); !t.ok())
+      st = t;
   }
   if (!st.ok()) {
     Log()->error("message {}: cannot record SENDT: {}", r.message_id(), st.status().ToString());
@@ -259,7 +264,7 @@ void Sender::OnRetryLater(const wire::SubmitReply& r) {
     backoff_ms_ = std::min<int64_t>(backoff_ms_ * 2, 30000);
   }
   // A streamed message shows why it waits in `bud-ip status` (no-op for a small one).
-  if (Status t = d_.store.TransferProgress(r.message_id(), "OUT", std::nullopt,
+  if (Status t = d_.store.TransferProgress(r.message_id(), Text(Direction::kOut), std::nullopt,
                                            "waiting: broker says retry later: " + r.reason());
       !t.ok()) {
     Log()->warn("message {}: {}", r.message_id(), t.ToString());
@@ -267,16 +272,16 @@ void Sender::OnRetryLater(const wire::SubmitReply& r) {
 }
 
 void Sender::OnStatusNotice(const wire::StatusNotice& n) {
-  auto advanced = d_.store.ApplyStatus(n.message_id(), "OUT", n.status(), n.reason(),
-                                       n.at_unix_ms() ? n.at_unix_ms() : d_.clock.NowMs());
+  auto advanced =
+      d_.store.ApplyStatus(n.message_id(), Text(Direction::kOut), n.status(), n.reason(),
+                           n.at_unix_ms() ? n.at_unix_ms() : d_.clock.NowMs());
   if (!advanced.ok() && advanced.status().code() != Code::kNotFound) {
     Log()->error("message {}: cannot record {}: {}", n.message_id(), StatusName(n.status()),
                  advanced.status().ToString());
     return;  // not acknowledged: the broker sends it again
   }
   if (!advanced.ok()) {
-    Log()->warn("status {} for unknown message {} ignored", StatusName(n.status()),
-                n.message_id());
+    Log()->warn("status {} for unknown message {} ignored", StatusName(n.status()), n.message_id());
   } else {
     Log()->info("message {}: {}{}{}", n.message_id(), StatusName(n.status()),
                 n.reason().empty() ? "" : " (" + n.reason() + ")",
@@ -289,8 +294,8 @@ void Sender::OnStatusNotice(const wire::StatusNotice& n) {
 
 void Sender::OnStreamStart(const wire::StreamStart& start) {
   const std::string& id = start.message_id();
-  auto row = d_.store.Get(id, "OUT");
-  if (!row.ok() || !row->has_value() || (*row)->state != "sealed") {
+  auto row = d_.store.Get(id, Text(Direction::kOut));
+  if (!row.ok() || !row->has_value() || !Is((*row)->state, WorkState::kSealed)) {
     Log()->warn("broker asked for chunks of message {} that is not being sent", id);
     return;
   }
@@ -312,10 +317,10 @@ void Sender::OnStreamStart(const wire::StreamStart& start) {
       std::min(start.next_chunk(), up->layout.chunk_count);
   up->window = std::clamp<uint32_t>(start.window(), 1, 64);
   in_flight_[id] = d_.clock.MonoMs();
-  if (Status n = d_.store.TransferProgress(id, "OUT", std::nullopt, ""); !n.ok()) {
+  if (Status n = d_.store.TransferProgress(id, Text(Direction::kOut), std::nullopt, ""); !n.ok()) {
     Log()->warn("message {}: progress not stored: {}", id, n.ToString());
   }
-  SaveProgress(d_.store, d_.clock, id, "OUT", up->layout, up->acked, up->marks, true);
+  SaveProgress(d_.store, d_.clock, id, Direction::kOut, up->layout, up->acked, up->marks, true);
   Log()->info("message {}: {} upload at chunk {} of {} (offset {})", id,
               up->acked == 0 ? "starting" : "resuming", up->acked, up->layout.chunk_count,
               up->layout.RecordOffset(up->acked));
@@ -338,8 +343,8 @@ bool Sender::SendChunks(const std::string& message_id, Upload& up) {
     const uint64_t size = up.layout.RecordSize(up.next_send);
     std::string* rec = c->mutable_record();
     rec->resize(size);
-    ssize_t n = ::pread(up.fd, rec->data(), size,
-                        static_cast<off_t>(up.layout.RecordOffset(up.next_send)));
+    ssize_t n =
+        ::pread(up.fd, rec->data(), size, static_cast<off_t>(up.layout.RecordOffset(up.next_send)));
     if (n != static_cast<ssize_t>(size)) {
       Log()->error("message {}: spool is short at chunk {}; upload stopped", message_id,
                    up.next_send);
@@ -355,7 +360,8 @@ void Sender::Pump() {
   for (auto it = uploads_.begin(); it != uploads_.end();) {
     Upload& up = *it->second;
     // What the broker acknowledged is durable there; the turn's commit carries it here.
-    SaveProgress(d_.store, d_.clock, it->first, "OUT", up.layout, up.acked, up.marks, false);
+    SaveProgress(d_.store, d_.clock, it->first, Direction::kOut, up.layout, up.acked, up.marks,
+                 false);
     const bool ok = SendChunks(it->first, up);
     LogProgress(d_.clock, it->first, "sent", up.layout, up.acked, up.marks);
     it = ok ? std::next(it) : uploads_.erase(it);

@@ -26,6 +26,7 @@
 #include "integration-point/engine/registry_lookup.h"
 #include "integration-point/engine/transfer_progress.h"
 #include "integration-point/engine/turn.h"
+#include "integration-point/message_state.h"
 #include "integration-point/store.h"
 
 namespace bud::ip {
@@ -80,7 +81,7 @@ class Sender {
   bool SendChunks(const std::string& message_id, Upload& up);
 
   Deps d_;
-  std::map<std::string, int64_t> in_flight_;  // message id -> when submitted (mono)
+  std::map<std::string, int64_t> in_flight_;                // message id -> when submitted (mono)
   std::map<std::string, std::unique_ptr<Upload>> uploads_;  // by message id
   int64_t pause_until_mono_ = 0;
   int64_t backoff_ms_ = 500;

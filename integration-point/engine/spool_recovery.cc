@@ -27,8 +27,9 @@ void DropStaleDrafts(const Config& config, Store& store) {
   // api); a half-decrypted one (.tmp) or one deleted before a crash goes.
   if (auto kept = ListDir(ApiInboxDir(config)); kept.ok()) {
     for (const auto& id : *kept) {
-      auto row = store.Get(id, "IN");
-      if (id == ".tmp" || (row.ok() && (!row->has_value() || (*row)->state != "api"))) {
+      auto row = store.Get(id, Text(Direction::kIn));
+      if (id == ".tmp" ||
+          (row.ok() && (!row->has_value() || !Is((*row)->state, WorkState::kApi)))) {
         (void)RemoveAll(JoinPath(ApiInboxDir(config), id));
       }
     }
@@ -40,10 +41,10 @@ std::string WhyNotResumed(Store& store, const std::string& id, int64_t now_ms) {
   // A partial download resumes after a restart, unless the message is settled here already
   // (received or refused), its transfer is not recorded, or its time to live has passed.
   if (!IsUuid(id)) return "not a message id";
-  auto row = store.Get(id, "IN");
+  auto row = store.Get(id, Text(Direction::kIn));
   if (!row.ok()) return "";
   if (row->has_value()) return "the message is " + (*row)->status + " already";
-  auto t = store.Transfer(id, "IN");
+  auto t = store.Transfer(id, Text(Direction::kIn));
   if (!t.ok()) return "";
   if (!t->has_value()) return "no transfer is recorded";
   if ((*t)->message.expires_ms > 0 && (*t)->message.expires_ms < now_ms) {
@@ -59,20 +60,25 @@ void RecoverSpool(const Config& config, Store& store) {
   auto names = ListDir(src);
   if (!names.ok()) return;
   for (const auto& id : *names) {
-    auto row = store.Get(id, "OUT");
+    auto row = store.Get(id, Text(Direction::kOut));
     if (!row.ok()) continue;
     auto draft = store.GetDraft(id);
     if (!row->has_value() && draft.ok() && *draft) {
-      Log()->warn("spooled files of API message {} were not taken in before a restart; the "
-                  "draft keeps them, send it again", id);
+      Log()->warn(
+          "spooled files of API message {} were not taken in before a restart; the "
+          "draft keeps them, send it again",
+          id);
       (void)RemoveAll(JoinPath(src, id));
     } else if (!row->has_value()) {
       std::string back = JoinPath(config.outbox, id);
-      for (int i = 1; Exists(back); ++i) back = JoinPath(config.outbox, fmt::format("{}-{}", id, i));
+      for (int i = 1; Exists(back); ++i)
+        back = JoinPath(config.outbox, fmt::format("{}-{}", id, i));
       Status st = RenameDurable(JoinPath(src, id), back);
-      Log()->warn("spooled folder of message {} was not taken in before a restart; moved back to "
-                  "the outbox: {}", id, st.ok() ? back : st.ToString());
-    } else if ((*row)->state != "new") {
+      Log()->warn(
+          "spooled folder of message {} was not taken in before a restart; moved back to "
+          "the outbox: {}",
+          id, st.ok() ? back : st.ToString());
+    } else if (!Is((*row)->state, WorkState::kNew)) {
       (void)RemoveAll(JoinPath(src, id));
     }
   }
@@ -84,9 +90,10 @@ void SweepReceiveLeftovers(const Config& config, Store& store, int64_t now_ms) {
     if (Exists(tmp)) {
       Status rm = RemoveAll(tmp);
       if (rm.ok()) {
-        Log()->info("removed {}: folders of deliveries that were never acknowledged (they are "
-                    "delivered again)",
-                    tmp);
+        Log()->info(
+            "removed {}: folders of deliveries that were never acknowledged (they are "
+            "delivered again)",
+            tmp);
       } else {
         Log()->warn("cannot remove {}: {}", tmp, rm.ToString());
       }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "integration-point/config.h"
+#include "integration-point/message_state.h"
 #include "integration-point/store.h"
 
 namespace bud::ip {

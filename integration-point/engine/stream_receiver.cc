@@ -51,8 +51,8 @@ Result<std::string> FileSha256Hex(const std::string& path) {
 Status WriteRecord(int fd, const std::string& rec, uint64_t offset) {
   size_t done = 0;
   while (done < rec.size()) {
-    ssize_t n = ::pwrite(fd, rec.data() + done, rec.size() - done,
-                         static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pwrite(fd, rec.data() + done, rec.size() - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus(errno, "writing spool");
     done += static_cast<size_t>(n);
@@ -73,8 +73,8 @@ Status WriteInboxFolder(const AdmittedSender& sender, const crypto::OpenedStream
   nlohmann::json files = nlohmann::json::array();
   for (const auto& a : opened.manifest.attachments()) {
     BUD_ASSIGN_OR_RETURN(std::string sha, FileSha256Hex(JoinPath(tmp, a.name())));
-    files.push_back({{"name", a.name()}, {"mediaType", a.media_type()}, {"size", a.size()},
-                     {"sha256", sha}});
+    files.push_back(
+        {{"name", a.name()}, {"mediaType", a.media_type()}, {"size", a.size()}, {"sha256", sha}});
   }
   nlohmann::json mj = InboxMessageJson(
       opened.header, opened.manifest.title(), opened.manifest.metadata_json(),
@@ -91,8 +91,8 @@ Status KeepForApi(const wire::Payload& manifest, const std::string& tmp,
                   const std::string& final_dir, nlohmann::json& listed) {
   for (const auto& a : manifest.attachments()) {
     BUD_ASSIGN_OR_RETURN(uint32_t crc, FileCrc32(JoinPath(tmp, a.name())));
-    listed.push_back({{"name", a.name()}, {"mediaType", a.media_type()}, {"size", a.size()},
-                      {"crc32", crc}});
+    listed.push_back(
+        {{"name", a.name()}, {"mediaType", a.media_type()}, {"size", a.size()}, {"crc32", crc}});
   }
   BUD_RETURN_IF_ERROR(FsyncPath(tmp));
   return RenameDurable(tmp, final_dir);
@@ -186,8 +186,8 @@ std::unique_ptr<StreamReceiver::Download> StreamReceiver::Begin(const wire::Deli
   auto d = std::make_unique<Download>(std::move(*sender));
   d->head = ds.head();
   d->row = row;
-  crypto::StreamParties parties{me_, d->sender.org, d->sender.cert_ptrs, keys_, trust_,
-                                std::nullopt};
+  crypto::StreamParties parties{me_,   d->sender.org, d->sender.cert_ptrs,
+                                keys_, trust_,        std::nullopt};
   crypto::StreamOptions options;
   options.max_plaintext = Options().max_plaintext;
   auto verifier = crypto::ChunkVerifier::Create(ds.head(), parties, options);
@@ -215,8 +215,9 @@ std::unique_ptr<StreamReceiver::Download> StreamReceiver::Begin(const wire::Deli
     Log()->info("message {} from {}: streamed delivery of {} bytes in {} chunks", id, h.sender(),
                 l.ciphertext_size, l.chunk_count);
   }
-  if (Status t = receiver_.store().StartTransfer(row, "IN", static_cast<int64_t>(keep),
-                                                 static_cast<int64_t>(l.ciphertext_size));
+  if (Status t =
+          receiver_.store().StartTransfer(row, Text(Direction::kIn), static_cast<int64_t>(keep),
+                                          static_cast<int64_t>(l.ciphertext_size));
       !t.ok()) {
     Log()->warn("message {}: progress not stored: {}", id, t.ToString());
   }
@@ -270,7 +271,8 @@ void StreamReceiver::OnChunk(const wire::Chunk& chunk) {
   const uint64_t next = d.verifier->next_index();
   if (chunk.index() < next) return;  // a duplicate (a resend): already have it
   if (chunk.index() > next) {
-    return AskFor(chunk.message_id(), d, fmt::format("chunk {} arrived out of order", chunk.index()));
+    return AskFor(chunk.message_id(), d,
+                  fmt::format("chunk {} arrived out of order", chunk.index()));
   }
   Status ok = d.verifier->Append(chunk.index(), chunk.record());
   if (!ok.ok()) {
@@ -294,26 +296,27 @@ void StreamReceiver::Finish(const std::string& id) {
   if (it == downloads_.end()) return;
   Download& d = *it->second;
   const MessageRow row = d.row;
-  if (::fdatasync(d.fd) != 0) return DeferAndDrop(id, ErrnoStatus(errno, "fsync of the spool file"));
+  if (::fdatasync(d.fd) != 0)
+    return DeferAndDrop(id, ErrnoStatus(errno, "fsync of the spool file"));
   d.unsynced = false;
   Status finished = d.verifier->Finish();
   if (!finished.ok()) return Refuse(row, finished);
   std::string api_files;
   auto opened = OpenIntoPlace(id, d, api_files);
   if (!opened) return;
-  const bool api = receiver_.config().delivery == "api";
+  const bool api = receiver_.config().delivery_mode() == DeliveryMode::kApi;
   MessageRow rec = row;
   rec.title = opened->manifest.title();
   if (api) {
     // Kept for peek/pop/delete: the manifest (metadata, names, sizes) and where the files are.
-    rec.state = "api";
+    rec.state = Text(WorkState::kApi);
     opened->manifest.SerializeToString(&rec.payload);
     rec.files = api_files;
   }
   Store& store = receiver_.store();
   Status recorded = store.RecordIncoming(rec, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "",
                                          receiver_.clock().NowMs());
-  if (recorded.ok()) recorded = store.TransferProgress(id, "IN", -1);
+  if (recorded.ok()) recorded = store.TransferProgress(id, Text(Direction::kIn), -1);
   if (!recorded.ok()) return receiver_.Defer(id, recorded.Context("recording it in the store"));
   downloads_.erase(id);
   (void)::unlink(SpoolPath(id).c_str());
@@ -328,7 +331,7 @@ std::optional<crypto::OpenedStream> StreamReceiver::OpenIntoPlace(const std::str
                                                                   std::string& api_files) {
   // For the HTTP API the attachments go to api-in/<id>/ and the store lists them; a directory
   // left there by a crash before the commit is opened again from the spool (its list is lost).
-  const bool api = receiver_.config().delivery == "api";
+  const bool api = receiver_.config().delivery_mode() == DeliveryMode::kApi;
   const std::string root = api ? ApiInboxDir(receiver_.config()) : receiver_.config().inbox;
   const std::string final_dir = JoinPath(root, id);
   const MessageRow row = d.row;
@@ -347,8 +350,8 @@ std::optional<crypto::OpenedStream> StreamReceiver::OpenIntoPlace(const std::str
     Status prep = MakeDirs(tmp_root);
     if (prep.ok()) prep = RemoveAll(tmp);
     if (!prep.ok()) return defer(prep);
-    crypto::StreamParties parties{me_, d.sender.org, d.sender.cert_ptrs, keys_, trust_,
-                                  std::nullopt};
+    crypto::StreamParties parties{me_,   d.sender.org, d.sender.cert_ptrs,
+                                  keys_, trust_,       std::nullopt};
     const int64_t t0 = receiver_.clock().MonoMs();
     auto o = crypto::OpenStream(d.head, SpoolPath(id), tmp, parties, Options());
     if (!o.ok()) {
@@ -390,7 +393,7 @@ void StreamReceiver::Pump() {
     }
     // What is fsynced is stored as progress (at most once a second, also once the chunks stop
     // coming; the turn's commit carries it).
-    SaveProgress(receiver_.store(), receiver_.clock(), id, "IN", d->verifier->layout(),
+    SaveProgress(receiver_.store(), receiver_.clock(), id, Direction::kIn, d->verifier->layout(),
                  d->verifier->next_index(), d->marks, false);
   }
 }

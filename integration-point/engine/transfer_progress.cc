@@ -13,14 +13,13 @@ constexpr int64_t kSaveProgressEveryMs = 1000;
 }  // namespace
 
 void SaveProgress(Store& store, const Clock& clock, const std::string& message_id,
-                  const char* direction, const crypto::StreamLayout& layout, uint64_t chunks,
+                  Direction direction, const crypto::StreamLayout& layout, uint64_t chunks,
                   ProgressMarks& marks, bool now) {
-  if (chunks == marks.saved ||
-      (!now && clock.MonoMs() - marks.saved_mono < kSaveProgressEveryMs)) {
+  if (chunks == marks.saved || (!now && clock.MonoMs() - marks.saved_mono < kSaveProgressEveryMs)) {
     return;
   }
   const uint64_t bytes = std::min(layout.RecordOffset(chunks), layout.ciphertext_size);
-  Status st = store.TransferProgress(message_id, direction, static_cast<int64_t>(bytes));
+  Status st = store.TransferProgress(message_id, Text(direction), static_cast<int64_t>(bytes));
   if (!st.ok()) {
     Logger("ip")->warn("message {}: progress not stored: {}", message_id, st.ToString());
     return;

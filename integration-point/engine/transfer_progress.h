@@ -7,6 +7,7 @@
 
 #include "common/crypto/stream.h"
 #include "integration-point/engine/clock.h"
+#include "integration-point/message_state.h"
 #include "integration-point/store.h"
 
 namespace bud::ip {
@@ -23,7 +24,7 @@ struct ProgressMarks {
 // Writes `chunks` done of `layout` to the store (in the turn's transaction) at most once a
 // second unless `now`.
 void SaveProgress(Store& store, const Clock& clock, const std::string& message_id,
-                  const char* direction, const crypto::StreamLayout& layout, uint64_t chunks,
+                  Direction direction, const crypto::StreamLayout& layout, uint64_t chunks,
                   ProgressMarks& marks, bool now);
 
 // Logs "sent/received X of Y bytes (P %, R MB/s)" at most every 5 s.

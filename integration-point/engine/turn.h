@@ -32,8 +32,8 @@ class Turn {
   void OnRollback(std::function<void(const Status&)> action);
 
   struct Outcome {
-    Status status;            // Ok: durable
-    size_t held_back = 0;     // after-commit actions dropped because the commit failed
+    Status status;         // Ok: durable
+    size_t held_back = 0;  // after-commit actions dropped because the commit failed
   };
   // Publishes the inbox folders, commits, then runs what waited (or the rollback actions).
   Outcome Finish();

@@ -78,11 +78,14 @@ std::string Strip(const std::string& in) {
       i = end;
       continue;
     }
-    if (c == '"' || (c == '\'' && !(i > 0 && std::isxdigit(static_cast<unsigned char>(in[i - 1]))))) {
+    if (c == '"' ||
+        (c == '\'' && !(i > 0 && std::isxdigit(static_cast<unsigned char>(in[i - 1]))))) {
       out[i++] = c;
       while (i < in.size() && in[i] != c) {
-        if (in[i] == '\\') ++i;
-        else if (in[i] == '\n') out[i] = '\n';
+        if (in[i] == '\\')
+          ++i;
+        else if (in[i] == '\n')
+          out[i] = '\n';
         ++i;
       }
       if (i < in.size()) out[i++] = c;
@@ -107,8 +110,8 @@ std::string DropTemplateArgs(const std::string& s) {
   int depth = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
-    if (c == '<' && (i + 1 >= s.size() || s[i + 1] != '<') &&
-        (out.empty() || out.back() != '<') && out.find("operator") == std::string::npos) {
+    if (c == '<' && (i + 1 >= s.size() || s[i + 1] != '<') && (out.empty() || out.back() != '<') &&
+        out.find("operator") == std::string::npos) {
       ++depth;
       continue;
     }
@@ -124,7 +127,8 @@ std::string DropTemplateArgs(const std::string& s) {
 // Access specifiers and attributes at the front of a member declaration.
 std::string DropAccess(std::string head) {
   static const std::regex access(R"(^\s*(public|private|protected)\s*:)");
-  while (std::regex_search(head, access)) head = std::regex_replace(head, access, "", std::regex_constants::format_first_only);
+  while (std::regex_search(head, access))
+    head = std::regex_replace(head, access, "", std::regex_constants::format_first_only);
   return Trim(head);
 }
 
@@ -143,7 +147,8 @@ struct Scope {
 
 struct Findings {
   std::map<std::string, ClassStats> classes;
-  std::vector<std::tuple<std::string, std::string, int, int>> long_functions;  // name, file, line, lines
+  std::vector<std::tuple<std::string, std::string, int, int>>
+      long_functions;                                       // name, file, line, lines
   std::map<std::string, std::set<std::string>> defined_in;  // class -> .cc files
 };
 
@@ -159,8 +164,8 @@ std::string FunctionName(const std::string& head) {
   size_t end = paren;
   while (end > 0 && h[end - 1] == ' ') --end;
   size_t begin = end;
-  while (begin > 0 && (std::isalnum(static_cast<unsigned char>(h[begin - 1])) || h[begin - 1] == '_' ||
-                       h[begin - 1] == ':' || h[begin - 1] == '~')) {
+  while (begin > 0 && (std::isalnum(static_cast<unsigned char>(h[begin - 1])) ||
+                       h[begin - 1] == '_' || h[begin - 1] == ':' || h[begin - 1] == '~')) {
     --begin;
   }
   return h.substr(begin, end - begin);
@@ -171,7 +176,8 @@ bool LooksLikeFunction(const std::string& head) {
   size_t paren = h.find('(');
   if (paren == std::string::npos) return false;
   size_t eq = h.find('=');
-  if (eq != std::string::npos && eq < paren && h.find("operator") == std::string::npos) return false;
+  if (eq != std::string::npos && eq < paren && h.find("operator") == std::string::npos)
+    return false;
   return !FunctionName(head).empty();
 }
 
@@ -270,7 +276,8 @@ void Scan(const fs::path& path, const std::string& shown, Findings& out) {
       stack.pop_back();
       if (s.kind == Scope::kFunction) {
         const int lines = line - s.start_line + 1;
-        if (lines >= kMaxFunctionLines) out.long_functions.emplace_back(s.name, shown, s.start_line, lines);
+        if (lines >= kMaxFunctionLines)
+          out.long_functions.emplace_back(s.name, shown, s.start_line, lines);
       }
       if (s.kind == Scope::kBlock && in_type()) {  // skip to the ';' of "int x{0};"
         size_t semi = text.find_first_of(";{}", i + 1);
@@ -292,11 +299,13 @@ int main(int argc, char** argv) {
   std::string allow_file;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--allow" && i + 1 < argc) allow_file = argv[++i];
+    if (a == "--allow" && i + 1 < argc)
+      allow_file = argv[++i];
     else if (!a.empty() && a[0] == '-') {
       std::cerr << "usage: house_check [--allow FILE] DIR...\n";
       return 2;
-    } else dirs.push_back(a);
+    } else
+      dirs.push_back(a);
   }
   if (dirs.empty()) {
     std::cerr << "usage: house_check [--allow FILE] DIR...\n";
@@ -340,27 +349,29 @@ int main(int argc, char** argv) {
   for (const auto& [name, s] : f.classes) {
     ++classes;
     if (s.methods > kMaxMethods || s.data > kMaxData) {
-      report("class " + name, "class " + name + " (" + s.file + ":" + std::to_string(s.line) + ") has " +
-                                  std::to_string(s.methods) + " methods and " + std::to_string(s.data) +
-                                  " data members (at most " + std::to_string(kMaxMethods) + " and " +
-                                  std::to_string(kMaxData) + ")");
+      report("class " + name, "class " + name + " (" + s.file + ":" + std::to_string(s.line) +
+                                  ") has " + std::to_string(s.methods) + " methods and " +
+                                  std::to_string(s.data) + " data members (at most " +
+                                  std::to_string(kMaxMethods) + " and " + std::to_string(kMaxData) +
+                                  ")");
     }
   }
   for (const auto& [name, file, line, lines] : f.long_functions) {
-    report("function " + name, "function " + name + " (" + file + ":" + std::to_string(line) + ") has " +
-                                   std::to_string(lines) + " lines (fewer than " +
+    report("function " + name, "function " + name + " (" + file + ":" + std::to_string(line) +
+                                   ") has " + std::to_string(lines) + " lines (fewer than " +
                                    std::to_string(kMaxFunctionLines) + " allowed)");
   }
   for (const auto& [cls, files] : f.defined_in) {
     if (files.size() > 1) {
       std::string list;
       for (const auto& x : files) list += (list.empty() ? "" : ", ") + x;
-      report("split " + cls, "the methods of " + cls + " are defined in " + std::to_string(files.size()) +
-                                 " files: " + list);
+      report("split " + cls, "the methods of " + cls + " are defined in " +
+                                 std::to_string(files.size()) + " files: " + list);
     }
   }
   for (const auto& a : allowed) {
-    if (!seen.contains(a)) std::cout << "note: allowed exception '" << a << "' no longer occurs; remove it\n";
+    if (!seen.contains(a))
+      std::cout << "note: allowed exception '" << a << "' no longer occurs; remove it\n";
   }
   std::cout << "house_check: " << classes << " classes, " << f.long_functions.size()
             << " long function(s); " << failures << " failure(s), " << pending << " pending\n";

@@ -90,7 +90,8 @@ TEST_CASE("receiver: a message id that is not a lower-case UUID is refused, noth
   CHECK(Status(r, h.message_id()).empty());
 }
 
-TEST_CASE("receiver: an oversized header field is refused with INVALID_ARGUMENT", "[ip][receiver]") {
+TEST_CASE("receiver: an oversized header field is refused with INVALID_ARGUMENT",
+          "[ip][receiver]") {
   Rig r;
   r.Connect();
   auto h = r.Header();
@@ -143,8 +144,9 @@ TEST_CASE("receiver: a sender's certificate from an untrusted CA is refused", "[
   CHECK_THAT(StoredReason(r, h.message_id()), Catch::Contains("sender's signing certificate"));
 }
 
-TEST_CASE("receiver: a signature by someone else is ENVELOPE_REJECTED outside, BAD_SIGNATURE inside",
-          "[ip][receiver]") {
+TEST_CASE(
+    "receiver: a signature by someone else is ENVELOPE_REJECTED outside, BAD_SIGNATURE inside",
+    "[ip][receiver]") {
   Rig r;
   r.Connect();
   const auto h = r.Header();
@@ -155,7 +157,8 @@ TEST_CASE("receiver: a signature by someone else is ENVELOPE_REJECTED outside, B
   CHECK(CodeOf(StoredReason(r, h.message_id())) == "BAD_SIGNATURE");
 }
 
-TEST_CASE("receiver: an envelope for another receiver is refused WRONG_RECEIVER", "[ip][receiver]") {
+TEST_CASE("receiver: an envelope for another receiver is refused WRONG_RECEIVER",
+          "[ip][receiver]") {
   Rig r;
   r.Connect();
   auto h = r.Header();
@@ -166,7 +169,8 @@ TEST_CASE("receiver: an envelope for another receiver is refused WRONG_RECEIVER"
   CHECK(CodeOf(answer->report().reason()) == "WRONG_RECEIVER");
 }
 
-TEST_CASE("receiver: a payload that does not match its signed digest is refused", "[ip][receiver]") {
+TEST_CASE("receiver: a payload that does not match its signed digest is refused",
+          "[ip][receiver]") {
   Rig r;
   r.Connect();
   const auto h = r.Header();
@@ -323,11 +327,10 @@ TEST_CASE("receiver: the same faulty envelope small and streamed gets the same a
     bool flip;  // a byte of the encrypted payload (small) or of a record (streamed)
   };
   const std::vector<Fault> faults = {
-      {"expired", [&](wire::Header& h) { h.set_expires_unix_ms(r.clock.NowMs() - 1000); },
-       nullptr, false},
-      {"wrong receiver",
-       [](wire::Header& h) { h.set_receiver(std::string("0192:") + rig::kThird); }, nullptr,
+      {"expired", [&](wire::Header& h) { h.set_expires_unix_ms(r.clock.NowMs() - 1000); }, nullptr,
        false},
+      {"wrong receiver",
+       [](wire::Header& h) { h.set_receiver(std::string("0192:") + rig::kThird); }, nullptr, false},
       {"bad signature", [](wire::Header&) {}, &r.third.sign, false},
       {"bad digest", [](wire::Header&) {}, nullptr, true},
   };

@@ -75,10 +75,10 @@ TEST_CASE("sender: a new message is sealed for its receiver and submitted after 
   auto submit = r.broker->NextOf(wire::ClientMessage::kSubmit);
   REQUIRE(submit);
   // The peer can open it: sealed to its key, signed by the point.
-  auto opened = crypto::Open(submit->submit().envelope(), *Orgnr::Parse(rig::kPeer),
-                             *Orgnr::Parse(rig::kMe), std::vector<X509*>{r.me.sign.cert.get()},
-                             std::vector<crypto::DecryptionKey>{
-                                 {r.peer.enc.key.get(), r.peer.enc.cert.get()}});
+  auto opened = crypto::Open(
+      submit->submit().envelope(), *Orgnr::Parse(rig::kPeer), *Orgnr::Parse(rig::kMe),
+      std::vector<X509*>{r.me.sign.cert.get()},
+      std::vector<crypto::DecryptionKey>{{r.peer.enc.key.get(), r.peer.enc.cert.get()}});
   REQUIRE(opened.ok());
   CHECK(opened->header.message_id() == id);
   CHECK(opened->payload.attachments(0).data() == "Hei.");

@@ -21,9 +21,9 @@ std::string Received(Rig& r) {
   m.receiver = std::string("0192:") + rig::kMe;
   m.process = "urn:test:process";
   m.document_type = "urn:test:doc";
-  REQUIRE(r.store->RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "",
-                                  r.clock.NowMs())
-              .ok());
+  REQUIRE(
+      r.store->RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", r.clock.NowMs())
+          .ok());
   return m.message_id;
 }
 
@@ -192,8 +192,7 @@ TEST_CASE("reports: nothing pending is sent before a Welcome; all of it after on
   CHECK(reports == 2);
 }
 
-TEST_CASE("defer gate: storage trouble defers every delivery for a doubling pause",
-          "[ip][defer]") {
+TEST_CASE("defer gate: storage trouble defers every delivery for a doubling pause", "[ip][defer]") {
   Rig r;
   r.Connect();
   CHECK_FALSE(r.defer->DeferringNow("a"));
@@ -209,7 +208,7 @@ TEST_CASE("defer gate: storage trouble defers every delivery for a doubling paus
   REQUIRE(db);
   CHECK(db->defer().retry_after_ms() == 300);
   r.clock.Advance(300);
-  CHECK_FALSE(r.defer->DeferringNow("c"));  // the probe goes through
+  CHECK_FALSE(r.defer->DeferringNow("c"));               // the probe goes through
   r.defer->Defer("c", bud::Status(Code::kIo, "still"));  // and fails: 1 s now
   CHECK(r.defer->backoff_ms() == 1000);
   r.defer->Stored();

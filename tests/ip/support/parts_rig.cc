@@ -124,17 +124,22 @@ Rig::Rig(const std::string& delivery)
   inbox = std::make_unique<InboxBatch>(config.inbox);
   const Orgnr org = config.me();
   link = std::make_unique<BrokerLink>(
-      *transport, clock, org,
-      LinkOptions{endpoint, 8, config.heartbeat_ms, 200, 5000}, metrics);
+      *transport, clock, org, LinkOptions{endpoint, 8, config.heartbeat_ms, 200, 5000}, metrics);
   turn = std::make_unique<Turn>(*store, *inbox);
   reports = std::make_unique<ReportQueue>(*store, *turn, *link, clock, config.submit_timeout_ms);
   defer = std::make_unique<DeferGate>(*link, clock, metrics);
-  sender = std::make_unique<Sender>(Sender::Deps{config, *store, *link, *turn, registry, *certs,
-                                                 {me.sign.key.get(), me.sign.cert.get()}, clock,
+  sender = std::make_unique<Sender>(Sender::Deps{config,
+                                                 *store,
+                                                 *link,
+                                                 *turn,
+                                                 registry,
+                                                 *certs,
+                                                 {me.sign.key.get(), me.sign.cert.get()},
+                                                 clock,
                                                  metrics});
-  receiver = std::make_unique<Receiver>(Receiver::Deps{config, org, *store, *turn, *inbox,
-                                                       *reports, *defer, registry, *certs,
-                                                       decryption, clock, metrics});
+  receiver = std::make_unique<Receiver>(Receiver::Deps{config, org, *store, *turn, *inbox, *reports,
+                                                       *defer, registry, *certs, decryption, clock,
+                                                       metrics});
   streams = std::make_unique<StreamReceiver>(*receiver, *link, org, *trust, decryption);
   link->SetListener(BrokerLink::Listener{[this] {
                                            sender->Reset();
@@ -182,15 +187,32 @@ void Rig::RunTurn(int wait_ms) {
     auto msg = link->OnFrame(*frame);
     if (!msg) continue;
     switch (msg->body_case()) {
-      case wire::BrokerMessage::kSubmitReply: sender->OnSubmitReply(msg->submit_reply()); break;
-      case wire::BrokerMessage::kDeliver: receiver->OnDeliver(msg->deliver()); break;
-      case wire::BrokerMessage::kStatusNotice: sender->OnStatusNotice(msg->status_notice()); break;
-      case wire::BrokerMessage::kReportReply: reports->OnReply(msg->report_reply()); break;
-      case wire::BrokerMessage::kStreamStart: sender->OnStreamStart(msg->stream_start()); break;
-      case wire::BrokerMessage::kChunkAck: sender->OnUploadAck(msg->chunk_ack()); break;
-      case wire::BrokerMessage::kDeliverStream: streams->OnDeliverStream(msg->deliver_stream()); break;
-      case wire::BrokerMessage::kChunk: streams->OnChunk(msg->chunk()); break;
-      default: break;
+      case wire::BrokerMessage::kSubmitReply:
+        sender->OnSubmitReply(msg->submit_reply());
+        break;
+      case wire::BrokerMessage::kDeliver:
+        receiver->OnDeliver(msg->deliver());
+        break;
+      case wire::BrokerMessage::kStatusNotice:
+        sender->OnStatusNotice(msg->status_notice());
+        break;
+      case wire::BrokerMessage::kReportReply:
+        reports->OnReply(msg->report_reply());
+        break;
+      case wire::BrokerMessage::kStreamStart:
+        sender->OnStreamStart(msg->stream_start());
+        break;
+      case wire::BrokerMessage::kChunkAck:
+        sender->OnUploadAck(msg->chunk_ack());
+        break;
+      case wire::BrokerMessage::kDeliverStream:
+        streams->OnDeliverStream(msg->deliver_stream());
+        break;
+      case wire::BrokerMessage::kChunk:
+        streams->OnChunk(msg->chunk());
+        break;
+      default:
+        break;
     }
   }
   sender->Pump();
