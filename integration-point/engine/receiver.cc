@@ -103,15 +103,20 @@ bool Receiver::Screen(const wire::Header& h) {
   return !d_.defer.DeferringNow(id);
 }
 
-std::optional<AdmittedSender> Receiver::Admit(const wire::Header& h, const MessageRow& row) {
+std::optional<AdmittedSender> Receiver::Admit(const wire::Header& h, const MessageRow& row,
+                                              const std::function<void()>& on_refused) {
   const std::string& id = h.message_id();
+  auto refuse = [&](const Status& why) {
+    if (on_refused) on_refused();
+    Refuse(row, why);
+  };
   if (Status sizes = CheckHeaderSizes(h); !sizes.ok()) {
-    Refuse(row, sizes);
+    refuse(sizes);
     return std::nullopt;
   }
   auto sender = Orgnr::Parse(h.sender());
   if (!sender.ok()) {
-    Refuse(row, sender.status());
+    refuse(sender.status());
     return std::nullopt;
   }
   auto entry = d_.registry.Lookup(*sender);
@@ -121,7 +126,7 @@ std::optional<AdmittedSender> Receiver::Admit(const wire::Header& h, const Messa
                   entry.status().message());
       Defer(id, entry.status());
     } else {
-      Refuse(row, entry.status());
+      refuse(entry.status());
     }
     return std::nullopt;
   }
@@ -137,7 +142,7 @@ std::optional<AdmittedSender> Receiver::Admit(const wire::Header& h, const Messa
     return std::nullopt;
   }
   if (!certs.ok()) {
-    Refuse(row, certs.status().Context("sender's signing certificate"));
+    refuse(certs.status().Context("sender's signing certificate"));
     return std::nullopt;
   }
   AdmittedSender admitted{*sender, std::move(*certs), {}};

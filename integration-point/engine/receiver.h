@@ -19,6 +19,7 @@
 // Concurrency: the engine thread. Limitations: cryptography and lookups block it.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -78,8 +79,10 @@ class Receiver {
   // The pipeline's steps, for both forms (StreamReceiver uses them too).
   // 1. True when the delivery goes on; false when it was answered here.
   bool Screen(const wire::Header& h);
-  // 2. The sender when admitted; empty when refused or deferred (answered).
-  std::optional<AdmittedSender> Admit(const wire::Header& h, const MessageRow& row);
+  // 2. The sender when admitted; empty when refused or deferred (answered). `on_refused` runs
+  // before a refusal is recorded (a stream drops its download and spool).
+  std::optional<AdmittedSender> Admit(const wire::Header& h, const MessageRow& row,
+                                      const std::function<void()>& on_refused = {});
   // 4. kInvalidArgument when the signed expiry has passed.
   Status CheckExpiry(const wire::Header& h) const;
   void Refuse(const MessageRow& row, const Status& why);

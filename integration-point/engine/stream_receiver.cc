@@ -181,7 +181,10 @@ std::unique_ptr<StreamReceiver::Download> StreamReceiver::Begin(const wire::Deli
                                                                 const wire::Header& h,
                                                                 const MessageRow& row) {
   const std::string& id = h.message_id();
-  auto sender = receiver_.Admit(h, row);
+  auto sender = receiver_.Admit(h, row, [&] {
+    downloads_.erase(id);
+    (void)::unlink(SpoolPath(id).c_str());
+  });
   if (!sender) return nullptr;
   auto d = std::make_unique<Download>(std::move(*sender));
   d->head = ds.head();

@@ -1,17 +1,18 @@
 // The integration point's typed message state and its text at the storage and JSON edges
 // (integration-point/message_state.h).
+#include "integration-point/message_state.h"
+
 #include <catch2/catch.hpp>
 
 #include "integration-point/config.h"
-#include "integration-point/message_state.h"
 
 namespace bud::ip {
 namespace {
 
 TEST_CASE("message state: every enum's text parses back, and nothing else does", "[ip][state]") {
   for (Direction d : {Direction::kOut, Direction::kIn}) CHECK(ParseDirection(Text(d)) == d);
-  for (WorkState s : {WorkState::kNew, WorkState::kSealed, WorkState::kSent, WorkState::kDone,
-                      WorkState::kApi}) {
+  for (WorkState s :
+       {WorkState::kNew, WorkState::kSealed, WorkState::kSent, WorkState::kDone, WorkState::kApi}) {
     CHECK(ParseWorkState(Text(s)) == s);
   }
   for (DeliveryMode m : {DeliveryMode::kFolder, DeliveryMode::kApi}) {

@@ -315,6 +315,40 @@ TEST_CASE("receiver: a streamed delivery resumes from its spool after a reset",
   CHECK(resume->stream_resume().next_chunk() == 2);
 }
 
+TEST_CASE("receiver: a streamed head refused at admission drops the download and its spool",
+          "[ip][receiver][stream]") {
+  Rig r;
+  r.Connect();
+  const auto h = r.Header();
+  auto s = r.Streamed(h, 30'000);
+  wire::BrokerMessage m;
+  m.mutable_deliver_stream()->set_head(s.head);
+  r.broker->Send(m);
+  r.RunTurn();
+  REQUIRE(r.broker->NextOf(wire::ClientMessage::kStreamResume));
+  wire::BrokerMessage c;
+  c.mutable_chunk()->set_message_id(h.message_id());
+  c.mutable_chunk()->set_index(0);
+  c.mutable_chunk()->set_record(s.records[0]);
+  r.broker->Send(c);
+  r.RunTurn();
+  const std::string spool = r.dir / ("spool/in-" + h.message_id());
+  REQUIRE(Exists(spool));
+  REQUIRE(r.streams->downloads() == 1);
+  // The same message sealed again (another head), from a sender the registry no longer knows.
+  r.registry.entries.erase(rig::kPeer);
+  wire::BrokerMessage again;
+  again.mutable_deliver_stream()->set_head(r.Streamed(h, 30'000).head);
+  r.broker->Send(again);
+  r.RunTurn();
+  auto answer = r.broker->NextOf(wire::ClientMessage::kReport);
+  REQUIRE(answer);
+  CHECK(answer->report().status() == wire::FEIL);
+  CHECK(CodeOf(answer->report().reason()) == "NOT_FOUND");
+  CHECK(r.streams->downloads() == 0);
+  CHECK_FALSE(Exists(spool));
+}
+
 // Must-show 3 of issue 15: one pipeline, the same answer either way.
 TEST_CASE("receiver: the same faulty envelope small and streamed gets the same answer",
           "[ip][receiver][stream]") {
