@@ -4,23 +4,17 @@
 #include <fmt/format.h>
 
 #include "common/config.h"
-#include "common/http_server.h"
 #include "common/config_check.h"
+#include "common/http_server.h"
 #include "common/wire/curve.h"
 #include "integration-point/identity.h"
 
 namespace bud::ip {
 
-Result<Config> Config::Load(const std::string& path) {
-  BUD_ASSIGN_OR_RETURN(ConfigFile f, ConfigFile::Load(path));
-  Config c;
-  BUD_ASSIGN_OR_RETURN(c.orgnr, f.String("agency.orgnr"));
-  auto org = Orgnr::Parse(c.orgnr);
-  if (!org.ok()) return f.Error("agency.orgnr", org.status().message());
-  c.orgnr = org->digits();
-  BUD_ASSIGN_OR_RETURN(c.outbox, f.Path("paths.outbox"));
-  BUD_ASSIGN_OR_RETURN(c.inbox, f.Path("paths.inbox", ""));
-  BUD_ASSIGN_OR_RETURN(c.store, f.Path("paths.store"));
+namespace {
+
+// [keys]
+Status LoadKeys(ConfigFile& f, Config& c) {
   BUD_ASSIGN_OR_RETURN(c.signing_key, f.Path("keys.signing_key"));
   BUD_ASSIGN_OR_RETURN(c.signing_cert, f.Path("keys.signing_cert"));
   BUD_ASSIGN_OR_RETURN(c.encryption_key, f.Path("keys.encryption_key"));
@@ -35,16 +29,22 @@ Result<Config> Config::Load(const std::string& path) {
                    "next_encryption_key and next_encryption_cert go together");
   }
   BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("keys.curve_key_file", ""));
+  return Status::Ok();
+}
+
+// [registry] and [broker]
+Status LoadLinks(ConfigFile& f, Config& c) {
   BUD_ASSIGN_OR_RETURN(c.registry_endpoint, f.Endpoint("registry.endpoint"));
   BUD_ASSIGN_OR_RETURN(c.registry_server_key, f.String("registry.server_key", ""));
   BUD_ASSIGN_OR_RETURN(c.broker_server_key, f.String("broker.server_key", ""));
   if (!c.curve_key_file.empty()) {
     for (const char* k : {"registry.server_key", "broker.server_key"}) {
-      const std::string& v = std::string_view(k) == "broker.server_key" ? c.broker_server_key
-                                                                      : c.registry_server_key;
+      const std::string& v =
+          std::string_view(k) == "broker.server_key" ? c.broker_server_key : c.registry_server_key;
       if (!wire::IsZ85Key(v)) {
-        return f.Error(k, "must be the server's 40-character Z85 CURVE public key when "
-                          "keys.curve_key_file is set");
+        return f.Error(k,
+                       "must be the server's 40-character Z85 CURVE public key when "
+                       "keys.curve_key_file is set");
       }
     }
   }
@@ -58,22 +58,45 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(c.submit_timeout_ms,
                        f.Int("broker.submit_timeout_ms", c.submit_timeout_ms, 100, 3600000));
   BUD_ASSIGN_OR_RETURN(c.max_in_flight, f.Int("broker.max_in_flight", c.max_in_flight, 1, 100000));
+  return Status::Ok();
+}
+
+// [outbox]
+Status LoadOutbox(ConfigFile& f, Config& c) {
   BUD_ASSIGN_OR_RETURN(c.rescan_ms, f.Int("outbox.rescan_ms", c.rescan_ms, 50, 3600000));
   BUD_ASSIGN_OR_RETURN(c.max_attachments,
                        f.Int("outbox.max_attachments", c.max_attachments, 1, 10000));
-  BUD_ASSIGN_OR_RETURN(c.max_attachment_bytes,
-                       f.Int("outbox.max_attachment_bytes", c.max_attachment_bytes, 1, 200ll << 20));
+  BUD_ASSIGN_OR_RETURN(c.max_attachment_bytes, f.Int("outbox.max_attachment_bytes",
+                                                     c.max_attachment_bytes, 1, 200ll << 20));
   BUD_ASSIGN_OR_RETURN(c.default_ttl_ms,
                        f.Int("outbox.default_ttl_ms", c.default_ttl_ms, 1000, 366ll * 86400000));
-  BUD_ASSIGN_OR_RETURN(c.stream_threshold_bytes,
-                       f.Int("outbox.stream_threshold_bytes", c.stream_threshold_bytes, 0,
-                             200ll << 20));
+  BUD_ASSIGN_OR_RETURN(c.stream_threshold_bytes, f.Int("outbox.stream_threshold_bytes",
+                                                       c.stream_threshold_bytes, 0, 200ll << 20));
   BUD_ASSIGN_OR_RETURN(c.max_message_bytes,
                        f.Int("outbox.max_message_bytes", c.max_message_bytes, 1, 64ll << 30));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Config> Config::Load(const std::string& path) {
+  BUD_ASSIGN_OR_RETURN(ConfigFile f, ConfigFile::Load(path));
+  Config c;
+  BUD_ASSIGN_OR_RETURN(c.orgnr, f.String("agency.orgnr"));
+  auto org = Orgnr::Parse(c.orgnr);
+  if (!org.ok()) return f.Error("agency.orgnr", org.status().message());
+  c.orgnr = org->digits();
+  BUD_ASSIGN_OR_RETURN(c.outbox, f.Path("paths.outbox"));
+  BUD_ASSIGN_OR_RETURN(c.inbox, f.Path("paths.inbox", ""));
+  BUD_ASSIGN_OR_RETURN(c.store, f.Path("paths.store"));
+  BUD_RETURN_IF_ERROR(LoadKeys(f, c));
+  BUD_RETURN_IF_ERROR(LoadLinks(f, c));
+  BUD_RETURN_IF_ERROR(LoadOutbox(f, c));
   BUD_ASSIGN_OR_RETURN(c.delivery, f.String("incoming.delivery", c.delivery));
   if (c.delivery != "folder" && c.delivery != "api") {
-    return f.Error("incoming.delivery", "must be \"folder\" (write paths.inbox) or \"api\" "
-                                        "(keep messages for the HTTP API's peek/pop/delete)");
+    return f.Error("incoming.delivery",
+                   "must be \"folder\" (write paths.inbox) or \"api\" "
+                   "(keep messages for the HTTP API's peek/pop/delete)");
   }
   if (c.delivery == "folder" && c.inbox.empty()) {
     return f.Error("paths.inbox", "is missing (needed with incoming.delivery = \"folder\")");

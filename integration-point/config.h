@@ -8,6 +8,7 @@
 #include "common/http_server.h"
 #include "common/orgnr.h"
 #include "common/status.h"
+#include "integration-point/message_state.h"
 
 namespace bud::ip {
 
@@ -59,6 +60,9 @@ struct Config {
   std::string log_file;              // [log] file
 
   Orgnr me() const { return *Orgnr::Parse(orgnr); }  // valid after Load
+  DeliveryMode delivery_mode() const {  // `delivery` checked by Load
+    return ParseDeliveryMode(delivery).value_or(DeliveryMode::kFolder);
+  }
   static Result<Config> Load(const std::string& path);
 };
 

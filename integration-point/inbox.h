@@ -23,7 +23,7 @@ struct SignerInfo {
 };
 
 // The message.json of an inbox folder; `files` lists the attachments (name, mediaType, size,
-// sha256). Shared by WriteInbox and the streamed path (stream_receive.cc).
+// sha256). Shared by WriteInbox and the streamed path (engine/stream_receiver.cc).
 nlohmann::json InboxMessageJson(const wire::Header& h, const std::string& title,
                                 const std::string& metadata_json, const SignerInfo& signer,
                                 int64_t received_ms, nlohmann::json files);

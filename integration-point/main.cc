@@ -10,9 +10,101 @@
 #include "common/wire/curve.h"
 #include "integration-point/config.h"
 #include "integration-point/engine.h"
-#include "integration-point/http_api.h"
 #include "integration-point/enroll.h"
+#include "integration-point/http_api.h"
 #include "integration-point/status_view.h"
+
+namespace {
+
+using namespace bud;
+
+CLI::App* AddEnrollCommand(CLI::App& app, ip::EnrollRequest& enroll_req) {
+  auto* enroll = app.add_subcommand(
+      "enroll", "make this agency's keys, certificate requests, CURVE keys and ip.toml");
+  enroll->add_option("--orgnr", enroll_req.orgnr, "organisation number (9 digits)")->required();
+  enroll->add_option("--out", enroll_req.out_dir, "folder to write into (created when missing)")
+      ->required();
+  enroll->add_option("--name", enroll_req.name, "organisation name, in the certificate subject");
+  enroll->add_option("--state-dir", enroll_req.state_dir,
+                     "where the store, outbox and inbox go (default: the --out folder)");
+  enroll->add_option("--signing-key-type", enroll_req.signing_key_type, "rsa, ec or ed25519")
+      ->capture_default_str();
+  enroll->add_option("--encryption-key-type", enroll_req.encryption_key_type, "rsa or ec")
+      ->capture_default_str();
+  enroll->add_option("--registry", enroll_req.registry_endpoint, "registry endpoint, when known");
+  enroll->add_option("--registry-key", enroll_req.registry_server_key,
+                     "registry CURVE public key, when known");
+  enroll->add_option("--broker", enroll_req.broker_endpoint, "broker endpoint, when known");
+  enroll->add_option("--broker-key", enroll_req.broker_server_key,
+                     "broker CURVE public key, when known");
+  return enroll;
+}
+
+int StatusCommand(const ip::Config& config, ip::ListFilter filter, const std::string& since,
+                  bool json) {
+  if (!since.empty()) {
+    auto t = ParseTime(since);
+    if (!t) {
+      std::cerr << "bud-ip status: --since '" << since << "' is not an ISO 8601 time\n";
+      return 1;
+    }
+    filter.since_ms = *t;
+  }
+  // Certificates close to expiry are the most common cause of sudden FEIL; say so here too.
+  for (const auto& path : {config.signing_cert, config.encryption_cert}) {
+    if (auto cert = crypto::LoadCertFile(path); cert.ok()) {
+      int days = crypto::DaysToExpiry(cert->get());
+      if (days < 30) {
+        std::cerr << "warning: certificate " << path << " (" << crypto::SubjectOf(cert->get())
+                  << ") expires in " << days << " day(s)\n";
+      }
+    }
+  }
+  if (!Exists(config.store)) {
+    // Never create (and migrate) a store from the status command.
+    std::cout << (json ? "[]\n"
+                       : "0 message(s) (no store yet at " + config.store +
+                             "; start `bud-ip run`)\n");
+    return 0;
+  }
+  auto store = ip::Store::OpenReadOnly(config.store);
+  if (!store.ok()) {
+    std::cerr << "bud-ip status: " << store.status().ToString() << "\n";
+    return 1;
+  }
+  auto out = ip::RenderStatus(**store, filter, json);
+  if (!out.ok()) {
+    std::cerr << "bud-ip status: " << out.status().ToString() << "\n";
+    return 1;
+  }
+  std::cout << *out;
+  return 0;
+}
+
+int RunCommand(const ip::Config& config) {
+  SetupLogging(config.log_level, config.log_file);
+  InstallStopSignals();
+  zmq::context_t ctx(1);
+  ip::Engine engine(config, ctx);
+  Status s = engine.Start();
+  std::unique_ptr<ip::HttpApi> api;
+  if (s.ok() && !config.http.listen.empty()) {
+    api = std::make_unique<ip::HttpApi>(
+        config, engine.metrics(), ctx, [&engine] { engine.Wake(); },
+        [&engine](ip::MessageRow row) { return engine.TakeIn(std::move(row), 30'000); });
+    s = api->Start();
+  }
+  if (s.ok()) s = engine.Run();
+  api.reset();
+  if (!s.ok()) {
+    Logger("ip")->critical("{}", s.ToString());
+    std::cerr << "bud-ip: " << s.ToString() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace bud;
@@ -40,28 +132,12 @@ int main(int argc, char** argv) {
   status->add_option("--since", since, "only messages updated since this ISO 8601 time");
   status->add_flag("--json", json, "JSON instead of a table");
   std::string keygen_out;
-  auto* keygen = app.add_subcommand("keygen", "make a CURVE key pair file and print its public key");
+  auto* keygen =
+      app.add_subcommand("keygen", "make a CURVE key pair file and print its public key");
   keygen->add_option("--out", keygen_out, "key file to create (mode 0600)")->required();
 
   ip::EnrollRequest enroll_req;
-  auto* enroll = app.add_subcommand(
-      "enroll", "make this agency's keys, certificate requests, CURVE keys and ip.toml");
-  enroll->add_option("--orgnr", enroll_req.orgnr, "organisation number (9 digits)")->required();
-  enroll->add_option("--out", enroll_req.out_dir, "folder to write into (created when missing)")
-      ->required();
-  enroll->add_option("--name", enroll_req.name, "organisation name, in the certificate subject");
-  enroll->add_option("--state-dir", enroll_req.state_dir,
-                     "where the store, outbox and inbox go (default: the --out folder)");
-  enroll->add_option("--signing-key-type", enroll_req.signing_key_type, "rsa, ec or ed25519")
-      ->capture_default_str();
-  enroll->add_option("--encryption-key-type", enroll_req.encryption_key_type, "rsa or ec")
-      ->capture_default_str();
-  enroll->add_option("--registry", enroll_req.registry_endpoint, "registry endpoint, when known");
-  enroll->add_option("--registry-key", enroll_req.registry_server_key,
-                     "registry CURVE public key, when known");
-  enroll->add_option("--broker", enroll_req.broker_endpoint, "broker endpoint, when known");
-  enroll->add_option("--broker-key", enroll_req.broker_server_key,
-                     "broker CURVE public key, when known");
+  auto* enroll = AddEnrollCommand(app, enroll_req);
 
   std::string backup_out;
   auto* backup = app.add_subcommand(
@@ -79,62 +155,6 @@ int main(int argc, char** argv) {
   }
   if (check_config) return PrintResult(ip::CheckConfig(*config, config_path), "bud-ip");
   if (*backup) return BackupCommand(config->store, backup_out, "bud-ip");
-  if (*status) {
-    if (!since.empty()) {
-      auto t = ParseTime(since);
-      if (!t) {
-        std::cerr << "bud-ip status: --since '" << since << "' is not an ISO 8601 time\n";
-        return 1;
-      }
-      filter.since_ms = *t;
-    }
-    // Certificates close to expiry are the most common cause of sudden FEIL; say so here too.
-    for (const auto& path : {config->signing_cert, config->encryption_cert}) {
-      if (auto cert = crypto::LoadCertFile(path); cert.ok()) {
-        int days = crypto::DaysToExpiry(cert->get());
-        if (days < 30) {
-          std::cerr << "warning: certificate " << path << " ("
-                    << crypto::SubjectOf(cert->get()) << ") expires in " << days << " day(s)\n";
-        }
-      }
-    }
-    if (!Exists(config->store)) {
-      // Never create (and migrate) a store from the status command.
-      std::cout << (json ? "[]\n" : "0 message(s) (no store yet at " + config->store +
-                                         "; start `bud-ip run`)\n");
-      return 0;
-    }
-    auto store = ip::Store::OpenReadOnly(config->store);
-    if (!store.ok()) {
-      std::cerr << "bud-ip status: " << store.status().ToString() << "\n";
-      return 1;
-    }
-    auto out = ip::RenderStatus(**store, filter, json);
-    if (!out.ok()) {
-      std::cerr << "bud-ip status: " << out.status().ToString() << "\n";
-      return 1;
-    }
-    std::cout << *out;
-    return 0;
-  }
-  SetupLogging(config->log_level, config->log_file);
-  InstallStopSignals();
-  zmq::context_t ctx(1);
-  ip::Engine engine(*config, ctx);
-  Status s = engine.Start();
-  std::unique_ptr<ip::HttpApi> api;
-  if (s.ok() && !config->http.listen.empty()) {
-    api = std::make_unique<ip::HttpApi>(
-        *config, engine.metrics(), ctx, [&engine] { engine.Wake(); },
-        [&engine](ip::MessageRow row) { return engine.TakeIn(std::move(row), 30'000); });
-    s = api->Start();
-  }
-  if (s.ok()) s = engine.Run();
-  api.reset();
-  if (!s.ok()) {
-    Logger("ip")->critical("{}", s.ToString());
-    std::cerr << "bud-ip: " << s.ToString() << "\n";
-    return 1;
-  }
-  return 0;
+  if (*status) return StatusCommand(*config, filter, since, json);
+  return RunCommand(*config);
 }

@@ -16,6 +16,13 @@ bool Contains(const google::protobuf::RepeatedPtrField<std::string>& list, const
 Result<wire::RegistryEntry> CheckReceiver(RegistryClient& registry, const Orgnr& receiver,
                                           const std::string& process,
                                           const std::string& document_type) {
+  RegistryClientLookup lookup(registry);
+  return CheckReceiver(lookup, receiver, process, document_type);
+}
+
+Result<wire::RegistryEntry> CheckReceiver(RegistryLookup& registry, const Orgnr& receiver,
+                                          const std::string& process,
+                                          const std::string& document_type) {
   BUD_ASSIGN_OR_RETURN(wire::RegistryEntry entry, registry.Lookup(receiver));
   if (!Contains(entry.processes(), process)) {
     std::string accepted;

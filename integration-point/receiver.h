@@ -7,6 +7,7 @@
 #include "common/orgnr.h"
 #include "common/registry_client.h"
 #include "common/status.h"
+#include "integration-point/engine/registry_lookup.h"
 #include "proto/registry.pb.h"
 
 namespace bud::ip {
@@ -15,6 +16,9 @@ namespace bud::ip {
 // kInvalidArgument saying what it accepts otherwise, kNotFound for an unknown organisation,
 // kUnavailable when the registry does not answer (retry later).
 Result<wire::RegistryEntry> CheckReceiver(RegistryClient& registry, const Orgnr& receiver,
+                                          const std::string& process,
+                                          const std::string& document_type);
+Result<wire::RegistryEntry> CheckReceiver(RegistryLookup& registry, const Orgnr& receiver,
                                           const std::string& process,
                                           const std::string& document_type);
 

@@ -1,0 +1,26 @@
+// What the engine's parts count, for /metrics: written by the engine thread, read by HTTP
+// threads (atomics only).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "common/metrics.h"
+
+namespace bud::ip {
+
+struct EngineMetrics {
+  std::atomic<int64_t> broker_connected{0};
+  std::atomic<int64_t> submits{0};  // envelopes sent to the broker (resubmits included)
+  std::atomic<int64_t> accepted{0};
+  std::atomic<int64_t> rejected{0};
+  std::atomic<int64_t> retry_later{0};
+  std::atomic<int64_t> deliveries{0};    // envelopes the broker delivered to us
+  std::atomic<int64_t> redeliveries{0};  // of which already received before
+  std::atomic<int64_t> refused{0};       // of which refused (FEIL)
+  std::atomic<int64_t> deferred{0};      // answered Defer (inbox or store cannot be written)
+  std::atomic<int64_t> reconnects{0};
+  metrics::Histogram submit_to_accept{metrics::LatencyBuckets()};
+};
+
+}  // namespace bud::ip

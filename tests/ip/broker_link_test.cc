@@ -1,0 +1,212 @@
+// The broker link's state machine (integration-point/engine/broker_link.h) in virtual time: a
+// real DEALER over inproc:// to a ROUTER the test holds, a ManualClock for the timers.
+#include <catch2/catch.hpp>
+
+#include "tests/ip/support/parts_rig.h"
+
+namespace bud::ip {
+namespace {
+
+using rig::Rig;
+
+wire::BrokerMessage WelcomeFor(const std::string& orgnr) {
+  wire::BrokerMessage w;
+  w.mutable_welcome()->set_orgnr(orgnr);
+  return w;
+}
+
+// Frames waiting for the link, handed to it as the loop does; returns those for the parts.
+std::vector<wire::BrokerMessage> Feed(Rig& r, int wait_ms = 200) {
+  std::vector<wire::BrokerMessage> out;
+  zmq::pollitem_t item{r.transport->PollHandle(), 0, ZMQ_POLLIN, 0};
+  zmq::poll(&item, 1, std::chrono::milliseconds(wait_ms));
+  while (auto f = r.transport->TryReceive()) {
+    if (auto m = r.link->OnFrame(*f)) out.push_back(*m);
+  }
+  return out;
+}
+
+TEST_CASE("link: starts connecting and says Hello with its orgnr and credit", "[ip][link]") {
+  Rig r;
+  r.link->Start();
+  CHECK(r.link->state() == LinkState::kConnecting);
+  CHECK(r.link->last_event() == LinkEvent::kStart);
+  CHECK_FALSE(r.link->Tick());
+  auto hello = r.broker->NextOf(wire::ClientMessage::kHello);
+  REQUIRE(hello);
+  CHECK(hello->hello().orgnr() == std::string("0192:") + rig::kMe);
+  CHECK(hello->hello().credit() == 8);
+  CHECK(hello->protocol_version() == wire::kProtocolVersion);
+}
+
+TEST_CASE("link: Hello is resent with doubling back-off until a Welcome", "[ip][link]") {
+  Rig r;
+  // A long heartbeat, so that the silence rule stays out of the way.
+  LinkOptions o{r.endpoint, 8, 60'000, 200, 5000};
+  DealerTransport t(r.ctx, DealerOptions{r.endpoint, std::nullopt, ""});
+  BrokerLink link(t, r.clock, r.config.me(), o, r.metrics);
+  link.Start();
+  std::vector<int64_t> sent_at;
+  const int64_t t0 = r.clock.MonoMs();
+  for (int ms = 0; ms <= 20'000; ms += 100) {
+    link.Tick();
+    if (r.broker->NextOf(wire::ClientMessage::kHello, 2)) sent_at.push_back(r.clock.MonoMs() - t0);
+    r.clock.Advance(100);
+  }
+  // At once, then the pause doubles from 200 ms after each Hello, up to 5 s: 400, 800, 1600,
+  // 3200, 5000, 5000 ... ms apart.
+  REQUIRE(sent_at.size() >= 7);
+  CHECK(sent_at[0] == 0);
+  CHECK(sent_at[1] - sent_at[0] == 400);
+  CHECK(sent_at[2] - sent_at[1] == 800);
+  CHECK(sent_at[3] - sent_at[2] == 1600);
+  CHECK(sent_at[4] - sent_at[3] == 3200);
+  CHECK(sent_at[5] - sent_at[4] == 5000);
+  CHECK(sent_at[6] - sent_at[5] == 5000);
+  CHECK(link.state() == LinkState::kConnecting);
+}
+
+TEST_CASE("link: a Welcome for this organisation makes it ready and calls on_ready", "[ip][link]") {
+  Rig r;
+  int ready = 0, reset = 0;
+  r.link->SetListener({[&] { ++reset; }, [&] { ++ready; }});
+  r.Connect();
+  CHECK(reset == 1);  // the first socket
+  r.broker->Send(WelcomeFor(std::string("0192:") + rig::kMe));
+  CHECK(Feed(r).empty());  // the link keeps its own messages
+  CHECK(r.link->ready());
+  CHECK(r.link->last_event() == LinkEvent::kWelcome);
+  CHECK(ready == 1);
+  CHECK(r.metrics.broker_connected.load() == 1);
+}
+
+TEST_CASE("link: a Welcome for another organisation is not taken", "[ip][link]") {
+  Rig r;
+  r.Connect();
+  r.broker->Send(WelcomeFor(std::string("0192:") + rig::kThird));
+  Feed(r);
+  CHECK(r.link->state() == LinkState::kConnecting);
+  CHECK(r.link->last_event() == LinkEvent::kWrongWelcome);
+  CHECK(r.metrics.broker_connected.load() == 0);
+}
+
+TEST_CASE("link: heartbeats every heartbeat_ms while ready, none before", "[ip][link]") {
+  Rig r;
+  r.Connect();
+  for (int i = 0; i < 4; ++i) {  // 2 s without a Welcome: Hellos only
+    r.clock.Advance(500);
+    r.link->Tick();
+  }
+  r.broker->Drain();
+  CHECK(r.broker->heartbeats == 0);
+  r.broker->Send(WelcomeFor(std::string("0192:") + rig::kMe));
+  Feed(r);
+  REQUIRE(r.link->ready());
+  for (int i = 0; i < 10; ++i) {  // 5 s, the broker heard every 500 ms
+    wire::BrokerMessage hb;
+    hb.mutable_heartbeat()->set_at_unix_ms(r.clock.NowMs());
+    r.broker->Send(hb);
+    Feed(r, 50);
+    CHECK(r.link->Tick());
+    r.clock.Advance(500);
+  }
+  r.broker->Drain();
+  CHECK(r.broker->heartbeats == 5);
+  CHECK(r.metrics.reconnects.load() == 0);  // the broker was heard throughout
+  CHECK(r.link->ready());
+}
+
+TEST_CASE("link: silence for 3 x heartbeat_ms replaces the socket and says Hello again",
+          "[ip][link]") {
+  Rig r;
+  int resets = 0, readies = 0;
+  r.link->SetListener({[&] { ++resets; }, [&] { ++readies; }});
+  r.Welcome();
+  REQUIRE(readies == 1);
+  r.clock.Advance(3000);  // exactly 3 x heartbeat: not yet
+  CHECK(r.link->Tick());
+  r.clock.Advance(1);
+  CHECK_FALSE(r.link->Tick());
+  CHECK(r.link->state() == LinkState::kConnecting);
+  CHECK(r.link->last_event() == LinkEvent::kSilence);
+  CHECK(r.metrics.reconnects.load() == 1);
+  CHECK(r.metrics.broker_connected.load() == 0);
+  CHECK(resets == 2);
+  r.link->Tick();
+  CHECK(r.broker->NextOf(wire::ClientMessage::kHello));
+  // The broker answers the new connection: ready again.
+  r.broker->Send(WelcomeFor(std::string("0192:") + rig::kMe));
+  Feed(r);
+  CHECK(r.link->ready());
+  CHECK(readies == 2);
+}
+
+TEST_CASE("link: no Welcome within 3 x heartbeat_ms reconnects too", "[ip][link]") {
+  Rig r;
+  r.Connect();
+  for (int i = 0; i < 31; ++i) {
+    r.clock.Advance(100);
+    r.link->Tick();
+  }
+  CHECK(r.link->last_event() == LinkEvent::kSilence);
+  CHECK(r.metrics.reconnects.load() == 1);
+}
+
+TEST_CASE("link: frames that do not parse do not count as heard", "[ip][link]") {
+  Rig r;
+  r.Welcome();
+  r.clock.Advance(2000);
+  zmq::message_t garbage(std::string("\xff\xff not a protobuf"));
+  CHECK_FALSE(r.link->OnFrame(garbage).has_value());
+  r.clock.Advance(1001);
+  CHECK_FALSE(r.link->Tick());
+  CHECK(r.link->last_event() == LinkEvent::kSilence);
+}
+
+TEST_CASE("link: Refused 'no session' goes back to connecting and says Hello", "[ip][link]") {
+  Rig r;
+  r.Welcome();
+  wire::BrokerMessage refused;
+  refused.mutable_refused()->set_reason("no session: send Hello first");
+  r.broker->Send(refused);
+  Feed(r);
+  CHECK(r.link->state() == LinkState::kConnecting);
+  CHECK(r.link->last_event() == LinkEvent::kNoSession);
+  r.clock.Advance(200);  // the Hello back-off starts over at 200 ms after a Welcome
+  r.link->Tick();
+  CHECK(r.broker->NextOf(wire::ClientMessage::kHello));
+}
+
+TEST_CASE("link: other refusals leave a ready link ready", "[ip][link]") {
+  Rig r;
+  r.Welcome();
+  wire::BrokerMessage refused;
+  refused.mutable_refused()->set_reason("malformed frame");
+  r.broker->Send(refused);
+  Feed(r);
+  CHECK(r.link->ready());
+}
+
+TEST_CASE("link: messages for the parts are handed back, the link's own are kept", "[ip][link]") {
+  Rig r;
+  r.Welcome();
+  wire::BrokerMessage reply;
+  reply.mutable_submit_reply()->set_message_id("m");
+  reply.mutable_submit_reply()->set_code(wire::ACCEPTED);
+  wire::BrokerMessage hb;
+  hb.mutable_heartbeat();
+  r.broker->Send(hb);
+  r.broker->Send(reply);
+  auto got = Feed(r);
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].has_submit_reply());
+  CHECK(got[0].submit_reply().message_id() == "m");
+}
+
+TEST_CASE("link: state names for logs", "[ip][link]") {
+  CHECK(std::string(LinkStateName(LinkState::kReady)) == "ready");
+  CHECK(std::string(LinkStateName(LinkState::kConnecting)) == "connecting");
+}
+
+}  // namespace
+}  // namespace bud::ip
