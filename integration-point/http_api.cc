@@ -25,7 +25,7 @@ Status HttpApi::MakeServices() {
   if (!config_.curve_key_file.empty()) {
     BUD_ASSIGN_OR_RETURN(curve, wire::LoadCurveKeyFile(config_.curve_key_file));
   }
-  registry_ = std::make_unique<api::RegistryClientLookup>(std::make_unique<RegistryClient>(
+  registry_ = std::make_unique<api::SharedRegistryLookup>(std::make_unique<RegistryClient>(
       ctx_, config_.registry_endpoint, config_.registry_timeout_ms, config_.registry_cache_ms,
       curve, config_.registry_server_key));
   std::vector<std::pair<std::string, crypto::Cert>> certs;

@@ -60,7 +60,7 @@ class HttpApi {
   std::function<void()> wake_;
   std::function<Status(MessageRow)> take_in_;
   std::unique_ptr<api::SharedStore> store_;
-  std::unique_ptr<api::RegistryLookup> registry_;
+  std::unique_ptr<RegistryLookup> registry_;
   std::unique_ptr<api::OutgoingMessages> outgoing_;
   std::unique_ptr<api::Drafts> drafts_;
   std::unique_ptr<api::ApiInbox> inbox_;

@@ -3,17 +3,11 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
+#include "integration-point/receiver.h"
 
 namespace bud::ip::api {
 
-namespace {
-bool Contains(const google::protobuf::RepeatedPtrField<std::string>& list, const std::string& v) {
-  return std::find(list.begin(), list.end(), v) != list.end();
-}
-}  // namespace
-
-Result<wire::RegistryEntry> RegistryClientLookup::Lookup(const Orgnr& org) {
+Result<wire::RegistryEntry> SharedRegistryLookup::Lookup(const Orgnr& org) {
   std::lock_guard lock(mu_);
   return client_->Lookup(org);
 }
@@ -21,23 +15,11 @@ Result<wire::RegistryEntry> RegistryClientLookup::Lookup(const Orgnr& org) {
 Result<wire::RegistryEntry> CheckReceiver(RegistryLookup& registry, const Orgnr& receiver,
                                           const std::string& process,
                                           const std::string& document_type) {
-  Result<wire::RegistryEntry> entry = registry.Lookup(receiver);
-  if (!entry.ok()) {
-    if (entry.status().code() != Code::kNotFound) return entry.status();
+  Result<wire::RegistryEntry> entry =
+      ip::CheckReceiver(registry, receiver, process, document_type);
+  if (!entry.ok() && entry.status().code() == Code::kNotFound) {
     return Status(Code::kInvalidArgument,
                   fmt::format("receiver {} is not in the address registry", receiver.wire()));
-  }
-  if (!Contains(entry->processes(), process)) {
-    std::string accepted;
-    for (const auto& p : entry->processes()) accepted += (accepted.empty() ? "" : ", ") + p;
-    return Status(Code::kInvalidArgument,
-                  fmt::format("receiver {} does not accept process '{}' (it accepts: {})",
-                              receiver.wire(), process, accepted));
-  }
-  if (entry->document_types_size() > 0 && !Contains(entry->document_types(), document_type)) {
-    return Status(Code::kInvalidArgument,
-                  fmt::format("receiver {} does not accept document type '{}'", receiver.wire(),
-                              document_type));
   }
   return entry;
 }

@@ -1,7 +1,8 @@
-// The address registry as the HTTP API's services ask it: an interface, so the services can be
-// tested over a table of real registry entries; RegistryClientLookup is the one the running
-// integration point uses (its own RegistryClient, behind a mutex: a ZeroMQ socket is not shared
-// between threads).
+// The address registry as the HTTP API's services ask it: through the point's RegistryLookup
+// (engine/registry_lookup.h), so the services can be tested over a table of real registry
+// entries. SharedRegistryLookup is the one the running integration point's API uses: its own
+// RegistryClient behind a mutex (the HTTP threads share it; a ZeroMQ socket is used by one
+// thread at a time).
 #pragma once
 
 #include <memory>
@@ -11,20 +12,14 @@
 #include "common/orgnr.h"
 #include "common/registry_client.h"
 #include "common/status.h"
+#include "integration-point/engine/registry_lookup.h"
 #include "proto/registry.pb.h"
 
 namespace bud::ip::api {
 
-class RegistryLookup {
+class SharedRegistryLookup final : public RegistryLookup {
  public:
-  virtual ~RegistryLookup() = default;
-  // kNotFound when the registry has no such organisation; kUnavailable when it does not answer.
-  virtual Result<wire::RegistryEntry> Lookup(const Orgnr& org) = 0;
-};
-
-class RegistryClientLookup : public RegistryLookup {
- public:
-  explicit RegistryClientLookup(std::unique_ptr<RegistryClient> client)
+  explicit SharedRegistryLookup(std::unique_ptr<RegistryClient> client)
       : client_(std::move(client)) {}
   Result<wire::RegistryEntry> Lookup(const Orgnr& org) override;
 
@@ -33,10 +28,10 @@ class RegistryClientLookup : public RegistryLookup {
   std::unique_ptr<RegistryClient> client_;
 };
 
-// The receiver's entry when it exists and accepts the process and document type;
-// kInvalidArgument saying what it accepts, or that it is not in the registry, otherwise;
-// kUnavailable when the registry does not answer. (The messages are those of receiver.h's
-// CheckReceiver, which the engine and the outbox use.)
+// receiver.h's CheckReceiver (the receiver's entry when it exists and accepts the process and
+// document type, kInvalidArgument saying what it accepts otherwise, kUnavailable when the
+// registry does not answer), with an unknown receiver as kInvalidArgument too: to an archive
+// system that is a bad request.
 Result<wire::RegistryEntry> CheckReceiver(RegistryLookup& registry, const Orgnr& receiver,
                                           const std::string& process,
                                           const std::string& document_type);
