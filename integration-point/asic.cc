@@ -100,99 +100,81 @@ Result<uint32_t> FileCrc32(const std::string& path) {
   return crc;
 }
 
-Result<std::unique_ptr<AsicStream>> AsicStream::Open(std::vector<AsicFile> files,
-                                                     int64_t mtime_ms) {
-  std::unique_ptr<AsicStream> s(new AsicStream());
-  const auto [dos_time, dos_date] = DosTime(mtime_ms);
-  AsicFile mimetype{"mimetype", "", 0, 0, "", kAsicMediaType};
-  AsicFile manifest{"META-INF/manifest.xml", "text/xml", 0, 0, "", Manifest(files)};
-  std::vector<AsicFile*> entries{&mimetype};
-  for (auto& f : files) entries.push_back(&f);
-  entries.push_back(&manifest);
+namespace {
 
-  auto add_bytes = [&](std::string bytes) {
-    const uint64_t n = bytes.size();
-    s->pieces_.push_back({s->size_, n, std::move(bytes), -1});
-    s->size_ += n;
-  };
-  std::string central;
-  for (AsicFile* f : entries) {
-    if (f->path.empty()) {
-      f->size = f->data.size();
-      f->crc32 = Crc32(0, f->data);
-    }
-    const uint64_t offset = s->size_;
-    const bool big = f->size >= kMax32;
-    const bool far = offset >= kMax32;
-    std::string local;
-    Put32(local, 0x04034b50);
-    Put16(local, big ? 45 : 20);  // version needed: 4.5 for ZIP64
-    Put16(local, kUtf8Flag);
-    Put16(local, 0);  // stored
-    Put16(local, dos_time);
-    Put16(local, dos_date);
-    Put32(local, f->crc32);
-    Put32(local, big ? kMax32 : f->size);  // compressed size = size (stored)
-    Put32(local, big ? kMax32 : f->size);
-    Put16(local, f->name.size());
-    Put16(local, big ? 20 : 0);
-    local += f->name;
-    if (big) {  // 4.5.3: in a local header both sizes, always
-      Put16(local, 0x0001);
-      Put16(local, 16);
-      Put64(local, f->size);
-      Put64(local, f->size);
-    }
-    add_bytes(std::move(local));
-    if (!f->path.empty()) {
-      int fd = ::open(f->path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) return ErrnoStatus(errno, "open " + f->path);
-      s->pieces_.push_back({s->size_, f->size, {}, fd});
-      struct stat st;
-      if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != f->size) {
-        return Status(Code::kIo, fmt::format("'{}' has {} bytes, not the {} recorded", f->path,
-                                             static_cast<int64_t>(st.st_size), f->size));
-      }
-      s->size_ += f->size;
-    } else {
-      add_bytes(std::move(f->data));
-    }
-    // The central header: ZIP64 fields only for what does not fit, in the order 4.5.3 gives.
-    std::string extra;
-    if (big) {
-      Put64(extra, f->size);
-      Put64(extra, f->size);
-    }
-    if (far) Put64(extra, offset);
-    const bool zip64 = big || far;
-    Put32(central, 0x02014b50);
-    Put16(central, (3 << 8) | 45);  // made by: Unix, 4.5
-    Put16(central, zip64 ? 45 : 20);
-    Put16(central, kUtf8Flag);
-    Put16(central, 0);
-    Put16(central, dos_time);
-    Put16(central, dos_date);
-    Put32(central, f->crc32);
-    Put32(central, big ? kMax32 : f->size);
-    Put32(central, big ? kMax32 : f->size);
-    Put16(central, f->name.size());
-    Put16(central, extra.empty() ? 0 : extra.size() + 4);
-    Put16(central, 0);  // comment
-    Put16(central, 0);  // disk
-    Put16(central, 0);  // internal attributes
-    Put32(central, 0100644u << 16);  // external: a regular file, rw-r--r--
-    Put32(central, far ? kMax32 : offset);
-    central += f->name;
-    if (!extra.empty()) {
-      Put16(central, 0x0001);
-      Put16(central, extra.size());
-      central += extra;
-    }
+struct DosStamp {
+  uint16_t time;
+  uint16_t date;
+};
+
+// A stored entry's local header (ZIP64 sizes when the file is 4 GiB or more).
+std::string LocalHeader(const AsicFile& f, DosStamp dos) {
+  const bool big = f.size >= kMax32;
+  std::string local;
+  Put32(local, 0x04034b50);
+  Put16(local, big ? 45 : 20);  // version needed: 4.5 for ZIP64
+  Put16(local, kUtf8Flag);
+  Put16(local, 0);  // stored
+  Put16(local, dos.time);
+  Put16(local, dos.date);
+  Put32(local, f.crc32);
+  Put32(local, big ? kMax32 : f.size);  // compressed size = size (stored)
+  Put32(local, big ? kMax32 : f.size);
+  Put16(local, f.name.size());
+  Put16(local, big ? 20 : 0);
+  local += f.name;
+  if (big) {  // 4.5.3: in a local header both sizes, always
+    Put16(local, 0x0001);
+    Put16(local, 16);
+    Put64(local, f.size);
+    Put64(local, f.size);
   }
-  const uint64_t cd_offset = s->size_;
-  const uint64_t cd_size = central.size();
-  const uint64_t count = entries.size();
-  std::string end = std::move(central);
+  return local;
+}
+
+// The entry's central directory header: ZIP64 fields only for what does not fit, in the order
+// 4.5.3 gives.
+std::string CentralHeader(const AsicFile& f, uint64_t offset, DosStamp dos) {
+  const bool big = f.size >= kMax32;
+  const bool far = offset >= kMax32;
+  std::string extra;
+  if (big) {
+    Put64(extra, f.size);
+    Put64(extra, f.size);
+  }
+  if (far) Put64(extra, offset);
+  const bool zip64 = big || far;
+  std::string central;
+  Put32(central, 0x02014b50);
+  Put16(central, (3 << 8) | 45);  // made by: Unix, 4.5
+  Put16(central, zip64 ? 45 : 20);
+  Put16(central, kUtf8Flag);
+  Put16(central, 0);
+  Put16(central, dos.time);
+  Put16(central, dos.date);
+  Put32(central, f.crc32);
+  Put32(central, big ? kMax32 : f.size);
+  Put32(central, big ? kMax32 : f.size);
+  Put16(central, f.name.size());
+  Put16(central, extra.empty() ? 0 : extra.size() + 4);
+  Put16(central, 0);  // comment
+  Put16(central, 0);  // disk
+  Put16(central, 0);  // internal attributes
+  Put32(central, 0100644u << 16);  // external: a regular file, rw-r--r--
+  Put32(central, far ? kMax32 : offset);
+  central += f.name;
+  if (!extra.empty()) {
+    Put16(central, 0x0001);
+    Put16(central, extra.size());
+    central += extra;
+  }
+  return central;
+}
+
+// The end of central directory record, after a ZIP64 one and its locator when the directory
+// does not fit the classic fields.
+std::string EndRecords(uint64_t cd_offset, uint64_t cd_size, uint64_t count) {
+  std::string end;
   const bool zip64_end = cd_offset >= kMax32 || cd_size >= kMax32 || count >= 0xFFFF;
   if (zip64_end) {
     const uint64_t record = cd_offset + cd_size;
@@ -219,7 +201,59 @@ Result<std::unique_ptr<AsicStream>> AsicStream::Open(std::vector<AsicFile> files
   Put32(end, std::min(cd_size, kMax32));
   Put32(end, std::min(cd_offset, kMax32));
   Put16(end, 0);
-  add_bytes(std::move(end));
+  return end;
+}
+
+}  // namespace
+
+void AsicStream::AddBytes(std::string bytes) {
+  const uint64_t n = bytes.size();
+  pieces_.push_back({size_, n, std::move(bytes), -1});
+  size_ += n;
+}
+
+Status AsicStream::AddFile(const std::string& path, uint64_t size) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "open " + path);
+  pieces_.push_back({size_, size, {}, fd});
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != size) {
+    return Status(Code::kIo, fmt::format("'{}' has {} bytes, not the {} recorded", path,
+                                         static_cast<int64_t>(st.st_size), size));
+  }
+  size_ += size;
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<AsicStream>> AsicStream::Open(std::vector<AsicFile> files,
+                                                     int64_t mtime_ms) {
+  std::unique_ptr<AsicStream> s(new AsicStream());
+  const auto [dos_time, dos_date] = DosTime(mtime_ms);
+  const DosStamp dos{static_cast<uint16_t>(dos_time), static_cast<uint16_t>(dos_date)};
+  AsicFile mimetype{"mimetype", "", 0, 0, "", kAsicMediaType};
+  AsicFile manifest{"META-INF/manifest.xml", "text/xml", 0, 0, "", Manifest(files)};
+  std::vector<AsicFile*> entries{&mimetype};
+  for (auto& f : files) entries.push_back(&f);
+  entries.push_back(&manifest);
+
+  std::string central;
+  for (AsicFile* f : entries) {
+    if (f->path.empty()) {
+      f->size = f->data.size();
+      f->crc32 = Crc32(0, f->data);
+    }
+    const uint64_t offset = s->size_;
+    s->AddBytes(LocalHeader(*f, dos));
+    if (!f->path.empty()) {
+      BUD_RETURN_IF_ERROR(s->AddFile(f->path, f->size));
+    } else {
+      s->AddBytes(std::move(f->data));
+    }
+    central += CentralHeader(*f, offset, dos);
+  }
+  const uint64_t cd_offset = s->size_;
+  const uint64_t cd_size = central.size();
+  s->AddBytes(std::move(central) + EndRecords(cd_offset, cd_size, entries.size()));
   return s;
 }
 

@@ -64,6 +64,10 @@ class AsicStream {
     int fd = -1;        // or a file's data
   };
   AsicStream() = default;
+  // Appends bytes held in memory, or a file's `size` bytes read from `path` as the client takes
+  // them (opened now; kIo when its size is not `size`).
+  void AddBytes(std::string bytes);
+  Status AddFile(const std::string& path, uint64_t size);
   std::vector<Piece> pieces_;
   uint64_t size_ = 0;
   std::string buffer_;

@@ -119,12 +119,8 @@ Status Write(const std::string& path, std::string_view data, int mode, Undo& und
   return Status::Ok();
 }
 
-}  // namespace
-
-Result<std::string> Enroll(const EnrollRequest& request) {
-  BUD_ASSIGN_OR_RETURN(Orgnr org, Orgnr::Parse(request.orgnr));
-  const std::string name =
-      request.name.empty() ? fmt::format("Organisation {}", org.digits()) : request.name;
+// The request's options, checked before anything is made.
+Status CheckRequest(const EnrollRequest& request, const std::string& name) {
   if (name.size() + std::string_view(" encryption").size() > kMaxNameField) {
     return Status(Code::kInvalidArgument,
                   fmt::format("--name is {} bytes; certificate subjects hold at most {} for the "
@@ -156,20 +152,30 @@ Result<std::string> Enroll(const EnrollRequest& request) {
                     fmt::format("{} '{}' is not a ZeroMQ endpoint (tcp://host:port)", flag, *ep));
     }
   }
+  return Status::Ok();
+}
 
-  const std::string dir = AbsolutePath(request.out_dir);
-  const std::string keys = JoinPath(dir, "keys");
-  const std::string state = request.state_dir.empty() ? "" : AbsolutePath(request.state_dir);
-  const std::string config_path = JoinPath(dir, "ip.toml");
-  const std::string signing_key = JoinPath(keys, "signing.key");
-  const std::string signing_csr = JoinPath(keys, "signing.csr");
-  const std::string encryption_key = JoinPath(keys, "encryption.key");
-  const std::string encryption_csr = JoinPath(keys, "encryption.csr");
-  const std::string curve_key = JoinPath(keys, "curve.key");
+// Where enrolment writes: everything under the out folder, nothing there yet.
+struct EnrollPaths {
+  std::string dir, keys, state, config, signing_key, signing_csr, encryption_key, encryption_csr,
+      curve_key;
+};
+
+Result<EnrollPaths> PathsFor(const EnrollRequest& request) {
+  EnrollPaths p;
+  p.dir = AbsolutePath(request.out_dir);
+  p.keys = JoinPath(p.dir, "keys");
+  p.state = request.state_dir.empty() ? "" : AbsolutePath(request.state_dir);
+  p.config = JoinPath(p.dir, "ip.toml");
+  p.signing_key = JoinPath(p.keys, "signing.key");
+  p.signing_csr = JoinPath(p.keys, "signing.csr");
+  p.encryption_key = JoinPath(p.keys, "encryption.key");
+  p.encryption_csr = JoinPath(p.keys, "encryption.csr");
+  p.curve_key = JoinPath(p.keys, "curve.key");
   std::string existing;
-  for (const auto& p :
-       {config_path, signing_key, signing_csr, encryption_key, encryption_csr, curve_key}) {
-    if (Exists(p)) existing += (existing.empty() ? "" : ", ") + p;
+  for (const auto& f : {p.config, p.signing_key, p.signing_csr, p.encryption_key,
+                        p.encryption_csr, p.curve_key}) {
+    if (Exists(f)) existing += (existing.empty() ? "" : ", ") + f;
   }
   if (!existing.empty()) {
     return Status(Code::kAlreadyExists,
@@ -177,27 +183,14 @@ Result<std::string> Enroll(const EnrollRequest& request) {
                               "new folder, or move the old one away first)",
                               existing));
   }
+  return p;
+}
 
-  BUD_ASSIGN_OR_RETURN(crypto::PKey sign, crypto::GenerateKey(request.signing_key_type));
-  BUD_ASSIGN_OR_RETURN(crypto::PKey enc, crypto::GenerateKey(request.encryption_key_type));
-  BUD_ASSIGN_OR_RETURN(std::string sign_pem, crypto::PrivateKeyToPem(sign.get()));
-  BUD_ASSIGN_OR_RETURN(std::string enc_pem, crypto::PrivateKeyToPem(enc.get()));
-  BUD_ASSIGN_OR_RETURN(std::string sign_csr_pem, MakeCsr(sign.get(), org, name, "signing",
-                                                         KeyUsage(request.signing_key_type, true)));
-  BUD_ASSIGN_OR_RETURN(
-      std::string enc_csr_pem,
-      MakeCsr(enc.get(), org, name, "encryption", KeyUsage(request.encryption_key_type, false)));
-
-  Undo undo;
-  BUD_RETURN_IF_ERROR(MakeDir(dir, 0750, undo));
-  BUD_RETURN_IF_ERROR(MakeDir(keys, 0700, undo));
-  BUD_RETURN_IF_ERROR(Write(signing_key, sign_pem, 0600, undo));
-  BUD_RETURN_IF_ERROR(Write(signing_csr, sign_csr_pem, 0644, undo));
-  BUD_RETURN_IF_ERROR(Write(encryption_key, enc_pem, 0600, undo));
-  BUD_RETURN_IF_ERROR(Write(encryption_csr, enc_csr_pem, 0644, undo));
-  BUD_ASSIGN_OR_RETURN(wire::CurveKeyPair curve, wire::WriteNewCurveKeyFile(curve_key));
-  undo.Add(curve_key);
-
+// The ip.toml enrolment writes: what it knows filled in, the rest as placeholders.
+std::string ConfigText(const EnrollRequest& request, const Orgnr& org, const std::string& name,
+                       const EnrollPaths& paths) {
+  const std::string& config_path = paths.config;
+  const std::string& state = paths.state;
   auto or_placeholder = [](const std::string& v, const char* what) {
     return v.empty() ? TomlString(fmt::format("<{} from the registry operator>", what))
                      : TomlString(v);
@@ -205,7 +198,7 @@ Result<std::string> Enroll(const EnrollRequest& request) {
   auto state_path = [&](const char* name) {
     return TomlString(state.empty() ? std::string(name) : JoinPath(state, name));
   };
-  const std::string config = fmt::format(
+  return fmt::format(
       R"(# bud-ip config made by `bud-ip enroll` for {org} ({name}).
 # Relative paths are relative to this file's folder. Every key, with its default, is described
 # in share/budstikke/examples/ip.toml and docs/operating.md. Check it with
@@ -243,9 +236,16 @@ server_key = {broker_key}
                or_placeholder(request.registry_server_key, "registry CURVE public key")),
       fmt::arg("broker", or_placeholder(request.broker_endpoint, "broker endpoint")),
       fmt::arg("broker_key", or_placeholder(request.broker_server_key, "broker CURVE public key")));
-  BUD_RETURN_IF_ERROR(Write(config_path, config, 0640, undo));
-  undo.Keep();
+}
 
+// What enrolment made, what to send the registry operator and the next steps.
+std::string Summary(const EnrollRequest& request, const Orgnr& org, const std::string& name,
+                    const EnrollPaths& paths, const std::string& sign_csr_pem,
+                    const std::string& enc_csr_pem, const std::string& curve_public_key) {
+  const std::string &dir = paths.dir, &keys = paths.keys, &config_path = paths.config;
+  const std::string &signing_key = paths.signing_key, &signing_csr = paths.signing_csr;
+  const std::string &encryption_key = paths.encryption_key,
+                    &encryption_csr = paths.encryption_csr, &curve_key = paths.curve_key;
   const bool placeholders = request.registry_endpoint.empty() ||
                             request.registry_server_key.empty() ||
                             request.broker_endpoint.empty() || request.broker_server_key.empty();
@@ -272,7 +272,7 @@ server_key = {broker_key}
       "  the processes (and document types) you accept\n"
       "Confirm the two sha256sum values with the operator over another channel (phone).\n\n",
       org.digits(), name, signing_csr, crypto::Hex(crypto::Sha256(sign_csr_pem)), encryption_csr,
-      crypto::Hex(crypto::Sha256(enc_csr_pem)), curve.public_key);
+      crypto::Hex(crypto::Sha256(enc_csr_pem)), curve_public_key);
   int step = 1;
   out += "Next steps:\n";
   out += fmt::format(
@@ -293,6 +293,40 @@ server_key = {broker_key}
       "     bud-ip run --config {}\n",
       step++, config_path);
   return out;
+}
+
+}  // namespace
+
+Result<std::string> Enroll(const EnrollRequest& request) {
+  BUD_ASSIGN_OR_RETURN(Orgnr org, Orgnr::Parse(request.orgnr));
+  const std::string name =
+      request.name.empty() ? fmt::format("Organisation {}", org.digits()) : request.name;
+  BUD_RETURN_IF_ERROR(CheckRequest(request, name));
+  BUD_ASSIGN_OR_RETURN(const EnrollPaths paths, PathsFor(request));
+
+  BUD_ASSIGN_OR_RETURN(crypto::PKey sign, crypto::GenerateKey(request.signing_key_type));
+  BUD_ASSIGN_OR_RETURN(crypto::PKey enc, crypto::GenerateKey(request.encryption_key_type));
+  BUD_ASSIGN_OR_RETURN(std::string sign_pem, crypto::PrivateKeyToPem(sign.get()));
+  BUD_ASSIGN_OR_RETURN(std::string enc_pem, crypto::PrivateKeyToPem(enc.get()));
+  BUD_ASSIGN_OR_RETURN(std::string sign_csr_pem, MakeCsr(sign.get(), org, name, "signing",
+                                                         KeyUsage(request.signing_key_type, true)));
+  BUD_ASSIGN_OR_RETURN(
+      std::string enc_csr_pem,
+      MakeCsr(enc.get(), org, name, "encryption", KeyUsage(request.encryption_key_type, false)));
+
+  Undo undo;
+  BUD_RETURN_IF_ERROR(MakeDir(paths.dir, 0750, undo));
+  BUD_RETURN_IF_ERROR(MakeDir(paths.keys, 0700, undo));
+  BUD_RETURN_IF_ERROR(Write(paths.signing_key, sign_pem, 0600, undo));
+  BUD_RETURN_IF_ERROR(Write(paths.signing_csr, sign_csr_pem, 0644, undo));
+  BUD_RETURN_IF_ERROR(Write(paths.encryption_key, enc_pem, 0600, undo));
+  BUD_RETURN_IF_ERROR(Write(paths.encryption_csr, enc_csr_pem, 0644, undo));
+  BUD_ASSIGN_OR_RETURN(wire::CurveKeyPair curve, wire::WriteNewCurveKeyFile(paths.curve_key));
+  undo.Add(paths.curve_key);
+  BUD_RETURN_IF_ERROR(
+      Write(paths.config, ConfigText(request, org, name, paths), 0640, undo));
+  undo.Keep();
+  return Summary(request, org, name, paths, sign_csr_pem, enc_csr_pem, curve.public_key);
 }
 
 }  // namespace bud::ip

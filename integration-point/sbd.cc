@@ -58,19 +58,10 @@ std::string DocumentTypeName(std::string_view standard) {
   return std::string(pos == std::string_view::npos ? standard : standard.substr(pos + 1));
 }
 
-Result<OutgoingDraft> ParseSbd(const json& input, const Orgnr& me, const OutboxLimits& limits,
-                               json* completed) {
-  if (!input.is_object()) return Bad("SBD: the body must be a JSON object");
-  json sbd = input;
-  if (!sbd.contains("standardBusinessDocumentHeader") ||
-      !sbd["standardBusinessDocumentHeader"].is_object()) {
-    return Bad("SBD: 'standardBusinessDocumentHeader' is missing");
-  }
-  json& header = sbd["standardBusinessDocumentHeader"];
-  OutgoingDraft d{.message_id = {}, .conversation_id = {}, .receiver = me, .process = {},
-                  .document_type = {}, .title = {}, .created_ms = NowMs(), .expires_ms = 0,
-                  .payload = {}};
+namespace {
 
+// The receiver (required) and the sender (only us), written back in the SBD's own shape.
+Status ParseParties(json& header, const Orgnr& me, OutgoingDraft& d) {
   BUD_ASSIGN_OR_RETURN(std::string receiver, PartyId(header, "receiver"));
   if (receiver.empty()) {
     return Bad("SBD: 'standardBusinessDocumentHeader.receiver[0].identifier.value' is missing "
@@ -91,7 +82,12 @@ Result<OutgoingDraft> ParseSbd(const json& input, const Orgnr& me, const OutboxL
     }
   }
   header["sender"] = Party(me.wire());
+  return Status::Ok();
+}
 
+// documentIdentification: the document type (standard, type), the message id (a UUID, made
+// when missing, lower case) and the creation time. Returns the type's short name.
+Result<std::string> ParseDocumentIdentification(json& header, OutgoingDraft& d) {
   if (!header.contains("documentIdentification") || !header["documentIdentification"].is_object()) {
     return Bad("SBD: 'standardBusinessDocumentHeader.documentIdentification' is missing");
   }
@@ -123,7 +119,12 @@ Result<OutgoingDraft> ParseSbd(const json& input, const Orgnr& me, const OutboxL
   if (!doc.contains("typeVersion")) doc["typeVersion"] = "1.0";
   doc["creationDateAndTime"] = FormatTime(d.created_ms);
   if (!header.contains("headerVersion")) header["headerVersion"] = "1.0";
+  return type_name;
+}
 
+// businessScope.scope[ConversationId]: the process, the conversation id (a UUID, made when
+// missing, lower case) and the expiry (expectedResponseDateTime, the default TTL when missing).
+Status ParseConversationScope(json& header, const OutboxLimits& limits, OutgoingDraft& d) {
   json* scope = ConversationScope(header);
   if (scope == nullptr) {
     return Bad("SBD: 'standardBusinessDocumentHeader.businessScope.scope' has no entry with "
@@ -158,19 +159,42 @@ Result<OutgoingDraft> ParseSbd(const json& input, const Orgnr& me, const OutboxL
                                                  "SBD: expectedResponseDateTime"));
   if (info.empty()) info.push_back(json::object());
   if (info[0].is_object()) info[0]["expectedResponseDateTime"] = FormatTime(d.expires_ms);
+  return Status::Ok();
+}
 
-  // The business message is named after the type ("arkivmelding": {...}).
-  if (sbd.contains(type_name) && !sbd[type_name].is_object()) {
+// The business message is named after the type ("arkivmelding": {...}); its title, if any.
+Status TakeTitle(const json& sbd, const std::string& type_name, OutgoingDraft& d) {
+  if (!sbd.contains(type_name)) return Status::Ok();
+  if (!sbd[type_name].is_object()) {
     return Bad(fmt::format("SBD: '{}' must be a JSON object", type_name));
   }
-  if (sbd.contains(type_name)) {
-    for (const char* k : {"tittel", "title"}) {
-      if (sbd[type_name].contains(k) && sbd[type_name][k].is_string()) {
-        d.title = sbd[type_name][k].get<std::string>();
-        break;
-      }
+  for (const char* k : {"tittel", "title"}) {
+    if (sbd[type_name].contains(k) && sbd[type_name][k].is_string()) {
+      d.title = sbd[type_name][k].get<std::string>();
+      break;
     }
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<OutgoingDraft> ParseSbd(const json& input, const Orgnr& me, const OutboxLimits& limits,
+                               json* completed) {
+  if (!input.is_object()) return Bad("SBD: the body must be a JSON object");
+  json sbd = input;
+  if (!sbd.contains("standardBusinessDocumentHeader") ||
+      !sbd["standardBusinessDocumentHeader"].is_object()) {
+    return Bad("SBD: 'standardBusinessDocumentHeader' is missing");
+  }
+  json& header = sbd["standardBusinessDocumentHeader"];
+  OutgoingDraft d{.message_id = {}, .conversation_id = {}, .receiver = me, .process = {},
+                  .document_type = {}, .title = {}, .created_ms = NowMs(), .expires_ms = 0,
+                  .payload = {}};
+  BUD_RETURN_IF_ERROR(ParseParties(header, me, d));
+  BUD_ASSIGN_OR_RETURN(const std::string type_name, ParseDocumentIdentification(header, d));
+  BUD_RETURN_IF_ERROR(ParseConversationScope(header, limits, d));
+  BUD_RETURN_IF_ERROR(TakeTitle(sbd, type_name, d));
   d.payload.set_message_id(d.message_id);
   d.payload.set_sender(me.wire());
   d.payload.set_receiver(d.receiver.wire());
