@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "broker/store.h"
+#include "broker/queue_store.h"
 #include "common/status.h"
 
 namespace bud::broker {

@@ -114,8 +114,8 @@ wire::BrokerMessage DeliveryMessage(const std::string& envelope, uint32_t attemp
   return m;
 }
 
-Streams::Streams(storage::Db& db, std::string spool_dir, const StreamLimits& limits)
-    : db_(db),
+Streams::Streams(QueueStore& store, std::string spool_dir, const StreamLimits& limits)
+    : store_(store),
       dir_(std::move(spool_dir)),
       limits_(limits),
       max_payload_(limits.max_payload),
@@ -139,19 +139,16 @@ Status Streams::Init() {
   BUD_RETURN_IF_ERROR(MakeDirs(dir_));
   std::set<std::string> owned;
   std::vector<std::string> unusable;
-  BUD_ASSIGN_OR_RETURN(auto* q, db_.Prepare(
-      "SELECT message_id, sender, receiver, head, next_chunk, expires_ms FROM uploads"));
+  BUD_ASSIGN_OR_RETURN(auto rows, store_.LoadUploads());
   const int64_t now = NowMs();
-  while (true) {
-    BUD_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (!row) break;
-    const std::string id = q->Text(0);
+  for (auto& row : rows) {
+    const std::string id = row.message_id;
     Upload u;
-    u.org = q->Text(1);
-    u.receiver = q->Text(2);
-    u.head = q->Blob(3);
-    u.committed = u.received = static_cast<uint64_t>(q->Int(4));
-    u.expires_ms = q->Int(5);
+    u.org = std::move(row.sender);
+    u.receiver = std::move(row.receiver);
+    u.head = std::move(row.head);
+    u.committed = u.received = row.next_chunk;
+    u.expires_ms = row.expires_ms;
     u.touched_ms = now;  // a restart gives every upload a fresh idle period
     u.started_mono = u.last_log_mono = MonoMs();
     auto head = crypto::ParseStreamHead(u.head, max_payload_);
@@ -170,13 +167,11 @@ Status Streams::Init() {
     }
     uploads_.emplace(id, std::move(u));
   }
-  q->Reset();
   for (const auto& id : unusable) {
     Log()->warn("upload {} dropped: its head does not parse within max_payload_bytes", id);
-    BUD_ASSIGN_OR_RETURN(auto* del, db_.Prepare("DELETE FROM uploads WHERE message_id=?"));
-    BUD_RETURN_IF_ERROR(del->Bind(1, id).Run());
     // Its spool file, if any, is an orphan now and goes below.
   }
+  BUD_RETURN_IF_ERROR(store_.DeleteUploads(unusable));
   BUD_ASSIGN_OR_RETURN(auto names, ListDir(dir_));
   for (const auto& name : names) {
     if (owned.contains(name)) continue;
@@ -240,19 +235,14 @@ void Streams::DropUpload(const std::string& id, const std::string& why) {
   spool_bytes_ -= std::min(spool_bytes_, it->second.layout.ciphertext_size);
   CloseUpload(id);
   (void)RemoveAll(SpoolPath(id));
-  if (auto del = db_.Prepare("DELETE FROM uploads WHERE message_id=?"); del.ok()) {
-    if (Status st = (*del)->Bind(1, id).Run(); !st.ok()) {
-      Log()->error("message {}: cannot delete its upload row: {}", id, st.ToString());
-    }
+  if (Status st = store_.DeleteUploads({id}); !st.ok()) {
+    Log()->error("message {}: cannot delete its upload row: {}", id, st.ToString());
   }
 }
 
 bool Streams::IsQueued(const std::string& id) {
-  auto m = db_.Prepare("SELECT 1 FROM messages WHERE seq=(SELECT seq FROM seen WHERE message_id=?)");
-  if (!m.ok()) return true;  // unknown: keep the spool
-  auto row = (*m)->Bind(1, id).Step();
-  (*m)->Reset();
-  return !row.ok() || *row;
+  auto queued = store_.IsQueued(id);
+  return !queued.ok() || *queued;  // unknown: keep the spool
 }
 
 size_t Streams::SweepUploads(int64_t now_ms) {
@@ -308,14 +298,9 @@ Streams::Started Streams::OnSubmitStream(
   };
 
   // Known already (queued, delivered or done): the group commit answers as for any duplicate.
-  auto seen = db_.Prepare("SELECT 1 FROM seen WHERE message_id=?");
-  if (seen.ok()) {
-    auto known = (*seen)->Bind(1, id).Step();
-    (*seen)->Reset();
-    if (known.ok() && *known && !uploads_.contains(id)) {
-      out.item = std::move(item);
-      return out;
-    }
+  if (auto known = store_.IsKnown(id); known.ok() && *known && !uploads_.contains(id)) {
+    out.item = std::move(item);
+    return out;
   }
   auto found = uploads_.find(id);
   Upload* u = found == uploads_.end() ? nullptr : &found->second;
@@ -359,25 +344,21 @@ Streams::Started Streams::OnSubmitStream(
     }
   }
   if (u == nullptr && store_max_bytes_ > 0) {
-    // store_max_bytes counts SQLite and the spool files; the whole stream is reserved now.
-    auto db_bytes = DbBytes(db_);
+    // store_max_bytes counts the store and the spool files; the whole stream is reserved now.
+    auto db_bytes = store_.BytesUsed();
     const uint64_t need = head->layout.ciphertext_size;
     if (db_bytes.ok() && static_cast<uint64_t>(*db_bytes) + spool_bytes_ + need >
                              static_cast<uint64_t>(store_max_bytes_)) {
       LogRefusal(org, fmt::format("message {} from {}: streamed upload of {} bytes refused for "
                                   "now (retry later): the store would exceed its quota of {} "
-                                  "bytes ({} bytes in SQLite, {} in spool files)",
+                                  "bytes ({} bytes in the store, {} in spool files)",
                                   id, org, need, store_max_bytes_, *db_bytes, spool_bytes_));
       out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, RetryLaterReason(Code::kDiskFull));
       return out;
     }
   }
   if (u == nullptr) {
-    auto ins = db_.Prepare("INSERT INTO uploads (message_id, sender, receiver, head, next_chunk, "
-                           "expires_ms) VALUES (?, ?, ?, ?, 0, ?)");
-    Status st = ins.ok() ? (*ins)->Bind(1, id).Bind(2, org).Bind(3, item.receiver)
-                               .BindBlob(4, head_bytes).Bind(5, item.expires_ms).Run()
-                         : ins.status();
+    Status st = store_.InsertUpload({id, org, item.receiver, head_bytes, 0, item.expires_ms});
     if (!st.ok()) {
       Log()->error("message {}: cannot record the upload: {}", id, st.ToString());
       out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, "broker could not store the upload");
@@ -522,14 +503,9 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
     synced.push_back(id);
   }
   {
-    storage::Transaction tx(db_);
-    Status st = tx.began();
-    for (const auto& id : synced) {
-      if (!st.ok()) break;
-      auto up = db_.Prepare("UPDATE uploads SET next_chunk=? WHERE message_id=?");
-      st = up.ok() ? (*up)->Bind(1, uploads_[id].received).Bind(2, id).Run() : up.status();
-    }
-    if (st.ok()) st = tx.Commit();
+    std::vector<std::pair<std::string, uint64_t>> positions;
+    for (const auto& id : synced) positions.emplace_back(id, uploads_[id].received);
+    Status st = store_.SetUploadPositions(positions);
     if (!st.ok()) {
       Log()->error("committing {} upload(s) failed: {}", synced.size(), st.ToString());
       for (const auto& id : synced) uploads_[id].received = uploads_[id].committed;
@@ -575,15 +551,7 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
 
 void Streams::FinishUploads(const std::vector<std::string>& ids) {
   if (ids.empty()) return;
-  storage::Transaction tx(db_);
-  Status st = tx.began();
-  for (const auto& id : ids) {
-    if (!st.ok()) break;
-    auto del = db_.Prepare("DELETE FROM uploads WHERE message_id=?");
-    st = del.ok() ? (*del)->Bind(1, id).Run() : del.status();
-  }
-  if (st.ok()) st = tx.Commit();
-  if (!st.ok()) {
+  if (Status st = store_.DeleteUploads(ids); !st.ok()) {
     Log()->error("removing finished uploads: {}", st.ToString());
     return;  // still handed: a resubmitted head or the sweep settles them
   }

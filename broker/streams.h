@@ -1,6 +1,6 @@
 // Chunked transfer of streamed envelopes on the broker (docs/large-messages.md).
 //
-// Upload: SubmitStream{head} makes an `uploads` row (head, next_chunk) and a spool file
+// Upload: SubmitStream{head} makes an upload row in the store (head, next_chunk) and a spool file
 // <store dir>/spool/<message-id>; each Chunk is written at its fixed offset
 // (StreamLayout::RecordOffset) when it is the next expected one (others are dropped: the sender
 // resends from the next ChunkAck). Flush() is the group commit: fsync every spool that got
@@ -29,10 +29,9 @@
 #include <string>
 #include <vector>
 
-#include "broker/store.h"
+#include "broker/queue_store.h"
 #include "common/crypto/stream.h"
 #include "common/status.h"
-#include "common/storage/sqlite.h"
 #include "proto/broker.pb.h"
 
 namespace bud::broker {
@@ -85,7 +84,9 @@ struct StreamLimits {
 
 class Streams {
  public:
-  Streams(storage::Db& db, std::string spool_dir, const StreamLimits& limits);
+  // `store` holds the upload rows and outlives this object; the chunks go to spool files in
+  // `spool_dir`.
+  Streams(QueueStore& store, std::string spool_dir, const StreamLimits& limits);
   ~Streams();
   Streams(const Streams&) = delete;
   Streams& operator=(const Streams&) = delete;
@@ -178,7 +179,7 @@ class Streams {
   bool IsQueued(const std::string& id);
   Status CheckDigest(const std::string& id, Upload& u);
 
-  storage::Db& db_;
+  QueueStore& store_;
   std::string dir_;
   StreamLimits limits_;
   uint64_t max_payload_;

@@ -1,6 +1,6 @@
 // What a peer can make the broker hold through streamed uploads, and the store's retention and
 // queue caps, on real SQLite files and spool folders in temp dirs (broker/streams.h,
-// broker/store.h, docs/operating.md "Limits").
+// broker/queue_store.h, docs/operating.md "Limits").
 //
 // Heads are made here field by field and never signed (the broker does not verify them): a
 // version 2 Header with a consistent layout, an Envelope with a dummy signature and no payload.
@@ -10,7 +10,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 
-#include "broker/store.h"
+#include "broker/sqlite_queue_store.h"
 #include "broker/streams.h"
 #include "common/clock.h"
 #include "common/crypto/openssl.h"
@@ -76,8 +76,13 @@ size_t Files(const std::string& dir) {
   return names.ok() ? names->size() : 0;
 }
 
-int64_t Count(Store& store, const char* sql) {
-  auto st = store.db().Prepare(sql);
+// Reads the store's file through a connection of its own (committed rows only).
+int64_t Count(const std::string& path, const char* sql) {
+  storage::Db::Options ro;
+  ro.read_only = true;
+  auto db = storage::Db::Open(path, ro);
+  REQUIRE(db.ok());
+  auto st = (*db)->Prepare(sql);
   REQUIRE(st.ok());
   auto row = (*st)->Step();
   REQUIRE(row.ok());
@@ -88,16 +93,16 @@ int64_t Count(Store& store, const char* sql) {
 
 struct Fixture {
   test::TempDir dir;
-  std::unique_ptr<Store> store;
+  std::unique_ptr<SqliteQueueStore> store;
   std::unique_ptr<Streams> streams;
   std::string spool;
 
   explicit Fixture(StreamLimits limits = Defaults()) {
-    auto opened = Store::Open(dir / "broker.db");
+    auto opened = SqliteQueueStore::Open(dir / "broker.db");
     REQUIRE(opened.ok());
     store = std::move(*opened);
     spool = dir / "spool";
-    streams = std::make_unique<Streams>(store->db(), spool, limits);
+    streams = std::make_unique<Streams>(*store, spool, limits);
     REQUIRE(streams->Init().ok());
   }
   static StreamLimits Defaults() {
@@ -154,7 +159,7 @@ TEST_CASE("stream heads hold no descriptor and no spool file, and are capped per
   CHECK(f.streams->open_upload_fds() == 0);
   CHECK(OpenFds() == fds_before);
   CHECK(Files(f.spool) == 0);
-  CHECK(Count(*f.store, "SELECT count(*) FROM uploads") == 5);
+  CHECK(Count(f.dir / "broker.db", "SELECT count(*) FROM uploads") == 5);
   // The whole streams are reserved against the quota from the start.
   CHECK(f.streams->spool_bytes() == 5 * 4 * (kChunk + crypto::kChunkTagBytes));
 }
@@ -219,7 +224,7 @@ TEST_CASE("an upload holds a spool descriptor only while its chunks arrive",
   CHECK(f.streams->open_upload_fds() == 0);
   f.streams->FinishUploads({id});
   CHECK(f.streams->open_uploads() == 0);
-  CHECK(Count(*f.store, "SELECT count(*) FROM uploads") == 0);
+  CHECK(Count(f.dir / "broker.db", "SELECT count(*) FROM uploads") == 0);
 }
 
 TEST_CASE("a complete upload the queue did not take is handed over again after a restart",
@@ -231,9 +236,9 @@ TEST_CASE("a complete upload the queue did not take is handed over again after a
   const std::vector<std::string> records = {Record(0), std::string(100 + crypto::kChunkTagBytes, 'z')};
   const std::string head = Head(id, kA, 2, records, NowMs() + 3600 * 1000, 100);
   {
-    auto store = Store::Open(dir / "broker.db");
+    auto store = SqliteQueueStore::Open(dir / "broker.db");
     REQUIRE(store.ok());
-    Streams streams((*store)->db(), spool, Fixture::Defaults());
+    Streams streams(**store, spool, Fixture::Defaults());
     REQUIRE(streams.Init().ok());
     REQUIRE(streams.OnSubmitStream(kA, head).reply->has_stream_start());
     for (uint64_t i = 0; i < 2; ++i) {
@@ -247,9 +252,9 @@ TEST_CASE("a complete upload the queue did not take is handed over again after a
     streams.Flush([](const std::string&, const wire::BrokerMessage&) {}, &complete);
     REQUIRE(complete.size() == 1);  // handed over, never finished (as when a queue cap refuses)
   }
-  auto store = Store::Open(dir / "broker.db");
+  auto store = SqliteQueueStore::Open(dir / "broker.db");
   REQUIRE(store.ok());
-  Streams streams((*store)->db(), spool, Fixture::Defaults());
+  Streams streams(**store, spool, Fixture::Defaults());
   REQUIRE(streams.Init().ok());
   auto again = streams.OnSubmitStream(kA, head);
   REQUIRE(again.reply);
@@ -285,7 +290,7 @@ TEST_CASE("expired and idle uploads are swept with their rows, spool files and r
   CHECK(f.streams->open_upload_fds() == 0);
   CHECK(f.streams->spool_bytes() == 0);
   CHECK(Files(f.spool) == 0);
-  CHECK(Count(*f.store, "SELECT count(*) FROM uploads") == 0);
+  CHECK(Count(f.dir / "broker.db", "SELECT count(*) FROM uploads") == 0);
   // A swept upload is gone for good: its chunks are dropped, its head starts over.
   f.Chunk(kA, idle, 1);
   auto again = f.Start(kA, Head(idle, kA, 2));
@@ -299,9 +304,9 @@ TEST_CASE("at start, orphan spool files and upload rows whose head does not pars
   const std::string spool = dir / "spool";
   const std::string kept = NewUuid();
   {
-    auto store = Store::Open(dir / "broker.db");
+    auto store = SqliteQueueStore::Open(dir / "broker.db");
     REQUIRE(store.ok());
-    Streams streams((*store)->db(), spool, Fixture::Defaults());
+    Streams streams(**store, spool, Fixture::Defaults());
     REQUIRE(streams.Init().ok());
     REQUIRE(streams.OnSubmitStream(kA, Head(kept, kA, 2)).reply->has_stream_start());
     wire::Chunk c;
@@ -311,24 +316,20 @@ TEST_CASE("at start, orphan spool files and upload rows whose head does not pars
     CHECK_FALSE(streams.OnUploadChunk(kA, c));
     std::vector<SubmitItem> none;
     streams.Flush([](const std::string&, const wire::BrokerMessage&) {}, &none);
-    auto ins = (*store)->db().Prepare(
-        "INSERT INTO uploads (message_id, sender, receiver, head, next_chunk, expires_ms) "
-        "VALUES (?, ?, ?, ?, 0, ?)");
-    REQUIRE(ins.ok());
     const std::string junk = NewUuid();
-    REQUIRE((*ins)->BindAll(junk, std::string(kA), std::string(kB)).BindBlob(4, "junk head").Bind(5, NowMs() + 60000).Run().ok());
+    REQUIRE((*store)->InsertUpload({junk, kA, kB, "junk head", 0, NowMs() + 60000}).ok());
     std::ofstream(spool + "/" + junk) << "bytes";
     std::ofstream(spool + "/" + NewUuid()) << "an orphan";
   }
   CHECK(Files(spool) == 3);
-  auto store = Store::Open(dir / "broker.db");
+  auto store = SqliteQueueStore::Open(dir / "broker.db");
   REQUIRE(store.ok());
-  Streams streams((*store)->db(), spool, Fixture::Defaults());
+  Streams streams(**store, spool, Fixture::Defaults());
   REQUIRE(streams.Init().ok());
   CHECK(streams.open_uploads() == 1);
   CHECK(Files(spool) == 1);
   CHECK(Exists(spool + "/" + kept));
-  CHECK(Count(**store, "SELECT count(*) FROM uploads") == 1);
+  CHECK(Count(dir / "broker.db", "SELECT count(*) FROM uploads") == 1);
 }
 
 TEST_CASE("unverified header fields are bounded and expiry is at most max_ttl ahead",
@@ -376,99 +377,6 @@ TEST_CASE("unverified header fields are bounded and expiry is at most max_ttl ah
   CHECK(forged.status().message().size() < 200);  // the claimed sender is not echoed
 }
 
-TEST_CASE("seen and reports are pruned after the retention window, never while queued",
-          "[broker][retention]") {
-  test::TempDir dir;
-  auto opened = Store::Open(dir / "broker.db");
-  REQUIRE(opened.ok());
-  Store& store = **opened;
-  std::vector<SubmitItem> submits;
-  for (int i = 0; i < 3; ++i) {
-    SubmitItem s;
-    s.message_id = NewUuid();
-    s.sender = kA;
-    s.receiver = kB;
-    s.envelope = "envelope";
-    s.expires_ms = NowMs() + 3600 * 1000;
-    submits.push_back(s);
-  }
-  std::vector<ReportItem> none;
-  REQUIRE(store.CommitBatch(submits, none).ok());
-  std::vector<ReportItem> reports;
-  for (int i = 0; i < 2; ++i) {
-    ReportItem r;
-    r.reporter = kB;
-    r.message_id = submits[static_cast<size_t>(i)].message_id;
-    r.status = wire::MOTTATT;
-    reports.push_back(r);
-  }
-  std::vector<SubmitItem> no_submits;
-  REQUIRE(store.CommitBatch(no_submits, reports).ok());
-  CHECK(Count(store, "SELECT count(*) FROM reports") == 2);
-
-  // Within the window nothing goes.
-  CHECK(*store.PruneHistory(NowMs() - 60000, 1000) == 0);
-  // After it, the delivered ids go with their reports; the queued one stays.
-  auto pruned = store.PruneHistory(NowMs() + 1, 1000);
-  REQUIRE(pruned.ok());
-  CHECK(*pruned == 2);
-  CHECK(Count(store, "SELECT count(*) FROM seen") == 1);
-  CHECK(Count(store, "SELECT count(*) FROM reports") == 0);
-  CHECK(*store.QueuedCount() == 1);
-  // The store uses the index on first_seen_ms to find them.
-  CHECK(Count(store, "SELECT count(*) FROM sqlite_master WHERE name='seen_by_first_seen'") == 1);
-}
-
-TEST_CASE("a full queue answers RETRY_LATER with its reason, a known id is still a duplicate",
-          "[broker][hostile]") {
-  test::TempDir dir;
-  auto opened = Store::Open(dir / "broker.db");
-  REQUIRE(opened.ok());
-  Store& store = **opened;
-  store.SetQueueCaps({/*per_receiver=*/3, /*per_sender=*/2});
-  auto item = [](const std::string& sender) {
-    SubmitItem s;
-    s.message_id = NewUuid();
-    s.sender = sender;
-    s.receiver = kB;
-    s.envelope = "envelope";
-    s.expires_ms = NowMs() + 3600 * 1000;
-    return s;
-  };
-  std::vector<SubmitItem> batch = {item(kA), item(kA), item(kA), item(kC), item(kC)};
-  std::vector<ReportItem> none;
-  REQUIRE(store.CommitBatch(batch, none).ok());
-  CHECK(batch[0].refused.empty());
-  CHECK(batch[1].refused.empty());
-  CHECK_THAT(batch[2].refused, Catch::Contains("max_queued_per_sender"));
-  CHECK(batch[3].refused.empty());
-  CHECK_THAT(batch[4].refused, Catch::Contains("max_queued_per_receiver"));
-  CHECK(*store.QueuedCount() == 3);
-  CHECK_FALSE(store.QueueRoom(kC, kB).empty());
-
-  std::vector<SubmitItem> again = {batch[0]};
-  REQUIRE(store.CommitBatch(again, none).ok());
-  CHECK(again[0].refused.empty());
-  CHECK(again[0].duplicate);
-
-  // A delivery makes room; the counts survive a reopen.
-  ReportItem r;
-  r.reporter = kB;
-  r.message_id = batch[0].message_id;
-  r.status = wire::MOTTATT;
-  std::vector<ReportItem> reports = {r};
-  std::vector<SubmitItem> no_submits;
-  REQUIRE(store.CommitBatch(no_submits, reports).ok());
-  CHECK(store.QueueRoom(kA, kB).empty());
-  opened->reset();
-  auto reopened = Store::Open(dir / "broker.db");
-  REQUIRE(reopened.ok());
-  (*reopened)->SetQueueCaps({3, 2});
-  CHECK((*reopened)->QueueRoom(kA, kB).empty());
-  std::vector<SubmitItem> more = {item(kA), item(kA)};
-  REQUIRE((*reopened)->CommitBatch(more, none).ok());
-  CHECK(more[0].refused.empty());
-  CHECK_FALSE(more[1].refused.empty());
-}
+// The store-level checks of retention and queue caps are in store_conformance_test.cc.
 
 }  // namespace bud::broker

@@ -1,0 +1,31 @@
+// What every broker store shares. See queue_store.h.
+#include "broker/queue_store.h"
+
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "common/fs.h"
+
+namespace bud::broker {
+
+const char* CommitOutcomeName(CommitOutcome outcome) {
+  switch (outcome) {
+    case CommitOutcome::kDurable: return "durable";
+    case CommitOutcome::kFailed: return "failed";
+    case CommitOutcome::kUnknown: return "unknown";
+  }
+  return "?";
+}
+
+Result<int64_t> AutoQuota(const std::string& path, int64_t in_use, int64_t reserve_percent) {
+  struct statvfs fs;
+  if (::statvfs(path.c_str(), &fs) != 0) return ErrnoStatus(errno, "statvfs " + path);
+  const auto unit = static_cast<int64_t>(fs.f_frsize ? fs.f_frsize : fs.f_bsize);
+  const int64_t size = static_cast<int64_t>(fs.f_blocks) * unit;
+  const int64_t avail = static_cast<int64_t>(fs.f_bavail) * unit;
+  return in_use + std::max<int64_t>(avail - size / 100 * reserve_percent, 0);
+}
+
+}  // namespace bud::broker
