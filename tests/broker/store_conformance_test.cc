@@ -1,7 +1,8 @@
 // The broker store's conformance suite: what every QueueStore engine must do (dedup, conflicts,
 // caps, reports and notices, attempts, expiry, pruning, uploads, statistics, quota, and
 // durability across a reopen), written once over the interface (broker/queue_store.h) and run
-// against each engine on a real database: a SQLite file in a temp dir.
+// against each engine on a real database: a SQLite file in a temp dir, and a database of its own on
+// a real PostgreSQL 15 server started by the test (tests/support/postgres.h; tag [pg]).
 //
 // A StoreEnv is one empty store of one engine for one check: Open() opens it; opening it again
 // after the previous one was destroyed is a restart. Each check runs in a section of its own,
@@ -13,10 +14,12 @@
 #include <random>
 #include <set>
 
+#include "broker/pg_queue_store.h"
 #include "broker/queue_store.h"
 #include "broker/sqlite_queue_store.h"
 #include "common/clock.h"
 #include "common/uuid.h"
+#include "tests/support/postgres.h"
 #include "tests/support/temp_dir.h"
 
 namespace bud::broker {
@@ -43,6 +46,33 @@ class SqliteEnv final : public StoreEnv {
 
  private:
   test::TempDir dir_;
+};
+
+// One server for the whole run; a new database for each env.
+test::PostgresServer& Postgres() {
+  static test::PostgresServer server;
+  return server;
+}
+
+class PgEnv final : public StoreEnv {
+ public:
+  PgEnv() {
+    static int n = 0;
+    database_ = fmt::format("conformance_{}", ++n);
+    Postgres().AdminExec(fmt::format("CREATE DATABASE {} OWNER {}", database_, Postgres().User()));
+  }
+  std::unique_ptr<QueueStore> Open() override {
+    storage::pg::ConnectOptions options;
+    options.conninfo = Postgres().ConnString(database_);
+    options.password_file = Postgres().PasswordFile();
+    auto store = PgQueueStore::Open(options);
+    INFO(store.status().ToString());
+    REQUIRE(store.ok());
+    return std::move(*store);
+  }
+
+ private:
+  std::string database_;
 };
 
 SubmitItem Item(const std::string& sender = kA, const std::string& receiver = kB,
@@ -668,6 +698,15 @@ TEST_CASE("store conformance: SQLite", "[broker][store][conformance]") {
   for (const auto& [name, check] : kChecks) {
     DYNAMIC_SECTION(name) {
       SqliteEnv env;
+      check(env);
+    }
+  }
+}
+
+TEST_CASE("store conformance: PostgreSQL", "[broker][store][conformance][pg]") {
+  for (const auto& [name, check] : kChecks) {
+    DYNAMIC_SECTION(name) {
+      PgEnv env;
       check(env);
     }
   }
