@@ -77,25 +77,25 @@ Result<wire::RegistryEntry> AddEntry(const Config& config, const AddRequest& req
   for (const auto& p : req.processes) e.add_processes(p);
   for (const auto& d : req.document_types) e.add_document_types(d);
   e.set_updated_unix_ms(NowMs());
-  BUD_ASSIGN_OR_RETURN(auto store, Store::Open(config.store));
+  BUD_ASSIGN_OR_RETURN(auto store, OpenRegistryStore(config.store));
   BUD_RETURN_IF_ERROR(store->Put(e));
   return e;
 }
 
 Status RemoveEntry(const Config& config, const std::string& orgnr) {
   BUD_ASSIGN_OR_RETURN(Orgnr org, Orgnr::Parse(orgnr));
-  BUD_ASSIGN_OR_RETURN(auto store, Store::Open(config.store));
+  BUD_ASSIGN_OR_RETURN(auto store, OpenRegistryStore(config.store));
   return store->Remove(org);
 }
 
 Result<std::string> ListEntries(const Config& config, bool json) {
-  if (!Exists(config.store)) {  // listing never creates (and migrates) a store
+  if (config.store.sqlite() && !Exists(config.store.path)) {  // listing never creates a store
     return std::string(json ? "[]\n"
                             : fmt::format("0 organisation(s) (no store yet at {}; `bud-registry "
                                           "add` or `run` creates it)\n",
-                                          config.store));
+                                          config.store.path));
   }
-  BUD_ASSIGN_OR_RETURN(auto store, Store::Open(config.store));
+  BUD_ASSIGN_OR_RETURN(auto store, OpenRegistryStore(config.store, OpenMode::kExisting));
   BUD_ASSIGN_OR_RETURN(auto entries, store->List());
   if (json) {
     nlohmann::json arr = nlohmann::json::array();
@@ -132,8 +132,8 @@ Result<std::string> ListEntries(const Config& config, bool json) {
 
 Result<CrlUrls> ListCrlUrls(const Config& config) {
   CrlUrls out;
-  if (!Exists(config.store)) return out;  // never creates a store
-  BUD_ASSIGN_OR_RETURN(auto store, Store::Open(config.store));
+  if (config.store.sqlite() && !Exists(config.store.path)) return out;  // never creates a store
+  BUD_ASSIGN_OR_RETURN(auto store, OpenRegistryStore(config.store, OpenMode::kExisting));
   BUD_ASSIGN_OR_RETURN(auto entries, store->List());
   std::set<std::string> urls;
   for (const auto& e : entries) {

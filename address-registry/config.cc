@@ -6,6 +6,7 @@
 #include "common/config.h"
 #include "common/config_check.h"
 #include "common/crypto/certs.h"
+#include "common/storage/pg.h"
 #include "common/wire/curve.h"
 
 namespace bud::registry {
@@ -15,7 +16,7 @@ Result<Config> Config::Load(const std::string& path) {
   Config c;
   BUD_ASSIGN_OR_RETURN(c.listen, f.Endpoint("registry.listen", c.listen));
   BUD_ASSIGN_OR_RETURN(c.endpoint_file, f.Path("registry.endpoint_file", ""));
-  BUD_ASSIGN_OR_RETURN(c.store, f.Path("registry.store"));
+  BUD_ASSIGN_OR_RETURN(c.store, storage::LoadStoreConfig(f, "registry.store"));
   BUD_ASSIGN_OR_RETURN(c.trust_anchor, f.Path("registry.trust_anchor"));
   BUD_ASSIGN_OR_RETURN(c.crl_dir, f.Path("registry.crl_dir", ""));
   BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("registry.curve_key_file", ""));
@@ -38,7 +39,18 @@ Result<std::string> CheckConfig(const Config& config, const std::string& config_
   if (!config.endpoint_file.empty()) {
     BUD_RETURN_IF_ERROR(check.WritableFile("registry.endpoint_file", config.endpoint_file));
   }
-  BUD_RETURN_IF_ERROR(check.Store("registry.store", config.store));
+  if (config.store.sqlite()) {
+    BUD_RETURN_IF_ERROR(check.Store(config.store.path_key, config.store.path));
+  } else {
+    check.Note("store.url", config.store.Describe() + " (connection not tried: `bud-registry db check`)");
+    if (config.store.password_file.empty()) {
+      check.Note("store.password_file", "none: libpq's own password file or a server that asks none");
+    } else {
+      auto pw = storage::pg::ReadPasswordFile(config.store.password_file);
+      if (!pw.ok()) return pw.status().Context("store.password_file");
+      check.Note("store.password_file", config.store.password_file + " (readable)");
+    }
+  }
   BUD_RETURN_IF_ERROR(check.TrustAnchor("registry.trust_anchor", config.trust_anchor).status());
   if (config.crl_dir.empty()) {
     check.Note("registry.crl_dir", "none: registration does NOT check revocation");

@@ -5,13 +5,16 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/storage/store_config.h"
 
 namespace bud::registry {
 
 struct Config {
   std::string listen = "tcp://127.0.0.1:7600";  // [registry] listen
   std::string endpoint_file;                     // [registry] endpoint_file: where the bound endpoint is written
-  std::string store;                             // [registry] store: SQLite file
+  // [store] backend/path/url/password_file; the older [registry] store = <file> still names
+  // the SQLite file.
+  storage::StoreConfig store;
   std::string trust_anchor;                      // [registry] trust_anchor: CA certificates (PEM)
   std::string crl_dir;  // [registry] crl_dir: the issuers' CRLs; "" = revocation not checked
   std::string curve_key_file;                    // [registry] curve_key_file: server key pair
@@ -23,7 +26,8 @@ struct Config {
 };
 
 // `--check-config`: what Load cannot see. The trust anchor holds valid certificates, the CURVE
-// key file is private and well-formed, the store can be opened or created, the endpoint and log
+// key file is private and well-formed, the store can be opened or created (SQLite) or its
+// password file can be read (PostgreSQL: reaching the server is `db check`), the endpoint and log
 // files can be written. Binds nothing and creates nothing. The report starts "config OK: ".
 Result<std::string> CheckConfig(const Config& config, const std::string& config_path);
 

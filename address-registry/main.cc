@@ -57,9 +57,20 @@ int main(int argc, char** argv) {
   std::string keygen_out;
   auto* keygen = app.add_subcommand("keygen", "make a CURVE key pair file and print its public key");
   keygen->add_option("--out", keygen_out, "key file to create (mode 0600)")->required();
+  auto* db = app.add_subcommand("db", "the store's schema and connection");
+  db->require_subcommand(1);
+  auto* db_init = db->add_subcommand("init", "create the store's schema (or migrate an older one)");
+  db_init->add_option("-c,--config", config_path, "config file (TOML)")->required();
+  auto* db_migrate = db->add_subcommand("migrate", "migrate the store's schema to this release's");
+  db_migrate->add_option("-c,--config", config_path, "config file (TOML)")->required();
+  auto* db_check = db->add_subcommand(
+      "check", "connect and report: server, schema version, writable; creates nothing");
+  db_check->add_option("-c,--config", config_path, "config file (TOML)")->required();
+
   std::string backup_out;
   auto* backup = app.add_subcommand(
-      "backup", "consistent online copy of the store (while the registry runs), integrity-checked");
+      "backup", "consistent online copy of the store (while the registry runs): SQLite's online "
+                "backup, integrity-checked, or pg_dump of the registry's tables on PostgreSQL");
   backup->add_option("-c,--config", config_path, "config file (TOML)")->required();
   backup->add_option("--out", backup_out, "the copy to create (never overwritten)")->required();
   CLI11_PARSE(app, argc, argv);
@@ -71,7 +82,59 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check_config) return PrintResult(registry::CheckConfig(*config, config_path), "bud-registry");
-  if (*backup) return BackupCommand(config->store, backup_out, "bud-registry");
+  if (*backup) {
+    auto done = registry::BackupRegistryStore(config->store, backup_out);
+    if (!done.ok()) {
+      std::cerr << "bud-registry backup: " << done.status().ToString() << "\n";
+      return 1;
+    }
+    std::cout << *done << "\n";
+    return 0;
+  }
+  if (*db_init || *db_migrate) {
+    const char* verb = *db_init ? "db init" : "db migrate";
+    auto r = registry::MigrateRegistryStore(config->store);
+    if (!r.ok()) {
+      std::cerr << "bud-registry " << verb << ": " << r.status().ToString() << "\n";
+      return 1;
+    }
+    std::cout << config->store.Describe() << ": registry schema version " << r->to;
+    if (r->from == r->to) {
+      std::cout << " (already current)\n";
+    } else if (r->from == 0) {
+      std::cout << " (created)\n";
+    } else {
+      std::cout << " (migrated from version " << r->from << ")\n";
+    }
+    return 0;
+  }
+  if (*db_check) {
+    auto h = registry::CheckRegistryStore(config->store);
+    if (!h.ok()) {
+      std::cerr << "bud-registry db check: " << h.status().ToString() << "\n";
+      return 1;
+    }
+    std::cout << "engine:         " << h->engine << "\n"
+              << "store:          " << h->where << "\n";
+    if (!h->server.empty()) std::cout << "server:         " << h->server << "\n";
+    std::cout << "schema version: " << h->schema_version << " (this release: "
+              << registry::kRegistrySchemaVersion << ")\n"
+              << "entries:        " << h->entries << "\n"
+              << "writable:       " << (h->writable ? "yes" : "NO") << "\n";
+    if (h->schema_version != registry::kRegistrySchemaVersion) {
+      std::cerr << "bud-registry db check: the schema is version " << h->schema_version
+                << ", this release needs " << registry::kRegistrySchemaVersion
+                << " (`bud-registry db init` or `db migrate`)\n";
+      return 1;
+    }
+    if (!h->writable) {
+      std::cerr << "bud-registry db check: the store takes no writes (read-only server or "
+                   "standby, or no write permission)\n";
+      return 1;
+    }
+    std::cout << "db check OK\n";
+    return 0;
+  }
   if (*run) {
     SetupLogging(config->log_level, config->log_file);
     InstallStopSignals();

@@ -17,7 +17,7 @@ Server::Server(const Config& config, zmq::context_t& ctx) : config_(config), ctx
 
 Status Server::Run() {
   auto log = Logger("registry");
-  BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store));
+  BUD_ASSIGN_OR_RETURN(store_, OpenRegistryStore(config_.store));
   std::unique_ptr<wire::ZapHandler> zap;
   BUD_RETURN_IF_ERROR(wire::SeedRoutingIds());  // before the ROUTER draws its first id
   zmq::socket_t sock(ctx_, zmq::socket_type::router);
@@ -50,7 +50,7 @@ Status Server::Run() {
   }
   std::string endpoint = sock.get(zmq::sockopt::last_endpoint);
   BUD_RETURN_IF_ERROR(PublishEndpoint(config_.endpoint_file, endpoint));
-  log->info("registry listening on {} (store {})", endpoint, config_.store);
+  log->info("registry listening on {} (store {})", endpoint, store_->Describe());
 
   while (!StopRequested()) {
     zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0},

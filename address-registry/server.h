@@ -24,7 +24,7 @@ class Server {
   wire::RegistryReply Handle(const zmq::message_t& request);
   const Config& config_;
   zmq::context_t& ctx_;
-  std::unique_ptr<Store> store_;
+  std::unique_ptr<RegistryStore> store_;
 };
 
 }  // namespace bud::registry

@@ -1,99 +1,64 @@
-// Registry store. See store.h and docs/storage.md.
+// Choosing the registry's store engine from the config. See store.h.
 #include "address-registry/store.h"
 
 #include <fmt/format.h>
 
-namespace bud::registry {
+#include "address-registry/pg_store.h"
+#include "address-registry/sqlite_store.h"
+#include "common/fs.h"
+#include "common/storage/pg_dump.h"
+#include "common/storage/sqlite.h"
 
+namespace bud::registry {
 namespace {
-const std::vector<std::string> kMigrations = {
-    R"(CREATE TABLE entries (
-         orgnr TEXT PRIMARY KEY,
-         entry BLOB NOT NULL,          -- serialised wire::RegistryEntry
-         updated_ms INTEGER NOT NULL
-       ) WITHOUT ROWID;)",
-};
+
+storage::pg::ConnectOptions PgOptions(const storage::StoreConfig& config) {
+  storage::pg::ConnectOptions o;
+  o.conninfo = config.url;
+  o.password_file = config.password_file;
+  o.application_name = "bud-registry";
+  return o;
+}
+
 }  // namespace
 
-Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
-  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStore(path, kMigrations));
-  return std::unique_ptr<Store>(new Store(std::move(db)));
-}
-
-Status Store::Put(const wire::RegistryEntry& entry) {
-  // The check and the write in one transaction, so two `add`s cannot both take one key.
-  storage::Transaction tx(*db_);
-  BUD_RETURN_IF_ERROR(tx.began());
-  if (!entry.curve_public_key().empty()) {
-    BUD_ASSIGN_OR_RETURN(auto entries, List());
-    for (const auto& e : entries) {
-      if (e.orgnr() != entry.orgnr() && e.curve_public_key() == entry.curve_public_key()) {
-        return Status(Code::kAlreadyExists,
-                      fmt::format("CURVE key {} is already registered to organisation {}; each "
-                                  "organisation needs its own key pair (make one with keygen)",
-                                  entry.curve_public_key(), e.orgnr()));
-      }
+Result<std::unique_ptr<RegistryStore>> OpenRegistryStore(const storage::StoreConfig& config,
+                                                         OpenMode mode) {
+  if (config.sqlite()) {
+    if (mode == OpenMode::kExisting && !Exists(config.path)) {
+      return Status(Code::kNotFound, fmt::format("store '{}' does not exist (`bud-registry db init`, "
+                                                 "`add` or `run` creates it)",
+                                                 config.path));
     }
+    BUD_ASSIGN_OR_RETURN(auto s, SqliteRegistryStore::Open(config.path));
+    return std::unique_ptr<RegistryStore>(std::move(s));
   }
-  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
-      "INSERT INTO entries(orgnr, entry, updated_ms) VALUES(?,?,?) "
-      "ON CONFLICT(orgnr) DO UPDATE SET entry=excluded.entry, updated_ms=excluded.updated_ms"));
-  st->Bind(1, entry.orgnr()).BindBlob(2, entry.SerializeAsString()).Bind(3, entry.updated_unix_ms());
-  BUD_RETURN_IF_ERROR(st->Run());
-  return tx.Commit();
+  BUD_ASSIGN_OR_RETURN(auto s, PgRegistryStore::Open(PgOptions(config), mode == OpenMode::kCreateOrMigrate));
+  return std::unique_ptr<RegistryStore>(std::move(s));
 }
 
-Status Store::Remove(const Orgnr& org) {
-  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("DELETE FROM entries WHERE orgnr=?"));
-  BUD_RETURN_IF_ERROR(st->Bind(1, org.digits()).Run());
-  if (st->Changes() == 0) {
-    return Status(Code::kNotFound, fmt::format("organisation {} is not registered", org.digits()));
-  }
-  return Status::Ok();
+Result<MigrateResult> MigrateRegistryStore(const storage::StoreConfig& config) {
+  if (config.sqlite()) return SqliteRegistryStore::Migrate(config.path);
+  return PgRegistryStore::Migrate(PgOptions(config));
 }
 
-Result<std::optional<wire::RegistryEntry>> Store::Get(const Orgnr& org) {
-  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT entry FROM entries WHERE orgnr=?"));
-  st->Bind(1, org.digits());
-  BUD_ASSIGN_OR_RETURN(bool row, st->Step());
-  if (!row) return std::optional<wire::RegistryEntry>();
-  wire::RegistryEntry e;
-  if (!e.ParseFromString(st->Blob(0))) {
-    return Status(Code::kCorrupt, fmt::format("registry entry for {} cannot be parsed", org.digits()));
-  }
-  st->Reset();
-  return std::optional<wire::RegistryEntry>(std::move(e));
+Result<StoreHealth> CheckRegistryStore(const storage::StoreConfig& config) {
+  if (config.sqlite()) return SqliteRegistryStore::Check(config.path);
+  return PgRegistryStore::Check(PgOptions(config));
 }
 
-Result<std::optional<wire::RegistryEntry>> Store::GetByCurveKey(const std::string& z85_key) {
-  // Entries number in the hundreds: a scan is cheaper than keeping an index in step.
-  BUD_ASSIGN_OR_RETURN(auto entries, List());
-  std::optional<wire::RegistryEntry> found;
-  for (auto& e : entries) {
-    if (z85_key.empty() || e.curve_public_key() != z85_key) continue;
-    if (found) {
-      // Put refuses this; a store written before that check (or edited by hand) may hold it.
-      // Such a key names no one: refused until the operator gives each its own key.
-      return Status(Code::kAlreadyExists,
-                    fmt::format("CURVE key {} is registered to both {} and {}", z85_key,
-                                found->orgnr(), e.orgnr()));
-    }
-    found = std::move(e);
+Result<std::string> BackupRegistryStore(const storage::StoreConfig& config, const std::string& out) {
+  if (config.sqlite()) {
+    BUD_ASSIGN_OR_RETURN(auto info, storage::BackupDatabase(config.path, out));
+    return fmt::format("backed up {} to {}: {} bytes, schema version {}, integrity_check ok",
+                       config.path, out, info.bytes, info.schema_version);
   }
-  return found;
-}
-
-Result<std::vector<wire::RegistryEntry>> Store::List() {
-  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT entry FROM entries ORDER BY orgnr"));
-  std::vector<wire::RegistryEntry> out;
-  for (;;) {
-    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
-    if (!row) break;
-    wire::RegistryEntry e;
-    if (!e.ParseFromString(st->Blob(0))) return Status(Code::kCorrupt, "registry entry cannot be parsed");
-    out.push_back(std::move(e));
-  }
-  return out;
+  auto o = PgOptions(config);
+  o.read_write = false;  // a dump may be taken from a standby
+  BUD_ASSIGN_OR_RETURN(auto info, storage::pg::DumpTables(o, {"registry_schema", "registry_entries"}, out));
+  return fmt::format("backed up postgresql {} (registry tables) to {}: {} bytes, {} items, "
+                     "pg_restore --list ok",
+                     storage::pg::Describe(config.url), out, info.bytes, info.entries);
 }
 
 }  // namespace bud::registry

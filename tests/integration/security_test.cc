@@ -36,7 +36,7 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "address-registry/store.h"
+#include "address-registry/sqlite_store.h"
 #include "common/clock.h"
 #include "common/crypto/envelope.h"
 #include "common/crypto/stream.h"
@@ -570,8 +570,8 @@ std::vector<Region> CmsRegions(std::string_view der) {
 }
 
 // The registry's store, opened beside the running registry (WAL), as `bud-registry add` does.
-std::unique_ptr<registry::Store> OpenRegistryStore(Exchange& ex) {
-  return Must(registry::Store::Open(ex.root() + "/registry/registry.db"), "registry store");
+std::unique_ptr<registry::SqliteRegistryStore> OpenRegistryStore(Exchange& ex) {
+  return Must(registry::SqliteRegistryStore::Open(ex.root() + "/registry/registry.db"), "registry store");
 }
 
 // Puts `entry` into the registry's store directly, past every check of `bud-registry add`: what
