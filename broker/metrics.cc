@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 
 #include "common/clock.h"
-#include "broker/sqlite_queue_store.h"
+#include "broker/store_factory.h"
 
 namespace bud::broker {
 
@@ -36,7 +36,7 @@ std::string BrokerHttp::Metrics() {
   {
     std::lock_guard lock(reader_mu_);
     if (!reader_) {
-      auto reader = OpenSqliteQueueReader(config_.store);
+      auto reader = OpenQueueReader(config_);
       if (reader.ok()) reader_ = std::move(*reader);
       else stats = reader.status();
     }

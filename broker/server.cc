@@ -1,7 +1,7 @@
 // Broker event loop. See server.h and docs/protocol.md.
 #include "broker/server.h"
 
-#include "broker/sqlite_queue_store.h"
+#include "broker/store_factory.h"
 
 #include <fmt/format.h>
 
@@ -32,11 +32,10 @@ Server::Server(const Config& config, zmq::context_t& ctx, std::unique_ptr<QueueS
 
 Status Server::Run() {
   if (!store_) {
-    BUD_ASSIGN_OR_RETURN(auto sqlite, SqliteQueueStore::Open(config_.store, config_.store_max_bytes));
-    store_ = std::move(sqlite);
+    BUD_ASSIGN_OR_RETURN(store_, OpenQueueStore(config_));
   }
   store_->SetQueueCaps({config_.max_queued_per_receiver, config_.max_queued_per_sender});
-  const std::string store_dir = ParentDir(AbsolutePath(config_.store));
+  const std::string spool_dir = SpoolDir(config_);
   StreamLimits limits;
   limits.max_payload = static_cast<uint64_t>(config_.max_payload_bytes);
   limits.window = static_cast<uint32_t>(config_.stream_window);
@@ -46,18 +45,22 @@ Status Server::Run() {
   limits.max_upload_bytes_per_org = config_.max_upload_bytes_per_org;
   limits.upload_idle_ms = config_.upload_idle_ms;
   limits.routing = {config_.default_ttl_ms, config_.max_ttl_ms};
-  streams_ = std::make_unique<Streams>(*store_, JoinPath(store_dir, "spool"), limits);
+  streams_ = std::make_unique<Streams>(*store_, spool_dir, limits);
   BUD_RETURN_IF_ERROR(streams_->Init());
   quota_ = config_.store_max_bytes;
-  if (quota_ == 0) {
+  if (quota_ == 0 && config_.storage.sqlite()) {
     // Spool reservations count even without a configured cap (docs/operating.md, "Limits").
     BUD_ASSIGN_OR_RETURN(int64_t db_bytes, store_->BytesUsed());
-    BUD_ASSIGN_OR_RETURN(quota_, AutoQuota(store_dir,
+    BUD_ASSIGN_OR_RETURN(quota_, AutoQuota(ParentDir(AbsolutePath(config_.store)),
                                            db_bytes + static_cast<int64_t>(streams_->spool_bytes()),
                                            kAutoQuotaReservePercent));
     streams_->set_store_max_bytes(quota_);
     Log()->info("store quota {} bytes (store_max_bytes = 0: what the store holds plus the free "
                 "space, less {} % of the file system)", quota_, kAutoQuotaReservePercent);
+  } else if (quota_ == 0) {
+    Log()->warn("store_max_bytes = 0 on PostgreSQL: the broker sets no quota of its own; a full "
+                "database server answers DISK_FULL (set store_max_bytes to cap the database and "
+                "the spool files together)");
   }
   LimitDbToQuota();
   BUD_RETURN_IF_ERROR(wire::SeedRoutingIds());  // before the ROUTER draws its first id
@@ -78,7 +81,8 @@ Status Server::Run() {
   std::string endpoint = sock_->get(zmq::sockopt::last_endpoint);
   BUD_RETURN_IF_ERROR(PublishEndpoint(config_.endpoint_file, endpoint));
   auto queued = store_->QueuedCount();
-  Log()->info("broker listening on {} (store {}, {} message(s) queued)", endpoint, config_.store,
+  Log()->info("broker listening on {} (store {}, {} message(s) queued)", endpoint,
+              store_->Describe(),
               queued.ok() ? *queued : -1);
 
   int64_t last_timer = MonoMs();

@@ -53,7 +53,7 @@ class Server {
  public:
   Server(const Config& config, zmq::context_t& ctx);
   // With a store already open (the seam tests inject faults through): Run uses it instead of
-  // opening the one the config names. The spool folder is still beside config.store.
+  // opening the one the config names.
   Server(const Config& config, zmq::context_t& ctx, std::unique_ptr<QueueStore> store);
   Status Run();
   // Run returns at its next turn (any thread may call this), as on SIGTERM.
