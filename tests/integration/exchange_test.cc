@@ -15,6 +15,7 @@
 
 #include "common/uuid.h"
 #include "tests/integration/harness.h"
+#include "tests/support/postgres.h"
 
 namespace bud::test {
 namespace {
@@ -107,8 +108,17 @@ void CheckDelivered(Exchange& ex, const std::string& from, const std::string& to
 
 }  // namespace
 
-TEST_CASE("messages with several attachments travel both ways, byte for byte", "[integration]") {
-  Exchange ex;
+namespace {
+// ExchangeOptions with the broker's store on `pg`.
+ExchangeOptions OnPostgres(const PostgresServer& pg) {
+  ExchangeOptions options;
+  options.broker_pg_url = pg.ConnString();
+  options.broker_pg_password_file = pg.PasswordFile();
+  return options;
+}
+
+void BothWays(const ExchangeOptions& options) {
+  Exchange ex(options);
   const Files to_b = SampleFiles(1);
   const Files to_a = SampleFiles(2);
   const std::string id_ab = NewUuid();
@@ -134,6 +144,17 @@ TEST_CASE("messages with several attachments travel both ways, byte for byte", "
   CHECK(ListDir(ex.Outbox(kAgencyB), /*include_hidden=*/true).empty());
   CHECK(ex.Status(kAgencyA).size() == 2);  // one out, one in
   CHECK(ex.Status(kAgencyB).size() == 2);
+}
+}  // namespace
+
+TEST_CASE("messages with several attachments travel both ways, byte for byte", "[integration]") {
+  BothWays(ExchangeOptions{});
+}
+
+TEST_CASE("on PostgreSQL, messages with several attachments travel both ways, byte for byte",
+          "[integration][pg]") {
+  PostgresServer pg;
+  BothWays(OnPostgres(pg));
 }
 
 TEST_CASE("malformed outbox folders go to .failed with a reason, and sending goes on",
@@ -246,9 +267,9 @@ TEST_CASE("a message id dropped again is not sent again", "[integration]") {
   CHECK(Exchange::History(Exchange::Find(at_a, id).front()) == kSenderHistory);
 }
 
-TEST_CASE("a broker killed while the receiver is down loses nothing and delivers once",
-          "[integration]") {
-  Exchange ex;
+namespace {
+void BrokerKilledReceiverDown(const ExchangeOptions& options) {
+  Exchange ex(options);
   ex.ip(kAgencyB).Stop();
 
   const std::string id = NewUuid();
@@ -290,6 +311,19 @@ TEST_CASE("a broker killed while the receiver is down loses nothing and delivers
   INFO("sender's status: " << at_a.dump(2));
   REQUIRE(Exchange::Find(at_a, id).size() == 1);
   CHECK(Exchange::History(Exchange::Find(at_a, id).front()) == kSenderHistory);
+}
+}  // namespace
+
+TEST_CASE("a broker killed while the receiver is down loses nothing and delivers once",
+          "[integration]") {
+  BrokerKilledReceiverDown(ExchangeOptions{});
+}
+
+TEST_CASE("on PostgreSQL, a broker killed while the receiver is down loses nothing and delivers "
+          "once",
+          "[integration][pg]") {
+  PostgresServer pg;
+  BrokerKilledReceiverDown(OnPostgres(pg));
 }
 
 // Regression: `bud-ip status` run while `bud-ip run` opened a new store for the first time
