@@ -21,10 +21,6 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(c.storage, storage::LoadStoreConfig(f, "broker.store"));
   if (c.storage.sqlite()) c.store = c.storage.path;
   BUD_ASSIGN_OR_RETURN(c.spool_dir, f.Path("broker.spool_dir", ""));
-  if (c.spool_dir.empty() && !c.storage.sqlite()) {
-    return f.Error("broker.spool_dir", "is needed with store.backend = \"postgresql\": the folder "
-                                       "for the spool files of streamed messages");
-  }
   BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("broker.curve_key_file", ""));
   BUD_ASSIGN_OR_RETURN(c.registry_endpoint, f.Endpoint("registry.endpoint", ""));
   BUD_ASSIGN_OR_RETURN(c.registry_server_key, f.String("registry.server_key", ""));
@@ -129,7 +125,7 @@ Result<std::string> CheckConfig(const Config& config, const std::string& config_
       if (!pw.ok()) return pw.status().Context("store.password_file");
       check.Note("store.password_file", config.storage.password_file + " (readable)");
     }
-    check.Note("broker.spool_dir", config.spool_dir);
+    check.Note("broker.spool_dir", "not used: streamed messages' chunks are in the database");
   }
   if (config.curve_key_file.empty()) {
     check.Note("broker.curve_key_file", "none: serving WITHOUT CURVE (development only)");

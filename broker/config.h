@@ -27,7 +27,7 @@ struct Config {
   storage::StoreConfig storage;
   std::string store;                             // the SQLite file (storage.path; "" on PostgreSQL)
   // [broker] spool_dir: spool files of streamed messages. Default: "spool" beside the SQLite
-  // file; required with PostgreSQL.
+  // file. Not used with PostgreSQL (the chunks are rows of the database).
   std::string spool_dir;
   std::string curve_key_file;                    // [broker] curve_key_file: server key pair
   std::string registry_endpoint;                 // [registry] endpoint (for ZAP: key -> organisation)

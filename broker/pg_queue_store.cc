@@ -59,6 +59,15 @@ const std::vector<std::string> kPgMigrations = {
          next_chunk bigint NOT NULL,
          expires_ms bigint NOT NULL
        );)",
+    // 2: the chunks of streamed messages, in the database (rows per chunk). Their records are
+    // ciphertext: stored out of line, not compressed.
+    R"(CREATE TABLE broker_chunks (
+         message_id text NOT NULL,
+         idx bigint NOT NULL,
+         record bytea NOT NULL,
+         PRIMARY KEY (message_id, idx)
+       );
+       ALTER TABLE broker_chunks ALTER COLUMN record SET STORAGE EXTERNAL;)",
 };
 
 // Held while the schema is created or migrated (pg_advisory_xact_lock): "bud-broker".
@@ -465,7 +474,14 @@ Status PgQueueStore::ApplyReport(ReportItem& r, int64_t now) {
   if (r.status == wire::MOTTATT || IsFinal(r.status)) {  // delivery is over: drop the payload
     BUD_ASSIGN_OR_RETURN(auto del, conn_->Exec("DELETE FROM broker_messages WHERE seq=$1",
                                                pg::Params::Of(seq)));
-    if (del.Affected() > 0) CountQueued(sender, receiver, -1);
+    if (del.Affected() > 0) {
+      CountQueued(sender, receiver, -1);
+      // A streamed message's chunks go with it (none unless an upload is still in progress).
+      BUD_RETURN_IF_ERROR(conn_->Exec(
+          "DELETE FROM broker_chunks c WHERE c.message_id=$1 AND NOT EXISTS "
+          "(SELECT 1 FROM broker_uploads u WHERE u.message_id=c.message_id)",
+          pg::Params::Of(r.message_id)).status());
+    }
   }
   if (!first_time) return Status::Ok();  // a repeated report: one notice is enough
   BUD_RETURN_IF_ERROR(conn_->Exec(
@@ -685,6 +701,61 @@ Status PgQueueStore::DeleteUploads(const std::vector<std::string>& message_ids) 
   for (const auto& id : message_ids) {
     BUD_RETURN_IF_ERROR(conn_->Exec("DELETE FROM broker_uploads WHERE message_id=$1",
                                     pg::Params::Of(id)).status());
+  }
+  pg::CommitResult done = tx.Commit();
+  return done.durable() ? Status::Ok() : done.status;
+}
+
+Status PgQueueStore::CommitUploadChunks(const std::vector<UploadProgress>& progress) {
+  if (progress.empty()) return Status::Ok();
+  BUD_RETURN_IF_ERROR(Ready());
+  pg::Transaction tx(*conn_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  for (const auto& p : progress) {
+    for (const auto& c : p.chunks) {
+      pg::Params params = pg::Params::Of(p.message_id, c.index);
+      params.AddBytea(c.record);
+      // A chunk sent again after a lost acknowledgement replaces its earlier copy.
+      BUD_RETURN_IF_ERROR(conn_->Exec(
+          "INSERT INTO broker_chunks(message_id, idx, record) VALUES ($1, $2, $3) "
+          "ON CONFLICT (message_id, idx) DO UPDATE SET record = EXCLUDED.record", params)
+                              .status());
+    }
+    BUD_RETURN_IF_ERROR(conn_->Exec("UPDATE broker_uploads SET next_chunk=$1 WHERE message_id=$2",
+                                    pg::Params::Of(p.next_chunk, p.message_id)).status());
+  }
+  pg::CommitResult done = tx.Commit();
+  return done.durable() ? Status::Ok() : done.status;
+}
+
+Result<std::string> PgQueueStore::ReadChunk(const std::string& message_id, uint64_t index) {
+  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
+    return conn_->Exec("SELECT record FROM broker_chunks WHERE message_id=$1 AND idx=$2",
+                       pg::Params::Of(message_id, index));
+  }));
+  if (r.empty()) {
+    return Status(Code::kNotFound,
+                  fmt::format("chunk {} of message {} is not stored", index, message_id));
+  }
+  return std::string(r.Bytes(0, 0));
+}
+
+Status PgQueueStore::DropUploads(const std::vector<std::string>& message_ids) {
+  if (message_ids.empty()) return Status::Ok();
+  BUD_RETURN_IF_ERROR(Ready());
+  pg::Transaction tx(*conn_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  for (const auto& id : message_ids) {
+    BUD_ASSIGN_OR_RETURN(auto del, conn_->Exec("DELETE FROM broker_uploads WHERE message_id=$1",
+                                               pg::Params::Of(id)));
+    // Only an upload's own chunks: a message that is queued keeps its chunks.
+    if (del.Affected() > 0) {
+      BUD_RETURN_IF_ERROR(conn_->Exec(
+          "DELETE FROM broker_chunks c WHERE c.message_id=$1 AND NOT EXISTS "
+          "(SELECT 1 FROM broker_messages m JOIN broker_seen s ON s.seq = m.seq "
+          "WHERE s.message_id = c.message_id)",
+          pg::Params::Of(id)).status());
+    }
   }
   pg::CommitResult done = tx.Commit();
   return done.durable() ? Status::Ok() : done.status;

@@ -18,9 +18,11 @@
 // on a new one; writes are not retried here (the loop repeats them).
 // Quota: BytesUsed is pg_database_size(current_database()); with LimitBytes set, a batch whose
 // envelopes would take the database past it fails with kDiskFull before anything is written.
-// Limitations: the chunks of streamed uploads stay in spool files beside the broker (as with
-// SQLite), so an upload resumes on the broker that has its spool; one broker process per
-// database (the caps' counts and the seq cursor of deliveries are per process).
+// Chunks: the records of streamed messages are rows of broker_chunks, committed with their
+// upload's next_chunk, and deleted with their message when it leaves the queue (in the same
+// transaction), so an upload or a delivery resumes on any broker using the database.
+// Limitations: one broker process per database at a time (the caps' counts and the delivery
+// cursors are per process); another one takes over after it stopped or died.
 #pragma once
 
 #include <functional>
@@ -92,6 +94,11 @@ class PgQueueStore final : public QueueStore {
   Status SetUploadPositions(
       const std::vector<std::pair<std::string, uint64_t>>& positions) override;
   Status DeleteUploads(const std::vector<std::string>& message_ids) override;
+
+  bool StoresChunks() const override { return true; }
+  Status CommitUploadChunks(const std::vector<UploadProgress>& progress) override;
+  Result<std::string> ReadChunk(const std::string& message_id, uint64_t index) override;
+  Status DropUploads(const std::vector<std::string>& message_ids) override;
 
   Status Maintain() override;
 

@@ -19,6 +19,21 @@ const char* CommitOutcomeName(CommitOutcome outcome) {
   return "?";
 }
 
+namespace {
+Status NoChunks() {
+  return Status(Code::kUnsupported, "this store keeps no chunks: they are spool files beside the "
+                                    "broker");
+}
+}  // namespace
+
+Status QueueStore::CommitUploadChunks(const std::vector<UploadProgress>&) { return NoChunks(); }
+
+Result<std::string> QueueStore::ReadChunk(const std::string&, uint64_t) { return NoChunks(); }
+
+Status QueueStore::DropUploads(const std::vector<std::string>& message_ids) {
+  return DeleteUploads(message_ids);  // nothing else to drop when the chunks are spool files
+}
+
 Result<int64_t> AutoQuota(const std::string& path, int64_t in_use, int64_t reserve_percent) {
   struct statvfs fs;
   if (::statvfs(path.c_str(), &fs) != 0) return ErrnoStatus(errno, "statvfs " + path);

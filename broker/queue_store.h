@@ -219,6 +219,29 @@ class QueueStore : public QueueStoreReader {
   // Deletes the uploads' rows (ids not in progress are ignored), in one unit.
   virtual Status DeleteUploads(const std::vector<std::string>& message_ids) = 0;
 
+  // The chunks of streamed messages. An engine that keeps them (StoresChunks) stores each
+  // chunk's record as a row committed with its upload's position, so an upload or a delivery
+  // resumes on any broker process using the same database; otherwise they are spool files
+  // beside the broker (broker/streams.h) and the three calls below answer kUnsupported.
+  virtual bool StoresChunks() const { return false; }
+  struct ChunkRecord {
+    uint64_t index = 0;
+    std::string record;
+  };
+  struct UploadProgress {
+    std::string message_id;
+    uint64_t next_chunk = 0;           // the upload's position once these chunks are stored
+    std::vector<ChunkRecord> chunks;   // the records from the old position up to next_chunk
+  };
+  // One unit: every chunk's row and every upload's next_chunk.
+  virtual Status CommitUploadChunks(const std::vector<UploadProgress>& progress);
+  // The record of chunk `index` of an upload or a queued streamed message (kNotFound if absent).
+  virtual Result<std::string> ReadChunk(const std::string& message_id, uint64_t index);
+  // An upload given up: its row and its chunks go, in one unit. (DeleteUploads removes rows
+  // only: a completed upload's chunks belong to the queued message, and go when it leaves the
+  // queue.)
+  virtual Status DropUploads(const std::vector<std::string>& message_ids);
+
   // Housekeeping the loop runs every checkpoint_ms (SQLite: checkpoint and truncate the WAL).
   virtual Status Maintain() = 0;
 };

@@ -19,6 +19,7 @@ storage::pg::ConnectOptions PgOptions(const Config& config) {
 }
 
 std::string SpoolDir(const Config& config) {
+  if (!config.storage.sqlite()) return std::string();  // the chunks are in the database
   if (!config.spool_dir.empty()) return config.spool_dir;
   return JoinPath(ParentDir(AbsolutePath(config.store)), "spool");
 }

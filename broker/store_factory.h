@@ -16,7 +16,7 @@ Result<std::unique_ptr<QueueStore>> OpenQueueStore(const Config& config);
 // Its read side, read-only, beside a running broker (creating and migrating nothing).
 Result<std::unique_ptr<QueueStoreReader>> OpenQueueReader(const Config& config);
 // Where the spool files of streamed messages go: broker.spool_dir, or "spool" beside the SQLite
-// file.
+// file; "" on PostgreSQL, whose store keeps the chunks.
 std::string SpoolDir(const Config& config);
 // How to reach the PostgreSQL server of a postgresql store.
 storage::pg::ConnectOptions PgOptions(const Config& config);

@@ -116,6 +116,7 @@ wire::BrokerMessage DeliveryMessage(const std::string& envelope, uint32_t attemp
 
 Streams::Streams(QueueStore& store, std::string spool_dir, const StreamLimits& limits)
     : store_(store),
+      chunks_in_store_(store.StoresChunks()),
       dir_(std::move(spool_dir)),
       limits_(limits),
       max_payload_(limits.max_payload),
@@ -136,7 +137,10 @@ std::string Streams::SpoolPath(const std::string& message_id) const {
 }
 
 Status Streams::Init() {
-  BUD_RETURN_IF_ERROR(MakeDirs(dir_));
+  if (dir_.empty() && !chunks_in_store_) {
+    return Status(Code::kInvalidArgument, "no spool folder for the chunks of streamed messages");
+  }
+  if (!dir_.empty()) BUD_RETURN_IF_ERROR(MakeDirs(dir_));
   std::set<std::string> owned;
   std::vector<std::string> unusable;
   BUD_ASSIGN_OR_RETURN(auto rows, store_.LoadUploads());
@@ -162,7 +166,8 @@ Status Streams::Init() {
     // Bytes past the committed chunk may be torn: they go, and are sent again.
     // (The last record is shorter: a complete spool keeps exactly ciphertext_size bytes.)
     const uint64_t keep = std::min(u.layout.RecordOffset(u.committed), u.layout.ciphertext_size);
-    if (::truncate(SpoolPath(id).c_str(), static_cast<off_t>(keep)) != 0 && errno != ENOENT) {
+    if (!chunks_in_store_ && ::truncate(SpoolPath(id).c_str(), static_cast<off_t>(keep)) != 0 &&
+        errno != ENOENT) {
       return ErrnoStatus(errno, "truncating spool of " + id);
     }
     uploads_.emplace(id, std::move(u));
@@ -171,7 +176,8 @@ Status Streams::Init() {
     Log()->warn("upload {} dropped: its head does not parse within max_payload_bytes", id);
     // Its spool file, if any, is an orphan now and goes below.
   }
-  BUD_RETURN_IF_ERROR(store_.DeleteUploads(unusable));
+  BUD_RETURN_IF_ERROR(store_.DropUploads(unusable));
+  if (dir_.empty()) return Status::Ok();  // no spool files: the store keeps the chunks
   BUD_ASSIGN_OR_RETURN(auto names, ListDir(dir_));
   for (const auto& name : names) {
     if (owned.contains(name)) continue;
@@ -235,7 +241,7 @@ void Streams::DropUpload(const std::string& id, const std::string& why) {
   spool_bytes_ -= std::min(spool_bytes_, it->second.layout.ciphertext_size);
   CloseUpload(id);
   (void)RemoveAll(SpoolPath(id));
-  if (Status st = store_.DeleteUploads({id}); !st.ok()) {
+  if (Status st = store_.DropUploads({id}); !st.ok()) {
     Log()->error("message {}: cannot delete its upload row: {}", id, st.ToString());
   }
 }
@@ -392,6 +398,7 @@ Streams::Started Streams::OnSubmitStream(
   }
   u->touched_ms = NowMs();
   u->received = u->committed;  // everything unacknowledged is sent again
+  u->pending.clear();
   if (u->committed == u->layout.chunk_count) {
     // Complete before a crash; the next Flush finishes it.
     u->received = u->committed;
@@ -424,6 +431,11 @@ std::optional<wire::BrokerMessage> Streams::OnUploadChunk(const std::string& org
     return SubmitReplyMsg(id, wire::REJECTED,
                           fmt::format("chunk {} does not fit the head's layout", chunk.index()));
   }
+  if (chunks_in_store_) {
+    u.pending.push_back({chunk.index(), std::move(*chunk.mutable_record())});
+    u.received++;
+    return std::nullopt;
+  }
   if (!EnsureFd(chunk.message_id(), u)) return std::nullopt;  // sent again after StreamStart
   const std::string& rec = chunk.record();
   const off_t off = static_cast<off_t>(u.layout.RecordOffset(chunk.index()));
@@ -440,6 +452,42 @@ std::optional<wire::BrokerMessage> Streams::OnUploadChunk(const std::string& org
   }
   u.received++;
   return std::nullopt;
+}
+
+Status Streams::CheckStoredDigest(const std::string& id, Upload& u) {
+  auto head = crypto::ParseStreamHead(u.head, max_payload_);
+  if (!head.ok()) return head.status();
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  uint64_t total = 0;
+  Status result = Status::Ok();
+  for (uint64_t i = 0; i < u.layout.chunk_count; ++i) {
+    auto rec = store_.ReadChunk(id, i);
+    if (!rec.ok()) {
+      result = rec.status();
+      break;
+    }
+    if (rec->size() != u.layout.RecordSize(i)) {
+      result = Status(Code::kMalformed, fmt::format("stored chunk {} has {} bytes, the head says {}",
+                                                    i, rec->size(), u.layout.RecordSize(i)));
+      break;
+    }
+    total += rec->size();
+    EVP_DigestUpdate(ctx, rec->data(), rec->size());
+  }
+  unsigned char md[32];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  if (!result.ok()) return result;
+  if (total != u.layout.ciphertext_size) {
+    return Status(Code::kMalformed, fmt::format("the stored chunks have {} bytes, the head says {}",
+                                                total, u.layout.ciphertext_size));
+  }
+  if (std::string(reinterpret_cast<char*>(md), len) != head->header.payload_sha256()) {
+    return Status(Code::kDigestMismatch, "the stream's SHA-256 is not the one in the head");
+  }
+  return Status::Ok();
 }
 
 Status Streams::CheckDigest(const std::string& id, Upload& u) {
@@ -495,7 +543,7 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
   std::vector<std::string> synced;
   for (const auto& id : dirty) {
     Upload& u = uploads_[id];
-    if (u.received > u.committed && (u.fd < 0 || ::fdatasync(u.fd) != 0)) {
+    if (!chunks_in_store_ && u.received > u.committed && (u.fd < 0 || ::fdatasync(u.fd) != 0)) {
       Log()->error("message {}: fsync of spool failed: {}", id, std::strerror(errno));
       u.received = u.committed;
       continue;
@@ -503,10 +551,22 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
     synced.push_back(id);
   }
   {
-    std::vector<std::pair<std::string, uint64_t>> positions;
-    for (const auto& id : synced) positions.emplace_back(id, uploads_[id].received);
-    Status st = store_.SetUploadPositions(positions);
+    Status st;
+    if (chunks_in_store_) {
+      std::vector<QueueStore::UploadProgress> progress;
+      for (const auto& id : synced) {
+        Upload& u = uploads_[id];
+        progress.push_back({id, u.received, std::move(u.pending)});
+        u.pending.clear();
+      }
+      st = store_.CommitUploadChunks(progress);
+    } else {
+      std::vector<std::pair<std::string, uint64_t>> positions;
+      for (const auto& id : synced) positions.emplace_back(id, uploads_[id].received);
+      st = store_.SetUploadPositions(positions);
+    }
     if (!st.ok()) {
+      // Not acknowledged: the sender sends them again after its next StreamStart.
       Log()->error("committing {} upload(s) failed: {}", synced.size(), st.ToString());
       for (const auto& id : synced) uploads_[id].received = uploads_[id].committed;
       return;
@@ -529,7 +589,9 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
     }
     if (u.committed != u.layout.chunk_count) continue;
     // Checked once: a hand-over refused by a queue cap comes back here with the same spool.
-    Status digest = u.digest_checked ? Status::Ok() : CheckDigest(id, u);
+    Status digest = u.digest_checked       ? Status::Ok()
+                    : chunks_in_store_ ? CheckStoredDigest(id, u)
+                                       : CheckDigest(id, u);
     if (!digest.ok()) {
       Log()->warn("message {} from {}: streamed upload refused: {}", id, u.org, digest.ToString());
       const std::string org = u.org;
@@ -555,7 +617,13 @@ void Streams::FinishUploads(const std::vector<std::string>& ids) {
     Log()->error("removing finished uploads: {}", st.ToString());
     return;  // still handed: a resubmitted head or the sweep settles them
   }
-  for (const auto& id : ids) CloseUpload(id);
+  for (const auto& id : ids) {
+    if (auto it = uploads_.find(id); chunks_in_store_ && it != uploads_.end()) {
+      // Stored: the chunks count in the store's own size from now on.
+      spool_bytes_ -= std::min(spool_bytes_, it->second.layout.ciphertext_size);
+    }
+    CloseUpload(id);
+  }
 }
 
 void Streams::OnResume(const std::string& rid, const std::string& org, const wire::StreamResume& r,
@@ -565,8 +633,8 @@ void Streams::OnResume(const std::string& rid, const std::string& org, const wir
   auto it = outgoing_.find(r.message_id());
   if (it == outgoing_.end()) {
     Outgoing o;
-    o.fd = ::open(SpoolPath(r.message_id()).c_str(), O_RDONLY | O_CLOEXEC);
-    if (o.fd < 0) {
+    if (!chunks_in_store_) o.fd = ::open(SpoolPath(r.message_id()).c_str(), O_RDONLY | O_CLOEXEC);
+    if (!chunks_in_store_ && o.fd < 0) {
       Log()->error("message {}: cannot open spool for delivery: {}", r.message_id(),
                    std::strerror(errno));
       return;
@@ -612,11 +680,26 @@ void Streams::Pump(const std::function<bool(const std::string&, const wire::Brok
       c->set_message_id(id);
       c->set_index(o.next_send);
       std::string* rec = c->mutable_record();
-      rec->resize(size);
-      ssize_t n = ::pread(o.fd, rec->data(), size, static_cast<off_t>(o.layout.RecordOffset(o.next_send)));
-      if (n != static_cast<ssize_t>(size)) {
-        Log()->error("message {}: spool is short at chunk {}; delivery stopped", id, o.next_send);
-        ::close(o.fd);
+      bool read = false;
+      if (chunks_in_store_) {
+        auto stored = store_.ReadChunk(id, o.next_send);
+        if (stored.ok() && stored->size() == size) {
+          *rec = std::move(*stored);
+          read = true;
+        } else if (!stored.ok()) {
+          Log()->error("message {}: reading chunk {}: {}", id, o.next_send,
+                       stored.status().ToString());
+        }
+      } else {
+        rec->resize(size);
+        ssize_t n = ::pread(o.fd, rec->data(), size,
+                            static_cast<off_t>(o.layout.RecordOffset(o.next_send)));
+        read = n == static_cast<ssize_t>(size);
+      }
+      if (!read) {
+        // The receiver asks again (StreamResume) after its next delivery of the head.
+        Log()->error("message {}: chunk {} cannot be read; delivery stopped", id, o.next_send);
+        if (o.fd >= 0) ::close(o.fd);
         outgoing_.erase(it);
         break;
       }
@@ -626,7 +709,7 @@ void Streams::Pump(const std::function<bool(const std::string&, const wire::Brok
         // The session is gone (DropRid has usually ended the transfer already); the spool stays
         // for the redelivery.
         if (auto gone = outgoing_.find(id); gone != outgoing_.end()) {
-          ::close(gone->second.fd);
+          if (gone->second.fd >= 0) ::close(gone->second.fd);
           outgoing_.erase(gone);
         }
         break;
@@ -638,7 +721,7 @@ void Streams::Pump(const std::function<bool(const std::string&, const wire::Brok
 void Streams::DropRid(const std::string& rid) {
   for (auto it = outgoing_.begin(); it != outgoing_.end();) {
     if (it->second.rid == rid) {
-      ::close(it->second.fd);
+      if (it->second.fd >= 0) ::close(it->second.fd);
       it = outgoing_.erase(it);
     } else {
       ++it;
@@ -648,7 +731,7 @@ void Streams::DropRid(const std::string& rid) {
 
 void Streams::Forget(const std::string& message_id) {
   if (auto it = outgoing_.find(message_id); it != outgoing_.end()) {
-    ::close(it->second.fd);
+    if (it->second.fd >= 0) ::close(it->second.fd);
     outgoing_.erase(it);
   }
   struct stat st;

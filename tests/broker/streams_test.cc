@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 
+#include "broker/pg_queue_store.h"
 #include "broker/sqlite_queue_store.h"
 #include "broker/streams.h"
 #include "common/clock.h"
@@ -18,6 +19,7 @@
 #include "common/fs.h"
 #include "common/uuid.h"
 #include "proto/envelope.pb.h"
+#include "tests/support/postgres.h"
 #include "tests/support/temp_dir.h"
 
 namespace bud::broker {
@@ -378,5 +380,145 @@ TEST_CASE("unverified header fields are bounded and expiry is at most max_ttl ah
 }
 
 // The store-level checks of retention and queue caps are in store_conformance_test.cc.
+
+// With the store on PostgreSQL the chunks are rows committed with the upload's position: an
+// upload started on one broker process resumes on another (with a spool folder of its own, left
+// empty), its digest is checked over the stored chunks, a third delivers it from the database,
+// and the chunks go with the message.
+TEST_CASE("on PostgreSQL an upload resumes on another broker and is delivered from a third",
+          "[broker][streams][pg]") {
+  test::PostgresServer pg;
+  storage::pg::ConnectOptions options;
+  options.conninfo = pg.ConnString();
+  options.password_file = pg.PasswordFile();
+  test::TempDir dir;
+  const std::string id = NewUuid();
+  const std::vector<std::string> records = {Record(0), Record(1),
+                                            std::string(100 + crypto::kChunkTagBytes, 'z')};
+  const std::string head = Head(id, kA, 3, records, NowMs() + 3600 * 1000, 100);
+  auto chunk = [&](Streams& s, uint64_t i) {
+    wire::Chunk c;
+    c.set_message_id(id);
+    c.set_index(i);
+    c.set_record(records[i]);
+    CHECK_FALSE(s.OnUploadChunk(kA, c));
+  };
+  {
+    auto store = PgQueueStore::Open(options);
+    REQUIRE(store.ok());
+    Streams first(**store, dir / "spool-1", Fixture::Defaults());
+    REQUIRE(first.Init().ok());
+    auto started = first.OnSubmitStream(kA, head);
+    REQUIRE(started.reply);
+    REQUIRE(started.reply->has_stream_start());
+    CHECK(started.reply->stream_start().next_chunk() == 0);
+    chunk(first, 0);
+    chunk(first, 1);
+    std::vector<wire::BrokerMessage> sent;
+    std::vector<SubmitItem> complete;
+    first.Flush([&](const std::string&, const wire::BrokerMessage& m) { sent.push_back(m); },
+                &complete);
+    REQUIRE(sent.size() == 1);
+    CHECK(sent[0].chunk_ack().next_chunk() == 2);
+    CHECK(complete.empty());
+    chunk(first, 2);  // received, never committed: this broker stops before its group commit
+    CHECK(first.spool_bytes() > 0);  // the whole stream is reserved
+  }
+  CHECK(Files(dir / "spool-1") == 0);  // nothing on this broker's disk
+
+  auto second_store = PgQueueStore::Open(options);
+  REQUIRE(second_store.ok());
+  Streams second(**second_store, dir / "spool-2", Fixture::Defaults());
+  REQUIRE(second.Init().ok());
+  CHECK(second.open_uploads() == 1);
+  auto again = second.OnSubmitStream(kA, head);
+  REQUIRE(again.reply);
+  REQUIRE(again.reply->has_stream_start());
+  CHECK(again.reply->stream_start().next_chunk() == 2);
+  chunk(second, 2);
+  std::vector<SubmitItem> complete;
+  second.Flush([](const std::string&, const wire::BrokerMessage&) {}, &complete);
+  REQUIRE(complete.size() == 1);  // the digest over the stored chunks matched
+  std::vector<ReportItem> none;
+  REQUIRE((*second_store)->CommitBatch(complete, none).durable());
+  second.FinishUploads({id});
+  CHECK(second.open_uploads() == 0);
+  CHECK(second.spool_bytes() == 0);
+  CHECK(Files(dir / "spool-2") == 0);
+
+  auto third_store = PgQueueStore::Open(options);
+  REQUIRE(third_store.ok());
+  Streams third(**third_store, dir / "spool-3", Fixture::Defaults());
+  REQUIRE(third.Init().ok());
+  auto queued = (*third_store)->NextFor(kB, 0, 10);
+  REQUIRE(queued.ok());
+  REQUIRE(queued->size() == 1);
+  CHECK((*queued)[0].envelope == head);
+  wire::StreamResume resume;
+  resume.set_message_id(id);
+  resume.set_next_chunk(1);  // the receiver has chunk 0 already
+  third.OnResume("rid", kB, resume, head);
+  std::vector<wire::Chunk> delivered;
+  third.Pump([&](const std::string&, const wire::BrokerMessage& m) {
+    delivered.push_back(m.chunk());
+    return true;
+  });
+  REQUIRE(delivered.size() == 2);
+  CHECK(delivered[0].index() == 1);
+  CHECK(delivered[0].record() == records[1]);
+  CHECK(delivered[1].index() == 2);
+  CHECK(delivered[1].record() == records[2]);
+
+  std::vector<ReportItem> reports(1);
+  reports[0].reporter = kB;
+  reports[0].message_id = id;
+  reports[0].status = wire::MOTTATT;
+  std::vector<SubmitItem> no_submits;
+  REQUIRE((*third_store)->CommitBatch(no_submits, reports).durable());
+  CHECK((*third_store)->ReadChunk(id, 0).status().code() == Code::kNotFound);
+}
+
+// A dropped upload takes its stored chunks with it; a stream whose stored chunks do not match
+// the head's digest is refused.
+TEST_CASE("on PostgreSQL a swept upload's chunks go, and a wrong digest is refused",
+          "[broker][streams][pg][hostile]") {
+  test::PostgresServer pg;
+  storage::pg::ConnectOptions options;
+  options.conninfo = pg.ConnString();
+  options.password_file = pg.PasswordFile();
+  test::TempDir dir;
+  auto store = PgQueueStore::Open(options);
+  REQUIRE(store.ok());
+  Streams streams(**store, dir / "spool", Fixture::Defaults());
+  REQUIRE(streams.Init().ok());
+  const std::string idle = NewUuid(), wrong = NewUuid();
+  REQUIRE(streams.OnSubmitStream(kA, Head(idle, kA, 2)).reply->has_stream_start());
+  // The head's digest is over records {0, 1}; other bytes of the right size arrive.
+  REQUIRE(streams.OnSubmitStream(kA, Head(wrong, kA, 1, {Record(0)})).reply->has_stream_start());
+  for (const auto& [id, index] : {std::pair{idle, 0}, std::pair{wrong, 0}}) {
+    wire::Chunk c;
+    c.set_message_id(id);
+    c.set_index(static_cast<uint64_t>(index));
+    c.set_record(id == wrong ? Record(5) : Record(0));
+    CHECK_FALSE(streams.OnUploadChunk(kA, c));
+  }
+  std::vector<wire::BrokerMessage> sent;
+  std::vector<SubmitItem> complete;
+  streams.Flush([&](const std::string&, const wire::BrokerMessage& m) { sent.push_back(m); },
+                &complete);
+  CHECK(complete.empty());
+  bool rejected = false;
+  for (const auto& m : sent) {
+    if (m.has_submit_reply() && m.submit_reply().message_id() == wrong) {
+      rejected = m.submit_reply().code() == wire::REJECTED;
+    }
+  }
+  CHECK(rejected);
+  CHECK((*store)->ReadChunk(wrong, 0).status().code() == Code::kNotFound);
+  REQUIRE((*store)->ReadChunk(idle, 0).ok());
+  CHECK(streams.SweepUploads(NowMs() + 60000) == 1);
+  CHECK((*store)->ReadChunk(idle, 0).status().code() == Code::kNotFound);
+  CHECK((*store)->LoadUploads()->empty());
+}
 
 }  // namespace bud::broker

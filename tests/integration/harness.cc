@@ -597,7 +597,7 @@ void Exchange::WriteRegistryConfig(const std::string& listen) {
 void Exchange::WriteBrokerConfig(const std::string& listen) {
   const bool pg = !options_.broker_pg_url.empty();
   std::string text =
-      fmt::format(kBrokerToml, Toml(listen), pg ? "spool_dir = \"spool\"" : "store = \"broker.db\"");
+      fmt::format(kBrokerToml, Toml(listen), pg ? "" : "store = \"broker.db\"");
   for (const auto& [k, v] : options_.broker_settings) text += k + " = " + v + "\n";
   if (options_.curve) {
     text += "curve_key_file = \"curve.key\"\n[registry]\nendpoint = " + Toml(registry_endpoint_) +
