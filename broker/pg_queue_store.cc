@@ -252,6 +252,13 @@ Result<std::unique_ptr<PgQueueStore>> PgQueueStore::Open(const pg::ConnectOption
   return store;
 }
 
+Result<std::string> PgQueueStore::synchronous_commit() {
+  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([this] {
+    return conn_->Exec("SELECT current_setting('synchronous_commit')");
+  }));
+  return r.Text(0, 0);
+}
+
 std::string PgQueueStore::Describe() const { return "PostgreSQL " + conn_->description(); }
 
 Status PgQueueStore::Ready() {

@@ -64,6 +64,9 @@ class PgQueueStore final : public QueueStore {
   static Result<std::unique_ptr<PgQueueStore>> Open(const storage::pg::ConnectOptions& options,
                                                     int64_t max_bytes = 0);
 
+  // SHOW synchronous_commit on the store's own session ("on"): what every ACCEPTED relies on.
+  Result<std::string> synchronous_commit();
+
   Result<StoreStats> Stats(bool count_history = true) override;
   Result<int64_t> QueuedCount() override;
   Result<int64_t> BytesUsed() override;
