@@ -85,8 +85,11 @@ for pair in registry:address-registry broker:broker ip:integration-point; do
   # The keys its config.cc reads, and the [http] keys of common/http_server.cc when it reads those.
   sources=("$src/$dir/config.cc")
   grep -q LoadHttpOptions "$src/$dir/config.cc" && sources+=("$src/common/http_server.cc")
-  grep -ohE 'f\.[A-Za-z]+\("[a-z_]+\.[a-z_]+"' "${sources[@]}" \
-    | sed -E 's/.*\("(.*)"/\1/' | sort -u > "$work/$name.parsed"
+  # The [store] table (common/storage/store_config.cc) and the older key it still reads.
+  grep -q LoadStoreConfig "$src/$dir/config.cc" && sources+=("$src/common/storage/store_config.cc")
+  { grep -ohE 'f\.[A-Za-z]+\("[a-z_]+\.[a-z_]+"' "${sources[@]}" | sed -E 's/.*\("(.*)"/\1/'
+    grep -ohE 'LoadStoreConfig\(f, "[a-z_]+\.[a-z_]+"' "$src/$dir/config.cc" | sed -E 's/.*"(.*)"/\1/'
+  } | sort -u > "$work/$name.parsed"
   awk '/^\[/ { gsub(/[][]/, ""); section = $1; next }
        /^[a-z_]+ *=/ { print section "." $1 }' "$f" | sort -u > "$work/$name.example"
   missing=$(comm -23 "$work/$name.parsed" "$work/$name.example" | tr '\n' ' ')
