@@ -138,7 +138,10 @@ void LoadAll() {
   auto r = registry::Config::Load(path);
   ExpectConfigError(r, "registry::Config::Load: wrong error code");
   if (r.ok()) {
-    BUD_FUZZ_CHECK(Absolute(r->store) && Absolute(r->trust_anchor) &&
+    BUD_FUZZ_CHECK(r->store.sqlite() ? Absolute(r->store.path) && r->store.url.empty()
+                                     : !r->store.url.empty() && r->store.path.empty(),
+                   "registry config: a store without its file or URL, or with both");
+    BUD_FUZZ_CHECK(AbsoluteOrEmpty(r->store.password_file) && Absolute(r->trust_anchor) &&
                        AbsoluteOrEmpty(r->endpoint_file) && AbsoluteOrEmpty(r->log_file),
                    "registry config: a path is not absolute");
     BUD_FUZZ_CHECK(AbsoluteOrEmpty(r->curve_key_file), "registry config: curve_key_file");

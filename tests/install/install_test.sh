@@ -82,14 +82,13 @@ for pair in registry:address-registry broker:broker ip:integration-point; do
   name=${pair%%:*}; dir=${pair#*:}
   f=$examples/$name.toml
   [ -f "$f" ] || { fail "$f missing"; continue; }
-  # The keys its config.cc reads, and the [http] keys of common/http_server.cc when it reads those.
+  # The keys its config.cc reads, the [http] keys of common/http_server.cc when it reads those,
   sources=("$src/$dir/config.cc")
   grep -q LoadHttpOptions "$src/$dir/config.cc" && sources+=("$src/common/http_server.cc")
-  # The [store] table (common/storage/store_config.cc) and the older key it still reads.
+  # ... and the [store] keys of common/storage/store_config.cc when it reads those.
   grep -q LoadStoreConfig "$src/$dir/config.cc" && sources+=("$src/common/storage/store_config.cc")
-  { grep -ohE 'f\.[A-Za-z]+\("[a-z_]+\.[a-z_]+"' "${sources[@]}" | sed -E 's/.*\("(.*)"/\1/'
-    grep -ohE 'LoadStoreConfig\(f, "[a-z_]+\.[a-z_]+"' "$src/$dir/config.cc" | sed -E 's/.*"(.*)"/\1/'
-  } | sort -u > "$work/$name.parsed"
+  grep -ohE 'f\.[A-Za-z]+\("[a-z_]+\.[a-z_]+"' "${sources[@]}" \
+    | sed -E 's/.*\("(.*)"/\1/' | sort -u > "$work/$name.parsed"
   awk '/^\[/ { gsub(/[][]/, ""); section = $1; next }
        /^[a-z_]+ *=/ { print section "." $1 }' "$f" | sort -u > "$work/$name.example"
   missing=$(comm -23 "$work/$name.parsed" "$work/$name.example" | tr '\n' ' ')
@@ -165,7 +164,7 @@ refused bud-registry "$root/etc/budstikke/registry/registry.toml" \
   "key 'registry.trust_anchor'" "a missing trust anchor"
 mv "$work/ca-moved.pem" "$root/etc/budstikke/ca.pem"
 rmdir "$root/var/lib/budstikke/broker"
-refused bud-broker "$root/etc/budstikke/broker/broker.toml" "key 'broker.store'" \
+refused bud-broker "$root/etc/budstikke/broker/broker.toml" "key 'store.path'" \
   "a store in a missing folder"
 
 # --- the rest of the install ----------------------------------------------------------------------

@@ -106,9 +106,6 @@ void CheckDelivered(Exchange& ex, const std::string& from, const std::string& to
   CHECK(Exchange::History(in) == kReceiverHistory);
 }
 
-}  // namespace
-
-namespace {
 // ExchangeOptions with the broker's store on `pg`.
 ExchangeOptions OnPostgres(const PostgresServer& pg) {
   ExchangeOptions options;
@@ -117,8 +114,10 @@ ExchangeOptions OnPostgres(const PostgresServer& pg) {
   return options;
 }
 
-void BothWays(const ExchangeOptions& options) {
-  Exchange ex(options);
+// Two messages, A to B and B to A, each with several attachments, through an exchange made
+// with `options`.
+void BothWays(ExchangeOptions options) {
+  Exchange ex(std::move(options));
   const Files to_b = SampleFiles(1);
   const Files to_a = SampleFiles(2);
   const std::string id_ab = NewUuid();
@@ -145,16 +144,28 @@ void BothWays(const ExchangeOptions& options) {
   CHECK(ex.Status(kAgencyA).size() == 2);  // one out, one in
   CHECK(ex.Status(kAgencyB).size() == 2);
 }
+
 }  // namespace
 
 TEST_CASE("messages with several attachments travel both ways, byte for byte", "[integration]") {
-  BothWays(ExchangeOptions{});
+  BothWays({});
 }
 
 TEST_CASE("on PostgreSQL, messages with several attachments travel both ways, byte for byte",
           "[integration][pg]") {
   PostgresServer pg;
   BothWays(OnPostgres(pg));
+}
+
+TEST_CASE("messages travel both ways with the registry's store on PostgreSQL",
+          "[integration][pg]") {
+  PostgresServer pg;
+  ExchangeOptions options;
+  options.registry_store_url = pg.ConnString();
+  options.registry_store_password_file = pg.PasswordFile();
+  BothWays(std::move(options));
+  // The entries are in PostgreSQL, not in a file beside the registry.
+  CHECK(pg.AdminQuery("SELECT count(*)::text FROM registry_entries", pg.Database()) == "2");
 }
 
 TEST_CASE("malformed outbox folders go to .failed with a reason, and sending goes on",

@@ -62,7 +62,6 @@ std::string Toml(const std::string& s) {
 constexpr char kRegistryToml[] = R"([registry]
 listen = {}
 endpoint_file = "registry.endpoint"
-store = "registry.db"
 trust_anchor = "../ca/ca.pem"
 )";
 
@@ -590,6 +589,14 @@ void Exchange::WriteRegistryConfig(const std::string& listen) {
   std::string text = fmt::format(kRegistryToml, Toml(listen));
   if (options_.curve) {
     text += "curve_key_file = \"curve.key\"\nallowed_client_keys = [" + Toml(broker_key_) + "]\n";
+  }
+  if (options_.registry_store_url.empty()) {
+    text += "store = \"registry.db\"\n";
+  } else {
+    text += "\n[store]\nbackend = \"postgresql\"\nurl = " + Toml(options_.registry_store_url) + "\n";
+    if (!options_.registry_store_password_file.empty()) {
+      text += "password_file = " + Toml(options_.registry_store_password_file) + "\n";
+    }
   }
   WriteFile(root() + "/registry/registry.toml", text);
 }

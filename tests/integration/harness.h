@@ -193,6 +193,11 @@ struct ExchangeOptions {
   std::string broker_pg_password_file;
   // Put before the broker's command line (e.g. strace); BUD_BROKER_WRAPPER when empty.
   std::vector<std::string> broker_wrapper;
+  // The registry's store on PostgreSQL ([store] backend = "postgresql"): a libpq connection
+  // string and a password file (tests/support/postgres.h gives both). Empty: SQLite,
+  // registry/registry.db.
+  std::string registry_store_url;
+  std::string registry_store_password_file;
 };
 
 // Attachment name -> bytes.
