@@ -104,7 +104,7 @@ TEST_CASE("the PostgreSQL primary killed under load, a synchronous standby promo
 }
 
 TEST_CASE("the same with asynchronous standbys (by hand: expected to lose messages)",
-          "[.failover-async][pg]") {
+          "[.failover-async]") {
   Failover(/*synchronous=*/false);
 }
 
