@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "broker/sqlite_queue_store.h"
+#include "broker/store_factory.h"
 #include "common/clock.h"
 
 namespace bud::broker {
@@ -102,9 +104,15 @@ std::string RenderStats(const StoreStats& stats, const std::string& store_path, 
 }
 
 Result<std::string> StatsCommand(const std::string& store_path, bool json) {
-  BUD_ASSIGN_OR_RETURN(auto db, OpenStoreReadOnly(store_path));
-  BUD_ASSIGN_OR_RETURN(StoreStats stats, Stats(*db));
+  BUD_ASSIGN_OR_RETURN(auto reader, OpenSqliteQueueReader(store_path));
+  BUD_ASSIGN_OR_RETURN(StoreStats stats, reader->Stats());
   return RenderStats(stats, store_path, NowMs(), json);
+}
+
+Result<std::string> StatsCommand(const Config& config, bool json) {
+  BUD_ASSIGN_OR_RETURN(auto reader, OpenQueueReader(config));
+  BUD_ASSIGN_OR_RETURN(StoreStats stats, reader->Stats());
+  return RenderStats(stats, reader->Describe(), NowMs(), json);
 }
 
 }  // namespace bud::broker

@@ -4,7 +4,8 @@
 #include <cstdint>
 #include <string>
 
-#include "broker/store.h"
+#include "broker/config.h"
+#include "broker/queue_store.h"
 #include "common/status.h"
 
 namespace bud::broker {
@@ -14,7 +15,9 @@ namespace bud::broker {
 std::string RenderStats(const StoreStats& stats, const std::string& store_path, int64_t now_ms,
                         bool json);
 
-// Opens the store read-only, reads Stats and renders them.
+// Opens the SQLite store at `store_path` read-only, reads Stats and renders them.
 Result<std::string> StatsCommand(const std::string& store_path, bool json);
+// The same for the store the config names (either engine).
+Result<std::string> StatsCommand(const Config& config, bool json);
 
 }  // namespace bud::broker

@@ -8,6 +8,7 @@
 #include "common/config_check.h"
 #include "common/crypto/envelope.h"
 #include "common/crypto/stream.h"
+#include "common/storage/pg.h"
 #include "common/wire/curve.h"
 
 namespace bud::broker {
@@ -17,7 +18,9 @@ Result<Config> Config::Load(const std::string& path) {
   Config c;
   BUD_ASSIGN_OR_RETURN(c.listen, f.Endpoint("broker.listen", c.listen));
   BUD_ASSIGN_OR_RETURN(c.endpoint_file, f.Path("broker.endpoint_file", ""));
-  BUD_ASSIGN_OR_RETURN(c.store, f.Path("broker.store"));
+  BUD_ASSIGN_OR_RETURN(c.storage, storage::LoadStoreConfig(f, "broker.store"));
+  if (c.storage.sqlite()) c.store = c.storage.path;
+  BUD_ASSIGN_OR_RETURN(c.spool_dir, f.Path("broker.spool_dir", ""));
   BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("broker.curve_key_file", ""));
   BUD_ASSIGN_OR_RETURN(c.registry_endpoint, f.Endpoint("registry.endpoint", ""));
   BUD_ASSIGN_OR_RETURN(c.registry_server_key, f.String("registry.server_key", ""));
@@ -107,7 +110,23 @@ Result<std::string> CheckConfig(const Config& config, const std::string& config_
   if (!config.endpoint_file.empty()) {
     BUD_RETURN_IF_ERROR(check.WritableFile("broker.endpoint_file", config.endpoint_file));
   }
-  BUD_RETURN_IF_ERROR(check.Store("broker.store", config.store));
+  if (config.storage.sqlite()) {
+    BUD_RETURN_IF_ERROR(check.Store(config.storage.path_key.empty() ? "broker.store"
+                                                                     : config.storage.path_key,
+                                    config.store));
+  } else {
+    check.Note("store.url", config.storage.Describe() +
+                                " (connection not tried: `bud-broker db check`)");
+    if (config.storage.password_file.empty()) {
+      check.Note("store.password_file",
+                 "none: libpq's own password file or a server that asks none");
+    } else {
+      auto pw = storage::pg::ReadPasswordFile(config.storage.password_file);
+      if (!pw.ok()) return pw.status().Context("store.password_file");
+      check.Note("store.password_file", config.storage.password_file + " (readable)");
+    }
+    check.Note("broker.spool_dir", "not used: streamed messages' chunks are in the database");
+  }
   if (config.curve_key_file.empty()) {
     check.Note("broker.curve_key_file", "none: serving WITHOUT CURVE (development only)");
   } else {

@@ -6,6 +6,7 @@
 
 #include "common/http_server.h"
 #include "common/status.h"
+#include "common/storage/store_config.h"
 
 namespace bud::broker {
 
@@ -20,7 +21,14 @@ struct Config {
   static constexpr int64_t kDay = 86400ll * 1000;
   std::string listen = "tcp://127.0.0.1:7700";  // [broker] listen
   std::string endpoint_file;                     // [broker] endpoint_file (optional)
-  std::string store;                             // [broker] store: SQLite file
+  // [store] backend = "sqlite" | "postgresql", path, url, password_file
+  // (common/storage/store_config.h); the older [broker] store = <file> still names the SQLite
+  // file.
+  storage::StoreConfig storage;
+  std::string store;                             // the SQLite file (storage.path; "" on PostgreSQL)
+  // [broker] spool_dir: spool files of streamed messages. Default: "spool" beside the SQLite
+  // file. Not used with PostgreSQL (the chunks are rows of the database).
+  std::string spool_dir;
   std::string curve_key_file;                    // [broker] curve_key_file: server key pair
   std::string registry_endpoint;                 // [registry] endpoint (for ZAP: key -> organisation)
   std::string registry_server_key;               // [registry] server_key (Z85)

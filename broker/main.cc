@@ -6,6 +6,7 @@
 #include "broker/config.h"
 #include "broker/metrics.h"
 #include "broker/server.h"
+#include "broker/store_factory.h"
 #include "common/log.h"
 #include "common/runtime.h"
 #include "common/wire/curve.h"
@@ -37,9 +38,20 @@ int main(int argc, char** argv) {
       ->excludes(stats_config);
   stats->add_flag("--json", json, "JSON instead of a table");
 
+  auto* db = app.add_subcommand("db", "the store's schema and connection");
+  db->require_subcommand(1);
+  auto* db_init = db->add_subcommand("init", "create the store's schema (or migrate an older one)");
+  db_init->add_option("-c,--config", config_path, "config file (TOML)")->required();
+  auto* db_migrate = db->add_subcommand("migrate", "migrate the store's schema to this release's");
+  db_migrate->add_option("-c,--config", config_path, "config file (TOML)")->required();
+  auto* db_check = db->add_subcommand(
+      "check", "connect and report: engine, server, schema version, writable; creates nothing");
+  db_check->add_option("-c,--config", config_path, "config file (TOML)")->required();
+
   std::string backup_out;
   auto* backup = app.add_subcommand(
-      "backup", "consistent online copy of the store (while the broker runs), integrity-checked");
+      "backup", "consistent online copy of the store (while the broker runs): SQLite's online "
+                "backup, integrity-checked, or pg_dump of the broker's tables on PostgreSQL");
   backup->add_option("-c,--config", config_path, "config file (TOML)")->required();
   backup->add_option("--out", backup_out, "the copy to create (never overwritten)")->required();
   CLI11_PARSE(app, argc, argv);
@@ -57,10 +69,21 @@ int main(int argc, char** argv) {
   }
   if (check_config) return PrintResult(broker::CheckConfig(*config, config_path), "bud-broker");
   if (*stats) {
+    if (store_path.empty() && !config->storage.sqlite()) {
+      return PrintResult(broker::StatsCommand(*config, json), "bud-broker stats");
+    }
     return PrintResult(broker::StatsCommand(store_path.empty() ? config->store : store_path, json),
                        "bud-broker stats");
   }
-  if (*backup) return BackupCommand(config->store, backup_out, "bud-broker");
+  if (*backup) {
+    if (config->storage.sqlite()) return BackupCommand(config->store, backup_out, "bud-broker");
+    return PrintResult(broker::BackupPgStoreCommand(*config, backup_out), "bud-broker backup");
+  }
+  if (*db_init || *db_migrate) {
+    const char* verb = *db_init ? "db init" : "db migrate";
+    return PrintResult(broker::DbMigrateCommand(*config, verb), std::string("bud-broker ") + verb);
+  }
+  if (*db_check) return PrintResult(broker::DbCheckCommand(*config), "bud-broker db check");
   SetupLogging(config->log_level, config->log_file);
   InstallStopSignals();
   zmq::context_t ctx(1);

@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 
 #include "common/clock.h"
-#include "broker/store.h"
+#include "broker/store_factory.h"
 
 namespace bud::broker {
 
@@ -34,14 +34,14 @@ std::string BrokerHttp::Metrics() {
   metrics::Writer w;
   Result<StoreStats> stats = Status(Code::kNotFound, "no store yet");
   {
-    std::lock_guard lock(db_mu_);
-    if (!db_) {
-      auto db = OpenStoreReadOnly(config_.store);
-      if (db.ok()) db_ = std::move(*db);
-      else stats = db.status();
+    std::lock_guard lock(reader_mu_);
+    if (!reader_) {
+      auto reader = OpenQueueReader(config_);
+      if (reader.ok()) reader_ = std::move(*reader);
+      else stats = reader.status();
     }
     // Without the history counts: those scan every message ever seen.
-    if (db_) stats = Stats(*db_, /*count_history=*/false);
+    if (reader_) stats = reader_->Stats(/*count_history=*/false);
   }
   const int64_t now = NowMs();
   w.Family("bud_broker_up", "gauge", "1 while the broker's loop turns, 0 otherwise.");
@@ -98,6 +98,10 @@ std::string BrokerHttp::Metrics() {
   counter("bud_broker_exhausted_total", "Messages ended FEIL after max_attempts deliveries.",
           metrics_.exhausted);
   counter("bud_broker_commits_total", "Group commits (fsynced transactions).", metrics_.commits);
+  counter("bud_broker_commits_unknown_total",
+          "Group commits whose outcome the store could not tell (connection lost mid-commit); "
+          "their batch was not answered.",
+          metrics_.commits_unknown);
   counter("bud_broker_queue_full_total",
           "Submits answered RETRY_LATER because a receiver's or a sender's queue is at its cap.",
           metrics_.queue_full);

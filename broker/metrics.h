@@ -9,7 +9,7 @@
 #include "broker/config.h"
 #include "common/http_server.h"
 #include "common/metrics.h"
-#include "common/storage/sqlite.h"
+#include "broker/queue_store.h"
 
 namespace bud::broker {
 
@@ -28,6 +28,7 @@ struct BrokerMetrics {
   std::atomic<int64_t> expired{0};             // LEVETID_UTLOPT
   std::atomic<int64_t> exhausted{0};           // FEIL after max_attempts
   std::atomic<int64_t> commits{0};
+  std::atomic<int64_t> commits_unknown{0};     // commits whose outcome was unknown (not answered)
   std::atomic<int64_t> queue_full{0};          // RETRY_LATER: a receiver's or sender's queue cap
   std::atomic<int64_t> uploads_open{0};        // streamed uploads in progress (at the last sweep)
   std::atomic<int64_t> upload_fds{0};          // of them, holding a spool descriptor
@@ -39,7 +40,7 @@ struct BrokerMetrics {
 };
 
 // Serves /metrics and /healthz per config.http_*; the store is read through its own read-only
-// connection, opened at the first scrape.
+// opening of the store's read side (QueueStoreReader), made at the first scrape.
 class BrokerHttp {
  public:
   BrokerHttp(const Config& config, const BrokerMetrics& metrics);
@@ -49,8 +50,8 @@ class BrokerHttp {
   std::string Metrics();
   const Config& config_;
   const BrokerMetrics& metrics_;
-  std::mutex db_mu_;
-  std::unique_ptr<storage::Db> db_;
+  std::mutex reader_mu_;
+  std::unique_ptr<QueueStoreReader> reader_;
   std::unique_ptr<HttpServer> server_;  // last: stops before the rest goes
 };
 

@@ -1,6 +1,8 @@
 // Broker event loop. See server.h and docs/protocol.md.
 #include "broker/server.h"
 
+#include "broker/store_factory.h"
+
 #include <fmt/format.h>
 
 #include "common/clock.h"
@@ -25,10 +27,15 @@ std::string Short(const std::string& rid) { return crypto::Hex(rid).substr(0, 10
 
 Server::Server(const Config& config, zmq::context_t& ctx) : config_(config), ctx_(ctx) {}
 
+Server::Server(const Config& config, zmq::context_t& ctx, std::unique_ptr<QueueStore> store)
+    : config_(config), ctx_(ctx), store_(std::move(store)) {}
+
 Status Server::Run() {
-  BUD_ASSIGN_OR_RETURN(store_, Store::Open(config_.store, config_.store_max_bytes));
+  if (!store_) {
+    BUD_ASSIGN_OR_RETURN(store_, OpenQueueStore(config_));
+  }
   store_->SetQueueCaps({config_.max_queued_per_receiver, config_.max_queued_per_sender});
-  const std::string store_dir = ParentDir(AbsolutePath(config_.store));
+  const std::string spool_dir = SpoolDir(config_);
   StreamLimits limits;
   limits.max_payload = static_cast<uint64_t>(config_.max_payload_bytes);
   limits.window = static_cast<uint32_t>(config_.stream_window);
@@ -38,18 +45,22 @@ Status Server::Run() {
   limits.max_upload_bytes_per_org = config_.max_upload_bytes_per_org;
   limits.upload_idle_ms = config_.upload_idle_ms;
   limits.routing = {config_.default_ttl_ms, config_.max_ttl_ms};
-  streams_ = std::make_unique<Streams>(store_->db(), JoinPath(store_dir, "spool"), limits);
+  streams_ = std::make_unique<Streams>(*store_, spool_dir, limits);
   BUD_RETURN_IF_ERROR(streams_->Init());
   quota_ = config_.store_max_bytes;
-  if (quota_ == 0) {
+  if (quota_ == 0 && config_.storage.sqlite()) {
     // Spool reservations count even without a configured cap (docs/operating.md, "Limits").
-    BUD_ASSIGN_OR_RETURN(int64_t db_bytes, DbBytes(store_->db()));
-    BUD_ASSIGN_OR_RETURN(quota_, AutoQuota(store_dir,
+    BUD_ASSIGN_OR_RETURN(int64_t db_bytes, store_->BytesUsed());
+    BUD_ASSIGN_OR_RETURN(quota_, AutoQuota(ParentDir(AbsolutePath(config_.store)),
                                            db_bytes + static_cast<int64_t>(streams_->spool_bytes()),
                                            kAutoQuotaReservePercent));
     streams_->set_store_max_bytes(quota_);
     Log()->info("store quota {} bytes (store_max_bytes = 0: what the store holds plus the free "
                 "space, less {} % of the file system)", quota_, kAutoQuotaReservePercent);
+  } else if (quota_ == 0) {
+    Log()->warn("store_max_bytes = 0 on PostgreSQL: the broker sets no quota of its own; a full "
+                "database server answers DISK_FULL (set store_max_bytes to cap the database and "
+                "the spool files together)");
   }
   LimitDbToQuota();
   BUD_RETURN_IF_ERROR(wire::SeedRoutingIds());  // before the ROUTER draws its first id
@@ -70,13 +81,14 @@ Status Server::Run() {
   std::string endpoint = sock_->get(zmq::sockopt::last_endpoint);
   BUD_RETURN_IF_ERROR(PublishEndpoint(config_.endpoint_file, endpoint));
   auto queued = store_->QueuedCount();
-  Log()->info("broker listening on {} (store {}, {} message(s) queued)", endpoint, config_.store,
+  Log()->info("broker listening on {} (store {}, {} message(s) queued)", endpoint,
+              store_->Describe(),
               queued.ok() ? *queued : -1);
 
   int64_t last_timer = MonoMs();
   int64_t last_sweep = 0;
   int64_t last_checkpoint = MonoMs();
-  while (!StopRequested()) {
+  while (!StopRequested() && !stop_.load(std::memory_order_relaxed)) {
     metrics_.loop_alive_mono_ms.store(MonoMs(), std::memory_order_relaxed);
     metrics_.sessions.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
     zmq::pollitem_t items[] = {{sock_->handle(), 0, ZMQ_POLLIN, 0},
@@ -132,8 +144,8 @@ Status Server::Run() {
       last_sweep = MonoMs();
     }
     if (MonoMs() - last_checkpoint >= config_.checkpoint_ms) {
-      Status c = store_->db().Checkpoint();
-      if (!c.ok()) Log()->warn("WAL checkpoint: {}", c.ToString());
+      Status c = store_->Maintain();
+      if (!c.ok()) Log()->warn("store maintenance (WAL checkpoint): {}", c.ToString());
       last_checkpoint = MonoMs();
     }
   }
@@ -415,13 +427,58 @@ void Server::OnDefer(Session& s, const wire::Defer& defer) {
               pause);
 }
 
+// The commit of this batch may or may not be durable: nothing is answered. A submitter that gets
+// no answer submits again after its timeout (a stored message is then a duplicate, answered
+// ACCEPTED; a lost one is stored then), a receiver reports again, and a notice whose ack was lost
+// is sent again. Deliveries are pumped for every receiver of the batch, in case it was stored.
+void Server::AbandonBatch(const Status& why) {
+  Log()->error("commit of {} submit(s), {} report(s) and {} status ack(s) has an unknown outcome; "
+               "answering nothing, the integration points will send them again: {}",
+               batch_submits_.size(), batch_reports_.size(), batch_acks_.size(), why.ToString());
+  metrics_.commits_unknown.fetch_add(1, std::memory_order_relaxed);
+  for (const auto& item : batch_submits_) dirty_orgs_.insert(item.receiver);
+  for (const auto& rep : batch_reports_) dirty_orgs_.insert(rep.reporter);
+  // Uploads handed over stay handed: their sender's new head hands them over again (or the sweep
+  // settles them), as after a failed commit.
+  finished_uploads_.clear();
+  ClearBatch();
+}
+
+// Every submit of the batch gets RETRY_LATER (its commit failed: nothing was stored).
+void Server::AnswerSubmitsRetryLater(const Status& why) {
+  for (size_t i = 0; i < batch_submits_.size(); ++i) {
+    wire::BrokerMessage m;
+    m.set_protocol_version(wire::kProtocolVersion);
+    auto* r = m.mutable_submit_reply();
+    r->set_message_id(batch_submits_[i].message_id);
+    metrics_.retry_later.fetch_add(1, std::memory_order_relaxed);
+    r->set_code(wire::RETRY_LATER);
+    r->set_reason(RetryLaterReason(why.code()));
+    if (SessionByRid(batch_submit_rids_[i])) Send(batch_submit_rids_[i], m);
+  }
+}
+
+void Server::ClearBatch() {
+  batch_submits_.clear();
+  batch_submit_rids_.clear();
+  batch_submit_us_.clear();
+  batch_reports_.clear();
+  batch_report_rids_.clear();
+  batch_acks_.clear();
+}
+
 void Server::FlushBatch() {
   if (batch_submits_.empty() && batch_reports_.empty() && batch_acks_.empty()) return;
   const int64_t commit_start_us = MonoUs();
-  Status committed = store_->CommitBatch(batch_submits_, batch_reports_, batch_acks_);
+  const CommitResult result = store_->CommitBatch(batch_submits_, batch_reports_, batch_acks_);
   const int64_t committed_us = MonoUs();
   metrics_.commits.fetch_add(1, std::memory_order_relaxed);
   metrics_.commit_seconds.Observe(static_cast<double>(committed_us - commit_start_us) / 1e6);
+  if (result.outcome == CommitOutcome::kUnknown) {
+    AbandonBatch(result.status);
+    return;
+  }
+  const Status& committed = result.status;
   Status reports_committed = committed;
   if (!committed.ok()) {
     Log()->error("commit of {} submit(s), {} report(s) and {} status ack(s) failed, answering "
@@ -432,7 +489,14 @@ void Server::FlushBatch() {
     // wait behind submits that do not fit.
     if (!batch_submits_.empty() && (!batch_reports_.empty() || !batch_acks_.empty())) {
       std::vector<SubmitItem> none;
-      reports_committed = store_->CommitBatch(none, batch_reports_, batch_acks_);
+      const CommitResult again = store_->CommitBatch(none, batch_reports_, batch_acks_);
+      if (again.outcome == CommitOutcome::kUnknown) {
+        // The submits are known not stored; the reports may or may not be.
+        AnswerSubmitsRetryLater(committed);
+        AbandonBatch(again.status);
+        return;
+      }
+      reports_committed = again.status;
     }
     if (!reports_committed.ok() && !batch_acks_.empty()) {
       Log()->warn("{} status ack(s) not stored ({}); those notices are sent again",
@@ -524,12 +588,7 @@ void Server::FlushBatch() {
     }
     if (s) Send(rid, m);
   }
-  batch_submits_.clear();
-  batch_submit_rids_.clear();
-  batch_submit_us_.clear();
-  batch_reports_.clear();
-  batch_report_rids_.clear();
-  batch_acks_.clear();
+  ClearBatch();
 }
 
 void Server::PumpDeliveries(Session& s) {

@@ -3,7 +3,10 @@
 //
 // Operation: one thread owns the socket, the store and every session. Each poll drains up to
 // max_batch frames; their submits, reports and status acks are committed in one transaction
-// (group commit), and only then are ACCEPTED / ReportReply sent. Deliveries are credit-based: at most
+// (group commit), and only then are ACCEPTED / ReportReply sent. When the store cannot tell
+// whether a commit happened (CommitOutcome::kUnknown, a database server's connection lost
+// mid-commit) nothing is answered to that batch: the integration points submit and report again
+// after their timeout, and the dedup makes that exact. Deliveries are credit-based: at most
 // min(hello.credit, max_credit) unacknowledged per receiver; unacknowledged ones are redelivered
 // after ack_timeout_ms or when the receiver reconnects (each such redelivery counts an attempt;
 // max_attempts of them make FEIL). A receiver that answers Defer (disk full, I/O error) gets the
@@ -26,6 +29,7 @@
 // envelope's sender must be it. Without CURVE (development only) Hello names the organisation.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <set>
@@ -35,7 +39,7 @@
 
 #include "broker/config.h"
 #include "broker/metrics.h"
-#include "broker/store.h"
+#include "broker/queue_store.h"
 #include "broker/streams.h"
 #include "common/registry_client.h"
 #include "common/wire/connections.h"
@@ -48,7 +52,12 @@ namespace bud::broker {
 class Server {
  public:
   Server(const Config& config, zmq::context_t& ctx);
+  // With a store already open (the seam tests inject faults through): Run uses it instead of
+  // opening the one the config names.
+  Server(const Config& config, zmq::context_t& ctx, std::unique_ptr<QueueStore> store);
   Status Run();
+  // Run returns at its next turn (any thread may call this), as on SIGTERM.
+  void Stop() { stop_.store(true); }
   const BrokerMetrics& metrics() const { return metrics_; }
 
  private:
@@ -92,6 +101,10 @@ class Server {
   void FlushStreams();
   void LimitDbToQuota();
   void FlushBatch();
+  // A batch whose commit outcome is unknown: nothing answered, the batch dropped.
+  void AbandonBatch(const Status& why);
+  void AnswerSubmitsRetryLater(const Status& why);
+  void ClearBatch();
   void PumpDeliveries(Session& s);
   void PumpNotices(Session& s);
   void CheckTimers();
@@ -109,7 +122,7 @@ class Server {
   std::unique_ptr<wire::ConnectionWatch> connections_;
   std::set<std::string> refused_rids_;            // chosen routing ids already logged (bounded)
   bool curve_ = false;
-  std::unique_ptr<Store> store_;
+  std::unique_ptr<QueueStore> store_;
   std::unique_ptr<Streams> streams_;
   std::vector<std::string> finished_uploads_;     // in this batch's submits; rows go after commit
   uint64_t db_limited_for_spool_ = UINT64_MAX;    // spool bytes the SQLite limit was set for
@@ -124,6 +137,7 @@ class Server {
   std::set<std::string> dirty_orgs_;              // orgs with new deliveries or notices
   std::vector<int64_t> batch_submit_us_;          // when each batched submit arrived (mono µs)
   BrokerMetrics metrics_;
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace bud::broker

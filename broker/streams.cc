@@ -114,8 +114,9 @@ wire::BrokerMessage DeliveryMessage(const std::string& envelope, uint32_t attemp
   return m;
 }
 
-Streams::Streams(storage::Db& db, std::string spool_dir, const StreamLimits& limits)
-    : db_(db),
+Streams::Streams(QueueStore& store, std::string spool_dir, const StreamLimits& limits)
+    : store_(store),
+      chunks_in_store_(store.StoresChunks()),
       dir_(std::move(spool_dir)),
       limits_(limits),
       max_payload_(limits.max_payload),
@@ -136,22 +137,22 @@ std::string Streams::SpoolPath(const std::string& message_id) const {
 }
 
 Status Streams::Init() {
-  BUD_RETURN_IF_ERROR(MakeDirs(dir_));
+  if (dir_.empty() && !chunks_in_store_) {
+    return Status(Code::kInvalidArgument, "no spool folder for the chunks of streamed messages");
+  }
+  if (!dir_.empty()) BUD_RETURN_IF_ERROR(MakeDirs(dir_));
   std::set<std::string> owned;
   std::vector<std::string> unusable;
-  BUD_ASSIGN_OR_RETURN(auto* q, db_.Prepare(
-      "SELECT message_id, sender, receiver, head, next_chunk, expires_ms FROM uploads"));
+  BUD_ASSIGN_OR_RETURN(auto rows, store_.LoadUploads());
   const int64_t now = NowMs();
-  while (true) {
-    BUD_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (!row) break;
-    const std::string id = q->Text(0);
+  for (auto& row : rows) {
+    const std::string id = row.message_id;
     Upload u;
-    u.org = q->Text(1);
-    u.receiver = q->Text(2);
-    u.head = q->Blob(3);
-    u.committed = u.received = static_cast<uint64_t>(q->Int(4));
-    u.expires_ms = q->Int(5);
+    u.org = std::move(row.sender);
+    u.receiver = std::move(row.receiver);
+    u.head = std::move(row.head);
+    u.committed = u.received = row.next_chunk;
+    u.expires_ms = row.expires_ms;
     u.touched_ms = now;  // a restart gives every upload a fresh idle period
     u.started_mono = u.last_log_mono = MonoMs();
     auto head = crypto::ParseStreamHead(u.head, max_payload_);
@@ -165,18 +166,18 @@ Status Streams::Init() {
     // Bytes past the committed chunk may be torn: they go, and are sent again.
     // (The last record is shorter: a complete spool keeps exactly ciphertext_size bytes.)
     const uint64_t keep = std::min(u.layout.RecordOffset(u.committed), u.layout.ciphertext_size);
-    if (::truncate(SpoolPath(id).c_str(), static_cast<off_t>(keep)) != 0 && errno != ENOENT) {
+    if (!chunks_in_store_ && ::truncate(SpoolPath(id).c_str(), static_cast<off_t>(keep)) != 0 &&
+        errno != ENOENT) {
       return ErrnoStatus(errno, "truncating spool of " + id);
     }
     uploads_.emplace(id, std::move(u));
   }
-  q->Reset();
   for (const auto& id : unusable) {
     Log()->warn("upload {} dropped: its head does not parse within max_payload_bytes", id);
-    BUD_ASSIGN_OR_RETURN(auto* del, db_.Prepare("DELETE FROM uploads WHERE message_id=?"));
-    BUD_RETURN_IF_ERROR(del->Bind(1, id).Run());
     // Its spool file, if any, is an orphan now and goes below.
   }
+  BUD_RETURN_IF_ERROR(store_.DropUploads(unusable));
+  if (dir_.empty()) return Status::Ok();  // no spool files: the store keeps the chunks
   BUD_ASSIGN_OR_RETURN(auto names, ListDir(dir_));
   for (const auto& name : names) {
     if (owned.contains(name)) continue;
@@ -240,19 +241,14 @@ void Streams::DropUpload(const std::string& id, const std::string& why) {
   spool_bytes_ -= std::min(spool_bytes_, it->second.layout.ciphertext_size);
   CloseUpload(id);
   (void)RemoveAll(SpoolPath(id));
-  if (auto del = db_.Prepare("DELETE FROM uploads WHERE message_id=?"); del.ok()) {
-    if (Status st = (*del)->Bind(1, id).Run(); !st.ok()) {
-      Log()->error("message {}: cannot delete its upload row: {}", id, st.ToString());
-    }
+  if (Status st = store_.DropUploads({id}); !st.ok()) {
+    Log()->error("message {}: cannot delete its upload row: {}", id, st.ToString());
   }
 }
 
 bool Streams::IsQueued(const std::string& id) {
-  auto m = db_.Prepare("SELECT 1 FROM messages WHERE seq=(SELECT seq FROM seen WHERE message_id=?)");
-  if (!m.ok()) return true;  // unknown: keep the spool
-  auto row = (*m)->Bind(1, id).Step();
-  (*m)->Reset();
-  return !row.ok() || *row;
+  auto queued = store_.IsQueued(id);
+  return !queued.ok() || *queued;  // unknown: keep the spool
 }
 
 size_t Streams::SweepUploads(int64_t now_ms) {
@@ -308,14 +304,9 @@ Streams::Started Streams::OnSubmitStream(
   };
 
   // Known already (queued, delivered or done): the group commit answers as for any duplicate.
-  auto seen = db_.Prepare("SELECT 1 FROM seen WHERE message_id=?");
-  if (seen.ok()) {
-    auto known = (*seen)->Bind(1, id).Step();
-    (*seen)->Reset();
-    if (known.ok() && *known && !uploads_.contains(id)) {
-      out.item = std::move(item);
-      return out;
-    }
+  if (auto known = store_.IsKnown(id); known.ok() && *known && !uploads_.contains(id)) {
+    out.item = std::move(item);
+    return out;
   }
   auto found = uploads_.find(id);
   Upload* u = found == uploads_.end() ? nullptr : &found->second;
@@ -359,25 +350,21 @@ Streams::Started Streams::OnSubmitStream(
     }
   }
   if (u == nullptr && store_max_bytes_ > 0) {
-    // store_max_bytes counts SQLite and the spool files; the whole stream is reserved now.
-    auto db_bytes = DbBytes(db_);
+    // store_max_bytes counts the store and the spool files; the whole stream is reserved now.
+    auto db_bytes = store_.BytesUsed();
     const uint64_t need = head->layout.ciphertext_size;
     if (db_bytes.ok() && static_cast<uint64_t>(*db_bytes) + spool_bytes_ + need >
                              static_cast<uint64_t>(store_max_bytes_)) {
       LogRefusal(org, fmt::format("message {} from {}: streamed upload of {} bytes refused for "
                                   "now (retry later): the store would exceed its quota of {} "
-                                  "bytes ({} bytes in SQLite, {} in spool files)",
+                                  "bytes ({} bytes in the store, {} in spool files)",
                                   id, org, need, store_max_bytes_, *db_bytes, spool_bytes_));
       out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, RetryLaterReason(Code::kDiskFull));
       return out;
     }
   }
   if (u == nullptr) {
-    auto ins = db_.Prepare("INSERT INTO uploads (message_id, sender, receiver, head, next_chunk, "
-                           "expires_ms) VALUES (?, ?, ?, ?, 0, ?)");
-    Status st = ins.ok() ? (*ins)->Bind(1, id).Bind(2, org).Bind(3, item.receiver)
-                               .BindBlob(4, head_bytes).Bind(5, item.expires_ms).Run()
-                         : ins.status();
+    Status st = store_.InsertUpload({id, org, item.receiver, head_bytes, 0, item.expires_ms});
     if (!st.ok()) {
       Log()->error("message {}: cannot record the upload: {}", id, st.ToString());
       out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, "broker could not store the upload");
@@ -411,6 +398,7 @@ Streams::Started Streams::OnSubmitStream(
   }
   u->touched_ms = NowMs();
   u->received = u->committed;  // everything unacknowledged is sent again
+  u->pending.clear();
   if (u->committed == u->layout.chunk_count) {
     // Complete before a crash; the next Flush finishes it.
     u->received = u->committed;
@@ -443,6 +431,11 @@ std::optional<wire::BrokerMessage> Streams::OnUploadChunk(const std::string& org
     return SubmitReplyMsg(id, wire::REJECTED,
                           fmt::format("chunk {} does not fit the head's layout", chunk.index()));
   }
+  if (chunks_in_store_) {
+    u.pending.push_back({chunk.index(), std::move(*chunk.mutable_record())});
+    u.received++;
+    return std::nullopt;
+  }
   if (!EnsureFd(chunk.message_id(), u)) return std::nullopt;  // sent again after StreamStart
   const std::string& rec = chunk.record();
   const off_t off = static_cast<off_t>(u.layout.RecordOffset(chunk.index()));
@@ -459,6 +452,42 @@ std::optional<wire::BrokerMessage> Streams::OnUploadChunk(const std::string& org
   }
   u.received++;
   return std::nullopt;
+}
+
+Status Streams::CheckStoredDigest(const std::string& id, Upload& u) {
+  auto head = crypto::ParseStreamHead(u.head, max_payload_);
+  if (!head.ok()) return head.status();
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  uint64_t total = 0;
+  Status result = Status::Ok();
+  for (uint64_t i = 0; i < u.layout.chunk_count; ++i) {
+    auto rec = store_.ReadChunk(id, i);
+    if (!rec.ok()) {
+      result = rec.status();
+      break;
+    }
+    if (rec->size() != u.layout.RecordSize(i)) {
+      result = Status(Code::kMalformed, fmt::format("stored chunk {} has {} bytes, the head says {}",
+                                                    i, rec->size(), u.layout.RecordSize(i)));
+      break;
+    }
+    total += rec->size();
+    EVP_DigestUpdate(ctx, rec->data(), rec->size());
+  }
+  unsigned char md[32];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  EVP_MD_CTX_free(ctx);
+  if (!result.ok()) return result;
+  if (total != u.layout.ciphertext_size) {
+    return Status(Code::kMalformed, fmt::format("the stored chunks have {} bytes, the head says {}",
+                                                total, u.layout.ciphertext_size));
+  }
+  if (std::string(reinterpret_cast<char*>(md), len) != head->header.payload_sha256()) {
+    return Status(Code::kDigestMismatch, "the stream's SHA-256 is not the one in the head");
+  }
+  return Status::Ok();
 }
 
 Status Streams::CheckDigest(const std::string& id, Upload& u) {
@@ -514,7 +543,7 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
   std::vector<std::string> synced;
   for (const auto& id : dirty) {
     Upload& u = uploads_[id];
-    if (u.received > u.committed && (u.fd < 0 || ::fdatasync(u.fd) != 0)) {
+    if (!chunks_in_store_ && u.received > u.committed && (u.fd < 0 || ::fdatasync(u.fd) != 0)) {
       Log()->error("message {}: fsync of spool failed: {}", id, std::strerror(errno));
       u.received = u.committed;
       continue;
@@ -522,15 +551,22 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
     synced.push_back(id);
   }
   {
-    storage::Transaction tx(db_);
-    Status st = tx.began();
-    for (const auto& id : synced) {
-      if (!st.ok()) break;
-      auto up = db_.Prepare("UPDATE uploads SET next_chunk=? WHERE message_id=?");
-      st = up.ok() ? (*up)->Bind(1, uploads_[id].received).Bind(2, id).Run() : up.status();
+    Status st;
+    if (chunks_in_store_) {
+      std::vector<QueueStore::UploadProgress> progress;
+      for (const auto& id : synced) {
+        Upload& u = uploads_[id];
+        progress.push_back({id, u.received, std::move(u.pending)});
+        u.pending.clear();
+      }
+      st = store_.CommitUploadChunks(progress);
+    } else {
+      std::vector<std::pair<std::string, uint64_t>> positions;
+      for (const auto& id : synced) positions.emplace_back(id, uploads_[id].received);
+      st = store_.SetUploadPositions(positions);
     }
-    if (st.ok()) st = tx.Commit();
     if (!st.ok()) {
+      // Not acknowledged: the sender sends them again after its next StreamStart.
       Log()->error("committing {} upload(s) failed: {}", synced.size(), st.ToString());
       for (const auto& id : synced) uploads_[id].received = uploads_[id].committed;
       return;
@@ -553,7 +589,9 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
     }
     if (u.committed != u.layout.chunk_count) continue;
     // Checked once: a hand-over refused by a queue cap comes back here with the same spool.
-    Status digest = u.digest_checked ? Status::Ok() : CheckDigest(id, u);
+    Status digest = u.digest_checked       ? Status::Ok()
+                    : chunks_in_store_ ? CheckStoredDigest(id, u)
+                                       : CheckDigest(id, u);
     if (!digest.ok()) {
       Log()->warn("message {} from {}: streamed upload refused: {}", id, u.org, digest.ToString());
       const std::string org = u.org;
@@ -575,19 +613,17 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
 
 void Streams::FinishUploads(const std::vector<std::string>& ids) {
   if (ids.empty()) return;
-  storage::Transaction tx(db_);
-  Status st = tx.began();
-  for (const auto& id : ids) {
-    if (!st.ok()) break;
-    auto del = db_.Prepare("DELETE FROM uploads WHERE message_id=?");
-    st = del.ok() ? (*del)->Bind(1, id).Run() : del.status();
-  }
-  if (st.ok()) st = tx.Commit();
-  if (!st.ok()) {
+  if (Status st = store_.DeleteUploads(ids); !st.ok()) {
     Log()->error("removing finished uploads: {}", st.ToString());
     return;  // still handed: a resubmitted head or the sweep settles them
   }
-  for (const auto& id : ids) CloseUpload(id);
+  for (const auto& id : ids) {
+    if (auto it = uploads_.find(id); chunks_in_store_ && it != uploads_.end()) {
+      // Stored: the chunks count in the store's own size from now on.
+      spool_bytes_ -= std::min(spool_bytes_, it->second.layout.ciphertext_size);
+    }
+    CloseUpload(id);
+  }
 }
 
 void Streams::OnResume(const std::string& rid, const std::string& org, const wire::StreamResume& r,
@@ -597,8 +633,8 @@ void Streams::OnResume(const std::string& rid, const std::string& org, const wir
   auto it = outgoing_.find(r.message_id());
   if (it == outgoing_.end()) {
     Outgoing o;
-    o.fd = ::open(SpoolPath(r.message_id()).c_str(), O_RDONLY | O_CLOEXEC);
-    if (o.fd < 0) {
+    if (!chunks_in_store_) o.fd = ::open(SpoolPath(r.message_id()).c_str(), O_RDONLY | O_CLOEXEC);
+    if (!chunks_in_store_ && o.fd < 0) {
       Log()->error("message {}: cannot open spool for delivery: {}", r.message_id(),
                    std::strerror(errno));
       return;
@@ -644,11 +680,26 @@ void Streams::Pump(const std::function<bool(const std::string&, const wire::Brok
       c->set_message_id(id);
       c->set_index(o.next_send);
       std::string* rec = c->mutable_record();
-      rec->resize(size);
-      ssize_t n = ::pread(o.fd, rec->data(), size, static_cast<off_t>(o.layout.RecordOffset(o.next_send)));
-      if (n != static_cast<ssize_t>(size)) {
-        Log()->error("message {}: spool is short at chunk {}; delivery stopped", id, o.next_send);
-        ::close(o.fd);
+      bool read = false;
+      if (chunks_in_store_) {
+        auto stored = store_.ReadChunk(id, o.next_send);
+        if (stored.ok() && stored->size() == size) {
+          *rec = std::move(*stored);
+          read = true;
+        } else if (!stored.ok()) {
+          Log()->error("message {}: reading chunk {}: {}", id, o.next_send,
+                       stored.status().ToString());
+        }
+      } else {
+        rec->resize(size);
+        ssize_t n = ::pread(o.fd, rec->data(), size,
+                            static_cast<off_t>(o.layout.RecordOffset(o.next_send)));
+        read = n == static_cast<ssize_t>(size);
+      }
+      if (!read) {
+        // The receiver asks again (StreamResume) after its next delivery of the head.
+        Log()->error("message {}: chunk {} cannot be read; delivery stopped", id, o.next_send);
+        if (o.fd >= 0) ::close(o.fd);
         outgoing_.erase(it);
         break;
       }
@@ -658,7 +709,7 @@ void Streams::Pump(const std::function<bool(const std::string&, const wire::Brok
         // The session is gone (DropRid has usually ended the transfer already); the spool stays
         // for the redelivery.
         if (auto gone = outgoing_.find(id); gone != outgoing_.end()) {
-          ::close(gone->second.fd);
+          if (gone->second.fd >= 0) ::close(gone->second.fd);
           outgoing_.erase(gone);
         }
         break;
@@ -670,7 +721,7 @@ void Streams::Pump(const std::function<bool(const std::string&, const wire::Brok
 void Streams::DropRid(const std::string& rid) {
   for (auto it = outgoing_.begin(); it != outgoing_.end();) {
     if (it->second.rid == rid) {
-      ::close(it->second.fd);
+      if (it->second.fd >= 0) ::close(it->second.fd);
       it = outgoing_.erase(it);
     } else {
       ++it;
@@ -680,7 +731,7 @@ void Streams::DropRid(const std::string& rid) {
 
 void Streams::Forget(const std::string& message_id) {
   if (auto it = outgoing_.find(message_id); it != outgoing_.end()) {
-    ::close(it->second.fd);
+    if (it->second.fd >= 0) ::close(it->second.fd);
     outgoing_.erase(it);
   }
   struct stat st;

@@ -1,6 +1,6 @@
 // Chunked transfer of streamed envelopes on the broker (docs/large-messages.md).
 //
-// Upload: SubmitStream{head} makes an `uploads` row (head, next_chunk) and a spool file
+// Upload: SubmitStream{head} makes an upload row in the store (head, next_chunk) and a spool file
 // <store dir>/spool/<message-id>; each Chunk is written at its fixed offset
 // (StreamLayout::RecordOffset) when it is the next expected one (others are dropped: the sender
 // resends from the next ChunkAck). Flush() is the group commit: fsync every spool that got
@@ -13,6 +13,14 @@
 // gets Chunk records from there on, at most `window` unacknowledged (ChunkAck).
 //
 // Memory: one record buffer per Pump call; nothing else grows with the payload.
+//
+// Chunks in the store: when the store keeps chunks (QueueStore::StoresChunks, PostgreSQL), there
+// are no spool files: a Chunk's record is held until the group commit, which stores the records
+// and next_chunk in one unit (QueueStore::CommitUploadChunks); the digest is checked over the
+// stored chunks, deliveries read them back (ReadChunk), and they go with their message. So an
+// upload or a delivery resumes on any broker process using the same database. spool_bytes()
+// then counts the reservations of the uploads in progress only; what is stored counts in the
+// store's own BytesUsed. What one turn holds is bounded by the frames it reads (max_batch_bytes).
 //
 // Limits (docs/operating.md, "Limits"): a head is not signature-checked here, so everything it
 // makes the broker hold is capped and expires. At most max_uploads uploads are open, at most
@@ -29,10 +37,9 @@
 #include <string>
 #include <vector>
 
-#include "broker/store.h"
+#include "broker/queue_store.h"
 #include "common/crypto/stream.h"
 #include "common/status.h"
-#include "common/storage/sqlite.h"
 #include "proto/broker.pb.h"
 
 namespace bud::broker {
@@ -85,7 +92,9 @@ struct StreamLimits {
 
 class Streams {
  public:
-  Streams(storage::Db& db, std::string spool_dir, const StreamLimits& limits);
+  // `store` holds the upload rows (and the chunks, when it StoresChunks; `spool_dir` may then be
+  // "") and outlives this object; otherwise the chunks go to spool files in `spool_dir`.
+  Streams(QueueStore& store, std::string spool_dir, const StreamLimits& limits);
   ~Streams();
   Streams(const Streams&) = delete;
   Streams& operator=(const Streams&) = delete;
@@ -157,6 +166,8 @@ class Streams {
     bool digest_checked = false;  // the complete spool matched the head's SHA-256
     int64_t last_log_mono = 0;
     int64_t started_mono = 0;
+    // Chunks in the store (QueueStore::StoresChunks): records received since the last commit.
+    std::vector<QueueStore::ChunkRecord> pending;
   };
   struct Outgoing {
     std::string rid;
@@ -177,8 +188,12 @@ class Streams {
   // Whether a queued message owns this id (true when the store cannot tell: keep its spool).
   bool IsQueued(const std::string& id);
   Status CheckDigest(const std::string& id, Upload& u);
+  // The same over the chunks the store holds.
+  Status CheckStoredDigest(const std::string& id, Upload& u);
 
-  storage::Db& db_;
+  QueueStore& store_;
+  // The store keeps the chunks (rows committed with the upload's position): no spool files.
+  const bool chunks_in_store_;
   std::string dir_;
   StreamLimits limits_;
   uint64_t max_payload_;

@@ -1,6 +1,6 @@
 // What a peer can make the broker hold through streamed uploads, and the store's retention and
 // queue caps, on real SQLite files and spool folders in temp dirs (broker/streams.h,
-// broker/store.h, docs/operating.md "Limits").
+// broker/queue_store.h, docs/operating.md "Limits").
 //
 // Heads are made here field by field and never signed (the broker does not verify them): a
 // version 2 Header with a consistent layout, an Envelope with a dummy signature and no payload.
@@ -10,7 +10,8 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 
-#include "broker/store.h"
+#include "broker/pg_queue_store.h"
+#include "broker/sqlite_queue_store.h"
 #include "broker/streams.h"
 #include "common/clock.h"
 #include "common/crypto/openssl.h"
@@ -18,6 +19,7 @@
 #include "common/fs.h"
 #include "common/uuid.h"
 #include "proto/envelope.pb.h"
+#include "tests/support/postgres.h"
 #include "tests/support/temp_dir.h"
 
 namespace bud::broker {
@@ -76,8 +78,13 @@ size_t Files(const std::string& dir) {
   return names.ok() ? names->size() : 0;
 }
 
-int64_t Count(Store& store, const char* sql) {
-  auto st = store.db().Prepare(sql);
+// Reads the store's file through a connection of its own (committed rows only).
+int64_t Count(const std::string& path, const char* sql) {
+  storage::Db::Options ro;
+  ro.read_only = true;
+  auto db = storage::Db::Open(path, ro);
+  REQUIRE(db.ok());
+  auto st = (*db)->Prepare(sql);
   REQUIRE(st.ok());
   auto row = (*st)->Step();
   REQUIRE(row.ok());
@@ -88,16 +95,16 @@ int64_t Count(Store& store, const char* sql) {
 
 struct Fixture {
   test::TempDir dir;
-  std::unique_ptr<Store> store;
+  std::unique_ptr<SqliteQueueStore> store;
   std::unique_ptr<Streams> streams;
   std::string spool;
 
   explicit Fixture(StreamLimits limits = Defaults()) {
-    auto opened = Store::Open(dir / "broker.db");
+    auto opened = SqliteQueueStore::Open(dir / "broker.db");
     REQUIRE(opened.ok());
     store = std::move(*opened);
     spool = dir / "spool";
-    streams = std::make_unique<Streams>(store->db(), spool, limits);
+    streams = std::make_unique<Streams>(*store, spool, limits);
     REQUIRE(streams->Init().ok());
   }
   static StreamLimits Defaults() {
@@ -154,7 +161,7 @@ TEST_CASE("stream heads hold no descriptor and no spool file, and are capped per
   CHECK(f.streams->open_upload_fds() == 0);
   CHECK(OpenFds() == fds_before);
   CHECK(Files(f.spool) == 0);
-  CHECK(Count(*f.store, "SELECT count(*) FROM uploads") == 5);
+  CHECK(Count(f.dir / "broker.db", "SELECT count(*) FROM uploads") == 5);
   // The whole streams are reserved against the quota from the start.
   CHECK(f.streams->spool_bytes() == 5 * 4 * (kChunk + crypto::kChunkTagBytes));
 }
@@ -219,7 +226,7 @@ TEST_CASE("an upload holds a spool descriptor only while its chunks arrive",
   CHECK(f.streams->open_upload_fds() == 0);
   f.streams->FinishUploads({id});
   CHECK(f.streams->open_uploads() == 0);
-  CHECK(Count(*f.store, "SELECT count(*) FROM uploads") == 0);
+  CHECK(Count(f.dir / "broker.db", "SELECT count(*) FROM uploads") == 0);
 }
 
 TEST_CASE("a complete upload the queue did not take is handed over again after a restart",
@@ -231,9 +238,9 @@ TEST_CASE("a complete upload the queue did not take is handed over again after a
   const std::vector<std::string> records = {Record(0), std::string(100 + crypto::kChunkTagBytes, 'z')};
   const std::string head = Head(id, kA, 2, records, NowMs() + 3600 * 1000, 100);
   {
-    auto store = Store::Open(dir / "broker.db");
+    auto store = SqliteQueueStore::Open(dir / "broker.db");
     REQUIRE(store.ok());
-    Streams streams((*store)->db(), spool, Fixture::Defaults());
+    Streams streams(**store, spool, Fixture::Defaults());
     REQUIRE(streams.Init().ok());
     REQUIRE(streams.OnSubmitStream(kA, head).reply->has_stream_start());
     for (uint64_t i = 0; i < 2; ++i) {
@@ -247,9 +254,9 @@ TEST_CASE("a complete upload the queue did not take is handed over again after a
     streams.Flush([](const std::string&, const wire::BrokerMessage&) {}, &complete);
     REQUIRE(complete.size() == 1);  // handed over, never finished (as when a queue cap refuses)
   }
-  auto store = Store::Open(dir / "broker.db");
+  auto store = SqliteQueueStore::Open(dir / "broker.db");
   REQUIRE(store.ok());
-  Streams streams((*store)->db(), spool, Fixture::Defaults());
+  Streams streams(**store, spool, Fixture::Defaults());
   REQUIRE(streams.Init().ok());
   auto again = streams.OnSubmitStream(kA, head);
   REQUIRE(again.reply);
@@ -285,7 +292,7 @@ TEST_CASE("expired and idle uploads are swept with their rows, spool files and r
   CHECK(f.streams->open_upload_fds() == 0);
   CHECK(f.streams->spool_bytes() == 0);
   CHECK(Files(f.spool) == 0);
-  CHECK(Count(*f.store, "SELECT count(*) FROM uploads") == 0);
+  CHECK(Count(f.dir / "broker.db", "SELECT count(*) FROM uploads") == 0);
   // A swept upload is gone for good: its chunks are dropped, its head starts over.
   f.Chunk(kA, idle, 1);
   auto again = f.Start(kA, Head(idle, kA, 2));
@@ -299,9 +306,9 @@ TEST_CASE("at start, orphan spool files and upload rows whose head does not pars
   const std::string spool = dir / "spool";
   const std::string kept = NewUuid();
   {
-    auto store = Store::Open(dir / "broker.db");
+    auto store = SqliteQueueStore::Open(dir / "broker.db");
     REQUIRE(store.ok());
-    Streams streams((*store)->db(), spool, Fixture::Defaults());
+    Streams streams(**store, spool, Fixture::Defaults());
     REQUIRE(streams.Init().ok());
     REQUIRE(streams.OnSubmitStream(kA, Head(kept, kA, 2)).reply->has_stream_start());
     wire::Chunk c;
@@ -311,24 +318,20 @@ TEST_CASE("at start, orphan spool files and upload rows whose head does not pars
     CHECK_FALSE(streams.OnUploadChunk(kA, c));
     std::vector<SubmitItem> none;
     streams.Flush([](const std::string&, const wire::BrokerMessage&) {}, &none);
-    auto ins = (*store)->db().Prepare(
-        "INSERT INTO uploads (message_id, sender, receiver, head, next_chunk, expires_ms) "
-        "VALUES (?, ?, ?, ?, 0, ?)");
-    REQUIRE(ins.ok());
     const std::string junk = NewUuid();
-    REQUIRE((*ins)->BindAll(junk, std::string(kA), std::string(kB)).BindBlob(4, "junk head").Bind(5, NowMs() + 60000).Run().ok());
+    REQUIRE((*store)->InsertUpload({junk, kA, kB, "junk head", 0, NowMs() + 60000}).ok());
     std::ofstream(spool + "/" + junk) << "bytes";
     std::ofstream(spool + "/" + NewUuid()) << "an orphan";
   }
   CHECK(Files(spool) == 3);
-  auto store = Store::Open(dir / "broker.db");
+  auto store = SqliteQueueStore::Open(dir / "broker.db");
   REQUIRE(store.ok());
-  Streams streams((*store)->db(), spool, Fixture::Defaults());
+  Streams streams(**store, spool, Fixture::Defaults());
   REQUIRE(streams.Init().ok());
   CHECK(streams.open_uploads() == 1);
   CHECK(Files(spool) == 1);
   CHECK(Exists(spool + "/" + kept));
-  CHECK(Count(**store, "SELECT count(*) FROM uploads") == 1);
+  CHECK(Count(dir / "broker.db", "SELECT count(*) FROM uploads") == 1);
 }
 
 TEST_CASE("unverified header fields are bounded and expiry is at most max_ttl ahead",
@@ -376,99 +379,146 @@ TEST_CASE("unverified header fields are bounded and expiry is at most max_ttl ah
   CHECK(forged.status().message().size() < 200);  // the claimed sender is not echoed
 }
 
-TEST_CASE("seen and reports are pruned after the retention window, never while queued",
-          "[broker][retention]") {
-  test::TempDir dir;
-  auto opened = Store::Open(dir / "broker.db");
-  REQUIRE(opened.ok());
-  Store& store = **opened;
-  std::vector<SubmitItem> submits;
-  for (int i = 0; i < 3; ++i) {
-    SubmitItem s;
-    s.message_id = NewUuid();
-    s.sender = kA;
-    s.receiver = kB;
-    s.envelope = "envelope";
-    s.expires_ms = NowMs() + 3600 * 1000;
-    submits.push_back(s);
-  }
-  std::vector<ReportItem> none;
-  REQUIRE(store.CommitBatch(submits, none).ok());
-  std::vector<ReportItem> reports;
-  for (int i = 0; i < 2; ++i) {
-    ReportItem r;
-    r.reporter = kB;
-    r.message_id = submits[static_cast<size_t>(i)].message_id;
-    r.status = wire::MOTTATT;
-    reports.push_back(r);
-  }
-  std::vector<SubmitItem> no_submits;
-  REQUIRE(store.CommitBatch(no_submits, reports).ok());
-  CHECK(Count(store, "SELECT count(*) FROM reports") == 2);
+// The store-level checks of retention and queue caps are in store_conformance_test.cc.
 
-  // Within the window nothing goes.
-  CHECK(*store.PruneHistory(NowMs() - 60000, 1000) == 0);
-  // After it, the delivered ids go with their reports; the queued one stays.
-  auto pruned = store.PruneHistory(NowMs() + 1, 1000);
-  REQUIRE(pruned.ok());
-  CHECK(*pruned == 2);
-  CHECK(Count(store, "SELECT count(*) FROM seen") == 1);
-  CHECK(Count(store, "SELECT count(*) FROM reports") == 0);
-  CHECK(*store.QueuedCount() == 1);
-  // The store uses the index on first_seen_ms to find them.
-  CHECK(Count(store, "SELECT count(*) FROM sqlite_master WHERE name='seen_by_first_seen'") == 1);
+// With the store on PostgreSQL the chunks are rows committed with the upload's position: an
+// upload started on one broker process resumes on another (with a spool folder of its own, left
+// empty), its digest is checked over the stored chunks, a third delivers it from the database,
+// and the chunks go with the message.
+TEST_CASE("on PostgreSQL an upload resumes on another broker and is delivered from a third",
+          "[broker][streams][pg]") {
+  test::PostgresServer pg;
+  storage::pg::ConnectOptions options;
+  options.conninfo = pg.ConnString();
+  options.password_file = pg.PasswordFile();
+  test::TempDir dir;
+  const std::string id = NewUuid();
+  const std::vector<std::string> records = {Record(0), Record(1),
+                                            std::string(100 + crypto::kChunkTagBytes, 'z')};
+  const std::string head = Head(id, kA, 3, records, NowMs() + 3600 * 1000, 100);
+  auto chunk = [&](Streams& s, uint64_t i) {
+    wire::Chunk c;
+    c.set_message_id(id);
+    c.set_index(i);
+    c.set_record(records[i]);
+    CHECK_FALSE(s.OnUploadChunk(kA, c));
+  };
+  {
+    auto store = PgQueueStore::Open(options);
+    REQUIRE(store.ok());
+    Streams first(**store, dir / "spool-1", Fixture::Defaults());
+    REQUIRE(first.Init().ok());
+    auto started = first.OnSubmitStream(kA, head);
+    REQUIRE(started.reply);
+    REQUIRE(started.reply->has_stream_start());
+    CHECK(started.reply->stream_start().next_chunk() == 0);
+    chunk(first, 0);
+    chunk(first, 1);
+    std::vector<wire::BrokerMessage> sent;
+    std::vector<SubmitItem> complete;
+    first.Flush([&](const std::string&, const wire::BrokerMessage& m) { sent.push_back(m); },
+                &complete);
+    REQUIRE(sent.size() == 1);
+    CHECK(sent[0].chunk_ack().next_chunk() == 2);
+    CHECK(complete.empty());
+    chunk(first, 2);  // received, never committed: this broker stops before its group commit
+    CHECK(first.spool_bytes() > 0);  // the whole stream is reserved
+  }
+  CHECK(Files(dir / "spool-1") == 0);  // nothing on this broker's disk
+
+  auto second_store = PgQueueStore::Open(options);
+  REQUIRE(second_store.ok());
+  Streams second(**second_store, dir / "spool-2", Fixture::Defaults());
+  REQUIRE(second.Init().ok());
+  CHECK(second.open_uploads() == 1);
+  auto again = second.OnSubmitStream(kA, head);
+  REQUIRE(again.reply);
+  REQUIRE(again.reply->has_stream_start());
+  CHECK(again.reply->stream_start().next_chunk() == 2);
+  chunk(second, 2);
+  std::vector<SubmitItem> complete;
+  second.Flush([](const std::string&, const wire::BrokerMessage&) {}, &complete);
+  REQUIRE(complete.size() == 1);  // the digest over the stored chunks matched
+  std::vector<ReportItem> none;
+  REQUIRE((*second_store)->CommitBatch(complete, none).durable());
+  second.FinishUploads({id});
+  CHECK(second.open_uploads() == 0);
+  CHECK(second.spool_bytes() == 0);
+  CHECK(Files(dir / "spool-2") == 0);
+
+  auto third_store = PgQueueStore::Open(options);
+  REQUIRE(third_store.ok());
+  Streams third(**third_store, dir / "spool-3", Fixture::Defaults());
+  REQUIRE(third.Init().ok());
+  auto queued = (*third_store)->NextFor(kB, 0, 10);
+  REQUIRE(queued.ok());
+  REQUIRE(queued->size() == 1);
+  CHECK((*queued)[0].envelope == head);
+  wire::StreamResume resume;
+  resume.set_message_id(id);
+  resume.set_next_chunk(1);  // the receiver has chunk 0 already
+  third.OnResume("rid", kB, resume, head);
+  std::vector<wire::Chunk> delivered;
+  third.Pump([&](const std::string&, const wire::BrokerMessage& m) {
+    delivered.push_back(m.chunk());
+    return true;
+  });
+  REQUIRE(delivered.size() == 2);
+  CHECK(delivered[0].index() == 1);
+  CHECK(delivered[0].record() == records[1]);
+  CHECK(delivered[1].index() == 2);
+  CHECK(delivered[1].record() == records[2]);
+
+  std::vector<ReportItem> reports(1);
+  reports[0].reporter = kB;
+  reports[0].message_id = id;
+  reports[0].status = wire::MOTTATT;
+  std::vector<SubmitItem> no_submits;
+  REQUIRE((*third_store)->CommitBatch(no_submits, reports).durable());
+  CHECK((*third_store)->ReadChunk(id, 0).status().code() == Code::kNotFound);
 }
 
-TEST_CASE("a full queue answers RETRY_LATER with its reason, a known id is still a duplicate",
-          "[broker][hostile]") {
+// A dropped upload takes its stored chunks with it; a stream whose stored chunks do not match
+// the head's digest is refused.
+TEST_CASE("on PostgreSQL a swept upload's chunks go, and a wrong digest is refused",
+          "[broker][streams][pg][hostile]") {
+  test::PostgresServer pg;
+  storage::pg::ConnectOptions options;
+  options.conninfo = pg.ConnString();
+  options.password_file = pg.PasswordFile();
   test::TempDir dir;
-  auto opened = Store::Open(dir / "broker.db");
-  REQUIRE(opened.ok());
-  Store& store = **opened;
-  store.SetQueueCaps({/*per_receiver=*/3, /*per_sender=*/2});
-  auto item = [](const std::string& sender) {
-    SubmitItem s;
-    s.message_id = NewUuid();
-    s.sender = sender;
-    s.receiver = kB;
-    s.envelope = "envelope";
-    s.expires_ms = NowMs() + 3600 * 1000;
-    return s;
-  };
-  std::vector<SubmitItem> batch = {item(kA), item(kA), item(kA), item(kC), item(kC)};
-  std::vector<ReportItem> none;
-  REQUIRE(store.CommitBatch(batch, none).ok());
-  CHECK(batch[0].refused.empty());
-  CHECK(batch[1].refused.empty());
-  CHECK_THAT(batch[2].refused, Catch::Contains("max_queued_per_sender"));
-  CHECK(batch[3].refused.empty());
-  CHECK_THAT(batch[4].refused, Catch::Contains("max_queued_per_receiver"));
-  CHECK(*store.QueuedCount() == 3);
-  CHECK_FALSE(store.QueueRoom(kC, kB).empty());
-
-  std::vector<SubmitItem> again = {batch[0]};
-  REQUIRE(store.CommitBatch(again, none).ok());
-  CHECK(again[0].refused.empty());
-  CHECK(again[0].duplicate);
-
-  // A delivery makes room; the counts survive a reopen.
-  ReportItem r;
-  r.reporter = kB;
-  r.message_id = batch[0].message_id;
-  r.status = wire::MOTTATT;
-  std::vector<ReportItem> reports = {r};
-  std::vector<SubmitItem> no_submits;
-  REQUIRE(store.CommitBatch(no_submits, reports).ok());
-  CHECK(store.QueueRoom(kA, kB).empty());
-  opened->reset();
-  auto reopened = Store::Open(dir / "broker.db");
-  REQUIRE(reopened.ok());
-  (*reopened)->SetQueueCaps({3, 2});
-  CHECK((*reopened)->QueueRoom(kA, kB).empty());
-  std::vector<SubmitItem> more = {item(kA), item(kA)};
-  REQUIRE((*reopened)->CommitBatch(more, none).ok());
-  CHECK(more[0].refused.empty());
-  CHECK_FALSE(more[1].refused.empty());
+  auto store = PgQueueStore::Open(options);
+  REQUIRE(store.ok());
+  Streams streams(**store, dir / "spool", Fixture::Defaults());
+  REQUIRE(streams.Init().ok());
+  const std::string idle = NewUuid(), wrong = NewUuid();
+  REQUIRE(streams.OnSubmitStream(kA, Head(idle, kA, 2)).reply->has_stream_start());
+  // The head's digest is over records {0, 1}; other bytes of the right size arrive.
+  REQUIRE(streams.OnSubmitStream(kA, Head(wrong, kA, 1, {Record(0)})).reply->has_stream_start());
+  for (const auto& [id, index] : {std::pair{idle, 0}, std::pair{wrong, 0}}) {
+    wire::Chunk c;
+    c.set_message_id(id);
+    c.set_index(static_cast<uint64_t>(index));
+    c.set_record(id == wrong ? Record(5) : Record(0));
+    CHECK_FALSE(streams.OnUploadChunk(kA, c));
+  }
+  std::vector<wire::BrokerMessage> sent;
+  std::vector<SubmitItem> complete;
+  streams.Flush([&](const std::string&, const wire::BrokerMessage& m) { sent.push_back(m); },
+                &complete);
+  CHECK(complete.empty());
+  bool rejected = false;
+  for (const auto& m : sent) {
+    if (m.has_submit_reply() && m.submit_reply().message_id() == wrong) {
+      rejected = m.submit_reply().code() == wire::REJECTED;
+    }
+  }
+  CHECK(rejected);
+  CHECK((*store)->ReadChunk(wrong, 0).status().code() == Code::kNotFound);
+  REQUIRE((*store)->ReadChunk(idle, 0).ok());
+  CHECK(streams.SweepUploads(NowMs() + 60000) == 1);
+  CHECK((*store)->ReadChunk(idle, 0).status().code() == Code::kNotFound);
+  CHECK((*store)->LoadUploads()->empty());
 }
 
 }  // namespace bud::broker

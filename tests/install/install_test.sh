@@ -164,7 +164,7 @@ refused bud-registry "$root/etc/budstikke/registry/registry.toml" \
   "key 'registry.trust_anchor'" "a missing trust anchor"
 mv "$work/ca-moved.pem" "$root/etc/budstikke/ca.pem"
 rmdir "$root/var/lib/budstikke/broker"
-refused bud-broker "$root/etc/budstikke/broker/broker.toml" "key 'broker.store'" \
+refused bud-broker "$root/etc/budstikke/broker/broker.toml" "key 'store.path'" \
   "a store in a missing folder"
 
 # --- the rest of the install ----------------------------------------------------------------------

@@ -106,6 +106,14 @@ void CheckDelivered(Exchange& ex, const std::string& from, const std::string& to
   CHECK(Exchange::History(in) == kReceiverHistory);
 }
 
+// ExchangeOptions with the broker's store on `pg`.
+ExchangeOptions OnPostgres(const PostgresServer& pg) {
+  ExchangeOptions options;
+  options.broker_pg_url = pg.ConnString();
+  options.broker_pg_password_file = pg.PasswordFile();
+  return options;
+}
+
 // Two messages, A to B and B to A, each with several attachments, through an exchange made
 // with `options`.
 void BothWays(ExchangeOptions options) {
@@ -141,6 +149,12 @@ void BothWays(ExchangeOptions options) {
 
 TEST_CASE("messages with several attachments travel both ways, byte for byte", "[integration]") {
   BothWays({});
+}
+
+TEST_CASE("on PostgreSQL, messages with several attachments travel both ways, byte for byte",
+          "[integration][pg]") {
+  PostgresServer pg;
+  BothWays(OnPostgres(pg));
 }
 
 TEST_CASE("messages travel both ways with the registry's store on PostgreSQL",
@@ -264,9 +278,9 @@ TEST_CASE("a message id dropped again is not sent again", "[integration]") {
   CHECK(Exchange::History(Exchange::Find(at_a, id).front()) == kSenderHistory);
 }
 
-TEST_CASE("a broker killed while the receiver is down loses nothing and delivers once",
-          "[integration]") {
-  Exchange ex;
+namespace {
+void BrokerKilledReceiverDown(const ExchangeOptions& options) {
+  Exchange ex(options);
   ex.ip(kAgencyB).Stop();
 
   const std::string id = NewUuid();
@@ -308,6 +322,19 @@ TEST_CASE("a broker killed while the receiver is down loses nothing and delivers
   INFO("sender's status: " << at_a.dump(2));
   REQUIRE(Exchange::Find(at_a, id).size() == 1);
   CHECK(Exchange::History(Exchange::Find(at_a, id).front()) == kSenderHistory);
+}
+}  // namespace
+
+TEST_CASE("a broker killed while the receiver is down loses nothing and delivers once",
+          "[integration]") {
+  BrokerKilledReceiverDown(ExchangeOptions{});
+}
+
+TEST_CASE("on PostgreSQL, a broker killed while the receiver is down loses nothing and delivers "
+          "once",
+          "[integration][pg]") {
+  PostgresServer pg;
+  BrokerKilledReceiverDown(OnPostgres(pg));
 }
 
 // Regression: `bud-ip status` run while `bud-ip run` opened a new store for the first time

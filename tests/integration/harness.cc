@@ -68,7 +68,7 @@ trust_anchor = "../ca/ca.pem"
 constexpr char kBrokerToml[] = R"([broker]
 listen = {}
 endpoint_file = "broker.endpoint"
-store = "broker.db"
+{}
 heartbeat_ms = 1000
 ack_timeout_ms = 5000
 )";
@@ -602,13 +602,19 @@ void Exchange::WriteRegistryConfig(const std::string& listen) {
 }
 
 void Exchange::WriteBrokerConfig(const std::string& listen) {
-  std::string text = fmt::format(kBrokerToml, Toml(listen));
+  const bool pg = !options_.broker_pg_url.empty();
+  std::string text =
+      fmt::format(kBrokerToml, Toml(listen), pg ? "" : "store = \"broker.db\"");
   for (const auto& [k, v] : options_.broker_settings) text += k + " = " + v + "\n";
   if (options_.curve) {
     text += "curve_key_file = \"curve.key\"\n[registry]\nendpoint = " + Toml(registry_endpoint_) +
             "\nserver_key = " + Toml(registry_key_) + "\n";
   }
   if (options_.http) text += "[http]\nlisten = \"127.0.0.1:0\"\nport_file = \"http.addr\"\n";
+  if (pg) {
+    text += "[store]\nbackend = \"postgresql\"\nurl = " + Toml(options_.broker_pg_url) +
+            "\npassword_file = " + Toml(options_.broker_pg_password_file) + "\n";
+  }
   WriteFile(root() + "/broker/broker.toml", text);
 }
 

@@ -187,6 +187,10 @@ struct ExchangeOptions {
   // --enc): "rsa" (2048 bits, as Norwegian enterprise certificates are), "ec" (P-256).
   std::string sign_key = "rsa";
   std::string enc_key = "rsa";
+  // The broker's store on PostgreSQL instead of SQLite: a libpq connection string and its
+  // password file (tests/support/postgres.h gives both). Empty: broker/broker.db (SQLite).
+  std::string broker_pg_url;
+  std::string broker_pg_password_file;
   // Put before the broker's command line (e.g. strace); BUD_BROKER_WRAPPER when empty.
   std::vector<std::string> broker_wrapper;
   // The registry's store on PostgreSQL ([store] backend = "postgresql"): a libpq connection

@@ -24,6 +24,7 @@
 #include "common/crypto/openssl.h"
 #include "common/uuid.h"
 #include "tests/integration/harness.h"
+#include "tests/support/postgres.h"
 #include "tests/support/sanitizers.h"
 
 namespace bud::test {
@@ -333,6 +334,43 @@ TEST_CASE("a streamed transfer resumes after SIGKILL of the broker and of the re
   CHECK(FileSize(got) == static_cast<int64_t>(size));
   CHECK(FileSha256(got) == sha);
   ex.WaitForStatus(kAgencyA, id, "MOTTATT", Millis(60000));
+}
+
+// With the broker's store on PostgreSQL the chunks are rows of the database, not spool files:
+// a broker SIGKILLed mid-upload resumes from the chunks committed there, and delivers from them.
+TEST_CASE("on PostgreSQL a streamed upload resumes after SIGKILL of the broker, from the "
+          "database",
+          "[large][pg]") {
+  PostgresServer pg;
+  ExchangeOptions opts;
+  opts.broker_pg_url = pg.ConnString();
+  opts.broker_pg_password_file = pg.PasswordFile();
+  Exchange ex(opts);
+  const std::string id = NewUuid();
+  const uint64_t size = 48ull << 20;
+  const std::string sha = DropLarge(ex, kAgencyA, kAgencyB, id, size, 3);
+  auto stored = [&] {
+    const std::string n = pg.AdminQuery(
+        "SELECT coalesce(sum(length(record)), 0)::text FROM broker_chunks", pg.Database());
+    return n.empty() ? int64_t{0} : std::stoll(n);
+  };
+  WaitUntil("16 MiB of chunks in the database", Millis(120000),
+            [&] { return stored() >= 16 * MiB(); });
+  ex.broker().Kill();
+  ex.StartBroker();
+  ex.broker().WaitForLog("upload resuming at chunk", Millis(60000));
+  const std::string blog = ex.broker().LogSinceStart();
+  INFO(blog);
+  CHECK(blog.find("upload resuming at chunk 0 ") == std::string::npos);
+
+  ex.WaitForInbox(kAgencyB, id, Millis(180000));
+  const std::string got = ex.Inbox(kAgencyB) + "/" + id + "/big.bin";
+  CHECK(FileSize(got) == static_cast<int64_t>(size));
+  CHECK(FileSha256(got) == sha);
+  ex.WaitForStatus(kAgencyA, id, "MOTTATT", Millis(60000));
+  CHECK_FALSE(PathExists(ex.root() + "/broker/spool/" + id));  // never a spool file
+  // The chunks went with the message.
+  WaitUntil("the chunks deleted", Millis(10000), [&] { return stored() == 0; });
 }
 
 TEST_CASE("bud-ip status shows a streamed message's bytes sent and received, mid-transfer and "

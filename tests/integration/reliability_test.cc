@@ -44,6 +44,7 @@
 #include "common/wire/zmq.h"
 #include "proto/broker.pb.h"
 #include "tests/integration/harness.h"
+#include "tests/support/postgres.h"
 
 namespace bud::test {
 namespace {
@@ -232,9 +233,11 @@ std::string IntegrityProblem(const std::string& path, bool read_only = false) {
   return s.ok() ? "" : s.ToString();
 }
 
-// Every SQLite file of the exchange: registry, broker and each agency's store.
-Strings SqliteFiles(Exchange& ex) {
-  Strings out = {ex.root() + "/registry/registry.db", ex.root() + "/broker/broker.db"};
+// Every SQLite file of the exchange: registry, broker (unless its store is on PostgreSQL) and
+// each agency's store.
+Strings SqliteFiles(Exchange& ex, bool broker_on_pg = false) {
+  Strings out = {ex.root() + "/registry/registry.db"};
+  if (!broker_on_pg) out.push_back(ex.root() + "/broker/broker.db");
   for (const auto& org : ListDir(ex.root() + "/agencies")) {
     out.push_back(ex.AgencyDir(org) + "/ip.db");
   }
@@ -418,10 +421,9 @@ std::string UnsealedEnvelope(const std::string& id, const std::string& from,
 // ---------------------------------------------------------------------------------------------
 // 1. Crash test
 
-TEST_CASE(
-    "crash: messages from 4 senders survive SIGKILLs of the broker and the receiver and "
-    "arrive exactly once",
-    "[integration][reliability][crash]") {
+// The broker's store on SQLite (pg == nullptr) or on the PostgreSQL server `pg`.
+static void CrashTest(const PostgresServer* pg) {
+  const bool broker_on_pg = pg != nullptr;
   const uint32_t seed = static_cast<uint32_t>(EnvInt("BUD_CRASH_SEED", 20260522));
   const int per_sender = EnvInt("BUD_CRASH_MESSAGES", 500);
   const int broker_kills = EnvInt("BUD_CRASH_KILLS", 5);
@@ -500,6 +502,12 @@ TEST_CASE(
 
   ExchangeOptions options;
   options.agencies = agencies;
+  if (broker_on_pg) {
+    options.broker_pg_url = pg->ConnString();
+    options.broker_pg_password_file = pg->PasswordFile();
+    std::cout << "crash test: the broker's store on PostgreSQL (" << pg->ConnString() << ")"
+              << std::endl;
+  }
   Exchange ex(options);
   INFO("seed " << seed << "; exchange in " << ex.root());
 
@@ -542,7 +550,8 @@ TEST_CASE(
           if (k.broker) {
             ex.broker().Kill();
             const std::string problem =
-                IntegrityProblem(ex.root() + "/broker/broker.db", /*read_only=*/true);
+                broker_on_pg ? ""
+                             : IntegrityProblem(ex.root() + "/broker/broker.db", /*read_only=*/true);
             if (!problem.empty()) integrity_after_kill.push_back("broker.db: " + problem);
             std::this_thread::sleep_for(Millis(k.down_ms));
             ex.StartBroker();
@@ -647,11 +656,11 @@ TEST_CASE(
   for (const auto& org : agencies) ex.ip(org).Stop();
   ex.broker().Stop();
   ex.registry().Stop();
-  for (const auto& path : SqliteFiles(ex)) {
+  for (const auto& path : SqliteFiles(ex, broker_on_pg)) {
     INFO("PRAGMA integrity_check of " << path);
     CHECK(IntegrityProblem(path) == "");
   }
-  CHECK(SqliteFiles(ex).size() == 2 + agencies.size());
+  CHECK(SqliteFiles(ex, broker_on_pg).size() == (broker_on_pg ? 1 : 2) + agencies.size());
 
   // How often the crashes made the de-duplication work (for the record, not asserted: it
   // depends on where the kills landed).
@@ -671,6 +680,23 @@ TEST_CASE(
       seed, total, per_sender, bursts.size(), broker_kills, receiver_kills, dropped_at, inbox_at,
       static_cast<double>(total) / inbox_at, mottatt_at, static_cast<double>(total) / mottatt_at);
   std::fflush(stdout);
+}
+
+TEST_CASE(
+    "crash: messages from 4 senders survive SIGKILLs of the broker and the receiver and "
+    "arrive exactly once",
+    "[integration][reliability][crash]") {
+  CrashTest(nullptr);
+}
+
+// The same with the broker's store on a real PostgreSQL 15 (started by the test): each SIGKILL
+// of the broker drops its connection, possibly with a COMMIT in flight.
+TEST_CASE(
+    "crash on PostgreSQL: messages from 4 senders survive SIGKILLs of the broker and the "
+    "receiver and arrive exactly once",
+    "[integration][reliability][crash][pg]") {
+  PostgresServer pg;
+  CrashTest(&pg);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
-// `bud-broker stats` (broker::Stats on a read-only connection beside the writer) and
+// `bud-broker stats` (the store's read side opened read-only beside the writer) and
 // `bud-registry list`, on real stores: exact numbers from a store with known contents, the table
 // for people and JSON that parses.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include "broker/store.h"
+#include "broker/sqlite_queue_store.h"
 #include "common/clock.h"
 #include "common/fs.h"
 #include "tests/ops/fixtures.h"
@@ -29,8 +29,8 @@ broker::SubmitItem Submit(const std::string& id, const std::string& from, const 
 
 // A store with: to B four messages (100, 200, 300, 400 bytes) of which B reported the 400-byte one
 // MOTTATT (a notice for A), the 200-byte one failed twice; to C one message of 50 bytes from B.
-std::unique_ptr<broker::Store> MakeStore(const std::string& path) {
-  auto store = broker::Store::Open(path);
+std::unique_ptr<broker::SqliteQueueStore> MakeStore(const std::string& path) {
+  auto store = broker::SqliteQueueStore::Open(path);
   REQUIRE(store.ok());
   std::vector<broker::SubmitItem> submits = {Submit("m1", kA, kB, 100), Submit("m2", kA, kB, 200),
                                              Submit("m3", kA, kB, 300), Submit("m4", kA, kB, 400),
@@ -55,10 +55,10 @@ TEST_CASE("Stats counts queues, notices and history on a read-only connection be
   const int64_t before = NowMs();
   auto writer = MakeStore(t / "broker.db");  // stays open, as the running broker's would
   const int64_t after = NowMs();
-  auto db = broker::OpenStoreReadOnly(t / "broker.db");
+  auto db = broker::OpenSqliteQueueReader(t / "broker.db");
   INFO(db.status().ToString());
   REQUIRE(db.ok());
-  auto stats = broker::Stats(**db);
+  auto stats = (*db)->Stats();
   INFO(stats.status().ToString());
   REQUIRE(stats.ok());
   CHECK(stats->schema_version == broker::SchemaVersion());
@@ -94,7 +94,7 @@ TEST_CASE("Stats counts queues, notices and history on a read-only connection be
   std::vector<broker::ReportItem> reports = {r};
   std::vector<broker::SubmitItem> none;
   REQUIRE(writer->CommitBatch(none, reports).ok());
-  auto later = broker::Stats(**db, /*count_history=*/false);
+  auto later = (*db)->Stats(/*count_history=*/false);
   REQUIRE(later.ok());
   CHECK(later->receivers.size() == 1);
   CHECK(later->queued == 3);
@@ -168,7 +168,7 @@ TEST_CASE("bud-broker stats on a missing, empty or foreign store says so", "[ops
   CHECK_THAT(r.err, Catch::Matchers::Contains("schema version 1"));
 
   {
-    auto fresh = broker::Store::Open(t / "empty.db");
+    auto fresh = broker::SqliteQueueStore::Open(t / "empty.db");
     REQUIRE(fresh.ok());
   }
   r = RunCommand({BUD_BROKER_BIN, "stats", "--store", t / "empty.db"});

@@ -1,8 +1,7 @@
-// Broker store. See store.h and docs/storage.md.
-#include "broker/store.h"
+// The broker store on SQLite. See sqlite_queue_store.h and docs/storage.md.
+#include "broker/sqlite_queue_store.h"
 
 #include <fmt/format.h>
-#include <sys/statvfs.h>
 
 #include <functional>
 
@@ -87,7 +86,7 @@ const std::vector<std::string> kMigrations = {
          next_chunk INTEGER NOT NULL,
          expires_ms INTEGER NOT NULL
        ) WITHOUT ROWID;)",
-    // 6: `seen` and `reports` are pruned after the retention window (Store::PruneHistory); the
+    // 6: `seen` and `reports` are pruned after the retention window (SqliteQueueStore::PruneHistory); the
     // oldest ids are found through this index. first_seen_ms grows with time, so its inserts
     // land on the index's last page, not on a random one.
     R"(CREATE INDEX seen_by_first_seen ON seen(first_seen_ms);)",
@@ -108,7 +107,10 @@ int SchemaVersion() { return static_cast<int>(kMigrations.size()); }
 
 const std::vector<std::string>& Migrations() { return kMigrations; }
 
-Result<StoreStats> Stats(storage::Db& db, bool count_history) {
+namespace {
+// The statistics of the broker store open in `db`, in one read transaction; `db` must not be
+// inside a transaction.
+Result<StoreStats> ReadStats(storage::Db& db, bool count_history) {
   // A read transaction: every count below sees the same snapshot.
   BUD_RETURN_IF_ERROR(db.Exec("BEGIN"));
   struct EndRead {
@@ -148,16 +150,11 @@ Result<StoreStats> Stats(storage::Db& db, bool count_history) {
       c->Reset();
     }
   }
+  BUD_ASSIGN_OR_RETURN(auto* u, db.Prepare("SELECT count(*) FROM uploads"));
+  BUD_ASSIGN_OR_RETURN(bool urow, u->Step());
+  out.uploads = urow ? u->Int(0) : 0;
+  u->Reset();
   return out;
-}
-
-Result<std::unique_ptr<storage::Db>> OpenStoreReadOnly(const std::string& path) {
-  if (!Exists(path)) {
-    return Status(Code::kNotFound, fmt::format("there is no broker store at '{}' (check "
-                                               "broker.store; `bud-broker run` creates it)",
-                                               path));
-  }
-  return storage::Db::OpenStoreReadOnly(path, static_cast<int>(kMigrations.size()), "bud-broker");
 }
 
 Result<int64_t> DbBytes(storage::Db& db) {
@@ -169,10 +166,67 @@ Result<int64_t> DbBytes(storage::Db& db) {
   return bytes;
 }
 
-Result<std::unique_ptr<Store>> Store::Open(const std::string& path, int64_t max_bytes) {
+Result<int64_t> CountQueuedRows(storage::Db& db) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db.Prepare("SELECT count(*) FROM messages"));
+  BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+  int64_t n = row ? st->Int(0) : 0;
+  st->Reset();
+  return n;
+}
+
+// The read side on a read-only connection (admin commands, /metrics).
+class SqliteQueueReader final : public QueueStoreReader {
+ public:
+  explicit SqliteQueueReader(std::unique_ptr<storage::Db> db) : db_(std::move(db)) {}
+  Result<StoreStats> Stats(bool count_history) override { return ReadStats(*db_, count_history); }
+  Result<int64_t> QueuedCount() override { return CountQueuedRows(*db_); }
+  Result<int64_t> BytesUsed() override { return DbBytes(*db_); }
+  std::string Describe() const override { return "SQLite file " + db_->path(); }
+
+ private:
+  std::unique_ptr<storage::Db> db_;
+};
+}  // namespace
+
+Result<std::unique_ptr<QueueStoreReader>> OpenSqliteQueueReader(const std::string& path) {
+  if (!Exists(path)) {
+    return Status(Code::kNotFound, fmt::format("there is no broker store at '{}' (check "
+                                               "broker.store; `bud-broker run` creates it)",
+                                               path));
+  }
+  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStoreReadOnly(
+                                    path, static_cast<int>(kMigrations.size()), "bud-broker"));
+  return std::unique_ptr<QueueStoreReader>(std::make_unique<SqliteQueueReader>(std::move(db)));
+}
+
+Result<StoreStats> SqliteQueueStore::Stats(bool count_history) {
+  return ReadStats(*db_, count_history);
+}
+
+Result<int64_t> SqliteQueueStore::BytesUsed() { return DbBytes(*db_); }
+
+std::string SqliteQueueStore::Describe() const { return "SQLite file " + db_->path(); }
+
+Result<SqliteQueueStore::Durability> SqliteQueueStore::durability() {
+  Durability d;
+  BUD_ASSIGN_OR_RETURN(auto* s, db_->Prepare("PRAGMA synchronous"));
+  BUD_ASSIGN_OR_RETURN(bool row, s->Step());
+  d.synchronous = row ? s->Int(0) : -1;
+  s->Reset();
+  BUD_ASSIGN_OR_RETURN(auto* j, db_->Prepare("PRAGMA journal_mode"));
+  BUD_ASSIGN_OR_RETURN(row, j->Step());
+  d.journal_mode = row ? j->Text(0) : "";
+  j->Reset();
+  return d;
+}
+
+Status SqliteQueueStore::Maintain() { return db_->Checkpoint(); }
+
+Result<std::unique_ptr<SqliteQueueStore>> SqliteQueueStore::Open(const std::string& path,
+                                                                int64_t max_bytes) {
   BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStore(path, kMigrations));
   BUD_RETURN_IF_ERROR(db->Exec(fmt::format("PRAGMA cache_size=-{}", kCacheKib)));
-  std::unique_ptr<Store> store(new Store(std::move(db)));
+  std::unique_ptr<SqliteQueueStore> store(new SqliteQueueStore(std::move(db)));
   BUD_ASSIGN_OR_RETURN(store->checkpointer_,
                        storage::Checkpointer::Attach(*store->db_, kCheckpointPages));
   // Above every seq ever handed out: AUTOINCREMENT's counter survives deletes, max(seq) covers a
@@ -199,12 +253,12 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, int64_t max_
   return store;
 }
 
-void Store::CountQueued(const std::string& sender, const std::string& receiver, int64_t delta) {
+void SqliteQueueStore::CountQueued(const std::string& sender, const std::string& receiver, int64_t delta) {
   pending_by_sender_[sender] += delta;
   pending_by_receiver_[receiver] += delta;
 }
 
-void Store::ApplyPendingCounts() {
+void SqliteQueueStore::ApplyPendingCounts() {
   for (auto* p : {&pending_by_sender_, &pending_by_receiver_}) {
     auto& target = p == &pending_by_sender_ ? queued_by_sender_ : queued_by_receiver_;
     for (const auto& [org, delta] : *p) {
@@ -215,7 +269,7 @@ void Store::ApplyPendingCounts() {
   }
 }
 
-std::string Store::QueueRoom(const std::string& sender, const std::string& receiver) const {
+std::string SqliteQueueStore::QueueRoom(const std::string& sender, const std::string& receiver) const {
   auto count = [](const std::map<std::string, int64_t>& committed,
                   const std::map<std::string, int64_t>& pending, const std::string& org) {
     int64_t n = 0;
@@ -238,7 +292,7 @@ std::string Store::QueueRoom(const std::string& sender, const std::string& recei
   return std::string();
 }
 
-Result<int64_t> Store::PruneHistory(int64_t before_ms, int limit) {
+Result<int64_t> SqliteQueueStore::PruneHistory(int64_t before_ms, int limit) {
   BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
       "SELECT message_id FROM seen WHERE first_seen_ms<? "
       "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.seq=seen.seq) "
@@ -264,16 +318,7 @@ Result<int64_t> Store::PruneHistory(int64_t before_ms, int limit) {
   return static_cast<int64_t>(ids.size());
 }
 
-Result<int64_t> AutoQuota(const std::string& path, int64_t in_use, int64_t reserve_percent) {
-  struct statvfs fs;
-  if (::statvfs(path.c_str(), &fs) != 0) return ErrnoStatus(errno, "statvfs " + path);
-  const auto unit = static_cast<int64_t>(fs.f_frsize ? fs.f_frsize : fs.f_bsize);
-  const int64_t size = static_cast<int64_t>(fs.f_blocks) * unit;
-  const int64_t avail = static_cast<int64_t>(fs.f_bavail) * unit;
-  return in_use + std::max<int64_t>(avail - size / 100 * reserve_percent, 0);
-}
-
-Status Store::LimitBytes(int64_t max_bytes) {
+Status SqliteQueueStore::LimitBytes(int64_t max_bytes) {
   BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare("PRAGMA page_size"));
   BUD_ASSIGN_OR_RETURN(bool row, q->Step());
   const int64_t page = row && q->Int(0) > 0 ? q->Int(0) : 4096;
@@ -282,7 +327,7 @@ Status Store::LimitBytes(int64_t max_bytes) {
   return db_->Exec(fmt::format("PRAGMA max_page_count={}", std::max<int64_t>(max_bytes / page, 16)));
 }
 
-Result<int64_t> Store::AddAttempts(const std::vector<std::string>& message_ids) {
+Result<int64_t> SqliteQueueStore::AddAttempts(const std::vector<std::string>& message_ids) {
   if (message_ids.empty()) return int64_t{0};
   storage::Transaction tx(*db_);
   BUD_RETURN_IF_ERROR(tx.began());
@@ -296,7 +341,7 @@ Result<int64_t> Store::AddAttempts(const std::vector<std::string>& message_ids) 
   return static_cast<int64_t>(message_ids.size());
 }
 
-Result<std::vector<Expired>> Store::FailExhausted(int64_t max_attempts, int64_t now_ms) {
+Result<std::vector<Expired>> SqliteQueueStore::FailExhausted(int64_t max_attempts, int64_t now_ms) {
   BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
       "SELECT message_id, sender, receiver, attempts FROM messages "
       "WHERE attempts>0 AND attempts>=? LIMIT 1000"));  // attempts>0: the partial index
@@ -307,7 +352,7 @@ Result<std::vector<Expired>> Store::FailExhausted(int64_t max_attempts, int64_t 
   });
 }
 
-Result<std::vector<Expired>> Store::ExpireDue(int64_t now_ms, int limit) {
+Result<std::vector<Expired>> SqliteQueueStore::ExpireDue(int64_t now_ms, int limit) {
   BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
       "SELECT message_id, sender, receiver, expires_ms FROM messages WHERE expires_ms<=? "
       "ORDER BY expires_ms LIMIT ?"));
@@ -320,7 +365,7 @@ Result<std::vector<Expired>> Store::ExpireDue(int64_t now_ms, int limit) {
 
 // Ends every queued message `query` selects (message_id, sender, receiver, one number for the
 // reason) with `status`, in one transaction, through the same path as a receiver's report.
-Result<std::vector<Expired>> Store::Conclude(
+Result<std::vector<Expired>> SqliteQueueStore::Conclude(
     storage::Stmt& query, MsgStatus status, int64_t now_ms,
     const std::function<std::string(const Expired&, int64_t)>& reason) {
   pending_by_receiver_.clear();
@@ -354,14 +399,22 @@ Result<std::vector<Expired>> Store::Conclude(
   return out;
 }
 
-Status Store::CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
-                          const std::vector<NoticeAck>& acks) {
+CommitResult SqliteQueueStore::CommitBatch(std::vector<SubmitItem>& submits,
+                                           std::vector<ReportItem>& reports,
+                                           const std::vector<NoticeAck>& acks) {
+  // SQLite knows whether its own commit happened: durable or failed, never unknown.
+  return CommitResult::From(DoCommitBatch(submits, reports, acks));
+}
+
+Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
+                                       std::vector<ReportItem>& reports,
+                                       const std::vector<NoticeAck>& acks) {
   const int64_t now = NowMs();
   pending_by_receiver_.clear();
   pending_by_sender_.clear();
   // Any early return below leaves the counts as committed.
   struct DropPending {
-    Store& store;
+    SqliteQueueStore& store;
     bool keep = false;
     ~DropPending() {
       if (!keep) {
@@ -424,7 +477,7 @@ Status Store::CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportIt
 
 // Inside CommitBatch's transaction. A refused report (not the reporter's message) is recorded in
 // r.result and is not an error of the batch.
-Status Store::ApplyReport(ReportItem& r, int64_t now) {
+Status SqliteQueueStore::ApplyReport(ReportItem& r, int64_t now) {
   BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
       "SELECT sender, receiver, seq FROM seen WHERE message_id=?"));
   q->Bind(1, r.message_id);
@@ -461,7 +514,7 @@ Status Store::ApplyReport(ReportItem& r, int64_t now) {
   return Status::Ok();
 }
 
-Result<std::vector<Queued>> Store::NextFor(const std::string& receiver, int64_t after_seq,
+Result<std::vector<Queued>> SqliteQueueStore::NextFor(const std::string& receiver, int64_t after_seq,
                                            int limit) {
   BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
       "SELECT seq, message_id, envelope FROM messages WHERE receiver=? AND seq>? "
@@ -476,7 +529,7 @@ Result<std::vector<Queued>> Store::NextFor(const std::string& receiver, int64_t 
   return out;
 }
 
-Result<std::optional<Queued>> Store::BySeq(int64_t seq) {
+Result<std::optional<Queued>> SqliteQueueStore::BySeq(int64_t seq) {
   BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
       "SELECT seq, message_id, envelope FROM messages WHERE seq=?"));
   st->Bind(1, seq);
@@ -487,7 +540,7 @@ Result<std::optional<Queued>> Store::BySeq(int64_t seq) {
   return std::optional<Queued>(std::move(q));
 }
 
-Result<std::vector<Notice>> Store::NoticesFor(const std::string& org, int64_t after_id,
+Result<std::vector<Notice>> SqliteQueueStore::NoticesFor(const std::string& org, int64_t after_id,
                                               int limit) {
   BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
       "SELECT notice_id, message_id, status, reason, at_ms FROM notices "
@@ -503,12 +556,84 @@ Result<std::vector<Notice>> Store::NoticesFor(const std::string& org, int64_t af
   return out;
 }
 
-Result<int64_t> Store::QueuedCount() {
-  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT count(*) FROM messages"));
-  BUD_ASSIGN_OR_RETURN(bool row, st->Step());
-  int64_t n = row ? st->Int(0) : 0;
+Result<int64_t> SqliteQueueStore::QueuedCount() { return CountQueuedRows(*db_); }
+
+Result<int64_t> SqliteQueueStore::Attempts(const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "SELECT attempts FROM messages WHERE seq=(SELECT seq FROM seen WHERE message_id=?)"));
+  BUD_ASSIGN_OR_RETURN(bool row, st->Bind(1, message_id).Step());
+  if (!row) return Status(Code::kNotFound, fmt::format("message {} is not queued", message_id));
+  const int64_t n = st->Int(0);
   st->Reset();
   return n;
+}
+
+Result<bool> SqliteQueueStore::IsKnown(const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT 1 FROM seen WHERE message_id=?"));
+  BUD_ASSIGN_OR_RETURN(bool row, st->Bind(1, message_id).Step());
+  st->Reset();
+  return row;
+}
+
+Result<bool> SqliteQueueStore::IsQueued(const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "SELECT 1 FROM messages WHERE seq=(SELECT seq FROM seen WHERE message_id=?)"));
+  BUD_ASSIGN_OR_RETURN(bool row, st->Bind(1, message_id).Step());
+  st->Reset();
+  return row;
+}
+
+Result<std::vector<UploadRow>> SqliteQueueStore::LoadUploads() {
+  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
+      "SELECT message_id, sender, receiver, head, next_chunk, expires_ms FROM uploads"));
+  std::vector<UploadRow> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, q->Step());
+    if (!row) break;
+    out.push_back({q->Text(0), q->Text(1), q->Text(2), q->Blob(3),
+                   static_cast<uint64_t>(std::max<int64_t>(q->Int(4), 0)), q->Int(5)});
+  }
+  return out;
+}
+
+Status SqliteQueueStore::InsertUpload(const UploadRow& row) {
+  BUD_ASSIGN_OR_RETURN(auto* known, db_->Prepare("SELECT 1 FROM uploads WHERE message_id=?"));
+  BUD_ASSIGN_OR_RETURN(bool exists, known->Bind(1, row.message_id).Step());
+  known->Reset();
+  if (exists) {
+    return Status(Code::kAlreadyExists,
+                  fmt::format("an upload of message {} is in progress", row.message_id));
+  }
+  BUD_ASSIGN_OR_RETURN(auto* ins, db_->Prepare(
+      "INSERT INTO uploads (message_id, sender, receiver, head, next_chunk, expires_ms) "
+      "VALUES (?, ?, ?, ?, ?, ?)"));
+  ins->BindAll(row.message_id, row.sender, row.receiver);
+  ins->BindBlob(4, row.head).Bind(5, row.next_chunk).Bind(6, row.expires_ms);
+  return ins->Run();
+}
+
+Status SqliteQueueStore::SetUploadPositions(
+    const std::vector<std::pair<std::string, uint64_t>>& positions) {
+  if (positions.empty()) return Status::Ok();
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  for (const auto& [id, next] : positions) {
+    BUD_ASSIGN_OR_RETURN(auto* up, db_->Prepare(
+        "UPDATE uploads SET next_chunk=? WHERE message_id=?"));
+    BUD_RETURN_IF_ERROR(up->Bind(1, next).Bind(2, id).Run());
+  }
+  return tx.Commit();
+}
+
+Status SqliteQueueStore::DeleteUploads(const std::vector<std::string>& message_ids) {
+  if (message_ids.empty()) return Status::Ok();
+  storage::Transaction tx(*db_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  for (const auto& id : message_ids) {
+    BUD_ASSIGN_OR_RETURN(auto* del, db_->Prepare("DELETE FROM uploads WHERE message_id=?"));
+    BUD_RETURN_IF_ERROR(del->Bind(1, id).Run());
+  }
+  return tx.Commit();
 }
 
 }  // namespace bud::broker

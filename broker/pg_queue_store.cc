@@ -1,0 +1,778 @@
+// The broker store on PostgreSQL. See pg_queue_store.h and docs/storage.md.
+#include "broker/pg_queue_store.h"
+
+#include <fmt/format.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+
+namespace bud::broker {
+
+namespace pg = storage::pg;
+
+namespace {
+std::shared_ptr<spdlog::logger> Log() { return Logger("broker"); }
+
+// One script per version; migrations[i] brings the schema from version i to i + 1.
+const std::vector<std::string> kPgMigrations = {
+    R"(CREATE SEQUENCE broker_message_seq;
+       CREATE TABLE broker_messages (
+         seq bigint PRIMARY KEY,
+         message_id text NOT NULL,
+         sender text NOT NULL,
+         receiver text NOT NULL,
+         envelope bytea NOT NULL,
+         received_ms bigint NOT NULL,
+         expires_ms bigint NOT NULL,
+         attempts integer NOT NULL DEFAULT 0
+       );
+       CREATE INDEX broker_messages_by_receiver ON broker_messages(receiver, seq);
+       CREATE INDEX broker_messages_by_expiry ON broker_messages(expires_ms);
+       CREATE INDEX broker_messages_with_attempts ON broker_messages(attempts) WHERE attempts > 0;
+       CREATE TABLE broker_seen (
+         message_id text PRIMARY KEY,
+         sender text NOT NULL,
+         receiver text NOT NULL,
+         first_seen_ms bigint NOT NULL,
+         seq bigint
+       );
+       CREATE INDEX broker_seen_by_first_seen ON broker_seen(first_seen_ms);
+       CREATE TABLE broker_reports (
+         message_id text NOT NULL,
+         status integer NOT NULL,
+         PRIMARY KEY (message_id, status)
+       );
+       CREATE TABLE broker_notices (
+         notice_id bigserial PRIMARY KEY,
+         org text NOT NULL,
+         message_id text NOT NULL,
+         status integer NOT NULL,
+         reason text NOT NULL,
+         at_ms bigint NOT NULL
+       );
+       CREATE INDEX broker_notices_by_org ON broker_notices(org, notice_id);
+       CREATE TABLE broker_uploads (
+         message_id text PRIMARY KEY,
+         sender text NOT NULL,
+         receiver text NOT NULL,
+         head bytea NOT NULL,
+         next_chunk bigint NOT NULL,
+         expires_ms bigint NOT NULL
+       );)",
+    // 2: the chunks of streamed messages, in the database (rows per chunk). Their records are
+    // ciphertext: stored out of line, not compressed.
+    R"(CREATE TABLE broker_chunks (
+         message_id text NOT NULL,
+         idx bigint NOT NULL,
+         record bytea NOT NULL,
+         PRIMARY KEY (message_id, idx)
+       );
+       ALTER TABLE broker_chunks ALTER COLUMN record SET STORAGE EXTERNAL;)",
+};
+
+// Held while the schema is created or migrated (pg_advisory_xact_lock): "bud-broker".
+constexpr int64_t kSchemaLock = 0x6275642d62726f6b;
+constexpr int64_t kBytesRefreshMs = 2000;
+
+pg::ConnectOptions Defaults(pg::ConnectOptions options) {
+  if (options.application_name == "budstikke") options.application_name = "bud-broker";
+  return options;
+}
+
+// synchronous_commit is the server's default; the broker says so itself, whatever the server's
+// or the role's settings are.
+Status SetUpSession(pg::Connection& c) {
+  return c.ExecScript("SET synchronous_commit = on");
+}
+
+// The schema version, 0 when there is no schema yet.
+Result<int> ReadVersion(pg::Connection& c) {
+  BUD_ASSIGN_OR_RETURN(auto t, c.Exec("SELECT to_regclass('broker_schema') IS NOT NULL"));
+  if (t.empty() || t.Int(0, 0) == 0) return 0;
+  BUD_ASSIGN_OR_RETURN(auto v, c.Exec("SELECT max(version) FROM broker_schema"));
+  return v.empty() || v.IsNull(0, 0) ? 0 : static_cast<int>(v.Int(0, 0));
+}
+
+Status CheckVersion(pg::Connection& c) {
+  BUD_ASSIGN_OR_RETURN(int version, ReadVersion(c));
+  if (version != PgSchemaVersion()) {
+    return Status(Code::kUnsupported,
+                  fmt::format("the broker store in {} has schema version {}, this release reads "
+                              "version {} (`bud-broker db migrate` or `bud-broker run` migrates it)",
+                              c.description(), version, PgSchemaVersion()));
+  }
+  return Status::Ok();
+}
+
+// Creates or migrates the schema in one transaction; returns the version found.
+Result<int> Migrate(pg::Connection& c) {
+  pg::Transaction tx(c);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_RETURN_IF_ERROR(c.Exec("SELECT pg_advisory_xact_lock($1)", pg::Params::Of(kSchemaLock))
+                          .status());
+  BUD_RETURN_IF_ERROR(c.ExecScript("CREATE TABLE IF NOT EXISTS broker_schema (version integer NOT NULL)"));
+  BUD_ASSIGN_OR_RETURN(int from, ReadVersion(c));
+  if (from > PgSchemaVersion()) {
+    return Status(Code::kUnsupported,
+                  fmt::format("the broker store in {} has schema version {}, newer than this "
+                              "release's {}; run the release that wrote it",
+                              c.description(), from, PgSchemaVersion()));
+  }
+  if (from == PgSchemaVersion()) return from;  // rolled back: nothing was changed
+  for (int v = from; v < PgSchemaVersion(); ++v) {
+    BUD_RETURN_IF_ERROR(c.ExecScript(kPgMigrations[static_cast<size_t>(v)]));
+  }
+  BUD_RETURN_IF_ERROR(c.ExecScript("DELETE FROM broker_schema"));
+  BUD_RETURN_IF_ERROR(c.Exec("INSERT INTO broker_schema(version) VALUES ($1)",
+                             pg::Params::Of(static_cast<int64_t>(PgSchemaVersion())))
+                          .status());
+  pg::CommitResult done = tx.Commit();
+  if (!done.durable()) return done.status.Context("migrating the broker schema");
+  Log()->info("broker store {}: schema version {} (was {})", c.description(), PgSchemaVersion(),
+              from);
+  return from;
+}
+
+Result<StoreStats> ReadStats(pg::Connection& c, bool count_history) {
+  // One snapshot for every count below.
+  pg::Transaction tx(c, pg::Transaction::Isolation::kRepeatableRead);
+  BUD_RETURN_IF_ERROR(tx.began());
+  StoreStats out;
+  BUD_ASSIGN_OR_RETURN(out.schema_version, ReadVersion(c));
+  BUD_ASSIGN_OR_RETURN(
+      auto q, c.Exec("SELECT receiver, count(*)::bigint, sum(length(envelope))::bigint, "
+                     "min(received_ms), count(*) FILTER (WHERE attempts > 0)::bigint, "
+                     "max(attempts) FROM broker_messages GROUP BY receiver ORDER BY receiver"));
+  for (int i = 0; i < q.size(); ++i) {
+    ReceiverStats r{q.Text(i, 0), q.Int(i, 1), q.Int(i, 2), q.Int(i, 3), q.Int(i, 4), q.Int(i, 5)};
+    out.queued += r.queued;
+    out.bytes += r.bytes;
+    out.receivers.push_back(std::move(r));
+  }
+  BUD_ASSIGN_OR_RETURN(auto n, c.Exec("SELECT org, count(*)::bigint, min(at_ms) FROM "
+                                      "broker_notices GROUP BY org ORDER BY org"));
+  for (int i = 0; i < n.size(); ++i) {
+    out.senders.push_back({n.Text(i, 0), n.Int(i, 1), n.Int(i, 2)});
+    out.notices += out.senders.back().pending;
+  }
+  if (count_history) {
+    BUD_ASSIGN_OR_RETURN(auto h, c.Exec("SELECT (SELECT count(*) FROM broker_seen)::bigint, "
+                                        "(SELECT count(*) FROM broker_reports)::bigint"));
+    out.seen_ids = h.Int(0, 0);
+    out.reports = h.Int(0, 1);
+  }
+  BUD_ASSIGN_OR_RETURN(auto u, c.Exec("SELECT count(*)::bigint FROM broker_uploads"));
+  out.uploads = u.Int(0, 0);
+  (void)tx.Commit();  // read only: nothing to keep
+  return out;
+}
+
+Result<int64_t> ReadQueuedCount(pg::Connection& c) {
+  BUD_ASSIGN_OR_RETURN(auto r, c.Exec("SELECT count(*)::bigint FROM broker_messages"));
+  return r.Int(0, 0);
+}
+
+Result<int64_t> ReadBytes(pg::Connection& c) {
+  BUD_ASSIGN_OR_RETURN(auto r, c.Exec("SELECT pg_database_size(current_database())::bigint"));
+  return r.Int(0, 0);
+}
+
+// The read side on a connection of its own.
+class PgQueueReader final : public QueueStoreReader {
+ public:
+  explicit PgQueueReader(std::unique_ptr<pg::Connection> c) : c_(std::move(c)) {}
+  Result<StoreStats> Stats(bool count_history) override {
+    BUD_RETURN_IF_ERROR(Ready());
+    return ReadStats(*c_, count_history);
+  }
+  Result<int64_t> QueuedCount() override {
+    BUD_RETURN_IF_ERROR(Ready());
+    return ReadQueuedCount(*c_);
+  }
+  Result<int64_t> BytesUsed() override {
+    BUD_RETURN_IF_ERROR(Ready());
+    return ReadBytes(*c_);
+  }
+  std::string Describe() const override { return "PostgreSQL " + c_->description(); }
+
+ private:
+  Status Ready() { return c_->NeedsReconnect() ? c_->Reconnect() : Status::Ok(); }
+  std::unique_ptr<pg::Connection> c_;
+};
+
+bool LostConnection(const Status& s, pg::Connection& c) {
+  return !s.ok() && c.NeedsReconnect();
+}
+}  // namespace
+
+int PgSchemaVersion() { return static_cast<int>(kPgMigrations.size()); }
+
+Result<PgStoreInfo> MigratePgQueueStore(const pg::ConnectOptions& options) {
+  BUD_ASSIGN_OR_RETURN(auto c, pg::Connection::Open(Defaults(options)));
+  PgStoreInfo info;
+  BUD_ASSIGN_OR_RETURN(info.migrated_from, Migrate(*c));
+  info.server = c->server();
+  info.database = c->description();
+  info.schema_version = PgSchemaVersion();
+  info.writable = true;
+  return info;
+}
+
+Result<PgStoreInfo> CheckPgQueueStore(const pg::ConnectOptions& options) {
+  pg::ConnectOptions any = Defaults(options);
+  any.read_write = false;  // a standby is reported as such, not refused
+  BUD_ASSIGN_OR_RETURN(auto c, pg::Connection::Open(any));
+  PgStoreInfo info;
+  info.server = c->server();
+  info.database = c->description();
+  BUD_ASSIGN_OR_RETURN(info.schema_version, ReadVersion(*c));
+  BUD_ASSIGN_OR_RETURN(auto ro, c->Exec("SELECT pg_is_in_recovery() OR "
+                                        "current_setting('transaction_read_only') = 'on' OR "
+                                        "current_setting('default_transaction_read_only') = 'on'"));
+  info.writable = ro.Int(0, 0) == 0;
+  return info;
+}
+
+Result<std::unique_ptr<QueueStoreReader>> OpenPgQueueReader(const pg::ConnectOptions& options) {
+  pg::ConnectOptions any = Defaults(options);
+  any.read_write = false;  // statistics can be read from a standby too
+  BUD_ASSIGN_OR_RETURN(auto c, pg::Connection::Open(any));
+  BUD_RETURN_IF_ERROR(CheckVersion(*c));
+  return std::unique_ptr<QueueStoreReader>(std::make_unique<PgQueueReader>(std::move(c)));
+}
+
+Result<std::unique_ptr<PgQueueStore>> PgQueueStore::Open(const pg::ConnectOptions& options,
+                                                         int64_t max_bytes) {
+  BUD_ASSIGN_OR_RETURN(auto c, pg::Connection::Open(Defaults(options)));
+  BUD_RETURN_IF_ERROR(SetUpSession(*c));
+  BUD_RETURN_IF_ERROR(Migrate(*c).status());
+  std::unique_ptr<PgQueueStore> store(new PgQueueStore(std::move(c)));
+  BUD_RETURN_IF_ERROR(store->CountQueues());
+  if (max_bytes > 0) BUD_RETURN_IF_ERROR(store->LimitBytes(max_bytes));
+  return store;
+}
+
+Result<std::string> PgQueueStore::synchronous_commit() {
+  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([this] {
+    return conn_->Exec("SELECT current_setting('synchronous_commit')");
+  }));
+  return r.Text(0, 0);
+}
+
+std::string PgQueueStore::Describe() const { return "PostgreSQL " + conn_->description(); }
+
+Status PgQueueStore::Ready() {
+  if (conn_->NeedsReconnect()) {
+    BUD_RETURN_IF_ERROR(conn_->Reconnect());
+    BUD_RETURN_IF_ERROR(SetUpSession(*conn_));
+    Log()->warn("broker store: connected again to {} ({})", conn_->server(),
+                conn_->description());
+    counts_stale_ = true;
+    bytes_read_mono_ = -1;
+  }
+  if (counts_stale_) BUD_RETURN_IF_ERROR(CountQueues());
+  return Status::Ok();
+}
+
+template <typename T>
+Result<T> PgQueueStore::Read(const std::function<Result<T>()>& read) {
+  BUD_RETURN_IF_ERROR(Ready());
+  Result<T> r = read();
+  if (!r.ok() && LostConnection(r.status(), *conn_)) {
+    BUD_RETURN_IF_ERROR(Ready());
+    r = read();
+  }
+  return r;
+}
+
+Status PgQueueStore::CountQueues() {
+  BUD_ASSIGN_OR_RETURN(auto r, conn_->Exec(
+      "SELECT receiver, count(*)::bigint FROM broker_messages GROUP BY receiver"));
+  BUD_ASSIGN_OR_RETURN(auto s, conn_->Exec(
+      "SELECT sender, count(*)::bigint FROM broker_messages GROUP BY sender"));
+  queued_by_receiver_.clear();
+  queued_by_sender_.clear();
+  for (int i = 0; i < r.size(); ++i) queued_by_receiver_[r.Text(i, 0)] = r.Int(i, 1);
+  for (int i = 0; i < s.size(); ++i) queued_by_sender_[s.Text(i, 0)] = s.Int(i, 1);
+  counts_stale_ = false;
+  return Status::Ok();
+}
+
+void PgQueueStore::CountQueued(const std::string& sender, const std::string& receiver,
+                               int64_t delta) {
+  pending_by_sender_[sender] += delta;
+  pending_by_receiver_[receiver] += delta;
+}
+
+void PgQueueStore::ApplyPendingCounts() {
+  for (auto* p : {&pending_by_sender_, &pending_by_receiver_}) {
+    auto& target = p == &pending_by_sender_ ? queued_by_sender_ : queued_by_receiver_;
+    for (const auto& [org, delta] : *p) {
+      const int64_t n = (target[org] += delta);
+      if (n <= 0) target.erase(org);
+    }
+    p->clear();
+  }
+}
+
+void PgQueueStore::DropPendingCounts() {
+  pending_by_receiver_.clear();
+  pending_by_sender_.clear();
+}
+
+std::string PgQueueStore::QueueRoom(const std::string& sender, const std::string& receiver) const {
+  auto count = [](const std::map<std::string, int64_t>& committed,
+                  const std::map<std::string, int64_t>& pending, const std::string& org) {
+    int64_t n = 0;
+    if (auto it = committed.find(org); it != committed.end()) n += it->second;
+    if (auto it = pending.find(org); it != pending.end()) n += it->second;
+    return n;
+  };
+  if (caps_.per_receiver > 0 &&
+      count(queued_by_receiver_, pending_by_receiver_, receiver) >= caps_.per_receiver) {
+    return fmt::format("{} has {} messages waiting at the broker, the most it keeps for one "
+                       "receiver (max_queued_per_receiver); retry later",
+                       receiver, caps_.per_receiver);
+  }
+  if (caps_.per_sender > 0 &&
+      count(queued_by_sender_, pending_by_sender_, sender) >= caps_.per_sender) {
+    return fmt::format("{} has {} messages waiting at the broker, the most it keeps from one "
+                       "sender (max_queued_per_sender); retry later",
+                       sender, caps_.per_sender);
+  }
+  return std::string();
+}
+
+Status PgQueueStore::LimitBytes(int64_t max_bytes) {
+  max_bytes_ = max_bytes;
+  return Status::Ok();
+}
+
+Result<int64_t> PgQueueStore::BytesUsed() {
+  auto bytes = Read<int64_t>([this] { return ReadBytes(*conn_); });
+  if (bytes.ok()) {
+    bytes_ = *bytes;
+    bytes_read_mono_ = MonoMs();
+  }
+  return bytes;
+}
+
+Result<int64_t> PgQueueStore::QueuedCount() {
+  return Read<int64_t>([this] { return ReadQueuedCount(*conn_); });
+}
+
+Result<StoreStats> PgQueueStore::Stats(bool count_history) {
+  return Read<StoreStats>([this, count_history] { return ReadStats(*conn_, count_history); });
+}
+
+CommitResult PgQueueStore::CommitBatch(std::vector<SubmitItem>& submits,
+                                       std::vector<ReportItem>& reports,
+                                       const std::vector<NoticeAck>& acks) {
+  DropPendingCounts();
+  if (Status ready = Ready(); !ready.ok()) return CommitResult::From(ready);
+  int64_t adding = 0;
+  for (const auto& s : submits) adding += static_cast<int64_t>(s.envelope.size());
+  if (max_bytes_ > 0 && adding > 0) {
+    if (bytes_read_mono_ < 0 || MonoMs() - bytes_read_mono_ >= kBytesRefreshMs) {
+      if (auto b = BytesUsed(); !b.ok()) return CommitResult::From(b.status());
+    }
+    if (bytes_ + adding > max_bytes_) {
+      return CommitResult::From(Status(
+          Code::kDiskFull, fmt::format("the broker store would pass store_max_bytes ({} bytes in "
+                                       "the database, {} more in this batch, {} allowed)",
+                                       bytes_, adding, max_bytes_)));
+    }
+  }
+  const int64_t now = NowMs();
+  pg::Transaction tx(*conn_);
+  Status st = tx.began();
+  if (st.ok()) st = DoBatch(submits, reports, acks, now);
+  if (!st.ok()) {
+    // Nothing was committed: the transaction rolls back (or died with its connection).
+    DropPendingCounts();
+    return CommitResult::From(st);
+  }
+  pg::CommitResult done = tx.Commit();
+  switch (done.outcome) {
+    case pg::CommitOutcome::kDurable:
+      ApplyPendingCounts();
+      bytes_ += adding;
+      return {CommitOutcome::kDurable, Status::Ok()};
+    case pg::CommitOutcome::kFailed:
+      DropPendingCounts();
+      return {CommitOutcome::kFailed, done.status};
+    case pg::CommitOutcome::kUnknown:
+      break;
+  }
+  DropPendingCounts();
+  counts_stale_ = true;  // read again from the database before the next use
+  return {CommitOutcome::kUnknown, done.status};
+}
+
+Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
+                             const std::vector<NoticeAck>& acks, int64_t now) {
+  for (auto& s : submits) {
+    s.duplicate = s.conflict = false;
+    s.refused.clear();
+    if (std::string why = QueueRoom(s.sender, s.receiver); !why.empty()) {
+      // Full; a resubmission of a known id is still answered as the duplicate it is.
+      BUD_ASSIGN_OR_RETURN(auto known, conn_->Exec(
+          "SELECT sender FROM broker_seen WHERE message_id=$1", pg::Params::Of(s.message_id)));
+      if (!known.empty()) {
+        s.duplicate = true;
+        s.conflict = known.Text(0, 0) != s.sender;
+      } else {
+        s.refused = std::move(why);
+      }
+      continue;
+    }
+    BUD_ASSIGN_OR_RETURN(auto seen, conn_->Exec(
+        "INSERT INTO broker_seen(message_id, sender, receiver, first_seen_ms, seq) "
+        "VALUES ($1, $2, $3, $4, nextval('broker_message_seq')) "
+        "ON CONFLICT (message_id) DO NOTHING RETURNING seq",
+        pg::Params::Of(s.message_id, s.sender, s.receiver, now)));
+    if (seen.empty()) {
+      s.duplicate = true;
+      BUD_ASSIGN_OR_RETURN(auto who, conn_->Exec(
+          "SELECT sender FROM broker_seen WHERE message_id=$1", pg::Params::Of(s.message_id)));
+      s.conflict = !who.empty() && who.Text(0, 0) != s.sender;
+      continue;
+    }
+    const int64_t seq = seen.Int(0, 0);
+    pg::Params p = pg::Params::Of(seq, s.message_id, s.sender, s.receiver);
+    p.AddBytea(s.envelope).Add(now).Add(s.expires_ms);
+    BUD_RETURN_IF_ERROR(conn_->Exec(
+        "INSERT INTO broker_messages(seq, message_id, sender, receiver, envelope, received_ms, "
+        "expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)", p).status());
+    CountQueued(s.sender, s.receiver, +1);
+  }
+  for (auto& r : reports) BUD_RETURN_IF_ERROR(ApplyReport(r, now));
+  for (const auto& a : acks) {
+    BUD_RETURN_IF_ERROR(conn_->Exec("DELETE FROM broker_notices WHERE notice_id=$1 AND org=$2",
+                                    pg::Params::Of(a.notice_id, a.org)).status());
+  }
+  return Status::Ok();
+}
+
+// Inside a transaction. A refused report (not the reporter's message) is recorded in r.result
+// and is not an error of the batch.
+Status PgQueueStore::ApplyReport(ReportItem& r, int64_t now) {
+  r.result = Status::Ok();
+  r.notify_org.clear();
+  BUD_ASSIGN_OR_RETURN(auto q, conn_->Exec(
+      "SELECT sender, receiver, coalesce(seq, 0) FROM broker_seen WHERE message_id=$1",
+      pg::Params::Of(r.message_id)));
+  if (q.empty()) {
+    r.result = Status(Code::kNotFound, fmt::format("message {} is unknown here", r.message_id));
+    return Status::Ok();
+  }
+  const std::string sender = q.Text(0, 0), receiver = q.Text(0, 1);
+  const int64_t seq = q.Int(0, 2);
+  if (receiver != r.reporter) {
+    r.result = Status(Code::kInvalidArgument,
+                      fmt::format("message {} is addressed to {}, not to {}", r.message_id,
+                                  receiver, r.reporter));
+    return Status::Ok();
+  }
+  BUD_ASSIGN_OR_RETURN(auto log, conn_->Exec(
+      "INSERT INTO broker_reports(message_id, status) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+      pg::Params::Of(r.message_id, static_cast<int64_t>(r.status))));
+  const bool first_time = log.Affected() > 0;
+  if (r.status == wire::MOTTATT || IsFinal(r.status)) {  // delivery is over: drop the payload
+    BUD_ASSIGN_OR_RETURN(auto del, conn_->Exec("DELETE FROM broker_messages WHERE seq=$1",
+                                               pg::Params::Of(seq)));
+    if (del.Affected() > 0) {
+      CountQueued(sender, receiver, -1);
+      // A streamed message's chunks go with it (none unless an upload is still in progress).
+      BUD_RETURN_IF_ERROR(conn_->Exec(
+          "DELETE FROM broker_chunks c WHERE c.message_id=$1 AND NOT EXISTS "
+          "(SELECT 1 FROM broker_uploads u WHERE u.message_id=c.message_id)",
+          pg::Params::Of(r.message_id)).status());
+    }
+  }
+  if (!first_time) return Status::Ok();  // a repeated report: one notice is enough
+  BUD_RETURN_IF_ERROR(conn_->Exec(
+      "INSERT INTO broker_notices(org, message_id, status, reason, at_ms) "
+      "VALUES ($1, $2, $3, $4, $5)",
+      pg::Params::Of(sender, r.message_id, static_cast<int64_t>(r.status), r.reason,
+                     r.at_ms ? r.at_ms : now)).status());
+  r.notify_org = sender;
+  return Status::Ok();
+}
+
+Result<std::vector<Expired>> PgQueueStore::Conclude(
+    const std::string& select_sql, const pg::Params& params, MsgStatus status, int64_t now_ms,
+    const std::function<std::string(const Expired&, int64_t)>& reason) {
+  DropPendingCounts();
+  BUD_RETURN_IF_ERROR(Ready());
+  pg::Transaction tx(*conn_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(auto q, conn_->Exec(select_sql, params));
+  std::vector<Expired> out;
+  for (int i = 0; i < q.size(); ++i) {
+    out.push_back({q.Text(i, 0), q.Text(i, 1), q.Text(i, 2)});
+    ReportItem r;
+    r.reporter = out.back().receiver;
+    r.message_id = out.back().message_id;
+    r.status = status;
+    r.reason = reason(out.back(), q.Int(i, 3));
+    r.at_ms = now_ms;
+    if (Status s = ApplyReport(r, now_ms); !s.ok()) {
+      DropPendingCounts();
+      return s;
+    }
+  }
+  if (out.empty()) return out;
+  pg::CommitResult done = tx.Commit();
+  if (!done.durable()) {
+    DropPendingCounts();
+    if (done.outcome == pg::CommitOutcome::kUnknown) counts_stale_ = true;
+    return done.status;
+  }
+  ApplyPendingCounts();
+  return out;
+}
+
+Result<std::vector<Expired>> PgQueueStore::FailExhausted(int64_t max_attempts, int64_t now_ms) {
+  return Conclude(
+      "SELECT message_id, sender, receiver, attempts::bigint FROM broker_messages "
+      "WHERE attempts > 0 AND attempts >= $1 LIMIT 1000 FOR UPDATE",
+      pg::Params::Of(max_attempts), wire::FEIL, now_ms, [](const Expired& e, int64_t attempts) {
+        return fmt::format("{} did not acknowledge the delivery after {} attempts", e.receiver,
+                           attempts);
+      });
+}
+
+Result<std::vector<Expired>> PgQueueStore::ExpireDue(int64_t now_ms, int limit) {
+  return Conclude(
+      "SELECT message_id, sender, receiver, expires_ms FROM broker_messages WHERE expires_ms <= $1 "
+      "ORDER BY expires_ms LIMIT $2 FOR UPDATE",
+      pg::Params::Of(now_ms, static_cast<int64_t>(limit)), wire::LEVETID_UTLOPT, now_ms,
+      [](const Expired& e, int64_t expires_ms) {
+        return fmt::format("not received by {} before it expired at {}", e.receiver,
+                           FormatTime(expires_ms));
+      });
+}
+
+Result<int64_t> PgQueueStore::PruneHistory(int64_t before_ms, int limit) {
+  BUD_RETURN_IF_ERROR(Ready());
+  pg::Transaction tx(*conn_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(auto ids, conn_->Exec(
+      "SELECT message_id FROM broker_seen s WHERE first_seen_ms < $1 "
+      "AND NOT EXISTS (SELECT 1 FROM broker_messages m WHERE m.seq = s.seq) "
+      "AND NOT EXISTS (SELECT 1 FROM broker_uploads u WHERE u.message_id = s.message_id) "
+      "ORDER BY first_seen_ms LIMIT $2",
+      pg::Params::Of(before_ms, static_cast<int64_t>(limit))));
+  if (ids.empty()) return int64_t{0};
+  for (int i = 0; i < ids.size(); ++i) {
+    const std::string id = ids.Text(i, 0);
+    BUD_RETURN_IF_ERROR(conn_->Exec("DELETE FROM broker_reports WHERE message_id=$1",
+                                    pg::Params::Of(id)).status());
+    BUD_RETURN_IF_ERROR(conn_->Exec("DELETE FROM broker_seen WHERE message_id=$1",
+                                    pg::Params::Of(id)).status());
+  }
+  pg::CommitResult done = tx.Commit();
+  if (!done.durable()) return done.status;
+  return static_cast<int64_t>(ids.size());
+}
+
+Result<int64_t> PgQueueStore::AddAttempts(const std::vector<std::string>& message_ids) {
+  if (message_ids.empty()) return int64_t{0};
+  BUD_RETURN_IF_ERROR(Ready());
+  pg::Transaction tx(*conn_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  for (const auto& id : message_ids) {
+    BUD_RETURN_IF_ERROR(conn_->Exec(
+        "UPDATE broker_messages SET attempts = attempts + 1 "
+        "WHERE seq = (SELECT seq FROM broker_seen WHERE message_id=$1)",
+        pg::Params::Of(id)).status());
+  }
+  pg::CommitResult done = tx.Commit();
+  if (!done.durable()) return done.status;
+  return static_cast<int64_t>(message_ids.size());
+}
+
+Result<int64_t> PgQueueStore::Attempts(const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
+    return conn_->Exec("SELECT attempts FROM broker_messages "
+                       "WHERE seq = (SELECT seq FROM broker_seen WHERE message_id=$1)",
+                       pg::Params::Of(message_id));
+  }));
+  if (r.empty()) return Status(Code::kNotFound, fmt::format("message {} is not queued", message_id));
+  return r.Int(0, 0);
+}
+
+Result<std::vector<Queued>> PgQueueStore::NextFor(const std::string& receiver, int64_t after_seq,
+                                                  int limit) {
+  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
+    return conn_->Exec("SELECT seq, message_id, envelope FROM broker_messages "
+                       "WHERE receiver=$1 AND seq > $2 ORDER BY seq LIMIT $3",
+                       pg::Params::Of(receiver, after_seq, static_cast<int64_t>(limit)));
+  }));
+  std::vector<Queued> out;
+  out.reserve(static_cast<size_t>(r.size()));
+  for (int i = 0; i < r.size(); ++i) {
+    out.push_back({r.Int(i, 0), r.Text(i, 1), std::string(r.Bytes(i, 2))});
+  }
+  return out;
+}
+
+Result<std::optional<Queued>> PgQueueStore::BySeq(int64_t seq) {
+  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
+    return conn_->Exec("SELECT seq, message_id, envelope FROM broker_messages WHERE seq=$1",
+                       pg::Params::Of(seq));
+  }));
+  if (r.empty()) return std::optional<Queued>();
+  return std::optional<Queued>(Queued{r.Int(0, 0), r.Text(0, 1), std::string(r.Bytes(0, 2))});
+}
+
+Result<std::vector<Notice>> PgQueueStore::NoticesFor(const std::string& org, int64_t after_id,
+                                                     int limit) {
+  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
+    return conn_->Exec("SELECT notice_id, message_id, status, reason, at_ms FROM broker_notices "
+                       "WHERE org=$1 AND notice_id > $2 ORDER BY notice_id LIMIT $3",
+                       pg::Params::Of(org, after_id, static_cast<int64_t>(limit)));
+  }));
+  std::vector<Notice> out;
+  for (int i = 0; i < r.size(); ++i) {
+    out.push_back({r.Int(i, 0), r.Text(i, 1), static_cast<MsgStatus>(r.Int(i, 2)), r.Text(i, 3),
+                   r.Int(i, 4)});
+  }
+  return out;
+}
+
+Result<bool> PgQueueStore::IsKnown(const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
+    return conn_->Exec("SELECT 1 FROM broker_seen WHERE message_id=$1",
+                       pg::Params::Of(message_id));
+  }));
+  return !r.empty();
+}
+
+Result<bool> PgQueueStore::IsQueued(const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
+    return conn_->Exec("SELECT 1 FROM broker_messages "
+                       "WHERE seq = (SELECT seq FROM broker_seen WHERE message_id=$1)",
+                       pg::Params::Of(message_id));
+  }));
+  return !r.empty();
+}
+
+Result<std::vector<UploadRow>> PgQueueStore::LoadUploads() {
+  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
+    return conn_->Exec("SELECT message_id, sender, receiver, head, next_chunk, expires_ms "
+                       "FROM broker_uploads");
+  }));
+  std::vector<UploadRow> out;
+  for (int i = 0; i < r.size(); ++i) {
+    out.push_back({r.Text(i, 0), r.Text(i, 1), r.Text(i, 2), std::string(r.Bytes(i, 3)),
+                   static_cast<uint64_t>(std::max<int64_t>(r.Int(i, 4), 0)), r.Int(i, 5)});
+  }
+  return out;
+}
+
+Status PgQueueStore::InsertUpload(const UploadRow& row) {
+  BUD_RETURN_IF_ERROR(Ready());
+  pg::Params p = pg::Params::Of(row.message_id, row.sender, row.receiver);
+  p.AddBytea(row.head).Add(row.next_chunk).Add(row.expires_ms);
+  BUD_ASSIGN_OR_RETURN(auto r, conn_->Exec(
+      "INSERT INTO broker_uploads(message_id, sender, receiver, head, next_chunk, expires_ms) "
+      "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (message_id) DO NOTHING", p));
+  if (r.Affected() == 0) {
+    return Status(Code::kAlreadyExists,
+                  fmt::format("an upload of message {} is in progress", row.message_id));
+  }
+  return Status::Ok();
+}
+
+Status PgQueueStore::SetUploadPositions(
+    const std::vector<std::pair<std::string, uint64_t>>& positions) {
+  if (positions.empty()) return Status::Ok();
+  BUD_RETURN_IF_ERROR(Ready());
+  pg::Transaction tx(*conn_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  for (const auto& [id, next] : positions) {
+    BUD_RETURN_IF_ERROR(conn_->Exec("UPDATE broker_uploads SET next_chunk=$1 WHERE message_id=$2",
+                                    pg::Params::Of(next, id)).status());
+  }
+  pg::CommitResult done = tx.Commit();
+  return done.durable() ? Status::Ok() : done.status;
+}
+
+Status PgQueueStore::DeleteUploads(const std::vector<std::string>& message_ids) {
+  if (message_ids.empty()) return Status::Ok();
+  BUD_RETURN_IF_ERROR(Ready());
+  pg::Transaction tx(*conn_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  for (const auto& id : message_ids) {
+    BUD_RETURN_IF_ERROR(conn_->Exec("DELETE FROM broker_uploads WHERE message_id=$1",
+                                    pg::Params::Of(id)).status());
+  }
+  pg::CommitResult done = tx.Commit();
+  return done.durable() ? Status::Ok() : done.status;
+}
+
+Status PgQueueStore::CommitUploadChunks(const std::vector<UploadProgress>& progress) {
+  if (progress.empty()) return Status::Ok();
+  BUD_RETURN_IF_ERROR(Ready());
+  pg::Transaction tx(*conn_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  for (const auto& p : progress) {
+    for (const auto& c : p.chunks) {
+      pg::Params params = pg::Params::Of(p.message_id, c.index);
+      params.AddBytea(c.record);
+      // A chunk sent again after a lost acknowledgement replaces its earlier copy.
+      BUD_RETURN_IF_ERROR(conn_->Exec(
+          "INSERT INTO broker_chunks(message_id, idx, record) VALUES ($1, $2, $3) "
+          "ON CONFLICT (message_id, idx) DO UPDATE SET record = EXCLUDED.record", params)
+                              .status());
+    }
+    BUD_RETURN_IF_ERROR(conn_->Exec("UPDATE broker_uploads SET next_chunk=$1 WHERE message_id=$2",
+                                    pg::Params::Of(p.next_chunk, p.message_id)).status());
+  }
+  pg::CommitResult done = tx.Commit();
+  return done.durable() ? Status::Ok() : done.status;
+}
+
+Result<std::string> PgQueueStore::ReadChunk(const std::string& message_id, uint64_t index) {
+  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
+    return conn_->Exec("SELECT record FROM broker_chunks WHERE message_id=$1 AND idx=$2",
+                       pg::Params::Of(message_id, index));
+  }));
+  if (r.empty()) {
+    return Status(Code::kNotFound,
+                  fmt::format("chunk {} of message {} is not stored", index, message_id));
+  }
+  return std::string(r.Bytes(0, 0));
+}
+
+Status PgQueueStore::DropUploads(const std::vector<std::string>& message_ids) {
+  if (message_ids.empty()) return Status::Ok();
+  BUD_RETURN_IF_ERROR(Ready());
+  pg::Transaction tx(*conn_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  for (const auto& id : message_ids) {
+    BUD_ASSIGN_OR_RETURN(auto del, conn_->Exec("DELETE FROM broker_uploads WHERE message_id=$1",
+                                               pg::Params::Of(id)));
+    // Only an upload's own chunks: a message that is queued keeps its chunks.
+    if (del.Affected() > 0) {
+      BUD_RETURN_IF_ERROR(conn_->Exec(
+          "DELETE FROM broker_chunks c WHERE c.message_id=$1 AND NOT EXISTS "
+          "(SELECT 1 FROM broker_messages m JOIN broker_seen s ON s.seq = m.seq "
+          "WHERE s.message_id = c.message_id)",
+          pg::Params::Of(id)).status());
+    }
+  }
+  pg::CommitResult done = tx.Commit();
+  return done.durable() ? Status::Ok() : done.status;
+}
+
+// The server vacuums and checkpoints by itself; this keeps the connection alive and reconnects
+// early after a failover.
+Status PgQueueStore::Maintain() {
+  BUD_RETURN_IF_ERROR(Ready());
+  return conn_->Exec("SELECT 1").status();
+}
+
+}  // namespace bud::broker

@@ -1,0 +1,141 @@
+// The broker's store on PostgreSQL (libpq, common/storage/pg.h): the same QueueStore as the
+// SQLite one, on a database server that can be replicated (schema in docs/storage.md, "Broker
+// on PostgreSQL").
+//
+// Operation: owned by the broker's event-loop thread; one connection. The schema is created and
+// migrated by Open (table broker_schema holds the version; migrations run in one transaction
+// under an advisory lock, so two brokers starting at once do not both run them; a newer schema
+// is refused). The session runs with synchronous_commit = on, so a COMMIT returns once the
+// server (and, with synchronous_standby_names, its synchronous standbys) has it on disk.
+// Queue positions come from the sequence broker_message_seq; CommitBatch is one transaction.
+// Outcomes: durable; failed (an error before COMMIT, or COMMIT refused on a live session: the
+// server rolled it back); unknown (COMMIT sent and no clean answer: the connection dropped, or the
+// server stopped waiting for its synchronous standbys). After an unknown outcome the per-org
+// counts used for the caps are read again from the database.
+// Failover: after a lost connection or a read-only server (a demoted primary) the next call
+// reconnects; with several hosts and target_session_attrs=read-write in the connection string
+// libpq finds the promoted standby. A read that fails on a lost connection is tried once more
+// on a new one; writes are not retried here (the loop repeats them).
+// Quota: BytesUsed is pg_database_size(current_database()); with LimitBytes set, a batch whose
+// envelopes would take the database past it fails with kDiskFull before anything is written.
+// Chunks: the records of streamed messages are rows of broker_chunks, committed with their
+// upload's next_chunk, and deleted with their message when it leaves the queue (in the same
+// transaction), so an upload or a delivery resumes on any broker using the database.
+// Limitations: one broker process per database at a time (the caps' counts and the delivery
+// cursors are per process); another one takes over after it stopped or died.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "broker/queue_store.h"
+#include "common/storage/pg.h"
+
+namespace bud::broker {
+
+// The schema version the PostgreSQL store of this release writes.
+int PgSchemaVersion();
+
+// What `bud-broker db init|migrate|check` report.
+struct PgStoreInfo {
+  std::string server;        // host:port the connection settled on
+  std::string database;      // the connection string's safe description
+  int schema_version = 0;    // as found (before a migration) or as left (after)
+  int migrated_from = -1;    // db init/migrate: the version before, -1 when not migrated
+  bool writable = false;     // the server takes writes (not a standby, not read-only)
+};
+
+// Connects and migrates the schema to this release's (creating it in an empty database).
+Result<PgStoreInfo> MigratePgQueueStore(const storage::pg::ConnectOptions& options);
+// Connects and reports, creating and migrating nothing.
+Result<PgStoreInfo> CheckPgQueueStore(const storage::pg::ConnectOptions& options);
+
+// The read side over its own connection (admin commands, /metrics); kUnsupported unless the
+// schema is this release's.
+Result<std::unique_ptr<QueueStoreReader>> OpenPgQueueReader(
+    const storage::pg::ConnectOptions& options);
+
+class PgQueueStore final : public QueueStore {
+ public:
+  // Connects, creates or migrates the schema, counts the queues for the caps.
+  static Result<std::unique_ptr<PgQueueStore>> Open(const storage::pg::ConnectOptions& options,
+                                                    int64_t max_bytes = 0);
+
+  // SHOW synchronous_commit on the store's own session ("on"): what every ACCEPTED relies on.
+  Result<std::string> synchronous_commit();
+
+  Result<StoreStats> Stats(bool count_history = true) override;
+  Result<int64_t> QueuedCount() override;
+  Result<int64_t> BytesUsed() override;
+  std::string Describe() const override;
+
+  void SetQueueCaps(const QueueCaps& caps) override { caps_ = caps; }
+  std::string QueueRoom(const std::string& sender, const std::string& receiver) const override;
+  Status LimitBytes(int64_t max_bytes) override;
+
+  CommitResult CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
+                           const std::vector<NoticeAck>& acks = {}) override;
+  Result<std::vector<Queued>> NextFor(const std::string& receiver, int64_t after_seq,
+                                      int limit) override;
+  Result<std::optional<Queued>> BySeq(int64_t seq) override;
+  Result<std::vector<Notice>> NoticesFor(const std::string& org, int64_t after_id,
+                                         int limit) override;
+  Result<int64_t> AddAttempts(const std::vector<std::string>& message_ids) override;
+  Result<int64_t> Attempts(const std::string& message_id) override;
+  Result<std::vector<Expired>> FailExhausted(int64_t max_attempts, int64_t now_ms) override;
+  Result<std::vector<Expired>> ExpireDue(int64_t now_ms, int limit) override;
+  Result<int64_t> PruneHistory(int64_t before_ms, int limit) override;
+
+  Result<bool> IsKnown(const std::string& message_id) override;
+  Result<bool> IsQueued(const std::string& message_id) override;
+
+  Result<std::vector<UploadRow>> LoadUploads() override;
+  Status InsertUpload(const UploadRow& row) override;
+  Status SetUploadPositions(
+      const std::vector<std::pair<std::string, uint64_t>>& positions) override;
+  Status DeleteUploads(const std::vector<std::string>& message_ids) override;
+
+  bool StoresChunks() const override { return true; }
+  Status CommitUploadChunks(const std::vector<UploadProgress>& progress) override;
+  Result<std::string> ReadChunk(const std::string& message_id, uint64_t index) override;
+  Status DropUploads(const std::vector<std::string>& message_ids) override;
+
+  Status Maintain() override;
+
+ private:
+  explicit PgQueueStore(std::unique_ptr<storage::pg::Connection> conn)
+      : conn_(std::move(conn)) {}
+  // Reconnects when the last call lost the connection or found a read-only server, and reads the
+  // queue counts again when they may be stale.
+  Status Ready();
+  // Runs `read` once more on a new connection when it failed because the connection was lost.
+  template <typename T>
+  Result<T> Read(const std::function<Result<T>()>& read);
+  Status CountQueues();
+  Status DoBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
+                 const std::vector<NoticeAck>& acks, int64_t now);
+  Status ApplyReport(ReportItem& r, int64_t now);
+  // Ends the selected messages (message_id, sender, receiver, number) with `status`, as reports.
+  Result<std::vector<Expired>> Conclude(
+      const std::string& select_sql, const storage::pg::Params& params, MsgStatus status,
+      int64_t now_ms, const std::function<std::string(const Expired&, int64_t)>& reason);
+  void ApplyPendingCounts();
+  void DropPendingCounts();
+  void CountQueued(const std::string& sender, const std::string& receiver, int64_t delta);
+
+  std::unique_ptr<storage::pg::Connection> conn_;
+  QueueCaps caps_;
+  std::map<std::string, int64_t> queued_by_receiver_, queued_by_sender_;
+  std::map<std::string, int64_t> pending_by_receiver_, pending_by_sender_;
+  bool counts_stale_ = false;
+  int64_t max_bytes_ = 0;
+  // pg_database_size is a stat of every file of the database: read at most every
+  // kBytesRefreshMs, and between reads counted up by the envelope bytes committed.
+  int64_t bytes_ = 0;
+  int64_t bytes_read_mono_ = -1;
+};
+
+}  // namespace bud::broker

@@ -1,0 +1,255 @@
+// The broker's store, as the broker's loop sees it: one interface, one implementation per engine
+// (SqliteQueueStore, broker/sqlite_queue_store.h; schemas in docs/storage.md).
+//
+// What it keeps: queued envelopes, the dedup record (`seen`), the delivery reports already
+// applied, the status notices waiting for their sender, and the streamed uploads in progress.
+//
+// Operation: a QueueStore is owned and used by one thread, the broker's event loop. CommitBatch
+// writes a whole poll's worth of submits, reports and notice acks as one durable unit (group
+// commit); the caller answers ACCEPTED only after it returned kDurable.
+// Invariant: a message id is in `seen` from its first commit on, in the same unit as the message
+// itself, so a resubmission is recognised whether the message is still queued or was delivered
+// long ago, and an id used by one sender is refused to every other.
+// Outcomes: a commit is durable, failed (nothing of it is stored) or unknown (the connection to a
+// database server dropped while the commit was on its way, or the server cancelled the wait for
+// its replicas: it may or may not have been stored). An embedded engine never answers unknown.
+// The broker answers nothing to a batch whose outcome is unknown: the integration point submits
+// again and the dedup makes that exact (docs/protocol.md, "Broker").
+// Other writes (attempts, expiry, pruning, uploads) are each one unit too; an error means "not
+// known to be done": each is safe to repeat, and the loop repeats them at its next sweep or on
+// the peer's next message.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "common/status_machine.h"
+
+namespace bud::broker {
+
+struct SubmitItem {
+  std::string message_id;
+  std::string sender;    // "0192:<orgnr>", the authenticated submitter
+  std::string receiver;  // "0192:<orgnr>"
+  std::string envelope;
+  int64_t expires_ms = 0;
+  bool duplicate = false;  // out: already known
+  bool conflict = false;   // out: the id is already used by another sender
+  std::string refused;     // out: not stored (a queue is full): the reason of a RETRY_LATER
+};
+
+// Queued messages one receiver, and one sender, may have at the broker (0: no cap).
+struct QueueCaps {
+  int64_t per_receiver = 0;
+  int64_t per_sender = 0;
+};
+
+struct ReportItem {
+  std::string reporter;  // the receiving organisation
+  std::string message_id;
+  MsgStatus status = wire::STATUS_UNSPECIFIED;
+  std::string reason;
+  int64_t at_ms = 0;
+  Status result;                  // out
+  std::string notify_org;         // out: the sender to notify, when a notice was created
+};
+
+// A sender's acknowledgement of a status notice: the notice is deleted if it belongs to `org`.
+struct NoticeAck {
+  std::string org;
+  int64_t notice_id = 0;
+};
+
+struct Queued {
+  int64_t seq;
+  std::string message_id;
+  std::string envelope;
+};
+
+struct Notice {
+  int64_t notice_id;
+  std::string message_id;
+  MsgStatus status;
+  std::string reason;
+  int64_t at_ms;
+};
+
+struct Expired {
+  std::string message_id;
+  std::string sender;
+  std::string receiver;
+};
+
+// A streamed upload in progress (broker/streams.h): its head and how many chunks are durable.
+struct UploadRow {
+  std::string message_id;
+  std::string sender;
+  std::string receiver;
+  std::string head;
+  uint64_t next_chunk = 0;
+  int64_t expires_ms = 0;
+};
+
+// What is waiting in a broker store, for `bud-broker stats` and the broker's /metrics.
+struct ReceiverStats {
+  std::string receiver;            // "0192:<orgnr>"
+  int64_t queued = 0;              // messages not yet acknowledged by the receiver
+  int64_t bytes = 0;               // their envelope bytes
+  int64_t oldest_received_ms = 0;  // when the oldest of them was committed
+  int64_t retried = 0;             // of them, messages with at least one failed delivery
+  int64_t max_attempts = 0;        // the most failed deliveries of any of them
+};
+
+struct SenderNoticeStats {
+  std::string sender;        // the organisation the notices are for
+  int64_t pending = 0;       // status notices not yet acknowledged
+  int64_t oldest_at_ms = 0;  // the oldest one's status time
+};
+
+struct StoreStats {
+  int schema_version = 0;
+  std::vector<ReceiverStats> receivers;    // by receiver, only those with queued messages
+  std::vector<SenderNoticeStats> senders;  // by sender, only those with pending notices
+  int64_t queued = 0;                      // totals over receivers
+  int64_t bytes = 0;
+  int64_t notices = 0;
+  int64_t seen_ids = -1;  // message ids ever committed (-1: not counted)
+  int64_t reports = -1;   // receiver reports applied (-1: not counted)
+  int64_t uploads = 0;    // streamed uploads in progress
+};
+
+// How a commit ended. `status` is ok exactly when the outcome is kDurable, and otherwise says why.
+enum class CommitOutcome {
+  kDurable,  // stored, and survives a crash (of the process, the machine, a failover)
+  kFailed,   // nothing of it is stored
+  kUnknown,  // it may or may not be stored; only a database server's store answers this
+};
+const char* CommitOutcomeName(CommitOutcome outcome);
+
+struct [[nodiscard]] CommitResult {
+  CommitOutcome outcome = CommitOutcome::kDurable;
+  Status status;
+  bool durable() const { return outcome == CommitOutcome::kDurable; }
+  bool ok() const { return durable(); }
+  // kDurable for an ok status, kFailed otherwise.
+  static CommitResult From(Status s) {
+    CommitOutcome o = s.ok() ? CommitOutcome::kDurable : CommitOutcome::kFailed;
+    return {o, std::move(s)};
+  }
+};
+
+// The read side, all an admin command or the /metrics endpoint needs. Works on a store opened
+// read-only beside a running broker as well as on the broker's own.
+class QueueStoreReader {
+ public:
+  virtual ~QueueStoreReader() = default;
+  // The statistics in one read transaction (a consistent snapshot). Cost: queued messages and
+  // pending notices are grouped through their indexes and are few in a healthy exchange;
+  // `count_history` also counts `seen` and `reports`, which grow by a row per message until
+  // retention prunes them (a full scan of each: leave it off when scraping often).
+  virtual Result<StoreStats> Stats(bool count_history = true) = 0;
+  virtual Result<int64_t> QueuedCount() = 0;
+  // The bytes the store occupies, as its engine counts them (what store_max_bytes caps).
+  virtual Result<int64_t> BytesUsed() = 0;
+  // For people: the engine and where the store is ("SQLite file /var/lib/...").
+  virtual std::string Describe() const = 0;
+};
+
+class QueueStore : public QueueStoreReader {
+ public:
+  // A new message beyond a cap is not stored: CommitBatch sets its `refused` (a duplicate of a
+  // known id is still answered as one).
+  virtual void SetQueueCaps(const QueueCaps& caps) = 0;
+  // Empty when one more message from `sender` to `receiver` fits the caps, else the reason.
+  virtual std::string QueueRoom(const std::string& sender, const std::string& receiver) const = 0;
+  // Caps the store at `max_bytes` from now on (writes beyond it fail as on a full disk, kDiskFull).
+  // The broker lowers it by the spool files' bytes so that store_max_bytes covers both.
+  virtual Status LimitBytes(int64_t max_bytes) = 0;
+
+  // One durable unit for all items: each submit is stored (a new seq), or found a duplicate /
+  // a conflict with another sender, or refused by a cap; each report is applied (the message
+  // leaves the queue on MOTTATT or a final status, and its sender gets a notice the first time
+  // that status is reported) or refused in its `result`; each ack deletes its sender's notice.
+  // On kFailed nothing of the batch is stored and the out fields mean nothing.
+  virtual CommitResult CommitBatch(std::vector<SubmitItem>& submits,
+                                   std::vector<ReportItem>& reports,
+                                   const std::vector<NoticeAck>& acks = {}) = 0;
+  // Queued messages for `receiver` with seq > after_seq, oldest first.
+  virtual Result<std::vector<Queued>> NextFor(const std::string& receiver, int64_t after_seq,
+                                              int limit) = 0;
+  virtual Result<std::optional<Queued>> BySeq(int64_t seq) = 0;
+  // Notices for `org` with notice_id > after_id, oldest first.
+  virtual Result<std::vector<Notice>> NoticesFor(const std::string& org, int64_t after_id,
+                                                 int limit) = 0;
+  // Counts one more failed delivery attempt (ack timeout, or the session dropped with it in
+  // flight) for each queued message.
+  virtual Result<int64_t> AddAttempts(const std::vector<std::string>& message_ids) = 0;
+  // The failed delivery attempts of a queued message (kNotFound when it is not queued).
+  virtual Result<int64_t> Attempts(const std::string& message_id) = 0;
+  // Messages with at least max_attempts failed deliveries become FEIL for their sender (a
+  // notice) and are deleted, as if the receiver had reported FEIL. Returns them.
+  virtual Result<std::vector<Expired>> FailExhausted(int64_t max_attempts, int64_t now_ms) = 0;
+  // Deletes up to `limit` messages whose expiry is at or before now_ms, and stores a
+  // LEVETID_UTLOPT notice for each sender, in one unit. Returns the expired ones.
+  virtual Result<std::vector<Expired>> ExpireDue(int64_t now_ms, int limit) = 0;
+  // Forgets up to `limit` message ids first seen before `before_ms` whose message is no longer
+  // queued nor being uploaded: their `seen` row and their reports, in one unit. Returns how many
+  // ids went. The caller picks before_ms = now - retention, a retention longer than any
+  // envelope's life: an id forgotten earlier could be submitted again and be taken as a new
+  // message (docs/storage.md).
+  virtual Result<int64_t> PruneHistory(int64_t before_ms, int limit) = 0;
+
+  // Whether a message id was ever committed (and not yet pruned).
+  virtual Result<bool> IsKnown(const std::string& message_id) = 0;
+  // Whether a message with this id is queued now.
+  virtual Result<bool> IsQueued(const std::string& message_id) = 0;
+
+  // Streamed uploads in progress (broker/streams.h). The chunks themselves are not here.
+  virtual Result<std::vector<UploadRow>> LoadUploads() = 0;
+  // kAlreadyExists when an upload with this id is in progress.
+  virtual Status InsertUpload(const UploadRow& row) = 0;
+  // Sets next_chunk of each upload (id, next_chunk), in one unit.
+  virtual Status SetUploadPositions(
+      const std::vector<std::pair<std::string, uint64_t>>& positions) = 0;
+  // Deletes the uploads' rows (ids not in progress are ignored), in one unit.
+  virtual Status DeleteUploads(const std::vector<std::string>& message_ids) = 0;
+
+  // The chunks of streamed messages. An engine that keeps them (StoresChunks) stores each
+  // chunk's record as a row committed with its upload's position, so an upload or a delivery
+  // resumes on any broker process using the same database; otherwise they are spool files
+  // beside the broker (broker/streams.h) and the three calls below answer kUnsupported.
+  virtual bool StoresChunks() const { return false; }
+  struct ChunkRecord {
+    uint64_t index = 0;
+    std::string record;
+  };
+  struct UploadProgress {
+    std::string message_id;
+    uint64_t next_chunk = 0;           // the upload's position once these chunks are stored
+    std::vector<ChunkRecord> chunks;   // the records from the old position up to next_chunk
+  };
+  // One unit: every chunk's row and every upload's next_chunk.
+  virtual Status CommitUploadChunks(const std::vector<UploadProgress>& progress);
+  // The record of chunk `index` of an upload or a queued streamed message (kNotFound if absent).
+  virtual Result<std::string> ReadChunk(const std::string& message_id, uint64_t index);
+  // An upload given up: its row and its chunks go, in one unit. (DeleteUploads removes rows
+  // only: a completed upload's chunks belong to the queued message, and go when it leaves the
+  // queue.)
+  virtual Status DropUploads(const std::vector<std::string>& message_ids);
+
+  // Housekeeping the loop runs every checkpoint_ms (SQLite: checkpoint and truncate the WAL).
+  virtual Status Maintain() = 0;
+};
+
+// The quota the broker uses when store_max_bytes is 0 and its store is a local file: `in_use`
+// (what the store holds now) plus the space free on the file system holding `path`, less
+// `reserve_percent` of that file system, never below `in_use`. So reservations of streamed
+// uploads can never promise more disk than exists.
+Result<int64_t> AutoQuota(const std::string& path, int64_t in_use, int64_t reserve_percent);
+
+}  // namespace bud::broker
