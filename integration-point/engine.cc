@@ -288,12 +288,6 @@ void Engine::Tick() {
   Parts& p = *parts_;
   if (!p.link->Tick()) return;
   p.sender->ExpireInFlight();
-  const int64_t now = clock_.MonoMs();
-  if (now - last_checkpoint_mono_ >= 60000) {
-    Status c = p.store->db().Checkpoint();
-    if (!c.ok()) Log()->warn("WAL checkpoint: {}", c.ToString());
-    last_checkpoint_mono_ = now;
-  }
   p.reports->Tick();
 }
 

@@ -72,7 +72,6 @@ class Engine {
   std::unique_ptr<Parts> parts_;
   int wake_fd_ = -1;  // eventfd
   bool started_ = false;
-  int64_t last_checkpoint_mono_ = 0;
 };
 
 }  // namespace bud::ip

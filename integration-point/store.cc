@@ -3,7 +3,10 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+
 #include "common/clock.h"
+#include "common/log.h"
 
 namespace bud::ip {
 
@@ -164,6 +167,7 @@ Result<std::vector<MessageRow>> ReadRows(storage::Stmt& st) {
 }
 
 constexpr int64_t kCheckpointPages = 4096;  // 16 MiB of WAL
+constexpr int64_t kTruncateEveryMs = 60000;
 }  // namespace
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
@@ -401,7 +405,19 @@ Status Store::BeginTurn() {
 Status Store::CommitTurn() {
   if (!turn_) return Status::Ok();
   std::unique_ptr<storage::Transaction> tx = std::move(turn_);
-  return tx->Commit();  // when it fails, tx's destruction rolls the turn back
+  BUD_RETURN_IF_ERROR(tx->Commit());  // when it fails, tx's destruction rolls the turn back
+  tx.reset();
+  // Once a minute the WAL file is truncated, so a quiet point does not keep the largest WAL it
+  // ever had; a failure here costs disk space only, never the commit.
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  if (now - last_truncate_mono_ms_ >= kTruncateEveryMs) {
+    last_truncate_mono_ms_ = now;
+    Status c = db_->Checkpoint();
+    if (!c.ok()) Logger("ip")->warn("store: WAL checkpoint: {}", c.ToString());
+  }
+  return Status::Ok();
 }
 
 void Store::RollbackTurn() { turn_.reset(); }  // the destructor rolls back

@@ -215,7 +215,6 @@ class Store {
   Result<std::vector<MessageRow>> List(const ListFilter& filter);
   Result<std::vector<HistoryRow>> History(const std::string& message_id,
                                           const std::string& direction);
-  storage::Db& db() { return *db_; }
 
   // Streamed transfers: StartTransfer creates (or restarts) the progress row of `m`;
   // TransferProgress updates the bytes done (nullopt: unchanged, < 0: all of them) and the note
@@ -235,6 +234,8 @@ class Store {
   // commit and one fsync instead of one per message. Nothing written in the turn is durable
   // before CommitTurn returned Ok: what must follow durability (a report, an ack, removing an
   // outbox folder) waits for it. A failed CommitTurn rolls the whole turn back.
+  // Checkpoints are the store's own: the Checkpointer copies the WAL into the database file off
+  // the engine's thread, and at most once a minute a CommitTurn also truncates the WAL file.
   Status BeginTurn();
   Status CommitTurn();  // Ok without an open turn
   void RollbackTurn();  // drops the turn's writes
@@ -248,6 +249,7 @@ class Store {
                                const std::optional<std::string>& new_state);
   std::unique_ptr<storage::Db> db_;
   std::unique_ptr<storage::Transaction> turn_;
+  int64_t last_truncate_mono_ms_ = 0;  // the last truncating checkpoint (steady clock)
   // Last: stopped before the turn and the connection it is attached to go.
   std::unique_ptr<storage::Checkpointer> checkpointer_;
 };
