@@ -438,6 +438,18 @@ Result<std::vector<MessageRow>> Store::List(const ListFilter& f) {
   return ReadRows(*st);
 }
 
+Result<std::vector<std::pair<std::string, int64_t>>> Store::IncomingUpdates() {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
+      "SELECT message_id, updated_ms FROM messages WHERE direction='IN'"));
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.emplace_back(st->Text(0), st->Int(1));
+  }
+  return out;
+}
+
 Result<std::vector<HistoryRow>> Store::History(const std::string& message_id,
                                                const std::string& direction) {
   BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(

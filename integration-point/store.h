@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -213,6 +214,9 @@ class Store {
   Status ReportDone(const std::string& message_id, MsgStatus status);
 
   Result<std::vector<MessageRow>> List(const ListFilter& filter);
+  // Every incoming message's id and the time (wall-clock ms) its row last changed: the
+  // benchmark's view of what has arrived.
+  Result<std::vector<std::pair<std::string, int64_t>>> IncomingUpdates();
   Result<std::vector<HistoryRow>> History(const std::string& message_id,
                                           const std::string& direction);
 
