@@ -18,7 +18,7 @@
 #include "common/clock.h"
 #include "common/crypto/envelope.h"
 #include "common/uuid.h"
-#include "integration-point/store.h"
+#include "integration-point/store/point_store.h"
 #include <httplib.h>
 
 namespace bud::bench {
@@ -456,9 +456,9 @@ std::string BenchSbd(const std::string& message_id) {
 // the store's read API) and when each was recorded (wall-clock ms).
 std::unordered_map<std::string, int64_t> ReceivedIn(const std::string& store_path) {
   std::unordered_map<std::string, int64_t> out;
-  auto store = ip::Store::OpenReadOnly(store_path);
+  auto store = ip::PointStore::OpenReadOnly(store_path);
   if (!store.ok()) return out;  // not created (or migrated) yet
-  auto rows = (*store)->IncomingUpdates();
+  auto rows = (*store)->history.IncomingUpdates();
   if (!rows.ok()) return out;  // busy: asked again on the next round
   for (auto& [id, at_ms] : *rows) out[id] = at_ms;
   return out;

@@ -67,12 +67,12 @@ int StatusCommand(const ip::Config& config, ip::ListFilter filter, const std::st
                              "; start `bud-ip run`)\n");
     return 0;
   }
-  auto store = ip::Store::OpenReadOnly(config.store);
+  auto store = ip::PointStore::OpenReadOnly(config.store);
   if (!store.ok()) {
     std::cerr << "bud-ip status: " << store.status().ToString() << "\n";
     return 1;
   }
-  auto out = ip::RenderStatus(**store, filter, json);
+  auto out = ip::RenderStatus((*store)->history, filter, json);
   if (!out.ok()) {
     std::cerr << "bud-ip status: " << out.status().ToString() << "\n";
     return 1;

@@ -55,7 +55,7 @@ nlohmann::json TransferJson(const TransferRow& t) {
   return j;
 }
 
-Result<std::string> RenderStatus(Store& store, const ListFilter& filter, bool json) {
+Result<std::string> RenderStatus(HistoryStore& store, const ListFilter& filter, bool json) {
   BUD_ASSIGN_OR_RETURN(auto rows, store.List(filter));
   // Incoming streamed messages still arriving have a transfer but no message row yet.
   BUD_ASSIGN_OR_RETURN(auto arriving, store.TransfersWithoutMessage(filter));

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
-#include "integration-point/store.h"
+#include "integration-point/store/history_store.h"
 
 namespace bud::ip {
 
@@ -16,6 +16,6 @@ std::string TransferLine(const TransferRow& t);
 // {"bytes", "totalBytes", "percent", "complete", "lastUpdate"[, "note"]}.
 nlohmann::json TransferJson(const TransferRow& t);
 
-Result<std::string> RenderStatus(Store& store, const ListFilter& filter, bool json);
+Result<std::string> RenderStatus(HistoryStore& store, const ListFilter& filter, bool json);
 
 }  // namespace bud::ip

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "integration-point/store.h"
+#include "integration-point/store/rows.h"
 #include "proto/registry.pb.h"
 
 namespace bud::ip::api {

@@ -81,7 +81,7 @@ bool Receiver::Screen(const wire::Header& h) {
     d_.reports.Report(id, wire::FEIL, std::string(kEnvelopeRejected));  // ids only compared there
     return false;
   }
-  auto existing = d_.store.Get(id, Text(Direction::kIn));
+  auto existing = d_.store.Get(id);
   if (!existing.ok()) {
     Log()->error("message {}: store: {}", id, existing.status().ToString());
     return false;
@@ -91,7 +91,7 @@ bool Receiver::Screen(const wire::Header& h) {
     const bool failed = (*existing)->status == "FEIL";
     std::string reason;
     if (failed) {
-      auto hist = d_.store.History(id, Text(Direction::kIn));
+      auto hist = d_.store.History(id);
       if (hist.ok() && !hist->empty()) reason = OutsideReason(hist->back().reason);
     }
     d_.metrics.redeliveries.fetch_add(1, std::memory_order_relaxed);

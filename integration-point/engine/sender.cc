@@ -59,7 +59,7 @@ bool Sender::Due() const { return dirty_ || d_.clock.MonoMs() - last_seal_mono_ 
 
 void Sender::Fail(const MessageRow& m, const std::string& why) {
   Log()->warn("message {} to {}: FEIL: {}", m.message_id, m.receiver, why);
-  auto r = d_.store.ApplyStatus(m.message_id, Text(Direction::kOut), wire::FEIL, why,
+  auto r = d_.store.ApplyStatus(m.message_id, wire::FEIL, why,
                                 d_.clock.NowMs(), Text(WorkState::kDone));
   if (!r.ok()) Log()->error("message {}: {}", m.message_id, r.status().ToString());
 }
@@ -169,7 +169,7 @@ Sender::Sealed Sender::SealLarge(const MessageRow& m, wire::Header header, wire:
   Status st = d_.store.MarkSealed(m.message_id, *head);
   if (st.ok()) {
     auto parsed = crypto::ParseStreamHead(*head, UINT64_MAX >> 1);
-    st = parsed.ok() ? d_.store.StartTransfer(m, Text(Direction::kOut), 0,
+    st = parsed.ok() ? d_.store.StartTransfer(m, 0,
                                               static_cast<int64_t>(parsed->layout.ciphertext_size))
                      : parsed.status();
   }
@@ -225,7 +225,7 @@ void Sender::OnSubmitReply(const wire::SubmitReply& r) {
     if (r.message_id().empty()) {
       Log()->error("broker rejected an envelope it could not parse: {}", r.reason());
     } else {
-      auto st = d_.store.ApplyStatus(r.message_id(), Text(Direction::kOut), wire::FEIL,
+      auto st = d_.store.ApplyStatus(r.message_id(), wire::FEIL,
                                      "rejected by the broker: " + r.reason(), d_.clock.NowMs(),
                                      Text(WorkState::kDone));
       Log()->warn("message {} rejected by the broker (FEIL): {}", r.message_id(), r.reason());
@@ -240,11 +240,11 @@ void Sender::OnSubmitReply(const wire::SubmitReply& r) {
 void Sender::OnAccepted(const wire::SubmitReply& r) {
   d_.metrics.accepted.fetch_add(1, std::memory_order_relaxed);
   backoff_ms_ = 500;
-  auto st = d_.store.ApplyStatus(r.message_id(), Text(Direction::kOut), wire::SENDT, "",
+  auto st = d_.store.ApplyStatus(r.message_id(), wire::SENDT, "",
                                  d_.clock.NowMs(), Text(WorkState::kSent));
   if (st.ok()) {
     // A streamed message: all of it is with the broker (no-op for a small one).
-    if (Status t = d_.store.TransferProgress(r.message_id(), Text(Direction::kOut), -1); !t.ok())
+    if (Status t = d_.store.TransferProgress(r.message_id(), -1); !t.ok())
       st = t;
   }
   if (!st.ok()) {
@@ -264,7 +264,7 @@ void Sender::OnRetryLater(const wire::SubmitReply& r) {
     backoff_ms_ = std::min<int64_t>(backoff_ms_ * 2, 30000);
   }
   // A streamed message shows why it waits in `bud-ip status` (no-op for a small one).
-  if (Status t = d_.store.TransferProgress(r.message_id(), Text(Direction::kOut), std::nullopt,
+  if (Status t = d_.store.TransferProgress(r.message_id(), std::nullopt,
                                            "waiting: broker says retry later: " + r.reason());
       !t.ok()) {
     Log()->warn("message {}: {}", r.message_id(), t.ToString());
@@ -273,7 +273,7 @@ void Sender::OnRetryLater(const wire::SubmitReply& r) {
 
 void Sender::OnStatusNotice(const wire::StatusNotice& n) {
   auto advanced =
-      d_.store.ApplyStatus(n.message_id(), Text(Direction::kOut), n.status(), n.reason(),
+      d_.store.ApplyStatus(n.message_id(), n.status(), n.reason(),
                            n.at_unix_ms() ? n.at_unix_ms() : d_.clock.NowMs());
   if (!advanced.ok() && advanced.status().code() != Code::kNotFound) {
     Log()->error("message {}: cannot record {}: {}", n.message_id(), StatusName(n.status()),
@@ -294,7 +294,7 @@ void Sender::OnStatusNotice(const wire::StatusNotice& n) {
 
 void Sender::OnStreamStart(const wire::StreamStart& start) {
   const std::string& id = start.message_id();
-  auto row = d_.store.Get(id, Text(Direction::kOut));
+  auto row = d_.store.Get(id);
   if (!row.ok() || !row->has_value() || !Is((*row)->state, WorkState::kSealed)) {
     Log()->warn("broker asked for chunks of message {} that is not being sent", id);
     return;
@@ -317,10 +317,10 @@ void Sender::OnStreamStart(const wire::StreamStart& start) {
       std::min(start.next_chunk(), up->layout.chunk_count);
   up->window = std::clamp<uint32_t>(start.window(), 1, 64);
   in_flight_[id] = d_.clock.MonoMs();
-  if (Status n = d_.store.TransferProgress(id, Text(Direction::kOut), std::nullopt, ""); !n.ok()) {
+  if (Status n = d_.store.TransferProgress(id, std::nullopt, ""); !n.ok()) {
     Log()->warn("message {}: progress not stored: {}", id, n.ToString());
   }
-  SaveProgress(d_.store, d_.clock, id, Direction::kOut, up->layout, up->acked, up->marks, true);
+  SaveProgress(d_.store, d_.clock, id, up->layout, up->acked, up->marks, true);
   Log()->info("message {}: {} upload at chunk {} of {} (offset {})", id,
               up->acked == 0 ? "starting" : "resuming", up->acked, up->layout.chunk_count,
               up->layout.RecordOffset(up->acked));
@@ -360,7 +360,7 @@ void Sender::Pump() {
   for (auto it = uploads_.begin(); it != uploads_.end();) {
     Upload& up = *it->second;
     // What the broker acknowledged is durable there; the turn's commit carries it here.
-    SaveProgress(d_.store, d_.clock, it->first, Direction::kOut, up.layout, up.acked, up.marks,
+    SaveProgress(d_.store, d_.clock, it->first, up.layout, up.acked, up.marks,
                  false);
     const bool ok = SendChunks(it->first, up);
     LogProgress(d_.clock, it->first, "sent", up.layout, up.acked, up.marks);

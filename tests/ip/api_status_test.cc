@@ -22,8 +22,8 @@ TEST_CASE("status lines of a message, paged, as eFormidling shapes them", "[ip][
   ApiFixture f;
   Send(f, kId);
   REQUIRE(f.store
-              ->Run([&](Store& s) {
-                return s.ApplyStatus(kId, "OUT", wire::SENDT, "", NowMs()).status();
+              ->Run([&](PointStore& s) {
+                return s.outgoing.ApplyStatus(kId, wire::SENDT, "", NowMs()).status();
               })
               .ok());
   StatusQuery q;
@@ -107,8 +107,8 @@ TEST_CASE("a message sent to ourselves answers with its outgoing side", "[ip][ap
   in.created_ms = NowMs();
   in.expires_ms = in.created_ms + 60000;
   REQUIRE(f.store
-              ->Run([&](Store& s) {
-                return s.RecordIncoming(in, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "",
+              ->Run([&](PointStore& s) {
+                return s.incoming.RecordIncoming(in, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "",
                                         NowMs());
               })
               .ok());

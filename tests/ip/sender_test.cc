@@ -34,12 +34,12 @@ std::string NewOutgoing(Rig& r, const std::string& receiver = rig::kPeer) {
   a->set_media_type("text/plain");
   a->set_data("Hei.");
   p.SerializeToString(&m.payload);
-  REQUIRE(r.store->CreateOutgoing(m).ok());
+  REQUIRE(r.store->outgoing.CreateOutgoing(m).ok());
   return m.message_id;
 }
 
 MessageRow Out(Rig& r, const std::string& id) {
-  auto row = r.store->Get(id, "OUT");
+  auto row = r.store->outgoing.Get(id);
   REQUIRE(row.ok());
   REQUIRE(row->has_value());
   return **row;
@@ -109,7 +109,7 @@ TEST_CASE("sender: a duplicate ACCEPTED (a resubmit) changes nothing", "[ip][sen
   Reply(r, id, wire::ACCEPTED);
   Reply(r, id, wire::ACCEPTED);
   CHECK(Out(r, id).status == "SENDT");
-  auto hist = r.store->History(id, "OUT");
+  auto hist = r.store->history.History(id, "OUT");
   REQUIRE(hist.ok());
   int sendt = 0;
   for (const auto& h : *hist) sendt += h.status == "SENDT" && h.current;
@@ -127,7 +127,7 @@ TEST_CASE("sender: REJECTED is FEIL with the broker's reason", "[ip][sender]") {
   const MessageRow m = Out(r, id);
   CHECK(m.status == "FEIL");
   CHECK(m.state == "done");
-  auto hist = r.store->History(id, "OUT");
+  auto hist = r.store->history.History(id, "OUT");
   REQUIRE(hist.ok());
   CHECK_THAT(hist->back().reason, Catch::Contains("rejected by the broker: sender is not you"));
   CHECK(r.metrics.rejected.load() == 1);
