@@ -53,7 +53,7 @@ Result<json> StatusQueries::Messages(const ConversationQuery& q, int64_t page) {
   return store_.Run([&](PointStore& s) -> Result<json> {
     BUD_ASSIGN_OR_RETURN(auto rows, s.history.Conversations(q));
     return PageOf(rows, page, q.limit, [&](const MessageRow& m) {
-      if (q.direction != "IN") return SbdOf(m, "");
+      if (q.direction != Direction::kIn) return SbdOf(m, "");
       auto full = s.incoming.Get(m.message_id);
       return IncomingSbdJson(m, full.ok() && *full ? (*full)->payload : std::string());
     });
@@ -78,7 +78,7 @@ Result<json> StatusQueries::Conversation(ConversationQuery q, const std::string&
     if (rows.items.empty()) return Status(Code::kNotFound, "no conversation " + what);
     const MessageRow* pick = &rows.items.front();
     for (const auto& m : rows.items) {
-      if (m.direction == "OUT") pick = &m;
+      if (m.direction == Direction::kOut) pick = &m;
     }
     return ConversationOf(s, *pick);
   });

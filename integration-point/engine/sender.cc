@@ -60,7 +60,7 @@ bool Sender::Due() const { return dirty_ || d_.clock.MonoMs() - last_seal_mono_ 
 void Sender::Fail(const MessageRow& m, const std::string& why) {
   Log()->warn("message {} to {}: FEIL: {}", m.message_id, m.receiver, why);
   auto r = d_.store.ApplyStatus(m.message_id, wire::FEIL, why,
-                                d_.clock.NowMs(), Text(WorkState::kDone));
+                                d_.clock.NowMs(), WorkState::kDone);
   if (!r.ok()) Log()->error("message {}: {}", m.message_id, r.status().ToString());
 }
 
@@ -68,7 +68,7 @@ void Sender::SealNew() {
   constexpr int kSealPerTurn = 64;
   dirty_ = false;
   last_seal_mono_ = d_.clock.MonoMs();
-  auto rows = d_.store.OutgoingInState(Text(WorkState::kNew), kSealPerTurn);
+  auto rows = d_.store.OutgoingInState(WorkState::kNew, kSealPerTurn);
   if (!rows.ok()) {
     Log()->error("reading new messages: {}", rows.status().ToString());
     return;
@@ -190,7 +190,7 @@ void Sender::SubmitSealed() {
   const auto max = static_cast<size_t>(d_.config.max_in_flight);
   if (!d_.link.ready() || d_.clock.MonoMs() < pause_until_mono_) return;
   if (in_flight_.size() >= max) return;
-  auto rows = d_.store.OutgoingInState(Text(WorkState::kSealed),
+  auto rows = d_.store.OutgoingInState(WorkState::kSealed,
                                        static_cast<int>(d_.config.max_in_flight * 2));
   if (!rows.ok()) {
     Log()->error("reading sealed messages: {}", rows.status().ToString());
@@ -227,7 +227,7 @@ void Sender::OnSubmitReply(const wire::SubmitReply& r) {
     } else {
       auto st = d_.store.ApplyStatus(r.message_id(), wire::FEIL,
                                      "rejected by the broker: " + r.reason(), d_.clock.NowMs(),
-                                     Text(WorkState::kDone));
+                                     WorkState::kDone);
       Log()->warn("message {} rejected by the broker (FEIL): {}", r.message_id(), r.reason());
       if (!st.ok()) Log()->error("message {}: {}", r.message_id(), st.status().ToString());
     }
@@ -241,7 +241,7 @@ void Sender::OnAccepted(const wire::SubmitReply& r) {
   d_.metrics.accepted.fetch_add(1, std::memory_order_relaxed);
   backoff_ms_ = 500;
   auto st = d_.store.ApplyStatus(r.message_id(), wire::SENDT, "",
-                                 d_.clock.NowMs(), Text(WorkState::kSent));
+                                 d_.clock.NowMs(), WorkState::kSent);
   if (st.ok()) {
     // A streamed message: all of it is with the broker (no-op for a small one).
     if (Status t = d_.store.TransferProgress(r.message_id(), -1); !t.ok())
@@ -295,7 +295,7 @@ void Sender::OnStatusNotice(const wire::StatusNotice& n) {
 void Sender::OnStreamStart(const wire::StreamStart& start) {
   const std::string& id = start.message_id();
   auto row = d_.store.Get(id);
-  if (!row.ok() || !row->has_value() || !Is((*row)->state, WorkState::kSealed)) {
+  if (!row.ok() || !row->has_value() || (*row)->state != WorkState::kSealed) {
     Log()->warn("broker asked for chunks of message {} that is not being sent", id);
     return;
   }

@@ -29,7 +29,7 @@ void DropStaleDrafts(const Config& config, PointStore& store) {
     for (const auto& id : *kept) {
       auto row = store.incoming.Get(id);
       if (id == ".tmp" ||
-          (row.ok() && (!row->has_value() || !Is((*row)->state, WorkState::kApi)))) {
+          (row.ok() && (!row->has_value() || (*row)->state != WorkState::kApi))) {
         (void)RemoveAll(JoinPath(ApiInboxDir(config), id));
       }
     }
@@ -44,7 +44,7 @@ std::string WhyNotResumed(PointStore& store, const std::string& id, int64_t now_
   auto row = store.incoming.Get(id);
   if (!row.ok()) return "";
   if (row->has_value()) return "the message is " + (*row)->status + " already";
-  auto t = store.history.Transfer(id, Text(Direction::kIn));
+  auto t = store.history.Transfer(id, Direction::kIn);
   if (!t.ok()) return "";
   if (!t->has_value()) return "no transfer is recorded";
   if ((*t)->message.expires_ms > 0 && (*t)->message.expires_ms < now_ms) {
@@ -78,7 +78,7 @@ void RecoverSpool(const Config& config, PointStore& store) {
           "spooled folder of message {} was not taken in before a restart; moved back to "
           "the outbox: {}",
           id, st.ok() ? back : st.ToString());
-    } else if (!Is((*row)->state, WorkState::kNew)) {
+    } else if ((*row)->state != WorkState::kNew) {
       (void)RemoveAll(JoinPath(src, id));
     }
   }

@@ -312,7 +312,7 @@ void StreamReceiver::Finish(const std::string& id) {
   rec.title = opened->manifest.title();
   if (api) {
     // Kept for peek/pop/delete: the manifest (metadata, names, sizes) and where the files are.
-    rec.state = Text(WorkState::kApi);
+    rec.state = WorkState::kApi;
     opened->manifest.SerializeToString(&rec.payload);
     rec.files = api_files;
   }

@@ -10,18 +10,23 @@ namespace bud::ip {
 
 using namespace store_internal;
 
+namespace {
+// A direction filter as the queries bind it: "" for both.
+std::string DirectionText(const std::optional<Direction>& d) { return d ? Text(*d) : ""; }
+}  // namespace
+
 Result<std::optional<MessageRow>> HistoryStore::Get(const std::string& message_id,
-                                                    const std::string& direction) {
+                                                    Direction direction) {
   return GetRow(db_.conn(), message_id, direction);
 }
 
 Result<bool> HistoryStore::HasMessage(const std::string& message_id,
-                                      const std::string& direction) {
+                                      Direction direction) {
   return HasRow(db_.conn(), message_id, direction);
 }
 
 Result<std::vector<HistoryRow>> HistoryStore::History(const std::string& message_id,
-                                                      const std::string& direction) {
+                                                      Direction direction) {
   return HistoryOf(db_.conn(), message_id, direction);
 }
 
@@ -31,7 +36,7 @@ Result<std::vector<MessageRow>> HistoryStore::List(const ListFilter& f) {
       "AND (?3='' OR direction=?3) AND (?4='' OR status=?4) AND updated_ms>=?5 "
       "ORDER BY created_ms, message_id",
       kListColumns)));
-  st->BindAll(f.message_id, f.conversation_id, f.direction, f.status, f.since_ms);
+  st->BindAll(f.message_id, f.conversation_id, DirectionText(f.direction), f.status, f.since_ms);
   return ReadRows(*st);
 }
 
@@ -42,7 +47,7 @@ Result<Paged<StatusItem>> HistoryStore::Statuses(const StatusQuery& q) {
       "AND h.at_ms>=?4 AND (?5=0 OR h.at_ms<=?5)";
   Paged<StatusItem> out;
   BUD_ASSIGN_OR_RETURN(auto* count, db_.conn().Prepare(fmt::format("SELECT count(*) {}", kWhere)));
-  count->BindAll(q.message_id, q.status, q.direction, q.from_ms, q.to_ms);
+  count->BindAll(q.message_id, q.status, DirectionText(q.direction), q.from_ms, q.to_ms);
   BUD_ASSIGN_OR_RETURN(bool row, count->Step());
   out.total = row ? count->Int(0) : 0;
   count->Reset();
@@ -50,12 +55,13 @@ Result<Paged<StatusItem>> HistoryStore::Statuses(const StatusQuery& q) {
       "SELECT h.id, h.at_ms, h.status, h.reason, m.conversation_id, h.message_id, h.direction "
       "{} ORDER BY h.id {} LIMIT ?6 OFFSET ?7",
       kWhere, q.newest_first ? "DESC" : "ASC")));
-  st->BindAll(q.message_id, q.status, q.direction, q.from_ms, q.to_ms, q.limit, q.offset);
+  st->BindAll(q.message_id, q.status, DirectionText(q.direction), q.from_ms, q.to_ms, q.limit,
+               q.offset);
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool more, st->Step());
     if (!more) break;
     out.items.push_back({st->Int(0), st->Int(1), st->Text(2), st->Text(3), st->Text(4),
-                         st->Text(5), st->Text(6)});
+                         st->Text(5), StoredDirection(st->Text(6))});
   }
   return out;
 }
@@ -76,7 +82,7 @@ Result<Paged<MessageRow>> HistoryStore::Conversations(const ConversationQuery& q
       "AND (?9=0 OR updated_ms<=?9) AND (?10=0 OR status NOT IN ({}))",
       finals);
   auto bind = [&](storage::Stmt& st) {
-    st.BindAll(q.id, q.message_id, q.conversation_id, q.direction, q.status, q.orgnr, q.process,
+    st.BindAll(q.id, q.message_id, q.conversation_id, DirectionText(q.direction), q.status, q.orgnr, q.process,
                q.from_ms, q.to_ms, q.unfinished_only ? 1 : 0);
   };
   Paged<MessageRow> out;
@@ -101,7 +107,7 @@ Result<std::vector<StatusCount>> HistoryStore::CountByStatus() {
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) break;
-    out.push_back({st->Text(0), st->Text(1), st->Int(2)});
+    out.push_back({StoredDirection(st->Text(0)), st->Text(1), st->Int(2)});
   }
   return out;
 }
@@ -128,10 +134,10 @@ Result<std::vector<QueueDepth>> HistoryStore::OutgoingQueue() {
 }
 
 Result<std::optional<TransferRow>> HistoryStore::Transfer(const std::string& message_id,
-                                                   const std::string& direction) {
+                                                   Direction direction) {
   BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare(fmt::format(
       "SELECT {} FROM transfers WHERE message_id=? AND direction=?", kTransferColumns)));
-  st->BindAll(message_id, direction);
+  st->BindAll(message_id, std::string(Text(direction)));
   BUD_ASSIGN_OR_RETURN(bool row, st->Step());
   std::optional<TransferRow> out;
   if (row) out = ReadTransfer(*st);
@@ -148,7 +154,7 @@ Result<std::vector<TransferRow>> HistoryStore::TransfersWithoutMessage(const Lis
       "(?2='' OR conversation_id=?2) AND (?3='' OR direction=?3) AND updated_ms>=?4 "
       "ORDER BY created_ms, message_id",
       kTransferColumns)));
-  st->BindAll(f.message_id, f.conversation_id, f.direction, f.since_ms);
+  st->BindAll(f.message_id, f.conversation_id, DirectionText(f.direction), f.since_ms);
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) break;

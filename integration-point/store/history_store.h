@@ -23,10 +23,10 @@ class HistoryStore {
   explicit HistoryStore(PointDb& db) : db_(db) {}  // `db` must outlive this view
 
   Result<std::optional<MessageRow>> Get(const std::string& message_id,
-                                        const std::string& direction);
-  Result<bool> HasMessage(const std::string& message_id, const std::string& direction);
+                                        Direction direction);
+  Result<bool> HasMessage(const std::string& message_id, Direction direction);
   Result<std::vector<HistoryRow>> History(const std::string& message_id,
-                                          const std::string& direction);
+                                          Direction direction);
   Result<std::vector<MessageRow>> List(const ListFilter& filter);
 
   Result<Paged<StatusItem>> Statuses(const StatusQuery& q);
@@ -37,7 +37,7 @@ class HistoryStore {
   Result<std::vector<QueueDepth>> OutgoingQueue();
 
   Result<std::optional<TransferRow>> Transfer(const std::string& message_id,
-                                              const std::string& direction);
+                                              Direction direction);
   // Transfers (incoming ones in progress) whose message has no `messages` row yet, filtered.
   Result<std::vector<TransferRow>> TransfersWithoutMessage(const ListFilter& filter);
 

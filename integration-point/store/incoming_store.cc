@@ -18,18 +18,19 @@ Status IncomingStore::RecordIncoming(const MessageRow& m, MsgStatus status, cons
       "INSERT OR IGNORE INTO messages(message_id, direction, conversation_id, sender, receiver, "
       "process, document_type, title, created_ms, expires_ms, status, state, payload, updated_ms, "
       "files) VALUES(?,'IN',?,?,?,?,?,?,?,?,'',?,?,?,?)"));
-  const std::string state = m.state.empty() ? std::string("done") : m.state;
+  // Kept for the HTTP API, or done.
+  const WorkState state = m.state == WorkState::kApi ? WorkState::kApi : WorkState::kDone;
   ins->BindAll(m.message_id, m.conversation_id, m.sender, m.receiver, m.process, m.document_type,
-               m.title, m.created_ms, m.expires_ms, state);
-  if (state == "api") {
+               m.title, m.created_ms, m.expires_ms, std::string(Text(state)));
+  if (state == WorkState::kApi) {
     ins->BindBlob(11, m.payload);
   } else {
     ins->BindNull(11);
   }
-  ins->Bind(12, at_ms).Bind(13, state == "api" ? m.files : std::string());
+  ins->Bind(12, at_ms).Bind(13, state == WorkState::kApi ? m.files : std::string());
   BUD_RETURN_IF_ERROR(ins->Run());
-  BUD_RETURN_IF_ERROR(ApplyStatusInTx(db_.conn(), m.message_id, "IN", status, reason, at_ms,
-                                      status == wire::FEIL ? std::string("done") : state)
+  BUD_RETURN_IF_ERROR(ApplyStatusInTx(db_.conn(), m.message_id, Direction::kIn, status, reason, at_ms,
+                                      status == wire::FEIL ? WorkState::kDone : state)
                           .status());
   BUD_ASSIGN_OR_RETURN(auto* rep, db_.conn().Prepare(
       "INSERT OR IGNORE INTO pending_reports(message_id, status, reason, at_ms) VALUES(?,?,?,?)"));
@@ -43,7 +44,7 @@ Status IncomingStore::AdvanceIncoming(const std::string& message_id, MsgStatus s
   storage::Transaction tx(db_.conn());
   BUD_RETURN_IF_ERROR(tx.began());
   BUD_ASSIGN_OR_RETURN(bool advanced,
-                       ApplyStatusInTx(db_.conn(), message_id, "IN", status, "", at_ms, std::nullopt));
+                       ApplyStatusInTx(db_.conn(), message_id, Direction::kIn, status, "", at_ms, std::nullopt));
   if (advanced) {
     BUD_ASSIGN_OR_RETURN(auto* rep, db_.conn().Prepare(
         "INSERT OR IGNORE INTO pending_reports(message_id, status, reason, at_ms) "
@@ -54,10 +55,10 @@ Status IncomingStore::AdvanceIncoming(const std::string& message_id, MsgStatus s
 }
 
 Result<std::vector<std::string>> IncomingStore::IncomingWithStatus(MsgStatus status,
-                                                          const std::string& state, int limit) {
+                                                                  WorkState state, int limit) {
   BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare(
       "SELECT message_id FROM messages WHERE direction='IN' AND status=? AND state=? LIMIT ?"));
-  st->Bind(1, StatusName(status)).Bind(2, state).Bind(3, limit);
+  st->Bind(1, StatusName(status)).Bind(2, std::string(Text(state))).Bind(3, limit);
   std::vector<std::string> out;
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -88,12 +89,12 @@ Result<std::optional<MessageRow>> IncomingStore::PeekIncoming(int64_t now_ms, in
 }
 
 Result<MessageRow> IncomingStore::LockedIncoming(const std::string& message_id, int64_t now_ms) {
-  BUD_ASSIGN_OR_RETURN(auto row, GetRow(db_.conn(), message_id, "IN"));
-  if (!row || (row->state != "api" && row->status != StatusName(wire::INNKOMMENDE_LEVERT))) {
+  BUD_ASSIGN_OR_RETURN(auto row, GetRow(db_.conn(), message_id, Direction::kIn));
+  if (!row || (row->state != WorkState::kApi && row->status != StatusName(wire::INNKOMMENDE_LEVERT))) {
     return Status(Code::kNotFound, fmt::format("no incoming message {} is waiting for the API",
                                                message_id));
   }
-  if (row->state != "api") {
+  if (row->state != WorkState::kApi) {
     return Status(Code::kNotFound,
                   fmt::format("incoming message {} was already deleted (INNKOMMENDE_LEVERT)",
                               message_id));
@@ -113,8 +114,8 @@ Status IncomingStore::DeliverIncoming(const std::string& message_id, int64_t now
   (void)row;
   storage::Transaction tx(db_.conn());
   BUD_RETURN_IF_ERROR(tx.began());
-  BUD_ASSIGN_OR_RETURN(bool advanced, ApplyStatusInTx(db_.conn(), message_id, "IN", wire::INNKOMMENDE_LEVERT,
-                                                      "", now_ms, std::string("done")));
+  BUD_ASSIGN_OR_RETURN(bool advanced, ApplyStatusInTx(db_.conn(), message_id, Direction::kIn, wire::INNKOMMENDE_LEVERT,
+                                                      "", now_ms, WorkState::kDone));
   if (advanced) {
     BUD_ASSIGN_OR_RETURN(auto* rep, db_.conn().Prepare(
         "INSERT OR IGNORE INTO pending_reports(message_id, status, reason, at_ms) "
@@ -147,20 +148,20 @@ Status IncomingStore::ReportDone(const std::string& message_id, MsgStatus status
 }
 
 Status IncomingStore::StartTransfer(const MessageRow& m, int64_t done_bytes, int64_t total_bytes) {
-  return StartTransferRow(db_.conn(), m, "IN", done_bytes, total_bytes);
+  return StartTransferRow(db_.conn(), m, Direction::kIn, done_bytes, total_bytes);
 }
 
 Status IncomingStore::TransferProgress(const std::string& message_id,
                                        std::optional<int64_t> done_bytes) {
-  return UpdateTransfer(db_.conn(), message_id, "IN", done_bytes, std::nullopt);
+  return UpdateTransfer(db_.conn(), message_id, Direction::kIn, done_bytes, std::nullopt);
 }
 
 Result<std::optional<MessageRow>> IncomingStore::Get(const std::string& message_id) {
-  return GetRow(db_.conn(), message_id, "IN");
+  return GetRow(db_.conn(), message_id, Direction::kIn);
 }
 
 Result<std::vector<HistoryRow>> IncomingStore::History(const std::string& message_id) {
-  return HistoryOf(db_.conn(), message_id, "IN");
+  return HistoryOf(db_.conn(), message_id, Direction::kIn);
 }
 
 }  // namespace bud::ip

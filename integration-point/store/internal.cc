@@ -7,6 +7,11 @@
 
 namespace bud::ip::store_internal {
 
+Direction StoredDirection(const std::string& text) {
+  // The column's CHECK allows only these two.
+  return ParseDirection(text).value_or(Direction::kIn);
+}
+
 const char* const kTransferColumns =
     "message_id, direction, done_bytes, total_bytes, note, updated_ms, conversation_id, sender, "
     "receiver, process, document_type, created_ms, expires_ms";
@@ -22,7 +27,7 @@ const char* const kListColumns =
 TransferRow ReadTransfer(storage::Stmt& st) {
   TransferRow t;
   t.message.message_id = st.Text(0);
-  t.message.direction = st.Text(1);
+  t.message.direction = StoredDirection(st.Text(1));
   t.done_bytes = st.Int(2);
   t.total_bytes = st.Int(3);
   t.note = st.Text(4);
@@ -40,7 +45,7 @@ TransferRow ReadTransfer(storage::Stmt& st) {
 MessageRow ReadRow(storage::Stmt& st) {
   MessageRow m;
   m.message_id = st.Text(0);
-  m.direction = st.Text(1);
+  m.direction = StoredDirection(st.Text(1));
   m.conversation_id = st.Text(2);
   m.sender = st.Text(3);
   m.receiver = st.Text(4);
@@ -50,7 +55,7 @@ MessageRow ReadRow(storage::Stmt& st) {
   m.created_ms = st.Int(8);
   m.expires_ms = st.Int(9);
   m.status = st.Text(10);
-  m.state = st.Text(11);
+  m.state = ParseWorkState(st.Text(11)).value_or(WorkState::kDone);
   m.payload = st.Blob(12);
   m.envelope = st.Blob(13);
   m.id = st.Int(14);
@@ -71,21 +76,21 @@ Result<std::vector<MessageRow>> ReadRows(storage::Stmt& st) {
 }
 
 Result<std::optional<MessageRow>> GetRow(storage::Db& db, const std::string& message_id,
-                                         const std::string& direction) {
+                                         Direction direction) {
   BUD_ASSIGN_OR_RETURN(auto* st, db.Prepare(fmt::format(
       "SELECT {} FROM messages WHERE message_id=? AND direction=?", kColumns)));
-  st->BindAll(message_id, direction);
+  st->BindAll(message_id, std::string(Text(direction)));
   BUD_ASSIGN_OR_RETURN(auto rows, ReadRows(*st));
   if (rows.empty()) return std::optional<MessageRow>();
   return std::optional<MessageRow>(std::move(rows.front()));
 }
 
 Result<std::vector<HistoryRow>> HistoryOf(storage::Db& db, const std::string& message_id,
-                                          const std::string& direction) {
+                                          Direction direction) {
   BUD_ASSIGN_OR_RETURN(auto* st, db.Prepare(
       "SELECT status, reason, at_ms, advanced FROM history WHERE message_id=? AND direction=? "
       "ORDER BY id"));
-  st->BindAll(message_id, direction);
+  st->BindAll(message_id, std::string(Text(direction)));
   std::vector<HistoryRow> out;
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -95,51 +100,51 @@ Result<std::vector<HistoryRow>> HistoryOf(storage::Db& db, const std::string& me
   return out;
 }
 
-Result<bool> HasRow(storage::Db& db, const std::string& message_id, const std::string& direction) {
+Result<bool> HasRow(storage::Db& db, const std::string& message_id, Direction direction) {
   BUD_ASSIGN_OR_RETURN(auto* st, db.Prepare(
       "SELECT 1 FROM messages WHERE message_id=? AND direction=?"));
-  BUD_ASSIGN_OR_RETURN(bool row, st->BindAll(message_id, direction).Step());
+  BUD_ASSIGN_OR_RETURN(bool row, st->BindAll(message_id, std::string(Text(direction))).Step());
   st->Reset();
   return row;
 }
 
 Result<bool> ApplyStatusInTx(storage::Db& db, const std::string& message_id,
-                             const std::string& direction, MsgStatus status,
+                             Direction direction, MsgStatus status,
                              const std::string& reason, int64_t at_ms,
-                             const std::optional<std::string>& new_state) {
+                             std::optional<WorkState> new_state) {
   BUD_ASSIGN_OR_RETURN(auto* q, db.Prepare(
       "SELECT status FROM messages WHERE message_id=? AND direction=?"));
-  BUD_ASSIGN_OR_RETURN(bool row, q->BindAll(message_id, direction).Step());
+  BUD_ASSIGN_OR_RETURN(bool row, q->BindAll(message_id, std::string(Text(direction))).Step());
   if (!row) {
-    return Status(Code::kNotFound, fmt::format("no {} message {}", direction, message_id));
+    return Status(Code::kNotFound, fmt::format("no {} message {}", Text(direction), message_id));
   }
   auto current = StatusFromName(q->Text(0)).value_or(wire::STATUS_UNSPECIFIED);
   q->Reset();
   // Repeats are ignored entirely: one history line per status.
   BUD_ASSIGN_OR_RETURN(auto* dup, db.Prepare(
       "SELECT 1 FROM history WHERE message_id=? AND direction=? AND status=?"));
-  BUD_ASSIGN_OR_RETURN(bool seen, dup->BindAll(message_id, direction, StatusName(status)).Step());
+  BUD_ASSIGN_OR_RETURN(bool seen, dup->BindAll(message_id, std::string(Text(direction)), StatusName(status)).Step());
   dup->Reset();
   if (seen) return false;
   const bool advances = Advances(current, status);
   BUD_ASSIGN_OR_RETURN(auto* h, db.Prepare(
       "INSERT INTO history(message_id, direction, status, reason, at_ms, advanced) "
       "VALUES(?,?,?,?,?,?)"));
-  BUD_RETURN_IF_ERROR(h->BindAll(message_id, direction, StatusName(status), reason, at_ms,
+  BUD_RETURN_IF_ERROR(h->BindAll(message_id, std::string(Text(direction)), StatusName(status), reason, at_ms,
                                  advances ? 1 : 0).Run());
   if (advances) {
     BUD_ASSIGN_OR_RETURN(auto* up, db.Prepare(
         "UPDATE messages SET status=?, updated_ms=? WHERE message_id=? AND direction=?"));
-    BUD_RETURN_IF_ERROR(up->BindAll(StatusName(status), NowMs(), message_id, direction).Run());
+    BUD_RETURN_IF_ERROR(up->BindAll(StatusName(status), NowMs(), message_id, std::string(Text(direction))).Run());
   }
   if (new_state || (advances && IsFinal(status))) {
-    std::string state = new_state.value_or("done");
+    const std::string state = Text(new_state.value_or(WorkState::kDone));
     BUD_ASSIGN_OR_RETURN(auto* up, db.Prepare(
         "UPDATE messages SET state=?, "
         "payload=CASE WHEN ? IN ('new', 'api') THEN payload END, "
         "envelope=CASE WHEN ?='sealed' THEN envelope END "
         "WHERE message_id=? AND direction=?"));
-    BUD_RETURN_IF_ERROR(up->BindAll(state, state, state, message_id, direction).Run());
+    BUD_RETURN_IF_ERROR(up->BindAll(state, state, state, message_id, std::string(Text(direction))).Run());
   }
   return advances;
 }
@@ -151,7 +156,7 @@ Status QueueReport(storage::Db& db, const std::string& message_id, MsgStatus rep
   return rep->BindAll(message_id, static_cast<int64_t>(report), reason, at_ms).Run();
 }
 
-Status StartTransferRow(storage::Db& db, const MessageRow& m, const std::string& direction,
+Status StartTransferRow(storage::Db& db, const MessageRow& m, Direction direction,
                         int64_t done_bytes, int64_t total_bytes) {
   BUD_ASSIGN_OR_RETURN(auto* st, db.Prepare(
       "INSERT INTO transfers(message_id, direction, done_bytes, total_bytes, note, updated_ms, "
@@ -159,12 +164,12 @@ Status StartTransferRow(storage::Db& db, const MessageRow& m, const std::string&
       "VALUES(?,?,?,?,'',?,?,?,?,?,?,?,?) ON CONFLICT(message_id, direction) DO UPDATE SET "
       "done_bytes=excluded.done_bytes, total_bytes=excluded.total_bytes, note='', "
       "updated_ms=excluded.updated_ms"));
-  return st->BindAll(m.message_id, direction, done_bytes, total_bytes, NowMs(), m.conversation_id,
+  return st->BindAll(m.message_id, std::string(Text(direction)), done_bytes, total_bytes, NowMs(), m.conversation_id,
                      m.sender, m.receiver, m.process, m.document_type, m.created_ms, m.expires_ms)
       .Run();
 }
 
-Status UpdateTransfer(storage::Db& db, const std::string& message_id, const std::string& direction,
+Status UpdateTransfer(storage::Db& db, const std::string& message_id, Direction direction,
                       std::optional<int64_t> done_bytes, std::optional<std::string> note) {
   // done_bytes < 0: all of it.
   BUD_ASSIGN_OR_RETURN(auto* st, db.Prepare(
@@ -181,7 +186,7 @@ Status UpdateTransfer(storage::Db& db, const std::string& message_id, const std:
   } else {
     st->BindNull(2);
   }
-  return st->Bind(3, NowMs()).Bind(4, message_id).Bind(5, direction).Run();
+  return st->Bind(3, NowMs()).Bind(4, message_id).Bind(5, std::string(Text(direction))).Run();
 }
 
 }  // namespace bud::ip::store_internal

@@ -64,11 +64,11 @@ Result<bool> OutgoingStore::FolderImported(const std::string& folder_key) {
   return row;
 }
 
-Result<std::vector<MessageRow>> OutgoingStore::OutgoingInState(const std::string& state, int limit) {
+Result<std::vector<MessageRow>> OutgoingStore::OutgoingInState(WorkState state, int limit) {
   BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare(fmt::format(
       "SELECT {} FROM messages WHERE direction='OUT' AND state=? ORDER BY created_ms LIMIT ?",
       kColumns)));
-  st->BindAll(state, limit);
+  st->BindAll(std::string(Text(state)), limit);
   return ReadRows(*st);
 }
 
@@ -82,29 +82,29 @@ Status OutgoingStore::MarkSealed(const std::string& message_id, const std::strin
 
 Result<bool> OutgoingStore::ApplyStatus(const std::string& message_id, MsgStatus status,
                                         const std::string& reason, int64_t at_ms,
-                                        std::optional<std::string> new_state) {
+                                        std::optional<WorkState> new_state) {
   storage::Transaction tx(db_.conn());
   BUD_RETURN_IF_ERROR(tx.began());
-  BUD_ASSIGN_OR_RETURN(bool advanced, ApplyStatusInTx(db_.conn(), message_id, "OUT", status,
+  BUD_ASSIGN_OR_RETURN(bool advanced, ApplyStatusInTx(db_.conn(), message_id, Direction::kOut, status,
                                                       reason, at_ms, new_state));
   BUD_RETURN_IF_ERROR(tx.Commit());
   return advanced;
 }
 
 Status OutgoingStore::StartTransfer(const MessageRow& m, int64_t done_bytes, int64_t total_bytes) {
-  return StartTransferRow(db_.conn(), m, "OUT", done_bytes, total_bytes);
+  return StartTransferRow(db_.conn(), m, Direction::kOut, done_bytes, total_bytes);
 }
 
 Status OutgoingStore::TransferProgress(const std::string& message_id,
                                        std::optional<int64_t> done_bytes,
                                        std::optional<std::string> note) {
-  return UpdateTransfer(db_.conn(), message_id, "OUT", done_bytes, std::move(note));
+  return UpdateTransfer(db_.conn(), message_id, Direction::kOut, done_bytes, std::move(note));
 }
 
 Status OutgoingStore::CreateDraft(const std::string& message_id, const std::string& sbd_json) {
   storage::Transaction tx(db_.conn());
   BUD_RETURN_IF_ERROR(tx.began());
-  BUD_ASSIGN_OR_RETURN(bool used, HasRow(db_.conn(), message_id, "OUT"));
+  BUD_ASSIGN_OR_RETURN(bool used, HasRow(db_.conn(), message_id, Direction::kOut));
   BUD_ASSIGN_OR_RETURN(auto draft, GetDraft(message_id));
   if (used || draft) {
     return Status(Code::kAlreadyExists,
@@ -178,11 +178,11 @@ Status OutgoingStore::DeleteDraft(const std::string& message_id) {
 }
 
 Result<std::optional<MessageRow>> OutgoingStore::Get(const std::string& message_id) {
-  return GetRow(db_.conn(), message_id, "OUT");
+  return GetRow(db_.conn(), message_id, Direction::kOut);
 }
 
 Result<bool> OutgoingStore::Has(const std::string& message_id) {
-  return HasRow(db_.conn(), message_id, "OUT");
+  return HasRow(db_.conn(), message_id, Direction::kOut);
 }
 
 }  // namespace bud::ip

@@ -44,7 +44,7 @@ class OutgoingStore {
   Result<std::optional<MessageRow>> Get(const std::string& message_id);
   Result<bool> Has(const std::string& message_id);
   // The oldest `limit` outgoing messages in work state `state`, with payload or envelope.
-  Result<std::vector<MessageRow>> OutgoingInState(const std::string& state, int limit);
+  Result<std::vector<MessageRow>> OutgoingInState(WorkState state, int limit);
   // new -> sealed: keeps `envelope`, drops the payload.
   Status MarkSealed(const std::string& message_id, const std::string& envelope);
 
@@ -53,7 +53,7 @@ class OutgoingStore {
   // unless kept by the new state). Returns whether the current status advanced.
   Result<bool> ApplyStatus(const std::string& message_id, MsgStatus status,
                            const std::string& reason, int64_t at_ms,
-                           std::optional<std::string> new_state = std::nullopt);
+                           std::optional<WorkState> new_state = std::nullopt);
 
   // Streamed uploads: StartTransfer creates (or restarts) the progress row of `m`;
   // TransferProgress updates the bytes the broker acknowledged (nullopt: unchanged, < 0: all of

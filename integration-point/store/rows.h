@@ -8,12 +8,13 @@
 #include <vector>
 
 #include "common/status_machine.h"
+#include "integration-point/message_state.h"
 
 namespace bud::ip {
 
 struct MessageRow {
   std::string message_id;
-  std::string direction;  // "OUT" or "IN"
+  Direction direction = Direction::kOut;
   std::string conversation_id;
   std::string sender;     // "0192:<orgnr>"
   std::string receiver;
@@ -23,7 +24,9 @@ struct MessageRow {
   int64_t created_ms = 0;
   int64_t expires_ms = 0;
   std::string status;     // current status name
-  std::string state;      // work state
+  // Work state. Taken in, an outgoing message is always new; a received one is done unless
+  // kept for the HTTP API (kApi).
+  WorkState state = WorkState::kDone;
   std::string payload;    // OUT: serialised wire::Payload while state == new
   std::string envelope;   // OUT: sealed envelope while state == sealed
   int64_t id = 0;         // rowid: the conversation id of the HTTP API
@@ -68,13 +71,13 @@ struct StatusItem {
   std::string reason;
   std::string conversation_id;
   std::string message_id;
-  std::string direction;
+  Direction direction = Direction::kOut;
 };
 
 struct StatusQuery {
   std::string message_id;
   std::string status;
-  std::string direction;
+  std::optional<Direction> direction;  // nullopt = both
   int64_t from_ms = 0;
   int64_t to_ms = 0;  // 0 = no upper bound
   int64_t offset = 0;
@@ -87,7 +90,7 @@ struct ConversationQuery {
   int64_t id = 0;  // rowid; 0 = any
   std::string message_id;
   std::string conversation_id;
-  std::string direction;  // OUT / IN / ""
+  std::optional<Direction> direction;  // nullopt = both
   std::string status;     // current status
   std::string orgnr;      // "0192:<orgnr>": sender or receiver
   std::string process;
@@ -105,7 +108,7 @@ struct Paged {
 };
 
 struct StatusCount {
-  std::string direction;
+  Direction direction;
   std::string status;
   int64_t count;
 };
@@ -130,7 +133,7 @@ struct TransferRow {
 struct ListFilter {
   std::string message_id;
   std::string conversation_id;
-  std::string direction;
+  std::optional<Direction> direction;  // nullopt = both
   std::string status;
   int64_t since_ms = 0;
 };

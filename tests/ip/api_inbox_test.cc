@@ -29,7 +29,7 @@ void Receive(ApiFixture& f, const std::string& id, int64_t created_ms,
   m.title = "Vedtak";
   m.created_ms = created_ms;
   m.expires_ms = created_ms + 3600 * 1000;
-  m.state = "api";
+  m.state = WorkState::kApi;
   m.files = files;
   wire::Payload p;
   p.set_message_id(id);

@@ -127,7 +127,7 @@ TEST_CASE("outgoing messages list as SBDs, filtered", "[ip][api][status]") {
   Send(f, kId);
   Send(f, "f0000000-0000-4000-8000-000000000002");
   ConversationQuery q;
-  q.direction = "OUT";
+  q.direction = Direction::kOut;
   q.limit = 1;
   auto page = f.queries->Messages(q, 0);
   REQUIRE(page.ok());

@@ -49,7 +49,7 @@ TEST_CASE("intake: a ready folder becomes a new message; the folder goes after t
   REQUIRE(row.ok());
   REQUIRE(row->has_value());
   CHECK((*row)->status == "OPPRETTET");
-  CHECK(Is((*row)->state, WorkState::kNew));
+  CHECK((*row)->state == WorkState::kNew);
   CHECK((*row)->title == "Vedtak");
 }
 

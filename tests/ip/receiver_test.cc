@@ -69,7 +69,7 @@ TEST_CASE("receiver: with delivery = api the message is kept in the store, not t
   auto row = r.store->incoming.Get(h.message_id());
   REQUIRE(row.ok());
   REQUIRE(row->has_value());
-  CHECK((*row)->state == "api");
+  CHECK((*row)->state == WorkState::kApi);
   CHECK(!(*row)->payload.empty());
   CHECK_FALSE(Exists(JoinPath(r.config.inbox, h.message_id())));
 }

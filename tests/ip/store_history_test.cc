@@ -20,7 +20,7 @@ struct Two {
   explicit Two(Fixture& f) {
     REQUIRE(f.store->outgoing.CreateOutgoing(out).ok());
     REQUIRE(f.store->outgoing.MarkSealed(out.message_id, "env").ok());
-    in.state = Text(WorkState::kDone);
+    in.state = WorkState::kDone;
     REQUIRE(f.store->incoming
                 .RecordIncoming(in, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", NowMs())
                 .ok());
@@ -30,15 +30,15 @@ struct Two {
 TEST_CASE("history store: messages of both directions, apart", "[ip][store]") {
   Fixture f;
   Two two(f);
-  CHECK(f.store->history.HasMessage(two.out.message_id, "OUT").value());
-  CHECK_FALSE(f.store->history.HasMessage(two.out.message_id, "IN").value());
-  CHECK(f.store->history.Get(two.in.message_id, "IN").value().has_value());
-  CHECK_FALSE(f.store->history.Get("no-such-id", "IN").value().has_value());
+  CHECK(f.store->history.HasMessage(two.out.message_id, Direction::kOut).value());
+  CHECK_FALSE(f.store->history.HasMessage(two.out.message_id, Direction::kIn).value());
+  CHECK(f.store->history.Get(two.in.message_id, Direction::kIn).value().has_value());
+  CHECK_FALSE(f.store->history.Get("no-such-id", Direction::kIn).value().has_value());
 
   auto all = f.store->history.List({}).value();
   CHECK(all.size() == 2);
   ListFilter only_in;
-  only_in.direction = "IN";
+  only_in.direction = Direction::kIn;
   auto in = f.store->history.List(only_in).value();
   REQUIRE(in.size() == 1);
   CHECK(in[0].message_id == two.in.message_id);
@@ -61,7 +61,7 @@ TEST_CASE("history store: statuses and conversations, filtered and paged", "[ip]
   auto all = f.store->history.Statuses({}).value();
   CHECK(all.total == 3);  // OPPRETTET, SENDT, INNKOMMENDE_MOTTATT
   StatusQuery q;
-  q.direction = "OUT";
+  q.direction = Direction::kOut;
   q.newest_first = true;
   q.limit = 1;
   auto page = f.store->history.Statuses(q).value();
@@ -90,8 +90,8 @@ TEST_CASE("history store: counts for health and metrics", "[ip][store]") {
   auto counts = f.store->history.CountByStatus().value();
   int64_t opprettet = 0, mottatt = 0;
   for (const auto& c : counts) {
-    if (c.direction == "OUT" && c.status == "OPPRETTET") opprettet = c.count;
-    if (c.direction == "IN" && c.status == "INNKOMMENDE_MOTTATT") mottatt = c.count;
+    if (c.direction == Direction::kOut && c.status == "OPPRETTET") opprettet = c.count;
+    if (c.direction == Direction::kIn && c.status == "INNKOMMENDE_MOTTATT") mottatt = c.count;
   }
   CHECK(opprettet == 2);
   CHECK(mottatt == 1);
@@ -130,7 +130,7 @@ TEST_CASE("point db: a turn's writes are one transaction, rolled back or committ
   CHECK(f.store->point->InTurn());
   MessageRow a = Row();
   REQUIRE(f.store->outgoing.CreateOutgoing(a).ok());
-  CHECK_FALSE(reader->history.HasMessage(a.message_id, "OUT").value());  // not committed yet
+  CHECK_FALSE(reader->history.HasMessage(a.message_id, Direction::kOut).value());  // not committed yet
   f.store->point->RollbackTurn();
   CHECK_FALSE(f.store->point->InTurn());
   CHECK_FALSE(f.store->outgoing.Has(a.message_id).value());
@@ -140,7 +140,7 @@ TEST_CASE("point db: a turn's writes are one transaction, rolled back or committ
   // A failing operation inside undoes only itself.
   CHECK(f.store->outgoing.CreateOutgoing(a).code() == Code::kAlreadyExists);
   REQUIRE(f.store->point->CommitTurn().ok());
-  CHECK(reader->history.HasMessage(a.message_id, "OUT").value());
+  CHECK(reader->history.HasMessage(a.message_id, Direction::kOut).value());
   CHECK(f.store->point->CommitTurn().ok());  // without a turn: nothing to do
 }
 

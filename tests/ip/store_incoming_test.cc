@@ -10,7 +10,7 @@ using store_test::Row;
 
 MessageRow Incoming(WorkState state = WorkState::kDone) {
   MessageRow m = Row("0192:222222222", "0192:111111111");
-  m.state = Text(state);
+  m.state = state;
   return m;
 }
 
@@ -25,7 +25,7 @@ TEST_CASE("incoming store: a received message is recorded with its report, once"
   auto row = f.store->incoming.Get(m.message_id).value();
   REQUIRE(row.has_value());
   CHECK(row->status == "INNKOMMENDE_MOTTATT");
-  CHECK(row->state == Text(WorkState::kDone));
+  CHECK(row->state == WorkState::kDone);
   CHECK(row->payload.empty());  // only kept for the API
   auto reports = f.store->incoming.PendingReports().value();
   REQUIRE(reports.size() == 1);
@@ -53,7 +53,7 @@ TEST_CASE("incoming store: a refused message is recorded as FEIL with its reason
               .ok());
   auto row = f.store->incoming.Get(m.message_id).value();
   CHECK(row->status == "FEIL");
-  CHECK(row->state == Text(WorkState::kDone));  // nothing kept for the API
+  CHECK(row->state == WorkState::kDone);  // nothing kept for the API
   auto hist = f.store->incoming.History(m.message_id).value();
   REQUIRE(hist.size() == 1);
   CHECK(hist[0].reason == "bad signature");
@@ -70,7 +70,7 @@ TEST_CASE("incoming store: delivered messages advance and queue LEVERT", "[ip][s
               .RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", t)
               .ok());
   auto waiting =
-      f.store->incoming.IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, Text(WorkState::kDone), 10)
+      f.store->incoming.IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, WorkState::kDone, 10)
           .value();
   REQUIRE(waiting.size() == 1);
   REQUIRE(f.store->incoming.AdvanceIncoming(m.message_id, wire::INNKOMMENDE_LEVERT, wire::LEVERT,
@@ -79,7 +79,7 @@ TEST_CASE("incoming store: delivered messages advance and queue LEVERT", "[ip][s
   CHECK(f.store->incoming.Get(m.message_id).value()->status == "INNKOMMENDE_LEVERT");
   CHECK(f.store->incoming.PendingReports().value().size() == 2);
   CHECK(f.store->incoming
-            .IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, Text(WorkState::kDone), 10)
+            .IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, WorkState::kDone, 10)
             .value()
             .empty());
   // Again: not advanced, no second LEVERT.
@@ -125,7 +125,7 @@ TEST_CASE("incoming store: the API's peek locks, deliver needs the lock", "[ip][
   REQUIRE(f.store->incoming.DeliverIncoming(a.message_id, t + 500).ok());
   auto row = f.store->incoming.Get(a.message_id).value();
   CHECK(row->status == "INNKOMMENDE_LEVERT");
-  CHECK(row->state == Text(WorkState::kDone));
+  CHECK(row->state == WorkState::kDone);
   CHECK(row->payload.empty());
   auto gone = f.store->incoming.LockedIncoming(a.message_id, t + 500);
   CHECK(gone.status().code() == Code::kNotFound);
@@ -150,7 +150,7 @@ TEST_CASE("incoming store: download progress before the message has a row", "[ip
               .ok());
   REQUIRE(f.store->incoming.TransferProgress(m.message_id, -1).ok());
   CHECK(f.store->history.TransfersWithoutMessage({}).value().empty());
-  CHECK(f.store->history.Transfer(m.message_id, "IN").value()->done_bytes == 5000);
+  CHECK(f.store->history.Transfer(m.message_id, Direction::kIn).value()->done_bytes == 5000);
 }
 
 }  // namespace

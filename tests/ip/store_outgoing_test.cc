@@ -19,7 +19,7 @@ TEST_CASE("outgoing store: an outbox folder is taken in once, with its import re
   auto row = f.store->outgoing.Get(m.message_id).value();
   REQUIRE(row.has_value());
   CHECK(row->status == "OPPRETTET");
-  CHECK(row->state == Text(WorkState::kNew));
+  CHECK(row->state == WorkState::kNew);
   CHECK(row->payload == m.payload);
   CHECK(row->title == m.title);
 
@@ -28,7 +28,7 @@ TEST_CASE("outgoing store: an outbox folder is taken in once, with its import re
   CHECK(again.code() == Code::kAlreadyExists);
   CHECK_FALSE(f.store->outgoing.FolderImported("folder-2").value());
   CHECK(f.store->outgoing.CreateOutgoing(m).code() == Code::kAlreadyExists);
-  CHECK(f.store->history.History(m.message_id, "OUT").value().size() == 1);
+  CHECK(f.store->history.History(m.message_id, Direction::kOut).value().size() == 1);
 }
 
 TEST_CASE("outgoing store: new -> sealed keeps the envelope and drops the payload",
@@ -37,17 +37,17 @@ TEST_CASE("outgoing store: new -> sealed keeps the envelope and drops the payloa
   MessageRow a = Row(), b = Row();
   REQUIRE(f.store->outgoing.CreateOutgoing(a).ok());
   REQUIRE(f.store->outgoing.CreateOutgoing(b).ok());
-  auto fresh = f.store->outgoing.OutgoingInState(Text(WorkState::kNew), 10).value();
+  auto fresh = f.store->outgoing.OutgoingInState(WorkState::kNew, 10).value();
   CHECK(fresh.size() == 2);
-  CHECK(f.store->outgoing.OutgoingInState(Text(WorkState::kNew), 1).value().size() == 1);
+  CHECK(f.store->outgoing.OutgoingInState(WorkState::kNew, 1).value().size() == 1);
 
   REQUIRE(f.store->outgoing.MarkSealed(a.message_id, "sealed envelope").ok());
   auto row = f.store->outgoing.Get(a.message_id).value();
   REQUIRE(row.has_value());
-  CHECK(row->state == Text(WorkState::kSealed));
+  CHECK(row->state == WorkState::kSealed);
   CHECK(row->envelope == "sealed envelope");
   CHECK(row->payload.empty());
-  auto sealed = f.store->outgoing.OutgoingInState(Text(WorkState::kSealed), 10).value();
+  auto sealed = f.store->outgoing.OutgoingInState(WorkState::kSealed, 10).value();
   REQUIRE(sealed.size() == 1);
   CHECK(sealed[0].message_id == a.message_id);
   // Sealing again does nothing: only a new message is sealed.
@@ -61,17 +61,17 @@ TEST_CASE("outgoing store: statuses go through the state machine, once each", "[
   REQUIRE(f.store->outgoing.CreateOutgoing(m).ok());
   REQUIRE(f.store->outgoing.MarkSealed(m.message_id, "env").ok());
   const int64_t t = NowMs();
-  CHECK(f.store->outgoing.ApplyStatus(m.message_id, wire::SENDT, "", t, Text(WorkState::kSent))
+  CHECK(f.store->outgoing.ApplyStatus(m.message_id, wire::SENDT, "", t, WorkState::kSent)
             .value());
   auto row = f.store->outgoing.Get(m.message_id).value();
   CHECK(row->status == "SENDT");
-  CHECK(row->state == Text(WorkState::kSent));
+  CHECK(row->state == WorkState::kSent);
   CHECK(row->envelope.empty());  // kept only while sealed
   // A repeat is ignored entirely; a skip forwards advances; a late one is kept, not current.
   CHECK_FALSE(f.store->outgoing.ApplyStatus(m.message_id, wire::SENDT, "", t + 1).value());
   CHECK(f.store->outgoing.ApplyStatus(m.message_id, wire::LEVERT, "", t + 2).value());
   CHECK_FALSE(f.store->outgoing.ApplyStatus(m.message_id, wire::MOTTATT, "", t + 3).value());
-  auto hist = f.store->history.History(m.message_id, "OUT").value();
+  auto hist = f.store->history.History(m.message_id, Direction::kOut).value();
   REQUIRE(hist.size() == 4);
   CHECK(hist[3].status == "MOTTATT");
   CHECK_FALSE(hist[3].current);
@@ -80,7 +80,7 @@ TEST_CASE("outgoing store: statuses go through the state machine, once each", "[
   CHECK(f.store->outgoing.ApplyStatus(m.message_id, wire::FEIL, "why", t + 4).value());
   row = f.store->outgoing.Get(m.message_id).value();
   CHECK(row->status == "FEIL");
-  CHECK(row->state == Text(WorkState::kDone));
+  CHECK(row->state == WorkState::kDone);
   // An unknown message is an error, not a silent no-op.
   CHECK(f.store->outgoing.ApplyStatus("no-such-id", wire::SENDT, "", t).status().code() ==
         Code::kNotFound);
@@ -124,22 +124,22 @@ TEST_CASE("outgoing store: upload progress is the outgoing message's transfer ro
   REQUIRE(f.store->outgoing.CreateOutgoing(m).ok());
   REQUIRE(f.store->outgoing.StartTransfer(m, 0, 1000).ok());
   REQUIRE(f.store->outgoing.TransferProgress(m.message_id, 400, "broker busy").ok());
-  auto t = f.store->history.Transfer(m.message_id, "OUT").value();
+  auto t = f.store->history.Transfer(m.message_id, Direction::kOut).value();
   REQUIRE(t.has_value());
   CHECK(t->done_bytes == 400);
   CHECK(t->total_bytes == 1000);
   CHECK(t->note == "broker busy");
   REQUIRE(f.store->outgoing.TransferProgress(m.message_id, -1, "").ok());  // all of it
-  t = f.store->history.Transfer(m.message_id, "OUT").value();
+  t = f.store->history.Transfer(m.message_id, Direction::kOut).value();
   CHECK(t->done_bytes == 1000);
   CHECK(t->note.empty());
   // Not the incoming one of the same id.
-  CHECK_FALSE(f.store->history.Transfer(m.message_id, "IN").value().has_value());
+  CHECK_FALSE(f.store->history.Transfer(m.message_id, Direction::kIn).value().has_value());
   // Restarting resets the bytes; a message without a row is left alone.
   REQUIRE(f.store->outgoing.StartTransfer(m, 100, 1000).ok());
-  CHECK(f.store->history.Transfer(m.message_id, "OUT").value()->done_bytes == 100);
+  CHECK(f.store->history.Transfer(m.message_id, Direction::kOut).value()->done_bytes == 100);
   REQUIRE(f.store->outgoing.TransferProgress("no-such-id", 5).ok());
-  CHECK_FALSE(f.store->history.Transfer("no-such-id", "OUT").value().has_value());
+  CHECK_FALSE(f.store->history.Transfer("no-such-id", Direction::kOut).value().has_value());
 }
 
 }  // namespace

@@ -68,14 +68,14 @@ TEST_CASE("turn: writes in a turn are durable only after Finish", "[ip][turn]") 
   {
     auto reader = PointStore::OpenReadOnly(r.config.store);
     REQUIRE(reader.ok());
-    auto row = (*reader)->history.Get(id, "IN");
+    auto row = (*reader)->history.Get(id, Direction::kIn);
     REQUIRE(row.ok());
     CHECK_FALSE(row->has_value());  // not committed yet
   }
   REQUIRE(r.turn->Finish().status.ok());
   auto reader = PointStore::OpenReadOnly(r.config.store);
   REQUIRE(reader.ok());
-  auto row = (*reader)->history.Get(id, "IN");
+  auto row = (*reader)->history.Get(id, Direction::kIn);
   REQUIRE(row.ok());
   CHECK(row->has_value());
 }
