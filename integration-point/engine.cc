@@ -132,8 +132,9 @@ Status Engine::BuildParts() {
                                              config_.submit_timeout_ms);
   p->defer = std::make_unique<DeferGate>(*p->link, clock_, metrics_);
   // A message taken in from the outbox is for the sender (built below) to seal.
-  p->intake = std::make_unique<OutboxIntake>(config_, me, p->store->outgoing, *p->turn, *p->registry, clock_,
-                                             [parts = p.get()] { parts->sender->MarkDirty(); });
+  p->intake =
+      std::make_unique<OutboxIntake>(config_, me, p->store->outgoing, *p->turn, *p->registry,
+                                     clock_, [parts = p.get()] { parts->sender->MarkDirty(); });
   const Identity& id = keys_->id;
   p->sender = std::make_unique<Sender>(Sender::Deps{config_,
                                                     p->store->outgoing,

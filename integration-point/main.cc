@@ -128,8 +128,8 @@ int main(int argc, char** argv) {
   status->add_option("--message", filter.message_id, "only this message id");
   status->add_option("--conversation", filter.conversation_id, "only this conversation id");
   status->add_option("--direction", direction, "OUT or IN")
-      ->check(CLI::IsMember(std::vector<std::string>{ip::Text(ip::Direction::kOut),
-                                                     ip::Text(ip::Direction::kIn)}));
+      ->check(CLI::IsMember(
+          std::vector<std::string>{ip::Text(ip::Direction::kOut), ip::Text(ip::Direction::kIn)}));
   status->add_option("--status", filter.status, "only messages whose current status is this");
   status->add_option("--since", since, "only messages updated since this ISO 8601 time");
   status->add_flag("--json", json, "JSON instead of a table");

@@ -93,7 +93,7 @@ Result<std::string> RenderStatus(HistoryStore& store, const ListFilter& filter, 
   const auto p = [](std::string_view text) { return Printable(text); };
   std::string out;
   for (const auto& m : rows) {
-    out += fmt::format("{} {}  {} -> {}  {}  conversation {}\n", fmt::format("{:<3}", Text(m.direction)),
+    out += fmt::format("{:<3} {}  {} -> {}  {}  conversation {}\n", Text(m.direction),
                        p(m.message_id), p(m.sender), p(m.receiver), p(m.status),
                        p(m.conversation_id));
     BUD_ASSIGN_OR_RETURN(auto transfer, store.Transfer(m.message_id, m.direction));
@@ -106,8 +106,8 @@ Result<std::string> RenderStatus(HistoryStore& store, const ListFilter& filter, 
     }
   }
   for (const auto& t : arriving) {
-    out += fmt::format("{} {}  {} -> {}  (arriving)  conversation {}\n    {}\n",
-                       fmt::format("{:<3}", Text(t.message.direction)), p(t.message.message_id),
+    out += fmt::format("{:<3} {}  {} -> {}  (arriving)  conversation {}\n    {}\n",
+                       Text(t.message.direction), p(t.message.message_id),
                        p(t.message.sender), p(t.message.receiver), p(t.message.conversation_id),
                        p(TransferLine(t)));
   }

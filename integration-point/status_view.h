@@ -2,9 +2,8 @@
 // message also with its transfer's progress ("sent 96.0 MiB of 256.0 MiB (37%)").
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "common/status.h"
 #include "integration-point/store/history_store.h"

@@ -56,7 +56,8 @@ ApiInbox::ApiInbox(const Config& config, SharedStore& store, std::function<void(
 
 Result<std::optional<json>> ApiInbox::Peek(const std::string& process) {
   return store_.Run([&](PointStore& s) -> Result<std::optional<json>> {
-    BUD_ASSIGN_OR_RETURN(auto row, s.incoming.PeekIncoming(now_ms_(), config_.peek_lock_ms, process));
+    BUD_ASSIGN_OR_RETURN(auto row,
+                         s.incoming.PeekIncoming(now_ms_(), config_.peek_lock_ms, process));
     if (!row) return std::optional<json>();
     Log()->info("message {} peeked (locked until {})", row->message_id,
                 FormatTime(row->lock_until_ms));
@@ -67,7 +68,8 @@ Result<std::optional<json>> ApiInbox::Peek(const std::string& process) {
 }
 
 Result<std::shared_ptr<AsicStream>> ApiInbox::Pop(const std::string& id) {
-  Result<MessageRow> row = store_.Run([&](PointStore& s) { return s.incoming.LockedIncoming(id, now_ms_()); });
+  Result<MessageRow> row =
+      store_.Run([&](PointStore& s) { return s.incoming.LockedIncoming(id, now_ms_()); });
   if (!row.ok()) return AsConflict(row.status());
   auto files = AsicFiles(*row, ApiInboxDir(config_));
   if (!files.ok()) return Status(Code::kInternal, files.status().ToString());

@@ -72,8 +72,8 @@ Result<json> Drafts::Create(const std::string& body) {
   json sbd;
   BUD_ASSIGN_OR_RETURN(OutgoingDraft draft, outgoing_.Parse(parsed, &sbd));
   BUD_RETURN_IF_ERROR(outgoing_.CheckReceiver(draft).status());
-  BUD_RETURN_IF_ERROR(
-      store_.Run([&](PointStore& s) { return s.outgoing.CreateDraft(draft.message_id, sbd.dump()); }));
+  BUD_RETURN_IF_ERROR(store_.Run(
+      [&](PointStore& s) { return s.outgoing.CreateDraft(draft.message_id, sbd.dump()); }));
   return sbd;
 }
 

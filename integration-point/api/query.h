@@ -26,7 +26,7 @@ struct Query {
   std::string StatusName(const char* name);  // a known status name or ""
   // OUTGOING/OUT, INCOMING/IN; nullopt when not given.
   std::optional<ip::Direction> Direction(const char* name);
-  std::string Org(const char* name);         // "0192:<orgnr>" or ""
+  std::string Org(const char* name);  // "0192:<orgnr>" or ""
   // page (from 0) and size (1..kMaxPageSize, default 20) -> offset/limit; returns the page.
   int64_t Page(int64_t& offset, int64_t& limit);
   void Fail(const std::string& message);

@@ -93,7 +93,8 @@ Result<json> StatusQueries::Capabilities(const std::string& orgnr, const std::st
 }
 
 Health StatusQueries::HealthNow() {
-  Status store_ok = store_.Run([](PointStore& s) { return s.history.PendingReportCount().status(); });
+  Status store_ok =
+      store_.Run([](PointStore& s) { return s.history.PendingReportCount().status(); });
   const bool broker = metrics_.broker_connected.load() != 0;
   json body = {{"status", store_ok.ok() ? (broker ? "UP" : "DEGRADED") : "DOWN"},
                {"store", store_ok.ok() ? "ok" : store_ok.ToString()},

@@ -25,8 +25,8 @@ class HandOverQueue {
   HandOverQueue(const HandOverQueue&) = delete;
   HandOverQueue& operator=(const HandOverQueue&) = delete;
 
-  // Thread-safe: OutgoingStore::CreateOutgoing of `row` by the engine thread; returns once that commit
-  // is durable, or its failure; kUnavailable after `timeout_ms` or when stopping.
+  // Thread-safe: OutgoingStore::CreateOutgoing of `row` by the engine thread; returns once that
+  // commit is durable, or its failure; kUnavailable after `timeout_ms` or when stopping.
   Status TakeIn(MessageRow row, int64_t timeout_ms);
   // Engine thread: writes what was handed over; true when a message was stored.
   bool StoreQueued(OutgoingStore& store);

@@ -27,8 +27,8 @@ namespace bud::ip {
 class OutboxIntake {
  public:
   // Every reference must outlive the intake. `taken` is called for each message stored.
-  OutboxIntake(const Config& config, Orgnr me, OutgoingStore& store, Turn& turn, RegistryLookup& registry,
-               const Clock& clock, std::function<void()> taken);
+  OutboxIntake(const Config& config, Orgnr me, OutgoingStore& store, Turn& turn,
+               RegistryLookup& registry, const Clock& clock, std::function<void()> taken);
   ~OutboxIntake();
   OutboxIntake(const OutboxIntake&) = delete;
   OutboxIntake& operator=(const OutboxIntake&) = delete;

@@ -19,7 +19,8 @@ namespace bud::ip {
 class ReportQueue {
  public:
   // Every reference must outlive the queue.
-  ReportQueue(IncomingStore& store, Turn& turn, BrokerLink& link, const Clock& clock, int64_t resend_ms)
+  ReportQueue(IncomingStore& store, Turn& turn, BrokerLink& link, const Clock& clock,
+              int64_t resend_ms)
       : store_(store), turn_(turn), link_(link), clock_(clock), resend_ms_(resend_ms) {}
   ReportQueue(const ReportQueue&) = delete;
   ReportQueue& operator=(const ReportQueue&) = delete;

@@ -28,8 +28,7 @@ void DropStaleDrafts(const Config& config, PointStore& store) {
   if (auto kept = ListDir(ApiInboxDir(config)); kept.ok()) {
     for (const auto& id : *kept) {
       auto row = store.incoming.Get(id);
-      if (id == ".tmp" ||
-          (row.ok() && (!row->has_value() || (*row)->state != WorkState::kApi))) {
+      if (id == ".tmp" || (row.ok() && (!row->has_value() || (*row)->state != WorkState::kApi))) {
         (void)RemoveAll(JoinPath(ApiInboxDir(config), id));
       }
     }

@@ -218,9 +218,8 @@ std::unique_ptr<StreamReceiver::Download> StreamReceiver::Begin(const wire::Deli
     Log()->info("message {} from {}: streamed delivery of {} bytes in {} chunks", id, h.sender(),
                 l.ciphertext_size, l.chunk_count);
   }
-  if (Status t =
-          receiver_.store().StartTransfer(row, static_cast<int64_t>(keep),
-                                          static_cast<int64_t>(l.ciphertext_size));
+  if (Status t = receiver_.store().StartTransfer(row, static_cast<int64_t>(keep),
+                                                 static_cast<int64_t>(l.ciphertext_size));
       !t.ok()) {
     Log()->warn("message {}: progress not stored: {}", id, t.ToString());
   }

@@ -20,8 +20,7 @@ Result<std::optional<MessageRow>> HistoryStore::Get(const std::string& message_i
   return GetRow(db_.conn(), message_id, direction);
 }
 
-Result<bool> HistoryStore::HasMessage(const std::string& message_id,
-                                      Direction direction) {
+Result<bool> HistoryStore::HasMessage(const std::string& message_id, Direction direction) {
   return HasRow(db_.conn(), message_id, direction);
 }
 
@@ -31,11 +30,13 @@ Result<std::vector<HistoryRow>> HistoryStore::History(const std::string& message
 }
 
 Result<std::vector<MessageRow>> HistoryStore::List(const ListFilter& f) {
-  BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare(fmt::format(
-      "SELECT {} FROM messages WHERE (?1='' OR message_id=?1) AND (?2='' OR conversation_id=?2) "
-      "AND (?3='' OR direction=?3) AND (?4='' OR status=?4) AND updated_ms>=?5 "
-      "ORDER BY created_ms, message_id",
-      kListColumns)));
+  BUD_ASSIGN_OR_RETURN(
+      auto* st, db_.conn().Prepare(fmt::format(
+                    "SELECT {} FROM messages WHERE (?1='' OR message_id=?1) AND (?2='' OR "
+                    "conversation_id=?2) "
+                    "AND (?3='' OR direction=?3) AND (?4='' OR status=?4) AND updated_ms>=?5 "
+                    "ORDER BY created_ms, message_id",
+                    kListColumns)));
   st->BindAll(f.message_id, f.conversation_id, DirectionText(f.direction), f.status, f.since_ms);
   return ReadRows(*st);
 }
@@ -51,17 +52,19 @@ Result<Paged<StatusItem>> HistoryStore::Statuses(const StatusQuery& q) {
   BUD_ASSIGN_OR_RETURN(bool row, count->Step());
   out.total = row ? count->Int(0) : 0;
   count->Reset();
-  BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare(fmt::format(
-      "SELECT h.id, h.at_ms, h.status, h.reason, m.conversation_id, h.message_id, h.direction "
-      "{} ORDER BY h.id {} LIMIT ?6 OFFSET ?7",
-      kWhere, q.newest_first ? "DESC" : "ASC")));
+  BUD_ASSIGN_OR_RETURN(
+      auto* st,
+      db_.conn().Prepare(fmt::format(
+          "SELECT h.id, h.at_ms, h.status, h.reason, m.conversation_id, h.message_id, h.direction "
+          "{} ORDER BY h.id {} LIMIT ?6 OFFSET ?7",
+          kWhere, q.newest_first ? "DESC" : "ASC")));
   st->BindAll(q.message_id, q.status, DirectionText(q.direction), q.from_ms, q.to_ms, q.limit,
-               q.offset);
+              q.offset);
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool more, st->Step());
     if (!more) break;
-    out.items.push_back({st->Int(0), st->Int(1), st->Text(2), st->Text(3), st->Text(4),
-                         st->Text(5), StoredDirection(st->Text(6))});
+    out.items.push_back({st->Int(0), st->Int(1), st->Text(2), st->Text(3), st->Text(4), st->Text(5),
+                         StoredDirection(st->Text(6))});
   }
   return out;
 }
@@ -82,8 +85,8 @@ Result<Paged<MessageRow>> HistoryStore::Conversations(const ConversationQuery& q
       "AND (?9=0 OR updated_ms<=?9) AND (?10=0 OR status NOT IN ({}))",
       finals);
   auto bind = [&](storage::Stmt& st) {
-    st.BindAll(q.id, q.message_id, q.conversation_id, DirectionText(q.direction), q.status, q.orgnr, q.process,
-               q.from_ms, q.to_ms, q.unfinished_only ? 1 : 0);
+    st.BindAll(q.id, q.message_id, q.conversation_id, DirectionText(q.direction), q.status, q.orgnr,
+               q.process, q.from_ms, q.to_ms, q.unfinished_only ? 1 : 0);
   };
   Paged<MessageRow> out;
   BUD_ASSIGN_OR_RETURN(auto* count, db_.conn().Prepare("SELECT count(*) " + where));
@@ -91,9 +94,10 @@ Result<Paged<MessageRow>> HistoryStore::Conversations(const ConversationQuery& q
   BUD_ASSIGN_OR_RETURN(bool row, count->Step());
   out.total = row ? count->Int(0) : 0;
   count->Reset();
-  BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare(fmt::format(
-      "SELECT {} {} ORDER BY updated_ms DESC, rowid DESC LIMIT ?11 OFFSET ?12", kListColumns,
-      where)));
+  BUD_ASSIGN_OR_RETURN(auto* st,
+                       db_.conn().Prepare(fmt::format(
+                           "SELECT {} {} ORDER BY updated_ms DESC, rowid DESC LIMIT ?11 OFFSET ?12",
+                           kListColumns, where)));
   bind(*st);
   st->Bind(11, q.limit).Bind(12, q.offset);
   BUD_ASSIGN_OR_RETURN(out.items, ReadRows(*st));
@@ -101,8 +105,9 @@ Result<Paged<MessageRow>> HistoryStore::Conversations(const ConversationQuery& q
 }
 
 Result<std::vector<StatusCount>> HistoryStore::CountByStatus() {
-  BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare(
-      "SELECT direction, status, count(*) FROM messages GROUP BY direction, status"));
+  BUD_ASSIGN_OR_RETURN(
+      auto* st, db_.conn().Prepare(
+                    "SELECT direction, status, count(*) FROM messages GROUP BY direction, status"));
   std::vector<StatusCount> out;
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -121,9 +126,10 @@ Result<int64_t> HistoryStore::PendingReportCount() {
 }
 
 Result<std::vector<QueueDepth>> HistoryStore::OutgoingQueue() {
-  BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare(
-      "SELECT receiver, count(*), min(created_ms) FROM messages "
-      "WHERE direction='OUT' AND state IN ('new', 'sealed') GROUP BY receiver"));
+  BUD_ASSIGN_OR_RETURN(
+      auto* st,
+      db_.conn().Prepare("SELECT receiver, count(*), min(created_ms) FROM messages "
+                         "WHERE direction='OUT' AND state IN ('new', 'sealed') GROUP BY receiver"));
   std::vector<QueueDepth> out;
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -134,9 +140,10 @@ Result<std::vector<QueueDepth>> HistoryStore::OutgoingQueue() {
 }
 
 Result<std::optional<TransferRow>> HistoryStore::Transfer(const std::string& message_id,
-                                                   Direction direction) {
+                                                          Direction direction) {
   BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare(fmt::format(
-      "SELECT {} FROM transfers WHERE message_id=? AND direction=?", kTransferColumns)));
+                                     "SELECT {} FROM transfers WHERE message_id=? AND direction=?",
+                                     kTransferColumns)));
   st->BindAll(message_id, std::string(Text(direction)));
   BUD_ASSIGN_OR_RETURN(bool row, st->Step());
   std::optional<TransferRow> out;
@@ -148,12 +155,14 @@ Result<std::optional<TransferRow>> HistoryStore::Transfer(const std::string& mes
 Result<std::vector<TransferRow>> HistoryStore::TransfersWithoutMessage(const ListFilter& f) {
   std::vector<TransferRow> out;
   if (!f.status.empty()) return out;  // no status yet
-  BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare(fmt::format(
-      "SELECT {} FROM transfers t WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE "
-      "m.message_id=t.message_id AND m.direction=t.direction) AND (?1='' OR message_id=?1) AND "
-      "(?2='' OR conversation_id=?2) AND (?3='' OR direction=?3) AND updated_ms>=?4 "
-      "ORDER BY created_ms, message_id",
-      kTransferColumns)));
+  BUD_ASSIGN_OR_RETURN(
+      auto* st,
+      db_.conn().Prepare(fmt::format(
+          "SELECT {} FROM transfers t WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE "
+          "m.message_id=t.message_id AND m.direction=t.direction) AND (?1='' OR message_id=?1) AND "
+          "(?2='' OR conversation_id=?2) AND (?3='' OR direction=?3) AND updated_ms>=?4 "
+          "ORDER BY created_ms, message_id",
+          kTransferColumns)));
   st->BindAll(f.message_id, f.conversation_id, DirectionText(f.direction), f.since_ms);
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -164,8 +173,9 @@ Result<std::vector<TransferRow>> HistoryStore::TransfersWithoutMessage(const Lis
 }
 
 Result<std::vector<std::pair<std::string, int64_t>>> HistoryStore::IncomingUpdates() {
-  BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare(
-      "SELECT message_id, updated_ms FROM messages WHERE direction='IN'"));
+  BUD_ASSIGN_OR_RETURN(
+      auto* st,
+      db_.conn().Prepare("SELECT message_id, updated_ms FROM messages WHERE direction='IN'"));
   std::vector<std::pair<std::string, int64_t>> out;
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());

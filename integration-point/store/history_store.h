@@ -22,11 +22,9 @@ class HistoryStore {
  public:
   explicit HistoryStore(PointDb& db) : db_(db) {}  // `db` must outlive this view
 
-  Result<std::optional<MessageRow>> Get(const std::string& message_id,
-                                        Direction direction);
+  Result<std::optional<MessageRow>> Get(const std::string& message_id, Direction direction);
   Result<bool> HasMessage(const std::string& message_id, Direction direction);
-  Result<std::vector<HistoryRow>> History(const std::string& message_id,
-                                          Direction direction);
+  Result<std::vector<HistoryRow>> History(const std::string& message_id, Direction direction);
   Result<std::vector<MessageRow>> List(const ListFilter& filter);
 
   Result<Paged<StatusItem>> Statuses(const StatusQuery& q);
@@ -36,8 +34,7 @@ class HistoryStore {
   // Outgoing messages the broker has not accepted yet (new, sealed), per receiver.
   Result<std::vector<QueueDepth>> OutgoingQueue();
 
-  Result<std::optional<TransferRow>> Transfer(const std::string& message_id,
-                                              Direction direction);
+  Result<std::optional<TransferRow>> Transfer(const std::string& message_id, Direction direction);
   // Transfers (incoming ones in progress) whose message has no `messages` row yet, filtered.
   Result<std::vector<TransferRow>> TransfersWithoutMessage(const ListFilter& filter);
 

@@ -33,8 +33,7 @@ class IncomingStore {
   // history, if there is one.
   Result<std::optional<MessageRow>> Get(const std::string& message_id);
   Result<std::vector<HistoryRow>> History(const std::string& message_id);
-  Result<std::vector<std::string>> IncomingWithStatus(MsgStatus status, WorkState state,
-                                                     int limit);
+  Result<std::vector<std::string>> IncomingWithStatus(MsgStatus status, WorkState state, int limit);
 
   // Incoming messages kept for the HTTP API (state 'api'). Peek locks the oldest unlocked one
   // until now + lease_ms; Locked returns it while the lock holds (kNotFound / kConflict-like

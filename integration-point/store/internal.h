@@ -13,8 +13,8 @@
 
 namespace bud::ip::store_internal {
 
-extern const char* const kColumns;        // every column of `messages`, as ReadRow reads them
-extern const char* const kListColumns;    // the same without the blobs, for listings
+extern const char* const kColumns;      // every column of `messages`, as ReadRow reads them
+extern const char* const kListColumns;  // the same without the blobs, for listings
 extern const char* const kTransferColumns;
 
 // The stored text of a direction as the enum.
@@ -33,9 +33,8 @@ Result<bool> HasRow(storage::Db& db, const std::string& message_id, Direction di
 // appends it to the history, inside the caller's transaction. When `new_state` is given the work
 // state changes too (payload/envelope dropped unless kept by the new state). Returns whether the
 // current status advanced; repeats are ignored entirely (one history line per status).
-Result<bool> ApplyStatusInTx(storage::Db& db, const std::string& message_id,
-                             Direction direction, MsgStatus status,
-                             const std::string& reason, int64_t at_ms,
+Result<bool> ApplyStatusInTx(storage::Db& db, const std::string& message_id, Direction direction,
+                             MsgStatus status, const std::string& reason, int64_t at_ms,
                              std::optional<WorkState> new_state);
 
 // Queues `report` for the broker unless it is queued already.

@@ -16,20 +16,20 @@ struct MessageRow {
   std::string message_id;
   Direction direction = Direction::kOut;
   std::string conversation_id;
-  std::string sender;     // "0192:<orgnr>"
+  std::string sender;  // "0192:<orgnr>"
   std::string receiver;
   std::string process;
   std::string document_type;
   std::string title;
   int64_t created_ms = 0;
   int64_t expires_ms = 0;
-  std::string status;     // current status name
+  std::string status;  // current status name
   // Work state. Taken in, an outgoing message is always new; a received one is done unless
   // kept for the HTTP API (kApi).
   WorkState state = WorkState::kDone;
-  std::string payload;    // OUT: serialised wire::Payload while state == new
-  std::string envelope;   // OUT: sealed envelope while state == sealed
-  int64_t id = 0;         // rowid: the conversation id of the HTTP API
+  std::string payload;   // OUT: serialised wire::Payload while state == new
+  std::string envelope;  // OUT: sealed envelope while state == sealed
+  int64_t id = 0;        // rowid: the conversation id of the HTTP API
   int64_t updated_ms = 0;
   int64_t lock_until_ms = 0;  // IN, state api: locked by a peek until then
   // IN, state api, streamed: the attachments in api-in/<id>/ as JSON [{name, mediaType, size,
@@ -91,11 +91,11 @@ struct ConversationQuery {
   std::string message_id;
   std::string conversation_id;
   std::optional<Direction> direction;  // nullopt = both
-  std::string status;     // current status
-  std::string orgnr;      // "0192:<orgnr>": sender or receiver
+  std::string status;                  // current status
+  std::string orgnr;                   // "0192:<orgnr>": sender or receiver
   std::string process;
-  int64_t from_ms = 0;    // last update at or after
-  int64_t to_ms = 0;      // last update at or before; 0 = no bound
+  int64_t from_ms = 0;  // last update at or after
+  int64_t to_ms = 0;    // last update at or before; 0 = no bound
   bool unfinished_only = false;
   int64_t offset = 0;
   int64_t limit = 20;

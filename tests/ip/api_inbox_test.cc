@@ -41,8 +41,8 @@ void Receive(ApiFixture& f, const std::string& id, int64_t created_ms,
   p.SerializeToString(&m.payload);
   REQUIRE(f.store
               ->Run([&](PointStore& s) {
-                return s.incoming.RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "",
-                                        created_ms);
+                return s.incoming.RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT,
+                                                 "", created_ms);
               })
               .ok());
 }

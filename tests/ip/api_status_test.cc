@@ -108,8 +108,8 @@ TEST_CASE("a message sent to ourselves answers with its outgoing side", "[ip][ap
   in.expires_ms = in.created_ms + 60000;
   REQUIRE(f.store
               ->Run([&](PointStore& s) {
-                return s.incoming.RecordIncoming(in, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "",
-                                        NowMs());
+                return s.incoming.RecordIncoming(in, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT,
+                                                 "", NowMs());
               })
               .ok());
   ConversationQuery q;

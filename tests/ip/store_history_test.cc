@@ -130,7 +130,8 @@ TEST_CASE("point db: a turn's writes are one transaction, rolled back or committ
   CHECK(f.store->point->InTurn());
   MessageRow a = Row();
   REQUIRE(f.store->outgoing.CreateOutgoing(a).ok());
-  CHECK_FALSE(reader->history.HasMessage(a.message_id, Direction::kOut).value());  // not committed yet
+  CHECK_FALSE(
+      reader->history.HasMessage(a.message_id, Direction::kOut).value());  // not committed yet
   f.store->point->RollbackTurn();
   CHECK_FALSE(f.store->point->InTurn());
   CHECK_FALSE(f.store->outgoing.Has(a.message_id).value());

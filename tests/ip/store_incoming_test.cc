@@ -14,13 +14,11 @@ MessageRow Incoming(WorkState state = WorkState::kDone) {
   return m;
 }
 
-TEST_CASE("incoming store: a received message is recorded with its report, once",
-          "[ip][store]") {
+TEST_CASE("incoming store: a received message is recorded with its report, once", "[ip][store]") {
   Fixture f;
   MessageRow m = Incoming();
   const int64_t t = NowMs();
-  REQUIRE(f.store->incoming
-              .RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", t)
+  REQUIRE(f.store->incoming.RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", t)
               .ok());
   auto row = f.store->incoming.Get(m.message_id).value();
   REQUIRE(row.has_value());
@@ -31,9 +29,9 @@ TEST_CASE("incoming store: a received message is recorded with its report, once"
   REQUIRE(reports.size() == 1);
   CHECK(reports[0].status == wire::MOTTATT);
   // The broker delivering it again changes nothing.
-  REQUIRE(f.store->incoming
-              .RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", t + 1)
-              .ok());
+  REQUIRE(
+      f.store->incoming.RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", t + 1)
+          .ok());
   CHECK(f.store->incoming.History(m.message_id).value().size() == 1);
   CHECK(f.store->incoming.PendingReports().value().size() == 1);
   // Not an outgoing message.
@@ -43,14 +41,13 @@ TEST_CASE("incoming store: a received message is recorded with its report, once"
   CHECK(f.store->incoming.PendingReports().value().empty());
 }
 
-TEST_CASE("incoming store: a refused message is recorded as FEIL with its reason",
-          "[ip][store]") {
+TEST_CASE("incoming store: a refused message is recorded as FEIL with its reason", "[ip][store]") {
   Fixture f;
   MessageRow m = Incoming(WorkState::kApi);
-  REQUIRE(f.store->incoming
-              .RecordIncoming(m, wire::FEIL, "bad signature", wire::FEIL, "ENVELOPE_REJECTED",
-                              NowMs())
-              .ok());
+  REQUIRE(
+      f.store->incoming
+          .RecordIncoming(m, wire::FEIL, "bad signature", wire::FEIL, "ENVELOPE_REJECTED", NowMs())
+          .ok());
   auto row = f.store->incoming.Get(m.message_id).value();
   CHECK(row->status == "FEIL");
   CHECK(row->state == WorkState::kDone);  // nothing kept for the API
@@ -66,26 +63,23 @@ TEST_CASE("incoming store: delivered messages advance and queue LEVERT", "[ip][s
   Fixture f;
   MessageRow m = Incoming();
   const int64_t t = NowMs();
-  REQUIRE(f.store->incoming
-              .RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", t)
+  REQUIRE(f.store->incoming.RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", t)
               .ok());
   auto waiting =
-      f.store->incoming.IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, WorkState::kDone, 10)
-          .value();
+      f.store->incoming.IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, WorkState::kDone, 10).value();
   REQUIRE(waiting.size() == 1);
-  REQUIRE(f.store->incoming.AdvanceIncoming(m.message_id, wire::INNKOMMENDE_LEVERT, wire::LEVERT,
-                                            t + 1)
-              .ok());
+  REQUIRE(
+      f.store->incoming.AdvanceIncoming(m.message_id, wire::INNKOMMENDE_LEVERT, wire::LEVERT, t + 1)
+          .ok());
   CHECK(f.store->incoming.Get(m.message_id).value()->status == "INNKOMMENDE_LEVERT");
   CHECK(f.store->incoming.PendingReports().value().size() == 2);
-  CHECK(f.store->incoming
-            .IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, WorkState::kDone, 10)
+  CHECK(f.store->incoming.IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, WorkState::kDone, 10)
             .value()
             .empty());
   // Again: not advanced, no second LEVERT.
-  REQUIRE(f.store->incoming.AdvanceIncoming(m.message_id, wire::INNKOMMENDE_LEVERT, wire::LEVERT,
-                                            t + 2)
-              .ok());
+  REQUIRE(
+      f.store->incoming.AdvanceIncoming(m.message_id, wire::INNKOMMENDE_LEVERT, wire::LEVERT, t + 2)
+          .ok());
   CHECK(f.store->incoming.PendingReports().value().size() == 2);
   CHECK(f.store->incoming.AdvanceIncoming("no-such-id", wire::INNKOMMENDE_LEVERT, wire::LEVERT, t)
             .code() == Code::kNotFound);
@@ -98,9 +92,9 @@ TEST_CASE("incoming store: the API's peek locks, deliver needs the lock", "[ip][
   b.created_ms = a.created_ms + 1;
   const int64_t t = NowMs();
   for (const MessageRow* m : {&a, &b}) {
-    REQUIRE(f.store->incoming
-                .RecordIncoming(*m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", t)
-                .ok());
+    REQUIRE(
+        f.store->incoming.RecordIncoming(*m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", t)
+            .ok());
   }
   CHECK(f.store->incoming.Get(a.message_id).value()->payload == a.payload);  // kept for the API
 
@@ -145,9 +139,9 @@ TEST_CASE("incoming store: download progress before the message has a row", "[ip
   REQUIRE(arriving.size() == 1);
   CHECK(arriving[0].done_bytes == 2500);
   CHECK(arriving[0].message.sender == m.sender);
-  REQUIRE(f.store->incoming
-              .RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", NowMs())
-              .ok());
+  REQUIRE(
+      f.store->incoming.RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", NowMs())
+          .ok());
   REQUIRE(f.store->incoming.TransferProgress(m.message_id, -1).ok());
   CHECK(f.store->history.TransfersWithoutMessage({}).value().empty());
   CHECK(f.store->history.Transfer(m.message_id, Direction::kIn).value()->done_bytes == 5000);

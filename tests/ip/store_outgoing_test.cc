@@ -31,8 +31,7 @@ TEST_CASE("outgoing store: an outbox folder is taken in once, with its import re
   CHECK(f.store->history.History(m.message_id, Direction::kOut).value().size() == 1);
 }
 
-TEST_CASE("outgoing store: new -> sealed keeps the envelope and drops the payload",
-          "[ip][store]") {
+TEST_CASE("outgoing store: new -> sealed keeps the envelope and drops the payload", "[ip][store]") {
   Fixture f;
   MessageRow a = Row(), b = Row();
   REQUIRE(f.store->outgoing.CreateOutgoing(a).ok());
@@ -61,8 +60,7 @@ TEST_CASE("outgoing store: statuses go through the state machine, once each", "[
   REQUIRE(f.store->outgoing.CreateOutgoing(m).ok());
   REQUIRE(f.store->outgoing.MarkSealed(m.message_id, "env").ok());
   const int64_t t = NowMs();
-  CHECK(f.store->outgoing.ApplyStatus(m.message_id, wire::SENDT, "", t, WorkState::kSent)
-            .value());
+  CHECK(f.store->outgoing.ApplyStatus(m.message_id, wire::SENDT, "", t, WorkState::kSent).value());
   auto row = f.store->outgoing.Get(m.message_id).value();
   CHECK(row->status == "SENDT");
   CHECK(row->state == WorkState::kSent);
@@ -117,8 +115,7 @@ TEST_CASE("outgoing store: drafts are created once, take files and end with thei
   CHECK(f.store->outgoing.DeleteDraft(other).code() == Code::kNotFound);
 }
 
-TEST_CASE("outgoing store: upload progress is the outgoing message's transfer row",
-          "[ip][store]") {
+TEST_CASE("outgoing store: upload progress is the outgoing message's transfer row", "[ip][store]") {
   Fixture f;
   MessageRow m = Row();
   REQUIRE(f.store->outgoing.CreateOutgoing(m).ok());

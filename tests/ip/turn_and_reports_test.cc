@@ -21,9 +21,9 @@ std::string Received(Rig& r) {
   m.receiver = std::string("0192:") + rig::kMe;
   m.process = "urn:test:process";
   m.document_type = "urn:test:doc";
-  REQUIRE(
-      r.store->incoming.RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", r.clock.NowMs())
-          .ok());
+  REQUIRE(r.store->incoming
+              .RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", r.clock.NowMs())
+              .ok());
   return m.message_id;
 }
 
