@@ -18,8 +18,8 @@
 #include "common/clock.h"
 #include "common/crypto/envelope.h"
 #include "common/uuid.h"
+#include "integration-point/store/point_store.h"
 #include <httplib.h>
-#include <sqlite3.h>
 
 namespace bud::bench {
 
@@ -452,25 +452,15 @@ std::string BenchSbd(const std::string& message_id) {
   return sbd.dump();
 }
 
-// Incoming messages in an integration point's store (read-only connection of our own) and when
-// each was recorded (wall-clock ms).
+// Incoming messages in an integration point's store (a read-only connection of our own, through
+// the store's read API) and when each was recorded (wall-clock ms).
 std::unordered_map<std::string, int64_t> ReceivedIn(const std::string& store_path) {
   std::unordered_map<std::string, int64_t> out;
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(store_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(db);
-    return out;  // not created yet
-  }
-  sqlite3_busy_timeout(db, 2000);
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db, "SELECT message_id, updated_ms FROM messages WHERE direction='IN'",
-                         -1, &st, nullptr) == SQLITE_OK) {
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      out[reinterpret_cast<const char*>(sqlite3_column_text(st, 0))] = sqlite3_column_int64(st, 1);
-    }
-  }
-  sqlite3_finalize(st);
-  sqlite3_close(db);
+  auto store = ip::PointStore::OpenReadOnly(store_path);
+  if (!store.ok()) return out;  // not created (or migrated) yet
+  auto rows = (*store)->history.IncomingUpdates();
+  if (!rows.ok()) return out;  // busy: asked again on the next round
+  for (auto& [id, at_ms] : *rows) out[id] = at_ms;
   return out;
 }
 

@@ -46,7 +46,7 @@ struct Engine::Keys {
 struct Engine::Parts {
   std::unique_ptr<RegistryClient> registry_client;
   std::unique_ptr<RegistryClientLookup> registry;
-  std::unique_ptr<Store> store;
+  std::unique_ptr<PointStore> store;
   std::unique_ptr<InboxBatch> inbox;
   std::unique_ptr<DealerTransport> transport;
   std::unique_ptr<BrokerLink> link;
@@ -117,7 +117,7 @@ Status Engine::BuildParts() {
       ctx_, config_.registry_endpoint, config_.registry_timeout_ms, config_.registry_cache_ms,
       keys_->curve, config_.registry_server_key);
   p->registry = std::make_unique<RegistryClientLookup>(*p->registry_client);
-  BUD_ASSIGN_OR_RETURN(p->store, Store::Open(config_.store));
+  BUD_ASSIGN_OR_RETURN(p->store, PointStore::Open(config_.store));
   p->inbox = std::make_unique<InboxBatch>(config_.inbox);
   p->transport = std::make_unique<DealerTransport>(
       ctx_, DealerOptions{config_.broker_endpoint, keys_->curve, config_.broker_server_key});
@@ -127,16 +127,17 @@ Status Engine::BuildParts() {
       LinkOptions{config_.broker_endpoint, static_cast<uint32_t>(config_.credit),
                   config_.heartbeat_ms},
       metrics_);
-  p->turn = std::make_unique<Turn>(*p->store, *p->inbox);
-  p->reports = std::make_unique<ReportQueue>(*p->store, *p->turn, *p->link, clock_,
+  p->turn = std::make_unique<Turn>(*p->store->point, *p->inbox);
+  p->reports = std::make_unique<ReportQueue>(p->store->incoming, *p->turn, *p->link, clock_,
                                              config_.submit_timeout_ms);
   p->defer = std::make_unique<DeferGate>(*p->link, clock_, metrics_);
   // A message taken in from the outbox is for the sender (built below) to seal.
-  p->intake = std::make_unique<OutboxIntake>(config_, me, *p->store, *p->turn, *p->registry, clock_,
-                                             [parts = p.get()] { parts->sender->MarkDirty(); });
+  p->intake =
+      std::make_unique<OutboxIntake>(config_, me, p->store->outgoing, *p->turn, *p->registry,
+                                     clock_, [parts = p.get()] { parts->sender->MarkDirty(); });
   const Identity& id = keys_->id;
   p->sender = std::make_unique<Sender>(Sender::Deps{config_,
-                                                    *p->store,
+                                                    p->store->outgoing,
                                                     *p->link,
                                                     *p->turn,
                                                     *p->registry,
@@ -145,7 +146,7 @@ Status Engine::BuildParts() {
                                                     clock_,
                                                     metrics_});
   p->receiver = std::make_unique<Receiver>(
-      Receiver::Deps{config_, me, *p->store, *p->turn, *p->inbox, *p->reports, *p->defer,
+      Receiver::Deps{config_, me, p->store->incoming, *p->turn, *p->inbox, *p->reports, *p->defer,
                      *p->registry, *keys_->certs, keys_->decryption, clock_, metrics_});
   p->streams =
       std::make_unique<StreamReceiver>(*p->receiver, *p->link, me, *id.trust, keys_->decryption);
@@ -215,7 +216,7 @@ void Engine::RunTurn() {
     p.sender->MarkDirty();
     p.reports->SendPending(false);
   }
-  if (hand_over_->StoreQueued(*p.store)) p.sender->MarkDirty();
+  if (hand_over_->StoreQueued(p.store->outgoing)) p.sender->MarkDirty();
   if (n == 3 && (items[2].revents & ZMQ_POLLIN)) p.intake->DrainNotify();
   for (int i = 0; i < 1000; ++i) {
     auto frame = p.transport->TryReceive();
@@ -288,12 +289,6 @@ void Engine::Tick() {
   Parts& p = *parts_;
   if (!p.link->Tick()) return;
   p.sender->ExpireInFlight();
-  const int64_t now = clock_.MonoMs();
-  if (now - last_checkpoint_mono_ >= 60000) {
-    Status c = p.store->db().Checkpoint();
-    if (!c.ok()) Log()->warn("WAL checkpoint: {}", c.ToString());
-    last_checkpoint_mono_ = now;
-  }
   p.reports->Tick();
 }
 

@@ -22,7 +22,7 @@
 #include "common/status.h"
 #include "integration-point/config.h"
 #include "integration-point/engine/metrics.h"
-#include "integration-point/store.h"
+#include "integration-point/store/point_store.h"
 #include "proto/broker.pb.h"
 
 namespace bud::ip {
@@ -44,7 +44,7 @@ class Engine {
   Status Run();
   // Thread-safe: makes the loop look at the store now (new messages, reports to give).
   void Wake();
-  // Thread-safe: Store::CreateOutgoing of `row` by the engine thread, in its next turn's
+  // Thread-safe: OutgoingStore::CreateOutgoing of `row` by the engine thread, in its next turn's
   // transaction together with whatever else that turn writes (other callers' messages
   // included), so the store has one writer. Returns once that commit is durable, or its
   // failure; kUnavailable when the engine has not answered within `timeout_ms` (the message
@@ -72,7 +72,6 @@ class Engine {
   std::unique_ptr<Parts> parts_;
   int wake_fd_ = -1;  // eventfd
   bool started_ = false;
-  int64_t last_checkpoint_mono_ = 0;
 };
 
 }  // namespace bud::ip

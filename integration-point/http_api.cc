@@ -19,7 +19,7 @@ HttpApi::HttpApi(const Config& config, const EngineMetrics& metrics, zmq::contex
 HttpApi::~HttpApi() { server_.reset(); }  // stop serving before the services go
 
 Status HttpApi::MakeServices() {
-  BUD_ASSIGN_OR_RETURN(auto store, Store::Open(config_.store));
+  BUD_ASSIGN_OR_RETURN(auto store, PointStore::Open(config_.store));
   store_ = std::make_unique<api::SharedStore>(std::move(store));
   std::optional<wire::CurveKeyPair> curve;
   if (!config_.curve_key_file.empty()) {

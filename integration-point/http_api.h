@@ -33,7 +33,7 @@
 #include "integration-point/api/status_queries.h"
 #include "integration-point/config.h"
 #include "integration-point/engine.h"
-#include "integration-point/store.h"
+#include "integration-point/store/point_store.h"
 
 namespace bud::ip {
 

@@ -40,8 +40,9 @@ CLI::App* AddEnrollCommand(CLI::App& app, ip::EnrollRequest& enroll_req) {
   return enroll;
 }
 
-int StatusCommand(const ip::Config& config, ip::ListFilter filter, const std::string& since,
-                  bool json) {
+int StatusCommand(const ip::Config& config, ip::ListFilter filter, const std::string& direction,
+                  const std::string& since, bool json) {
+  if (!direction.empty()) filter.direction = ip::ParseDirection(direction);  // checked by CLI11
   if (!since.empty()) {
     auto t = ParseTime(since);
     if (!t) {
@@ -67,12 +68,12 @@ int StatusCommand(const ip::Config& config, ip::ListFilter filter, const std::st
                              "; start `bud-ip run`)\n");
     return 0;
   }
-  auto store = ip::Store::OpenReadOnly(config.store);
+  auto store = ip::PointStore::OpenReadOnly(config.store);
   if (!store.ok()) {
     std::cerr << "bud-ip status: " << store.status().ToString() << "\n";
     return 1;
   }
-  auto out = ip::RenderStatus(**store, filter, json);
+  auto out = ip::RenderStatus((*store)->history, filter, json);
   if (!out.ok()) {
     std::cerr << "bud-ip status: " << out.status().ToString() << "\n";
     return 1;
@@ -121,13 +122,14 @@ int main(int argc, char** argv) {
 
   ip::ListFilter filter;
   bool json = false;
-  std::string since;
+  std::string since, direction;
   auto* status = app.add_subcommand("status", "list messages and their status history");
   status->add_option("-c,--config", config_path, "config file (TOML)")->required();
   status->add_option("--message", filter.message_id, "only this message id");
   status->add_option("--conversation", filter.conversation_id, "only this conversation id");
-  status->add_option("--direction", filter.direction, "OUT or IN")
-      ->check(CLI::IsMember({"OUT", "IN"}));
+  status->add_option("--direction", direction, "OUT or IN")
+      ->check(CLI::IsMember(
+          std::vector<std::string>{ip::Text(ip::Direction::kOut), ip::Text(ip::Direction::kIn)}));
   status->add_option("--status", filter.status, "only messages whose current status is this");
   status->add_option("--since", since, "only messages updated since this ISO 8601 time");
   status->add_flag("--json", json, "JSON instead of a table");
@@ -155,6 +157,6 @@ int main(int argc, char** argv) {
   }
   if (check_config) return PrintResult(ip::CheckConfig(*config, config_path), "bud-ip");
   if (*backup) return BackupCommand(config->store, backup_out, "bud-ip");
-  if (*status) return StatusCommand(*config, filter, since, json);
+  if (*status) return StatusCommand(*config, filter, direction, since, json);
   return RunCommand(*config);
 }

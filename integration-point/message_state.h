@@ -2,7 +2,7 @@
 // still has to do with it (its work state), and how received messages are handed over (the
 // delivery mode). Their text forms ("OUT", "sealed", "api" ...) belong to the storage and JSON
 // edges only: the store's columns (docs/storage.md), the config file and the HTTP API. Inside,
-// parts pass these enums and convert with Text() when they call the store.
+// parts and the store's interface pass these enums; the store converts at its columns.
 #pragma once
 
 #include <optional>

@@ -15,7 +15,7 @@
 #include "common/orgnr.h"
 #include "common/status.h"
 #include "integration-point/outbox.h"
-#include "integration-point/store.h"
+#include "integration-point/store/rows.h"
 
 namespace bud::ip {
 

@@ -25,7 +25,7 @@ int Percent(const TransferRow& t) {
 nlohmann::json EntryJson(const MessageRow& m) {
   return {{"messageId", m.message_id},
           {"conversationId", m.conversation_id},
-          {"direction", m.direction == "OUT" ? "OUTGOING" : "INCOMING"},
+          {"direction", m.direction == Direction::kOut ? "OUTGOING" : "INCOMING"},
           {"sender", m.sender},
           {"receiver", m.receiver},
           {"process", m.process},
@@ -39,7 +39,7 @@ nlohmann::json EntryJson(const MessageRow& m) {
 
 std::string TransferLine(const TransferRow& t) {
   std::string line = fmt::format("{} {} of {} ({}%)",
-                                 t.message.direction == "OUT" ? "sent" : "received",
+                                 t.message.direction == Direction::kOut ? "sent" : "received",
                                  Mib(t.done_bytes), Mib(t.total_bytes), Percent(t));
   if (!t.note.empty()) line += "; " + t.note;
   return line;
@@ -55,7 +55,7 @@ nlohmann::json TransferJson(const TransferRow& t) {
   return j;
 }
 
-Result<std::string> RenderStatus(Store& store, const ListFilter& filter, bool json) {
+Result<std::string> RenderStatus(HistoryStore& store, const ListFilter& filter, bool json) {
   BUD_ASSIGN_OR_RETURN(auto rows, store.List(filter));
   // Incoming streamed messages still arriving have a transfer but no message row yet.
   BUD_ASSIGN_OR_RETURN(auto arriving, store.TransfersWithoutMessage(filter));
@@ -93,7 +93,7 @@ Result<std::string> RenderStatus(Store& store, const ListFilter& filter, bool js
   const auto p = [](std::string_view text) { return Printable(text); };
   std::string out;
   for (const auto& m : rows) {
-    out += fmt::format("{} {}  {} -> {}  {}  conversation {}\n", m.direction == "OUT" ? "OUT" : "IN ",
+    out += fmt::format("{:<3} {}  {} -> {}  {}  conversation {}\n", Text(m.direction),
                        p(m.message_id), p(m.sender), p(m.receiver), p(m.status),
                        p(m.conversation_id));
     BUD_ASSIGN_OR_RETURN(auto transfer, store.Transfer(m.message_id, m.direction));
@@ -106,8 +106,8 @@ Result<std::string> RenderStatus(Store& store, const ListFilter& filter, bool js
     }
   }
   for (const auto& t : arriving) {
-    out += fmt::format("{} {}  {} -> {}  (arriving)  conversation {}\n    {}\n",
-                       t.message.direction == "OUT" ? "OUT" : "IN ", p(t.message.message_id),
+    out += fmt::format("{:<3} {}  {} -> {}  (arriving)  conversation {}\n    {}\n",
+                       Text(t.message.direction), p(t.message.message_id),
                        p(t.message.sender), p(t.message.receiver), p(t.message.conversation_id),
                        p(TransferLine(t)));
   }

@@ -2,12 +2,11 @@
 // message also with its transfer's progress ("sent 96.0 MiB of 256.0 MiB (37%)").
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include "common/status.h"
-#include "integration-point/store.h"
+#include "integration-point/store/history_store.h"
 
 namespace bud::ip {
 
@@ -16,6 +15,6 @@ std::string TransferLine(const TransferRow& t);
 // {"bytes", "totalBytes", "percent", "complete", "lastUpdate"[, "note"]}.
 nlohmann::json TransferJson(const TransferRow& t);
 
-Result<std::string> RenderStatus(Store& store, const ListFilter& filter, bool json);
+Result<std::string> RenderStatus(HistoryStore& store, const ListFilter& filter, bool json);
 
 }  // namespace bud::ip

@@ -55,19 +55,21 @@ ApiInbox::ApiInbox(const Config& config, SharedStore& store, std::function<void(
     : config_(config), store_(store), wake_(std::move(wake)), now_ms_(std::move(now_ms)) {}
 
 Result<std::optional<json>> ApiInbox::Peek(const std::string& process) {
-  return store_.Run([&](Store& s) -> Result<std::optional<json>> {
-    BUD_ASSIGN_OR_RETURN(auto row, s.PeekIncoming(now_ms_(), config_.peek_lock_ms, process));
+  return store_.Run([&](PointStore& s) -> Result<std::optional<json>> {
+    BUD_ASSIGN_OR_RETURN(auto row,
+                         s.incoming.PeekIncoming(now_ms_(), config_.peek_lock_ms, process));
     if (!row) return std::optional<json>();
     Log()->info("message {} peeked (locked until {})", row->message_id,
                 FormatTime(row->lock_until_ms));
-    auto full = s.Get(row->message_id, "IN");
+    auto full = s.incoming.Get(row->message_id);
     const std::string payload = full.ok() && *full ? (*full)->payload : std::string();
     return std::optional<json>(IncomingSbdJson(*row, payload));
   });
 }
 
 Result<std::shared_ptr<AsicStream>> ApiInbox::Pop(const std::string& id) {
-  Result<MessageRow> row = store_.Run([&](Store& s) { return s.LockedIncoming(id, now_ms_()); });
+  Result<MessageRow> row =
+      store_.Run([&](PointStore& s) { return s.incoming.LockedIncoming(id, now_ms_()); });
   if (!row.ok()) return AsConflict(row.status());
   auto files = AsicFiles(*row, ApiInboxDir(config_));
   if (!files.ok()) return Status(Code::kInternal, files.status().ToString());
@@ -81,7 +83,7 @@ Result<std::shared_ptr<AsicStream>> ApiInbox::Pop(const std::string& id) {
 }
 
 Status ApiInbox::Delete(const std::string& id) {
-  Status st = store_.Run([&](Store& s) { return s.DeliverIncoming(id, now_ms_()); });
+  Status st = store_.Run([&](PointStore& s) { return s.incoming.DeliverIncoming(id, now_ms_()); });
   if (!st.ok()) return AsConflict(st);
   // After the commit; a crash before this leaves the files to the engine's start-up sweep.
   (void)RemoveAll(JoinPath(ApiInboxDir(config_), id));

@@ -72,21 +72,21 @@ Result<json> Drafts::Create(const std::string& body) {
   json sbd;
   BUD_ASSIGN_OR_RETURN(OutgoingDraft draft, outgoing_.Parse(parsed, &sbd));
   BUD_RETURN_IF_ERROR(outgoing_.CheckReceiver(draft).status());
-  BUD_RETURN_IF_ERROR(
-      store_.Run([&](Store& s) { return s.CreateDraft(draft.message_id, sbd.dump()); }));
+  BUD_RETURN_IF_ERROR(store_.Run(
+      [&](PointStore& s) { return s.outgoing.CreateDraft(draft.message_id, sbd.dump()); }));
   return sbd;
 }
 
 // The draft exists and may take one more file of this name: the bytes of its other files.
 Result<uint64_t> Drafts::CheckUpload(const std::string& id, const std::string& filename) {
-  return store_.Run([&](Store& s) -> Result<uint64_t> {
-    BUD_ASSIGN_OR_RETURN(auto sbd, s.GetDraft(id));
+  return store_.Run([&](PointStore& s) -> Result<uint64_t> {
+    BUD_ASSIGN_OR_RETURN(auto sbd, s.outgoing.GetDraft(id));
     if (!sbd) {
       return Status(Code::kNotFound, fmt::format("no created, unsent message {} (POST "
                                                  "/api/messages/out creates one)",
                                                  id));
     }
-    BUD_ASSIGN_OR_RETURN(auto files, s.DraftFiles(id));
+    BUD_ASSIGN_OR_RETURN(auto files, s.outgoing.DraftFiles(id));
     OutgoingDraft check{.message_id = id,
                         .conversation_id = {},
                         .receiver = outgoing_.me(),
@@ -189,8 +189,8 @@ Status Drafts::Record(const std::string& id, const FileUpload& file, const std::
   const uint64_t max_total = static_cast<uint64_t>(config_.max_message_bytes);
   const std::string media =
       file.media_type.empty() ? GuessMediaType(file.filename) : file.media_type;
-  BUD_ASSIGN_OR_RETURN(std::string replaced, store_.Run([&](Store& s) -> Result<std::string> {
-    auto now_files = s.DraftFiles(id);
+  BUD_ASSIGN_OR_RETURN(std::string replaced, store_.Run([&](PointStore& s) -> Result<std::string> {
+    auto now_files = s.outgoing.DraftFiles(id);
     const uint64_t others = now_files.ok() ? OthersBytes(*now_files, file.filename) : 0;
     if (others + bytes > max_total) {
       return Status(Code::kTooLarge,
@@ -199,7 +199,7 @@ Status Drafts::Record(const std::string& id, const FileUpload& file, const std::
                                 "nothing of it was kept",
                                 file.filename, bytes, others, id, max_total));
     }
-    return s.AddDraftFile(id, {file.filename, file.title, media, "", stored, bytes});
+    return s.outgoing.AddDraftFile(id, {file.filename, file.title, media, "", stored, bytes});
   }));
   if (!replaced.empty()) (void)::unlink(JoinPath(DraftDir(config_, id), replaced).c_str());
   Log()->info("message {}: '{}' uploaded ({} bytes)", id, file.filename, bytes);
@@ -210,10 +210,10 @@ Status Drafts::Record(const std::string& id, const FileUpload& file, const std::
 Result<Drafts::Loaded> Drafts::Load(const std::string& id) {
   std::vector<DraftFile> files;
   BUD_ASSIGN_OR_RETURN(auto sbd_text,
-                       store_.Run([&](Store& s) -> Result<std::optional<std::string>> {
-                         BUD_ASSIGN_OR_RETURN(auto text, s.GetDraft(id));
+                       store_.Run([&](PointStore& s) -> Result<std::optional<std::string>> {
+                         BUD_ASSIGN_OR_RETURN(auto text, s.outgoing.GetDraft(id));
                          if (text) {
-                           BUD_ASSIGN_OR_RETURN(files, s.DraftFiles(id));
+                           BUD_ASSIGN_OR_RETURN(files, s.outgoing.DraftFiles(id));
                          }
                          return text;
                        }));
@@ -292,10 +292,10 @@ Status Drafts::PlaceInSpool(const std::vector<DraftFile>& files, const std::stri
 }
 
 Status Drafts::Delete(const std::string& id) {
-  BUD_RETURN_IF_ERROR(store_.Run([&](Store& s) -> Status {
-    Status st = s.DeleteDraft(id);
+  BUD_RETURN_IF_ERROR(store_.Run([&](PointStore& s) -> Status {
+    Status st = s.outgoing.DeleteDraft(id);
     if (st.code() != Code::kNotFound) return st;
-    auto sent = s.HasMessage(id, "OUT");
+    auto sent = s.outgoing.Has(id);
     if (!sent.ok() || !*sent) return st;
     return Status(Code::kConflict, fmt::format("message {} was already sent and cannot be "
                                                "removed; follow it in /api/statuses/{}",
@@ -306,10 +306,10 @@ Status Drafts::Delete(const std::string& id) {
 }
 
 Result<json> Drafts::Get(const std::string& id) {
-  return store_.Run([&](Store& s) -> Result<json> {
-    auto draft = s.GetDraft(id);
+  return store_.Run([&](PointStore& s) -> Result<json> {
+    auto draft = s.outgoing.GetDraft(id);
     if (draft.ok() && *draft) return json::parse(**draft, nullptr, false);
-    BUD_ASSIGN_OR_RETURN(auto row, s.Get(id, "OUT"));
+    BUD_ASSIGN_OR_RETURN(auto row, s.outgoing.Get(id));
     if (!row) return Status(Code::kNotFound, fmt::format("no outgoing message {}", id));
     return SbdOf(*row, "");
   });

@@ -30,8 +30,8 @@ std::string Describe(const std::string& status, const std::string& reason) {
   return it == kText.end() ? status : it->second;
 }
 
-std::string DirectionName(const std::string& direction) {
-  return direction == "OUT" ? "OUTGOING" : "INCOMING";
+std::string DirectionName(Direction direction) {
+  return direction == Direction::kOut ? "OUTGOING" : "INCOMING";
 }
 
 json StatusJson(const StatusItem& s) {

@@ -9,15 +9,15 @@
 #include <string>
 #include <vector>
 
-#include "integration-point/store.h"
+#include "integration-point/store/rows.h"
 #include "proto/registry.pb.h"
 
 namespace bud::ip::api {
 
 // The reason when there is one, else the status's text ("Accepted and stored by the broker").
 std::string Describe(const std::string& status, const std::string& reason);
-// "OUT" -> "OUTGOING", anything else -> "INCOMING".
-std::string DirectionName(const std::string& direction);
+// The HTTP API's text of a direction: "OUTGOING" or "INCOMING".
+std::string DirectionName(Direction direction);
 
 // {id, lastUpdate, status, description, conversationId, messageId, direction}.
 nlohmann::json StatusJson(const StatusItem& s);

@@ -15,7 +15,7 @@
 #include "common/status.h"
 #include "integration-point/api/registry_lookup.h"
 #include "integration-point/outbox.h"
-#include "integration-point/store.h"
+#include "integration-point/store/point_store.h"
 
 namespace bud::ip::api {
 
@@ -35,7 +35,7 @@ struct Placement {
 
 class OutgoingMessages {
  public:
-  // `take_in` stores a message durably (Engine::TakeIn; in tests Store::CreateOutgoing).
+  // `take_in` stores a message durably (Engine::TakeIn; in tests OutgoingStore::CreateOutgoing).
   OutgoingMessages(Orgnr me, OutboxLimits limits, RegistryLookup& registry,
                    std::function<Status(MessageRow)> take_in);
 

@@ -49,13 +49,13 @@ std::string Query::StatusName(const char* name) {
   return v;
 }
 
-std::string Query::Direction(const char* name) {
+std::optional<ip::Direction> Query::Direction(const char* name) {
   std::string v = Text(name);
-  if (v.empty()) return v;
-  if (v == "OUTGOING" || v == "OUT") return "OUT";
-  if (v == "INCOMING" || v == "IN") return "IN";
+  if (v.empty()) return std::nullopt;
+  if (v == "OUTGOING" || v == "OUT") return ip::Direction::kOut;
+  if (v == "INCOMING" || v == "IN") return ip::Direction::kIn;
   Fail(fmt::format("query parameter '{}' must be OUTGOING or INCOMING (got '{}')", name, v));
-  return "";
+  return std::nullopt;
 }
 
 std::string Query::Org(const char* name) {

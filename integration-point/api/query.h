@@ -5,7 +5,10 @@
 #include <httplib.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include "integration-point/message_state.h"
 
 namespace bud::ip::api {
 
@@ -21,8 +24,9 @@ struct Query {
   int64_t Int(const char* name, int64_t def, int64_t lo, int64_t hi);
   int64_t Time(const char* name);            // ISO 8601 -> ms; 0 when absent
   std::string StatusName(const char* name);  // a known status name or ""
-  std::string Direction(const char* name);   // OUTGOING/OUT -> "OUT", INCOMING/IN -> "IN"
-  std::string Org(const char* name);         // "0192:<orgnr>" or ""
+  // OUTGOING/OUT, INCOMING/IN; nullopt when not given.
+  std::optional<ip::Direction> Direction(const char* name);
+  std::string Org(const char* name);  // "0192:<orgnr>" or ""
   // page (from 0) and size (1..kMaxPageSize, default 20) -> offset/limit; returns the page.
   int64_t Page(int64_t& offset, int64_t& limit);
   void Fail(const std::string& message);

@@ -17,7 +17,7 @@ std::shared_ptr<spdlog::logger> Log() { return Logger("http"); }
 void ListIncoming(StatusQueries& queries, const Req& req, Res& res) {
   Query q{req, res};
   ConversationQuery c;
-  c.direction = "IN";
+  c.direction = Direction::kIn;
   c.message_id = q.Text("messageId");
   c.conversation_id = q.Text("conversationId");
   c.process = q.Text("process");

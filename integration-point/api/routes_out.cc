@@ -62,7 +62,7 @@ void DeleteDraft(Drafts& drafts, const Req& req, Res& res) {
 void ListOutgoing(StatusQueries& queries, const Req& req, Res& res) {
   Query q{req, res};
   ConversationQuery c;
-  c.direction = "OUT";
+  c.direction = Direction::kOut;
   c.message_id = q.Text("messageId");
   c.conversation_id = q.Text("conversationId");
   c.process = q.Text("process");

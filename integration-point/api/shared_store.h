@@ -7,17 +7,17 @@
 #include <mutex>
 #include <utility>
 
-#include "integration-point/store.h"
+#include "integration-point/store/point_store.h"
 
 namespace bud::ip::api {
 
 class SharedStore {
  public:
-  explicit SharedStore(std::unique_ptr<Store> store) : store_(std::move(store)) {}
+  explicit SharedStore(std::unique_ptr<PointStore> store) : store_(std::move(store)) {}
   SharedStore(const SharedStore&) = delete;
   SharedStore& operator=(const SharedStore&) = delete;
 
-  // Runs `f(Store&)` with the mutex held and returns what it returns.
+  // Runs `f(PointStore&)` with the mutex held and returns what it returns.
   template <typename F>
   auto Run(F&& f) {
     std::lock_guard lock(mu_);
@@ -26,7 +26,7 @@ class SharedStore {
 
  private:
   std::mutex mu_;
-  std::unique_ptr<Store> store_;
+  std::unique_ptr<PointStore> store_;
 };
 
 }  // namespace bud::ip::api

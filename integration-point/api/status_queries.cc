@@ -28,33 +28,33 @@ StatusQueries::StatusQueries(Orgnr me, const EngineMetrics& metrics, SharedStore
       registry_(registry),
       certs_(std::move(certs)) {}
 
-json StatusQueries::ConversationOf(Store& s, const MessageRow& m) {
-  auto history = s.History(m.message_id, m.direction);
-  auto transfer = s.Transfer(m.message_id, m.direction);
+json StatusQueries::ConversationOf(PointStore& s, const MessageRow& m) {
+  auto history = s.history.History(m.message_id, m.direction);
+  auto transfer = s.history.Transfer(m.message_id, m.direction);
   return ConversationJson(m, history.ok() ? *history : std::vector<HistoryRow>(),
                           transfer.ok() ? *transfer : std::nullopt);
 }
 
 Result<json> StatusQueries::Statuses(const StatusQuery& q, int64_t page) {
-  return store_.Run([&](Store& s) -> Result<json> {
-    BUD_ASSIGN_OR_RETURN(auto rows, s.Statuses(q));
+  return store_.Run([&](PointStore& s) -> Result<json> {
+    BUD_ASSIGN_OR_RETURN(auto rows, s.history.Statuses(q));
     return PageOf(rows, page, q.limit, StatusJson);
   });
 }
 
 Result<json> StatusQueries::Conversations(const ConversationQuery& q, int64_t page) {
-  return store_.Run([&](Store& s) -> Result<json> {
-    BUD_ASSIGN_OR_RETURN(auto rows, s.Conversations(q));
+  return store_.Run([&](PointStore& s) -> Result<json> {
+    BUD_ASSIGN_OR_RETURN(auto rows, s.history.Conversations(q));
     return PageOf(rows, page, q.limit, [&](const MessageRow& m) { return ConversationOf(s, m); });
   });
 }
 
 Result<json> StatusQueries::Messages(const ConversationQuery& q, int64_t page) {
-  return store_.Run([&](Store& s) -> Result<json> {
-    BUD_ASSIGN_OR_RETURN(auto rows, s.Conversations(q));
+  return store_.Run([&](PointStore& s) -> Result<json> {
+    BUD_ASSIGN_OR_RETURN(auto rows, s.history.Conversations(q));
     return PageOf(rows, page, q.limit, [&](const MessageRow& m) {
-      if (q.direction != "IN") return SbdOf(m, "");
-      auto full = s.Get(m.message_id, "IN");
+      if (q.direction != Direction::kIn) return SbdOf(m, "");
+      auto full = s.incoming.Get(m.message_id);
       return IncomingSbdJson(m, full.ok() && *full ? (*full)->payload : std::string());
     });
   });
@@ -64,8 +64,8 @@ Result<std::optional<json>> StatusQueries::PeekStatus() {
   StatusQuery q;
   q.limit = 1;
   q.newest_first = true;
-  return store_.Run([&](Store& s) -> Result<std::optional<json>> {
-    BUD_ASSIGN_OR_RETURN(auto rows, s.Statuses(q));
+  return store_.Run([&](PointStore& s) -> Result<std::optional<json>> {
+    BUD_ASSIGN_OR_RETURN(auto rows, s.history.Statuses(q));
     if (rows.items.empty()) return std::optional<json>();
     return std::optional<json>(StatusJson(rows.items.front()));
   });
@@ -73,12 +73,12 @@ Result<std::optional<json>> StatusQueries::PeekStatus() {
 
 Result<json> StatusQueries::Conversation(ConversationQuery q, const std::string& what) {
   q.limit = 2;
-  return store_.Run([&](Store& s) -> Result<json> {
-    BUD_ASSIGN_OR_RETURN(auto rows, s.Conversations(q));
+  return store_.Run([&](PointStore& s) -> Result<json> {
+    BUD_ASSIGN_OR_RETURN(auto rows, s.history.Conversations(q));
     if (rows.items.empty()) return Status(Code::kNotFound, "no conversation " + what);
     const MessageRow* pick = &rows.items.front();
     for (const auto& m : rows.items) {
-      if (m.direction == "OUT") pick = &m;
+      if (m.direction == Direction::kOut) pick = &m;
     }
     return ConversationOf(s, *pick);
   });
@@ -93,7 +93,8 @@ Result<json> StatusQueries::Capabilities(const std::string& orgnr, const std::st
 }
 
 Health StatusQueries::HealthNow() {
-  Status store_ok = store_.Run([](Store& s) { return s.PendingReportCount().status(); });
+  Status store_ok =
+      store_.Run([](PointStore& s) { return s.history.PendingReportCount().status(); });
   const bool broker = metrics_.broker_connected.load() != 0;
   json body = {{"status", store_ok.ok() ? (broker ? "UP" : "DEGRADED") : "DOWN"},
                {"store", store_ok.ok() ? "ok" : store_ok.ToString()},
@@ -125,10 +126,10 @@ void StatusQueries::StoreMetrics(metrics::Writer& w) {
   std::vector<StatusCount> counts;
   int64_t pending_reports = 0;
   Result<std::vector<QueueDepth>> queue = std::vector<QueueDepth>();
-  store_.Run([&](Store& s) {
-    if (auto c = s.CountByStatus(); c.ok()) counts = std::move(*c);
-    if (auto p = s.PendingReportCount(); p.ok()) pending_reports = *p;
-    queue = s.OutgoingQueue();
+  store_.Run([&](PointStore& s) {
+    if (auto c = s.history.CountByStatus(); c.ok()) counts = std::move(*c);
+    if (auto p = s.history.PendingReportCount(); p.ok()) pending_reports = *p;
+    queue = s.history.OutgoingQueue();
   });
   const int64_t now = NowMs();
   w.Family("bud_ip_messages", "gauge", "Messages in the store by direction and current status.");

@@ -50,7 +50,7 @@ class StatusQueries {
   Health HealthNow();
 
  private:
-  nlohmann::json ConversationOf(Store& s, const MessageRow& m);
+  nlohmann::json ConversationOf(PointStore& s, const MessageRow& m);
   void StoreMetrics(metrics::Writer& w);
   void EngineCounters(metrics::Writer& w);
 

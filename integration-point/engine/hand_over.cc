@@ -23,7 +23,7 @@ Status HandOverQueue::TakeIn(MessageRow row, int64_t timeout_ms) {
   return h->result;
 }
 
-bool HandOverQueue::StoreQueued(ip::Store& store) {
+bool HandOverQueue::StoreQueued(OutgoingStore& store) {
   std::vector<std::shared_ptr<HandOver>> batch;
   {
     std::lock_guard lock(mu_);

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "integration-point/store.h"
+#include "integration-point/store/point_store.h"
 
 namespace bud::ip {
 
@@ -25,11 +25,11 @@ class HandOverQueue {
   HandOverQueue(const HandOverQueue&) = delete;
   HandOverQueue& operator=(const HandOverQueue&) = delete;
 
-  // Thread-safe: Store::CreateOutgoing of `row` by the engine thread; returns once that commit
-  // is durable, or its failure; kUnavailable after `timeout_ms` or when stopping.
+  // Thread-safe: OutgoingStore::CreateOutgoing of `row` by the engine thread; returns once that
+  // commit is durable, or its failure; kUnavailable after `timeout_ms` or when stopping.
   Status TakeIn(MessageRow row, int64_t timeout_ms);
   // Engine thread: writes what was handed over; true when a message was stored.
-  bool StoreQueued(ip::Store& store);
+  bool StoreQueued(OutgoingStore& store);
   // Engine thread: answers what StoreQueued wrote, with `failure` when the commit failed.
   void Answer(const Status& failure);
   // Engine thread, when the loop ends: answers the waiting ones, refuses later ones.

@@ -20,7 +20,7 @@ namespace {
 std::shared_ptr<spdlog::logger> Log() { return Logger("ip"); }
 }  // namespace
 
-OutboxIntake::OutboxIntake(const Config& config, Orgnr me, Store& store, Turn& turn,
+OutboxIntake::OutboxIntake(const Config& config, Orgnr me, OutgoingStore& store, Turn& turn,
                            RegistryLookup& registry, const Clock& clock,
                            std::function<void()> taken)
     : config_(config),
@@ -180,7 +180,7 @@ std::optional<MessageRow> OutboxIntake::ReadFolder(OutboxFolder& folder, const s
     }
     return std::nullopt;
   }
-  auto exists = store_.HasMessage(draft->message_id, Text(Direction::kOut));
+  auto exists = store_.Has(draft->message_id);
   if (exists.ok() && *exists) {
     // Kept, never deleted: it may differ from the copy that was sent.
     Refuse(name, Status(Code::kAlreadyExists,

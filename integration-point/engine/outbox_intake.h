@@ -20,15 +20,15 @@
 #include "integration-point/engine/turn.h"
 #include "integration-point/message_state.h"
 #include "integration-point/outbox.h"
-#include "integration-point/store.h"
+#include "integration-point/store/point_store.h"
 
 namespace bud::ip {
 
 class OutboxIntake {
  public:
   // Every reference must outlive the intake. `taken` is called for each message stored.
-  OutboxIntake(const Config& config, Orgnr me, Store& store, Turn& turn, RegistryLookup& registry,
-               const Clock& clock, std::function<void()> taken);
+  OutboxIntake(const Config& config, Orgnr me, OutgoingStore& store, Turn& turn,
+               RegistryLookup& registry, const Clock& clock, std::function<void()> taken);
   ~OutboxIntake();
   OutboxIntake(const OutboxIntake&) = delete;
   OutboxIntake& operator=(const OutboxIntake&) = delete;
@@ -57,7 +57,7 @@ class OutboxIntake {
 
   const Config& config_;
   const Orgnr me_;
-  Store& store_;
+  OutgoingStore& store_;
   Turn& turn_;
   RegistryLookup& registry_;
   const Clock& clock_;

@@ -81,7 +81,7 @@ bool Receiver::Screen(const wire::Header& h) {
     d_.reports.Report(id, wire::FEIL, std::string(kEnvelopeRejected));  // ids only compared there
     return false;
   }
-  auto existing = d_.store.Get(id, Text(Direction::kIn));
+  auto existing = d_.store.Get(id);
   if (!existing.ok()) {
     Log()->error("message {}: store: {}", id, existing.status().ToString());
     return false;
@@ -91,7 +91,7 @@ bool Receiver::Screen(const wire::Header& h) {
     const bool failed = (*existing)->status == "FEIL";
     std::string reason;
     if (failed) {
-      auto hist = d_.store.History(id, Text(Direction::kIn));
+      auto hist = d_.store.History(id);
       if (hist.ok() && !hist->empty()) reason = OutsideReason(hist->back().reason);
     }
     d_.metrics.redeliveries.fetch_add(1, std::memory_order_relaxed);
@@ -205,7 +205,7 @@ void Receiver::Keep(const crypto::Opened& opened, const AdmittedSender& sender, 
   row.title = opened.payload.title();
   if (d_.config.delivery_mode() == DeliveryMode::kApi) {
     // Kept in the store (payload included) until the archive system peeks, pops and deletes it.
-    row.state = Text(WorkState::kApi);
+    row.state = WorkState::kApi;
     opened.payload.SerializeToString(&row.payload);
     Status kept =
         d_.store.RecordIncoming(row, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", now);
@@ -238,7 +238,7 @@ void Receiver::Keep(const crypto::Opened& opened, const AdmittedSender& sender, 
 void Receiver::CheckInbox() {
   // Only messages written to the inbox folder (state done); those kept for the API (state api)
   // end through DELETE /api/messages/in/{id}.
-  auto ids = d_.store.IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, Text(WorkState::kDone), 10000);
+  auto ids = d_.store.IncomingWithStatus(wire::INNKOMMENDE_MOTTATT, WorkState::kDone, 10000);
   if (!ids.ok()) {
     Log()->error("reading received messages: {}", ids.status().ToString());
     return;

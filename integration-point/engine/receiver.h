@@ -36,7 +36,7 @@
 #include "integration-point/engine/turn.h"
 #include "integration-point/inbox.h"
 #include "integration-point/message_state.h"
-#include "integration-point/store.h"
+#include "integration-point/store/point_store.h"
 
 namespace bud::ip {
 
@@ -57,7 +57,7 @@ class Receiver {
   struct Deps {  // every reference must outlive the receiver
     const Config& config;
     Orgnr me;
-    Store& store;
+    IncomingStore& store;
     Turn& turn;
     InboxBatch& inbox;
     ReportQueue& reports;
@@ -94,7 +94,7 @@ class Receiver {
   static MessageRow IncomingRow(const wire::Header& h);
   const Config& config() const { return d_.config; }
   const Clock& clock() const { return d_.clock; }
-  Store& store() { return d_.store; }
+  IncomingStore& store() { return d_.store; }
   EngineMetrics& metrics() { return d_.metrics; }
 
  private:

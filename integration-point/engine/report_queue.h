@@ -12,14 +12,15 @@
 #include "integration-point/engine/broker_link.h"
 #include "integration-point/engine/clock.h"
 #include "integration-point/engine/turn.h"
-#include "integration-point/store.h"
+#include "integration-point/store/point_store.h"
 
 namespace bud::ip {
 
 class ReportQueue {
  public:
   // Every reference must outlive the queue.
-  ReportQueue(Store& store, Turn& turn, BrokerLink& link, const Clock& clock, int64_t resend_ms)
+  ReportQueue(IncomingStore& store, Turn& turn, BrokerLink& link, const Clock& clock,
+              int64_t resend_ms)
       : store_(store), turn_(turn), link_(link), clock_(clock), resend_ms_(resend_ms) {}
   ReportQueue(const ReportQueue&) = delete;
   ReportQueue& operator=(const ReportQueue&) = delete;
@@ -36,7 +37,7 @@ class ReportQueue {
   size_t unanswered() const { return sent_.size(); }
 
  private:
-  Store& store_;
+  IncomingStore& store_;
   Turn& turn_;
   BrokerLink& link_;
   const Clock& clock_;

@@ -59,8 +59,7 @@ bool Sender::Due() const { return dirty_ || d_.clock.MonoMs() - last_seal_mono_ 
 
 void Sender::Fail(const MessageRow& m, const std::string& why) {
   Log()->warn("message {} to {}: FEIL: {}", m.message_id, m.receiver, why);
-  auto r = d_.store.ApplyStatus(m.message_id, Text(Direction::kOut), wire::FEIL, why,
-                                d_.clock.NowMs(), Text(WorkState::kDone));
+  auto r = d_.store.ApplyStatus(m.message_id, wire::FEIL, why, d_.clock.NowMs(), WorkState::kDone);
   if (!r.ok()) Log()->error("message {}: {}", m.message_id, r.status().ToString());
 }
 
@@ -68,7 +67,7 @@ void Sender::SealNew() {
   constexpr int kSealPerTurn = 64;
   dirty_ = false;
   last_seal_mono_ = d_.clock.MonoMs();
-  auto rows = d_.store.OutgoingInState(Text(WorkState::kNew), kSealPerTurn);
+  auto rows = d_.store.OutgoingInState(WorkState::kNew, kSealPerTurn);
   if (!rows.ok()) {
     Log()->error("reading new messages: {}", rows.status().ToString());
     return;
@@ -169,9 +168,9 @@ Sender::Sealed Sender::SealLarge(const MessageRow& m, wire::Header header, wire:
   Status st = d_.store.MarkSealed(m.message_id, *head);
   if (st.ok()) {
     auto parsed = crypto::ParseStreamHead(*head, UINT64_MAX >> 1);
-    st = parsed.ok() ? d_.store.StartTransfer(m, Text(Direction::kOut), 0,
-                                              static_cast<int64_t>(parsed->layout.ciphertext_size))
-                     : parsed.status();
+    st = parsed.ok()
+             ? d_.store.StartTransfer(m, 0, static_cast<int64_t>(parsed->layout.ciphertext_size))
+             : parsed.status();
   }
   if (!st.ok()) {
     Log()->error("message {}: cannot store the sealed head: {}", m.message_id, st.ToString());
@@ -190,8 +189,8 @@ void Sender::SubmitSealed() {
   const auto max = static_cast<size_t>(d_.config.max_in_flight);
   if (!d_.link.ready() || d_.clock.MonoMs() < pause_until_mono_) return;
   if (in_flight_.size() >= max) return;
-  auto rows = d_.store.OutgoingInState(Text(WorkState::kSealed),
-                                       static_cast<int>(d_.config.max_in_flight * 2));
+  auto rows =
+      d_.store.OutgoingInState(WorkState::kSealed, static_cast<int>(d_.config.max_in_flight * 2));
   if (!rows.ok()) {
     Log()->error("reading sealed messages: {}", rows.status().ToString());
     return;
@@ -225,9 +224,9 @@ void Sender::OnSubmitReply(const wire::SubmitReply& r) {
     if (r.message_id().empty()) {
       Log()->error("broker rejected an envelope it could not parse: {}", r.reason());
     } else {
-      auto st = d_.store.ApplyStatus(r.message_id(), Text(Direction::kOut), wire::FEIL,
-                                     "rejected by the broker: " + r.reason(), d_.clock.NowMs(),
-                                     Text(WorkState::kDone));
+      auto st =
+          d_.store.ApplyStatus(r.message_id(), wire::FEIL, "rejected by the broker: " + r.reason(),
+                               d_.clock.NowMs(), WorkState::kDone);
       Log()->warn("message {} rejected by the broker (FEIL): {}", r.message_id(), r.reason());
       if (!st.ok()) Log()->error("message {}: {}", r.message_id(), st.status().ToString());
     }
@@ -240,12 +239,11 @@ void Sender::OnSubmitReply(const wire::SubmitReply& r) {
 void Sender::OnAccepted(const wire::SubmitReply& r) {
   d_.metrics.accepted.fetch_add(1, std::memory_order_relaxed);
   backoff_ms_ = 500;
-  auto st = d_.store.ApplyStatus(r.message_id(), Text(Direction::kOut), wire::SENDT, "",
-                                 d_.clock.NowMs(), Text(WorkState::kSent));
+  auto st =
+      d_.store.ApplyStatus(r.message_id(), wire::SENDT, "", d_.clock.NowMs(), WorkState::kSent);
   if (st.ok()) {
     // A streamed message: all of it is with the broker (no-op for a small one).
-    if (Status t = d_.store.TransferProgress(r.message_id(), Text(Direction::kOut), -1); !t.ok())
-      st = t;
+    if (Status t = d_.store.TransferProgress(r.message_id(), -1); !t.ok()) st = t;
   }
   if (!st.ok()) {
     Log()->error("message {}: cannot record SENDT: {}", r.message_id(), st.status().ToString());
@@ -264,7 +262,7 @@ void Sender::OnRetryLater(const wire::SubmitReply& r) {
     backoff_ms_ = std::min<int64_t>(backoff_ms_ * 2, 30000);
   }
   // A streamed message shows why it waits in `bud-ip status` (no-op for a small one).
-  if (Status t = d_.store.TransferProgress(r.message_id(), Text(Direction::kOut), std::nullopt,
+  if (Status t = d_.store.TransferProgress(r.message_id(), std::nullopt,
                                            "waiting: broker says retry later: " + r.reason());
       !t.ok()) {
     Log()->warn("message {}: {}", r.message_id(), t.ToString());
@@ -272,9 +270,8 @@ void Sender::OnRetryLater(const wire::SubmitReply& r) {
 }
 
 void Sender::OnStatusNotice(const wire::StatusNotice& n) {
-  auto advanced =
-      d_.store.ApplyStatus(n.message_id(), Text(Direction::kOut), n.status(), n.reason(),
-                           n.at_unix_ms() ? n.at_unix_ms() : d_.clock.NowMs());
+  auto advanced = d_.store.ApplyStatus(n.message_id(), n.status(), n.reason(),
+                                       n.at_unix_ms() ? n.at_unix_ms() : d_.clock.NowMs());
   if (!advanced.ok() && advanced.status().code() != Code::kNotFound) {
     Log()->error("message {}: cannot record {}: {}", n.message_id(), StatusName(n.status()),
                  advanced.status().ToString());
@@ -294,8 +291,8 @@ void Sender::OnStatusNotice(const wire::StatusNotice& n) {
 
 void Sender::OnStreamStart(const wire::StreamStart& start) {
   const std::string& id = start.message_id();
-  auto row = d_.store.Get(id, Text(Direction::kOut));
-  if (!row.ok() || !row->has_value() || !Is((*row)->state, WorkState::kSealed)) {
+  auto row = d_.store.Get(id);
+  if (!row.ok() || !row->has_value() || (*row)->state != WorkState::kSealed) {
     Log()->warn("broker asked for chunks of message {} that is not being sent", id);
     return;
   }
@@ -317,10 +314,10 @@ void Sender::OnStreamStart(const wire::StreamStart& start) {
       std::min(start.next_chunk(), up->layout.chunk_count);
   up->window = std::clamp<uint32_t>(start.window(), 1, 64);
   in_flight_[id] = d_.clock.MonoMs();
-  if (Status n = d_.store.TransferProgress(id, Text(Direction::kOut), std::nullopt, ""); !n.ok()) {
+  if (Status n = d_.store.TransferProgress(id, std::nullopt, ""); !n.ok()) {
     Log()->warn("message {}: progress not stored: {}", id, n.ToString());
   }
-  SaveProgress(d_.store, d_.clock, id, Direction::kOut, up->layout, up->acked, up->marks, true);
+  SaveProgress(d_.store, d_.clock, id, up->layout, up->acked, up->marks, true);
   Log()->info("message {}: {} upload at chunk {} of {} (offset {})", id,
               up->acked == 0 ? "starting" : "resuming", up->acked, up->layout.chunk_count,
               up->layout.RecordOffset(up->acked));
@@ -360,8 +357,7 @@ void Sender::Pump() {
   for (auto it = uploads_.begin(); it != uploads_.end();) {
     Upload& up = *it->second;
     // What the broker acknowledged is durable there; the turn's commit carries it here.
-    SaveProgress(d_.store, d_.clock, it->first, Direction::kOut, up.layout, up.acked, up.marks,
-                 false);
+    SaveProgress(d_.store, d_.clock, it->first, up.layout, up.acked, up.marks, false);
     const bool ok = SendChunks(it->first, up);
     LogProgress(d_.clock, it->first, "sent", up.layout, up.acked, up.marks);
     it = ok ? std::next(it) : uploads_.erase(it);

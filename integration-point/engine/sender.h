@@ -27,7 +27,7 @@
 #include "integration-point/engine/transfer_progress.h"
 #include "integration-point/engine/turn.h"
 #include "integration-point/message_state.h"
-#include "integration-point/store.h"
+#include "integration-point/store/point_store.h"
 
 namespace bud::ip {
 
@@ -35,7 +35,7 @@ class Sender {
  public:
   struct Deps {  // every reference must outlive the sender
     const Config& config;
-    Store& store;
+    OutgoingStore& store;
     BrokerLink& link;
     Turn& turn;
     RegistryLookup& registry;

@@ -16,10 +16,10 @@ namespace bud::ip {
 namespace {
 std::shared_ptr<spdlog::logger> Log() { return Logger("ip"); }
 
-void DropStaleDrafts(const Config& config, Store& store) {
+void DropStaleDrafts(const Config& config, PointStore& store) {
   if (auto drafts = ListDir(DraftsDir(config)); drafts.ok()) {
     for (const auto& id : *drafts) {
-      auto draft = store.GetDraft(id);
+      auto draft = store.outgoing.GetDraft(id);
       if (draft.ok() && !*draft) (void)RemoveAll(DraftDir(config, id));
     }
   }
@@ -27,9 +27,8 @@ void DropStaleDrafts(const Config& config, Store& store) {
   // api); a half-decrypted one (.tmp) or one deleted before a crash goes.
   if (auto kept = ListDir(ApiInboxDir(config)); kept.ok()) {
     for (const auto& id : *kept) {
-      auto row = store.Get(id, Text(Direction::kIn));
-      if (id == ".tmp" ||
-          (row.ok() && (!row->has_value() || !Is((*row)->state, WorkState::kApi)))) {
+      auto row = store.incoming.Get(id);
+      if (id == ".tmp" || (row.ok() && (!row->has_value() || (*row)->state != WorkState::kApi))) {
         (void)RemoveAll(JoinPath(ApiInboxDir(config), id));
       }
     }
@@ -37,14 +36,14 @@ void DropStaleDrafts(const Config& config, Store& store) {
 }
 
 // Why the partial download of `id` is not resumed; "" when it is (or the store cannot tell).
-std::string WhyNotResumed(Store& store, const std::string& id, int64_t now_ms) {
+std::string WhyNotResumed(PointStore& store, const std::string& id, int64_t now_ms) {
   // A partial download resumes after a restart, unless the message is settled here already
   // (received or refused), its transfer is not recorded, or its time to live has passed.
   if (!IsUuid(id)) return "not a message id";
-  auto row = store.Get(id, Text(Direction::kIn));
+  auto row = store.incoming.Get(id);
   if (!row.ok()) return "";
   if (row->has_value()) return "the message is " + (*row)->status + " already";
-  auto t = store.Transfer(id, Text(Direction::kIn));
+  auto t = store.history.Transfer(id, Direction::kIn);
   if (!t.ok()) return "";
   if (!t->has_value()) return "no transfer is recorded";
   if ((*t)->message.expires_ms > 0 && (*t)->message.expires_ms < now_ms) {
@@ -54,15 +53,15 @@ std::string WhyNotResumed(Store& store, const std::string& id, int64_t now_ms) {
 }
 }  // namespace
 
-void RecoverSpool(const Config& config, Store& store) {
+void RecoverSpool(const Config& config, PointStore& store) {
   DropStaleDrafts(config, store);
   const std::string src = JoinPath(SpoolDir(config), "src");
   auto names = ListDir(src);
   if (!names.ok()) return;
   for (const auto& id : *names) {
-    auto row = store.Get(id, Text(Direction::kOut));
+    auto row = store.outgoing.Get(id);
     if (!row.ok()) continue;
-    auto draft = store.GetDraft(id);
+    auto draft = store.outgoing.GetDraft(id);
     if (!row->has_value() && draft.ok() && *draft) {
       Log()->warn(
           "spooled files of API message {} were not taken in before a restart; the "
@@ -78,13 +77,13 @@ void RecoverSpool(const Config& config, Store& store) {
           "spooled folder of message {} was not taken in before a restart; moved back to "
           "the outbox: {}",
           id, st.ok() ? back : st.ToString());
-    } else if (!Is((*row)->state, WorkState::kNew)) {
+    } else if ((*row)->state != WorkState::kNew) {
       (void)RemoveAll(JoinPath(src, id));
     }
   }
 }
 
-void SweepReceiveLeftovers(const Config& config, Store& store, int64_t now_ms) {
+void SweepReceiveLeftovers(const Config& config, PointStore& store, int64_t now_ms) {
   if (!config.inbox.empty()) {
     const std::string tmp = JoinPath(config.inbox, ".tmp");
     if (Exists(tmp)) {

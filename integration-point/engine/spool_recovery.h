@@ -5,7 +5,7 @@
 
 #include "integration-point/config.h"
 #include "integration-point/message_state.h"
-#include "integration-point/store.h"
+#include "integration-point/store/point_store.h"
 
 namespace bud::ip {
 
@@ -14,10 +14,10 @@ namespace bud::ip {
 // draft was being sent from goes (the draft keeps its own links to the files), and so do the
 // files of drafts that were sent or deleted, and streamed messages for the API whose row is
 // gone.
-void RecoverSpool(const Config& config, Store& store);
+void RecoverSpool(const Config& config, PointStore& store);
 
 // Removes inbox/.tmp (decrypted files of deliveries never committed; the broker delivers them
 // again) and spool/in-<id> files no download will resume.
-void SweepReceiveLeftovers(const Config& config, Store& store, int64_t now_ms);
+void SweepReceiveLeftovers(const Config& config, PointStore& store, int64_t now_ms);
 
 }  // namespace bud::ip

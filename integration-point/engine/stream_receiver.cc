@@ -218,9 +218,8 @@ std::unique_ptr<StreamReceiver::Download> StreamReceiver::Begin(const wire::Deli
     Log()->info("message {} from {}: streamed delivery of {} bytes in {} chunks", id, h.sender(),
                 l.ciphertext_size, l.chunk_count);
   }
-  if (Status t =
-          receiver_.store().StartTransfer(row, Text(Direction::kIn), static_cast<int64_t>(keep),
-                                          static_cast<int64_t>(l.ciphertext_size));
+  if (Status t = receiver_.store().StartTransfer(row, static_cast<int64_t>(keep),
+                                                 static_cast<int64_t>(l.ciphertext_size));
       !t.ok()) {
     Log()->warn("message {}: progress not stored: {}", id, t.ToString());
   }
@@ -312,14 +311,14 @@ void StreamReceiver::Finish(const std::string& id) {
   rec.title = opened->manifest.title();
   if (api) {
     // Kept for peek/pop/delete: the manifest (metadata, names, sizes) and where the files are.
-    rec.state = Text(WorkState::kApi);
+    rec.state = WorkState::kApi;
     opened->manifest.SerializeToString(&rec.payload);
     rec.files = api_files;
   }
-  Store& store = receiver_.store();
+  IncomingStore& store = receiver_.store();
   Status recorded = store.RecordIncoming(rec, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "",
                                          receiver_.clock().NowMs());
-  if (recorded.ok()) recorded = store.TransferProgress(id, Text(Direction::kIn), -1);
+  if (recorded.ok()) recorded = store.TransferProgress(id, -1);
   if (!recorded.ok()) return receiver_.Defer(id, recorded.Context("recording it in the store"));
   downloads_.erase(id);
   (void)::unlink(SpoolPath(id).c_str());
@@ -396,7 +395,7 @@ void StreamReceiver::Pump() {
     }
     // What is fsynced is stored as progress (at most once a second, also once the chunks stop
     // coming; the turn's commit carries it).
-    SaveProgress(receiver_.store(), receiver_.clock(), id, Direction::kIn, d->verifier->layout(),
+    SaveProgress(receiver_.store(), receiver_.clock(), id, d->verifier->layout(),
                  d->verifier->next_index(), d->marks, false);
   }
 }

@@ -12,20 +12,34 @@ constexpr int64_t kProgressEveryMs = 5000;
 constexpr int64_t kSaveProgressEveryMs = 1000;
 }  // namespace
 
-void SaveProgress(Store& store, const Clock& clock, const std::string& message_id,
-                  Direction direction, const crypto::StreamLayout& layout, uint64_t chunks,
-                  ProgressMarks& marks, bool now) {
+namespace {
+template <typename RoleStore>
+void Save(RoleStore& store, const Clock& clock, const std::string& message_id,
+          const crypto::StreamLayout& layout, uint64_t chunks, ProgressMarks& marks, bool now) {
   if (chunks == marks.saved || (!now && clock.MonoMs() - marks.saved_mono < kSaveProgressEveryMs)) {
     return;
   }
   const uint64_t bytes = std::min(layout.RecordOffset(chunks), layout.ciphertext_size);
-  Status st = store.TransferProgress(message_id, Text(direction), static_cast<int64_t>(bytes));
+  Status st = store.TransferProgress(message_id, static_cast<int64_t>(bytes));
   if (!st.ok()) {
     Logger("ip")->warn("message {}: progress not stored: {}", message_id, st.ToString());
     return;
   }
   marks.saved = chunks;
   marks.saved_mono = clock.MonoMs();
+}
+}  // namespace
+
+void SaveProgress(OutgoingStore& store, const Clock& clock, const std::string& message_id,
+                  const crypto::StreamLayout& layout, uint64_t chunks, ProgressMarks& marks,
+                  bool now) {
+  Save(store, clock, message_id, layout, chunks, marks, now);
+}
+
+void SaveProgress(IncomingStore& store, const Clock& clock, const std::string& message_id,
+                  const crypto::StreamLayout& layout, uint64_t chunks, ProgressMarks& marks,
+                  bool now) {
+  Save(store, clock, message_id, layout, chunks, marks, now);
 }
 
 void LogProgress(const Clock& clock, const std::string& message_id, const char* verb,

@@ -8,7 +8,8 @@
 #include "common/crypto/stream.h"
 #include "integration-point/engine/clock.h"
 #include "integration-point/message_state.h"
-#include "integration-point/store.h"
+#include "integration-point/store/incoming_store.h"
+#include "integration-point/store/outgoing_store.h"
 
 namespace bud::ip {
 
@@ -21,11 +22,14 @@ struct ProgressMarks {
   uint64_t start_chunk = 0;  // where this run of the transfer started (for the rate)
 };
 
-// Writes `chunks` done of `layout` to the store (in the turn's transaction) at most once a
-// second unless `now`.
-void SaveProgress(Store& store, const Clock& clock, const std::string& message_id,
-                  Direction direction, const crypto::StreamLayout& layout, uint64_t chunks,
-                  ProgressMarks& marks, bool now);
+// Writes `chunks` done of `layout` to the store's transfer row of the upload (OutgoingStore) or
+// download (IncomingStore), in the turn's transaction, at most once a second unless `now`.
+void SaveProgress(OutgoingStore& store, const Clock& clock, const std::string& message_id,
+                  const crypto::StreamLayout& layout, uint64_t chunks, ProgressMarks& marks,
+                  bool now);
+void SaveProgress(IncomingStore& store, const Clock& clock, const std::string& message_id,
+                  const crypto::StreamLayout& layout, uint64_t chunks, ProgressMarks& marks,
+                  bool now);
 
 // Logs "sent/received X of Y bytes (P %, R MB/s)" at most every 5 s.
 void LogProgress(const Clock& clock, const std::string& message_id, const char* verb,

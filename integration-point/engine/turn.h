@@ -1,6 +1,6 @@
 // One loop turn's transaction and what waits for its commit.
 //
-// Operation: Begin opens the store's turn (Store::BeginTurn): every write until Finish joins one
+// Operation: Begin opens the store's turn (PointDb::BeginTurn): every write until Finish joins one
 // transaction. What must follow durability (a report, an ack, removing an outbox folder) is
 // handed to AfterCommit and runs only once Finish's commit returned Ok; what must happen when
 // the turn is lost (a delivery recorded in it is answered Defer) is handed to OnRollback. The
@@ -15,14 +15,14 @@
 
 #include "common/status.h"
 #include "integration-point/inbox.h"
-#include "integration-point/store.h"
+#include "integration-point/store/point_store.h"
 
 namespace bud::ip {
 
 class Turn {
  public:
   // `store` and `inbox` must outlive the turn.
-  Turn(Store& store, InboxBatch& inbox) : store_(store), inbox_(inbox) {}
+  Turn(PointDb& store, InboxBatch& inbox) : store_(store), inbox_(inbox) {}
   Turn(const Turn&) = delete;
   Turn& operator=(const Turn&) = delete;
 
@@ -39,7 +39,7 @@ class Turn {
   Outcome Finish();
 
  private:
-  Store& store_;
+  PointDb& store_;
   InboxBatch& inbox_;
   std::vector<std::function<void()>> after_commit_;
   std::vector<std::function<void(const Status&)>> on_rollback_;

@@ -30,7 +30,7 @@ size_t FilesOnDisk(const ApiFixture& f, const std::string& id) {
 }
 
 std::vector<DraftFile> Files(ApiFixture& f, const std::string& id) {
-  auto files = f.store->Run([&](Store& s) { return s.DraftFiles(id); });
+  auto files = f.store->Run([&](PointStore& s) { return s.outgoing.DraftFiles(id); });
   REQUIRE(files.ok());
   return *files;
 }
@@ -51,7 +51,7 @@ TEST_CASE("a draft is created, gets a file, and is sent small (OPPRETTET)", "[ip
   REQUIRE(sent.ok());
   CHECK(f.OutStatus(kId) == "OPPRETTET");
   CHECK_FALSE(std::filesystem::exists(DraftDir(f.config, kId)));
-  auto row = f.store->Run([&](Store& s) { return s.Get(kId, "OUT"); });
+  auto row = f.store->Run([&](PointStore& s) { return s.outgoing.Get(kId); });
   REQUIRE(row.ok());
   wire::Payload payload;
   REQUIRE(payload.ParseFromString((*row)->payload));
@@ -183,7 +183,7 @@ TEST_CASE("a draft above the stream threshold is linked into the spool and sent 
   CHECK(*placed == big);
   CHECK(ReadFile(JoinPath(spool, "annex.txt")).ok());
   CHECK_FALSE(std::filesystem::exists(DraftDir(f.config, kId)));
-  auto row = f.store->Run([&](Store& s) { return s.Get(kId, "OUT"); });
+  auto row = f.store->Run([&](PointStore& s) { return s.outgoing.Get(kId); });
   wire::Payload payload;
   REQUIRE(payload.ParseFromString((*row)->payload));
   REQUIRE(payload.attachments_size() == 2);

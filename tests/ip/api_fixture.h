@@ -103,7 +103,7 @@ struct ApiFixture {
     config.stream_threshold_bytes = 100;
     config.peek_lock_ms = 60000;
     registry.entries[kReceiver] = Entry(kReceiver);
-    auto opened = Store::Open(config.store);
+    auto opened = PointStore::Open(config.store);
     if (!opened.ok()) throw std::runtime_error(opened.status().ToString());
     store = std::make_unique<SharedStore>(std::move(*opened));
     OutboxLimits limits;
@@ -112,7 +112,7 @@ struct ApiFixture {
     outgoing =
         std::make_unique<OutgoingMessages>(config.me(), limits, registry, [this](MessageRow row) {
           if (!take_in_refusal.ok()) return take_in_refusal;
-          return store->Run([&](Store& s) { return s.CreateOutgoing(row); });
+          return store->Run([&](PointStore& s) { return s.outgoing.CreateOutgoing(row); });
         });
     drafts = std::make_unique<Drafts>(config, *store, *outgoing);
     inbox = std::make_unique<ApiInbox>(
@@ -123,7 +123,7 @@ struct ApiFixture {
 
   // The current status of our outgoing message `id` ("" when there is none).
   std::string OutStatus(const std::string& id) {
-    auto row = store->Run([&](Store& s) { return s.Get(id, "OUT"); });
+    auto row = store->Run([&](PointStore& s) { return s.outgoing.Get(id); });
     return row.ok() && *row ? (*row)->status : "";
   }
 };

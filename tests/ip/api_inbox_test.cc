@@ -29,7 +29,7 @@ void Receive(ApiFixture& f, const std::string& id, int64_t created_ms,
   m.title = "Vedtak";
   m.created_ms = created_ms;
   m.expires_ms = created_ms + 3600 * 1000;
-  m.state = "api";
+  m.state = WorkState::kApi;
   m.files = files;
   wire::Payload p;
   p.set_message_id(id);
@@ -40,9 +40,9 @@ void Receive(ApiFixture& f, const std::string& id, int64_t created_ms,
   a->set_data("%PDF body of " + id);
   p.SerializeToString(&m.payload);
   REQUIRE(f.store
-              ->Run([&](Store& s) {
-                return s.RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "",
-                                        created_ms);
+              ->Run([&](PointStore& s) {
+                return s.incoming.RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT,
+                                                 "", created_ms);
               })
               .ok());
 }
@@ -58,7 +58,7 @@ std::string ReadAll(AsicStream& zip) {
 }
 
 std::string InStatus(ApiFixture& f, const std::string& id) {
-  auto row = f.store->Run([&](Store& s) { return s.Get(id, "IN"); });
+  auto row = f.store->Run([&](PointStore& s) { return s.incoming.Get(id); });
   return row.ok() && *row ? (*row)->status : "";
 }
 
@@ -182,7 +182,7 @@ TEST_CASE("delete records INNKOMMENDE_LEVERT, queues LEVERT and wakes the engine
   REQUIRE(f.inbox->Delete(kA).ok());
   CHECK(f.wakes == 1);
   CHECK(InStatus(f, kA) == "INNKOMMENDE_LEVERT");
-  auto reports = f.store->Run([](Store& s) { return s.PendingReports(); });
+  auto reports = f.store->Run([](PointStore& s) { return s.incoming.PendingReports(); });
   REQUIRE(reports.ok());
   bool levert = false;
   for (const auto& r : *reports)

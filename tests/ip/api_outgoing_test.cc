@@ -24,7 +24,7 @@ TEST_CASE("a multipart message with its main document is taken in (OPPRETTET)",
   CHECK(doc["instanceIdentifier"] == kId);
   CHECK(doc.contains("creationDateAndTime"));
   CHECK(f.OutStatus(kId) == "OPPRETTET");
-  auto row = f.store->Run([&](Store& s) { return s.Get(kId, "OUT"); });
+  auto row = f.store->Run([&](PointStore& s) { return s.outgoing.Get(kId); });
   REQUIRE(row.ok());
   REQUIRE(*row);
   CHECK((*row)->receiver == std::string("0192:") + kReceiver);

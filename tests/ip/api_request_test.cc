@@ -29,7 +29,7 @@ TEST_CASE("query parameters: defaults, pages, directions, organisations", "[ip][
   CHECK(q.Page(offset, limit) == 2);
   CHECK(offset == 10);
   CHECK(limit == 5);
-  CHECK(q.Direction("direction") == "IN");
+  CHECK(q.Direction("direction") == std::optional<Direction>(Direction::kIn));
   CHECK(q.Org("orgnr") == "0192:910075918");
   CHECK(q.StatusName("status") == "LEVERT");
   CHECK(q.Time("fromDateTime") == 0);

@@ -22,8 +22,8 @@ TEST_CASE("status lines of a message, paged, as eFormidling shapes them", "[ip][
   ApiFixture f;
   Send(f, kId);
   REQUIRE(f.store
-              ->Run([&](Store& s) {
-                return s.ApplyStatus(kId, "OUT", wire::SENDT, "", NowMs()).status();
+              ->Run([&](PointStore& s) {
+                return s.outgoing.ApplyStatus(kId, wire::SENDT, "", NowMs()).status();
               })
               .ok());
   StatusQuery q;
@@ -107,9 +107,9 @@ TEST_CASE("a message sent to ourselves answers with its outgoing side", "[ip][ap
   in.created_ms = NowMs();
   in.expires_ms = in.created_ms + 60000;
   REQUIRE(f.store
-              ->Run([&](Store& s) {
-                return s.RecordIncoming(in, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "",
-                                        NowMs());
+              ->Run([&](PointStore& s) {
+                return s.incoming.RecordIncoming(in, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT,
+                                                 "", NowMs());
               })
               .ok());
   ConversationQuery q;
@@ -127,7 +127,7 @@ TEST_CASE("outgoing messages list as SBDs, filtered", "[ip][api][status]") {
   Send(f, kId);
   Send(f, "f0000000-0000-4000-8000-000000000002");
   ConversationQuery q;
-  q.direction = "OUT";
+  q.direction = Direction::kOut;
   q.limit = 1;
   auto page = f.queries->Messages(q, 0);
   REQUIRE(page.ok());

@@ -28,7 +28,7 @@ std::string DropFolder(Rig& r, const std::string& name, const std::string& recei
 
 struct Intake {
   explicit Intake(Rig& r)
-      : intake(r.config, r.config.me(), *r.store, *r.turn, r.registry, r.clock,
+      : intake(r.config, r.config.me(), r.store->outgoing, *r.turn, r.registry, r.clock,
                [this] { ++taken; }) {}
   int taken = 0;
   OutboxIntake intake;
@@ -45,11 +45,11 @@ TEST_CASE("intake: a ready folder becomes a new message; the folder goes after t
   CHECK(Exists(JoinPath(r.config.outbox, "sak-1")));  // not before the commit
   REQUIRE(r.turn->Finish().status.ok());
   CHECK_FALSE(Exists(JoinPath(r.config.outbox, "sak-1")));
-  auto row = r.store->Get(id, Text(Direction::kOut));
+  auto row = r.store->outgoing.Get(id);
   REQUIRE(row.ok());
   REQUIRE(row->has_value());
   CHECK((*row)->status == "OPPRETTET");
-  CHECK(Is((*row)->state, WorkState::kNew));
+  CHECK((*row)->state == WorkState::kNew);
   CHECK((*row)->title == "Vedtak");
 }
 

@@ -19,13 +19,13 @@ using rig::Rig;
 
 // The local (specific) reason the receiver stored for a refused message.
 std::string StoredReason(Rig& r, const std::string& id) {
-  auto hist = r.store->History(id, "IN");
+  auto hist = r.store->incoming.History(id);
   if (!hist.ok() || hist->empty()) return "";
   return hist->back().reason;
 }
 
 std::string Status(Rig& r, const std::string& id) {
-  auto row = r.store->Get(id, "IN");
+  auto row = r.store->incoming.Get(id);
   if (!row.ok() || !row->has_value()) return "";
   return (*row)->status;
 }
@@ -66,10 +66,10 @@ TEST_CASE("receiver: with delivery = api the message is kept in the store, not t
   auto answer = r.DeliverSmall(r.Small(h));
   REQUIRE(answer);
   CHECK(answer->report().status() == wire::MOTTATT);
-  auto row = r.store->Get(h.message_id(), "IN");
+  auto row = r.store->incoming.Get(h.message_id());
   REQUIRE(row.ok());
   REQUIRE(row->has_value());
-  CHECK((*row)->state == "api");
+  CHECK((*row)->state == WorkState::kApi);
   CHECK(!(*row)->payload.empty());
   CHECK_FALSE(Exists(JoinPath(r.config.inbox, h.message_id())));
 }
@@ -233,7 +233,7 @@ TEST_CASE("receiver: a refused message delivered again gets the same answer, rec
   CHECK(again->report().status() == first->report().status());
   CHECK(again->report().reason() == first->report().reason());
   CHECK(r.metrics.redeliveries.load() == 1);
-  auto hist = r.store->History(h.message_id(), "IN");
+  auto hist = r.store->incoming.History(h.message_id());
   REQUIRE(hist.ok());
   CHECK(hist->size() == 1);
 }

@@ -34,12 +34,12 @@ std::string NewOutgoing(Rig& r, const std::string& receiver = rig::kPeer) {
   a->set_media_type("text/plain");
   a->set_data("Hei.");
   p.SerializeToString(&m.payload);
-  REQUIRE(r.store->CreateOutgoing(m).ok());
+  REQUIRE(r.store->outgoing.CreateOutgoing(m).ok());
   return m.message_id;
 }
 
 MessageRow Out(Rig& r, const std::string& id) {
-  auto row = r.store->Get(id, "OUT");
+  auto row = r.store->outgoing.Get(id);
   REQUIRE(row.ok());
   REQUIRE(row->has_value());
   return **row;
@@ -68,7 +68,7 @@ TEST_CASE("sender: a new message is sealed for its receiver and submitted after 
   r.Connect();
   const std::string id = NewOutgoing(r);
   SealAndSubmit(r);
-  CHECK(Out(r, id).state == "sealed");
+  CHECK(Out(r, id).state == WorkState::kSealed);
   CHECK_FALSE(r.broker->NextOf(wire::ClientMessage::kSubmit, 50));  // not before a Welcome
   r.Welcome();
   r.sender->SubmitSealed();
@@ -95,7 +95,7 @@ TEST_CASE("sender: ACCEPTED records SENDT and forgets the envelope", "[ip][sende
   Reply(r, id, wire::ACCEPTED);
   const MessageRow m = Out(r, id);
   CHECK(m.status == "SENDT");
-  CHECK(m.state == "sent");
+  CHECK(m.state == WorkState::kSent);
   CHECK(m.envelope.empty());
   CHECK(r.sender->in_flight() == 0);
   CHECK(r.metrics.accepted.load() == 1);
@@ -109,12 +109,12 @@ TEST_CASE("sender: a duplicate ACCEPTED (a resubmit) changes nothing", "[ip][sen
   Reply(r, id, wire::ACCEPTED);
   Reply(r, id, wire::ACCEPTED);
   CHECK(Out(r, id).status == "SENDT");
-  auto hist = r.store->History(id, "OUT");
+  auto hist = r.store->history.History(id, Direction::kOut);
   REQUIRE(hist.ok());
   int sendt = 0;
   for (const auto& h : *hist) sendt += h.status == "SENDT" && h.current;
   CHECK(sendt == 1);  // the second ACCEPTED advances nothing
-  CHECK(Out(r, id).state == "sent");
+  CHECK(Out(r, id).state == WorkState::kSent);
   CHECK(r.sender->in_flight() == 0);
 }
 
@@ -126,8 +126,8 @@ TEST_CASE("sender: REJECTED is FEIL with the broker's reason", "[ip][sender]") {
   Reply(r, id, wire::REJECTED, "sender is not you");
   const MessageRow m = Out(r, id);
   CHECK(m.status == "FEIL");
-  CHECK(m.state == "done");
-  auto hist = r.store->History(id, "OUT");
+  CHECK(m.state == WorkState::kDone);
+  auto hist = r.store->history.History(id, Direction::kOut);
   REQUIRE(hist.ok());
   CHECK_THAT(hist->back().reason, Catch::Contains("rejected by the broker: sender is not you"));
   CHECK(r.metrics.rejected.load() == 1);
@@ -140,7 +140,7 @@ TEST_CASE("sender: RETRY_LATER pauses every submit with doubling back-off", "[ip
   SealAndSubmit(r);
   REQUIRE(r.broker->NextOf(wire::ClientMessage::kSubmit));
   Reply(r, id, wire::RETRY_LATER, "disk full");
-  CHECK(Out(r, id).state == "sealed");
+  CHECK(Out(r, id).state == WorkState::kSealed);
   r.sender->SubmitSealed();
   CHECK_FALSE(r.broker->NextOf(wire::ClientMessage::kSubmit, 50));  // paused 500 ms
   r.clock.Advance(500);
@@ -203,7 +203,7 @@ TEST_CASE("sender: a receiver the registry does not know is FEIL at sealing", "[
   SealAndSubmit(r);
   const MessageRow m = Out(r, id);
   CHECK(m.status == "FEIL");
-  CHECK(m.state == "done");
+  CHECK(m.state == WorkState::kDone);
 }
 
 TEST_CASE("sender: an unreachable registry leaves the message new, sealed later", "[ip][sender]") {
@@ -211,14 +211,14 @@ TEST_CASE("sender: an unreachable registry leaves the message new, sealed later"
   r.registry.unavailable = true;
   const std::string id = NewOutgoing(r);
   SealAndSubmit(r);
-  CHECK(Out(r, id).state == "new");
+  CHECK(Out(r, id).state == WorkState::kNew);
   CHECK(Out(r, id).status == "OPPRETTET");
   CHECK_FALSE(r.sender->Due());
   r.clock.Advance(2000);  // the retry timer
   CHECK(r.sender->Due());
   r.registry.unavailable = false;
   SealAndSubmit(r);
-  CHECK(Out(r, id).state == "sealed");
+  CHECK(Out(r, id).state == WorkState::kSealed);
 }
 
 TEST_CASE("sender: a status notice is recorded and acknowledged after the turn's commit",

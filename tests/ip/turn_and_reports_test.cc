@@ -21,9 +21,9 @@ std::string Received(Rig& r) {
   m.receiver = std::string("0192:") + rig::kMe;
   m.process = "urn:test:process";
   m.document_type = "urn:test:doc";
-  REQUIRE(
-      r.store->RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", r.clock.NowMs())
-          .ok());
+  REQUIRE(r.store->incoming
+              .RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", r.clock.NowMs())
+              .ok());
   return m.message_id;
 }
 
@@ -66,16 +66,16 @@ TEST_CASE("turn: writes in a turn are durable only after Finish", "[ip][turn]") 
   REQUIRE(r.turn->Begin().ok());
   const std::string id = Received(r);
   {
-    auto reader = Store::OpenReadOnly(r.config.store);
+    auto reader = PointStore::OpenReadOnly(r.config.store);
     REQUIRE(reader.ok());
-    auto row = (*reader)->Get(id, "IN");
+    auto row = (*reader)->history.Get(id, Direction::kIn);
     REQUIRE(row.ok());
     CHECK_FALSE(row->has_value());  // not committed yet
   }
   REQUIRE(r.turn->Finish().status.ok());
-  auto reader = Store::OpenReadOnly(r.config.store);
+  auto reader = PointStore::OpenReadOnly(r.config.store);
   REQUIRE(reader.ok());
-  auto row = (*reader)->Get(id, "IN");
+  auto row = (*reader)->history.Get(id, Direction::kIn);
   REQUIRE(row.ok());
   CHECK(row->has_value());
 }
@@ -106,7 +106,7 @@ TEST_CASE("turn: when the inbox cannot be published the turn rolls back and says
   auto answer = r.broker->Next(500);
   REQUIRE(answer);
   CHECK(answer->has_defer());
-  auto row = r.store->Get(h.message_id(), "IN");
+  auto row = r.store->incoming.Get(h.message_id());
   REQUIRE(row.ok());
   CHECK_FALSE(row->has_value());
   CHECK(r.defer->deferring());
@@ -149,7 +149,7 @@ TEST_CASE("reports: unanswered ones are resent after resend_ms, answered ones le
   r.broker->Send(reply);
   r.RunTurn();
   CHECK(r.reports->unanswered() == 0);
-  auto left = r.store->PendingReportCount();
+  auto left = r.store->history.PendingReportCount();
   REQUIRE(left.ok());
   CHECK(*left == 0);
   r.clock.Advance(10'000);
@@ -170,7 +170,7 @@ TEST_CASE("reports: a refused report stays pending", "[ip][reports]") {
   reply.mutable_report_reply()->set_reason("busy");
   r.broker->Send(reply);
   r.RunTurn();
-  auto left = r.store->PendingReportCount();
+  auto left = r.store->history.PendingReportCount();
   REQUIRE(left.ok());
   CHECK(*left == 1);
 }
@@ -236,7 +236,7 @@ TEST_CASE("hand-over: a message handed over is stored in the turn and answered a
   std::thread http([&] { result = q.TakeIn(Outgoing(), 5000); });
   while (wakes.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   REQUIRE(r.turn->Begin().ok());
-  CHECK(q.StoreQueued(*r.store));
+  CHECK(q.StoreQueued(r.store->outgoing));
   (void)r.turn->Finish();
   q.Answer(bud::Status::Ok());
   http.join();
@@ -252,13 +252,13 @@ TEST_CASE("hand-over: the same message id twice is refused, a failed commit fail
   bud::Status first, second;
   std::thread a([&] { first = q.TakeIn(m, 5000); });
   while (wakes.load() < 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  CHECK(q.StoreQueued(*r.store));
+  CHECK(q.StoreQueued(r.store->outgoing));
   q.Answer(bud::Status::Ok());
   a.join();
   CHECK(first.ok());
   std::thread b([&] { second = q.TakeIn(m, 5000); });
   while (wakes.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  CHECK_FALSE(q.StoreQueued(*r.store));
+  CHECK_FALSE(q.StoreQueued(r.store->outgoing));
   q.Answer(bud::Status::Ok());
   b.join();
   CHECK(second.code() == Code::kAlreadyExists);
@@ -266,7 +266,7 @@ TEST_CASE("hand-over: the same message id twice is refused, a failed commit fail
   bud::Status third;
   std::thread c([&] { third = q.TakeIn(Outgoing(), 5000); });
   while (wakes.load() < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  CHECK(q.StoreQueued(*r.store));
+  CHECK(q.StoreQueued(r.store->outgoing));
   q.Answer(bud::Status(Code::kIo, "the store's commit failed"));
   c.join();
   CHECK(third.code() == Code::kIo);

@@ -120,16 +120,17 @@ Rig::Rig(const std::string& delivery)
   endpoint = NewEndpoint();
   broker = std::make_unique<BrokerEnd>(ctx, endpoint);
   transport = std::make_unique<DealerTransport>(ctx, DealerOptions{endpoint, std::nullopt, ""});
-  store = Store::Open(config.store).value();
+  store = PointStore::Open(config.store).value();
   inbox = std::make_unique<InboxBatch>(config.inbox);
   const Orgnr org = config.me();
   link = std::make_unique<BrokerLink>(
       *transport, clock, org, LinkOptions{endpoint, 8, config.heartbeat_ms, 200, 5000}, metrics);
-  turn = std::make_unique<Turn>(*store, *inbox);
-  reports = std::make_unique<ReportQueue>(*store, *turn, *link, clock, config.submit_timeout_ms);
+  turn = std::make_unique<Turn>(*store->point, *inbox);
+  reports =
+      std::make_unique<ReportQueue>(store->incoming, *turn, *link, clock, config.submit_timeout_ms);
   defer = std::make_unique<DeferGate>(*link, clock, metrics);
   sender = std::make_unique<Sender>(Sender::Deps{config,
-                                                 *store,
+                                                 store->outgoing,
                                                  *link,
                                                  *turn,
                                                  registry,
@@ -137,9 +138,9 @@ Rig::Rig(const std::string& delivery)
                                                  {me.sign.key.get(), me.sign.cert.get()},
                                                  clock,
                                                  metrics});
-  receiver = std::make_unique<Receiver>(Receiver::Deps{config, org, *store, *turn, *inbox, *reports,
-                                                       *defer, registry, *certs, decryption, clock,
-                                                       metrics});
+  receiver = std::make_unique<Receiver>(Receiver::Deps{config, org, store->incoming, *turn, *inbox,
+                                                       *reports, *defer, registry, *certs,
+                                                       decryption, clock, metrics});
   streams = std::make_unique<StreamReceiver>(*receiver, *link, org, *trust, decryption);
   link->SetListener(BrokerLink::Listener{[this] {
                                            sender->Reset();

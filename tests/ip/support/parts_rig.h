@@ -25,7 +25,7 @@
 #include "integration-point/engine/stream_receiver.h"
 #include "integration-point/engine/turn.h"
 #include "integration-point/inbox.h"
-#include "integration-point/store.h"
+#include "integration-point/store/point_store.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_pki.h"
 
@@ -110,7 +110,7 @@ class Rig {
   zmq::context_t ctx;
   std::unique_ptr<BrokerEnd> broker;
   std::unique_ptr<DealerTransport> transport;
-  std::unique_ptr<Store> store;
+  std::unique_ptr<PointStore> store;
   std::unique_ptr<InboxBatch> inbox;
   std::unique_ptr<BrokerLink> link;
   std::unique_ptr<Turn> turn;

@@ -1,0 +1,188 @@
+// The store's read side. See history_store.h and docs/storage.md.
+#include "integration-point/store/history_store.h"
+
+#include <fmt/format.h>
+
+#include "common/clock.h"
+#include "integration-point/store/internal.h"
+
+namespace bud::ip {
+
+using namespace store_internal;
+
+namespace {
+// A direction filter as the queries bind it: "" for both.
+std::string DirectionText(const std::optional<Direction>& d) { return d ? Text(*d) : ""; }
+}  // namespace
+
+Result<std::optional<MessageRow>> HistoryStore::Get(const std::string& message_id,
+                                                    Direction direction) {
+  return GetRow(db_.conn(), message_id, direction);
+}
+
+Result<bool> HistoryStore::HasMessage(const std::string& message_id, Direction direction) {
+  return HasRow(db_.conn(), message_id, direction);
+}
+
+Result<std::vector<HistoryRow>> HistoryStore::History(const std::string& message_id,
+                                                      Direction direction) {
+  return HistoryOf(db_.conn(), message_id, direction);
+}
+
+Result<std::vector<MessageRow>> HistoryStore::List(const ListFilter& f) {
+  BUD_ASSIGN_OR_RETURN(
+      auto* st, db_.conn().Prepare(fmt::format(
+                    "SELECT {} FROM messages WHERE (?1='' OR message_id=?1) AND (?2='' OR "
+                    "conversation_id=?2) "
+                    "AND (?3='' OR direction=?3) AND (?4='' OR status=?4) AND updated_ms>=?5 "
+                    "ORDER BY created_ms, message_id",
+                    kListColumns)));
+  st->BindAll(f.message_id, f.conversation_id, DirectionText(f.direction), f.status, f.since_ms);
+  return ReadRows(*st);
+}
+
+Result<Paged<StatusItem>> HistoryStore::Statuses(const StatusQuery& q) {
+  constexpr const char* kWhere =
+      "FROM history h JOIN messages m ON m.message_id=h.message_id AND m.direction=h.direction "
+      "WHERE (?1='' OR h.message_id=?1) AND (?2='' OR h.status=?2) AND (?3='' OR h.direction=?3) "
+      "AND h.at_ms>=?4 AND (?5=0 OR h.at_ms<=?5)";
+  Paged<StatusItem> out;
+  BUD_ASSIGN_OR_RETURN(auto* count, db_.conn().Prepare(fmt::format("SELECT count(*) {}", kWhere)));
+  count->BindAll(q.message_id, q.status, DirectionText(q.direction), q.from_ms, q.to_ms);
+  BUD_ASSIGN_OR_RETURN(bool row, count->Step());
+  out.total = row ? count->Int(0) : 0;
+  count->Reset();
+  BUD_ASSIGN_OR_RETURN(
+      auto* st,
+      db_.conn().Prepare(fmt::format(
+          "SELECT h.id, h.at_ms, h.status, h.reason, m.conversation_id, h.message_id, h.direction "
+          "{} ORDER BY h.id {} LIMIT ?6 OFFSET ?7",
+          kWhere, q.newest_first ? "DESC" : "ASC")));
+  st->BindAll(q.message_id, q.status, DirectionText(q.direction), q.from_ms, q.to_ms, q.limit,
+              q.offset);
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool more, st->Step());
+    if (!more) break;
+    out.items.push_back({st->Int(0), st->Int(1), st->Text(2), st->Text(3), st->Text(4), st->Text(5),
+                         StoredDirection(st->Text(6))});
+  }
+  return out;
+}
+
+Result<Paged<MessageRow>> HistoryStore::Conversations(const ConversationQuery& q) {
+  // Finals as the state machine knows them (common/status_machine.h).
+  std::string finals;
+  for (int s = wire::MessageStatus_MIN; s <= wire::MessageStatus_MAX; ++s) {
+    auto st = static_cast<MsgStatus>(s);
+    if (wire::MessageStatus_IsValid(s) && IsFinal(st)) {
+      finals += fmt::format("{}'{}'", finals.empty() ? "" : ",", StatusName(st));
+    }
+  }
+  const std::string where = fmt::format(
+      "FROM messages WHERE (?1=0 OR rowid=?1) AND (?2='' OR message_id=?2) "
+      "AND (?3='' OR conversation_id=?3) AND (?4='' OR direction=?4) AND (?5='' OR status=?5) "
+      "AND (?6='' OR sender=?6 OR receiver=?6) AND (?7='' OR process=?7) AND updated_ms>=?8 "
+      "AND (?9=0 OR updated_ms<=?9) AND (?10=0 OR status NOT IN ({}))",
+      finals);
+  auto bind = [&](storage::Stmt& st) {
+    st.BindAll(q.id, q.message_id, q.conversation_id, DirectionText(q.direction), q.status, q.orgnr,
+               q.process, q.from_ms, q.to_ms, q.unfinished_only ? 1 : 0);
+  };
+  Paged<MessageRow> out;
+  BUD_ASSIGN_OR_RETURN(auto* count, db_.conn().Prepare("SELECT count(*) " + where));
+  bind(*count);
+  BUD_ASSIGN_OR_RETURN(bool row, count->Step());
+  out.total = row ? count->Int(0) : 0;
+  count->Reset();
+  BUD_ASSIGN_OR_RETURN(auto* st,
+                       db_.conn().Prepare(fmt::format(
+                           "SELECT {} {} ORDER BY updated_ms DESC, rowid DESC LIMIT ?11 OFFSET ?12",
+                           kListColumns, where)));
+  bind(*st);
+  st->Bind(11, q.limit).Bind(12, q.offset);
+  BUD_ASSIGN_OR_RETURN(out.items, ReadRows(*st));
+  return out;
+}
+
+Result<std::vector<StatusCount>> HistoryStore::CountByStatus() {
+  BUD_ASSIGN_OR_RETURN(
+      auto* st, db_.conn().Prepare(
+                    "SELECT direction, status, count(*) FROM messages GROUP BY direction, status"));
+  std::vector<StatusCount> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({StoredDirection(st->Text(0)), st->Text(1), st->Int(2)});
+  }
+  return out;
+}
+
+Result<int64_t> HistoryStore::PendingReportCount() {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare("SELECT count(*) FROM pending_reports"));
+  BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+  int64_t n = row ? st->Int(0) : 0;
+  st->Reset();
+  return n;
+}
+
+Result<std::vector<QueueDepth>> HistoryStore::OutgoingQueue() {
+  BUD_ASSIGN_OR_RETURN(
+      auto* st,
+      db_.conn().Prepare("SELECT receiver, count(*), min(created_ms) FROM messages "
+                         "WHERE direction='OUT' AND state IN ('new', 'sealed') GROUP BY receiver"));
+  std::vector<QueueDepth> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->Text(0), st->Int(1), st->Int(2)});
+  }
+  return out;
+}
+
+Result<std::optional<TransferRow>> HistoryStore::Transfer(const std::string& message_id,
+                                                          Direction direction) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare(fmt::format(
+                                     "SELECT {} FROM transfers WHERE message_id=? AND direction=?",
+                                     kTransferColumns)));
+  st->BindAll(message_id, std::string(Text(direction)));
+  BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+  std::optional<TransferRow> out;
+  if (row) out = ReadTransfer(*st);
+  st->Reset();
+  return out;
+}
+
+Result<std::vector<TransferRow>> HistoryStore::TransfersWithoutMessage(const ListFilter& f) {
+  std::vector<TransferRow> out;
+  if (!f.status.empty()) return out;  // no status yet
+  BUD_ASSIGN_OR_RETURN(
+      auto* st,
+      db_.conn().Prepare(fmt::format(
+          "SELECT {} FROM transfers t WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE "
+          "m.message_id=t.message_id AND m.direction=t.direction) AND (?1='' OR message_id=?1) AND "
+          "(?2='' OR conversation_id=?2) AND (?3='' OR direction=?3) AND updated_ms>=?4 "
+          "ORDER BY created_ms, message_id",
+          kTransferColumns)));
+  st->BindAll(f.message_id, f.conversation_id, DirectionText(f.direction), f.since_ms);
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back(ReadTransfer(*st));
+  }
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>> HistoryStore::IncomingUpdates() {
+  BUD_ASSIGN_OR_RETURN(
+      auto* st,
+      db_.conn().Prepare("SELECT message_id, updated_ms FROM messages WHERE direction='IN'"));
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.emplace_back(st->Text(0), st->Int(1));
+  }
+  return out;
+}
+
+}  // namespace bud::ip

@@ -1,0 +1,181 @@
+// Incoming messages and the reports for the broker. See incoming_store.h and docs/storage.md.
+#include "integration-point/store/incoming_store.h"
+
+#include <fmt/format.h>
+
+#include "common/clock.h"
+#include "integration-point/store/internal.h"
+
+namespace bud::ip {
+
+using namespace store_internal;
+
+Status IncomingStore::RecordIncoming(const MessageRow& m, MsgStatus status,
+                                     const std::string& reason, MsgStatus report,
+                                     const std::string& report_reason, int64_t at_ms) {
+  storage::Transaction tx(db_.conn());
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(auto* ins,
+                       db_.conn().Prepare("INSERT OR IGNORE INTO messages(message_id, direction, "
+                                          "conversation_id, sender, receiver, "
+                                          "process, document_type, title, created_ms, expires_ms, "
+                                          "status, state, payload, updated_ms, "
+                                          "files) VALUES(?,'IN',?,?,?,?,?,?,?,?,'',?,?,?,?)"));
+  // Kept for the HTTP API, or done.
+  const WorkState state = m.state == WorkState::kApi ? WorkState::kApi : WorkState::kDone;
+  ins->BindAll(m.message_id, m.conversation_id, m.sender, m.receiver, m.process, m.document_type,
+               m.title, m.created_ms, m.expires_ms, std::string(Text(state)));
+  if (state == WorkState::kApi) {
+    ins->BindBlob(11, m.payload);
+  } else {
+    ins->BindNull(11);
+  }
+  ins->Bind(12, at_ms).Bind(13, state == WorkState::kApi ? m.files : std::string());
+  BUD_RETURN_IF_ERROR(ins->Run());
+  BUD_RETURN_IF_ERROR(ApplyStatusInTx(db_.conn(), m.message_id, Direction::kIn, status, reason,
+                                      at_ms, status == wire::FEIL ? WorkState::kDone : state)
+                          .status());
+  BUD_ASSIGN_OR_RETURN(auto* rep,
+                       db_.conn().Prepare("INSERT OR IGNORE INTO pending_reports(message_id, "
+                                          "status, reason, at_ms) VALUES(?,?,?,?)"));
+  BUD_RETURN_IF_ERROR(
+      rep->BindAll(m.message_id, static_cast<int64_t>(report), report_reason, at_ms).Run());
+  return tx.Commit();
+}
+
+Status IncomingStore::AdvanceIncoming(const std::string& message_id, MsgStatus status,
+                                      MsgStatus report, int64_t at_ms) {
+  storage::Transaction tx(db_.conn());
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(bool advanced, ApplyStatusInTx(db_.conn(), message_id, Direction::kIn,
+                                                      status, "", at_ms, std::nullopt));
+  if (advanced) {
+    BUD_ASSIGN_OR_RETURN(
+        auto* rep, db_.conn().Prepare(
+                       "INSERT OR IGNORE INTO pending_reports(message_id, status, reason, at_ms) "
+                       "VALUES(?,?,'',?)"));
+    BUD_RETURN_IF_ERROR(rep->BindAll(message_id, static_cast<int64_t>(report), at_ms).Run());
+  }
+  return tx.Commit();
+}
+
+Result<std::vector<std::string>> IncomingStore::IncomingWithStatus(MsgStatus status,
+                                                                   WorkState state, int limit) {
+  BUD_ASSIGN_OR_RETURN(
+      auto* st,
+      db_.conn().Prepare(
+          "SELECT message_id FROM messages WHERE direction='IN' AND status=? AND state=? LIMIT ?"));
+  st->Bind(1, StatusName(status)).Bind(2, std::string(Text(state))).Bind(3, limit);
+  std::vector<std::string> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back(st->Text(0));
+  }
+  return out;
+}
+
+Result<std::optional<MessageRow>> IncomingStore::PeekIncoming(int64_t now_ms, int64_t lease_ms,
+                                                              const std::string& process) {
+  storage::Transaction tx(db_.conn());
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(
+      auto* st,
+      db_.conn().Prepare(fmt::format(
+          "SELECT {} FROM messages WHERE direction='IN' AND state='api' AND status=? "
+          "AND lock_until_ms<=? AND (?='' OR process=?) ORDER BY created_ms, rowid LIMIT 1",
+          kListColumns)));
+  st->BindAll(StatusName(wire::INNKOMMENDE_MOTTATT), now_ms, process, process);
+  BUD_ASSIGN_OR_RETURN(auto rows, ReadRows(*st));
+  if (rows.empty()) return std::optional<MessageRow>();
+  MessageRow m = std::move(rows.front());
+  m.lock_until_ms = now_ms + lease_ms;
+  BUD_ASSIGN_OR_RETURN(
+      auto* up, db_.conn().Prepare(
+                    "UPDATE messages SET lock_until_ms=? WHERE message_id=? AND direction='IN'"));
+  BUD_RETURN_IF_ERROR(up->BindAll(m.lock_until_ms, m.message_id).Run());
+  BUD_RETURN_IF_ERROR(tx.Commit());
+  return std::optional<MessageRow>(std::move(m));
+}
+
+Result<MessageRow> IncomingStore::LockedIncoming(const std::string& message_id, int64_t now_ms) {
+  BUD_ASSIGN_OR_RETURN(auto row, GetRow(db_.conn(), message_id, Direction::kIn));
+  if (!row ||
+      (row->state != WorkState::kApi && row->status != StatusName(wire::INNKOMMENDE_LEVERT))) {
+    return Status(Code::kNotFound,
+                  fmt::format("no incoming message {} is waiting for the API", message_id));
+  }
+  if (row->state != WorkState::kApi) {
+    return Status(
+        Code::kNotFound,
+        fmt::format("incoming message {} was already deleted (INNKOMMENDE_LEVERT)", message_id));
+  }
+  if (row->lock_until_ms <= now_ms) {
+    return Status(Code::kInvalidArgument,
+                  fmt::format("incoming message {} is not locked: peek it first "
+                              "(GET /api/messages/in/peek), then pop and delete it while the "
+                              "lock lasts",
+                              message_id));
+  }
+  return std::move(*row);
+}
+
+Status IncomingStore::DeliverIncoming(const std::string& message_id, int64_t now_ms) {
+  BUD_ASSIGN_OR_RETURN(MessageRow row, LockedIncoming(message_id, now_ms));
+  (void)row;
+  storage::Transaction tx(db_.conn());
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(bool advanced,
+                       ApplyStatusInTx(db_.conn(), message_id, Direction::kIn,
+                                       wire::INNKOMMENDE_LEVERT, "", now_ms, WorkState::kDone));
+  if (advanced) {
+    BUD_ASSIGN_OR_RETURN(
+        auto* rep, db_.conn().Prepare(
+                       "INSERT OR IGNORE INTO pending_reports(message_id, status, reason, at_ms) "
+                       "VALUES(?,?,'',?)"));
+    BUD_RETURN_IF_ERROR(rep->BindAll(message_id, static_cast<int64_t>(wire::LEVERT), now_ms).Run());
+  }
+  BUD_ASSIGN_OR_RETURN(
+      auto* unlock,
+      db_.conn().Prepare(
+          "UPDATE messages SET lock_until_ms=0 WHERE message_id=? AND direction='IN'"));
+  BUD_RETURN_IF_ERROR(unlock->Bind(1, message_id).Run());
+  return tx.Commit();
+}
+
+Result<std::vector<PendingReport>> IncomingStore::PendingReports() {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare("SELECT message_id, status, reason, at_ms FROM "
+                                                    "pending_reports ORDER BY at_ms LIMIT 1000"));
+  std::vector<PendingReport> out;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->Text(0), static_cast<MsgStatus>(st->Int(1)), st->Text(2), st->Int(3)});
+  }
+  return out;
+}
+
+Status IncomingStore::ReportDone(const std::string& message_id, MsgStatus status) {
+  BUD_ASSIGN_OR_RETURN(
+      auto* st, db_.conn().Prepare("DELETE FROM pending_reports WHERE message_id=? AND status=?"));
+  return st->Bind(1, message_id).Bind(2, static_cast<int64_t>(status)).Run();
+}
+
+Status IncomingStore::StartTransfer(const MessageRow& m, int64_t done_bytes, int64_t total_bytes) {
+  return StartTransferRow(db_.conn(), m, Direction::kIn, done_bytes, total_bytes);
+}
+
+Status IncomingStore::TransferProgress(const std::string& message_id,
+                                       std::optional<int64_t> done_bytes) {
+  return UpdateTransfer(db_.conn(), message_id, Direction::kIn, done_bytes, std::nullopt);
+}
+
+Result<std::optional<MessageRow>> IncomingStore::Get(const std::string& message_id) {
+  return GetRow(db_.conn(), message_id, Direction::kIn);
+}
+
+Result<std::vector<HistoryRow>> IncomingStore::History(const std::string& message_id) {
+  return HistoryOf(db_.conn(), message_id, Direction::kIn);
+}
+
+}  // namespace bud::ip

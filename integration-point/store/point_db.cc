@@ -1,0 +1,158 @@
+// The integration point's database: schema, migrations, checkpoints, the engine's turn. See
+// point_db.h and docs/storage.md.
+#include "integration-point/store/point_db.h"
+
+#include <chrono>
+
+#include "common/log.h"
+
+namespace bud::ip {
+
+namespace {
+const std::vector<std::string> kMigrations = {
+    R"(CREATE TABLE messages (
+         message_id TEXT NOT NULL,
+         direction TEXT NOT NULL CHECK (direction IN ('OUT', 'IN')),
+         conversation_id TEXT NOT NULL,
+         sender TEXT NOT NULL,
+         receiver TEXT NOT NULL,
+         process TEXT NOT NULL,
+         document_type TEXT NOT NULL,
+         title TEXT NOT NULL DEFAULT '',
+         created_ms INTEGER NOT NULL,
+         expires_ms INTEGER NOT NULL,
+         status TEXT NOT NULL,
+         state TEXT NOT NULL,
+         payload BLOB,
+         envelope BLOB,
+         updated_ms INTEGER NOT NULL,
+         PRIMARY KEY (message_id, direction)
+       );
+       CREATE INDEX messages_by_state ON messages(direction, state);
+       CREATE INDEX messages_by_conversation ON messages(conversation_id);
+       CREATE TABLE history (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         message_id TEXT NOT NULL,
+         direction TEXT NOT NULL,
+         status TEXT NOT NULL,
+         reason TEXT NOT NULL DEFAULT '',
+         at_ms INTEGER NOT NULL,
+         advanced INTEGER NOT NULL
+       );
+       CREATE INDEX history_by_message ON history(message_id, direction, id);
+       CREATE TABLE outbox_imports (
+         folder_key TEXT PRIMARY KEY,
+         message_id TEXT NOT NULL,
+         at_ms INTEGER NOT NULL
+       ) WITHOUT ROWID;
+       CREATE TABLE pending_reports (
+         message_id TEXT NOT NULL,
+         status INTEGER NOT NULL,
+         reason TEXT NOT NULL,
+         at_ms INTEGER NOT NULL,
+         PRIMARY KEY (message_id, status)
+       ) WITHOUT ROWID;)",
+    // v2: the HTTP API. Incoming messages kept for peek/pop/delete (state 'api', payload kept,
+    // lock_until_ms set by a peek), drafts of the large-message flow, time index for /statuses.
+    R"(ALTER TABLE messages ADD COLUMN lock_until_ms INTEGER NOT NULL DEFAULT 0;
+       CREATE INDEX history_by_time ON history(at_ms);
+       CREATE INDEX messages_by_updated ON messages(updated_ms);
+       CREATE TABLE api_drafts (
+         message_id TEXT PRIMARY KEY,
+         sbd TEXT NOT NULL,
+         created_ms INTEGER NOT NULL
+       ) WITHOUT ROWID;
+       CREATE TABLE api_draft_files (
+         message_id TEXT NOT NULL,
+         name TEXT NOT NULL,
+         title TEXT NOT NULL,
+         media_type TEXT NOT NULL,
+         data BLOB NOT NULL,
+         added_ms INTEGER NOT NULL,
+         PRIMARY KEY (message_id, name)
+       ) WITHOUT ROWID;)",
+    // v3: progress of streamed transfers (docs/large-messages.md), for `bud-ip status`. The
+    // header fields are here too because an incoming message has no `messages` row until it is
+    // complete.
+    R"(CREATE TABLE transfers (
+         message_id TEXT NOT NULL,
+         direction TEXT NOT NULL CHECK (direction IN ('OUT', 'IN')),
+         done_bytes INTEGER NOT NULL,
+         total_bytes INTEGER NOT NULL,
+         note TEXT NOT NULL DEFAULT '',
+         updated_ms INTEGER NOT NULL,
+         conversation_id TEXT NOT NULL,
+         sender TEXT NOT NULL,
+         receiver TEXT NOT NULL,
+         process TEXT NOT NULL,
+         document_type TEXT NOT NULL,
+         created_ms INTEGER NOT NULL,
+         expires_ms INTEGER NOT NULL,
+         PRIMARY KEY (message_id, direction)
+       ) WITHOUT ROWID;)",
+    // v4: large files through the HTTP API. A draft's file is on disk (spool/drafts/<id>/<file>,
+    // `data` empty) unless `file` is '' (drafts from before v4: the bytes are in `data`). An
+    // incoming streamed message kept for the API has its attachments in api-in/<id>/, listed in
+    // `files` (JSON: name, mediaType, size, crc32).
+    R"(ALTER TABLE api_draft_files ADD COLUMN file TEXT NOT NULL DEFAULT '';
+       ALTER TABLE api_draft_files ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+       UPDATE api_draft_files SET size=length(data);
+       ALTER TABLE messages ADD COLUMN files TEXT NOT NULL DEFAULT '';)",
+};
+
+constexpr int64_t kCheckpointPages = 4096;  // 16 MiB of WAL
+constexpr int64_t kTruncateEveryMs = 60000;
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+PointDb::PointDb(std::unique_ptr<storage::Db> db) : conn_(std::move(db)) {}
+PointDb::~PointDb() = default;
+
+Result<std::unique_ptr<PointDb>> PointDb::Open(const std::string& path) {
+  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStore(path, kMigrations));
+  std::unique_ptr<PointDb> point(new PointDb(std::move(db)));
+  // Checkpoints off the engine's turn (common/storage/checkpointer.h): a turn that crossed
+  // SQLite's 1,000-page threshold copied the WAL into the database file before it could answer.
+  BUD_ASSIGN_OR_RETURN(point->checkpointer_,
+                       storage::Checkpointer::Attach(*point->conn_, kCheckpointPages));
+  return point;
+}
+
+Result<std::unique_ptr<PointDb>> PointDb::OpenReadOnly(const std::string& path) {
+  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStoreReadOnly(
+                                    path, static_cast<int>(kMigrations.size()), "bud-ip"));
+  return std::unique_ptr<PointDb>(new PointDb(std::move(db)));
+}
+
+Status PointDb::BeginTurn() {
+  if (turn_) return Status::Ok();
+  auto tx = std::make_unique<storage::Transaction>(*conn_);
+  BUD_RETURN_IF_ERROR(tx->began());
+  turn_ = std::move(tx);
+  return Status::Ok();
+}
+
+Status PointDb::CommitTurn() {
+  if (!turn_) return Status::Ok();
+  std::unique_ptr<storage::Transaction> tx = std::move(turn_);
+  BUD_RETURN_IF_ERROR(tx->Commit());  // when it fails, tx's destruction rolls the turn back
+  tx.reset();
+  // Once a minute the WAL file is truncated, so a quiet point does not keep the largest WAL it
+  // ever had; a failure here costs disk space only, never the commit.
+  const int64_t now = SteadyMs();
+  if (now - last_truncate_mono_ms_ >= kTruncateEveryMs) {
+    last_truncate_mono_ms_ = now;
+    Status c = conn_->Checkpoint();
+    if (!c.ok()) Logger("ip")->warn("store: WAL checkpoint: {}", c.ToString());
+  }
+  return Status::Ok();
+}
+
+void PointDb::RollbackTurn() { turn_.reset(); }  // the destructor rolls back
+
+}  // namespace bud::ip
