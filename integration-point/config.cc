@@ -15,32 +15,32 @@ namespace {
 
 // [keys]
 Status LoadKeys(ConfigFile& f, Config& c) {
-  BUD_ASSIGN_OR_RETURN(c.signing_key, f.Path("keys.signing_key"));
-  BUD_ASSIGN_OR_RETURN(c.signing_cert, f.Path("keys.signing_cert"));
-  BUD_ASSIGN_OR_RETURN(c.encryption_key, f.Path("keys.encryption_key"));
-  BUD_ASSIGN_OR_RETURN(c.encryption_cert, f.Path("keys.encryption_cert"));
-  BUD_ASSIGN_OR_RETURN(c.trust_anchor, f.Path("keys.trust_anchor"));
-  BUD_ASSIGN_OR_RETURN(c.crl_dir, f.Path("keys.crl_dir", ""));
-  BUD_ASSIGN_OR_RETURN(c.crl_reload_ms, f.Int("keys.crl_reload_ms", c.crl_reload_ms, 0, 86400000));
-  BUD_ASSIGN_OR_RETURN(c.next_encryption_key, f.Path("keys.next_encryption_key", ""));
-  BUD_ASSIGN_OR_RETURN(c.next_encryption_cert, f.Path("keys.next_encryption_cert", ""));
-  if (c.next_encryption_key.empty() != c.next_encryption_cert.empty()) {
+  BUD_ASSIGN_OR_RETURN(c.keys.signing_key, f.Path("keys.signing_key"));
+  BUD_ASSIGN_OR_RETURN(c.keys.signing_cert, f.Path("keys.signing_cert"));
+  BUD_ASSIGN_OR_RETURN(c.keys.encryption_key, f.Path("keys.encryption_key"));
+  BUD_ASSIGN_OR_RETURN(c.keys.encryption_cert, f.Path("keys.encryption_cert"));
+  BUD_ASSIGN_OR_RETURN(c.keys.trust_anchor, f.Path("keys.trust_anchor"));
+  BUD_ASSIGN_OR_RETURN(c.keys.crl_dir, f.Path("keys.crl_dir", ""));
+  BUD_ASSIGN_OR_RETURN(c.keys.crl_reload_ms, f.Int("keys.crl_reload_ms", c.keys.crl_reload_ms, 0, 86400000));
+  BUD_ASSIGN_OR_RETURN(c.keys.next_encryption_key, f.Path("keys.next_encryption_key", ""));
+  BUD_ASSIGN_OR_RETURN(c.keys.next_encryption_cert, f.Path("keys.next_encryption_cert", ""));
+  if (c.keys.next_encryption_key.empty() != c.keys.next_encryption_cert.empty()) {
     return f.Error("keys.next_encryption_key",
                    "next_encryption_key and next_encryption_cert go together");
   }
-  BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("keys.curve_key_file", ""));
+  BUD_ASSIGN_OR_RETURN(c.keys.curve_key_file, f.Path("keys.curve_key_file", ""));
   return Status::Ok();
 }
 
 // [registry] and [broker]
 Status LoadLinks(ConfigFile& f, Config& c) {
-  BUD_ASSIGN_OR_RETURN(c.registry_endpoint, f.Endpoint("registry.endpoint"));
-  BUD_ASSIGN_OR_RETURN(c.registry_server_key, f.String("registry.server_key", ""));
-  BUD_ASSIGN_OR_RETURN(c.broker_server_key, f.String("broker.server_key", ""));
-  if (!c.curve_key_file.empty()) {
+  BUD_ASSIGN_OR_RETURN(c.registry.endpoint, f.Endpoint("registry.endpoint"));
+  BUD_ASSIGN_OR_RETURN(c.registry.server_key, f.String("registry.server_key", ""));
+  BUD_ASSIGN_OR_RETURN(c.broker.server_key, f.String("broker.server_key", ""));
+  if (!c.keys.curve_key_file.empty()) {
     for (const char* k : {"registry.server_key", "broker.server_key"}) {
       const std::string& v =
-          std::string_view(k) == "broker.server_key" ? c.broker_server_key : c.registry_server_key;
+          std::string_view(k) == "broker.server_key" ? c.broker.server_key : c.registry.server_key;
       if (!wire::IsZ85Key(v)) {
         return f.Error(k,
                        "must be the server's 40-character Z85 CURVE public key when "
@@ -48,16 +48,16 @@ Status LoadLinks(ConfigFile& f, Config& c) {
       }
     }
   }
-  BUD_ASSIGN_OR_RETURN(c.registry_timeout_ms,
-                       f.Int("registry.timeout_ms", c.registry_timeout_ms, 100, 60000));
-  BUD_ASSIGN_OR_RETURN(c.registry_cache_ms,
-                       f.Int("registry.cache_ms", c.registry_cache_ms, 0, 86400000));
-  BUD_ASSIGN_OR_RETURN(c.broker_endpoint, f.Endpoint("broker.endpoint"));
-  BUD_ASSIGN_OR_RETURN(c.credit, f.Int("broker.credit", c.credit, 1, 10000));
-  BUD_ASSIGN_OR_RETURN(c.heartbeat_ms, f.Int("broker.heartbeat_ms", c.heartbeat_ms, 100, 600000));
-  BUD_ASSIGN_OR_RETURN(c.submit_timeout_ms,
-                       f.Int("broker.submit_timeout_ms", c.submit_timeout_ms, 100, 3600000));
-  BUD_ASSIGN_OR_RETURN(c.max_in_flight, f.Int("broker.max_in_flight", c.max_in_flight, 1, 100000));
+  BUD_ASSIGN_OR_RETURN(c.registry.timeout_ms,
+                       f.Int("registry.timeout_ms", c.registry.timeout_ms, 100, 60000));
+  BUD_ASSIGN_OR_RETURN(c.registry.cache_ms,
+                       f.Int("registry.cache_ms", c.registry.cache_ms, 0, 86400000));
+  BUD_ASSIGN_OR_RETURN(c.broker.endpoint, f.Endpoint("broker.endpoint"));
+  BUD_ASSIGN_OR_RETURN(c.broker.credit, f.Int("broker.credit", c.broker.credit, 1, 10000));
+  BUD_ASSIGN_OR_RETURN(c.broker.heartbeat_ms, f.Int("broker.heartbeat_ms", c.broker.heartbeat_ms, 100, 600000));
+  BUD_ASSIGN_OR_RETURN(c.broker.submit_timeout_ms,
+                       f.Int("broker.submit_timeout_ms", c.broker.submit_timeout_ms, 100, 3600000));
+  BUD_ASSIGN_OR_RETURN(c.broker.max_in_flight, f.Int("broker.max_in_flight", c.broker.max_in_flight, 1, 100000));
   return Status::Ok();
 }
 
@@ -120,18 +120,18 @@ Result<std::string> CheckConfig(const Config& config, const std::string& config_
   ConfigCheck check(config_path);
   check.Note("agency.orgnr", config.me().wire());
   const std::pair<const char*, const std::string*> files[] = {
-      {"keys.signing_key", &config.signing_key},
-      {"keys.signing_cert", &config.signing_cert},
-      {"keys.encryption_key", &config.encryption_key},
-      {"keys.encryption_cert", &config.encryption_cert},
-      {"keys.next_encryption_key", &config.next_encryption_key},
-      {"keys.next_encryption_cert", &config.next_encryption_cert},
-      {"keys.trust_anchor", &config.trust_anchor},
+      {"keys.signing_key", &config.keys.signing_key},
+      {"keys.signing_cert", &config.keys.signing_cert},
+      {"keys.encryption_key", &config.keys.encryption_key},
+      {"keys.encryption_cert", &config.keys.encryption_cert},
+      {"keys.next_encryption_key", &config.keys.next_encryption_key},
+      {"keys.next_encryption_cert", &config.keys.next_encryption_cert},
+      {"keys.trust_anchor", &config.keys.trust_anchor},
   };
   for (const auto& [key, path] : files) {
     if (!path->empty()) BUD_RETURN_IF_ERROR(check.ReadableFile(key, *path));
   }
-  BUD_RETURN_IF_ERROR(check.TrustAnchor("keys.trust_anchor", config.trust_anchor).status());
+  BUD_RETURN_IF_ERROR(check.TrustAnchor("keys.trust_anchor", config.keys.trust_anchor).status());
   auto id = LoadIdentity(config);
   if (!id.ok()) {
     return Status(Code::kConfig,
@@ -146,20 +146,20 @@ Result<std::string> CheckConfig(const Config& config, const std::string& config_
   if (id->next_encryption_cert) {
     check.Note("keys.next_encryption_cert", crypto::SubjectOf(id->next_encryption_cert.get()));
   }
-  if (config.crl_dir.empty()) {
+  if (config.keys.crl_dir.empty()) {
     check.Note("keys.crl_dir", "none: certificate revocation is NOT checked");
   } else {
     std::string note = fmt::format("{} CRL(s) in use", id->trust->CrlCount());
     for (const auto& p : id->trust->CrlProblems()) note += "; " + p;
     check.Note("keys.crl_dir", note);
   }
-  if (config.curve_key_file.empty()) {
+  if (config.keys.curve_key_file.empty()) {
     check.Note("keys.curve_key_file", "none: talking WITHOUT CURVE (development only)");
   } else {
-    BUD_RETURN_IF_ERROR(check.CurveKey("keys.curve_key_file", config.curve_key_file).status());
+    BUD_RETURN_IF_ERROR(check.CurveKey("keys.curve_key_file", config.keys.curve_key_file).status());
   }
-  check.Note("registry.endpoint", config.registry_endpoint);
-  check.Note("broker.endpoint", config.broker_endpoint);
+  check.Note("registry.endpoint", config.registry.endpoint);
+  check.Note("broker.endpoint", config.broker.endpoint);
   BUD_RETURN_IF_ERROR(check.Store("paths.store", config.store));
   BUD_RETURN_IF_ERROR(check.Folder("paths.outbox", config.outbox));
   BUD_RETURN_IF_ERROR(check.Folder("paths.inbox", config.inbox));

@@ -12,33 +12,48 @@
 
 namespace bud::ip {
 
+// [keys]: our keys and certificates, and what we trust.
+struct KeysConfig {
+  std::string signing_key;           // signing_key (PEM, not readable by others)
+  std::string signing_cert;          // signing_cert
+  std::string encryption_key;        // encryption_key
+  std::string encryption_cert;       // encryption_cert
+  std::string next_encryption_key;   // next_encryption_key: during a rotation (optional)
+  std::string next_encryption_cert;  // next_encryption_cert
+  std::string trust_anchor;          // trust_anchor: CA certificates (PEM)
+  // crl_dir: a folder of the issuers' CRLs (docs/operating.md); "" = revocation not checked.
+  // Reread when its files change, looked at every crl_reload_ms.
+  std::string crl_dir;
+  int64_t crl_reload_ms = 60000;
+  std::string curve_key_file;        // curve_key_file: our CURVE key pair ("" = no CURVE)
+};
+
+// [registry]: where the address registry answers.
+struct RegistryLinkConfig {
+  std::string endpoint;              // endpoint
+  int64_t timeout_ms = 3000;         // timeout_ms
+  int64_t cache_ms = 300000;         // cache_ms
+  std::string server_key;            // server_key: the registry's CURVE public key
+};
+
+// [broker]: the link to the broker.
+struct BrokerLinkConfig {
+  std::string endpoint;              // endpoint
+  std::string server_key;            // server_key: the broker's CURVE public key
+  int64_t credit = 32;               // credit: deliveries in flight to us
+  int64_t heartbeat_ms = 2000;       // heartbeat_ms
+  int64_t submit_timeout_ms = 10000;  // submit_timeout_ms: resubmit when unanswered
+  int64_t max_in_flight = 256;       // max_in_flight: submits awaiting ACCEPTED
+};
+
 struct Config {
   std::string orgnr;                 // [agency] orgnr: 9 digits
   std::string outbox;                // [paths] outbox
   std::string inbox;                 // [paths] inbox
   std::string store;                 // [paths] store: SQLite file
-  std::string signing_key;           // [keys] signing_key (PEM, not readable by others)
-  std::string signing_cert;          // [keys] signing_cert
-  std::string encryption_key;        // [keys] encryption_key
-  std::string encryption_cert;       // [keys] encryption_cert
-  std::string next_encryption_key;   // [keys] next_encryption_key: during a rotation (optional)
-  std::string next_encryption_cert;  // [keys] next_encryption_cert
-  std::string trust_anchor;          // [keys] trust_anchor: CA certificates (PEM)
-  // [keys] crl_dir: a folder of the issuers' CRLs (docs/operating.md); "" = revocation not
-  // checked. Reread when its files change, looked at every [keys] crl_reload_ms.
-  std::string crl_dir;
-  int64_t crl_reload_ms = 60000;
-  std::string curve_key_file;        // [keys] curve_key_file: our CURVE key pair ("" = no CURVE)
-  std::string registry_endpoint;     // [registry] endpoint
-  int64_t registry_timeout_ms = 3000;     // [registry] timeout_ms
-  int64_t registry_cache_ms = 300000;     // [registry] cache_ms
-  std::string registry_server_key;   // [registry] server_key: the registry's CURVE public key
-  std::string broker_endpoint;       // [broker] endpoint
-  std::string broker_server_key;     // [broker] server_key: the broker's CURVE public key
-  int64_t credit = 32;               // [broker] credit: deliveries in flight to us
-  int64_t heartbeat_ms = 2000;       // [broker] heartbeat_ms
-  int64_t submit_timeout_ms = 10000;  // [broker] submit_timeout_ms: resubmit when unanswered
-  int64_t max_in_flight = 256;       // [broker] max_in_flight: submits awaiting ACCEPTED
+  KeysConfig keys;                   // [keys]
+  RegistryLinkConfig registry;       // [registry]
+  BrokerLinkConfig broker;           // [broker]
   int64_t rescan_ms = 1000;          // [outbox] rescan_ms: periodic rescan besides inotify
   int64_t max_attachments = 100;     // [outbox] max_attachments
   int64_t max_attachment_bytes = 100ll << 20;  // [outbox] max_attachment_bytes (each)

@@ -94,19 +94,19 @@ Status Engine::LoadKeys() {
     if (days < 30) Log()->warn("certificate '{}' expires in {} day(s)", crypto::SubjectOf(c), days);
   }
   for (const auto& w : id.warnings) Log()->warn("{}", w);
-  if (config_.crl_dir.empty()) {
+  if (config_.keys.crl_dir.empty()) {
     Log()->warn("no keys.crl_dir: certificate revocation is NOT checked");
   } else {
     Log()->info("revocation checked against {} CRL(s) in '{}'", id.trust->CrlCount(),
-                config_.crl_dir);
+                config_.keys.crl_dir);
     for (const auto& p : id.trust->CrlProblems()) Log()->warn("keys.crl_dir: {}", p);
   }
-  if (config_.curve_key_file.empty()) {
+  if (config_.keys.curve_key_file.empty()) {
     Log()->warn(
         "no keys.curve_key_file: talking to broker and registry WITHOUT CURVE "
         "(development only)");
   } else {
-    BUD_ASSIGN_OR_RETURN(keys_->curve, wire::LoadCurveKeyFile(config_.curve_key_file));
+    BUD_ASSIGN_OR_RETURN(keys_->curve, wire::LoadCurveKeyFile(config_.keys.curve_key_file));
   }
   return Status::Ok();
 }
@@ -114,22 +114,22 @@ Status Engine::LoadKeys() {
 Status Engine::BuildParts() {
   auto p = std::make_unique<Parts>();
   p->registry_client = std::make_unique<RegistryClient>(
-      ctx_, config_.registry_endpoint, config_.registry_timeout_ms, config_.registry_cache_ms,
-      keys_->curve, config_.registry_server_key);
+      ctx_, config_.registry.endpoint, config_.registry.timeout_ms, config_.registry.cache_ms,
+      keys_->curve, config_.registry.server_key);
   p->registry = std::make_unique<RegistryClientLookup>(*p->registry_client);
   BUD_ASSIGN_OR_RETURN(p->store, PointStore::Open(config_.store));
   p->inbox = std::make_unique<InboxBatch>(config_.inbox);
   p->transport = std::make_unique<DealerTransport>(
-      ctx_, DealerOptions{config_.broker_endpoint, keys_->curve, config_.broker_server_key});
+      ctx_, DealerOptions{config_.broker.endpoint, keys_->curve, config_.broker.server_key});
   const Orgnr me = config_.me();
   p->link = std::make_unique<BrokerLink>(
       *p->transport, clock_, me,
-      LinkOptions{config_.broker_endpoint, static_cast<uint32_t>(config_.credit),
-                  config_.heartbeat_ms},
+      LinkOptions{config_.broker.endpoint, static_cast<uint32_t>(config_.broker.credit),
+                  config_.broker.heartbeat_ms},
       metrics_);
   p->turn = std::make_unique<Turn>(*p->store->point, *p->inbox);
   p->reports = std::make_unique<ReportQueue>(p->store->incoming, *p->turn, *p->link, clock_,
-                                             config_.submit_timeout_ms);
+                                             config_.broker.submit_timeout_ms);
   p->defer = std::make_unique<DeferGate>(*p->link, clock_, metrics_);
   // A message taken in from the outbox is for the sender (built below) to seal.
   p->intake =
@@ -187,7 +187,7 @@ Status Engine::Run() {
               config_.delivery_mode() == DeliveryMode::kApi
                   ? std::string("incoming kept for the HTTP API")
                   : "inbox " + config_.inbox,
-              config_.broker_endpoint, config_.registry_endpoint);
+              config_.broker.endpoint, config_.registry.endpoint);
   while (!StopRequested()) RunTurn();
   Log()->info("integration point {} stopping", config_.me().wire());
   hand_over_->Stop();

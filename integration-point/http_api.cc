@@ -22,17 +22,17 @@ Status HttpApi::MakeServices() {
   BUD_ASSIGN_OR_RETURN(auto store, PointStore::Open(config_.store));
   store_ = std::make_unique<api::SharedStore>(std::move(store));
   std::optional<wire::CurveKeyPair> curve;
-  if (!config_.curve_key_file.empty()) {
-    BUD_ASSIGN_OR_RETURN(curve, wire::LoadCurveKeyFile(config_.curve_key_file));
+  if (!config_.keys.curve_key_file.empty()) {
+    BUD_ASSIGN_OR_RETURN(curve, wire::LoadCurveKeyFile(config_.keys.curve_key_file));
   }
   registry_ = std::make_unique<api::SharedRegistryLookup>(std::make_unique<RegistryClient>(
-      ctx_, config_.registry_endpoint, config_.registry_timeout_ms, config_.registry_cache_ms,
-      curve, config_.registry_server_key));
+      ctx_, config_.registry.endpoint, config_.registry.timeout_ms, config_.registry.cache_ms,
+      curve, config_.registry.server_key));
   std::vector<std::pair<std::string, crypto::Cert>> certs;
   for (const auto& [label, path] :
-       {std::pair<std::string, std::string>{"signing", config_.signing_cert},
-        {"encryption", config_.encryption_cert},
-        {"next_encryption", config_.next_encryption_cert}}) {
+       {std::pair<std::string, std::string>{"signing", config_.keys.signing_cert},
+        {"encryption", config_.keys.encryption_cert},
+        {"next_encryption", config_.keys.next_encryption_cert}}) {
     if (path.empty()) continue;
     BUD_ASSIGN_OR_RETURN(auto cert, crypto::LoadCertFile(path));
     certs.emplace_back(label, std::move(cert));

@@ -38,14 +38,14 @@ Status CheckPair(X509* cert, EVP_PKEY* pkey, std::string_view key_key, std::stri
 
 Result<Identity> LoadIdentity(const Config& config) {
   Identity id;
-  BUD_ASSIGN_OR_RETURN(id.signing_key, LoadPrivateKey("keys.signing_key", config.signing_key));
+  BUD_ASSIGN_OR_RETURN(id.signing_key, LoadPrivateKey("keys.signing_key", config.keys.signing_key));
   BUD_ASSIGN_OR_RETURN(id.encryption_key,
-                       LoadPrivateKey("keys.encryption_key", config.encryption_key));
-  BUD_ASSIGN_OR_RETURN(id.signing_cert, LoadCert("keys.signing_cert", config.signing_cert));
+                       LoadPrivateKey("keys.encryption_key", config.keys.encryption_key));
+  BUD_ASSIGN_OR_RETURN(id.signing_cert, LoadCert("keys.signing_cert", config.keys.signing_cert));
   BUD_ASSIGN_OR_RETURN(id.encryption_cert,
-                       LoadCert("keys.encryption_cert", config.encryption_cert));
+                       LoadCert("keys.encryption_cert", config.keys.encryption_cert));
   auto trust = crypto::TrustStore::Load(
-      config.trust_anchor, {.dir = config.crl_dir, .reload_interval_ms = config.crl_reload_ms});
+      config.keys.trust_anchor, {.dir = config.keys.crl_dir, .reload_interval_ms = config.keys.crl_reload_ms});
   if (!trust.ok()) {
     return trust.status().Context(trust.status().code() == Code::kConfig ? "keys.crl_dir"
                                                                          : "keys.trust_anchor");
@@ -55,11 +55,11 @@ Result<Identity> LoadIdentity(const Config& config) {
                                 "keys.signing_cert"));
   BUD_RETURN_IF_ERROR(CheckPair(id.encryption_cert.get(), id.encryption_key.get(),
                                 "keys.encryption_key", "keys.encryption_cert"));
-  if (!config.next_encryption_key.empty()) {
+  if (!config.keys.next_encryption_key.empty()) {
     BUD_ASSIGN_OR_RETURN(id.next_encryption_key,
-                         LoadPrivateKey("keys.next_encryption_key", config.next_encryption_key));
+                         LoadPrivateKey("keys.next_encryption_key", config.keys.next_encryption_key));
     BUD_ASSIGN_OR_RETURN(id.next_encryption_cert,
-                         LoadCert("keys.next_encryption_cert", config.next_encryption_cert));
+                         LoadCert("keys.next_encryption_cert", config.keys.next_encryption_cert));
     BUD_RETURN_IF_ERROR(CheckPair(id.next_encryption_cert.get(), id.next_encryption_key.get(),
                                   "keys.next_encryption_key", "keys.next_encryption_cert"));
   }

@@ -52,7 +52,7 @@ int StatusCommand(const ip::Config& config, ip::ListFilter filter, const std::st
     filter.since_ms = *t;
   }
   // Certificates close to expiry are the most common cause of sudden FEIL; say so here too.
-  for (const auto& path : {config.signing_cert, config.encryption_cert}) {
+  for (const auto& path : {config.keys.signing_cert, config.keys.encryption_cert}) {
     if (auto cert = crypto::LoadCertFile(path); cert.ok()) {
       int days = crypto::DaysToExpiry(cert->get());
       if (days < 30) {

@@ -186,11 +186,11 @@ Sender::Sealed Sender::SealLarge(const MessageRow& m, wire::Header header, wire:
 }
 
 void Sender::SubmitSealed() {
-  const auto max = static_cast<size_t>(d_.config.max_in_flight);
+  const auto max = static_cast<size_t>(d_.config.broker.max_in_flight);
   if (!d_.link.ready() || d_.clock.MonoMs() < pause_until_mono_) return;
   if (in_flight_.size() >= max) return;
   auto rows =
-      d_.store.OutgoingInState(WorkState::kSealed, static_cast<int>(d_.config.max_in_flight * 2));
+      d_.store.OutgoingInState(WorkState::kSealed, static_cast<int>(d_.config.broker.max_in_flight * 2));
   if (!rows.ok()) {
     Log()->error("reading sealed messages: {}", rows.status().ToString());
     return;
@@ -367,9 +367,9 @@ void Sender::Pump() {
 void Sender::ExpireInFlight() {
   const int64_t now = d_.clock.MonoMs();
   for (auto it = in_flight_.begin(); it != in_flight_.end();) {
-    if (now - it->second >= d_.config.submit_timeout_ms) {
+    if (now - it->second >= d_.config.broker.submit_timeout_ms) {
       Log()->warn("message {}: no answer to submit within {} ms; submitting again", it->first,
-                  d_.config.submit_timeout_ms);
+                  d_.config.broker.submit_timeout_ms);
       it = in_flight_.erase(it);
       dirty_ = true;
     } else {

@@ -156,21 +156,21 @@ void LoadAll() {
     BUD_FUZZ_CHECK(Orgnr::Parse(i->orgnr).ok() && i->orgnr.size() == 9,
                    "ip config: orgnr is not 9 digits with a valid check digit");
     BUD_FUZZ_CHECK(Absolute(i->outbox) && Absolute(i->inbox) && Absolute(i->store) &&
-                       Absolute(i->signing_key) && Absolute(i->signing_cert) &&
-                       Absolute(i->encryption_key) && Absolute(i->encryption_cert) &&
-                       Absolute(i->trust_anchor) && AbsoluteOrEmpty(i->log_file),
+                       Absolute(i->keys.signing_key) && Absolute(i->keys.signing_cert) &&
+                       Absolute(i->keys.encryption_key) && Absolute(i->keys.encryption_cert) &&
+                       Absolute(i->keys.trust_anchor) && AbsoluteOrEmpty(i->log_file),
                    "ip config: a path is not absolute");
-    BUD_FUZZ_CHECK(i->credit >= 1 && i->max_in_flight >= 1 && i->max_attachments >= 1 &&
-                       i->max_attachment_bytes >= 1 && i->registry_timeout_ms >= 100 &&
-                       i->heartbeat_ms >= 100 && i->rescan_ms >= 50 && i->default_ttl_ms >= 1000,
+    BUD_FUZZ_CHECK(i->broker.credit >= 1 && i->broker.max_in_flight >= 1 && i->max_attachments >= 1 &&
+                       i->max_attachment_bytes >= 1 && i->registry.timeout_ms >= 100 &&
+                       i->broker.heartbeat_ms >= 100 && i->rescan_ms >= 50 && i->default_ttl_ms >= 1000,
                    "ip config: a value is out of range");
-    BUD_FUZZ_CHECK(i->next_encryption_key.empty() == i->next_encryption_cert.empty() &&
-                       AbsoluteOrEmpty(i->next_encryption_key) &&
-                       AbsoluteOrEmpty(i->next_encryption_cert) &&
-                       AbsoluteOrEmpty(i->curve_key_file),
+    BUD_FUZZ_CHECK(i->keys.next_encryption_key.empty() == i->keys.next_encryption_cert.empty() &&
+                       AbsoluteOrEmpty(i->keys.next_encryption_key) &&
+                       AbsoluteOrEmpty(i->keys.next_encryption_cert) &&
+                       AbsoluteOrEmpty(i->keys.curve_key_file),
                    "ip config: next_encryption_key/cert or curve_key_file");
-    if (!i->curve_key_file.empty()) {
-      BUD_FUZZ_CHECK(wire::IsZ85Key(i->registry_server_key) && wire::IsZ85Key(i->broker_server_key),
+    if (!i->keys.curve_key_file.empty()) {
+      BUD_FUZZ_CHECK(wire::IsZ85Key(i->registry.server_key) && wire::IsZ85Key(i->broker.server_key),
                      "ip config: CURVE on without Z85 server keys");
     }
     (void)i->me();  // valid after Load

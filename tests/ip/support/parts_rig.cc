@@ -104,9 +104,9 @@ Rig::Rig(const std::string& delivery)
   config.inbox = dir / "inbox";
   config.store = dir / "ip.db";
   config.delivery = delivery;
-  config.heartbeat_ms = 1000;
-  config.submit_timeout_ms = 5000;
-  config.max_in_flight = 4;
+  config.broker.heartbeat_ms = 1000;
+  config.broker.submit_timeout_ms = 5000;
+  config.broker.max_in_flight = 4;
   (void)MakeDirs(config.outbox);
   (void)MakeDirs(config.inbox);
   ca.WriteCertFile(dir / "ca.pem");
@@ -124,10 +124,10 @@ Rig::Rig(const std::string& delivery)
   inbox = std::make_unique<InboxBatch>(config.inbox);
   const Orgnr org = config.me();
   link = std::make_unique<BrokerLink>(
-      *transport, clock, org, LinkOptions{endpoint, 8, config.heartbeat_ms, 200, 5000}, metrics);
+      *transport, clock, org, LinkOptions{endpoint, 8, config.broker.heartbeat_ms, 200, 5000}, metrics);
   turn = std::make_unique<Turn>(*store->point, *inbox);
   reports =
-      std::make_unique<ReportQueue>(store->incoming, *turn, *link, clock, config.submit_timeout_ms);
+      std::make_unique<ReportQueue>(store->incoming, *turn, *link, clock, config.broker.submit_timeout_ms);
   defer = std::make_unique<DeferGate>(*link, clock, metrics);
   sender = std::make_unique<Sender>(Sender::Deps{config,
                                                  store->outgoing,
