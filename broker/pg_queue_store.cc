@@ -290,58 +290,17 @@ Status PgQueueStore::CountQueues() {
       "SELECT receiver, count(*)::bigint FROM broker_messages GROUP BY receiver"));
   BUD_ASSIGN_OR_RETURN(auto s, conn_->Exec(
       "SELECT sender, count(*)::bigint FROM broker_messages GROUP BY sender"));
-  queued_by_receiver_.clear();
-  queued_by_sender_.clear();
-  for (int i = 0; i < r.size(); ++i) queued_by_receiver_[r.Text(i, 0)] = r.Int(i, 1);
-  for (int i = 0; i < s.size(); ++i) queued_by_sender_[s.Text(i, 0)] = s.Int(i, 1);
+  QueueCounts::ByOrg by_receiver, by_sender;
+  for (int i = 0; i < r.size(); ++i) by_receiver[r.Text(i, 0)] = r.Int(i, 1);
+  for (int i = 0; i < s.size(); ++i) by_sender[s.Text(i, 0)] = s.Int(i, 1);
+  counts_.Set(std::move(by_receiver), std::move(by_sender));
   counts_stale_ = false;
   return Status::Ok();
 }
 
-void PgQueueStore::CountQueued(const std::string& sender, const std::string& receiver,
-                               int64_t delta) {
-  pending_by_sender_[sender] += delta;
-  pending_by_receiver_[receiver] += delta;
-}
 
-void PgQueueStore::ApplyPendingCounts() {
-  for (auto* p : {&pending_by_sender_, &pending_by_receiver_}) {
-    auto& target = p == &pending_by_sender_ ? queued_by_sender_ : queued_by_receiver_;
-    for (const auto& [org, delta] : *p) {
-      const int64_t n = (target[org] += delta);
-      if (n <= 0) target.erase(org);
-    }
-    p->clear();
-  }
-}
 
-void PgQueueStore::DropPendingCounts() {
-  pending_by_receiver_.clear();
-  pending_by_sender_.clear();
-}
 
-std::string PgQueueStore::QueueRoom(const std::string& sender, const std::string& receiver) const {
-  auto count = [](const std::map<std::string, int64_t>& committed,
-                  const std::map<std::string, int64_t>& pending, const std::string& org) {
-    int64_t n = 0;
-    if (auto it = committed.find(org); it != committed.end()) n += it->second;
-    if (auto it = pending.find(org); it != pending.end()) n += it->second;
-    return n;
-  };
-  if (caps_.per_receiver > 0 &&
-      count(queued_by_receiver_, pending_by_receiver_, receiver) >= caps_.per_receiver) {
-    return fmt::format("{} has {} messages waiting at the broker, the most it keeps for one "
-                       "receiver (max_queued_per_receiver); retry later",
-                       receiver, caps_.per_receiver);
-  }
-  if (caps_.per_sender > 0 &&
-      count(queued_by_sender_, pending_by_sender_, sender) >= caps_.per_sender) {
-    return fmt::format("{} has {} messages waiting at the broker, the most it keeps from one "
-                       "sender (max_queued_per_sender); retry later",
-                       sender, caps_.per_sender);
-  }
-  return std::string();
-}
 
 Status PgQueueStore::LimitBytes(int64_t max_bytes) {
   max_bytes_ = max_bytes;
@@ -368,7 +327,7 @@ Result<StoreStats> PgQueueStore::Stats(bool count_history) {
 CommitResult PgQueueStore::CommitBatch(std::vector<SubmitItem>& submits,
                                        std::vector<ReportItem>& reports,
                                        const std::vector<NoticeAck>& acks) {
-  DropPendingCounts();
+  counts_.Drop();
   if (Status ready = Ready(); !ready.ok()) return CommitResult::From(ready);
   int64_t adding = 0;
   for (const auto& s : submits) adding += static_cast<int64_t>(s.envelope.size());
@@ -389,22 +348,22 @@ CommitResult PgQueueStore::CommitBatch(std::vector<SubmitItem>& submits,
   if (st.ok()) st = DoBatch(submits, reports, acks, now);
   if (!st.ok()) {
     // Nothing was committed: the transaction rolls back (or died with its connection).
-    DropPendingCounts();
+    counts_.Drop();
     return CommitResult::From(st);
   }
   pg::CommitResult done = tx.Commit();
   switch (done.outcome) {
     case pg::CommitOutcome::kDurable:
-      ApplyPendingCounts();
+      counts_.Commit();
       bytes_ += adding;
       return {CommitOutcome::kDurable, Status::Ok()};
     case pg::CommitOutcome::kFailed:
-      DropPendingCounts();
+      counts_.Drop();
       return {CommitOutcome::kFailed, done.status};
     case pg::CommitOutcome::kUnknown:
       break;
   }
-  DropPendingCounts();
+  counts_.Drop();
   counts_stale_ = true;  // read again from the database before the next use
   return {CommitOutcome::kUnknown, done.status};
 }
@@ -444,7 +403,7 @@ Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<Repor
     BUD_RETURN_IF_ERROR(conn_->Exec(
         "INSERT INTO broker_messages(seq, message_id, sender, receiver, envelope, received_ms, "
         "expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)", p).status());
-    CountQueued(s.sender, s.receiver, +1);
+    counts_.Count(s.sender, s.receiver, +1);
   }
   for (auto& r : reports) BUD_RETURN_IF_ERROR(ApplyReport(r, now));
   for (const auto& a : acks) {
@@ -482,7 +441,7 @@ Status PgQueueStore::ApplyReport(ReportItem& r, int64_t now) {
     BUD_ASSIGN_OR_RETURN(auto del, conn_->Exec("DELETE FROM broker_messages WHERE seq=$1",
                                                pg::Params::Of(seq)));
     if (del.Affected() > 0) {
-      CountQueued(sender, receiver, -1);
+      counts_.Count(sender, receiver, -1);
       // A streamed message's chunks go with it (none unless an upload is still in progress).
       BUD_RETURN_IF_ERROR(conn_->Exec(
           "DELETE FROM broker_chunks c WHERE c.message_id=$1 AND NOT EXISTS "
@@ -503,7 +462,7 @@ Status PgQueueStore::ApplyReport(ReportItem& r, int64_t now) {
 Result<std::vector<Expired>> PgQueueStore::Conclude(
     const std::string& select_sql, const pg::Params& params, MsgStatus status, int64_t now_ms,
     const std::function<std::string(const Expired&, int64_t)>& reason) {
-  DropPendingCounts();
+  counts_.Drop();
   BUD_RETURN_IF_ERROR(Ready());
   pg::Transaction tx(*conn_);
   BUD_RETURN_IF_ERROR(tx.began());
@@ -518,18 +477,18 @@ Result<std::vector<Expired>> PgQueueStore::Conclude(
     r.reason = reason(out.back(), q.Int(i, 3));
     r.at_ms = now_ms;
     if (Status s = ApplyReport(r, now_ms); !s.ok()) {
-      DropPendingCounts();
+      counts_.Drop();
       return s;
     }
   }
   if (out.empty()) return out;
   pg::CommitResult done = tx.Commit();
   if (!done.durable()) {
-    DropPendingCounts();
+    counts_.Drop();
     if (done.outcome == pg::CommitOutcome::kUnknown) counts_stale_ = true;
     return done.status;
   }
-  ApplyPendingCounts();
+  counts_.Commit();
   return out;
 }
 

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/queue_counts.h"
 #include "broker/queue_store.h"
 #include "common/storage/pg.h"
 
@@ -72,8 +73,10 @@ class PgQueueStore final : public QueueStore {
   Result<int64_t> BytesUsed() override;
   std::string Describe() const override;
 
-  void SetQueueCaps(const QueueCaps& caps) override { caps_ = caps; }
-  std::string QueueRoom(const std::string& sender, const std::string& receiver) const override;
+  void SetQueueCaps(const QueueCaps& caps) override { counts_.SetCaps(caps); }
+  std::string QueueRoom(const std::string& sender, const std::string& receiver) const override {
+    return counts_.Room(sender, receiver);
+  }
   Status LimitBytes(int64_t max_bytes) override;
 
   CommitResult CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
@@ -122,14 +125,9 @@ class PgQueueStore final : public QueueStore {
   Result<std::vector<Expired>> Conclude(
       const std::string& select_sql, const storage::pg::Params& params, MsgStatus status,
       int64_t now_ms, const std::function<std::string(const Expired&, int64_t)>& reason);
-  void ApplyPendingCounts();
-  void DropPendingCounts();
-  void CountQueued(const std::string& sender, const std::string& receiver, int64_t delta);
 
   std::unique_ptr<storage::pg::Connection> conn_;
-  QueueCaps caps_;
-  std::map<std::string, int64_t> queued_by_receiver_, queued_by_sender_;
-  std::map<std::string, int64_t> pending_by_receiver_, pending_by_sender_;
+  QueueCounts counts_;
   bool counts_stale_ = false;
   int64_t max_bytes_ = 0;
   // pg_database_size is a stat of every file of the database: read at most every

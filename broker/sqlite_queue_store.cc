@@ -237,11 +237,10 @@ Result<std::unique_ptr<SqliteQueueStore>> SqliteQueueStore::Open(const std::stri
   BUD_ASSIGN_OR_RETURN(bool row, q->Step());
   store->next_seq_ = (row ? q->Int(0) : 0) + 1;
   q->Reset();
+  QueueCounts::ByOrg by_receiver, by_sender;
   for (auto [sql, target] :
-       {std::pair{"SELECT receiver, count(*) FROM messages GROUP BY receiver",
-                  &store->queued_by_receiver_},
-        std::pair{"SELECT sender, count(*) FROM messages GROUP BY sender",
-                  &store->queued_by_sender_}}) {
+       {std::pair{"SELECT receiver, count(*) FROM messages GROUP BY receiver", &by_receiver},
+        std::pair{"SELECT sender, count(*) FROM messages GROUP BY sender", &by_sender}}) {
     BUD_ASSIGN_OR_RETURN(auto* c, store->db_->Prepare(sql));
     for (;;) {
       BUD_ASSIGN_OR_RETURN(bool r, c->Step());
@@ -249,48 +248,13 @@ Result<std::unique_ptr<SqliteQueueStore>> SqliteQueueStore::Open(const std::stri
       (*target)[c->Text(0)] = c->Int(1);
     }
   }
+  store->counts_.Set(std::move(by_receiver), std::move(by_sender));
   if (max_bytes > 0) BUD_RETURN_IF_ERROR(store->LimitBytes(max_bytes));
   return store;
 }
 
-void SqliteQueueStore::CountQueued(const std::string& sender, const std::string& receiver, int64_t delta) {
-  pending_by_sender_[sender] += delta;
-  pending_by_receiver_[receiver] += delta;
-}
 
-void SqliteQueueStore::ApplyPendingCounts() {
-  for (auto* p : {&pending_by_sender_, &pending_by_receiver_}) {
-    auto& target = p == &pending_by_sender_ ? queued_by_sender_ : queued_by_receiver_;
-    for (const auto& [org, delta] : *p) {
-      const int64_t n = (target[org] += delta);
-      if (n <= 0) target.erase(org);
-    }
-    p->clear();
-  }
-}
 
-std::string SqliteQueueStore::QueueRoom(const std::string& sender, const std::string& receiver) const {
-  auto count = [](const std::map<std::string, int64_t>& committed,
-                  const std::map<std::string, int64_t>& pending, const std::string& org) {
-    int64_t n = 0;
-    if (auto it = committed.find(org); it != committed.end()) n += it->second;
-    if (auto it = pending.find(org); it != pending.end()) n += it->second;
-    return n;
-  };
-  if (caps_.per_receiver > 0 &&
-      count(queued_by_receiver_, pending_by_receiver_, receiver) >= caps_.per_receiver) {
-    return fmt::format("{} has {} messages waiting at the broker, the most it keeps for one "
-                       "receiver (max_queued_per_receiver); retry later",
-                       receiver, caps_.per_receiver);
-  }
-  if (caps_.per_sender > 0 &&
-      count(queued_by_sender_, pending_by_sender_, sender) >= caps_.per_sender) {
-    return fmt::format("{} has {} messages waiting at the broker, the most it keeps from one "
-                       "sender (max_queued_per_sender); retry later",
-                       sender, caps_.per_sender);
-  }
-  return std::string();
-}
 
 Result<int64_t> SqliteQueueStore::PruneHistory(int64_t before_ms, int limit) {
   BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
@@ -368,8 +332,7 @@ Result<std::vector<Expired>> SqliteQueueStore::ExpireDue(int64_t now_ms, int lim
 Result<std::vector<Expired>> SqliteQueueStore::Conclude(
     storage::Stmt& query, MsgStatus status, int64_t now_ms,
     const std::function<std::string(const Expired&, int64_t)>& reason) {
-  pending_by_receiver_.clear();
-  pending_by_sender_.clear();
+  counts_.Drop();
   storage::Transaction tx(*db_);
   BUD_RETURN_IF_ERROR(tx.began());
   std::vector<Expired> out;
@@ -391,11 +354,10 @@ Result<std::vector<Expired>> SqliteQueueStore::Conclude(
   }
   Status committed = tx.Commit();
   if (!committed.ok()) {
-    pending_by_receiver_.clear();
-    pending_by_sender_.clear();
+    counts_.Drop();
     return committed;
   }
-  ApplyPendingCounts();
+  counts_.Commit();
   return out;
 }
 
@@ -410,16 +372,14 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
                                        std::vector<ReportItem>& reports,
                                        const std::vector<NoticeAck>& acks) {
   const int64_t now = NowMs();
-  pending_by_receiver_.clear();
-  pending_by_sender_.clear();
+  counts_.Drop();
   // Any early return below leaves the counts as committed.
   struct DropPending {
     SqliteQueueStore& store;
     bool keep = false;
     ~DropPending() {
       if (!keep) {
-        store.pending_by_receiver_.clear();
-        store.pending_by_sender_.clear();
+        store.counts_.Drop();
       }
     }
   } drop_pending{*this};
@@ -461,7 +421,7 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
     ins->BindAll(next_seq_, s.message_id, s.sender, s.receiver);
     ins->BindBlob(5, s.envelope).Bind(6, now).Bind(7, s.expires_ms);
     BUD_RETURN_IF_ERROR(ins->Run());
-    CountQueued(s.sender, s.receiver, +1);
+    counts_.Count(s.sender, s.receiver, +1);
     ++next_seq_;
   }
   for (auto& r : reports) BUD_RETURN_IF_ERROR(ApplyReport(r, now));
@@ -470,7 +430,7 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
     BUD_RETURN_IF_ERROR(st->Bind(1, a.notice_id).Bind(2, a.org).Run());
   }
   BUD_RETURN_IF_ERROR(tx.Commit());
-  ApplyPendingCounts();
+  counts_.Commit();
   drop_pending.keep = true;
   return Status::Ok();
 }
@@ -502,7 +462,7 @@ Status SqliteQueueStore::ApplyReport(ReportItem& r, int64_t now) {
   if (r.status == wire::MOTTATT || IsFinal(r.status)) {  // delivery is over: drop the payload
     BUD_ASSIGN_OR_RETURN(auto* del, db_->Prepare("DELETE FROM messages WHERE seq=?"));
     BUD_RETURN_IF_ERROR(del->Bind(1, seq).Run());
-    if (del->Changes() > 0) CountQueued(sender, receiver, -1);
+    if (del->Changes() > 0) counts_.Count(sender, receiver, -1);
   }
   if (!first_time) return Status::Ok();  // a repeated report: one notice is enough
   BUD_ASSIGN_OR_RETURN(auto* n, db_->Prepare(

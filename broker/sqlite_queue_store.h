@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/queue_counts.h"
 #include "broker/queue_store.h"
 #include "common/storage/checkpointer.h"
 #include "common/storage/sqlite.h"
@@ -55,8 +56,10 @@ class SqliteQueueStore final : public QueueStore {
   Result<int64_t> BytesUsed() override;
   std::string Describe() const override;
 
-  void SetQueueCaps(const QueueCaps& caps) override { caps_ = caps; }
-  std::string QueueRoom(const std::string& sender, const std::string& receiver) const override;
+  void SetQueueCaps(const QueueCaps& caps) override { counts_.SetCaps(caps); }
+  std::string QueueRoom(const std::string& sender, const std::string& receiver) const override {
+    return counts_.Room(sender, receiver);
+  }
   // Never below what the file holds: SQLite keeps the current size then, so it cannot grow.
   Status LimitBytes(int64_t max_bytes) override;
 
@@ -94,11 +97,7 @@ class SqliteQueueStore final : public QueueStore {
       const std::function<std::string(const Expired&, int64_t)>& reason);
   // Queued messages by receiver and by sender, as committed; the pending_ maps hold the changes
   // of the transaction in progress and are applied when it commits.
-  void ApplyPendingCounts();
-  void CountQueued(const std::string& sender, const std::string& receiver, int64_t delta);
-  QueueCaps caps_;
-  std::map<std::string, int64_t> queued_by_receiver_, queued_by_sender_;
-  std::map<std::string, int64_t> pending_by_receiver_, pending_by_sender_;
+  QueueCounts counts_;
   std::unique_ptr<storage::Db> db_;
   // The next queue position handed out (above every seq ever used: sqlite_sequence and the
   // table). Chosen here so the seen row is written once, with its seq; a rolled-back batch only
