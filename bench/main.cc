@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -75,11 +76,13 @@ int main(int argc, char** argv) {
   int exchange_messages = 500, singles = 20;
   int api_messages = 2000, api_clients = 8;
   std::string out_file, only, keys_list = "ec,rsa";
+  std::string stores_list = "sqlite,postgresql,postgresql-sync";
   Peer rabbit, nats, nats_sync;
   rabbit.system = "rabbitmq";
   nats.system = "nats";
   nats_sync.system = "nats-sync";
-  app.add_option("--runs", runs, "runs per scenario; figures are medians")->check(CLI::Range(1, 50));
+  app.add_option("--runs", runs, "runs per scenario; figures are medians")
+      ->check(CLI::Range(1, 50));
   app.add_flag("--quick", quick, "one short run each, 50,000 queued, 200 exchange messages");
   app.add_flag("--smoke", smoke, "a few seconds in all: to see that it works");
   app.add_flag("--json", json, "print JSON instead of the table");
@@ -91,6 +94,10 @@ int main(int argc, char** argv) {
   app.add_option("--api-clients", api_clients, "HTTP client threads (connections) in sender-api");
   app.add_option("--keys", keys_list,
                  "certificate key types for exchange and sender-api, comma-separated: ec, rsa");
+  app.add_option("--stores", stores_list,
+                 "the broker's stores for ingest, pass-through and half-load, comma-separated: "
+                 "sqlite, postgresql (one server), postgresql-sync (a primary and two "
+                 "synchronous standbys); the other scenarios run on SQLite");
   app.add_option("--scenarios", only,
                  "comma-separated subset of: ingest,pass-through,half-load,queued,exchange,"
                  "sender-api");
@@ -132,19 +139,41 @@ int main(int argc, char** argv) {
     }
     keys.push_back(k);
   }
+  std::vector<std::string> stores;
+  std::stringstream sts(stores_list);
+  for (std::string st; std::getline(sts, st, ',');) {
+    if (st != "sqlite" && st != "postgresql" && st != "postgresql-sync") {
+      std::cerr << "bud-bench: --stores takes sqlite, postgresql and postgresql-sync, not '" << st
+                << "'\n";
+      return 2;
+    }
+    stores.push_back(st);
+  }
+  auto has_store = [&](const std::string& st) {
+    return std::find(stores.begin(), stores.end(), st) != stores.end();
+  };
   rabbit.note = "quorum queue, persistent, publisher confirms (fsync before confirm)";
   ::signal(SIGPIPE, SIG_IGN);
   bud::SetupLogging("warn", "");
 
   nlohmann::json report;
   report["machine"] = Machine();
-  report["settings"] = {{"runs", runs}, {"seconds", seconds}, {"queued", queued},
-                        {"exchange_messages", exchange_messages}, {"singles", singles},
-                        {"api_messages", api_messages}, {"api_clients", api_clients}, {"keys", keys_list},
-                        {"window", 100}, {"envelope_bytes", 1024}, {"exchange_payload_bytes", 10240}};
+  report["settings"] = {{"runs", runs},
+                        {"seconds", seconds},
+                        {"queued", queued},
+                        {"exchange_messages", exchange_messages},
+                        {"singles", singles},
+                        {"api_messages", api_messages},
+                        {"api_clients", api_clients},
+                        {"keys", keys_list},
+                        {"stores", stores_list},
+                        {"window", 100},
+                        {"envelope_bytes", 1024},
+                        {"exchange_payload_bytes", 10240}};
   std::vector<Figures> results;
   bool failed = false;
-  auto failure = [&](const std::string& scenario, const std::string& system, const std::string& why) {
+  auto failure = [&](const std::string& scenario, const std::string& system,
+                     const std::string& why) {
     Figures f;
     f.scenario = scenario;
     f.system = system;
@@ -177,24 +206,28 @@ int main(int argc, char** argv) {
   spec.seconds = seconds;
   spec.window = 100;
   spec.envelope_bytes = 1024;
-  const bool own = wanted("ingest") || wanted("pass-through") || wanted("half-load") ||
-                   wanted("queued") || wanted("exchange");
+  const bool broker_only = wanted("ingest") || wanted("pass-through") || wanted("half-load");
+  // ingest, pass-through and half-load on one broker store.
+  auto broker_scenarios = [&](OwnBench& bench, const std::string& system) {
+    std::optional<Figures> peak;
+    if (wanted("ingest") || wanted("half-load")) {
+      peak = measure("ingest", system, [&](int) { return bench.Ingest(spec); });
+    }
+    if (wanted("pass-through")) {
+      measure("pass-through", system, [&](int) { return bench.PassThrough(spec); });
+    }
+    if (wanted("half-load") && peak && peak->msgs_per_s) {
+      LoadSpec half = spec;
+      half.rate = *peak->msgs_per_s / 2;
+      measure("half-load", system, [&](int) { return bench.HalfLoad(half); });
+    }
+  };
+  const bool own = (broker_only && has_store("sqlite")) || wanted("queued") || wanted("exchange");
   if (own) {
     try {
       Progress("starting bud-registry and bud-broker (dev certificates, CURVE)");
       OwnBench bench;
-      std::optional<Figures> peak;
-      if (wanted("ingest") || wanted("half-load")) {
-        peak = measure("ingest", "budstikke", [&](int) { return bench.Ingest(spec); });
-      }
-      if (wanted("pass-through")) {
-        measure("pass-through", "budstikke", [&](int) { return bench.PassThrough(spec); });
-      }
-      if (wanted("half-load") && peak && peak->msgs_per_s) {
-        LoadSpec half = spec;
-        half.rate = *peak->msgs_per_s / 2;
-        measure("half-load", "budstikke", [&](int) { return bench.HalfLoad(half); });
-      }
+      if (has_store("sqlite")) broker_scenarios(bench, "budstikke");
       if (wanted("queued")) {
         try {
           Progress("queued: filling the broker with " + std::to_string(queued) + " messages");
@@ -224,6 +257,34 @@ int main(int argc, char** argv) {
       failure("setup", "budstikke", e.what());
     }
   }
+  // The same broker scenarios with the broker's store on PostgreSQL 15 (a real server from
+  // Debian's packages, tests/support/postgres.h: fsync and synchronous_commit on), one server
+  // and then a primary with two streaming standbys of which one must have flushed each commit.
+  for (const std::string st : {"postgresql", "postgresql-sync"}) {
+    if (!broker_only || !has_store(st)) continue;
+    const bool sync = st == "postgresql-sync";
+    const std::string system = sync ? "budstikke-pg-sync" : "budstikke-pg";
+    try {
+      Progress(std::string("starting PostgreSQL 15") +
+               (sync ? " (a primary and two synchronous standbys)" : "") + " for the broker");
+      bud::test::PostgresServer primary;
+      std::vector<std::unique_ptr<bud::test::PostgresServer>> standbys;
+      BrokerStore store{system, &primary,
+                        "PostgreSQL 15, one server, fsync=on, synchronous_commit=on"};
+      if (sync) {
+        standbys.push_back(primary.StartStandby("s1"));
+        standbys.push_back(primary.StartStandby("s2"));
+        primary.SetSynchronousStandbys("ANY 1 (s1, s2)");
+        store.note =
+            "PostgreSQL 15, primary + 2 streaming standbys, synchronous_standby_names "
+            "'ANY 1 (s1, s2)', synchronous_commit=on (waits for a standby's flush)";
+      }
+      OwnBench bench("rsa", store);
+      broker_scenarios(bench, system);
+    } catch (const std::exception& e) {
+      failure("setup", system, e.what());
+    }
+  }
   for (const auto& k : keys) {
     if (!wanted("sender-api")) break;
     measure("sender-api-" + k, "budstikke", [&](int) {
@@ -237,7 +298,8 @@ int main(int argc, char** argv) {
     if (p->port == 0) continue;
     auto run = [&](const std::string& scenario, const LoadSpec& s) {
       return measure(scenario, p->system, [&](int r) {
-        return p->system == "rabbitmq" ? RunRabbitMq(*p, scenario, s, r) : RunNats(*p, scenario, s, r);
+        return p->system == "rabbitmq" ? RunRabbitMq(*p, scenario, s, r)
+                                       : RunNats(*p, scenario, s, r);
       });
     };
     std::optional<Figures> peak;
@@ -263,8 +325,9 @@ int main(int argc, char** argv) {
     std::cout << report.dump(2) << "\n";
   } else {
     const auto& m = report["machine"];
-    std::cout << "machine: " << m.value("nproc", 0) << " cores, " << m.value("cpu", std::string("?"))
-              << ", kernel " << m.value("kernel", std::string("?")) << "; load average "
+    std::cout << "machine: " << m.value("nproc", 0) << " cores, "
+              << m.value("cpu", std::string("?")) << ", kernel "
+              << m.value("kernel", std::string("?")) << "; load average "
               << m["loadavg_1min_at_start"].get<std::string>() << " -> "
               << m["loadavg_1min_at_end"].get<std::string>() << "; 4 KiB fdatasync p50 "
               << m["fsync_4k_p50_ms_at_start"].get<double>() << " -> "
@@ -272,7 +335,8 @@ int main(int argc, char** argv) {
     std::cout << Table(results);
     auto ratios = Ratios(results);
     if (!ratios.empty()) {
-      std::cout << "\nratios (ours / peer, same run; msgs/s: higher is better for us, p99: lower)\n";
+      std::cout
+          << "\nratios (ours / peer, same run; msgs/s: higher is better for us, p99: lower)\n";
       for (const auto& r : ratios) std::cout << r << "\n";
     }
   }

@@ -2,12 +2,13 @@
 #include "bench/scenarios.h"
 
 #include <fmt/format.h>
+#include <httplib.h>
+#include <poll.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
-#include <poll.h>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
@@ -19,7 +20,6 @@
 #include "common/crypto/envelope.h"
 #include "common/uuid.h"
 #include "integration-point/store/point_store.h"
-#include <httplib.h>
 
 namespace bud::bench {
 
@@ -159,8 +159,8 @@ LoadOutcome RunLoad(BrokerLink& sender, EnvelopeMaker& maker, const LoadSpec& sp
     if (!got) {
       int wait_ms = 10;
       if (spec.rate > 0 && submitting()) {
-        wait_ms = static_cast<int>(std::clamp((next_due - static_cast<double>(NowNs())) / 1e6,
-                                              0.0, 10.0));
+        wait_ms = static_cast<int>(
+            std::clamp((next_due - static_cast<double>(NowNs())) / 1e6, 0.0, 10.0));
       }
       PollLinks(&sender, receiver, wait_ms);
     }
@@ -172,13 +172,18 @@ void NoteProblems(Figures& f, const LoadOutcome& o) {
   if (o.problems > 0) {
     f.note += fmt::format("{} answer(s) not ACCEPTED/ok, first: {}", o.problems, o.problem);
   }
-  if (o.saturated) f.note += (f.note.empty() ? "" : "; ") + std::string("SATURATED (open-loop cap)");
+  if (o.saturated)
+    f.note += (f.note.empty() ? "" : "; ") + std::string("SATURATED (open-loop cap)");
 }
 
 }  // namespace
 
-OwnBench::OwnBench(const std::string& keys) {
+OwnBench::OwnBench(const std::string& keys, BrokerStore store) : store_(std::move(store)) {
   test::ExchangeOptions options;
+  if (store_.pg) {
+    options.broker_pg_url = store_.pg->ConnString();
+    options.broker_pg_password_file = store_.pg->PasswordFile();
+  }
   options.start_ips = false;
   options.sign_key = options.enc_key = keys;
   // The bench receiver asks for credit 100 (as RabbitMQ's consumer gets prefetch 100).
@@ -190,10 +195,23 @@ OwnBench::~OwnBench() = default;
 
 void OwnBench::FreshBroker() {
   ex_->broker().Stop();
-  for (const char* suffix : {"", "-wal", "-shm"}) {
-    fs::remove(ex_->root() + "/broker/broker.db" + suffix);
+  if (store_.pg) {
+    // An empty database; the broker creates its schema when it opens it. (Two statements: DROP
+    // DATABASE cannot run inside the transaction a multi-statement script is.)
+    const std::string db = store_.pg->Database();
+    store_.pg->AdminExec("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+    store_.pg->AdminExec("CREATE DATABASE " + db + " OWNER " + store_.pg->User());
+  } else {
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      fs::remove(ex_->root() + "/broker/broker.db" + suffix);
+    }
   }
   ex_->StartBroker();
+}
+
+void OwnBench::Label(Figures& f) const {
+  f.system = store_.system;
+  if (!store_.note.empty()) f.note += (f.note.empty() ? "" : "; ") + store_.note;
 }
 
 void OwnBench::AddRss(Figures& f, bool ips) {
@@ -223,11 +241,11 @@ Figures OwnBench::Ingest(const LoadSpec& spec) {
     f.extra["broker_cpu_us_per_msg"] = (*cpu1 - *cpu0) * 1e6 / static_cast<double>(o.accepted);
   }
   f.scenario = "ingest";
-  f.system = "budstikke";
   f.msgs_per_s = PerSecond(o.accepted, o.start_ns, o.last_accept_ns);
   SetLatency(f, o.accept_latency, "submit -> ACCEPTED");
   f.extra["messages"] = static_cast<double>(o.accepted);
   NoteProblems(f, o);
+  Label(f);
   AddRss(f, false);
   return f;
 }
@@ -249,12 +267,12 @@ Figures OwnBench::PassThrough(const LoadSpec& spec) {
     f.extra["broker_cpu_us_per_msg"] = (*cpu1 - *cpu0) * 1e6 / static_cast<double>(o.completed);
   }
   f.scenario = "pass-through";
-  f.system = "budstikke";
   f.msgs_per_s = PerSecond(o.completed, o.start_ns, o.last_complete_ns);
   SetLatency(f, o.deliver_latency, "submit -> delivered to the receiver");
   f.extra["messages"] = static_cast<double>(o.completed);
   f.extra["accept_p99_ms"] = o.accept_latency.QuantileMs(0.99).value_or(0);
   NoteProblems(f, o);
+  Label(f);
   AddRss(f, false);
   return f;
 }
@@ -430,25 +448,24 @@ std::string BenchSbd(const std::string& message_id) {
   nlohmann::json sender = party, receiver = party;
   sender["identifier"]["value"] = "0192:" + std::string(kAgencyA);
   receiver["identifier"]["value"] = "0192:" + std::string(kAgencyB);
-  nlohmann::json sbd = {
-      {"standardBusinessDocumentHeader",
-       {{"headerVersion", "1.0"},
-        {"sender", {sender}},
-        {"receiver", {receiver}},
-        {"documentIdentification",
-         {{"standard", "urn:no:difi:arkivmelding:xsd::arkivmelding"},
-          {"typeVersion", "1.0"},
-          {"instanceIdentifier", message_id},
-          {"type", "arkivmelding"}}},
-        {"businessScope",
-         {{"scope",
-           {{{"type", "ConversationId"},
-             {"instanceIdentifier", NewUuid()},
-             {"identifier", test::kProcess},
-             {"scopeInformation",
-              {{{"expectedResponseDateTime",
-                 FormatTime(NowMs() + 30LL * 24 * 3600 * 1000)}}}}}}}}}}},
-      {"arkivmelding", {{"hoveddokument", "test.pdf"}, {"sikkerhetsnivaa", 3}}}};
+  nlohmann::json sbd = {{"standardBusinessDocumentHeader",
+                         {{"headerVersion", "1.0"},
+                          {"sender", {sender}},
+                          {"receiver", {receiver}},
+                          {"documentIdentification",
+                           {{"standard", "urn:no:difi:arkivmelding:xsd::arkivmelding"},
+                            {"typeVersion", "1.0"},
+                            {"instanceIdentifier", message_id},
+                            {"type", "arkivmelding"}}},
+                          {"businessScope",
+                           {{"scope",
+                             {{{"type", "ConversationId"},
+                               {"instanceIdentifier", NewUuid()},
+                               {"identifier", test::kProcess},
+                               {"scopeInformation",
+                                {{{"expectedResponseDateTime",
+                                   FormatTime(NowMs() + 30LL * 24 * 3600 * 1000)}}}}}}}}}}},
+                        {"arkivmelding", {{"hoveddokument", "test.pdf"}, {"sikkerhetsnivaa", 3}}}};
   return sbd.dump();
 }
 
@@ -473,7 +490,7 @@ int64_t WallMs() {
 }  // namespace
 
 Figures OwnBench::SenderApi(int messages, int clients, size_t payload_bytes,
-                           const std::string& keys) {
+                            const std::string& keys) {
   // Its own exchange: HTTP on, B keeps incoming messages for its API (incoming.delivery = api).
   test::ExchangeOptions options;
   options.sign_key = options.enc_key = keys;

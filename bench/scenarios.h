@@ -24,21 +24,31 @@
 
 #include "bench/stats.h"
 #include "tests/integration/harness.h"
+#include "tests/support/postgres.h"
 
 namespace bud::bench {
 
+// Where the broker keeps its store in the broker-only scenarios (ingest, pass-through, half-load):
+// SQLite in the exchange's folder (pg == nullptr), or a PostgreSQL database the caller runs
+// (tests/support/postgres.h), recreated empty before every run.
+struct BrokerStore {
+  std::string system = "budstikke";  // the table's system column
+  const test::PostgresServer* pg = nullptr;
+  std::string note;  // its durability, printed beside the latency
+};
+
 struct LoadSpec {
-  double seconds = 5;      // how long to submit (when count == 0)
-  int64_t count = 0;       // or: how many messages to submit
-  int window = 100;        // submits awaiting ACCEPTED at most (closed loop)
-  double rate = 0;         // > 0: open loop at this many per second instead
+  double seconds = 5;  // how long to submit (when count == 0)
+  int64_t count = 0;   // or: how many messages to submit
+  int window = 100;    // submits awaiting ACCEPTED at most (closed loop)
+  double rate = 0;     // > 0: open loop at this many per second instead
   size_t envelope_bytes = 1024;
 };
 
 class OwnBench {
  public:
   // `keys`: the agencies' certificate key type, "rsa" or "ec" (ExchangeOptions::sign_key).
-  explicit OwnBench(const std::string& keys = "rsa");
+  explicit OwnBench(const std::string& keys = "rsa", BrokerStore store = {});
   ~OwnBench();
 
   Figures Ingest(const LoadSpec& spec);
@@ -57,7 +67,10 @@ class OwnBench {
  private:
   void FreshBroker();
   void AddRss(Figures& f, bool ips);
+  // The system name and the store's note on `f`.
+  void Label(Figures& f) const;
 
+  BrokerStore store_;
   std::unique_ptr<test::Exchange> ex_;
 };
 

@@ -1,8 +1,6 @@
 // Percentiles, medians, /proc readings and the printers. See stats.h.
 #include "bench/stats.h"
 
-#include "bench/peers.h"
-
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -12,6 +10,8 @@
 #include <iterator>
 #include <set>
 #include <sstream>
+
+#include "bench/peers.h"
 
 namespace bud::bench {
 
@@ -74,8 +74,7 @@ std::string Cell(std::optional<double> v, const char* format) {
 }  // namespace
 
 double PerSecond(int64_t n, int64_t from_ns, int64_t to_ns) {
-  return to_ns > from_ns ? static_cast<double>(n) * 1e9 / static_cast<double>(to_ns - from_ns)
-                         : 0;
+  return to_ns > from_ns ? static_cast<double>(n) * 1e9 / static_cast<double>(to_ns - from_ns) : 0;
 }
 
 void SetLatency(Figures& f, Latencies& l, std::string what) {
@@ -168,13 +167,13 @@ nlohmann::json ToJson(const Figures& f) {
 }
 
 std::string Table(const std::vector<Figures>& all) {
-  std::string out = fmt::format("{:<22} {:<10} {:>11} {:>9} {:>9} {:>9}  {}\n", "scenario",
-                                "system", "msgs/s", "p50 ms", "p99 ms", "p999 ms",
-                                "peak RSS MiB (VmHWM) / other figures");
-  out += std::string(120, '-') + "\n";
+  std::string out =
+      fmt::format("{:<22} {:<17} {:>11} {:>9} {:>9} {:>9}  {}\n", "scenario", "system", "msgs/s",
+                  "p50 ms", "p99 ms", "p999 ms", "peak RSS MiB (VmHWM) / other figures");
+  out += std::string(127, '-') + "\n";
   for (const auto& f : all) {
     if (f.skipped) {
-      out += fmt::format("{:<22} {:<10} skipped: {}\n", f.scenario, f.system, f.note);
+      out += fmt::format("{:<22} {:<17} skipped: {}\n", f.scenario, f.system, f.note);
       continue;
     }
     std::string rest;
@@ -182,24 +181,32 @@ std::string Table(const std::vector<Figures>& all) {
     for (const auto& [k, v] : f.extra) {
       if (k != "runs") rest += fmt::format("{}={:.6g} ", k, v);
     }
-    out += fmt::format("{:<22} {:<10} {:>11} {:>9} {:>9} {:>9}  {}\n", f.scenario, f.system,
+    out += fmt::format("{:<22} {:<17} {:>11} {:>9} {:>9} {:>9}  {}\n", f.scenario, f.system,
                        Cell(f.msgs_per_s, "{:.0f}"), Cell(f.p50_ms, "{:.2f}"),
                        Cell(f.p99_ms, "{:.2f}"), Cell(f.p999_ms, "{:.2f}"), rest);
     if (!f.latency_of.empty() || !f.note.empty()) {
-      out += fmt::format("{:<22}   latency: {}{}{}\n", "", f.latency_of,
-                         f.note.empty() ? "" : "; ", f.note);
+      out += fmt::format("{:<22}   latency: {}{}{}\n", "", f.latency_of, f.note.empty() ? "" : "; ",
+                         f.note);
     }
   }
   return out;
 }
 
+namespace {
+bool Ours(const std::string& system) { return system.starts_with("budstikke"); }
+}  // namespace
+
 std::vector<std::string> Ratios(const std::vector<Figures>& all) {
   std::vector<std::string> out;
   for (const auto& ours : all) {
-    if (ours.system != "budstikke" || ours.skipped) continue;
+    if (!Ours(ours.system) || ours.skipped) continue;
     for (const auto& peer : all) {
-      if (peer.system == "budstikke" || peer.skipped || peer.scenario != ours.scenario) continue;
-      std::string line = fmt::format("{:<22} budstikke / {:<10}", ours.scenario, peer.system);
+      // Each of our stores against every peer, and PostgreSQL against SQLite ("budstikke").
+      const bool against =
+          !Ours(peer.system) || (ours.system != "budstikke" && peer.system == "budstikke");
+      if (!against || peer.skipped || peer.scenario != ours.scenario) continue;
+      std::string line =
+          fmt::format("{:<22} {:>17} / {:<10}", ours.scenario, ours.system, peer.system);
       // At half load each system runs at half its own peak: only the latency compares.
       if (ours.scenario != "half-load" && ours.msgs_per_s && peer.msgs_per_s &&
           *peer.msgs_per_s > 0) {

@@ -38,7 +38,8 @@ class Latencies {
 // What one run of one scenario against one system measured. Absent figures are not measured.
 struct Figures {
   std::string scenario;  // "ingest", "pass-through", ...
-  std::string system;    // "budstikke", "rabbitmq", "nats", "nats-sync"
+  std::string system;    // "budstikke" (SQLite), "budstikke-pg", "budstikke-pg-sync", "rabbitmq",
+                         // "nats", "nats-sync"
   std::optional<double> msgs_per_s;
   std::optional<double> p50_ms, p99_ms, p999_ms;
   std::string latency_of;  // what the latency measures, e.g. "submit -> ACCEPTED"
