@@ -24,8 +24,10 @@ Status BrokerHttp::Start() {
       std::string store_name;
       const Status store = CheckStore(&store_name);
       std::string reason;
-      if (!loop_up) reason = alive == 0 ? "the broker is not serving yet" : "the loop is stuck";
-      else if (!store.ok()) reason = store.message();
+      if (!loop_up)
+        reason = alive == 0 ? "the broker is not serving yet" : "the loop is stuck";
+      else if (!store.ok())
+        reason = store.message();
       SendJson(res,
                {{"status", reason.empty() ? "UP" : "DOWN"},
                 {"broker_id", metrics_.broker_id},

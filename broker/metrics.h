@@ -44,8 +44,8 @@ struct BrokerMetrics {
   metrics::Histogram commit_seconds{metrics::LatencyBuckets()};    // one group commit
 };
 
-// Serves /metrics, /healthz and /health per config.http_*; the store is read through its own read-only
-// opening of the store's read side (QueueStoreReader), made at the first scrape.
+// Serves /metrics, /healthz and /health per config.http_*; the store is read through its own
+// read-only opening of the store's read side (QueueStoreReader), made at the first scrape.
 class BrokerHttp {
  public:
   BrokerHttp(const Config& config, const BrokerMetrics& metrics);

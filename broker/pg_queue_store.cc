@@ -205,7 +205,8 @@ Status CheckServerWritable(pg::Connection& c) {
   if (ro.Int(0, 0) != 0) {
     return Status(Code::kUnavailable,
                   fmt::format("PostgreSQL {} ({}) takes no writes (a standby in recovery, or "
-                              "read-only)", c.server(), c.description()));
+                              "read-only)",
+                              c.server(), c.description()));
   }
   return Status::Ok();
 }
@@ -330,8 +331,7 @@ Status PgQueueStore::Ready() {
   if (conn_->NeedsReconnect()) {
     BUD_RETURN_IF_ERROR(conn_->Reconnect());
     BUD_RETURN_IF_ERROR(SetUpSession(*conn_));
-    Log()->warn("broker store: connected again to {} ({})", conn_->server(),
-                conn_->description());
+    Log()->warn("broker store: connected again to {} ({})", conn_->server(), conn_->description());
     bytes_read_mono_ = -1;
   }
   return Status::Ok();
@@ -361,22 +361,24 @@ Status PgQueueStore::CountForBatch(const std::vector<SubmitItem>& submits) {
     keys.insert("s " + s.sender);
   }
   for (const auto& k : keys) {
-    BUD_RETURN_IF_ERROR(conn_->Exec("SELECT pg_advisory_xact_lock($1::int4, hashtext($2))",
-                                    pg::Params::Of(kCapLockClass, k)).status());
+    BUD_RETURN_IF_ERROR(conn_
+                            ->Exec("SELECT pg_advisory_xact_lock($1::int4, hashtext($2))",
+                                   pg::Params::Of(kCapLockClass, k))
+                            .status());
   }
   auto join = [](const std::set<std::string>& orgs) {
     std::string out;
     for (const auto& o : orgs) out += (out.empty() ? "" : ",") + o;
     return out;
   };
-  BUD_ASSIGN_OR_RETURN(auto r, conn_->Exec(
-      "SELECT receiver, count(*)::bigint FROM broker_messages "
-      "WHERE receiver = ANY(string_to_array($1, ',')) GROUP BY receiver",
-      pg::Params::Of(join(receivers))));
-  BUD_ASSIGN_OR_RETURN(auto s, conn_->Exec(
-      "SELECT sender, count(*)::bigint FROM broker_messages "
-      "WHERE sender = ANY(string_to_array($1, ',')) GROUP BY sender",
-      pg::Params::Of(join(senders))));
+  BUD_ASSIGN_OR_RETURN(
+      auto r, conn_->Exec("SELECT receiver, count(*)::bigint FROM broker_messages "
+                          "WHERE receiver = ANY(string_to_array($1, ',')) GROUP BY receiver",
+                          pg::Params::Of(join(receivers))));
+  BUD_ASSIGN_OR_RETURN(auto s,
+                       conn_->Exec("SELECT sender, count(*)::bigint FROM broker_messages "
+                                   "WHERE sender = ANY(string_to_array($1, ',')) GROUP BY sender",
+                                   pg::Params::Of(join(senders))));
   QueueCounts::ByOrg by_receiver, by_sender;
   for (int i = 0; i < r.size(); ++i) by_receiver[r.Text(i, 0)] = r.Int(i, 1);
   for (int i = 0; i < s.size(); ++i) by_sender[s.Text(i, 0)] = s.Int(i, 1);
@@ -388,9 +390,10 @@ std::string PgQueueStore::QueueRoom(const std::string& sender, const std::string
   if (!caps_.per_receiver && !caps_.per_sender) return std::string();
   // A first look for a streamed upload before it starts; CommitBatch decides under the locks.
   // When the count cannot be read, the commit will tell.
-  auto r = conn_->Exec("SELECT (SELECT count(*) FROM broker_messages WHERE receiver=$1)::bigint, "
-                       "(SELECT count(*) FROM broker_messages WHERE sender=$2)::bigint",
-                       pg::Params::Of(receiver, sender));
+  auto r = conn_->Exec(
+      "SELECT (SELECT count(*) FROM broker_messages WHERE receiver=$1)::bigint, "
+      "(SELECT count(*) FROM broker_messages WHERE sender=$2)::bigint",
+      pg::Params::Of(receiver, sender));
   if (!r.ok() || r->empty()) return std::string();
   QueueCounts counts;
   counts.SetCaps(caps_);
@@ -434,16 +437,16 @@ Result<SessionLease> PgQueueStore::TakeSession(const std::string& org, const std
   pg::Transaction tx(*conn_);
   BUD_RETURN_IF_ERROR(tx.began());
   // The row lock orders this take after every claim in progress under the old epoch.
-  BUD_ASSIGN_OR_RETURN(auto old, conn_->Exec(
-      "SELECT holder, expires_ms > " BUD_DB_NOW_MS " FROM broker_sessions WHERE org=$1 FOR UPDATE",
-      pg::Params::Of(org)));
-  BUD_ASSIGN_OR_RETURN(auto r, conn_->Exec(
-      "INSERT INTO broker_sessions(org, holder, epoch, taken_ms, expires_ms) "
-      "VALUES ($1, $2, 1, " BUD_DB_NOW_MS ", " BUD_DB_NOW_MS " + $3) "
-      "ON CONFLICT (org) DO UPDATE SET holder = EXCLUDED.holder, "
-      "epoch = broker_sessions.epoch + 1, taken_ms = EXCLUDED.taken_ms, "
-      "expires_ms = EXCLUDED.expires_ms RETURNING epoch",
-      pg::Params::Of(org, holder, lease_ms)));
+  BUD_ASSIGN_OR_RETURN(auto old, conn_->Exec("SELECT holder, expires_ms > " BUD_DB_NOW_MS
+                                             " FROM broker_sessions WHERE org=$1 FOR UPDATE",
+                                             pg::Params::Of(org)));
+  BUD_ASSIGN_OR_RETURN(
+      auto r, conn_->Exec("INSERT INTO broker_sessions(org, holder, epoch, taken_ms, expires_ms) "
+                          "VALUES ($1, $2, 1, " BUD_DB_NOW_MS ", " BUD_DB_NOW_MS " + $3) "
+                          "ON CONFLICT (org) DO UPDATE SET holder = EXCLUDED.holder, "
+                          "epoch = broker_sessions.epoch + 1, taken_ms = EXCLUDED.taken_ms, "
+                          "expires_ms = EXCLUDED.expires_ms RETURNING epoch",
+                          pg::Params::Of(org, holder, lease_ms)));
   pg::CommitResult done = tx.Commit();
   if (!done.durable()) return done.status.Context(fmt::format("taking the session of {}", org));
   SessionLease out;
@@ -457,10 +460,10 @@ Result<SessionLease> PgQueueStore::TakeSession(const std::string& org, const std
 Result<std::vector<std::pair<std::string, int64_t>>> PgQueueStore::RenewSessions(
     const std::string& holder, int64_t lease_ms) {
   BUD_RETURN_IF_ERROR(Ready());
-  BUD_ASSIGN_OR_RETURN(auto r, conn_->Exec(
-      "UPDATE broker_sessions SET expires_ms = " BUD_DB_NOW_MS " + $2 WHERE holder=$1 "
-      "RETURNING org, epoch",
-      pg::Params::Of(holder, lease_ms)));
+  BUD_ASSIGN_OR_RETURN(auto r, conn_->Exec("UPDATE broker_sessions SET expires_ms = " BUD_DB_NOW_MS
+                                           " + $2 WHERE holder=$1 "
+                                           "RETURNING org, epoch",
+                                           pg::Params::Of(holder, lease_ms)));
   std::vector<std::pair<std::string, int64_t>> out;
   for (int i = 0; i < r.size(); ++i) out.emplace_back(r.Text(i, 0), r.Int(i, 1));
   return out;
@@ -468,9 +471,12 @@ Result<std::vector<std::pair<std::string, int64_t>>> PgQueueStore::RenewSessions
 
 Status PgQueueStore::ReleaseSession(const LeaseRef& lease) {
   BUD_RETURN_IF_ERROR(Ready());
-  return conn_->Exec("UPDATE broker_sessions SET holder = '', expires_ms = 0 "
-                     "WHERE org=$1 AND holder=$2 AND epoch=$3",
-                     pg::Params::Of(lease.org, lease.holder, lease.epoch)).status();
+  return conn_
+      ->Exec(
+          "UPDATE broker_sessions SET holder = '', expires_ms = 0 "
+          "WHERE org=$1 AND holder=$2 AND epoch=$3",
+          pg::Params::Of(lease.org, lease.holder, lease.epoch))
+      .status();
 }
 
 namespace {
@@ -488,18 +494,19 @@ Status LeaseLost(const LeaseRef& lease) {
 Result<std::vector<Queued>> PgQueueStore::ClaimDeliveries(const LeaseRef& lease,
                                                           const std::vector<int64_t>& handed_out,
                                                           int limit) {
-  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
-    return conn_->Exec(
-        "WITH lease AS (SELECT epoch FROM broker_sessions "
-        "  WHERE org=$1 AND holder=$2 AND epoch=$3 FOR SHARE) "
-        "SELECT 0::bigint, ''::text, ''::bytea FROM lease "
-        "UNION ALL "
-        "(SELECT seq, message_id, envelope FROM broker_messages "
-        "  WHERE receiver=$1 AND EXISTS (SELECT 1 FROM lease) "
-        "  AND NOT (seq = ANY(string_to_array($4, ',')::bigint[])) ORDER BY seq LIMIT $5)",
-        pg::Params::Of(lease.org, lease.holder, lease.epoch, JoinSeqs(handed_out),
-                       static_cast<int64_t>(limit)));
-  }));
+  BUD_ASSIGN_OR_RETURN(
+      auto r, Read<pg::Rows>([&] {
+        return conn_->Exec(
+            "WITH lease AS (SELECT epoch FROM broker_sessions "
+            "  WHERE org=$1 AND holder=$2 AND epoch=$3 FOR SHARE) "
+            "SELECT 0::bigint, ''::text, ''::bytea FROM lease "
+            "UNION ALL "
+            "(SELECT seq, message_id, envelope FROM broker_messages "
+            "  WHERE receiver=$1 AND EXISTS (SELECT 1 FROM lease) "
+            "  AND NOT (seq = ANY(string_to_array($4, ',')::bigint[])) ORDER BY seq LIMIT $5)",
+            pg::Params::Of(lease.org, lease.holder, lease.epoch, JoinSeqs(handed_out),
+                           static_cast<int64_t>(limit)));
+      }));
   bool held = false;
   std::vector<Queued> out;
   for (int i = 0; i < r.size(); ++i) {
@@ -510,23 +517,23 @@ Result<std::vector<Queued>> PgQueueStore::ClaimDeliveries(const LeaseRef& lease,
     out.push_back({r.Int(i, 0), r.Text(i, 1), std::string(r.Bytes(i, 2))});
   }
   if (!held) return LeaseLost(lease);
-  std::sort(out.begin(), out.end(),
-            [](const Queued& a, const Queued& b) { return a.seq < b.seq; });
+  std::sort(out.begin(), out.end(), [](const Queued& a, const Queued& b) { return a.seq < b.seq; });
   return out;
 }
 
 // One statement, as ClaimDeliveries: the attempt is counted only under the current lease.
 Result<std::optional<Queued>> PgQueueStore::ClaimRedelivery(const LeaseRef& lease, int64_t seq) {
   BUD_RETURN_IF_ERROR(Ready());
-  BUD_ASSIGN_OR_RETURN(auto r, conn_->Exec(
-      "WITH lease AS (SELECT epoch FROM broker_sessions "
-      "  WHERE org=$1 AND holder=$2 AND epoch=$3 FOR SHARE), "
-      "upd AS (UPDATE broker_messages SET attempts = attempts + 1 "
-      "  WHERE seq=$4 AND receiver=$1 AND EXISTS (SELECT 1 FROM lease) "
-      "  RETURNING seq, message_id, envelope) "
-      "SELECT (SELECT count(*) FROM lease)::bigint, u.seq, u.message_id, u.envelope "
-      "FROM (SELECT 1) AS one LEFT JOIN upd u ON true",
-      pg::Params::Of(lease.org, lease.holder, lease.epoch, seq)));
+  BUD_ASSIGN_OR_RETURN(
+      auto r,
+      conn_->Exec("WITH lease AS (SELECT epoch FROM broker_sessions "
+                  "  WHERE org=$1 AND holder=$2 AND epoch=$3 FOR SHARE), "
+                  "upd AS (UPDATE broker_messages SET attempts = attempts + 1 "
+                  "  WHERE seq=$4 AND receiver=$1 AND EXISTS (SELECT 1 FROM lease) "
+                  "  RETURNING seq, message_id, envelope) "
+                  "SELECT (SELECT count(*) FROM lease)::bigint, u.seq, u.message_id, u.envelope "
+                  "FROM (SELECT 1) AS one LEFT JOIN upd u ON true",
+                  pg::Params::Of(lease.org, lease.holder, lease.epoch, seq)));
   if (r.empty() || r.Int(0, 0) == 0) return LeaseLost(lease);
   if (r.IsNull(0, 1)) return std::optional<Queued>();
   return std::optional<Queued>(Queued{r.Int(0, 1), r.Text(0, 2), std::string(r.Bytes(0, 3))});

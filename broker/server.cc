@@ -1,14 +1,13 @@
 // Broker event loop. See server.h and docs/protocol.md.
 #include "broker/server.h"
 
-#include "broker/store_factory.h"
-
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <optional>
 
+#include "broker/store_factory.h"
 #include "common/clock.h"
 #include "common/crypto/envelope.h"
 #include "common/fs.h"
@@ -227,8 +226,8 @@ void Server::RenewLeases() {
 void Server::LeaseLost(const std::string& rid, const Status& why) {
   Session* s = SessionByRid(rid);
   if (s == nullptr) return;
-  Log()->warn("session {} of {}: lease epoch {} lost ({}); the session is dropped here",
-              Short(rid), s->org, s->epoch, why.message());
+  Log()->warn("session {} of {}: lease epoch {} lost ({}); the session is dropped here", Short(rid),
+              s->org, s->epoch, why.message());
   metrics_.sessions_lost.fetch_add(1, std::memory_order_relaxed);
   s->epoch = 0;  // not released: it is another broker's now
   DropSession(rid, "its session lease went to another broker");
@@ -916,8 +915,7 @@ void Server::CheckTimers() {
         break;
       }
       if (!q.ok()) {
-        Log()->error("redelivering message {} to {}: {}", it->first, s.org,
-                     q.status().ToString());
+        Log()->error("redelivering message {} to {}: {}", it->first, s.org, q.status().ToString());
         it->second.sent_mono = now;  // tried again after another ack_timeout_ms
         ++it;
         continue;

@@ -33,8 +33,9 @@
 // ZMTP heartbeats on the ROUTER let libzmq drop dead connections.
 // Authentication: with CURVE on, ZAP admits only keys the registry knows and binds each
 // connection to that organisation (User-Id). ZAP runs on its own threads with a cache
-// (wire::CachedZapHandler): a slow or absent registry never stalls this loop; Hello must name the same organisation, and an
-// envelope's sender must be it. Without CURVE (development only) Hello names the organisation.
+// (wire::CachedZapHandler): a slow or absent registry never stalls this loop; Hello must name the
+// same organisation, and an envelope's sender must be it. Without CURVE (development only) Hello
+// names the organisation.
 #pragma once
 
 #include <atomic>
@@ -82,7 +83,7 @@ class Server {
     wire::ConnRef conn;  // that connection (wire::ConnectionWatch), for the Hello deadline
     uint32_t credit = 1;
     int64_t last_seen_mono = 0;
-    int64_t epoch = 0;            // of the session's lease (QueueStore::TakeSession)
+    int64_t epoch = 0;               // of the session's lease (QueueStore::TakeSession)
     std::set<int64_t> notices_sent;  // sent in this session and not acknowledged yet
     std::map<std::string, Inflight> inflight;
     // The receiver said Defer (its disk is full): nothing is delivered before defer_until_mono.

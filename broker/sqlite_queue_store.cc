@@ -2,7 +2,6 @@
 #include "broker/sqlite_queue_store.h"
 
 #include <fmt/format.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -183,13 +182,14 @@ Result<int64_t> CountQueuedRows(storage::Db& db) {
 // The file and its folder (for the WAL) take writes, as far as permissions tell.
 Status FileWritable(const std::string& path) {
   if (::access(path.c_str(), W_OK) != 0) {
-    return Status(Code::kUnavailable, fmt::format("SQLite file {} is not writable: {}", path,
-                                                  std::strerror(errno)));
+    return Status(Code::kUnavailable,
+                  fmt::format("SQLite file {} is not writable: {}", path, std::strerror(errno)));
   }
   const std::string dir = ParentDir(AbsolutePath(path));
   if (::access(dir.c_str(), W_OK) != 0) {
     return Status(Code::kUnavailable, fmt::format("the folder {} of the SQLite file is not "
-                                                  "writable: {}", dir, std::strerror(errno)));
+                                                  "writable: {}",
+                                                  dir, std::strerror(errno)));
   }
   return Status::Ok();
 }
@@ -534,8 +534,8 @@ Status SqliteQueueStore::CheckLease(const LeaseRef& lease) const {
 Result<std::vector<Queued>> SqliteQueueStore::ClaimDeliveries(
     const LeaseRef& lease, const std::vector<int64_t>& handed_out, int limit) {
   BUD_RETURN_IF_ERROR(CheckLease(lease));
-  BUD_ASSIGN_OR_RETURN(auto next, NextFor(lease.org, 0,
-                                          limit + static_cast<int>(handed_out.size())));
+  BUD_ASSIGN_OR_RETURN(auto next,
+                       NextFor(lease.org, 0, limit + static_cast<int>(handed_out.size())));
   std::vector<Queued> out;
   for (auto& q : next) {
     if (static_cast<int>(out.size()) >= limit) break;

@@ -3,10 +3,10 @@
 // hold across them; a message committed late with a lower seq is still claimed (where a "highest
 // seq handed out" cursor skips it); a commit on one wakes the other (LISTEN/NOTIFY), also after
 // its listening connection was lost; a claim and a takeover of the same lease are serialised.
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <poll.h>
 
+#include <catch2/catch.hpp>
 #include <future>
 #include <thread>
 
@@ -149,9 +149,11 @@ TEST_CASE("several brokers on one PostgreSQL: a lower seq committed later is sti
   const int64_t low = seq->Int(0, 0);
   pg::Params p = pg::Params::Of(low, late_id, std::string(kA), std::string(kB));
   p.AddBytea("late envelope").Add(NowMs()).Add(NowMs() + 3600 * 1000);
-  REQUIRE((*late)->Exec("INSERT INTO broker_messages(seq, message_id, sender, receiver, envelope, "
-                        "received_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        p).ok());
+  REQUIRE((*late)
+              ->Exec("INSERT INTO broker_messages(seq, message_id, sender, receiver, envelope, "
+                     "received_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     p)
+              .ok());
 
   std::vector<SubmitItem> early = {Item(kA, kB)};
   CommitSubmits(*store, early);
@@ -176,9 +178,10 @@ TEST_CASE("several brokers on one PostgreSQL: a lower seq committed later is sti
   CHECK((*claimed)[0].message_id == late_id);
 }
 
-TEST_CASE("several brokers on one PostgreSQL: a commit on one wakes the other, also after its "
-          "listener was lost",
-          "[broker][store][pg][multi]") {
+TEST_CASE(
+    "several brokers on one PostgreSQL: a commit on one wakes the other, also after its "
+    "listener was lost",
+    "[broker][store][pg][multi]") {
   test::PostgresServer server;
   auto one = OpenStore(server);
   auto two = OpenStore(server);
@@ -214,16 +217,17 @@ TEST_CASE("several brokers on one PostgreSQL: a commit on one wakes the other, a
 
   // The listening connections (both stores') are cut by the server: each store notices, opens
   // its own again, and hears the next commit.
-  server.AdminExec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                   "WHERE application_name = 'bud-broker-listen'");
+  server.AdminExec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE application_name = 'bud-broker-listen'");
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const int64_t deadline = MonoMs() + 10000;
   bool listening_again = false;
   while (MonoMs() < deadline && !listening_again) {
     (void)one->TakeWakeups();
     (void)two->TakeWakeups();
-    listening_again =
-        server.AdminQuery("SELECT count(*)::text FROM pg_stat_activity WHERE "
+    listening_again = server.AdminQuery(
+                          "SELECT count(*)::text FROM pg_stat_activity WHERE "
                           "application_name = 'bud-broker-listen'") == "2";
     if (!listening_again) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
@@ -237,9 +241,10 @@ TEST_CASE("several brokers on one PostgreSQL: a commit on one wakes the other, a
 // The fence: a takeover in progress (its transaction holds the lease row) makes a claim of the
 // old holder wait, and once it commits the claim finds the lease gone; so no claim of the old
 // epoch can succeed after a takeover committed.
-TEST_CASE("several brokers on one PostgreSQL: a claim waits for a takeover in progress, then "
-          "is refused",
-          "[broker][store][pg][multi]") {
+TEST_CASE(
+    "several brokers on one PostgreSQL: a claim waits for a takeover in progress, then "
+    "is refused",
+    "[broker][store][pg][multi]") {
   test::PostgresServer server;
   auto one = OpenStore(server);
   std::vector<SubmitItem> batch = {Item(kA, kB)};
@@ -252,9 +257,11 @@ TEST_CASE("several brokers on one PostgreSQL: a claim waits for a takeover in pr
   REQUIRE(other.ok());
   pg::Transaction takeover(**other);
   REQUIRE(takeover.began().ok());
-  REQUIRE((*other)->Exec("UPDATE broker_sessions SET holder='broker-2', epoch=epoch+1 "
-                         "WHERE org=$1",
-                         pg::Params::Of(std::string(kB))).ok());
+  REQUIRE((*other)
+              ->Exec("UPDATE broker_sessions SET holder='broker-2', epoch=epoch+1 "
+                     "WHERE org=$1",
+                     pg::Params::Of(std::string(kB)))
+              .ok());
   auto claim = std::async(std::launch::async, [&] { return one->ClaimDeliveries(ref, {}, 10); });
   CHECK(claim.wait_for(std::chrono::milliseconds(500)) == std::future_status::timeout);
   REQUIRE(takeover.Commit().durable());

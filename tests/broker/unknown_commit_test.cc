@@ -55,8 +55,7 @@ class UnknownCommits final : public QueueStore {
   Result<int64_t> BytesUsed() override { return inner_->BytesUsed(); }
   std::string Describe() const override { return inner_->Describe(); }
   Status CheckWritable() override { return inner_->CheckWritable(); }
-  Result<SessionLease> TakeSession(const std::string& o, const std::string& h,
-                                   int64_t l) override {
+  Result<SessionLease> TakeSession(const std::string& o, const std::string& h, int64_t l) override {
     return inner_->TakeSession(o, h, l);
   }
   Result<std::vector<std::pair<std::string, int64_t>>> RenewSessions(const std::string& h,

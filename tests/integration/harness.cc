@@ -498,8 +498,8 @@ Exchange::Exchange(ExchangeOptions options) : options_(std::move(options)) {
     }
     std::vector<std::string> argv = broker_argv;
     argv.back() = dir + "/broker.toml";
-    extra_brokers_.push_back(std::make_unique<Process>(
-        "bud-broker-" + std::to_string(n), argv, dir, dir + "/bud-broker.log"));
+    extra_brokers_.push_back(std::make_unique<Process>("bud-broker-" + std::to_string(n), argv, dir,
+                                                       dir + "/bud-broker.log"));
     extra_endpoints_.emplace_back();
   }
   WriteRegistryConfig("tcp://127.0.0.1:*");
@@ -676,7 +676,8 @@ void Exchange::StartBroker(size_t n) {
 std::string Exchange::BrokerHttpBase(size_t n) const {
   std::string addr = ReadFileOrEmpty(BrokerDir(n) + "/http.addr");
   while (!addr.empty() && (addr.back() == '\n' || addr.back() == ' ')) addr.pop_back();
-  if (addr.empty()) throw HarnessError("broker " + std::to_string(n) + " published no HTTP address");
+  if (addr.empty())
+    throw HarnessError("broker " + std::to_string(n) + " published no HTTP address");
   return "http://" + addr;
 }
 

@@ -8,9 +8,9 @@
 // appends its stdout and stderr to <folder>/<name>.log. With extra_brokers, more bud-broker
 // processes share the first one's PostgreSQL store, each in a folder of its own. Processes can be
 // stopped (SIGTERM, then SIGKILL after a grace period), killed (SIGKILL) and started again with
-// the same config and the same store. After the first start of a listener the harness pins the port it got into its config
-// (listen = the published endpoint), so a restarted registry or broker comes back where the
-// others expect it.
+// the same config and the same store. After the first start of a listener the harness pins the port
+// it got into its config (listen = the published endpoint), so a restarted registry or broker comes
+// back where the others expect it.
 //
 // Deadlines: every wait polls with a deadline and never blocks without one. A wait that times
 // out, or that sees a process exit which the test did not stop, throws HarnessError with a

@@ -15,15 +15,15 @@
 // (bench/broker_link.h does the same). Every wait has a deadline.
 #include <httplib.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
-#include <algorithm>
-#include <functional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -96,8 +96,8 @@ class Link {
     Send(m);
     if (!Pump(kDefaultWait, [&] { return welcomed_; })) {
       Live().erase(this);
-      throw HarnessError("no Welcome for " + org + " from broker " + std::to_string(broker) +
-                         "\n" + ex_.Diagnostics());
+      throw HarnessError("no Welcome for " + org + " from broker " + std::to_string(broker) + "\n" +
+                         ex_.Diagnostics());
     }
   }
 
@@ -150,7 +150,7 @@ class Link {
   void set_auto_ack(bool on) { auto_ack_ = on; }
   void set_heartbeats(bool on) { heartbeats_ = on; }
 
- ~Link() { Live().erase(this); }
+  ~Link() { Live().erase(this); }
   Link(const Link&) = delete;
   Link& operator=(const Link&) = delete;
 
@@ -221,7 +221,8 @@ class Link {
       case wire::BrokerMessage::kRefused:
         if (m.refused().reason().starts_with("no session")) refused_no_session_ = true;
         break;
-      default: break;
+      default:
+        break;
     }
   }
 
@@ -298,9 +299,10 @@ json Health(Exchange& ex, size_t broker, int* status) {
 
 }  // namespace
 
-TEST_CASE("three brokers on one PostgreSQL: senders on two, the receiver on the third; each "
-          "message delivered once, woken by NOTIFY",
-          "[integration][multi-broker][pg]") {
+TEST_CASE(
+    "three brokers on one PostgreSQL: senders on two, the receiver on the third; each "
+    "message delivered once, woken by NOTIFY",
+    "[integration][multi-broker][pg]") {
   PostgresServer pg;
   ExchangeOptions o = MultiBrokerOptions(pg, 3);
   // Only the wake-up can deliver in time: the fallback look comes once a minute.
@@ -331,9 +333,10 @@ TEST_CASE("three brokers on one PostgreSQL: senders on two, the receiver on the 
   CHECK(ex.broker(2).LogSinceStart().find("lease epoch") != std::string::npos);
 }
 
-TEST_CASE("the receiver moves to another broker while the first lives: the first is fenced at "
-          "once, the second delivers the unacknowledged ones",
-          "[integration][multi-broker][pg]") {
+TEST_CASE(
+    "the receiver moves to another broker while the first lives: the first is fenced at "
+    "once, the second delivers the unacknowledged ones",
+    "[integration][multi-broker][pg]") {
   PostgresServer pg;
   ExchangeOptions o = MultiBrokerOptions(pg, 2);
   o.http = true;
@@ -378,9 +381,10 @@ TEST_CASE("the receiver moves to another broker while the first lives: the first
   CHECK(pg.AdminQuery("SELECT count(*)::text FROM broker_messages", pg.Database()) == "0");
 }
 
-TEST_CASE("a broker SIGKILLed while it holds the receiver: the receiver's Hello on another "
-          "broker takes over; every message arrives and is acknowledged once",
-          "[integration][multi-broker][pg]") {
+TEST_CASE(
+    "a broker SIGKILLed while it holds the receiver: the receiver's Hello on another "
+    "broker takes over; every message arrives and is acknowledged once",
+    "[integration][multi-broker][pg]") {
   PostgresServer pg;
   ExchangeOptions o = MultiBrokerOptions(pg, 2);
   o.broker_settings["session_lease_ms"] = "2000";
@@ -394,10 +398,9 @@ TEST_CASE("a broker SIGKILLed while it holds the receiver: the receiver's Hello 
     REQUIRE(held.Pump(kDefaultWait, [&] { return held.delivered().size() >= 4; }));
     ex.broker(0).Kill();  // four deliveries in flight, never acknowledged
   }
-  const std::string holder_before =
-      pg.AdminQuery("SELECT holder FROM broker_sessions WHERE org = '0192:" +
-                        std::string(kAgencyB) + "'",
-                    pg.Database());
+  const std::string holder_before = pg.AdminQuery(
+      "SELECT holder FROM broker_sessions WHERE org = '0192:" + std::string(kAgencyB) + "'",
+      pg.Database());
   CHECK_FALSE(holder_before.empty());  // the dead broker's lease, still in the table
 
   Link receiver(ex, kAgencyB, 1, /*credit=*/4);
@@ -413,10 +416,9 @@ TEST_CASE("a broker SIGKILLed while it holds the receiver: the receiver's Hello 
   receiver.PumpFor(Millis(1500));
   for (const auto& id : ids) CHECK(receiver.DeliveredCount(id) == 1);
   CHECK(receiver.after_ack().empty());
-  const std::string holder_after =
-      pg.AdminQuery("SELECT holder FROM broker_sessions WHERE org = '0192:" +
-                        std::string(kAgencyB) + "'",
-                    pg.Database());
+  const std::string holder_after = pg.AdminQuery(
+      "SELECT holder FROM broker_sessions WHERE org = '0192:" + std::string(kAgencyB) + "'",
+      pg.Database());
   CHECK_FALSE(holder_after.empty());
   CHECK(holder_after != holder_before);
   CHECK(pg.AdminQuery("SELECT count(*)::text FROM broker_messages", pg.Database()) == "0");
@@ -433,9 +435,10 @@ TEST_CASE("a broker SIGKILLed while it holds the receiver: the receiver's Hello 
   for (const auto& id : last) CHECK(receiver.DeliveredCount(id) == 1);
 }
 
-TEST_CASE("a broker's /health: 200 while its PostgreSQL store is writable, 503 with the reason "
-          "when the server is stopped, 200 again when it is back",
-          "[integration][multi-broker][pg]") {
+TEST_CASE(
+    "a broker's /health: 200 while its PostgreSQL store is writable, 503 with the reason "
+    "when the server is stopped, 200 again when it is back",
+    "[integration][multi-broker][pg]") {
   PostgresServer pg;
   ExchangeOptions o = MultiBrokerOptions(pg, 1);
   o.http = true;
