@@ -96,8 +96,8 @@ Status Server::Run() {
   std::string endpoint = sock_->get(zmq::sockopt::last_endpoint);
   BUD_RETURN_IF_ERROR(PublishEndpoint(config_.endpoint_file, endpoint));
   auto queued = store_->QueuedCount();
-  Log()->info("broker {} listening on {} (store {}, {} message(s) queued)", broker_id(), endpoint,
-              store_->Describe(), queued.ok() ? *queued : -1);
+  Log()->info("broker listening on {} as {} (store {}, {} message(s) queued)", endpoint,
+              broker_id(), store_->Describe(), queued.ok() ? *queued : -1);
 
   leases_renewed_mono_ = MonoMs();
   int64_t last_renew = MonoMs();
@@ -186,7 +186,7 @@ Status Server::Run() {
       Log()->warn("releasing the session lease of {}: {}", org, r.ToString());
     }
   }
-  Log()->info("broker {} stopping", broker_id());
+  Log()->info("broker stopping ({})", broker_id());
   return Status::Ok();
 }
 
@@ -432,7 +432,7 @@ void Server::OnHello(const std::string& rid, int fd, const wire::Hello& hello,
   s.last_seen_mono = MonoMs();
   s.epoch = lease->epoch;
   rid_org_[rid] = who;
-  Log()->info("session {} opened by {} (credit {}, lease epoch {})", Short(rid), who, s.credit,
+  Log()->info("session {} opened by {} (credit {}) with lease epoch {}", Short(rid), who, s.credit,
               s.epoch);
   wire::BrokerMessage w;
   w.set_protocol_version(wire::kProtocolVersion);

@@ -276,3 +276,38 @@ TEST_CASE(
 }
 
 }  // namespace bud::broker
+
+namespace bud::broker {
+
+// A version 2 database (one broker per database, no leases) is migrated to version 3 when a
+// broker of this release opens it: the queue is kept, the leases work.
+TEST_CASE("PostgreSQL: a version 2 broker store migrates to version 3 (session leases)",
+          "[broker][store][pg][multi]") {
+  test::PostgresServer server;
+  std::vector<SubmitItem> queued = {Item(kA, kB)};
+  {
+    auto store = OpenStore(server);
+    CommitSubmits(*store, queued);
+  }
+  // What a release of schema 2 left behind.
+  server.AdminExec(
+      "DROP TABLE broker_sessions; DROP INDEX broker_messages_by_sender; "
+      "UPDATE broker_schema SET version = 2",
+      server.Database());
+  auto info = CheckPgQueueStore(Options(server));
+  REQUIRE(info.ok());
+  CHECK(info->schema_version == 2);
+  auto migrated = MigratePgQueueStore(Options(server));
+  REQUIRE(migrated.ok());
+  CHECK(migrated->migrated_from == 2);
+  CHECK(migrated->schema_version == 3);
+  auto store = OpenStore(server);
+  auto lease = store->TakeSession(kB, "broker-1", 60000);
+  REQUIRE(lease.ok());
+  auto claimed = store->ClaimDeliveries({kB, "broker-1", lease->epoch}, {}, 10);
+  REQUIRE(claimed.ok());
+  REQUIRE(claimed->size() == 1);
+  CHECK((*claimed)[0].message_id == queued[0].message_id);
+}
+
+}  // namespace bud::broker
