@@ -191,11 +191,11 @@ Status Server::Run() {
 }
 
 void Server::RenewLeases() {
-  if (sessions_.empty()) {
-    leases_renewed_mono_ = MonoMs();
+  auto held = store_->RenewSessions(broker_id(), config_.session_lease_ms);
+  if (!held.ok() && sessions_.empty()) {
+    leases_renewed_mono_ = MonoMs();  // nothing held that could be lost
     return;
   }
-  auto held = store_->RenewSessions(broker_id(), config_.session_lease_ms);
   if (!held.ok()) {
     const int64_t since = MonoMs() - leases_renewed_mono_;
     Log()->error("renewing the session leases of {} session(s): {} ({} ms since the last renewal)",
@@ -218,6 +218,15 @@ void Server::RenewLeases() {
     auto it = epochs.find(org);
     if (it == epochs.end() || it->second != session.epoch) lost.push_back(session.rid);
   }
+  // A lease this broker holds without a session (its release failed): given up now, so that it
+  // does not live on renewed.
+  for (const auto& [org, epoch] : epochs) {
+    auto s = sessions_.find(org);
+    if (s != sessions_.end() && s->second.epoch == epoch) continue;
+    if (Status r = store_->ReleaseSession({org, broker_id(), epoch}); !r.ok()) {
+      Log()->warn("releasing the session lease of {}: {}", org, r.ToString());
+    }
+  }
   for (const auto& rid : lost) {
     LeaseLost(rid, Status(Code::kConflict, "the lease was taken over by another broker"));
   }
@@ -236,8 +245,12 @@ void Server::LeaseLost(const std::string& rid, const Status& why) {
 void Server::TakeWakeups() {
   auto orgs = store_->TakeWakeups();
   if (!orgs.ok()) {
-    Log()->warn("wake-ups from other brokers: {} (polling every {} ms meanwhile)",
-                orgs.status().ToString(), config_.wake_poll_ms);
+    // Once a minute at most: the store's own errors say the rest.
+    if (wake_warned_mono_ == 0 || MonoMs() - wake_warned_mono_ >= 60000) {
+      Log()->warn("wake-ups from other brokers: {} (polling every {} ms meanwhile)",
+                  orgs.status().ToString(), config_.wake_poll_ms);
+      wake_warned_mono_ = MonoMs();
+    }
     return;
   }
   for (auto& org : *orgs) {

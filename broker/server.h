@@ -154,6 +154,7 @@ class Server {
   std::vector<NoticeAck> batch_acks_;
   std::set<std::string> dirty_orgs_;              // orgs with new deliveries or notices
   int64_t leases_renewed_mono_ = 0;               // last successful RenewSessions
+  int64_t wake_warned_mono_ = 0;                  // last warning about wake-ups
   std::vector<int64_t> batch_submit_us_;          // when each batched submit arrived (mono µs)
   BrokerMetrics metrics_;
   std::atomic<bool> stop_{false};
