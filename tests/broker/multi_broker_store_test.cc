@@ -3,6 +3,8 @@
 // hold across them; a message committed late with a lower seq is still claimed (where a "highest
 // seq handed out" cursor skips it); a commit on one wakes the other (LISTEN/NOTIFY), also after
 // its listening connection was lost; a claim and a takeover of the same lease are serialised.
+// Also: a version 2 store migrates to version 3, and the read side tells a writable server from
+// a read-only or stopped one (what /health reports).
 #include <fmt/format.h>
 #include <poll.h>
 
@@ -308,6 +310,32 @@ TEST_CASE("PostgreSQL: a version 2 broker store migrates to version 3 (session l
   REQUIRE(claimed.ok());
   REQUIRE(claimed->size() == 1);
   CHECK((*claimed)[0].message_id == queued[0].message_id);
+}
+
+}  // namespace bud::broker
+
+namespace bud::broker {
+
+// What /health asks of the store's read side: a server that takes no writes is named as such.
+TEST_CASE("PostgreSQL: the read side says whether the server takes writes",
+          "[broker][store][pg][multi]") {
+  test::PostgresServer server;
+  { auto store = OpenStore(server); }
+  auto reader = OpenPgQueueReader(Options(server));
+  REQUIRE(reader.ok());
+  CHECK((*reader)->CheckWritable().ok());
+  server.AdminExec("ALTER DATABASE " + server.Database() +
+                   " SET default_transaction_read_only = on");
+  auto read_only = OpenPgQueueReader(Options(server));  // a new session takes the setting
+  REQUIRE(read_only.ok());
+  Status w = (*read_only)->CheckWritable();
+  CHECK(w.code() == Code::kUnavailable);
+  CHECK_THAT(w.message(), Catch::Contains("takes no writes"));
+  server.Stop();
+  Status down = (*reader)->CheckWritable();
+  CHECK_FALSE(down.ok());
+  CHECK_THAT(down.message(), Catch::Contains(std::to_string(server.Port())));
+  server.Start();
 }
 
 }  // namespace bud::broker
