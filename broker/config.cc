@@ -53,6 +53,9 @@ Result<Config> Config::Load(const std::string& path) {
                                                    1, 64ll << 30));
   BUD_ASSIGN_OR_RETURN(c.stream_window, f.Int("broker.stream_window", c.stream_window, 1, 256));
   BUD_ASSIGN_OR_RETURN(c.sweep_ms, f.Int("broker.sweep_ms", c.sweep_ms, 10, 3600000));
+  BUD_ASSIGN_OR_RETURN(c.session_lease_ms,
+                       f.Int("broker.session_lease_ms", c.session_lease_ms, 300, 600000));
+  BUD_ASSIGN_OR_RETURN(c.wake_poll_ms, f.Int("broker.wake_poll_ms", c.wake_poll_ms, 50, 600000));
   BUD_ASSIGN_OR_RETURN(c.checkpoint_ms,
                        f.Int("broker.checkpoint_ms", c.checkpoint_ms, 100, 86400000));
   BUD_ASSIGN_OR_RETURN(c.max_envelope_bytes,

@@ -47,6 +47,11 @@ struct Config {
   int64_t store_max_bytes = 0;                   // [broker] store_max_bytes: cap (0 = auto, below)
   int64_t sweep_ms = 1000;                       // [broker] sweep_ms: expiry sweep interval
   int64_t checkpoint_ms = 60000;                 // [broker] checkpoint_ms: WAL checkpoint interval
+  // Several brokers on one PostgreSQL store (docs/operating.md, "Several brokers on one
+  // database"). [broker] session_lease_ms: a session's lease, renewed every third of it;
+  // [broker] wake_poll_ms: look at every session this often, besides LISTEN/NOTIFY.
+  int64_t session_lease_ms = 5000;
+  int64_t wake_poll_ms = 1000;
   // Caps on what one peer can make the broker hold (docs/operating.md, "Limits").
   int64_t max_envelope_bytes = 16ll << 20;       // [broker] max_envelope_bytes: one small envelope
   int64_t max_batch_bytes = 64ll << 20;          // [broker] max_batch_bytes: frame bytes per turn

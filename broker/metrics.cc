@@ -16,6 +16,27 @@ Status BrokerHttp::Start() {
     srv.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(Metrics(), metrics::kContentType);
     });
+    // For a load balancer or a supervisor: can this broker do its job? Its loop turns, and its
+    // store is reachable and takes writes (PostgreSQL: a primary, not a standby).
+    srv.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+      const int64_t alive = metrics_.loop_alive_mono_ms.load();
+      const bool loop_up = alive != 0 && MonoMs() - alive < 5000;
+      std::string store_name;
+      const Status store = CheckStore(&store_name);
+      std::string reason;
+      if (!loop_up)
+        reason = alive == 0 ? "the broker is not serving yet" : "the loop is stuck";
+      else if (!store.ok())
+        reason = store.message();
+      SendJson(res,
+               {{"status", reason.empty() ? "UP" : "DOWN"},
+                {"broker_id", metrics_.broker_id},
+                {"store", store_name},
+                {"store_writable", store.ok()},
+                {"reason", reason},
+                {"sessions", metrics_.sessions.load()}},
+               reason.empty() ? 200 : 503);
+    });
     srv.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
       const int64_t alive = metrics_.loop_alive_mono_ms.load();
       const int64_t age = alive == 0 ? -1 : MonoMs() - alive;
@@ -28,6 +49,17 @@ Status BrokerHttp::Start() {
     });
   }));
   return Status::Ok();
+}
+
+Status BrokerHttp::CheckStore(std::string* describe) {
+  std::lock_guard lock(reader_mu_);
+  if (!reader_) {
+    auto reader = OpenQueueReader(config_);
+    if (!reader.ok()) return reader.status();
+    reader_ = std::move(*reader);
+  }
+  *describe = reader_->Describe();
+  return reader_->CheckWritable();
 }
 
 std::string BrokerHttp::Metrics() {
@@ -73,7 +105,8 @@ std::string BrokerHttp::Metrics() {
   per_receiver("bud_broker_queue_retried",
                "Messages waiting for each receiver that had at least one failed delivery.",
                [](const ReceiverStats& q) { return q.retried; });
-  w.Family("bud_broker_sessions", "gauge", "Connected integration points.");
+  w.Family("bud_broker_sessions", "gauge",
+           "Connected integration points: the sessions (and their leases) this broker holds.");
   w.Sample("bud_broker_sessions", static_cast<double>(metrics_.sessions.load()));
   auto counter = [&](const char* name, const char* help, const std::atomic<int64_t>& v) {
     w.Family(name, "counter", help);
@@ -108,6 +141,15 @@ std::string BrokerHttp::Metrics() {
   counter("bud_broker_uploads_dropped_total",
           "Streamed uploads dropped with their spool: expired, or no chunk for upload_idle_ms.",
           metrics_.uploads_dropped);
+  counter("bud_broker_session_takeovers_total",
+          "Hellos that took a live session lease over from another broker.",
+          metrics_.session_takeovers);
+  counter("bud_broker_sessions_lost_total",
+          "Sessions dropped because their lease went to another broker or could not be renewed.",
+          metrics_.sessions_lost);
+  counter("bud_broker_wakeups_total",
+          "Wake-ups (NOTIFY) for sessions here from commits, this broker's or another's.",
+          metrics_.wakeups);
   counter("bud_broker_history_pruned_total",
           "Message ids forgotten (seen and reports rows) after retention_ms.", metrics_.pruned);
   auto gauge = [&](const char* name, const char* help, const std::atomic<int64_t>& v) {

@@ -1,5 +1,6 @@
 // What the broker counts for /metrics (written by the server thread, read by HTTP threads),
-// and the broker's HTTP endpoints: /metrics (Prometheus text) and /healthz.
+// and the broker's HTTP endpoints: /metrics (Prometheus text), /healthz (the loop turns) and
+// /health (the loop turns and the store is reachable and writable).
 #pragma once
 
 #include <atomic>
@@ -14,6 +15,7 @@
 namespace bud::broker {
 
 struct BrokerMetrics {
+  std::string broker_id;                       // set before the HTTP threads start, then fixed
   std::atomic<int64_t> loop_alive_mono_ms{0};  // last turn of the server loop (0: not serving)
   std::atomic<int64_t> sessions{0};
   std::atomic<int64_t> submits{0};
@@ -35,12 +37,15 @@ struct BrokerMetrics {
   std::atomic<int64_t> uploads_dropped{0};     // expired or idle uploads swept
   std::atomic<int64_t> spool_bytes{0};         // reserved or held by spool files
   std::atomic<int64_t> pruned{0};              // message ids forgotten after the retention
+  std::atomic<int64_t> session_takeovers{0};   // Hellos that took a live lease from another broker
+  std::atomic<int64_t> sessions_lost{0};       // sessions dropped: their lease went elsewhere
+  std::atomic<int64_t> wakeups{0};             // wake-ups from other brokers' commits
   metrics::Histogram submit_to_accept{metrics::LatencyBuckets()};  // frame in -> ACCEPTED out
   metrics::Histogram commit_seconds{metrics::LatencyBuckets()};    // one group commit
 };
 
-// Serves /metrics and /healthz per config.http_*; the store is read through its own read-only
-// opening of the store's read side (QueueStoreReader), made at the first scrape.
+// Serves /metrics, /healthz and /health per config.http_*; the store is read through its own
+// read-only opening of the store's read side (QueueStoreReader), made at the first scrape.
 class BrokerHttp {
  public:
   BrokerHttp(const Config& config, const BrokerMetrics& metrics);
@@ -48,6 +53,8 @@ class BrokerHttp {
 
  private:
   std::string Metrics();
+  // Ok when the store is reachable and writable; *describe names it.
+  Status CheckStore(std::string* describe);
   const Config& config_;
   const BrokerMetrics& metrics_;
   std::mutex reader_mu_;

@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <set>
+
 #include "common/clock.h"
 #include "common/log.h"
 
@@ -68,7 +71,30 @@ const std::vector<std::string> kPgMigrations = {
          PRIMARY KEY (message_id, idx)
        );
        ALTER TABLE broker_chunks ALTER COLUMN record SET STORAGE EXTERNAL;)",
+    // 3: several brokers on one database. The session leases (one row per organisation ever
+    // seen, kept when released so that its epoch only grows), and the index the per-sender cap
+    // counts through.
+    R"(CREATE TABLE broker_sessions (
+         org text PRIMARY KEY,
+         holder text NOT NULL,
+         epoch bigint NOT NULL,
+         taken_ms bigint NOT NULL,
+         expires_ms bigint NOT NULL
+       );
+       CREATE INDEX broker_sessions_by_holder ON broker_sessions(holder);
+       CREATE INDEX broker_messages_by_sender ON broker_messages(sender);)",
 };
+
+// The database server's clock in milliseconds: leases are timed by one clock for all brokers.
+#define BUD_DB_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+
+// The channel of wake-ups: the payload is the organisation with something new.
+constexpr const char* kWakeChannel = "bud_broker_wake";
+// Cap-count locks (pg_advisory_xact_lock(kCapLockClass, hashtext(org key))): the two-int4 key
+// space, apart from kSchemaLock's bigint one.
+constexpr int64_t kCapLockClass = 0x62756401;
+// A lost listener connection is opened again at most this often.
+constexpr int64_t kListenRetryMs = 1000;
 
 // Held while the schema is created or migrated (pg_advisory_xact_lock): "bud-broker".
 constexpr int64_t kSchemaLock = 0x6275642d62726f6b;
@@ -172,6 +198,38 @@ Result<int64_t> ReadQueuedCount(pg::Connection& c) {
   return r.Int(0, 0);
 }
 
+// Ok when the server takes writes (a primary, not read-only).
+Status CheckServerWritable(pg::Connection& c) {
+  BUD_ASSIGN_OR_RETURN(auto ro, c.Exec("SELECT pg_is_in_recovery() OR "
+                                       "current_setting('default_transaction_read_only') = 'on'"));
+  if (ro.Int(0, 0) != 0) {
+    return Status(Code::kUnavailable,
+                  fmt::format("PostgreSQL {} ({}) takes no writes (a standby in recovery, or "
+                              "read-only)",
+                              c.server(), c.description()));
+  }
+  return Status::Ok();
+}
+
+std::string JoinSeqs(const std::vector<int64_t>& seqs) {
+  std::string out;
+  for (int64_t s : seqs) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(s);
+  }
+  return out;
+}
+
+// Sends a wake-up for each organisation, delivered to listeners when the transaction commits
+// (PostgreSQL folds repeats within one transaction).
+Status Notify(pg::Connection& c, const std::set<std::string>& orgs) {
+  for (const auto& org : orgs) {
+    BUD_RETURN_IF_ERROR(
+        c.Exec("SELECT pg_notify($1, $2)", pg::Params::Of(kWakeChannel, org)).status());
+  }
+  return Status::Ok();
+}
+
 Result<int64_t> ReadBytes(pg::Connection& c) {
   BUD_ASSIGN_OR_RETURN(auto r, c.Exec("SELECT pg_database_size(current_database())::bigint"));
   return r.Int(0, 0);
@@ -194,6 +252,10 @@ class PgQueueReader final : public QueueStoreReader {
     return ReadBytes(*c_);
   }
   std::string Describe() const override { return "PostgreSQL " + c_->description(); }
+  Status CheckWritable() override {
+    BUD_RETURN_IF_ERROR(Ready());
+    return CheckServerWritable(*c_);
+  }
 
  private:
   Status Ready() { return c_->NeedsReconnect() ? c_->Reconnect() : Status::Ok(); }
@@ -247,7 +309,11 @@ Result<std::unique_ptr<PgQueueStore>> PgQueueStore::Open(const pg::ConnectOption
   BUD_RETURN_IF_ERROR(SetUpSession(*c));
   BUD_RETURN_IF_ERROR(Migrate(*c).status());
   std::unique_ptr<PgQueueStore> store(new PgQueueStore(std::move(c)));
-  BUD_RETURN_IF_ERROR(store->CountQueues());
+  store->options_ = Defaults(options);
+  if (Status l = store->Listen(); !l.ok()) {
+    Log()->warn("broker store: no wake-ups from other brokers for now ({}); polling meanwhile",
+                l.ToString());
+  }
   if (max_bytes > 0) BUD_RETURN_IF_ERROR(store->LimitBytes(max_bytes));
   return store;
 }
@@ -265,12 +331,9 @@ Status PgQueueStore::Ready() {
   if (conn_->NeedsReconnect()) {
     BUD_RETURN_IF_ERROR(conn_->Reconnect());
     BUD_RETURN_IF_ERROR(SetUpSession(*conn_));
-    Log()->warn("broker store: connected again to {} ({})", conn_->server(),
-                conn_->description());
-    counts_stale_ = true;
+    Log()->warn("broker store: connected again to {} ({})", conn_->server(), conn_->description());
     bytes_read_mono_ = -1;
   }
-  if (counts_stale_) BUD_RETURN_IF_ERROR(CountQueues());
   return Status::Ok();
 }
 
@@ -285,22 +348,201 @@ Result<T> PgQueueStore::Read(const std::function<Result<T>()>& read) {
   return r;
 }
 
-Status PgQueueStore::CountQueues() {
-  BUD_ASSIGN_OR_RETURN(auto r, conn_->Exec(
-      "SELECT receiver, count(*)::bigint FROM broker_messages GROUP BY receiver"));
-  BUD_ASSIGN_OR_RETURN(auto s, conn_->Exec(
-      "SELECT sender, count(*)::bigint FROM broker_messages GROUP BY sender"));
+// Inside the batch's transaction: locks the cap counts of every receiver and sender of the
+// batch (in one order, so two brokers cannot deadlock) and reads them, so the caps hold across
+// brokers: a second broker's batch for the same organisation waits until this one committed,
+// then counts what it stored.
+Status PgQueueStore::CountForBatch(const std::vector<SubmitItem>& submits) {
+  std::set<std::string> receivers, senders, keys;
+  for (const auto& s : submits) {
+    receivers.insert(s.receiver);
+    senders.insert(s.sender);
+    keys.insert("r " + s.receiver);
+    keys.insert("s " + s.sender);
+  }
+  for (const auto& k : keys) {
+    BUD_RETURN_IF_ERROR(conn_
+                            ->Exec("SELECT pg_advisory_xact_lock($1::int4, hashtext($2))",
+                                   pg::Params::Of(kCapLockClass, k))
+                            .status());
+  }
+  auto join = [](const std::set<std::string>& orgs) {
+    std::string out;
+    for (const auto& o : orgs) out += (out.empty() ? "" : ",") + o;
+    return out;
+  };
+  BUD_ASSIGN_OR_RETURN(
+      auto r, conn_->Exec("SELECT receiver, count(*)::bigint FROM broker_messages "
+                          "WHERE receiver = ANY(string_to_array($1, ',')) GROUP BY receiver",
+                          pg::Params::Of(join(receivers))));
+  BUD_ASSIGN_OR_RETURN(auto s,
+                       conn_->Exec("SELECT sender, count(*)::bigint FROM broker_messages "
+                                   "WHERE sender = ANY(string_to_array($1, ',')) GROUP BY sender",
+                                   pg::Params::Of(join(senders))));
   QueueCounts::ByOrg by_receiver, by_sender;
   for (int i = 0; i < r.size(); ++i) by_receiver[r.Text(i, 0)] = r.Int(i, 1);
   for (int i = 0; i < s.size(); ++i) by_sender[s.Text(i, 0)] = s.Int(i, 1);
   counts_.Set(std::move(by_receiver), std::move(by_sender));
-  counts_stale_ = false;
   return Status::Ok();
 }
 
+std::string PgQueueStore::QueueRoom(const std::string& sender, const std::string& receiver) const {
+  if (!caps_.per_receiver && !caps_.per_sender) return std::string();
+  // A first look for a streamed upload before it starts; CommitBatch decides under the locks.
+  // When the count cannot be read, the commit will tell.
+  auto r = conn_->Exec(
+      "SELECT (SELECT count(*) FROM broker_messages WHERE receiver=$1)::bigint, "
+      "(SELECT count(*) FROM broker_messages WHERE sender=$2)::bigint",
+      pg::Params::Of(receiver, sender));
+  if (!r.ok() || r->empty()) return std::string();
+  QueueCounts counts;
+  counts.SetCaps(caps_);
+  counts.Set({{receiver, r->Int(0, 0)}}, {{sender, r->Int(0, 1)}});
+  return counts.Room(sender, receiver);
+}
 
+Status PgQueueStore::Listen() {
+  listen_retry_mono_ = MonoMs();
+  if (!listen_) {
+    pg::ConnectOptions o = options_;
+    o.application_name = "bud-broker-listen";
+    BUD_ASSIGN_OR_RETURN(listen_, pg::Connection::Open(o));
+  } else {
+    BUD_RETURN_IF_ERROR(listen_->Reconnect());
+  }
+  return listen_->ExecScript(fmt::format("LISTEN {}", kWakeChannel));
+}
 
+int PgQueueStore::WakeFd() const { return listen_ && listen_->ok() ? listen_->socket() : -1; }
 
+Result<std::vector<std::string>> PgQueueStore::TakeWakeups() {
+  if (!listen_ || !listen_->ok()) {
+    if (MonoMs() - listen_retry_mono_ < kListenRetryMs) return std::vector<std::string>();
+    BUD_RETURN_IF_ERROR(Listen());
+    Log()->info("broker store: listening for other brokers' wake-ups again on {}",
+                listen_->server());
+    return std::vector<std::string>();
+  }
+  BUD_ASSIGN_OR_RETURN(auto n, listen_->TakeNotifications());
+  std::vector<std::string> out;
+  for (auto& [channel, org] : n) {
+    if (channel == kWakeChannel) out.push_back(std::move(org));
+  }
+  return out;
+}
+
+Result<SessionLease> PgQueueStore::TakeSession(const std::string& org, const std::string& holder,
+                                               int64_t lease_ms) {
+  BUD_RETURN_IF_ERROR(Ready());
+  pg::Transaction tx(*conn_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  // The row lock orders this take after every claim in progress under the old epoch.
+  BUD_ASSIGN_OR_RETURN(auto old, conn_->Exec("SELECT holder, expires_ms > " BUD_DB_NOW_MS
+                                             " FROM broker_sessions WHERE org=$1 FOR UPDATE",
+                                             pg::Params::Of(org)));
+  BUD_ASSIGN_OR_RETURN(
+      auto r, conn_->Exec("INSERT INTO broker_sessions(org, holder, epoch, taken_ms, expires_ms) "
+                          "VALUES ($1, $2, 1, " BUD_DB_NOW_MS ", " BUD_DB_NOW_MS " + $3) "
+                          "ON CONFLICT (org) DO UPDATE SET holder = EXCLUDED.holder, "
+                          "epoch = broker_sessions.epoch + 1, taken_ms = EXCLUDED.taken_ms, "
+                          "expires_ms = EXCLUDED.expires_ms RETURNING epoch",
+                          pg::Params::Of(org, holder, lease_ms)));
+  pg::CommitResult done = tx.Commit();
+  if (!done.durable()) return done.status.Context(fmt::format("taking the session of {}", org));
+  SessionLease out;
+  out.epoch = r.Int(0, 0);
+  if (!old.empty() && old.Int(0, 1) != 0 && old.Text(0, 0) != holder) {
+    out.previous_holder = old.Text(0, 0);
+  }
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>> PgQueueStore::RenewSessions(
+    const std::string& holder, int64_t lease_ms) {
+  BUD_RETURN_IF_ERROR(Ready());
+  BUD_ASSIGN_OR_RETURN(auto r, conn_->Exec("UPDATE broker_sessions SET expires_ms = " BUD_DB_NOW_MS
+                                           " + $2 WHERE holder=$1 "
+                                           "RETURNING org, epoch",
+                                           pg::Params::Of(holder, lease_ms)));
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (int i = 0; i < r.size(); ++i) out.emplace_back(r.Text(i, 0), r.Int(i, 1));
+  return out;
+}
+
+Status PgQueueStore::ReleaseSession(const LeaseRef& lease) {
+  BUD_RETURN_IF_ERROR(Ready());
+  return conn_
+      ->Exec(
+          "UPDATE broker_sessions SET holder = '', expires_ms = 0 "
+          "WHERE org=$1 AND holder=$2 AND epoch=$3",
+          pg::Params::Of(lease.org, lease.holder, lease.epoch))
+      .status();
+}
+
+namespace {
+Status LeaseLost(const LeaseRef& lease) {
+  return Status(Code::kConflict,
+                fmt::format("the session lease of {} (epoch {}) is no longer this broker's: "
+                            "another broker took the session over",
+                            lease.org, lease.epoch));
+}
+}  // namespace
+
+// One statement: the lease row is read FOR SHARE, so a TakeSession of the org (which updates the
+// row) either committed before (then the row no longer matches and nothing is returned) or
+// waits until this statement is over. Row 0 (seq 0, never a queue position) says the lease held.
+Result<std::vector<Queued>> PgQueueStore::ClaimDeliveries(const LeaseRef& lease,
+                                                          const std::vector<int64_t>& handed_out,
+                                                          int limit) {
+  BUD_ASSIGN_OR_RETURN(
+      auto r, Read<pg::Rows>([&] {
+        return conn_->Exec(
+            "WITH lease AS (SELECT epoch FROM broker_sessions "
+            "  WHERE org=$1 AND holder=$2 AND epoch=$3 FOR SHARE) "
+            "SELECT 0::bigint, ''::text, ''::bytea FROM lease "
+            "UNION ALL "
+            "(SELECT seq, message_id, envelope FROM broker_messages "
+            "  WHERE receiver=$1 AND EXISTS (SELECT 1 FROM lease) "
+            "  AND NOT (seq = ANY(string_to_array($4, ',')::bigint[])) ORDER BY seq LIMIT $5)",
+            pg::Params::Of(lease.org, lease.holder, lease.epoch, JoinSeqs(handed_out),
+                           static_cast<int64_t>(limit)));
+      }));
+  bool held = false;
+  std::vector<Queued> out;
+  for (int i = 0; i < r.size(); ++i) {
+    if (r.Int(i, 0) == 0) {
+      held = true;
+      continue;
+    }
+    out.push_back({r.Int(i, 0), r.Text(i, 1), std::string(r.Bytes(i, 2))});
+  }
+  if (!held) return LeaseLost(lease);
+  std::sort(out.begin(), out.end(), [](const Queued& a, const Queued& b) { return a.seq < b.seq; });
+  return out;
+}
+
+// One statement, as ClaimDeliveries: the attempt is counted only under the current lease.
+Result<std::optional<Queued>> PgQueueStore::ClaimRedelivery(const LeaseRef& lease, int64_t seq) {
+  BUD_RETURN_IF_ERROR(Ready());
+  BUD_ASSIGN_OR_RETURN(
+      auto r,
+      conn_->Exec("WITH lease AS (SELECT epoch FROM broker_sessions "
+                  "  WHERE org=$1 AND holder=$2 AND epoch=$3 FOR SHARE), "
+                  "upd AS (UPDATE broker_messages SET attempts = attempts + 1 "
+                  "  WHERE seq=$4 AND receiver=$1 AND EXISTS (SELECT 1 FROM lease) "
+                  "  RETURNING seq, message_id, envelope) "
+                  "SELECT (SELECT count(*) FROM lease)::bigint, u.seq, u.message_id, u.envelope "
+                  "FROM (SELECT 1) AS one LEFT JOIN upd u ON true",
+                  pg::Params::Of(lease.org, lease.holder, lease.epoch, seq)));
+  if (r.empty() || r.Int(0, 0) == 0) return LeaseLost(lease);
+  if (r.IsNull(0, 1)) return std::optional<Queued>();
+  return std::optional<Queued>(Queued{r.Int(0, 1), r.Text(0, 2), std::string(r.Bytes(0, 3))});
+}
+
+Status PgQueueStore::CheckWritable() {
+  BUD_RETURN_IF_ERROR(Ready());
+  return CheckServerWritable(*conn_);
+}
 
 Status PgQueueStore::LimitBytes(int64_t max_bytes) {
   max_bytes_ = max_bytes;
@@ -364,16 +606,19 @@ CommitResult PgQueueStore::CommitBatch(std::vector<SubmitItem>& submits,
       break;
   }
   counts_.Drop();
-  counts_stale_ = true;  // read again from the database before the next use
   return {CommitOutcome::kUnknown, done.status};
 }
 
 Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
                              const std::vector<NoticeAck>& acks, int64_t now) {
+  std::set<std::string> wake;
+  if (!submits.empty() && (caps_.per_receiver > 0 || caps_.per_sender > 0)) {
+    BUD_RETURN_IF_ERROR(CountForBatch(submits));
+  }
   for (auto& s : submits) {
     s.duplicate = s.conflict = false;
     s.refused.clear();
-    if (std::string why = QueueRoom(s.sender, s.receiver); !why.empty()) {
+    if (std::string why = counts_.Room(s.sender, s.receiver); !why.empty()) {
       // Full; a resubmission of a known id is still answered as the duplicate it is.
       BUD_ASSIGN_OR_RETURN(auto known, conn_->Exec(
           "SELECT sender FROM broker_seen WHERE message_id=$1", pg::Params::Of(s.message_id)));
@@ -404,13 +649,17 @@ Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<Repor
         "INSERT INTO broker_messages(seq, message_id, sender, receiver, envelope, received_ms, "
         "expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)", p).status());
     counts_.Count(s.sender, s.receiver, +1);
+    wake.insert(s.receiver);
   }
-  for (auto& r : reports) BUD_RETURN_IF_ERROR(ApplyReport(r, now));
+  for (auto& r : reports) {
+    BUD_RETURN_IF_ERROR(ApplyReport(r, now));
+    if (!r.notify_org.empty()) wake.insert(r.notify_org);
+  }
   for (const auto& a : acks) {
     BUD_RETURN_IF_ERROR(conn_->Exec("DELETE FROM broker_notices WHERE notice_id=$1 AND org=$2",
                                     pg::Params::Of(a.notice_id, a.org)).status());
   }
-  return Status::Ok();
+  return Notify(*conn_, wake);
 }
 
 // Inside a transaction. A refused report (not the reporter's message) is recorded in r.result
@@ -468,6 +717,7 @@ Result<std::vector<Expired>> PgQueueStore::Conclude(
   BUD_RETURN_IF_ERROR(tx.began());
   BUD_ASSIGN_OR_RETURN(auto q, conn_->Exec(select_sql, params));
   std::vector<Expired> out;
+  std::set<std::string> wake;
   for (int i = 0; i < q.size(); ++i) {
     out.push_back({q.Text(i, 0), q.Text(i, 1), q.Text(i, 2)});
     ReportItem r;
@@ -480,12 +730,16 @@ Result<std::vector<Expired>> PgQueueStore::Conclude(
       counts_.Drop();
       return s;
     }
+    if (!r.notify_org.empty()) wake.insert(r.notify_org);
   }
   if (out.empty()) return out;
+  if (Status s = Notify(*conn_, wake); !s.ok()) {
+    counts_.Drop();
+    return s;
+  }
   pg::CommitResult done = tx.Commit();
   if (!done.durable()) {
     counts_.Drop();
-    if (done.outcome == pg::CommitOutcome::kUnknown) counts_stale_ = true;
     return done.status;
   }
   counts_.Commit();

@@ -10,8 +10,14 @@
 // Queue positions come from the sequence broker_message_seq; CommitBatch is one transaction.
 // Outcomes: durable; failed (an error before COMMIT, or COMMIT refused on a live session: the
 // server rolled it back); unknown (COMMIT sent and no clean answer: the connection dropped, or the
-// server stopped waiting for its synchronous standbys). After an unknown outcome the per-org
-// counts used for the caps are read again from the database.
+// server stopped waiting for its synchronous standbys).
+// Several brokers: any number of broker processes may use one database (docs/storage.md,
+// "Several brokers on one database"). Sessions are leased in broker_sessions (TakeSession,
+// RenewSessions, ReleaseSession) and deliveries are claimed under the lease in one statement
+// (ClaimDeliveries, ClaimRedelivery). The queue caps are counted from the database inside the
+// batch's transaction, under an advisory lock per receiver and sender. A commit that stores a
+// message or a notice sends NOTIFY bud_broker_wake with the organisation in the same
+// transaction; a second connection LISTENs, and its socket is what WakeFd gives the loop.
 // Failover: after a lost connection or a read-only server (a demoted primary) the next call
 // reconnects; with several hosts and target_session_attrs=read-write in the connection string
 // libpq finds the promoted standby. A read that fails on a lost connection is tried once more
@@ -21,8 +27,8 @@
 // Chunks: the records of streamed messages are rows of broker_chunks, committed with their
 // upload's next_chunk, and deleted with their message when it leaves the queue (in the same
 // transaction), so an upload or a delivery resumes on any broker using the database.
-// Limitations: one broker process per database at a time (the caps' counts and the delivery
-// cursors are per process); another one takes over after it stopped or died.
+// Limitations: a lost notification only delays (the loop also polls every wake_poll_ms); the
+// leases are timed by the database server's clock.
 #pragma once
 
 #include <functional>
@@ -72,15 +78,30 @@ class PgQueueStore final : public QueueStore {
   Result<int64_t> QueuedCount() override;
   Result<int64_t> BytesUsed() override;
   std::string Describe() const override;
+  Status CheckWritable() override;
 
-  void SetQueueCaps(const QueueCaps& caps) override { counts_.SetCaps(caps); }
-  std::string QueueRoom(const std::string& sender, const std::string& receiver) const override {
-    return counts_.Room(sender, receiver);
+  void SetQueueCaps(const QueueCaps& caps) override {
+    caps_ = caps;
+    counts_.SetCaps(caps);
   }
+  // Counted from the database (a first look: CommitBatch decides under its locks).
+  std::string QueueRoom(const std::string& sender, const std::string& receiver) const override;
   Status LimitBytes(int64_t max_bytes) override;
 
   CommitResult CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
                            const std::vector<NoticeAck>& acks = {}) override;
+  Result<SessionLease> TakeSession(const std::string& org, const std::string& holder,
+                                   int64_t lease_ms) override;
+  Result<std::vector<std::pair<std::string, int64_t>>> RenewSessions(const std::string& holder,
+                                                                     int64_t lease_ms) override;
+  Status ReleaseSession(const LeaseRef& lease) override;
+  Result<std::vector<Queued>> ClaimDeliveries(const LeaseRef& lease,
+                                              const std::vector<int64_t>& handed_out,
+                                              int limit) override;
+  Result<std::optional<Queued>> ClaimRedelivery(const LeaseRef& lease, int64_t seq) override;
+  bool Shared() const override { return true; }
+  int WakeFd() const override;
+  Result<std::vector<std::string>> TakeWakeups() override;
   Result<std::vector<Queued>> NextFor(const std::string& receiver, int64_t after_seq,
                                       int limit) override;
   Result<std::optional<Queued>> BySeq(int64_t seq) override;
@@ -117,7 +138,9 @@ class PgQueueStore final : public QueueStore {
   // Runs `read` once more on a new connection when it failed because the connection was lost.
   template <typename T>
   Result<T> Read(const std::function<Result<T>()>& read);
-  Status CountQueues();
+  Status CountForBatch(const std::vector<SubmitItem>& submits);
+  // (Re)opens the listening connection and LISTENs.
+  Status Listen();
   Status DoBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
                  const std::vector<NoticeAck>& acks, int64_t now);
   Status ApplyReport(ReportItem& r, int64_t now);
@@ -127,8 +150,11 @@ class PgQueueStore final : public QueueStore {
       int64_t now_ms, const std::function<std::string(const Expired&, int64_t)>& reason);
 
   std::unique_ptr<storage::pg::Connection> conn_;
-  QueueCounts counts_;
-  bool counts_stale_ = false;
+  storage::pg::ConnectOptions options_;
+  std::unique_ptr<storage::pg::Connection> listen_;  // LISTEN bud_broker_wake
+  int64_t listen_retry_mono_ = 0;
+  QueueCaps caps_;
+  QueueCounts counts_;  // inside a batch: its organisations' counts, as locked and read
   int64_t max_bytes_ = 0;
   // pg_database_size is a stat of every file of the database: read at most every
   // kBytesRefreshMs, and between reads counted up by the envelope bytes committed.

@@ -18,6 +18,12 @@
 // Other writes (attempts, expiry, pruning, uploads) are each one unit too; an error means "not
 // known to be done": each is safe to repeat, and the loop repeats them at its next sweep or on
 // the peer's next message.
+// Sessions: an organisation's session lives on one broker at a time, also when several broker
+// processes share one store (PostgreSQL). The broker that holds it holds the organisation's
+// lease, with a fencing epoch that grows at every take; deliveries are handed out only through
+// ClaimDeliveries / ClaimRedelivery, which check the lease and epoch in the statement that reads
+// them, so a broker whose lease was taken over hands out nothing more (docs/storage.md,
+// "Sessions and leases"). An engine used by one process only (SQLite) keeps the leases in memory.
 #pragma once
 
 #include <cstdint>
@@ -123,6 +129,19 @@ struct StoreStats {
   int64_t uploads = 0;    // streamed uploads in progress
 };
 
+// A broker's lease on an organisation's session.
+struct SessionLease {
+  int64_t epoch = 0;            // the fencing epoch: grows with every TakeSession of the org
+  std::string previous_holder;  // the broker whose live lease was taken over ("" when none)
+};
+
+// A lease as the holder knows it: which broker (a fresh id per process start) and which epoch.
+struct LeaseRef {
+  std::string org;
+  std::string holder;
+  int64_t epoch = 0;
+};
+
 // How a commit ended. `status` is ok exactly when the outcome is kDurable, and otherwise says why.
 enum class CommitOutcome {
   kDurable,  // stored, and survives a crash (of the process, the machine, a failover)
@@ -158,6 +177,8 @@ class QueueStoreReader {
   virtual Result<int64_t> BytesUsed() = 0;
   // For people: the engine and where the store is ("SQLite file /var/lib/...").
   virtual std::string Describe() const = 0;
+  // Ok when the store is reachable and takes writes (for /health); otherwise why not.
+  virtual Status CheckWritable() = 0;
 };
 
 class QueueStore : public QueueStoreReader {
@@ -179,6 +200,36 @@ class QueueStore : public QueueStoreReader {
   virtual CommitResult CommitBatch(std::vector<SubmitItem>& submits,
                                    std::vector<ReportItem>& reports,
                                    const std::vector<NoticeAck>& acks = {}) = 0;
+  // Gives `holder` the lease of `org`'s session for lease_ms, with a new epoch, taking it over
+  // from any other holder (a new Hello replaces the session wherever it lived).
+  virtual Result<SessionLease> TakeSession(const std::string& org, const std::string& holder,
+                                           int64_t lease_ms) = 0;
+  // Extends every lease `holder` still holds by lease_ms and returns them (org, epoch); a lease
+  // missing from the answer, or with another epoch, was taken over.
+  virtual Result<std::vector<std::pair<std::string, int64_t>>> RenewSessions(
+      const std::string& holder, int64_t lease_ms) = 0;
+  // Gives the lease up (nothing when it is no longer this holder's with this epoch).
+  virtual Status ReleaseSession(const LeaseRef& lease) = 0;
+  // Up to `limit` queued messages for lease.org, oldest first, leaving out the seqs in
+  // `handed_out` (those being delivered): only while `lease` is current, checked in the same
+  // statement; kConflict when it is not (taken over, released). Unlike a cursor, this finds a
+  // message whose seq is below ones already handed out (committed later by another broker).
+  virtual Result<std::vector<Queued>> ClaimDeliveries(const LeaseRef& lease,
+                                                      const std::vector<int64_t>& handed_out,
+                                                      int limit) = 0;
+  // A delivery to repeat (its ack timed out): counts one more failed attempt and returns the
+  // message, only while `lease` is current (kConflict otherwise), in one statement; nullopt when
+  // it is no longer queued.
+  virtual Result<std::optional<Queued>> ClaimRedelivery(const LeaseRef& lease, int64_t seq) = 0;
+
+  // Wake-ups: other broker processes writing the same store commit messages and notices for
+  // sessions that live here. WakeFd is a descriptor to poll for readability (-1: none now);
+  // TakeWakeups returns the organisations named since the last call (receivers with new
+  // messages, senders with new notices). An engine used by one process has none (Shared false).
+  virtual bool Shared() const { return false; }
+  virtual int WakeFd() const { return -1; }
+  virtual Result<std::vector<std::string>> TakeWakeups() { return std::vector<std::string>(); }
+
   // Queued messages for `receiver` with seq > after_seq, oldest first.
   virtual Result<std::vector<Queued>> NextFor(const std::string& receiver, int64_t after_seq,
                                               int limit) = 0;

@@ -1,10 +1,13 @@
 // Broker event loop. See server.h and docs/protocol.md.
 #include "broker/server.h"
 
-#include "broker/store_factory.h"
-
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <optional>
+
+#include "broker/store_factory.h"
 #include "common/clock.h"
 #include "common/crypto/envelope.h"
 #include "common/fs.h"
@@ -23,12 +26,24 @@ std::shared_ptr<spdlog::logger> Log() { return Logger("broker"); }
 constexpr int64_t kDeferFirstMs = 250;
 constexpr int64_t kDeferMaxMs = 30000;
 std::string Short(const std::string& rid) { return crypto::Hex(rid).substr(0, 10); }
+
+// "<host>/<pid>/<8 hex>": which machine and process holds a lease, for people; the random part
+// makes it new at each start, so a restarted broker never passes for its former self.
+std::string NewBrokerId() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0) std::snprintf(host, sizeof(host), "?");
+  return fmt::format("{}/{}/{}", host, ::getpid(), NewUuid().substr(0, 8));
+}
 }  // namespace
 
-Server::Server(const Config& config, zmq::context_t& ctx) : config_(config), ctx_(ctx) {}
+Server::Server(const Config& config, zmq::context_t& ctx) : config_(config), ctx_(ctx) {
+  metrics_.broker_id = NewBrokerId();
+}
 
 Server::Server(const Config& config, zmq::context_t& ctx, std::unique_ptr<QueueStore> store)
-    : config_(config), ctx_(ctx), store_(std::move(store)) {}
+    : config_(config), ctx_(ctx), store_(std::move(store)) {
+  metrics_.broker_id = NewBrokerId();
+}
 
 Status Server::Run() {
   if (!store_) {
@@ -81,21 +96,26 @@ Status Server::Run() {
   std::string endpoint = sock_->get(zmq::sockopt::last_endpoint);
   BUD_RETURN_IF_ERROR(PublishEndpoint(config_.endpoint_file, endpoint));
   auto queued = store_->QueuedCount();
-  Log()->info("broker listening on {} (store {}, {} message(s) queued)", endpoint,
-              store_->Describe(),
-              queued.ok() ? *queued : -1);
+  Log()->info("broker listening on {} as {} (store {}, {} message(s) queued)", endpoint,
+              broker_id(), store_->Describe(), queued.ok() ? *queued : -1);
 
+  leases_renewed_mono_ = MonoMs();
+  int64_t last_renew = MonoMs();
+  int64_t last_wake_poll = MonoMs();
   int64_t last_timer = MonoMs();
   int64_t last_sweep = 0;
   int64_t last_checkpoint = MonoMs();
   while (!StopRequested() && !stop_.load(std::memory_order_relaxed)) {
     metrics_.loop_alive_mono_ms.store(MonoMs(), std::memory_order_relaxed);
     metrics_.sessions.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
+    const int wake_fd = store_->WakeFd();
     zmq::pollitem_t items[] = {{sock_->handle(), 0, ZMQ_POLLIN, 0},
-                               {connections_->socket().handle(), 0, ZMQ_POLLIN, 0}};
+                               {connections_->socket().handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, wake_fd, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, 2, std::chrono::milliseconds(100));
+      zmq::poll(items, wake_fd >= 0 ? 3 : 2, std::chrono::milliseconds(100));
       connections_->HandleEvents();
+      if (wake_fd >= 0 && (items[2].revents & ZMQ_POLLIN) != 0) TakeWakeups();
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       return Status(Code::kInternal, fmt::format("poll: {}", e.what()));
@@ -121,6 +141,16 @@ Status Server::Run() {
     FlushStreams();
     FlushBatch();
     LimitDbToQuota();
+    if (MonoMs() - last_renew >= config_.session_lease_ms / 3) {
+      RenewLeases();
+      last_renew = MonoMs();
+    }
+    if (store_->Shared() && MonoMs() - last_wake_poll >= config_.wake_poll_ms) {
+      // A lost notification (or a listener reconnecting) only delays: look at every session.
+      TakeWakeups();
+      for (const auto& [org, session] : sessions_) dirty_orgs_.insert(org);
+      last_wake_poll = MonoMs();
+    }
     streams_->Pump([this](const std::string& rid, const wire::BrokerMessage& m) {
       if (!SessionByRid(rid)) return false;
       Send(rid, m);
@@ -150,8 +180,85 @@ Status Server::Run() {
     }
   }
   FlushBatch();
-  Log()->info("broker stopping");
+  // Another broker may take these organisations at once, without waiting for the leases to end.
+  for (const auto& [org, session] : sessions_) {
+    if (Status r = store_->ReleaseSession(LeaseOf(session)); !r.ok()) {
+      Log()->warn("releasing the session lease of {}: {}", org, r.ToString());
+    }
+  }
+  Log()->info("broker stopping ({})", broker_id());
   return Status::Ok();
+}
+
+void Server::RenewLeases() {
+  auto held = store_->RenewSessions(broker_id(), config_.session_lease_ms);
+  if (!held.ok() && sessions_.empty()) {
+    leases_renewed_mono_ = MonoMs();  // nothing held that could be lost
+    return;
+  }
+  if (!held.ok()) {
+    const int64_t since = MonoMs() - leases_renewed_mono_;
+    Log()->error("renewing the session leases of {} session(s): {} ({} ms since the last renewal)",
+                 sessions_.size(), held.status().ToString(), since);
+    if (since >= config_.session_lease_ms) {
+      // Another broker may take them now: this one must not go on as if it held them.
+      std::vector<std::string> rids;
+      for (const auto& [org, session] : sessions_) rids.push_back(session.rid);
+      for (const auto& rid : rids) {
+        metrics_.sessions_lost.fetch_add(1, std::memory_order_relaxed);
+        DropSession(rid, "its lease could not be renewed for session_lease_ms (store unreachable)");
+      }
+    }
+    return;
+  }
+  leases_renewed_mono_ = MonoMs();
+  std::map<std::string, int64_t> epochs(held->begin(), held->end());
+  std::vector<std::string> lost;
+  for (const auto& [org, session] : sessions_) {
+    auto it = epochs.find(org);
+    if (it == epochs.end() || it->second != session.epoch) lost.push_back(session.rid);
+  }
+  // A lease this broker holds without a session (its release failed): given up now, so that it
+  // does not live on renewed.
+  for (const auto& [org, epoch] : epochs) {
+    auto s = sessions_.find(org);
+    if (s != sessions_.end() && s->second.epoch == epoch) continue;
+    if (Status r = store_->ReleaseSession({org, broker_id(), epoch}); !r.ok()) {
+      Log()->warn("releasing the session lease of {}: {}", org, r.ToString());
+    }
+  }
+  for (const auto& rid : lost) {
+    LeaseLost(rid, Status(Code::kConflict, "the lease was taken over by another broker"));
+  }
+}
+
+void Server::LeaseLost(const std::string& rid, const Status& why) {
+  Session* s = SessionByRid(rid);
+  if (s == nullptr) return;
+  Log()->warn("session {} of {}: lease epoch {} lost ({}); the session is dropped here", Short(rid),
+              s->org, s->epoch, why.message());
+  metrics_.sessions_lost.fetch_add(1, std::memory_order_relaxed);
+  s->epoch = 0;  // not released: it is another broker's now
+  DropSession(rid, "its session lease went to another broker");
+}
+
+void Server::TakeWakeups() {
+  auto orgs = store_->TakeWakeups();
+  if (!orgs.ok()) {
+    // Once a minute at most: the store's own errors say the rest.
+    if (wake_warned_mono_ == 0 || MonoMs() - wake_warned_mono_ >= 60000) {
+      Log()->warn("wake-ups from other brokers: {} (polling every {} ms meanwhile)",
+                  orgs.status().ToString(), config_.wake_poll_ms);
+      wake_warned_mono_ = MonoMs();
+    }
+    return;
+  }
+  for (auto& org : *orgs) {
+    if (sessions_.contains(org)) {
+      metrics_.wakeups.fetch_add(1, std::memory_order_relaxed);
+      dirty_orgs_.insert(std::move(org));
+    }
+  }
 }
 
 Status Server::SetUpCurve() {
@@ -222,6 +329,12 @@ void Server::DropSession(const std::string& rid, const std::string& why) {
   for (const auto& [id, f] : it->second.inflight) unacked.push_back(id);
   if (auto n = store_->AddAttempts(unacked); !n.ok()) {
     Log()->error("counting delivery attempts: {}", n.status().ToString());
+  }
+  if (it->second.epoch != 0) {
+    if (Status r = store_->ReleaseSession(LeaseOf(it->second)); !r.ok()) {
+      Log()->warn("releasing the session lease of {}: {} (it runs out by itself)", it->second.org,
+                  r.ToString());
+    }
   }
   // The connection stays open for a new Hello, but only for hello_timeout_ms.
   connections_->Expect(it->second.conn);
@@ -300,8 +413,22 @@ void Server::OnHello(const std::string& rid, int fd, const wire::Hello& hello,
     Refuse(rid, fmt::format("your CURVE key belongs to {}, not {}", user_id, who));
     return;
   }
-  if (Session* old = SessionByOrg(who); old != nullptr && old->rid != rid) {
-    DropSession(old->rid, "replaced by a new connection");
+  // The lease first: without it there is no session (the peer says Hello again).
+  auto lease = store_->TakeSession(who, broker_id(), config_.session_lease_ms);
+  if (!lease.ok()) {
+    Log()->error("session of {} not opened: cannot take its lease: {}", who,
+                 lease.status().ToString());
+    Refuse(rid, "no session: the broker cannot reach its store now; say Hello again later");
+    return;
+  }
+  if (!lease->previous_holder.empty() && lease->previous_holder != broker_id()) {
+    metrics_.session_takeovers.fetch_add(1, std::memory_order_relaxed);
+    Log()->info("session of {} taken over from broker {} (lease epoch {})", who,
+                lease->previous_holder, lease->epoch);
+  }
+  if (Session* old = SessionByOrg(who); old != nullptr) {
+    old->epoch = 0;  // superseded by the new lease: nothing to release
+    if (old->rid != rid) DropSession(old->rid, "replaced by a new connection");
   }
   // A connection carries one organisation's session: a Hello for another one (possible only
   // without CURVE) ends the session this connection had.
@@ -316,8 +443,10 @@ void Server::OnHello(const std::string& rid, int fd, const wire::Hello& hello,
   s.credit = static_cast<uint32_t>(
       std::clamp<int64_t>(hello.credit() == 0 ? 1 : hello.credit(), 1, config_.max_credit));
   s.last_seen_mono = MonoMs();
+  s.epoch = lease->epoch;
   rid_org_[rid] = who;
-  Log()->info("session {} opened by {} (credit {})", Short(rid), who, s.credit);
+  Log()->info("session {} opened by {} (credit {}) with lease epoch {}", Short(rid), who, s.credit,
+              s.epoch);
   wire::BrokerMessage w;
   w.set_protocol_version(wire::kProtocolVersion);
   w.mutable_welcome()->set_orgnr(who);
@@ -398,6 +527,7 @@ void Server::OnReport(Session& s, const wire::Report& report) {
 // No answer goes back for a StatusAck, so it simply rides with the next group commit (a notice
 // whose ack is lost in a crash is sent again, and senders take notices idempotently).
 void Server::OnStatusAck(Session& s, const wire::StatusAck& ack) {
+  s.notices_sent.erase(static_cast<int64_t>(ack.notice_id()));
   batch_acks_.push_back({s.org, static_cast<int64_t>(ack.notice_id())});
 }
 
@@ -418,8 +548,7 @@ void Server::OnDefer(Session& s, const wire::Defer& defer) {
                 s.org, defer.message_id().substr(0, 64), defer.reason().substr(0, 500), pause);
     return;
   }
-  // Taken back: no attempt counted, and the cursor goes back so that it is delivered again.
-  s.cursor_seq = std::min(s.cursor_seq, it->second.seq - 1);
+  // Taken back: no attempt counted; out of the in-flight set, it is claimed again after the pause.
   s.inflight.erase(it);
   Log()->warn("message {}: {} cannot take it now ({}); kept, no attempt counted, nothing more "
               "to {} for {} ms",
@@ -595,15 +724,18 @@ void Server::PumpDeliveries(Session& s) {
   const std::string rid = s.rid;
   if (MonoMs() < s.defer_until_mono) return;  // CheckTimers pumps again when the pause ends
   while (s.inflight.size() < s.credit) {
-    auto next = store_->NextFor(s.org, s.cursor_seq,
-                                static_cast<int>(s.credit - s.inflight.size()));
+    std::vector<int64_t> handed_out;
+    handed_out.reserve(s.inflight.size());
+    for (const auto& [id, f] : s.inflight) handed_out.push_back(f.seq);
+    auto next = store_->ClaimDeliveries(LeaseOf(s), handed_out,
+                                        static_cast<int>(s.credit - s.inflight.size()));
     if (!next.ok()) {
+      if (next.status().code() == Code::kConflict) return LeaseLost(rid, next.status());
       Log()->error("reading the queue of {}: {}", s.org, next.status().ToString());
       return;
     }
     if (next->empty()) return;
     for (auto& q : *next) {
-      s.cursor_seq = q.seq;
       if (s.inflight.contains(q.message_id)) continue;
       wire::BrokerMessage m = DeliveryMessage(q.envelope, 1);
       metrics_.deliveries.fetch_add(1, std::memory_order_relaxed);
@@ -615,28 +747,40 @@ void Server::PumpDeliveries(Session& s) {
   }
 }
 
+// Notices are read from the lowest pending id on each pump, leaving out those sent and not yet
+// acknowledged: a notice committed late by another broker, with a lower id, is found too.
 void Server::PumpNotices(Session& s) {
+  constexpr int kPage = 256;
+  constexpr size_t kMaxPerPump = 256;
   const std::string rid = s.rid;
-  auto notices = store_->NoticesFor(s.org, s.notice_cursor, 256);
-  if (!notices.ok()) {
-    Log()->error("reading notices for {}: {}", s.org, notices.status().ToString());
-    return;
+  int64_t after = 0;
+  size_t sent = 0;
+  for (int page = 0; page < 16 && sent < kMaxPerPump; ++page) {
+    auto notices = store_->NoticesFor(s.org, after, kPage);
+    if (!notices.ok()) {
+      Log()->error("reading notices for {}: {}", s.org, notices.status().ToString());
+      return;
+    }
+    for (const auto& n : *notices) {
+      after = n.notice_id;
+      if (s.notices_sent.contains(n.notice_id) || sent >= kMaxPerPump) continue;
+      wire::BrokerMessage m;
+      m.set_protocol_version(wire::kProtocolVersion);
+      auto* sn = m.mutable_status_notice();
+      metrics_.notices.fetch_add(1, std::memory_order_relaxed);
+      sn->set_notice_id(static_cast<uint64_t>(n.notice_id));
+      sn->set_message_id(n.message_id);
+      sn->set_status(n.status);
+      sn->set_reason(n.reason);
+      sn->set_at_unix_ms(n.at_ms);
+      s.notices_sent.insert(n.notice_id);
+      ++sent;
+      Send(rid, m);
+      if (!SessionByRid(rid)) return;
+    }
+    if (notices->size() < static_cast<size_t>(kPage)) return;
   }
-  for (const auto& n : *notices) {
-    wire::BrokerMessage m;
-    m.set_protocol_version(wire::kProtocolVersion);
-    auto* sn = m.mutable_status_notice();
-    metrics_.notices.fetch_add(1, std::memory_order_relaxed);
-    sn->set_notice_id(static_cast<uint64_t>(n.notice_id));
-    sn->set_message_id(n.message_id);
-    sn->set_status(n.status);
-    sn->set_reason(n.reason);
-    sn->set_at_unix_ms(n.at_ms);
-    s.notice_cursor = n.notice_id;
-    Send(rid, m);
-    if (!SessionByRid(rid)) return;
-  }
-  if (notices->size() == 256) dirty_orgs_.insert(s.org);  // more next round
+  dirty_orgs_.insert(s.org);  // more next round
 }
 
 void Server::SweepExpired() {
@@ -764,7 +908,9 @@ void Server::CheckTimers() {
     if (now - s.last_seen_mono > 3 * config_.heartbeat_ms) dead.push_back(s.rid);
   }
   for (const auto& rid : dead) DropSession(rid, "no heartbeat for 3 intervals");
+  std::optional<std::pair<std::string, Status>> lost_lease;
   for (auto& [org, s] : sessions_) {
+    if (lost_lease) break;
     const std::string rid = s.rid;
     if (s.defer_until_mono != 0 && now >= s.defer_until_mono) {
       s.defer_until_mono = 0;
@@ -775,16 +921,24 @@ void Server::CheckTimers() {
         ++it;
         continue;
       }
-      auto q = store_->BySeq(it->second.seq);
-      if (!q.ok() || !q->has_value()) {
+      // The attempt is counted, and the message read, only under this broker's lease.
+      auto q = store_->ClaimRedelivery(LeaseOf(s), it->second.seq);
+      if (!q.ok() && q.status().code() == Code::kConflict) {
+        lost_lease = {rid, q.status()};
+        break;
+      }
+      if (!q.ok()) {
+        Log()->error("redelivering message {} to {}: {}", it->first, s.org, q.status().ToString());
+        it->second.sent_mono = now;  // tried again after another ack_timeout_ms
+        ++it;
+        continue;
+      }
+      if (!q->has_value()) {
         it = s.inflight.erase(it);
         continue;
       }
       it->second.attempt++;
       it->second.sent_mono = now;
-      if (auto n = store_->AddAttempts({it->first}); !n.ok()) {
-        Log()->error("counting delivery attempts: {}", n.status().ToString());
-      }
       Log()->warn("message {} not acknowledged by {} within {} ms; redelivering (attempt {})",
                   it->first, s.org, config_.ack_timeout_ms, it->second.attempt);
       wire::BrokerMessage m = DeliveryMessage((*q)->envelope, it->second.attempt);
@@ -795,6 +949,7 @@ void Server::CheckTimers() {
       break;  // Send may drop the session; continue next tick
     }
   }
+  if (lost_lease) LeaseLost(lost_lease->first, lost_lease->second);
 }
 
 }  // namespace bud::broker

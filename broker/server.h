@@ -18,6 +18,14 @@
 // is served only when it comes on that connection and (with CURVE) its User-Id is the session's
 // organisation. A new Hello replaces the old session. A session silent for 3 heartbeat intervals
 // is dropped.
+// Several brokers on one store (PostgreSQL): a Hello takes the organisation's session lease
+// (QueueStore::TakeSession), taking it over from another broker; the loop renews its leases every
+// third of session_lease_ms and drops a session whose lease was taken over, or every session
+// when it could not renew for a whole lease. Deliveries are handed out only through the store's
+// lease-checked claims, so a broker that lost a lease delivers nothing more for it; there is no
+// per-session cursor (the claims leave out what is in flight), so a message committed late by
+// another broker with a lower seq is still found. Other brokers' commits wake the loop through
+// the store's WakeFd (LISTEN/NOTIFY), and every wake_poll_ms every session is looked at anyway.
 // Connections (wire::ConnectionWatch): a connection that has not said Hello within
 // hello_timeout_ms (or again, after its session was dropped or replaced) is closed. Peers that
 // chose their own routing id (ZMQ_ROUTING_ID) are refused and their connection closed: only
@@ -25,8 +33,9 @@
 // ZMTP heartbeats on the ROUTER let libzmq drop dead connections.
 // Authentication: with CURVE on, ZAP admits only keys the registry knows and binds each
 // connection to that organisation (User-Id). ZAP runs on its own threads with a cache
-// (wire::CachedZapHandler): a slow or absent registry never stalls this loop; Hello must name the same organisation, and an
-// envelope's sender must be it. Without CURVE (development only) Hello names the organisation.
+// (wire::CachedZapHandler): a slow or absent registry never stalls this loop; Hello must name the
+// same organisation, and an envelope's sender must be it. Without CURVE (development only) Hello
+// names the organisation.
 #pragma once
 
 #include <atomic>
@@ -59,6 +68,8 @@ class Server {
   // Run returns at its next turn (any thread may call this), as on SIGTERM.
   void Stop() { stop_.store(true); }
   const BrokerMetrics& metrics() const { return metrics_; }
+  // This process's id in the session leases: host, pid and a random part, fresh at each start.
+  const std::string& broker_id() const { return metrics_.broker_id; }
 
  private:
   struct Inflight {
@@ -72,8 +83,8 @@ class Server {
     wire::ConnRef conn;  // that connection (wire::ConnectionWatch), for the Hello deadline
     uint32_t credit = 1;
     int64_t last_seen_mono = 0;
-    int64_t cursor_seq = 0;       // highest seq handed out in this session
-    int64_t notice_cursor = 0;    // highest notice id sent in this session
+    int64_t epoch = 0;               // of the session's lease (QueueStore::TakeSession)
+    std::set<int64_t> notices_sent;  // sent in this session and not acknowledged yet
     std::map<std::string, Inflight> inflight;
     // The receiver said Defer (its disk is full): nothing is delivered before defer_until_mono.
     // defer_backoff_ms doubles with each round of Defers, back to 0 at its next MOTTATT/FEIL.
@@ -108,6 +119,13 @@ class Server {
   void PumpDeliveries(Session& s);
   void PumpNotices(Session& s);
   void CheckTimers();
+  // Renews the leases; drops the sessions whose lease is gone.
+  void RenewLeases();
+  // Other brokers' commits: marks the named organisations' sessions for a pump.
+  void TakeWakeups();
+  LeaseRef LeaseOf(const Session& s) const { return {s.org, broker_id(), s.epoch}; }
+  // The store said the lease is no longer this broker's.
+  void LeaseLost(const std::string& rid, const Status& why);
   void SweepExpired();
   void Send(const std::string& rid, const wire::BrokerMessage& msg);
   void Refuse(const std::string& rid, const std::string& reason);
@@ -135,6 +153,8 @@ class Server {
   std::vector<std::string> batch_report_rids_;
   std::vector<NoticeAck> batch_acks_;
   std::set<std::string> dirty_orgs_;              // orgs with new deliveries or notices
+  int64_t leases_renewed_mono_ = 0;               // last successful RenewSessions
+  int64_t wake_warned_mono_ = 0;                  // last warning about wake-ups
   std::vector<int64_t> batch_submit_us_;          // when each batched submit arrived (mono µs)
   BrokerMetrics metrics_;
   std::atomic<bool> stop_{false};

@@ -2,7 +2,11 @@
 #include "broker/sqlite_queue_store.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <functional>
 
 #include "common/clock.h"
@@ -175,6 +179,21 @@ Result<int64_t> CountQueuedRows(storage::Db& db) {
 }
 
 // The read side on a read-only connection (admin commands, /metrics).
+// The file and its folder (for the WAL) take writes, as far as permissions tell.
+Status FileWritable(const std::string& path) {
+  if (::access(path.c_str(), W_OK) != 0) {
+    return Status(Code::kUnavailable,
+                  fmt::format("SQLite file {} is not writable: {}", path, std::strerror(errno)));
+  }
+  const std::string dir = ParentDir(AbsolutePath(path));
+  if (::access(dir.c_str(), W_OK) != 0) {
+    return Status(Code::kUnavailable, fmt::format("the folder {} of the SQLite file is not "
+                                                  "writable: {}",
+                                                  dir, std::strerror(errno)));
+  }
+  return Status::Ok();
+}
+
 class SqliteQueueReader final : public QueueStoreReader {
  public:
   explicit SqliteQueueReader(std::unique_ptr<storage::Db> db) : db_(std::move(db)) {}
@@ -182,6 +201,7 @@ class SqliteQueueReader final : public QueueStoreReader {
   Result<int64_t> QueuedCount() override { return CountQueuedRows(*db_); }
   Result<int64_t> BytesUsed() override { return DbBytes(*db_); }
   std::string Describe() const override { return "SQLite file " + db_->path(); }
+  Status CheckWritable() override { return FileWritable(db_->path()); }
 
  private:
   std::unique_ptr<storage::Db> db_;
@@ -472,6 +492,66 @@ Status SqliteQueueStore::ApplyReport(ReportItem& r, int64_t now) {
   BUD_RETURN_IF_ERROR(n->Run());
   r.notify_org = sender;
   return Status::Ok();
+}
+
+Status SqliteQueueStore::CheckWritable() { return FileWritable(db_->path()); }
+
+Result<SessionLease> SqliteQueueStore::TakeSession(const std::string& org,
+                                                   const std::string& holder, int64_t) {
+  Lease& l = leases_[org];
+  SessionLease out;
+  out.previous_holder = l.holder == holder ? std::string() : l.holder;
+  l.holder = holder;
+  out.epoch = ++l.epoch;
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>> SqliteQueueStore::RenewSessions(
+    const std::string& holder, int64_t) {
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const auto& [org, l] : leases_) {
+    if (l.holder == holder) out.emplace_back(org, l.epoch);
+  }
+  return out;
+}
+
+Status SqliteQueueStore::ReleaseSession(const LeaseRef& lease) {
+  if (CheckLease(lease).ok()) leases_[lease.org].holder.clear();
+  return Status::Ok();
+}
+
+Status SqliteQueueStore::CheckLease(const LeaseRef& lease) const {
+  auto it = leases_.find(lease.org);
+  if (it == leases_.end() || it->second.holder.empty() || it->second.holder != lease.holder ||
+      it->second.epoch != lease.epoch) {
+    return Status(Code::kConflict,
+                  fmt::format("the session lease of {} (epoch {}) is no longer this broker's",
+                              lease.org, lease.epoch));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<Queued>> SqliteQueueStore::ClaimDeliveries(
+    const LeaseRef& lease, const std::vector<int64_t>& handed_out, int limit) {
+  BUD_RETURN_IF_ERROR(CheckLease(lease));
+  BUD_ASSIGN_OR_RETURN(auto next,
+                       NextFor(lease.org, 0, limit + static_cast<int>(handed_out.size())));
+  std::vector<Queued> out;
+  for (auto& q : next) {
+    if (static_cast<int>(out.size()) >= limit) break;
+    if (std::find(handed_out.begin(), handed_out.end(), q.seq) == handed_out.end()) {
+      out.push_back(std::move(q));
+    }
+  }
+  return out;
+}
+
+Result<std::optional<Queued>> SqliteQueueStore::ClaimRedelivery(const LeaseRef& lease,
+                                                                int64_t seq) {
+  BUD_RETURN_IF_ERROR(CheckLease(lease));
+  BUD_ASSIGN_OR_RETURN(auto q, BySeq(seq));
+  if (q) BUD_RETURN_IF_ERROR(AddAttempts({q->message_id}).status());
+  return q;
 }
 
 Result<std::vector<Queued>> SqliteQueueStore::NextFor(const std::string& receiver, int64_t after_seq,

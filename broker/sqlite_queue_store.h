@@ -8,6 +8,8 @@
 // truncates the WAL.
 // Concurrency: other processes read the file through their own read-only connections
 // (OpenSqliteQueueReader), beside the broker.
+// Sessions: one broker process owns the file, so the session leases live in memory (a map of
+// organisation to holder and epoch); the epochs start again at each open.
 // Limitations: one machine; the quota is the file system's free space or store_max_bytes.
 #pragma once
 
@@ -55,6 +57,7 @@ class SqliteQueueStore final : public QueueStore {
   Result<int64_t> QueuedCount() override;
   Result<int64_t> BytesUsed() override;
   std::string Describe() const override;
+  Status CheckWritable() override;
 
   void SetQueueCaps(const QueueCaps& caps) override { counts_.SetCaps(caps); }
   std::string QueueRoom(const std::string& sender, const std::string& receiver) const override {
@@ -65,6 +68,15 @@ class SqliteQueueStore final : public QueueStore {
 
   CommitResult CommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
                            const std::vector<NoticeAck>& acks = {}) override;
+  Result<SessionLease> TakeSession(const std::string& org, const std::string& holder,
+                                   int64_t lease_ms) override;
+  Result<std::vector<std::pair<std::string, int64_t>>> RenewSessions(const std::string& holder,
+                                                                     int64_t lease_ms) override;
+  Status ReleaseSession(const LeaseRef& lease) override;
+  Result<std::vector<Queued>> ClaimDeliveries(const LeaseRef& lease,
+                                              const std::vector<int64_t>& handed_out,
+                                              int limit) override;
+  Result<std::optional<Queued>> ClaimRedelivery(const LeaseRef& lease, int64_t seq) override;
   Result<std::vector<Queued>> NextFor(const std::string& receiver, int64_t after_seq,
                                       int limit) override;
   Result<std::optional<Queued>> BySeq(int64_t seq) override;
@@ -97,7 +109,13 @@ class SqliteQueueStore final : public QueueStore {
       const std::function<std::string(const Expired&, int64_t)>& reason);
   // Queued messages by receiver and by sender, as committed; the pending_ maps hold the changes
   // of the transaction in progress and are applied when it commits.
+  Status CheckLease(const LeaseRef& lease) const;
   QueueCounts counts_;
+  struct Lease {
+    std::string holder;  // "" once released
+    int64_t epoch = 0;
+  };
+  std::map<std::string, Lease> leases_;  // by organisation
   std::unique_ptr<storage::Db> db_;
   // The next queue position handed out (above every seq ever used: sqlite_sequence and the
   // table). Chosen here so the seen row is written once, with its seq; a rolled-back batch only

@@ -355,6 +355,22 @@ Status Connection::Connect() {
 
 Status Connection::Reconnect() { return Connect(); }
 
+Result<std::vector<std::pair<std::string, std::string>>> Connection::TakeNotifications() {
+  if (conn_ == nullptr || lost_) {
+    return Status(Code::kUnavailable, fmt::format("postgresql {}: not connected", description_));
+  }
+  if (PQconsumeInput(conn_) == 0 || PQstatus(conn_) != CONNECTION_OK) {
+    lost_ = true;
+    return ErrorFromConnection("reading notifications");
+  }
+  std::vector<std::pair<std::string, std::string>> out;
+  while (PGnotify* n = PQnotifies(conn_)) {
+    out.emplace_back(n->relname ? n->relname : "", n->extra ? n->extra : "");
+    PQfreemem(n);
+  }
+  return out;
+}
+
 bool Connection::ok() const { return conn_ != nullptr && !lost_ && PQstatus(conn_) == CONNECTION_OK; }
 
 bool Connection::NeedsReconnect() const {

@@ -33,7 +33,10 @@
 // (PostgreSQL's English texts: authentication, missing database, read-only or standby server;
 // anything else is kUnavailable).
 //
-// Limitations: one statement in flight per connection; no COPY, no LISTEN/NOTIFY. Int() decodes
+// Notifications: a connection that ran LISTEN collects the NOTIFY payloads the server sends
+// (TakeNotifications); its socket() can be polled for readability between statements.
+//
+// Limitations: one statement in flight per connection; no COPY. Int() decodes
 // int2/int4/int8/bool/oid columns (cast others in SQL, e.g. `count(*)::bigint`).
 #pragma once
 
@@ -44,6 +47,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -176,6 +180,12 @@ class Connection {
   // The connection string's safe description (Describe).
   const std::string& description() const { return description_; }
   bool in_transaction() const;
+  // The connection's socket (-1 when there is none), to poll for readability: a notification
+  // (after LISTEN) or the server closing the connection.
+  int socket() const { return conn_ ? PQsocket(conn_) : -1; }
+  // Reads what the server sent without waiting and returns the (channel, payload) of every
+  // notification received since the last call. An error when the connection is lost.
+  Result<std::vector<std::pair<std::string, std::string>>> TakeNotifications();
   // The server's process id for this session (pg_backend_pid()), e.g. to cancel it in a test.
   int backend_pid() const { return conn_ ? PQbackendPID(conn_) : 0; }
 

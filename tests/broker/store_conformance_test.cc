@@ -675,6 +675,136 @@ void MixedBatch(StoreEnv& env) {
   CHECK(NoticesOf(*store, kA).size() == 1);
 }
 
+// A session lease: each take has a higher epoch and takes the lease over from a live holder;
+// renewal tells a holder what it still holds; a release ends it, and the epoch still grows.
+void SessionLeases(StoreEnv& env) {
+  auto store = env.Open();
+  auto first = store->TakeSession(kB, "broker-1", 60000);
+  REQUIRE(first.ok());
+  CHECK(first->previous_holder.empty());
+  CHECK(first->epoch > 0);
+  auto second = store->TakeSession(kB, "broker-2", 60000);
+  REQUIRE(second.ok());
+  CHECK(second->previous_holder == "broker-1");
+  CHECK(second->epoch > first->epoch);
+  auto held1 = store->RenewSessions("broker-1", 60000);
+  REQUIRE(held1.ok());
+  CHECK(held1->empty());
+  auto held2 = store->RenewSessions("broker-2", 60000);
+  REQUIRE(held2.ok());
+  REQUIRE(held2->size() == 1);
+  CHECK((*held2)[0] == std::make_pair(std::string(kB), second->epoch));
+  // Another organisation's lease is apart.
+  auto other = store->TakeSession(kA, "broker-1", 60000);
+  REQUIRE(other.ok());
+  CHECK(other->previous_holder.empty());
+  held1 = store->RenewSessions("broker-1", 60000);
+  REQUIRE(held1.ok());
+  CHECK(held1->size() == 1);
+  // A release by a holder that no longer holds it changes nothing.
+  CHECK(store->ReleaseSession({kB, "broker-1", first->epoch}).ok());
+  held2 = store->RenewSessions("broker-2", 60000);
+  REQUIRE(held2.ok());
+  CHECK(held2->size() == 1);
+  CHECK(store->ReleaseSession({kB, "broker-2", second->epoch}).ok());
+  held2 = store->RenewSessions("broker-2", 60000);
+  REQUIRE(held2.ok());
+  CHECK(held2->empty());
+  auto third = store->TakeSession(kB, "broker-1", 60000);
+  REQUIRE(third.ok());
+  CHECK(third->previous_holder.empty());  // released: nothing taken over
+  CHECK(third->epoch > second->epoch);
+}
+
+// Deliveries are claimed only under the current lease: a holder whose lease was taken over gets
+// kConflict from both claims, and counts no attempt.
+void ClaimsAreFenced(StoreEnv& env) {
+  auto store = env.Open();
+  std::vector<SubmitItem> batch = {Item(kA, kB)};
+  Commit(*store, batch);
+  auto old_lease = store->TakeSession(kB, "broker-1", 60000);
+  REQUIRE(old_lease.ok());
+  const LeaseRef old_ref{kB, "broker-1", old_lease->epoch};
+  auto claimed = store->ClaimDeliveries(old_ref, {}, 10);
+  REQUIRE(claimed.ok());
+  REQUIRE(claimed->size() == 1);
+  const int64_t seq = (*claimed)[0].seq;
+  auto new_lease = store->TakeSession(kB, "broker-2", 60000);
+  REQUIRE(new_lease.ok());
+  auto fenced = store->ClaimDeliveries(old_ref, {}, 10);
+  REQUIRE_FALSE(fenced.ok());
+  CHECK(fenced.status().code() == Code::kConflict);
+  auto fenced_again = store->ClaimRedelivery(old_ref, seq);
+  REQUIRE_FALSE(fenced_again.ok());
+  CHECK(fenced_again.status().code() == Code::kConflict);
+  CHECK(*store->Attempts(batch[0].message_id) == 0);
+  // The same holder with a stale epoch is fenced too.
+  auto stale = store->ClaimDeliveries({kB, "broker-2", old_lease->epoch}, {}, 10);
+  CHECK_FALSE(stale.ok());
+  const LeaseRef new_ref{kB, "broker-2", new_lease->epoch};
+  auto now_claimed = store->ClaimDeliveries(new_ref, {}, 10);
+  REQUIRE(now_claimed.ok());
+  CHECK(now_claimed->size() == 1);
+  // Without any lease (never taken, or released), nothing.
+  CHECK_FALSE(store->ClaimDeliveries({kC, "broker-2", 1}, {}, 10).ok());
+  REQUIRE(store->ReleaseSession(new_ref).ok());
+  CHECK_FALSE(store->ClaimDeliveries(new_ref, {}, 10).ok());
+}
+
+// A claim leaves out the seqs in flight (no cursor), so a message below them is still found; a
+// redelivery counts an attempt; a message no longer queued is nullopt.
+void ClaimsLeaveOutInFlight(StoreEnv& env) {
+  auto store = env.Open();
+  std::vector<SubmitItem> batch = {Item(kA, kB), Item(kA, kB), Item(kA, kB), Item(kA, kC)};
+  Commit(*store, batch);
+  auto lease = store->TakeSession(kB, "broker-1", 60000);
+  REQUIRE(lease.ok());
+  const LeaseRef ref{kB, "broker-1", lease->epoch};
+  auto first = store->ClaimDeliveries(ref, {}, 2);
+  REQUIRE(first.ok());
+  REQUIRE(first->size() == 2);
+  CHECK((*first)[0].message_id == batch[0].message_id);
+  CHECK((*first)[1].message_id == batch[1].message_id);
+  CHECK((*first)[0].envelope == batch[0].envelope);
+  const int64_t s0 = (*first)[0].seq, s1 = (*first)[1].seq;
+  auto rest = store->ClaimDeliveries(ref, {s0, s1}, 10);
+  REQUIRE(rest.ok());
+  REQUIRE(rest->size() == 1);
+  CHECK((*rest)[0].message_id == batch[2].message_id);
+  const int64_t s2 = (*rest)[0].seq;
+  // Taken back (Defer) or a lower seq: found again when not in flight.
+  auto again = store->ClaimDeliveries(ref, {s1, s2}, 10);
+  REQUIRE(again.ok());
+  REQUIRE(again->size() == 1);
+  CHECK((*again)[0].seq == s0);
+  auto none = store->ClaimDeliveries(ref, {s0, s1, s2}, 10);
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+  auto redelivery = store->ClaimRedelivery(ref, s1);
+  REQUIRE(redelivery.ok());
+  REQUIRE(redelivery->has_value());
+  CHECK((*redelivery)->message_id == batch[1].message_id);
+  CHECK(*store->Attempts(batch[1].message_id) == 1);
+  std::vector<ReportItem> done = {Report(kB, batch[1].message_id, wire::MOTTATT)};
+  Commit(*store, done);
+  auto gone = store->ClaimRedelivery(ref, s1);
+  REQUIRE(gone.ok());
+  CHECK_FALSE(gone->has_value());
+  auto left = store->ClaimDeliveries(ref, {}, 10);
+  REQUIRE(left.ok());
+  CHECK(left->size() == 2);
+  // Another receiver's message is never claimed under this lease.
+  for (const auto& q : *left) CHECK(q.message_id != batch[3].message_id);
+}
+
+// Reachable and writable, as /health asks.
+void Writable(StoreEnv& env) {
+  auto store = env.Open();
+  Status w = store->CheckWritable();
+  INFO(w.ToString());
+  CHECK(w.ok());
+}
+
 const std::vector<std::pair<const char*, void (*)(StoreEnv&)>> kChecks = {
     {"dedup", Dedup},
     {"conflict with another sender", ConflictWithAnotherSender},
@@ -690,6 +820,10 @@ const std::vector<std::pair<const char*, void (*)(StoreEnv&)>> kChecks = {
     {"quota", Quota},
     {"mixed batch", MixedBatch},
     {"reopen and compare", ReopenAndCompare},
+    {"session leases", SessionLeases},
+    {"claims are fenced by the lease", ClaimsAreFenced},
+    {"claims leave out what is in flight", ClaimsLeaveOutInFlight},
+    {"writable", Writable},
 };
 
 }  // namespace

@@ -54,6 +54,22 @@ class UnknownCommits final : public QueueStore {
   Result<int64_t> QueuedCount() override { return inner_->QueuedCount(); }
   Result<int64_t> BytesUsed() override { return inner_->BytesUsed(); }
   std::string Describe() const override { return inner_->Describe(); }
+  Status CheckWritable() override { return inner_->CheckWritable(); }
+  Result<SessionLease> TakeSession(const std::string& o, const std::string& h, int64_t l) override {
+    return inner_->TakeSession(o, h, l);
+  }
+  Result<std::vector<std::pair<std::string, int64_t>>> RenewSessions(const std::string& h,
+                                                                     int64_t l) override {
+    return inner_->RenewSessions(h, l);
+  }
+  Status ReleaseSession(const LeaseRef& l) override { return inner_->ReleaseSession(l); }
+  Result<std::vector<Queued>> ClaimDeliveries(const LeaseRef& l, const std::vector<int64_t>& h,
+                                              int n) override {
+    return inner_->ClaimDeliveries(l, h, n);
+  }
+  Result<std::optional<Queued>> ClaimRedelivery(const LeaseRef& l, int64_t s) override {
+    return inner_->ClaimRedelivery(l, s);
+  }
   void SetQueueCaps(const QueueCaps& c) override { inner_->SetQueueCaps(c); }
   std::string QueueRoom(const std::string& s, const std::string& r) const override {
     return inner_->QueueRoom(s, r);

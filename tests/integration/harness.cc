@@ -486,6 +486,22 @@ Exchange::Exchange(ExchangeOptions options) : options_(std::move(options)) {
     registry_key_ = PublicKeyOf(root() + "/registry/curve.key");
     broker_key_ = PublicKeyOf(root() + "/broker/curve.key");
   }
+  if (options_.extra_brokers > 0 && options_.broker_pg_url.empty()) {
+    throw HarnessError("extra_brokers needs broker_pg_url: brokers share a PostgreSQL store");
+  }
+  for (int n = 1; n <= options_.extra_brokers; ++n) {
+    const std::string dir = BrokerDir(static_cast<size_t>(n));
+    fs::create_directories(dir);
+    if (options_.curve) {
+      fs::copy_file(root() + "/broker/curve.key", dir + "/curve.key");
+      fs::permissions(dir + "/curve.key", fs::perms::owner_read | fs::perms::owner_write);
+    }
+    std::vector<std::string> argv = broker_argv;
+    argv.back() = dir + "/broker.toml";
+    extra_brokers_.push_back(std::make_unique<Process>("bud-broker-" + std::to_string(n), argv, dir,
+                                                       dir + "/bud-broker.log"));
+    extra_endpoints_.emplace_back();
+  }
   WriteRegistryConfig("tcp://127.0.0.1:*");
 
   for (const auto& org : options_.agencies) {
@@ -508,6 +524,10 @@ Exchange::Exchange(ExchangeOptions options) : options_(std::move(options)) {
     StartRegistry();
     WriteBrokerConfig("tcp://127.0.0.1:*");  // needs the registry's endpoint
     StartBroker();
+    for (size_t n = 1; n < broker_count(); ++n) {
+      WriteBrokerConfig(n, "tcp://127.0.0.1:*");
+      StartBroker(n);
+    }
     for (const auto& org : options_.agencies) {
       WriteIpConfig(org);
       const std::string keys = AgencyDir(org) + "/keys";
@@ -539,6 +559,7 @@ void Exchange::StopAll() {
   std::vector<Process*> all;
   for (auto& [org, a] : agencies_) all.push_back(a.ip.get());
   if (broker_) all.push_back(broker_.get());
+  for (auto& b : extra_brokers_) all.push_back(b.get());
   if (registry_) all.push_back(registry_.get());
   for (Process* p : all) {
     if (p->Running()) ::kill(p->pid(), SIGTERM);
@@ -601,7 +622,9 @@ void Exchange::WriteRegistryConfig(const std::string& listen) {
   WriteFile(root() + "/registry/registry.toml", text);
 }
 
-void Exchange::WriteBrokerConfig(const std::string& listen) {
+void Exchange::WriteBrokerConfig(const std::string& listen) { WriteBrokerConfig(0, listen); }
+
+void Exchange::WriteBrokerConfig(size_t n, const std::string& listen) {
   const bool pg = !options_.broker_pg_url.empty();
   std::string text =
       fmt::format(kBrokerToml, Toml(listen), pg ? "" : "store = \"broker.db\"");
@@ -615,7 +638,47 @@ void Exchange::WriteBrokerConfig(const std::string& listen) {
     text += "[store]\nbackend = \"postgresql\"\nurl = " + Toml(options_.broker_pg_url) +
             "\npassword_file = " + Toml(options_.broker_pg_password_file) + "\n";
   }
-  WriteFile(root() + "/broker/broker.toml", text);
+  WriteFile(BrokerDir(n) + "/broker.toml", text);
+}
+
+std::string Exchange::BrokerDir(size_t n) const {
+  return n == 0 ? root() + "/broker" : root() + "/broker-" + std::to_string(n);
+}
+
+Process& Exchange::broker(size_t n) {
+  if (n == 0) return *broker_;
+  if (n > extra_brokers_.size()) throw HarnessError("no broker " + std::to_string(n));
+  return *extra_brokers_[n - 1];
+}
+
+const std::string& Exchange::broker_endpoint(size_t n) const {
+  if (n == 0) return broker_endpoint_;
+  if (n > extra_endpoints_.size()) throw HarnessError("no broker " + std::to_string(n));
+  return extra_endpoints_[n - 1];
+}
+
+void Exchange::StartBroker(size_t n) {
+  if (n == 0) return StartBroker();
+  Process& p = broker(n);
+  const std::string file = BrokerDir(n) + "/broker.endpoint";
+  fs::remove(file);
+  p.Start();
+  std::string ep = WaitForEndpoint(p, file);
+  std::string& known = extra_endpoints_[n - 1];
+  if (known.empty()) {
+    known = ep;
+    WriteBrokerConfig(n, ep);  // a restart binds the same port
+  } else if (ep != known) {
+    throw HarnessError("restarted " + p.name() + " listens on " + ep + ", not " + known);
+  }
+}
+
+std::string Exchange::BrokerHttpBase(size_t n) const {
+  std::string addr = ReadFileOrEmpty(BrokerDir(n) + "/http.addr");
+  while (!addr.empty() && (addr.back() == '\n' || addr.back() == ' ')) addr.pop_back();
+  if (addr.empty())
+    throw HarnessError("broker " + std::to_string(n) + " published no HTTP address");
+  return "http://" + addr;
 }
 
 void Exchange::WriteIpConfig(const std::string& org) {
@@ -828,6 +891,7 @@ nlohmann::json Exchange::WaitForStatus(const std::string& org, const std::string
 
 void Exchange::CheckAlive() {
   std::vector<Process*> all = {registry_.get(), broker_.get()};
+  for (auto& b : extra_brokers_) all.push_back(b.get());
   for (auto& [org, a] : agencies_) all.push_back(a.ip.get());
   for (Process* p : all) {
     if (p != nullptr && p->expected_running() && !p->Running()) {
@@ -840,6 +904,7 @@ void Exchange::CheckAlive() {
 std::string Exchange::Diagnostics(int lines) {
   std::string out = "exchange in " + root() + " (set BUD_KEEP_TEST_DIRS=1 to keep it)\n";
   std::vector<Process*> all = {registry_.get(), broker_.get()};
+  for (auto& b : extra_brokers_) all.push_back(b.get());
   for (auto& [org, a] : agencies_) all.push_back(a.ip.get());
   for (Process* p : all) {
     if (p == nullptr) continue;

@@ -5,11 +5,12 @@
 // openssl), writes TOML configs like scripts/demo does, starts bud-registry and bud-broker on
 // OS-chosen ports of 127.0.0.1 (read back from their endpoint files), registers the agencies with
 // `bud-registry add` and starts a bud-ip per agency. Each process runs in its own folder and
-// appends its stdout and stderr to <folder>/<name>.log. Processes can be stopped (SIGTERM, then
-// SIGKILL after a grace period), killed (SIGKILL) and started again with the same config and the
-// same store. After the first start of a listener the harness pins the port it got into its config
-// (listen = the published endpoint), so a restarted registry or broker comes back where the
-// others expect it.
+// appends its stdout and stderr to <folder>/<name>.log. With extra_brokers, more bud-broker
+// processes share the first one's PostgreSQL store, each in a folder of its own. Processes can be
+// stopped (SIGTERM, then SIGKILL after a grace period), killed (SIGKILL) and started again with
+// the same config and the same store. After the first start of a listener the harness pins the port
+// it got into its config (listen = the published endpoint), so a restarted registry or broker comes
+// back where the others expect it.
 //
 // Deadlines: every wait polls with a deadline and never blocks without one. A wait that times
 // out, or that sees a process exit which the test did not stop, throws HarnessError with a
@@ -198,6 +199,11 @@ struct ExchangeOptions {
   // registry/registry.db.
   std::string registry_store_url;
   std::string registry_store_password_file;
+  // More bud-broker processes on the same PostgreSQL store (broker_pg_url is required): broker
+  // n (1 ..) runs in <root>/broker-<n>/ with its own port and the first broker's CURVE key pair
+  // and settings, so an integration point configured for any of them trusts every one. The
+  // registry names the first broker; integration points are configured for the first one.
+  int extra_brokers = 0;
 };
 
 // Attachment name -> bytes.
@@ -221,6 +227,9 @@ class Exchange {
 
   Process& registry() { return *registry_; }
   Process& broker() { return *broker_; }
+  // Broker n of 1 + extra_brokers (0: broker()).
+  Process& broker(size_t n);
+  size_t broker_count() const { return 1 + extra_brokers_.size(); }
   Process& ip(const std::string& org);
 
   // (Re)start a process with its config and store and wait until it is ready: the registry and
@@ -228,13 +237,18 @@ class Exchange {
   // and logged that it runs. The matching Stop/Kill is on the Process.
   void StartRegistry();
   void StartBroker();
+  void StartBroker(size_t n);
   void StartIp(const std::string& org);
   const std::string& registry_endpoint() const { return registry_endpoint_; }
   const std::string& broker_endpoint() const { return broker_endpoint_; }
+  const std::string& broker_endpoint(size_t n) const;
   // "http://127.0.0.1:<port>" of an integration point's / the broker's HTTP server
   // (ExchangeOptions::http).
   std::string HttpBase(const std::string& org) const;
   std::string BrokerHttpBase() const;
+  std::string BrokerHttpBase(size_t n) const;
+  // The folder broker n runs in (<root>/broker, <root>/broker-<n>).
+  std::string BrokerDir(size_t n) const;
   // CURVE public keys (Z85); empty without CURVE.
   const std::string& registry_public_key() const { return registry_key_; }
   const std::string& broker_public_key() const { return broker_key_; }
@@ -282,6 +296,7 @@ class Exchange {
   void Run(const std::vector<std::string>& argv, const std::string& what);
   void WriteRegistryConfig(const std::string& listen);
   void WriteBrokerConfig(const std::string& listen);
+  void WriteBrokerConfig(size_t n, const std::string& listen);
   void WriteIpConfig(const std::string& org);
   std::string WaitForEndpoint(Process& p, const std::string& file);
   void StopAll();
@@ -292,6 +307,8 @@ class Exchange {
   ExchangeOptions options_;
   std::unique_ptr<Process> registry_;
   std::unique_ptr<Process> broker_;
+  std::vector<std::unique_ptr<Process>> extra_brokers_;  // brokers 1 ..
+  std::vector<std::string> extra_endpoints_;             // theirs, once started
   std::map<std::string, Agency> agencies_;
   std::string registry_endpoint_;
   std::string broker_endpoint_;
