@@ -66,6 +66,14 @@ std::string RenderStats(const StoreStats& stats, const std::string& store_path, 
     nlohmann::json out = {{"store", store_path},      {"schemaVersion", stats.schema_version},
                           {"at", FormatTime(now_ms)}, {"receivers", receivers},
                           {"senders", senders},       {"totals", totals}};
+    if (stats.sessions_known) {
+      nlohmann::json sessions = nlohmann::json::array();
+      for (const auto& s : stats.sessions) {
+        sessions.push_back(
+            {{"org", s.org}, {"broker", s.holder}, {"leaseUntil", FormatTime(s.expires_ms)}});
+      }
+      out["sessions"] = std::move(sessions);
+    }
     return out.dump(2) + "\n";
   }
 
@@ -92,6 +100,15 @@ std::string RenderStats(const StoreStats& stats, const std::string& store_path, 
       out += fmt::format("  {:<16} {:>8} {:>10}\n", s.sender, s.pending,
                          HumanAge(now_ms - s.oldest_at_ms));
     }
+  }
+  out += "\nSessions (integration points connected):\n";
+  if (!stats.sessions_known) {
+    out += "  (kept by the running broker: its /metrics has bud_broker_session{org})\n";
+  } else if (stats.sessions.empty()) {
+    out += "  (none)\n";
+  } else {
+    out += fmt::format("  {:<16} {}\n", "ORGANISATION", "BROKER");
+    for (const auto& s : stats.sessions) out += fmt::format("  {:<16} {}\n", s.org, s.holder);
   }
   out += fmt::format("\nTotals: {} queued message(s), {} ({} bytes); {} pending notice(s)",
                      stats.queued, HumanBytes(stats.bytes), stats.bytes, stats.notices);

@@ -108,6 +108,21 @@ std::string BrokerHttp::Metrics() {
   w.Family("bud_broker_sessions", "gauge",
            "Connected integration points: the sessions (and their leases) this broker holds.");
   w.Sample("bud_broker_sessions", static_cast<double>(metrics_.sessions.load()));
+  w.Family("bud_broker_session", "gauge",
+           "1 for each organisation whose integration point has a session on this broker.");
+  for (const auto& org : metrics_.SessionOrgs()) w.Sample("bud_broker_session", {{"org", org}}, 1);
+  w.Family("bud_broker_submits_refused_total", "counter",
+           "Submits refused, by reason: REJECTED (envelope, too_large, routing, id_conflict) or "
+           "RETRY_LATER at a full queue (queue_full).");
+  for (const auto& [reason, v] :
+       {std::pair<const char*, const std::atomic<int64_t>*>{"envelope", &metrics_.rejected_envelope},
+        {"too_large", &metrics_.rejected_too_large},
+        {"routing", &metrics_.rejected_routing},
+        {"id_conflict", &metrics_.rejected_id_conflict},
+        {"queue_full", &metrics_.queue_full}}) {
+    w.Sample("bud_broker_submits_refused_total", {{"reason", reason}},
+             static_cast<double>(v->load(std::memory_order_relaxed)));
+  }
   auto counter = [&](const char* name, const char* help, const std::atomic<int64_t>& v) {
     w.Family(name, "counter", help);
     w.Sample(name, static_cast<double>(v.load(std::memory_order_relaxed)));

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "broker/config.h"
 #include "common/http_server.h"
@@ -22,6 +24,12 @@ struct BrokerMetrics {
   std::atomic<int64_t> accepted{0};            // stored (new) or already stored (duplicate)
   std::atomic<int64_t> duplicates{0};
   std::atomic<int64_t> rejected{0};
+  // Of the rejected, by reason (the label of bud_broker_submits_refused_total; queue_full below
+  // counts the RETRY_LATERs of a full queue).
+  std::atomic<int64_t> rejected_envelope{0};     // not an envelope, or its header unreadable
+  std::atomic<int64_t> rejected_too_large{0};    // over max_envelope_bytes: to be streamed
+  std::atomic<int64_t> rejected_routing{0};      // sender, receiver or expiry not acceptable
+  std::atomic<int64_t> rejected_id_conflict{0};  // the id is another organisation's
   std::atomic<int64_t> retry_later{0};
   std::atomic<int64_t> deliveries{0};          // first deliveries
   std::atomic<int64_t> redeliveries{0};        // after an ack timeout or a reconnect
@@ -40,6 +48,17 @@ struct BrokerMetrics {
   std::atomic<int64_t> session_takeovers{0};   // Hellos that took a live lease from another broker
   std::atomic<int64_t> sessions_lost{0};       // sessions dropped: their lease went elsewhere
   std::atomic<int64_t> wakeups{0};             // wake-ups from other brokers' commits
+  // The organisations with a session here, as the loop last published them (SetSessionOrgs).
+  void SetSessionOrgs(std::vector<std::string> orgs) {
+    std::lock_guard lock(session_orgs_mu);
+    session_orgs = std::move(orgs);
+  }
+  std::vector<std::string> SessionOrgs() const {
+    std::lock_guard lock(session_orgs_mu);
+    return session_orgs;
+  }
+  mutable std::mutex session_orgs_mu;
+  std::vector<std::string> session_orgs;
   metrics::Histogram submit_to_accept{metrics::LatencyBuckets()};  // frame in -> ACCEPTED out
   metrics::Histogram commit_seconds{metrics::LatencyBuckets()};    // one group commit
 };

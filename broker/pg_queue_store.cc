@@ -189,6 +189,14 @@ Result<StoreStats> ReadStats(pg::Connection& c, bool count_history) {
   }
   BUD_ASSIGN_OR_RETURN(auto u, c.Exec("SELECT count(*)::bigint FROM broker_uploads"));
   out.uploads = u.Int(0, 0);
+  BUD_ASSIGN_OR_RETURN(
+      auto sessions,
+      c.Exec("SELECT org, holder, expires_ms FROM broker_sessions WHERE expires_ms > "
+             "(extract(epoch FROM clock_timestamp()) * 1000)::bigint ORDER BY org"));
+  out.sessions_known = true;
+  for (int i = 0; i < sessions.size(); ++i) {
+    out.sessions.push_back({sessions.Text(i, 0), sessions.Text(i, 1), sessions.Int(i, 2)});
+  }
   (void)tx.Commit();  // read only: nothing to keep
   return out;
 }

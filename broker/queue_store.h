@@ -117,8 +117,19 @@ struct SenderNoticeStats {
   int64_t oldest_at_ms = 0;  // the oldest one's status time
 };
 
+// An organisation's live session as the store knows it (several brokers on PostgreSQL).
+struct SessionStats {
+  std::string org;
+  std::string holder;  // the broker's id
+  int64_t expires_ms = 0;
+};
+
 struct StoreStats {
   int schema_version = 0;
+  // Live sessions by organisation, when the store keeps them (PostgreSQL: the lease table);
+  // SQLite's live in the broker's memory (sessions_known false: see its /metrics).
+  bool sessions_known = false;
+  std::vector<SessionStats> sessions;
   std::vector<ReceiverStats> receivers;    // by receiver, only those with queued messages
   std::vector<SenderNoticeStats> senders;  // by sender, only those with pending notices
   int64_t queued = 0;                      // totals over receivers

@@ -107,7 +107,14 @@ Status Server::Run() {
   int64_t last_checkpoint = MonoMs();
   while (!StopRequested() && !stop_.load(std::memory_order_relaxed)) {
     metrics_.loop_alive_mono_ms.store(MonoMs(), std::memory_order_relaxed);
-    metrics_.sessions.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
+    if (static_cast<int64_t>(sessions_.size()) != metrics_.sessions.load() ||
+        sessions_changed_) {
+      metrics_.sessions.store(static_cast<int64_t>(sessions_.size()), std::memory_order_relaxed);
+      std::vector<std::string> orgs;
+      for (const auto& [org, session] : sessions_) orgs.push_back(org);
+      metrics_.SetSessionOrgs(std::move(orgs));
+      sessions_changed_ = false;
+    }
     const int wake_fd = store_->WakeFd();
     zmq::pollitem_t items[] = {{sock_->handle(), 0, ZMQ_POLLIN, 0},
                                {connections_->socket().handle(), 0, ZMQ_POLLIN, 0},
@@ -340,6 +347,7 @@ void Server::DropSession(const std::string& rid, const std::string& why) {
   connections_->Expect(it->second.conn);
   streams_->DropRid(rid);
   sessions_.erase(it);
+  sessions_changed_ = true;
 }
 
 void Server::RefuseChosenRid(const std::string& rid, int fd) {
@@ -436,6 +444,7 @@ void Server::OnHello(const std::string& rid, int fd, const wire::Hello& hello,
     DropSession(rid, "the connection said Hello as another organisation");
   }
   Session& s = sessions_[who];
+  sessions_changed_ = true;
   s = Session{};
   s.rid = rid;
   s.org = who;
@@ -457,8 +466,10 @@ void Server::OnHello(const std::string& rid, int fd, const wire::Hello& hello,
 
 void Server::OnSubmit(Session& s, wire::Submit& submit) {
   metrics_.submits.fetch_add(1, std::memory_order_relaxed);
-  auto reply = [&](const std::string& id, wire::SubmitCode code, const std::string& reason) {
+  auto reply = [&](const std::string& id, wire::SubmitCode code, const std::string& reason,
+                   std::atomic<int64_t>& by_reason) {
     metrics_.rejected.fetch_add(1, std::memory_order_relaxed);
+    by_reason.fetch_add(1, std::memory_order_relaxed);
     wire::BrokerMessage m;
     m.set_protocol_version(wire::kProtocolVersion);
     auto* r = m.mutable_submit_reply();
@@ -469,19 +480,24 @@ void Server::OnSubmit(Session& s, wire::Submit& submit) {
     Send(s.rid, m);
   };
   auto env = crypto::ParseEnvelope(submit.envelope());
-  if (!env.ok()) return reply("", wire::REJECTED, env.status().message());
+  if (!env.ok()) return reply("", wire::REJECTED, env.status().message(), metrics_.rejected_envelope);
   auto header = crypto::ParseHeaderUnverified(*env);
-  if (!header.ok()) return reply("", wire::REJECTED, header.status().message());
+  if (!header.ok()) {
+    return reply("", wire::REJECTED, header.status().message(), metrics_.rejected_envelope);
+  }
   const auto& h = *header;
   const std::string id = IsUuid(h.message_id()) ? h.message_id() : std::string();
   if (submit.envelope().size() > static_cast<size_t>(config_.max_envelope_bytes)) {
     return reply(id, wire::REJECTED,
                  fmt::format("envelope has {} bytes, more than this broker takes in one piece "
                              "({}); send it streamed",
-                             submit.envelope().size(), config_.max_envelope_bytes));
+                             submit.envelope().size(), config_.max_envelope_bytes),
+                 metrics_.rejected_too_large);
   }
   auto routing = CheckRouting(h, s.org, NowMs(), {config_.default_ttl_ms, config_.max_ttl_ms});
-  if (!routing.ok()) return reply(id, wire::REJECTED, routing.status().message());
+  if (!routing.ok()) {
+    return reply(id, wire::REJECTED, routing.status().message(), metrics_.rejected_routing);
+  }
   SubmitItem item;
   item.message_id = id;
   item.sender = s.org;
@@ -658,6 +674,7 @@ void Server::FlushBatch() {
                   item.receiver, item.refused);
     } else if (committed.ok() && item.conflict) {
       metrics_.rejected.fetch_add(1, std::memory_order_relaxed);
+      metrics_.rejected_id_conflict.fetch_add(1, std::memory_order_relaxed);
       r->set_code(wire::REJECTED);
       r->set_reason("message id is already used by another organisation; use a new UUID");
       Log()->warn("message {} from {} rejected: id already used by another organisation",

@@ -146,6 +146,7 @@ class Server {
   uint64_t db_limited_for_spool_ = UINT64_MAX;    // spool bytes the SQLite limit was set for
   int64_t quota_ = 0;                             // store_max_bytes, or the automatic one
   std::map<std::string, Session> sessions_;       // by organisation
+  bool sessions_changed_ = false;  // since the metrics last saw the organisations
   std::map<std::string, std::string> rid_org_;    // routing id -> organisation of its session
   std::vector<SubmitItem> batch_submits_;
   std::vector<std::string> batch_submit_rids_;

@@ -228,6 +228,21 @@ TEST_CASE("/metrics parses as Prometheus text and moves when messages flow; /hea
             Value(broker_before, "bud_broker_submit_to_accept_seconds_count") == 3);
   CHECK(Value(broker_after, "bud_broker_commits_total") >
         Value(broker_before, "bud_broker_commits_total"));
+  // The sessions by organisation, and refused submits by reason (none refused here: each
+  // reason is there, at 0, and they add up to the REJECTED and queue-full counts).
+  CHECK(Value(broker_after, "bud_broker_session{org=\"0192:" + std::string(kAgencyA) + "\"}") ==
+        1);
+  CHECK(Value(broker_after, "bud_broker_session{org=\"0192:" + std::string(kAgencyB) + "\"}") ==
+        1);
+  double refused = 0;
+  for (const char* reason : {"envelope", "too_large", "routing", "id_conflict", "queue_full"}) {
+    const std::string series =
+        std::string("bud_broker_submits_refused_total{reason=\"") + reason + "\"}";
+    CHECK(broker_after.contains(series));
+    refused += Value(broker_after, series);
+  }
+  CHECK(refused == Value(broker_after, "bud_broker_rejected_total") +
+                       Value(broker_after, "bud_broker_queue_full_total"));
   auto b_metrics = Scrape(b);
   CHECK(Value(b_metrics, "bud_ip_messages{direction=\"INCOMING\",status=\"INNKOMMENDE_MOTTATT\"}") == 3);
   CHECK(Value(b_metrics, "bud_ip_deliveries_total") == 3);

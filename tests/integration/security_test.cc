@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <httplib.h>
+
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <chrono>
@@ -831,6 +833,7 @@ TEST_CASE("an agency's CURVE key cannot speak or submit as another agency",
           "[integration][security]") {
   ExchangeOptions options;
   options.start_ips = false;  // A's key is driven by hand; B's integration point runs
+  options.http = true;        // the broker's /metrics counts the refusal by its reason
   Exchange ex(options);
   ex.StartIp(kAgencyB);
   const AgencyKeys a = LoadAgencyKeys(ex, kAgencyA);
@@ -865,6 +868,18 @@ TEST_CASE("an agency's CURVE key cannot speak or submit as another agency",
              Catch::Contains("envelope sender " + Wire(kAgencyB) +
                              " is not the submitting organisation " + Wire(kAgencyA)));
   ex.broker().WaitForLog("submit of message " + id + " from " + Wire(kAgencyA) + " rejected");
+  {
+    httplib::Client metrics(ex.BrokerHttpBase());
+    metrics.set_connection_timeout(5);
+    metrics.set_read_timeout(10);
+    auto r = metrics.Get("/metrics");
+    REQUIRE(r);
+    INFO(r->body);
+    CHECK(r->body.find("bud_broker_submits_refused_total{reason=\"routing\"} 1\n") !=
+          std::string::npos);
+    CHECK(r->body.find("bud_broker_submits_refused_total{reason=\"envelope\"} 0\n") !=
+          std::string::npos);
+  }
 
   // Nothing was stored for delivery: A (the addressee, connected right here) gets nothing.
   session.PumpFor(Millis(1500));
