@@ -35,6 +35,10 @@ struct BrokerMetrics {
   std::atomic<int64_t> uploads_dropped{0};     // expired or idle uploads swept
   std::atomic<int64_t> spool_bytes{0};         // reserved or held by spool files
   std::atomic<int64_t> pruned{0};              // message ids forgotten after the retention
+  // ZAP key lookups answered from a stale cached entry while no registry answered; shared with
+  // the ZAP handler's lookup thread, which may outlive this struct by a moment.
+  std::shared_ptr<std::atomic<int64_t>> registry_served_stale =
+      std::make_shared<std::atomic<int64_t>>(0);
   metrics::Histogram submit_to_accept{metrics::LatencyBuckets()};  // frame in -> ACCEPTED out
   metrics::Histogram commit_seconds{metrics::LatencyBuckets()};    // one group commit
 };

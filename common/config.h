@@ -48,6 +48,11 @@ class ConfigFile {
   Result<std::string> Endpoint(std::string_view key,
                                std::optional<std::string> dflt = std::nullopt);
 
+  // A list of ZeroMQ endpoints from `<section>.endpoints = [...]` or, as before lists, the one
+  // `<section>.endpoint = "..."`; both at once is an error, as is a duplicate or more than 16.
+  // Empty when neither is there and !required.
+  Result<std::vector<std::string>> Endpoints(std::string_view section, bool required);
+
   // kConfig naming every key present in the file that was never asked for (catches typos).
   Status CheckNoUnknownKeys() const;
 
