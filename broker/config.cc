@@ -22,7 +22,7 @@ Result<Config> Config::Load(const std::string& path) {
   if (c.storage.sqlite()) c.store = c.storage.path;
   BUD_ASSIGN_OR_RETURN(c.spool_dir, f.Path("broker.spool_dir", ""));
   BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("broker.curve_key_file", ""));
-  BUD_ASSIGN_OR_RETURN(c.registry_endpoints, f.Endpoints("registry", /*required=*/false));
+  BUD_ASSIGN_OR_RETURN(c.registry_endpoints, f.Endpoints("registry.endpoints", "registry.endpoint", /*required=*/false));
   BUD_ASSIGN_OR_RETURN(c.registry_server_key, f.String("registry.server_key", ""));
   BUD_ASSIGN_OR_RETURN(c.registry_timeout_ms,
                        f.Int("registry.timeout_ms", c.registry_timeout_ms, 100, 60000));

@@ -138,9 +138,8 @@ Result<std::string> ConfigFile::Endpoint(std::string_view key, std::optional<std
   return Error(key, fmt::format("'{}' is not a ZeroMQ endpoint (e.g. tcp://host.example:7700)", e));
 }
 
-Result<std::vector<std::string>> ConfigFile::Endpoints(std::string_view section, bool required) {
-  const std::string list_key = fmt::format("{}.endpoints", section);
-  const std::string one_key = fmt::format("{}.endpoint", section);
+Result<std::vector<std::string>> ConfigFile::Endpoints(std::string_view list_key,
+                                                       std::string_view one_key, bool required) {
   BUD_ASSIGN_OR_RETURN(auto list, StringList(list_key, std::vector<std::string>{}));
   BUD_ASSIGN_OR_RETURN(std::string one, Endpoint(one_key, ""));
   if (!list.empty() && !one.empty()) {

@@ -198,6 +198,18 @@ struct ExchangeOptions {
   // registry/registry.db.
   std::string registry_store_url;
   std::string registry_store_password_file;
+  // More than one broker / registry: brokers 2.. run in broker2/, broker3/ ... with the first's
+  // config (store, CURVE key pair) and their own port; registries 2.. likewise in registry2/ ...
+  // Several brokers need a store they can share (broker_pg_url), several registries too
+  // (registry_store_url). Every integration point, the broker(s) and the registry entries list
+  // them all in order ([broker] endpoints, [registry] endpoints, add --broker ...). The extra
+  // brokers are started once in the constructor to learn their port and then stopped (unless
+  // start_extra_brokers), so a test decides when each runs; extra registries keep running.
+  int brokers = 1;
+  int registries = 1;
+  bool start_extra_brokers = false;
+  // Extra settings for the broker's [registry] section (written with curve): key -> TOML value.
+  std::map<std::string, std::string> broker_registry_settings;
 };
 
 // Attachment name -> bytes.
@@ -230,6 +242,16 @@ class Exchange {
   void StartBroker();
   void StartIp(const std::string& org);
   const std::string& registry_endpoint() const { return registry_endpoint_; }
+  // Broker / registry number i (0: broker() / registry()), see ExchangeOptions::brokers.
+  Process& broker_at(size_t i);
+  Process& registry_at(size_t i);
+  void StartBrokerAt(size_t i);
+  void StartRegistryAt(size_t i);
+  // Every broker's / registry's endpoint, in the order the configs list them.
+  std::vector<std::string> broker_endpoints() const;
+  std::vector<std::string> registry_endpoints() const;
+  // The config file of registry number i (for `bud-registry` verbs on it).
+  std::string RegistryConfig(size_t i = 0) const;
   const std::string& broker_endpoint() const { return broker_endpoint_; }
   // "http://127.0.0.1:<port>" of an integration point's / the broker's HTTP server
   // (ExchangeOptions::http).
@@ -284,6 +306,10 @@ class Exchange {
   void WriteBrokerConfig(const std::string& listen);
   void WriteIpConfig(const std::string& org);
   std::string WaitForEndpoint(Process& p, const std::string& file);
+  std::string BrokerDir(size_t i) const;
+  std::string RegistryDir(size_t i) const;
+  void WriteBrokerConfigAt(size_t i, const std::string& listen);
+  void WriteRegistryConfigAt(size_t i, const std::string& listen);
   void StopAll();
 
   TempDir dir_;  // declared first: destroyed after the processes are gone
@@ -295,6 +321,10 @@ class Exchange {
   std::map<std::string, Agency> agencies_;
   std::string registry_endpoint_;
   std::string broker_endpoint_;
+  std::vector<std::unique_ptr<Process>> extra_brokers_;     // brokers 2.. (index 0 = broker 2)
+  std::vector<std::unique_ptr<Process>> extra_registries_;  // registries 2..
+  std::vector<std::string> extra_broker_endpoints_;
+  std::vector<std::string> extra_registry_endpoints_;
   int drops_ = 0;
 };
 
