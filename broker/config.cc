@@ -27,7 +27,7 @@ Result<Config> Config::Load(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(c.registry_timeout_ms,
                        f.Int("registry.timeout_ms", c.registry_timeout_ms, 100, 60000));
   if (!c.curve_key_file.empty() && c.registry_endpoints.empty()) {
-    return f.Error("registry.endpoints", "(or registry.endpoint) is needed with broker.curve_key_file: the broker asks the "
+    return f.Error("registry.endpoint", "(or registry.endpoints) is needed with broker.curve_key_file: the broker asks the "
                                         "registry whose CURVE key a client has");
   }
   if (!c.curve_key_file.empty() && !wire::IsZ85Key(c.registry_server_key)) {
