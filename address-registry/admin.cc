@@ -154,16 +154,17 @@ Result<std::string> ListEntries(const Config& config, bool json) {
       if (auto c = crypto::CertFromPem(e.signing_cert_pem()); c.ok()) {
         days = crypto::DaysToExpiry(c->get());
       }
-      arr.push_back({{"orgnr", e.orgnr()},
-                     {"name", e.name()},
-                     {"brokerEndpoint", e.broker_endpoint()},
-                     {"brokerEndpoints", BrokerEndpointsOf(e)},
-                     {"curvePublicKey", e.curve_public_key()},
-                     {"processes", std::vector<std::string>(e.processes().begin(), e.processes().end())},
-                     {"documentTypes", std::vector<std::string>(e.document_types().begin(),
-                                                                e.document_types().end())},
-                     {"signingCertDaysToExpiry", days},
-                     {"updated", FormatTime(e.updated_unix_ms())}});
+      arr.push_back(
+          {{"orgnr", e.orgnr()},
+           {"name", e.name()},
+           {"brokerEndpoint", e.broker_endpoint()},
+           {"brokerEndpoints", BrokerEndpointsOf(e)},
+           {"curvePublicKey", e.curve_public_key()},
+           {"processes", std::vector<std::string>(e.processes().begin(), e.processes().end())},
+           {"documentTypes",
+            std::vector<std::string>(e.document_types().begin(), e.document_types().end())},
+           {"signingCertDaysToExpiry", days},
+           {"updated", FormatTime(e.updated_unix_ms())}});
     }
     return arr.dump(2) + "\n";
   }
@@ -176,7 +177,8 @@ Result<std::string> ListEntries(const Config& config, bool json) {
     for (const auto& p : e.processes()) procs += (procs.empty() ? "" : ",") + p;
     const auto brokers = BrokerEndpointsOf(e);
     std::string broker = brokers.empty() ? "" : brokers.front().substr(0, 28);
-    if (brokers.size() > 1) broker = fmt::format("{} +{}", broker.substr(0, 24), brokers.size() - 1);
+    if (brokers.size() > 1)
+      broker = fmt::format("{} +{}", broker.substr(0, 24), brokers.size() - 1);
     out += fmt::format("{:<10} {:<30} {:<28} {:>9}  {}\n", e.orgnr(), e.name().substr(0, 30),
                        broker, days, procs);
   }

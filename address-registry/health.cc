@@ -64,8 +64,8 @@ HealthAnswer AskHealth(zmq::context_t& ctx, const Config& config, int64_t timeou
       const bool up = reply.code() == wire::OK;
       std::vector<std::string> problems(reply.problems().begin(), reply.problems().end());
       if (!up && problems.empty()) {
-        problems.push_back(fmt::format("answered {}: {}", wire::ReplyCode_Name(reply.code()),
-                                       reply.error()));
+        problems.push_back(
+            fmt::format("answered {}: {}", wire::ReplyCode_Name(reply.code()), reply.error()));
       }
       nlohmann::json j = {{"status", up ? "UP" : "DOWN"},
                           {"endpoint", endpoint},

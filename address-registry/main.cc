@@ -49,15 +49,17 @@ int main(int argc, char** argv) {
   std::string brokers_org;
   std::vector<std::string> brokers;
   auto* set_brokers = app.add_subcommand(
-      "set-brokers", "replace the broker endpoints of a registered organisation (the order to try "
-                     "them); no --broker removes them");
+      "set-brokers",
+      "replace the broker endpoints of a registered organisation (the order to try "
+      "them); no --broker removes them");
   set_brokers->add_option("-c,--config", config_path)->required();
   set_brokers->add_option("--orgnr", brokers_org)->required();
   set_brokers->add_option("--broker", brokers, "a broker endpoint (repeatable)");
 
-  auto* health = app.add_subcommand(
-      "health", "ask the running registry whether it can serve (its store readable and "
-                "writable); prints JSON, exits 0 (healthy) or 1");
+  auto* health =
+      app.add_subcommand("health",
+                         "ask the running registry whether it can serve (its store readable and "
+                         "writable); prints JSON, exits 0 (healthy) or 1");
   health->add_option("-c,--config", config_path, "the registry's config file (TOML)")->required();
   int64_t health_timeout_ms = 3000;
   health->add_option("--timeout-ms", health_timeout_ms, "how long to wait for the answer")
@@ -183,7 +185,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::cout << "broker endpoints of " << e->orgnr() << ": "
-              << (e->broker_endpoints().empty() ? "none" : "") ;
+              << (e->broker_endpoints().empty() ? "none" : "");
     for (int i = 0; i < e->broker_endpoints_size(); ++i) {
       std::cout << (i ? ", " : "") << e->broker_endpoints(i);
     }

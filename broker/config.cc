@@ -22,13 +22,16 @@ Result<Config> Config::Load(const std::string& path) {
   if (c.storage.sqlite()) c.store = c.storage.path;
   BUD_ASSIGN_OR_RETURN(c.spool_dir, f.Path("broker.spool_dir", ""));
   BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("broker.curve_key_file", ""));
-  BUD_ASSIGN_OR_RETURN(c.registry_endpoints, f.Endpoints("registry.endpoints", "registry.endpoint", /*required=*/false));
+  BUD_ASSIGN_OR_RETURN(c.registry_endpoints,
+                       f.Endpoints("registry.endpoints", "registry.endpoint", /*required=*/false));
   BUD_ASSIGN_OR_RETURN(c.registry_server_key, f.String("registry.server_key", ""));
   BUD_ASSIGN_OR_RETURN(c.registry_timeout_ms,
                        f.Int("registry.timeout_ms", c.registry_timeout_ms, 100, 60000));
   if (!c.curve_key_file.empty() && c.registry_endpoints.empty()) {
-    return f.Error("registry.endpoint", "(or registry.endpoints) is needed with broker.curve_key_file: the broker asks the "
-                                        "registry whose CURVE key a client has");
+    return f.Error(
+        "registry.endpoint",
+        "(or registry.endpoints) is needed with broker.curve_key_file: the broker asks the "
+        "registry whose CURVE key a client has");
   }
   if (!c.curve_key_file.empty() && !wire::IsZ85Key(c.registry_server_key)) {
     return f.Error("registry.server_key",
@@ -135,10 +138,10 @@ Result<std::string> CheckConfig(const Config& config, const std::string& config_
     BUD_RETURN_IF_ERROR(check.CurveKey("broker.curve_key_file", config.curve_key_file).status());
     std::string eps;
     for (const auto& e : config.registry_endpoints) eps += (eps.empty() ? "" : ", ") + e;
-    check.Note("registry.endpoints", fmt::format("{} (server key {}); known keys admitted {} ms "
-                                                 "past key_cache_ms while no registry answers",
-                                                 eps, config.registry_server_key,
-                                                 config.registry_stale_ms));
+    check.Note("registry.endpoints",
+               fmt::format("{} (server key {}); known keys admitted {} ms "
+                           "past key_cache_ms while no registry answers",
+                           eps, config.registry_server_key, config.registry_stale_ms));
   }
   check.Note("broker.store_max_bytes", config.store_max_bytes > 0
                                            ? fmt::format("{} bytes", config.store_max_bytes)

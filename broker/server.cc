@@ -166,13 +166,13 @@ Status Server::SetUpCurve() {
   // answers, a key admitted before is still admitted for key_cache_ms + stale_ms after the last
   // answer, so a registry outage does not block reconnections of known organisations.
   auto registry = std::make_shared<RegistryClient>(
-      ctx_, RegistryClientOptions{.endpoints = config_.registry_endpoints,
-                                  .timeout_ms = config_.registry_timeout_ms,
-                                  .cache_ms = 0,
-                                  .stale_ms = config_.registry_key_cache_ms +
-                                              config_.registry_stale_ms,
-                                  .curve = keys,
-                                  .server_key = config_.registry_server_key});
+      ctx_,
+      RegistryClientOptions{.endpoints = config_.registry_endpoints,
+                            .timeout_ms = config_.registry_timeout_ms,
+                            .cache_ms = 0,
+                            .stale_ms = config_.registry_key_cache_ms + config_.registry_stale_ms,
+                            .curve = keys,
+                            .server_key = config_.registry_server_key});
   wire::CachedZapHandler::Options zap_options;
   zap_options.positive_ttl_ms = config_.registry_key_cache_ms;
   zap_ = std::make_unique<wire::CachedZapHandler>(

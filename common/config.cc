@@ -147,9 +147,10 @@ Result<std::vector<std::string>> ConfigFile::Endpoints(std::string_view list_key
   }
   if (list.empty() && !one.empty()) list.push_back(one);
   if (list.empty() && required) {
-    return Error(list_key, fmt::format("is missing: give {} = [\"tcp://host:port\", ...] (or the one "
-                                       "{})",
-                                       list_key, one_key));
+    return Error(list_key,
+                 fmt::format("is missing: give {} = [\"tcp://host:port\", ...] (or the one "
+                             "{})",
+                             list_key, one_key));
   }
   if (list.size() > 16) return Error(list_key, "at most 16 endpoints");
   for (size_t i = 0; i < list.size(); ++i) {

@@ -135,9 +135,9 @@ Result<wire::RegistryEntry> RegistryClient::Ask(wire::RegistryRequest& req,
                                 wire::ReplyCode_Name(reply->code()), reply->error()));
     }
     // INTERNAL: that registry's store is in trouble; another may serve.
-    errors += (errors.empty() ? "" : "; ") +
-              fmt::format("address registry {} answered INTERNAL: {}", current_endpoint(),
-                          reply->error());
+    errors +=
+        (errors.empty() ? "" : "; ") + fmt::format("address registry {} answered INTERNAL: {}",
+                                                   current_endpoint(), reply->error());
   }
   const int64_t after = MonoMs();
   if (cached != cache_.end() && cached->second.entry &&
@@ -145,10 +145,11 @@ Result<wire::RegistryEntry> RegistryClient::Ask(wire::RegistryRequest& req,
     served_stale_.fetch_add(1, std::memory_order_relaxed);
     if (stale) *stale = true;
     Logger("registry-client")
-        ->warn("no address registry answers ({}); serving the cached entry of {} ({} ms past its "
-               "cache time, at most {} ms)",
-               errors, cached->second.entry->orgnr(), after - cached->second.fresh_until_mono,
-               options_.stale_ms);
+        ->warn(
+            "no address registry answers ({}); serving the cached entry of {} ({} ms past its "
+            "cache time, at most {} ms)",
+            errors, cached->second.entry->orgnr(), after - cached->second.fresh_until_mono,
+            options_.stale_ms);
     return *cached->second.entry;
   }
   return Status(Code::kUnavailable, errors);

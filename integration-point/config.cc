@@ -34,7 +34,8 @@ Status LoadKeys(ConfigFile& f, Config& c) {
 
 // [registry] and [broker]
 Status LoadLinks(ConfigFile& f, Config& c) {
-  BUD_ASSIGN_OR_RETURN(c.registry.endpoints, f.Endpoints("registry.endpoints", "registry.endpoint", /*required=*/true));
+  BUD_ASSIGN_OR_RETURN(c.registry.endpoints,
+                       f.Endpoints("registry.endpoints", "registry.endpoint", /*required=*/true));
   BUD_ASSIGN_OR_RETURN(c.registry.server_key, f.String("registry.server_key", ""));
   BUD_ASSIGN_OR_RETURN(c.broker.server_key, f.String("broker.server_key", ""));
   if (!c.keys.curve_key_file.empty()) {
@@ -54,10 +55,11 @@ Status LoadLinks(ConfigFile& f, Config& c) {
                        f.Int("registry.cache_ms", c.registry.cache_ms, 0, 86400000));
   BUD_ASSIGN_OR_RETURN(c.registry.stale_ms,
                        f.Int("registry.stale_ms", c.registry.stale_ms, 0, 7 * 86400000ll));
-  BUD_ASSIGN_OR_RETURN(c.broker.endpoints, f.Endpoints("broker.endpoints", "broker.endpoint", /*required=*/false));
-  BUD_ASSIGN_OR_RETURN(c.broker.failover_backoff_ms,
-                       f.Int("broker.failover_backoff_ms", c.broker.failover_backoff_ms, 10,
-                             600000));
+  BUD_ASSIGN_OR_RETURN(c.broker.endpoints,
+                       f.Endpoints("broker.endpoints", "broker.endpoint", /*required=*/false));
+  BUD_ASSIGN_OR_RETURN(
+      c.broker.failover_backoff_ms,
+      f.Int("broker.failover_backoff_ms", c.broker.failover_backoff_ms, 10, 600000));
   BUD_ASSIGN_OR_RETURN(c.broker.failover_backoff_max_ms,
                        f.Int("broker.failover_backoff_max_ms", c.broker.failover_backoff_max_ms,
                              c.broker.failover_backoff_ms, 3600000));

@@ -34,8 +34,8 @@ struct RegistryLinkConfig {
   // endpoints = [...] (or the one endpoint): registries on one store, tried in order when one
   // does not answer within timeout_ms.
   std::vector<std::string> endpoints;
-  int64_t timeout_ms = 3000;         // timeout_ms: per endpoint
-  int64_t cache_ms = 300000;         // cache_ms: a found entry is fresh this long
+  int64_t timeout_ms = 3000;  // timeout_ms: per endpoint
+  int64_t cache_ms = 300000;  // cache_ms: a found entry is fresh this long
   // stale_ms: ... and still served this much longer while no registry answers (never after a
   // NOT_FOUND). 0: not at all.
   int64_t stale_ms = 3600000;
@@ -47,7 +47,7 @@ struct BrokerLinkConfig {
   // endpoints = [...] (or the one endpoint): brokers on one store, one connection at a time,
   // moving to the next on the silence rule. Empty: the list of our own registry entry.
   std::vector<std::string> endpoints;
-  int64_t failover_backoff_ms = 500;       // failover_backoff_ms: an endpoint's first pause
+  int64_t failover_backoff_ms = 500;        // failover_backoff_ms: an endpoint's first pause
   int64_t failover_backoff_max_ms = 30000;  // failover_backoff_max_ms: its longest
   std::string server_key;            // server_key: the broker's CURVE public key
   int64_t credit = 32;               // credit: deliveries in flight to us

@@ -1,10 +1,9 @@
 // The integration point's engine: the loop and the parts it owns. See engine.h.
 #include "integration-point/engine.h"
 
+#include <fmt/ranges.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-
-#include <fmt/ranges.h>
 
 #include "common/crypto/certs.h"
 #include "common/crypto/envelope.h"

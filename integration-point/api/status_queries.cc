@@ -118,8 +118,9 @@ Readiness StatusQueries::ReadinessNow() {
   auto own = registry_.LookupNoting(me_, &stale);
   std::string registry = "ok";
   if (own.ok() && stale) {
-    registry = "stale: no registry answers; cached entries are served until registry.stale_ms "
-               "runs out";
+    registry =
+        "stale: no registry answers; cached entries are served until registry.stale_ms "
+        "runs out";
   } else if (!own.ok() && own.status().code() == Code::kNotFound) {
     registry = "this organisation is not registered";
     problems.push_back("registry: " + registry);

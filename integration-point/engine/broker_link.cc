@@ -30,9 +30,9 @@ BrokerLink::BrokerLink(BrokerTransport& transport, const Clock& clock, Orgnr me,
       options_(std::move(options)),
       metrics_(metrics),
       hello_backoff_ms_(options_.hello_first_ms),
-      jitter_(options_.jitter_seed != 0 ? options_.jitter_seed
-                                        : static_cast<uint64_t>(clock_.MonoMs()) ^
-                                              std::random_device{}()) {
+      jitter_(options_.jitter_seed != 0
+                  ? options_.jitter_seed
+                  : static_cast<uint64_t>(clock_.MonoMs()) ^ std::random_device{}()) {
   if (options_.endpoints.empty()) options_.endpoints.push_back("");  // Load refuses this
   endpoints_.resize(options_.endpoints.size());
 }
@@ -144,8 +144,7 @@ bool BrokerLink::Tick() {
   if (now - last_heard_mono_ > 3 * options_.heartbeat_ms) {
     // Silent (or, before a Welcome, unanswered) that long: start over with a new socket.
     Log()->warn("{} broker {} for {} ms; reconnecting",
-                ready() ? "nothing from" : "no Welcome from", endpoint(),
-                now - last_heard_mono_);
+                ready() ? "nothing from" : "no Welcome from", endpoint(), now - last_heard_mono_);
     metrics_.reconnects.fetch_add(1, std::memory_order_relaxed);
     Reconnect(LinkEvent::kSilence);
     return false;

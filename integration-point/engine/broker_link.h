@@ -51,9 +51,9 @@ struct LinkOptions {
   int64_t heartbeat_ms = 2000;
   int64_t hello_first_ms = 200;
   int64_t hello_max_ms = 5000;
-  int64_t backoff_first_ms = 500;   // an endpoint's pause after its second failure in a row
-  int64_t backoff_max_ms = 30000;   // the longest pause
-  uint64_t jitter_seed = 0;         // 0: seeded from the clock
+  int64_t backoff_first_ms = 500;  // an endpoint's pause after its second failure in a row
+  int64_t backoff_max_ms = 30000;  // the longest pause
+  uint64_t jitter_seed = 0;        // 0: seeded from the clock
 };
 
 class BrokerLink {

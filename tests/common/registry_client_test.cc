@@ -3,9 +3,10 @@
 // no registry answers, never after a NOT_FOUND. Each registry here is a ROUTER on 127.0.0.1 with
 // an OS-picked port, speaking the registry protocol on its own thread; whole bud-registry
 // processes are in tests/integration/registry_ha_test.cc.
-#include <catch2/catch.hpp>
+#include "common/registry_client.h"
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -13,7 +14,6 @@
 #include <zmq.hpp>
 
 #include "common/clock.h"
-#include "common/registry_client.h"
 #include "common/wire/zmq.h"
 
 namespace bud {
@@ -99,14 +99,12 @@ TEST_CASE("registry client: a silent first endpoint is left for the next, which 
   CHECK(client.endpoint_moves() == 1);
 }
 
-TEST_CASE("registry client: INTERNAL from one registry is asked of the next",
-          "[registry-client]") {
+TEST_CASE("registry client: INTERNAL from one registry is asked of the next", "[registry-client]") {
   zmq::context_t ctx;
   Registry first(ctx), second(ctx);
   first.mode = Registry::kInternal;
-  RegistryClient client(ctx, {.endpoints = {first.endpoint(), second.endpoint()},
-                              .timeout_ms = 500,
-                              .cache_ms = 0});
+  RegistryClient client(
+      ctx, {.endpoints = {first.endpoint(), second.endpoint()}, .timeout_ms = 500, .cache_ms = 0});
   REQUIRE(client.Lookup(Org()).ok());
   CHECK(client.current_endpoint() == second.endpoint());
 }
@@ -177,10 +175,8 @@ TEST_CASE("registry client: NOT_FOUND ends a cached entry; it is never served st
           "[registry-client]") {
   zmq::context_t ctx;
   Registry only(ctx);
-  RegistryClient client(ctx, {.endpoints = {only.endpoint()},
-                              .timeout_ms = 100,
-                              .cache_ms = 100,
-                              .stale_ms = 60000});
+  RegistryClient client(
+      ctx, {.endpoints = {only.endpoint()}, .timeout_ms = 100, .cache_ms = 100, .stale_ms = 60000});
   REQUIRE(client.Lookup(Org()).ok());
   only.mode = Registry::kNotFound;  // the organisation is removed
   SleepMs(150);

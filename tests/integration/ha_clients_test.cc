@@ -37,8 +37,8 @@ std::string Send(Exchange& ex, const std::string& from, const std::string& to,
   return id;
 }
 
-void ExpectDelivered(Exchange& ex, const std::string& to, const std::string& id,
-                     const Files& files, Millis timeout = Millis(40000)) {
+void ExpectDelivered(Exchange& ex, const std::string& to, const std::string& id, const Files& files,
+                     Millis timeout = Millis(40000)) {
   ex.WaitForInbox(to, id, timeout);
   for (const auto& [name, bytes] : files) {
     INFO("attachment " << name << " of " << id);
@@ -70,9 +70,10 @@ double Sample(const std::string& metrics, const std::string& name) {
   return -1;
 }
 
-TEST_CASE("clients: a point with two broker endpoints moves to the second when the first dies, "
-          "a streamed message carried across",
-          "[integration][ha-clients]") {
+TEST_CASE(
+    "clients: a point with two broker endpoints moves to the second when the first dies, "
+    "a streamed message carried across",
+    "[integration][ha-clients]") {
   PostgresServer pg;
   ExchangeOptions options;
   options.broker_pg_url = pg.ConnString();
@@ -115,9 +116,10 @@ TEST_CASE("clients: a point with two broker endpoints moves to the second when t
   ex.CheckAlive();
 }
 
-TEST_CASE("clients: with every registry down known organisations keep exchanging for the stale "
-          "time, an unknown one is refused, then the point reports the registry unavailable",
-          "[integration][ha-clients]") {
+TEST_CASE(
+    "clients: with every registry down known organisations keep exchanging for the stale "
+    "time, an unknown one is refused, then the point reports the registry unavailable",
+    "[integration][ha-clients]") {
   ExchangeOptions options;
   options.agencies = {kAgencyA, kAgencyB, kAgencyC};
   options.start_ips = false;
@@ -188,17 +190,17 @@ TEST_CASE("clients: with every registry down known organisations keep exchanging
     auto [code, body] = Get(ex.HttpBase(kAgencyA), "/health");
     if (code != 503) return false;
     auto j = nlohmann::json::parse(body);
-    return j["status"] == "DOWN" &&
-           j["registry"].get<std::string>().starts_with("unavailable");
+    return j["status"] == "DOWN" && j["registry"].get<std::string>().starts_with("unavailable");
   });
   // Its last fresh answer came just before the outage: not much sooner than the stale time.
   CHECK(std::chrono::steady_clock::now() - outage >= Millis(kStaleMs - 2000));
   ex.CheckAlive();
 }
 
-TEST_CASE("clients: two registries on one PostgreSQL store serve the same data; with the first "
-          "killed, lookups go to the second",
-          "[integration][ha-clients]") {
+TEST_CASE(
+    "clients: two registries on one PostgreSQL store serve the same data; with the first "
+    "killed, lookups go to the second",
+    "[integration][ha-clients]") {
   PostgresServer pg;
   ExchangeOptions options;
   options.registry_store_url = pg.ConnString();
@@ -238,9 +240,9 @@ TEST_CASE("clients: two registries on one PostgreSQL store serve the same data; 
   CHECK(via_first->SerializeAsString() == via_second->SerializeAsString());
 
   // A change made through the second registry's config is what the first serves.
-  auto set = RunCommand({BUD_REGISTRY_BIN, "set-brokers", "--config", ex.RegistryConfig(1),
-                         "--orgnr", kAgencyB, "--broker", ex.broker_endpoint(), "--broker",
-                         "tcp://127.0.0.1:9"});
+  auto set =
+      RunCommand({BUD_REGISTRY_BIN, "set-brokers", "--config", ex.RegistryConfig(1), "--orgnr",
+                  kAgencyB, "--broker", ex.broker_endpoint(), "--broker", "tcp://127.0.0.1:9"});
   INFO(set.out << set.err);
   REQUIRE(set.exit_code == 0);
   via_first = first->Lookup(b);
@@ -256,8 +258,8 @@ TEST_CASE("clients: two registries on one PostgreSQL store serve the same data; 
   REQUIRE(moved.ok());
   CHECK(both->endpoint_moves() == 1);
   CHECK(both->current_endpoint() == ex.registry_endpoints()[1]);
-  auto h = RunCommand({BUD_REGISTRY_BIN, "health", "--config", ex.RegistryConfig(0),
-                       "--timeout-ms", "500"});
+  auto h = RunCommand(
+      {BUD_REGISTRY_BIN, "health", "--config", ex.RegistryConfig(0), "--timeout-ms", "500"});
   CHECK(h.exit_code == 1);
   CHECK(nlohmann::json::parse(h.out)["status"] == "DOWN");
 

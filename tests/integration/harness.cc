@@ -493,8 +493,8 @@ Exchange::Exchange(ExchangeOptions options) : options_(std::move(options)) {
     if (options_.curve) fs::copy_file(root() + "/broker/curve.key", dir + "/curve.key");
     std::vector<std::string> argv = broker_argv;
     std::replace(argv.begin(), argv.end(), root() + "/broker/broker.toml", dir + "/broker.toml");
-    extra_brokers_.push_back(std::make_unique<Process>(
-        fmt::format("bud-broker {}", i + 1), argv, dir, dir + "/bud-broker.log"));
+    extra_brokers_.push_back(std::make_unique<Process>(fmt::format("bud-broker {}", i + 1), argv,
+                                                       dir, dir + "/bud-broker.log"));
   }
   for (int i = 1; i < options_.registries; ++i) {
     const std::string dir = RegistryDir(static_cast<size_t>(i));

@@ -243,7 +243,6 @@ struct TwoBrokers {
   }
 };
 
-
 TEST_CASE("link: with two endpoints, silence moves to the next one and counts a failover",
           "[ip][link][failover]") {
   TwoBrokers t;

@@ -124,7 +124,8 @@ Rig::Rig(const std::string& delivery)
   inbox = std::make_unique<InboxBatch>(config.inbox);
   const Orgnr org = config.me();
   link = std::make_unique<BrokerLink>(
-      *transport, clock, org, LinkOptions{{endpoint}, 8, config.broker.heartbeat_ms, 200, 5000}, metrics);
+      *transport, clock, org, LinkOptions{{endpoint}, 8, config.broker.heartbeat_ms, 200, 5000},
+      metrics);
   turn = std::make_unique<Turn>(*store->point, *inbox);
   reports =
       std::make_unique<ReportQueue>(store->incoming, *turn, *link, clock, config.broker.submit_timeout_ms);
