@@ -179,9 +179,10 @@ TEST_CASE("health says DEGRADED without the broker, UP with it", "[ip][api][stat
   CHECK(f.queries->HealthNow().body["status"] == "UP");
 }
 
-TEST_CASE("/health is UP only with a writable store, a broker and a registry; else DOWN with "
-          "each reason",
-          "[ip][api][status]") {
+TEST_CASE(
+    "/health is UP only with a writable store, a broker and a registry; else DOWN with "
+    "each reason",
+    "[ip][api][status]") {
   ApiFixture f;
   f.registry.entries[kMe] = Entry(kMe);
   Readiness r = f.queries->ReadinessNow();
