@@ -11,10 +11,13 @@
 #include "common/clock.h"
 #include "common/crypto/certs.h"
 #include "common/fs.h"
+#include "common/registry_client.h"
 
 namespace bud::registry {
 
 namespace {
+
+constexpr size_t kMaxBrokerEndpoints = 16;
 
 Status CheckCurveKey(const std::string& key) {
   if (key.empty()) return Status::Ok();
@@ -73,7 +76,8 @@ Result<wire::RegistryEntry> AddEntry(const Config& config, const AddRequest& req
   e.set_signing_cert_pem(sign_pem);
   e.set_encryption_cert_pem(enc_pem);
   e.set_curve_public_key(req.curve_public_key);
-  e.set_broker_endpoint(req.broker_endpoint);
+  BUD_RETURN_IF_ERROR(CheckBrokerEndpoints(req.broker_endpoints));
+  SetBrokerEndpoints(e, req.broker_endpoints);
   for (const auto& p : req.processes) e.add_processes(p);
   for (const auto& d : req.document_types) e.add_document_types(d);
   e.set_updated_unix_ms(NowMs());
@@ -86,6 +90,52 @@ Status RemoveEntry(const Config& config, const std::string& orgnr) {
   BUD_ASSIGN_OR_RETURN(Orgnr org, Orgnr::Parse(orgnr));
   BUD_ASSIGN_OR_RETURN(auto store, OpenRegistryStore(config.store));
   return store->Remove(org);
+}
+
+Status CheckBrokerEndpoints(const std::vector<std::string>& endpoints) {
+  if (endpoints.size() > kMaxBrokerEndpoints) {
+    return Status(Code::kInvalidArgument, fmt::format("at most {} broker endpoints (got {})",
+                                                      kMaxBrokerEndpoints, endpoints.size()));
+  }
+  std::set<std::string> seen;
+  for (const auto& ep : endpoints) {
+    const bool scheme = ep.starts_with("tcp://") || ep.starts_with("ipc://");
+    if (!scheme || ep.size() > 256 || ep.size() < 7 ||
+        ep.find_first_of(" \t\r\n\"'") != std::string::npos) {
+      return Status(Code::kInvalidArgument,
+                    fmt::format("broker endpoint '{}' is not a ZeroMQ endpoint such as "
+                                "tcp://broker1.example.no:7700",
+                                ep.substr(0, 80)));
+    }
+    if (!seen.insert(ep).second) {
+      return Status(Code::kInvalidArgument, fmt::format("broker endpoint '{}' is given twice", ep));
+    }
+  }
+  return Status::Ok();
+}
+
+void SetBrokerEndpoints(wire::RegistryEntry& entry, const std::vector<std::string>& endpoints) {
+  entry.clear_broker_endpoints();
+  for (const auto& ep : endpoints) entry.add_broker_endpoints(ep);
+  entry.set_broker_endpoint(endpoints.empty() ? "" : endpoints.front());
+}
+
+Result<wire::RegistryEntry> SetBrokers(const Config& config, const std::string& orgnr,
+                                       const std::vector<std::string>& endpoints) {
+  BUD_ASSIGN_OR_RETURN(Orgnr org, Orgnr::Parse(orgnr));
+  BUD_RETURN_IF_ERROR(CheckBrokerEndpoints(endpoints));
+  BUD_ASSIGN_OR_RETURN(auto store, OpenRegistryStore(config.store));
+  BUD_ASSIGN_OR_RETURN(auto found, store->Get(org));
+  if (!found) {
+    return Status(Code::kNotFound, fmt::format("organisation {} is not registered (`bud-registry "
+                                               "add` first)",
+                                               org.digits()));
+  }
+  wire::RegistryEntry e = std::move(*found);
+  SetBrokerEndpoints(e, endpoints);
+  e.set_updated_unix_ms(NowMs());
+  BUD_RETURN_IF_ERROR(store->Put(e));
+  return e;
 }
 
 Result<std::string> ListEntries(const Config& config, bool json) {
@@ -104,15 +154,17 @@ Result<std::string> ListEntries(const Config& config, bool json) {
       if (auto c = crypto::CertFromPem(e.signing_cert_pem()); c.ok()) {
         days = crypto::DaysToExpiry(c->get());
       }
-      arr.push_back({{"orgnr", e.orgnr()},
-                     {"name", e.name()},
-                     {"brokerEndpoint", e.broker_endpoint()},
-                     {"curvePublicKey", e.curve_public_key()},
-                     {"processes", std::vector<std::string>(e.processes().begin(), e.processes().end())},
-                     {"documentTypes", std::vector<std::string>(e.document_types().begin(),
-                                                                e.document_types().end())},
-                     {"signingCertDaysToExpiry", days},
-                     {"updated", FormatTime(e.updated_unix_ms())}});
+      arr.push_back(
+          {{"orgnr", e.orgnr()},
+           {"name", e.name()},
+           {"brokerEndpoint", e.broker_endpoint()},
+           {"brokerEndpoints", BrokerEndpointsOf(e)},
+           {"curvePublicKey", e.curve_public_key()},
+           {"processes", std::vector<std::string>(e.processes().begin(), e.processes().end())},
+           {"documentTypes",
+            std::vector<std::string>(e.document_types().begin(), e.document_types().end())},
+           {"signingCertDaysToExpiry", days},
+           {"updated", FormatTime(e.updated_unix_ms())}});
     }
     return arr.dump(2) + "\n";
   }
@@ -123,8 +175,12 @@ Result<std::string> ListEntries(const Config& config, bool json) {
     if (auto c = crypto::CertFromPem(e.signing_cert_pem()); c.ok()) days = crypto::DaysToExpiry(c->get());
     std::string procs;
     for (const auto& p : e.processes()) procs += (procs.empty() ? "" : ",") + p;
+    const auto brokers = BrokerEndpointsOf(e);
+    std::string broker = brokers.empty() ? "" : brokers.front().substr(0, 28);
+    if (brokers.size() > 1)
+      broker = fmt::format("{} +{}", broker.substr(0, 24), brokers.size() - 1);
     out += fmt::format("{:<10} {:<30} {:<28} {:>9}  {}\n", e.orgnr(), e.name().substr(0, 30),
-                       e.broker_endpoint().substr(0, 28), days, procs);
+                       broker, days, procs);
   }
   out += fmt::format("{} organisation(s)\n", entries.size());
   return out;

@@ -18,7 +18,8 @@ struct AddRequest {
   std::string next_signing_cert_file;     // optional (rotation)
   std::string next_encryption_cert_file;  // optional (rotation)
   std::string curve_public_key;  // Z85, 40 characters
-  std::string broker_endpoint;
+  // The organisation's brokers, in the order to try them (repeatable --broker); may be empty.
+  std::vector<std::string> broker_endpoints;
   std::vector<std::string> processes;
   std::vector<std::string> document_types;
 };
@@ -28,6 +29,16 @@ struct AddRequest {
 // the entry. Every refusal says why.
 Result<wire::RegistryEntry> AddEntry(const Config& config, const AddRequest& req);
 Status RemoveEntry(const Config& config, const std::string& orgnr);
+// `set-brokers`: replaces the broker endpoints of an existing entry (an empty list removes them)
+// and stamps it updated; kNotFound when the organisation is not registered. Each endpoint must be
+// a tcp:// (or ipc://) endpoint, at most 16 of them, none twice.
+Result<wire::RegistryEntry> SetBrokers(const Config& config, const std::string& orgnr,
+                                       const std::vector<std::string>& endpoints);
+// Checks a list of broker endpoints as SetBrokers and AddEntry do.
+Status CheckBrokerEndpoints(const std::vector<std::string>& endpoints);
+// Sets both fields of `entry` from `endpoints`: broker_endpoints, and broker_endpoint (the first,
+// for readers older than the list).
+void SetBrokerEndpoints(wire::RegistryEntry& entry, const std::vector<std::string>& endpoints);
 // A table, or JSON when `json`.
 Result<std::string> ListEntries(const Config& config, bool json);
 

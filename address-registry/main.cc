@@ -4,6 +4,7 @@
 
 #include "address-registry/admin.h"
 #include "address-registry/config.h"
+#include "address-registry/health.h"
 #include "address-registry/server.h"
 #include "common/log.h"
 #include "common/runtime.h"
@@ -35,7 +36,8 @@ int main(int argc, char** argv) {
   add->add_option("--next-encryption-cert", add_req.next_encryption_cert_file,
                   "the next encryption certificate, during a rotation (PEM)");
   add->add_option("--curve-public-key", add_req.curve_public_key, "CURVE public key (Z85)");
-  add->add_option("--broker", add_req.broker_endpoint, "the organisation's broker endpoint");
+  add->add_option("--broker", add_req.broker_endpoints,
+                  "a broker endpoint of the organisation (repeatable: the order to try them)");
   add->add_option("--process", add_req.processes, "accepted process (repeatable)")->required();
   add->add_option("--document-type", add_req.document_types, "accepted document type (repeatable)");
 
@@ -43,6 +45,25 @@ int main(int argc, char** argv) {
   auto* remove = app.add_subcommand("remove", "remove an organisation's entry");
   remove->add_option("-c,--config", config_path)->required();
   remove->add_option("--orgnr", remove_org)->required();
+
+  std::string brokers_org;
+  std::vector<std::string> brokers;
+  auto* set_brokers = app.add_subcommand(
+      "set-brokers",
+      "replace the broker endpoints of a registered organisation (the order to try "
+      "them); no --broker removes them");
+  set_brokers->add_option("-c,--config", config_path)->required();
+  set_brokers->add_option("--orgnr", brokers_org)->required();
+  set_brokers->add_option("--broker", brokers, "a broker endpoint (repeatable)");
+
+  auto* health =
+      app.add_subcommand("health",
+                         "ask the running registry whether it can serve (its store readable and "
+                         "writable); prints JSON, exits 0 (healthy) or 1");
+  health->add_option("-c,--config", config_path, "the registry's config file (TOML)")->required();
+  int64_t health_timeout_ms = 3000;
+  health->add_option("--timeout-ms", health_timeout_ms, "how long to wait for the answer")
+      ->check(CLI::Range(100, 600000));
 
   bool json = false;
   auto* list = app.add_subcommand("list", "list entries");
@@ -156,6 +177,26 @@ int main(int argc, char** argv) {
     }
     std::cout << "registered " << e->orgnr() << " (" << e->name() << ")\n";
     return 0;
+  }
+  if (*set_brokers) {
+    auto e = registry::SetBrokers(*config, brokers_org, brokers);
+    if (!e.ok()) {
+      std::cerr << "bud-registry set-brokers: " << e.status().ToString() << "\n";
+      return 1;
+    }
+    std::cout << "broker endpoints of " << e->orgnr() << ": "
+              << (e->broker_endpoints().empty() ? "none" : "");
+    for (int i = 0; i < e->broker_endpoints_size(); ++i) {
+      std::cout << (i ? ", " : "") << e->broker_endpoints(i);
+    }
+    std::cout << "\n";
+    return 0;
+  }
+  if (*health) {
+    zmq::context_t ctx(1);
+    auto h = registry::AskHealth(ctx, *config, health_timeout_ms);
+    std::cout << h.json << "\n";
+    return h.healthy ? 0 : 1;
   }
   if (*remove) {
     Status s = registry::RemoveEntry(*config, remove_org);

@@ -210,6 +210,24 @@ Result<std::optional<wire::RegistryEntry>> PgRegistryStore::GetByCurveKey(const 
   return std::optional<wire::RegistryEntry>(std::move(e));
 }
 
+Status PgRegistryStore::Probe() {
+  BUD_ASSIGN_OR_RETURN(Rows ro, Read("SELECT (pg_is_in_recovery() OR "
+                                     "current_setting('transaction_read_only') = 'on')::int",
+                                     {}));
+  if (ro.Int(0, 0) != 0) {
+    return Status(Code::kUnavailable, fmt::format("postgresql {}: a standby or read-only server "
+                                                  "(no primary reached)",
+                                                  conn_->description()));
+  }
+  Transaction tx(*conn_);
+  BUD_RETURN_IF_ERROR(tx.began());
+  auto lock = conn_->Exec("LOCK TABLE registry_entries IN ROW EXCLUSIVE MODE NOWAIT");
+  if (!lock.ok() && conn_->last_sqlstate() != "55P03") {  // 55P03: only busy, still writable
+    return lock.status().Context("the registry table cannot be written");
+  }
+  return Status::Ok();  // tx rolls back: nothing changed
+}
+
 Result<std::vector<wire::RegistryEntry>> PgRegistryStore::List() {
   BUD_ASSIGN_OR_RETURN(Rows r, Read("SELECT orgnr, entry FROM registry_entries ORDER BY orgnr COLLATE \"C\"", {}));
   std::vector<wire::RegistryEntry> out;

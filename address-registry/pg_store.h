@@ -34,6 +34,7 @@ class PgRegistryStore final : public RegistryStore {
   Result<std::optional<wire::RegistryEntry>> Get(const Orgnr& org) override;
   Result<std::optional<wire::RegistryEntry>> GetByCurveKey(const std::string& z85_key) override;
   Result<std::vector<wire::RegistryEntry>> List() override;
+  Status Probe() override;
   std::string Describe() const override;
 
  private:

@@ -31,7 +31,8 @@ Status Server::Run() {
     BUD_ASSIGN_OR_RETURN(auto keys, wire::LoadCurveKeyFile(config_.curve_key_file));
     zap = std::make_unique<wire::ZapHandler>(
         ctx_,
-        [this](const std::string& key) -> std::optional<std::string> {
+        [this, self = keys.public_key](const std::string& key) -> std::optional<std::string> {
+          if (key == self) return "service:self";  // `bud-registry health`, with our own keys
           for (const auto& k : config_.allowed_client_keys) {
             if (k == key) return "service:" + key.substr(0, 8);
           }
@@ -105,6 +106,18 @@ wire::RegistryReply Server::Handle(const zmq::message_t& frame) {
     reply.set_code(wire::UNSUPPORTED_VERSION);
     reply.set_error(fmt::format("protocol version {} is not supported (this registry speaks {})",
                                 req.protocol_version(), wire::kProtocolVersion));
+  } else if (req.has_health()) {
+    reply.set_request_id(req.request_id());
+    reply.set_store(store_->Describe());
+    Status probe = store_->Probe();
+    if (probe.ok()) {
+      reply.set_code(wire::OK);
+    } else {
+      log->warn("health: the store cannot serve: {}", probe.ToString());
+      reply.set_code(wire::INTERNAL);
+      reply.set_error("the registry's store cannot serve");
+      reply.add_problems(probe.ToString());
+    }
   } else if (req.has_lookup_by_key()) {
     reply.set_request_id(req.request_id());
     auto entry = store_->GetByCurveKey(req.lookup_by_key().curve_public_key());

@@ -125,6 +125,15 @@ Result<std::optional<wire::RegistryEntry>> SqliteRegistryStore::GetByCurveKey(co
   return found;
 }
 
+Status SqliteRegistryStore::Probe() {
+  storage::Transaction tx(*db_);  // BEGIN IMMEDIATE: takes the write lock; rolled back
+  if (!tx.began().ok()) return tx.began().Context("the store takes no writes");
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT count(*) FROM entries"));
+  auto row = st->Step();
+  st->Reset();
+  return row.status().Context("the store cannot be read");
+}
+
 Result<std::vector<wire::RegistryEntry>> SqliteRegistryStore::List() {
   BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT entry FROM entries ORDER BY orgnr"));
   std::vector<wire::RegistryEntry> out;

@@ -55,6 +55,10 @@ class RegistryStore {
   virtual Result<std::optional<wire::RegistryEntry>> GetByCurveKey(const std::string& z85_key) = 0;
   // Every entry, ordered by organisation number.
   virtual Result<std::vector<wire::RegistryEntry>> List() = 0;
+  // Health: Ok when the store can be read and would take a write now (SQLite: the write lock is
+  // taken and released; PostgreSQL: a primary, not read-only, the table lockable for writing;
+  // nothing is changed). The error says why not.
+  virtual Status Probe() = 0;
   // The engine's name and where the data lives, for logs ("sqlite /x/registry.db").
   virtual std::string Describe() const = 0;
 };

@@ -22,13 +22,16 @@ Result<Config> Config::Load(const std::string& path) {
   if (c.storage.sqlite()) c.store = c.storage.path;
   BUD_ASSIGN_OR_RETURN(c.spool_dir, f.Path("broker.spool_dir", ""));
   BUD_ASSIGN_OR_RETURN(c.curve_key_file, f.Path("broker.curve_key_file", ""));
-  BUD_ASSIGN_OR_RETURN(c.registry_endpoint, f.Endpoint("registry.endpoint", ""));
+  BUD_ASSIGN_OR_RETURN(c.registry_endpoints,
+                       f.Endpoints("registry.endpoints", "registry.endpoint", /*required=*/false));
   BUD_ASSIGN_OR_RETURN(c.registry_server_key, f.String("registry.server_key", ""));
   BUD_ASSIGN_OR_RETURN(c.registry_timeout_ms,
                        f.Int("registry.timeout_ms", c.registry_timeout_ms, 100, 60000));
-  if (!c.curve_key_file.empty() && c.registry_endpoint.empty()) {
-    return f.Error("registry.endpoint", "is needed with broker.curve_key_file: the broker asks the "
-                                        "registry whose CURVE key a client has");
+  if (!c.curve_key_file.empty() && c.registry_endpoints.empty()) {
+    return f.Error(
+        "registry.endpoint",
+        "(or registry.endpoints) is needed with broker.curve_key_file: the broker asks the "
+        "registry whose CURVE key a client has");
   }
   if (!c.curve_key_file.empty() && !wire::IsZ85Key(c.registry_server_key)) {
     return f.Error("registry.server_key",
@@ -37,6 +40,8 @@ Result<Config> Config::Load(const std::string& path) {
   }
   BUD_ASSIGN_OR_RETURN(c.registry_key_cache_ms, f.Int("registry.key_cache_ms",
                                                        c.registry_key_cache_ms, 0, 3600000));
+  BUD_ASSIGN_OR_RETURN(c.registry_stale_ms,
+                       f.Int("registry.stale_ms", c.registry_stale_ms, 0, 7 * 86400000ll));
   BUD_ASSIGN_OR_RETURN(c.heartbeat_ms, f.Int("broker.heartbeat_ms", c.heartbeat_ms, 100, 600000));
   BUD_ASSIGN_OR_RETURN(c.hello_timeout_ms,
                        f.Int("broker.hello_timeout_ms", c.hello_timeout_ms, 100, 3600000));
@@ -134,8 +139,12 @@ Result<std::string> CheckConfig(const Config& config, const std::string& config_
     check.Note("broker.curve_key_file", "none: serving WITHOUT CURVE (development only)");
   } else {
     BUD_RETURN_IF_ERROR(check.CurveKey("broker.curve_key_file", config.curve_key_file).status());
-    check.Note("registry.endpoint", fmt::format("{} (server key {})", config.registry_endpoint,
-                                                config.registry_server_key));
+    std::string eps;
+    for (const auto& e : config.registry_endpoints) eps += (eps.empty() ? "" : ", ") + e;
+    check.Note("registry.endpoints",
+               fmt::format("{} (server key {}); known keys admitted {} ms "
+                           "past key_cache_ms while no registry answers",
+                           eps, config.registry_server_key, config.registry_stale_ms));
   }
   check.Note("broker.store_max_bytes", config.store_max_bytes > 0
                                            ? fmt::format("{} bytes", config.store_max_bytes)

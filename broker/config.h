@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/http_server.h"
 #include "common/status.h"
@@ -30,10 +31,14 @@ struct Config {
   // file. Not used with PostgreSQL (the chunks are rows of the database).
   std::string spool_dir;
   std::string curve_key_file;                    // [broker] curve_key_file: server key pair
-  std::string registry_endpoint;                 // [registry] endpoint (for ZAP: key -> organisation)
+  // [registry] endpoints (or the one endpoint): for ZAP, key -> organisation; tried in order.
+  std::vector<std::string> registry_endpoints;
   std::string registry_server_key;               // [registry] server_key (Z85)
   int64_t registry_timeout_ms = 3000;            // [registry] timeout_ms
   int64_t registry_key_cache_ms = 60000;         // [registry] key_cache_ms: ZAP's admitted keys
+  // [registry] stale_ms: when no registry answers, a key admitted before is still admitted this
+  // long after its key_cache_ms ran out (never one the registry answered NOT_FOUND for).
+  int64_t registry_stale_ms = 3600 * 1000;
   int64_t heartbeat_ms = 2000;                   // [broker] heartbeat_ms
   int64_t hello_timeout_ms = 10000;              // [broker] hello_timeout_ms: close connections
                                                  // that have not said Hello by then

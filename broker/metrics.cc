@@ -153,6 +153,10 @@ std::string BrokerHttp::Metrics() {
   counter("bud_broker_queue_full_total",
           "Submits answered RETRY_LATER because a receiver's or a sender's queue is at its cap.",
           metrics_.queue_full);
+  counter("bud_broker_registry_served_stale_total",
+          "CURVE key lookups (ZAP) answered from a cached registry entry past its cache time "
+          "because no registry answered.",
+          *metrics_.registry_served_stale);
   counter("bud_broker_uploads_dropped_total",
           "Streamed uploads dropped with their spool: expired, or no chunk for upload_idle_ms.",
           metrics_.uploads_dropped);

@@ -59,6 +59,10 @@ struct BrokerMetrics {
   }
   mutable std::mutex session_orgs_mu;
   std::vector<std::string> session_orgs;
+  // ZAP key lookups answered from a stale cached entry while no registry answered; shared with
+  // the ZAP handler's lookup thread, which may outlive this struct by a moment.
+  std::shared_ptr<std::atomic<int64_t>> registry_served_stale =
+      std::make_shared<std::atomic<int64_t>>(0);
   metrics::Histogram submit_to_accept{metrics::LatencyBuckets()};  // frame in -> ACCEPTED out
   metrics::Histogram commit_seconds{metrics::LatencyBuckets()};    // one group commit
 };

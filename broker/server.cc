@@ -275,18 +275,27 @@ Status Server::SetUpCurve() {
     return Status::Ok();
   }
   BUD_ASSIGN_OR_RETURN(auto keys, wire::LoadCurveKeyFile(config_.curve_key_file));
-  // The registry client lives in the ZAP handler's lookup thread; it caches nothing itself
-  // (cache_ms 0): the handler's cache is the one that counts.
-  auto registry = std::make_shared<RegistryClient>(ctx_, config_.registry_endpoint,
-                                                   config_.registry_timeout_ms, 0, keys,
-                                                   config_.registry_server_key);
+  // The registry client lives in the ZAP handler's lookup thread. Its fresh cache time is 0 (the
+  // handler's cache is the one that counts), but it keeps what it was told: when no registry
+  // answers, a key admitted before is still admitted for key_cache_ms + stale_ms after the last
+  // answer, so a registry outage does not block reconnections of known organisations.
+  auto registry = std::make_shared<RegistryClient>(
+      ctx_,
+      RegistryClientOptions{.endpoints = config_.registry_endpoints,
+                            .timeout_ms = config_.registry_timeout_ms,
+                            .cache_ms = 0,
+                            .stale_ms = config_.registry_key_cache_ms + config_.registry_stale_ms,
+                            .curve = keys,
+                            .server_key = config_.registry_server_key});
   wire::CachedZapHandler::Options zap_options;
   zap_options.positive_ttl_ms = config_.registry_key_cache_ms;
   zap_ = std::make_unique<wire::CachedZapHandler>(
       ctx_,
-      [registry](const std::string& key) {
+      [registry, stale_count = metrics_.registry_served_stale](const std::string& key) {
         using V = wire::CachedZapHandler::Verdict;
-        auto e = registry->LookupByKey(key);
+        bool stale = false;
+        auto e = registry->LookupByKey(key, &stale);
+        if (stale) stale_count->fetch_add(1, std::memory_order_relaxed);
         if (e.ok()) return V{V::kAdmit, "0192:" + e->orgnr(), ""};
         if (e.status().code() == Code::kNotFound) return V{V::kUnknown, "", ""};
         return V{V::kUnavailable, "", e.status().message()};

@@ -138,6 +138,38 @@ Result<std::string> ConfigFile::Endpoint(std::string_view key, std::optional<std
   return Error(key, fmt::format("'{}' is not a ZeroMQ endpoint (e.g. tcp://host.example:7700)", e));
 }
 
+Result<std::vector<std::string>> ConfigFile::Endpoints(std::string_view list_key,
+                                                       std::string_view one_key, bool required) {
+  BUD_ASSIGN_OR_RETURN(auto list, StringList(list_key, std::vector<std::string>{}));
+  BUD_ASSIGN_OR_RETURN(std::string one, Endpoint(one_key, ""));
+  if (!list.empty() && !one.empty()) {
+    return Error(list_key, fmt::format("give {} or {}, not both", list_key, one_key));
+  }
+  if (list.empty() && !one.empty()) list.push_back(one);
+  if (list.empty() && required) {
+    return Error(list_key,
+                 fmt::format("is missing: give {} = [\"tcp://host:port\", ...] (or the one "
+                             "{})",
+                             list_key, one_key));
+  }
+  if (list.size() > 16) return Error(list_key, "at most 16 endpoints");
+  for (size_t i = 0; i < list.size(); ++i) {
+    bool ok = false;
+    for (std::string_view scheme : {"tcp://", "ipc://", "inproc://"}) {
+      ok = ok || (list[i].starts_with(scheme) && list[i].size() > scheme.size());
+    }
+    if (!ok) {
+      return Error(list_key, fmt::format("'{}' is not a ZeroMQ endpoint (e.g. "
+                                         "tcp://host.example:7700)",
+                                         list[i]));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (list[j] == list[i]) return Error(list_key, fmt::format("'{}' is given twice", list[i]));
+    }
+  }
+  return list;
+}
+
 Status ConfigFile::CheckNoUnknownKeys() const {
   std::vector<std::string> unknown;
   auto walk = [&](auto&& self, const toml::table& t, const std::string& prefix) -> void {

@@ -48,6 +48,12 @@ class ConfigFile {
   Result<std::string> Endpoint(std::string_view key,
                                std::optional<std::string> dflt = std::nullopt);
 
+  // A list of ZeroMQ endpoints from `list_key = [...]` (e.g. "broker.endpoints") or, as before
+  // lists, the one `one_key = "..."` ("broker.endpoint"); both at once is an error, as is a
+  // duplicate or more than 16. Empty when neither is there and !required.
+  Result<std::vector<std::string>> Endpoints(std::string_view list_key, std::string_view one_key,
+                                             bool required);
+
   // kConfig naming every key present in the file that was never asked for (catches typos).
   Status CheckNoUnknownKeys() const;
 

@@ -309,7 +309,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(
                  ? httplib::Server::HandlerResponse::Handled
                  : httplib::Server::HandlerResponse::Unhandled;
     };
-    if (token.empty() || req.path == "/" || req.path == "/healthz") return size_checked();
+    if (token.empty() || req.path == "/" || req.path == "/healthz" || req.path == "/health") {
+      return size_checked();
+    }
     const std::string auth = req.get_header_value("Authorization");
     const std::string want = "Bearer " + token;
     if (auth.size() == want.size() && CRYPTO_memcmp(auth.data(), want.data(), want.size()) == 0) {

@@ -3,9 +3,9 @@
 //
 // Operation: Start binds (port 0 = the OS picks; the bound "host:port" is published to
 // port_file), then serves on its own thread with a pool of `threads` workers. With a token
-// file every path except "/" (the page itself) and "/healthz" needs "Authorization: Bearer
-// <token>"; with tls_cert/tls_key it speaks HTTPS. Handlers run on the pool's threads: whatever
-// they touch must be thread-safe (own SQLite connections, atomics, a mutex).
+// file every path except "/" (the page itself), "/healthz" and "/health" needs "Authorization:
+// Bearer <token>"; with tls_cert/tls_key it speaks HTTPS. Handlers run on the pool's threads:
+// whatever they touch must be thread-safe (own SQLite connections, atomics, a mutex).
 #pragma once
 
 #include <httplib.h>

@@ -34,7 +34,8 @@ Status LoadKeys(ConfigFile& f, Config& c) {
 
 // [registry] and [broker]
 Status LoadLinks(ConfigFile& f, Config& c) {
-  BUD_ASSIGN_OR_RETURN(c.registry.endpoint, f.Endpoint("registry.endpoint"));
+  BUD_ASSIGN_OR_RETURN(c.registry.endpoints,
+                       f.Endpoints("registry.endpoints", "registry.endpoint", /*required=*/true));
   BUD_ASSIGN_OR_RETURN(c.registry.server_key, f.String("registry.server_key", ""));
   BUD_ASSIGN_OR_RETURN(c.broker.server_key, f.String("broker.server_key", ""));
   if (!c.keys.curve_key_file.empty()) {
@@ -52,7 +53,16 @@ Status LoadLinks(ConfigFile& f, Config& c) {
                        f.Int("registry.timeout_ms", c.registry.timeout_ms, 100, 60000));
   BUD_ASSIGN_OR_RETURN(c.registry.cache_ms,
                        f.Int("registry.cache_ms", c.registry.cache_ms, 0, 86400000));
-  BUD_ASSIGN_OR_RETURN(c.broker.endpoint, f.Endpoint("broker.endpoint"));
+  BUD_ASSIGN_OR_RETURN(c.registry.stale_ms,
+                       f.Int("registry.stale_ms", c.registry.stale_ms, 0, 7 * 86400000ll));
+  BUD_ASSIGN_OR_RETURN(c.broker.endpoints,
+                       f.Endpoints("broker.endpoints", "broker.endpoint", /*required=*/false));
+  BUD_ASSIGN_OR_RETURN(
+      c.broker.failover_backoff_ms,
+      f.Int("broker.failover_backoff_ms", c.broker.failover_backoff_ms, 10, 600000));
+  BUD_ASSIGN_OR_RETURN(c.broker.failover_backoff_max_ms,
+                       f.Int("broker.failover_backoff_max_ms", c.broker.failover_backoff_max_ms,
+                             c.broker.failover_backoff_ms, 3600000));
   BUD_ASSIGN_OR_RETURN(c.broker.credit, f.Int("broker.credit", c.broker.credit, 1, 10000));
   BUD_ASSIGN_OR_RETURN(c.broker.heartbeat_ms, f.Int("broker.heartbeat_ms", c.broker.heartbeat_ms, 100, 600000));
   BUD_ASSIGN_OR_RETURN(c.broker.submit_timeout_ms,
@@ -158,8 +168,17 @@ Result<std::string> CheckConfig(const Config& config, const std::string& config_
   } else {
     BUD_RETURN_IF_ERROR(check.CurveKey("keys.curve_key_file", config.keys.curve_key_file).status());
   }
-  check.Note("registry.endpoint", config.registry.endpoint);
-  check.Note("broker.endpoint", config.broker.endpoint);
+  auto joined = [](const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& e : v) out += (out.empty() ? "" : ", ") + e;
+    return out;
+  };
+  check.Note("registry.endpoints",
+             fmt::format("{}; entries served {} ms past cache_ms while no registry answers",
+                         joined(config.registry.endpoints), config.registry.stale_ms));
+  check.Note("broker.endpoints", config.broker.endpoints.empty()
+                                     ? std::string("none here: the list of our registry entry")
+                                     : joined(config.broker.endpoints));
   BUD_RETURN_IF_ERROR(check.Store("paths.store", config.store));
   BUD_RETURN_IF_ERROR(check.Folder("paths.outbox", config.outbox));
   BUD_RETURN_IF_ERROR(check.Folder("paths.inbox", config.inbox));

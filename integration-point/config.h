@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/http_server.h"
 #include "common/orgnr.h"
@@ -30,15 +31,24 @@ struct KeysConfig {
 
 // [registry]: where the address registry answers.
 struct RegistryLinkConfig {
-  std::string endpoint;              // endpoint
-  int64_t timeout_ms = 3000;         // timeout_ms
-  int64_t cache_ms = 300000;         // cache_ms
+  // endpoints = [...] (or the one endpoint): registries on one store, tried in order when one
+  // does not answer within timeout_ms.
+  std::vector<std::string> endpoints;
+  int64_t timeout_ms = 3000;  // timeout_ms: per endpoint
+  int64_t cache_ms = 300000;  // cache_ms: a found entry is fresh this long
+  // stale_ms: ... and still served this much longer while no registry answers (never after a
+  // NOT_FOUND). 0: not at all.
+  int64_t stale_ms = 3600000;
   std::string server_key;            // server_key: the registry's CURVE public key
 };
 
 // [broker]: the link to the broker.
 struct BrokerLinkConfig {
-  std::string endpoint;              // endpoint
+  // endpoints = [...] (or the one endpoint): brokers on one store, one connection at a time,
+  // moving to the next on the silence rule. Empty: the list of our own registry entry.
+  std::vector<std::string> endpoints;
+  int64_t failover_backoff_ms = 500;        // failover_backoff_ms: an endpoint's first pause
+  int64_t failover_backoff_max_ms = 30000;  // failover_backoff_max_ms: its longest
   std::string server_key;            // server_key: the broker's CURVE public key
   int64_t credit = 32;               // credit: deliveries in flight to us
   int64_t heartbeat_ms = 2000;       // heartbeat_ms

@@ -1,6 +1,7 @@
 // The integration point's engine: the loop and the parts it owns. See engine.h.
 #include "integration-point/engine.h"
 
+#include <fmt/ranges.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -111,22 +112,47 @@ Status Engine::LoadKeys() {
   return Status::Ok();
 }
 
+Result<std::vector<std::string>> Engine::BrokerEndpoints(RegistryClient& registry) {
+  if (!config_.broker.endpoints.empty()) return config_.broker.endpoints;  // the override
+  auto own = registry.Lookup(config_.me());
+  if (!own.ok()) {
+    return own.status().Context(
+        "no [broker] endpoints in the config, and our own registry entry (which would name "
+        "them) cannot be read");
+  }
+  auto endpoints = BrokerEndpointsOf(*own);
+  if (endpoints.empty()) {
+    return Status(Code::kConfig,
+                  fmt::format("no [broker] endpoints in the config, and our registry entry names "
+                              "no broker (`bud-registry set-brokers --orgnr {}`)",
+                              config_.me().digits()));
+  }
+  return endpoints;
+}
+
 Status Engine::BuildParts() {
   auto p = std::make_unique<Parts>();
   p->registry_client = std::make_unique<RegistryClient>(
-      ctx_, config_.registry.endpoint, config_.registry.timeout_ms, config_.registry.cache_ms,
-      keys_->curve, config_.registry.server_key);
+      ctx_, RegistryClientOptions{.endpoints = config_.registry.endpoints,
+                                  .timeout_ms = config_.registry.timeout_ms,
+                                  .cache_ms = config_.registry.cache_ms,
+                                  .stale_ms = config_.registry.stale_ms,
+                                  .curve = keys_->curve,
+                                  .server_key = config_.registry.server_key});
   p->registry = std::make_unique<RegistryClientLookup>(*p->registry_client);
+  BUD_ASSIGN_OR_RETURN(broker_endpoints_, BrokerEndpoints(*p->registry_client));
   BUD_ASSIGN_OR_RETURN(p->store, PointStore::Open(config_.store));
   p->inbox = std::make_unique<InboxBatch>(config_.inbox);
   p->transport = std::make_unique<DealerTransport>(
-      ctx_, DealerOptions{config_.broker.endpoint, keys_->curve, config_.broker.server_key});
+      ctx_, DealerOptions{keys_->curve, config_.broker.server_key});
   const Orgnr me = config_.me();
-  p->link = std::make_unique<BrokerLink>(
-      *p->transport, clock_, me,
-      LinkOptions{config_.broker.endpoint, static_cast<uint32_t>(config_.broker.credit),
-                  config_.broker.heartbeat_ms},
-      metrics_);
+  LinkOptions link_options;
+  link_options.endpoints = broker_endpoints_;
+  link_options.credit = static_cast<uint32_t>(config_.broker.credit);
+  link_options.heartbeat_ms = config_.broker.heartbeat_ms;
+  link_options.backoff_first_ms = config_.broker.failover_backoff_ms;
+  link_options.backoff_max_ms = config_.broker.failover_backoff_max_ms;
+  p->link = std::make_unique<BrokerLink>(*p->transport, clock_, me, link_options, metrics_);
   p->turn = std::make_unique<Turn>(*p->store->point, *p->inbox);
   p->reports = std::make_unique<ReportQueue>(p->store->incoming, *p->turn, *p->link, clock_,
                                              config_.broker.submit_timeout_ms);
@@ -187,7 +213,7 @@ Status Engine::Run() {
               config_.delivery_mode() == DeliveryMode::kApi
                   ? std::string("incoming kept for the HTTP API")
                   : "inbox " + config_.inbox,
-              config_.broker.endpoint, config_.registry.endpoint);
+              fmt::join(broker_endpoints_, ", "), fmt::join(config_.registry.endpoints, ", "));
   while (!StopRequested()) RunTurn();
   Log()->info("integration point {} stopping", config_.me().wire());
   hand_over_->Stop();
@@ -287,6 +313,8 @@ void Engine::FinishTurn() {
 
 void Engine::Tick() {
   Parts& p = *parts_;
+  metrics_.registry_served_stale.store(p.registry_client->served_stale(),
+                                       std::memory_order_relaxed);
   if (!p.link->Tick()) return;
   p.sender->ExpireInFlight();
   p.reports->Tick();

@@ -17,6 +17,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "common/status.h"
@@ -24,6 +26,10 @@
 #include "integration-point/engine/metrics.h"
 #include "integration-point/store/point_store.h"
 #include "proto/broker.pb.h"
+
+namespace bud {
+class RegistryClient;
+}
 
 namespace bud::ip {
 
@@ -57,6 +63,9 @@ class Engine {
   struct Parts;
   Status LoadKeys();
   Status BuildParts();
+  // The broker endpoints: [broker] endpoints of the config (an override), else those of our own
+  // registry entry (looked up once at start: a changed list takes a restart).
+  Result<std::vector<std::string>> BrokerEndpoints(RegistryClient& registry);
   void RunTurn();
   void Dispatch(const wire::BrokerMessage& msg);
   // Commits the turn's writes, then runs what waited for them.
@@ -70,6 +79,7 @@ class Engine {
   std::unique_ptr<HandOverQueue> hand_over_;  // from construction: TakeIn may come early
   std::unique_ptr<Keys> keys_;
   std::unique_ptr<Parts> parts_;
+  std::vector<std::string> broker_endpoints_;
   int wake_fd_ = -1;  // eventfd
   bool started_ = false;
 };

@@ -26,8 +26,12 @@ Status HttpApi::MakeServices() {
     BUD_ASSIGN_OR_RETURN(curve, wire::LoadCurveKeyFile(config_.keys.curve_key_file));
   }
   registry_ = std::make_unique<api::SharedRegistryLookup>(std::make_unique<RegistryClient>(
-      ctx_, config_.registry.endpoint, config_.registry.timeout_ms, config_.registry.cache_ms,
-      curve, config_.registry.server_key));
+      ctx_, RegistryClientOptions{.endpoints = config_.registry.endpoints,
+                                  .timeout_ms = config_.registry.timeout_ms,
+                                  .cache_ms = config_.registry.cache_ms,
+                                  .stale_ms = config_.registry.stale_ms,
+                                  .curve = curve,
+                                  .server_key = config_.registry.server_key}));
   std::vector<std::pair<std::string, crypto::Cert>> certs;
   for (const auto& [label, path] :
        {std::pair<std::string, std::string>{"signing", config_.keys.signing_cert},

@@ -12,6 +12,11 @@ Result<wire::RegistryEntry> SharedRegistryLookup::Lookup(const Orgnr& org) {
   return client_->Lookup(org);
 }
 
+Result<wire::RegistryEntry> SharedRegistryLookup::LookupNoting(const Orgnr& org, bool* stale) {
+  std::lock_guard lock(mu_);
+  return client_->Lookup(org, stale);
+}
+
 Result<wire::RegistryEntry> CheckReceiver(RegistryLookup& registry, const Orgnr& receiver,
                                           const std::string& process,
                                           const std::string& document_type) {

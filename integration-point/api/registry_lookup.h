@@ -22,6 +22,7 @@ class SharedRegistryLookup final : public RegistryLookup {
   explicit SharedRegistryLookup(std::unique_ptr<RegistryClient> client)
       : client_(std::move(client)) {}
   Result<wire::RegistryEntry> Lookup(const Orgnr& org) override;
+  Result<wire::RegistryEntry> LookupNoting(const Orgnr& org, bool* stale) override;
 
  private:
   std::mutex mu_;

@@ -70,6 +70,10 @@ void AddObservationRoutes(httplib::Server& srv, StatusQueries& queries) {
     Health h = queries.HealthNow();
     SendJson(res, h.body, h.store_ok ? 200 : 503);
   });
+  srv.Get("/health", [&queries](const Req&, Res& res) {
+    Readiness r = queries.ReadinessNow();
+    SendJson(res, r.body, r.ok ? 200 : 503);
+  });
   srv.Get("/metrics", [&queries](const Req&, Res& res) {
     res.set_content(queries.MetricsText(), metrics::kContentType);
   });

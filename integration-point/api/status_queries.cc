@@ -103,6 +103,40 @@ Health StatusQueries::HealthNow() {
   return {std::move(body), store_ok.ok()};
 }
 
+Readiness StatusQueries::ReadinessNow() {
+  json problems = json::array();
+  Status store_ok = store_.Run([](PointStore& s) -> Status {
+    BUD_RETURN_IF_ERROR(s.history.PendingReportCount().status());
+    Status begun = s.point->BeginTurn();  // BEGIN IMMEDIATE: the write lock, then rolled back
+    if (begun.ok()) s.point->RollbackTurn();
+    return begun.Context("the store takes no writes");
+  });
+  if (!store_ok.ok()) problems.push_back("store: " + store_ok.ToString());
+  const bool broker = metrics_.broker_connected.load() != 0;
+  if (!broker) problems.push_back("broker: not connected (no Welcome from any broker endpoint)");
+  bool stale = false;
+  auto own = registry_.LookupNoting(me_, &stale);
+  std::string registry = "ok";
+  if (own.ok() && stale) {
+    registry =
+        "stale: no registry answers; cached entries are served until registry.stale_ms "
+        "runs out";
+  } else if (!own.ok() && own.status().code() == Code::kNotFound) {
+    registry = "this organisation is not registered";
+    problems.push_back("registry: " + registry);
+  } else if (!own.ok()) {
+    registry = "unavailable: " + own.status().message();
+    problems.push_back("registry: " + registry);
+  }
+  json body = {{"status", problems.empty() ? "UP" : "DOWN"},
+               {"orgnr", me_.wire()},
+               {"store", store_ok.ok() ? "ok" : store_ok.ToString()},
+               {"broker", broker ? "connected" : "disconnected"},
+               {"registry", registry},
+               {"problems", problems}};
+  return {std::move(body), problems.empty()};
+}
+
 std::string StatusQueries::MetricsText() {
   metrics::Writer w;
   StoreMetrics(w);
@@ -177,6 +211,12 @@ void StatusQueries::EngineCounters(metrics::Writer& w) {
           metrics_.deferred);
   counter("bud_ip_broker_reconnects_total", "Reconnects after the broker fell silent.",
           metrics_.reconnects);
+  counter("bud_ip_broker_failovers_total",
+          "Reconnects that moved to the next broker endpoint of the list.", metrics_.failovers);
+  counter("bud_ip_registry_served_stale_total",
+          "Registry lookups by the engine answered from a cached entry past its cache time "
+          "because no registry answered.",
+          metrics_.registry_served_stale);
 }
 
 }  // namespace bud::ip::api

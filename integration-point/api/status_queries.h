@@ -28,6 +28,15 @@ struct Health {
   bool store_ok = false;
 };
 
+// /health: whether the point can do its job now (docs/operating.md, "Health"): the store can
+// be read and written, the broker has welcomed us, the registry answers for our own entry (or,
+// while none answers, the cached entries are still within registry.stale_ms). `ok` (200) when
+// all hold; otherwise 503 and `body.problems` says what does not.
+struct Readiness {
+  nlohmann::json body;
+  bool ok = false;
+};
+
 class StatusQueries {
  public:
   // `certs`: the own certificates by label ("signing", ...) for their expiry gauge.
@@ -48,6 +57,7 @@ class StatusQueries {
   // Prometheus text format 0.0.4.
   std::string MetricsText();
   Health HealthNow();
+  Readiness ReadinessNow();
 
  private:
   nlohmann::json ConversationOf(PointStore& s, const MessageRow& m);

@@ -1,6 +1,8 @@
 // See broker_link.h.
 #include "integration-point/engine/broker_link.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 #include "common/log.h"
@@ -27,17 +29,58 @@ BrokerLink::BrokerLink(BrokerTransport& transport, const Clock& clock, Orgnr me,
       me_(std::move(me)),
       options_(std::move(options)),
       metrics_(metrics),
-      hello_backoff_ms_(options_.hello_first_ms) {}
+      hello_backoff_ms_(options_.hello_first_ms),
+      jitter_(options_.jitter_seed != 0
+                  ? options_.jitter_seed
+                  : static_cast<uint64_t>(clock_.MonoMs()) ^ std::random_device{}()) {
+  if (options_.endpoints.empty()) options_.endpoints.push_back("");  // Load refuses this
+  endpoints_.resize(options_.endpoints.size());
+}
 
 void BrokerLink::Start() { Reconnect(LinkEvent::kStart); }
 
+int64_t BrokerLink::BackoffMs(int failures) {
+  if (failures <= 1) return 0;  // the first retry at once: the broker may only have restarted
+  int64_t pause = options_.backoff_first_ms;
+  for (int i = 2; i < failures && pause < options_.backoff_max_ms; ++i) pause *= 2;
+  pause = std::min(pause, options_.backoff_max_ms);
+  // Down by up to half, so that points that lost one broker together do not come back together.
+  std::uniform_int_distribution<int64_t> down(0, pause / 2);
+  return pause - down(jitter_);
+}
+
+int64_t BrokerLink::hello_wait_ms() const {
+  return std::max<int64_t>(0, hello_not_before_mono_ - clock_.MonoMs());
+}
+
 void BrokerLink::Reconnect(LinkEvent why) {
-  transport_.Connect();
+  const int64_t now = clock_.MonoMs();
+  if (why == LinkEvent::kSilence) {
+    EndpointState& failed = endpoints_[current_];
+    ++failed.failures;
+    failed.not_before_mono = now + BackoffMs(failed.failures);
+    if (endpoints_.size() > 1) {
+      const std::string& from = endpoint();
+      current_ = (current_ + 1) % endpoints_.size();
+      metrics_.failovers.fetch_add(1, std::memory_order_relaxed);
+      Log()->warn("broker {} silent ({} failure(s) in a row): moving to broker {} ({} of {}){}",
+                  from, failed.failures, endpoint(), current_ + 1, endpoints_.size(),
+                  endpoints_[current_].not_before_mono > now
+                      ? fmt::format(", after its back-off of {} ms",
+                                    endpoints_[current_].not_before_mono - now)
+                      : "");
+    } else if (failed.not_before_mono > now) {
+      Log()->warn("broker {} silent {} times in a row: trying again in {} ms", endpoint(),
+                  failed.failures, failed.not_before_mono - now);
+    }
+  }
+  transport_.Connect(endpoint());
   state_ = LinkState::kConnecting;
   last_event_ = why;
   metrics_.broker_connected.store(0);
   last_hello_mono_ = 0;
-  last_heard_mono_ = clock_.MonoMs();
+  hello_not_before_mono_ = std::max(now, endpoints_[current_].not_before_mono);
+  last_heard_mono_ = hello_not_before_mono_;  // the silence rule starts with the first Hello
   if (listener_.on_reset) listener_.on_reset();
 }
 
@@ -77,7 +120,8 @@ void BrokerLink::OnWelcome(const wire::Welcome& welcome) {
   last_event_ = LinkEvent::kWelcome;
   metrics_.broker_connected.store(1);
   hello_backoff_ms_ = options_.hello_first_ms;
-  Log()->info("connected to broker {} as {}", options_.endpoint, me_.wire());
+  endpoints_[current_] = EndpointState{};
+  Log()->info("connected to broker {} as {}", endpoint(), me_.wire());
   if (listener_.on_ready) listener_.on_ready();
 }
 
@@ -87,7 +131,7 @@ void BrokerLink::SendHello(int64_t now) {
   hello.mutable_hello()->set_credit(options_.credit);
   if (last_hello_mono_ != 0 && hello_backoff_ms_ >= 8 * options_.hello_first_ms) {
     // The first few go unremarked (a broker starting); after that an operator should see it.
-    Log()->warn("no Welcome from broker {} yet; sending Hello again", options_.endpoint);
+    Log()->warn("no Welcome from broker {} yet; sending Hello again", endpoint());
   }
   Send(hello);
   last_hello_mono_ = now;
@@ -96,11 +140,11 @@ void BrokerLink::SendHello(int64_t now) {
 
 bool BrokerLink::Tick() {
   const int64_t now = clock_.MonoMs();
+  if (now < hello_not_before_mono_) return false;  // this endpoint's back-off
   if (now - last_heard_mono_ > 3 * options_.heartbeat_ms) {
     // Silent (or, before a Welcome, unanswered) that long: start over with a new socket.
     Log()->warn("{} broker {} for {} ms; reconnecting",
-                ready() ? "nothing from" : "no Welcome from", options_.endpoint,
-                now - last_heard_mono_);
+                ready() ? "nothing from" : "no Welcome from", endpoint(), now - last_heard_mono_);
     metrics_.reconnects.fetch_add(1, std::memory_order_relaxed);
     Reconnect(LinkEvent::kSilence);
     return false;

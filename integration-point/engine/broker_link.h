@@ -2,21 +2,33 @@
 // (docs/protocol.md, "Integration point state machine (broker link)"):
 //
 //   [connecting] --Hello (resent with back-off 200 ms .. 5 s)--> Welcome --> [ready]
-//   [ready] or [connecting] --no frame for 3 x heartbeat_ms (kSilence)--> new socket -->
-//   [connecting] [ready] --Refused "no session" (kNoSession)--> [connecting]   (the broker
-//   restarted) [ready] --heartbeat_ms without sending one--> Heartbeat
+//   [ready] or [connecting] --no frame for 3 x heartbeat_ms (kSilence)--> new socket, to the
+//     next endpoint of the list --> [connecting]
+//   [ready] --Refused "no session" (kNoSession)--> [connecting]   (the broker restarted)
+//   [ready] --heartbeat_ms without sending one--> Heartbeat
+//
+// Endpoints: the link holds one connection at a time, to one endpoint of its list (brokers that
+// share one store; any serves any organisation). On the silence rule the endpoint that went
+// silent is marked failed and the link moves to the next one (a failover, counted and logged;
+// with one endpoint it reconnects to the same). Each endpoint has its own back-off: its first
+// failure lets it be tried again at once, each further one doubles a pause (backoff_first_ms ..
+// backoff_max_ms, jittered down by up to half so that many points do not return together); a new
+// socket to an endpoint still in its pause says its first Hello only when the pause is over, and
+// the silence rule counts from then. A Welcome clears the endpoint's failures.
 //
 // Operation: the loop hands every frame to OnFrame, which keeps the link's own messages
 // (Welcome, Heartbeat, Refused) and returns the others for the parts; Tick runs the timers.
 // Whoever must forget what it had in flight hears it through Listener: OnReset when the socket
 // is replaced, OnReady on Welcome. The link knows nothing of messages, stores or parts.
-// Concurrency: the engine thread. Limitations: one broker endpoint.
+// Concurrency: the engine thread.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <random>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "common/orgnr.h"
@@ -34,11 +46,14 @@ enum class LinkEvent { kStart, kWelcome, kWrongWelcome, kSilence, kNoSession };
 const char* LinkStateName(LinkState s);
 
 struct LinkOptions {
-  std::string endpoint;  // for log lines
+  std::vector<std::string> endpoints;  // at least one; tried in this order
   uint32_t credit = 32;
   int64_t heartbeat_ms = 2000;
   int64_t hello_first_ms = 200;
   int64_t hello_max_ms = 5000;
+  int64_t backoff_first_ms = 500;  // an endpoint's pause after its second failure in a row
+  int64_t backoff_max_ms = 30000;  // the longest pause
+  uint64_t jitter_seed = 0;        // 0: seeded from the clock
 };
 
 class BrokerLink {
@@ -68,16 +83,27 @@ class BrokerLink {
   bool ready() const { return state_ == LinkState::kReady; }
   LinkEvent last_event() const { return last_event_; }
   BrokerTransport& transport() { return transport_; }
+  // The endpoint the current socket is connected to.
+  const std::string& endpoint() const { return options_.endpoints[current_]; }
+  // Its pause before the first Hello, from now (0 when none); for tests and logs.
+  int64_t hello_wait_ms() const;
 
  private:
   void Reconnect(LinkEvent why);
   void OnWelcome(const wire::Welcome& welcome);
   void SendHello(int64_t now);
+  // The pause after an endpoint's `failures`-th failure in a row, jittered.
+  int64_t BackoffMs(int failures);
+
+  struct EndpointState {
+    int failures = 0;             // silences in a row since its last Welcome
+    int64_t not_before_mono = 0;  // no Hello to it before this
+  };
 
   BrokerTransport& transport_;
   const Clock& clock_;
   const Orgnr me_;
-  const LinkOptions options_;
+  LinkOptions options_;  // endpoints never empty (a "" stands in for a missing list)
   EngineMetrics& metrics_;
   Listener listener_;
   LinkState state_ = LinkState::kConnecting;
@@ -86,6 +112,10 @@ class BrokerLink {
   int64_t last_heartbeat_mono_ = 0;
   int64_t last_hello_mono_ = 0;
   int64_t hello_backoff_ms_;
+  std::vector<EndpointState> endpoints_;
+  size_t current_ = 0;
+  int64_t hello_not_before_mono_ = 0;
+  std::mt19937_64 jitter_;
 };
 
 // A ClientMessage with the protocol version set.

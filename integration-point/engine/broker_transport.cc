@@ -5,14 +5,14 @@
 
 namespace bud::ip {
 
-void DealerTransport::Connect() {
+void DealerTransport::Connect(const std::string& endpoint) {
   socket_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
   wire::ConfigureSocket(*socket_, /*router=*/false, /*linger_ms=*/0);
   socket_->set(zmq::sockopt::immediate, 1);
   if (options_.curve) wire::MakeCurveClient(*socket_, *options_.curve, options_.server_key);
   socket_->set(zmq::sockopt::reconnect_ivl, 100);
   socket_->set(zmq::sockopt::reconnect_ivl_max, 5000);
-  socket_->connect(options_.endpoint);
+  socket_->connect(endpoint);
 }
 
 bool DealerTransport::Send(const wire::ClientMessage& msg) {

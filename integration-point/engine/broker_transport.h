@@ -19,8 +19,8 @@ namespace bud::ip {
 class BrokerTransport {
  public:
   virtual ~BrokerTransport() = default;
-  // Drops the current socket (unsent frames included) and connects a new one.
-  virtual void Connect() = 0;
+  // Drops the current socket (unsent frames included) and connects a new one to `endpoint`.
+  virtual void Connect(const std::string& endpoint) = 0;
   // False when the frame could not be queued (no peer, or the queue is full): retried later.
   virtual bool Send(const wire::ClientMessage& msg) = 0;
   // A frame when one is waiting; empty when none is ("would block" is not a failure).
@@ -30,7 +30,6 @@ class BrokerTransport {
 };
 
 struct DealerOptions {
-  std::string endpoint;
   std::optional<wire::CurveKeyPair> curve;  // none: no CURVE (development, inproc tests)
   std::string server_key;                   // the broker's CURVE public key (with curve)
 };
@@ -42,7 +41,7 @@ class DealerTransport final : public BrokerTransport {
   DealerTransport(const DealerTransport&) = delete;
   DealerTransport& operator=(const DealerTransport&) = delete;
 
-  void Connect() override;
+  void Connect(const std::string& endpoint) override;
   bool Send(const wire::ClientMessage& msg) override;
   std::optional<zmq::message_t> TryReceive() override;
   void* PollHandle() override { return socket_ ? socket_->handle() : nullptr; }

@@ -20,6 +20,8 @@ struct EngineMetrics {
   std::atomic<int64_t> refused{0};       // of which refused (FEIL)
   std::atomic<int64_t> deferred{0};      // answered Defer (inbox or store cannot be written)
   std::atomic<int64_t> reconnects{0};
+  std::atomic<int64_t> failovers{0};  // moves to the next broker endpoint (of reconnects)
+  std::atomic<int64_t> registry_served_stale{0};  // lookups served from a stale cached entry
   metrics::Histogram submit_to_accept{metrics::LatencyBuckets()};
 };
 

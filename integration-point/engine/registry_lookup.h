@@ -15,6 +15,12 @@ class RegistryLookup {
   // The entry; kNotFound for an unknown organisation, kUnavailable when the registry does not
   // answer (retry later).
   virtual Result<wire::RegistryEntry> Lookup(const Orgnr& org) = 0;
+  // The same, and whether the entry was served stale (from the cache past its time, because no
+  // registry answered; common/registry_client.h).
+  virtual Result<wire::RegistryEntry> LookupNoting(const Orgnr& org, bool* stale) {
+    *stale = false;
+    return Lookup(org);
+  }
 };
 
 // The real one: the address registry over ZeroMQ (with its cache).
@@ -22,6 +28,9 @@ class RegistryClientLookup final : public RegistryLookup {
  public:
   explicit RegistryClientLookup(RegistryClient& client) : client_(client) {}
   Result<wire::RegistryEntry> Lookup(const Orgnr& org) override { return client_.Lookup(org); }
+  Result<wire::RegistryEntry> LookupNoting(const Orgnr& org, bool* stale) override {
+    return client_.Lookup(org, stale);
+  }
 
  private:
   RegistryClient& client_;

@@ -72,6 +72,48 @@ TEST_CASE("A good config reads every type, with defaults and resolved paths", "[
   CHECK(unknown.ok());
 }
 
+TEST_CASE("Endpoint lists: a list, the one endpoint of older configs, or none", "[config]") {
+  using List = std::vector<std::string>;
+  auto list = ParseOrDie("[broker]\nendpoints = [\"tcp://b1:7700\", \"tcp://b2:7700\"]\n", "l");
+  CHECK(ValueOrDie(list.Endpoints("broker.endpoints", "broker.endpoint", true)) ==
+        List{"tcp://b1:7700", "tcp://b2:7700"});
+  CHECK(list.CheckNoUnknownKeys().ok());
+  auto one = ParseOrDie("[broker]\nendpoint = \"tcp://b1:7700\"\n", "o");
+  CHECK(ValueOrDie(one.Endpoints("broker.endpoints", "broker.endpoint", true)) ==
+        List{"tcp://b1:7700"});
+  auto none = ParseOrDie("[broker]\n", "n");
+  CHECK(ValueOrDie(none.Endpoints("broker.endpoints", "broker.endpoint", false)).empty());
+  auto required = none.Endpoints("broker.endpoints", "broker.endpoint", true);
+  REQUIRE_FALSE(required.ok());
+  CHECK(required.status().message().find("broker.endpoints") != std::string::npos);
+
+  struct Bad {
+    const char* toml;
+    const char* says;
+  };
+  for (const Bad& b : {
+           Bad{"[broker]\nendpoints = [\"tcp://a:1\"]\nendpoint = \"tcp://a:1\"\n", "not both"},
+           Bad{"[broker]\nendpoints = [\"tcp://a:1\", \"tcp://a:1\"]\n", "given twice"},
+           Bad{"[broker]\nendpoints = [\"http://a:1\"]\n", "not a ZeroMQ endpoint"},
+           Bad{"[broker]\nendpoints = [\"tcp://\"]\n", "not a ZeroMQ endpoint"},
+           Bad{"[broker]\nendpoints = [1, 2]\n", "broker.endpoints"},
+           Bad{"[broker]\nendpoint = \"nonsense\"\n", "broker.endpoint"},
+       }) {
+    INFO(b.toml);
+    auto cf = ParseOrDie(b.toml, "bad.toml");
+    auto r = cf.Endpoints("broker.endpoints", "broker.endpoint", false);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().message().find(b.says) != std::string::npos);
+  }
+  std::string many = "[broker]\nendpoints = [";
+  for (int i = 0; i < 17; ++i)
+    many += (i ? ", " : "") + std::string("\"tcp://h:") + std::to_string(i + 1) + "\"";
+  auto too_many = ParseOrDie(many + "]\n", "many.toml");
+  auto r = too_many.Endpoints("broker.endpoints", "broker.endpoint", false);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().message().find("at most 16") != std::string::npos);
+}
+
 TEST_CASE("Load reads a file and resolves paths against its folder", "[config]") {
   TempDir dir;
   REQUIRE(MakeDirs(dir / "etc").ok());

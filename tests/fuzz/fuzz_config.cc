@@ -126,7 +126,7 @@ void LoadAll() {
         Absolute(b->store) && AbsoluteOrEmpty(b->endpoint_file) && AbsoluteOrEmpty(b->log_file),
         "broker config: a path is not absolute");
     BUD_FUZZ_CHECK(AbsoluteOrEmpty(b->curve_key_file) &&
-                       (b->curve_key_file.empty() || !b->registry_endpoint.empty()),
+                       (b->curve_key_file.empty() || !b->registry_endpoints.empty()),
                    "broker config: curve_key_file not absolute, or without registry.endpoint");
     BUD_FUZZ_CHECK(b->max_attempts >= 1 && b->store_max_bytes >= 0 && b->registry_timeout_ms >= 100,
                    "broker config: a value is out of range");

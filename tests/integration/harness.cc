@@ -458,6 +458,13 @@ std::string Process::Describe() {
 // Exchange
 
 Exchange::Exchange(ExchangeOptions options) : options_(std::move(options)) {
+  if (options_.extra_brokers > 0) {
+    options_.brokers = 1 + options_.extra_brokers;
+    options_.start_extra_brokers = true;
+  }
+  if (options_.brokers > 1 && options_.broker_pg_url.empty()) {
+    throw HarnessError("several brokers need broker_pg_url: they share a PostgreSQL store");
+  }
   const std::string ca = root() + "/ca";
   Run({BUD_SOURCE_DIR "/scripts/dev-ca", "init", ca}, "making the development CA");
 
@@ -486,23 +493,26 @@ Exchange::Exchange(ExchangeOptions options) : options_(std::move(options)) {
     registry_key_ = PublicKeyOf(root() + "/registry/curve.key");
     broker_key_ = PublicKeyOf(root() + "/broker/curve.key");
   }
-  if (options_.extra_brokers > 0 && options_.broker_pg_url.empty()) {
-    throw HarnessError("extra_brokers needs broker_pg_url: brokers share a PostgreSQL store");
-  }
-  for (int n = 1; n <= options_.extra_brokers; ++n) {
-    const std::string dir = BrokerDir(static_cast<size_t>(n));
-    fs::create_directories(dir);
-    if (options_.curve) {
-      fs::copy_file(root() + "/broker/curve.key", dir + "/curve.key");
-      fs::permissions(dir + "/curve.key", fs::perms::owner_read | fs::perms::owner_write);
-    }
-    std::vector<std::string> argv = broker_argv;
-    argv.back() = dir + "/broker.toml";
-    extra_brokers_.push_back(std::make_unique<Process>("bud-broker-" + std::to_string(n), argv, dir,
-                                                       dir + "/bud-broker.log"));
-    extra_endpoints_.emplace_back();
-  }
   WriteRegistryConfig("tcp://127.0.0.1:*");
+  for (int i = 1; i < options_.brokers; ++i) {
+    const std::string dir = BrokerDir(static_cast<size_t>(i));
+    fs::create_directories(dir);
+    if (options_.curve) fs::copy_file(root() + "/broker/curve.key", dir + "/curve.key");
+    std::vector<std::string> argv = broker_argv;
+    std::replace(argv.begin(), argv.end(), root() + "/broker/broker.toml", dir + "/broker.toml");
+    extra_brokers_.push_back(std::make_unique<Process>(fmt::format("bud-broker {}", i + 1), argv,
+                                                       dir, dir + "/bud-broker.log"));
+  }
+  for (int i = 1; i < options_.registries; ++i) {
+    const std::string dir = RegistryDir(static_cast<size_t>(i));
+    fs::create_directories(dir);
+    if (options_.curve) fs::copy_file(root() + "/registry/curve.key", dir + "/curve.key");
+    extra_registries_.push_back(std::make_unique<Process>(
+        fmt::format("bud-registry {}", i + 1),
+        std::vector<std::string>{BUD_REGISTRY_BIN, "run", "--config", dir + "/registry.toml"}, dir,
+        dir + "/bud-registry.log"));
+    WriteRegistryConfigAt(static_cast<size_t>(i), "tcp://127.0.0.1:*");
+  }
 
   for (const auto& org : options_.agencies) {
     const std::string dir = AgencyDir(org);
@@ -522,12 +532,15 @@ Exchange::Exchange(ExchangeOptions options) : options_(std::move(options)) {
 
   try {
     StartRegistry();
-    WriteBrokerConfig("tcp://127.0.0.1:*");  // needs the registry's endpoint
-    StartBroker();
-    for (size_t n = 1; n < broker_count(); ++n) {
-      WriteBrokerConfig(n, "tcp://127.0.0.1:*");
-      StartBroker(n);
+    for (size_t i = 1; i < static_cast<size_t>(options_.registries); ++i) StartRegistryAt(i);
+    WriteBrokerConfig("tcp://127.0.0.1:*");  // needs the registries' endpoints
+    // Extra brokers first, one at a time: each learns its port, then stops unless asked not to.
+    for (size_t i = 1; i < static_cast<size_t>(options_.brokers); ++i) {
+      WriteBrokerConfigAt(i, "tcp://127.0.0.1:*");
+      StartBrokerAt(i);
+      if (!options_.start_extra_brokers) broker_at(i).Stop();
     }
+    StartBroker();
     for (const auto& org : options_.agencies) {
       WriteIpConfig(org);
       const std::string keys = AgencyDir(org) + "/keys";
@@ -535,7 +548,7 @@ Exchange::Exchange(ExchangeOptions options) : options_(std::move(options)) {
       add.insert(add.end(), {"--orgnr", org, "--name", "Test agency " + org});
       add.insert(add.end(), {"--signing-cert", keys + "/signing.pem"});
       add.insert(add.end(), {"--encryption-cert", keys + "/encryption.pem"});
-      add.insert(add.end(), {"--broker", broker_endpoint_});
+      for (const auto& b : broker_endpoints()) add.insert(add.end(), {"--broker", b});
       if (options_.curve) {
         add.insert(add.end(), {"--curve-public-key", PublicKeyOf(CurveKeyFile(org))});
       }
@@ -561,6 +574,7 @@ void Exchange::StopAll() {
   if (broker_) all.push_back(broker_.get());
   for (auto& b : extra_brokers_) all.push_back(b.get());
   if (registry_) all.push_back(registry_.get());
+  for (auto& r : extra_registries_) all.push_back(r.get());
   for (Process* p : all) {
     if (p->Running()) ::kill(p->pid(), SIGTERM);
   }
@@ -606,7 +620,9 @@ void Exchange::Run(const std::vector<std::string>& argv, const std::string& what
   }
 }
 
-void Exchange::WriteRegistryConfig(const std::string& listen) {
+void Exchange::WriteRegistryConfig(const std::string& listen) { WriteRegistryConfigAt(0, listen); }
+
+void Exchange::WriteRegistryConfigAt(size_t i, const std::string& listen) {
   std::string text = fmt::format(kRegistryToml, Toml(listen));
   if (options_.curve) {
     text += "curve_key_file = \"curve.key\"\nallowed_client_keys = [" + Toml(broker_key_) + "]\n";
@@ -619,66 +635,31 @@ void Exchange::WriteRegistryConfig(const std::string& listen) {
       text += "password_file = " + Toml(options_.registry_store_password_file) + "\n";
     }
   }
-  WriteFile(root() + "/registry/registry.toml", text);
+  WriteFile(RegistryDir(i) + "/registry.toml", text);
 }
 
-void Exchange::WriteBrokerConfig(const std::string& listen) { WriteBrokerConfig(0, listen); }
+void Exchange::WriteBrokerConfig(const std::string& listen) { WriteBrokerConfigAt(0, listen); }
 
-void Exchange::WriteBrokerConfig(size_t n, const std::string& listen) {
+void Exchange::WriteBrokerConfigAt(size_t i, const std::string& listen) {
   const bool pg = !options_.broker_pg_url.empty();
   std::string text =
       fmt::format(kBrokerToml, Toml(listen), pg ? "" : "store = \"broker.db\"");
   for (const auto& [k, v] : options_.broker_settings) text += k + " = " + v + "\n";
   if (options_.curve) {
-    text += "curve_key_file = \"curve.key\"\n[registry]\nendpoint = " + Toml(registry_endpoint_) +
-            "\nserver_key = " + Toml(registry_key_) + "\n";
+    std::vector<std::string> registries;
+    for (const auto& r : registry_endpoints()) registries.push_back(Toml(r));
+    text += "curve_key_file = \"curve.key\"\n[registry]\n";
+    text += registries.size() == 1 ? "endpoint = " + registries[0] + "\n"
+                                   : "endpoints = [" + Join(registries, ", ") + "]\n";
+    text += "server_key = " + Toml(registry_key_) + "\n";
+    for (const auto& [k, v] : options_.broker_registry_settings) text += k + " = " + v + "\n";
   }
   if (options_.http) text += "[http]\nlisten = \"127.0.0.1:0\"\nport_file = \"http.addr\"\n";
   if (pg) {
     text += "[store]\nbackend = \"postgresql\"\nurl = " + Toml(options_.broker_pg_url) +
             "\npassword_file = " + Toml(options_.broker_pg_password_file) + "\n";
   }
-  WriteFile(BrokerDir(n) + "/broker.toml", text);
-}
-
-std::string Exchange::BrokerDir(size_t n) const {
-  return n == 0 ? root() + "/broker" : root() + "/broker-" + std::to_string(n);
-}
-
-Process& Exchange::broker(size_t n) {
-  if (n == 0) return *broker_;
-  if (n > extra_brokers_.size()) throw HarnessError("no broker " + std::to_string(n));
-  return *extra_brokers_[n - 1];
-}
-
-const std::string& Exchange::broker_endpoint(size_t n) const {
-  if (n == 0) return broker_endpoint_;
-  if (n > extra_endpoints_.size()) throw HarnessError("no broker " + std::to_string(n));
-  return extra_endpoints_[n - 1];
-}
-
-void Exchange::StartBroker(size_t n) {
-  if (n == 0) return StartBroker();
-  Process& p = broker(n);
-  const std::string file = BrokerDir(n) + "/broker.endpoint";
-  fs::remove(file);
-  p.Start();
-  std::string ep = WaitForEndpoint(p, file);
-  std::string& known = extra_endpoints_[n - 1];
-  if (known.empty()) {
-    known = ep;
-    WriteBrokerConfig(n, ep);  // a restart binds the same port
-  } else if (ep != known) {
-    throw HarnessError("restarted " + p.name() + " listens on " + ep + ", not " + known);
-  }
-}
-
-std::string Exchange::BrokerHttpBase(size_t n) const {
-  std::string addr = ReadFileOrEmpty(BrokerDir(n) + "/http.addr");
-  while (!addr.empty() && (addr.back() == '\n' || addr.back() == ' ')) addr.pop_back();
-  if (addr.empty())
-    throw HarnessError("broker " + std::to_string(n) + " published no HTTP address");
-  return "http://" + addr;
+  WriteFile(BrokerDir(i) + "/broker.toml", text);
 }
 
 void Exchange::WriteIpConfig(const std::string& org) {
@@ -690,10 +671,22 @@ void Exchange::WriteIpConfig(const std::string& org) {
                {"encryption_key", "\"keys/encryption.key\""},
                {"encryption_cert", "\"keys/encryption.pem\""},
                {"trust_anchor", "\"../../ca/ca.pem\""}};
-  t["registry"]["endpoint"] = Toml(registry_endpoint_);
-  t["broker"] = {{"endpoint", Toml(broker_endpoint_)},
-                 {"heartbeat_ms", "500"},
-                 {"submit_timeout_ms", "5000"}};
+  auto toml_list = [](const std::vector<std::string>& v) {
+    std::vector<std::string> quoted;
+    for (const auto& e : v) quoted.push_back(Toml(e));
+    return "[" + Join(quoted, ", ") + "]";
+  };
+  if (options_.registries > 1) {
+    t["registry"]["endpoints"] = toml_list(registry_endpoints());
+  } else {
+    t["registry"]["endpoint"] = Toml(registry_endpoint_);
+  }
+  t["broker"] = {{"heartbeat_ms", "500"}, {"submit_timeout_ms", "5000"}};
+  if (options_.brokers > 1) {
+    t["broker"]["endpoints"] = toml_list(broker_endpoints());
+  } else {
+    t["broker"]["endpoint"] = Toml(broker_endpoint_);
+  }
   t["outbox"]["rescan_ms"] = "200";
   if (options_.curve) {
     t["keys"]["curve_key_file"] = "\"keys/curve.key\"";
@@ -760,6 +753,84 @@ void Exchange::StartBroker() {
     WriteBrokerConfig(ep);  // a restart binds the same port
   } else if (ep != broker_endpoint_) {
     throw HarnessError("restarted bud-broker listens on " + ep + ", not " + broker_endpoint_);
+  }
+}
+
+const std::string& Exchange::broker_endpoint(size_t n) const {
+  if (n == 0) return broker_endpoint_;
+  if (n > extra_broker_endpoints_.size()) throw HarnessError(fmt::format("no broker {}", n));
+  return extra_broker_endpoints_[n - 1];
+}
+
+std::string Exchange::BrokerHttpBase(size_t n) const {
+  std::string addr = ReadFileOrEmpty(BrokerDir(n) + "/http.addr");
+  while (!addr.empty() && (addr.back() == '\n' || addr.back() == ' ')) addr.pop_back();
+  if (addr.empty()) throw HarnessError(fmt::format("broker {} published no HTTP address", n));
+  return "http://" + addr;
+}
+
+std::string Exchange::BrokerDir(size_t i) const {
+  return i == 0 ? root() + "/broker" : fmt::format("{}/broker{}", root(), i + 1);
+}
+
+std::string Exchange::RegistryDir(size_t i) const {
+  return i == 0 ? root() + "/registry" : fmt::format("{}/registry{}", root(), i + 1);
+}
+
+std::string Exchange::RegistryConfig(size_t i) const { return RegistryDir(i) + "/registry.toml"; }
+
+Process& Exchange::broker_at(size_t i) {
+  if (i == 0) return *broker_;
+  if (i > extra_brokers_.size()) throw HarnessError(fmt::format("no broker number {}", i + 1));
+  return *extra_brokers_[i - 1];
+}
+
+Process& Exchange::registry_at(size_t i) {
+  if (i == 0) return *registry_;
+  if (i > extra_registries_.size()) throw HarnessError(fmt::format("no registry number {}", i + 1));
+  return *extra_registries_[i - 1];
+}
+
+std::vector<std::string> Exchange::broker_endpoints() const {
+  std::vector<std::string> out = {broker_endpoint_};
+  out.insert(out.end(), extra_broker_endpoints_.begin(), extra_broker_endpoints_.end());
+  return out;
+}
+
+std::vector<std::string> Exchange::registry_endpoints() const {
+  std::vector<std::string> out = {registry_endpoint_};
+  out.insert(out.end(), extra_registry_endpoints_.begin(), extra_registry_endpoints_.end());
+  return out;
+}
+
+void Exchange::StartBrokerAt(size_t i) {
+  if (i == 0) return StartBroker();
+  Process& p = broker_at(i);
+  const std::string file = BrokerDir(i) + "/broker.endpoint";
+  fs::remove(file);
+  p.Start();
+  std::string ep = WaitForEndpoint(p, file);
+  if (extra_broker_endpoints_.size() < i) {
+    extra_broker_endpoints_.push_back(ep);
+    WriteBrokerConfigAt(i, ep);  // a restart binds the same port
+  } else if (ep != extra_broker_endpoints_[i - 1]) {
+    throw HarnessError(p.name() + " listens on " + ep + ", not " + extra_broker_endpoints_[i - 1]);
+  }
+}
+
+void Exchange::StartRegistryAt(size_t i) {
+  if (i == 0) return StartRegistry();
+  Process& p = registry_at(i);
+  const std::string file = RegistryDir(i) + "/registry.endpoint";
+  fs::remove(file);
+  p.Start();
+  std::string ep = WaitForEndpoint(p, file);
+  if (extra_registry_endpoints_.size() < i) {
+    extra_registry_endpoints_.push_back(ep);
+    WriteRegistryConfigAt(i, ep);
+  } else if (ep != extra_registry_endpoints_[i - 1]) {
+    throw HarnessError(p.name() + " listens on " + ep + ", not " +
+                       extra_registry_endpoints_[i - 1]);
   }
 }
 
@@ -891,7 +962,6 @@ nlohmann::json Exchange::WaitForStatus(const std::string& org, const std::string
 
 void Exchange::CheckAlive() {
   std::vector<Process*> all = {registry_.get(), broker_.get()};
-  for (auto& b : extra_brokers_) all.push_back(b.get());
   for (auto& [org, a] : agencies_) all.push_back(a.ip.get());
   for (Process* p : all) {
     if (p != nullptr && p->expected_running() && !p->Running()) {
@@ -904,7 +974,6 @@ void Exchange::CheckAlive() {
 std::string Exchange::Diagnostics(int lines) {
   std::string out = "exchange in " + root() + " (set BUD_KEEP_TEST_DIRS=1 to keep it)\n";
   std::vector<Process*> all = {registry_.get(), broker_.get()};
-  for (auto& b : extra_brokers_) all.push_back(b.get());
   for (auto& [org, a] : agencies_) all.push_back(a.ip.get());
   for (Process* p : all) {
     if (p == nullptr) continue;

@@ -5,12 +5,11 @@
 // openssl), writes TOML configs like scripts/demo does, starts bud-registry and bud-broker on
 // OS-chosen ports of 127.0.0.1 (read back from their endpoint files), registers the agencies with
 // `bud-registry add` and starts a bud-ip per agency. Each process runs in its own folder and
-// appends its stdout and stderr to <folder>/<name>.log. With extra_brokers, more bud-broker
-// processes share the first one's PostgreSQL store, each in a folder of its own. Processes can be
-// stopped (SIGTERM, then SIGKILL after a grace period), killed (SIGKILL) and started again with
-// the same config and the same store. After the first start of a listener the harness pins the port
-// it got into its config (listen = the published endpoint), so a restarted registry or broker comes
-// back where the others expect it.
+// appends its stdout and stderr to <folder>/<name>.log. Processes can be stopped (SIGTERM, then
+// SIGKILL after a grace period), killed (SIGKILL) and started again with the same config and the
+// same store. After the first start of a listener the harness pins the port it got into its config
+// (listen = the published endpoint), so a restarted registry or broker comes back where the
+// others expect it.
 //
 // Deadlines: every wait polls with a deadline and never blocks without one. A wait that times
 // out, or that sees a process exit which the test did not stop, throws HarnessError with a
@@ -199,11 +198,21 @@ struct ExchangeOptions {
   // registry/registry.db.
   std::string registry_store_url;
   std::string registry_store_password_file;
-  // More bud-broker processes on the same PostgreSQL store (broker_pg_url is required): broker
-  // n (1 ..) runs in <root>/broker-<n>/ with its own port and the first broker's CURVE key pair
-  // and settings, so an integration point configured for any of them trusts every one. The
-  // registry names the first broker; integration points are configured for the first one.
+  // More than one broker / registry: brokers 2.. run in broker2/, broker3/ ... with the first's
+  // config (store, CURVE key pair) and their own port; registries 2.. likewise in registry2/ ...
+  // Several brokers need a store they can share (broker_pg_url), several registries too
+  // (registry_store_url). Every integration point, the broker(s) and the registry entries list
+  // them all in order ([broker] endpoints, [registry] endpoints, add --broker ...). The extra
+  // brokers are started once in the constructor to learn their port and then stopped (unless
+  // start_extra_brokers), so a test decides when each runs; extra registries keep running.
+  int brokers = 1;
+  int registries = 1;
+  bool start_extra_brokers = false;
+  // The same as brokers = 1 + extra_brokers with start_extra_brokers (every broker running from
+  // the start; broker(n), broker_endpoint(n) ... below count from 0).
   int extra_brokers = 0;
+  // Extra settings for the broker's [registry] section (written with curve): key -> TOML value.
+  std::map<std::string, std::string> broker_registry_settings;
 };
 
 // Attachment name -> bytes.
@@ -227,9 +236,6 @@ class Exchange {
 
   Process& registry() { return *registry_; }
   Process& broker() { return *broker_; }
-  // Broker n of 1 + extra_brokers (0: broker()).
-  Process& broker(size_t n);
-  size_t broker_count() const { return 1 + extra_brokers_.size(); }
   Process& ip(const std::string& org);
 
   // (Re)start a process with its config and store and wait until it is ready: the registry and
@@ -237,18 +243,29 @@ class Exchange {
   // and logged that it runs. The matching Stop/Kill is on the Process.
   void StartRegistry();
   void StartBroker();
-  void StartBroker(size_t n);
   void StartIp(const std::string& org);
   const std::string& registry_endpoint() const { return registry_endpoint_; }
-  const std::string& broker_endpoint() const { return broker_endpoint_; }
+  // Broker n (0: broker()), as the tests of several brokers on one store use them.
+  Process& broker(size_t n) { return broker_at(n); }
+  size_t broker_count() const { return 1 + extra_brokers_.size(); }
+  void StartBroker(size_t n) { StartBrokerAt(n); }
   const std::string& broker_endpoint(size_t n) const;
+  std::string BrokerHttpBase(size_t n) const;
+  // Broker / registry number i (0: broker() / registry()), see ExchangeOptions::brokers.
+  Process& broker_at(size_t i);
+  Process& registry_at(size_t i);
+  void StartBrokerAt(size_t i);
+  void StartRegistryAt(size_t i);
+  // Every broker's / registry's endpoint, in the order the configs list them.
+  std::vector<std::string> broker_endpoints() const;
+  std::vector<std::string> registry_endpoints() const;
+  // The config file of registry number i (for `bud-registry` verbs on it).
+  std::string RegistryConfig(size_t i = 0) const;
+  const std::string& broker_endpoint() const { return broker_endpoint_; }
   // "http://127.0.0.1:<port>" of an integration point's / the broker's HTTP server
   // (ExchangeOptions::http).
   std::string HttpBase(const std::string& org) const;
   std::string BrokerHttpBase() const;
-  std::string BrokerHttpBase(size_t n) const;
-  // The folder broker n runs in (<root>/broker, <root>/broker-<n>).
-  std::string BrokerDir(size_t n) const;
   // CURVE public keys (Z85); empty without CURVE.
   const std::string& registry_public_key() const { return registry_key_; }
   const std::string& broker_public_key() const { return broker_key_; }
@@ -296,9 +313,12 @@ class Exchange {
   void Run(const std::vector<std::string>& argv, const std::string& what);
   void WriteRegistryConfig(const std::string& listen);
   void WriteBrokerConfig(const std::string& listen);
-  void WriteBrokerConfig(size_t n, const std::string& listen);
   void WriteIpConfig(const std::string& org);
   std::string WaitForEndpoint(Process& p, const std::string& file);
+  std::string BrokerDir(size_t i) const;
+  std::string RegistryDir(size_t i) const;
+  void WriteBrokerConfigAt(size_t i, const std::string& listen);
+  void WriteRegistryConfigAt(size_t i, const std::string& listen);
   void StopAll();
 
   TempDir dir_;  // declared first: destroyed after the processes are gone
@@ -307,11 +327,13 @@ class Exchange {
   ExchangeOptions options_;
   std::unique_ptr<Process> registry_;
   std::unique_ptr<Process> broker_;
-  std::vector<std::unique_ptr<Process>> extra_brokers_;  // brokers 1 ..
-  std::vector<std::string> extra_endpoints_;             // theirs, once started
   std::map<std::string, Agency> agencies_;
   std::string registry_endpoint_;
   std::string broker_endpoint_;
+  std::vector<std::unique_ptr<Process>> extra_brokers_;     // brokers 2.. (index 0 = broker 2)
+  std::vector<std::unique_ptr<Process>> extra_registries_;  // registries 2..
+  std::vector<std::string> extra_broker_endpoints_;
+  std::vector<std::string> extra_registry_endpoints_;
   int drops_ = 0;
 };
 

@@ -179,6 +179,35 @@ TEST_CASE("health says DEGRADED without the broker, UP with it", "[ip][api][stat
   CHECK(f.queries->HealthNow().body["status"] == "UP");
 }
 
+TEST_CASE(
+    "/health is UP only with a writable store, a broker and a registry; else DOWN with "
+    "each reason",
+    "[ip][api][status]") {
+  ApiFixture f;
+  f.registry.entries[kMe] = Entry(kMe);
+  Readiness r = f.queries->ReadinessNow();
+  CHECK_FALSE(r.ok);  // no broker yet
+  CHECK(r.body["status"] == "DOWN");
+  CHECK(r.body["store"] == "ok");
+  CHECK(r.body["registry"] == "ok");
+  REQUIRE(r.body["problems"].size() == 1);
+  CHECK(r.body["problems"][0].get<std::string>().starts_with("broker:"));
+  f.metrics.broker_connected = 1;
+  r = f.queries->ReadinessNow();
+  CHECK(r.ok);
+  CHECK(r.body["status"] == "UP");
+  CHECK(r.body["problems"].empty());
+  f.registry.unavailable = true;
+  r = f.queries->ReadinessNow();
+  CHECK_FALSE(r.ok);
+  CHECK(r.body["registry"].get<std::string>().starts_with("unavailable"));
+  f.registry.unavailable = false;
+  f.registry.entries.erase(kMe);  // removed from the registry
+  r = f.queries->ReadinessNow();
+  CHECK_FALSE(r.ok);
+  CHECK(r.body["registry"] == "this organisation is not registered");
+}
+
 TEST_CASE("metrics count messages by status and the queue per receiver", "[ip][api][status]") {
   ApiFixture f;
   Send(f, kId);

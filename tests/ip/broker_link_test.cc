@@ -42,8 +42,8 @@ TEST_CASE("link: starts connecting and says Hello with its orgnr and credit", "[
 TEST_CASE("link: Hello is resent with doubling back-off until a Welcome", "[ip][link]") {
   Rig r;
   // A long heartbeat, so that the silence rule stays out of the way.
-  LinkOptions o{r.endpoint, 8, 60'000, 200, 5000};
-  DealerTransport t(r.ctx, DealerOptions{r.endpoint, std::nullopt, ""});
+  LinkOptions o{{r.endpoint}, 8, 60'000, 200, 5000};
+  DealerTransport t(r.ctx, DealerOptions{std::nullopt, ""});
   BrokerLink link(t, r.clock, r.config.me(), o, r.metrics);
   link.Start();
   std::vector<int64_t> sent_at;
@@ -206,6 +206,119 @@ TEST_CASE("link: messages for the parts are handed back, the link's own are kept
 TEST_CASE("link: state names for logs", "[ip][link]") {
   CHECK(std::string(LinkStateName(LinkState::kReady)) == "ready");
   CHECK(std::string(LinkStateName(LinkState::kConnecting)) == "connecting");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A list of broker endpoints: one connection at a time, the next on the silence rule.
+
+// A link over its own transport to two broker ends of the rig's context, heartbeat 1 s.
+struct TwoBrokers {
+  Rig r;
+  std::string second_endpoint = r.endpoint + "-second";
+  rig::BrokerEnd second{r.ctx, second_endpoint};
+  DealerTransport transport{r.ctx, DealerOptions{std::nullopt, ""}};
+  LinkOptions options = [this] {
+    LinkOptions o{{r.endpoint, second_endpoint}, 8, 1000, 200, 5000};
+    o.backoff_first_ms = 500;
+    o.backoff_max_ms = 4000;
+    o.jitter_seed = 42;
+    return o;
+  }();
+  BrokerLink link{transport, r.clock, r.config.me(), options, r.metrics};
+
+  // Ticks in 100 ms steps until the link has been silent past 3 x heartbeat_ms.
+  void SilenceOnce() {
+    const int64_t reconnects = r.metrics.reconnects.load();
+    for (int i = 0; i < 100 && r.metrics.reconnects.load() == reconnects; ++i) {
+      r.clock.Advance(100);
+      link.Tick();
+    }
+  }
+  void WelcomeFrom(rig::BrokerEnd& end) {
+    REQUIRE(end.NextOf(wire::ClientMessage::kHello));
+    end.Send(WelcomeFor(std::string("0192:") + rig::kMe));
+    zmq::pollitem_t item{transport.PollHandle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(1000));
+    while (auto f = transport.TryReceive()) (void)link.OnFrame(*f);
+  }
+};
+
+TEST_CASE("link: with two endpoints, silence moves to the next one and counts a failover",
+          "[ip][link][failover]") {
+  TwoBrokers t;
+  t.link.Start();
+  CHECK(t.link.endpoint() == t.r.endpoint);
+  t.link.Tick();
+  t.WelcomeFrom(*t.r.broker);
+  REQUIRE(t.link.ready());
+  t.SilenceOnce();  // the first broker stops answering
+  CHECK(t.link.last_event() == LinkEvent::kSilence);
+  CHECK(t.link.endpoint() == t.second_endpoint);
+  CHECK(t.r.metrics.failovers.load() == 1);
+  CHECK(t.r.metrics.reconnects.load() == 1);
+  CHECK(t.link.hello_wait_ms() == 0);  // the second has not failed: at once
+  t.link.Tick();
+  t.WelcomeFrom(t.second);  // the Hello went to the second broker, which welcomes us
+  CHECK(t.link.ready());
+  CHECK(t.link.endpoint() == t.second_endpoint);
+  // Nothing more reaches the first broker: one connection at a time.
+  CHECK_FALSE(t.r.broker->NextOf(wire::ClientMessage::kHello, 100));
+  // The second falls silent: back to the first, whose one failure lets it be tried at once.
+  t.SilenceOnce();
+  CHECK(t.link.endpoint() == t.r.endpoint);
+  CHECK(t.r.metrics.failovers.load() == 2);
+  CHECK(t.link.hello_wait_ms() == 0);
+}
+
+TEST_CASE("link: an endpoint failing again and again waits a jittered, capped, doubling pause",
+          "[ip][link][failover]") {
+  Rig r;
+  LinkOptions o{{r.endpoint}, 8, 1000, 200, 5000};
+  o.backoff_first_ms = 500;
+  o.backoff_max_ms = 4000;
+  o.jitter_seed = 7;
+  DealerTransport transport(r.ctx, DealerOptions{std::nullopt, ""});
+  BrokerLink link(transport, r.clock, r.config.me(), o, r.metrics);
+  link.Start();
+  std::vector<int64_t> waits;
+  for (int failure = 1; failure <= 7; ++failure) {
+    const int64_t reconnects = r.metrics.reconnects.load();
+    for (int i = 0; i < 200 && r.metrics.reconnects.load() == reconnects; ++i) {
+      r.clock.Advance(100);
+      link.Tick();
+    }
+    REQUIRE(r.metrics.reconnects.load() == reconnects + 1);
+    waits.push_back(link.hello_wait_ms());
+    // No Hello during the pause.
+    if (waits.back() > 0) {
+      r.broker->Drain(20);
+      CHECK_FALSE(link.Tick());
+      CHECK_FALSE(r.broker->NextOf(wire::ClientMessage::kHello, 50));
+    }
+  }
+  CHECK(r.metrics.failovers.load() == 0);  // one endpoint: reconnects, never failovers
+  // Failure 1: at once; then 500, 1000, 2000, 4000, 4000, 4000 ms, each jittered down by at most
+  // half.
+  const int64_t nominal[] = {0, 500, 1000, 2000, 4000, 4000, 4000};
+  for (size_t i = 0; i < waits.size(); ++i) {
+    INFO("failure " << i + 1 << " waited " << waits[i]);
+    CHECK(waits[i] <= nominal[i]);
+    CHECK(waits[i] >= nominal[i] / 2);
+  }
+  // A Welcome clears the failures: the next silence retries at once.
+  r.clock.Advance(waits.back());
+  link.Tick();
+  REQUIRE(r.broker->NextOf(wire::ClientMessage::kHello));
+  r.broker->Send(WelcomeFor(std::string("0192:") + rig::kMe));
+  zmq::pollitem_t item{transport.PollHandle(), 0, ZMQ_POLLIN, 0};
+  zmq::poll(&item, 1, std::chrono::milliseconds(1000));
+  while (auto f = transport.TryReceive()) (void)link.OnFrame(*f);
+  REQUIRE(link.ready());
+  for (int i = 0; i < 40 && link.ready(); ++i) {
+    r.clock.Advance(100);
+    link.Tick();
+  }
+  CHECK(link.hello_wait_ms() == 0);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "address-registry/pg_store.h"
 #include "address-registry/sqlite_store.h"
 #include "address-registry/store.h"
+#include "common/storage/sqlite.h"
 #include "tests/integration/harness.h"
 #include "tests/support/postgres.h"
 #include "tests/support/temp_dir.h"
@@ -157,6 +158,22 @@ void RegistryStoreConformance(const OpenFn& open) {
   CHECK_FALSE(GetOk(*store, kOrg3).has_value());
   CHECK(ListOrgs(*store) == std::vector<std::string>{kOrg1, kOrg2});
 
+  INFO("a list of broker endpoints is kept in order");
+  auto e1 = Entry(kOrg1, kKey2, "First Agency");
+  e1.add_broker_endpoints("tcp://b1.example:7700");
+  e1.add_broker_endpoints("tcp://b2.example:7700");
+  PutOk(*store, e1);
+  auto e1_got = GetOk(*store, kOrg1);
+  REQUIRE(e1_got.has_value());
+  CHECK(std::vector<std::string>(e1_got->broker_endpoints().begin(),
+                                 e1_got->broker_endpoints().end()) ==
+        std::vector<std::string>{"tcp://b1.example:7700", "tcp://b2.example:7700"});
+
+  INFO("the health probe passes on a store that can be read and written");
+  Status probe = store->Probe();
+  INFO(probe.ToString());
+  CHECK(probe.ok());
+
   INFO("entries survive closing and reopening the store");
   const std::string before = GetOk(*store, kOrg2)->SerializeAsString();
   store.reset();
@@ -177,6 +194,27 @@ TEST_CASE("registry store conformance: SQLite", "[registry][store]") {
     REQUIRE(s.ok());
     return std::move(s).value();
   });
+}
+
+TEST_CASE("registry store: the SQLite health probe fails while the write lock is held",
+          "[registry][store]") {
+  TempDir dir;
+  storage::StoreConfig config;
+  config.backend = storage::Backend::kSqlite;
+  config.path = dir / "registry.db";
+  auto writer = OpenRegistryStore(config);
+  REQUIRE(writer.ok());
+  REQUIRE((*writer)->Probe().ok());
+  // Another connection holds the write lock (as a stuck writer would): the probe must say so
+  // within the busy timeout, not pass.
+  auto holder = storage::Db::Open(config.path);
+  REQUIRE(holder.ok());
+  REQUIRE((*holder)->Exec("BEGIN IMMEDIATE").ok());
+  Status probe = (*writer)->Probe();
+  CHECK_FALSE(probe.ok());
+  CHECK(probe.message().find("takes no writes") != std::string::npos);
+  REQUIRE((*holder)->Exec("ROLLBACK").ok());
+  CHECK((*writer)->Probe().ok());
 }
 
 TEST_CASE("registry store conformance: PostgreSQL", "[registry][store][pg]") {
@@ -200,7 +238,13 @@ TEST_CASE("registry store conformance: PostgreSQL", "[registry][store][pg]") {
     auto down = (*s)->List();
     REQUIRE_FALSE(down.ok());
     CHECK(down.status().code() == Code::kUnavailable);
+    Status probe_down = (*s)->Probe();  // health says so, with the reason
+    CHECK_FALSE(probe_down.ok());
+    CHECK_FALSE(probe_down.message().empty());
     pg.Start();
+    Status probe_up = (*s)->Probe();
+    INFO(probe_up.ToString());
+    CHECK(probe_up.ok());
     CHECK(ListOrgs(**s) == std::vector<std::string>{kOrg1, kOrg2});
     PutOk(**s, Entry(kOrg3, kKey1, "Third Agency"));
     CHECK(ListOrgs(**s) == std::vector<std::string>{kOrg1, kOrg2, kOrg3});

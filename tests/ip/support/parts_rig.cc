@@ -119,12 +119,13 @@ Rig::Rig(const std::string& delivery)
 
   endpoint = NewEndpoint();
   broker = std::make_unique<BrokerEnd>(ctx, endpoint);
-  transport = std::make_unique<DealerTransport>(ctx, DealerOptions{endpoint, std::nullopt, ""});
+  transport = std::make_unique<DealerTransport>(ctx, DealerOptions{std::nullopt, ""});
   store = PointStore::Open(config.store).value();
   inbox = std::make_unique<InboxBatch>(config.inbox);
   const Orgnr org = config.me();
   link = std::make_unique<BrokerLink>(
-      *transport, clock, org, LinkOptions{endpoint, 8, config.broker.heartbeat_ms, 200, 5000}, metrics);
+      *transport, clock, org, LinkOptions{{endpoint}, 8, config.broker.heartbeat_ms, 200, 5000},
+      metrics);
   turn = std::make_unique<Turn>(*store->point, *inbox);
   reports =
       std::make_unique<ReportQueue>(store->incoming, *turn, *link, clock, config.broker.submit_timeout_ms);
