@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/http_server.h"
 #include "common/orgnr.h"
@@ -48,6 +49,10 @@ struct BrokerLinkConfig {
 
 struct Config {
   std::string orgnr;                 // [agency] orgnr: 9 digits
+  // [agency] on_behalf_of: other organisations ("0192:<orgnr>") and sub-units
+  // ("0192:<orgnr>:<orgnr of the part>") this point may send for (SBD or message.json sender);
+  // the envelope's sender is always orgnr (docs/security.md, "On behalf of").
+  std::vector<std::string> on_behalf_of = {};
   std::string outbox;                // [paths] outbox
   std::string inbox;                 // [paths] inbox
   std::string store;                 // [paths] store: SQLite file
