@@ -423,5 +423,42 @@ TEST_CASE("routes: status queue peek and DELETE, pop of a receipt 204", "[ip][ap
   CHECK(json::parse(all->body)["totalElements"] == 2);
 }
 
+TEST_CASE("[agency] on_behalf_of is checked and normalised at load", "[ip][config]") {
+  bud::test::TempDir dir;
+  auto load = [&](const std::string& list) {
+    const std::string path = dir / "ip.toml";
+    std::string text = "[agency]\norgnr = \"910076787\"\non_behalf_of = " + list + R"(
+[paths]
+outbox = "o"
+inbox = "i"
+store = "s.db"
+[keys]
+signing_key = "k"
+signing_cert = "c"
+encryption_key = "k"
+encryption_cert = "c"
+trust_anchor = "ca"
+[registry]
+endpoint = "tcp://127.0.0.1:1"
+[broker]
+endpoint = "tcp://127.0.0.1:2"
+)";
+    FILE* f = fopen(path.c_str(), "w");
+    fputs(text.c_str(), f);
+    fclose(f);
+    return Config::Load(path);
+  };
+  auto good = load(R"(["910075918", "0192:910076787:974760673"])");
+  REQUIRE(good.ok());
+  CHECK(good->on_behalf_of ==
+        std::vector<std::string>{"0192:910075918", "0192:910076787:974760673"});
+  for (const char* bad : {R"(["910075919"])", R"(["0192:910076787:12"])", R"("910075918")"}) {
+    INFO(bad);
+    auto c = load(bad);
+    REQUIRE_FALSE(c.ok());
+    CHECK_THAT(c.status().message(), Catch::Matchers::Contains("on_behalf_of"));
+  }
+}
+
 }  // namespace
 }  // namespace bud::ip::api::test

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fs.h"
+#include "common/storage/sqlite.h"
 #include "common/uuid.h"
 #include "integration-point/engine/clock.h"
 #include "integration-point/engine/expiry_sweep.h"
@@ -330,6 +331,76 @@ TEST_CASE("folder contract: a receipt's message.json alone is a message; an arki
   CHECK(TakesNoFiles("einnsyn_kvittering"));
   CHECK_FALSE(TakesNoFiles("urn:no:difi:arkivmelding:xsd::arkivmelding"));
   CHECK_FALSE(TakesNoFiles(""));
+}
+
+// A store of schema version 4 (as docs/storage.md describes it) with an outgoing message whose
+// rowid is not 1, its history, a draft and a transfer, opened by this release.
+TEST_CASE("store: version 4 migrates to 5 keeping rowids and history ids; ids then in any case",
+          "[ip][store][ids]") {
+  test::TempDir dir;
+  const std::string path = dir / "ip.db";
+  const std::string id = "abcdef00-0000-4000-8000-000000000001";
+  {
+    auto db = storage::Db::Open(path).value();
+    REQUIRE(db->Exec(R"(
+      CREATE TABLE messages (message_id TEXT NOT NULL, direction TEXT NOT NULL CHECK (direction
+        IN ('OUT', 'IN')), conversation_id TEXT NOT NULL, sender TEXT NOT NULL, receiver TEXT NOT
+        NULL, process TEXT NOT NULL, document_type TEXT NOT NULL, title TEXT NOT NULL DEFAULT '',
+        created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, status TEXT NOT NULL, state TEXT
+        NOT NULL, payload BLOB, envelope BLOB, updated_ms INTEGER NOT NULL, lock_until_ms INTEGER
+        NOT NULL DEFAULT 0, files TEXT NOT NULL DEFAULT '', PRIMARY KEY (message_id, direction));
+      CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL,
+        direction TEXT NOT NULL, status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', at_ms
+        INTEGER NOT NULL, advanced INTEGER NOT NULL);
+      CREATE TABLE outbox_imports (folder_key TEXT PRIMARY KEY, message_id TEXT NOT NULL, at_ms
+        INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE pending_reports (message_id TEXT NOT NULL, status INTEGER NOT NULL, reason TEXT
+        NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (message_id, status)) WITHOUT ROWID;
+      CREATE TABLE api_drafts (message_id TEXT PRIMARY KEY, sbd TEXT NOT NULL, created_ms INTEGER
+        NOT NULL) WITHOUT ROWID;
+      CREATE TABLE api_draft_files (message_id TEXT NOT NULL, name TEXT NOT NULL, title TEXT NOT
+        NULL, media_type TEXT NOT NULL, data BLOB NOT NULL, added_ms INTEGER NOT NULL, file TEXT
+        NOT NULL DEFAULT '', size INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (message_id, name))
+        WITHOUT ROWID;
+      CREATE TABLE transfers (message_id TEXT NOT NULL, direction TEXT NOT NULL, done_bytes INTEGER
+        NOT NULL, total_bytes INTEGER NOT NULL, note TEXT NOT NULL DEFAULT '', updated_ms INTEGER
+        NOT NULL, conversation_id TEXT NOT NULL, sender TEXT NOT NULL, receiver TEXT NOT NULL,
+        process TEXT NOT NULL, document_type TEXT NOT NULL, created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL, PRIMARY KEY (message_id, direction)) WITHOUT ROWID;
+      INSERT INTO messages(rowid, message_id, direction, conversation_id, sender, receiver,
+        process, document_type, created_ms, expires_ms, status, state, updated_ms)
+        VALUES (7, 'abcdef00-0000-4000-8000-000000000001', 'OUT', 'c', '0192:910076787',
+        '0192:910075918', 'p', 'd', 1, 4102444800000, 'SENDT', 'sent', 1);
+      INSERT INTO history(id, message_id, direction, status, at_ms, advanced) VALUES
+        (41, 'abcdef00-0000-4000-8000-000000000001', 'OUT', 'OPPRETTET', 1, 1),
+        (42, 'abcdef00-0000-4000-8000-000000000001', 'OUT', 'SENDT', 2, 1);
+      INSERT INTO api_drafts VALUES ('abcdef00-0000-4000-8000-00000000000d', '{}', 1);
+      INSERT INTO transfers VALUES ('abcdef00-0000-4000-8000-000000000001', 'OUT', 5, 10, '', 1,
+        'c', 's', 'r', 'p', 'd', 1, 2);
+      PRAGMA user_version=4;)")
+                .ok());
+  }
+  auto store = PointStore::Open(path).value();
+  auto row = store->outgoing.Get(Upper(id)).value();
+  REQUIRE(row);
+  CHECK(row->id == 7);  // the API's conversation id kept
+  CHECK(row->status == "SENDT");
+  auto history = store->history.History(Upper(id), Direction::kOut).value();
+  CHECK(history.size() == 2);
+  StatusQuery q;
+  auto lines = store->history.Statuses(q).value();
+  REQUIRE(lines.items.size() == 2);
+  CHECK(lines.items[0].id == 41);
+  CHECK(lines.items[1].id == 42);
+  CHECK(store->outgoing.GetDraft(Upper("abcdef00-0000-4000-8000-00000000000d")).value());
+  CHECK(store->history.Transfer(Upper(id), Direction::kOut).value()->done_bytes == 5);
+  // The queue starts empty; the next status line enters it, with the next history id.
+  CHECK_FALSE(store->status_queue.Peek().value());
+  REQUIRE(store->outgoing.ApplyStatus(Upper(id), wire::MOTTATT, "", NowMs()).ok());
+  auto head = store->status_queue.Peek().value();
+  REQUIRE(head);
+  CHECK(head->id == 43);
+  CHECK(head->message_id == id);
 }
 
 }  // namespace
