@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -291,6 +292,45 @@ TEST_CASE("a receipt that names a message the point did not send to its sender c
                         a + "/api/messages/out/multipart"});
   CHECK(refused.status == 400);
   CHECK(refused.body.find("no attachments") != std::string::npos);
+  ex.CheckAlive();
+}
+
+TEST_CASE("a receipt through the folder contract: message.json alone, LEST at the sender",
+          "[integration][receipts]") {
+  ExchangeOptions o;
+  o.processes = {kProcess, kResponseProcess};
+  o.document_types = {kDocumentType, kReceiptType};
+  Exchange ex(o);
+  const std::string id = NewUuid();
+  json meta = Exchange::Metadata(kAgencyB);
+  meta["messageId"] = id;
+  ex.DropFolder(kAgencyA, "vedtak", meta.dump(), {{"arkivmelding.xml", "<arkivmelding/>"}});
+  ex.WaitForInbox(kAgencyB, id);
+  // B's archive takes it out (LEVERT) and answers with a receipt folder without files.
+  std::filesystem::remove_all(ex.Inbox(kAgencyB) + "/" + id);
+  ex.WaitForStatus(kAgencyA, id, "LEVERT");
+  const std::string receipt_id = NewUuid();
+  json receipt = {
+      {"receiver", "0192:" + std::string(kAgencyA)},
+      {"process", kResponseProcess},
+      {"documentType", kReceiptType},
+      {"messageId", receipt_id},
+      {"arkivmelding_kvittering",
+       {{"receiptType", "WARNING"},
+        {"relatedToMessageId", id},
+        {"messages", json::array({{{"code", "W1"}, {"text", "Arkivert med merknad"}}})}}}};
+  ex.DropFolder(kAgencyB, "kvittering", receipt.dump(), {});
+  json in_a = ex.WaitForInbox(kAgencyA, receipt_id);
+  CHECK(std::filesystem::directory_iterator(ex.Inbox(kAgencyA) + "/" + receipt_id)
+            ->path()
+            .filename() == "message.json");
+  CHECK(in_a.value("documentType", "") == kReceiptType);
+  json entry = ex.WaitForStatus(kAgencyA, id, "LEST");
+  CHECK(Exchange::History(entry) == Strings{"OPPRETTET", "SENDT", "MOTTATT", "LEVERT", "LEST"});
+  CHECK(entry.dump().find("Arkivert med merknad") != std::string::npos);
+  // A's archive takes the receipt out: LEVERT for the receipt at B.
+  std::filesystem::remove_all(ex.Inbox(kAgencyA) + "/" + receipt_id);
+  ex.WaitForStatus(kAgencyB, receipt_id, "LEVERT");
   ex.CheckAlive();
 }
 
