@@ -51,7 +51,7 @@ Status HttpApi::MakeServices() {
 Status HttpApi::Start() {
   BUD_RETURN_IF_ERROR(MakeServices());
   HttpOptions http = config_.http;
-  // Their routes read the body themselves (a file upload, bounded) or not at all (a send).
+  // Their routes read the body themselves: a file upload, bounded; a send, which takes none.
   http.streams_body = [](const httplib::Request& req) {
     return api::IsFileUpload(req) || api::IsSend(req);
   };

@@ -22,7 +22,8 @@ void AddIncomingRoutes(httplib::Server& srv, ApiInbox& inbox, StatusQueries& que
 // PUT /api/messages/out/{id}: a file of a draft, read by its route as a stream.
 bool IsFileUpload(const httplib::Request& req);
 
-// POST /api/messages/out/{id}: send a draft; takes no body, and its route reads none.
+// POST /api/messages/out/{id}: send a draft; takes no body (its route drops a small one and
+// refuses a larger one itself).
 bool IsSend(const httplib::Request& req);
 
 // Content-Disposition: attachment; name="Title"; filename="file.pdf" -> the value of `key`
