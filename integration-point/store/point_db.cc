@@ -102,7 +102,8 @@ const std::vector<std::string> kMigrations = {
     // conversation ids are compared without regard to case (COLLATE NOCASE; a client's
     // upper-case UUID is kept as it sent it), so the tables that hold them are rebuilt with
     // their rowids and ids kept; history gets the raw receipt behind a LEST or FEIL; every new
-    // history line enters status_queue until DELETE /api/statuses/{id} removes it.
+    // history line enters status_queue until DELETE /api/statuses/{id} removes it; the expiry
+    // sweep finds MOTTATT messages by messages_by_status.
     R"(CREATE TABLE messages_v5 (
          message_id TEXT NOT NULL COLLATE NOCASE,
          direction TEXT NOT NULL CHECK (direction IN ('OUT', 'IN')),
@@ -134,6 +135,7 @@ const std::vector<std::string> kMigrations = {
        CREATE INDEX messages_by_state ON messages(direction, state);
        CREATE INDEX messages_by_conversation ON messages(conversation_id);
        CREATE INDEX messages_by_updated ON messages(updated_ms);
+       CREATE INDEX messages_by_status ON messages(direction, status, expires_ms);
        CREATE TABLE history_v5 (
          id INTEGER PRIMARY KEY AUTOINCREMENT,
          message_id TEXT NOT NULL COLLATE NOCASE,
