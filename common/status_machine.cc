@@ -14,12 +14,13 @@ std::string_view StatusName(MsgStatus s) {
     case wire::LEVETID_UTLOPT: return "LEVETID_UTLOPT";
     case wire::INNKOMMENDE_MOTTATT: return "INNKOMMENDE_MOTTATT";
     case wire::INNKOMMENDE_LEVERT: return "INNKOMMENDE_LEVERT";
+    case wire::ANNET: return "ANNET";
     default: return "UKJENT";
   }
 }
 
 std::optional<MsgStatus> StatusFromName(std::string_view name) {
-  for (int i = wire::OPPRETTET; i <= wire::INNKOMMENDE_LEVERT; ++i) {
+  for (int i = wire::OPPRETTET; i <= wire::ANNET; ++i) {
     auto s = static_cast<MsgStatus>(i);
     if (StatusName(s) == name) return s;
   }
@@ -27,6 +28,10 @@ std::optional<MsgStatus> StatusFromName(std::string_view name) {
 }
 
 bool IsFinal(MsgStatus s) { return s == wire::FEIL || s == wire::LEVETID_UTLOPT; }
+
+bool IsFinished(MsgStatus s) {
+  return IsFinal(s) || s == wire::LEVERT || s == wire::LEST || s == wire::INNKOMMENDE_LEVERT;
+}
 
 namespace {
 int Rank(MsgStatus s) {
@@ -46,7 +51,7 @@ bool Incoming(MsgStatus s) { return s == wire::INNKOMMENDE_MOTTATT || s == wire:
 
 bool Advances(MsgStatus current, MsgStatus next) {
   if (IsFinal(current) || current == next) return false;
-  if (next == wire::STATUS_UNSPECIFIED) return false;
+  if (next == wire::STATUS_UNSPECIFIED || next == wire::ANNET) return false;
   if (IsFinal(next)) return true;
   if (current == wire::STATUS_UNSPECIFIED) return true;
   if (Incoming(current) != Incoming(next)) return false;

@@ -8,6 +8,7 @@
 #include "common/http_server.h"
 #include "common/wire/curve.h"
 #include "integration-point/identity.h"
+#include "integration-point/outbox.h"
 
 namespace bud::ip {
 
@@ -96,6 +97,13 @@ Result<Config> Config::Load(const std::string& path) {
   auto org = Orgnr::Parse(c.orgnr);
   if (!org.ok()) return f.Error("agency.orgnr", org.status().message());
   c.orgnr = org->digits();
+  BUD_ASSIGN_OR_RETURN(auto on_behalf_of,
+                       f.StringList("agency.on_behalf_of", std::vector<std::string>{}));
+  for (const auto& party : on_behalf_of) {
+    auto p = SenderParty(party);
+    if (!p.ok()) return f.Error("agency.on_behalf_of", p.status().message());
+    c.on_behalf_of.push_back(*p);
+  }
   BUD_ASSIGN_OR_RETURN(c.outbox, f.Path("paths.outbox"));
   BUD_ASSIGN_OR_RETURN(c.inbox, f.Path("paths.inbox", ""));
   BUD_ASSIGN_OR_RETURN(c.store, f.Path("paths.store"));

@@ -58,6 +58,10 @@ struct BrokerLinkConfig {
 
 struct Config {
   std::string orgnr;                 // [agency] orgnr: 9 digits
+  // [agency] on_behalf_of: other organisations ("0192:<orgnr>") and sub-units
+  // ("0192:<orgnr>:<orgnr of the part>") this point may send for (SBD or message.json sender);
+  // the envelope's sender is always orgnr (docs/security.md, "On behalf of").
+  std::vector<std::string> on_behalf_of = {};
   std::string outbox;                // [paths] outbox
   std::string inbox;                 // [paths] inbox
   std::string store;                 // [paths] store: SQLite file

@@ -16,8 +16,10 @@
 #include "integration-point/engine/broker_transport.h"
 #include "integration-point/engine/clock.h"
 #include "integration-point/engine/defer_gate.h"
+#include "integration-point/engine/expiry_sweep.h"
 #include "integration-point/engine/hand_over.h"
 #include "integration-point/engine/outbox_intake.h"
+#include "integration-point/engine/receipts.h"
 #include "integration-point/engine/receiver.h"
 #include "integration-point/engine/registry_lookup.h"
 #include "integration-point/engine/report_queue.h"
@@ -56,6 +58,8 @@ struct Engine::Parts {
   std::unique_ptr<DeferGate> defer;
   std::unique_ptr<OutboxIntake> intake;
   std::unique_ptr<Sender> sender;
+  std::unique_ptr<Receipts> receipts;
+  std::unique_ptr<ExpirySweep> expiry;
   std::unique_ptr<Receiver> receiver;
   std::unique_ptr<StreamReceiver> streams;  // members go in reverse: dependants first
 };
@@ -171,9 +175,14 @@ Status Engine::BuildParts() {
                                                     {id.signing_key.get(), id.signing_cert.get()},
                                                     clock_,
                                                     metrics_});
-  p->receiver = std::make_unique<Receiver>(
-      Receiver::Deps{config_, me, p->store->incoming, *p->turn, *p->inbox, *p->reports, *p->defer,
-                     *p->registry, *keys_->certs, keys_->decryption, clock_, metrics_});
+  p->receipts = std::make_unique<Receipts>(p->store->outgoing, clock_);
+  p->expiry = std::make_unique<ExpirySweep>(p->store->outgoing, clock_);
+  p->receiver = std::make_unique<Receiver>(Receiver::Deps{
+      config_, me, p->store->incoming, *p->turn, *p->inbox, *p->reports, *p->defer, *p->registry,
+      *keys_->certs, keys_->decryption, clock_, metrics_,
+      [receipts = p->receipts.get()](const MessageRow& in, const wire::Payload& payload) {
+        receipts->OnReceived(in, payload);
+      }});
   p->streams =
       std::make_unique<StreamReceiver>(*p->receiver, *p->link, me, *id.trust, keys_->decryption);
   parts_ = std::move(p);
@@ -255,6 +264,7 @@ void Engine::RunTurn() {
     p.intake->Scan();
     p.receiver->CheckInbox();
   }
+  p.expiry->RunIfDue();
   if (p.sender->Due()) {
     p.sender->SealNew();
     FinishTurn();  // sealed envelopes durable before they are submitted

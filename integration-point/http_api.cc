@@ -41,9 +41,9 @@ Status HttpApi::MakeServices() {
     BUD_ASSIGN_OR_RETURN(auto cert, crypto::LoadCertFile(path));
     certs.emplace_back(label, std::move(cert));
   }
-  const OutboxLimits limits{static_cast<size_t>(config_.max_attachments),
-                            static_cast<size_t>(config_.max_attachment_bytes),
-                            config_.default_ttl_ms};
+  OutboxLimits limits{static_cast<size_t>(config_.max_attachments),
+                      static_cast<size_t>(config_.max_attachment_bytes), config_.default_ttl_ms};
+  limits.on_behalf_of = config_.on_behalf_of;
   outgoing_ = std::make_unique<api::OutgoingMessages>(config_.me(), limits, *registry_, take_in_);
   drafts_ = std::make_unique<api::Drafts>(config_, *store_, *outgoing_);
   inbox_ = std::make_unique<api::ApiInbox>(config_, *store_, wake_, [] { return NowMs(); });
@@ -55,7 +55,10 @@ Status HttpApi::MakeServices() {
 Status HttpApi::Start() {
   BUD_RETURN_IF_ERROR(MakeServices());
   HttpOptions http = config_.http;
-  http.streams_body = [](const httplib::Request& req) { return api::IsFileUpload(req); };
+  // Their routes read the body themselves: a file upload, bounded; a send, which takes none.
+  http.streams_body = [](const httplib::Request& req) {
+    return api::IsFileUpload(req) || api::IsSend(req);
+  };
   http.max_streamed_body_bytes = static_cast<size_t>(config_.max_message_bytes);
   BUD_ASSIGN_OR_RETURN(server_, HttpServer::Start(http, [this](httplib::Server& srv) {
                          api::AddStatusRoutes(srv, *queries_);

@@ -45,4 +45,12 @@ std::optional<DeliveryMode> ParseDeliveryMode(std::string_view text) {
   return std::nullopt;
 }
 
+std::string LowerId(std::string_view id) {
+  std::string out(id);
+  for (auto& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
 }  // namespace bud::ip

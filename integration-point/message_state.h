@@ -30,6 +30,11 @@ std::optional<Direction> ParseDirection(std::string_view text);
 std::optional<WorkState> ParseWorkState(std::string_view text);
 std::optional<DeliveryMode> ParseDeliveryMode(std::string_view text);
 
+// A message id as it travels and names folders: in lower case. A client may spell an id in
+// upper case; the store keeps its spelling and compares ids without regard to case, while the
+// envelope, the broker and the receiver see the lower-case form (docs/http-api.md, "Ids").
+std::string LowerId(std::string_view id);
+
 // A stored work state (`row.state`) is `s`.
 inline bool Is(const std::string& stored, WorkState s) { return stored == Text(s); }
 

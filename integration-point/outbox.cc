@@ -35,6 +35,37 @@ Result<std::string> OptionalString(const nlohmann::json& j, const char* key) {
 }
 }  // namespace
 
+Result<std::string> SenderParty(std::string_view text) {
+  std::string_view rest = text;
+  if (rest.starts_with("0192:")) rest.remove_prefix(5);
+  const auto colon = rest.find(':');
+  BUD_ASSIGN_OR_RETURN(Orgnr org, Orgnr::Parse(rest.substr(0, colon)));
+  if (colon == std::string_view::npos) return org.wire();
+  auto part = Orgnr::Parse(rest.substr(colon + 1));
+  if (!part.ok() || rest.substr(colon + 1).starts_with("0192:")) {
+    return Status(Code::kBadOrgnr,
+                  fmt::format("sub-unit '{}' is not \"0192:<orgnr>:<orgnr of the part>\"",
+                              EscapeControl(text.substr(0, 64))));
+  }
+  return fmt::format("{}:{}", org.wire(), part->digits());
+}
+
+Result<std::string> OnBehalfOf(const std::string& claimed, const Orgnr& me,
+                               const OutboxLimits& limits, const std::string& what) {
+  if (claimed.empty()) return me.wire();
+  auto party = SenderParty(claimed);
+  if (!party.ok()) return Bad(fmt::format("{}: {}", what, party.status().message()));
+  if (*party == me.wire()) return *party;
+  for (const auto& allowed : limits.on_behalf_of) {
+    if (allowed == *party) return *party;
+  }
+  return Bad(
+      fmt::format("{} is {} but this integration point sends for {}{} (add it to "
+                  "[agency] on_behalf_of to send on its behalf)",
+                  what, *party, me.wire(),
+                  limits.on_behalf_of.empty() ? "" : " and those in [agency] on_behalf_of"));
+}
+
 Result<OutboxFolder> OpenOutboxFolder(int outbox_fd, const std::string& outbox,
                                       const std::string& name) {
   OutboxFolder f;
@@ -95,13 +126,7 @@ Result<OutgoingDraft> ParseMessageJson(std::string_view text, const Orgnr& me,
   if (!org.ok()) return Bad("message.json: 'receiver': " + org.status().message());
   d.receiver = *org;
   BUD_ASSIGN_OR_RETURN(std::string sender, OptionalString(j, "sender"));
-  if (!sender.empty()) {
-    auto s = Orgnr::Parse(sender);
-    if (!s.ok() || *s != me) {
-      return Bad(fmt::format("message.json: 'sender' is '{}' but this integration point is {}",
-                             sender, me.wire()));
-    }
-  }
+  BUD_RETURN_IF_ERROR(OnBehalfOf(sender, me, limits, "message.json: 'sender'").status());
   BUD_ASSIGN_OR_RETURN(d.process, OptionalString(j, "process"));
   if (d.process.empty()) return Bad("message.json: 'process' is missing or empty");
   BUD_ASSIGN_OR_RETURN(d.document_type, OptionalString(j, "documentType"));
@@ -148,6 +173,14 @@ Result<int64_t> ParseExpiry(const std::string& text, int64_t created_ms, int64_t
                            what, text, kMaxTtlMs / (24 * 3600 * 1000)));
   }
   return *t;
+}
+
+bool TakesNoFiles(std::string_view document_type) {
+  const auto colon = document_type.rfind(':');
+  const std::string type = ToLower(std::string(
+      colon == std::string_view::npos ? document_type : document_type.substr(colon + 1)));
+  return type == "arkivmelding_kvittering" || type == "status" || type == "avtalt" ||
+         type == "einnsyn_kvittering";
 }
 
 Status CheckAttachmentLimits(const OutgoingDraft& d, const std::string& name, size_t size,
@@ -212,8 +245,10 @@ Result<OutgoingDraft> ReadOutboxFolder(OutboxFolder& folder, const Orgnr& me,
                          ReadAllFd(file.fd.get(), limits.max_attachment_bytes, shown));
     BUD_RETURN_IF_ERROR(AddAttachment(d, name, GuessMediaType(name), std::move(data), limits));
   }
-  if (d.payload.attachments_size() == 0) {
-    return Bad("the folder has no attachments besides message.json");
+  if (d.payload.attachments_size() == 0 && !TakesNoFiles(d.document_type)) {
+    return Bad(
+        "the folder has no attachments besides message.json (only receipts and status "
+        "messages, such as arkivmelding_kvittering, go without files)");
   }
   return d;
 }

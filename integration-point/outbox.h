@@ -30,7 +30,21 @@ struct OutboxLimits {
   // false for a large (streamed) message: attachments are listed with their size, not read, and
   // max_attachment_bytes caps them together.
   bool read_data = true;
+  // [agency] on_behalf_of: the other senders ("0192:<orgnr>") and sub-units
+  // ("0192:<orgnr>:<orgnr of the part>") this point may send for, as SenderParty writes them.
+  std::vector<std::string> on_behalf_of = {};
 };
+
+// A sender party as written in an SBD or message.json: "0192:<orgnr>" or a sub-unit
+// "0192:<orgnr>:<orgnr of the part>" (each a valid organisation number; "0192:" may be left out
+// of the first), written back in that form. kBadOrgnr (saying which) otherwise.
+Result<std::string> SenderParty(std::string_view text);
+
+// The sender a message is sent for: `claimed` ("" = the point's own organisation `me`) when it
+// is `me` or listed in limits.on_behalf_of; kInvalidArgument ("<what> is ... but this
+// integration point sends for ...") otherwise. The envelope's sender stays `me` either way.
+Result<std::string> OnBehalfOf(const std::string& claimed, const Orgnr& me,
+                               const OutboxLimits& limits, const std::string& what);
 
 // What an outbox folder asks for, validated: routing fields, ids and the payload to encrypt.
 struct OutgoingDraft {
@@ -91,6 +105,12 @@ Result<OutgoingDraft> ParseMessageJson(std::string_view text, const Orgnr& me,
 // kMaxTtlMs after `created_ms`.
 Result<int64_t> ParseExpiry(const std::string& text, int64_t created_ms, int64_t default_ttl_ms,
                             const std::string& what);
+
+// Messages of these document types carry no files: a receipt (arkivmelding_kvittering), a
+// status, an avtalt message, an einnsyn_kvittering. `document_type` is the standard
+// ("urn:no:difi:arkivmelding:xsd::arkivmelding_kvittering") or its last segment, in any case.
+// Every other type needs at least one file.
+bool TakesNoFiles(std::string_view document_type);
 
 // Checks one more attachment against the name rules, the size and count limits and the names
 // already in the draft; AddAttachment also adds it (media type guessed from the name when empty).

@@ -14,11 +14,6 @@ using nlohmann::json;
 
 Status Bad(std::string msg) { return Status(Code::kInvalidArgument, std::move(msg)); }
 
-std::string ToLower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 // The string at `path` (dotted, for messages) or "" when absent; an error when it is not a string.
 Result<std::string> StringAt(const json& obj, const char* key, const std::string& path) {
   if (!obj.is_object() || !obj.contains(key) || obj[key].is_null()) return std::string();
@@ -60,8 +55,9 @@ std::string DocumentTypeName(std::string_view standard) {
 
 namespace {
 
-// The receiver (required) and the sender (only us), written back in the SBD's own shape.
-Status ParseParties(json& header, const Orgnr& me, OutgoingDraft& d) {
+// The receiver (required) and the sender (us, or one we send for: OnBehalfOf), written back in
+// the SBD's own shape. The envelope's sender is us either way (the broker admits no other).
+Status ParseParties(json& header, const Orgnr& me, const OutboxLimits& limits, OutgoingDraft& d) {
   BUD_ASSIGN_OR_RETURN(std::string receiver, PartyId(header, "receiver"));
   if (receiver.empty()) {
     return Bad("SBD: 'standardBusinessDocumentHeader.receiver[0].identifier.value' is missing "
@@ -73,20 +69,13 @@ Status ParseParties(json& header, const Orgnr& me, OutgoingDraft& d) {
   header["receiver"] = Party(d.receiver.wire());
 
   BUD_ASSIGN_OR_RETURN(std::string sender, PartyId(header, "sender"));
-  if (!sender.empty()) {
-    auto s = Orgnr::Parse(sender);
-    if (!s.ok()) return Bad("SBD: sender: " + s.status().message());
-    if (*s != me) {
-      return Bad(fmt::format("SBD: sender is {} but this integration point sends for {}",
-                             s->wire(), me.wire()));
-    }
-  }
-  header["sender"] = Party(me.wire());
+  BUD_ASSIGN_OR_RETURN(std::string party, OnBehalfOf(sender, me, limits, "SBD: sender"));
+  header["sender"] = Party(party);
   return Status::Ok();
 }
 
 // documentIdentification: the document type (standard, type), the message id (a UUID, made
-// when missing, lower case) and the creation time. Returns the type's short name.
+// when missing, as the client spelled it) and the creation time. Returns the type's short name.
 Result<std::string> ParseDocumentIdentification(json& header, OutgoingDraft& d) {
   if (!header.contains("documentIdentification") || !header["documentIdentification"].is_object()) {
     return Bad("SBD: 'standardBusinessDocumentHeader.documentIdentification' is missing");
@@ -114,7 +103,7 @@ Result<std::string> ParseDocumentIdentification(json& header, OutgoingDraft& d) 
     return Bad(fmt::format("SBD: '{}.instanceIdentifier' '{}' is not a UUID", doc_path,
                            d.message_id));
   }
-  d.message_id = ToLower(d.message_id);
+  // Kept as the client spelled it (an upper-case GUID too); compared without regard to case.
   doc["instanceIdentifier"] = d.message_id;
   if (!doc.contains("typeVersion")) doc["typeVersion"] = "1.0";
   doc["creationDateAndTime"] = FormatTime(d.created_ms);
@@ -123,7 +112,8 @@ Result<std::string> ParseDocumentIdentification(json& header, OutgoingDraft& d) 
 }
 
 // businessScope.scope[ConversationId]: the process, the conversation id (a UUID, made when
-// missing, lower case) and the expiry (expectedResponseDateTime, the default TTL when missing).
+// missing, as the client spelled it) and the expiry (expectedResponseDateTime, the default TTL when
+// missing).
 Status ParseConversationScope(json& header, const OutboxLimits& limits, OutgoingDraft& d) {
   json* scope = ConversationScope(header);
   if (scope == nullptr) {
@@ -144,7 +134,6 @@ Status ParseConversationScope(json& header, const OutboxLimits& limits, Outgoing
     return Bad(fmt::format("SBD: '{}.instanceIdentifier' '{}' is not a UUID", scope_path,
                            d.conversation_id));
   }
-  d.conversation_id = ToLower(d.conversation_id);
   (*scope)["instanceIdentifier"] = d.conversation_id;
 
   std::string expires;
@@ -191,11 +180,11 @@ Result<OutgoingDraft> ParseSbd(const json& input, const Orgnr& me, const OutboxL
   OutgoingDraft d{.message_id = {}, .conversation_id = {}, .receiver = me, .process = {},
                   .document_type = {}, .title = {}, .created_ms = NowMs(), .expires_ms = 0,
                   .payload = {}};
-  BUD_RETURN_IF_ERROR(ParseParties(header, me, d));
+  BUD_RETURN_IF_ERROR(ParseParties(header, me, limits, d));
   BUD_ASSIGN_OR_RETURN(const std::string type_name, ParseDocumentIdentification(header, d));
   BUD_RETURN_IF_ERROR(ParseConversationScope(header, limits, d));
   BUD_RETURN_IF_ERROR(TakeTitle(sbd, type_name, d));
-  d.payload.set_message_id(d.message_id);
+  d.payload.set_message_id(LowerId(d.message_id));  // as the envelope's header carries it
   d.payload.set_sender(me.wire());
   d.payload.set_receiver(d.receiver.wire());
   d.payload.set_conversation_id(d.conversation_id);

@@ -73,6 +73,8 @@ Result<std::shared_ptr<AsicStream>> ApiInbox::Pop(const std::string& id) {
   if (!row.ok()) return AsConflict(row.status());
   auto files = AsicFiles(*row, ApiInboxDir(config_));
   if (!files.ok()) return Status(Code::kInternal, files.status().ToString());
+  // A receipt or status message: nothing to pop (Next Move answers 204).
+  if (files->empty()) return std::shared_ptr<AsicStream>();
   auto opened = AsicStream::Open(std::move(*files), row->created_ms);
   if (!opened.ok()) {
     Log()->error("message {}: cannot serve its container: {}", id, opened.status().ToString());
@@ -86,7 +88,7 @@ Status ApiInbox::Delete(const std::string& id) {
   Status st = store_.Run([&](PointStore& s) { return s.incoming.DeliverIncoming(id, now_ms_()); });
   if (!st.ok()) return AsConflict(st);
   // After the commit; a crash before this leaves the files to the engine's start-up sweep.
-  (void)RemoveAll(JoinPath(ApiInboxDir(config_), id));
+  (void)RemoveAll(JoinPath(ApiInboxDir(config_), LowerId(id)));
   Log()->info("message {} deleted through the API (INNKOMMENDE_LEVERT); reporting LEVERT", id);
   wake_();
   return Status::Ok();

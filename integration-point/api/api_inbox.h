@@ -34,8 +34,9 @@ class ApiInbox {
 
   // The SBD of the message it locked; nullopt when none waits (`process` filters when set).
   Result<std::optional<nlohmann::json>> Peek(const std::string& process);
-  // The locked message's container, ready to be read piece by piece. kConflict when it is not
-  // locked, kNotFound when unknown or already deleted.
+  // The locked message's container, ready to be read piece by piece; null for a message
+  // without files (a receipt). kConflict when it is not locked, kNotFound when unknown or
+  // already deleted.
   Result<std::shared_ptr<AsicStream>> Pop(const std::string& id);
   // Done with it: INNKOMMENDE_LEVERT, LEVERT queued for the sender. kConflict / kNotFound as Pop.
   Status Delete(const std::string& id);

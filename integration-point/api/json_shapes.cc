@@ -23,6 +23,7 @@ std::string Describe(const std::string& status, const std::string& reason) {
       {"LEST", "Read by the receiver"},
       {"FEIL", "Failed"},
       {"LEVETID_UTLOPT", "Expired before it was delivered"},
+      {"ANNET", "Other"},
       {"INNKOMMENDE_MOTTATT", "Received; waiting for the archive system"},
       {"INNKOMMENDE_LEVERT", "Taken by the archive system"},
   };
@@ -35,13 +36,15 @@ std::string DirectionName(Direction direction) {
 }
 
 json StatusJson(const StatusItem& s) {
-  return {{"id", s.id},
-          {"lastUpdate", FormatTime(s.at_ms)},
-          {"status", s.status},
-          {"description", Describe(s.status, s.reason)},
-          {"conversationId", s.conversation_id},
-          {"messageId", s.message_id},
-          {"direction", DirectionName(s.direction)}};
+  json out = {{"id", s.id},
+              {"lastUpdate", FormatTime(s.at_ms)},
+              {"status", s.status},
+              {"description", Describe(s.status, s.reason)},
+              {"conversationId", s.conversation_id},
+              {"messageId", s.message_id},
+              {"direction", DirectionName(s.direction)}};
+  if (!s.raw_receipt.empty()) out["rawReceipt"] = s.raw_receipt;
+  return out;
 }
 
 json ConversationJson(const MessageRow& m, const std::vector<HistoryRow>& history,
@@ -66,7 +69,7 @@ json ConversationJson(const MessageRow& m, const std::vector<HistoryRow>& histor
               {"lastUpdate", FormatTime(m.updated_ms)},
               {"created", FormatTime(m.created_ms)},
               {"expiry", FormatTime(m.expires_ms)},
-              {"finished", st && IsFinal(*st)},
+              {"finished", st && IsFinished(*st)},
               {"direction", DirectionName(m.direction)},
               {"status", m.status},
               {"messageStatuses", statuses}};

@@ -19,7 +19,7 @@ std::string Describe(const std::string& status, const std::string& reason);
 // The HTTP API's text of a direction: "OUTGOING" or "INCOMING".
 std::string DirectionName(Direction direction);
 
-// {id, lastUpdate, status, description, conversationId, messageId, direction}.
+// {id, lastUpdate, status, description, conversationId, messageId, direction[, rawReceipt]}.
 nlohmann::json StatusJson(const StatusItem& s);
 
 // A message with its history (and its transfer's progress when it was streamed).

@@ -38,9 +38,10 @@ Result<json> OutgoingMessages::SendWithFiles(const std::string& sbd_text,
   return Submit(std::move(draft), std::move(sbd));
 }
 
-// At least one file, and the business message's main document among them.
+// At least one file (none needed for receipts and status messages, TakesNoFiles), and the
+// business message's main document among them.
 Status OutgoingMessages::CheckAttachments(const OutgoingDraft& d, const json& sbd) const {
-  if (d.payload.attachments_size() == 0) {
+  if (d.payload.attachments_size() == 0 && !TakesNoFiles(d.document_type)) {
     return Status(Code::kInvalidArgument, "the message has no attachments: send at least one file");
   }
   const std::string type = DocumentTypeName(d.document_type);

@@ -22,6 +22,10 @@ void AddIncomingRoutes(httplib::Server& srv, ApiInbox& inbox, StatusQueries& que
 // PUT /api/messages/out/{id}: a file of a draft, read by its route as a stream.
 bool IsFileUpload(const httplib::Request& req);
 
+// POST /api/messages/out/{id}: send a draft; takes no body (its route drops a small one and
+// refuses a larger one itself).
+bool IsSend(const httplib::Request& req);
+
 // Content-Disposition: attachment; name="Title"; filename="file.pdf" -> the value of `key`
 // (quoted or not; plain UTF-8 is accepted).
 std::string DispositionParam(const std::string& header, const std::string& key);

@@ -43,6 +43,10 @@ void Pop(ApiInbox& inbox, const Req& req, Res& res) {
   const std::string id = req.matches[1].str();
   auto opened = inbox.Pop(id);
   if (!opened.ok()) return SendStatus(res, opened.status(), req.path);
+  if (!*opened) {  // no files (a receipt)
+    res.status = 204;
+    return;
+  }
   std::shared_ptr<AsicStream> zip = *opened;
   res.set_header("Content-Disposition", fmt::format("attachment; filename=\"{}.asice\"", id));
   res.set_content_provider(static_cast<size_t>(zip->size()), kAsicMediaType,

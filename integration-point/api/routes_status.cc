@@ -94,6 +94,11 @@ void AddStatusRoutes(httplib::Server& srv, StatusQueries& queries) {
   srv.Get(R"(/api/statuses/([^/]+))", [&queries](const Req& req, Res& res) {
     Statuses(queries, req, res, req.matches[1].str());
   });
+  srv.Delete(R"(/api/statuses/([^/]+))", [&queries](const Req& req, Res& res) {
+    Status st = queries.RemoveStatus(req.matches[1].str());
+    if (!st.ok()) return SendStatus(res, st, req.path);
+    res.status = 200;
+  });
   srv.Get("/api/conversations",
           [&queries](const Req& req, Res& res) { Conversations(queries, req, res, false); });
   srv.Get("/api/conversations/queue",

@@ -1,8 +1,13 @@
 // See status_queries.h.
 #include "integration-point/api/status_queries.h"
 
+#include <fmt/format.h>
+
+#include <cstdlib>
+
 #include "common/clock.h"
 #include "common/crypto/certs.h"
+#include "common/fs.h"
 #include "integration-point/api/json_shapes.h"
 #include "integration-point/sbd.h"
 
@@ -61,14 +66,21 @@ Result<json> StatusQueries::Messages(const ConversationQuery& q, int64_t page) {
 }
 
 Result<std::optional<json>> StatusQueries::PeekStatus() {
-  StatusQuery q;
-  q.limit = 1;
-  q.newest_first = true;
   return store_.Run([&](PointStore& s) -> Result<std::optional<json>> {
-    BUD_ASSIGN_OR_RETURN(auto rows, s.history.Statuses(q));
-    if (rows.items.empty()) return std::optional<json>();
-    return std::optional<json>(StatusJson(rows.items.front()));
+    BUD_ASSIGN_OR_RETURN(auto item, s.status_queue.Peek());
+    if (!item) return std::optional<json>();
+    return std::optional<json>(StatusJson(*item));
   });
+}
+
+Status StatusQueries::RemoveStatus(const std::string& id) {
+  char* end = nullptr;
+  const long long n = std::strtoll(id.c_str(), &end, 10);
+  if (id.empty() || id.size() > 18 || end != id.c_str() + id.size() || n <= 0) {
+    return Status(Code::kNotFound, fmt::format("status {} is not on the status queue",
+                                               EscapeControl(id.substr(0, 40))));
+  }
+  return store_.Run([&](PointStore& s) { return s.status_queue.Remove(n); });
 }
 
 Result<json> StatusQueries::Conversation(ConversationQuery q, const std::string& what) {

@@ -47,8 +47,11 @@ class StatusQueries {
   Result<nlohmann::json> Statuses(const StatusQuery& q, int64_t page);
   Result<nlohmann::json> Conversations(const ConversationQuery& q, int64_t page);
   Result<nlohmann::json> Messages(const ConversationQuery& q, int64_t page);
-  // The newest status line; nullopt when there is none.
+  // The head of the status queue (the oldest status line not yet removed; peeking removes
+  // nothing); nullopt when the queue is empty.
   Result<std::optional<nlohmann::json>> PeekStatus();
+  // Takes status line `id` off the queue; kNotFound when it is not on it.
+  Status RemoveStatus(const std::string& id);
   // The conversation `q` selects (by id or message id); kNotFound "no conversation <what>".
   // A message sent to ourselves exists in both directions: the outgoing one is the answer.
   Result<nlohmann::json> Conversation(ConversationQuery q, const std::string& what);

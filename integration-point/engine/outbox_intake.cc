@@ -159,6 +159,7 @@ std::optional<MessageRow> OutboxIntake::ReadFolder(OutboxFolder& folder, const s
   const std::string shown = EscapeControl(name);
   OutboxLimits limits{static_cast<size_t>(config_.max_attachments),
                       static_cast<size_t>(config_.max_attachment_bytes), config_.default_ttl_ms};
+  limits.on_behalf_of = config_.on_behalf_of;
   if (large) {
     limits.max_attachment_bytes = static_cast<size_t>(config_.max_message_bytes);
     limits.read_data = false;

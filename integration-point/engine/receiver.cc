@@ -214,6 +214,7 @@ void Receiver::Keep(const crypto::Opened& opened, const AdmittedSender& sender, 
         "message {} from {} kept for the HTTP API ({} attachment(s); "
         "INNKOMMENDE_MOTTATT)",
         id, row.sender, opened.payload.attachments_size());
+    if (d_.on_kept) d_.on_kept(row, opened.payload);
     return Accepted(id);
   }
   std::string subject;
@@ -232,6 +233,7 @@ void Receiver::Keep(const crypto::Opened& opened, const AdmittedSender& sender, 
   if (!recorded.ok()) return Defer(id, recorded.Context("recording it in the store"));
   Log()->info("message {} from {} written to inbox ({} attachment(s); INNKOMMENDE_MOTTATT)", id,
               row.sender, opened.payload.attachments_size());
+  if (d_.on_kept) d_.on_kept(row, opened.payload);
   Accepted(id);
 }
 

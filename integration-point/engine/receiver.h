@@ -67,6 +67,9 @@ class Receiver {
     std::span<const crypto::DecryptionKey> keys;
     const Clock& clock;
     EngineMetrics& metrics;
+    // Runs in the turn after a small message was recorded, with its decrypted payload (the
+    // engine maps receipts, receipts.h); may be empty.
+    std::function<void(const MessageRow&, const wire::Payload&)> on_kept = {};
   };
   explicit Receiver(Deps deps) : d_(std::move(deps)) {}
   Receiver(const Receiver&) = delete;

@@ -35,7 +35,7 @@ wire::ClientMessage SubmitMessage(std::string envelope) {
 }
 
 std::string OutSpool(const Config& config, const std::string& message_id) {
-  return JoinPath(SpoolDir(config), "out-" + message_id);
+  return JoinPath(SpoolDir(config), "out-" + LowerId(message_id));
 }
 }  // namespace
 
@@ -115,7 +115,7 @@ Sender::Sealed Sender::SealOne(MessageRow& m) {
     return Sealed::kNext;
   }
   wire::Header h;
-  h.set_message_id(m.message_id);
+  h.set_message_id(LowerId(m.message_id));  // the store may keep a client's upper-case spelling
   h.set_conversation_id(m.conversation_id);
   h.set_sender(m.sender);
   h.set_receiver(m.receiver);
@@ -197,9 +197,11 @@ void Sender::SubmitSealed() {
   }
   for (auto& m : *rows) {
     if (in_flight_.size() >= max) break;
-    if (in_flight_.contains(m.message_id)) continue;
+    // Keyed as the broker answers: by the id in the envelope (lower case).
+    const std::string id = LowerId(m.message_id);
+    if (in_flight_.contains(id)) continue;
     if (!d_.link.Send(SubmitMessage(std::move(m.envelope)))) return;
-    in_flight_[m.message_id] = d_.clock.MonoMs();
+    in_flight_[id] = d_.clock.MonoMs();
     d_.metrics.submits.fetch_add(1, std::memory_order_relaxed);
   }
 }

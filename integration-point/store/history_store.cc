@@ -55,8 +55,8 @@ Result<Paged<StatusItem>> HistoryStore::Statuses(const StatusQuery& q) {
   BUD_ASSIGN_OR_RETURN(
       auto* st,
       db_.conn().Prepare(fmt::format(
-          "SELECT h.id, h.at_ms, h.status, h.reason, m.conversation_id, h.message_id, h.direction "
-          "{} ORDER BY h.id {} LIMIT ?6 OFFSET ?7",
+          "SELECT h.id, h.at_ms, h.status, h.reason, m.conversation_id, h.message_id, h.direction, "
+          "h.raw_receipt {} ORDER BY h.id {} LIMIT ?6 OFFSET ?7",
           kWhere, q.newest_first ? "DESC" : "ASC")));
   st->BindAll(q.message_id, q.status, DirectionText(q.direction), q.from_ms, q.to_ms, q.limit,
               q.offset);
@@ -64,17 +64,17 @@ Result<Paged<StatusItem>> HistoryStore::Statuses(const StatusQuery& q) {
     BUD_ASSIGN_OR_RETURN(bool more, st->Step());
     if (!more) break;
     out.items.push_back({st->Int(0), st->Int(1), st->Text(2), st->Text(3), st->Text(4), st->Text(5),
-                         StoredDirection(st->Text(6))});
+                         StoredDirection(st->Text(6)), st->Text(7)});
   }
   return out;
 }
 
 Result<Paged<MessageRow>> HistoryStore::Conversations(const ConversationQuery& q) {
-  // Finals as the state machine knows them (common/status_machine.h).
+  // Finished as the state machine knows it (common/status_machine.h).
   std::string finals;
   for (int s = wire::MessageStatus_MIN; s <= wire::MessageStatus_MAX; ++s) {
     auto st = static_cast<MsgStatus>(s);
-    if (wire::MessageStatus_IsValid(s) && IsFinal(st)) {
+    if (wire::MessageStatus_IsValid(s) && IsFinished(st)) {
       finals += fmt::format("{}'{}'", finals.empty() ? "" : ",", StatusName(st));
     }
   }

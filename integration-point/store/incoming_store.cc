@@ -122,24 +122,25 @@ Result<MessageRow> IncomingStore::LockedIncoming(const std::string& message_id, 
 
 Status IncomingStore::DeliverIncoming(const std::string& message_id, int64_t now_ms) {
   BUD_ASSIGN_OR_RETURN(MessageRow row, LockedIncoming(message_id, now_ms));
-  (void)row;
+  // The id as received: the broker knows the message by it, whatever case the caller used.
+  const std::string& id = row.message_id;
   storage::Transaction tx(db_.conn());
   BUD_RETURN_IF_ERROR(tx.began());
   BUD_ASSIGN_OR_RETURN(bool advanced,
-                       ApplyStatusInTx(db_.conn(), message_id, Direction::kIn,
-                                       wire::INNKOMMENDE_LEVERT, "", now_ms, WorkState::kDone));
+                       ApplyStatusInTx(db_.conn(), id, Direction::kIn, wire::INNKOMMENDE_LEVERT, "",
+                                       now_ms, WorkState::kDone));
   if (advanced) {
     BUD_ASSIGN_OR_RETURN(
         auto* rep, db_.conn().Prepare(
                        "INSERT OR IGNORE INTO pending_reports(message_id, status, reason, at_ms) "
                        "VALUES(?,?,'',?)"));
-    BUD_RETURN_IF_ERROR(rep->BindAll(message_id, static_cast<int64_t>(wire::LEVERT), now_ms).Run());
+    BUD_RETURN_IF_ERROR(rep->BindAll(id, static_cast<int64_t>(wire::LEVERT), now_ms).Run());
   }
   BUD_ASSIGN_OR_RETURN(
       auto* unlock,
       db_.conn().Prepare(
           "UPDATE messages SET lock_until_ms=0 WHERE message_id=? AND direction='IN'"));
-  BUD_RETURN_IF_ERROR(unlock->Bind(1, message_id).Run());
+  BUD_RETURN_IF_ERROR(unlock->Bind(1, id).Run());
   return tx.Commit();
 }
 

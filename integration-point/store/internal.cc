@@ -113,7 +113,7 @@ Result<bool> HasRow(storage::Db& db, const std::string& message_id, Direction di
 
 Result<bool> ApplyStatusInTx(storage::Db& db, const std::string& message_id, Direction direction,
                              MsgStatus status, const std::string& reason, int64_t at_ms,
-                             std::optional<WorkState> new_state) {
+                             std::optional<WorkState> new_state, const std::string& raw_receipt) {
   BUD_ASSIGN_OR_RETURN(
       auto* q, db.Prepare("SELECT status FROM messages WHERE message_id=? AND direction=?"));
   BUD_ASSIGN_OR_RETURN(bool row, q->BindAll(message_id, std::string(Text(direction))).Step());
@@ -133,10 +133,12 @@ Result<bool> ApplyStatusInTx(storage::Db& db, const std::string& message_id, Dir
   const bool advances = Advances(current, status);
   BUD_ASSIGN_OR_RETURN(
       auto* h,
-      db.Prepare("INSERT INTO history(message_id, direction, status, reason, at_ms, advanced) "
-                 "VALUES(?,?,?,?,?,?)"));
-  BUD_RETURN_IF_ERROR(h->BindAll(message_id, std::string(Text(direction)), StatusName(status),
-                                 reason, at_ms, advances ? 1 : 0)
+      db.Prepare("INSERT INTO history(message_id, direction, status, reason, at_ms, advanced, "
+                 "raw_receipt) SELECT message_id, direction, ?, ?, ?, ?, ? FROM messages "
+                 "WHERE message_id=? AND direction=?"));
+  // The message's id as stored (the client's spelling), whatever case the caller gave.
+  BUD_RETURN_IF_ERROR(h->BindAll(StatusName(status), reason, at_ms, advances ? 1 : 0, raw_receipt,
+                                 message_id, std::string(Text(direction)))
                           .Run());
   if (advances) {
     BUD_ASSIGN_OR_RETURN(

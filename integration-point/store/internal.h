@@ -33,9 +33,12 @@ Result<bool> HasRow(storage::Db& db, const std::string& message_id, Direction di
 // appends it to the history, inside the caller's transaction. When `new_state` is given the work
 // state changes too (payload/envelope dropped unless kept by the new state). Returns whether the
 // current status advanced; repeats are ignored entirely (one history line per status).
+// `raw_receipt`: the receipt behind the status (a LEST or FEIL from an arkivmelding_kvittering).
+// Every history line written enters the status queue (a trigger, docs/storage.md).
 Result<bool> ApplyStatusInTx(storage::Db& db, const std::string& message_id, Direction direction,
                              MsgStatus status, const std::string& reason, int64_t at_ms,
-                             std::optional<WorkState> new_state);
+                             std::optional<WorkState> new_state,
+                             const std::string& raw_receipt = "");
 
 // Queues `report` for the broker unless it is queued already.
 Status QueueReport(storage::Db& db, const std::string& message_id, MsgStatus report,

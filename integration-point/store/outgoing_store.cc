@@ -102,6 +102,46 @@ Result<bool> OutgoingStore::ApplyStatus(const std::string& message_id, MsgStatus
   return advanced;
 }
 
+Result<bool> OutgoingStore::ApplyReceipt(const std::string& message_id, MsgStatus status,
+                                         const std::string& reason, const std::string& raw_receipt,
+                                         int64_t at_ms) {
+  storage::Transaction tx(db_.conn());
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(
+      bool advanced, ApplyStatusInTx(db_.conn(), message_id, Direction::kOut, status, reason, at_ms,
+                                     std::nullopt, raw_receipt));
+  BUD_RETURN_IF_ERROR(tx.Commit());
+  return advanced;
+}
+
+Result<std::vector<std::string>> OutgoingStore::ExpireUndelivered(int64_t now_ms, int limit) {
+  storage::Transaction tx(db_.conn());
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(auto* st,
+                       db_.conn().Prepare("SELECT message_id, expires_ms FROM messages WHERE "
+                                          "direction='OUT' AND status=? AND expires_ms<? LIMIT ?"));
+  st->BindAll(StatusName(wire::MOTTATT), now_ms, limit);
+  std::vector<std::pair<std::string, int64_t>> due;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    due.emplace_back(st->Text(0), st->Int(1));
+  }
+  std::vector<std::string> out;
+  for (const auto& [id, expires_ms] : due) {
+    BUD_RETURN_IF_ERROR(
+        ApplyStatusInTx(db_.conn(), id, Direction::kOut, wire::LEVETID_UTLOPT,
+                        fmt::format("received by the receiver's integration point, but not taken "
+                                    "out by its archive system by {}",
+                                    FormatTime(expires_ms)),
+                        now_ms, std::nullopt)
+            .status());
+    out.push_back(id);
+  }
+  BUD_RETURN_IF_ERROR(tx.Commit());
+  return out;
+}
+
 Status OutgoingStore::StartTransfer(const MessageRow& m, int64_t done_bytes, int64_t total_bytes) {
   return StartTransferRow(db_.conn(), m, Direction::kOut, done_bytes, total_bytes);
 }

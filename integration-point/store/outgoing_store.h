@@ -55,6 +55,18 @@ class OutgoingStore {
                            const std::string& reason, int64_t at_ms,
                            std::optional<WorkState> new_state = std::nullopt);
 
+  // A receipt (arkivmelding_kvittering) for the outgoing message: `status` (LEST or FEIL) with
+  // the receipt's text as the reason and the receipt itself kept as the raw receipt. The caller
+  // checked that the receipt came from the message's receiver. Returns whether it advanced.
+  Result<bool> ApplyReceipt(const std::string& message_id, MsgStatus status,
+                            const std::string& reason, const std::string& raw_receipt,
+                            int64_t at_ms);
+
+  // Outgoing messages the receiver's point took in (MOTTATT) but its archive system did not
+  // take out (LEVERT) by their expiry at `now_ms`: LEVETID_UTLOPT, at most `limit` per call, in
+  // one transaction. (Before MOTTATT the broker's sweep decides.) Returns their ids.
+  Result<std::vector<std::string>> ExpireUndelivered(int64_t now_ms, int limit);
+
   // Streamed uploads: StartTransfer creates (or restarts) the progress row of `m`;
   // TransferProgress updates the bytes the broker acknowledged (nullopt: unchanged, < 0: all of
   // them) and the note (why it waits; nullopt: unchanged); a message without a transfer row is

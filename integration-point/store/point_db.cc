@@ -98,6 +98,110 @@ const std::vector<std::string> kMigrations = {
        ALTER TABLE api_draft_files ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
        UPDATE api_draft_files SET size=length(data);
        ALTER TABLE messages ADD COLUMN files TEXT NOT NULL DEFAULT '';)",
+    // v5: the Next Move status queue and ids in any case (docs/storage.md, "v5"). Message and
+    // conversation ids are compared without regard to case (COLLATE NOCASE; a client's
+    // upper-case UUID is kept as it sent it), so the tables that hold them are rebuilt with
+    // their rowids and ids kept; history gets the raw receipt behind a LEST or FEIL; every new
+    // history line enters status_queue until DELETE /api/statuses/{id} removes it; the expiry
+    // sweep finds MOTTATT messages by messages_by_status.
+    R"(CREATE TABLE messages_v5 (
+         message_id TEXT NOT NULL COLLATE NOCASE,
+         direction TEXT NOT NULL CHECK (direction IN ('OUT', 'IN')),
+         conversation_id TEXT NOT NULL COLLATE NOCASE,
+         sender TEXT NOT NULL,
+         receiver TEXT NOT NULL,
+         process TEXT NOT NULL,
+         document_type TEXT NOT NULL,
+         title TEXT NOT NULL DEFAULT '',
+         created_ms INTEGER NOT NULL,
+         expires_ms INTEGER NOT NULL,
+         status TEXT NOT NULL,
+         state TEXT NOT NULL,
+         payload BLOB,
+         envelope BLOB,
+         updated_ms INTEGER NOT NULL,
+         lock_until_ms INTEGER NOT NULL DEFAULT 0,
+         files TEXT NOT NULL DEFAULT '',
+         PRIMARY KEY (message_id, direction)
+       );
+       INSERT INTO messages_v5(rowid, message_id, direction, conversation_id, sender, receiver,
+         process, document_type, title, created_ms, expires_ms, status, state, payload, envelope,
+         updated_ms, lock_until_ms, files)
+       SELECT rowid, message_id, direction, conversation_id, sender, receiver, process,
+         document_type, title, created_ms, expires_ms, status, state, payload, envelope,
+         updated_ms, lock_until_ms, files FROM messages;
+       DROP TABLE messages;
+       ALTER TABLE messages_v5 RENAME TO messages;
+       CREATE INDEX messages_by_state ON messages(direction, state);
+       CREATE INDEX messages_by_conversation ON messages(conversation_id);
+       CREATE INDEX messages_by_updated ON messages(updated_ms);
+       CREATE INDEX messages_by_status ON messages(direction, status, expires_ms);
+       CREATE TABLE history_v5 (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         message_id TEXT NOT NULL COLLATE NOCASE,
+         direction TEXT NOT NULL,
+         status TEXT NOT NULL,
+         reason TEXT NOT NULL DEFAULT '',
+         at_ms INTEGER NOT NULL,
+         advanced INTEGER NOT NULL,
+         raw_receipt TEXT NOT NULL DEFAULT ''
+       );
+       INSERT INTO history_v5(id, message_id, direction, status, reason, at_ms, advanced)
+       SELECT id, message_id, direction, status, reason, at_ms, advanced FROM history;
+       DROP TABLE history;
+       ALTER TABLE history_v5 RENAME TO history;
+       CREATE INDEX history_by_message ON history(message_id, direction, id);
+       CREATE INDEX history_by_time ON history(at_ms);
+       CREATE TABLE api_drafts_v5 (
+         message_id TEXT PRIMARY KEY COLLATE NOCASE,
+         sbd TEXT NOT NULL,
+         created_ms INTEGER NOT NULL
+       ) WITHOUT ROWID;
+       INSERT INTO api_drafts_v5 SELECT message_id, sbd, created_ms FROM api_drafts;
+       DROP TABLE api_drafts;
+       ALTER TABLE api_drafts_v5 RENAME TO api_drafts;
+       CREATE TABLE api_draft_files_v5 (
+         message_id TEXT NOT NULL COLLATE NOCASE,
+         name TEXT NOT NULL,
+         title TEXT NOT NULL,
+         media_type TEXT NOT NULL,
+         data BLOB NOT NULL,
+         added_ms INTEGER NOT NULL,
+         file TEXT NOT NULL DEFAULT '',
+         size INTEGER NOT NULL DEFAULT 0,
+         PRIMARY KEY (message_id, name)
+       ) WITHOUT ROWID;
+       INSERT INTO api_draft_files_v5 SELECT message_id, name, title, media_type, data, added_ms,
+         file, size FROM api_draft_files;
+       DROP TABLE api_draft_files;
+       ALTER TABLE api_draft_files_v5 RENAME TO api_draft_files;
+       CREATE TABLE transfers_v5 (
+         message_id TEXT NOT NULL COLLATE NOCASE,
+         direction TEXT NOT NULL CHECK (direction IN ('OUT', 'IN')),
+         done_bytes INTEGER NOT NULL,
+         total_bytes INTEGER NOT NULL,
+         note TEXT NOT NULL DEFAULT '',
+         updated_ms INTEGER NOT NULL,
+         conversation_id TEXT NOT NULL,
+         sender TEXT NOT NULL,
+         receiver TEXT NOT NULL,
+         process TEXT NOT NULL,
+         document_type TEXT NOT NULL,
+         created_ms INTEGER NOT NULL,
+         expires_ms INTEGER NOT NULL,
+         PRIMARY KEY (message_id, direction)
+       ) WITHOUT ROWID;
+       INSERT INTO transfers_v5 SELECT message_id, direction, done_bytes, total_bytes, note,
+         updated_ms, conversation_id, sender, receiver, process, document_type, created_ms,
+         expires_ms FROM transfers;
+       DROP TABLE transfers;
+       ALTER TABLE transfers_v5 RENAME TO transfers;
+       CREATE TABLE status_queue (
+         history_id INTEGER PRIMARY KEY
+       );
+       CREATE TRIGGER history_enters_status_queue AFTER INSERT ON history BEGIN
+         INSERT INTO status_queue(history_id) VALUES (new.id);
+       END;)",
 };
 
 constexpr int64_t kCheckpointPages = 4096;  // 16 MiB of WAL

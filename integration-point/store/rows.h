@@ -72,6 +72,7 @@ struct StatusItem {
   std::string conversation_id;
   std::string message_id;
   Direction direction = Direction::kOut;
+  std::string raw_receipt;  // the receipt behind a LEST or FEIL, "" when none
 };
 
 struct StatusQuery {

@@ -41,6 +41,12 @@ TEST_CASE("status lines of a message, paged, as eFormidling shapes them", "[ip][
   CHECK(first["messageId"] == kId);
   CHECK((*page)["content"][1]["status"] == "SENDT");
 
+  // The status queue: oldest first (Next Move's FIFO), SENDT once OPPRETTET is removed.
+  auto head = f.queries->PeekStatus();
+  REQUIRE(head.ok());
+  REQUIRE(*head);
+  CHECK((**head)["status"] == "OPPRETTET");
+  REQUIRE(f.queries->RemoveStatus(std::to_string((**head)["id"].get<int64_t>())).ok());
   auto newest = f.queries->PeekStatus();
   REQUIRE(newest.ok());
   REQUIRE(*newest);
