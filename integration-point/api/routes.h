@@ -22,8 +22,4 @@ void AddIncomingRoutes(httplib::Server& srv, ApiInbox& inbox, StatusQueries& que
 // PUT /api/messages/out/{id}: a file of a draft, read by its route as a stream.
 bool IsFileUpload(const httplib::Request& req);
 
-// Content-Disposition: attachment; name="Title"; filename="file.pdf" -> the value of `key`
-// (quoted or not; plain UTF-8 is accepted).
-std::string DispositionParam(const std::string& header, const std::string& key);
-
 }  // namespace bud::ip::api

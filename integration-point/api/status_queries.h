@@ -48,6 +48,9 @@ class StatusQueries {
   // Prometheus text format 0.0.4.
   std::string MetricsText();
   Health HealthNow();
+  // /manage/health (Spring actuator's shape): Ok when the store can be read and written (a
+  // write transaction begun and rolled back), else why not.
+  Status StoreUsable();
 
  private:
   nlohmann::json ConversationOf(PointStore& s, const MessageRow& m);
