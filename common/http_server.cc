@@ -336,15 +336,18 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(
     if (basic && basic->Check(auth)) return size_checked();
     if (basic) res.set_header("WWW-Authenticate", R"(Basic realm="budstikke", charset="UTF-8")");
     if (!token.empty()) res.set_header("WWW-Authenticate", "Bearer");
-    const std::string how =
+    const std::string message =
         basic && !token.empty()
-            ? "send 'Authorization: Basic' with the user and password of http.basic_auth_file, "
-              "or 'Authorization: Bearer <token>' with the token from http.token_file"
-        : basic ? "send 'Authorization: Basic' with the user and password of http.basic_auth_file"
-                : "send 'Authorization: Bearer <token>' with the token from http.token_file";
+            ? "missing or wrong credentials: send 'Authorization: Basic' with the user and "
+              "password of http.basic_auth_file, or the bearer token from http.token_file "
+              "('Authorization: Bearer <token>')"
+        : basic ? "missing or wrong user or password: send 'Authorization: Basic' with the user "
+                  "and password of http.basic_auth_file"
+                : "missing or wrong bearer token: send 'Authorization: Bearer <token>' with the "
+                  "token from http.token_file";
     Logger(o.name)->warn("{} {} refused: missing or wrong credentials", req.method,
                          EscapeControl(req.path));
-    SendError(res, 401, "missing or wrong credentials: " + how, req.path,
+    SendError(res, 401, message, req.path,
               "org.springframework.security.authentication.BadCredentialsException");
     return httplib::Server::HandlerResponse::Handled;
   });

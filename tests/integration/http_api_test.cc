@@ -710,6 +710,44 @@ TEST_CASE("with a token file the API answers only with the bearer token", "[inte
   CHECK(Get(a, "/healthz").status == 200);
 }
 
+TEST_CASE("with a basic auth file from `bud-ip http-user` the API asks for Basic",
+          "[integration][http]") {
+  ExchangeOptions o;
+  o.http = true;
+  o.start_ips = false;
+  Exchange ex(o);
+  const std::string file = ex.AgencyDir(kAgencyA) + "/api-user";
+  // The verb reads the password from stdin; the harness gives it none: refused, nothing written.
+  CommandResult empty = RunCommand({BUD_IP_BIN, "http-user", "--file", file, "--user", "arkiv"});
+  CHECK(empty.exit_code == 1);
+  CHECK(empty.err.find("the password is empty") != std::string::npos);
+  CommandResult made = RunCommand({"/bin/sh", "-c",
+                                   std::string("echo 'hemmelig æøå' | ") + BUD_IP_BIN +
+                                       " http-user --cost 10 --user arkiv --file " + file});
+  INFO(made.err);
+  REQUIRE(made.exit_code == 0);
+  std::string cfg = ReadFile(ex.IpConfig(kAgencyA));
+  auto pos = cfg.find("[http]\n");
+  REQUIRE(pos != std::string::npos);
+  cfg.insert(pos + 7, "basic_auth_file = \"api-user\"\n");
+  WriteFile(ex.IpConfig(kAgencyA), cfg);
+  ex.StartIp(kAgencyA);
+  ex.ip(kAgencyA).WaitForLog("Basic authentication required");
+  const std::string a = ex.HttpBase(kAgencyA);
+  // "arkiv:hemmelig æøå" in base64.
+  const std::string right = "Basic YXJraXY6aGVtbWVsaWcgw6bDuMOl";
+  CHECK(Send(a, "GET", "/api/statuses", "", "", {{"Authorization", right}}).status == 200);
+  CHECK(Send(a, "GET", "/api/statuses", "", "", {{"Authorization", "Basic YXJraXY6ZmVpbA=="}})
+            .status == 401);
+  Reply none = Get(a, "/api/statuses");
+  CHECK(none.status == 401);
+  CHECK(none.Json()["exception"] ==
+        "org.springframework.security.authentication.BadCredentialsException");
+  Reply health = Get(a, "/manage/health");
+  CHECK(health.status == 200);
+  CHECK(health.Json()["status"] == "UP");
+}
+
 TEST_CASE("with tls_cert and tls_key the API speaks HTTPS only", "[integration][http]") {
   ExchangeOptions o;
   o.http = true;
