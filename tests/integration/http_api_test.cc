@@ -229,6 +229,18 @@ TEST_CASE("curl: multipart SBD out, peek, pop and delete in; the sender sees LEV
   CHECK(entries["test.pdf"] == pdf);
   CHECK(entries["vedlegg æøå.txt"] == "Vedlegg i sak 2026/17\n");
   CHECK(entries["META-INF/manifest.xml"].find("application/pdf") != std::string::npos);
+  // eFormidling's ASiC-E: the root manifest names the main document, and the receiving point's
+  // CAdES signature over the ASiCManifest verifies with openssl against the exchange's CA.
+  CHECK(entries["manifest.xml"].find("<hoveddokument href=\"test.pdf\"") != std::string::npos);
+  REQUIRE(entries.count("META-INF/signature.p7s") == 1);
+  WriteFile(dir + "/signature.p7s", entries["META-INF/signature.p7s"]);
+  WriteFile(dir + "/ASiCManifest.xml", entries["META-INF/ASiCManifest.xml"]);
+  CommandResult verified =
+      RunCommand({"/usr/bin/openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in",
+                  dir + "/signature.p7s", "-content", dir + "/ASiCManifest.xml", "-CAfile",
+                  dir + "/ca/ca.pem", "-purpose", "any", "-out", "/dev/null"});
+  INFO(verified.err);
+  CHECK(verified.exit_code == 0);
 
   Reply del = Curl({"-X", "DELETE", b + "/api/messages/in/" + id});
   CHECK(del.status == 200);
