@@ -71,9 +71,18 @@ struct Config {
   int64_t retention_ms = kDay * 97;              // [broker] retention_ms: seen/reports kept
   // [http] listen ("" = off), port_file, token_file, tls_cert, tls_key, threads: /metrics and
   // /healthz.
-  HttpOptions http{.listen = "", .port_file = "", .token_file = "", .tls_cert = "", .tls_key = "",
-                   .threads = 2, .max_body_bytes = 64 * 1024, .streams_body = nullptr,
-                   .max_streamed_body_bytes = 0, .allowed_hosts = {}, .name = "broker-http"};
+  HttpOptions http{.listen = "",
+                   .port_file = "",
+                   .token_file = "",
+                   .basic_auth_file = "",
+                   .tls_cert = "",
+                   .tls_key = "",
+                   .threads = 2,
+                   .max_body_bytes = 64 * 1024,
+                   .streams_body = nullptr,
+                   .max_streamed_body_bytes = 0,
+                   .allowed_hosts = {},
+                   .name = "broker-http"};
   std::string log_level = "info";                // [log] level
   std::string log_file;                          // [log] file
 

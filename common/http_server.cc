@@ -140,6 +140,7 @@ Status LoadHttpOptions(ConfigFile& f, HttpOptions& o) {
   BUD_ASSIGN_OR_RETURN(o.listen, f.String("http.listen", o.listen));
   BUD_ASSIGN_OR_RETURN(o.port_file, f.Path("http.port_file", ""));
   BUD_ASSIGN_OR_RETURN(o.token_file, f.Path("http.token_file", ""));
+  BUD_ASSIGN_OR_RETURN(o.basic_auth_file, f.Path("http.basic_auth_file", ""));
   BUD_ASSIGN_OR_RETURN(o.tls_cert, f.Path("http.tls_cert", ""));
   BUD_ASSIGN_OR_RETURN(o.tls_key, f.Path("http.tls_key", ""));
   BUD_ASSIGN_OR_RETURN(int64_t threads, f.Int("http.threads", o.threads, 1, 64));
@@ -159,10 +160,11 @@ Status LoadHttpOptions(ConfigFile& f, HttpOptions& o) {
   if (o.listen.empty()) return Status::Ok();
   auto hp = SplitHostPort(o.listen);
   if (!hp.ok()) return f.Error("http.listen", hp.status().message());
-  if (!IsLoopback(hp->first) && o.token_file.empty()) {
+  if (!IsLoopback(hp->first) && o.token_file.empty() && o.basic_auth_file.empty()) {
     return f.Error("http.listen",
-                   fmt::format("'{}' is reachable from other machines; set http.token_file (and "
-                               "http.tls_cert/tls_key) before listening beyond 127.0.0.1",
+                   fmt::format("'{}' is reachable from other machines; set http.basic_auth_file "
+                               "or http.token_file (and http.tls_cert/tls_key) before listening "
+                               "beyond 127.0.0.1",
                                o.listen));
   }
   return Status::Ok();
@@ -173,15 +175,24 @@ void SendJson(httplib::Response& res, const nlohmann::json& body, int http_statu
   res.set_content(body.dump(), "application/json");
 }
 
+bool IsOpenPath(const std::string& path) {
+  return path == "/" || path == "/healthz" || path == "/health" || path == "/manage/health";
+}
+
 void SendError(httplib::Response& res, int http_status, const std::string& message,
-               const std::string& path) {
-  SendJson(res,
-           {{"timestamp", FormatTime(NowMs())},
-            {"status", http_status},
-            {"error", Reason(http_status)},
-            {"message", message},
-            {"path", path}},
-           http_status);
+               const std::string& path, const std::string& exception, const nlohmann::json& extra) {
+  nlohmann::json body = {
+      {"timestamp", FormatTime(NowMs())},
+      {"status", http_status},
+      {"error", Reason(http_status)},
+      {"exception",
+       exception.empty() ? "org.springframework.web.server.ResponseStatusException" : exception},
+      {"message", message},
+      {"path", path}};
+  if (extra.is_object()) {
+    for (const auto& [key, value] : extra.items()) body[key] = value;
+  }
+  SendJson(res, body, http_status);
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(
@@ -199,6 +210,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(
                                                o.token_file));
     }
     s->token_ = std::move(token);
+  }
+  if (!o.basic_auth_file.empty()) {
+    BUD_ASSIGN_OR_RETURN(BasicCredential credential, LoadBasicAuthFile(o.basic_auth_file));
+    s->basic_ = std::make_shared<BasicAuth>(std::move(credential));
   }
   if (!o.tls_cert.empty()) {
     auto ssl = std::make_unique<httplib::SSLServer>(o.tls_cert.c_str(), o.tls_key.c_str());
@@ -282,6 +297,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(
     return false;
   };
   const std::string token = s->token_;
+  const std::shared_ptr<BasicAuth> basic = s->basic_;
   const bool tls = !o.tls_cert.empty();
   // curl and others ask before sending a large (or chunked) body: a refusal then costs no upload.
   srv.set_expect_100_continue_handler([too_large, unbounded, o, tls](const httplib::Request& req,
@@ -294,8 +310,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(
     if (unbounded(req, res) || too_large(req, res)) return res.status;
     return 100;
   });
-  srv.set_pre_routing_handler([token, too_large, unbounded, o, tls](const httplib::Request& req,
-                                                                    httplib::Response& res) {
+  srv.set_pre_routing_handler([token, basic, too_large, unbounded, o, tls](
+                                  const httplib::Request& req, httplib::Response& res) {
     // Before anything else: a browser page of another site (CSRF) or a rebound name gets
     // nothing, token or not.
     if (std::string why = CrossSiteRefusal(req, o, tls); !why.empty()) {
@@ -309,17 +325,30 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(
                  ? httplib::Server::HandlerResponse::Handled
                  : httplib::Server::HandlerResponse::Unhandled;
     };
-    if (token.empty() || req.path == "/" || req.path == "/healthz" || req.path == "/health") {
-      return size_checked();
-    }
+    if ((token.empty() && !basic) || IsOpenPath(req.path)) return size_checked();
     const std::string auth = req.get_header_value("Authorization");
-    const std::string want = "Bearer " + token;
-    if (auth.size() == want.size() && CRYPTO_memcmp(auth.data(), want.data(), want.size()) == 0) {
-      return size_checked();
+    if (!token.empty()) {
+      const std::string want = "Bearer " + token;
+      if (auth.size() == want.size() && CRYPTO_memcmp(auth.data(), want.data(), want.size()) == 0) {
+        return size_checked();
+      }
     }
-    res.set_header("WWW-Authenticate", "Bearer");
-    SendError(res, 401, "missing or wrong bearer token: send 'Authorization: Bearer <token>' "
-                        "with the token from http.token_file", req.path);
+    if (basic && basic->Check(auth)) return size_checked();
+    if (basic) res.set_header("WWW-Authenticate", R"(Basic realm="budstikke", charset="UTF-8")");
+    if (!token.empty()) res.set_header("WWW-Authenticate", "Bearer");
+    const std::string message =
+        basic && !token.empty()
+            ? "missing or wrong credentials: send 'Authorization: Basic' with the user and "
+              "password of http.basic_auth_file, or the bearer token from http.token_file "
+              "('Authorization: Bearer <token>')"
+        : basic ? "missing or wrong user or password: send 'Authorization: Basic' with the user "
+                  "and password of http.basic_auth_file"
+                : "missing or wrong bearer token: send 'Authorization: Bearer <token>' with the "
+                  "token from http.token_file";
+    Logger(o.name)->warn("{} {} refused: missing or wrong credentials", req.method,
+                         EscapeControl(req.path));
+    SendError(res, 401, message, req.path,
+              "org.springframework.security.authentication.BadCredentialsException");
     return httplib::Server::HandlerResponse::Handled;
   });
   srv.set_exception_handler([](const httplib::Request& req, httplib::Response& res,
@@ -360,7 +389,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(
   s->thread_ = std::thread([raw] { raw->listen_after_bind(); });
   BUD_RETURN_IF_ERROR(PublishEndpoint(o.port_file, s->address_));
   Logger(o.name)->info("{} listening on {}://{}{}", o.name, o.tls_cert.empty() ? "http" : "https",
-                       s->address_, s->token_.empty() ? "" : " (bearer token required)");
+                       s->address_,
+                       s->basic_           ? " (Basic authentication required)"
+                       : s->token_.empty() ? ""
+                                           : " (bearer token required)");
   return s;
 }
 

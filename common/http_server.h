@@ -3,9 +3,11 @@
 //
 // Operation: Start binds (port 0 = the OS picks; the bound "host:port" is published to
 // port_file), then serves on its own thread with a pool of `threads` workers. With a token
-// file every path except "/" (the page itself), "/healthz" and "/health" needs "Authorization:
-// Bearer <token>"; with tls_cert/tls_key it speaks HTTPS. Handlers run on the pool's threads:
-// whatever they touch must be thread-safe (own SQLite connections, atomics, a mutex).
+// file and/or a basic auth file (http_auth.h) every path except "/" (the page itself),
+// "/healthz", "/health" and "/manage/health" needs "Authorization: Bearer <token>" or
+// "Authorization: Basic <user:password>" (either one when both are set); with tls_cert/tls_key it
+// speaks HTTPS. Handlers run on the pool's threads: whatever they touch must be thread-safe (own
+// SQLite connections, atomics, a mutex).
 #pragma once
 
 #include <httplib.h>
@@ -18,15 +20,17 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/http_auth.h"
 #include "common/status.h"
 
 namespace bud {
 
 struct HttpOptions {
-  std::string listen;      // "host:port"; a bare port means 127.0.0.1
-  std::string port_file;   // "" = none
-  std::string token_file;  // "" = no authentication
-  std::string tls_cert;    // "" = plain HTTP
+  std::string listen;           // "host:port"; a bare port means 127.0.0.1
+  std::string port_file;        // "" = none
+  std::string token_file;       // "" = no bearer token
+  std::string basic_auth_file;  // "" = no Basic authentication (http_auth.h)
+  std::string tls_cert;         // "" = plain HTTP
   std::string tls_key;
   int threads = 16;  // a keep-alive connection holds a thread while it is open
   size_t max_body_bytes = 100u << 20;
@@ -47,8 +51,8 @@ struct HttpOptions {
 class HttpServer {
  public:
   // Registers routes through `routes`, binds and starts serving.
-  static Result<std::unique_ptr<HttpServer>> Start(const HttpOptions& options,
-                                                   const std::function<void(httplib::Server&)>& routes);
+  static Result<std::unique_ptr<HttpServer>> Start(
+      const HttpOptions& options, const std::function<void(httplib::Server&)>& routes);
   ~HttpServer();  // stops and joins
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -61,7 +65,12 @@ class HttpServer {
   std::thread thread_;
   std::string address_;
   std::string token_;
+  std::shared_ptr<BasicAuth> basic_;  // null without a basic auth file
 };
+
+// Paths served without authentication: "/" (the status page's static shell; its data comes
+// from the API), "/healthz" and "/manage/health" (monitoring).
+bool IsOpenPath(const std::string& path);
 
 // "9093" -> 127.0.0.1:9093; "host:port"; "[v6]:port".
 Result<std::pair<std::string, int>> SplitHostPort(const std::string& listen);
@@ -75,16 +84,19 @@ bool IsLoopback(const std::string& host);
 // of "/" (the status page, no data) may be opened from a link on another site.
 std::string CrossSiteRefusal(const httplib::Request& req, const HttpOptions& options, bool tls);
 
-// Reads [http] listen, port_file, token_file, tls_cert, tls_key, threads and allowed_hosts into
-// `o` (keeping its defaults for absent keys) and checks them: tls_cert and tls_key together,
-// listen a valid host:port, allowed_hosts plain names, and no listening beyond loopback without
-// a token file.
+// Reads [http] listen, port_file, token_file, basic_auth_file, tls_cert, tls_key, threads and
+// allowed_hosts into `o` (keeping its defaults for absent keys) and checks them: tls_cert and
+// tls_key together, listen a valid host:port, allowed_hosts plain names, and no listening beyond
+// loopback without a token file or a basic auth file.
 Status LoadHttpOptions(ConfigFile& f, HttpOptions& o);
 
 // A JSON error body in the shape Spring (and so eFormidling) uses:
-// {"timestamp", "status", "error", "message", "path"}.
+// {"timestamp", "status", "error", "exception", "message", "path"}. `exception` names the kind
+// of failure as eFormidling's Java class would ("MessageNotFoundException"); empty picks one from
+// the HTTP status. `extra` (an object) is merged in: "description", "errors": [...].
 void SendError(httplib::Response& res, int http_status, const std::string& message,
-               const std::string& path);
+               const std::string& path, const std::string& exception = "",
+               const nlohmann::json& extra = nullptr);
 void SendJson(httplib::Response& res, const nlohmann::json& body, int http_status = 200);
 
 }  // namespace bud

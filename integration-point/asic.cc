@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <openssl/cms.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -12,6 +14,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "common/crypto/openssl.h"
 #include "common/fs.h"
 
 namespace bud::ip {
@@ -25,11 +28,20 @@ std::string XmlEscape(std::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -67,9 +79,10 @@ std::string Manifest(const std::vector<AsicFile>& files) {
       "  <manifest:file-entry manifest:full-path=\"/\" manifest:media-type=\"" +
       std::string(kAsicMediaType) + "\"/>\n";
   for (const auto& f : files) {
-    m += fmt::format("  <manifest:file-entry manifest:full-path=\"{}\" "
-                     "manifest:media-type=\"{}\"/>\n",
-                     XmlEscape(f.name), XmlEscape(f.media_type));
+    m += fmt::format(
+        "  <manifest:file-entry manifest:full-path=\"{}\" "
+        "manifest:media-type=\"{}\"/>\n",
+        XmlEscape(f.name), XmlEscape(f.media_type));
   }
   return m + "</manifest:manifest>\n";
 }
@@ -98,6 +111,111 @@ Result<uint32_t> FileCrc32(const std::string& path) {
   }
   ::close(fd);
   return crc;
+}
+
+Result<std::string> FileSha256(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "open " + path);
+  crypto::MdCtx ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+    ::close(fd);
+    return Status(Code::kInternal, "SHA-256: " + crypto::DrainErrors());
+  }
+  std::string buf(kReadMax, '\0');
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      Status st = ErrnoStatus(errno, "read " + path);
+      ::close(fd);
+      return st;
+    }
+    if (n == 0) break;
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+  }
+  ::close(fd);
+  std::string out(32, '\0');
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len);
+  return out;
+}
+
+namespace {
+std::string Base64(std::string_view raw) {
+  std::string out(4 * ((raw.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(raw.data()),
+                                static_cast<int>(raw.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+}  // namespace
+
+std::string RootManifest(const std::vector<AsicFile>& files, const AsicOptions& o) {
+  const AsicFile* main = files.empty() ? nullptr : &files.front();
+  for (const auto& f : files) {
+    if (!o.main_document.empty() && f.name == o.main_document) main = &f;
+  }
+  std::string m = fmt::format(
+      "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n"
+      "<manifest>\n"
+      "  <mottaker><organisasjon authority=\"iso6523-actorid-upis\">{}</organisasjon></mottaker>\n"
+      "  <avsender><organisasjon authority=\"iso6523-actorid-upis\">{}</organisasjon></avsender>\n",
+      XmlEscape(o.receiver), XmlEscape(o.sender));
+  if (main) {
+    m += fmt::format(
+        "  <hoveddokument href=\"{}\" mime=\"{}\"><tittel "
+        "lang=\"no\">{}</tittel></hoveddokument>\n",
+        XmlEscape(main->name), XmlEscape(main->media_type), XmlEscape(main->name));
+  }
+  return m + "</manifest>\n";
+}
+
+std::string AsicManifest(const std::vector<AsicFile>& objects,
+                         const std::vector<std::string>& sha256) {
+  std::string m =
+      "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n"
+      "<asic:ASiCManifest xmlns:asic=\"http://uri.etsi.org/02918/v1.2.1#\" "
+      "xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">\n"
+      "  <asic:SigReference URI=\"META-INF/signature.p7s\" "
+      "MimeType=\"application/x-pkcs7-signature\"/>\n";
+  for (size_t i = 0; i < objects.size() && i < sha256.size(); ++i) {
+    m += fmt::format(
+        "  <asic:DataObjectReference URI=\"{}\" MimeType=\"{}\">\n"
+        "    <ds:DigestMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"/>\n"
+        "    <ds:DigestValue>{}</ds:DigestValue>\n"
+        "  </asic:DataObjectReference>\n",
+        XmlEscape(objects[i].name),
+        XmlEscape(objects[i].media_type.empty() ? "application/octet-stream"
+                                                : objects[i].media_type),
+        Base64(sha256[i]));
+  }
+  return m + "</asic:ASiCManifest>\n";
+}
+
+bool CanSignAsic(EVP_PKEY* key) { return key && !EVP_PKEY_is_a(key, "ED25519"); }
+
+Result<std::string> SignDetached(std::string_view data, EVP_PKEY* key, X509* cert) {
+  crypto::Bio in(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
+  if (!in) return Status(Code::kInternal, "out of memory");
+  if (!CanSignAsic(key)) {
+    return Status(Code::kUnsupported,
+                  "an Ed25519 key cannot sign the ASiC manifest (OpenSSL 3.0's CMS has no "
+                  "Ed25519 signer)");
+  }
+  const unsigned flags = CMS_DETACHED | CMS_BINARY | CMS_NOSMIMECAP | CMS_PARTIAL;
+  crypto::CmsContent cms(CMS_sign(nullptr, nullptr, nullptr, nullptr, flags));
+  if (!cms || !CMS_add1_signer(cms.get(), cert, key, EVP_sha256(), flags) ||
+      CMS_final(cms.get(), in.get(), nullptr, flags) != 1) {
+    return Status(Code::kBadKey, "cannot sign the ASiC manifest: " + crypto::DrainErrors());
+  }
+  unsigned char* der = nullptr;
+  const int n = i2d_CMS_ContentInfo(cms.get(), &der);
+  if (n <= 0)
+    return Status(Code::kInternal, "cannot encode the signature: " + crypto::DrainErrors());
+  std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(n));
+  OPENSSL_free(der);
+  return out;
 }
 
 namespace {
@@ -157,9 +275,9 @@ std::string CentralHeader(const AsicFile& f, uint64_t offset, DosStamp dos) {
   Put32(central, big ? kMax32 : f.size);
   Put16(central, f.name.size());
   Put16(central, extra.empty() ? 0 : extra.size() + 4);
-  Put16(central, 0);  // comment
-  Put16(central, 0);  // disk
-  Put16(central, 0);  // internal attributes
+  Put16(central, 0);               // comment
+  Put16(central, 0);               // disk
+  Put16(central, 0);               // internal attributes
   Put32(central, 0100644u << 16);  // external: a regular file, rw-r--r--
   Put32(central, far ? kMax32 : offset);
   central += f.name;
@@ -225,16 +343,44 @@ Status AsicStream::AddFile(const std::string& path, uint64_t size) {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<AsicStream>> AsicStream::Open(std::vector<AsicFile> files,
-                                                     int64_t mtime_ms) {
+Result<std::unique_ptr<AsicStream>> AsicStream::Open(std::vector<AsicFile> files, int64_t mtime_ms,
+                                                     const AsicOptions* options) {
   std::unique_ptr<AsicStream> s(new AsicStream());
   const auto [dos_time, dos_date] = DosTime(mtime_ms);
   const DosStamp dos{static_cast<uint16_t>(dos_time), static_cast<uint16_t>(dos_date)};
   AsicFile mimetype{"mimetype", "", 0, 0, "", kAsicMediaType};
+  AsicFile root;
+  if (options) root = {"manifest.xml", "application/xml", 0, 0, "", RootManifest(files, *options)};
   AsicFile manifest{"META-INF/manifest.xml", "text/xml", 0, 0, "", Manifest(files)};
+  AsicFile asic_manifest, signature;
+  if (options && options->key && options->cert) {
+    // The data objects: the root manifest and the attachments, each with its SHA-256.
+    std::vector<AsicFile> objects{root};
+    std::vector<std::string> digests{crypto::Sha256(root.data)};
+    for (const auto& f : files) {
+      objects.push_back({f.name, f.media_type, 0, 0, "", ""});
+      if (f.path.empty()) {
+        digests.push_back(crypto::Sha256(f.data));
+      } else {
+        BUD_ASSIGN_OR_RETURN(std::string digest, FileSha256(f.path));
+        digests.push_back(std::move(digest));
+      }
+    }
+    asic_manifest = {"META-INF/ASiCManifest.xml",   "text/xml", 0, 0, "",
+                     AsicManifest(objects, digests)};
+    BUD_ASSIGN_OR_RETURN(std::string p7s,
+                         SignDetached(asic_manifest.data, options->key, options->cert));
+    signature = {
+        "META-INF/signature.p7s", "application/x-pkcs7-signature", 0, 0, "", std::move(p7s)};
+  }
   std::vector<AsicFile*> entries{&mimetype};
+  if (options) entries.push_back(&root);
   for (auto& f : files) entries.push_back(&f);
   entries.push_back(&manifest);
+  if (!asic_manifest.name.empty()) {
+    entries.push_back(&asic_manifest);
+    entries.push_back(&signature);
+  }
 
   std::string central;
   for (AsicFile* f : entries) {
@@ -274,8 +420,7 @@ Result<std::string_view> AsicStream::Read(uint64_t offset, size_t max) {
   buffer_.resize(n);
   size_t done = 0;
   while (done < n) {
-    ssize_t got = ::pread(p.fd, buffer_.data() + done, n - done,
-                          static_cast<off_t>(within + done));
+    ssize_t got = ::pread(p.fd, buffer_.data() + done, n - done, static_cast<off_t>(within + done));
     if (got < 0 && errno == EINTR) continue;
     if (got < 0) return ErrnoStatus(errno, "reading an attachment");
     if (got == 0) return Status(Code::kIo, "an attachment is shorter than recorded");

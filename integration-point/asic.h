@@ -1,7 +1,16 @@
-// The container GET /api/messages/in/pop/{id} returns: an ASiC-E-style zip as eFormidling's
-// integration point returns it (the "mimetype" entry first, the attachments, and
-// META-INF/manifest.xml listing them with their media types). Unsigned: the envelope's signature
-// was verified when the message arrived (see the SBD's and the status history).
+// The container GET /api/messages/in/pop/{id} returns: an ASiC-E zip as eFormidling's
+// integration point returns it: the "mimetype" entry first, the root manifest.xml naming the
+// parties and the main document, the attachments, META-INF/manifest.xml listing them with their
+// media types, and (with AsicOptions' key) META-INF/ASiCManifest.xml (ETSI EN 319 162: the
+// SHA-256 of every data object) with META-INF/signature.p7s, a CAdES signature (CMS SignedData,
+// detached, DER) over the ASiCManifest. `openssl cms -verify -binary -inform DER -in
+// META-INF/signature.p7s -content META-INF/ASiCManifest.xml` verifies it.
+//
+// Who signs: the receiving integration point, with its own signing key, when the archive system
+// pops the message (eFormidling's sending point builds and signs the container; ours carries the
+// files in the envelope the sender signed, and the receiver verified that signature before it
+// kept the message, so the container's signature says "these are the files the receiving point
+// verified as from the sender"; docs/http-api.md, "The ASiC-E").
 //
 // Operation: AsicStream lays the whole zip out before a byte is written. Every entry is stored
 // (no compression), with its CRC-32 and size known in advance, so the local headers need no data
@@ -19,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/crypto/openssl.h"
 #include "common/status.h"
 #include "proto/envelope.pb.h"
 
@@ -33,20 +43,47 @@ Result<uint32_t> FileCrc32(const std::string& path);
 
 // One attachment of the container: its bytes in memory (`data`) or in the file `path`.
 struct AsicFile {
-  std::string name;        // checked by ValidateAttachmentName before it gets here
+  std::string name;  // checked by ValidateAttachmentName before it gets here
   std::string media_type;
-  uint64_t size = 0;       // of the file; data.size() for memory
-  uint32_t crc32 = 0;      // of the file's bytes; computed here for memory
-  std::string path;        // "" = in memory
+  uint64_t size = 0;   // of the file; data.size() for memory
+  uint32_t crc32 = 0;  // of the file's bytes; computed here for memory
+  std::string path;    // "" = in memory
   std::string data;
 };
 
+// What makes the container eFormidling's: the parties and main document of the root
+// manifest.xml, and the key that signs the ASiCManifest (none: no ASiCManifest, no signature).
+struct AsicOptions {
+  std::string sender;  // "0192:<orgnr>"
+  std::string receiver;
+  std::string main_document;  // the SBD's hoveddokument; "" = the first file
+  EVP_PKEY* key = nullptr;    // borrowed, with its certificate, for the call to Open
+  X509* cert = nullptr;
+};
+
+// SHA-256 of a whole file (32 raw bytes), read in 1 MiB blocks.
+Result<std::string> FileSha256(const std::string& path);
+// eFormidling's root manifest.xml for `files`.
+std::string RootManifest(const std::vector<AsicFile>& files, const AsicOptions& options);
+// The ASiCManifest over `objects` (name, media type, SHA-256 raw) naming META-INF/signature.p7s.
+std::string AsicManifest(const std::vector<AsicFile>& objects,
+                         const std::vector<std::string>& sha256);
+// Whether `key` can sign the container: RSA and EC can; Ed25519 cannot (OpenSSL 3.0's CMS has
+// no Ed25519 signer), and a point with an Ed25519 signing key serves its containers unsigned.
+bool CanSignAsic(EVP_PKEY* key);
+// A detached CAdES-BES (CMS SignedData, DER, SHA-256) of `data` by `key`/`cert`, the certificate
+// included. kUnsupported for a key CanSignAsic refuses.
+Result<std::string> SignDetached(std::string_view data, EVP_PKEY* key, X509* cert);
+
 class AsicStream {
  public:
-  // Lays out mimetype, `files` in order, and META-INF/manifest.xml. Opens each file now (so a
-  // later unlink does not cut the answer short) and checks its size against `size`. `mtime_ms`
-  // is the entries' modification time.
-  static Result<std::unique_ptr<AsicStream>> Open(std::vector<AsicFile> files, int64_t mtime_ms);
+  // Lays out mimetype, `files` in order, and META-INF/manifest.xml; with `options` also the root
+  // manifest.xml and, given a key, META-INF/ASiCManifest.xml and META-INF/signature.p7s (each
+  // file is read once here for its SHA-256). Opens each file now (so a later unlink does not cut
+  // the answer short) and checks its size against `size`. `mtime_ms` is the entries'
+  // modification time.
+  static Result<std::unique_ptr<AsicStream>> Open(std::vector<AsicFile> files, int64_t mtime_ms,
+                                                  const AsicOptions* options = nullptr);
   ~AsicStream();
   AsicStream(const AsicStream&) = delete;
   AsicStream& operator=(const AsicStream&) = delete;

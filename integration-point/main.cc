@@ -5,6 +5,7 @@
 #include "common/clock.h"
 #include "common/crypto/certs.h"
 #include "common/fs.h"
+#include "common/http_auth.h"
 #include "common/log.h"
 #include "common/runtime.h"
 #include "common/wire/curve.h"
@@ -82,6 +83,22 @@ int StatusCommand(const ip::Config& config, ip::ListFilter filter, const std::st
   return 0;
 }
 
+// The password is read from standard input (its first line), never from the command line,
+// where other users could see it.
+int HttpUserCommand(const std::string& file, const std::string& user, int cost) {
+  std::string password;
+  std::getline(std::cin, password);
+  if (!password.empty() && password.back() == '\r') password.pop_back();
+  Status st = WriteBasicAuthFile(file, user, password, cost);
+  if (!st.ok()) {
+    std::cerr << "bud-ip http-user: " << st.message() << "\n";
+    return 1;
+  }
+  std::cout << "wrote " << file << " for user '" << user
+            << "'; set [http] basic_auth_file to it and restart bud-ip\n";
+  return 0;
+}
+
 int RunCommand(const ip::Config& config) {
   SetupLogging(config.log_level, config.log_file);
   InstallStopSignals();
@@ -146,7 +163,17 @@ int main(int argc, char** argv) {
       "backup", "consistent online copy of the store (while bud-ip runs), integrity-checked");
   backup->add_option("-c,--config", config_path, "config file (TOML)")->required();
   backup->add_option("--out", backup_out, "the copy to create (never overwritten)")->required();
+  std::string auth_file, auth_user;
+  int auth_cost = 15;
+  auto* http_user = app.add_subcommand(
+      "http-user",
+      "write the HTTP API's basic auth file: a user and a scrypt hash of the password, which is "
+      "read from standard input");
+  http_user->add_option("--file", auth_file, "the file to write (mode 0600)")->required();
+  http_user->add_option("--user", auth_user, "the user name")->required();
+  http_user->add_option("--cost", auth_cost, "log2 of scrypt's N (10..20)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (*http_user) return HttpUserCommand(auth_file, auth_user, auth_cost);
   if (*keygen) return wire::KeygenCommand(keygen_out, "bud-ip");
   if (*enroll) return PrintResult(ip::Enroll(enroll_req), "bud-ip enroll");
 

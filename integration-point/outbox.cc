@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/fs.h"
 #include "common/json.h"
+#include "common/oslo_time.h"
 #include "common/payload.h"
 #include "common/uuid.h"
 
@@ -162,7 +163,7 @@ Result<OutgoingDraft> ParseMessageJson(std::string_view text, const Orgnr& me,
 Result<int64_t> ParseExpiry(const std::string& text, int64_t created_ms, int64_t default_ttl_ms,
                             const std::string& what) {
   if (text.empty()) return created_ms + default_ttl_ms;
-  auto t = ParseTime(text);
+  auto t = ParseOsloTime(text);  // without an offset: Oslo local time, as eFormidling
   if (!t) {
     return Bad(fmt::format("{} '{}' is not an ISO 8601 time such as 2026-12-01T12:00:00+01:00",
                            what, text));

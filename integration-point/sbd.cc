@@ -5,6 +5,7 @@
 
 #include "common/clock.h"
 #include "common/json.h"
+#include "common/oslo_time.h"
 #include "common/uuid.h"
 
 namespace bud::ip {
@@ -106,7 +107,7 @@ Result<std::string> ParseDocumentIdentification(json& header, OutgoingDraft& d) 
   // Kept as the client spelled it (an upper-case GUID too); compared without regard to case.
   doc["instanceIdentifier"] = d.message_id;
   if (!doc.contains("typeVersion")) doc["typeVersion"] = "1.0";
-  doc["creationDateAndTime"] = FormatTime(d.created_ms);
+  doc["creationDateAndTime"] = FormatOsloTime(d.created_ms);
   if (!header.contains("headerVersion")) header["headerVersion"] = "1.0";
   return type_name;
 }
@@ -147,7 +148,7 @@ Status ParseConversationScope(json& header, const OutboxLimits& limits, Outgoing
   BUD_ASSIGN_OR_RETURN(d.expires_ms, ParseExpiry(expires, d.created_ms, limits.default_ttl_ms,
                                                  "SBD: expectedResponseDateTime"));
   if (info.empty()) info.push_back(json::object());
-  if (info[0].is_object()) info[0]["expectedResponseDateTime"] = FormatTime(d.expires_ms);
+  if (info[0].is_object()) info[0]["expectedResponseDateTime"] = FormatOsloTime(d.expires_ms);
   return Status::Ok();
 }
 
@@ -213,7 +214,7 @@ json SbdOf(const MessageRow& m, std::string_view metadata_json) {
   doc["type"] = DocumentTypeName(m.document_type);
   doc["instanceIdentifier"] = m.message_id;
   if (!doc.contains("typeVersion")) doc["typeVersion"] = "1.0";
-  doc["creationDateAndTime"] = FormatTime(m.created_ms);
+  doc["creationDateAndTime"] = FormatOsloTime(m.created_ms);
   json* scope = ConversationScope(header);
   if (scope == nullptr) {
     header["businessScope"] = {{"scope", json::array({{{"type", "ConversationId"}}})}};
@@ -222,7 +223,7 @@ json SbdOf(const MessageRow& m, std::string_view metadata_json) {
   (*scope)["identifier"] = m.process;
   (*scope)["instanceIdentifier"] = m.conversation_id;
   (*scope)["scopeInformation"] =
-      json::array({{{"expectedResponseDateTime", FormatTime(m.expires_ms)}}});
+      json::array({{{"expectedResponseDateTime", FormatOsloTime(m.expires_ms)}}});
   const std::string type_name = DocumentTypeName(m.document_type);
   if (!sbd.contains(type_name) || !sbd[type_name].is_object()) sbd[type_name] = json::object();
   return sbd;

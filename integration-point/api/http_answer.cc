@@ -10,10 +10,10 @@ int HttpStatusFor(Code code) {
     case Code::kInvalidArgument:
     case Code::kBadOrgnr:
     case Code::kMalformed:
+    case Code::kAlreadyExists:
       return 400;
     case Code::kNotFound:
       return 404;
-    case Code::kAlreadyExists:
     case Code::kConflict:
       return 409;
     case Code::kTooLarge:
@@ -28,8 +28,31 @@ int HttpStatusFor(Code code) {
   }
 }
 
-void SendStatus(httplib::Response& res, const Status& st, const std::string& path) {
-  SendError(res, HttpStatusFor(st.code()), st.message(), path);
+std::string EfmException(const std::string& name) {
+  return "no.difi.meldingsutveksling.exceptions." + name;
+}
+
+std::string ExceptionFor(Code code) {
+  switch (code) {
+    case Code::kAlreadyExists:
+      return EfmException("MessageAlreadyExistsException");
+    case Code::kNotFound:
+      return EfmException("MessageNotFoundException");
+    case Code::kTooLarge:
+      return EfmException("MaxFileSizeExceededException");
+    case Code::kInvalidArgument:
+    case Code::kBadOrgnr:
+    case Code::kMalformed:
+      return "org.springframework.web.server.ServerWebInputException";
+    default:
+      return "";  // SendError's default
+  }
+}
+
+void SendStatus(httplib::Response& res, const Status& st, const std::string& path, int http_status,
+                const std::string& exception) {
+  SendError(res, http_status ? http_status : HttpStatusFor(st.code()), st.message(), path,
+            exception.empty() ? ExceptionFor(st.code()) : exception);
 }
 
 void SendResult(httplib::Response& res, const Result<nlohmann::json>& body,

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "common/clock.h"
+#include "common/oslo_time.h"
 #include "common/status_machine.h"
 #include "integration-point/sbd.h"
 #include "integration-point/status_view.h"
@@ -37,7 +38,7 @@ std::string DirectionName(Direction direction) {
 
 json StatusJson(const StatusItem& s) {
   json out = {{"id", s.id},
-              {"lastUpdate", FormatTime(s.at_ms)},
+              {"lastUpdate", FormatOsloTime(s.at_ms)},
               {"status", s.status},
               {"description", Describe(s.status, s.reason)},
               {"conversationId", s.conversation_id},
@@ -53,7 +54,7 @@ json ConversationJson(const MessageRow& m, const std::vector<HistoryRow>& histor
   for (const auto& h : history) {
     statuses.push_back({{"status", h.status},
                         {"description", Describe(h.status, h.reason)},
-                        {"lastUpdate", FormatTime(h.at_ms)},
+                        {"lastUpdate", FormatOsloTime(h.at_ms)},
                         {"current", h.current}});
   }
   auto st = StatusFromName(m.status);
@@ -66,9 +67,9 @@ json ConversationJson(const MessageRow& m, const std::vector<HistoryRow>& histor
               {"documentIdentifier", m.document_type},
               {"serviceIdentifier", "DPO"},
               {"messageTitle", m.title},
-              {"lastUpdate", FormatTime(m.updated_ms)},
-              {"created", FormatTime(m.created_ms)},
-              {"expiry", FormatTime(m.expires_ms)},
+              {"lastUpdate", FormatOsloTime(m.updated_ms)},
+              {"created", FormatOsloTime(m.created_ms)},
+              {"expiry", FormatOsloTime(m.expires_ms)},
               {"finished", st && IsFinished(*st)},
               {"direction", DirectionName(m.direction)},
               {"status", m.status},
@@ -78,10 +79,19 @@ json ConversationJson(const MessageRow& m, const std::vector<HistoryRow>& histor
   return out;
 }
 
-json PageJson(json content, int64_t total, int64_t number, int64_t size) {
+json PageJson(json content, int64_t total, int64_t number, int64_t size, bool sorted) {
   const int64_t pages = size > 0 ? (total + size - 1) / size : 0;
   const auto n = static_cast<int64_t>(content.size());
+  const json sort = {{"sorted", sorted}, {"unsorted", !sorted}, {"empty", !sorted}};
   return {{"content", std::move(content)},
+          {"pageable",
+           {{"sort", sort},
+            {"pageNumber", number},
+            {"pageSize", size},
+            {"offset", number * size},
+            {"paged", true},
+            {"unpaged", false}}},
+          {"sort", sort},
           {"totalElements", total},
           {"totalPages", pages},
           {"number", number},
@@ -92,15 +102,26 @@ json PageJson(json content, int64_t total, int64_t number, int64_t size) {
           {"empty", n == 0}};
 }
 
+bool DocumentTypeFitsProcess(const std::string& type, const std::string& process) {
+  // eFormidling's arkivmelding processes: the response process carries the receipt, every
+  // other arkivmelding process the arkivmelding itself.
+  if (process.find(":arkivmelding:response:") != std::string::npos) {
+    return type == "arkivmelding_kvittering";
+  }
+  if (process.starts_with("urn:no:difi:profile:arkivmelding:")) return type == "arkivmelding";
+  return true;  // a process we know no table for: every type the organisation accepts
+}
+
 json CapabilitiesJson(const wire::RegistryEntry* entry, const std::string& process) {
   json caps = json::array();
   if (entry) {
-    json types = json::array();
-    for (const auto& t : entry->document_types()) {
-      types.push_back({{"type", DocumentTypeName(t)}, {"standard", t}});
-    }
     for (const auto& p : entry->processes()) {
       if (!process.empty() && p != process) continue;
+      json types = json::array();
+      for (const auto& t : entry->document_types()) {
+        if (!DocumentTypeFitsProcess(DocumentTypeName(t), p)) continue;
+        types.push_back({{"type", DocumentTypeName(t)}, {"standard", t}});
+      }
       caps.push_back({{"process", p}, {"serviceIdentifier", "DPO"}, {"documentTypes", types}});
     }
   }

@@ -26,11 +26,21 @@ nlohmann::json StatusJson(const StatusItem& s);
 nlohmann::json ConversationJson(const MessageRow& m, const std::vector<HistoryRow>& history,
                                 const std::optional<TransferRow>& transfer);
 
-// {content, totalElements, totalPages, number, size, numberOfElements, first, last, empty}.
-nlohmann::json PageJson(nlohmann::json content, int64_t total, int64_t number, int64_t size);
+// A page as Spring Data serialises one: {content, pageable{sort, pageNumber, pageSize, offset,
+// paged, unpaged}, sort{sorted, unsorted, empty}, totalElements, totalPages, number, size,
+// numberOfElements, first, last, empty}. `sorted`: the content is in a defined order (every
+// list of ours is, by its default sort or the client's).
+nlohmann::json PageJson(nlohmann::json content, int64_t total, int64_t number, int64_t size,
+                        bool sorted = true);
+
+// Whether documents of `type` (the standard's last segment, "arkivmelding") travel under
+// `process`, as eFormidling's service registry pairs them: "arkivmelding_kvittering" under the
+// arkivmelding response process, "arkivmelding" under the other arkivmelding processes; any type
+// under a process without such a rule.
+bool DocumentTypeFitsProcess(const std::string& type, const std::string& process);
 
 // {"capabilities": [{process, serviceIdentifier, documentTypes}]} of a registry entry (none for
-// an unknown organisation), only `process` when it is not empty.
+// null), only `process` when it is not empty; each process with the document types that fit it.
 nlohmann::json CapabilitiesJson(const wire::RegistryEntry* entry, const std::string& process);
 
 // The SBD of an incoming message: the sender's own SBD from the stored payload's metadata

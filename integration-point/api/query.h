@@ -7,13 +7,20 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "integration-point/message_state.h"
+#include "integration-point/store/rows.h"
 
 namespace bud::ip::api {
 
-// The largest page size a client may ask for.
-inline constexpr int64_t kMaxPageSize = 1000;
+// Page sizes as Spring Data's (and so eFormidling's): 10 when not asked for, a larger one is
+// clamped to 2000, a size below 1 (or not a number) is the default.
+inline constexpr int64_t kDefaultPageSize = 10;
+inline constexpr int64_t kMaxPageSize = 2000;
+
+// One `sort=prop[,asc|desc]` of a list (store/rows.h).
+using SortOrder = SortKey;
 
 struct Query {
   const httplib::Request& req;
@@ -27,8 +34,12 @@ struct Query {
   // OUTGOING/OUT, INCOMING/IN; nullopt when not given.
   std::optional<ip::Direction> Direction(const char* name);
   std::string Org(const char* name);  // "0192:<orgnr>" or ""
-  // page (from 0) and size (1..kMaxPageSize, default 20) -> offset/limit; returns the page.
+  // page (from 0; below 0 or not a number: 0) and size (above) -> offset/limit; returns the
+  // page. Never fails: Spring falls back to the defaults.
   int64_t Page(int64_t& offset, int64_t& limit);
+  // Every `sort` parameter ("prop", "prop,desc", "a,b,asc"), in order; a property not in
+  // `allowed` fails (400 naming the ones there are), a direction other than asc/desc too.
+  std::vector<SortOrder> Sort(const std::vector<std::string>& allowed);
   void Fail(const std::string& message);
 };
 

@@ -26,8 +26,4 @@ bool IsFileUpload(const httplib::Request& req);
 // refuses a larger one itself).
 bool IsSend(const httplib::Request& req);
 
-// Content-Disposition: attachment; name="Title"; filename="file.pdf" -> the value of `key`
-// (quoted or not; plain UTF-8 is accepted).
-std::string DispositionParam(const std::string& header, const std::string& key);
-
 }  // namespace bud::ip::api

@@ -1,10 +1,13 @@
 // Routes of outgoing messages. See routes.h.
 #include <fmt/format.h>
+#include <strings.h>
 
 #include <cstdlib>
 
+#include "common/fs.h"
 #include "common/http_server.h"
 #include "integration-point/api/http_answer.h"
+#include "integration-point/api/multipart.h"
 #include "integration-point/api/query.h"
 #include "integration-point/api/routes.h"
 
@@ -16,29 +19,80 @@ using Res = httplib::Response;
 
 constexpr const char* kUploadPath = R"(/api/messages/out/([^/]+))";
 
-void PostMultipart(OutgoingMessages& outgoing, const Req& req, Res& res) {
-  if (!req.is_multipart_form_data()) {
+bool IsMultipartFormData(const std::string& content_type) {
+  return content_type.size() >= 19 &&
+         strncasecmp(content_type.c_str(), "multipart/form-data", 19) == 0;
+}
+
+// The body is read raw and parsed by multipart.h: httplib's own multipart reader (which the
+// server would use for this Content-Type) takes quoted names only, not what .NET sends. So the
+// Content-Type is taken off the request before the body is read. The server has held the body to
+// http.max_upload_bytes by its Content-Length already (a chunked one is refused there).
+void PostMultipart(OutgoingMessages& outgoing, const Req& req, Res& res,
+                   const httplib::ContentReader& read) {
+  const std::string content_type = req.get_header_value("Content-Type");
+  if (!IsMultipartFormData(content_type)) {
+    res.set_header("Connection", "close");  // the body is not read
     return SendError(res, 400,
                      "send multipart/form-data with a part 'sbd' (the SBD as JSON) "
                      "and one part per file",
                      req.path);
   }
-  if (!req.has_file("sbd")) {
+  // `req` is the server's own (non-const) request, handed to the handler as const.
+  const_cast<Req&>(req).headers.erase("Content-Type");
+  std::string body;
+  const bool complete = read([&](const char* data, size_t n) {
+    body.append(data, n);
+    return true;
+  });
+  if (!complete) {
+    res.set_header("Connection", "close");
+    return SendError(res, 400, "the multipart body ended early", req.path);
+  }
+  MultipartLimits limits;
+  limits.max_parts = outgoing.limits().max_attachments + 1;
+  auto parts = ParseMultipart(content_type, body, limits);
+  if (!parts.ok()) return SendStatus(res, parts.status(), req.path);
+  std::string sbd;
+  bool has_sbd = false;
+  std::vector<UploadedFile> files;
+  for (auto& part : *parts) {
+    if (part.name == "sbd" && !has_sbd) {
+      has_sbd = true;
+      sbd = std::move(part.data);
+      continue;
+    }
+    std::string name = part.filename.empty() ? part.name : part.filename;
+    if (part.data.size() > outgoing.limits().max_attachment_bytes) {
+      // eFormidling answers a file too large for the one-shot upload with 400.
+      return SendError(res, 400,
+                       fmt::format("file '{}' has {} bytes, more than the {} a multipart upload "
+                                   "may carry (outbox.max_attachment_bytes); send larger files "
+                                   "with PUT /api/messages/out/{{messageId}}",
+                                   EscapeControl(name), part.data.size(),
+                                   outgoing.limits().max_attachment_bytes),
+                       req.path, EfmException("MultipartFileToLargeException"));
+    }
+    files.push_back({std::move(name), part.content_type, std::move(part.data)});
+  }
+  if (!has_sbd) {
     return SendError(res, 400, "the multipart body has no part named 'sbd'", req.path);
   }
-  std::vector<UploadedFile> files;
-  for (const auto& [part, file] : req.files) {
-    if (part == "sbd") continue;
-    files.push_back(
-        {file.filename.empty() ? file.name : file.filename, file.content_type, file.content});
-  }
-  SendResult(res, outgoing.SendWithFiles(req.get_file_value("sbd").content, files), req.path);
+  SendResult(res, outgoing.SendWithFiles(sbd, files), req.path);
 }
 
 void PutFile(Drafts& drafts, const Req& req, Res& res, const httplib::ContentReader& read) {
-  const std::string disposition = req.get_header_value("Content-Disposition");
-  FileUpload file{DispositionParam(disposition, "filename"), DispositionParam(disposition, "name"),
+  auto disposition = ParseHeaderParams(req.get_header_value("Content-Disposition"));
+  if (!disposition.ok()) {
+    res.set_header("Connection", "close");  // the body is not read
+    return SendStatus(
+        res,
+        Status(Code::kInvalidArgument, "Content-Disposition: " + disposition.status().message()),
+        req.path);
+  }
+  FileUpload file{disposition->Get("filename"), disposition->Get("name"),
                   req.get_header_value("Content-Type"), std::nullopt};
+  if (req.has_param("title")) file.title = req.get_param_value("title");
   if (req.has_header("Content-Length")) {
     file.announced_bytes =
         std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10);
@@ -93,6 +147,8 @@ void ListOutgoing(StatusQueries& queries, const Req& req, Res& res) {
   c.conversation_id = q.Text("conversationId");
   c.process = q.Text("process");
   c.orgnr = q.Org("receiverIdentifier");
+  // Only messages not yet sent, as eFormidling's list: one the broker accepted is gone here.
+  c.status = "OPPRETTET";
   const int64_t page = q.Page(c.offset, c.limit);
   if (q.failed) return;
   SendResult(res, queries.Messages(c, page), req.path);
@@ -110,31 +166,13 @@ bool IsSend(const httplib::Request& req) {
          req.path.find('/', std::string_view("/api/messages/out/").size()) == std::string::npos;
 }
 
-std::string DispositionParam(const std::string& header, const std::string& key) {
-  size_t pos = 0;
-  while ((pos = header.find(key + "=", pos)) != std::string::npos) {
-    if (pos > 0 && header[pos - 1] != ' ' && header[pos - 1] != ';') {
-      pos += key.size();
-      continue;
-    }
-    pos += key.size() + 1;
-    if (pos < header.size() && header[pos] == '"') {
-      auto end = header.find('"', pos + 1);
-      return header.substr(pos + 1, end == std::string::npos ? std::string::npos : end - pos - 1);
-    }
-    auto end = header.find(';', pos);
-    std::string v = header.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
-    while (!v.empty() && v.back() == ' ') v.pop_back();
-    return v;
-  }
-  return "";
-}
-
 void AddOutgoingRoutes(httplib::Server& srv, OutgoingMessages& outgoing, Drafts& drafts,
                        StatusQueries& queries) {
   // Before kUploadPath, which "multipart" would match too.
   srv.Post("/api/messages/out/multipart",
-           [&outgoing](const Req& req, Res& res) { PostMultipart(outgoing, req, res); });
+           [&outgoing](const Req& req, Res& res, const httplib::ContentReader& read) {
+             PostMultipart(outgoing, req, res, read);
+           });
   srv.Post("/api/messages/out", [&drafts](const Req& req, Res& res) {
     SendResult(res, drafts.Create(req.body), req.path);
   });

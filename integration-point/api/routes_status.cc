@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "common/http_server.h"
+#include "common/log.h"
 #include "common/metrics.h"
 #include "integration-point/api/http_answer.h"
 #include "integration-point/api/query.h"
@@ -15,6 +16,19 @@ namespace {
 using Req = httplib::Request;
 using Res = httplib::Response;
 
+const std::vector<std::string> kConversationSort = {"id",
+                                                    "lastUpdate",
+                                                    "created",
+                                                    "expiry",
+                                                    "messageId",
+                                                    "conversationId",
+                                                    "senderIdentifier",
+                                                    "receiverIdentifier",
+                                                    "processIdentifier",
+                                                    "messageTitle",
+                                                    "direction",
+                                                    "status"};
+
 void Statuses(StatusQueries& queries, const Req& req, Res& res, const std::string& message_id) {
   Query q{req, res};
   StatusQuery s;
@@ -23,6 +37,7 @@ void Statuses(StatusQueries& queries, const Req& req, Res& res, const std::strin
   s.direction = q.Direction("direction");
   s.from_ms = q.Time("fromDateTime");
   s.to_ms = q.Time("toDateTime");
+  s.sort = q.Sort({"id", "lastUpdate", "status", "messageId", "conversationId"});
   const int64_t page = q.Page(s.offset, s.limit);
   if (q.failed) return;
   SendResult(res, queries.Statuses(s, page), req.path);
@@ -50,6 +65,7 @@ void Conversations(StatusQueries& queries, const Req& req, Res& res, bool unfini
   c.from_ms = q.Time("fromDateTime");
   c.to_ms = q.Time("toDateTime");
   c.unfinished_only = unfinished;
+  c.sort = q.Sort(kConversationSort);
   const int64_t page = q.Page(c.offset, c.limit);
   if (q.failed) return;
   SendResult(res, queries.Conversations(c, page), req.path);
@@ -73,6 +89,13 @@ void AddObservationRoutes(httplib::Server& srv, StatusQueries& queries) {
   srv.Get("/health", [&queries](const Req&, Res& res) {
     Readiness r = queries.ReadinessNow();
     SendJson(res, r.body, r.ok ? 200 : 503);
+  });
+  srv.Get("/manage/health", [&queries](const Req& req, Res& res) {
+    Status usable = queries.StoreUsable();
+    if (!usable.ok()) {
+      Logger("http")->error("{}: the store cannot be used: {}", req.path, usable.ToString());
+    }
+    SendJson(res, {{"status", usable.ok() ? "UP" : "DOWN"}}, usable.ok() ? 200 : 503);
   });
   srv.Get("/metrics", [&queries](const Req&, Res& res) {
     res.set_content(queries.MetricsText(), metrics::kContentType);

@@ -100,8 +100,13 @@ Result<json> StatusQueries::Capabilities(const std::string& orgnr, const std::st
   auto org = Orgnr::Parse(orgnr);
   if (!org.ok()) return Status(Code::kInvalidArgument, org.status().message());
   Result<wire::RegistryEntry> entry = registry_.Lookup(*org);
-  if (!entry.ok() && entry.status().code() != Code::kNotFound) return entry.status();
-  return CapabilitiesJson(entry.ok() ? &*entry : nullptr, process);
+  if (!entry.ok() && entry.status().code() == Code::kNotFound) {
+    // eFormidling answers 404 for an organisation its service registry does not know.
+    return Status(Code::kNotFound,
+                  fmt::format("organisation {} is not in the address registry", org->wire()));
+  }
+  if (!entry.ok()) return entry.status();
+  return CapabilitiesJson(&*entry, process);
 }
 
 Health StatusQueries::HealthNow() {
@@ -147,6 +152,15 @@ Readiness StatusQueries::ReadinessNow() {
                {"registry", registry},
                {"problems", problems}};
   return {std::move(body), problems.empty()};
+}
+
+Status StatusQueries::StoreUsable() {
+  return store_.Run([](PointStore& s) -> Status {
+    BUD_RETURN_IF_ERROR(s.point->BeginTurn());  // BEGIN IMMEDIATE: takes the write lock
+    Status read = s.history.PendingReportCount().status();
+    s.point->RollbackTurn();
+    return read;
+  });
 }
 
 std::string StatusQueries::MetricsText() {

@@ -61,6 +61,9 @@ class StatusQueries {
   std::string MetricsText();
   Health HealthNow();
   Readiness ReadinessNow();
+  // /manage/health (Spring actuator's shape): Ok when the store can be read and written (a
+  // write transaction begun and rolled back), else why not.
+  Status StoreUsable();
 
  private:
   nlohmann::json ConversationOf(PointStore& s, const MessageRow& m);

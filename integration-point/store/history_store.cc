@@ -41,6 +41,27 @@ Result<std::vector<MessageRow>> HistoryStore::List(const ListFilter& f) {
   return ReadRows(*st);
 }
 
+namespace {
+// ORDER BY for `sort` over `columns` (API property -> column), then `fallback`.
+Result<std::string> OrderBy(const std::vector<SortKey>& sort,
+                            std::initializer_list<std::pair<const char*, const char*>> columns,
+                            const std::string& fallback) {
+  std::string out;
+  for (const auto& key : sort) {
+    const char* column = nullptr;
+    for (const auto& [property, c] : columns) {
+      if (key.property == property) column = c;
+    }
+    if (!column) {
+      return Status(Code::kInvalidArgument,
+                    fmt::format("no property '{}' to sort by", key.property.substr(0, 64)));
+    }
+    out += fmt::format("{} {}, ", column, key.ascending ? "ASC" : "DESC");
+  }
+  return out + fallback;
+}
+}  // namespace
+
 Result<Paged<StatusItem>> HistoryStore::Statuses(const StatusQuery& q) {
   constexpr const char* kWhere =
       "FROM history h JOIN messages m ON m.message_id=h.message_id AND m.direction=h.direction "
@@ -52,12 +73,19 @@ Result<Paged<StatusItem>> HistoryStore::Statuses(const StatusQuery& q) {
   BUD_ASSIGN_OR_RETURN(bool row, count->Step());
   out.total = row ? count->Int(0) : 0;
   count->Reset();
+  BUD_ASSIGN_OR_RETURN(const std::string order, OrderBy(q.sort,
+                                                        {{"id", "h.id"},
+                                                         {"lastUpdate", "h.at_ms"},
+                                                         {"status", "h.status"},
+                                                         {"messageId", "h.message_id"},
+                                                         {"conversationId", "m.conversation_id"}},
+                                                        q.newest_first ? "h.id DESC" : "h.id ASC"));
   BUD_ASSIGN_OR_RETURN(
       auto* st,
       db_.conn().Prepare(fmt::format(
           "SELECT h.id, h.at_ms, h.status, h.reason, m.conversation_id, h.message_id, h.direction, "
-          "h.raw_receipt {} ORDER BY h.id {} LIMIT ?6 OFFSET ?7",
-          kWhere, q.newest_first ? "DESC" : "ASC")));
+          "h.raw_receipt {} ORDER BY {} LIMIT ?6 OFFSET ?7",
+          kWhere, order)));
   st->BindAll(q.message_id, q.status, DirectionText(q.direction), q.from_ms, q.to_ms, q.limit,
               q.offset);
   for (;;) {
@@ -94,10 +122,23 @@ Result<Paged<MessageRow>> HistoryStore::Conversations(const ConversationQuery& q
   BUD_ASSIGN_OR_RETURN(bool row, count->Step());
   out.total = row ? count->Int(0) : 0;
   count->Reset();
-  BUD_ASSIGN_OR_RETURN(auto* st,
-                       db_.conn().Prepare(fmt::format(
-                           "SELECT {} {} ORDER BY updated_ms DESC, rowid DESC LIMIT ?11 OFFSET ?12",
-                           kListColumns, where)));
+  BUD_ASSIGN_OR_RETURN(const std::string order, OrderBy(q.sort,
+                                                        {{"id", "rowid"},
+                                                         {"lastUpdate", "updated_ms"},
+                                                         {"created", "created_ms"},
+                                                         {"expiry", "expires_ms"},
+                                                         {"messageId", "message_id"},
+                                                         {"conversationId", "conversation_id"},
+                                                         {"senderIdentifier", "sender"},
+                                                         {"receiverIdentifier", "receiver"},
+                                                         {"processIdentifier", "process"},
+                                                         {"messageTitle", "title"},
+                                                         {"direction", "direction"},
+                                                         {"status", "status"}},
+                                                        "updated_ms DESC, rowid DESC"));
+  BUD_ASSIGN_OR_RETURN(
+      auto* st, db_.conn().Prepare(fmt::format("SELECT {} {} ORDER BY {} LIMIT ?11 OFFSET ?12",
+                                               kListColumns, where, order)));
   bind(*st);
   st->Bind(11, q.limit).Bind(12, q.offset);
   BUD_ASSIGN_OR_RETURN(out.items, ReadRows(*st));

@@ -98,6 +98,60 @@ Result<std::optional<MessageRow>> IncomingStore::PeekIncoming(int64_t now_ms, in
   return std::optional<MessageRow>(std::move(m));
 }
 
+namespace {
+// The WHERE of the API's incoming messages matching an IncomingFilter (bound as ?1..?5).
+constexpr const char* kApiIncomingWhere =
+    "FROM messages WHERE direction='IN' AND state='api' AND status=?6 "
+    "AND (?1='' OR lower(message_id)=lower(?1)) AND (?2='' OR lower(conversation_id)=lower(?2)) "
+    "AND (?3='' OR sender=?3) AND (?4='' OR receiver=?4) AND (?5='' OR process=?5)";
+
+void BindIncomingFilter(storage::Stmt& st, const IncomingFilter& f) {
+  st.BindAll(f.message_id, f.conversation_id, f.sender, f.receiver, f.process,
+             StatusName(wire::INNKOMMENDE_MOTTATT));
+}
+}  // namespace
+
+Result<std::optional<MessageRow>> IncomingStore::PeekIncomingMatching(int64_t now_ms,
+                                                                      int64_t lease_ms,
+                                                                      const IncomingFilter& f) {
+  storage::Transaction tx(db_.conn());
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(auto* st,
+                       db_.conn().Prepare(fmt::format(
+                           "SELECT {} {} AND lock_until_ms<=?7 ORDER BY created_ms, rowid LIMIT 1",
+                           kListColumns, kApiIncomingWhere)));
+  BindIncomingFilter(*st, f);
+  st->Bind(7, now_ms);
+  BUD_ASSIGN_OR_RETURN(auto rows, ReadRows(*st));
+  if (rows.empty()) return std::optional<MessageRow>();
+  MessageRow m = std::move(rows.front());
+  m.lock_until_ms = now_ms + lease_ms;
+  BUD_ASSIGN_OR_RETURN(
+      auto* up, db_.conn().Prepare(
+                    "UPDATE messages SET lock_until_ms=? WHERE message_id=? AND direction='IN'"));
+  BUD_RETURN_IF_ERROR(up->BindAll(m.lock_until_ms, m.message_id).Run());
+  BUD_RETURN_IF_ERROR(tx.Commit());
+  return std::optional<MessageRow>(std::move(m));
+}
+
+Result<Paged<MessageRow>> IncomingStore::ListApiIncoming(const IncomingFilter& f, int64_t offset,
+                                                         int64_t limit) {
+  Paged<MessageRow> out;
+  BUD_ASSIGN_OR_RETURN(auto* count,
+                       db_.conn().Prepare(fmt::format("SELECT count(*) {}", kApiIncomingWhere)));
+  BindIncomingFilter(*count, f);
+  BUD_ASSIGN_OR_RETURN(bool row, count->Step());
+  out.total = row ? count->Int(0) : 0;
+  count->Reset();
+  BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare(fmt::format(
+                                     "SELECT {} {} ORDER BY created_ms, rowid LIMIT ?7 OFFSET ?8",
+                                     kListColumns, kApiIncomingWhere)));
+  BindIncomingFilter(*st, f);
+  st->Bind(7, limit).Bind(8, offset);
+  BUD_ASSIGN_OR_RETURN(out.items, ReadRows(*st));
+  return out;
+}
+
 Result<MessageRow> IncomingStore::LockedIncoming(const std::string& message_id, int64_t now_ms) {
   BUD_ASSIGN_OR_RETURN(auto row, GetRow(db_.conn(), message_id, Direction::kIn));
   if (!row ||

@@ -17,6 +17,17 @@
 
 namespace bud::ip {
 
+// Which incoming messages kept for the HTTP API a peek or a list looks at (eFormidling's filters
+// of /api/messages/in and /peek). Empty fields match anything; ids are compared without regard
+// to case; parties are "0192:<orgnr>".
+struct IncomingFilter {
+  std::string message_id;
+  std::string conversation_id;
+  std::string sender;
+  std::string receiver;
+  std::string process;
+};
+
 class IncomingStore {
  public:
   explicit IncomingStore(PointDb& db) : db_(db) {}  // `db` must outlive this view
@@ -41,6 +52,11 @@ class IncomingStore {
   // broker and drops the payload.
   Result<std::optional<MessageRow>> PeekIncoming(int64_t now_ms, int64_t lease_ms,
                                                  const std::string& process);
+  // The same, the oldest unlocked one that matches `f`.
+  Result<std::optional<MessageRow>> PeekIncomingMatching(int64_t now_ms, int64_t lease_ms,
+                                                         const IncomingFilter& f);
+  // The incoming messages kept for the HTTP API that match `f` (locked or not), oldest first.
+  Result<Paged<MessageRow>> ListApiIncoming(const IncomingFilter& f, int64_t offset, int64_t limit);
   Result<MessageRow> LockedIncoming(const std::string& message_id, int64_t now_ms);
   Status DeliverIncoming(const std::string& message_id, int64_t now_ms);
 

@@ -75,6 +75,13 @@ struct StatusItem {
   std::string raw_receipt;  // the receipt behind a LEST or FEIL, "" when none
 };
 
+// One `sort=property[,asc|desc]` of an HTTP API list, by the API's property name ("lastUpdate");
+// the store maps it to its column and refuses one it does not know (kInvalidArgument).
+struct SortKey {
+  std::string property;
+  bool ascending = true;
+};
+
 struct StatusQuery {
   std::string message_id;
   std::string status;
@@ -84,6 +91,7 @@ struct StatusQuery {
   int64_t offset = 0;
   int64_t limit = 20;
   bool newest_first = false;
+  std::vector<SortKey> sort;  // before the default order (id)
 };
 
 // Messages as "conversations" of the HTTP API (one per message and direction).
@@ -100,6 +108,7 @@ struct ConversationQuery {
   bool unfinished_only = false;
   int64_t offset = 0;
   int64_t limit = 20;
+  std::vector<SortKey> sort;  // before the default order (last update, newest first)
 };
 
 template <typename T>

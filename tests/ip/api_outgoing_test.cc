@@ -86,12 +86,16 @@ TEST_CASE("a registry that does not answer is a 503 (retry)", "[ip][api][outgoin
   CHECK(f.OutStatus(kId).empty());
 }
 
-TEST_CASE("a used message id is a 409 and the first message stays", "[ip][api][outgoing]") {
+TEST_CASE("a used message id is eFormidling's 400 and the first message stays",
+          "[ip][api][outgoing]") {
   ApiFixture f;
   REQUIRE(f.outgoing->SendWithFiles(ExampleSbd(kId).dump(), Pdf()).ok());
   auto again = f.outgoing->SendWithFiles(ExampleSbd(kId).dump(), Pdf());
   REQUIRE_FALSE(again.ok());
-  CHECK(HttpStatusFor(again.status().code()) == 409);
+  CHECK(again.status().code() == Code::kAlreadyExists);
+  CHECK(HttpStatusFor(again.status().code()) == 400);
+  CHECK(ExceptionFor(again.status().code()) ==
+        "no.difi.meldingsutveksling.exceptions.MessageAlreadyExistsException");
   CHECK(f.OutStatus(kId) == "OPPRETTET");
 }
 
@@ -144,7 +148,7 @@ TEST_CASE("one mapping from a Status to the HTTP status", "[ip][api]") {
   CHECK(HttpStatusFor(Code::kBadOrgnr) == 400);
   CHECK(HttpStatusFor(Code::kMalformed) == 400);
   CHECK(HttpStatusFor(Code::kNotFound) == 404);
-  CHECK(HttpStatusFor(Code::kAlreadyExists) == 409);
+  CHECK(HttpStatusFor(Code::kAlreadyExists) == 400);
   CHECK(HttpStatusFor(Code::kConflict) == 409);
   CHECK(HttpStatusFor(Code::kTooLarge) == 413);
   CHECK(HttpStatusFor(Code::kUnavailable) == 503);
@@ -159,6 +163,14 @@ TEST_CASE("one mapping from a Status to the HTTP status", "[ip][api]") {
   CHECK(body["message"] == "it was sent");
   CHECK(body["path"] == "/api/x");
   CHECK(body["status"] == 409);
+  CHECK(body["error"] == "Conflict");
+  CHECK(body.contains("timestamp"));
+  CHECK(body["exception"] == "org.springframework.web.server.ResponseStatusException");
+  httplib::Response used;
+  SendStatus(used, Status(Code::kAlreadyExists, "used"), "/api/messages/out");
+  CHECK(used.status == 400);
+  CHECK(nlohmann::json::parse(used.body)["exception"] ==
+        "no.difi.meldingsutveksling.exceptions.MessageAlreadyExistsException");
 }
 
 }  // namespace

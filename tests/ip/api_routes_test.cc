@@ -85,11 +85,15 @@ TEST_CASE("routes: refusals carry their HTTP status and a JSON message", "[ip][a
   auto status_peek = s.client->Get("/api/statuses/peek");
   REQUIRE(status_peek);
   CHECK(status_peek->status == 204);
-  auto bad_size = s.client->Get("/api/conversations?size=0");
-  REQUIRE(bad_size);
-  CHECK(bad_size->status == 400);
-  CHECK(Message(bad_size) ==
-        "query parameter 'size' must be a whole number from 1 to 1000 (got '0')");
+  // size=0 falls back to the default, as eFormidling's (Spring's) does.
+  auto zero_size = s.client->Get("/api/conversations?size=0");
+  REQUIRE(zero_size);
+  CHECK(zero_size->status == 200);
+  CHECK(json::parse(zero_size->body)["size"] == 10);
+  auto bad_sort = s.client->Get("/api/conversations?sort=secret");
+  REQUIRE(bad_sort);
+  CHECK(bad_sort->status == 400);
+  CHECK_THAT(Message(bad_sort), Catch::Contains("no property 'secret' to sort by"));
   auto not_multipart = s.client->Post("/api/messages/out/multipart", "{}", "application/json");
   REQUIRE(not_multipart);
   CHECK(not_multipart->status == 400);
@@ -122,6 +126,47 @@ TEST_CASE("routes: multipart, capabilities, health and metrics", "[ip][api][rout
   REQUIRE(metrics);
   CHECK_THAT(metrics->body,
              Catch::Contains(R"(bud_ip_messages{direction="OUTGOING",status="OPPRETTET"} 1)"));
+}
+
+}  // namespace
+}  // namespace bud::ip::api::test
+
+namespace bud::ip::api::test {
+namespace {
+
+TEST_CASE("routes: sort=prop[,asc|desc] orders conversations and statuses", "[ip][api][routes]") {
+  Served s;
+  const std::vector<std::string> ids = {"b0000000-0000-4000-8000-0000000000e2",
+                                        "b0000000-0000-4000-8000-0000000000e1",
+                                        "b0000000-0000-4000-8000-0000000000e3"};
+  for (const auto& id : ids) {
+    httplib::MultipartFormDataItems items = {{"sbd", ExampleSbd(id).dump(), "", "application/json"},
+                                             {"f", "%PDF", "test.pdf", "application/pdf"}};
+    auto sent = s.client->Post("/api/messages/out/multipart", items);
+    REQUIRE(sent);
+    REQUIRE(sent->status == 200);
+  }
+  auto order = [&](const std::string& path) {
+    auto r = s.client->Get(path.c_str());
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    const json page = json::parse(r->body);
+    std::vector<std::string> out;
+    for (const auto& c : page["content"]) out.push_back(c["messageId"]);
+    return out;
+  };
+  const std::vector<std::string> ascending = {ids[1], ids[0], ids[2]};
+  const std::vector<std::string> descending = {ids[2], ids[0], ids[1]};
+  CHECK(order("/api/conversations?sort=messageId") == ascending);
+  CHECK(order("/api/conversations?sort=messageId,asc") == ascending);
+  CHECK(order("/api/conversations?sort=messageId,DESC") == descending);
+  CHECK(order("/api/conversations?sort=direction&sort=messageId,desc") == descending);
+  CHECK(order("/api/statuses?sort=messageId,desc") == descending);
+  CHECK(order("/api/statuses?sort=id,desc") == std::vector<std::string>{ids[2], ids[1], ids[0]});
+  CHECK(order("/api/statuses") == ids);  // the default: id, ascending
+  auto bad = s.client->Get("/api/statuses?sort=lastUpdate,sideways");
+  REQUIRE(bad);
+  CHECK(bad->status == 400);
 }
 
 }  // namespace

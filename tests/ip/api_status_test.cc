@@ -165,13 +165,55 @@ TEST_CASE("capabilities come from the registry entry", "[ip][api][status]") {
       f.queries->Capabilities(std::string("0192:") + kReceiver, "urn:no:difi:profile:other");
   REQUIRE(filtered.ok());
   CHECK((*filtered)["capabilities"].size() == 1);
+  // eFormidling's 404 for an organisation the registry does not know.
   auto unknown = f.queries->Capabilities(kMe, "");
-  REQUIRE(unknown.ok());
-  CHECK((*unknown)["capabilities"].empty());
+  REQUIRE_FALSE(unknown.ok());
+  CHECK(HttpStatusFor(unknown.status().code()) == 404);
+  CHECK_THAT(unknown.status().message(), Catch::Contains("is not in the address registry"));
   auto bad = f.queries->Capabilities("12345", "");
   CHECK(HttpStatusFor(bad.status().code()) == 400);
   f.registry.unavailable = true;
   CHECK(HttpStatusFor(f.queries->Capabilities(kReceiver, "").status().code()) == 503);
+}
+
+TEST_CASE("capabilities list each process with its own document types", "[ip][api][status]") {
+  ApiFixture f;
+  wire::RegistryEntry e = Entry(kReceiver);
+  const std::string response = "urn:no:difi:profile:arkivmelding:response:ver1.0";
+  e.add_processes(response);
+  e.add_processes("urn:no:difi:profile:avtalt:avtalt:ver1.0");
+  e.add_document_types("urn:no:difi:arkivmelding:xsd::arkivmelding_kvittering");
+  e.add_document_types("urn:no:difi:avtalt:xsd::avtalt");
+  f.registry.entries[kReceiver] = e;
+  auto all = f.queries->Capabilities(kReceiver, "");
+  REQUIRE(all.ok());
+  auto types = [&](size_t i) {
+    std::vector<std::string> out;
+    for (const auto& t : (*all)["capabilities"][i]["documentTypes"]) out.push_back(t["type"]);
+    return out;
+  };
+  REQUIRE((*all)["capabilities"].size() == 3);
+  CHECK((*all)["capabilities"][0]["process"] == kProcess);
+  CHECK(types(0) == std::vector<std::string>{"arkivmelding"});
+  CHECK((*all)["capabilities"][1]["process"] == response);
+  CHECK(types(1) == std::vector<std::string>{"arkivmelding_kvittering"});
+  // A process without a rule: every type the organisation takes.
+  CHECK(types(2).size() == 3);
+}
+
+TEST_CASE("/manage/health's store check: DOWN while the store cannot be written",
+          "[ip][api][status]") {
+  ApiFixture f;
+  CHECK(f.queries->StoreUsable().ok());
+  // Another connection holds the write lock past the busy timeout (5 s): not usable.
+  auto other = PointStore::Open(f.config.store);
+  REQUIRE(other.ok());
+  REQUIRE((*other)->point->BeginTurn().ok());  // BEGIN IMMEDIATE
+  Status held = f.queries->StoreUsable();
+  CHECK_FALSE(held.ok());
+  CHECK(held.code() == Code::kBusy);
+  (*other)->point->RollbackTurn();
+  CHECK(f.queries->StoreUsable().ok());
 }
 
 TEST_CASE("health says DEGRADED without the broker, UP with it", "[ip][api][status]") {
