@@ -42,6 +42,7 @@ class PointDb {
   friend class OutgoingStore;
   friend class IncomingStore;
   friend class HistoryStore;
+  friend class RefusalStore;
   explicit PointDb(std::unique_ptr<storage::Db> db);
   storage::Db& conn() { return *conn_; }  // the role views' only way in
 

@@ -1,5 +1,5 @@
 // The integration point's store as a process opens it: the PointDb (connection, schema, turn)
-// and its three role views. Owners hand each part the narrow view it needs.
+// and its role views. Owners hand each part the narrow view it needs.
 #pragma once
 
 #include <memory>
@@ -10,6 +10,7 @@
 #include "integration-point/store/incoming_store.h"
 #include "integration-point/store/outgoing_store.h"
 #include "integration-point/store/point_db.h"
+#include "integration-point/store/refusal_store.h"
 
 namespace bud::ip {
 
@@ -20,7 +21,11 @@ struct PointStore {
   static Result<std::unique_ptr<PointStore>> OpenReadOnly(const std::string& path);
 
   explicit PointStore(std::unique_ptr<PointDb> db)
-      : point(std::move(db)), outgoing(*point), incoming(*point), history(*point) {}
+      : point(std::move(db)),
+        outgoing(*point),
+        incoming(*point),
+        history(*point),
+        refusals(*point) {}
   PointStore(const PointStore&) = delete;
   PointStore& operator=(const PointStore&) = delete;
 
@@ -28,6 +33,7 @@ struct PointStore {
   OutgoingStore outgoing;
   IncomingStore incoming;
   HistoryStore history;
+  RefusalStore refusals;
 };
 
 }  // namespace bud::ip
