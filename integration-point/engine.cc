@@ -143,7 +143,7 @@ Status Engine::BuildParts() {
                                   .stale_ms = config_.registry.stale_ms,
                                   .curve = keys_->curve,
                                   .server_key = config_.registry.server_key});
-  p->registry = std::make_unique<RegistryClientLookup>(*p->registry_client);
+  p->registry = std::make_unique<RegistryClientLookup>(*p->registry_client, &metrics_);
   BUD_ASSIGN_OR_RETURN(broker_endpoints_, BrokerEndpoints(*p->registry_client));
   BUD_ASSIGN_OR_RETURN(p->store, PointStore::Open(config_.store));
   p->inbox = std::make_unique<InboxBatch>(config_.inbox);
@@ -163,7 +163,8 @@ Status Engine::BuildParts() {
   p->defer = std::make_unique<DeferGate>(*p->link, clock_, metrics_);
   // A message taken in from the outbox is for the sender (built below) to seal.
   p->intake =
-      std::make_unique<OutboxIntake>(config_, me, p->store->outgoing, *p->turn, *p->registry,
+      std::make_unique<OutboxIntake>(config_, me, p->store->outgoing, p->store->refusals, *p->turn,
+                                     *p->registry,
                                      clock_, [parts = p.get()] { parts->sender->MarkDirty(); });
   const Identity& id = keys_->id;
   p->sender = std::make_unique<Sender>(Sender::Deps{config_,
@@ -256,6 +257,7 @@ void Engine::RunTurn() {
   for (int i = 0; i < 1000; ++i) {
     auto frame = p.transport->TryReceive();
     if (!frame) break;
+    metrics_.broker_last_frame_ms.store(clock_.NowMs(), std::memory_order_relaxed);
     if (auto msg = p.link->OnFrame(*frame)) Dispatch(*msg);
   }
   p.sender->Pump();

@@ -4,6 +4,8 @@
 
 #include "common/clock.h"
 #include "common/crypto/certs.h"
+#include "common/fs.h"
+#include "integration-point/data_dirs.h"
 #include "integration-point/api/routes.h"
 
 namespace bud::ip {
@@ -47,8 +49,10 @@ Status HttpApi::MakeServices() {
   outgoing_ = std::make_unique<api::OutgoingMessages>(config_.me(), limits, *registry_, take_in_);
   drafts_ = std::make_unique<api::Drafts>(config_, *store_, *outgoing_);
   inbox_ = std::make_unique<api::ApiInbox>(config_, *store_, wake_, [] { return NowMs(); });
+  std::vector<std::pair<std::string, std::string>> disks = {
+      {"store", ParentDir(config_.store)}, {"spool", SpoolDir(config_)}};
   queries_ = std::make_unique<api::StatusQueries>(config_.me(), metrics_, *store_, *registry_,
-                                                  std::move(certs));
+                                                  std::move(certs), std::move(disks));
   return Status::Ok();
 }
 

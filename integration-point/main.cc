@@ -41,8 +41,26 @@ CLI::App* AddEnrollCommand(CLI::App& app, ip::EnrollRequest& enroll_req) {
   return enroll;
 }
 
-int StatusCommand(const ip::Config& config, ip::ListFilter filter, const std::string& direction,
-                  const std::string& since, bool json) {
+struct StatusOptions {
+  std::string direction, since, lang;
+  bool json = false;
+  bool failed = false;  // the refused intake instead of the messages
+  bool all = false;     // with --failed: the resolved refusals too
+};
+
+int StatusCommand(const ip::Config& config, ip::ListFilter filter, const StatusOptions& o) {
+  const std::string& direction = o.direction;
+  const std::string& since = o.since;
+  const bool json = o.json;
+  ip::Lang lang = ip::LangFromEnvironment();
+  if (!o.lang.empty()) {
+    auto parsed = ip::ParseLang(o.lang);
+    if (!parsed) {
+      std::cerr << "bud-ip status: --lang '" << o.lang << "' is not nb or en\n";
+      return 1;
+    }
+    lang = *parsed;
+  }
   if (!direction.empty()) filter.direction = ip::ParseDirection(direction);  // checked by CLI11
   if (!since.empty()) {
     auto t = ParseTime(since);
@@ -74,7 +92,8 @@ int StatusCommand(const ip::Config& config, ip::ListFilter filter, const std::st
     std::cerr << "bud-ip status: " << store.status().ToString() << "\n";
     return 1;
   }
-  auto out = ip::RenderStatus((*store)->history, filter, json);
+  auto out = o.failed ? ip::RenderRefusals((*store)->refusals, o.all, json, lang)
+                      : ip::RenderStatus((*store)->history, filter, json, lang);
   if (!out.ok()) {
     std::cerr << "bud-ip status: " << out.status().ToString() << "\n";
     return 1;
@@ -138,18 +157,23 @@ int main(int argc, char** argv) {
       "check the config and every file it names, then exit 0 (OK) or 1; binds and creates nothing");
 
   ip::ListFilter filter;
-  bool json = false;
-  std::string since, direction;
+  StatusOptions so;
   auto* status = app.add_subcommand("status", "list messages and their status history");
   status->add_option("-c,--config", config_path, "config file (TOML)")->required();
   status->add_option("--message", filter.message_id, "only this message id");
   status->add_option("--conversation", filter.conversation_id, "only this conversation id");
-  status->add_option("--direction", direction, "OUT or IN")
+  status->add_option("--direction", so.direction, "OUT or IN")
       ->check(CLI::IsMember(
           std::vector<std::string>{ip::Text(ip::Direction::kOut), ip::Text(ip::Direction::kIn)}));
   status->add_option("--status", filter.status, "only messages whose current status is this");
-  status->add_option("--since", since, "only messages updated since this ISO 8601 time");
-  status->add_flag("--json", json, "JSON instead of a table");
+  status->add_option("--since", so.since, "only messages updated since this ISO 8601 time");
+  status->add_flag("--json", so.json, "JSON instead of a table");
+  status->add_flag("--failed", so.failed,
+                   "the refused intake (outbox folders moved to .failed, API requests refused) "
+                   "that is not fixed yet, instead of the messages");
+  status->add_flag("--all", so.all, "with --failed: the fixed (resolved) refusals too");
+  status->add_option("--lang", so.lang,
+                     "nb (Norwegian bokmål) or en; default from LC_ALL / LC_MESSAGES / LANG");
   std::string keygen_out;
   auto* keygen =
       app.add_subcommand("keygen", "make a CURVE key pair file and print its public key");
@@ -184,6 +208,6 @@ int main(int argc, char** argv) {
   }
   if (check_config) return PrintResult(ip::CheckConfig(*config, config_path), "bud-ip");
   if (*backup) return BackupCommand(config->store, backup_out, "bud-ip");
-  if (*status) return StatusCommand(*config, filter, direction, since, json);
+  if (*status) return StatusCommand(*config, filter, so);
   return RunCommand(*config);
 }

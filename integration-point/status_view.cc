@@ -35,12 +35,62 @@ nlohmann::json EntryJson(const MessageRow& m) {
           {"expires", FormatTime(m.expires_ms)}};
 }
 
+// The table's words in each language.
+struct Words {
+  const char* header;  // column heads of the message lines
+  const char* sent;
+  const char* received;
+  const char* of;
+  const char* conversation;
+  const char* late;
+  const char* arriving;
+  const char* messages;  // "{} message(s)"
+  const char* refusals_header;
+  const char* refused_count;  // "{} refused"
+  const char* resolved;       // "resolved {} as {}"
+  const char* no_refusals;
+  const char* how_to_fix;
+};
+
+const Words kEnglish = {
+    "DIR ID  SENDER -> RECEIVER  STATUS  CONVERSATION\n    TIME (local)               STATUS",
+    "sent",
+    "received",
+    "of",
+    "conversation",
+    "(late; current status unchanged)",
+    "(arriving)",
+    "{} message(s)\n",
+    "REFUSED (local time)       CLASS       NAME  ->  WHERE NOW\n    REASON",
+    "{} refused, not sent\n",
+    "resolved {}: taken in as message {}",
+    "no refused folders or requests\n",
+    "Fix each folder in .failed/ as its reason says and move it back into the outbox.\n",
+};
+const Words kNorwegian = {
+    "RETN ID  AVSENDER -> MOTTAKER  STATUS  SAMTALE\n    TID (lokal)                STATUS",
+    "sendt",
+    "mottatt",
+    "av",
+    "samtale",
+    "(for sent; gjeldende status uendret)",
+    "(på vei inn)",
+    "{} melding(er)\n",
+    "AVVIST (lokal tid)         KLASSE      NAVN  ->  LIGGER NÅ\n    ÅRSAK",
+    "{} avvist, ikke sendt\n",
+    "løst {}: tatt inn som melding {}",
+    "ingen avviste mapper eller forespørsler\n",
+    "Rett hver mappe i .failed/ slik årsaken sier, og flytt den tilbake til utboksen.\n",
+};
+const Words& WordsFor(Lang lang) { return lang == Lang::kNb ? kNorwegian : kEnglish; }
+
 }  // namespace
 
-std::string TransferLine(const TransferRow& t) {
-  std::string line = fmt::format("{} {} of {} ({}%)",
-                                 t.message.direction == Direction::kOut ? "sent" : "received",
-                                 Mib(t.done_bytes), Mib(t.total_bytes), Percent(t));
+std::string TransferLine(const TransferRow& t, Lang lang) {
+  const Words& w = WordsFor(lang);
+  std::string line =
+      fmt::format("{} {} {} {} ({}%)", t.message.direction == Direction::kOut ? w.sent : w.received,
+                  Mib(t.done_bytes), w.of, Mib(t.total_bytes), Percent(t));
   if (!t.note.empty()) line += "; " + t.note;
   return line;
 }
@@ -55,7 +105,9 @@ nlohmann::json TransferJson(const TransferRow& t) {
   return j;
 }
 
-Result<std::string> RenderStatus(HistoryStore& store, const ListFilter& filter, bool json) {
+Result<std::string> RenderStatus(HistoryStore& store, const ListFilter& filter, bool json,
+                                 Lang lang) {
+  const Words& w = WordsFor(lang);
   BUD_ASSIGN_OR_RETURN(auto rows, store.List(filter));
   // Incoming streamed messages still arriving have a transfer but no message row yet.
   BUD_ASSIGN_OR_RETURN(auto arriving, store.TransfersWithoutMessage(filter));
@@ -92,26 +144,73 @@ Result<std::string> RenderStatus(HistoryStore& store, const ListFilter& filter, 
   // in a peer's text is shown, not obeyed.
   const auto p = [](std::string_view text) { return Printable(text); };
   std::string out;
+  if (!rows.empty() || !arriving.empty()) out += std::string(w.header) + "\n";
   for (const auto& m : rows) {
-    out += fmt::format("{:<3} {}  {} -> {}  {}  conversation {}\n", Text(m.direction),
-                       p(m.message_id), p(m.sender), p(m.receiver), p(m.status),
-                       p(m.conversation_id));
+    out +=
+        fmt::format("{:<3} {}  {} -> {}  {}  {} {}\n", Text(m.direction), p(m.message_id),
+                    p(m.sender), p(m.receiver), p(m.status), w.conversation, p(m.conversation_id));
     BUD_ASSIGN_OR_RETURN(auto transfer, store.Transfer(m.message_id, m.direction));
-    if (transfer) out += "    " + p(TransferLine(*transfer)) + "\n";
+    if (transfer) out += "    " + p(TransferLine(*transfer, lang)) + "\n";
     BUD_ASSIGN_OR_RETURN(auto hist, store.History(m.message_id, m.direction));
     for (const auto& e : hist) {
-      out += fmt::format("    {}  {:<20}{}{}\n", FormatTime(e.at_ms), p(e.status),
+      out += fmt::format("    {}  {:<20}{}{}\n", FormatLocalTime(e.at_ms), p(e.status),
                          e.reason.empty() ? "" : "  " + p(e.reason),
-                         e.current ? "" : "  (late; current status unchanged)");
+                         e.current ? "" : std::string("  ") + w.late);
     }
   }
   for (const auto& t : arriving) {
-    out += fmt::format("{:<3} {}  {} -> {}  (arriving)  conversation {}\n    {}\n",
-                       Text(t.message.direction), p(t.message.message_id),
-                       p(t.message.sender), p(t.message.receiver), p(t.message.conversation_id),
-                       p(TransferLine(t)));
+    out +=
+        fmt::format("{:<3} {}  {} -> {}  {}  {} {}\n    {}\n", Text(t.message.direction),
+                    p(t.message.message_id), p(t.message.sender), p(t.message.receiver), w.arriving,
+                    w.conversation, p(t.message.conversation_id), p(TransferLine(t, lang)));
   }
-  out += fmt::format("{} message(s)\n", rows.size() + arriving.size());
+  out += fmt::format(fmt::runtime(w.messages), rows.size() + arriving.size());
+  return out;
+}
+
+nlohmann::json RefusalJson(const RefusalRow& r) {
+  nlohmann::json j = {{"id", r.id},
+                      {"source", r.source},
+                      {"name", r.name},
+                      {"movedTo", r.moved_to},
+                      {"reason", r.reason},
+                      {"class", Text(r.reason_class)},
+                      {"refused", FormatTime(r.refused_ms)}};
+  if (r.resolved_ms != 0) {
+    j["resolved"] = FormatTime(r.resolved_ms);
+    j["resolvedMessageId"] = r.resolved_message_id;
+  }
+  return j;
+}
+
+Result<std::string> RenderRefusals(RefusalStore& store, bool include_resolved, bool json,
+                                   Lang lang) {
+  constexpr int kLimit = 1000;
+  BUD_ASSIGN_OR_RETURN(auto rows, store.List(include_resolved, kLimit));
+  if (json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& r : rows) arr.push_back(RefusalJson(r));
+    return arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
+  const Words& w = WordsFor(lang);
+  const auto p = [](std::string_view text) { return Printable(text); };
+  if (rows.empty()) return std::string(w.no_refusals);
+  std::string out = std::string(w.refusals_header) + "\n";
+  size_t open = 0;
+  for (const auto& r : rows) {
+    if (r.resolved_ms == 0) ++open;
+    out += fmt::format("{}  {:<10}  {}  ->  {}\n    {}\n", FormatLocalTime(r.refused_ms),
+                       Text(r.reason_class), p(r.name), p(r.moved_to.empty() ? "-" : r.moved_to),
+                       p(r.reason));
+    if (r.resolved_ms != 0) {
+      out += "    " +
+             fmt::format(fmt::runtime(w.resolved), FormatLocalTime(r.resolved_ms),
+                         p(r.resolved_message_id)) +
+             "\n";
+    }
+  }
+  out += fmt::format(fmt::runtime(w.refused_count), open);
+  if (open > 0) out += w.how_to_fix;
   return out;
 }
 

@@ -2,6 +2,7 @@
 // routes.h.
 #include <cstdlib>
 
+#include "common/clock.h"
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -99,6 +100,14 @@ void AddObservationRoutes(httplib::Server& srv, StatusQueries& queries) {
   });
   srv.Get("/metrics", [&queries](const Req&, Res& res) {
     res.set_content(queries.MetricsText(), metrics::kContentType);
+  });
+  srv.Get("/api/overview", [&queries](const Req& req, Res& res) {
+    SendResult(res, queries.Overview(NowMs()), req.path);
+  });
+  // The refused intake, for tools (`bud-ip status --failed` on the command line); ?all=true
+  // with the resolved ones.
+  srv.Get("/api/refusals", [&queries](const Req& req, Res& res) {
+    SendResult(res, queries.Refusals(Query{req, res}.Text("all") == "true"), req.path);
   });
   srv.Get(R"(/api/capabilities/([^/]+))", [&queries](const Req& req, Res& res) {
     SendResult(res, queries.Capabilities(req.matches[1].str(), Query{req, res}.Text("process")),

@@ -2,14 +2,21 @@
 #include "integration-point/api/status_queries.h"
 
 #include <fmt/format.h>
+#include <sys/statvfs.h>
 
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <functional>
 
 #include "common/clock.h"
 #include "common/crypto/certs.h"
 #include "common/fs.h"
 #include "integration-point/api/json_shapes.h"
 #include "integration-point/sbd.h"
+#include "integration-point/status_view.h"
 
 namespace bud::ip::api {
 
@@ -26,12 +33,14 @@ json PageOf(const Paged<T>& rows, int64_t page, int64_t size, F to_json) {
 
 StatusQueries::StatusQueries(Orgnr me, const EngineMetrics& metrics, SharedStore& store,
                              RegistryLookup& registry,
-                             std::vector<std::pair<std::string, crypto::Cert>> certs)
+                             std::vector<std::pair<std::string, crypto::Cert>> certs,
+                             std::vector<std::pair<std::string, std::string>> disks)
     : me_(std::move(me)),
       metrics_(metrics),
       store_(store),
       registry_(registry),
-      certs_(std::move(certs)) {}
+      certs_(std::move(certs)),
+      disks_(std::move(disks)) {}
 
 json StatusQueries::ConversationOf(PointStore& s, const MessageRow& m) {
   auto history = s.history.History(m.message_id, m.direction);
@@ -181,16 +190,179 @@ std::string StatusQueries::MetricsText() {
   return w.text();
 }
 
-// Messages by status, the outgoing queue per receiver, reports not yet given to the broker.
+Result<json> StatusQueries::Refusals(bool include_resolved) {
+  constexpr int kLimit = 1000;
+  return store_.Run([&](PointStore& s) -> Result<json> {
+    BUD_ASSIGN_OR_RETURN(auto rows, s.refusals.List(include_resolved, kLimit));
+    BUD_ASSIGN_OR_RETURN(auto counts, s.refusals.Counts());
+    json content = json::array();
+    for (const auto& r : rows) content.push_back(RefusalJson(r));
+    json body = {{"content", std::move(content)}, {"open", counts.open}};
+    body["totalElements"] = body["content"].size();
+    return body;
+  });
+}
+
+namespace {
+// Local midnight of the day holding `now_ms`.
+int64_t LocalDayStartMs(int64_t now_ms) {
+  const time_t secs = static_cast<time_t>(now_ms / 1000);
+  struct tm tm;
+  localtime_r(&secs, &tm);
+  tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+  tm.tm_isdst = -1;
+  return static_cast<int64_t>(std::mktime(&tm)) * 1000;
+}
+
+json CountsJson(const std::vector<StatusCount>& counts) {
+  json out = json::object();
+  for (const auto& c : counts) {
+    out[c.status] = out.value(c.status, int64_t{0}) + c.count;
+  }
+  return out;
+}
+
+json WaitingJson(const OldestWaiting& w, int64_t now_ms) {
+  if (w.created_ms == 0) return nullptr;
+  return {{"messageId", w.message_id},
+          {"receiver", w.receiver},
+          {"created", FormatTime(w.created_ms)},
+          {"ageSeconds", (now_ms - w.created_ms) / 1000}};
+}
+
+constexpr int64_t kWaitingTooLongMs = 3'600'000;  // an hour without SENDT or MOTTATT: act
+constexpr int kCertificateWarningDays = 30;
+constexpr double kDiskLowPercent = 10.0;
+}  // namespace
+
+namespace {
+// What an admin must act on: (what, since ms or 0).
+using Alert = std::function<void(const char*, int64_t)>;
+
+json CertificatesJson(const std::vector<std::pair<std::string, crypto::Cert>>& certs,
+                      const Alert& alert) {
+  json out = json::array();
+  for (const auto& [label, cert] : certs) {
+    const int days = crypto::DaysToExpiry(cert.get());
+    out.push_back({{"certificate", label},
+                   {"subject", crypto::SubjectOf(cert.get())},
+                   {"daysToExpiry", days}});
+    if (days < kCertificateWarningDays) alert("certificate", 0);
+  }
+  return out;
+}
+
+json DisksJson(const std::vector<std::pair<std::string, std::string>>& disks, const Alert& alert) {
+  json out = json::array();
+  for (const auto& [label, configured] : disks) {
+    // A folder not made yet (the spool before the first large message) is on its parent's disk.
+    std::string path = configured;
+    struct statvfs fs;
+    int rc;
+    while ((rc = ::statvfs(path.c_str(), &fs)) != 0 && errno == ENOENT) {
+      const std::string parent = ParentDir(path);
+      if (parent == path || parent.empty()) break;
+      path = parent;
+    }
+    if (rc != 0) {
+      out.push_back({{"disk", label}, {"path", path}, {"error", std::strerror(errno)}});
+      alert("disk", 0);
+      continue;
+    }
+    const double total = static_cast<double>(fs.f_blocks) * static_cast<double>(fs.f_frsize);
+    const double free = static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
+    const double percent = total > 0 ? 100.0 * free / total : 0.0;
+    out.push_back({{"disk", label},
+                   {"path", path},
+                   {"freeBytes", static_cast<int64_t>(free)},
+                   {"totalBytes", static_cast<int64_t>(total)},
+                   {"freePercent", std::round(percent * 10) / 10}});
+    if (percent < kDiskLowPercent) alert("disk", 0);
+  }
+  return out;
+}
+}  // namespace
+
+Result<json> StatusQueries::Overview(int64_t now_ms) {
+  const int64_t day_start = LocalDayStartMs(now_ms);
+  OverviewCounts counts;
+  RefusalCounts refusals;
+  Status read = store_.Run([&](PointStore& s) -> Status {
+    BUD_ASSIGN_OR_RETURN(counts, s.history.Overview(now_ms, day_start, 24));
+    BUD_ASSIGN_OR_RETURN(refusals, s.refusals.Counts());
+    return Status::Ok();
+  });
+  BUD_RETURN_IF_ERROR(read);
+  json alerts = json::array();
+  const Alert alert = [&](const char* what, int64_t since_ms) {
+    json a = {{"what", what}};
+    if (since_ms > 0) a["since"] = FormatTime(since_ms);
+    alerts.push_back(std::move(a));
+  };
+  json out;
+  out["now"] = FormatTime(now_ms);
+  out["dayStart"] = FormatTime(day_start);
+  out["orgnr"] = me_.wire();
+  const bool broker = metrics_.broker_connected.load() != 0;
+  const int64_t broker_last = metrics_.broker_last_frame_ms.load();
+  out["broker"] = {{"connected", broker},
+                   {"lastContact", broker_last ? json(FormatTime(broker_last)) : json(nullptr)}};
+  if (!broker) alert("broker", broker_last);
+  const int64_t reg_last = metrics_.registry_last_answer_ms.load();
+  const int64_t reg_down = metrics_.registry_unavailable_since_ms.load();
+  out["registry"] = {{"reachable", reg_down == 0},
+                     {"lastContact", reg_last ? json(FormatTime(reg_last)) : json(nullptr)},
+                     {"unavailableSince", reg_down ? json(FormatTime(reg_down)) : json(nullptr)}};
+  if (reg_down != 0) alert("registry", reg_down);
+  out["messages"] = {{"total", CountsJson(counts.total)}, {"today", CountsJson(counts.today)}};
+  if (out["messages"]["today"].value("FEIL", int64_t{0}) > 0) alert("failed_today", 0);
+  out["oldestNotSent"] = WaitingJson(counts.oldest_not_sent, now_ms);
+  out["oldestNotReceived"] = WaitingJson(counts.oldest_not_received, now_ms);
+  if (counts.oldest_not_sent.created_ms &&
+      now_ms - counts.oldest_not_sent.created_ms > kWaitingTooLongMs) {
+    alert("not_sent", counts.oldest_not_sent.created_ms);
+  }
+  if (counts.oldest_not_received.created_ms &&
+      now_ms - counts.oldest_not_received.created_ms > kWaitingTooLongMs) {
+    alert("not_received", counts.oldest_not_received.created_ms);
+  }
+  out["certificates"] = CertificatesJson(certs_, alert);
+  out["disks"] = DisksJson(disks_, alert);
+  json hourly = json::array();
+  for (const auto& h : counts.hourly) {
+    hourly.push_back({{"hour", FormatTime(h.hour_start_ms)}, {"out", h.out}, {"in", h.in}});
+  }
+  out["hourly"] = std::move(hourly);
+  out["refusals"] = {{"open", refusals.open}};
+  if (refusals.open > 0) alert("refusals", 0);
+  out["alerts"] = std::move(alerts);
+  return out;
+}
+
+// Messages by status, the outgoing queue per receiver, reports not yet given to the broker, the
+// refused intake.
 void StatusQueries::StoreMetrics(metrics::Writer& w) {
   std::vector<StatusCount> counts;
   int64_t pending_reports = 0;
   Result<std::vector<QueueDepth>> queue = std::vector<QueueDepth>();
+  RefusalCounts refusals;
   store_.Run([&](PointStore& s) {
     if (auto c = s.history.CountByStatus(); c.ok()) counts = std::move(*c);
     if (auto p = s.history.PendingReportCount(); p.ok()) pending_reports = *p;
     queue = s.history.OutgoingQueue();
+    if (auto r = s.refusals.Counts(); r.ok()) refusals = std::move(*r);
   });
+  w.Family("bud_ip_intake_refused_total", "counter",
+           "Outbox folders moved to .failed and API requests refused, by reason class.");
+  for (auto c : {RefusalClass::kFolder, RefusalClass::kMetadata, RefusalClass::kReceiver,
+                 RefusalClass::kDuplicate, RefusalClass::kAttachment, RefusalClass::kApi}) {
+    const auto it = refusals.by_class.find(Text(c));
+    w.Sample("bud_ip_intake_refused_total", {{"class", Text(c)}},
+             static_cast<double>(it == refusals.by_class.end() ? 0 : it->second));
+  }
+  w.Family("bud_ip_intake_refused_open", "gauge",
+           "Refused folders and requests not fixed and taken in yet (`bud-ip status --failed`).");
+  w.Sample("bud_ip_intake_refused_open", static_cast<double>(refusals.open));
   const int64_t now = NowMs();
   w.Family("bud_ip_messages", "gauge", "Messages in the store by direction and current status.");
   for (const auto& c : counts) {

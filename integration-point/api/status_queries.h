@@ -40,8 +40,11 @@ struct Readiness {
 class StatusQueries {
  public:
   // `certs`: the own certificates by label ("signing", ...) for their expiry gauge.
+  // `disks`: label -> a path on each file system the overview reports free space of ("store",
+  // "spool").
   StatusQueries(Orgnr me, const EngineMetrics& metrics, SharedStore& store,
-                RegistryLookup& registry, std::vector<std::pair<std::string, crypto::Cert>> certs);
+                RegistryLookup& registry, std::vector<std::pair<std::string, crypto::Cert>> certs,
+                std::vector<std::pair<std::string, std::string>> disks = {});
 
   // Pages of status lines, conversations and messages (SBDs), page number `page` of q.limit.
   Result<nlohmann::json> Statuses(const StatusQuery& q, int64_t page);
@@ -57,6 +60,15 @@ class StatusQueries {
   Result<nlohmann::json> Conversation(ConversationQuery q, const std::string& what);
   // {"capabilities": [...]} of `orgnr` (kBadOrgnr when it is not one); empty when unknown.
   Result<nlohmann::json> Capabilities(const std::string& orgnr, const std::string& process);
+  // The refused intake (refusal_store.h) as {"content": [...], "totalElements", "open"}: the open
+  // refusals, with `include_resolved` the resolved ones too; newest first, at most 1,000.
+  Result<nlohmann::json> Refusals(bool include_resolved);
+  // The status page's overview at `now_ms` (docs/operating.md, "The status page"): the links to
+  // broker and registry with their last contact, messages by current status today and in all,
+  // the oldest outgoing message not SENDT and not MOTTATT, days to each certificate's expiry,
+  // free disk, messages per hour in and out over 24 hours, open refusals, and `alerts`: what an
+  // admin must act on, each {"what", "since"?}.
+  Result<nlohmann::json> Overview(int64_t now_ms);
   // Prometheus text format 0.0.4.
   std::string MetricsText();
   Health HealthNow();
@@ -75,6 +87,7 @@ class StatusQueries {
   SharedStore& store_;
   RegistryLookup& registry_;
   std::vector<std::pair<std::string, crypto::Cert>> certs_;
+  std::vector<std::pair<std::string, std::string>> disks_;
 };
 
 }  // namespace bud::ip::api

@@ -11,6 +11,11 @@ namespace bud::ip {
 
 struct EngineMetrics {
   std::atomic<int64_t> broker_connected{0};
+  // Wall-clock ms of the last frame from the broker (0: none yet), of the registry's last
+  // answer (found or not found), and since when it has not answered (0 while it answers).
+  std::atomic<int64_t> broker_last_frame_ms{0};
+  std::atomic<int64_t> registry_last_answer_ms{0};
+  std::atomic<int64_t> registry_unavailable_since_ms{0};
   std::atomic<int64_t> submits{0};  // envelopes sent to the broker (resubmits included)
   std::atomic<int64_t> accepted{0};
   std::atomic<int64_t> rejected{0};

@@ -20,12 +20,13 @@ namespace {
 std::shared_ptr<spdlog::logger> Log() { return Logger("ip"); }
 }  // namespace
 
-OutboxIntake::OutboxIntake(const Config& config, Orgnr me, OutgoingStore& store, Turn& turn,
-                           RegistryLookup& registry, const Clock& clock,
-                           std::function<void()> taken)
+OutboxIntake::OutboxIntake(const Config& config, Orgnr me, OutgoingStore& store,
+                           RefusalStore& refusals, Turn& turn, RegistryLookup& registry,
+                           const Clock& clock, std::function<void()> taken)
     : config_(config),
       me_(std::move(me)),
       store_(store),
+      refusals_(refusals),
       turn_(turn),
       registry_(registry),
       clock_(clock),
@@ -83,7 +84,7 @@ void OutboxIntake::Scan() {
   }
 }
 
-void OutboxIntake::Refuse(const std::string& name, const Status& why) {
+void OutboxIntake::Refuse(const std::string& name, const Status& why, RefusalClass klass) {
   const std::string shown = EscapeControl(name);  // a name in a log line stays on its line
   auto moved = MoveToFailed(config_.outbox, name, why.ToString());
   if (moved.ok()) {
@@ -92,6 +93,20 @@ void OutboxIntake::Refuse(const std::string& name, const Status& why) {
   } else {
     Log()->error("outbox '{}' refused ({}) but could not be moved aside: {}", shown, why.ToString(),
                  moved.status().ToString());
+  }
+  // Recorded either way: a folder refused but still in the outbox is refused again at the next
+  // scan, and its open refusal says why meanwhile.
+  RefusalRow row;
+  row.source = "outbox";
+  row.name = name;
+  row.moved_to = moved.ok() ? *moved : "";
+  row.reason = why.ToString();
+  row.reason_class = klass;
+  row.refused_ms = clock_.NowMs();
+  auto id = refusals_.Record(row);
+  if (!id.ok()) {
+    Log()->error("outbox '{}': refusal not recorded in the store: {}", shown,
+                 id.status().ToString());
   }
 }
 
@@ -112,7 +127,9 @@ void OutboxIntake::TakeFolder(const std::string& name) {
   // The folder and its message.json are opened once here; every later check reads them.
   auto opened = OpenOutboxFolder(outbox_fd->get(), config_.outbox, name);
   if (!opened.ok()) {
-    if (opened.status().code() == Code::kInvalidArgument) return Refuse(name, opened.status());
+    if (opened.status().code() == Code::kInvalidArgument) {
+      return Refuse(name, opened.status(), RefusalClass::kFolder);
+    }
     if (opened.status().code() != Code::kNotFound) {  // not found: vanished or not ready
       Log()->warn("outbox '{}' not taken in yet: {}", shown, opened.status().ToString());
     }
@@ -135,7 +152,8 @@ void OutboxIntake::TakeFolder(const std::string& name) {
     // The attachments stay files: the checked ones move into the spool before the store
     // commits (a swap since the check refuses the folder).
     Status moved = MoveIntoSpool(*opened, row->message_id);
-    if (moved.code() == Code::kInvalidArgument) return Refuse(name, moved);
+    if (moved.code() == Code::kInvalidArgument)
+      return Refuse(name, moved, RefusalClass::kAttachment);
     if (!moved.ok()) {
       Log()->error("outbox '{}': cannot move it into the spool ({}); it stays in the outbox", shown,
                    moved.ToString());
@@ -150,6 +168,16 @@ void OutboxIntake::TakeFolder(const std::string& name) {
   }
   Log()->info("message {} to {} taken in from outbox '{}' (OPPRETTET, {} attachment(s))",
               row->message_id, row->receiver, shown, attachments);
+  // A folder refused before and now fixed: its refusal leaves the open list.
+  auto resolved = refusals_.ResolveOutbox(name, row->message_id, clock_.NowMs());
+  if (!resolved.ok()) {
+    Log()->error("outbox '{}': store: {}", shown, resolved.status().ToString());
+  } else if (*resolved > 0) {
+    Log()->info(
+        "outbox '{}', refused before, is now taken in as message {}: its refusal is "
+        "resolved",
+        shown, row->message_id);
+  }
   RemoveAfterCommit(name, "taken in but not removed: ");
   if (taken_) taken_();
 }
@@ -167,7 +195,7 @@ std::optional<MessageRow> OutboxIntake::ReadFolder(OutboxFolder& folder, const s
   auto draft = ReadOutboxFolder(folder, me_, limits);
   if (!draft.ok()) {
     if (draft.status().code() == Code::kInvalidArgument)
-      Refuse(name, draft.status());
+      Refuse(name, draft.status(), RefusalClass::kMetadata);
     else
       Log()->warn("outbox '{}' not taken in yet: {}", shown, draft.status().ToString());
     return std::nullopt;
@@ -177,17 +205,19 @@ std::optional<MessageRow> OutboxIntake::ReadFolder(OutboxFolder& folder, const s
     if (receiver.status().code() == Code::kUnavailable) {
       Log()->warn("outbox '{}' waits: {}", shown, receiver.status().message());
     } else {
-      Refuse(name, receiver.status());
+      Refuse(name, receiver.status(), RefusalClass::kReceiver);
     }
     return std::nullopt;
   }
   auto exists = store_.Has(draft->message_id);
   if (exists.ok() && *exists) {
     // Kept, never deleted: it may differ from the copy that was sent.
-    Refuse(name, Status(Code::kAlreadyExists,
-                        fmt::format("message id {} was already taken in and is sent only once; "
-                                    "give a new messageId to send this folder",
-                                    draft->message_id)));
+    Refuse(name,
+           Status(Code::kAlreadyExists,
+                  fmt::format("message id {} was already taken in and is sent only once; "
+                              "give a new messageId to send this folder",
+                              draft->message_id)),
+           RefusalClass::kDuplicate);
     return std::nullopt;
   }
   MessageRow row;

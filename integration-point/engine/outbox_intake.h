@@ -3,7 +3,8 @@
 // Operation: Scan lists the outbox (on inotify or every rescan_ms) and takes each ready folder
 // in: opened once, read and checked (outbox.h), its receiver checked in the registry, stored in
 // the turn, and removed only after the turn's commit. A refused folder moves to outbox/.failed
-// with error.txt; one that cannot be taken in now (registry down, store busy) stays. A large
+// with error.txt and is recorded in the store's refusals (refusal_store.h) until a folder of that
+// name is taken in; one that cannot be taken in now (registry down, store busy) stays. A large
 // folder's files move into spool/src/<id>/ before the commit (the sender seals them as a
 // stream).
 // Concurrency: the engine thread; it owns the inotify descriptor.
@@ -27,8 +28,9 @@ namespace bud::ip {
 class OutboxIntake {
  public:
   // Every reference must outlive the intake. `taken` is called for each message stored.
-  OutboxIntake(const Config& config, Orgnr me, OutgoingStore& store, Turn& turn,
-               RegistryLookup& registry, const Clock& clock, std::function<void()> taken);
+  OutboxIntake(const Config& config, Orgnr me, OutgoingStore& store, RefusalStore& refusals,
+               Turn& turn, RegistryLookup& registry, const Clock& clock,
+               std::function<void()> taken);
   ~OutboxIntake();
   OutboxIntake(const OutboxIntake&) = delete;
   OutboxIntake& operator=(const OutboxIntake&) = delete;
@@ -46,8 +48,8 @@ class OutboxIntake {
 
  private:
   void TakeFolder(const std::string& name);
-  // Moves a refused folder aside with the reason.
-  void Refuse(const std::string& name, const Status& why);
+  // Moves a refused folder aside with the reason and records the refusal.
+  void Refuse(const std::string& name, const Status& why, RefusalClass klass);
   // Reads and checks the opened folder into a row (and its number of attachments); empty when
   // refused or not ready (logged).
   std::optional<MessageRow> ReadFolder(OutboxFolder& folder, const std::string& name, bool large,
@@ -58,6 +60,7 @@ class OutboxIntake {
   const Config& config_;
   const Orgnr me_;
   OutgoingStore& store_;
+  RefusalStore& refusals_;
   Turn& turn_;
   RegistryLookup& registry_;
   const Clock& clock_;

@@ -2,9 +2,11 @@
 // sender and the receiver run in tests against entries the test holds.
 #pragma once
 
+#include "common/clock.h"
 #include "common/orgnr.h"
 #include "common/registry_client.h"
 #include "common/status.h"
+#include "integration-point/engine/metrics.h"
 #include "proto/registry.pb.h"
 
 namespace bud::ip {
@@ -23,17 +25,35 @@ class RegistryLookup {
   }
 };
 
-// The real one: the address registry over ZeroMQ (with its cache).
+// The real one: the address registry over ZeroMQ (with its cache). Each answer's time goes to
+// the metrics (the status page's overview shows whether the registry answers).
 class RegistryClientLookup final : public RegistryLookup {
  public:
-  explicit RegistryClientLookup(RegistryClient& client) : client_(client) {}
-  Result<wire::RegistryEntry> Lookup(const Orgnr& org) override { return client_.Lookup(org); }
+  // `metrics` (may be null) must outlive this.
+  explicit RegistryClientLookup(RegistryClient& client, EngineMetrics* metrics = nullptr)
+      : client_(client), metrics_(metrics) {}
+  Result<wire::RegistryEntry> Lookup(const Orgnr& org) override {
+    bool stale = false;
+    return LookupNoting(org, &stale);
+  }
   Result<wire::RegistryEntry> LookupNoting(const Orgnr& org, bool* stale) override {
-    return client_.Lookup(org, stale);
+    auto entry = client_.Lookup(org, stale);
+    if (metrics_ == nullptr) return entry;
+    // Answered (found or not found), or not: an entry served stale means no registry answered.
+    const int64_t now = NowMs();
+    if (!*stale && (entry.ok() || entry.status().code() != Code::kUnavailable)) {
+      metrics_->registry_last_answer_ms.store(now);
+      metrics_->registry_unavailable_since_ms.store(0);
+    } else {
+      int64_t none = 0;
+      metrics_->registry_unavailable_since_ms.compare_exchange_strong(none, now);
+    }
+    return entry;
   }
 
  private:
   RegistryClient& client_;
+  EngineMetrics* metrics_;
 };
 
 }  // namespace bud::ip

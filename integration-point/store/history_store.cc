@@ -158,6 +158,50 @@ Result<std::vector<StatusCount>> HistoryStore::CountByStatus() {
   return out;
 }
 
+Result<OverviewCounts> HistoryStore::Overview(int64_t now_ms, int64_t day_start_ms, int hours) {
+  OverviewCounts out;
+  BUD_ASSIGN_OR_RETURN(out.total, CountByStatus());
+  BUD_ASSIGN_OR_RETURN(auto* today,
+                       db_.conn().Prepare("SELECT direction, status, count(*) FROM messages "
+                                          "WHERE updated_ms>=?1 GROUP BY direction, status"));
+  today->BindAll(day_start_ms);
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, today->Step());
+    if (!row) break;
+    out.today.push_back({StoredDirection(today->Text(0)), today->Text(1), today->Int(2)});
+  }
+  auto oldest = [&](const char* status, OldestWaiting& w) -> Status {
+    BUD_ASSIGN_OR_RETURN(auto* st,
+                         db_.conn().Prepare("SELECT message_id, receiver, created_ms FROM messages "
+                                            "WHERE direction='OUT' AND status=?1 "
+                                            "ORDER BY created_ms LIMIT 1"));
+    st->BindAll(std::string(status));
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (row) w = {st->Text(0), st->Text(1), st->Int(2)};
+    st->Reset();
+    return Status::Ok();
+  };
+  BUD_RETURN_IF_ERROR(oldest("OPPRETTET", out.oldest_not_sent));
+  BUD_RETURN_IF_ERROR(oldest("SENDT", out.oldest_not_received));
+  constexpr int64_t kHour = 3'600'000;
+  const int64_t last_hour = now_ms - now_ms % kHour;
+  const int64_t first_hour = last_hour - (hours - 1) * kHour;
+  for (int i = 0; i < hours; ++i) out.hourly.push_back({first_hour + i * kHour, 0, 0});
+  BUD_ASSIGN_OR_RETURN(auto* hourly,
+                       db_.conn().Prepare("SELECT direction, created_ms/3600000, count(*) FROM "
+                                          "messages WHERE created_ms>=?1 GROUP BY 1, 2"));
+  hourly->BindAll(first_hour);
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, hourly->Step());
+    if (!row) break;
+    const int64_t index = (hourly->Int(1) * kHour - first_hour) / kHour;
+    if (index < 0 || index >= hours) continue;  // a clock set back: created in the "future"
+    auto& h = out.hourly[static_cast<size_t>(index)];
+    (StoredDirection(hourly->Text(0)) == Direction::kOut ? h.out : h.in) += hourly->Int(2);
+  }
+  return out;
+}
+
 Result<int64_t> HistoryStore::PendingReportCount() {
   BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare("SELECT count(*) FROM pending_reports"));
   BUD_ASSIGN_OR_RETURN(bool row, st->Step());

@@ -30,6 +30,10 @@ class HistoryStore {
   Result<Paged<StatusItem>> Statuses(const StatusQuery& q);
   Result<Paged<MessageRow>> Conversations(const ConversationQuery& q);
   Result<std::vector<StatusCount>> CountByStatus();
+  // Counts by status in all and since `day_start_ms`, the oldest outgoing message not SENDT and
+  // not MOTTATT, and messages per hour in each direction for the `hours` whole hours up to the one
+  // holding `now_ms`.
+  Result<OverviewCounts> Overview(int64_t now_ms, int64_t day_start_ms, int hours);
   Result<int64_t> PendingReportCount();
   // Outgoing messages the broker has not accepted yet (new, sealed), per receiver.
   Result<std::vector<QueueDepth>> OutgoingQueue();

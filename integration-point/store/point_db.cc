@@ -202,6 +202,21 @@ const std::vector<std::string> kMigrations = {
        CREATE TRIGGER history_enters_status_queue AFTER INSERT ON history BEGIN
          INSERT INTO status_queue(history_id) VALUES (new.id);
        END;)",
+    // v6: refused intake (refusal_store.h): outbox folders moved to .failed and API requests
+    // refused after their body, open until a folder of that name is taken in.
+    R"(CREATE TABLE refusals (
+         id INTEGER PRIMARY KEY,
+         source TEXT NOT NULL CHECK (source IN ('outbox', 'api')),
+         name TEXT NOT NULL,
+         moved_to TEXT NOT NULL DEFAULT '',
+         failed_name TEXT NOT NULL DEFAULT '',
+         reason TEXT NOT NULL,
+         class TEXT NOT NULL,
+         refused_ms INTEGER NOT NULL,
+         resolved_ms INTEGER NOT NULL DEFAULT 0,
+         resolved_message_id TEXT NOT NULL DEFAULT ''
+       );
+       CREATE INDEX refusals_open ON refusals (resolved_ms, name);)",
 };
 
 constexpr int64_t kCheckpointPages = 4096;  // 16 MiB of WAL

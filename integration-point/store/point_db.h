@@ -43,6 +43,7 @@ class PointDb {
   friend class IncomingStore;
   friend class HistoryStore;
   friend class StatusQueue;
+  friend class RefusalStore;
   explicit PointDb(std::unique_ptr<storage::Db> db);
   storage::Db& conn() { return *conn_; }  // the role views' only way in
 

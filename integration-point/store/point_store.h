@@ -11,6 +11,7 @@
 #include "integration-point/store/outgoing_store.h"
 #include "integration-point/store/point_db.h"
 #include "integration-point/store/status_queue.h"
+#include "integration-point/store/refusal_store.h"
 
 namespace bud::ip {
 
@@ -25,7 +26,8 @@ struct PointStore {
         outgoing(*point),
         incoming(*point),
         history(*point),
-        status_queue(*point) {}
+        status_queue(*point),
+        refusals(*point) {}
   PointStore(const PointStore&) = delete;
   PointStore& operator=(const PointStore&) = delete;
 
@@ -34,6 +36,7 @@ struct PointStore {
   IncomingStore incoming;
   HistoryStore history;
   StatusQueue status_queue;
+  RefusalStore refusals;
 };
 
 }  // namespace bud::ip

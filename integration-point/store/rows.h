@@ -123,6 +123,25 @@ struct StatusCount {
   int64_t count;
 };
 
+// The status page's overview (HistoryStore::Overview).
+struct HourCount {
+  int64_t hour_start_ms = 0;  // a whole hour, Unix ms
+  int64_t out = 0;            // outgoing messages created in that hour
+  int64_t in = 0;             // incoming messages created (by their sender) in that hour
+};
+struct OldestWaiting {
+  std::string message_id;
+  std::string receiver;
+  int64_t created_ms = 0;  // 0: none waiting
+};
+struct OverviewCounts {
+  std::vector<StatusCount> total;     // current status of every message
+  std::vector<StatusCount> today;     // of the messages updated since the day's start
+  OldestWaiting oldest_not_sent;      // OUT, still OPPRETTET (not accepted by the broker)
+  OldestWaiting oldest_not_received;  // OUT, SENDT but not MOTTATT (the receiver has not taken it)
+  std::vector<HourCount> hourly;      // `hours` whole hours, oldest first
+};
+
 struct QueueDepth {
   std::string receiver;
   int64_t count = 0;

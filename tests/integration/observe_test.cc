@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 #include <cmath>
 #include <map>
@@ -330,6 +331,243 @@ TEST_CASE("the status page in headless Chromium lists messages and their statuse
   CHECK(row_of(by_status, out2).empty());
   const std::string future = render("?fromDateTime=2099-01-01T00:00");
   CHECK(future.find("0 message(s)") != std::string::npos);
+}
+
+// Headless Chromium on the point's page: the DOM once the page's scripts have run (virtual
+// time), and optionally a screenshot. TZ=Europe/Oslo so that times show an offset of +01:00 or
+// +02:00 whatever the machine's zone.
+std::string RenderPage(Exchange& ex, const std::string& url, const std::string& lang,
+                       const std::string& screenshot = "") {
+  const std::string chromium = "/usr/bin/chromium";
+  INFO("Debian's chromium package is needed (scripts/test installs it)");
+  REQUIRE(PathExists(chromium));
+  std::vector<std::string> argv = {"/usr/bin/env", "TZ=Europe/Oslo", chromium, "--headless",
+                                   "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                   "--no-first-run", "--lang=" + lang,
+                                   "--user-data-dir=" + ex.root() + "/chromium-" + lang,
+                                   "--virtual-time-budget=8000"};
+  if (screenshot.empty()) {
+    argv.push_back("--dump-dom");
+  } else {
+    argv.push_back("--screenshot=" + screenshot);
+    argv.push_back("--window-size=1280,1400");
+  }
+  argv.push_back(url);
+  CommandResult r = RunCommand(argv, Millis(90000));
+  INFO("chromium stderr: " << r.err);
+  REQUIRE(r.exit_code == 0);
+  return r.out;
+}
+
+// The overview card with data-key=`key` in a dumped DOM ("" when absent), up to the next card.
+std::string CardOf(const std::string& dom, const std::string& key) {
+  auto pos = dom.find("data-key=\"" + key + "\"");
+  if (pos == std::string::npos) return "";
+  auto end = dom.find("class=\"card", pos);
+  return dom.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+}
+
+// The text of the card's main value (<div class="value" data-value="">...</div>).
+std::string CardValue(const std::string& card) {
+  const std::string open = "data-value=\"\">";
+  auto pos = card.find(open);
+  if (pos == std::string::npos) return "";
+  pos += open.size();
+  return card.substr(pos, card.find("</div>", pos) - pos);
+}
+
+json GetJson(const std::string& base, const std::string& path) {
+  httplib::Client c(base);
+  c.set_connection_timeout(5);
+  c.set_read_timeout(20);
+  auto r = c.Get(path);
+  REQUIRE(r);
+  INFO(path << ": " << r->body);
+  REQUIRE(r->status == 200);
+  return json::parse(r->body);
+}
+
+CommandResult IpStatus(Exchange& ex, const std::string& org, std::vector<std::string> extra) {
+  std::vector<std::string> argv = {"/usr/bin/env", "TZ=Europe/Oslo", BUD_IP_BIN, "status",
+                                   "--config", ex.IpConfig(org)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  CommandResult r = RunCommand(argv);
+  INFO("bud-ip status: " << r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  return r;
+}
+
+// A receiver whose organisation number has a wrong check digit: refused at intake.
+std::string WrongCheckDigit(const std::string& orgnr) {
+  std::string bad = orgnr;
+  bad.back() = static_cast<char>('0' + (bad.back() - '0' + 1) % 10);
+  return bad;
+}
+
+TEST_CASE("a refused outbox folder is shown by bud-ip status --failed, the page and /metrics, "
+          "and leaves the list once fixed and sent",
+          "[integration][http][browser][refusals]") {
+  ExchangeOptions o;
+  o.http = true;
+  Exchange ex(o);
+  const std::string a = ex.HttpBase(kAgencyA);
+  auto meta = Exchange::Metadata(kAgencyB);
+  const std::string id = NewUuid();
+  meta["messageId"] = id;
+  meta["title"] = "Brev med feil mottaker";
+  meta["receiver"] = "0192:" + WrongCheckDigit(kAgencyB);
+  ex.DropFolder(kAgencyA, "brev-feil", meta.dump(), {{"brev.txt", "Hei"}});
+  const std::string failed = ex.AgencyDir(kAgencyA) + "/outbox/.failed/brev-feil";
+  WaitUntil("the folder moved to .failed", kDefaultWait,
+            [&] { return PathExists(failed + "/error.txt"); });
+  const std::string reason = ReadFileOrEmpty(failed + "/error.txt");
+  INFO("error.txt: " << reason);
+  CHECK(reason.find("check digit") != std::string::npos);
+
+  // bud-ip status --failed: the name, the reason, local time with its offset; in both languages.
+  const std::string en = IpStatus(ex, kAgencyA, {"--failed", "--lang", "en"}).out;
+  CHECK(en.find("brev-feil") != std::string::npos);
+  CHECK(en.find("check digit") != std::string::npos);
+  CHECK(en.find("1 refused, not sent") != std::string::npos);
+  CHECK(std::regex_search(en, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0[12]:00  metadata)")));
+  const std::string nb = IpStatus(ex, kAgencyA, {"--failed", "--lang", "nb"}).out;
+  CHECK(nb.find("AVVIST (lokal tid)") != std::string::npos);
+  CHECK(nb.find("1 avvist, ikke sendt") != std::string::npos);
+  json as_json = json::parse(IpStatus(ex, kAgencyA, {"--failed", "--json"}).out);
+  REQUIRE(as_json.size() == 1);
+  CHECK(as_json[0]["name"] == "brev-feil");
+  CHECK(as_json[0]["class"] == "metadata");
+  CHECK(as_json[0]["refused"].get<std::string>().ends_with("Z"));  // JSON: ISO in UTC
+
+  // /metrics and the JSON for tools.
+  auto m = Scrape(a);
+  CHECK(Value(m, "bud_ip_intake_refused_total{class=\"metadata\"}") == 1);
+  CHECK(Value(m, "bud_ip_intake_refused_open") == 1);
+  json api = GetJson(a, "/api/refusals");
+  CHECK(api["open"] == 1);
+  REQUIRE(api["content"].size() == 1);
+  CHECK(api["content"][0]["name"] == "brev-feil");
+
+  // The page: the count in the header and the refusal in its own view.
+  std::string dom = RenderPage(ex, a + "/?view=refused&lang=en", "en");
+  INFO(dom);
+  CHECK(dom.find("id=\"refusalCount\" data-count=\"1\"") != std::string::npos);
+  CHECK(dom.find("refused: 1") != std::string::npos);
+  CHECK(dom.find("data-name=\"brev-feil\" data-class=\"metadata\"") != std::string::npos);
+  CHECK(dom.find("check digit") != std::string::npos);
+
+  // Fixed and moved back: taken in, sent, and gone from the list (kept with --all).
+  meta["receiver"] = "0192:" + std::string(kAgencyB);
+  const std::string back = ex.AgencyDir(kAgencyA) + "/outbox/brev-feil";
+  REQUIRE(::rename(failed.c_str(), (ex.AgencyDir(kAgencyA) + "/brev-feil.fixing").c_str()) == 0);
+  WriteFile(ex.AgencyDir(kAgencyA) + "/brev-feil.fixing/message.json", meta.dump());
+  REQUIRE(::rename((ex.AgencyDir(kAgencyA) + "/brev-feil.fixing").c_str(), back.c_str()) == 0);
+  ex.WaitForStatus(kAgencyA, id, "MOTTATT");
+  const std::string after = IpStatus(ex, kAgencyA, {"--failed", "--lang", "en"}).out;
+  CHECK(after.find("no refused folders or requests") != std::string::npos);
+  const std::string all = IpStatus(ex, kAgencyA, {"--failed", "--all", "--lang", "en"}).out;
+  CHECK(all.find("taken in as message " + id) != std::string::npos);
+  m = Scrape(a);
+  CHECK(Value(m, "bud_ip_intake_refused_open") == 0);
+  CHECK(Value(m, "bud_ip_intake_refused_total{class=\"metadata\"}") == 1);  // a counter
+  dom = RenderPage(ex, a + "/?view=refused&lang=en", "en");
+  CHECK(dom.find("id=\"refusalCount\" data-count=\"0\"") != std::string::npos);
+  CHECK(dom.find("data-name=\"brev-feil\"") == std::string::npos);
+}
+
+TEST_CASE("the page's overview in Norwegian and English matches the store; a stopped broker "
+          "shows red",
+          "[integration][http][browser][overview]") {
+  ExchangeOptions o;
+  o.http = true;
+  Exchange ex(o);
+  const std::string a = ex.HttpBase(kAgencyA);
+  const std::string out1 = Send(ex, kAgencyA, kAgencyB, "Søknad om byggetillatelse");
+  const std::string out2 = Send(ex, kAgencyA, kAgencyB, "Tilsynsrapport");
+  ex.WaitForStatus(kAgencyA, out1, "MOTTATT");
+  ex.WaitForStatus(kAgencyA, out2, "MOTTATT");
+  auto meta = Exchange::Metadata(kAgencyB);
+  meta["receiver"] = "0192:" + WrongCheckDigit(kAgencyB);
+  ex.DropFolder(kAgencyA, "avvist", meta.dump(), {{"a.txt", "x"}});
+  WaitUntil("the refusal recorded", kDefaultWait,
+            [&] { return GetJson(a, "/api/refusals")["open"] == 1; });
+  ex.broker().Stop();
+  WaitUntil("the point to see the broker gone", kDefaultWait,
+            [&] { return GetJson(a, "/api/overview")["broker"]["connected"] == false; });
+
+  // What the store says, through the overview's JSON.
+  json ov = GetJson(a, "/api/overview");
+  INFO(ov.dump(2));
+  CHECK(ov["messages"]["total"]["MOTTATT"] == 2);
+  CHECK(ov["messages"]["today"]["MOTTATT"] == 2);
+  CHECK(ov["refusals"]["open"] == 1);
+  CHECK(ov["hourly"].size() == 24);
+  CHECK(ov["hourly"].back()["out"] == 2);
+  CHECK(ov["certificates"].size() >= 2);
+  bool broker_alert = false, refusal_alert = false;
+  for (const auto& al : ov["alerts"]) {
+    broker_alert |= al["what"] == "broker";
+    refusal_alert |= al["what"] == "refusals";
+  }
+  CHECK(broker_alert);
+  CHECK(refusal_alert);
+  const std::string signing_days = std::to_string(ov["certificates"][0]["daysToExpiry"].get<int>());
+
+  const std::string shots = ex.root() + "/screenshots";
+  std::filesystem::create_directories(shots);
+  for (const std::string lang : {"nb", "en"}) {
+    const std::string dom = RenderPage(ex, a + "/?lang=" + lang, lang);
+    INFO(lang << ": " << dom);
+    CHECK(dom.find("<html lang=\"" + lang + "\"") != std::string::npos);
+    const std::string broker = CardOf(dom, "broker");
+    REQUIRE(!broker.empty());
+    CHECK(broker.find("data-alert=\"true\"") != std::string::npos);
+    CHECK(CardValue(broker) == (lang == "nb" ? "IKKE tilkoblet" : "NOT connected"));
+    CHECK(CardValue(CardOf(dom, "today")) == "2");
+    CHECK(CardValue(CardOf(dom, "total")) == "2");
+    CHECK(CardOf(dom, "today").find("MOTTATT 2") != std::string::npos);
+    const std::string refusals = CardOf(dom, "refusals");
+    CHECK(CardValue(refusals) == "1");
+    CHECK(refusals.find("data-alert=\"true\"") != std::string::npos);
+    CHECK(CardOf(dom, "registry").find("data-alert=\"false\"") != std::string::npos);
+    // The spool is not made before the first large message: its disk is its parent's.
+    CHECK(CardOf(dom, "disk").find("No such file") == std::string::npos);
+    CHECK(CardOf(dom, "certificates").find("signing: " + signing_days) != std::string::npos);
+    CHECK(dom.find("data-count=\"2\"") != std::string::npos);  // this hour's two outgoing bars
+    CHECK(std::regex_search(dom, std::regex(R"(\d\d:\d\d:\d\d \+0[12]:00)")));
+    CHECK(dom.find(lang == "nb" ? "Meldinger per time, siste 24 timer"
+                                : "Messages per hour, last 24 hours") != std::string::npos);
+    const std::string png = shots + "/status-" + lang + ".png";
+    RenderPage(ex, a + "/?lang=" + lang, lang, png);
+    const std::string bytes = ReadFileOrEmpty(png);
+    CHECK(bytes.size() > 10000);
+    CHECK(bytes.substr(0, 8) == "\x89PNG\r\n\x1a\n");
+  }
+  // The language from the browser alone (Accept-Language / navigator.language).
+  CHECK(RenderPage(ex, a + "/", "nb").find("I dag") != std::string::npos);
+}
+
+TEST_CASE("bud-ip status --lang nb prints Norwegian headings and local times with their offset",
+          "[integration][refusals]") {
+  Exchange ex;
+  const std::string out1 = Send(ex, kAgencyA, kAgencyB, "Melding");
+  ex.WaitForStatus(kAgencyA, out1, "MOTTATT");
+  const std::string nb = IpStatus(ex, kAgencyA, {"--lang", "nb"}).out;
+  CHECK(nb.find("RETN ID  AVSENDER -> MOTTAKER  STATUS  SAMTALE") != std::string::npos);
+  CHECK(nb.find("1 melding(er)") != std::string::npos);
+  CHECK(nb.find("samtale ") != std::string::npos);
+  CHECK(std::regex_search(nb, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0[12]:00  MOTTATT)")));
+  const std::string en = IpStatus(ex, kAgencyA, {"--lang", "en"}).out;
+  CHECK(en.find("DIR ID  SENDER -> RECEIVER  STATUS  CONVERSATION") != std::string::npos);
+  CHECK(en.find("1 message(s)") != std::string::npos);
+  // The environment's language when --lang is not given.
+  CommandResult env = RunCommand({"/usr/bin/env", "LANG=nb_NO.UTF-8", "TZ=Europe/Oslo", BUD_IP_BIN,
+                                  "status", "--config", ex.IpConfig(kAgencyA)});
+  CHECK(env.out.find("1 melding(er)") != std::string::npos);
+  CommandResult bad = RunCommand({BUD_IP_BIN, "status", "--config", ex.IpConfig(kAgencyA),
+                                  "--lang", "de"});
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.err.find("--lang 'de' is not nb or en") != std::string::npos);
 }
 
 }  // namespace

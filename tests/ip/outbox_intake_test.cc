@@ -3,7 +3,9 @@
 #include "integration-point/engine/outbox_intake.h"
 
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <fstream>
+#include <map>
 
 #include "common/fs.h"
 #include "common/uuid.h"
@@ -28,8 +30,8 @@ std::string DropFolder(Rig& r, const std::string& name, const std::string& recei
 
 struct Intake {
   explicit Intake(Rig& r)
-      : intake(r.config, r.config.me(), r.store->outgoing, *r.turn, r.registry, r.clock,
-               [this] { ++taken; }) {}
+      : intake(r.config, r.config.me(), r.store->outgoing, r.store->refusals, *r.turn, r.registry,
+               r.clock, [this] { ++taken; }) {}
   int taken = 0;
   OutboxIntake intake;
 };
@@ -111,6 +113,80 @@ TEST_CASE("intake: a message id taken in before is refused, the folder kept asid
   auto failed = ListDir(JoinPath(r.config.outbox, ".failed"));
   REQUIRE(failed.ok());
   CHECK(failed->size() == 1);
+}
+
+TEST_CASE("intake: a refused folder is recorded with its reason until it is fixed and taken in",
+          "[ip][intake][refusals]") {
+  Rig r;
+  Intake in(r);
+  r.registry.entries.erase(rig::kThird);
+  DropFolder(r, "brev", rig::kThird);
+  r.clock.Advance(1000);
+  const int64_t refused_at = r.clock.NowMs();
+  in.intake.Scan();
+  auto open = r.store->refusals.List(false, 100);
+  REQUIRE(open.ok());
+  REQUIRE(open->size() == 1);
+  const RefusalRow& row = open->front();
+  CHECK(row.source == "outbox");
+  CHECK(row.name == "brev");
+  CHECK(row.moved_to == JoinPath(JoinPath(r.config.outbox, ".failed"), "brev"));
+  CHECK(row.reason_class == RefusalClass::kReceiver);
+  CHECK_THAT(row.reason, Catch::Contains("NOT_FOUND"));
+  CHECK(row.refused_ms == refused_at);
+  CHECK(row.resolved_ms == 0);
+  auto counts = r.store->refusals.Counts();
+  REQUIRE(counts.ok());
+  CHECK(counts->open == 1);
+  CHECK(counts->by_class["receiver"] == 1);
+
+  // Another folder taken in does not resolve it.
+  DropFolder(r, "annet", rig::kPeer);
+  in.intake.Scan();
+  REQUIRE(in.taken == 1);
+  CHECK(r.store->refusals.List(false, 100)->size() == 1);
+
+  // The admin fixes the receiver and moves the folder back (error.txt and all).
+  const std::string failed = JoinPath(JoinPath(r.config.outbox, ".failed"), "brev");
+  const std::string back = JoinPath(r.config.outbox, "brev");
+  REQUIRE(::rename(failed.c_str(), back.c_str()) == 0);
+  std::ofstream(JoinPath(back, "message.json"))
+      << R"({"receiver":")" << rig::kPeer
+      << R"(","process":"urn:test:process","documentType":"urn:test:doc","title":"Brev"})";
+  in.intake.Scan();
+  REQUIRE(in.taken == 2);
+  REQUIRE(r.turn->Finish().status.ok());
+  CHECK(r.store->refusals.List(false, 100)->empty());
+  auto all = r.store->refusals.List(true, 100);
+  REQUIRE(all.ok());
+  REQUIRE(all->size() == 1);
+  CHECK(all->front().resolved_ms > 0);
+  CHECK_FALSE(all->front().resolved_message_id.empty());
+  auto resolved_row = r.store->outgoing.Get(all->front().resolved_message_id);
+  REQUIRE(resolved_row.ok());
+  CHECK(resolved_row->has_value());
+  CHECK(r.store->refusals.Counts()->open == 0);
+  CHECK(r.store->refusals.Counts()->by_class["receiver"] == 1);  // a counter: it stays
+}
+
+TEST_CASE("intake: each refusal is classed by what was wrong", "[ip][intake][refusals]") {
+  Rig r;
+  Intake in(r);
+  // message.json that is not JSON.
+  REQUIRE(MakeDirs(JoinPath(r.config.outbox, "ugyldig")).ok());
+  std::ofstream(JoinPath(JoinPath(r.config.outbox, "ugyldig"), "message.json")) << "{not json";
+  // A message id taken in before.
+  const std::string id = DropFolder(r, "first", rig::kPeer);
+  in.intake.Scan();
+  DropFolder(r, "again", rig::kPeer, id);
+  in.intake.Scan();
+  auto open = r.store->refusals.List(false, 100);
+  REQUIRE(open.ok());
+  std::map<std::string, RefusalClass> by_name;
+  for (const auto& row : *open) by_name[row.name] = row.reason_class;
+  CHECK(by_name.size() == 2);
+  CHECK(by_name["ugyldig"] == RefusalClass::kMetadata);
+  CHECK(by_name["again"] == RefusalClass::kDuplicate);
 }
 
 }  // namespace

@@ -1,0 +1,107 @@
+// Refused intake. See refusal_store.h and docs/storage.md.
+#include "integration-point/store/refusal_store.h"
+
+#include <fmt/format.h>
+
+namespace bud::ip {
+
+namespace {
+constexpr const char* kColumns =
+    "id, source, name, moved_to, reason, class, refused_ms, resolved_ms, resolved_message_id";
+
+RefusalClass ClassFromText(const std::string& t) {
+  for (auto c : {RefusalClass::kFolder, RefusalClass::kMetadata, RefusalClass::kReceiver,
+                 RefusalClass::kDuplicate, RefusalClass::kAttachment, RefusalClass::kApi}) {
+    if (t == Text(c)) return c;
+  }
+  return RefusalClass::kMetadata;
+}
+
+std::string Basename(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+}  // namespace
+
+const char* Text(RefusalClass c) {
+  switch (c) {
+    case RefusalClass::kFolder:
+      return "folder";
+    case RefusalClass::kMetadata:
+      return "metadata";
+    case RefusalClass::kReceiver:
+      return "receiver";
+    case RefusalClass::kDuplicate:
+      return "duplicate";
+    case RefusalClass::kAttachment:
+      return "attachment";
+    case RefusalClass::kApi:
+      return "api";
+  }
+  return "metadata";
+}
+
+Result<int64_t> RefusalStore::Record(const RefusalRow& row) {
+  BUD_ASSIGN_OR_RETURN(
+      auto* st,
+      db_.conn().Prepare("INSERT INTO refusals (source, name, moved_to, failed_name, "
+                         "reason, class, refused_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+  st->BindAll(row.source, row.name, row.moved_to, Basename(row.moved_to), row.reason,
+              std::string(Text(row.reason_class)), row.refused_ms);
+  BUD_RETURN_IF_ERROR(st->Run());
+  return db_.conn().LastInsertId();
+}
+
+Result<int> RefusalStore::ResolveOutbox(const std::string& folder, const std::string& message_id,
+                                        int64_t at_ms) {
+  BUD_ASSIGN_OR_RETURN(
+      auto* st, db_.conn().Prepare(
+                    "UPDATE refusals SET resolved_ms=?3, resolved_message_id=?2 "
+                    "WHERE resolved_ms=0 AND source='outbox' AND (name=?1 OR failed_name=?1)"));
+  st->BindAll(folder, message_id, at_ms);
+  BUD_RETURN_IF_ERROR(st->Run());
+  return st->Changes();
+}
+
+Result<std::vector<RefusalRow>> RefusalStore::List(bool include_resolved, int limit) {
+  BUD_ASSIGN_OR_RETURN(
+      auto* st, db_.conn().Prepare(fmt::format(
+                    "SELECT {} FROM refusals WHERE ?1=1 OR resolved_ms=0 ORDER BY id DESC LIMIT ?2",
+                    kColumns)));
+  st->BindAll(include_resolved ? 1 : 0, limit);
+  std::vector<RefusalRow> out;
+  while (true) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    RefusalRow r;
+    r.id = st->Int(0);
+    r.source = st->Text(1);
+    r.name = st->Text(2);
+    r.moved_to = st->Text(3);
+    r.reason = st->Text(4);
+    r.reason_class = ClassFromText(st->Text(5));
+    r.refused_ms = st->Int(6);
+    r.resolved_ms = st->Int(7);
+    r.resolved_message_id = st->Text(8);
+    out.push_back(std::move(r));
+  }
+  st->Reset();
+  return out;
+}
+
+Result<RefusalCounts> RefusalStore::Counts() {
+  RefusalCounts out;
+  BUD_ASSIGN_OR_RETURN(
+      auto* st, db_.conn().Prepare("SELECT class, count(*), sum(resolved_ms=0) FROM refusals "
+                                   "GROUP BY class"));
+  while (true) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.by_class[st->Text(0)] = st->Int(1);
+    out.open += st->Int(2);
+  }
+  st->Reset();
+  return out;
+}
+
+}  // namespace bud::ip
