@@ -186,8 +186,12 @@ OwnBench::OwnBench(const std::string& keys, BrokerStore store) : store_(std::mov
   }
   options.start_ips = false;
   options.sign_key = options.enc_key = keys;
-  // The bench receiver asks for credit 100 (as RabbitMQ's consumer gets prefetch 100).
-  options.broker_settings = {{"max_credit", "256"}};
+  // The bench receiver asks for credit 100 (as RabbitMQ's consumer gets prefetch 100). The
+  // queue caps that protect the broker from one hostile member (20,000 per sender, 100,000 per
+  // receiver by default) are lifted: the bench measures throughput, and `queued` fills 1,000,000.
+  options.broker_settings = {{"max_credit", "256"},
+                             {"max_queued_per_sender", "100000000"},
+                             {"max_queued_per_receiver", "100000000"}};
   ex_ = std::make_unique<test::Exchange>(options);
 }
 
