@@ -419,8 +419,14 @@ TEST_CASE("pg: a cancelled wait for synchronous replication is an unknown outcom
   PostgresServer pg;
   auto c = ConnectOrDie(OptionsFor(pg));
   ExecOrDie(*c, "CREATE TABLE sync (k text)");
-  // A synchronous standby that never comes: every COMMIT waits for it.
+  // A synchronous standby that never comes: every COMMIT waits for it. The reload reaches this
+  // session's backend asynchronously (at a command after its SIGHUP): wait until it sees it, or
+  // on a loaded machine the COMMIT below may run under the old setting and not wait at all.
   pg.SetSynchronousStandbys("nobody");
+  WaitUntil("the session to see synchronous_standby_names = nobody", Millis(30000), [&] {
+    auto r = c->Exec("SHOW synchronous_standby_names");
+    return r.ok() && r->size() == 1 && r->Text(0, 0) == "nobody";
+  });
 
   // Runs `how`(pid) once the session's COMMIT waits for synchronous replication.
   auto interrupt_when_waiting = [&pg](int pid, const std::string& how) {
