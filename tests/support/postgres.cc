@@ -395,6 +395,12 @@ std::string PostgresServer::AdminQuery(const std::string& sql, const std::string
 void PostgresServer::SetSynchronousStandbys(const std::string& value) const {
   AdminExec("ALTER SYSTEM SET synchronous_standby_names = '" + value + "'");
   AdminExec("SELECT pg_reload_conf()");
+  // pg_reload_conf only signals the postmaster. Once a new session sees the value, the
+  // postmaster has reloaded and signalled every backend, and each existing session takes it
+  // before its next command; without this wait a COMMIT right after could still run under the
+  // old setting on a loaded machine.
+  WaitUntil("synchronous_standby_names = '" + value + "' in effect", Millis(30000),
+            [&] { return AdminQuery("SHOW synchronous_standby_names") == value; });
 }
 
 std::string PostgresServer::LogTail(int lines) const { return TailOfFile(log_, lines); }

@@ -75,7 +75,8 @@ class PostgresServer {
   // The first column of the first row of a query as the superuser ("" for no row or NULL); cast
   // it to text in the query (`SELECT count(*)::text ...`).
   std::string AdminQuery(const std::string& sql, const std::string& database = "postgres") const;
-  // ALTER SYSTEM SET synchronous_standby_names = '<value>' and reload, e.g. "ANY 1 (s1, s2)".
+  // ALTER SYSTEM SET synchronous_standby_names = '<value>' and reload, e.g. "ANY 1 (s1, s2)";
+  // returns once new sessions see it (existing ones take it before their next command).
   void SetSynchronousStandbys(const std::string& value) const;
 
   // A streaming hot standby of this server named `name` (its application_name), running.
