@@ -118,7 +118,7 @@ const T = {
     refusedCount: "refused: {n}", open: "open", messageCount: "{n} message(s)",
     newestShown: ", newest {n} shown", refreshed: "refreshed", refusalTotal: "{n} refused, not sent",
     cannotLoad: "Cannot load", needToken: "this integration point needs its API token (see http.token_file)",
-    out_short: "out", in_short: "in", resolved: "resolved, taken in as",
+    out_short: "out", in_short: "in",
     ageMinutes: "{n} min", ageHours: "{n} h", ageDays: "{n} d",
   },
   nb: {
@@ -140,7 +140,7 @@ const T = {
     messageCount: "{n} melding(er)", newestShown: ", de nyeste {n} vises", refreshed: "oppdatert",
     refusalTotal: "{n} avvist, ikke sendt", cannotLoad: "Kan ikke hente",
     needToken: "integrasjonspunktet krever API-nøkkelen (se http.token_file)",
-    out_short: "ut", in_short: "inn", resolved: "løst, tatt inn som",
+    out_short: "ut", in_short: "inn",
     ageMinutes: "{n} min", ageHours: "{n} t", ageDays: "{n} d",
   },
 };

@@ -354,8 +354,7 @@ void StatusQueries::StoreMetrics(metrics::Writer& w) {
   });
   w.Family("bud_ip_intake_refused_total", "counter",
            "Outbox folders moved to .failed and API requests refused, by reason class.");
-  for (auto c : {RefusalClass::kFolder, RefusalClass::kMetadata, RefusalClass::kReceiver,
-                 RefusalClass::kDuplicate, RefusalClass::kAttachment, RefusalClass::kApi}) {
+  for (auto c : kRefusalClasses) {
     const auto it = refusals.by_class.find(Text(c));
     w.Sample("bud_ip_intake_refused_total", {{"class", Text(c)}},
              static_cast<double>(it == refusals.by_class.end() ? 0 : it->second));

@@ -10,8 +10,7 @@ constexpr const char* kColumns =
     "id, source, name, moved_to, reason, class, refused_ms, resolved_ms, resolved_message_id";
 
 RefusalClass ClassFromText(const std::string& t) {
-  for (auto c : {RefusalClass::kFolder, RefusalClass::kMetadata, RefusalClass::kReceiver,
-                 RefusalClass::kDuplicate, RefusalClass::kAttachment, RefusalClass::kApi}) {
+  for (auto c : kRefusalClasses) {
     if (t == Text(c)) return c;
   }
   return RefusalClass::kMetadata;

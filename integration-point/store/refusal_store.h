@@ -27,6 +27,9 @@ enum class RefusalClass {
   kAttachment,  // an attachment changed or could not be moved into the spool
   kApi,         // a Next Move API request refused after its body was taken
 };
+inline constexpr RefusalClass kRefusalClasses[] = {
+    RefusalClass::kFolder,    RefusalClass::kMetadata,   RefusalClass::kReceiver,
+    RefusalClass::kDuplicate, RefusalClass::kAttachment, RefusalClass::kApi};
 const char* Text(RefusalClass c);
 
 struct RefusalRow {
