@@ -21,6 +21,17 @@ namespace {
 
 constexpr const char* kOrg = "910076787";
 
+// Options without CURVE: the endpoints in order, and the three times in milliseconds.
+RegistryClientOptions Options(std::vector<std::string> endpoints, int64_t timeout_ms,
+                              int64_t cache_ms, int64_t stale_ms) {
+  RegistryClientOptions o;
+  o.endpoints = std::move(endpoints);
+  o.timeout_ms = timeout_ms;
+  o.cache_ms = cache_ms;
+  o.stale_ms = stale_ms;
+  return o;
+}
+
 // A registry on its own thread. `mode` says how it answers every request from now on.
 class Registry {
  public:
@@ -82,10 +93,7 @@ TEST_CASE("registry client: a silent first endpoint is left for the next, which 
   zmq::context_t ctx;
   Registry first(ctx), second(ctx);
   first.mode = Registry::kSilent;
-  RegistryClient client(ctx, {.endpoints = {first.endpoint(), second.endpoint()},
-                              .timeout_ms = 200,
-                              .cache_ms = 0,
-                              .stale_ms = 0});
+  RegistryClient client(ctx, Options({first.endpoint(), second.endpoint()}, 200, 0, 0));
   auto e = client.Lookup(Org());
   REQUIRE(e.ok());
   CHECK(e->name() == "v1");
@@ -103,8 +111,7 @@ TEST_CASE("registry client: INTERNAL from one registry is asked of the next", "[
   zmq::context_t ctx;
   Registry first(ctx), second(ctx);
   first.mode = Registry::kInternal;
-  RegistryClient client(
-      ctx, {.endpoints = {first.endpoint(), second.endpoint()}, .timeout_ms = 500, .cache_ms = 0});
+  RegistryClient client(ctx, Options({first.endpoint(), second.endpoint()}, 500, 0, 0));
   REQUIRE(client.Lookup(Org()).ok());
   CHECK(client.current_endpoint() == second.endpoint());
 }
@@ -115,10 +122,7 @@ TEST_CASE("registry client: no registry answering is kUnavailable naming every e
   Registry first(ctx), second(ctx);
   first.mode = Registry::kSilent;
   second.mode = Registry::kSilent;
-  RegistryClient client(ctx, {.endpoints = {first.endpoint(), second.endpoint()},
-                              .timeout_ms = 150,
-                              .cache_ms = 1000,
-                              .stale_ms = 60000});
+  RegistryClient client(ctx, Options({first.endpoint(), second.endpoint()}, 150, 1000, 60000));
   const int64_t t0 = MonoMs();
   auto e = client.Lookup(Org());
   REQUIRE_FALSE(e.ok());  // nothing cached: nothing to serve stale
@@ -133,10 +137,7 @@ TEST_CASE("registry client: a cached entry is served stale for stale_ms when no 
           "[registry-client]") {
   zmq::context_t ctx;
   Registry first(ctx), second(ctx);
-  RegistryClient client(ctx, {.endpoints = {first.endpoint(), second.endpoint()},
-                              .timeout_ms = 100,
-                              .cache_ms = 300,
-                              .stale_ms = 1500});
+  RegistryClient client(ctx, Options({first.endpoint(), second.endpoint()}, 100, 300, 1500));
   bool stale = true;
   REQUIRE(client.Lookup(Org(), &stale).ok());
   CHECK_FALSE(stale);
@@ -175,8 +176,7 @@ TEST_CASE("registry client: NOT_FOUND ends a cached entry; it is never served st
           "[registry-client]") {
   zmq::context_t ctx;
   Registry only(ctx);
-  RegistryClient client(
-      ctx, {.endpoints = {only.endpoint()}, .timeout_ms = 100, .cache_ms = 100, .stale_ms = 60000});
+  RegistryClient client(ctx, Options({only.endpoint()}, 100, 100, 60000));
   REQUIRE(client.Lookup(Org()).ok());
   only.mode = Registry::kNotFound;  // the organisation is removed
   SleepMs(150);
