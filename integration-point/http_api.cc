@@ -5,8 +5,8 @@
 #include "common/clock.h"
 #include "common/crypto/certs.h"
 #include "common/fs.h"
-#include "integration-point/data_dirs.h"
 #include "integration-point/api/routes.h"
+#include "integration-point/data_dirs.h"
 
 namespace bud::ip {
 
@@ -48,9 +48,10 @@ Status HttpApi::MakeServices() {
   limits.on_behalf_of = config_.on_behalf_of;
   outgoing_ = std::make_unique<api::OutgoingMessages>(config_.me(), limits, *registry_, take_in_);
   drafts_ = std::make_unique<api::Drafts>(config_, *store_, *outgoing_);
+  refusals_ = std::make_unique<api::ApiRefusals>(*store_, [] { return NowMs(); });
   inbox_ = std::make_unique<api::ApiInbox>(config_, *store_, wake_, [] { return NowMs(); });
-  std::vector<std::pair<std::string, std::string>> disks = {
-      {"store", ParentDir(config_.store)}, {"spool", SpoolDir(config_)}};
+  std::vector<std::pair<std::string, std::string>> disks = {{"store", ParentDir(config_.store)},
+                                                            {"spool", SpoolDir(config_)}};
   queries_ = std::make_unique<api::StatusQueries>(config_.me(), metrics_, *store_, *registry_,
                                                   std::move(certs), std::move(disks));
   return Status::Ok();
@@ -66,7 +67,7 @@ Status HttpApi::Start() {
   http.max_streamed_body_bytes = static_cast<size_t>(config_.max_message_bytes);
   BUD_ASSIGN_OR_RETURN(server_, HttpServer::Start(http, [this](httplib::Server& srv) {
                          api::AddStatusRoutes(srv, *queries_);
-                         api::AddOutgoingRoutes(srv, *outgoing_, *drafts_, *queries_);
+                         api::AddOutgoingRoutes(srv, *outgoing_, *drafts_, *queries_, *refusals_);
                          api::AddIncomingRoutes(srv, *inbox_, *queries_);
                        }));
   return Status::Ok();

@@ -26,6 +26,7 @@
 
 #include "common/http_server.h"
 #include "integration-point/api/api_inbox.h"
+#include "integration-point/api/api_refusals.h"
 #include "integration-point/api/drafts.h"
 #include "integration-point/api/outgoing.h"
 #include "integration-point/api/registry_lookup.h"
@@ -64,6 +65,7 @@ class HttpApi {
   std::unique_ptr<api::OutgoingMessages> outgoing_;
   std::unique_ptr<api::Drafts> drafts_;
   std::unique_ptr<api::ApiInbox> inbox_;
+  std::unique_ptr<api::ApiRefusals> refusals_;
   std::unique_ptr<api::StatusQueries> queries_;
   std::unique_ptr<HttpServer> server_;
 };

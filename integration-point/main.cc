@@ -46,7 +46,22 @@ struct StatusOptions {
   bool json = false;
   bool failed = false;  // the refused intake instead of the messages
   bool all = false;     // with --failed: the resolved refusals too
+  int64_t dismiss = 0;  // a refusal's number: taken off the open list
 };
+
+// `bud-ip status --dismiss N`: an admin takes refusal N off the open list (e.g. a folder deleted
+// from .failed instead of fixed, or an API request the archive system will not send again). The
+// store is opened for writing beside a running point (SQLite WAL).
+int DismissCommand(const ip::Config& config, int64_t id) {
+  auto store = ip::PointStore::Open(config.store);
+  Status st = store.ok() ? (*store)->refusals.Dismiss(id, NowMs()) : store.status();
+  if (!st.ok()) {
+    std::cerr << "bud-ip status --dismiss: " << st.ToString() << "\n";
+    return 1;
+  }
+  std::cout << "refusal " << id << " dismissed\n";
+  return 0;
+}
 
 int StatusCommand(const ip::Config& config, ip::ListFilter filter, const StatusOptions& o) {
   const std::string& direction = o.direction;
@@ -172,6 +187,11 @@ int main(int argc, char** argv) {
                    "the refused intake (outbox folders moved to .failed, API requests refused) "
                    "that is not fixed yet, instead of the messages");
   status->add_flag("--all", so.all, "with --failed: the fixed (resolved) refusals too");
+  status
+      ->add_option("--dismiss", so.dismiss,
+                   "take refusal NO. (from --failed) off the open list, e.g. a folder deleted "
+                   "instead of fixed")
+      ->check(CLI::PositiveNumber);
   status->add_option("--lang", so.lang,
                      "nb (Norwegian bokmål) or en; default from LC_ALL / LC_MESSAGES / LANG");
   std::string keygen_out;
@@ -208,6 +228,8 @@ int main(int argc, char** argv) {
   }
   if (check_config) return PrintResult(ip::CheckConfig(*config, config_path), "bud-ip");
   if (*backup) return BackupCommand(config->store, backup_out, "bud-ip");
-  if (*status) return StatusCommand(*config, filter, so);
+  if (*status)
+    return so.dismiss > 0 ? DismissCommand(*config, so.dismiss)
+                          : StatusCommand(*config, filter, so);
   return RunCommand(*config);
 }

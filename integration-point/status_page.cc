@@ -351,6 +351,7 @@ async function refreshRefusals() {
     tr.append(text("td", r.class));
     const name = document.createElement("td");
     name.append(text("code", r.name));
+    if (r.messageId) name.append(" ", text("code", r.messageId));
     tr.append(name);
     tr.append(text("td", r.movedTo || "-"));
     tr.append(text("td", r.reason));

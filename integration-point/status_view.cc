@@ -48,6 +48,7 @@ struct Words {
   const char* refusals_header;
   const char* refused_count;  // "{} refused"
   const char* resolved;       // "resolved {} as {}"
+  const char* dismissed;      // "dismissed {}"
   const char* no_refusals;
   const char* how_to_fix;
 };
@@ -61,11 +62,14 @@ const Words kEnglish = {
     "(late; current status unchanged)",
     "(arriving)",
     "{} message(s)\n",
-    "REFUSED (local time)       CLASS       NAME  ->  WHERE NOW\n    REASON",
+    "NO.  REFUSED (local time)       CLASS       NAME  ->  WHERE NOW\n    REASON",
     "{} refused, not sent\n",
     "resolved {}: taken in as message {}",
+    "dismissed {}",
     "no refused folders or requests\n",
-    "Fix each folder in .failed/ as its reason says and move it back into the outbox.\n",
+    "Fix each folder in .failed/ as its reason says and move it back into the outbox; an API "
+    "request is resolved when its message id is sent again and taken in. `--dismiss NO.` "
+    "takes one off the list.\n",
 };
 const Words kNorwegian = {
     "RETN ID  AVSENDER -> MOTTAKER  STATUS  SAMTALE\n    TID (lokal)                STATUS",
@@ -76,11 +80,14 @@ const Words kNorwegian = {
     "(for sent; gjeldende status uendret)",
     "(på vei inn)",
     "{} melding(er)\n",
-    "AVVIST (lokal tid)         KLASSE      NAVN  ->  LIGGER NÅ\n    ÅRSAK",
+    "NR.  AVVIST (lokal tid)         KLASSE      NAVN  ->  LIGGER NÅ\n    ÅRSAK",
     "{} avvist, ikke sendt\n",
     "løst {}: tatt inn som melding {}",
+    "avskrevet {}",
     "ingen avviste mapper eller forespørsler\n",
-    "Rett hver mappe i .failed/ slik årsaken sier, og flytt den tilbake til utboksen.\n",
+    "Rett hver mappe i .failed/ slik årsaken sier, og flytt den tilbake til utboksen; en "
+    "API-forespørsel er løst når meldings-ID-en sendes på nytt og tas inn. `--dismiss NR.` "
+    "tar en av lista.\n",
 };
 const Words& WordsFor(Lang lang) { return lang == Lang::kNb ? kNorwegian : kEnglish; }
 
@@ -173,6 +180,7 @@ nlohmann::json RefusalJson(const RefusalRow& r) {
                       {"source", r.source},
                       {"name", r.name},
                       {"movedTo", r.moved_to},
+                      {"messageId", r.message_id},
                       {"reason", r.reason},
                       {"class", Text(r.reason_class)},
                       {"refused", FormatTime(r.refused_ms)}};
@@ -199,10 +207,14 @@ Result<std::string> RenderRefusals(RefusalStore& store, bool include_resolved, b
   size_t open = 0;
   for (const auto& r : rows) {
     if (r.resolved_ms == 0) ++open;
-    out += fmt::format("{}  {:<10}  {}  ->  {}\n    {}\n", FormatLocalTime(r.refused_ms),
-                       Text(r.reason_class), p(r.name), p(r.moved_to.empty() ? "-" : r.moved_to),
-                       p(r.reason));
-    if (r.resolved_ms != 0) {
+    std::string name = p(r.name);
+    if (!r.message_id.empty()) name += " (" + p(r.message_id) + ")";
+    out += fmt::format("{:<4} {}  {:<10}  {}  ->  {}\n    {}\n", r.id,
+                       FormatLocalTime(r.refused_ms), Text(r.reason_class), name,
+                       p(r.moved_to.empty() ? "-" : r.moved_to), p(r.reason));
+    if (r.resolved_ms != 0 && r.resolved_message_id.empty()) {
+      out += "    " + fmt::format(fmt::runtime(w.dismissed), FormatLocalTime(r.resolved_ms)) + "\n";
+    } else if (r.resolved_ms != 0) {
       out += "    " +
              fmt::format(fmt::runtime(w.resolved), FormatLocalTime(r.resolved_ms),
                          p(r.resolved_message_id)) +

@@ -8,6 +8,7 @@
 #include <httplib.h>
 
 #include "integration-point/api/api_inbox.h"
+#include "integration-point/api/api_refusals.h"
 #include "integration-point/api/drafts.h"
 #include "integration-point/api/outgoing.h"
 #include "integration-point/api/status_queries.h"
@@ -16,7 +17,7 @@ namespace bud::ip::api {
 
 void AddStatusRoutes(httplib::Server& srv, StatusQueries& queries);
 void AddOutgoingRoutes(httplib::Server& srv, OutgoingMessages& outgoing, Drafts& drafts,
-                       StatusQueries& queries);
+                       StatusQueries& queries, ApiRefusals& refusals);
 void AddIncomingRoutes(httplib::Server& srv, ApiInbox& inbox, StatusQueries& queries);
 
 // PUT /api/messages/out/{id}: a file of a draft, read by its route as a stream.

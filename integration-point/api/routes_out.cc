@@ -28,8 +28,9 @@ bool IsMultipartFormData(const std::string& content_type) {
 // server would use for this Content-Type) takes quoted names only, not what .NET sends. So the
 // Content-Type is taken off the request before the body is read. The server has held the body to
 // http.max_upload_bytes by its Content-Length already (a chunked one is refused there).
+// `sbd` gets the body's sbd part, when it has one (for the refusal record).
 void PostMultipart(OutgoingMessages& outgoing, const Req& req, Res& res,
-                   const httplib::ContentReader& read) {
+                   const httplib::ContentReader& read, std::string& sbd) {
   const std::string content_type = req.get_header_value("Content-Type");
   if (!IsMultipartFormData(content_type)) {
     res.set_header("Connection", "close");  // the body is not read
@@ -53,7 +54,6 @@ void PostMultipart(OutgoingMessages& outgoing, const Req& req, Res& res,
   limits.max_parts = outgoing.limits().max_attachments + 1;
   auto parts = ParseMultipart(content_type, body, limits);
   if (!parts.ok()) return SendStatus(res, parts.status(), req.path);
-  std::string sbd;
   bool has_sbd = false;
   std::vector<UploadedFile> files;
   for (auto& part : *parts) {
@@ -167,27 +167,35 @@ bool IsSend(const httplib::Request& req) {
 }
 
 void AddOutgoingRoutes(httplib::Server& srv, OutgoingMessages& outgoing, Drafts& drafts,
-                       StatusQueries& queries) {
+                       StatusQueries& queries, ApiRefusals& refusals) {
+  // Every route that takes a body tells `refusals` how it answered (api_refusals.h).
   // Before kUploadPath, which "multipart" would match too.
   srv.Post("/api/messages/out/multipart",
-           [&outgoing](const Req& req, Res& res, const httplib::ContentReader& read) {
-             PostMultipart(outgoing, req, res, read);
+           [&outgoing, &refusals](const Req& req, Res& res, const httplib::ContentReader& read) {
+             std::string sbd;
+             PostMultipart(outgoing, req, res, read, sbd);
+             refusals.Answered(req, res, SbdMessageId(sbd), true);
            });
-  srv.Post("/api/messages/out", [&drafts](const Req& req, Res& res) {
+  srv.Post("/api/messages/out", [&drafts, &refusals](const Req& req, Res& res) {
     SendResult(res, drafts.Create(req.body), req.path);
+    refusals.Answered(req, res, SbdMessageId(req.body), false);
   });
-  srv.Put(kUploadPath, [&drafts](const Req& req, Res& res, const httplib::ContentReader& read) {
-    PutFile(drafts, req, res, read);
-  });
+  srv.Put(kUploadPath,
+          [&drafts, &refusals](const Req& req, Res& res, const httplib::ContentReader& read) {
+            PutFile(drafts, req, res, read);
+            refusals.Answered(req, res, req.matches[1].str(), false);
+          });
   // Send takes no body, and clients send none: the documentation's curl sends neither
   // Content-Length nor Transfer-Encoding, which RFC 9112 reads as an empty body. The route reads
   // what there is itself (httplib would wait for the connection to close): a small body sent
   // anyway is read and dropped, so the connection stays usable.
   // (httplib tries routes that take a ContentReader before the others: "multipart" is kept out.)
   srv.Post(R"(/api/messages/out/((?!multipart$)[^/]+))",
-           [&drafts](const Req& req, Res& res, const httplib::ContentReader& read) {
-             if (!DropSmallBody(req, res, read)) return;
-             SendResult(res, drafts.Send(req.matches[1].str()), req.path);
+           [&drafts, &refusals](const Req& req, Res& res, const httplib::ContentReader& read) {
+             if (DropSmallBody(req, res, read)) {
+               SendResult(res, drafts.Send(req.matches[1].str()), req.path);
+             }
+             refusals.Answered(req, res, req.matches[1].str(), true);
            });
   srv.Delete(kUploadPath, [&drafts](const Req& req, Res& res) { DeleteDraft(drafts, req, res); });
   srv.Get("/api/messages/out",

@@ -217,6 +217,9 @@ const std::vector<std::string> kMigrations = {
          resolved_message_id TEXT NOT NULL DEFAULT ''
        );
        CREATE INDEX refusals_open ON refusals (resolved_ms, name);)",
+    // v7: the message id a refused API request named ('' when it named none), by which a later
+    // take-in of that id resolves it.
+    R"(ALTER TABLE refusals ADD COLUMN message_id TEXT NOT NULL DEFAULT '' COLLATE NOCASE;)",
 };
 
 constexpr int64_t kCheckpointPages = 4096;  // 16 MiB of WAL

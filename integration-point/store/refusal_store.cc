@@ -7,7 +7,8 @@ namespace bud::ip {
 
 namespace {
 constexpr const char* kColumns =
-    "id, source, name, moved_to, reason, class, refused_ms, resolved_ms, resolved_message_id";
+    "id, source, name, moved_to, reason, class, refused_ms, resolved_ms, resolved_message_id, "
+    "message_id";
 
 RefusalClass ClassFromText(const std::string& t) {
   for (auto c : kRefusalClasses) {
@@ -43,10 +44,10 @@ const char* Text(RefusalClass c) {
 Result<int64_t> RefusalStore::Record(const RefusalRow& row) {
   BUD_ASSIGN_OR_RETURN(
       auto* st,
-      db_.conn().Prepare("INSERT INTO refusals (source, name, moved_to, failed_name, "
-                         "reason, class, refused_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"));
+      db_.conn().Prepare("INSERT INTO refusals (source, name, moved_to, failed_name, reason, "
+                         "class, refused_ms, message_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
   st->BindAll(row.source, row.name, row.moved_to, Basename(row.moved_to), row.reason,
-              std::string(Text(row.reason_class)), row.refused_ms);
+              std::string(Text(row.reason_class)), row.refused_ms, row.message_id);
   BUD_RETURN_IF_ERROR(st->Run());
   return db_.conn().LastInsertId();
 }
@@ -60,6 +61,30 @@ Result<int> RefusalStore::ResolveOutbox(const std::string& folder, const std::st
   st->BindAll(folder, message_id, at_ms);
   BUD_RETURN_IF_ERROR(st->Run());
   return st->Changes();
+}
+
+Result<int> RefusalStore::ResolveApi(const std::string& message_id, int64_t at_ms) {
+  if (message_id.empty()) return 0;
+  BUD_ASSIGN_OR_RETURN(
+      auto* st, db_.conn().Prepare("UPDATE refusals SET resolved_ms=?2, resolved_message_id=?1 "
+                                   "WHERE resolved_ms=0 AND source='api' AND message_id=?1"));
+  st->BindAll(message_id, at_ms);
+  BUD_RETURN_IF_ERROR(st->Run());
+  return st->Changes();
+}
+
+Status RefusalStore::Dismiss(int64_t id, int64_t at_ms) {
+  BUD_ASSIGN_OR_RETURN(
+      auto* st, db_.conn().Prepare("UPDATE refusals SET resolved_ms=?2, resolved_message_id='' "
+                                   "WHERE id=?1 AND resolved_ms=0"));
+  st->BindAll(id, at_ms);
+  BUD_RETURN_IF_ERROR(st->Run());
+  if (st->Changes() == 0) {
+    return Status(Code::kNotFound, fmt::format("no open refusal {} (bud-ip status --failed "
+                                               "lists the open ones with their numbers)",
+                                               id));
+  }
+  return Status::Ok();
 }
 
 Result<std::vector<RefusalRow>> RefusalStore::List(bool include_resolved, int limit) {
@@ -82,6 +107,7 @@ Result<std::vector<RefusalRow>> RefusalStore::List(bool include_resolved, int li
     r.refused_ms = st->Int(6);
     r.resolved_ms = st->Int(7);
     r.resolved_message_id = st->Text(8);
+    r.message_id = st->Text(9);
     out.push_back(std::move(r));
   }
   st->Reset();

@@ -1,8 +1,10 @@
 // Refused intake: every outbox folder the point moved to outbox/.failed/ and every Next Move API
 // request refused after its body was taken, with its name, time and reason, so an admin finds
 // what was never sent (`bud-ip status --failed`, the status page, /metrics, /api/refusals). A
-// refusal stays open until a folder of the same name (its outbox name or its name in .failed) is
-// taken in; then it is resolved with that message's id. Schema in docs/storage.md.
+// folder's refusal stays open until a folder of the same name (its outbox name or its name in
+// .failed) is taken in, an API request's until a message of the id it named is taken in through
+// the API; then it is resolved with that message's id. An admin may also dismiss one (resolved
+// with no message id). Schema in docs/storage.md.
 //
 // Operation: a view on a PointDb (point_db.h), used on the thread that owns it; the engine writes
 // (inside its turn), readers use a read-only PointDb.
@@ -34,14 +36,15 @@ const char* Text(RefusalClass c);
 
 struct RefusalRow {
   int64_t id = 0;
-  std::string source;    // "outbox" or "api"
-  std::string name;      // the outbox folder's name, or the API request ("POST /api/...")
-  std::string moved_to;  // where the folder is now (outbox/.failed/<name>), "" for the API
+  std::string source;      // "outbox" or "api"
+  std::string name;        // the outbox folder's name, or the API request ("POST /api/...")
+  std::string moved_to;    // where the folder is now (outbox/.failed/<name>), "" for the API
+  std::string message_id;  // API: the message id the request named ("" when none)
   std::string reason;
   RefusalClass reason_class = RefusalClass::kMetadata;
   int64_t refused_ms = 0;
-  int64_t resolved_ms = 0;  // 0 while open
-  std::string resolved_message_id;
+  int64_t resolved_ms = 0;          // 0 while open
+  std::string resolved_message_id;  // "" with resolved_ms set: dismissed by an admin
 };
 
 struct RefusalCounts {
@@ -59,6 +62,12 @@ class RefusalStore {
   // resolved: the folder was taken in as `message_id`. Returns how many.
   Result<int> ResolveOutbox(const std::string& folder, const std::string& message_id,
                             int64_t at_ms);
+  // The open API refusals that named `message_id` are resolved: a message of that id was taken
+  // in through the API. Returns how many.
+  Result<int> ResolveApi(const std::string& message_id, int64_t at_ms);
+  // An admin dismisses refusal `id` (resolved, no message): kNotFound when there is no such open
+  // refusal.
+  Status Dismiss(int64_t id, int64_t at_ms);
   // Newest first, at most `limit`; resolved ones only with `include_resolved`.
   Result<std::vector<RefusalRow>> List(bool include_resolved, int limit);
   Result<RefusalCounts> Counts();

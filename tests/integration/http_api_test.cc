@@ -2,7 +2,6 @@
 // curl and cpp-httplib's client as archive systems, libzip reading what pop returns.
 #include <fmt/format.h>
 #include <httplib.h>
-#include <zip.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -16,6 +15,7 @@
 #include "common/clock.h"
 #include "common/uuid.h"
 #include "tests/integration/harness.h"
+#include "tests/support/zip_read.h"
 
 namespace bud::test {
 namespace {
@@ -100,8 +100,8 @@ Reply Send(const std::string& base, const std::string& method, const std::string
            const std::string& body = "", const std::string& type = "application/json",
            const httplib::Headers& headers = {}) {
   auto c = Client(base);
-  httplib::Result r = method == "POST"    ? c.Post(path.c_str(), headers, body, type.c_str())
-                      : method == "PUT"   ? c.Put(path.c_str(), headers, body, type.c_str())
+  httplib::Result r = method == "POST"     ? c.Post(path.c_str(), headers, body, type.c_str())
+                      : method == "PUT"    ? c.Put(path.c_str(), headers, body, type.c_str())
                       : method == "DELETE" ? c.Delete(path.c_str(), headers)
                                            : c.Get(path.c_str(), headers);
   REQUIRE(r);
@@ -117,17 +117,21 @@ Strings StatusNames(const json& page) {
 // Waits until GET path answers 200 and returns the body.
 json WaitFor200(const std::string& base, const std::string& path, Millis timeout = kDefaultWait) {
   json body;
-  WaitUntil("GET " + path + " to answer 200", timeout, [&] {
-    Reply r = Get(base, path);
-    if (r.status != 200) return false;
-    body = r.Json();
-    return true;
-  }, {}, Millis(100));
+  WaitUntil(
+      "GET " + path + " to answer 200", timeout,
+      [&] {
+        Reply r = Get(base, path);
+        if (r.status != 200) return false;
+        body = r.Json();
+        return true;
+      },
+      {}, Millis(100));
   return body;
 }
 
 // Waits until the message's statuses (GET /api/statuses/{id}) include `status`.
-Strings WaitForApiStatus(const std::string& base, const std::string& id, const std::string& status) {
+Strings WaitForApiStatus(const std::string& base, const std::string& id,
+                         const std::string& status) {
   Strings names;
   WaitUntil(
       "status " + status + " of " + id + " in " + base, kDefaultWait,
@@ -141,31 +145,12 @@ Strings WaitForApiStatus(const std::string& base, const std::string& id, const s
   return names;
 }
 
-// The entries of a zip (name -> bytes), read with libzip.
+// The entries of a zip (name -> bytes); an ASiC-E has `mimetype` first.
 std::map<std::string, std::string> Unzip(const std::string& bytes) {
-  zip_error_t err;
-  zip_error_init(&err);
-  zip_source_t* src = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &err);
-  REQUIRE(src != nullptr);
-  zip_t* za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &err);
-  REQUIRE(za != nullptr);
-  std::map<std::string, std::string> out;
-  std::vector<std::string> order;
-  for (zip_int64_t i = 0; i < zip_get_num_entries(za, 0); ++i) {
-    zip_stat_t st;
-    REQUIRE(zip_stat_index(za, static_cast<zip_uint64_t>(i), 0, &st) == 0);
-    zip_file_t* f = zip_fopen_index(za, static_cast<zip_uint64_t>(i), 0);
-    REQUIRE(f != nullptr);
-    std::string data(st.size, '\0');
-    REQUIRE(zip_fread(f, data.data(), st.size) == static_cast<zip_int64_t>(st.size));
-    zip_fclose(f);
-    out[st.name] = data;
-    order.push_back(st.name);
-  }
-  zip_close(za);
-  REQUIRE(!order.empty());
-  CHECK(order.front() == "mimetype");  // ASiC: first entry, stored
-  return out;
+  auto entries = ZipEntriesInOrder(bytes);
+  REQUIRE(!entries.empty());
+  CHECK(entries.front().first == "mimetype");  // ASiC: first entry, stored
+  return {entries.begin(), entries.end()};
 }
 
 ExchangeOptions ApiExchange() {
@@ -194,26 +179,30 @@ TEST_CASE("curl: multipart SBD out, peek, pop and delete in; the sender sees LEV
   CHECK(caps.Json().at("capabilities").at(0).at("process") == kProcess);
   CHECK(caps.Json()["capabilities"][0]["documentTypes"][0]["type"] == "arkivmelding");
 
-  Reply sent = Curl({"-F", "sbd=@" + dir + "/sbd.json;type=application/json",
-                     "-F", "hoveddokument=@" + dir + "/test.pdf;type=application/pdf",
-                     "-F", "vedlegg=@" + dir + "/vedlegg æøå.txt;type=text/plain",
+  Reply sent = Curl({"-F", "sbd=@" + dir + "/sbd.json;type=application/json", "-F",
+                     "hoveddokument=@" + dir + "/test.pdf;type=application/pdf", "-F",
+                     "vedlegg=@" + dir + "/vedlegg æøå.txt;type=text/plain",
                      a + "/api/messages/out/multipart"});
   INFO(sent.body);
   REQUIRE(sent.status == 200);
   json echoed = sent.Json();
-  CHECK(echoed["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] == id);
+  CHECK(echoed["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] ==
+        id);
   CHECK(echoed["standardBusinessDocumentHeader"]["documentIdentification"].contains(
       "creationDateAndTime"));
 
   // The receiver's archive system polls: peek locks and returns the SBD.
   json sbd;
-  WaitUntil("the message to be peekable at B", kDefaultWait, [&] {
-    Reply r = Curl({b + "/api/messages/in/peek"});
-    if (r.status == 204) return false;
-    REQUIRE(r.status == 200);
-    sbd = r.Json();
-    return true;
-  }, {}, Millis(200));
+  WaitUntil(
+      "the message to be peekable at B", kDefaultWait,
+      [&] {
+        Reply r = Curl({b + "/api/messages/in/peek"});
+        if (r.status == 204) return false;
+        REQUIRE(r.status == 200);
+        sbd = r.Json();
+        return true;
+      },
+      {}, Millis(200));
   const json& header = sbd["standardBusinessDocumentHeader"];
   CHECK(header["documentIdentification"]["instanceIdentifier"] == id);
   CHECK(header["sender"][0]["identifier"]["value"] == "0192:" + std::string(kAgencyA));
@@ -272,14 +261,17 @@ TEST_CASE("a peeked message that is never popped can be peeked again after the l
   Exchange ex(o);
   const std::string a = ex.HttpBase(kAgencyA), b = ex.HttpBase(kAgencyB);
   const std::string id = NewUuid();
-  ex.DropFolder(kAgencyA, "lease", [&] {
-    auto m = Exchange::Metadata(kAgencyB);
-    m["messageId"] = id;
-    return m.dump();
-  }(), {{"doc.txt", "lease test"}});
+  ex.DropFolder(kAgencyA, "lease",
+                [&] {
+                  auto m = Exchange::Metadata(kAgencyB);
+                  m["messageId"] = id;
+                  return m.dump();
+                }(),
+                {{"doc.txt", "lease test"}});
 
   json first = WaitFor200(b, "/api/messages/in/peek");
-  CHECK(first["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] == id);
+  CHECK(first["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] ==
+        id);
   CHECK(Get(b, "/api/messages/in/peek").status == 204);
   std::this_thread::sleep_for(Millis(1700));
   // The lock ran out: pop and delete are refused, and the message is peekable again.
@@ -291,7 +283,8 @@ TEST_CASE("a peeked message that is never popped can be peeked again after the l
         "no.difi.meldingsutveksling.exceptions.MessageNotLockedException");
   CHECK(Send(b, "DELETE", "/api/messages/in/" + id).status == 400);
   json again = WaitFor200(b, "/api/messages/in/peek", Millis(5000));
-  CHECK(again["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] == id);
+  CHECK(again["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"] ==
+        id);
   CHECK(Get(b, "/api/messages/in/pop/" + id).status == 200);
   CHECK(Send(b, "DELETE", "/api/messages/in/" + id).status == 200);
   WaitForApiStatus(a, id, "LEVERT");
@@ -373,9 +366,10 @@ Strings DirEntries(const std::string& dir) {
   return out;
 }
 
-TEST_CASE("uploads over outbox.max_message_bytes get 413 and leave the draft as it was; pop of "
-          "an unknown id is 404",
-          "[integration][http]") {
+TEST_CASE(
+    "uploads over outbox.max_message_bytes get 413 and leave the draft as it was; pop of "
+    "an unknown id is 404",
+    "[integration][http]") {
   ExchangeOptions o = ApiExchange();
   o.agency_settings[kAgencyA] = {{"outbox.max_message_bytes", "4194304"},
                                  {"http.max_upload_bytes", "1048576"}};
@@ -426,8 +420,8 @@ TEST_CASE("uploads over outbox.max_message_bytes get 413 and leave the draft as 
 
   // The one-shot multipart request stays bounded by http.max_upload_bytes.
   WriteFile(dir + "/sbd.json", sbd.dump());
-  Reply multipart = Curl({"-F", "sbd=@" + dir + "/sbd.json;type=application/json",
-                          "-F", "hoveddokument=@" + dir + "/two.bin", a + "/api/messages/out/multipart"});
+  Reply multipart = Curl({"-F", "sbd=@" + dir + "/sbd.json;type=application/json", "-F",
+                          "hoveddokument=@" + dir + "/two.bin", a + "/api/messages/out/multipart"});
   CHECK(multipart.status == 413);
   CHECK(multipart.Json()["message"].get<std::string>().find("http.max_upload_bytes") !=
         std::string::npos);
@@ -513,13 +507,15 @@ TEST_CASE("bad requests get a JSON error a developer can act on", "[integration]
   CHECK(error_of(r1).find("receiver[0].identifier.value' is missing") != std::string::npos);
 
   json bad_check = sbd;
-  bad_check["standardBusinessDocumentHeader"]["receiver"][0]["identifier"]["value"] = "0192:910075919";
+  bad_check["standardBusinessDocumentHeader"]["receiver"][0]["identifier"]["value"] =
+      "0192:910075919";
   Reply r2 = Send(a, "POST", "/api/messages/out", bad_check.dump());
   CHECK(r2.status == 400);
   CHECK(error_of(r2).find("check digit") != std::string::npos);
 
   json unknown = sbd;
-  unknown["standardBusinessDocumentHeader"]["receiver"][0]["identifier"]["value"] = "0192:974760673";
+  unknown["standardBusinessDocumentHeader"]["receiver"][0]["identifier"]["value"] =
+      "0192:974760673";
   Reply r3 = Send(a, "POST", "/api/messages/out", unknown.dump());
   CHECK(r3.status == 400);
   CHECK(error_of(r3).find("not in the address registry") != std::string::npos);
@@ -568,7 +564,8 @@ TEST_CASE("bad requests get a JSON error a developer can act on", "[integration]
   auto m3 = c.Post("/api/messages/out/multipart", wrong_main);
   REQUIRE(m3);
   CHECK(m3->status == 400);
-  CHECK(error_of({m3->status, m3->body}).find("hoveddokument names 'test.pdf'") != std::string::npos);
+  CHECK(error_of({m3->status, m3->body}).find("hoveddokument names 'test.pdf'") !=
+        std::string::npos);
   Reply not_multipart = Send(a, "POST", "/api/messages/out/multipart", sbd.dump());
   CHECK(not_multipart.status == 400);
 
@@ -648,9 +645,10 @@ TEST_CASE("statuses and conversations: filters, paging, both ways of sending in 
   json sbd = json::parse(ExampleSbd(kAgencyA, kAgencyB, ids.back(), NewUuid()));
   sbd["arkivmelding"]["tittel"] = "through the API";
   auto c = Client(a);
-  auto posted = c.Post("/api/messages/out/multipart",
-                       httplib::MultipartFormDataItems{{"sbd", sbd.dump(), "", "application/json"},
-                                                       {"f", "%PDF", "test.pdf", "application/pdf"}});
+  auto posted =
+      c.Post("/api/messages/out/multipart",
+             httplib::MultipartFormDataItems{{"sbd", sbd.dump(), "", "application/json"},
+                                             {"f", "%PDF", "test.pdf", "application/pdf"}});
   REQUIRE(posted);
   REQUIRE(posted->status == 200);
   for (const auto& id : ids) WaitForApiStatus(a, id, "MOTTATT");

@@ -4,16 +4,16 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <thread>
-#include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/uuid.h"
@@ -51,8 +51,8 @@ std::map<std::string, double> ParsePrometheus(const std::string& text) {
       REQUIRE(std::regex_match(name, kName));
       if (line[2] == 'T') {
         parts >> rest;
-        REQUIRE((rest == "counter" || rest == "gauge" || rest == "histogram" ||
-                 rest == "summary" || rest == "untyped"));
+        REQUIRE((rest == "counter" || rest == "gauge" || rest == "histogram" || rest == "summary" ||
+                 rest == "untyped"));
         REQUIRE(!types.contains(name));
         REQUIRE(!sampled_families.contains(name));
         types[name] = rest;
@@ -102,9 +102,12 @@ std::map<std::string, double> ParsePrometheus(const std::string& text) {
     REQUIRE(line.at(i) == ' ');
     const std::string value_text = line.substr(i + 1);
     double value;
-    if (value_text == "+Inf") value = INFINITY;
-    else if (value_text == "-Inf") value = -INFINITY;
-    else if (value_text == "NaN") value = NAN;
+    if (value_text == "+Inf")
+      value = INFINITY;
+    else if (value_text == "-Inf")
+      value = -INFINITY;
+    else if (value_text == "NaN")
+      value = NAN;
     else {
       size_t used = 0;
       value = std::stod(value_text, &used);
@@ -219,22 +222,24 @@ TEST_CASE("/metrics parses as Prometheus text and moves when messages flow; /hea
   CHECK(Value(ip_after, mottatt) - Value(ip_before, mottatt) == 3);
   CHECK(Value(ip_after, "bud_ip_accepted_total") - Value(ip_before, "bud_ip_accepted_total") == 3);
   CHECK(Value(ip_after, "bud_ip_submit_to_accept_seconds_count") -
-            Value(ip_before, "bud_ip_submit_to_accept_seconds_count") == 3);
+            Value(ip_before, "bud_ip_submit_to_accept_seconds_count") ==
+        3);
   CHECK(Value(ip_after, "bud_ip_submit_to_accept_seconds_sum") > 0);
   CHECK(Value(broker_after, "bud_broker_accepted_total") -
-            Value(broker_before, "bud_broker_accepted_total") == 3);
+            Value(broker_before, "bud_broker_accepted_total") ==
+        3);
   CHECK(Value(broker_after, "bud_broker_deliveries_total") -
-            Value(broker_before, "bud_broker_deliveries_total") == 3);
+            Value(broker_before, "bud_broker_deliveries_total") ==
+        3);
   CHECK(Value(broker_after, "bud_broker_submit_to_accept_seconds_count") -
-            Value(broker_before, "bud_broker_submit_to_accept_seconds_count") == 3);
+            Value(broker_before, "bud_broker_submit_to_accept_seconds_count") ==
+        3);
   CHECK(Value(broker_after, "bud_broker_commits_total") >
         Value(broker_before, "bud_broker_commits_total"));
   // The sessions by organisation, and refused submits by reason (none refused here: each
   // reason is there, at 0, and they add up to the REJECTED and queue-full counts).
-  CHECK(Value(broker_after, "bud_broker_session{org=\"0192:" + std::string(kAgencyA) + "\"}") ==
-        1);
-  CHECK(Value(broker_after, "bud_broker_session{org=\"0192:" + std::string(kAgencyB) + "\"}") ==
-        1);
+  CHECK(Value(broker_after, "bud_broker_session{org=\"0192:" + std::string(kAgencyA) + "\"}") == 1);
+  CHECK(Value(broker_after, "bud_broker_session{org=\"0192:" + std::string(kAgencyB) + "\"}") == 1);
   double refused = 0;
   for (const char* reason : {"envelope", "too_large", "routing", "id_conflict", "queue_full"}) {
     const std::string series =
@@ -245,12 +250,14 @@ TEST_CASE("/metrics parses as Prometheus text and moves when messages flow; /hea
   CHECK(refused == Value(broker_after, "bud_broker_rejected_total") +
                        Value(broker_after, "bud_broker_queue_full_total"));
   auto b_metrics = Scrape(b);
-  CHECK(Value(b_metrics, "bud_ip_messages{direction=\"INCOMING\",status=\"INNKOMMENDE_MOTTATT\"}") == 3);
+  CHECK(Value(b_metrics,
+              "bud_ip_messages{direction=\"INCOMING\",status=\"INNKOMMENDE_MOTTATT\"}") == 3);
   CHECK(Value(b_metrics, "bud_ip_deliveries_total") == 3);
 
   // With the receiver down, its queue at the broker grows and ages.
   ex.ip(kAgencyB).Stop();
-  const std::string queue = "bud_broker_queue_depth{receiver=\"0192:" + std::string(kAgencyB) + "\"}";
+  const std::string queue =
+      "bud_broker_queue_depth{receiver=\"0192:" + std::string(kAgencyB) + "\"}";
   for (int i = 0; i < 2; ++i) ids.push_back(Send(ex, kAgencyA, kAgencyB, "queued"));
   WaitUntil("two messages queued for B at the broker", kDefaultWait,
             [&] { return Value(Scrape(broker), queue) == 2; });
@@ -266,9 +273,8 @@ TEST_CASE("/metrics parses as Prometheus text and moves when messages flow; /hea
 
   // A broker that is gone: the integration point says so in both /healthz and /metrics.
   ex.broker().Stop();
-  WaitUntil("A to notice the broker is gone", kDefaultWait, [&] {
-    return Health(a, &status)["broker"] == "disconnected";
-  });
+  WaitUntil("A to notice the broker is gone", kDefaultWait,
+            [&] { return Health(a, &status)["broker"] == "disconnected"; });
   CHECK(status == 200);  // the store works: degraded, not down
   CHECK(Health(a, &status)["status"] == "DEGRADED");
   CHECK(Value(Scrape(a), "bud_ip_broker_connected") == 0);
@@ -341,9 +347,15 @@ std::string RenderPage(Exchange& ex, const std::string& url, const std::string& 
   const std::string chromium = "/usr/bin/chromium";
   INFO("Debian's chromium package is needed (scripts/test installs it)");
   REQUIRE(PathExists(chromium));
-  std::vector<std::string> argv = {"/usr/bin/env", "TZ=Europe/Oslo", chromium, "--headless",
-                                   "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                                   "--no-first-run", "--lang=" + lang,
+  std::vector<std::string> argv = {"/usr/bin/env",
+                                   "TZ=Europe/Oslo",
+                                   chromium,
+                                   "--headless",
+                                   "--no-sandbox",
+                                   "--disable-gpu",
+                                   "--disable-dev-shm-usage",
+                                   "--no-first-run",
+                                   "--lang=" + lang,
                                    "--user-data-dir=" + ex.root() + "/chromium-" + lang,
                                    "--virtual-time-budget=8000"};
   if (screenshot.empty()) {
@@ -388,8 +400,8 @@ json GetJson(const std::string& base, const std::string& path) {
 }
 
 CommandResult IpStatus(Exchange& ex, const std::string& org, std::vector<std::string> extra) {
-  std::vector<std::string> argv = {"/usr/bin/env", "TZ=Europe/Oslo", BUD_IP_BIN, "status",
-                                   "--config", ex.IpConfig(org)};
+  std::vector<std::string> argv = {"/usr/bin/env", "TZ=Europe/Oslo", BUD_IP_BIN,
+                                   "status",       "--config",       ex.IpConfig(org)};
   argv.insert(argv.end(), extra.begin(), extra.end());
   CommandResult r = RunCommand(argv);
   INFO("bud-ip status: " << r.out << r.err);
@@ -404,9 +416,10 @@ std::string WrongCheckDigit(const std::string& orgnr) {
   return bad;
 }
 
-TEST_CASE("a refused outbox folder is shown by bud-ip status --failed, the page and /metrics, "
-          "and leaves the list once fixed and sent",
-          "[integration][http][browser][refusals]") {
+TEST_CASE(
+    "a refused outbox folder is shown by bud-ip status --failed, the page and /metrics, "
+    "and leaves the list once fixed and sent",
+    "[integration][http][browser][refusals]") {
   ExchangeOptions o;
   o.http = true;
   Exchange ex(o);
@@ -475,9 +488,96 @@ TEST_CASE("a refused outbox folder is shown by bud-ip status --failed, the page 
   CHECK(dom.find("data-name=\"brev-feil\"") == std::string::npos);
 }
 
-TEST_CASE("the page's overview in Norwegian and English matches the store; a stopped broker "
-          "shows red",
-          "[integration][http][browser][overview]") {
+TEST_CASE(
+    "a refused Next Move API request is kept for the admin, resolved when its id is sent "
+    "right, and one without an id can be dismissed",
+    "[integration][http][refusals]") {
+  ExchangeOptions o;
+  o.http = true;
+  Exchange ex(o);
+  const std::string a = ex.HttpBase(kAgencyA);
+  httplib::Client c(a);
+  c.set_connection_timeout(5);
+  c.set_read_timeout(20);
+  const std::string id = NewUuid();
+  const std::string boundary = "grense";
+  auto multipart = [&](const std::string& receiver) {
+    json sbd = {{"standardBusinessDocumentHeader",
+                 {{"headerVersion", "1.0"},
+                  {"sender", json::array({{{"identifier",
+                                            {{"value", "0192:" + std::string(kAgencyA)},
+                                             {"authority", "iso6523-actorid-upis"}}}}})},
+                  {"receiver", json::array({{{"identifier",
+                                              {{"value", "0192:" + receiver},
+                                               {"authority", "iso6523-actorid-upis"}}}}})},
+                  {"documentIdentification",
+                   {{"standard", kDocumentType},
+                    {"typeVersion", "2.0"},
+                    {"instanceIdentifier", id},
+                    {"type", "arkivmelding"}}},
+                  {"businessScope",
+                   {{"scope", json::array({{{"type", "ConversationId"},
+                                            {"instanceIdentifier", NewUuid()},
+                                            {"identifier", kProcess}}})}}}}},
+                {"arkivmelding", {{"hoveddokument", "brev.txt"}, {"sikkerhetsnivaa", 3}}}};
+    return "--" + boundary +
+           "\r\nContent-Disposition: form-data; name=sbd\r\nContent-Type: "
+           "application/json\r\n\r\n" +
+           sbd.dump() + "\r\n--" + boundary +
+           "\r\nContent-Disposition: form-data; name=brev; filename=brev.txt\r\n\r\nHei\r\n--" +
+           boundary + "--\r\n";
+  };
+  const std::string type = "multipart/form-data; boundary=" + boundary;
+  // A receiver with a wrong check digit, and a body that is no SBD at all.
+  auto refused = c.Post("/api/messages/out/multipart", multipart(WrongCheckDigit(kAgencyB)), type);
+  REQUIRE(refused);
+  CHECK(refused->status == 400);
+  auto garbage = c.Post("/api/messages/out", "[]", "application/json");
+  REQUIRE(garbage);
+  CHECK(garbage->status == 400);
+
+  json listed = json::parse(IpStatus(ex, kAgencyA, {"--failed", "--json"}).out);
+  REQUIRE(listed.size() == 2);  // newest first
+  CHECK(listed[0]["name"] == "POST /api/messages/out");
+  CHECK(listed[0]["messageId"] == "");
+  CHECK(listed[1]["name"] == "POST /api/messages/out/multipart");
+  CHECK(listed[1]["messageId"] == id);
+  CHECK(listed[1]["class"] == "api");
+  CHECK_THAT(listed[1]["reason"].get<std::string>(), Catch::StartsWith("400: "));
+  const std::string en = IpStatus(ex, kAgencyA, {"--failed", "--lang", "en"}).out;
+  CHECK(en.find("POST /api/messages/out/multipart (" + id + ")") != std::string::npos);
+  CHECK(en.find("2 refused, not sent") != std::string::npos);
+  auto m = Scrape(a);
+  CHECK(Value(m, "bud_ip_intake_refused_total{class=\"api\"}") == 2);
+  CHECK(Value(m, "bud_ip_intake_refused_open") == 2);
+
+  // The archive system sends the same id to the right receiver: taken in, the refusal resolved.
+  auto sent = c.Post("/api/messages/out/multipart", multipart(kAgencyB), type);
+  REQUIRE(sent);
+  CHECK(sent->status == 200);
+  ex.WaitForStatus(kAgencyA, id, "MOTTATT");
+  listed = json::parse(IpStatus(ex, kAgencyA, {"--failed", "--json"}).out);
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0]["messageId"] == "");
+  // The admin dismisses the one without an id; a second dismissal of it is an error.
+  const std::string number = std::to_string(listed[0]["id"].get<int64_t>());
+  CHECK(IpStatus(ex, kAgencyA, {"--dismiss", number}).out.find("dismissed") != std::string::npos);
+  CHECK(json::parse(IpStatus(ex, kAgencyA, {"--failed", "--json"}).out).empty());
+  const std::string all = IpStatus(ex, kAgencyA, {"--failed", "--all", "--lang", "en"}).out;
+  CHECK(all.find("taken in as message " + id) != std::string::npos);
+  CHECK(all.find("dismissed ") != std::string::npos);
+  CommandResult again = RunCommand(
+      {BUD_IP_BIN, "status", "-c", ex.IpConfig(kAgencyA), "--dismiss", number}, Millis(30000));
+  CHECK(again.exit_code == 1);
+  CHECK(again.err.find("no open refusal " + number) != std::string::npos);
+  CHECK(Value(Scrape(a), "bud_ip_intake_refused_open") == 0);
+  ex.CheckAlive();
+}
+
+TEST_CASE(
+    "the page's overview in Norwegian and English matches the store; a stopped broker "
+    "shows red",
+    "[integration][http][browser][overview]") {
   ExchangeOptions o;
   o.http = true;
   Exchange ex(o);
@@ -574,8 +674,8 @@ TEST_CASE("bud-ip status --lang nb prints Norwegian headings and local times wit
   CommandResult env = RunCommand({"/usr/bin/env", "LANG=nb_NO.UTF-8", "TZ=Europe/Oslo", BUD_IP_BIN,
                                   "status", "--config", ex.IpConfig(kAgencyA)});
   CHECK(env.out.find("1 melding(er)") != std::string::npos);
-  CommandResult bad = RunCommand({BUD_IP_BIN, "status", "--config", ex.IpConfig(kAgencyA),
-                                  "--lang", "de"});
+  CommandResult bad =
+      RunCommand({BUD_IP_BIN, "status", "--config", ex.IpConfig(kAgencyA), "--lang", "de"});
   CHECK(bad.exit_code == 1);
   CHECK(bad.err.find("--lang 'de' is not nb or en") != std::string::npos);
 }

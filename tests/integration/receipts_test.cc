@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/uuid.h"
 #include "tests/integration/harness.h"
+#include "tests/support/zip_read.h"
 
 namespace bud::test {
 namespace {
@@ -143,6 +144,67 @@ ExchangeOptions ReceiptExchange() {
   return o;
 }
 
+// A multipart body as .NET's MultipartFormDataContent writes it: a boundary of its own, parameter
+// values unquoted where it can, `charset` on the JSON part.
+constexpr const char* kDotNetBoundary = "8c1f3a52-6b0e-4c49-9d4e-5e3a2b1c0d9f";
+std::string DotNetPart(const std::string& disposition, const std::string& type,
+                       const std::string& body) {
+  return std::string("--") + kDotNetBoundary + "\r\nContent-Disposition: " + disposition +
+         "\r\nContent-Type: " + type + "\r\n\r\n" + body + "\r\n";
+}
+Reply PostDotNet(const std::string& base, const std::string& body) {
+  httplib::Client c(base);
+  c.set_connection_timeout(5);
+  c.set_read_timeout(20);
+  const std::string type = std::string("multipart/form-data; boundary=") + kDotNetBoundary;
+  httplib::Result r =
+      c.Post("/api/messages/out/multipart", body + "--" + kDotNetBoundary + "--\r\n", type.c_str());
+  REQUIRE(r);
+  return {r->status, r->body};
+}
+
+// The receiving archive's arkivmelding_kvittering for `related` (as it was peeked), sent from
+// `from` to `to` as a multipart body with only its sbd part; the receipt's id.
+std::string SendReceipt(const std::string& base, const std::string& from, const std::string& to,
+                        const std::string& related, const std::string& conversation,
+                        const std::string& text) {
+  const std::string receipt_id = NewUuid();
+  json receipt =
+      json::parse(Sbd(from, to, receipt_id, conversation, kResponseProcess, kReceiptType));
+  receipt["arkivmelding_kvittering"] = {
+      {"receiptType", "OK"},
+      {"relatedToMessageId", related},
+      {"messages", json::array({{{"code", "200"}, {"text", text}}})}};
+  Reply sent = PostDotNet(
+      base, DotNetPart("form-data; name=sbd", "application/json; charset=utf-8", receipt.dump()));
+  INFO(sent.body);
+  REQUIRE(sent.status == 200);
+  return receipt_id;
+}
+
+// Peek + DELETE until 204: each status as "<STATUS> <message id in lower case>", oldest first.
+// Checks that a peek removes nothing, that ids come in order, and that a deleted id is gone.
+Strings DrainStatusQueue(const std::string& base) {
+  Strings drained;
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 100; ++i) {
+    Reply head = Call(base, "GET", "/api/statuses/peek");
+    if (head.status == 204) break;
+    REQUIRE(head.status == 200);
+    const json h = head.Json();
+    CHECK(Call(base, "GET", "/api/statuses/peek").Json()["id"] == h["id"]);
+    const int64_t sid = h["id"];
+    CHECK((ids.empty() || sid > ids.back()));  // FIFO
+    ids.push_back(sid);
+    drained.push_back(h["status"].get<std::string>() + " " + Lower(h["messageId"]));
+    REQUIRE(Call(base, "DELETE", "/api/statuses/" + std::to_string(sid)).status == 200);
+  }
+  CHECK(Call(base, "GET", "/api/statuses/peek").status == 204);
+  if (!ids.empty())
+    CHECK(Call(base, "DELETE", "/api/statuses/" + std::to_string(ids.front())).status == 404);
+  return drained;
+}
+
 TEST_CASE(
     "an arkivmelding and its receipt, both ways through the Next Move API: LEST, pop 204, "
     "the status queue drained, finished",
@@ -186,18 +248,8 @@ TEST_CASE(
   REQUIRE(Call(b, "DELETE", "/api/messages/in/" + seen_id).status == 200);
   WaitForStatus(a, id, "LEVERT");
 
-  const std::string receipt_id = NewUuid();
-  json receipt = json::parse(
-      Sbd(kAgencyB, kAgencyA, receipt_id, Lower(conversation), kResponseProcess, kReceiptType));
-  receipt["arkivmelding_kvittering"] = {
-      {"receiptType", "OK"},
-      {"relatedToMessageId", seen_id},
-      {"messages", json::array({{{"code", "200"}, {"text", "Journalført som 2026/42-1"}}})}};
-  WriteFile(ex.root() + "/receipt.json", receipt.dump());
-  Reply receipt_sent = Curl({"-F", "sbd=@" + ex.root() + "/receipt.json;type=application/json",
-                             b + "/api/messages/out/multipart"});
-  INFO(receipt_sent.body);
-  REQUIRE(receipt_sent.status == 200);
+  const std::string receipt_id =
+      SendReceipt(b, kAgencyB, kAgencyA, seen_id, Lower(conversation), "Journalført som 2026/42-1");
 
   // A: the original ends at LEST with the receipt as its raw receipt; finished.
   Strings history = WaitForStatus(a, Lower(id), "LEST");
@@ -229,22 +281,7 @@ TEST_CASE(
 
   // A's status queue: peek + DELETE until 204, every status of both messages once, oldest
   // first.
-  Strings drained;
-  std::set<int64_t> ids_seen;
-  for (int i = 0; i < 50; ++i) {
-    Reply head = Call(a, "GET", "/api/statuses/peek");
-    if (head.status == 204) break;
-    REQUIRE(head.status == 200);
-    const json h = head.Json();
-    CHECK(Call(a, "GET", "/api/statuses/peek").Json()["id"] == h["id"]);  // peek removes nothing
-    const int64_t sid = h["id"];
-    CHECK(ids_seen.insert(sid).second);
-    CHECK((ids_seen.size() == 1 || sid > *std::prev(ids_seen.end(), 2)));  // FIFO
-    drained.push_back(h["status"].get<std::string>() + " " + Lower(h["messageId"]));
-    REQUIRE(Call(a, "DELETE", "/api/statuses/" + std::to_string(sid)).status == 200);
-  }
-  CHECK(Call(a, "GET", "/api/statuses/peek").status == 204);
-  CHECK(Call(a, "DELETE", "/api/statuses/" + std::to_string(*ids_seen.begin())).status == 404);
+  Strings drained = DrainStatusQueue(a);
   const std::string o = " " + Lower(id), r = " " + receipt_id;
   std::multiset<std::string> expected = {"OPPRETTET" + o,
                                          "SENDT" + o,
@@ -255,6 +292,104 @@ TEST_CASE(
                                          "INNKOMMENDE_LEVERT" + r};
   CHECK(std::multiset<std::string>(drained.begin(), drained.end()) == expected);
   // Nothing left unfinished at A: the arkivmelding is LEST, the receipt INNKOMMENDE_LEVERT.
+  CHECK(Call(a, "GET", "/api/conversations/queue").Json()["totalElements"] == 0);
+  ex.CheckAlive();
+}
+
+TEST_CASE(
+    "an archive system on both sides as eFormidling documents it: .NET-shaped bodies with æøå "
+    "names and filename*, peek by service identifier, pop, delete, kvittering, LEST, queues "
+    "drained",
+    "[integration][http][receipts]") {
+  Exchange ex(ReceiptExchange());
+  const std::string a = ex.HttpBase(kAgencyA);
+  const std::string b = ex.HttpBase(kAgencyB);
+  struct Sent {
+    std::string id, conversation, file, bytes, disposition;
+    std::string receipt_id;
+  };
+  std::vector<Sent> sent = {
+      // .NET: unquoted parameters, an RFC 2047 file name.
+      {NewUuid(), NewUuid(), "vedtak æøå.pdf", "%PDF-1.7 vedtak æøå\n",
+       "form-data; name=Hoveddokument; filename=\"=?utf-8?B?dmVkdGFrIMOmw7jDpS5wZGY=?=\"", ""},
+      // RFC 5987 beside an ASCII fallback, as Java's and other clients send it.
+      {NewUuid(), NewUuid(), "søknad.pdf", "%PDF-1.7 søknad\n",
+       "form-data; name=\"Hoveddokument\"; filename=\"s_knad.pdf\"; "
+       "filename*=UTF-8''s%C3%B8knad.pdf",
+       ""}};
+  for (auto& m : sent) {
+    json sbd = json::parse(Sbd(kAgencyA, kAgencyB, m.id, m.conversation, kProcess, kDocumentType));
+    sbd["arkivmelding"] = {{"hoveddokument", m.file}, {"sikkerhetsnivaa", 3}};
+    Reply r = PostDotNet(
+        a, DotNetPart("form-data; name=sbd", "application/json; charset=utf-8", sbd.dump()) +
+               DotNetPart(m.disposition, "application/pdf", m.bytes));
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+  }
+  for (const auto& m : sent) WaitForStatus(a, m.id, "MOTTATT");
+
+  // B: a consumer of another service (DPE) sees nothing and locks nothing; DPO peeks take each
+  // message, pop gives its files under their names, delete, and the kvittering goes back.
+  CHECK(Call(b, "GET", "/api/messages/in/peek?serviceIdentifier=DPE").status == 204);
+  for (size_t i = 0; i < sent.size(); ++i) {
+    Reply peek = Call(b, "GET", "/api/messages/in/peek?serviceIdentifier=DPO");
+    REQUIRE(peek.status == 200);
+    const json peeked = peek.Json();
+    const std::string id =
+        peeked["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"];
+    auto m = std::find_if(sent.begin(), sent.end(), [&](const Sent& s) { return s.id == id; });
+    REQUIRE(m != sent.end());
+    CHECK(peeked["arkivmelding"]["hoveddokument"] == m->file);
+    httplib::Client c(b);
+    c.set_read_timeout(20);
+    httplib::Result pop = c.Get(("/api/messages/in/pop/" + id).c_str());
+    REQUIRE(pop);
+    REQUIRE(pop->status == 200);
+    auto entries = ZipEntries(pop->body);
+    CHECK(entries[m->file] == m->bytes);
+    CHECK(entries["manifest.xml"].find("<hoveddokument href=\"" + m->file + "\"") !=
+          std::string::npos);
+    REQUIRE(Call(b, "DELETE", "/api/messages/in/" + id).status == 200);
+    m->receipt_id =
+        SendReceipt(b, kAgencyB, kAgencyA, id, m->conversation, "Journalført: " + m->file);
+  }
+  CHECK(Call(b, "GET", "/api/messages/in/peek?serviceIdentifier=DPO").status == 204);
+
+  // A: each original ends at LEST and is finished; each receipt pops as 204 and is deleted.
+  for (const auto& m : sent) {
+    CHECK(WaitForStatus(a, m.id, "LEST") ==
+          Strings{"OPPRETTET", "SENDT", "MOTTATT", "LEVERT", "LEST"});
+    json conv = Call(a, "GET", "/api/conversations/messageId/" + m.id).Json();
+    CHECK(conv["status"] == "LEST");
+    CHECK(conv["finished"] == true);
+  }
+  for (size_t i = 0; i < sent.size(); ++i) {
+    json receipt = WaitForPeek(a);
+    const std::string rid =
+        receipt["standardBusinessDocumentHeader"]["documentIdentification"]["instanceIdentifier"];
+    CHECK(receipt["arkivmelding_kvittering"]["receiptType"] == "OK");
+    Reply pop = Call(a, "GET", "/api/messages/in/pop/" + rid);
+    CHECK(pop.status == 204);
+    CHECK(pop.body.empty());
+    REQUIRE(Call(a, "DELETE", "/api/messages/in/" + rid).status == 200);
+  }
+  for (const auto& m : sent) WaitForStatus(b, m.receipt_id, "LEVERT");
+
+  // Both status queues drain to 204, each status once.
+  std::multiset<std::string> expected_a, expected_b;
+  for (const auto& m : sent) {
+    for (const char* st : {"OPPRETTET", "SENDT", "MOTTATT", "LEVERT", "LEST"})
+      expected_a.insert(std::string(st) + " " + m.id);
+    for (const char* st : {"INNKOMMENDE_MOTTATT", "INNKOMMENDE_LEVERT"}) {
+      expected_a.insert(std::string(st) + " " + m.receipt_id);
+      expected_b.insert(std::string(st) + " " + m.id);
+    }
+    for (const char* st : {"OPPRETTET", "SENDT", "MOTTATT", "LEVERT"})
+      expected_b.insert(std::string(st) + " " + m.receipt_id);
+  }
+  Strings drained_a = DrainStatusQueue(a), drained_b = DrainStatusQueue(b);
+  CHECK(std::multiset<std::string>(drained_a.begin(), drained_a.end()) == expected_a);
+  CHECK(std::multiset<std::string>(drained_b.begin(), drained_b.end()) == expected_b);
   CHECK(Call(a, "GET", "/api/conversations/queue").Json()["totalElements"] == 0);
   ex.CheckAlive();
 }

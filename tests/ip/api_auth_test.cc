@@ -30,8 +30,6 @@ struct AuthServed : ApiFixture {
   std::unique_ptr<httplib::Client> client;
   explicit AuthServed(bool with_token) {
     HttpOptions o;
-    o.listen = "127.0.0.1:0";
-    o.threads = 2;
     o.basic_auth_file = dir / "basic-auth";
     // Cost 2^10: the test's own speed; the default is 2^15.
     REQUIRE(WriteBasicAuthFile(o.basic_auth_file, "arkiv", "hemmelig æøå", 10).ok());
@@ -39,13 +37,7 @@ struct AuthServed : ApiFixture {
       o.token_file = dir / "token";
       REQUIRE(WriteFileSynced(o.token_file, "0123456789abcdef0123\n", 0600).ok());
     }
-    auto started = HttpServer::Start(o, [this](httplib::Server& srv) {
-      AddStatusRoutes(srv, *queries);
-      AddOutgoingRoutes(srv, *outgoing, *drafts, *queries);
-      AddIncomingRoutes(srv, *inbox, *queries);
-    });
-    if (!started.ok()) throw std::runtime_error(started.status().ToString());
-    server = std::move(*started);
+    server = Serve(o);
     client = std::make_unique<httplib::Client>("http://" + server->address());
   }
   httplib::Result Get(const std::string& path, const std::string& authorization = "") {

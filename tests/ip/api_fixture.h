@@ -11,10 +11,13 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/http_server.h"
 #include "integration-point/api/api_inbox.h"
+#include "integration-point/api/api_refusals.h"
 #include "integration-point/api/drafts.h"
 #include "integration-point/api/outgoing.h"
 #include "integration-point/api/registry_lookup.h"
+#include "integration-point/api/routes.h"
 #include "integration-point/api/shared_store.h"
 #include "integration-point/api/status_queries.h"
 #include "integration-point/config.h"
@@ -95,6 +98,7 @@ struct ApiFixture {
   std::unique_ptr<ApiInbox> inbox;
   EngineMetrics metrics;
   std::unique_ptr<StatusQueries> queries;
+  std::unique_ptr<ApiRefusals> refusals;
 
   ApiFixture() {
     config.orgnr = kMe;
@@ -119,6 +123,23 @@ struct ApiFixture {
         config, *store, [this] { ++wakes; }, [this] { return now; });
     queries = std::make_unique<StatusQueries>(config.me(), metrics, *store, registry,
                                               std::vector<std::pair<std::string, crypto::Cert>>());
+    refusals = std::make_unique<ApiRefusals>(*store, [this] { return now; });
+  }
+
+  // Every route served over HTTP as http_api.cc wires them, on an OS-picked loopback port;
+  // `o` may add authentication or other limits.
+  std::unique_ptr<HttpServer> Serve(HttpOptions o = {}) {
+    o.listen = "127.0.0.1:0";
+    o.threads = 2;
+    o.streams_body = [](const httplib::Request& req) { return IsFileUpload(req) || IsSend(req); };
+    o.max_streamed_body_bytes = static_cast<size_t>(config.max_message_bytes);
+    auto started = HttpServer::Start(o, [this](httplib::Server& srv) {
+      AddStatusRoutes(srv, *queries);
+      AddOutgoingRoutes(srv, *outgoing, *drafts, *queries, *refusals);
+      AddIncomingRoutes(srv, *inbox, *queries);
+    });
+    if (!started.ok()) throw std::runtime_error(started.status().ToString());
+    return std::move(*started);
   }
 
   // The current status of our outgoing message `id` ("" when there is none).

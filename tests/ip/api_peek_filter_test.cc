@@ -20,16 +20,7 @@ struct Served : ApiFixture {
   std::unique_ptr<HttpServer> server;
   std::unique_ptr<httplib::Client> client;
   Served() {
-    HttpOptions o;
-    o.listen = "127.0.0.1:0";
-    o.threads = 2;
-    auto started = HttpServer::Start(o, [this](httplib::Server& srv) {
-      AddStatusRoutes(srv, *queries);
-      AddOutgoingRoutes(srv, *outgoing, *drafts, *queries);
-      AddIncomingRoutes(srv, *inbox, *queries);
-    });
-    if (!started.ok()) throw std::runtime_error(started.status().ToString());
-    server = std::move(*started);
+    server = Serve();
     client = std::make_unique<httplib::Client>("http://" + server->address());
   }
   // An incoming message kept for the API, as the engine records it.

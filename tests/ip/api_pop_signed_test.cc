@@ -2,7 +2,6 @@
 // configured: the container carries the root manifest.xml naming the SBD's main document and a
 // signature that the openssl binary verifies over the extracted ASiCManifest; DELETE answers
 // the message's SBD.
-#include <zip.h>
 
 #include <catch2/catch.hpp>
 #include <map>
@@ -11,34 +10,13 @@
 #include "tests/integration/harness.h"
 #include "tests/ip/api_fixture.h"
 #include "tests/support/test_pki.h"
+#include "tests/support/zip_read.h"
 
 namespace bud::ip::api::test {
 namespace {
 
 using nlohmann::json;
 const std::string kId = "d0000000-0000-4000-8000-0000000000d1";
-
-std::map<std::string, std::string> Unzip(const std::string& bytes) {
-  zip_error_t err;
-  zip_error_init(&err);
-  zip_source_t* src = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &err);
-  REQUIRE(src != nullptr);
-  zip_t* za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &err);
-  REQUIRE(za != nullptr);
-  std::map<std::string, std::string> out;
-  for (zip_int64_t i = 0; i < zip_get_num_entries(za, 0); ++i) {
-    zip_stat_t st;
-    REQUIRE(zip_stat_index(za, static_cast<zip_uint64_t>(i), 0, &st) == 0);
-    zip_file_t* f = zip_fopen_index(za, static_cast<zip_uint64_t>(i), 0);
-    REQUIRE(f != nullptr);
-    std::string data(st.size, '\0');
-    CHECK(zip_fread(f, data.data(), st.size) == static_cast<zip_int64_t>(st.size));
-    zip_fclose(f);
-    out[st.name] = std::move(data);
-  }
-  zip_close(za);
-  return out;
-}
 
 TEST_CASE("pop answers an ASiC-E signed by this point that openssl verifies", "[ip][api][asic]") {
   ApiFixture f;
@@ -92,7 +70,7 @@ TEST_CASE("pop answers an ASiC-E signed by this point that openssl verifies", "[
     if (piece->empty()) break;
     bytes.append(*piece);
   }
-  auto entries = Unzip(bytes);
+  auto entries = bud::test::ZipEntries(bytes);
   CHECK_THAT(entries["manifest.xml"],
              Catch::Contains(R"(<hoveddokument href="vedtak.pdf" mime="application/pdf">)"));
   CHECK_THAT(entries["manifest.xml"], Catch::Contains("0192:" + std::string(kReceiver)));

@@ -270,18 +270,8 @@ struct Served : ReceiptFixture {
   std::unique_ptr<HttpServer> server;
   int port = 0;
   Served() {
-    HttpOptions o;
-    o.listen = "127.0.0.1:0";
-    o.threads = 2;
-    o.streams_body = [](const httplib::Request& req) { return IsFileUpload(req) || IsSend(req); };
-    o.max_streamed_body_bytes = 1 << 20;  // outbox.max_message_bytes, as large as a send's body
-    auto started = HttpServer::Start(o, [this](httplib::Server& srv) {
-      AddStatusRoutes(srv, *queries);
-      AddOutgoingRoutes(srv, *outgoing, *drafts, *queries);
-      AddIncomingRoutes(srv, *inbox, *queries);
-    });
-    if (!started.ok()) throw std::runtime_error(started.status().ToString());
-    server = std::move(*started);
+    config.max_message_bytes = 1 << 20;  // as large as a send's body may be
+    server = Serve();
     const std::string address = server->address();
     port = std::stoi(address.substr(address.rfind(':') + 1));
   }
