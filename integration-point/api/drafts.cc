@@ -295,8 +295,10 @@ Status Drafts::Delete(const std::string& id) {
   BUD_RETURN_IF_ERROR(store_.Run([&](PointStore& s) -> Status {
     Status st = s.outgoing.DeleteDraft(id);
     if (st.code() != Code::kNotFound) return st;
-    auto sent = s.outgoing.Has(id);
-    if (!sent.ok() || !*sent) return st;
+    // Not a draft: as eFormidling, 200 when there is nothing unsent to remove (unknown, or sent
+    // already); a message handed to the engine and not yet accepted by the broker stays.
+    BUD_ASSIGN_OR_RETURN(auto row, s.outgoing.Get(id));
+    if (!row || row->status != "OPPRETTET") return Status::Ok();
     return Status(Code::kConflict, fmt::format("message {} was already sent and cannot be "
                                                "removed; follow it in /api/statuses/{}",
                                                id, id));
@@ -311,6 +313,12 @@ Result<json> Drafts::Get(const std::string& id) {
     if (draft.ok() && *draft) return json::parse(**draft, nullptr, false);
     BUD_ASSIGN_OR_RETURN(auto row, s.outgoing.Get(id));
     if (!row) return Status(Code::kNotFound, fmt::format("no outgoing message {}", id));
+    // As eFormidling's list: a message the broker accepted is gone from here.
+    if (row->status != "OPPRETTET") {
+      return Status(Code::kNotFound, fmt::format("message {} is sent (status {}); follow it in "
+                                                 "/api/statuses/{}",
+                                                 id, row->status, id));
+    }
     return SbdOf(*row, "");
   });
 }

@@ -41,6 +41,7 @@ json StatusJson(const StatusItem& s) {
               {"lastUpdate", FormatOsloTime(s.at_ms)},
               {"status", s.status},
               {"description", Describe(s.status, s.reason)},
+              {"convId", s.conv_id},
               {"conversationId", s.conversation_id},
               {"messageId", s.message_id},
               {"direction", DirectionName(s.direction)}};
@@ -52,7 +53,8 @@ json ConversationJson(const MessageRow& m, const std::vector<HistoryRow>& histor
                       const std::optional<TransferRow>& transfer) {
   json statuses = json::array();
   for (const auto& h : history) {
-    statuses.push_back({{"status", h.status},
+    statuses.push_back({{"id", h.id},
+                        {"status", h.status},
                         {"description", Describe(h.status, h.reason)},
                         {"lastUpdate", FormatOsloTime(h.at_ms)},
                         {"current", h.current}});

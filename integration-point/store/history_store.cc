@@ -84,7 +84,7 @@ Result<Paged<StatusItem>> HistoryStore::Statuses(const StatusQuery& q) {
       auto* st,
       db_.conn().Prepare(fmt::format(
           "SELECT h.id, h.at_ms, h.status, h.reason, m.conversation_id, h.message_id, h.direction, "
-          "h.raw_receipt {} ORDER BY {} LIMIT ?6 OFFSET ?7",
+          "h.raw_receipt, m.rowid {} ORDER BY {} LIMIT ?6 OFFSET ?7",
           kWhere, order)));
   st->BindAll(q.message_id, q.status, DirectionText(q.direction), q.from_ms, q.to_ms, q.limit,
               q.offset);
@@ -92,7 +92,7 @@ Result<Paged<StatusItem>> HistoryStore::Statuses(const StatusQuery& q) {
     BUD_ASSIGN_OR_RETURN(bool more, st->Step());
     if (!more) break;
     out.items.push_back({st->Int(0), st->Int(1), st->Text(2), st->Text(3), st->Text(4), st->Text(5),
-                         StoredDirection(st->Text(6)), st->Text(7)});
+                         StoredDirection(st->Text(6)), st->Text(7), st->Int(8)});
   }
   return out;
 }

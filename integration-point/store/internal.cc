@@ -90,15 +90,15 @@ Result<std::vector<HistoryRow>> HistoryOf(storage::Db& db, const std::string& me
                                           Direction direction) {
   BUD_ASSIGN_OR_RETURN(
       auto* st,
-      db.Prepare(
-          "SELECT status, reason, at_ms, advanced FROM history WHERE message_id=? AND direction=? "
-          "ORDER BY id"));
+      db.Prepare("SELECT status, reason, at_ms, advanced, id FROM history WHERE message_id=? AND "
+                 "direction=? "
+                 "ORDER BY id"));
   st->BindAll(message_id, std::string(Text(direction)));
   std::vector<HistoryRow> out;
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) break;
-    out.push_back({st->Text(0), st->Text(1), st->Int(2), st->Int(3) != 0});
+    out.push_back({st->Text(0), st->Text(1), st->Int(2), st->Int(3) != 0, st->Int(4)});
   }
   return out;
 }

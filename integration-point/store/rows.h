@@ -41,7 +41,8 @@ struct HistoryRow {
   std::string status;
   std::string reason;
   int64_t at_ms;
-  bool current;  // false for a late status kept for the record that did not advance
+  bool current;    // false for a late status kept for the record that did not advance
+  int64_t id = 0;  // the history line's id (a status item's id)
 };
 
 struct PendingReport {
@@ -73,6 +74,7 @@ struct StatusItem {
   std::string message_id;
   Direction direction = Direction::kOut;
   std::string raw_receipt;  // the receipt behind a LEST or FEIL, "" when none
+  int64_t conv_id = 0;      // the conversation's (message row's) numeric id, 0 when it is gone
 };
 
 // One `sort=property[,asc|desc]` of an HTTP API list, by the API's property name ("lastUpdate");

@@ -11,12 +11,13 @@ using namespace store_internal;
 
 Result<std::optional<StatusItem>> StatusQueue::Peek() {
   BUD_ASSIGN_OR_RETURN(
-      auto* st, db_.conn().Prepare(
-                    "SELECT h.id, h.at_ms, h.status, h.reason, coalesce(m.conversation_id, ''), "
-                    "h.message_id, h.direction, h.raw_receipt FROM status_queue q "
-                    "JOIN history h ON h.id=q.history_id "
-                    "LEFT JOIN messages m ON m.message_id=h.message_id AND m.direction=h.direction "
-                    "ORDER BY q.history_id LIMIT 1"));
+      auto* st,
+      db_.conn().Prepare(
+          "SELECT h.id, h.at_ms, h.status, h.reason, coalesce(m.conversation_id, ''), "
+          "h.message_id, h.direction, h.raw_receipt, coalesce(m.rowid, 0) FROM status_queue q "
+          "JOIN history h ON h.id=q.history_id "
+          "LEFT JOIN messages m ON m.message_id=h.message_id AND m.direction=h.direction "
+          "ORDER BY q.history_id LIMIT 1"));
   BUD_ASSIGN_OR_RETURN(bool row, st->Step());
   std::optional<StatusItem> out;
   if (row) {
@@ -27,7 +28,8 @@ Result<std::optional<StatusItem>> StatusQueue::Peek() {
                      st->Text(4),
                      st->Text(5),
                      StoredDirection(st->Text(6)),
-                     st->Text(7)};
+                     st->Text(7),
+                     st->Int(8)};
   }
   st->Reset();
   return out;

@@ -362,6 +362,15 @@ TEST_CASE(
     json conv = Call(a, "GET", "/api/conversations/messageId/" + m.id).Json();
     CHECK(conv["status"] == "LEST");
     CHECK(conv["finished"] == true);
+    // Status items name their conversation by its numeric id too; its statuses carry theirs.
+    json items = Call(a, "GET", "/api/statuses/" + m.id).Json();
+    for (const auto& item : items["content"]) CHECK(item["convId"] == conv["id"]);
+    REQUIRE(conv["messageStatuses"].size() == items["content"].size());
+    CHECK(conv["messageStatuses"][0]["id"] == items["content"][0]["id"]);
+    // Sent: gone from /api/messages/out; DELETE there removes nothing and answers 200.
+    CHECK(Call(a, "GET", "/api/messages/out/" + m.id).status == 404);
+    CHECK(Call(a, "DELETE", "/api/messages/out/" + m.id).status == 200);
+    CHECK(Call(a, "GET", "/api/conversations/messageId/" + m.id).Json()["status"] == "LEST");
   }
   for (size_t i = 0; i < sent.size(); ++i) {
     json receipt = WaitForPeek(a);

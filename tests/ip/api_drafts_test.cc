@@ -219,7 +219,7 @@ TEST_CASE("deleting a draft; a sent message cannot be deleted (409)", "[ip][api]
   REQUIRE(f.drafts->Upload(kId, File("test.pdf"), StringSource("x")).ok());
   REQUIRE(f.drafts->Delete(kId).ok());
   CHECK_FALSE(std::filesystem::exists(DraftDir(f.config, kId)));
-  CHECK(f.drafts->Delete(kId).code() == Code::kNotFound);
+  CHECK(f.drafts->Delete(kId).ok());  // nothing to remove: 200, as eFormidling
   CHECK(f.drafts->Get(kId).status().message() == "no outgoing message " + kId);
 
   const std::string sent_id = "d0000000-0000-4000-8000-000000000002";
@@ -234,6 +234,19 @@ TEST_CASE("deleting a draft; a sent message cannot be deleted (409)", "[ip][api]
                             "follow it in /api/statuses/" +
                             sent_id);
   CHECK(f.OutStatus(sent_id) == "OPPRETTET");
+  CHECK(f.drafts->Get(sent_id).ok());  // handed on, not sent yet: still under /out
+
+  // Accepted by the broker: gone from /api/messages/out, as eFormidling's list; DELETE removes
+  // nothing and answers 200.
+  REQUIRE(f.store
+              ->Run([&](PointStore& s) {
+                return s.outgoing.ApplyStatus(sent_id, wire::SENDT, "", f.now, WorkState::kSent);
+              })
+              .ok());
+  CHECK(f.drafts->Get(sent_id).status().code() == Code::kNotFound);
+  CHECK_THAT(f.drafts->Get(sent_id).status().message(), Catch::Contains("is sent (status SENDT)"));
+  CHECK(f.drafts->Delete(sent_id).ok());
+  CHECK(f.OutStatus(sent_id) == "SENDT");
 }
 
 }  // namespace
