@@ -217,6 +217,18 @@ const std::vector<std::string> kMigrations = {
          resolved_message_id TEXT NOT NULL DEFAULT ''
        );
        CREATE INDEX refusals_open ON refusals (resolved_ms, name);)",
+    // v7: webhook subscriptions (subscription_store.h). Each holds a cursor into the history:
+    // the status lines after `pushed_through` are the events it has still to be sent.
+    R"(CREATE TABLE subscriptions (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         name TEXT NOT NULL,
+         push_endpoint TEXT NOT NULL,
+         resource TEXT NOT NULL,
+         event TEXT NOT NULL,
+         filter TEXT NOT NULL DEFAULT '',
+         pushed_through INTEGER NOT NULL,
+         created_ms INTEGER NOT NULL
+       );)",
 };
 
 constexpr int64_t kCheckpointPages = 4096;  // 16 MiB of WAL
