@@ -307,28 +307,34 @@ TEST_CASE("webhooks: events not yet pushed when the point stops are pushed after
 
 TEST_CASE("webhooks: a subscriber that hangs does not hold up the others", "[ip][webhooks]") {
   Hooked h;
+  h.pusher.reset();
+  h.options.read_timeout_ms = 2000;  // each push to the hanging one waits this long
+  h.StartPusher();
   Receiver hanging, quick;
   hanging.Hang();
   const auto t0 = std::chrono::steady_clock::now();
   h.Subscribe(hanging.url(), "hangs");  // its ping times out (read_timeout_ms); created anyway
-  CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+  CHECK(std::chrono::steady_clock::now() - t0 < 6s);
   CHECK(h.metrics.pings_failed == 1);
   h.Subscribe(quick.url(), "quick");
   const std::string a = h.Message({wire::SENDT, wire::MOTTATT, wire::LEVERT});
   const auto t1 = std::chrono::steady_clock::now();
-  auto events = quick.Events(4, 5s);
+  auto events = quick.Events(4, 10s);
   CHECK(StatusesOf(events, a) ==
         std::vector<std::string>{"OPPRETTET", "SENDT", "MOTTATT", "LEVERT"});
-  // Four events at once, while every push to the other waits out its 500 ms timeout.
-  CHECK(std::chrono::steady_clock::now() - t1 < 2s);
-  CHECK(WaitFor(
-      [&] { return h.metrics.failed >= 2; }));  // the hanging one's pushes time out and are retried
+  // All four while the first push to the other still waits out its 2 s (a shared thread would
+  // have taken 2 s per event).
+  CHECK(std::chrono::steady_clock::now() - t1 < 3s);
+  CHECK(WaitFor([&] { return h.metrics.failed >= 1; }));  // the hanging one's push timed out
   CHECK(hanging.Events(1, 0ms).empty());
-  CHECK(hanging.requests() >= 2);
-  // Deleting it stops its pushes at once.
+  CHECK(hanging.requests() >= 2);  // the ping and a push
+  // Deleting it stops its pushes, the one in flight too, at once.
+  const auto t2 = std::chrono::steady_clock::now();
   auto gone = h.client->Delete("/api/subscriptions/1");
   REQUIRE(gone);
   CHECK(gone->status == 200);
+  h.pusher.reset();  // joins every subscription's thread
+  CHECK(std::chrono::steady_clock::now() - t2 < 1500ms);
 }
 
 TEST_CASE("webhooks: a filter passes only the statuses and directions it names", "[ip][webhooks]") {
@@ -474,6 +480,75 @@ TEST_CASE("webhooks: push URLs and filters are read strictly", "[ip][webhooks]")
   CHECK(webhooks::Matches(parts, e));
   e.direction = Direction::kOut;
   CHECK_FALSE(webhooks::Matches(parts, e));
+}
+
+TEST_CASE("webhooks: an event its subscriber never takes is dropped after give_up_after_ms",
+          "[ip][webhooks]") {
+  Hooked h;
+  h.pusher.reset();
+  h.options.give_up_after_ms = 300;
+  h.StartPusher();
+  Receiver r;
+  h.Subscribe(r.url());
+  r.FailNext(1000000);  // down for good
+  const std::string a = h.Message({wire::SENDT});
+  CHECK(WaitFor([&] { return h.metrics.dropped == 2; }));
+  CHECK(h.metrics.failed >= 1);
+  r.FailNext(0);  // back: the next status is pushed, the dropped ones are not
+  REQUIRE(h.store
+              ->Run([&](PointStore& s) {
+                return s.outgoing.ApplyStatus(a, wire::MOTTATT, "", NowMs());
+              })
+              .ok());
+  auto events = r.Events(1);
+  CHECK(StatusesOf(events, a) == std::vector<std::string>{"MOTTATT"});
+  CHECK(WaitFor([&] { return h.metrics.failing == 0; }));
+}
+
+TEST_CASE("webhooks: [webhooks] in the config is read and checked", "[ip][webhooks]") {
+  bud::test::TempDir dir;
+  const std::string base = R"([agency]
+orgnr = "910076787"
+[paths]
+outbox = "o"
+inbox = "i"
+store = "s.db"
+[keys]
+signing_key = "k"
+signing_cert = "c"
+encryption_key = "k"
+encryption_cert = "c"
+trust_anchor = "ca"
+[registry]
+endpoint = "tcp://127.0.0.1:1"
+[broker]
+endpoint = "tcp://127.0.0.1:2"
+)";
+  auto load = [&](const std::string& extra) {
+    const std::string path = dir / "ip.toml";
+    FILE* f = fopen(path.c_str(), "w");
+    fputs((base + extra).c_str(), f);
+    fclose(f);
+    return Config::Load(path);
+  };
+  auto defaults = load("");
+  REQUIRE(defaults.ok());
+  CHECK(defaults->webhooks.read_timeout_ms == 10000);
+  CHECK(defaults->webhooks.give_up_after_ms == 86400000);
+  auto set = load(
+      "[webhooks]\nconnect_timeout_ms = 2000\nread_timeout_ms = 3000\n"
+      "backoff_ms = 500\nbackoff_max_ms = 5000\nmax_subscriptions = 5\n");
+  REQUIRE(set.ok());
+  CHECK(set->webhooks.connect_timeout_ms == 2000);
+  CHECK(set->webhooks.read_timeout_ms == 3000);
+  CHECK(set->webhooks.backoff_max_ms == 5000);
+  CHECK(set->webhooks.max_subscriptions == 5);
+  for (const char* bad : {"[webhooks]\nread_timeout_ms = 0\n",
+                          "[webhooks]\nbackoff_ms = 5000\nbackoff_max_ms = 100\n",
+                          "[webhooks]\ngive_up_after_ms = 10\n", "[webhooks]\nretries = 3\n"}) {
+    INFO(bad);
+    CHECK_FALSE(load(bad).ok());
+  }
 }
 
 TEST_CASE("store: version 6 migrates to 7 with no subscriptions, whose cursor starts at the end",
