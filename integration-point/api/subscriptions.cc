@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "common/json.h"
 #include "integration-point/api/json_shapes.h"
 #include "integration-point/store/point_store.h"
 #include "integration-point/webhooks/url_pusher.h"
@@ -44,8 +45,12 @@ bool Lacks(const SubscriptionInput& in) { return !in.name || !in.push_endpoint; 
 }  // namespace
 
 Result<SubscriptionInput> ReadSubscriptionInput(const std::string& body) {
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
+  // Bounded before it is parsed (common/json.h): an `id` or a field deep inside is copied.
+  auto parsed = ParseJson(body, "the subscription", JsonLimits{64 << 10, 16});
+  if (!parsed.ok())
+    return Status(Code::kMalformed, "JSON parse error: " + parsed.status().message());
+  const json& j = *parsed;
+  if (!j.is_object()) {
     return Status(Code::kMalformed, "JSON parse error: the body must be a JSON object");
   }
   SubscriptionInput in;

@@ -37,9 +37,9 @@ struct FieldError {
   nlohmann::json rejected;
 };
 
-// The body as a subscription: kMalformed when it is not a JSON object, or a field is an object
-// or array (numbers and booleans are read as their text, as Jackson does); unknown fields are
-// ignored.
+// The body as a subscription: kMalformed when it is not a JSON object (at most 64 KiB, nested 16
+// deep), or a field is an object or array (numbers and booleans are read as their text, as Jackson
+// does); unknown fields are ignored.
 Result<SubscriptionInput> ReadSubscriptionInput(const std::string& body);
 
 // The checks of eFormidling's Subscription for creating (`create`: name, pushEndpoint, resource

@@ -392,6 +392,10 @@ TEST_CASE("webhooks: subscriptions are refused, found and changed as eFormidling
   CHECK(garbage->status == 400);
   CHECK(json::parse(garbage->body)["exception"] ==
         "org.springframework.http.converter.HttpMessageNotReadableException");
+  auto deep = h.client->Post("/api/subscriptions", "{\"id\": " + std::string(100000, '[') + "}",
+                             "application/json");
+  REQUIRE(deep);
+  CHECK(deep->status == 400);
   CHECK(r.Pings().empty());  // nothing refused was pinged
 
   auto made = post(good);
