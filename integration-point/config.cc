@@ -125,6 +125,19 @@ Result<Config> Config::Load(const std::string& path) {
     return f.Error("incoming.delivery", "\"api\" needs the HTTP API: set http.listen");
   }
   BUD_ASSIGN_OR_RETURN(c.peek_lock_ms, f.Int("http.peek_lock_ms", c.peek_lock_ms, 100, 86400000));
+  auto& wh = c.webhooks;
+  BUD_ASSIGN_OR_RETURN(wh.connect_timeout_ms,
+                       f.Int("webhooks.connect_timeout_ms", wh.connect_timeout_ms, 10, 600000));
+  BUD_ASSIGN_OR_RETURN(wh.read_timeout_ms,
+                       f.Int("webhooks.read_timeout_ms", wh.read_timeout_ms, 10, 600000));
+  BUD_ASSIGN_OR_RETURN(wh.poll_ms, f.Int("webhooks.poll_ms", wh.poll_ms, 10, 60000));
+  BUD_ASSIGN_OR_RETURN(wh.backoff_ms, f.Int("webhooks.backoff_ms", wh.backoff_ms, 10, 3600000));
+  BUD_ASSIGN_OR_RETURN(wh.backoff_max_ms,
+                       f.Int("webhooks.backoff_max_ms", wh.backoff_max_ms, wh.backoff_ms, 3600000));
+  BUD_ASSIGN_OR_RETURN(wh.give_up_after_ms, f.Int("webhooks.give_up_after_ms", wh.give_up_after_ms,
+                                                  60000, 30ll * 86400000));
+  BUD_ASSIGN_OR_RETURN(wh.max_subscriptions,
+                       f.Int("webhooks.max_subscriptions", wh.max_subscriptions, 1, 1000));
   BUD_ASSIGN_OR_RETURN(int64_t max_upload,
                        f.Int("http.max_upload_bytes", 100ll << 20, 1024, 200ll << 20));
   c.http.max_body_bytes = static_cast<size_t>(max_upload);

@@ -10,6 +10,7 @@
 #include "common/orgnr.h"
 #include "common/status.h"
 #include "integration-point/message_state.h"
+#include "integration-point/webhooks/webhook_options.h"
 
 namespace bud::ip {
 
@@ -85,6 +86,8 @@ struct Config {
   // max_upload_bytes (one request's body, as http.max_body_bytes).
   HttpOptions http;
   int64_t peek_lock_ms = 300000;     // [http] peek_lock_ms: how long a peek locks a message
+  // [webhooks]: pushes to the subscribers of /api/subscriptions (webhooks/webhook_options.h).
+  webhooks::WebhookOptions webhooks;
   std::string log_level = "info";    // [log] level
   std::string log_file;              // [log] file
 

@@ -18,7 +18,10 @@ HttpApi::HttpApi(const Config& config, const EngineMetrics& metrics, zmq::contex
       wake_(std::move(wake)),
       take_in_(std::move(take_in)) {}
 
-HttpApi::~HttpApi() { server_.reset(); }  // stop serving before the services go
+HttpApi::~HttpApi() {
+  server_.reset();  // stop serving before the services go
+  pusher_.reset();
+}
 
 Status HttpApi::MakeServices() {
   BUD_ASSIGN_OR_RETURN(auto store, PointStore::Open(config_.store));
@@ -54,6 +57,16 @@ Status HttpApi::MakeServices() {
                                                             {"spool", SpoolDir(config_)}};
   queries_ = std::make_unique<api::StatusQueries>(config_.me(), metrics_, *store_, *registry_,
                                                   std::move(certs), std::move(disks));
+  queries_->set_webhook_metrics(&webhook_metrics_);
+  pusher_ = std::make_unique<webhooks::WebhookPusher>(config_.store, config_.webhooks,
+                                                      webhook_metrics_, [] { return NowMs(); });
+  BUD_RETURN_IF_ERROR(pusher_->Start());
+  subscriptions_ = std::make_unique<api::Subscriptions>(
+      *store_,
+      [this](const std::string& url) {
+        webhooks::PingEndpoint(url, config_.webhooks, webhook_metrics_, NowMs());
+      },
+      [this] { pusher_->Wake(); }, config_.webhooks.max_subscriptions, [] { return NowMs(); });
   return Status::Ok();
 }
 
@@ -69,6 +82,7 @@ Status HttpApi::Start() {
                          api::AddStatusRoutes(srv, *queries_);
                          api::AddOutgoingRoutes(srv, *outgoing_, *drafts_, *queries_, *refusals_);
                          api::AddIncomingRoutes(srv, *inbox_, *queries_);
+                         api::AddSubscriptionRoutes(srv, *subscriptions_);
                        }));
   return Status::Ok();
 }

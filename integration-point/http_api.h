@@ -4,8 +4,9 @@
 // Layout: HttpApi only wires. The work is done by plain services in api/, testable without
 // HTTP (tests/ip/api_*_test.cc): OutgoingMessages (the checks and the take-in every way of
 // sending shares), Drafts (create, upload, send, delete), ApiInbox (peek, pop, delete),
-// StatusQueries (statuses, conversations, lists, capabilities, metrics, health), with the JSON
-// shapes in api/json_shapes.h. The routes (api/routes_*.cc) parse a request, call one service
+// StatusQueries (statuses, conversations, lists, capabilities, metrics, health), Subscriptions
+// (webhooks, pushed by webhooks/webhook_pusher.h on threads of their own), with the JSON shapes
+// in api/json_shapes.h. The routes (api/routes_*.cc) parse a request, call one service
 // and write its answer; api/http_answer.h maps a Status to the HTTP status and error body.
 //
 // Operation: served by common/http_server.h on its own threads (which also checks Host, Origin
@@ -32,9 +33,11 @@
 #include "integration-point/api/registry_lookup.h"
 #include "integration-point/api/shared_store.h"
 #include "integration-point/api/status_queries.h"
+#include "integration-point/api/subscriptions.h"
 #include "integration-point/config.h"
 #include "integration-point/engine.h"
 #include "integration-point/store/point_store.h"
+#include "integration-point/webhooks/webhook_pusher.h"
 
 namespace bud::ip {
 
@@ -67,6 +70,9 @@ class HttpApi {
   std::unique_ptr<api::ApiInbox> inbox_;
   std::unique_ptr<api::ApiRefusals> refusals_;
   std::unique_ptr<api::StatusQueries> queries_;
+  webhooks::WebhookMetrics webhook_metrics_;
+  std::unique_ptr<webhooks::WebhookPusher> pusher_;
+  std::unique_ptr<api::Subscriptions> subscriptions_;
   std::unique_ptr<HttpServer> server_;
 };
 

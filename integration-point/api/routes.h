@@ -3,6 +3,7 @@
 //   routes_status.cc  /, /healthz, /metrics, capabilities, statuses, conversations
 //   routes_out.cc     /api/messages/out...: multipart, drafts (create, PUT a file, send, delete)
 //   routes_in.cc      /api/messages/in...: list, peek, pop, delete
+//   routes_subscriptions.cc  /api/subscriptions...: webhooks
 #pragma once
 
 #include <httplib.h>
@@ -12,6 +13,7 @@
 #include "integration-point/api/drafts.h"
 #include "integration-point/api/outgoing.h"
 #include "integration-point/api/status_queries.h"
+#include "integration-point/api/subscriptions.h"
 
 namespace bud::ip::api {
 
@@ -19,6 +21,7 @@ void AddStatusRoutes(httplib::Server& srv, StatusQueries& queries);
 void AddOutgoingRoutes(httplib::Server& srv, OutgoingMessages& outgoing, Drafts& drafts,
                        StatusQueries& queries, ApiRefusals& refusals);
 void AddIncomingRoutes(httplib::Server& srv, ApiInbox& inbox, StatusQueries& queries);
+void AddSubscriptionRoutes(httplib::Server& srv, Subscriptions& subs);
 
 // PUT /api/messages/out/{id}: a file of a draft, read by its route as a stream.
 bool IsFileUpload(const httplib::Request& req);

@@ -182,6 +182,23 @@ std::string StatusQueries::MetricsText() {
   w.Histogram("bud_ip_submit_to_accept_seconds",
               "Time from submitting an envelope to the broker's ACCEPTED.",
               metrics_.submit_to_accept);
+  if (webhook_metrics_) {
+    const webhooks::WebhookMetrics& m = *webhook_metrics_;
+    w.Family("bud_ip_webhook_pushes_total", "counter",
+             "Webhook events pushed (ok), push attempts that failed (failed, each retry counts) "
+             "and events given up after give_up_after_ms (dropped).");
+    w.Sample("bud_ip_webhook_pushes_total", {{"result", "ok"}}, static_cast<double>(m.pushed));
+    w.Sample("bud_ip_webhook_pushes_total", {{"result", "failed"}}, static_cast<double>(m.failed));
+    w.Sample("bud_ip_webhook_pushes_total", {{"result", "dropped"}},
+             static_cast<double>(m.dropped));
+    w.Family("bud_ip_webhook_pings_total", "counter", "Pings to new push endpoints, by outcome.");
+    w.Sample("bud_ip_webhook_pings_total", {{"result", "ok"}}, static_cast<double>(m.pings_ok));
+    w.Sample("bud_ip_webhook_pings_total", {{"result", "failed"}},
+             static_cast<double>(m.pings_failed));
+    w.Family("bud_ip_webhook_subscriptions_failing", "gauge",
+             "Subscriptions whose last push failed (their events wait and are retried).");
+    w.Sample("bud_ip_webhook_subscriptions_failing", static_cast<double>(m.failing));
+  }
   w.Family("bud_ip_certificate_expiry_days", "gauge", "Days until each own certificate expires.");
   for (const auto& [label, cert] : certs_) {
     w.Sample("bud_ip_certificate_expiry_days", {{"certificate", label}},

@@ -19,6 +19,7 @@
 #include "integration-point/api/registry_lookup.h"
 #include "integration-point/api/shared_store.h"
 #include "integration-point/engine.h"
+#include "integration-point/webhooks/webhook_options.h"
 
 namespace bud::ip::api {
 
@@ -71,6 +72,8 @@ class StatusQueries {
   Result<nlohmann::json> Overview(int64_t now_ms);
   // Prometheus text format 0.0.4.
   std::string MetricsText();
+  // Adds the webhook pusher's counters to MetricsText (`m` must outlive this; null: none).
+  void set_webhook_metrics(const webhooks::WebhookMetrics* m) { webhook_metrics_ = m; }
   Health HealthNow();
   Readiness ReadinessNow();
   // /manage/health (Spring actuator's shape): Ok when the store can be read and written (a
@@ -88,6 +91,7 @@ class StatusQueries {
   RegistryLookup& registry_;
   std::vector<std::pair<std::string, crypto::Cert>> certs_;
   std::vector<std::pair<std::string, std::string>> disks_;
+  const webhooks::WebhookMetrics* webhook_metrics_ = nullptr;
 };
 
 }  // namespace bud::ip::api

@@ -217,7 +217,19 @@ const std::vector<std::string> kMigrations = {
          resolved_message_id TEXT NOT NULL DEFAULT ''
        );
        CREATE INDEX refusals_open ON refusals (resolved_ms, name);)",
-    // v7: the message id a refused API request named ('' when it named none), by which a later
+    // v7: webhook subscriptions (subscription_store.h). Each holds a cursor into the history:
+    // the status lines after `pushed_through` are the events it has still to be sent.
+    R"(CREATE TABLE subscriptions (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         name TEXT NOT NULL,
+         push_endpoint TEXT NOT NULL,
+         resource TEXT NOT NULL,
+         event TEXT NOT NULL,
+         filter TEXT NOT NULL DEFAULT '',
+         pushed_through INTEGER NOT NULL,
+         created_ms INTEGER NOT NULL
+       );)",
+    // v8: the message id a refused API request named ('' when it named none), by which a later
     // take-in of that id resolves it.
     R"(ALTER TABLE refusals ADD COLUMN message_id TEXT NOT NULL DEFAULT '' COLLATE NOCASE;)",
 };

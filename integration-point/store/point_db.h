@@ -44,6 +44,7 @@ class PointDb {
   friend class HistoryStore;
   friend class StatusQueue;
   friend class RefusalStore;
+  friend class SubscriptionStore;
   explicit PointDb(std::unique_ptr<storage::Db> db);
   storage::Db& conn() { return *conn_; }  // the role views' only way in
 

@@ -10,8 +10,9 @@
 #include "integration-point/store/incoming_store.h"
 #include "integration-point/store/outgoing_store.h"
 #include "integration-point/store/point_db.h"
-#include "integration-point/store/status_queue.h"
 #include "integration-point/store/refusal_store.h"
+#include "integration-point/store/status_queue.h"
+#include "integration-point/store/subscription_store.h"
 
 namespace bud::ip {
 
@@ -27,7 +28,8 @@ struct PointStore {
         incoming(*point),
         history(*point),
         status_queue(*point),
-        refusals(*point) {}
+        refusals(*point),
+        subscriptions(*point) {}
   PointStore(const PointStore&) = delete;
   PointStore& operator=(const PointStore&) = delete;
 
@@ -37,6 +39,7 @@ struct PointStore {
   HistoryStore history;
   StatusQueue status_queue;
   RefusalStore refusals;
+  SubscriptionStore subscriptions;
 };
 
 }  // namespace bud::ip
