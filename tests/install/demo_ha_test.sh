@@ -23,8 +23,10 @@ pids=()
 for f in "$demo"/registry*/*.pid "$demo"/broker*/*.pid "$demo"/agencies/*/*.pid; do
   [ -f "$f" ] && pids+=("$(cat "$f")")
 done
-[ ${#pids[@]} = 7 ] || fail "want 7 pid files (2 registries, 3 brokers, 2 points), found ${#pids[@]}"
-for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null || fail "process $p of the kept demo is not running"; done
+[ ${#pids[@]} = 7 ] || fail "want 7 pid files (2 registries, 3 brokers, 2 points): ${#pids[@]}"
+for p in "${pids[@]}"; do
+  kill -0 "$p" 2>/dev/null || fail "process $p of the kept demo is not running"
+done
 nodes=()
 while read -r _ dir; do nodes+=("$dir"); done < "$demo/pg-nodes"
 [ ${#nodes[@]} = 3 ] || fail "want 3 PostgreSQL nodes in pg-nodes, found ${#nodes[@]}"
