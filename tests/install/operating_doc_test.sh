@@ -4,7 +4,8 @@
 # the variables the document describes: BUILD (the build tree), PREFIX (a temporary install
 # prefix) and WORK (an empty temporary folder). Every process the procedure starts in the
 # background is stopped on exit (SIGTERM, then SIGKILL after 5 s); every wait in the document is
-# bounded by `timeout`, and ctest bounds the whole run.
+# bounded by `timeout`, and ctest bounds the whole run. Before that, every metric name the document
+# cites (bud_ip_*, bud_broker_*, bud_registry_*) must occur in the code.
 #
 #   tests/install/operating_doc_test.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
@@ -23,6 +24,16 @@ awk '/^<!-- procedure -->$/ { armed = 1; next }
      { armed = 0 }' "$doc" > "$tmp/procedure.sh"
 blocks=$(grep -c '^# --- procedure block' "$tmp/procedure.sh" || true)
 [ "$blocks" -ge 10 ] || { echo "FAIL: found only $blocks procedure blocks in $doc" >&2; exit 1; }
+
+# Every metric (and other bud_* name) the document cites is in the code, as a whole word: a metric
+# renamed in the code and not in the document fails here.
+missing=""
+for name in $(grep -o 'bud_\(ip\|broker\|registry\)_[a-z0-9_]*[a-z0-9]' "$doc" | sort -u); do
+  grep -rqwF --include='*.cc' --include='*.h' "$name" "$src/common" "$src/broker" \
+    "$src/integration-point" "$src/address-registry" || missing="$missing $name"
+done
+[ -z "$missing" ] || { echo "FAIL: $doc names what the code does not have:$missing" >&2; exit 1; }
+echo "== every bud_* name in docs/operating.md is in the code"
 echo "== running $blocks procedure blocks from docs/operating.md (trace in $tmp/trace.log)"
 
 stop_all() {
