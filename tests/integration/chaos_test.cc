@@ -86,6 +86,12 @@ std::string SeededUuid(std::mt19937& rng) {
          hex.substr(16, 4) + "-" + hex.substr(20);
 }
 
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 std::string FirstLines(const Strings& lines, size_t n = 20) {
@@ -393,6 +399,24 @@ TEST_CASE(
     return std::string();
   };
 
+  // Every live broker's /health is asked every 2 s during the run, as a load balancer would, so
+  // that the answer at the end comes from a broker that also answered through the failures.
+  size_t health_asked = 0, health_down = 0;
+  auto next_health_at = SteadyClock::now();
+  auto poll_health = [&] {
+    if (SteadyClock::now() < next_health_at) return;
+    next_health_at = SteadyClock::now() + Millis(2000);
+    for (size_t b = 0; b < 3; ++b) {
+      if (!ex.broker_at(b).Running()) continue;
+      ++health_asked;
+      try {
+        if (HttpStatus(ex.BrokerHttpBase(b), "/health") != 200) ++health_down;
+      } catch (const HarnessError&) {  // a restarted broker not yet serving HTTP
+        ++health_down;
+      }
+    }
+  };
+
   const auto t0 = SteadyClock::now();
   size_t next_burst = 0, next_event = 0, dropped = 0;
   auto next_drop_at = t0;
@@ -402,6 +426,7 @@ TEST_CASE(
       "all bursts dropped and every event done", drop_deadline,
       [&] {
         ex.CheckAlive();
+        poll_health();
         const auto now = SteadyClock::now();
         if (next_burst < bursts.size() && now >= next_drop_at &&
             dropped - std::min(dropped, in_inbox()) < max_backlog) {
@@ -539,6 +564,19 @@ TEST_CASE(
       "after %.1f s, all MOTTATT after %.1f s (%.1f messages/s end to end)\n",
       seed, total, bursts.size(), dropped_at, inbox_at, mottatt_at,
       static_cast<double>(total) / mottatt_at);
+  // How often the failures made the exactness machinery work (for the record, not asserted: it
+  // depends on where the kills landed).
+  std::string broker_logs, ip_logs;
+  for (size_t b = 0; b < 3; ++b) broker_logs += ReadFileOrEmpty(ex.broker_at(b).log_path());
+  for (const auto& org : everyone) ip_logs += ReadFileOrEmpty(ex.ip(org).log_path());
+  std::printf(
+      "chaos test: %zu failover(s) of a point to another broker, %zu session(s) taken over from "
+      "another broker, %zu duplicate submit(s) answered from the dedup record, %zu redelivery(ies) "
+      "answered from the receiver's store; %zu of %zu /health answers of the brokers during the "
+      "run not 200\n",
+      Count(ip_logs, "moving to broker"), Count(broker_logs, "taken over from broker"),
+      Count(broker_logs, "submitted again"), Count(ip_logs, "delivered again"), health_down,
+      health_asked);
   std::fflush(stdout);
 }
 
