@@ -19,6 +19,7 @@ Status Server::Run() {
   auto log = Logger("registry");
   BUD_ASSIGN_OR_RETURN(store_, OpenRegistryStore(config_.store));
   std::unique_ptr<wire::ZapHandler> zap;
+  using ZapVerdict = Result<std::optional<std::string>>;
   BUD_RETURN_IF_ERROR(wire::SeedRoutingIds());  // before the ROUTER draws its first id
   zmq::socket_t sock(ctx_, zmq::socket_type::router);
   wire::ConfigureSocket(sock, /*router=*/true);
@@ -31,14 +32,16 @@ Status Server::Run() {
     BUD_ASSIGN_OR_RETURN(auto keys, wire::LoadCurveKeyFile(config_.curve_key_file));
     zap = std::make_unique<wire::ZapHandler>(
         ctx_,
-        [this, self = keys.public_key](const std::string& key) -> std::optional<std::string> {
-          if (key == self) return "service:self";  // `bud-registry health`, with our own keys
+        [this, self = keys.public_key](const std::string& key) -> ZapVerdict {
+          // Our own key: `bud-registry health`.
+          if (key == self) return std::optional<std::string>("service:self");
           for (const auto& k : config_.allowed_client_keys) {
-            if (k == key) return "service:" + key.substr(0, 8);
+            if (k == key) return std::optional<std::string>("service:" + key.substr(0, 8));
           }
           auto e = store_->GetByCurveKey(key);
-          if (e.ok() && e->has_value()) return "0192:" + (*e)->orgnr();
-          return std::nullopt;
+          if (!e.ok()) return e.status();  // the store is down: not an unregistered key
+          if (e->has_value()) return std::optional<std::string>("0192:" + (*e)->orgnr());
+          return std::optional<std::string>();
         },
         "registry");
     wire::MakeCurveServer(sock, keys);

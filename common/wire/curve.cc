@@ -117,10 +117,14 @@ void ZapHandler::HandlePending() {
       char z85[41];
       zmq_z85_encode(z85, static_cast<const uint8_t*>(req[6].data()), 32);
       std::string address = req[3].to_string();
-      if (auto who = authorizer_(z85)) {
+      const Result<std::optional<std::string>> who = authorizer_(z85);
+      if (!who.ok()) {
+        log->warn("{}: refused a connection from {}: cannot look up CURVE key {}: {}", server_name_,
+                  address, z85, who.status().ToString());
+      } else if (*who) {
         code = "200";
         text = "OK";
-        user = *who;
+        user = **who;
         log->debug("{}: admitted {} from {}", server_name_, user, address);
       } else {
         log->warn("{}: refused a connection from {}: CURVE key {} is not registered",

@@ -47,8 +47,10 @@ std::string UserIdOf(const zmq::message_t& frame);
 
 class ZapHandler {
  public:
-  // Returns the identity for a Z85 client key, or nullopt to refuse it.
-  using Authorizer = std::function<std::optional<std::string>(const std::string& z85_key)>;
+  // Returns the identity for a Z85 client key, nullopt for a key it does not know, or an error
+  // when it cannot tell now (a store that is down). Both refuse the connection; the log says
+  // which, so that an outage is not reported as an unregistered key.
+  using Authorizer = std::function<Result<std::optional<std::string>>(const std::string& z85_key)>;
 
   ZapHandler(zmq::context_t& ctx, Authorizer authorizer, std::string server_name);
   zmq::socket_t& socket() { return sock_; }

@@ -4,8 +4,12 @@
 // SIGKILLed and restarted under the running registry, which must find it again by itself.
 #include <catch2/catch.hpp>
 #include <string>
+#include <zmq.hpp>
 
+#include "common/orgnr.h"
+#include "common/registry_client.h"
 #include "common/uuid.h"
+#include "common/wire/curve.h"
 #include "tests/integration/harness.h"
 #include "tests/support/postgres.h"
 
@@ -67,6 +71,44 @@ TEST_CASE("a registry on PostgreSQL survives its own SIGKILL and a restart of Po
   INFO(list.err);
   REQUIRE(list.exit_code == 0);
   CHECK(nlohmann::json::parse(list.out).size() == 2);
+}
+
+// Found by the chaos test: while PostgreSQL failed over, the registry refused the points' new
+// CURVE connections and logged their keys as "not registered". It still refuses them (it cannot
+// tell), but says that it cannot look the key up, and admits them once the store is back.
+TEST_CASE("a registry whose PostgreSQL is down says so when it refuses a connection",
+          "[integration][pg]") {
+  PostgresServer pg;
+  ExchangeOptions options;
+  options.registry_store_url = pg.ConnString();
+  options.registry_store_password_file = pg.PasswordFile();
+  options.start_ips = false;
+  Exchange ex(std::move(options));
+  auto keys = wire::LoadCurveKeyFile(ex.CurveKeyFile(kAgencyA));
+  REQUIRE(keys.ok());
+  const Orgnr b = *Orgnr::Parse(kAgencyB);
+  zmq::context_t ctx;
+
+  pg.Kill();
+  {
+    RegistryClient client(ctx, ex.registry_endpoint(), /*timeout_ms=*/1500, /*cache_ms=*/0, *keys,
+                          ex.registry_public_key());
+    CHECK_FALSE(client.Lookup(b).ok());
+  }
+  ex.registry().WaitForLog("cannot look up CURVE key " + keys->public_key, Millis(10000));
+  CHECK(ex.registry().LogSinceStart().find("CURVE key " + keys->public_key +
+                                           " is not registered") == std::string::npos);
+
+  pg.Start();
+  RegistryClient client(ctx, ex.registry_endpoint(), /*timeout_ms=*/1500, /*cache_ms=*/0, *keys,
+                        ex.registry_public_key());
+  Result<wire::RegistryEntry> entry = Status(Code::kUnavailable, "not asked yet");
+  WaitUntil("a lookup through the registry once PostgreSQL is back", Millis(20000), [&] {
+    entry = client.Lookup(b);
+    return entry.ok();
+  });
+  CHECK(entry->orgnr() == kAgencyB);
+  CHECK(ex.registry().Running());
 }
 
 }  // namespace
