@@ -893,6 +893,19 @@ Result<std::vector<UploadRow>> PgQueueStore::LoadUploads() {
   return out;
 }
 
+Result<std::optional<UploadRow>> PgQueueStore::FindUpload(const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
+                         return conn_->Exec(
+                             "SELECT message_id, sender, receiver, head, next_chunk, expires_ms "
+                             "FROM broker_uploads WHERE message_id=$1",
+                             pg::Params::Of(message_id));
+                       }));
+  if (r.empty()) return std::optional<UploadRow>();
+  return std::optional<UploadRow>(
+      UploadRow{r.Text(0, 0), r.Text(0, 1), r.Text(0, 2), std::string(r.Bytes(0, 3)),
+                static_cast<uint64_t>(std::max<int64_t>(r.Int(0, 4), 0)), r.Int(0, 5)});
+}
+
 Status PgQueueStore::InsertUpload(const UploadRow& row) {
   BUD_RETURN_IF_ERROR(Ready());
   pg::Params p = pg::Params::Of(row.message_id, row.sender, row.receiver);
@@ -949,8 +962,12 @@ Status PgQueueStore::CommitUploadChunks(const std::vector<UploadProgress>& progr
           "ON CONFLICT (message_id, idx) DO UPDATE SET record = EXCLUDED.record", params)
                               .status());
     }
-    BUD_RETURN_IF_ERROR(conn_->Exec("UPDATE broker_uploads SET next_chunk=$1 WHERE message_id=$2",
-                                    pg::Params::Of(p.next_chunk, p.message_id)).status());
+    // Never back: a broker the sender left may commit its last turn after another took over.
+    BUD_RETURN_IF_ERROR(conn_
+                            ->Exec("UPDATE broker_uploads SET next_chunk=GREATEST(next_chunk, $1) "
+                                   "WHERE message_id=$2",
+                                   pg::Params::Of(p.next_chunk, p.message_id))
+                            .status());
   }
   pg::CommitResult done = tx.Commit();
   return done.durable() ? Status::Ok() : done.status;

@@ -117,6 +117,7 @@ class PgQueueStore final : public QueueStore {
   Result<bool> IsQueued(const std::string& message_id) override;
 
   Result<std::vector<UploadRow>> LoadUploads() override;
+  Result<std::optional<UploadRow>> FindUpload(const std::string& message_id) override;
   Status InsertUpload(const UploadRow& row) override;
   Status SetUploadPositions(
       const std::vector<std::pair<std::string, uint64_t>>& positions) override;

@@ -26,6 +26,14 @@ Status NoChunks() {
 }
 }  // namespace
 
+Result<std::optional<UploadRow>> QueueStore::FindUpload(const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto rows, LoadUploads());
+  for (auto& row : rows) {
+    if (row.message_id == message_id) return std::optional<UploadRow>(std::move(row));
+  }
+  return std::optional<UploadRow>();
+}
+
 Status QueueStore::CommitUploadChunks(const std::vector<UploadProgress>&) { return NoChunks(); }
 
 Result<std::string> QueueStore::ReadChunk(const std::string&, uint64_t) { return NoChunks(); }
