@@ -947,12 +947,25 @@ Status PgQueueStore::DeleteUploads(const std::vector<std::string>& message_ids) 
   return done.durable() ? Status::Ok() : done.status;
 }
 
-Status PgQueueStore::CommitUploadChunks(const std::vector<UploadProgress>& progress) {
-  if (progress.empty()) return Status::Ok();
+Result<std::vector<std::string>> PgQueueStore::CommitUploadChunks(
+    const std::vector<UploadProgress>& progress) {
+  std::vector<std::string> gone;
+  if (progress.empty()) return gone;
   BUD_RETURN_IF_ERROR(Ready());
   pg::Transaction tx(*conn_);
   BUD_RETURN_IF_ERROR(tx.began());
   for (const auto& p : progress) {
+    // The position first: never back (a broker the sender left may commit its last turn after
+    // another took over), and the row stays locked until the commit, so a concurrent drop of the
+    // upload waits and then deletes these chunks too. No row: nothing is stored.
+    BUD_ASSIGN_OR_RETURN(
+        auto moved, conn_->Exec("UPDATE broker_uploads SET next_chunk=GREATEST(next_chunk, $1) "
+                                "WHERE message_id=$2",
+                                pg::Params::Of(p.next_chunk, p.message_id)));
+    if (moved.Affected() == 0) {
+      gone.push_back(p.message_id);
+      continue;
+    }
     for (const auto& c : p.chunks) {
       pg::Params params = pg::Params::Of(p.message_id, c.index);
       params.AddBytea(c.record);
@@ -962,15 +975,10 @@ Status PgQueueStore::CommitUploadChunks(const std::vector<UploadProgress>& progr
           "ON CONFLICT (message_id, idx) DO UPDATE SET record = EXCLUDED.record", params)
                               .status());
     }
-    // Never back: a broker the sender left may commit its last turn after another took over.
-    BUD_RETURN_IF_ERROR(conn_
-                            ->Exec("UPDATE broker_uploads SET next_chunk=GREATEST(next_chunk, $1) "
-                                   "WHERE message_id=$2",
-                                   pg::Params::Of(p.next_chunk, p.message_id))
-                            .status());
   }
   pg::CommitResult done = tx.Commit();
-  return done.durable() ? Status::Ok() : done.status;
+  if (!done.durable()) return done.status;
+  return gone;
 }
 
 Result<std::string> PgQueueStore::ReadChunk(const std::string& message_id, uint64_t index) {

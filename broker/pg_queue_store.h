@@ -124,7 +124,8 @@ class PgQueueStore final : public QueueStore {
   Status DeleteUploads(const std::vector<std::string>& message_ids) override;
 
   bool StoresChunks() const override { return true; }
-  Status CommitUploadChunks(const std::vector<UploadProgress>& progress) override;
+  Result<std::vector<std::string>> CommitUploadChunks(
+      const std::vector<UploadProgress>& progress) override;
   Result<std::string> ReadChunk(const std::string& message_id, uint64_t index) override;
   Status DropUploads(const std::vector<std::string>& message_ids) override;
 

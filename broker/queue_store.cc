@@ -34,7 +34,10 @@ Result<std::optional<UploadRow>> QueueStore::FindUpload(const std::string& messa
   return std::optional<UploadRow>();
 }
 
-Status QueueStore::CommitUploadChunks(const std::vector<UploadProgress>&) { return NoChunks(); }
+Result<std::vector<std::string>> QueueStore::CommitUploadChunks(
+    const std::vector<UploadProgress>&) {
+  return NoChunks();
+}
 
 Result<std::string> QueueStore::ReadChunk(const std::string&, uint64_t) { return NoChunks(); }
 

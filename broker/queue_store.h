@@ -301,8 +301,11 @@ class QueueStore : public QueueStoreReader {
   };
   // One unit: every chunk's row and every upload's next_chunk. An upload's next_chunk never goes
   // back (a broker that was left behind cannot undo another's progress; the chunks below the
-  // position are the same bytes whoever stored them).
-  virtual Status CommitUploadChunks(const std::vector<UploadProgress>& progress);
+  // position are the same bytes whoever stored them). Returns the ids whose upload row is gone
+  // (finished or dropped by another broker): nothing is stored for them, so a broker's late
+  // turn leaves no chunk that neither an upload nor a queued message owns.
+  virtual Result<std::vector<std::string>> CommitUploadChunks(
+      const std::vector<UploadProgress>& progress);
   // The record of chunk `index` of an upload or a queued streamed message (kNotFound if absent).
   virtual Result<std::string> ReadChunk(const std::string& message_id, uint64_t index);
   // An upload given up: its row and its chunks go, in one unit. (DeleteUploads removes rows

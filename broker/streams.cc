@@ -657,7 +657,19 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
         progress.push_back({id, u.received, std::move(u.pending)});
         u.pending.clear();
       }
-      st = store_.CommitUploadChunks(progress);
+      auto stored = store_.CommitUploadChunks(progress);
+      st = stored.status();
+      if (stored.ok()) {
+        const std::set<std::string> gone(stored->begin(), stored->end());
+        for (const auto& id : gone) {
+          Log()->info(
+              "message {}: upload no longer in the store (finished or dropped by another "
+              "broker); its chunks not stored, forgotten here",
+              id);
+          ForgetHere(id);
+        }
+        std::erase_if(synced, [&](const std::string& id) { return gone.contains(id); });
+      }
     } else {
       std::vector<std::pair<std::string, uint64_t>> positions;
       for (const auto& id : synced) positions.emplace_back(id, uploads_[id].received);

@@ -31,7 +31,8 @@
 // queued goes. The sweep reads the row too before it drops an idle upload: one another broker
 // moved on meanwhile is not idle. The session lease keeps one organisation's uploads on one
 // broker at a time; the store's next_chunk never goes back, so a broker's last turn after the
-// sender left cannot undo another's progress.
+// sender left cannot undo another's progress, and a turn whose upload row is gone stores no
+// chunk (the upload is forgotten here).
 //
 // Limits (docs/operating.md, "Limits"): a head is not signature-checked here, so everything it
 // makes the broker hold is capped and expires. At most max_uploads uploads are open, at most

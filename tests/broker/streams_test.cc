@@ -645,6 +645,26 @@ TEST_CASE(
   CHECK(first.SweepUploads(NowMs() + 120000) == 1);  // and then stood still
   CHECK((*store1)->ReadChunk(idle, 0).status().code() == Code::kNotFound);
   CHECK_FALSE((*store1)->FindUpload(idle)->has_value());
+
+  // A broker's late turn for an upload whose row is gone stores nothing (no chunk that neither
+  // an upload nor a queued message owns), acknowledges nothing, and forgets the upload there.
+  const std::string late = NewUuid();
+  const std::string late_head = Head(late, kA, 2, {Record(0), Record(1)});
+  REQUIRE(first.OnSubmitStream(kA, late_head).reply->stream_start().next_chunk() == 0);
+  REQUIRE(second.OnSubmitStream(kA, late_head).reply->stream_start().next_chunk() == 0);
+  wire::Chunk c;
+  c.set_message_id(late);
+  c.set_index(0);
+  c.set_record(Record(0));
+  CHECK_FALSE(second.OnUploadChunk(kA, c));
+  REQUIRE((*store1)->DropUploads({late}).ok());  // e.g. the first swept it meanwhile
+  const size_t open_before = second.open_uploads();
+  std::vector<wire::BrokerMessage> acks;
+  second.Flush([&](const std::string&, const wire::BrokerMessage& m) { acks.push_back(m); },
+               &complete);
+  CHECK(acks.empty());
+  CHECK(second.open_uploads() == open_before - 1);
+  CHECK((*store2)->ReadChunk(late, 0).status().code() == Code::kNotFound);
 }
 
 }  // namespace bud::broker
