@@ -893,6 +893,19 @@ Result<std::vector<UploadRow>> PgQueueStore::LoadUploads() {
   return out;
 }
 
+Result<std::optional<UploadRow>> PgQueueStore::FindUpload(const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
+                         return conn_->Exec(
+                             "SELECT message_id, sender, receiver, head, next_chunk, expires_ms "
+                             "FROM broker_uploads WHERE message_id=$1",
+                             pg::Params::Of(message_id));
+                       }));
+  if (r.empty()) return std::optional<UploadRow>();
+  return std::optional<UploadRow>(
+      UploadRow{r.Text(0, 0), r.Text(0, 1), r.Text(0, 2), std::string(r.Bytes(0, 3)),
+                static_cast<uint64_t>(std::max<int64_t>(r.Int(0, 4), 0)), r.Int(0, 5)});
+}
+
 Status PgQueueStore::InsertUpload(const UploadRow& row) {
   BUD_RETURN_IF_ERROR(Ready());
   pg::Params p = pg::Params::Of(row.message_id, row.sender, row.receiver);
@@ -934,12 +947,25 @@ Status PgQueueStore::DeleteUploads(const std::vector<std::string>& message_ids) 
   return done.durable() ? Status::Ok() : done.status;
 }
 
-Status PgQueueStore::CommitUploadChunks(const std::vector<UploadProgress>& progress) {
-  if (progress.empty()) return Status::Ok();
+Result<std::vector<std::string>> PgQueueStore::CommitUploadChunks(
+    const std::vector<UploadProgress>& progress) {
+  std::vector<std::string> gone;
+  if (progress.empty()) return gone;
   BUD_RETURN_IF_ERROR(Ready());
   pg::Transaction tx(*conn_);
   BUD_RETURN_IF_ERROR(tx.began());
   for (const auto& p : progress) {
+    // The position first: never back (a broker the sender left may commit its last turn after
+    // another took over), and the row stays locked until the commit, so a concurrent drop of the
+    // upload waits and then deletes these chunks too. No row: nothing is stored.
+    BUD_ASSIGN_OR_RETURN(
+        auto moved, conn_->Exec("UPDATE broker_uploads SET next_chunk=GREATEST(next_chunk, $1) "
+                                "WHERE message_id=$2",
+                                pg::Params::Of(p.next_chunk, p.message_id)));
+    if (moved.Affected() == 0) {
+      gone.push_back(p.message_id);
+      continue;
+    }
     for (const auto& c : p.chunks) {
       pg::Params params = pg::Params::Of(p.message_id, c.index);
       params.AddBytea(c.record);
@@ -949,11 +975,10 @@ Status PgQueueStore::CommitUploadChunks(const std::vector<UploadProgress>& progr
           "ON CONFLICT (message_id, idx) DO UPDATE SET record = EXCLUDED.record", params)
                               .status());
     }
-    BUD_RETURN_IF_ERROR(conn_->Exec("UPDATE broker_uploads SET next_chunk=$1 WHERE message_id=$2",
-                                    pg::Params::Of(p.next_chunk, p.message_id)).status());
   }
   pg::CommitResult done = tx.Commit();
-  return done.durable() ? Status::Ok() : done.status;
+  if (!done.durable()) return done.status;
+  return gone;
 }
 
 Result<std::string> PgQueueStore::ReadChunk(const std::string& message_id, uint64_t index) {

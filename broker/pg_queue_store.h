@@ -117,13 +117,15 @@ class PgQueueStore final : public QueueStore {
   Result<bool> IsQueued(const std::string& message_id) override;
 
   Result<std::vector<UploadRow>> LoadUploads() override;
+  Result<std::optional<UploadRow>> FindUpload(const std::string& message_id) override;
   Status InsertUpload(const UploadRow& row) override;
   Status SetUploadPositions(
       const std::vector<std::pair<std::string, uint64_t>>& positions) override;
   Status DeleteUploads(const std::vector<std::string>& message_ids) override;
 
   bool StoresChunks() const override { return true; }
-  Status CommitUploadChunks(const std::vector<UploadProgress>& progress) override;
+  Result<std::vector<std::string>> CommitUploadChunks(
+      const std::vector<UploadProgress>& progress) override;
   Result<std::string> ReadChunk(const std::string& message_id, uint64_t index) override;
   Status DropUploads(const std::vector<std::string>& message_ids) override;
 

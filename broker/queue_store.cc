@@ -26,7 +26,18 @@ Status NoChunks() {
 }
 }  // namespace
 
-Status QueueStore::CommitUploadChunks(const std::vector<UploadProgress>&) { return NoChunks(); }
+Result<std::optional<UploadRow>> QueueStore::FindUpload(const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto rows, LoadUploads());
+  for (auto& row : rows) {
+    if (row.message_id == message_id) return std::optional<UploadRow>(std::move(row));
+  }
+  return std::optional<UploadRow>();
+}
+
+Result<std::vector<std::string>> QueueStore::CommitUploadChunks(
+    const std::vector<UploadProgress>&) {
+  return NoChunks();
+}
 
 Result<std::string> QueueStore::ReadChunk(const std::string&, uint64_t) { return NoChunks(); }
 

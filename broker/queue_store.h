@@ -273,6 +273,10 @@ class QueueStore : public QueueStoreReader {
 
   // Streamed uploads in progress (broker/streams.h). The chunks themselves are not here.
   virtual Result<std::vector<UploadRow>> LoadUploads() = 0;
+  // The upload row of one message, or nullopt when none is in progress. (The default reads
+  // every row; an engine shared by several brokers answers with one query, since each broker
+  // asks at every SubmitStream.)
+  virtual Result<std::optional<UploadRow>> FindUpload(const std::string& message_id);
   // kAlreadyExists when an upload with this id is in progress.
   virtual Status InsertUpload(const UploadRow& row) = 0;
   // Sets next_chunk of each upload (id, next_chunk), in one unit.
@@ -295,8 +299,13 @@ class QueueStore : public QueueStoreReader {
     uint64_t next_chunk = 0;           // the upload's position once these chunks are stored
     std::vector<ChunkRecord> chunks;   // the records from the old position up to next_chunk
   };
-  // One unit: every chunk's row and every upload's next_chunk.
-  virtual Status CommitUploadChunks(const std::vector<UploadProgress>& progress);
+  // One unit: every chunk's row and every upload's next_chunk. An upload's next_chunk never goes
+  // back (a broker that was left behind cannot undo another's progress; the chunks below the
+  // position are the same bytes whoever stored them). Returns the ids whose upload row is gone
+  // (finished or dropped by another broker): nothing is stored for them, so a broker's late
+  // turn leaves no chunk that neither an upload nor a queued message owns.
+  virtual Result<std::vector<std::string>> CommitUploadChunks(
+      const std::vector<UploadProgress>& progress);
   // The record of chunk `index` of an upload or a queued streamed message (kNotFound if absent).
   virtual Result<std::string> ReadChunk(const std::string& message_id, uint64_t index);
   // An upload given up: its row and its chunks go, in one unit. (DeleteUploads removes rows

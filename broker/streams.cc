@@ -251,14 +251,81 @@ bool Streams::IsQueued(const std::string& id) {
   return !queued.ok() || *queued;  // unknown: keep the spool
 }
 
+void Streams::ForgetHere(const std::string& id) {
+  auto it = uploads_.find(id);
+  if (it == uploads_.end()) return;
+  spool_bytes_ -= std::min(spool_bytes_, it->second.layout.ciphertext_size);
+  CloseUpload(id);
+}
+
+Result<Streams::Upload*> Streams::SyncWithStore(const std::string& id) {
+  BUD_ASSIGN_OR_RETURN(std::optional<UploadRow> row, store_.FindUpload(id));
+  auto it = uploads_.find(id);
+  if (it != uploads_.end() &&
+      (!row || row->head != it->second.head || row->sender != it->second.org)) {
+    Log()->info("message {}: upload {}; forgotten here", id,
+                row ? "replaced in the store by another one"
+                    : "no longer in the store (finished or dropped by another broker)");
+    ForgetHere(id);
+    it = uploads_.end();
+  }
+  if (!row) return static_cast<Upload*>(nullptr);
+  if (it == uploads_.end()) {
+    auto head = crypto::ParseStreamHead(row->head, max_payload_);
+    if (!head.ok()) return head.status().Context("the stored upload's head");
+    if (row->next_chunk > head->layout.chunk_count) {
+      return Status(Code::kMalformed, fmt::format("the stored upload is at chunk {} of {}",
+                                                  row->next_chunk, head->layout.chunk_count));
+    }
+    Upload u;
+    u.org = std::move(row->sender);
+    u.receiver = std::move(row->receiver);
+    u.head = std::move(row->head);
+    u.committed = u.received = row->next_chunk;
+    u.expires_ms = row->expires_ms;
+    u.layout = head->layout;
+    u.touched_ms = NowMs();
+    u.started_mono = u.last_log_mono = MonoMs();
+    it = uploads_.emplace(id, std::move(u)).first;
+    spool_bytes_ += it->second.layout.ciphertext_size;
+    Log()->info(
+        "message {} from {}: upload taken over from the store at chunk {} of {} "
+        "(offset {}); it was under way on another broker",
+        id, it->second.org, it->second.committed, it->second.layout.chunk_count,
+        it->second.layout.RecordOffset(it->second.committed));
+    return &it->second;
+  }
+  Upload& u = it->second;
+  if (!u.handed && row->next_chunk != u.committed) {
+    Log()->info("message {}: upload moved on by another broker from chunk {} to {}", id,
+                u.committed, row->next_chunk);
+    u.committed = u.received = row->next_chunk;
+    u.pending.clear();
+    u.touched_ms = NowMs();
+  }
+  return &u;
+}
+
 size_t Streams::SweepUploads(int64_t now_ms) {
   std::vector<std::pair<std::string, std::string>> gone;
+  std::vector<std::string> idle;
   for (const auto& [id, u] : uploads_) {
     if (u.expires_ms <= now_ms) {
       gone.emplace_back(id, fmt::format("the envelope expired at {}", FormatTime(u.expires_ms)));
     } else if (now_ms - u.touched_ms >= limits_.upload_idle_ms) {
-      gone.emplace_back(id, fmt::format("no chunk for {} ms", now_ms - u.touched_ms));
+      idle.push_back(id);
     }
+  }
+  for (const auto& id : idle) {
+    const int64_t idle_ms = now_ms - uploads_.at(id).touched_ms;
+    if (chunks_in_store_) {
+      // Idle here, maybe not in the store: another broker may have it now.
+      const uint64_t before = uploads_.at(id).committed;
+      auto synced = SyncWithStore(id);
+      if (!synced.ok()) continue;  // the store cannot tell now: the next sweep decides
+      if (*synced == nullptr || (*synced)->committed != before) continue;
+    }
+    gone.emplace_back(id, fmt::format("no chunk for {} ms", idle_ms));
   }
   for (const auto& [id, why] : gone) {
     if (uploads_.at(id).handed && IsQueued(id)) {
@@ -304,7 +371,38 @@ Streams::Started Streams::OnSubmitStream(
   };
 
   // Known already (queued, delivered or done): the group commit answers as for any duplicate.
-  if (auto known = store_.IsKnown(id); known.ok() && *known && !uploads_.contains(id)) {
+  auto known = store_.IsKnown(id);
+  if (chunks_in_store_) {
+    if (!known.ok()) {
+      // Whether the message is already taken decides between a duplicate and an upload.
+      Log()->error("message {}: cannot read the store: {}", id, known.status().ToString());
+      out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, "broker could not read the store");
+      return out;
+    }
+    if (*known) {
+      // An upload row left behind (its broker stopped between queueing the message and deleting
+      // the row) goes; DropUploads keeps the chunks while the message is queued.
+      auto row = store_.FindUpload(id);
+      if (uploads_.contains(id) || (row.ok() && row->has_value())) {
+        ForgetHere(id);
+        if (Status st = store_.DropUploads({id}); !st.ok()) {
+          Log()->error("message {}: cannot remove its leftover upload row: {}", id, st.ToString());
+        } else {
+          Log()->info("message {}: leftover upload row removed (the message was already taken)",
+                      id);
+        }
+      }
+      out.item = std::move(item);
+      return out;
+    }
+    // The row is the truth: taken over from another broker, or moved on by one.
+    if (auto synced = SyncWithStore(id); !synced.ok()) {
+      Log()->error("message {}: cannot read its upload from the store: {}", id,
+                   synced.status().ToString());
+      out.reply = SubmitReplyMsg(id, wire::RETRY_LATER, "broker could not read the upload");
+      return out;
+    }
+  } else if (known.ok() && *known && !uploads_.contains(id)) {
     out.item = std::move(item);
     return out;
   }
@@ -559,7 +657,19 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
         progress.push_back({id, u.received, std::move(u.pending)});
         u.pending.clear();
       }
-      st = store_.CommitUploadChunks(progress);
+      auto stored = store_.CommitUploadChunks(progress);
+      st = stored.status();
+      if (stored.ok()) {
+        const std::set<std::string> gone(stored->begin(), stored->end());
+        for (const auto& id : gone) {
+          Log()->info(
+              "message {}: upload no longer in the store (finished or dropped by another "
+              "broker); its chunks not stored, forgotten here",
+              id);
+          ForgetHere(id);
+        }
+        std::erase_if(synced, [&](const std::string& id) { return gone.contains(id); });
+      }
     } else {
       std::vector<std::pair<std::string, uint64_t>> positions;
       for (const auto& id : synced) positions.emplace_back(id, uploads_[id].received);

@@ -22,6 +22,18 @@
 // then counts the reservations of the uploads in progress only; what is stored counts in the
 // store's own BytesUsed. What one turn holds is bounded by the frames it reads (max_batch_bytes).
 //
+// Several brokers on one store: the upload row is the truth, and what a broker holds in memory
+// may be missing (the upload started on another broker after this one loaded the rows) or stale
+// (the sender moved to another broker and back). So every SubmitStream first reads the row
+// (SyncWithStore): an upload this broker does not hold is taken over at the row's next_chunk, a
+// position another broker moved on is taken from the row, an upload whose row is gone (finished
+// or dropped elsewhere) is forgotten here, and a leftover row of a message that is already
+// queued goes. The sweep reads the row too before it drops an idle upload: one another broker
+// moved on meanwhile is not idle. The session lease keeps one organisation's uploads on one
+// broker at a time; the store's next_chunk never goes back, so a broker's last turn after the
+// sender left cannot undo another's progress, and a turn whose upload row is gone stores no
+// chunk (the upload is forgotten here).
+//
 // Limits (docs/operating.md, "Limits"): a head is not signature-checked here, so everything it
 // makes the broker hold is capped and expires. At most max_uploads uploads are open, at most
 // max_uploads_per_org of one sender (beyond: RETRY_LATER with the reason); the whole stream is
@@ -187,6 +199,13 @@ class Streams {
   void LogRefusal(const std::string& org, const std::string& line);
   // Whether a queued message owns this id (true when the store cannot tell: keep its spool).
   bool IsQueued(const std::string& id);
+  // Chunks in the store: brings this broker's entry for `id` in line with the store's upload
+  // row (taken over, moved on, or forgotten; see the top of this file). The entry afterwards,
+  // nullptr when there is no row, or the store's error (nothing changed then).
+  Result<Upload*> SyncWithStore(const std::string& id);
+  // Forgets an upload here without touching the store (its row belongs to another broker now,
+  // or is gone), and gives its reservation back.
+  void ForgetHere(const std::string& id);
   Status CheckDigest(const std::string& id, Upload& u);
   // The same over the chunks the store holds.
   Status CheckStoredDigest(const std::string& id, Upload& u);

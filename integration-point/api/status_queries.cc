@@ -431,6 +431,13 @@ void StatusQueries::EngineCounters(metrics::Writer& w) {
           "Registry lookups by the engine answered from a cached entry past its cache time "
           "because no registry answered.",
           metrics_.registry_served_stale);
+  counter("bud_ip_stream_bytes_sent_total",
+          "Bytes of streamed chunk records sent to brokers (uploads; resends included).",
+          metrics_.stream_bytes_sent);
+  counter("bud_ip_stream_bytes_received_total",
+          "Bytes of streamed chunk records received from brokers (downloads; duplicates "
+          "included).",
+          metrics_.stream_bytes_received);
 }
 
 }  // namespace bud::ip::api

@@ -27,6 +27,11 @@ struct EngineMetrics {
   std::atomic<int64_t> reconnects{0};
   std::atomic<int64_t> failovers{0};  // moves to the next broker endpoint (of reconnects)
   std::atomic<int64_t> registry_served_stale{0};  // lookups served from a stale cached entry
+  // Bytes of streamed chunk records sent to brokers (uploads, resends included) and received
+  // from them (downloads, duplicates included): over a resumed transfer, little more than the
+  // stream's size; a transfer that started over would show the part sent twice.
+  std::atomic<int64_t> stream_bytes_sent{0};
+  std::atomic<int64_t> stream_bytes_received{0};
   metrics::Histogram submit_to_accept{metrics::LatencyBuckets()};
 };
 

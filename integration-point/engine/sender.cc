@@ -350,6 +350,7 @@ bool Sender::SendChunks(const std::string& message_id, Upload& up) {
       return false;
     }
     if (!d_.link.Send(msg)) break;  // retried next turn
+    d_.metrics.stream_bytes_sent.fetch_add(static_cast<int64_t>(size), std::memory_order_relaxed);
     up.next_send++;
   }
   return true;

@@ -267,6 +267,8 @@ void StreamReceiver::AskFor(const std::string& message_id, Download& d, const st
 }
 
 void StreamReceiver::OnChunk(const wire::Chunk& chunk) {
+  receiver_.metrics().stream_bytes_received.fetch_add(static_cast<int64_t>(chunk.record().size()),
+                                                      std::memory_order_relaxed);
   auto it = downloads_.find(chunk.message_id());
   if (it == downloads_.end()) return;
   Download& d = *it->second;

@@ -468,7 +468,19 @@ void Uploads(StoreEnv& env) {
   CHECK(by_id[a].expires_ms == 1111);
   CHECK(by_id[b].next_chunk == 7);
   CHECK(by_id[b].head == "head b");
+  // One row by its id, as LoadUploads has it; none for an id without an upload.
+  auto one = store->FindUpload(a);
+  REQUIRE(one.ok());
+  REQUIRE(one->has_value());
+  CHECK((*one)->message_id == a);
+  CHECK((*one)->sender == kA);
+  CHECK((*one)->receiver == kB);
+  CHECK((*one)->head == head_a);
+  CHECK((*one)->next_chunk == 5);
+  CHECK((*one)->expires_ms == 1111);
+  CHECK_FALSE(store->FindUpload(NewUuid())->has_value());
   REQUIRE(store->DeleteUploads({a, NewUuid()}).ok());
+  CHECK_FALSE(store->FindUpload(a)->has_value());
   REQUIRE(store->LoadUploads()->size() == 1);
   REQUIRE(store->DeleteUploads({}).ok());
   CHECK(store->Stats()->uploads == 1);

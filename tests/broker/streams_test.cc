@@ -521,4 +521,150 @@ TEST_CASE("on PostgreSQL a swept upload's chunks go, and a wrong digest is refus
   CHECK((*store)->LoadUploads()->empty());
 }
 
+// Several brokers on one database, all running: an upload started on one after the others
+// loaded their rows is taken over by the next at the store's position, moved on there, taken
+// back by the first at the new position (never from its own stale one), and finished; a broker's
+// late commit cannot move the position back; the sweep of a broker the sender left neither drops
+// an upload another broker moves on nor the chunks of the message it became; a leftover row of
+// a queued message goes at the next head.
+TEST_CASE(
+    "on PostgreSQL brokers that run side by side take an upload over from the store, "
+    "back and forth",
+    "[broker][streams][pg][multi-broker]") {
+  test::PostgresServer pg;
+  storage::pg::ConnectOptions options;
+  options.conninfo = pg.ConnString();
+  options.password_file = pg.PasswordFile();
+  test::TempDir dir;
+  auto store1 = PgQueueStore::Open(options);
+  auto store2 = PgQueueStore::Open(options);
+  REQUIRE(store1.ok());
+  REQUIRE(store2.ok());
+  Streams first(**store1, "", Fixture::Defaults());
+  Streams second(**store2, "", Fixture::Defaults());
+  REQUIRE(first.Init().ok());
+  REQUIRE(second.Init().ok());  // both running before the upload starts
+
+  const std::string id = NewUuid();
+  std::vector<std::string> records;
+  for (uint64_t i = 0; i < 4; ++i) records.push_back(Record(i));
+  records.push_back(std::string(100 + crypto::kChunkTagBytes, 'z'));
+  const std::string head = Head(id, kA, 5, records, NowMs() + 3600 * 1000, 100);
+  auto start = [&](Streams& s) {
+    auto started = s.OnSubmitStream(kA, head);
+    REQUIRE(started.reply);
+    REQUIRE(started.reply->has_stream_start());
+    return started.reply->stream_start().next_chunk();
+  };
+  auto chunk = [&](Streams& s, uint64_t i) {
+    wire::Chunk c;
+    c.set_message_id(id);
+    c.set_index(i);
+    c.set_record(records[i]);
+    CHECK_FALSE(s.OnUploadChunk(kA, c));
+  };
+  auto flush = [&](Streams& s, std::vector<SubmitItem>* complete) {
+    uint64_t acked = 0;
+    s.Flush(
+        [&](const std::string&, const wire::BrokerMessage& m) {
+          if (m.has_chunk_ack()) acked = m.chunk_ack().next_chunk();
+        },
+        complete);
+    return acked;
+  };
+  auto position = [&] {
+    auto row = (*store1)->FindUpload(id);
+    REQUIRE(row.ok());
+    return row->has_value() ? static_cast<int64_t>((*row)->next_chunk) : int64_t{-1};
+  };
+  std::vector<SubmitItem> complete;
+
+  CHECK(start(first) == 0);
+  chunk(first, 0);
+  chunk(first, 1);
+  CHECK(flush(first, &complete) == 2);
+  chunk(first, 2);  // received by the first, not yet committed: the sender moves on
+
+  // The second never loaded this row: it takes the upload over at the store's position.
+  CHECK(second.open_uploads() == 0);
+  CHECK(start(second) == 2);
+  CHECK(second.open_uploads() == 1);
+  CHECK(second.spool_bytes() > 0);  // reserved here too
+  chunk(second, 2);
+  chunk(second, 3);
+  CHECK(flush(second, &complete) == 4);
+  CHECK(position() == 4);
+  // The first's late turn commits chunk 2 again (the same bytes): the position stays.
+  CHECK(flush(first, &complete) == 3);
+  CHECK(position() == 4);
+
+  // The sender comes back to the first: it goes on from the store, not from its own 3.
+  CHECK(start(first) == 4);
+  chunk(first, 4);
+  CHECK(flush(first, &complete) == 5);
+  REQUIRE(complete.size() == 1);  // the digest over chunks stored by both matched
+  std::vector<ReportItem> none;
+  REQUIRE((*store1)->CommitBatch(complete, none).durable());
+  first.FinishUploads({id});
+  CHECK(position() == -1);
+
+  // The second's sweep finds the row gone: forgotten there, the queued message's chunks kept.
+  CHECK(second.SweepUploads(NowMs() + 120000) == 0);
+  CHECK(second.open_uploads() == 0);
+  CHECK(second.spool_bytes() == 0);
+  REQUIRE((*store2)->ReadChunk(id, 0).ok());
+
+  // A row left behind by a broker that stopped between queueing and deleting it: the next head
+  // is answered as a duplicate and the row goes, the chunks stay while the message is queued.
+  REQUIRE((*store2)->InsertUpload({id, kA, kB, head, 5, NowMs() + 60000}).ok());
+  auto again = second.OnSubmitStream(kA, head);
+  CHECK_FALSE(again.reply);
+  REQUIRE(again.item);
+  CHECK(position() == -1);
+  CHECK(second.open_uploads() == 0);
+  CHECK((*store2)->ReadChunk(id, 4).ok());
+
+  // An idle upload the other broker moved on meanwhile is not dropped; one that stood still is.
+  const std::string idle = NewUuid();
+  const std::vector<std::string> idle_records = {Record(0), Record(1), Record(2)};
+  const std::string idle_head = Head(idle, kA, 3, idle_records);
+  auto idle_chunk = [&](Streams& s, uint64_t i) {
+    wire::Chunk c;
+    c.set_message_id(idle);
+    c.set_index(i);
+    c.set_record(idle_records[i]);
+    CHECK_FALSE(s.OnUploadChunk(kA, c));
+    s.Flush([](const std::string&, const wire::BrokerMessage&) {}, &complete);
+  };
+  REQUIRE(first.OnSubmitStream(kA, idle_head).reply->stream_start().next_chunk() == 0);
+  idle_chunk(first, 0);
+  REQUIRE(second.OnSubmitStream(kA, idle_head).reply->stream_start().next_chunk() == 1);
+  idle_chunk(second, 1);
+  CHECK(first.SweepUploads(NowMs() + 120000) == 0);  // moved on from 1 to 2 elsewhere
+  REQUIRE((*store1)->ReadChunk(idle, 1).ok());
+  CHECK(first.SweepUploads(NowMs() + 120000) == 1);  // and then stood still
+  CHECK((*store1)->ReadChunk(idle, 0).status().code() == Code::kNotFound);
+  CHECK_FALSE((*store1)->FindUpload(idle)->has_value());
+
+  // A broker's late turn for an upload whose row is gone stores nothing (no chunk that neither
+  // an upload nor a queued message owns), acknowledges nothing, and forgets the upload there.
+  const std::string late = NewUuid();
+  const std::string late_head = Head(late, kA, 2, {Record(0), Record(1)});
+  REQUIRE(first.OnSubmitStream(kA, late_head).reply->stream_start().next_chunk() == 0);
+  REQUIRE(second.OnSubmitStream(kA, late_head).reply->stream_start().next_chunk() == 0);
+  wire::Chunk c;
+  c.set_message_id(late);
+  c.set_index(0);
+  c.set_record(Record(0));
+  CHECK_FALSE(second.OnUploadChunk(kA, c));
+  REQUIRE((*store1)->DropUploads({late}).ok());  // e.g. the first swept it meanwhile
+  const size_t open_before = second.open_uploads();
+  std::vector<wire::BrokerMessage> acks;
+  second.Flush([&](const std::string&, const wire::BrokerMessage& m) { acks.push_back(m); },
+               &complete);
+  CHECK(acks.empty());
+  CHECK(second.open_uploads() == open_before - 1);
+  CHECK((*store2)->ReadChunk(late, 0).status().code() == Code::kNotFound);
+}
+
 }  // namespace bud::broker
