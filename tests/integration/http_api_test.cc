@@ -343,8 +343,10 @@ TEST_CASE("the large-message flow: create, upload each attachment, send", "[inte
   // The receiver's message.json carries the sender's SBD as its metadata.
   CHECK(mj["senderMetadata"]["arkivmelding"]["hoveddokument"] == "plan.pdf");
   WaitForApiStatus(a, id, "MOTTATT");
-  // Sent: it cannot be deleted or sent again.
-  CHECK(Send(a, "DELETE", "/api/messages/out/" + id).status == 409);
+  // Sent: gone from /api/messages/out (DELETE removes nothing and answers 200, as eFormidling),
+  // and not sent again.
+  CHECK(Send(a, "GET", "/api/messages/out/" + id).status == 404);
+  CHECK(Send(a, "DELETE", "/api/messages/out/" + id).status == 200);
   CHECK(Send(a, "POST", "/api/messages/out/" + id).status == 404);
 
   // An unsent draft can be deleted.

@@ -350,6 +350,9 @@ TEST_CASE(
     CHECK(entries["manifest.xml"].find("<hoveddokument href=\"" + m->file + "\"") !=
           std::string::npos);
     REQUIRE(Call(b, "DELETE", "/api/messages/in/" + id).status == 200);
+    // The archive answers once A knows the message was taken (LEVERT): the receipt is its own
+    // message and could otherwise overtake the LEVERT report on its way to A.
+    WaitForStatus(a, id, "LEVERT");
     m->receipt_id =
         SendReceipt(b, kAgencyB, kAgencyA, id, m->conversation, "Journalført: " + m->file);
   }
