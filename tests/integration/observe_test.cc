@@ -436,6 +436,9 @@ TEST_CASE(
   const std::string reason = ReadFileOrEmpty(failed + "/error.txt");
   INFO("error.txt: " << reason);
   CHECK(reason.find("check digit") != std::string::npos);
+  // The refusal is recorded in the store just after the folder is moved (outbox_intake.cc).
+  WaitUntil("the refusal recorded", kDefaultWait,
+            [&] { return GetJson(a, "/api/refusals")["open"] == 1; });
 
   // bud-ip status --failed: the name, the reason, local time with its offset; in both languages.
   const std::string en = IpStatus(ex, kAgencyA, {"--failed", "--lang", "en"}).out;
