@@ -54,6 +54,7 @@ struct OutgoingDraft {
   std::string process;
   std::string document_type;
   std::string title;
+  std::string message_reference;  // from arkivmelding.xml (arkivmelding.h), "" when none
   int64_t created_ms = 0;
   int64_t expires_ms = 0;
   wire::Payload payload;  // attachments + metadata; ids filled in
@@ -73,7 +74,7 @@ struct OutboxFolder {
   struct stat message_json_st {};
   std::string message_text;
   std::vector<std::string> entries;  // every name but message.json, sorted
-  uint64_t listed_bytes = 0;  // regular files' sizes by lstat: only to choose the large path
+  uint64_t listed_bytes = 0;         // regular files' sizes by lstat: only to choose the large path
   // Filled by ReadOutboxFolder: each attachment as it was checked on its open descriptor.
   struct Taken {
     std::string name;
