@@ -1,5 +1,6 @@
-// What the HTTP API reads without changing anything: status lines, conversations, the message
-// lists, capabilities from the address registry, /metrics and /healthz.
+// What the HTTP API reads: status lines, conversations, the message lists, capabilities from the
+// address registry, /metrics and /healthz; and the two bookkeeping writes of those views (taking
+// a status line off the queue, deleting a conversation), which never touch a message itself.
 //
 // Operation: called on the HTTP server's threads; each answer is read under the store's mutex
 // (one consistent snapshot per call). The engine's counters are atomics it updates.
