@@ -113,6 +113,11 @@ Result<int64_t> ParseExpiry(const std::string& text, int64_t created_ms, int64_t
 // Every other type needs at least one file.
 bool TakesNoFiles(std::string_view document_type);
 
+// When `xml` is the message's arkivmelding.xml (arkivmelding.h): its public title becomes the
+// title (and the payload's) unless one was given, its reference the message's; kInvalidArgument
+// when it cannot be read (the message is refused, as eFormidling refuses it).
+Status TakeArkivmelding(OutgoingDraft& d, std::string_view xml);
+
 // Checks one more attachment against the name rules, the size and count limits and the names
 // already in the draft; AddAttachment also adds it (media type guessed from the name when empty).
 Status CheckAttachmentLimits(const OutgoingDraft& d, const std::string& name, size_t size,

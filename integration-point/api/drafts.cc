@@ -264,13 +264,7 @@ Status Drafts::TakeArkivmelding(OutgoingDraft& draft, const DraftFile& f) {
   Result<std::string> data = f.data;
   if (!f.file.empty()) data = ReadFile(JoinPath(DraftDir(config_, draft.message_id), f.file));
   if (!data.ok()) return data.status();
-  BUD_ASSIGN_OR_RETURN(ArkivmeldingInfo info, ParseArkivmelding(*data));
-  if (draft.title.empty()) {
-    draft.title = info.public_title;
-    draft.payload.set_title(draft.title);  // the receiver's title too
-  }
-  draft.message_reference = info.reference;
-  return Status::Ok();
+  return ip::TakeArkivmelding(draft, *data);
 }
 
 Result<json> Drafts::SendStreamed(Loaded loaded) {
