@@ -5,6 +5,8 @@
 
 #include "common/config.h"
 #include "common/config_check.h"
+#include "common/fs.h"
+#include "common/http_auth.h"
 #include "common/http_server.h"
 #include "common/wire/curve.h"
 #include "integration-point/identity.h"
@@ -200,6 +202,17 @@ Result<std::string> CheckConfig(const Config& config, const std::string& config_
   check.Note("broker.endpoints", config.broker.endpoints.empty()
                                      ? std::string("none here: the list of our registry entry")
                                      : joined(config.broker.endpoints));
+  if (!config.http.basic_auth_file.empty()) {
+    // What `bud-ip run` would refuse at start (common/http_auth.h): a missing file, one others
+    // can read, a line that does not parse. The user is noted; the hash never is.
+    const std::string& path = config.http.basic_auth_file;
+    BUD_RETURN_IF_ERROR(check.ReadableFile("http.basic_auth_file", path));
+    auto credential = LoadBasicAuthFile(path);
+    if (!credential.ok()) return check.Fail("http.basic_auth_file", credential.status());
+    check.Note("http.basic_auth_file",
+               fmt::format("{}: HTTP Basic for user '{}' (scrypt, N = 2^{})", path,
+                           EscapeControl(credential->user), credential->log2_n));
+  }
   BUD_RETURN_IF_ERROR(check.Store("paths.store", config.store));
   BUD_RETURN_IF_ERROR(check.Folder("paths.outbox", config.outbox));
   BUD_RETURN_IF_ERROR(check.Folder("paths.inbox", config.inbox));

@@ -18,6 +18,7 @@
 #include "common/oslo_time.h"
 #include "common/payload.h"
 #include "common/uuid.h"
+#include "integration-point/arkivmelding.h"
 
 namespace bud::ip {
 
@@ -118,8 +119,15 @@ Result<OutgoingDraft> ParseMessageJson(std::string_view text, const Orgnr& me,
   BUD_ASSIGN_OR_RETURN(nlohmann::json j, ParseJson(text, "message.json"));
   if (!j.is_object()) return Bad("message.json must be a JSON object");
 
-  OutgoingDraft d{.message_id = {}, .conversation_id = {}, .receiver = me, .process = {},
-                  .document_type = {}, .title = {}, .created_ms = 0, .expires_ms = 0,
+  OutgoingDraft d{.message_id = {},
+                  .conversation_id = {},
+                  .receiver = me,
+                  .process = {},
+                  .document_type = {},
+                  .title = {},
+                  .message_reference = {},
+                  .created_ms = 0,
+                  .expires_ms = 0,
                   .payload = {}};
   if (!j.contains("receiver")) return Bad("message.json: 'receiver' is missing");
   BUD_ASSIGN_OR_RETURN(std::string receiver, OptionalString(j, "receiver"));
@@ -200,9 +208,20 @@ Status CheckAttachmentLimits(const OutgoingDraft& d, const std::string& name, si
   return Status::Ok();
 }
 
+Status TakeArkivmelding(OutgoingDraft& d, std::string_view xml) {
+  BUD_ASSIGN_OR_RETURN(ArkivmeldingInfo info, ParseArkivmelding(xml));
+  if (d.title.empty()) {
+    d.title = info.public_title;
+    d.payload.set_title(d.title);  // the receiver's title too
+  }
+  d.message_reference = info.reference;
+  return Status::Ok();
+}
+
 Status AddAttachment(OutgoingDraft& d, const std::string& name, std::string media_type,
                      std::string data, const OutboxLimits& limits) {
   BUD_RETURN_IF_ERROR(CheckAttachmentLimits(d, name, data.size(), limits));
+  if (name == kArkivmeldingFile) BUD_RETURN_IF_ERROR(TakeArkivmelding(d, data));
   auto* a = d.payload.add_attachments();
   a->set_name(name);
   a->set_media_type(media_type.empty() ? GuessMediaType(name) : std::move(media_type));
@@ -233,6 +252,11 @@ Result<OutgoingDraft> ReadOutboxFolder(OutboxFolder& folder, const Orgnr& me,
       if (total > limits.max_attachment_bytes) {
         return Bad(fmt::format("the attachments have more than {} bytes together",
                                limits.max_attachment_bytes));
+      }
+      if (name == kArkivmeldingFile) {  // read here too: the same rule as a small message
+        BUD_ASSIGN_OR_RETURN(std::string xml,
+                             ReadAllFd(file.fd.get(), kMaxArkivmeldingBytes, shown));
+        BUD_RETURN_IF_ERROR(TakeArkivmelding(d, xml));
       }
       auto* a = d.payload.add_attachments();
       a->set_name(name);

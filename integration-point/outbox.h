@@ -54,6 +54,7 @@ struct OutgoingDraft {
   std::string process;
   std::string document_type;
   std::string title;
+  std::string message_reference;  // from arkivmelding.xml (arkivmelding.h), "" when none
   int64_t created_ms = 0;
   int64_t expires_ms = 0;
   wire::Payload payload;  // attachments + metadata; ids filled in
@@ -73,7 +74,7 @@ struct OutboxFolder {
   struct stat message_json_st {};
   std::string message_text;
   std::vector<std::string> entries;  // every name but message.json, sorted
-  uint64_t listed_bytes = 0;  // regular files' sizes by lstat: only to choose the large path
+  uint64_t listed_bytes = 0;         // regular files' sizes by lstat: only to choose the large path
   // Filled by ReadOutboxFolder: each attachment as it was checked on its open descriptor.
   struct Taken {
     std::string name;
@@ -111,6 +112,11 @@ Result<int64_t> ParseExpiry(const std::string& text, int64_t created_ms, int64_t
 // ("urn:no:difi:arkivmelding:xsd::arkivmelding_kvittering") or its last segment, in any case.
 // Every other type needs at least one file.
 bool TakesNoFiles(std::string_view document_type);
+
+// When `xml` is the message's arkivmelding.xml (arkivmelding.h): its public title becomes the
+// title (and the payload's) unless one was given, its reference the message's; kInvalidArgument
+// when it cannot be read (the message is refused, as eFormidling refuses it).
+Status TakeArkivmelding(OutgoingDraft& d, std::string_view xml);
 
 // Checks one more attachment against the name rules, the size and count limits and the names
 // already in the draft; AddAttachment also adds it (media type guessed from the name when empty).

@@ -178,8 +178,15 @@ Result<OutgoingDraft> ParseSbd(const json& input, const Orgnr& me, const OutboxL
     return Bad("SBD: 'standardBusinessDocumentHeader' is missing");
   }
   json& header = sbd["standardBusinessDocumentHeader"];
-  OutgoingDraft d{.message_id = {}, .conversation_id = {}, .receiver = me, .process = {},
-                  .document_type = {}, .title = {}, .created_ms = NowMs(), .expires_ms = 0,
+  OutgoingDraft d{.message_id = {},
+                  .conversation_id = {},
+                  .receiver = me,
+                  .process = {},
+                  .document_type = {},
+                  .title = {},
+                  .message_reference = {},
+                  .created_ms = NowMs(),
+                  .expires_ms = 0,
                   .payload = {}};
   BUD_RETURN_IF_ERROR(ParseParties(header, me, limits, d));
   BUD_ASSIGN_OR_RETURN(const std::string type_name, ParseDocumentIdentification(header, d));

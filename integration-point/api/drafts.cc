@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/payload.h"
 #include "common/uuid.h"
+#include "integration-point/arkivmelding.h"
 #include "integration-point/data_dirs.h"
 #include "integration-point/sbd.h"
 
@@ -93,6 +94,7 @@ Result<uint64_t> Drafts::CheckUpload(const std::string& id, const std::string& f
                         .process = {},
                         .document_type = {},
                         .title = {},
+                        .message_reference = {},
                         .created_ms = 0,
                         .expires_ms = 0,
                         .payload = {}};
@@ -252,11 +254,25 @@ Result<json> Drafts::SendSmall(Loaded loaded) {
   return outgoing_.Submit(std::move(loaded.draft), std::move(loaded.sbd));
 }
 
+// A streamed message's arkivmelding.xml, read from the draft as AddAttachment reads a small
+// one's (arkivmelding.h): bounded before it is read.
+Status Drafts::TakeArkivmelding(OutgoingDraft& draft, const DraftFile& f) {
+  if (f.size > kMaxArkivmeldingBytes) {
+    return Status(Code::kInvalidArgument, fmt::format("{}: larger than {} bytes", kArkivmeldingFile,
+                                                      kMaxArkivmeldingBytes));
+  }
+  Result<std::string> data = f.data;
+  if (!f.file.empty()) data = ReadFile(JoinPath(DraftDir(config_, draft.message_id), f.file));
+  if (!data.ok()) return data.status();
+  return ip::TakeArkivmelding(draft, *data);
+}
+
 Result<json> Drafts::SendStreamed(Loaded loaded) {
   OutgoingDraft& draft = loaded.draft;
   for (const auto& f : loaded.files) {
     BUD_RETURN_IF_ERROR(
         CheckAttachmentLimits(draft, f.name, static_cast<size_t>(f.size), UploadLimits()));
+    if (f.name == kArkivmeldingFile) BUD_RETURN_IF_ERROR(TakeArkivmelding(draft, f));
     auto* a = draft.payload.add_attachments();
     a->set_name(f.name);
     a->set_media_type(f.media_type.empty() ? GuessMediaType(f.name) : f.media_type);

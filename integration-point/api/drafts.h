@@ -70,6 +70,7 @@ class Drafts {
   Result<Loaded> Load(const std::string& id);
   Result<nlohmann::json> SendSmall(Loaded loaded);
   Result<nlohmann::json> SendStreamed(Loaded loaded);
+  Status TakeArkivmelding(OutgoingDraft& draft, const DraftFile& f);
   Status PlaceInSpool(const std::vector<DraftFile>& files, const std::string& id);
   OutboxLimits UploadLimits() const;
 

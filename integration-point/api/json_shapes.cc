@@ -60,22 +60,28 @@ json ConversationJson(const MessageRow& m, const std::vector<HistoryRow>& histor
                         {"current", h.current}});
   }
   auto st = StatusFromName(m.status);
-  json out = {{"id", m.id},
-              {"conversationId", m.conversation_id},
-              {"messageId", m.message_id},
-              {"senderIdentifier", m.sender},
-              {"receiverIdentifier", m.receiver},
-              {"processIdentifier", m.process},
-              {"documentIdentifier", m.document_type},
-              {"serviceIdentifier", "DPO"},
-              {"messageTitle", m.title},
-              {"lastUpdate", FormatOsloTime(m.updated_ms)},
-              {"created", FormatOsloTime(m.created_ms)},
-              {"expiry", FormatOsloTime(m.expires_ms)},
-              {"finished", st && IsFinished(*st)},
-              {"direction", DirectionName(m.direction)},
-              {"status", m.status},
-              {"messageStatuses", statuses}};
+  json out = {
+      {"id", m.id},
+      {"conversationId", m.conversation_id},
+      {"messageId", m.message_id},
+      {"sender", m.sender},  // eFormidling: the ISO 6523 identifier, as senderIdentifier
+      {"senderIdentifier", m.sender},
+      {"receiver", m.receiver},
+      {"receiverIdentifier", m.receiver},
+      {"processIdentifier", m.process},
+      {"documentIdentifier", m.document_type},
+      {"serviceIdentifier", "DPO"},
+      {"messageTitle", m.title},
+      // eFormidling: "<saksmappe systemID>-<journalpostnummer>" from an outgoing
+      // arkivmelding.xml, else the conversation id.
+      {"messageReference", m.message_reference.empty() ? m.conversation_id : m.message_reference},
+      {"lastUpdate", FormatOsloTime(m.updated_ms)},
+      {"created", FormatOsloTime(m.created_ms)},
+      {"expiry", FormatOsloTime(m.expires_ms)},
+      {"finished", st && IsFinished(*st)},
+      {"direction", DirectionName(m.direction)},
+      {"status", m.status},
+      {"messageStatuses", statuses}};
   // A streamed message: its transfer's progress, as `bud-ip status --json` gives it.
   if (transfer) out["transfer"] = TransferJson(*transfer);
   return out;

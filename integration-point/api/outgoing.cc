@@ -67,6 +67,7 @@ MessageRow OutgoingMessages::RowOf(const OutgoingDraft& d) const {
   row.process = d.process;
   row.document_type = d.document_type;
   row.title = d.title;
+  row.message_reference = d.message_reference;
   row.created_ms = d.created_ms;
   row.expires_ms = d.expires_ms;
   d.payload.SerializeToString(&row.payload);

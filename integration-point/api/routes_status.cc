@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "common/clock.h"
+#include "common/fs.h"
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -27,6 +28,7 @@ const std::vector<std::string> kConversationSort = {"id",
                                                     "receiverIdentifier",
                                                     "processIdentifier",
                                                     "messageTitle",
+                                                    "messageReference",
                                                     "direction",
                                                     "status"};
 
@@ -62,7 +64,15 @@ void Conversations(StatusQueries& queries, const Req& req, Res& res, bool unfini
   c.direction = q.Direction("direction");
   c.status = q.StatusName("status");
   c.orgnr = q.Org("orgnr");
+  // eFormidling's party filters: `sender`/`receiver` as ISO 6523 ("0192:<orgnr>"), and
+  // `senderIdentifier`/`receiverIdentifier`; ours are the same party (no sub-units stored).
+  c.sender = q.Org("sender");
+  if (c.sender.empty()) c.sender = q.Org("senderIdentifier");
+  c.receiver = q.Org("receiver");
+  if (c.receiver.empty()) c.receiver = q.Org("receiverIdentifier");
   c.process = q.Text("process");
+  c.message_reference = q.Text("messageReference");
+  if (req.has_param("messageTitle")) c.title = req.get_param_value("messageTitle");
   c.from_ms = q.Time("fromDateTime");
   c.to_ms = q.Time("toDateTime");
   c.unfinished_only = unfinished;
@@ -142,6 +152,31 @@ void AddStatusRoutes(httplib::Server& srv, StatusQueries& queries) {
   });
   srv.Get(R"(/api/conversations/(\d+))",
           [&queries](const Req& req, Res& res) { ConversationById(queries, req, res); });
+  // eFormidling removes the conversation record (with its statuses) and answers 200, also when
+  // there was none; ours hides it (docs/http-api.md, "Deleting a conversation").
+  srv.Delete(R"(/api/conversations/messageId/([^/]+))", [&queries](const Req& req, Res& res) {
+    Status st = queries.DeleteConversations(0, req.matches[1].str(), NowMs());
+    if (!st.ok()) return SendStatus(res, st, req.path);
+    res.status = 200;
+  });
+  srv.Delete(R"(/api/conversations/([^/]+))", [&queries](const Req& req, Res& res) {
+    const std::string text = req.matches[1].str();
+    char* end = nullptr;
+    const long long id = std::strtoll(text.c_str(), &end, 10);
+    if (text.size() > 18 || end != text.c_str() + text.size() || id <= 0) {
+      // Spring's answer to a path variable that is not a Long.
+      return SendStatus(
+          res,
+          Status(Code::kInvalidArgument,
+                 "conversation id '" + EscapeControl(text.substr(0, 40)) + "' is not a number"),
+          req.path, 400,
+          "org.springframework.web.method.annotation."
+          "MethodArgumentTypeMismatchException");
+    }
+    Status st = queries.DeleteConversations(id, "", NowMs());
+    if (!st.ok()) return SendStatus(res, st, req.path);
+    res.status = 200;
+  });
 }
 
 }  // namespace bud::ip::api

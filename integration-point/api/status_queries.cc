@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/crypto/certs.h"
 #include "common/fs.h"
+#include "common/log.h"
 #include "integration-point/api/json_shapes.h"
 #include "integration-point/sbd.h"
 #include "integration-point/status_view.h"
@@ -63,7 +64,8 @@ Result<json> StatusQueries::Conversations(const ConversationQuery& q, int64_t pa
   });
 }
 
-Result<json> StatusQueries::Messages(const ConversationQuery& q, int64_t page) {
+Result<json> StatusQueries::Messages(ConversationQuery q, int64_t page) {
+  q.include_deleted = true;
   return store_.Run([&](PointStore& s) -> Result<json> {
     BUD_ASSIGN_OR_RETURN(auto rows, s.history.Conversations(q));
     return PageOf(rows, page, q.limit, [&](const MessageRow& m) {
@@ -90,6 +92,19 @@ Status StatusQueries::RemoveStatus(const std::string& id) {
                                                EscapeControl(id.substr(0, 40))));
   }
   return store_.Run([&](PointStore& s) { return s.status_queue.Remove(n); });
+}
+
+Status StatusQueries::DeleteConversations(int64_t id, const std::string& message_id,
+                                          int64_t now_ms) {
+  return store_.Run([&](PointStore& s) -> Status {
+    BUD_ASSIGN_OR_RETURN(const int64_t hidden,
+                         s.status_queue.DeleteConversations(id, message_id, now_ms));
+    if (hidden > 0) {
+      Logger("http")->info("conversation {} deleted ({} hidden from the API's views)",
+                           id != 0 ? std::to_string(id) : "of message " + message_id, hidden);
+    }
+    return Status::Ok();
+  });
 }
 
 Result<json> StatusQueries::Conversation(ConversationQuery q, const std::string& what) {

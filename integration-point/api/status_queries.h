@@ -1,5 +1,6 @@
-// What the HTTP API reads without changing anything: status lines, conversations, the message
-// lists, capabilities from the address registry, /metrics and /healthz.
+// What the HTTP API reads: status lines, conversations, the message lists, capabilities from the
+// address registry, /metrics and /healthz; and the two bookkeeping writes of those views (taking
+// a status line off the queue, deleting a conversation), which never touch a message itself.
 //
 // Operation: called on the HTTP server's threads; each answer is read under the store's mutex
 // (one consistent snapshot per call). The engine's counters are atomics it updates.
@@ -50,7 +51,8 @@ class StatusQueries {
   // Pages of status lines, conversations and messages (SBDs), page number `page` of q.limit.
   Result<nlohmann::json> Statuses(const StatusQuery& q, int64_t page);
   Result<nlohmann::json> Conversations(const ConversationQuery& q, int64_t page);
-  Result<nlohmann::json> Messages(const ConversationQuery& q, int64_t page);
+  // The message lists (/api/messages/out): deleted conversations included.
+  Result<nlohmann::json> Messages(ConversationQuery q, int64_t page);
   // The head of the status queue (the oldest status line not yet removed; peeking removes
   // nothing); nullopt when the queue is empty.
   Result<std::optional<nlohmann::json>> PeekStatus();
@@ -59,6 +61,10 @@ class StatusQueries {
   // The conversation `q` selects (by id or message id); kNotFound "no conversation <what>".
   // A message sent to ourselves exists in both directions: the outgoing one is the answer.
   Result<nlohmann::json> Conversation(ConversationQuery q, const std::string& what);
+  // DELETE /api/conversations/{id} (`id` non-zero) or /api/conversations/messageId/{id} (both
+  // directions): hides them from the conversation and status views and the status queue
+  // (status_queue.h). Ok also when there is none, as eFormidling (a repeated DELETE is 200).
+  Status DeleteConversations(int64_t id, const std::string& message_id, int64_t now_ms);
   // {"capabilities": [...]} of `orgnr` (kBadOrgnr when it is not one); empty when unknown.
   Result<nlohmann::json> Capabilities(const std::string& orgnr, const std::string& process);
   // The refused intake (refusal_store.h) as {"content": [...], "totalElements", "open"}: the open

@@ -228,6 +228,7 @@ std::optional<MessageRow> OutboxIntake::ReadFolder(OutboxFolder& folder, const s
   row.process = draft->process;
   row.document_type = draft->document_type;
   row.title = draft->title;
+  row.message_reference = draft->message_reference;
   row.created_ms = draft->created_ms;
   row.expires_ms = draft->expires_ms;
   draft->payload.SerializeToString(&row.payload);

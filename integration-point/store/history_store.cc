@@ -66,7 +66,7 @@ Result<Paged<StatusItem>> HistoryStore::Statuses(const StatusQuery& q) {
   constexpr const char* kWhere =
       "FROM history h JOIN messages m ON m.message_id=h.message_id AND m.direction=h.direction "
       "WHERE (?1='' OR h.message_id=?1) AND (?2='' OR h.status=?2) AND (?3='' OR h.direction=?3) "
-      "AND h.at_ms>=?4 AND (?5=0 OR h.at_ms<=?5)";
+      "AND h.at_ms>=?4 AND (?5=0 OR h.at_ms<=?5) AND m.deleted_ms=0";
   Paged<StatusItem> out;
   BUD_ASSIGN_OR_RETURN(auto* count, db_.conn().Prepare(fmt::format("SELECT count(*) {}", kWhere)));
   count->BindAll(q.message_id, q.status, DirectionText(q.direction), q.from_ms, q.to_ms);
@@ -110,11 +110,15 @@ Result<Paged<MessageRow>> HistoryStore::Conversations(const ConversationQuery& q
       "FROM messages WHERE (?1=0 OR rowid=?1) AND (?2='' OR message_id=?2) "
       "AND (?3='' OR conversation_id=?3) AND (?4='' OR direction=?4) AND (?5='' OR status=?5) "
       "AND (?6='' OR sender=?6 OR receiver=?6) AND (?7='' OR process=?7) AND updated_ms>=?8 "
-      "AND (?9=0 OR updated_ms<=?9) AND (?10=0 OR status NOT IN ({}))",
-      finals);
+      "AND (?9=0 OR updated_ms<=?9) AND (?10=0 OR status NOT IN ({})) AND (?13='' OR sender=?13) "
+      "AND (?14='' OR receiver=?14) AND (?15='' OR (CASE WHEN message_reference='' THEN "
+      "conversation_id ELSE message_reference END)=?15) AND (?16 IS NULL OR title=?16){}",
+      finals, q.include_deleted ? "" : " AND deleted_ms=0");
   auto bind = [&](storage::Stmt& st) {
     st.BindAll(q.id, q.message_id, q.conversation_id, DirectionText(q.direction), q.status, q.orgnr,
                q.process, q.from_ms, q.to_ms, q.unfinished_only ? 1 : 0);
+    st.Bind(13, q.sender).Bind(14, q.receiver).Bind(15, q.message_reference);
+    if (q.title) st.Bind(16, *q.title);
   };
   Paged<MessageRow> out;
   BUD_ASSIGN_OR_RETURN(auto* count, db_.conn().Prepare("SELECT count(*) " + where));
@@ -133,6 +137,7 @@ Result<Paged<MessageRow>> HistoryStore::Conversations(const ConversationQuery& q
                                                          {"receiverIdentifier", "receiver"},
                                                          {"processIdentifier", "process"},
                                                          {"messageTitle", "title"},
+                                                         {"messageReference", "message_reference"},
                                                          {"direction", "direction"},
                                                          {"status", "status"}},
                                                         "updated_ms DESC, rowid DESC"));

@@ -19,10 +19,11 @@ const char* const kTransferColumns =
 const char* const kColumns =
     "message_id, direction, conversation_id, sender, receiver, process, document_type, title, "
     "created_ms, expires_ms, status, state, payload, envelope, rowid, updated_ms, lock_until_ms, "
-    "files";
+    "files, message_reference";
 const char* const kListColumns =
     "message_id, direction, conversation_id, sender, receiver, process, document_type, title, "
-    "created_ms, expires_ms, status, state, NULL, NULL, rowid, updated_ms, lock_until_ms, files";
+    "created_ms, expires_ms, status, state, NULL, NULL, rowid, updated_ms, lock_until_ms, files, "
+    "message_reference";
 
 TransferRow ReadTransfer(storage::Stmt& st) {
   TransferRow t;
@@ -62,6 +63,7 @@ MessageRow ReadRow(storage::Stmt& st) {
   m.updated_ms = st.Int(15);
   m.lock_until_ms = st.Int(16);
   m.files = st.Text(17);
+  m.message_reference = st.Text(18);
   return m;
 }
 

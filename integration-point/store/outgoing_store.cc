@@ -51,11 +51,11 @@ Status OutgoingStore::InsertOutgoingInTx(const MessageRow& m, int64_t now) {
       auto* ins,
       db_.conn().Prepare(
           "INSERT INTO messages(message_id, direction, conversation_id, sender, receiver, process, "
-          "document_type, title, created_ms, expires_ms, status, state, payload, updated_ms) "
-          "VALUES(?,'OUT',?,?,?,?,?,?,?,?,'OPPRETTET','new',?,?)"));
+          "document_type, title, created_ms, expires_ms, status, state, payload, updated_ms, "
+          "message_reference) VALUES(?,'OUT',?,?,?,?,?,?,?,?,'OPPRETTET','new',?,?,?)"));
   ins->BindAll(m.message_id, m.conversation_id, m.sender, m.receiver, m.process, m.document_type,
                m.title, m.created_ms, m.expires_ms);
-  ins->BindBlob(10, m.payload).Bind(11, now);
+  ins->BindBlob(10, m.payload).Bind(11, now).Bind(12, m.message_reference);
   BUD_RETURN_IF_ERROR(ins->Run());
   BUD_ASSIGN_OR_RETURN(
       auto* h, db_.conn().Prepare(

@@ -232,6 +232,19 @@ const std::vector<std::string> kMigrations = {
     // v8: the message id a refused API request named ('' when it named none), by which a later
     // take-in of that id resolves it.
     R"(ALTER TABLE refusals ADD COLUMN message_id TEXT NOT NULL DEFAULT '' COLLATE NOCASE;)",
+    // v9: DELETE /api/conversations (docs/http-api.md): a deleted conversation is hidden from the
+    // API's conversation and status views (deleted_ms set), never removed, because the engine
+    // may still work on it and an incoming row is the dedup of its message id. Its lines leave
+    // the status queue, and later ones do not enter it.
+    // Also the arkivmelding's reference (eFormidling's messageReference) of an outgoing message.
+    R"(ALTER TABLE messages ADD COLUMN deleted_ms INTEGER NOT NULL DEFAULT 0;
+       ALTER TABLE messages ADD COLUMN message_reference TEXT NOT NULL DEFAULT '';
+       DROP TRIGGER history_enters_status_queue;
+       CREATE TRIGGER history_enters_status_queue AFTER INSERT ON history
+       WHEN NOT EXISTS (SELECT 1 FROM messages WHERE message_id=new.message_id
+                        AND direction=new.direction AND deleted_ms<>0) BEGIN
+         INSERT INTO status_queue(history_id) VALUES (new.id);
+       END;)",
 };
 
 constexpr int64_t kCheckpointPages = 4096;  // 16 MiB of WAL

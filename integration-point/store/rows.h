@@ -21,6 +21,9 @@ struct MessageRow {
   std::string process;
   std::string document_type;
   std::string title;
+  // OUT: the arkivmelding's saksmappe systemID and journal post number ("<systemID>-<nr>") as
+  // eFormidling's messageReference; "" when none (the API then shows the conversation id).
+  std::string message_reference;
   int64_t created_ms = 0;
   int64_t expires_ms = 0;
   std::string status;  // current status name
@@ -104,10 +107,17 @@ struct ConversationQuery {
   std::optional<Direction> direction;  // nullopt = both
   std::string status;                  // current status
   std::string orgnr;                   // "0192:<orgnr>": sender or receiver
+  std::string sender;                  // "0192:<orgnr>": the sender (eFormidling's `sender`)
+  std::string receiver;                // "0192:<orgnr>": the receiver
+  std::string message_reference;       // as the API shows it (the conversation id when none)
+  std::optional<std::string> title;    // the message title, exactly (nullopt: any)
   std::string process;
   int64_t from_ms = 0;  // last update at or after
   int64_t to_ms = 0;    // last update at or before; 0 = no bound
   bool unfinished_only = false;
+  // With the conversations DELETE /api/conversations hid (the message lists of /api/messages/out
+  // show them: in eFormidling too the conversation and the message are apart).
+  bool include_deleted = false;
   int64_t offset = 0;
   int64_t limit = 20;
   std::vector<SortKey> sort;  // before the default order (last update, newest first)

@@ -17,7 +17,7 @@ Result<std::optional<StatusItem>> StatusQueue::Peek() {
           "h.message_id, h.direction, h.raw_receipt, coalesce(m.rowid, 0) FROM status_queue q "
           "JOIN history h ON h.id=q.history_id "
           "LEFT JOIN messages m ON m.message_id=h.message_id AND m.direction=h.direction "
-          "ORDER BY q.history_id LIMIT 1"));
+          "WHERE coalesce(m.deleted_ms, 0)=0 ORDER BY q.history_id LIMIT 1"));
   BUD_ASSIGN_OR_RETURN(bool row, st->Step());
   std::optional<StatusItem> out;
   if (row) {
@@ -50,6 +50,32 @@ Result<int64_t> StatusQueue::Size() {
   const int64_t n = row ? st->Int(0) : 0;
   st->Reset();
   return n;
+}
+
+Result<int64_t> StatusQueue::DeleteConversations(int64_t id, const std::string& message_id,
+                                                 int64_t now_ms) {
+  // Which conversations: by rowid, or by message id in both directions; not those hidden before.
+  constexpr const char* kWhich =
+      "m.deleted_ms=0 AND ((?1<>0 AND m.rowid=?1) OR (?1=0 AND ?2<>'' AND m.message_id=?2))";
+  storage::Transaction tx(db_.conn());
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(
+      auto* unqueue,
+      db_.conn().Prepare(fmt::format(
+          "DELETE FROM status_queue WHERE history_id IN (SELECT h.id FROM history h JOIN messages "
+          "m ON m.message_id=h.message_id AND m.direction=h.direction WHERE {})",
+          kWhich)));
+  BUD_RETURN_IF_ERROR(unqueue->BindAll(id, message_id).Run());
+  BUD_ASSIGN_OR_RETURN(
+      auto* hide,
+      db_.conn().Prepare(fmt::format(
+          "UPDATE messages SET deleted_ms=?3 WHERE rowid IN (SELECT m.rowid FROM messages m "
+          "WHERE {})",
+          kWhich)));
+  BUD_RETURN_IF_ERROR(hide->BindAll(id, message_id, now_ms).Run());
+  const int64_t hidden = hide->Changes();
+  BUD_RETURN_IF_ERROR(tx.Commit());
+  return hidden;
 }
 
 }  // namespace bud::ip

@@ -4,11 +4,13 @@
 //
 // Operation: a view on a PointDb (point_db.h), used on the thread that owns it (the HTTP API's
 // connection). Peeking changes nothing; Remove takes one line off the queue, never out of the
-// history.
+// history. DeleteConversations hides conversations from the API's views (and their lines from
+// the queue); the rows stay for the engine and the incoming dedup (docs/storage.md, "v9").
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "common/status.h"
 #include "integration-point/store/point_db.h"
@@ -25,6 +27,12 @@ class StatusQueue {
   // Takes status line `id` off the queue; kNotFound when it is not on it.
   Status Remove(int64_t id);
   Result<int64_t> Size();
+
+  // DELETE /api/conversations/{id} and /api/conversations/messageId/{messageId}: marks the
+  // conversations with rowid `id` (when non-zero) or with message id `message_id` (any case,
+  // both directions) deleted at `now_ms` and takes their status lines off the queue, in one
+  // transaction. Returns how many conversations it hid (0: none, or all hidden before).
+  Result<int64_t> DeleteConversations(int64_t id, const std::string& message_id, int64_t now_ms);
 
  private:
   PointDb& db_;

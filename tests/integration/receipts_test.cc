@@ -317,14 +317,40 @@ TEST_CASE(
        "form-data; name=\"Hoveddokument\"; filename=\"s_knad.pdf\"; "
        "filename*=UTF-8''s%C3%B8knad.pdf",
        ""}};
+  // The first carries the arkivmelding.xml an archive system writes beside its documents: its
+  // public title and journal post reference show in the conversations.
+  const std::string arkivmelding =
+      "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<arkivmelding "
+      "xmlns=\"http://www.arkivverket.no/standarder/noark5/arkivmelding\" "
+      "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><mappe xsi:type=\"saksmappe\">"
+      "<systemID>sak-2026-42</systemID><basisregistrering xsi:type=\"journalpost\">"
+      "<journalpostnummer>7</journalpostnummer><offentligTittel>Vedtak om løyve</offentligTittel>"
+      "</basisregistrering></mappe></arkivmelding>";
   for (auto& m : sent) {
     json sbd = json::parse(Sbd(kAgencyA, kAgencyB, m.id, m.conversation, kProcess, kDocumentType));
     sbd["arkivmelding"] = {{"hoveddokument", m.file}, {"sikkerhetsnivaa", 3}};
-    Reply r = PostDotNet(
-        a, DotNetPart("form-data; name=sbd", "application/json; charset=utf-8", sbd.dump()) +
-               DotNetPart(m.disposition, "application/pdf", m.bytes));
+    std::string body =
+        DotNetPart("form-data; name=sbd", "application/json; charset=utf-8", sbd.dump()) +
+        DotNetPart(m.disposition, "application/pdf", m.bytes);
+    if (&m == &sent[0]) {
+      body += DotNetPart("form-data; name=Arkivmelding; filename=arkivmelding.xml",
+                         "application/xml", arkivmelding);
+    }
+    Reply r = PostDotNet(a, body);
     INFO(r.body);
     REQUIRE(r.status == 200);
+  }
+  {
+    json with = Call(a, "GET", "/api/conversations/messageId/" + sent[0].id).Json();
+    CHECK(with["messageTitle"] == "Vedtak om løyve");
+    CHECK(with["messageReference"] == "sak-2026-42-7");
+    CHECK(with["sender"] == std::string("0192:") + kAgencyA);
+    CHECK(with["receiver"] == std::string("0192:") + kAgencyB);
+    json without = Call(a, "GET", "/api/conversations/messageId/" + sent[1].id).Json();
+    CHECK(without["messageReference"] == sent[1].conversation);
+    json found = Call(a, "GET", "/api/conversations?messageReference=sak-2026-42-7").Json();
+    REQUIRE(found["totalElements"] == 1);
+    CHECK(found["content"][0]["messageId"] == sent[0].id);
   }
   for (const auto& m : sent) WaitForStatus(a, m.id, "MOTTATT");
 
@@ -357,6 +383,12 @@ TEST_CASE(
         SendReceipt(b, kAgencyB, kAgencyA, id, m->conversation, "Journalført: " + m->file);
   }
   CHECK(Call(b, "GET", "/api/messages/in/peek?serviceIdentifier=DPO").status == 204);
+  // B's conversation of the first has the sender's title (the reference is the sending side's).
+  json at_b =
+      Call(b, "GET", "/api/conversations?direction=INCOMING&messageId=" + sent[0].id).Json();
+  REQUIRE(at_b["totalElements"] == 1);
+  CHECK(at_b["content"][0]["messageTitle"] == "Vedtak om løyve");
+  CHECK(at_b["content"][0]["sender"] == std::string("0192:") + kAgencyA);
 
   // A: each original ends at LEST and is finished; each receipt pops as 204 and is deleted.
   for (const auto& m : sent) {
@@ -403,6 +435,11 @@ TEST_CASE(
   CHECK(std::multiset<std::string>(drained_a.begin(), drained_a.end()) == expected_a);
   CHECK(std::multiset<std::string>(drained_b.begin(), drained_b.end()) == expected_b);
   CHECK(Call(a, "GET", "/api/conversations/queue").Json()["totalElements"] == 0);
+  // A is done with the first: DELETE its conversation, gone from A's views, B's kept.
+  CHECK(Call(a, "DELETE", "/api/conversations/messageId/" + sent[0].id).status == 200);
+  CHECK(Call(a, "GET", "/api/conversations/messageId/" + sent[0].id).status == 404);
+  CHECK(Call(a, "GET", "/api/statuses/" + sent[0].id).Json()["totalElements"] == 0);
+  CHECK(Call(b, "GET", "/api/conversations?messageId=" + sent[0].id).Json()["totalElements"] == 1);
   ex.CheckAlive();
 }
 
@@ -451,7 +488,15 @@ TEST_CASE("a receipt through the folder contract: message.json alone, LEST at th
   const std::string id = NewUuid();
   json meta = Exchange::Metadata(kAgencyB);
   meta["messageId"] = id;
-  ex.DropFolder(kAgencyA, "vedtak", meta.dump(), {{"arkivmelding.xml", "<arkivmelding/>"}});
+  // A real arkivmelding (one eFormidling can read: a saksmappe with a journalpost); one that is
+  // not refuses the folder (docs/http-api.md, "arkivmelding.xml").
+  ex.DropFolder(
+      kAgencyA, "vedtak", meta.dump(),
+      {{"arkivmelding.xml",
+        "<arkivmelding xmlns=\"http://www.arkivverket.no/standarder/noark5/arkivmelding\" "
+        "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><mappe "
+        "xsi:type=\"saksmappe\"><basisregistrering xsi:type=\"journalpost\"/></mappe>"
+        "</arkivmelding>"}});
   ex.WaitForInbox(kAgencyB, id);
   // B's archive takes it out (LEVERT) and answers with a receipt folder without files.
   std::filesystem::remove_all(ex.Inbox(kAgencyB) + "/" + id);

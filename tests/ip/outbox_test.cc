@@ -256,5 +256,41 @@ TEST_CASE("MoveOutboxFiles moves only the files that were checked", "[ip][outbox
   CHECK(fs::is_empty(outbox + "/big"));
 }
 
+TEST_CASE("a large folder's arkivmelding.xml is read as a small one's",
+          "[ip][outbox][arkivmelding]") {
+  test::TempDir dir;
+  const std::string outbox = dir / "outbox";
+  fs::create_directories(outbox + "/big");
+  fs::create_directories(outbox + "/bad");
+  Put(outbox + "/big/message.json", kGoodJson);
+  Put(outbox + "/big/arkivmelding.xml",
+      "<arkivmelding xmlns=\"http://www.arkivverket.no/standarder/noark5/arkivmelding\" "
+      "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><mappe xsi:type=\"saksmappe\">"
+      "<systemID>s</systemID><basisregistrering xsi:type=\"journalpost\"><journalpostnummer>3"
+      "</journalpostnummer><offentligTittel>Stort vedlegg</offentligTittel></basisregistrering>"
+      "</mappe></arkivmelding>");
+  Put(outbox + "/bad/message.json", kGoodJson);
+  Put(outbox + "/bad/arkivmelding.xml", "<!DOCTYPE x><arkivmelding/>");
+  auto out = OpenDir(outbox);
+  REQUIRE(out.ok());
+  OutboxLimits limits;
+  for (bool read_data : {true, false}) {  // small (read) and large (streamed from the spool)
+    INFO("read_data " << read_data);
+    limits.read_data = read_data;
+    auto big = OpenOutboxFolder(out->get(), outbox, "big");
+    REQUIRE(big.ok());
+    auto draft = ReadOutboxFolder(*big, kMe, limits);
+    REQUIRE(draft.ok());
+    CHECK(draft->title == "Stort vedlegg");
+    CHECK(draft->payload.title() == "Stort vedlegg");
+    CHECK(draft->message_reference == "s-3");
+    auto bad = OpenOutboxFolder(out->get(), outbox, "bad");
+    REQUIRE(bad.ok());
+    auto refused = ReadOutboxFolder(*bad, kMe, limits);
+    REQUIRE_FALSE(refused.ok());
+    CHECK_THAT(refused.status().message(), Catch::Matchers::Contains("DOCTYPE"));
+  }
+}
+
 }  // namespace
 }  // namespace bud::ip

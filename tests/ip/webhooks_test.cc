@@ -555,7 +555,7 @@ endpoint = "tcp://127.0.0.1:2"
   }
 }
 
-TEST_CASE("store: version 6 migrates to 8 with no subscriptions, whose cursor starts at the end",
+TEST_CASE("store: version 6 migrates on with no subscriptions, whose cursor starts at the end",
           "[ip][store][webhooks]") {
   bud::test::TempDir dir;
   const std::string path = dir / "ip.db";
@@ -574,9 +574,14 @@ TEST_CASE("store: version 6 migrates to 8 with no subscriptions, whose cursor st
     REQUIRE(store->outgoing.CreateOutgoing(m).ok());
   }
   {
-    // Back to version 6 as that release left it.
+    // Back to version 6 as that release left it (v9's columns gone too).
     auto db = storage::Db::Open(path).value();
     REQUIRE(db->Exec("DROP TABLE subscriptions; ALTER TABLE refusals DROP COLUMN message_id; "
+                     "DROP TRIGGER history_enters_status_queue; "
+                     "ALTER TABLE messages DROP COLUMN deleted_ms; "
+                     "ALTER TABLE messages DROP COLUMN message_reference; "
+                     "CREATE TRIGGER history_enters_status_queue AFTER INSERT ON history BEGIN "
+                     "INSERT INTO status_queue(history_id) VALUES (new.id); END; "
                      "PRAGMA user_version=6;")
                 .ok());
   }

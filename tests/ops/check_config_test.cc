@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "common/fs.h"
+#include "common/http_auth.h"
 #include "tests/ops/fixtures.h"
 
 namespace bud::test {
@@ -165,6 +166,18 @@ TEST_CASE("bud-ip --check-config checks keys, certificates and folders and creat
   CHECK_FALSE(PathExists(f.Path("ip.db")));
   CHECK_FALSE(PathExists(f.Path("outbox")));
   CHECK_FALSE(PathExists(f.Path("inbox")));
+
+  // With HTTP Basic: the file is read and parsed, its user noted, its hash not.
+  REQUIRE(WriteBasicAuthFile(f.Path("api.auth"), "arkiv", "a long password", 10).ok());
+  TomlConfig with_auth = f.IpConfig();
+  with_auth["http"]["basic_auth_file"] = Quoted("api.auth");
+  auto auth = CheckConfig(BUD_IP_BIN, f.Write("ip-auth.toml", with_auth));
+  INFO(auth.out << auth.err);
+  REQUIRE(auth.exit_code == 0);
+  CHECK_THAT(auth.out, Catch::Matchers::Contains("HTTP Basic for user 'arkiv' (scrypt, N = 2^10)"));
+  const std::string line = ReadFile(f.Path("api.auth"));
+  REQUIRE(line.rfind(':') != std::string::npos);
+  CHECK(auth.out.find(line.substr(line.rfind(':') + 1, 64)) == std::string::npos);
 }
 
 TEST_CASE("bud-ip --check-config refuses broken keys, certificates and paths",
@@ -211,6 +224,28 @@ TEST_CASE("bud-ip --check-config refuses broken keys, certificates and paths",
          Set(c, "keys", "next_encryption_key", Quoted("keys/encryption.key"));
        },
        {"keys.next_encryption_key", "go together"}},
+      {"basic auth file missing",
+       [](OpsFolder&, TomlConfig& c) { Set(c, "http", "basic_auth_file", Quoted("gone.auth")); },
+       {"key 'http.basic_auth_file'", "gone.auth", "No such file"}},
+      {"basic auth file readable by others",
+       [](OpsFolder& f, TomlConfig& c) {
+         REQUIRE(WriteBasicAuthFile(f.Path("api.auth"), "arkiv", "a long password", 10).ok());
+         ::chmod(f.Path("api.auth").c_str(), 0644);
+         Set(c, "http", "basic_auth_file", Quoted("api.auth"));
+       },
+       {"key 'http.basic_auth_file'", "readable by group or others", "chmod 600"}},
+      {"basic auth file that does not parse",
+       [](OpsFolder& f, TomlConfig& c) {
+         WriteFileMode(f.Path("api.auth"), "arkiv:md5:abc\n", 0600);
+         Set(c, "http", "basic_auth_file", Quoted("api.auth"));
+       },
+       {"key 'http.basic_auth_file'", "api.auth"}},
+      {"basic auth file is a folder",
+       [](OpsFolder& f, TomlConfig& c) {
+         ::mkdir(f.Path("auth.d").c_str(), 0700);
+         Set(c, "http", "basic_auth_file", Quoted("auth.d"));
+       },
+       {"key 'http.basic_auth_file'", "is not a regular file"}},
       {"outbox is a file",
        [](OpsFolder& f, TomlConfig&) { WriteFileMode(f.Path("outbox"), "x", 0644); },
        {"key 'paths.outbox'", "is not a folder"}},
