@@ -82,8 +82,11 @@ std::string Envelope(const std::string& from, const std::string& to, std::string
 // heartbeats while it pumps. Records every delivery it gets (message id, when). Owns its socket.
 class Link {
  public:
-  Link(Exchange& ex, const std::string& org, size_t broker, uint32_t credit = 16)
-      : ex_(ex), org_(org), sock_(Context(), zmq::socket_type::dealer) {
+  // With `auto_ack`, every delivery is answered MOTTATT as it arrives, from the first one: a
+  // delivery can come in the same read as the Welcome.
+  Link(Exchange& ex, const std::string& org, size_t broker, uint32_t credit = 16,
+       bool auto_ack = false)
+      : ex_(ex), org_(org), sock_(Context(), zmq::socket_type::dealer), auto_ack_(auto_ack) {
     sock_.set(zmq::sockopt::linger, 0);
     auto keys = wire::LoadCurveKeyFile(ex.CurveKeyFile(org));
     if (!keys.ok()) throw HarnessError("CURVE key of " + org + ": " + keys.status().ToString());
@@ -309,8 +312,7 @@ TEST_CASE(
   o.broker_settings["wake_poll_ms"] = "60000";
   Exchange ex(o);
 
-  Link receiver(ex, kAgencyB, 2, /*credit=*/32);
-  receiver.set_auto_ack(true);
+  Link receiver(ex, kAgencyB, 2, /*credit=*/32, /*auto_ack=*/true);
   Link a(ex, kAgencyA, 0);
   Link c(ex, kAgencyC, 1);
   constexpr int kEach = 100;
@@ -403,8 +405,7 @@ TEST_CASE(
       pg.Database());
   CHECK_FALSE(holder_before.empty());  // the dead broker's lease, still in the table
 
-  Link receiver(ex, kAgencyB, 1, /*credit=*/4);
-  receiver.set_auto_ack(true);
+  Link receiver(ex, kAgencyB, 1, /*credit=*/4, /*auto_ack=*/true);
   std::vector<std::string> later = SubmitAll(ex, sender, kAgencyA, kAgencyB, 5);
   for (const auto& id : later) ids.push_back(id);
   REQUIRE(receiver.Pump(kDefaultWait, [&] {
