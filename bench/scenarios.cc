@@ -231,6 +231,31 @@ void OwnBench::AddRss(Figures& f, bool ips) {
   }
 }
 
+namespace {
+// CPU seconds (user + system) the sending and the receiving point have used so far.
+struct IpCpu {
+  std::optional<double> sender, receiver;
+};
+IpCpu IpCpuNow(test::Exchange& ex) {
+  return {CpuSeconds(ex.ip(kAgencyA).pid()), CpuSeconds(ex.ip(kAgencyB).pid())};
+}
+// Each point's CPU per message between `before` and now: on a busy machine this moves less
+// than msgs/s does (other processes take idle time, not the points' own work).
+void AddIpCpu(Figures& f, test::Exchange& ex, const IpCpu& before, size_t messages) {
+  if (messages == 0) return;
+  const IpCpu after = IpCpuNow(ex);
+  const auto per_msg = [&](const std::optional<double>& a, const std::optional<double>& b) {
+    return (*b - *a) * 1e6 / static_cast<double>(messages);
+  };
+  if (before.sender && after.sender) {
+    f.extra["ip_sender_cpu_us_per_msg"] = per_msg(before.sender, after.sender);
+  }
+  if (before.receiver && after.receiver) {
+    f.extra["ip_receiver_cpu_us_per_msg"] = per_msg(before.receiver, after.receiver);
+  }
+}
+}  // namespace
+
 Figures OwnBench::Ingest(const LoadSpec& spec) {
   FreshBroker();
   BrokerLink a(Context(), ex_->broker_endpoint(), ex_->broker_public_key(),
@@ -409,10 +434,12 @@ Figures OwnBench::Exchange(int messages, int singles, size_t payload_bytes) {
   f.system = "budstikke";
   // Throughput: every folder dropped at once, until the last one is in the inbox.
   std::unordered_map<std::string, int64_t> waiting, arrived;
+  const IpCpu cpu0 = IpCpuNow(*ex_);
   const int64_t start = NowNs();
   for (int i = 0; i < messages; ++i) drop(waiting);
   const auto sent = waiting;
   watch.WaitFor(waiting, start + static_cast<int64_t>((60 + messages * 0.05) * 1e9), arrived);
+  AddIpCpu(f, *ex_, cpu0, arrived.size());
   int64_t last = start;
   Latencies bulk;
   for (const auto& [id, t] : arrived) {
@@ -514,6 +541,7 @@ Figures OwnBench::SenderApi(int messages, int clients, size_t payload_bytes,
   std::vector<int64_t> posted_ms(ids.size(), 0);
   std::vector<std::vector<int64_t>> post_ns(static_cast<size_t>(clients));
   std::vector<std::string> errors(static_cast<size_t>(clients));
+  const IpCpu cpu0 = IpCpuNow(ex);
   const int64_t start = NowNs();
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
@@ -563,6 +591,7 @@ Figures OwnBench::SenderApi(int messages, int clients, size_t payload_bytes,
   f.extra["messages"] = static_cast<double>(got.size());
   f.extra["clients"] = clients;
   f.extra["post_msgs_per_s"] = messages / (static_cast<double>(posted_all - start) / 1e9);
+  AddIpCpu(f, ex, cpu0, got.size());
   Latencies all_posts, end_to_end;
   for (const auto& samples : post_ns) {
     for (int64_t ns : samples) all_posts.Add(ns);

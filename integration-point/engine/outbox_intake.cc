@@ -64,7 +64,15 @@ void OutboxIntake::Scan() {
     Log()->error("cannot scan outbox: {}", names.status().ToString());
     return;
   }
+  // A bounded share per turn: the turn also seals and submits, so with a full outbox messages
+  // leave while the rest is taken in (a turn that took in every folder first held the sealing
+  // back, and the broker and the receiver waited). More waiting: the next turn goes on at once.
+  const size_t handled_before = handled_;
   for (const auto& name : *names) {
+    if (handled_ - handled_before >= kTakePerScan) {
+      dirty_ = true;
+      break;
+    }
     if (name.empty() || name.front() == '.' || StopRequested()) continue;
     std::string folder = JoinPath(config_.outbox, name);
     struct stat st;
@@ -85,6 +93,7 @@ void OutboxIntake::Scan() {
 }
 
 void OutboxIntake::Refuse(const std::string& name, const Status& why, RefusalClass klass) {
+  ++handled_;
   const std::string shown = EscapeControl(name);  // a name in a log line stays on its line
   auto moved = MoveToFailed(config_.outbox, name, why.ToString());
   if (moved.ok()) {
@@ -179,6 +188,7 @@ void OutboxIntake::TakeFolder(const std::string& name) {
         shown, row->message_id);
   }
   RemoveAfterCommit(name, "taken in but not removed: ");
+  ++handled_;
   if (taken_) taken_();
 }
 

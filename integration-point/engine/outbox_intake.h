@@ -1,12 +1,12 @@
 // Outbox intake: folders the archive system writes to outbox/ become outgoing messages
 // (OPPRETTET, state new) in the store (docs/DESIGN's folder contract, outbox.h).
-// Operation: Scan lists the outbox (on inotify or every rescan_ms) and takes each ready folder
-// in: opened once, read and checked (outbox.h), its receiver checked in the registry, stored in
-// the turn, and removed only after the turn's commit. A refused folder moves to outbox/.failed
-// with error.txt and is recorded in the store's refusals (refusal_store.h) until a folder of that
-// name is taken in; one that cannot be taken in now (registry down, store busy) stays. A large
-// folder's files move into spool/src/<id>/ before the commit (the sender seals them as a
-// stream).
+// Operation: Scan lists the outbox (on inotify or every rescan_ms) and takes ready folders in,
+// at most kTakePerScan a turn (dirty() stays true while more wait): each opened once, read and
+// checked (outbox.h), its receiver checked in the registry, stored in the turn, and removed only
+// after the turn's commit. A refused folder moves to outbox/.failed with error.txt and is
+// recorded in the store's refusals (refusal_store.h) until a folder of that name is taken in;
+// one that cannot be taken in now (registry down, store busy) stays. A large folder's files move
+// into spool/src/<id>/ before the commit (the sender seals them as a stream).
 // Concurrency: the engine thread; it owns the inotify descriptor.
 #pragma once
 
@@ -65,6 +65,9 @@ class OutboxIntake {
   RegistryLookup& registry_;
   const Clock& clock_;
   std::function<void()> taken_;
+  // Folders taken in or refused by one Scan at most (the rest wait for the next turn).
+  static constexpr size_t kTakePerScan = 64;
+  size_t handled_ = 0;  // folders taken in or refused so far
   int inotify_fd_ = -1;
   bool dirty_ = true;
   int64_t last_scan_mono_ = 0;

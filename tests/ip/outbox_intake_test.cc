@@ -99,6 +99,39 @@ TEST_CASE("intake: with the registry down a folder stays and is taken in later",
   CHECK_FALSE(Exists(JoinPath(r.config.outbox, "venter")));
 }
 
+TEST_CASE("intake: a full outbox is taken in a bounded share per turn, every folder in the end",
+          "[ip][intake]") {
+  Rig r;
+  Intake in(r);
+  // Folders that cannot be taken in yet (no message.json) sort first: they must not hold the
+  // others back.
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(MakeDirs(JoinPath(r.config.outbox, "0-halvferdig-" + std::to_string(i))).ok());
+  }
+  const int total = 150;
+  for (int i = 0; i < total; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "sak-%03d", i);
+    DropFolder(r, name, rig::kPeer);
+  }
+  std::vector<int> per_turn;
+  for (int turn = 0; turn < 10 && in.taken < total; ++turn) {
+    const int before = in.taken;
+    REQUIRE(r.turn->Begin().ok());
+    in.intake.Scan();
+    REQUIRE(r.turn->Finish().status.ok());
+    per_turn.push_back(in.taken - before);
+    if (in.taken < total) CHECK(in.intake.dirty());  // the next turn goes on at once
+  }
+  CHECK(in.taken == total);
+  REQUIRE(per_turn.size() >= 3);
+  for (int n : per_turn) CHECK(n <= 64);
+  CHECK(per_turn[0] == 64);
+  for (int i = 0; i < 3; ++i) {
+    CHECK(Exists(JoinPath(r.config.outbox, "0-halvferdig-" + std::to_string(i))));
+  }
+}
+
 TEST_CASE("intake: a message id taken in before is refused, the folder kept aside",
           "[ip][intake]") {
   Rig r;
