@@ -83,6 +83,19 @@ const std::vector<std::string> kPgMigrations = {
        );
        CREATE INDEX broker_sessions_by_holder ON broker_sessions(holder);
        CREATE INDEX broker_messages_by_sender ON broker_messages(sender);)",
+    // 4: the queued messages per receiver ('r <org>') and per sender ('s <org>'), kept by every
+    // batch that stores or removes messages, in its transaction. The caps read and lock these
+    // rows instead of counting the queue (a count per batch grew with the queue: at 15,000
+    // queued it was 85 % of a batch's time). The per-sender index was only for that count.
+    R"(CREATE TABLE broker_queue_counts (
+         key text PRIMARY KEY,
+         n bigint NOT NULL
+       );
+       INSERT INTO broker_queue_counts(key, n)
+         SELECT 'r ' || receiver, count(*) FROM broker_messages GROUP BY receiver
+         UNION ALL
+         SELECT 's ' || sender, count(*) FROM broker_messages GROUP BY sender;
+       DROP INDEX broker_messages_by_sender;)",
 };
 
 // The database server's clock in milliseconds: leases are timed by one clock for all brokers.
@@ -90,9 +103,6 @@ const std::vector<std::string> kPgMigrations = {
 
 // The channel of wake-ups: the payload is the organisation with something new.
 constexpr const char* kWakeChannel = "bud_broker_wake";
-// Cap-count locks (pg_advisory_xact_lock(kCapLockClass, hashtext(org key))): the two-int4 key
-// space, apart from kSchemaLock's bigint one.
-constexpr int64_t kCapLockClass = 0x62756401;
 // A lost listener connection is opened again at most this often.
 constexpr int64_t kListenRetryMs = 1000;
 
@@ -217,6 +227,23 @@ Status CheckServerWritable(pg::Connection& c) {
                               c.server(), c.description()));
   }
   return Status::Ok();
+}
+
+// A PostgreSQL array literal of texts ({"a","b"}), each element quoted and escaped, for a
+// `$n::text[]` parameter.
+std::string TextArray(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (const auto& item : items) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (char c : item) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
 }
 
 std::string JoinSeqs(const std::vector<int64_t>& seqs) {
@@ -356,42 +383,55 @@ Result<T> PgQueueStore::Read(const std::function<Result<T>()>& read) {
   return r;
 }
 
-// Inside the batch's transaction: locks the cap counts of every receiver and sender of the
-// batch (in one order, so two brokers cannot deadlock) and reads them, so the caps hold across
-// brokers: a second broker's batch for the same organisation waits until this one committed,
-// then counts what it stored.
-Status PgQueueStore::CountForBatch(const std::vector<SubmitItem>& submits) {
-  std::set<std::string> receivers, senders, keys;
-  for (const auto& s : submits) {
-    receivers.insert(s.receiver);
-    senders.insert(s.sender);
-    keys.insert("r " + s.receiver);
-    keys.insert("s " + s.sender);
-  }
-  for (const auto& k : keys) {
-    BUD_RETURN_IF_ERROR(conn_
-                            ->Exec("SELECT pg_advisory_xact_lock($1::int4, hashtext($2))",
-                                   pg::Params::Of(kCapLockClass, k))
-                            .status());
-  }
-  auto join = [](const std::set<std::string>& orgs) {
-    std::string out;
-    for (const auto& o : orgs) out += (out.empty() ? "" : ",") + o;
-    return out;
-  };
-  BUD_ASSIGN_OR_RETURN(
-      auto r, conn_->Exec("SELECT receiver, count(*)::bigint FROM broker_messages "
-                          "WHERE receiver = ANY(string_to_array($1, ',')) GROUP BY receiver",
-                          pg::Params::Of(join(receivers))));
-  BUD_ASSIGN_OR_RETURN(auto s,
-                       conn_->Exec("SELECT sender, count(*)::bigint FROM broker_messages "
-                                   "WHERE sender = ANY(string_to_array($1, ',')) GROUP BY sender",
-                                   pg::Params::Of(join(senders))));
+// Inside the batch's transaction: the count rows of every organisation the batch may change
+// (`keys`, 'r <org>' and 's <org>') are created when missing, then locked in one order (so two
+// brokers cannot deadlock) and read. A second broker's batch for the same organisation waits
+// until this one committed, then reads what it stored: the caps hold across brokers.
+Status PgQueueStore::LockCounts(const std::set<std::string>& keys) {
+  if (keys.empty()) return Status::Ok();
+  const std::string array = TextArray({keys.begin(), keys.end()});  // sorted: a std::set
+  BUD_RETURN_IF_ERROR(conn_
+                          ->Exec("INSERT INTO broker_queue_counts(key, n) "
+                                 "SELECT k, 0 FROM unnest($1::text[]) AS k ORDER BY k "
+                                 "ON CONFLICT (key) DO NOTHING",
+                                 pg::Params::Of(array))
+                          .status());
+  BUD_ASSIGN_OR_RETURN(auto r, conn_->Exec("SELECT key, n FROM broker_queue_counts "
+                                           "WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE",
+                                           pg::Params::Of(array)));
   QueueCounts::ByOrg by_receiver, by_sender;
-  for (int i = 0; i < r.size(); ++i) by_receiver[r.Text(i, 0)] = r.Int(i, 1);
-  for (int i = 0; i < s.size(); ++i) by_sender[s.Text(i, 0)] = s.Int(i, 1);
+  for (int i = 0; i < r.size(); ++i) {
+    const std::string key = r.Text(i, 0);
+    (key.starts_with("r ") ? by_receiver : by_sender)[key.substr(2)] = r.Int(i, 1);
+  }
   counts_.Set(std::move(by_receiver), std::move(by_sender));
   return Status::Ok();
+}
+
+// Inside the batch's transaction, after its changes: adds them to the count rows (locked by
+// LockCounts).
+Status PgQueueStore::SaveCounts() {
+  std::vector<std::string> keys;
+  std::string deltas = "{";
+  auto add = [&](const char* prefix, const QueueCounts::ByOrg& changes) {
+    for (const auto& [org, delta] : changes) {
+      if (delta == 0) continue;
+      keys.push_back(prefix + org);
+      if (deltas.size() > 1) deltas += ',';
+      deltas += std::to_string(delta);
+    }
+  };
+  add("r ", counts_.pending_by_receiver());
+  add("s ", counts_.pending_by_sender());
+  deltas += "}";
+  if (keys.empty()) return Status::Ok();
+  return conn_
+      ->Exec(
+          "INSERT INTO broker_queue_counts AS c(key, n) "
+          "SELECT * FROM unnest($1::text[], $2::bigint[]) "
+          "ON CONFLICT (key) DO UPDATE SET n = c.n + EXCLUDED.n",
+          pg::Params::Of(TextArray(keys), deltas))
+      .status();
 }
 
 std::string PgQueueStore::QueueRoom(const std::string& sender, const std::string& receiver) const {
@@ -399,8 +439,8 @@ std::string PgQueueStore::QueueRoom(const std::string& sender, const std::string
   // A first look for a streamed upload before it starts; CommitBatch decides under the locks.
   // When the count cannot be read, the commit will tell.
   auto r = conn_->Exec(
-      "SELECT (SELECT count(*) FROM broker_messages WHERE receiver=$1)::bigint, "
-      "(SELECT count(*) FROM broker_messages WHERE sender=$2)::bigint",
+      "SELECT coalesce((SELECT n FROM broker_queue_counts WHERE key = 'r ' || $1), 0), "
+      "coalesce((SELECT n FROM broker_queue_counts WHERE key = 's ' || $2), 0)",
       pg::Params::Of(receiver, sender));
   if (!r.ok() || r->empty()) return std::string();
   QueueCounts counts;
@@ -617,48 +657,116 @@ CommitResult PgQueueStore::CommitBatch(std::vector<SubmitItem>& submits,
   return {CommitOutcome::kUnknown, done.status};
 }
 
+// Inside the batch's transaction: the submits in a few statements, whatever their number (one
+// statement per submit made every submit a round trip and a parse): the ids already seen (one
+// SELECT), then the dedup rows and the messages as multi-row INSERTs. In the batch's order: a
+// known id is a duplicate (a conflict when another organisation sent it), then the queue caps,
+// then the rest is stored.
+Status PgQueueStore::StoreSubmits(std::vector<SubmitItem>& submits, int64_t now,
+                                  std::set<std::string>& wake) {
+  if (submits.empty()) return Status::Ok();
+  std::vector<std::string> ids;
+  ids.reserve(submits.size());
+  for (const auto& s : submits) ids.push_back(s.message_id);
+  std::map<std::string, std::string> sender_of;  // message id -> the sender that has it
+  BUD_ASSIGN_OR_RETURN(auto known, conn_->Exec("SELECT message_id, sender FROM broker_seen "
+                                               "WHERE message_id = ANY($1::text[])",
+                                               pg::Params::Of(TextArray(ids))));
+  for (int i = 0; i < known.size(); ++i) sender_of[known.Text(i, 0)] = known.Text(i, 1);
+  std::vector<size_t> fresh;
+  for (size_t i = 0; i < submits.size(); ++i) {
+    auto& s = submits[i];
+    s.duplicate = s.conflict = false;
+    s.refused.clear();
+    if (auto k = sender_of.find(s.message_id); k != sender_of.end()) {
+      // Known, or earlier in this batch: a resubmission is answered as the duplicate it is,
+      // full queue or not.
+      s.duplicate = true;
+      s.conflict = k->second != s.sender;
+      continue;
+    }
+    if (std::string why = counts_.Room(s.sender, s.receiver); !why.empty()) {
+      s.refused = std::move(why);
+      continue;
+    }
+    counts_.Count(s.sender, s.receiver, +1);
+    sender_of[s.message_id] = s.sender;
+    fresh.push_back(i);
+  }
+  // Bounded statements: at most kRowsPerInsert rows (7 parameters each) in one.
+  constexpr size_t kRowsPerInsert = 1000;
+  for (size_t from = 0; from < fresh.size(); from += kRowsPerInsert) {
+    const size_t to = std::min(fresh.size(), from + kRowsPerInsert);
+    std::string sql =
+        "INSERT INTO broker_seen(message_id, sender, receiver, first_seen_ms, seq) VALUES ";
+    pg::Params p;
+    p.Add(now);
+    for (size_t j = from; j < to; ++j) {
+      const auto& s = submits[fresh[j]];
+      const int n = p.size();
+      sql += fmt::format("{}(${}, ${}, ${}, $1, nextval('broker_message_seq'))",
+                         j == from ? "" : ", ", n + 1, n + 2, n + 3);
+      p.Add(s.message_id).Add(s.sender).Add(s.receiver);
+    }
+    sql += " ON CONFLICT (message_id) DO NOTHING RETURNING message_id, seq";
+    BUD_ASSIGN_OR_RETURN(auto seen, conn_->Exec(sql, p));
+    std::map<std::string, int64_t> seq_of;
+    for (int i = 0; i < seen.size(); ++i) seq_of[seen.Text(i, 0)] = seen.Int(i, 1);
+    std::string msg_sql =
+        "INSERT INTO broker_messages(seq, message_id, sender, receiver, envelope, received_ms, "
+        "expires_ms) VALUES ";
+    pg::Params m;
+    m.Add(now);
+    bool any = false;
+    for (size_t j = from; j < to; ++j) {
+      auto& s = submits[fresh[j]];
+      auto it = seq_of.find(s.message_id);
+      if (it == seq_of.end()) {
+        // Another broker stored this id since the SELECT above: a duplicate after all.
+        counts_.Count(s.sender, s.receiver, -1);
+        s.duplicate = true;
+        BUD_ASSIGN_OR_RETURN(auto who,
+                             conn_->Exec("SELECT sender FROM broker_seen WHERE message_id=$1",
+                                         pg::Params::Of(s.message_id)));
+        s.conflict = !who.empty() && who.Text(0, 0) != s.sender;
+        continue;
+      }
+      const int n = m.size();
+      msg_sql += fmt::format("{}(${}, ${}, ${}, ${}, ${}, $1, ${})", any ? ", " : "", n + 1, n + 2,
+                             n + 3, n + 4, n + 5, n + 6);
+      m.Add(it->second).Add(s.message_id).Add(s.sender).Add(s.receiver);
+      m.AddBytea(s.envelope).Add(s.expires_ms);
+      any = true;
+      wake.insert(s.receiver);
+    }
+    if (any) BUD_RETURN_IF_ERROR(conn_->Exec(msg_sql, m).status());
+  }
+  return Status::Ok();
+}
+
 Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
                              const std::vector<NoticeAck>& acks, int64_t now) {
   std::set<std::string> wake;
-  if (!submits.empty() && (caps_.per_receiver > 0 || caps_.per_sender > 0)) {
-    BUD_RETURN_IF_ERROR(CountForBatch(submits));
+  // Every count row the batch may change, locked first: the submits' organisations, and those
+  // of the messages the reports may remove.
+  std::set<std::string> keys;
+  for (const auto& s : submits) {
+    keys.insert("r " + s.receiver);
+    keys.insert("s " + s.sender);
   }
-  for (auto& s : submits) {
-    s.duplicate = s.conflict = false;
-    s.refused.clear();
-    if (std::string why = counts_.Room(s.sender, s.receiver); !why.empty()) {
-      // Full; a resubmission of a known id is still answered as the duplicate it is.
-      BUD_ASSIGN_OR_RETURN(auto known, conn_->Exec(
-          "SELECT sender FROM broker_seen WHERE message_id=$1", pg::Params::Of(s.message_id)));
-      if (!known.empty()) {
-        s.duplicate = true;
-        s.conflict = known.Text(0, 0) != s.sender;
-      } else {
-        s.refused = std::move(why);
-      }
-      continue;
+  if (!reports.empty()) {
+    std::vector<std::string> ids;
+    for (const auto& r : reports) ids.push_back(r.message_id);
+    BUD_ASSIGN_OR_RETURN(auto orgs, conn_->Exec("SELECT sender, receiver FROM broker_seen "
+                                                "WHERE message_id = ANY($1::text[])",
+                                                pg::Params::Of(TextArray(ids))));
+    for (int i = 0; i < orgs.size(); ++i) {
+      keys.insert("s " + orgs.Text(i, 0));
+      keys.insert("r " + orgs.Text(i, 1));
     }
-    BUD_ASSIGN_OR_RETURN(auto seen, conn_->Exec(
-        "INSERT INTO broker_seen(message_id, sender, receiver, first_seen_ms, seq) "
-        "VALUES ($1, $2, $3, $4, nextval('broker_message_seq')) "
-        "ON CONFLICT (message_id) DO NOTHING RETURNING seq",
-        pg::Params::Of(s.message_id, s.sender, s.receiver, now)));
-    if (seen.empty()) {
-      s.duplicate = true;
-      BUD_ASSIGN_OR_RETURN(auto who, conn_->Exec(
-          "SELECT sender FROM broker_seen WHERE message_id=$1", pg::Params::Of(s.message_id)));
-      s.conflict = !who.empty() && who.Text(0, 0) != s.sender;
-      continue;
-    }
-    const int64_t seq = seen.Int(0, 0);
-    pg::Params p = pg::Params::Of(seq, s.message_id, s.sender, s.receiver);
-    p.AddBytea(s.envelope).Add(now).Add(s.expires_ms);
-    BUD_RETURN_IF_ERROR(conn_->Exec(
-        "INSERT INTO broker_messages(seq, message_id, sender, receiver, envelope, received_ms, "
-        "expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)", p).status());
-    counts_.Count(s.sender, s.receiver, +1);
-    wake.insert(s.receiver);
   }
+  BUD_RETURN_IF_ERROR(LockCounts(keys));
+  BUD_RETURN_IF_ERROR(StoreSubmits(submits, now, wake));
   for (auto& r : reports) {
     BUD_RETURN_IF_ERROR(ApplyReport(r, now));
     if (!r.notify_org.empty()) wake.insert(r.notify_org);
@@ -667,6 +775,7 @@ Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<Repor
     BUD_RETURN_IF_ERROR(conn_->Exec("DELETE FROM broker_notices WHERE notice_id=$1 AND org=$2",
                                     pg::Params::Of(a.notice_id, a.org)).status());
   }
+  BUD_RETURN_IF_ERROR(SaveCounts());
   return Notify(*conn_, wake);
 }
 
@@ -724,6 +833,15 @@ Result<std::vector<Expired>> PgQueueStore::Conclude(
   pg::Transaction tx(*conn_);
   BUD_RETURN_IF_ERROR(tx.began());
   BUD_ASSIGN_OR_RETURN(auto q, conn_->Exec(select_sql, params));
+  std::set<std::string> keys;
+  for (int i = 0; i < q.size(); ++i) {
+    keys.insert("s " + q.Text(i, 1));
+    keys.insert("r " + q.Text(i, 2));
+  }
+  if (Status locked = LockCounts(keys); !locked.ok()) {
+    counts_.Drop();
+    return locked;
+  }
   std::vector<Expired> out;
   std::set<std::string> wake;
   for (int i = 0; i < q.size(); ++i) {
@@ -741,6 +859,10 @@ Result<std::vector<Expired>> PgQueueStore::Conclude(
     if (!r.notify_org.empty()) wake.insert(r.notify_org);
   }
   if (out.empty()) return out;
+  if (Status s = SaveCounts(); !s.ok()) {
+    counts_.Drop();
+    return s;
+  }
   if (Status s = Notify(*conn_, wake); !s.ok()) {
     counts_.Drop();
     return s;

@@ -34,6 +34,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -140,9 +141,11 @@ class PgQueueStore final : public QueueStore {
   // Runs `read` once more on a new connection when it failed because the connection was lost.
   template <typename T>
   Result<T> Read(const std::function<Result<T>()>& read);
-  Status CountForBatch(const std::vector<SubmitItem>& submits);
+  Status LockCounts(const std::set<std::string>& keys);
+  Status SaveCounts();
   // (Re)opens the listening connection and LISTENs.
   Status Listen();
+  Status StoreSubmits(std::vector<SubmitItem>& submits, int64_t now, std::set<std::string>& wake);
   Status DoBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
                  const std::vector<NoticeAck>& acks, int64_t now);
   Status ApplyReport(ReportItem& r, int64_t now);

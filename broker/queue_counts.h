@@ -27,6 +27,9 @@ class QueueCounts {
   // Empty when one more message from `sender` to `receiver` fits the caps (the transaction's
   // changes included), else the reason for a RETRY_LATER.
   std::string Room(const std::string& sender, const std::string& receiver) const;
+  // The transaction's changes so far, by receiver and by sender (zero changes included).
+  const ByOrg& pending_by_receiver() const { return pending_by_receiver_; }
+  const ByOrg& pending_by_sender() const { return pending_by_sender_; }
 
  private:
   QueueCaps caps_;

@@ -281,19 +281,20 @@ TEST_CASE(
 
 namespace bud::broker {
 
-// A version 2 database (one broker per database, no leases) is migrated to version 3 when a
-// broker of this release opens it: the queue is kept, the leases work.
-TEST_CASE("PostgreSQL: a version 2 broker store migrates to version 3 (session leases)",
+// A version 2 database (one broker per database, no leases, caps counted from the queue) is
+// migrated to the current version when a broker of this release opens it: the queue is kept,
+// the leases work, and the queue counts start from what is queued.
+TEST_CASE("PostgreSQL: a version 2 broker store migrates (session leases, queue counts)",
           "[broker][store][pg][multi]") {
   test::PostgresServer server;
-  std::vector<SubmitItem> queued = {Item(kA, kB)};
+  std::vector<SubmitItem> queued = {Item(kA, kB), Item(kA, kB), Item(kC, kB)};
   {
     auto store = OpenStore(server);
     CommitSubmits(*store, queued);
   }
-  // What a release of schema 2 left behind.
+  // What a release of schema 2 left behind (version 4 dropped the per-sender index 3 made).
   server.AdminExec(
-      "DROP TABLE broker_sessions; DROP INDEX broker_messages_by_sender; "
+      "DROP TABLE broker_sessions; DROP TABLE broker_queue_counts; "
       "UPDATE broker_schema SET version = 2",
       server.Database());
   auto info = CheckPgQueueStore(Options(server));
@@ -302,19 +303,79 @@ TEST_CASE("PostgreSQL: a version 2 broker store migrates to version 3 (session l
   auto migrated = MigratePgQueueStore(Options(server));
   REQUIRE(migrated.ok());
   CHECK(migrated->migrated_from == 2);
-  CHECK(migrated->schema_version == 3);
+  CHECK(migrated->schema_version == 4);
+  CHECK(server.AdminQuery("SELECT string_agg(key || '=' || n, ',' ORDER BY key) "
+                          "FROM broker_queue_counts",
+                          server.Database()) == fmt::format("r {}=3,s {}=2,s {}=1", kB, kA, kC));
   auto store = OpenStore(server);
+  store->SetQueueCaps({/*per_receiver=*/4, /*per_sender=*/0});  // the migrated counts hold
+  std::vector<SubmitItem> more = {Item(kC, kB), Item(kC, kB)};
+  CommitSubmits(*store, more);
+  CHECK(more[0].refused.empty());
+  CHECK_THAT(more[1].refused, Catch::Contains("max_queued_per_receiver"));
   auto lease = store->TakeSession(kB, "broker-1", 60000);
   REQUIRE(lease.ok());
   auto claimed = store->ClaimDeliveries({kB, "broker-1", lease->epoch}, {}, 10);
   REQUIRE(claimed.ok());
-  REQUIRE(claimed->size() == 1);
+  REQUIRE(claimed->size() == 4);
   CHECK((*claimed)[0].message_id == queued[0].message_id);
 }
 
 }  // namespace bud::broker
 
 namespace bud::broker {
+
+// The queue counts (broker_queue_counts) stay what the queue holds through everything that
+// stores or removes messages: submits (duplicates and refusals not counted), reports, expiry;
+// from two brokers on one database.
+TEST_CASE("PostgreSQL: the queue counts follow the queue through submits, reports and expiry",
+          "[broker][store][pg][multi]") {
+  test::PostgresServer server;
+  auto one = OpenStore(server);
+  auto two = OpenStore(server);
+  one->SetQueueCaps({/*per_receiver=*/100, /*per_sender=*/3});
+  two->SetQueueCaps({100, 3});
+  const auto counted = [&] {
+    return server.AdminQuery(
+        "SELECT coalesce(string_agg(key || '=' || n, ',' ORDER BY key), '') "
+        "FROM broker_queue_counts WHERE n <> 0",
+        server.Database());
+  };
+  const auto queued = [&] {
+    return server.AdminQuery(
+        "SELECT coalesce(string_agg(k || '=' || c, ',' ORDER BY k), '') FROM ("
+        "SELECT 'r ' || receiver AS k, count(*) AS c FROM broker_messages GROUP BY receiver "
+        "UNION ALL SELECT 's ' || sender, count(*) FROM broker_messages GROUP BY sender) q",
+        server.Database());
+  };
+  std::vector<SubmitItem> a = {Item(kA, kB), Item(kA, kB), Item(kC, kB)};
+  a.push_back(a[0]);  // a duplicate in the batch
+  CommitSubmits(*one, a);
+  std::vector<SubmitItem> b = {Item(kA, kC), Item(kA, kC), a[1]};  // one refused, one known
+  CommitSubmits(*two, b);
+  CHECK(b[0].refused.empty());
+  CHECK_THAT(b[1].refused, Catch::Contains("max_queued_per_sender"));
+  CHECK(b[2].duplicate);
+  CHECK(counted() == fmt::format("r {}=3,r {}=1,s {}=3,s {}=1", kB, kC, kA, kC));
+  CHECK(counted() == queued());
+
+  ReportItem done;
+  done.reporter = kB;
+  done.message_id = a[0].message_id;
+  done.status = wire::MOTTATT;
+  done.at_ms = NowMs();
+  std::vector<ReportItem> reports = {done, done};  // a repeated report removes nothing more
+  std::vector<SubmitItem> none;
+  REQUIRE(two->CommitBatch(none, reports).durable());
+  CHECK(counted() == queued());
+  CHECK(counted() == fmt::format("r {}=2,r {}=1,s {}=2,s {}=1", kB, kC, kA, kC));
+
+  auto expired = one->ExpireDue(NowMs() + 2 * 3600 * 1000, 100);  // everything left expires
+  REQUIRE(expired.ok());
+  CHECK(expired->size() == 3);
+  CHECK(counted().empty());
+  CHECK(queued().empty());
+}
 
 // What /health asks of the store's read side: a server that takes no writes is named as such.
 TEST_CASE("PostgreSQL: the read side says whether the server takes writes",
