@@ -129,6 +129,7 @@ void BrokerLink::SendHello(int64_t now) {
   auto hello = NewClientMessage();
   hello.mutable_hello()->set_orgnr(me_.wire());
   hello.mutable_hello()->set_credit(options_.credit);
+  hello.mutable_hello()->set_channel(options_.channel);
   if (last_hello_mono_ != 0 && hello_backoff_ms_ >= 8 * options_.hello_first_ms) {
     // The first few go unremarked (a broker starting); after that an operator should see it.
     Log()->warn("no Welcome from broker {} yet; sending Hello again", endpoint());
