@@ -209,6 +209,32 @@ TEST_CASE(
   ex.CheckAlive();
 }
 
+TEST_CASE("message channels: a receipt from an outbox folder goes to the channel it answers",
+          "[integration][http][channels]") {
+  Exchange ex(ChannelExchange());
+  const std::string a2 = ex.HttpBase(Exchange::ChannelPoint(kAgencyA, kChannel));
+  const std::string b = ex.HttpBase(kAgencyB);
+  const std::string id = NewUuid();
+  REQUIRE(Send(a2, Sbd(kAgencyA, kAgencyB, id, kProcess, kDocumentType)).status == 200);
+  CHECK(IdOf(WaitForPeek(b)) == id);
+  TakeOut(b, id);
+  // B's archive answers through its outbox folder: message.json alone.
+  json receipt = {
+      {"receiver", std::string("0192:") + kAgencyA},
+      {"process", kResponseProcess},
+      {"documentType", kReceiptType},
+      {"arkivmelding_kvittering",
+       {{"receiptType", "OK"}, {"relatedToMessageId", id}, {"messages", json::array()}}}};
+  ex.DropFolder(kAgencyB, "kvittering", receipt.dump(), {});
+  WaitForStatus(a2, id, "LEST");
+  json at_a2 = WaitForPeek(a2);
+  CHECK(at_a2["standardBusinessDocumentHeader"]["documentIdentification"]["standard"] ==
+        kReceiptType);
+  // A's point without a channel got nothing.
+  CHECK(Call(ex.HttpBase(kAgencyA), "GET", "/api/messages/in/peek").status == 204);
+  ex.CheckAlive();
+}
+
 TEST_CASE("message channels: an SBD naming another channel than the point's is refused with 400",
           "[integration][http][channels]") {
   Exchange ex(ChannelExchange());
