@@ -251,3 +251,45 @@ TEST_CASE("broker: a Hello with a bad channel name and a submit on another chann
 }
 
 }  // namespace bud::broker
+
+namespace bud::broker {
+
+TEST_CASE("CheckRouting: sender_channel must be the session's, receiver_channel a name",
+          "[broker][channels]") {
+  const int64_t now = NowMs();
+  const RoutingLimits limits;
+  auto header = [&](const std::string& sender_channel, const std::string& receiver_channel) {
+    wire::Header h;
+    h.set_message_id(NewUuid());
+    h.set_conversation_id(NewUuid());
+    h.set_sender(kA);
+    h.set_receiver(kB);
+    h.set_process("p");
+    h.set_document_type("d");
+    h.set_expires_unix_ms(now + 60000);
+    h.set_sender_channel(sender_channel);
+    h.set_receiver_channel(receiver_channel);
+    return h;
+  };
+  auto ok = CheckRouting(header("arkiv2", "saksbeh"), MailboxKey(kA, "arkiv2"), now, limits);
+  REQUIRE(ok.ok());
+  CHECK(ok->sender_channel == "arkiv2");
+  CHECK(ok->receiver_channel == "saksbeh");
+  CHECK(CheckRouting(header("", ""), kA, now, limits).ok());
+  // Not the session's channel, in either direction.
+  auto other = CheckRouting(header("arkiv3", ""), MailboxKey(kA, "arkiv2"), now, limits);
+  REQUIRE_FALSE(other.ok());
+  CHECK(other.status().code() == Code::kInvalidArgument);
+  CHECK_FALSE(CheckRouting(header("arkiv2", ""), kA, now, limits).ok());
+  CHECK_FALSE(CheckRouting(header("", ""), MailboxKey(kA, "arkiv2"), now, limits).ok());
+  // Unprintable or oversized names are not echoed.
+  auto hostile = CheckRouting(header(std::string(5000, '\x01'), ""), kA, now, limits);
+  REQUIRE_FALSE(hostile.ok());
+  CHECK(hostile.status().message().size() < 300);
+  CHECK_THAT(hostile.status().message(), Catch::Contains("(invalid)"));
+  auto bad_to = CheckRouting(header("", std::string(26, 'x')), kA, now, limits);
+  REQUIRE_FALSE(bad_to.ok());
+  CHECK_THAT(bad_to.status().message(), Catch::Contains("receiver_channel"));
+}
+
+}  // namespace bud::broker
