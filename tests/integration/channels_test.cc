@@ -43,8 +43,9 @@ Reply Send(const std::string& base, const json& sbd, bool with_file = true) {
   c.set_connection_timeout(5);
   c.set_read_timeout(20);
   httplib::MultipartFormDataItems items = {{"sbd", sbd.dump(), "", "application/json"}};
-  if (with_file)
+  if (with_file) {
     items.push_back({"Hoveddokument", "%PDF-1.7 vedtak", "vedtak.pdf", "application/pdf"});
+  }
   httplib::Result r = c.Post("/api/messages/out/multipart", items);
   REQUIRE(r);
   return {r->status, r->body};
@@ -232,6 +233,38 @@ TEST_CASE("message channels: a receipt from an outbox folder goes to the channel
         kReceiptType);
   // A's point without a channel got nothing.
   CHECK(Call(ex.HttpBase(kAgencyA), "GET", "/api/messages/in/peek").status == 204);
+  ex.CheckAlive();
+}
+
+TEST_CASE("message channels: a streamed message from a point on a channel, its statuses back there",
+          "[integration][http][channels]") {
+  ExchangeOptions o = ChannelExchange();
+  const std::string a2_name = Exchange::ChannelPoint(kAgencyA, kChannel);
+  o.agency_settings[a2_name] = {{"outbox.stream_threshold_bytes", "1024"}};
+  Exchange ex(o);
+  const std::string a2 = ex.HttpBase(a2_name);
+  const std::string b = ex.HttpBase(kAgencyB);
+  const std::string id = NewUuid();
+  std::string big(256 * 1024, 'x');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + (i * 7919) % 26);
+  // Through A/arkiv2's outbox folder: above the threshold, it is sealed and sent as a stream.
+  json metadata = Exchange::Metadata(kAgencyB);
+  metadata["messageId"] = id;
+  ex.DropFolder(a2_name, "stor", metadata.dump(), {{"vedtak.pdf", big}});
+  json at_b = WaitForPeek(b);
+  CHECK(IdOf(at_b) == id);
+  httplib::Client c(b);
+  c.set_read_timeout(20);
+  auto pop = c.Get(("/api/messages/in/pop/" + id).c_str());
+  REQUIRE(pop);
+  CHECK(pop->status == 200);
+  CHECK(pop->body.size() > big.size() / 2);  // the ASiC-E zip with the file
+  REQUIRE(Call(b, "DELETE", "/api/messages/in/" + id).status == 200);
+  WaitForStatus(a2, id, "LEVERT");
+  CHECK(Statuses(ex.HttpBase(kAgencyA), id).empty());
+  // It went as a stream (A/arkiv2's log says so).
+  ex.ip(a2_name).WaitForLog("message " + id + " sealed as a stream for 0192:" + kAgencyB,
+                            Millis(10000));
   ex.CheckAlive();
 }
 
