@@ -203,3 +203,48 @@ TEST_CASE("receiver: a delivery for another message channel is refused; the send
 }
 
 }  // namespace bud::ip
+
+namespace bud::ip {
+
+TEST_CASE("link: Hello names the channel; a Welcome without it is no session of ours",
+          "[ip][link][channels]") {
+  rig::Rig r;
+  LinkOptions o{{r.endpoint}, 8, 60'000, 200, 5000};
+  o.channel = "arkiv2";
+  DealerTransport t(r.ctx, DealerOptions{std::nullopt, ""});
+  BrokerLink link(t, r.clock, r.config.me(), o, r.metrics);
+  link.Start();
+  link.Tick();
+  auto hello = r.broker->NextOf(wire::ClientMessage::kHello);
+  REQUIRE(hello);
+  CHECK(hello->hello().channel() == "arkiv2");
+  auto feed = [&] {
+    std::vector<wire::BrokerMessage> out;
+    zmq::pollitem_t item{t.PollHandle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(200));
+    while (auto f = t.TryReceive()) {
+      if (auto m = link.OnFrame(*f)) out.push_back(*m);
+    }
+    return out;
+  };
+  wire::BrokerMessage welcome;
+  welcome.mutable_welcome()->set_orgnr(std::string("0192:") + rig::kMe);
+  wire::BrokerMessage deliver;
+  deliver.mutable_deliver()->set_envelope("not ours");
+  // A broker without message channels welcomes the organisation's point without one.
+  r.broker->Send(welcome);
+  r.broker->Send(deliver);
+  CHECK(feed().empty());  // the delivery is not taken
+  CHECK_FALSE(link.ready());
+  CHECK(link.last_event() == LinkEvent::kWrongWelcome);
+  // The right Welcome: ready, and deliveries pass.
+  welcome.mutable_welcome()->set_channel("arkiv2");
+  r.broker->Send(welcome);
+  r.broker->Send(deliver);
+  auto passed = feed();
+  CHECK(link.ready());
+  REQUIRE(passed.size() == 1);
+  CHECK(passed[0].has_deliver());
+}
+
+}  // namespace bud::ip
