@@ -152,6 +152,10 @@ endpoint = "tcp://127.0.0.1:2"
   auto none = load("");
   REQUIRE(none.ok());
   CHECK(none->broker.message_channel.empty());
+  // As the installed ip.toml has it: the section with its key commented out.
+  auto commented = load("[next_move]\n#message_channel = \"arkiv2\"\n");
+  REQUIRE(commented.ok());
+  CHECK(commented->broker.message_channel.empty());
   auto set = load("[next_move]\nmessage_channel = \"arkiv-2_B\"\n");
   REQUIRE(set.ok());
   CHECK(set->broker.message_channel == "arkiv-2_B");
