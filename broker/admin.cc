@@ -45,6 +45,7 @@ std::string RenderStats(const StoreStats& stats, const std::string& store_path, 
     nlohmann::json receivers = nlohmann::json::array();
     for (const auto& r : stats.receivers) {
       receivers.push_back({{"receiver", r.receiver},
+                           {"channel", r.channel},
                            {"queued", r.queued},
                            {"bytes", r.bytes},
                            {"oldestReceivedAt", FormatTime(r.oldest_received_ms)},
@@ -55,6 +56,7 @@ std::string RenderStats(const StoreStats& stats, const std::string& store_path, 
     nlohmann::json senders = nlohmann::json::array();
     for (const auto& s : stats.senders) {
       senders.push_back({{"sender", s.sender},
+                         {"channel", s.channel},
                          {"pendingNotices", s.pending},
                          {"oldestNoticeAt", FormatTime(s.oldest_at_ms)},
                          {"oldestAgeSeconds", Seconds(now_ms - s.oldest_at_ms)}});
@@ -79,25 +81,27 @@ std::string RenderStats(const StoreStats& stats, const std::string& store_path, 
 
   std::string out = fmt::format("broker store {} (schema version {}) at {}\n\n", store_path,
                                 stats.schema_version, FormatTime(now_ms));
-  out += "Queued for delivery, per receiver:\n";
+  // A point with a message channel has a queue of its own: "-" is the point without one.
+  auto channel = [](const std::string& c) { return c.empty() ? std::string("-") : c; };
+  out += "Queued for delivery, per receiver and message channel:\n";
   if (stats.receivers.empty()) {
     out += "  (nothing queued)\n";
   } else {
-    out += fmt::format("  {:<16} {:>8} {:>11} {:>10} {:>8} {:>12}\n", "RECEIVER", "MESSAGES",
-                       "BYTES", "OLDEST", "RETRIED", "MAX ATTEMPTS");
+    out += fmt::format("  {:<16} {:<25} {:>8} {:>11} {:>10} {:>8} {:>12}\n", "RECEIVER", "CHANNEL",
+                       "MESSAGES", "BYTES", "OLDEST", "RETRIED", "MAX ATTEMPTS");
     for (const auto& r : stats.receivers) {
-      out += fmt::format("  {:<16} {:>8} {:>11} {:>10} {:>8} {:>12}\n", r.receiver, r.queued,
-                         HumanBytes(r.bytes), HumanAge(now_ms - r.oldest_received_ms), r.retried,
-                         r.max_attempts);
+      out += fmt::format("  {:<16} {:<25} {:>8} {:>11} {:>10} {:>8} {:>12}\n", r.receiver,
+                         channel(r.channel), r.queued, HumanBytes(r.bytes),
+                         HumanAge(now_ms - r.oldest_received_ms), r.retried, r.max_attempts);
     }
   }
   out += "\nStatus notices waiting for their sender:\n";
   if (stats.senders.empty()) {
     out += "  (none)\n";
   } else {
-    out += fmt::format("  {:<16} {:>8} {:>10}\n", "SENDER", "NOTICES", "OLDEST");
+    out += fmt::format("  {:<16} {:<25} {:>8} {:>10}\n", "SENDER", "CHANNEL", "NOTICES", "OLDEST");
     for (const auto& s : stats.senders) {
-      out += fmt::format("  {:<16} {:>8} {:>10}\n", s.sender, s.pending,
+      out += fmt::format("  {:<16} {:<25} {:>8} {:>10}\n", s.sender, channel(s.channel), s.pending,
                          HumanAge(now_ms - s.oldest_at_ms));
     }
   }
@@ -107,8 +111,8 @@ std::string RenderStats(const StoreStats& stats, const std::string& store_path, 
   } else if (stats.sessions.empty()) {
     out += "  (none)\n";
   } else {
-    out += fmt::format("  {:<16} {}\n", "ORGANISATION", "BROKER");
-    for (const auto& s : stats.sessions) out += fmt::format("  {:<16} {}\n", s.org, s.holder);
+    out += fmt::format("  {:<42} {}\n", "ORGANISATION[/CHANNEL]", "BROKER");
+    for (const auto& s : stats.sessions) out += fmt::format("  {:<42} {}\n", s.org, s.holder);
   }
   out += fmt::format("\nTotals: {} queued message(s), {} ({} bytes); {} pending notice(s)",
                      stats.queued, HumanBytes(stats.bytes), stats.bytes, stats.notices);

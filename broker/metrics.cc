@@ -92,7 +92,13 @@ std::string BrokerHttp::Metrics() {
   auto per_receiver = [&](const char* name, const char* help, auto value) {
     w.Family(name, "gauge", help);
     for (const auto& q : st.receivers) {
-      w.Sample(name, {{"receiver", q.receiver}}, static_cast<double>(value(q)));
+      // A receiver's point with a message channel has its own queue (and label).
+      if (q.channel.empty()) {
+        w.Sample(name, {{"receiver", q.receiver}}, static_cast<double>(value(q)));
+      } else {
+        w.Sample(name, {{"receiver", q.receiver}, {"channel", q.channel}},
+                 static_cast<double>(value(q)));
+      }
     }
   };
   per_receiver("bud_broker_queue_depth", "Messages waiting for each receiver.",
@@ -109,7 +115,8 @@ std::string BrokerHttp::Metrics() {
            "Connected integration points: the sessions (and their leases) this broker holds.");
   w.Sample("bud_broker_sessions", static_cast<double>(metrics_.sessions.load()));
   w.Family("bud_broker_session", "gauge",
-           "1 for each organisation whose integration point has a session on this broker.");
+           "1 for each mailbox (organisation, or organisation/channel) whose integration point has "
+           "a session on this broker.");
   for (const auto& org : metrics_.SessionOrgs()) w.Sample("bud_broker_session", {{"org", org}}, 1);
   w.Family("bud_broker_submits_refused_total", "counter",
            "Submits refused, by reason: REJECTED (envelope, too_large, routing, id_conflict) or "

@@ -83,7 +83,20 @@ const std::vector<std::string> kPgMigrations = {
        );
        CREATE INDEX broker_sessions_by_holder ON broker_sessions(holder);
        CREATE INDEX broker_messages_by_sender ON broker_messages(sender);)",
-    // 4: the queued messages per receiver ('r <org>') and per sender ('s <org>'), kept by every
+    // 4: message channels (docs/protocol.md, "Message channels"). A session takes the mailbox
+    // (organisation, channel): the receiver's queue read and a sender's notices stay index range
+    // scans; `seen` keeps both channels for the reports after the payload left the queue. The
+    // session leases are keyed by the mailbox key (broker/queue_store.h) in their org column.
+    R"(ALTER TABLE broker_messages ADD COLUMN receiver_channel text NOT NULL DEFAULT '';
+       ALTER TABLE broker_seen ADD COLUMN sender_channel text NOT NULL DEFAULT '',
+                               ADD COLUMN receiver_channel text NOT NULL DEFAULT '';
+       ALTER TABLE broker_notices ADD COLUMN channel text NOT NULL DEFAULT '';
+       DROP INDEX broker_messages_by_receiver;
+       CREATE INDEX broker_messages_by_receiver
+         ON broker_messages(receiver, receiver_channel, seq);
+       DROP INDEX broker_notices_by_org;
+       CREATE INDEX broker_notices_by_org ON broker_notices(org, channel, notice_id);)",
+    // 5: the queued messages per receiver ('r <org>') and per sender ('s <org>'), kept by every
     // batch that stores or removes messages, in its transaction. The caps read and lock these
     // rows instead of counting the queue (a count per batch grew with the queue: at 15,000
     // queued it was 85 % of a batch's time). The per-sender index was only for that count.
@@ -101,7 +114,7 @@ const std::vector<std::string> kPgMigrations = {
 // The database server's clock in milliseconds: leases are timed by one clock for all brokers.
 #define BUD_DB_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
-// The channel of wake-ups: the payload is the organisation with something new.
+// The channel of wake-ups: the payload is the mailbox key with something new.
 constexpr const char* kWakeChannel = "bud_broker_wake";
 // A lost listener connection is opened again at most this often.
 constexpr int64_t kListenRetryMs = 1000;
@@ -175,20 +188,23 @@ Result<StoreStats> ReadStats(pg::Connection& c, bool count_history) {
   BUD_RETURN_IF_ERROR(tx.began());
   StoreStats out;
   BUD_ASSIGN_OR_RETURN(out.schema_version, ReadVersion(c));
-  BUD_ASSIGN_OR_RETURN(
-      auto q, c.Exec("SELECT receiver, count(*)::bigint, sum(length(envelope))::bigint, "
-                     "min(received_ms), count(*) FILTER (WHERE attempts > 0)::bigint, "
-                     "max(attempts) FROM broker_messages GROUP BY receiver ORDER BY receiver"));
+  BUD_ASSIGN_OR_RETURN(auto q, c.Exec("SELECT receiver, receiver_channel, count(*)::bigint, "
+                                      "sum(length(envelope))::bigint, min(received_ms), "
+                                      "count(*) FILTER (WHERE attempts > 0)::bigint, max(attempts) "
+                                      "FROM broker_messages GROUP BY receiver, receiver_channel "
+                                      "ORDER BY receiver, receiver_channel"));
   for (int i = 0; i < q.size(); ++i) {
-    ReceiverStats r{q.Text(i, 0), q.Int(i, 1), q.Int(i, 2), q.Int(i, 3), q.Int(i, 4), q.Int(i, 5)};
+    ReceiverStats r{q.Text(i, 0), q.Text(i, 1), q.Int(i, 2), q.Int(i, 3),
+                    q.Int(i, 4),  q.Int(i, 5),  q.Int(i, 6)};
     out.queued += r.queued;
     out.bytes += r.bytes;
     out.receivers.push_back(std::move(r));
   }
-  BUD_ASSIGN_OR_RETURN(auto n, c.Exec("SELECT org, count(*)::bigint, min(at_ms) FROM "
-                                      "broker_notices GROUP BY org ORDER BY org"));
+  BUD_ASSIGN_OR_RETURN(auto n,
+                       c.Exec("SELECT org, channel, count(*)::bigint, min(at_ms) FROM "
+                              "broker_notices GROUP BY org, channel ORDER BY org, channel"));
   for (int i = 0; i < n.size(); ++i) {
-    out.senders.push_back({n.Text(i, 0), n.Int(i, 1), n.Int(i, 2)});
+    out.senders.push_back({n.Text(i, 0), n.Text(i, 1), n.Int(i, 2), n.Int(i, 3)});
     out.notices += out.senders.back().pending;
   }
   if (count_history) {
@@ -542,6 +558,7 @@ Status LeaseLost(const LeaseRef& lease) {
 Result<std::vector<Queued>> PgQueueStore::ClaimDeliveries(const LeaseRef& lease,
                                                           const std::vector<int64_t>& handed_out,
                                                           int limit) {
+  const std::pair<std::string, std::string> mailbox = SplitMailboxKey(lease.org);
   BUD_ASSIGN_OR_RETURN(
       auto r, Read<pg::Rows>([&] {
         return conn_->Exec(
@@ -550,10 +567,10 @@ Result<std::vector<Queued>> PgQueueStore::ClaimDeliveries(const LeaseRef& lease,
             "SELECT 0::bigint, ''::text, ''::bytea FROM lease "
             "UNION ALL "
             "(SELECT seq, message_id, envelope FROM broker_messages "
-            "  WHERE receiver=$1 AND EXISTS (SELECT 1 FROM lease) "
+            "  WHERE receiver=$6 AND receiver_channel=$7 AND EXISTS (SELECT 1 FROM lease) "
             "  AND NOT (seq = ANY(string_to_array($4, ',')::bigint[])) ORDER BY seq LIMIT $5)",
             pg::Params::Of(lease.org, lease.holder, lease.epoch, JoinSeqs(handed_out),
-                           static_cast<int64_t>(limit)));
+                           static_cast<int64_t>(limit), mailbox.first, mailbox.second));
       }));
   bool held = false;
   std::vector<Queued> out;
@@ -572,16 +589,18 @@ Result<std::vector<Queued>> PgQueueStore::ClaimDeliveries(const LeaseRef& lease,
 // One statement, as ClaimDeliveries: the attempt is counted only under the current lease.
 Result<std::optional<Queued>> PgQueueStore::ClaimRedelivery(const LeaseRef& lease, int64_t seq) {
   BUD_RETURN_IF_ERROR(Ready());
+  const auto [org, channel] = SplitMailboxKey(lease.org);
   BUD_ASSIGN_OR_RETURN(
       auto r,
       conn_->Exec("WITH lease AS (SELECT epoch FROM broker_sessions "
                   "  WHERE org=$1 AND holder=$2 AND epoch=$3 FOR SHARE), "
                   "upd AS (UPDATE broker_messages SET attempts = attempts + 1 "
-                  "  WHERE seq=$4 AND receiver=$1 AND EXISTS (SELECT 1 FROM lease) "
+                  "  WHERE seq=$4 AND receiver=$5 AND receiver_channel=$6 "
+                  "  AND EXISTS (SELECT 1 FROM lease) "
                   "  RETURNING seq, message_id, envelope) "
                   "SELECT (SELECT count(*) FROM lease)::bigint, u.seq, u.message_id, u.envelope "
                   "FROM (SELECT 1) AS one LEFT JOIN upd u ON true",
-                  pg::Params::Of(lease.org, lease.holder, lease.epoch, seq)));
+                  pg::Params::Of(lease.org, lease.holder, lease.epoch, seq, org, channel)));
   if (r.empty() || r.Int(0, 0) == 0) return LeaseLost(lease);
   if (r.IsNull(0, 1)) return std::optional<Queued>();
   return std::optional<Queued>(Queued{r.Int(0, 1), r.Text(0, 2), std::string(r.Bytes(0, 3))});
@@ -693,20 +712,22 @@ Status PgQueueStore::StoreSubmits(std::vector<SubmitItem>& submits, int64_t now,
     sender_of[s.message_id] = s.sender;
     fresh.push_back(i);
   }
-  // Bounded statements: at most kRowsPerInsert rows (7 parameters each) in one.
+  // Bounded statements: at most kRowsPerInsert rows (8 parameters each) in one.
   constexpr size_t kRowsPerInsert = 1000;
   for (size_t from = 0; from < fresh.size(); from += kRowsPerInsert) {
     const size_t to = std::min(fresh.size(), from + kRowsPerInsert);
     std::string sql =
-        "INSERT INTO broker_seen(message_id, sender, receiver, first_seen_ms, seq) VALUES ";
+        "INSERT INTO broker_seen(message_id, sender, receiver, first_seen_ms, seq, "
+        "sender_channel, receiver_channel) VALUES ";
     pg::Params p;
     p.Add(now);
     for (size_t j = from; j < to; ++j) {
       const auto& s = submits[fresh[j]];
       const int n = p.size();
-      sql += fmt::format("{}(${}, ${}, ${}, $1, nextval('broker_message_seq'))",
-                         j == from ? "" : ", ", n + 1, n + 2, n + 3);
-      p.Add(s.message_id).Add(s.sender).Add(s.receiver);
+      sql += fmt::format("{}(${}, ${}, ${}, $1, nextval('broker_message_seq'), ${}, ${})",
+                         j == from ? "" : ", ", n + 1, n + 2, n + 3, n + 4, n + 5);
+      p.Add(s.message_id).Add(s.sender).Add(s.receiver).Add(s.sender_channel);
+      p.Add(s.receiver_channel);
     }
     sql += " ON CONFLICT (message_id) DO NOTHING RETURNING message_id, seq";
     BUD_ASSIGN_OR_RETURN(auto seen, conn_->Exec(sql, p));
@@ -714,7 +735,7 @@ Status PgQueueStore::StoreSubmits(std::vector<SubmitItem>& submits, int64_t now,
     for (int i = 0; i < seen.size(); ++i) seq_of[seen.Text(i, 0)] = seen.Int(i, 1);
     std::string msg_sql =
         "INSERT INTO broker_messages(seq, message_id, sender, receiver, envelope, received_ms, "
-        "expires_ms) VALUES ";
+        "expires_ms, receiver_channel) VALUES ";
     pg::Params m;
     m.Add(now);
     bool any = false;
@@ -732,12 +753,12 @@ Status PgQueueStore::StoreSubmits(std::vector<SubmitItem>& submits, int64_t now,
         continue;
       }
       const int n = m.size();
-      msg_sql += fmt::format("{}(${}, ${}, ${}, ${}, ${}, $1, ${})", any ? ", " : "", n + 1, n + 2,
-                             n + 3, n + 4, n + 5, n + 6);
+      msg_sql += fmt::format("{}(${}, ${}, ${}, ${}, ${}, $1, ${}, ${})", any ? ", " : "", n + 1,
+                             n + 2, n + 3, n + 4, n + 5, n + 6, n + 7);
       m.Add(it->second).Add(s.message_id).Add(s.sender).Add(s.receiver);
-      m.AddBytea(s.envelope).Add(s.expires_ms);
+      m.AddBytea(s.envelope).Add(s.expires_ms).Add(s.receiver_channel);
       any = true;
-      wake.insert(s.receiver);
+      wake.insert(MailboxKey(s.receiver, s.receiver_channel));
     }
     if (any) BUD_RETURN_IF_ERROR(conn_->Exec(msg_sql, m).status());
   }
@@ -769,11 +790,15 @@ Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<Repor
   BUD_RETURN_IF_ERROR(StoreSubmits(submits, now, wake));
   for (auto& r : reports) {
     BUD_RETURN_IF_ERROR(ApplyReport(r, now));
-    if (!r.notify_org.empty()) wake.insert(r.notify_org);
+    if (!r.notify_mailbox.empty()) wake.insert(r.notify_mailbox);
   }
   for (const auto& a : acks) {
-    BUD_RETURN_IF_ERROR(conn_->Exec("DELETE FROM broker_notices WHERE notice_id=$1 AND org=$2",
-                                    pg::Params::Of(a.notice_id, a.org)).status());
+    const auto [org, channel] = SplitMailboxKey(a.org);
+    BUD_RETURN_IF_ERROR(conn_
+                            ->Exec("DELETE FROM broker_notices WHERE notice_id=$1 AND org=$2 "
+                                   "AND channel=$3",
+                                   pg::Params::Of(a.notice_id, org, channel))
+                            .status());
   }
   BUD_RETURN_IF_ERROR(SaveCounts());
   return Notify(*conn_, wake);
@@ -783,20 +808,24 @@ Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<Repor
 // and is not an error of the batch.
 Status PgQueueStore::ApplyReport(ReportItem& r, int64_t now) {
   r.result = Status::Ok();
-  r.notify_org.clear();
-  BUD_ASSIGN_OR_RETURN(auto q, conn_->Exec(
-      "SELECT sender, receiver, coalesce(seq, 0) FROM broker_seen WHERE message_id=$1",
-      pg::Params::Of(r.message_id)));
+  r.notify_mailbox.clear();
+  BUD_ASSIGN_OR_RETURN(
+      auto q,
+      conn_->Exec("SELECT sender, receiver, coalesce(seq, 0), sender_channel, receiver_channel "
+                  "FROM broker_seen WHERE message_id=$1",
+                  pg::Params::Of(r.message_id)));
   if (q.empty()) {
     r.result = Status(Code::kNotFound, fmt::format("message {} is unknown here", r.message_id));
     return Status::Ok();
   }
   const std::string sender = q.Text(0, 0), receiver = q.Text(0, 1);
   const int64_t seq = q.Int(0, 2);
-  if (receiver != r.reporter) {
+  const std::string sender_channel = q.Text(0, 3), receiver_channel = q.Text(0, 4);
+  if (receiver != r.reporter || receiver_channel != r.reporter_channel) {
     r.result = Status(Code::kInvalidArgument,
                       fmt::format("message {} is addressed to {}, not to {}", r.message_id,
-                                  receiver, r.reporter));
+                                  MailboxKey(receiver, receiver_channel),
+                                  MailboxKey(r.reporter, r.reporter_channel)));
     return Status::Ok();
   }
   BUD_ASSIGN_OR_RETURN(auto log, conn_->Exec(
@@ -816,12 +845,14 @@ Status PgQueueStore::ApplyReport(ReportItem& r, int64_t now) {
     }
   }
   if (!first_time) return Status::Ok();  // a repeated report: one notice is enough
-  BUD_RETURN_IF_ERROR(conn_->Exec(
-      "INSERT INTO broker_notices(org, message_id, status, reason, at_ms) "
-      "VALUES ($1, $2, $3, $4, $5)",
-      pg::Params::Of(sender, r.message_id, static_cast<int64_t>(r.status), r.reason,
-                     r.at_ms ? r.at_ms : now)).status());
-  r.notify_org = sender;
+  BUD_RETURN_IF_ERROR(
+      conn_
+          ->Exec("INSERT INTO broker_notices(org, message_id, status, reason, at_ms, channel) "
+                 "VALUES ($1, $2, $3, $4, $5, $6)",
+                 pg::Params::Of(sender, r.message_id, static_cast<int64_t>(r.status), r.reason,
+                                r.at_ms ? r.at_ms : now, sender_channel))
+          .status());
+  r.notify_mailbox = MailboxKey(sender, sender_channel);
   return Status::Ok();
 }
 
@@ -845,18 +876,21 @@ Result<std::vector<Expired>> PgQueueStore::Conclude(
   std::vector<Expired> out;
   std::set<std::string> wake;
   for (int i = 0; i < q.size(); ++i) {
-    out.push_back({q.Text(i, 0), q.Text(i, 1), q.Text(i, 2)});
+    out.push_back({q.Text(i, 0), q.Text(i, 1), q.Text(i, 2), std::string(),
+                   MailboxKey(q.Text(i, 2), q.Text(i, 3))});
     ReportItem r;
     r.reporter = out.back().receiver;
+    r.reporter_channel = q.Text(i, 3);
     r.message_id = out.back().message_id;
     r.status = status;
-    r.reason = reason(out.back(), q.Int(i, 3));
+    r.reason = reason(out.back(), q.Int(i, 4));
     r.at_ms = now_ms;
     if (Status s = ApplyReport(r, now_ms); !s.ok()) {
       counts_.Drop();
       return s;
     }
-    if (!r.notify_org.empty()) wake.insert(r.notify_org);
+    out.back().sender_mailbox = r.notify_mailbox;
+    if (!r.notify_mailbox.empty()) wake.insert(r.notify_mailbox);
   }
   if (out.empty()) return out;
   if (Status s = SaveCounts(); !s.ok()) {
@@ -878,7 +912,8 @@ Result<std::vector<Expired>> PgQueueStore::Conclude(
 
 Result<std::vector<Expired>> PgQueueStore::FailExhausted(int64_t max_attempts, int64_t now_ms) {
   return Conclude(
-      "SELECT message_id, sender, receiver, attempts::bigint FROM broker_messages "
+      "SELECT message_id, sender, receiver, receiver_channel, attempts::bigint "
+      "FROM broker_messages "
       "WHERE attempts > 0 AND attempts >= $1 LIMIT 1000 FOR UPDATE",
       pg::Params::Of(max_attempts), wire::FEIL, now_ms, [](const Expired& e, int64_t attempts) {
         return fmt::format("{} did not acknowledge the delivery after {} attempts", e.receiver,
@@ -888,7 +923,8 @@ Result<std::vector<Expired>> PgQueueStore::FailExhausted(int64_t max_attempts, i
 
 Result<std::vector<Expired>> PgQueueStore::ExpireDue(int64_t now_ms, int limit) {
   return Conclude(
-      "SELECT message_id, sender, receiver, expires_ms FROM broker_messages WHERE expires_ms <= $1 "
+      "SELECT message_id, sender, receiver, receiver_channel, expires_ms FROM broker_messages "
+      "WHERE expires_ms <= $1 "
       "ORDER BY expires_ms LIMIT $2 FOR UPDATE",
       pg::Params::Of(now_ms, static_cast<int64_t>(limit)), wire::LEVETID_UTLOPT, now_ms,
       [](const Expired& e, int64_t expires_ms) {
@@ -949,10 +985,13 @@ Result<int64_t> PgQueueStore::Attempts(const std::string& message_id) {
 Result<std::vector<Queued>> PgQueueStore::NextFor(const std::string& receiver, int64_t after_seq,
                                                   int limit) {
   BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
-    return conn_->Exec("SELECT seq, message_id, envelope FROM broker_messages "
-                       "WHERE receiver=$1 AND seq > $2 ORDER BY seq LIMIT $3",
-                       pg::Params::Of(receiver, after_seq, static_cast<int64_t>(limit)));
-  }));
+                         const auto [org, channel] = SplitMailboxKey(receiver);
+                         return conn_->Exec(
+                             "SELECT seq, message_id, envelope FROM broker_messages "
+                             "WHERE receiver=$1 AND receiver_channel=$4 AND seq > $2 "
+                             "ORDER BY seq LIMIT $3",
+                             pg::Params::Of(org, after_seq, static_cast<int64_t>(limit), channel));
+                       }));
   std::vector<Queued> out;
   out.reserve(static_cast<size_t>(r.size()));
   for (int i = 0; i < r.size(); ++i) {
@@ -972,11 +1011,14 @@ Result<std::optional<Queued>> PgQueueStore::BySeq(int64_t seq) {
 
 Result<std::vector<Notice>> PgQueueStore::NoticesFor(const std::string& org, int64_t after_id,
                                                      int limit) {
-  BUD_ASSIGN_OR_RETURN(auto r, Read<pg::Rows>([&] {
-    return conn_->Exec("SELECT notice_id, message_id, status, reason, at_ms FROM broker_notices "
-                       "WHERE org=$1 AND notice_id > $2 ORDER BY notice_id LIMIT $3",
-                       pg::Params::Of(org, after_id, static_cast<int64_t>(limit)));
-  }));
+  BUD_ASSIGN_OR_RETURN(
+      auto r, Read<pg::Rows>([&] {
+        const auto [owner, channel] = SplitMailboxKey(org);
+        return conn_->Exec(
+            "SELECT notice_id, message_id, status, reason, at_ms FROM broker_notices "
+            "WHERE org=$1 AND channel=$4 AND notice_id > $2 ORDER BY notice_id LIMIT $3",
+            pg::Params::Of(owner, after_id, static_cast<int64_t>(limit), channel));
+      }));
   std::vector<Notice> out;
   for (int i = 0; i < r.size(); ++i) {
     out.push_back({r.Int(i, 0), r.Text(i, 1), static_cast<MsgStatus>(r.Int(i, 2)), r.Text(i, 3),

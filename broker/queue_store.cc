@@ -19,6 +19,16 @@ const char* CommitOutcomeName(CommitOutcome outcome) {
   return "?";
 }
 
+std::string MailboxKey(const std::string& org, const std::string& channel) {
+  return channel.empty() ? org : org + "/" + channel;
+}
+
+std::pair<std::string, std::string> SplitMailboxKey(const std::string& key) {
+  const size_t slash = key.find('/');
+  if (slash == std::string::npos) return {key, std::string()};
+  return {key.substr(0, slash), key.substr(slash + 1)};
+}
+
 namespace {
 Status NoChunks() {
   return Status(Code::kUnsupported, "this store keeps no chunks: they are spool files beside the "

@@ -18,7 +18,13 @@
 // Other writes (attempts, expiry, pruning, uploads) are each one unit too; an error means "not
 // known to be done": each is safe to repeat, and the loop repeats them at its next sweep or on
 // the peer's next message.
-// Sessions: an organisation's session lives on one broker at a time, also when several broker
+// Mailboxes: an integration point's session takes the deliveries and notices of one mailbox,
+// (organisation, message channel), named by its key (MailboxKey: "0192:<orgnr>" without a
+// channel, "0192:<orgnr>/<channel>" with one). The store keeps the organisation in the sender
+// and receiver columns (dedup, caps and the "id used by another organisation" check are per
+// organisation) and the channels in their own columns; every call below that names a session's
+// queue, notices or lease takes the mailbox key.
+// Sessions: a mailbox's session lives on one broker at a time, also when several broker
 // processes share one store (PostgreSQL). The broker that holds it holds the organisation's
 // lease, with a fencing epoch that grows at every take; deliveries are handed out only through
 // ClaimDeliveries / ClaimRedelivery, which check the lease and epoch in the statement that reads
@@ -38,6 +44,11 @@
 
 namespace bud::broker {
 
+// "0192:<orgnr>" for no channel, "0192:<orgnr>/<channel>" otherwise ('/' is in no channel name).
+std::string MailboxKey(const std::string& org, const std::string& channel);
+// The organisation and the channel of a mailbox key.
+std::pair<std::string, std::string> SplitMailboxKey(const std::string& key);
+
 struct SubmitItem {
   std::string message_id;
   std::string sender;    // "0192:<orgnr>", the authenticated submitter
@@ -47,6 +58,8 @@ struct SubmitItem {
   bool duplicate = false;  // out: already known
   bool conflict = false;   // out: the id is already used by another sender
   std::string refused;     // out: not stored (a queue is full): the reason of a RETRY_LATER
+  std::string sender_channel;    // the submitting session's channel ("" = none)
+  std::string receiver_channel;  // the receiver's mailbox channel the header names
 };
 
 // Queued messages one receiver, and one sender, may have at the broker (0: no cap).
@@ -57,15 +70,17 @@ struct QueueCaps {
 
 struct ReportItem {
   std::string reporter;  // the receiving organisation
+  std::string reporter_channel;  // and the channel of its session: the message's mailbox
   std::string message_id;
   MsgStatus status = wire::STATUS_UNSPECIFIED;
   std::string reason;
   int64_t at_ms = 0;
   Status result;                  // out
-  std::string notify_org;         // out: the sender to notify, when a notice was created
+  std::string notify_mailbox;     // out: the sender's mailbox key, when a notice was created
 };
 
-// A sender's acknowledgement of a status notice: the notice is deleted if it belongs to `org`.
+// A sender's acknowledgement of a status notice: the notice is deleted if it belongs to the
+// mailbox `org` (a mailbox key).
 struct NoticeAck {
   std::string org;
   int64_t notice_id = 0;
@@ -89,6 +104,8 @@ struct Expired {
   std::string message_id;
   std::string sender;
   std::string receiver;
+  std::string sender_mailbox;  // keys: whose notice it made, whose queue it left
+  std::string receiver_mailbox;
 };
 
 // A streamed upload in progress (broker/streams.h): its head and how many chunks are durable.
@@ -104,6 +121,7 @@ struct UploadRow {
 // What is waiting in a broker store, for `bud-broker stats` and the broker's /metrics.
 struct ReceiverStats {
   std::string receiver;            // "0192:<orgnr>"
+  std::string channel;             // the receiver's message channel ("" = none)
   int64_t queued = 0;              // messages not yet acknowledged by the receiver
   int64_t bytes = 0;               // their envelope bytes
   int64_t oldest_received_ms = 0;  // when the oldest of them was committed
@@ -113,13 +131,14 @@ struct ReceiverStats {
 
 struct SenderNoticeStats {
   std::string sender;        // the organisation the notices are for
+  std::string channel;       // and its message channel ("" = none)
   int64_t pending = 0;       // status notices not yet acknowledged
   int64_t oldest_at_ms = 0;  // the oldest one's status time
 };
 
-// An organisation's live session as the store knows it (several brokers on PostgreSQL).
+// A mailbox's live session as the store knows it (several brokers on PostgreSQL).
 struct SessionStats {
-  std::string org;
+  std::string org;     // the mailbox key
   std::string holder;  // the broker's id
   int64_t expires_ms = 0;
 };
@@ -130,8 +149,8 @@ struct StoreStats {
   // SQLite's live in the broker's memory (sessions_known false: see its /metrics).
   bool sessions_known = false;
   std::vector<SessionStats> sessions;
-  std::vector<ReceiverStats> receivers;    // by receiver, only those with queued messages
-  std::vector<SenderNoticeStats> senders;  // by sender, only those with pending notices
+  std::vector<ReceiverStats> receivers;    // by receiver and channel, those with queued messages
+  std::vector<SenderNoticeStats> senders;  // by sender and channel, those with pending notices
   int64_t queued = 0;                      // totals over receivers
   int64_t bytes = 0;
   int64_t notices = 0;
@@ -140,7 +159,7 @@ struct StoreStats {
   int64_t uploads = 0;    // streamed uploads in progress
 };
 
-// A broker's lease on an organisation's session.
+// A broker's lease on a mailbox's session.
 struct SessionLease {
   int64_t epoch = 0;            // the fencing epoch: grows with every TakeSession of the org
   std::string previous_holder;  // the broker whose live lease was taken over ("" when none)
@@ -148,7 +167,7 @@ struct SessionLease {
 
 // A lease as the holder knows it: which broker (a fresh id per process start) and which epoch.
 struct LeaseRef {
-  std::string org;
+  std::string org;  // the mailbox key
   std::string holder;
   int64_t epoch = 0;
 };
@@ -211,17 +230,18 @@ class QueueStore : public QueueStoreReader {
   virtual CommitResult CommitBatch(std::vector<SubmitItem>& submits,
                                    std::vector<ReportItem>& reports,
                                    const std::vector<NoticeAck>& acks = {}) = 0;
-  // Gives `holder` the lease of `org`'s session for lease_ms, with a new epoch, taking it over
-  // from any other holder (a new Hello replaces the session wherever it lived).
+  // Gives `holder` the lease of mailbox `org`'s session (a mailbox key) for lease_ms, with a new
+  // epoch, taking it over from any other holder (a new Hello replaces the session wherever it
+  // lived).
   virtual Result<SessionLease> TakeSession(const std::string& org, const std::string& holder,
                                            int64_t lease_ms) = 0;
-  // Extends every lease `holder` still holds by lease_ms and returns them (org, epoch); a lease
-  // missing from the answer, or with another epoch, was taken over.
+  // Extends every lease `holder` still holds by lease_ms and returns them (mailbox key, epoch); a
+  // lease missing from the answer, or with another epoch, was taken over.
   virtual Result<std::vector<std::pair<std::string, int64_t>>> RenewSessions(
       const std::string& holder, int64_t lease_ms) = 0;
   // Gives the lease up (nothing when it is no longer this holder's with this epoch).
   virtual Status ReleaseSession(const LeaseRef& lease) = 0;
-  // Up to `limit` queued messages for lease.org, oldest first, leaving out the seqs in
+  // Up to `limit` queued messages for the mailbox lease.org, oldest first, leaving out the seqs in
   // `handed_out` (those being delivered): only while `lease` is current, checked in the same
   // statement; kConflict when it is not (taken over, released). Unlike a cursor, this finds a
   // message whose seq is below ones already handed out (committed later by another broker).
@@ -235,17 +255,17 @@ class QueueStore : public QueueStoreReader {
 
   // Wake-ups: other broker processes writing the same store commit messages and notices for
   // sessions that live here. WakeFd is a descriptor to poll for readability (-1: none now);
-  // TakeWakeups returns the organisations named since the last call (receivers with new
+  // TakeWakeups returns the mailbox keys named since the last call (receivers with new
   // messages, senders with new notices). An engine used by one process has none (Shared false).
   virtual bool Shared() const { return false; }
   virtual int WakeFd() const { return -1; }
   virtual Result<std::vector<std::string>> TakeWakeups() { return std::vector<std::string>(); }
 
-  // Queued messages for `receiver` with seq > after_seq, oldest first.
+  // Queued messages for the mailbox `receiver` (a key) with seq > after_seq, oldest first.
   virtual Result<std::vector<Queued>> NextFor(const std::string& receiver, int64_t after_seq,
                                               int limit) = 0;
   virtual Result<std::optional<Queued>> BySeq(int64_t seq) = 0;
-  // Notices for `org` with notice_id > after_id, oldest first.
+  // Notices for the mailbox `org` (a key) with notice_id > after_id, oldest first.
   virtual Result<std::vector<Notice>> NoticesFor(const std::string& org, int64_t after_id,
                                                  int limit) = 0;
   // Counts one more failed delivery attempt (ack timeout, or the session dropped with it in

@@ -12,6 +12,7 @@
 #include "common/crypto/envelope.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/message_channel.h"
 #include "common/orgnr.h"
 #include "common/runtime.h"
 #include "common/uuid.h"
@@ -243,7 +244,7 @@ void Server::LeaseLost(const std::string& rid, const Status& why) {
   Session* s = SessionByRid(rid);
   if (s == nullptr) return;
   Log()->warn("session {} of {}: lease epoch {} lost ({}); the session is dropped here", Short(rid),
-              s->org, s->epoch, why.message());
+              s->key, s->epoch, why.message());
   metrics_.sessions_lost.fetch_add(1, std::memory_order_relaxed);
   s->epoch = 0;  // not released: it is another broker's now
   DropSession(rid, "its session lease went to another broker");
@@ -391,7 +392,8 @@ void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
     return;
   }
   // With CURVE the session is the authenticated organisation's; it must live on this connection.
-  Session* s = curve_ ? SessionByOrg(user_id) : SessionByRid(rid);
+  Session* s = SessionByRid(rid);
+  if (s != nullptr && curve_ && s->org != user_id) s = nullptr;
   if (s == nullptr || s->rid != rid) {
     Refuse(rid, "no session: send Hello first");
     return;
@@ -424,12 +426,21 @@ void Server::OnHello(const std::string& rid, int fd, const wire::Hello& hello,
     Refuse(rid, org.status().message());
     return;
   }
-  std::string who = org->wire();
-  if (curve_ && who != user_id) {
-    Log()->warn("peer {} authenticated as {} said Hello as {}: refused", Short(rid), user_id, who);
-    Refuse(rid, fmt::format("your CURVE key belongs to {}, not {}", user_id, who));
+  const std::string org_wire = org->wire();
+  if (curve_ && org_wire != user_id) {
+    Log()->warn("peer {} authenticated as {} said Hello as {}: refused", Short(rid), user_id,
+                org_wire);
+    Refuse(rid, fmt::format("your CURVE key belongs to {}, not {}", user_id, org_wire));
     return;
   }
+  // One session per mailbox (organisation, channel): several points of one organisation share
+  // its CURVE key, each on its own channel.
+  if (Status ch = CheckChannel(hello.channel(), "the Hello's channel"); !ch.ok()) {
+    Log()->warn("peer {} ({}) refused: {}", Short(rid), org_wire, ch.message());
+    Refuse(rid, ch.message());
+    return;
+  }
+  const std::string who = MailboxKey(org_wire, hello.channel());
   // The lease first: without it there is no session (the peer says Hello again).
   auto lease = store_->TakeSession(who, broker_id(), config_.session_lease_ms);
   if (!lease.ok()) {
@@ -447,16 +458,18 @@ void Server::OnHello(const std::string& rid, int fd, const wire::Hello& hello,
     old->epoch = 0;  // superseded by the new lease: nothing to release
     if (old->rid != rid) DropSession(old->rid, "replaced by a new connection");
   }
-  // A connection carries one organisation's session: a Hello for another one (possible only
-  // without CURVE) ends the session this connection had.
+  // A connection carries one mailbox's session: a Hello for another one ends the session this
+  // connection had.
   if (auto o = rid_org_.find(rid); o != rid_org_.end() && o->second != who) {
-    DropSession(rid, "the connection said Hello as another organisation");
+    DropSession(rid, "the connection said Hello for another mailbox");
   }
   Session& s = sessions_[who];
   sessions_changed_ = true;
   s = Session{};
   s.rid = rid;
-  s.org = who;
+  s.org = org_wire;
+  s.channel = hello.channel();
+  s.key = who;
   s.conn = connections_->Greeted(fd);
   s.credit = static_cast<uint32_t>(
       std::clamp<int64_t>(hello.credit() == 0 ? 1 : hello.credit(), 1, config_.max_credit));
@@ -467,7 +480,8 @@ void Server::OnHello(const std::string& rid, int fd, const wire::Hello& hello,
               s.epoch);
   wire::BrokerMessage w;
   w.set_protocol_version(wire::kProtocolVersion);
-  w.mutable_welcome()->set_orgnr(who);
+  w.mutable_welcome()->set_orgnr(org_wire);
+  w.mutable_welcome()->set_channel(s.channel);
   w.mutable_welcome()->set_heartbeat_ms(static_cast<uint32_t>(config_.heartbeat_ms));
   Send(rid, w);
   dirty_orgs_.insert(who);
@@ -485,7 +499,7 @@ void Server::OnSubmit(Session& s, wire::Submit& submit) {
     r->set_message_id(id);
     r->set_code(code);
     r->set_reason(reason);
-    Log()->warn("submit of message {} from {} rejected: {}", id.empty() ? "?" : id, s.org, reason);
+    Log()->warn("submit of message {} from {} rejected: {}", id.empty() ? "?" : id, s.key, reason);
     Send(s.rid, m);
   };
   auto env = crypto::ParseEnvelope(submit.envelope());
@@ -503,7 +517,7 @@ void Server::OnSubmit(Session& s, wire::Submit& submit) {
                              submit.envelope().size(), config_.max_envelope_bytes),
                  metrics_.rejected_too_large);
   }
-  auto routing = CheckRouting(h, s.org, NowMs(), {config_.default_ttl_ms, config_.max_ttl_ms});
+  auto routing = CheckRouting(h, s.key, NowMs(), {config_.default_ttl_ms, config_.max_ttl_ms});
   if (!routing.ok()) {
     return reply(id, wire::REJECTED, routing.status().message(), metrics_.rejected_routing);
   }
@@ -513,6 +527,8 @@ void Server::OnSubmit(Session& s, wire::Submit& submit) {
   item.receiver = routing->receiver;
   item.envelope = std::move(*submit.mutable_envelope());  // the frame's copy is not needed again
   item.expires_ms = routing->expires_ms;
+  item.sender_channel = routing->sender_channel;
+  item.receiver_channel = routing->receiver_channel;
   batch_submits_.push_back(std::move(item));
   batch_submit_rids_.push_back(s.rid);
   batch_submit_us_.push_back(MonoUs());
@@ -521,6 +537,7 @@ void Server::OnSubmit(Session& s, wire::Submit& submit) {
 void Server::OnReport(Session& s, const wire::Report& report) {
   ReportItem r;
   r.reporter = s.org;
+  r.reporter_channel = s.channel;
   r.message_id = report.message_id();
   r.status = report.status();
   r.reason = report.reason().substr(0, 2000);
@@ -553,7 +570,7 @@ void Server::OnReport(Session& s, const wire::Report& report) {
 // whose ack is lost in a crash is sent again, and senders take notices idempotently).
 void Server::OnStatusAck(Session& s, const wire::StatusAck& ack) {
   s.notices_sent.erase(static_cast<int64_t>(ack.notice_id()));
-  batch_acks_.push_back({s.org, static_cast<int64_t>(ack.notice_id())});
+  batch_acks_.push_back({s.key, static_cast<int64_t>(ack.notice_id())});
 }
 
 void Server::OnDefer(Session& s, const wire::Defer& defer) {
@@ -590,8 +607,12 @@ void Server::AbandonBatch(const Status& why) {
                "answering nothing, the integration points will send them again: {}",
                batch_submits_.size(), batch_reports_.size(), batch_acks_.size(), why.ToString());
   metrics_.commits_unknown.fetch_add(1, std::memory_order_relaxed);
-  for (const auto& item : batch_submits_) dirty_orgs_.insert(item.receiver);
-  for (const auto& rep : batch_reports_) dirty_orgs_.insert(rep.reporter);
+  for (const auto& item : batch_submits_) {
+    dirty_orgs_.insert(MailboxKey(item.receiver, item.receiver_channel));
+  }
+  for (const auto& rep : batch_reports_) {
+    dirty_orgs_.insert(MailboxKey(rep.reporter, rep.reporter_channel));
+  }
   // Uploads handed over stay handed: their sender's new head hands them over again (or the sweep
   // settles them), as after a failed commit.
   finished_uploads_.clear();
@@ -700,7 +721,7 @@ void Server::FlushBatch() {
       } else {
         Log()->info("message {} from {} to {} accepted ({} bytes)", item.message_id, item.sender,
                     item.receiver, item.envelope.size());
-        dirty_orgs_.insert(item.receiver);
+        dirty_orgs_.insert(MailboxKey(item.receiver, item.receiver_channel));
       }
     } else {
       metrics_.retry_later.fetch_add(1, std::memory_order_relaxed);
@@ -720,7 +741,7 @@ void Server::FlushBatch() {
     if (reports_committed.ok() && (rep.status == wire::MOTTATT || rep.status == wire::FEIL) && s) {
       s->inflight.erase(rep.message_id);
       s->defer_backoff_ms = 0;  // it takes deliveries again
-      dirty_orgs_.insert(s->org);
+      dirty_orgs_.insert(s->key);
     }
     wire::BrokerMessage m;
     m.set_protocol_version(wire::kProtocolVersion);
@@ -739,7 +760,7 @@ void Server::FlushBatch() {
       rr->set_ok(true);
       Log()->info("message {}: {} reported by {}{}", rep.message_id, StatusName(rep.status),
                   rep.reporter, rep.reason.empty() ? "" : " (" + rep.reason + ")");
-      if (!rep.notify_org.empty()) dirty_orgs_.insert(rep.notify_org);
+      if (!rep.notify_mailbox.empty()) dirty_orgs_.insert(rep.notify_mailbox);
     }
     if (s) Send(rid, m);
   }
@@ -757,7 +778,7 @@ void Server::PumpDeliveries(Session& s) {
                                         static_cast<int>(s.credit - s.inflight.size()));
     if (!next.ok()) {
       if (next.status().code() == Code::kConflict) return LeaseLost(rid, next.status());
-      Log()->error("reading the queue of {}: {}", s.org, next.status().ToString());
+      Log()->error("reading the queue of {}: {}", s.key, next.status().ToString());
       return;
     }
     if (next->empty()) return;
@@ -768,7 +789,7 @@ void Server::PumpDeliveries(Session& s) {
       s.inflight[q.message_id] = {q.seq, MonoMs(), 1};
       Send(rid, m);
       if (!SessionByRid(rid)) return;  // dropped by a failed send
-      Log()->debug("message {} delivered to {}", q.message_id, s.org);
+      Log()->debug("message {} delivered to {}", q.message_id, s.key);
     }
   }
 }
@@ -782,9 +803,9 @@ void Server::PumpNotices(Session& s) {
   int64_t after = 0;
   size_t sent = 0;
   for (int page = 0; page < 16 && sent < kMaxPerPump; ++page) {
-    auto notices = store_->NoticesFor(s.org, after, kPage);
+    auto notices = store_->NoticesFor(s.key, after, kPage);
     if (!notices.ok()) {
-      Log()->error("reading notices for {}: {}", s.org, notices.status().ToString());
+      Log()->error("reading notices for {}: {}", s.key, notices.status().ToString());
       return;
     }
     for (const auto& n : *notices) {
@@ -806,7 +827,7 @@ void Server::PumpNotices(Session& s) {
     }
     if (notices->size() < static_cast<size_t>(kPage)) return;
   }
-  dirty_orgs_.insert(s.org);  // more next round
+  dirty_orgs_.insert(s.key);  // more next round
 }
 
 void Server::SweepExpired() {
@@ -832,9 +853,9 @@ void Server::SweepExpired() {
     for (const auto& e : *failed) {
       Log()->warn("message {} from {} to {}: FEIL after {} failed delivery attempts", e.message_id,
                   e.sender, e.receiver, config_.max_attempts);
-      if (Session* s = SessionByOrg(e.receiver)) s->inflight.erase(e.message_id);
+      if (Session* s = SessionByOrg(e.receiver_mailbox)) s->inflight.erase(e.message_id);
       streams_->Forget(e.message_id);
-      dirty_orgs_.insert(e.sender);
+      if (!e.sender_mailbox.empty()) dirty_orgs_.insert(e.sender_mailbox);
       metrics_.exhausted.fetch_add(1, std::memory_order_relaxed);
     }
   }
@@ -847,9 +868,9 @@ void Server::SweepExpired() {
     Log()->info("message {} from {} to {} expired undelivered (LEVETID_UTLOPT); payload deleted",
                 e.message_id, e.sender, e.receiver);
     metrics_.expired.fetch_add(1, std::memory_order_relaxed);
-    if (Session* s = SessionByOrg(e.receiver)) s->inflight.erase(e.message_id);
+    if (Session* s = SessionByOrg(e.receiver_mailbox)) s->inflight.erase(e.message_id);
     streams_->Forget(e.message_id);
-    dirty_orgs_.insert(e.sender);
+    if (!e.sender_mailbox.empty()) dirty_orgs_.insert(e.sender_mailbox);
   }
 }
 
@@ -858,7 +879,7 @@ void Server::OnStreamMessage(Session& s, wire::ClientMessage& msg) {
     case wire::ClientMessage::kSubmitStream: {
       metrics_.submits.fetch_add(1, std::memory_order_relaxed);
       auto started = streams_->OnSubmitStream(
-          s.org, msg.submit_stream().head(),
+          s.key, msg.submit_stream().head(),
           [this](const SubmitItem& item) { return store_->QueueRoom(item.sender, item.receiver); });
       if (started.reply) Send(s.rid, *started.reply);
       if (started.item) {
@@ -869,7 +890,7 @@ void Server::OnStreamMessage(Session& s, wire::ClientMessage& msg) {
       break;
     }
     case wire::ClientMessage::kChunk:
-      if (auto reply = streams_->OnUploadChunk(s.org, *msg.mutable_chunk())) Send(s.rid, *reply);
+      if (auto reply = streams_->OnUploadChunk(s.key, *msg.mutable_chunk())) Send(s.rid, *reply);
       break;
     case wire::ClientMessage::kChunkAck: {
       const auto& ack = msg.chunk_ack();
@@ -890,7 +911,7 @@ void Server::OnStreamMessage(Session& s, wire::ClientMessage& msg) {
       auto q = store_->BySeq(it->second.seq);
       if (!q.ok() || !q->has_value() || !IsStreamHead((*q)->envelope)) break;
       it->second.sent_mono = MonoMs();
-      streams_->OnResume(s.rid, s.org, r, (*q)->envelope);
+      streams_->OnResume(s.rid, s.key, r, (*q)->envelope);
       break;
     }
     default: break;
@@ -918,7 +939,7 @@ void Server::FlushStreams() {
       },
       &complete);
   for (auto& item : complete) {
-    Session* s = SessionByOrg(item.sender);
+    Session* s = SessionByOrg(MailboxKey(item.sender, item.sender_channel));
     finished_uploads_.push_back(item.message_id);
     batch_submits_.push_back(std::move(item));
     batch_submit_rids_.push_back(s ? s->rid : std::string());
@@ -940,7 +961,7 @@ void Server::CheckTimers() {
     const std::string rid = s.rid;
     if (s.defer_until_mono != 0 && now >= s.defer_until_mono) {
       s.defer_until_mono = 0;
-      dirty_orgs_.insert(s.org);
+      dirty_orgs_.insert(s.key);
     }
     for (auto it = s.inflight.begin(); it != s.inflight.end();) {
       if (now - it->second.sent_mono < config_.ack_timeout_ms) {

@@ -13,23 +13,26 @@
 // delivery taken back with no attempt counted and nothing more for a back-off; the message stays
 // queued until it expires. Status notices stay in the store until
 // the sender acknowledges them.
-// Sessions: one per organisation, keyed by the organisation (the ZAP User-Id with CURVE), never
-// by routing id; a session remembers the routing id of the connection it lives on, and a frame
-// is served only when it comes on that connection and (with CURVE) its User-Id is the session's
-// organisation. A new Hello replaces the old session. A session silent for 3 heartbeat intervals
-// is dropped.
-// Several brokers on one store (PostgreSQL): a Hello takes the organisation's session lease
-// (QueueStore::TakeSession), taking it over from another broker; the loop renews its leases every
-// third of session_lease_ms and drops a session whose lease was taken over, or every session
-// when it could not renew for a whole lease. Deliveries are handed out only through the store's
-// lease-checked claims, so a broker that lost a lease delivers nothing more for it; there is no
-// per-session cursor (the claims leave out what is in flight), so a message committed late by
-// another broker with a lower seq is still found. Other brokers' commits wake the loop through
-// the store's WakeFd (LISTEN/NOTIFY), and every wake_poll_ms every session is looked at anyway.
-// Connections (wire::ConnectionWatch): a connection that has not said Hello within
-// hello_timeout_ms (or again, after its session was dropped or replaced) is closed. Peers that
-// chose their own routing id (ZMQ_ROUTING_ID) are refused and their connection closed: only
-// libzmq's own ids, drawn from a counter seeded at start (wire::SeedRoutingIds), are served.
+// Sessions: one per mailbox (organisation, message channel; queue_store.h), the organisation
+// being the ZAP User-Id with CURVE and the channel the Hello's (several points of one
+// organisation share its key, each on its own channel); never keyed by routing id. A session
+// remembers the routing id of the connection it lives on, and a frame is served only when it
+// comes on that connection and (with CURVE) its User-Id is the session's organisation. It gets
+// the deliveries whose receiver and receiver_channel are its mailbox, and the notices of the
+// messages whose sender and sender_channel are; a submit whose sender_channel is not the
+// session's is REJECTED. A new Hello for the same mailbox replaces the old session. A session
+// silent for 3 heartbeat intervals is dropped. Several brokers on one store (PostgreSQL): a Hello
+// takes the organisation's session lease (QueueStore::TakeSession), taking it over from another
+// broker; the loop renews its leases every third of session_lease_ms and drops a session whose
+// lease was taken over, or every session when it could not renew for a whole lease. Deliveries are
+// handed out only through the store's lease-checked claims, so a broker that lost a lease delivers
+// nothing more for it; there is no per-session cursor (the claims leave out what is in flight), so
+// a message committed late by another broker with a lower seq is still found. Other brokers'
+// commits wake the loop through the store's WakeFd (LISTEN/NOTIFY), and every wake_poll_ms every
+// session is looked at anyway. Connections (wire::ConnectionWatch): a connection that has not said
+// Hello within hello_timeout_ms (or again, after its session was dropped or replaced) is closed.
+// Peers that chose their own routing id (ZMQ_ROUTING_ID) are refused and their connection closed:
+// only libzmq's own ids, drawn from a counter seeded at start (wire::SeedRoutingIds), are served.
 // ZMTP heartbeats on the ROUTER let libzmq drop dead connections.
 // Authentication: with CURVE on, ZAP admits only keys the registry knows and binds each
 // connection to that organisation (User-Id). ZAP runs on its own threads with a cache
@@ -80,6 +83,8 @@ class Server {
   struct Session {
     std::string rid;  // routing id of the connection the session lives on
     std::string org;  // "0192:<orgnr>"
+    std::string channel;  // its message channel ("" = none)
+    std::string key;      // MailboxKey(org, channel): what it is found by
     wire::ConnRef conn;  // that connection (wire::ConnectionWatch), for the Hello deadline
     uint32_t credit = 1;
     int64_t last_seen_mono = 0;
@@ -123,7 +128,7 @@ class Server {
   void RenewLeases();
   // Other brokers' commits: marks the named organisations' sessions for a pump.
   void TakeWakeups();
-  LeaseRef LeaseOf(const Session& s) const { return {s.org, broker_id(), s.epoch}; }
+  LeaseRef LeaseOf(const Session& s) const { return {s.key, broker_id(), s.epoch}; }
   // The store said the lease is no longer this broker's.
   void LeaseLost(const std::string& rid, const Status& why);
   void SweepExpired();
@@ -145,15 +150,15 @@ class Server {
   std::vector<std::string> finished_uploads_;     // in this batch's submits; rows go after commit
   uint64_t db_limited_for_spool_ = UINT64_MAX;    // spool bytes the SQLite limit was set for
   int64_t quota_ = 0;                             // store_max_bytes, or the automatic one
-  std::map<std::string, Session> sessions_;       // by organisation
+  std::map<std::string, Session> sessions_;       // by mailbox key (queue_store.h)
   bool sessions_changed_ = false;  // since the metrics last saw the organisations
-  std::map<std::string, std::string> rid_org_;    // routing id -> organisation of its session
+  std::map<std::string, std::string> rid_org_;  // routing id -> mailbox key of its session
   std::vector<SubmitItem> batch_submits_;
   std::vector<std::string> batch_submit_rids_;
   std::vector<ReportItem> batch_reports_;
   std::vector<std::string> batch_report_rids_;
   std::vector<NoticeAck> batch_acks_;
-  std::set<std::string> dirty_orgs_;              // orgs with new deliveries or notices
+  std::set<std::string> dirty_orgs_;              // mailboxes with new deliveries or notices
   int64_t leases_renewed_mono_ = 0;               // last successful RenewSessions
   int64_t wake_warned_mono_ = 0;                  // last warning about wake-ups
   std::vector<int64_t> batch_submit_us_;          // when each batched submit arrived (mono µs)

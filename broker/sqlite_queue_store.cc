@@ -90,10 +90,22 @@ const std::vector<std::string> kMigrations = {
          next_chunk INTEGER NOT NULL,
          expires_ms INTEGER NOT NULL
        ) WITHOUT ROWID;)",
-    // 6: `seen` and `reports` are pruned after the retention window (SqliteQueueStore::PruneHistory); the
-    // oldest ids are found through this index. first_seen_ms grows with time, so its inserts
-    // land on the index's last page, not on a random one.
+    // 6: `seen` and `reports` are pruned after the retention window
+    // (SqliteQueueStore::PruneHistory); the oldest ids are found through this index. first_seen_ms
+    // grows with time, so its inserts land on the index's last page, not on a random one.
     R"(CREATE INDEX seen_by_first_seen ON seen(first_seen_ms);)",
+    // 7: message channels (docs/protocol.md, "Message channels"). A session takes the mailbox
+    // (organisation, channel): the receiver's queue read stays one index range scan, and so does
+    // a sender's notices. `seen` keeps both channels of a message, for the reports that come
+    // after its payload left the queue.
+    R"(ALTER TABLE messages ADD COLUMN receiver_channel TEXT NOT NULL DEFAULT '';
+       ALTER TABLE seen ADD COLUMN sender_channel TEXT NOT NULL DEFAULT '';
+       ALTER TABLE seen ADD COLUMN receiver_channel TEXT NOT NULL DEFAULT '';
+       ALTER TABLE notices ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+       DROP INDEX messages_by_receiver;
+       CREATE INDEX messages_by_receiver ON messages(receiver, receiver_channel, seq);
+       DROP INDEX notices_by_org;
+       CREATE INDEX notices_by_org ON notices(org, channel, notice_id);)",
 };
 
 // Page cache of the broker's connection (KiB; SQLite's default is 2 MiB). Holds the upper levels
@@ -126,23 +138,25 @@ Result<StoreStats> ReadStats(storage::Db& db, bool count_history) {
   BUD_ASSIGN_OR_RETURN(
       auto* q,
       db.Prepare(
-          "SELECT receiver, count(*), sum(length(envelope)), min(received_ms), "
-          "sum(attempts > 0), max(attempts) FROM messages GROUP BY receiver ORDER BY receiver"));
+          "SELECT receiver, receiver_channel, count(*), sum(length(envelope)), min(received_ms), "
+          "sum(attempts > 0), max(attempts) FROM messages GROUP BY receiver, receiver_channel "
+          "ORDER BY receiver, receiver_channel"));
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, q->Step());
     if (!row) break;
-    ReceiverStats r{q->Text(0), q->Int(1), q->Int(2), q->Int(3), q->Int(4), q->Int(5)};
+    ReceiverStats r{q->Text(0), q->Text(1), q->Int(2), q->Int(3), q->Int(4), q->Int(5), q->Int(6)};
     out.queued += r.queued;
     out.bytes += r.bytes;
     out.receivers.push_back(std::move(r));
   }
   BUD_ASSIGN_OR_RETURN(
       auto* n,
-      db.Prepare("SELECT org, count(*), min(at_ms) FROM notices GROUP BY org ORDER BY org"));
+      db.Prepare("SELECT org, channel, count(*), min(at_ms) FROM notices GROUP BY org, channel "
+                 "ORDER BY org, channel"));
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, n->Step());
     if (!row) break;
-    out.senders.push_back({n->Text(0), n->Int(1), n->Int(2)});
+    out.senders.push_back({n->Text(0), n->Text(1), n->Int(2), n->Int(3)});
     out.notices += out.senders.back().pending;
   }
   if (count_history) {
@@ -326,9 +340,11 @@ Result<int64_t> SqliteQueueStore::AddAttempts(const std::vector<std::string>& me
 }
 
 Result<std::vector<Expired>> SqliteQueueStore::FailExhausted(int64_t max_attempts, int64_t now_ms) {
-  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
-      "SELECT message_id, sender, receiver, attempts FROM messages "
-      "WHERE attempts>0 AND attempts>=? LIMIT 1000"));  // attempts>0: the partial index
+  BUD_ASSIGN_OR_RETURN(
+      auto* q,
+      db_->Prepare(
+          "SELECT message_id, sender, receiver, receiver_channel, attempts FROM messages "
+          "WHERE attempts>0 AND attempts>=? LIMIT 1000"));  // attempts>0: the partial index
   q->Bind(1, max_attempts);
   return Conclude(*q, wire::FEIL, now_ms, [](const Expired& e, int64_t attempts) {
     return fmt::format("{} did not acknowledge the delivery after {} attempts", e.receiver,
@@ -337,9 +353,12 @@ Result<std::vector<Expired>> SqliteQueueStore::FailExhausted(int64_t max_attempt
 }
 
 Result<std::vector<Expired>> SqliteQueueStore::ExpireDue(int64_t now_ms, int limit) {
-  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
-      "SELECT message_id, sender, receiver, expires_ms FROM messages WHERE expires_ms<=? "
-      "ORDER BY expires_ms LIMIT ?"));
+  BUD_ASSIGN_OR_RETURN(
+      auto* q,
+      db_->Prepare(
+          "SELECT message_id, sender, receiver, receiver_channel, expires_ms FROM messages "
+          "WHERE expires_ms<=? "
+          "ORDER BY expires_ms LIMIT ?"));
   q->Bind(1, now_ms).Bind(2, limit);
   return Conclude(*q, wire::LEVETID_UTLOPT, now_ms, [](const Expired& e, int64_t expires_ms) {
     return fmt::format("not received by {} before it expired at {}", e.receiver,
@@ -347,8 +366,9 @@ Result<std::vector<Expired>> SqliteQueueStore::ExpireDue(int64_t now_ms, int lim
   });
 }
 
-// Ends every queued message `query` selects (message_id, sender, receiver, one number for the
-// reason) with `status`, in one transaction, through the same path as a receiver's report.
+// Ends every queued message `query` selects (message_id, sender, receiver, receiver_channel, one
+// number for the reason) with `status`, in one transaction, through the same path as a receiver's
+// report.
 Result<std::vector<Expired>> SqliteQueueStore::Conclude(
     storage::Stmt& query, MsgStatus status, int64_t now_ms,
     const std::function<std::string(const Expired&, int64_t)>& reason) {
@@ -357,20 +377,25 @@ Result<std::vector<Expired>> SqliteQueueStore::Conclude(
   BUD_RETURN_IF_ERROR(tx.began());
   std::vector<Expired> out;
   std::vector<int64_t> numbers;
+  std::vector<std::string> channels;
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, query.Step());
     if (!row) break;
-    out.push_back({query.Text(0), query.Text(1), query.Text(2)});
-    numbers.push_back(query.Int(3));
+    out.push_back({query.Text(0), query.Text(1), query.Text(2), std::string(),
+                   MailboxKey(query.Text(2), query.Text(3))});
+    channels.push_back(query.Text(3));
+    numbers.push_back(query.Int(4));
   }
   for (size_t i = 0; i < out.size(); ++i) {
     ReportItem r;
     r.reporter = out[i].receiver;
+    r.reporter_channel = channels[i];
     r.message_id = out[i].message_id;
     r.status = status;
     r.reason = reason(out[i], numbers[i]);
     r.at_ms = now_ms;
     BUD_RETURN_IF_ERROR(ApplyReport(r, now_ms));
+    out[i].sender_mailbox = r.notify_mailbox;
   }
   Status committed = tx.Commit();
   if (!committed.ok()) {
@@ -423,10 +448,13 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
     }
     // The seen row carries the queue position from the start: one B-tree insert into the
     // random-UUID index per message, no second visit to link it.
-    BUD_ASSIGN_OR_RETURN(auto* seen, db_->Prepare(
-        "INSERT OR IGNORE INTO seen(message_id, sender, receiver, first_seen_ms, seq) "
-        "VALUES(?,?,?,?,?)"));
-    BUD_RETURN_IF_ERROR(seen->BindAll(s.message_id, s.sender, s.receiver, now, next_seq_).Run());
+    BUD_ASSIGN_OR_RETURN(
+        auto* seen,
+        db_->Prepare("INSERT OR IGNORE INTO seen(message_id, sender, receiver, first_seen_ms, seq, "
+                     "sender_channel, receiver_channel) VALUES(?,?,?,?,?,?,?)"));
+    BUD_RETURN_IF_ERROR(seen->BindAll(s.message_id, s.sender, s.receiver, now, next_seq_,
+                                      s.sender_channel, s.receiver_channel)
+                            .Run());
     s.duplicate = seen->Changes() == 0;
     if (s.duplicate) {
       BUD_ASSIGN_OR_RETURN(auto* who, db_->Prepare("SELECT sender FROM seen WHERE message_id=?"));
@@ -435,19 +463,23 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
       who->Reset();
       continue;
     }
-    BUD_ASSIGN_OR_RETURN(auto* ins, db_->Prepare(
-        "INSERT INTO messages(seq, message_id, sender, receiver, envelope, received_ms, "
-        "expires_ms) VALUES(?,?,?,?,?,?,?)"));
+    BUD_ASSIGN_OR_RETURN(
+        auto* ins,
+        db_->Prepare(
+            "INSERT INTO messages(seq, message_id, sender, receiver, envelope, received_ms, "
+            "expires_ms, receiver_channel) VALUES(?,?,?,?,?,?,?,?)"));
     ins->BindAll(next_seq_, s.message_id, s.sender, s.receiver);
-    ins->BindBlob(5, s.envelope).Bind(6, now).Bind(7, s.expires_ms);
+    ins->BindBlob(5, s.envelope).Bind(6, now).Bind(7, s.expires_ms).Bind(8, s.receiver_channel);
     BUD_RETURN_IF_ERROR(ins->Run());
     counts_.Count(s.sender, s.receiver, +1);
     ++next_seq_;
   }
   for (auto& r : reports) BUD_RETURN_IF_ERROR(ApplyReport(r, now));
   for (const auto& a : acks) {
-    BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("DELETE FROM notices WHERE notice_id=? AND org=?"));
-    BUD_RETURN_IF_ERROR(st->Bind(1, a.notice_id).Bind(2, a.org).Run());
+    const auto [org, channel] = SplitMailboxKey(a.org);
+    BUD_ASSIGN_OR_RETURN(
+        auto* st, db_->Prepare("DELETE FROM notices WHERE notice_id=? AND org=? AND channel=?"));
+    BUD_RETURN_IF_ERROR(st->Bind(1, a.notice_id).Bind(2, org).Bind(3, channel).Run());
   }
   BUD_RETURN_IF_ERROR(tx.Commit());
   counts_.Commit();
@@ -458,9 +490,13 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
 // Inside CommitBatch's transaction. A refused report (not the reporter's message) is recorded in
 // r.result and is not an error of the batch.
 Status SqliteQueueStore::ApplyReport(ReportItem& r, int64_t now) {
-  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
-      "SELECT sender, receiver, seq FROM seen WHERE message_id=?"));
+  BUD_ASSIGN_OR_RETURN(
+      auto* q,
+      db_->Prepare("SELECT sender, receiver, seq, sender_channel, receiver_channel FROM seen "
+                   "WHERE message_id=?"));
   q->Bind(1, r.message_id);
+  r.result = Status::Ok();
+  r.notify_mailbox.clear();
   BUD_ASSIGN_OR_RETURN(bool row, q->Step());
   if (!row) {
     r.result = Status(Code::kNotFound, fmt::format("message {} is unknown here", r.message_id));
@@ -468,11 +504,13 @@ Status SqliteQueueStore::ApplyReport(ReportItem& r, int64_t now) {
   }
   std::string sender = q->Text(0), receiver = q->Text(1);
   const int64_t seq = q->Int(2);  // 0 (NULL) when the copy was never queued
+  const std::string sender_channel = q->Text(3), receiver_channel = q->Text(4);
   q->Reset();
-  if (receiver != r.reporter) {
+  if (receiver != r.reporter || receiver_channel != r.reporter_channel) {
     r.result = Status(Code::kInvalidArgument,
                       fmt::format("message {} is addressed to {}, not to {}", r.message_id,
-                                  receiver, r.reporter));
+                                  MailboxKey(receiver, receiver_channel),
+                                  MailboxKey(r.reporter, r.reporter_channel)));
     return Status::Ok();
   }
   BUD_ASSIGN_OR_RETURN(auto* log, db_->Prepare(
@@ -485,12 +523,12 @@ Status SqliteQueueStore::ApplyReport(ReportItem& r, int64_t now) {
     if (del->Changes() > 0) counts_.Count(sender, receiver, -1);
   }
   if (!first_time) return Status::Ok();  // a repeated report: one notice is enough
-  BUD_ASSIGN_OR_RETURN(auto* n, db_->Prepare(
-      "INSERT INTO notices(org, message_id, status, reason, at_ms) VALUES(?,?,?,?,?)"));
+  BUD_ASSIGN_OR_RETURN(auto* n, db_->Prepare("INSERT INTO notices(org, message_id, status, reason, "
+                                             "at_ms, channel) VALUES(?,?,?,?,?,?)"));
   n->BindAll(sender, r.message_id, static_cast<int64_t>(r.status), r.reason,
-             r.at_ms ? r.at_ms : now);
+             r.at_ms ? r.at_ms : now, sender_channel);
   BUD_RETURN_IF_ERROR(n->Run());
-  r.notify_org = sender;
+  r.notify_mailbox = MailboxKey(sender, sender_channel);
   return Status::Ok();
 }
 
@@ -556,10 +594,13 @@ Result<std::optional<Queued>> SqliteQueueStore::ClaimRedelivery(const LeaseRef& 
 
 Result<std::vector<Queued>> SqliteQueueStore::NextFor(const std::string& receiver, int64_t after_seq,
                                            int limit) {
-  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
-      "SELECT seq, message_id, envelope FROM messages WHERE receiver=? AND seq>? "
-      "ORDER BY seq LIMIT ?"));
-  st->BindAll(receiver, after_seq, limit);
+  BUD_ASSIGN_OR_RETURN(
+      auto* st,
+      db_->Prepare(
+          "SELECT seq, message_id, envelope FROM messages WHERE receiver=? AND receiver_channel=? "
+          "AND seq>? ORDER BY seq LIMIT ?"));
+  const auto [org, channel] = SplitMailboxKey(receiver);
+  st->BindAll(org, channel, after_seq, limit);
   std::vector<Queued> out;
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -582,10 +623,12 @@ Result<std::optional<Queued>> SqliteQueueStore::BySeq(int64_t seq) {
 
 Result<std::vector<Notice>> SqliteQueueStore::NoticesFor(const std::string& org, int64_t after_id,
                                               int limit) {
-  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
-      "SELECT notice_id, message_id, status, reason, at_ms FROM notices "
-      "WHERE org=? AND notice_id>? ORDER BY notice_id LIMIT ?"));
-  st->BindAll(org, after_id, limit);
+  BUD_ASSIGN_OR_RETURN(
+      auto* st,
+      db_->Prepare("SELECT notice_id, message_id, status, reason, at_ms FROM notices "
+                   "WHERE org=? AND channel=? AND notice_id>? ORDER BY notice_id LIMIT ?"));
+  const auto [owner, channel] = SplitMailboxKey(org);
+  st->BindAll(owner, channel, after_id, limit);
   std::vector<Notice> out;
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, st->Step());

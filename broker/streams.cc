@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/message_channel.h"
 #include "common/orgnr.h"
 #include "common/uuid.h"
 #include "common/wire/zmq.h"
@@ -68,8 +69,9 @@ Status CheckText(const char* field, const std::string& value, size_t max) {
 }
 }  // namespace
 
-Result<Routing> CheckRouting(const wire::Header& h, const std::string& org, int64_t now_ms,
+Result<Routing> CheckRouting(const wire::Header& h, const std::string& mailbox, int64_t now_ms,
                              const RoutingLimits& limits) {
+  const auto [org, channel] = SplitMailboxKey(mailbox);
   if (!IsUuid(h.message_id())) return Status(Code::kInvalidArgument, "message id is not a UUID");
   if (h.sender() != org) {
     // The claimed sender is only echoed once it is known to be short and printable.
@@ -78,6 +80,17 @@ Result<Routing> CheckRouting(const wire::Header& h, const std::string& org, int6
                   fmt::format("envelope sender {} is not the submitting organisation {}",
                               printable ? h.sender() : std::string("(unprintable)"), org));
   }
+  if (h.sender_channel() != channel) {
+    const bool printable = CheckChannel(h.sender_channel(), "").ok();
+    return Status(Code::kInvalidArgument,
+                  fmt::format("envelope sender_channel {} is not the message channel of this "
+                              "session ({}): a point sends on its own channel only",
+                              !printable                   ? std::string("(invalid)")
+                              : h.sender_channel().empty() ? std::string("(none)")
+                                                           : "'" + h.sender_channel() + "'",
+                              channel.empty() ? std::string("none") : "'" + channel + "'"));
+  }
+  BUD_RETURN_IF_ERROR(CheckChannel(h.receiver_channel(), "envelope receiver_channel"));
   auto receiver = Orgnr::Parse(h.receiver());
   if (!receiver.ok()) return Status(Code::kInvalidArgument, "envelope receiver is not an organisation number");
   BUD_RETURN_IF_ERROR(CheckText("conversation_id", h.conversation_id(), kMaxConversationIdBytes));
@@ -94,7 +107,7 @@ Result<Routing> CheckRouting(const wire::Header& h, const std::string& org, int6
                               "a message at most that long)",
                               FormatTime(expires), limits.max_ttl_ms / 86400000));
   }
-  return Routing{receiver->wire(), expires};
+  return Routing{receiver->wire(), expires, h.sender_channel(), h.receiver_channel()};
 }
 
 bool IsStreamHead(const std::string& envelope) {
@@ -161,6 +174,8 @@ Status Streams::Init() {
       continue;
     }
     u.layout = head->layout;
+    u.sender_channel = head->header.sender_channel();
+    u.receiver_channel = head->header.receiver_channel();
     owned.insert(id);
     spool_bytes_ += u.layout.ciphertext_size;  // reserved for the whole stream
     // Bytes past the committed chunk may be torn: they go, and are sent again.
@@ -284,6 +299,8 @@ Result<Streams::Upload*> Streams::SyncWithStore(const std::string& id) {
     u.committed = u.received = row->next_chunk;
     u.expires_ms = row->expires_ms;
     u.layout = head->layout;
+    u.sender_channel = head->header.sender_channel();
+    u.receiver_channel = head->header.receiver_channel();
     u.touched_ms = NowMs();
     u.started_mono = u.last_log_mono = MonoMs();
     it = uploads_.emplace(id, std::move(u)).first;
@@ -347,8 +364,9 @@ void Streams::CloseUpload(const std::string& id) {
 }
 
 Streams::Started Streams::OnSubmitStream(
-    const std::string& org, const std::string& head_bytes,
+    const std::string& mailbox, const std::string& head_bytes,
     const std::function<std::string(const SubmitItem&)>& admit) {
+  const std::string org = SplitMailboxKey(mailbox).first;
   Started out;
   auto reject = [&](const std::string& id, const std::string& why) {
     LogRefusal(org, fmt::format("streamed submit of message {} from {} rejected: {}",
@@ -360,9 +378,18 @@ Streams::Started Streams::OnSubmitStream(
   if (!head.ok()) return reject("", head.status().ToString());
   const wire::Header& h = head->header;
   const std::string id = IsUuid(h.message_id()) ? h.message_id() : std::string();
-  auto routing = CheckRouting(h, org, NowMs(), limits_.routing);
+  auto routing = CheckRouting(h, mailbox, NowMs(), limits_.routing);
   if (!routing.ok()) return reject(id, routing.status().message());
-  SubmitItem item{id, org, routing->receiver, head_bytes, routing->expires_ms, false, false, {}};
+  SubmitItem item{id,
+                  org,
+                  routing->receiver,
+                  head_bytes,
+                  routing->expires_ms,
+                  false,
+                  false,
+                  {},
+                  routing->sender_channel,
+                  routing->receiver_channel};
   auto retry_later = [&](const std::string& why) {
     LogRefusal(org, fmt::format("message {} from {}: streamed upload refused for now: {}", id,
                                 org, why));
@@ -470,6 +497,8 @@ Streams::Started Streams::OnSubmitStream(
     }
     Upload nu;
     nu.org = org;
+    nu.sender_channel = item.sender_channel;
+    nu.receiver_channel = item.receiver_channel;
     nu.receiver = item.receiver;
     nu.head = head_bytes;
     nu.expires_ms = item.expires_ms;
@@ -510,11 +539,11 @@ Streams::Started Streams::OnSubmitStream(
   return out;
 }
 
-std::optional<wire::BrokerMessage> Streams::OnUploadChunk(const std::string& org,
+std::optional<wire::BrokerMessage> Streams::OnUploadChunk(const std::string& mailbox,
                                                           wire::Chunk& chunk) {
   auto it = uploads_.find(chunk.message_id());
-  if (it == uploads_.end() || it->second.org != org) {
-    Log()->debug("chunk for unknown upload {} from {} dropped", chunk.message_id(), org);
+  if (it == uploads_.end() || MailboxKey(it->second.org, it->second.sender_channel) != mailbox) {
+    Log()->debug("chunk for unknown upload {} from {} dropped", chunk.message_id(), mailbox);
     return std::nullopt;
   }
   Upload& u = it->second;
@@ -689,7 +718,7 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
     auto m = NewMessage();
     m.mutable_chunk_ack()->set_message_id(id);
     m.mutable_chunk_ack()->set_next_chunk(u.committed);
-    send(u.org, m);
+    send(MailboxKey(u.org, u.sender_channel), m);
     const uint64_t bytes = u.layout.RecordOffset(u.committed);
     if (MonoMs() - u.last_log_mono >= kProgressEveryMs) {
       Log()->info("message {}: received {}", id,
@@ -704,9 +733,9 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
                                        : CheckDigest(id, u);
     if (!digest.ok()) {
       Log()->warn("message {} from {}: streamed upload refused: {}", id, u.org, digest.ToString());
-      const std::string org = u.org;
+      const std::string mailbox = MailboxKey(u.org, u.sender_channel);
       DropUpload(id, "its digest is not the head's");
-      send(org, SubmitReplyMsg(id, wire::REJECTED, digest.ToString()));
+      send(mailbox, SubmitReplyMsg(id, wire::REJECTED, digest.ToString()));
       continue;
     }
     if (!u.digest_checked) {
@@ -714,7 +743,16 @@ void Streams::Flush(const std::function<void(const std::string&, const wire::Bro
                   u.layout.chunk_count, u.layout.ciphertext_size);
     }
     u.digest_checked = true;
-    complete->push_back(SubmitItem{id, u.org, u.receiver, u.head, u.expires_ms, false, false, {}});
+    complete->push_back(SubmitItem{id,
+                                   u.org,
+                                   u.receiver,
+                                   u.head,
+                                   u.expires_ms,
+                                   false,
+                                   false,
+                                   {},
+                                   u.sender_channel,
+                                   u.receiver_channel});
     if (u.fd >= 0) ::close(u.fd);
     u.fd = -1;
     u.handed = true;

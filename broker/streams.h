@@ -73,15 +73,19 @@ inline constexpr size_t kMaxConversationIdBytes = 128;
 inline constexpr size_t kMaxProcessBytes = 1024;  // process and document type, each
 
 // What the broker routes a submitted envelope by, once its unverified header passed the checks
-// every submit meets: message id a UUID, sender the authenticated `org`, receiver an organisation
-// number, conversation id, process and document type bounded in length and free of control
-// characters, expiry in the future and at most max_ttl_ms ahead. kMalformed / kInvalidArgument
-// with a reason for the submitter otherwise.
+// every submit meets: message id a UUID, sender the authenticated organisation and
+// sender_channel the channel of the submitting session (`mailbox`, a mailbox key,
+// broker/queue_store.h), receiver_channel "" or a channel name, receiver an organisation number,
+// conversation id, process and document type bounded in length and free of control characters,
+// expiry in the future and at most max_ttl_ms ahead. kMalformed / kInvalidArgument with a reason
+// for the submitter otherwise.
 struct Routing {
   std::string receiver;  // "0192:<orgnr>"
   int64_t expires_ms = 0;
+  std::string sender_channel;
+  std::string receiver_channel;
 };
-Result<Routing> CheckRouting(const wire::Header& h, const std::string& org, int64_t now_ms,
+Result<Routing> CheckRouting(const wire::Header& h, const std::string& mailbox, int64_t now_ms,
                              const RoutingLimits& limits);
 
 // Deliver{envelope} for version 1, DeliverStream{head} for a streamed head.
@@ -115,8 +119,9 @@ class Streams {
   // spool files no upload or queued message owns.
   Status Init();
 
-  // What to do with a SubmitStream from `org`: a reply to send now, or a SubmitItem for the
-  // group commit (the upload was already complete, or the message is already known).
+  // What to do with a SubmitStream from the session of `mailbox` (a mailbox key): a reply to send
+  // now, or a SubmitItem for the group commit (the upload was already complete, or the message is
+  // already known).
   struct Started {
     std::optional<wire::BrokerMessage> reply;
     std::optional<SubmitItem> item;
@@ -124,11 +129,12 @@ class Streams {
   // `admit(item)` is asked before a new upload starts: a non-empty answer is the reason of a
   // RETRY_LATER (e.g. the receiver's queue is full), so no chunk moves for a message the queue
   // would not take.
-  Started OnSubmitStream(const std::string& org, const std::string& head,
+  Started OnSubmitStream(const std::string& mailbox, const std::string& head,
                          const std::function<std::string(const SubmitItem&)>& admit = {});
-  // A Chunk of an upload. A reply (REJECTED) when the chunk is refused for good.
-  std::optional<wire::BrokerMessage> OnUploadChunk(const std::string& org, wire::Chunk& chunk);
-  // Group commit of the uploads' chunks. `ack(org, message)` sends ChunkAck / SubmitReply
+  // A Chunk of an upload from the session of `mailbox`. A reply (REJECTED) when the chunk is
+  // refused for good.
+  std::optional<wire::BrokerMessage> OnUploadChunk(const std::string& mailbox, wire::Chunk& chunk);
+  // Group commit of the uploads' chunks. `send(mailbox key, message)` sends ChunkAck / SubmitReply
   // REJECTED; complete uploads are appended to `complete` (their rows go in FinishUploads once
   // the queue holds them).
   void Flush(const std::function<void(const std::string&, const wire::BrokerMessage&)>& send,
@@ -166,6 +172,8 @@ class Streams {
  private:
   struct Upload {
     std::string org;
+    std::string sender_channel;  // from the head's header
+    std::string receiver_channel;
     std::string receiver;
     std::string head;
     int64_t expires_ms = 0;

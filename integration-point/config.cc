@@ -8,6 +8,7 @@
 #include "common/fs.h"
 #include "common/http_auth.h"
 #include "common/http_server.h"
+#include "common/message_channel.h"
 #include "common/wire/curve.h"
 #include "integration-point/identity.h"
 #include "integration-point/outbox.h"
@@ -127,6 +128,10 @@ Result<Config> Config::Load(const std::string& path) {
     return f.Error("incoming.delivery", "\"api\" needs the HTTP API: set http.listen");
   }
   BUD_ASSIGN_OR_RETURN(c.peek_lock_ms, f.Int("http.peek_lock_ms", c.peek_lock_ms, 100, 86400000));
+  BUD_ASSIGN_OR_RETURN(c.broker.message_channel, f.String("next_move.message_channel", ""));
+  if (Status ch = CheckChannel(c.broker.message_channel, "the value"); !ch.ok()) {
+    return f.Error("next_move.message_channel", ch.message());
+  }
   auto& wh = c.webhooks;
   BUD_ASSIGN_OR_RETURN(wh.connect_timeout_ms,
                        f.Int("webhooks.connect_timeout_ms", wh.connect_timeout_ms, 10, 600000));
@@ -152,6 +157,11 @@ Result<Config> Config::Load(const std::string& path) {
 Result<std::string> CheckConfig(const Config& config, const std::string& config_path) {
   ConfigCheck check(config_path);
   check.Note("agency.orgnr", config.me().wire());
+  check.Note("next_move.message_channel",
+             config.broker.message_channel.empty()
+                 ? std::string("none: this point takes the messages for no channel")
+                 : fmt::format("'{}': this point takes only the messages of that channel",
+                               config.broker.message_channel));
   const std::pair<const char*, const std::string*> files[] = {
       {"keys.signing_key", &config.keys.signing_key},
       {"keys.signing_cert", &config.keys.signing_cert},

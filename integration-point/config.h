@@ -55,6 +55,11 @@ struct BrokerLinkConfig {
   int64_t heartbeat_ms = 2000;       // heartbeat_ms
   int64_t submit_timeout_ms = 10000;  // submit_timeout_ms: resubmit when unanswered
   int64_t max_in_flight = 256;       // max_in_flight: submits awaiting ACCEPTED
+  // [next_move] message_channel (not in [broker]: eFormidling's difi.move.dpo.messageChannel):
+  // this point's message channel, "" = none (docs/protocol.md, "Message channels"). One
+  // organisation may run several points, each on its own channel with the same keys; the Hello
+  // names it, and the point takes only the messages (and statuses) of its channel.
+  std::string message_channel;
 };
 
 struct Config {

@@ -156,6 +156,7 @@ Status Engine::BuildParts() {
   link_options.heartbeat_ms = config_.broker.heartbeat_ms;
   link_options.backoff_first_ms = config_.broker.failover_backoff_ms;
   link_options.backoff_max_ms = config_.broker.failover_backoff_max_ms;
+  link_options.channel = config_.broker.message_channel;
   p->link = std::make_unique<BrokerLink>(*p->transport, clock_, me, link_options, metrics_);
   p->turn = std::make_unique<Turn>(*p->store->point, *p->inbox);
   p->reports = std::make_unique<ReportQueue>(p->store->incoming, *p->turn, *p->link, clock_,

@@ -49,6 +49,7 @@ Status HttpApi::MakeServices() {
   OutboxLimits limits{static_cast<size_t>(config_.max_attachments),
                       static_cast<size_t>(config_.max_attachment_bytes), config_.default_ttl_ms};
   limits.on_behalf_of = config_.on_behalf_of;
+  limits.message_channel = config_.broker.message_channel;
   outgoing_ = std::make_unique<api::OutgoingMessages>(config_.me(), limits, *registry_, take_in_);
   drafts_ = std::make_unique<api::Drafts>(config_, *store_, *outgoing_);
   refusals_ = std::make_unique<api::ApiRefusals>(*store_, [] { return NowMs(); });

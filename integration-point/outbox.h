@@ -33,6 +33,9 @@ struct OutboxLimits {
   // [agency] on_behalf_of: the other senders ("0192:<orgnr>") and sub-units
   // ("0192:<orgnr>:<orgnr of the part>") this point may send for, as SenderParty writes them.
   std::vector<std::string> on_behalf_of = {};
+  // [next_move] message_channel: the point's message channel ("" = none). An SBD gets it as its
+  // MessageChannel scope; one naming another channel is refused (sbd.h).
+  std::string message_channel = {};
 };
 
 // A sender party as written in an SBD or message.json: "0192:<orgnr>" or a sub-unit

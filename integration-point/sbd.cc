@@ -5,6 +5,7 @@
 
 #include "common/clock.h"
 #include "common/json.h"
+#include "common/message_channel.h"
 #include "common/oslo_time.h"
 #include "common/uuid.h"
 
@@ -40,6 +41,23 @@ json* ConversationScope(json& header) {
   if (!scopes.is_array()) return nullptr;
   for (auto& s : scopes) {
     if (s.is_object() && s.value("type", "") == "ConversationId") return &s;
+  }
+  return nullptr;
+}
+
+bool IsMessageChannelScope(const json& s) {
+  if (!s.is_object() || !s.contains("type") || !s["type"].is_string()) return false;
+  const std::string type = s["type"].get<std::string>();
+  return type == "MessageChannel" || type == "MESSAGE_CHANNEL";
+}
+
+// The MessageChannel scope, nullptr when there is none.
+json* MessageChannelScope(json& header) {
+  if (!header.contains("businessScope") || !header["businessScope"].is_object()) return nullptr;
+  json& scopes = header["businessScope"]["scope"];
+  if (!scopes.is_array()) return nullptr;
+  for (auto& s : scopes) {
+    if (IsMessageChannelScope(s)) return &s;
   }
   return nullptr;
 }
@@ -152,6 +170,38 @@ Status ParseConversationScope(json& header, const OutboxLimits& limits, Outgoing
   return Status::Ok();
 }
 
+// businessScope.scope[MessageChannel] (docs/http-api.md, "Message channels"), as eFormidling: on
+// a point with a channel it is added when missing, and one naming another channel than the
+// point's is refused (MessageChannelInvalidException). A receipt's names the channel of the
+// message it answers, which the point sets when it seals it (engine/receipts.h): here it only
+// has to be a channel name.
+Status ParseMessageChannelScope(json& header, const std::string& type_name,
+                                const OutboxLimits& limits) {
+  json* scope = MessageChannelScope(header);
+  std::string given;
+  if (scope != nullptr) {
+    BUD_ASSIGN_OR_RETURN(given,
+                         StringAt(*scope, "identifier", "businessScope.scope[MessageChannel]"));
+    if (Status name = CheckChannel(given, "its identifier"); !name.ok()) {
+      return Bad(fmt::format("{}: {}", kMessageChannelInvalid, name.message()));
+    }
+  }
+  if (type_name == "arkivmelding_kvittering") return Status::Ok();
+  const std::string& mine = limits.message_channel;
+  if (scope != nullptr && given != mine) {
+    return Bad(
+        fmt::format("{} names message channel '{}', but this integration point's "
+                    "channel is {} (configured: '{}', given: '{}')",
+                    kMessageChannelInvalid, given,
+                    mine.empty() ? std::string("none") : "'" + mine + "'", mine, given));
+  }
+  if (scope == nullptr && !mine.empty()) {
+    json& scopes = header["businessScope"]["scope"];  // exists: the ConversationId scope is there
+    scopes.push_back({{"type", "MessageChannel"}, {"identifier", mine}});
+  }
+  return Status::Ok();
+}
+
 // The business message is named after the type ("arkivmelding": {...}); its title, if any.
 Status TakeTitle(const json& sbd, const std::string& type_name, OutgoingDraft& d) {
   if (!sbd.contains(type_name)) return Status::Ok();
@@ -191,6 +241,7 @@ Result<OutgoingDraft> ParseSbd(const json& input, const Orgnr& me, const OutboxL
   BUD_RETURN_IF_ERROR(ParseParties(header, me, limits, d));
   BUD_ASSIGN_OR_RETURN(const std::string type_name, ParseDocumentIdentification(header, d));
   BUD_RETURN_IF_ERROR(ParseConversationScope(header, limits, d));
+  BUD_RETURN_IF_ERROR(ParseMessageChannelScope(header, type_name, limits));
   BUD_RETURN_IF_ERROR(TakeTitle(sbd, type_name, d));
   d.payload.set_message_id(LowerId(d.message_id));  // as the envelope's header carries it
   d.payload.set_sender(me.wire());
@@ -200,6 +251,36 @@ Result<OutgoingDraft> ParseSbd(const json& input, const Orgnr& me, const OutboxL
   d.payload.set_metadata_json(sbd.dump());
   if (completed) *completed = std::move(sbd);
   return d;
+}
+
+std::string WithMessageChannel(const std::string& sbd_json, const std::string& channel) {
+  auto parsed = ParseJson(sbd_json, "metadata");
+  if (!parsed.ok() || !parsed->is_object() || !parsed->contains("standardBusinessDocumentHeader") ||
+      !(*parsed)["standardBusinessDocumentHeader"].is_object()) {
+    return sbd_json;
+  }
+  json sbd = std::move(parsed).value();
+  json& header = sbd["standardBusinessDocumentHeader"];
+  json* scope = MessageChannelScope(header);
+  if (channel.empty()) {
+    if (scope == nullptr) return sbd_json;
+    json& scopes = header["businessScope"]["scope"];
+    json kept = json::array();
+    for (auto& s : scopes) {
+      if (!IsMessageChannelScope(s)) kept.push_back(std::move(s));
+    }
+    scopes = std::move(kept);
+  } else if (scope != nullptr) {
+    (*scope)["identifier"] = channel;
+  } else {
+    if (!header.contains("businessScope") || !header["businessScope"].is_object()) {
+      header["businessScope"] = json::object();
+    }
+    json& scopes = header["businessScope"]["scope"];
+    if (!scopes.is_array()) scopes = json::array();
+    scopes.push_back({{"type", "MessageChannel"}, {"identifier", channel}});
+  }
+  return sbd.dump();
 }
 
 json SbdOf(const MessageRow& m, std::string_view metadata_json) {

@@ -19,6 +19,10 @@
 
 namespace bud::ip {
 
+// The start of the message of an SBD refused for its MessageChannel scope (the HTTP API answers
+// it as eFormidling's MessageChannelInvalidException).
+inline constexpr std::string_view kMessageChannelInvalid = "SBD: the MessageChannel scope";
+
 // Validates an SBD and turns it into a draft without attachments (kInvalidArgument naming the
 // field for anything the client must fix). Ids are generated when left out and the expiry
 // defaults to now + limits.default_ttl_ms. The draft's payload metadata is the SBD itself, with
@@ -30,6 +34,10 @@ Result<OutgoingDraft> ParseSbd(const nlohmann::json& sbd, const Orgnr& me,
 // process and document type always taken from the verified header), otherwise built from the
 // header fields.
 nlohmann::json SbdOf(const MessageRow& m, std::string_view metadata_json);
+
+// `sbd_json` with its MessageChannel scope set to `channel` (added when missing, removed when
+// `channel` is ""); unchanged when it is no SBD (e.g. a folder's message.json).
+std::string WithMessageChannel(const std::string& sbd_json, const std::string& channel);
 
 // "urn:no:difi:arkivmelding:xsd::arkivmelding" -> "arkivmelding".
 std::string DocumentTypeName(std::string_view standard);

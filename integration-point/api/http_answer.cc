@@ -2,6 +2,7 @@
 #include "integration-point/api/http_answer.h"
 
 #include "common/http_server.h"
+#include "integration-point/sbd.h"
 
 namespace bud::ip::api {
 
@@ -51,8 +52,13 @@ std::string ExceptionFor(Code code) {
 
 void SendStatus(httplib::Response& res, const Status& st, const std::string& path, int http_status,
                 const std::string& exception) {
+  std::string name = exception;
+  if (name.empty() && st.code() == Code::kInvalidArgument &&
+      st.message().starts_with(kMessageChannelInvalid)) {
+    name = EfmException("MessageChannelInvalidException");
+  }
   SendError(res, http_status ? http_status : HttpStatusFor(st.code()), st.message(), path,
-            exception.empty() ? ExceptionFor(st.code()) : exception);
+            name.empty() ? ExceptionFor(st.code()) : name);
 }
 
 void SendResult(httplib::Response& res, const Result<nlohmann::json>& body,

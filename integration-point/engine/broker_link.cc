@@ -105,6 +105,14 @@ std::optional<wire::BrokerMessage> BrokerLink::OnFrame(const zmq::message_t& fra
         last_event_ = LinkEvent::kNoSession;
       }
       return std::nullopt;
+    case wire::BrokerMessage::kDeliver:
+    case wire::BrokerMessage::kDeliverStream:
+    case wire::BrokerMessage::kStatusNotice:
+      // Only a session this point was welcomed to carries its traffic: after a wrong Welcome
+      // (another organisation, or a broker that left our message channel out) it may be
+      // another mailbox's, which must stay queued for the point it belongs to.
+      if (last_event_ == LinkEvent::kWrongWelcome) return std::nullopt;
+      return msg;
     default:
       return msg;
   }
@@ -113,6 +121,16 @@ std::optional<wire::BrokerMessage> BrokerLink::OnFrame(const zmq::message_t& fra
 void BrokerLink::OnWelcome(const wire::Welcome& welcome) {
   if (welcome.orgnr() != me_.wire()) {
     Log()->error("broker bound this connection to {}, not {}", welcome.orgnr(), me_.wire());
+    last_event_ = LinkEvent::kWrongWelcome;
+    return;
+  }
+  if (welcome.channel() != options_.channel) {
+    // A broker that does not know message channels binds the session to the organisation's
+    // point without one: its deliveries are not ours (docs/protocol.md, "Message channels").
+    Log()->error(
+        "broker {} bound this connection to message channel '{}', not '{}' (a broker "
+        "without message channels? upgrade it); its deliveries are not taken",
+        endpoint(), welcome.channel().substr(0, 64), options_.channel);
     last_event_ = LinkEvent::kWrongWelcome;
     return;
   }
@@ -129,6 +147,7 @@ void BrokerLink::SendHello(int64_t now) {
   auto hello = NewClientMessage();
   hello.mutable_hello()->set_orgnr(me_.wire());
   hello.mutable_hello()->set_credit(options_.credit);
+  hello.mutable_hello()->set_channel(options_.channel);
   if (last_hello_mono_ != 0 && hello_backoff_ms_ >= 8 * options_.hello_first_ms) {
     // The first few go unremarked (a broker starting); after that an operator should see it.
     Log()->warn("no Welcome from broker {} yet; sending Hello again", endpoint());

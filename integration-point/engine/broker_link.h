@@ -54,6 +54,9 @@ struct LinkOptions {
   int64_t backoff_first_ms = 500;  // an endpoint's pause after its second failure in a row
   int64_t backoff_max_ms = 30000;  // the longest pause
   uint64_t jitter_seed = 0;        // 0: seeded from the clock
+  // The point's message channel ("" = none), said in the Hello: the broker's session then takes
+  // the deliveries and notices of (organisation, channel) only.
+  std::string channel = {};
 };
 
 class BrokerLink {

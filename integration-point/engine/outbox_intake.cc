@@ -198,6 +198,7 @@ std::optional<MessageRow> OutboxIntake::ReadFolder(OutboxFolder& folder, const s
   OutboxLimits limits{static_cast<size_t>(config_.max_attachments),
                       static_cast<size_t>(config_.max_attachment_bytes), config_.default_ttl_ms};
   limits.on_behalf_of = config_.on_behalf_of;
+  limits.message_channel = config_.broker.message_channel;
   if (large) {
     limits.max_attachment_bytes = static_cast<size_t>(config_.max_message_bytes);
     limits.read_data = false;

@@ -91,6 +91,23 @@ Result<std::optional<Receipt>> ParseReceipt(const std::string& document_type,
   return std::optional<Receipt>(std::move(r));
 }
 
+Result<std::string> AnswerChannel(OutgoingStore& store, const MessageRow& out,
+                                  const wire::Payload& payload) {
+  std::string type = DocumentTypeName(out.document_type);
+  std::transform(type.begin(), type.end(), type.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (type != kReceiptType) return std::string();
+  auto sbd = ParseJson(payload.metadata_json(), "the receipt's metadata");
+  if (!sbd.ok() || !sbd->is_object() || !sbd->contains(kReceiptType)) return std::string();
+  const json& body = (*sbd)[kReceiptType];
+  if (!body.is_object() || !body.contains("relatedToMessageId") ||
+      !body["relatedToMessageId"].is_string() ||
+      !IsUuid(body["relatedToMessageId"].get<std::string>())) {
+    return std::string();
+  }
+  return store.ChannelOfIncoming(body["relatedToMessageId"].get<std::string>());
+}
+
 void Receipts::OnReceived(const MessageRow& in, const wire::Payload& payload) {
   auto parsed = ParseReceipt(in.document_type, payload.metadata_json());
   if (!parsed.ok()) {

@@ -38,6 +38,13 @@ struct Receipt {
 Result<std::optional<Receipt>> ParseReceipt(const std::string& document_type,
                                             const std::string& metadata_json);
 
+// The receiver_channel of outgoing message `out` (docs/protocol.md, "Message channels"): for an
+// arkivmelding_kvittering, the channel of the point the message it answers came from, so that
+// the receipt reaches that point; "" for every other message (it goes to the receiver's point
+// without a channel), and for a receipt answering no message received here.
+Result<std::string> AnswerChannel(OutgoingStore& store, const MessageRow& out,
+                                  const wire::Payload& payload);
+
 class Receipts {
  public:
   Receipts(OutgoingStore& store, const Clock& clock) : store_(store), clock_(clock) {}

@@ -5,6 +5,7 @@
 
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/message_channel.h"
 #include "common/payload.h"
 #include "common/uuid.h"
 
@@ -43,6 +44,24 @@ Status CheckHeaderSizes(const wire::Header& h) {
   return Status::Ok();
 }
 
+// Message channels (docs/protocol.md): both are names or empty, and the message is for this
+// point's channel. The broker delivers no other; this is defence in depth.
+Status CheckChannels(const wire::Header& h, const std::string& mine) {
+  BUD_RETURN_IF_ERROR(CheckChannel(h.sender_channel(), "the header's sender_channel"));
+  BUD_RETURN_IF_ERROR(CheckChannel(h.receiver_channel(), "the header's receiver_channel"));
+  if (h.receiver_channel() != mine) {
+    auto shown = [](const std::string& c) {
+      return c.empty() ? std::string("none") : "'" + c + "'";
+    };
+    return Status(Code::kInvalidArgument,
+                  fmt::format("the message is for message channel {} of {}, but this integration "
+                              "point's channel is {}",
+                              shown(h.receiver_channel()), h.receiver().substr(0, kMaxPartyBytes),
+                              shown(mine)));
+  }
+  return Status::Ok();
+}
+
 bool IsLowerUuid(const std::string& id) {
   return IsUuid(id) && id.find_first_of("ABCDEF") == std::string::npos;
 }
@@ -66,6 +85,7 @@ MessageRow Receiver::IncomingRow(const wire::Header& h) {
   row.document_type = h.document_type().substr(0, kMaxNameBytes);
   row.created_ms = h.created_unix_ms();
   row.expires_ms = h.expires_unix_ms();
+  row.sender_channel = h.sender_channel().substr(0, kMaxChannelBytes);  // checked in Admit
   return row;
 }
 
@@ -112,6 +132,10 @@ std::optional<AdmittedSender> Receiver::Admit(const wire::Header& h, const Messa
   };
   if (Status sizes = CheckHeaderSizes(h); !sizes.ok()) {
     refuse(sizes);
+    return std::nullopt;
+  }
+  if (Status channel = CheckChannels(h, d_.config.broker.message_channel); !channel.ok()) {
+    refuse(channel);
     return std::nullopt;
   }
   auto sender = Orgnr::Parse(h.sender());

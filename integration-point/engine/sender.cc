@@ -12,7 +12,9 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "integration-point/data_dirs.h"
+#include "integration-point/engine/receipts.h"
 #include "integration-point/receiver.h"
+#include "integration-point/sbd.h"
 
 namespace bud::ip {
 
@@ -36,6 +38,28 @@ wire::ClientMessage SubmitMessage(std::string envelope) {
 
 std::string OutSpool(const Config& config, const std::string& message_id) {
   return JoinPath(SpoolDir(config), "out-" + LowerId(message_id));
+}
+
+// The header's message channels (docs/protocol.md, "Message channels"): this point's as
+// sender_channel; for a receipt, the channel of the point it answers as receiver_channel, and as
+// the MessageChannel scope of its SBD (eFormidling's receipts carry the original's). False when
+// the store cannot tell now: sealing waits for the next turn.
+bool SetChannels(OutgoingStore& store, const std::string& mine, const MessageRow& m,
+                 wire::Header& h, wire::Payload& payload) {
+  h.set_sender_channel(mine);
+  auto answer = AnswerChannel(store, m, payload);
+  if (!answer.ok()) {
+    Log()->error("message {}: cannot read the channel of the message it answers: {}", m.message_id,
+                 answer.status().ToString());
+    return false;
+  }
+  h.set_receiver_channel(*answer);
+  if (!answer->empty()) {
+    payload.set_metadata_json(WithMessageChannel(payload.metadata_json(), *answer));
+    Log()->info("message {} answers a message from channel '{}' of {}: sent to that channel",
+                m.message_id, *answer, m.receiver);
+  }
+  return true;
 }
 }  // namespace
 
@@ -123,6 +147,9 @@ Sender::Sealed Sender::SealOne(MessageRow& m) {
   h.set_document_type(m.document_type);
   h.set_created_unix_ms(m.created_ms);
   h.set_expires_unix_ms(m.expires_ms);
+  if (!SetChannels(d_.store, d_.config.broker.message_channel, m, h, payload)) {
+    return Sealed::kStopTurn;
+  }
   if (Exists(SpoolSource(d_.config, m.message_id))) {
     return SealLarge(m, std::move(h), std::move(payload), receiver_cert);
   }

@@ -20,7 +20,8 @@ Status IncomingStore::RecordIncoming(const MessageRow& m, MsgStatus status,
                                           "conversation_id, sender, receiver, "
                                           "process, document_type, title, created_ms, expires_ms, "
                                           "status, state, payload, updated_ms, "
-                                          "files) VALUES(?,'IN',?,?,?,?,?,?,?,?,'',?,?,?,?)"));
+                                          "files, sender_channel) "
+                                          "VALUES(?,'IN',?,?,?,?,?,?,?,?,'',?,?,?,?,?)"));
   // Kept for the HTTP API, or done.
   const WorkState state = m.state == WorkState::kApi ? WorkState::kApi : WorkState::kDone;
   ins->BindAll(m.message_id, m.conversation_id, m.sender, m.receiver, m.process, m.document_type,
@@ -31,6 +32,7 @@ Status IncomingStore::RecordIncoming(const MessageRow& m, MsgStatus status,
     ins->BindNull(11);
   }
   ins->Bind(12, at_ms).Bind(13, state == WorkState::kApi ? m.files : std::string());
+  ins->Bind(14, m.sender_channel);
   BUD_RETURN_IF_ERROR(ins->Run());
   BUD_RETURN_IF_ERROR(ApplyStatusInTx(db_.conn(), m.message_id, Direction::kIn, status, reason,
                                       at_ms, status == wire::FEIL ? WorkState::kDone : state)

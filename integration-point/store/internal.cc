@@ -19,11 +19,11 @@ const char* const kTransferColumns =
 const char* const kColumns =
     "message_id, direction, conversation_id, sender, receiver, process, document_type, title, "
     "created_ms, expires_ms, status, state, payload, envelope, rowid, updated_ms, lock_until_ms, "
-    "files, message_reference";
+    "files, message_reference, sender_channel";
 const char* const kListColumns =
     "message_id, direction, conversation_id, sender, receiver, process, document_type, title, "
     "created_ms, expires_ms, status, state, NULL, NULL, rowid, updated_ms, lock_until_ms, files, "
-    "message_reference";
+    "message_reference, sender_channel";
 
 TransferRow ReadTransfer(storage::Stmt& st) {
   TransferRow t;
@@ -64,6 +64,7 @@ MessageRow ReadRow(storage::Stmt& st) {
   m.lock_until_ms = st.Int(16);
   m.files = st.Text(17);
   m.message_reference = st.Text(18);
+  m.sender_channel = st.Text(19);
   return m;
 }
 

@@ -242,4 +242,13 @@ Result<bool> OutgoingStore::Has(const std::string& message_id) {
   return HasRow(db_.conn(), message_id, Direction::kOut);
 }
 
+Result<std::string> OutgoingStore::ChannelOfIncoming(const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto* st, db_.conn().Prepare("SELECT sender_channel FROM messages "
+                                                    "WHERE message_id=? AND direction='IN'"));
+  BUD_ASSIGN_OR_RETURN(bool row, st->Bind(1, message_id).Step());
+  std::string channel = row ? st->Text(0) : std::string();
+  st->Reset();
+  return channel;
+}
+
 }  // namespace bud::ip

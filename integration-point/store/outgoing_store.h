@@ -43,6 +43,9 @@ class OutgoingStore {
   // exists (the id was taken in before).
   Result<std::optional<MessageRow>> Get(const std::string& message_id);
   Result<bool> Has(const std::string& message_id);
+  // The message channel the incoming message `message_id` came from ("" when it came from a
+  // point without one, or there is no such incoming message): where an answer to it goes.
+  Result<std::string> ChannelOfIncoming(const std::string& message_id);
   // The oldest `limit` outgoing messages in work state `state`, with payload or envelope.
   Result<std::vector<MessageRow>> OutgoingInState(WorkState state, int limit);
   // new -> sealed: keeps `envelope`, drops the payload.

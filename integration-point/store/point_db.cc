@@ -245,6 +245,9 @@ const std::vector<std::string> kMigrations = {
                         AND direction=new.direction AND deleted_ms<>0) BEGIN
          INSERT INTO status_queue(history_id) VALUES (new.id);
        END;)",
+    // v10: message channels (docs/protocol.md, "Message channels"): the channel of the point an
+    // incoming message came from, where a receipt answering it is sent.
+    R"(ALTER TABLE messages ADD COLUMN sender_channel TEXT NOT NULL DEFAULT '';)",
 };
 
 constexpr int64_t kCheckpointPages = 4096;  // 16 MiB of WAL

@@ -38,6 +38,9 @@ struct MessageRow {
   // IN, state api, streamed: the attachments in api-in/<id>/ as JSON [{name, mediaType, size,
   // crc32}] ("" when they are in the payload).
   std::string files;
+  // IN: the message channel of the sending point (the header's sender_channel, "" = none): where
+  // a receipt answering it goes (docs/protocol.md, "Message channels").
+  std::string sender_channel;
 };
 
 struct HistoryRow {

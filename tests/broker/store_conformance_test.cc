@@ -234,7 +234,7 @@ void NoticeAcks(StoreEnv& env) {
   std::vector<SubmitItem> no_submits;
   REQUIRE(store.CommitBatch(no_submits, reports).ok());
   CHECK(*store.QueuedCount() == 0);
-  CHECK(reports[0].notify_org == kA);
+  CHECK(reports[0].notify_mailbox == kA);
   auto notices = store.NoticesFor(kA, 0, 10);
   REQUIRE(notices.ok());
   REQUIRE(notices->size() == 1);
@@ -263,12 +263,12 @@ void ReportsAndNotices(StoreEnv& env) {
   reports[3].at_ms = 1234;
   Commit(*store, reports);
   CHECK(reports[0].result.code() == Code::kInvalidArgument);
-  CHECK(reports[0].notify_org.empty());
+  CHECK(reports[0].notify_mailbox.empty());
   CHECK(reports[1].result.code() == Code::kNotFound);
   CHECK(reports[2].result.ok());
-  CHECK(reports[2].notify_org == kA);
+  CHECK(reports[2].notify_mailbox == kA);
   CHECK(reports[3].result.ok());
-  CHECK(reports[3].notify_org == kA);
+  CHECK(reports[3].notify_mailbox == kA);
   CHECK_FALSE(*store->IsQueued(id));
   CHECK(*store->IsQueued(other));  // LEVERT alone does not end the delivery
 
@@ -288,7 +288,7 @@ void ReportsAndNotices(StoreEnv& env) {
   std::vector<ReportItem> repeat = {Report(kB, id, wire::MOTTATT)};
   Commit(*store, repeat);
   CHECK(repeat[0].result.ok());
-  CHECK(repeat[0].notify_org.empty());
+  CHECK(repeat[0].notify_mailbox.empty());
   CHECK(NoticesOf(*store, kA).size() == 2);
   // FEIL ends the other one.
   std::vector<ReportItem> feil = {Report(kB, other, wire::FEIL, "cannot archive")};
@@ -809,6 +809,109 @@ void ClaimsLeaveOutInFlight(StoreEnv& env) {
   for (const auto& q : *left) CHECK(q.message_id != batch[3].message_id);
 }
 
+// Message channels: a mailbox is (organisation, channel). The queue of each mailbox holds only
+// the messages for its receiver_channel; notices go to the sender's mailbox; a report from
+// another mailbox of the receiving organisation is refused; an ack from another mailbox deletes
+// nothing; leases are per mailbox; dedup and conflicts stay per organisation; the statistics and
+// the expiry name the mailboxes.
+void MessageChannels(StoreEnv& env) {
+  auto store = env.Open();
+  const std::string a2 = MailboxKey(kA, "arkiv2");
+  CHECK(a2 == std::string(kA) + "/arkiv2");
+  CHECK(SplitMailboxKey(a2) == std::pair<std::string, std::string>(kA, "arkiv2"));
+  CHECK(SplitMailboxKey(kA) == std::pair<std::string, std::string>(kA, ""));
+  SubmitItem plain = Item(kA, kB), from_a2 = Item(kA, kB), to_a2 = Item(kB, kA),
+             to_a = Item(kB, kA);
+  from_a2.sender_channel = "arkiv2";
+  to_a2.receiver_channel = "arkiv2";
+  std::vector<SubmitItem> batch = {plain, from_a2, to_a2, to_a};
+  Commit(*store, batch);
+  for (const auto& item : batch) CHECK_FALSE(item.duplicate);
+  auto ids = [](const std::vector<Queued>& q) {
+    std::set<std::string> out;
+    for (const auto& m : q) out.insert(m.message_id);
+    return out;
+  };
+  CHECK(ids(All(*store, kA)) == std::set<std::string>{to_a.message_id});
+  CHECK(ids(All(*store, a2)) == std::set<std::string>{to_a2.message_id});
+  CHECK(ids(All(*store, kB)) == std::set<std::string>{plain.message_id, from_a2.message_id});
+  CHECK(All(*store, MailboxKey(kB, "other")).empty());
+
+  // Dedup and conflicts are per organisation: another point of A resubmitting is a duplicate.
+  std::vector<SubmitItem> again = {from_a2};
+  again[0].sender_channel.clear();
+  Commit(*store, again);
+  CHECK(again[0].duplicate);
+  CHECK_FALSE(again[0].conflict);
+
+  // Leases: one per mailbox, each claiming its own queue only.
+  auto lease_a = store->TakeSession(kA, "broker-1", 60000);
+  auto lease_a2 = store->TakeSession(a2, "broker-2", 60000);
+  REQUIRE(lease_a.ok());
+  REQUIRE(lease_a2.ok());
+  CHECK(lease_a2->previous_holder.empty());  // A's lease is not A/arkiv2's
+  auto claimed = store->ClaimDeliveries({a2, "broker-2", lease_a2->epoch}, {}, 10);
+  REQUIRE(claimed.ok());
+  CHECK(ids(*claimed) == std::set<std::string>{to_a2.message_id});
+  auto claimed_a = store->ClaimDeliveries({kA, "broker-1", lease_a->epoch}, {}, 10);
+  REQUIRE(claimed_a.ok());
+  CHECK(ids(*claimed_a) == std::set<std::string>{to_a.message_id});
+
+  // Reports: the notice goes to the sender's mailbox; only the message's own mailbox reports.
+  std::vector<ReportItem> reports = {Report(kB, from_a2.message_id, wire::MOTTATT),
+                                     Report(kA, to_a2.message_id, wire::MOTTATT)};
+  Commit(*store, reports);
+  CHECK(reports[0].result.ok());
+  CHECK(reports[0].notify_mailbox == a2);
+  CHECK_FALSE(reports[1].result.ok());
+  CHECK_THAT(reports[1].result.message(), Catch::Contains(a2));
+  CHECK(NoticesOf(*store, kA).empty());
+  auto a2_notices = NoticesOf(*store, a2);
+  REQUIRE(a2_notices.size() == 1);
+  CHECK(a2_notices[0].message_id == from_a2.message_id);
+  std::vector<ReportItem> right = {Report(kA, to_a2.message_id, wire::MOTTATT)};
+  right[0].reporter_channel = "arkiv2";
+  Commit(*store, right);
+  CHECK(right[0].result.ok());
+  CHECK(right[0].notify_mailbox == kB);
+  CHECK(ids(All(*store, a2)).empty());
+
+  // An ack from another mailbox of A deletes nothing; A/arkiv2's own does.
+  std::vector<ReportItem> none;
+  Commit(*store, none, {{kA, a2_notices[0].notice_id}});
+  CHECK(NoticesOf(*store, a2).size() == 1);
+  Commit(*store, none, {{a2, a2_notices[0].notice_id}});
+  CHECK(NoticesOf(*store, a2).empty());
+
+  // Statistics per receiver and channel, and per sender and channel.
+  std::vector<SubmitItem> more = {Item(kB, kA), Item(kB, kA)};
+  more[0].receiver_channel = "arkiv2";
+  Commit(*store, more);
+  auto stats = store->Stats();
+  REQUIRE(stats.ok());
+  std::map<std::pair<std::string, std::string>, int64_t> queued;
+  for (const auto& r : stats->receivers) queued[{r.receiver, r.channel}] = r.queued;
+  CHECK(queued[{kA, ""}] == 2);
+  CHECK(queued[{kA, "arkiv2"}] == 1);
+  CHECK(queued[{kB, ""}] == 1);  // `plain`
+  std::map<std::pair<std::string, std::string>, int64_t> pending;
+  for (const auto& n : stats->senders) pending[{n.sender, n.channel}] = n.pending;
+  CHECK(pending[{kB, ""}] == 1);
+
+  // Expiry names both mailboxes; the notice goes to the sender's.
+  auto expired = store->ExpireDue(NowMs() + 2 * 3600 * 1000, 100);
+  REQUIRE(expired.ok());
+  std::map<std::string, Expired> by_id;
+  for (const auto& e : *expired) by_id[e.message_id] = e;
+  REQUIRE(by_id.contains(more[0].message_id));
+  CHECK(by_id[more[0].message_id].receiver_mailbox == a2);
+  CHECK(by_id[more[0].message_id].sender_mailbox == kB);
+  REQUIRE(by_id.contains(more[1].message_id));
+  CHECK(by_id[more[1].message_id].receiver_mailbox == kA);
+  CHECK(by_id[plain.message_id].receiver_mailbox == kB);
+  CHECK(by_id[plain.message_id].sender_mailbox == kA);
+}
+
 // Reachable and writable, as /health asks.
 void Writable(StoreEnv& env) {
   auto store = env.Open();
@@ -836,6 +939,7 @@ const std::vector<std::pair<const char*, void (*)(StoreEnv&)>> kChecks = {
     {"claims are fenced by the lease", ClaimsAreFenced},
     {"claims leave out what is in flight", ClaimsLeaveOutInFlight},
     {"writable", Writable},
+    {"message channels", MessageChannels},
 };
 
 }  // namespace

@@ -175,3 +175,47 @@ TEST_CASE("the SQLite store has the index pruning uses", "[broker][retention]") 
 }
 
 }  // namespace bud::broker
+
+namespace bud::broker {
+
+// v7 (message channels): a mailbox's queue read and its notices stay index range scans. The
+// plans are asked for the shapes of NextFor's and NoticesFor's statements.
+TEST_CASE("schema v7: a mailbox's queue and notices are read through their indexes",
+          "[broker][store][channels]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db";
+  {
+    auto store = SqliteQueueStore::Open(path);
+    REQUIRE(store.ok());
+  }
+  auto db = storage::Db::Open(path);
+  REQUIRE(db.ok());
+  auto plan = [&](const char* sql) {
+    auto st = (*db)->Prepare(std::string("EXPLAIN QUERY PLAN ") + sql);
+    REQUIRE(st.ok());
+    std::string out;
+    for (;;) {
+      auto row = (*st)->Step();
+      REQUIRE(row.ok());
+      if (!*row) break;
+      out += (*st)->Text(3) + "\n";
+    }
+    return out;
+  };
+  const std::string queue = plan(
+      "SELECT seq, message_id, envelope FROM messages WHERE receiver='a' AND "
+      "receiver_channel='b' AND seq>0 ORDER BY seq LIMIT 10");
+  INFO(queue);
+  CHECK_THAT(queue, Catch::Contains("USING INDEX messages_by_receiver (receiver=? AND "
+                                    "receiver_channel=? AND seq>?)"));
+  CHECK_THAT(queue, !Catch::Contains("TEMP B-TREE"));
+  const std::string notices = plan(
+      "SELECT notice_id, message_id, status, reason, at_ms FROM notices WHERE org='a' AND "
+      "channel='b' AND notice_id>0 ORDER BY notice_id LIMIT 10");
+  INFO(notices);
+  CHECK_THAT(notices, Catch::Contains("USING INDEX notices_by_org (org=? AND channel=? AND "
+                                      "notice_id>?)"));
+  CHECK_THAT(notices, !Catch::Contains("TEMP B-TREE"));
+}
+
+}  // namespace bud::broker

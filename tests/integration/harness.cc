@@ -529,6 +529,21 @@ Exchange::Exchange(ExchangeOptions options) : options_(std::move(options)) {
         dir, dir + "/bud-ip.log");
     agencies_.emplace(org, std::move(a));
   }
+  for (const auto& [org, channel] : options_.channel_points) {
+    const std::string name = ChannelPoint(org, channel);
+    const std::string dir = AgencyDir(name);
+    fs::create_directories(dir + "/outbox");
+    fs::create_directories(dir + "/inbox");
+    // The agency's keys and certificates (and CURVE key pair): one organisation, two points.
+    fs::copy(AgencyDir(org) + "/keys", dir + "/keys", fs::copy_options::recursive);
+    Agency a;
+    a.org = org;
+    a.channel = channel;
+    a.ip = std::make_unique<Process>(
+        "bud-ip " + name, std::vector<std::string>{BUD_IP_BIN, "run", "--config", IpConfig(name)},
+        dir, dir + "/bud-ip.log");
+    agencies_.emplace(name, std::move(a));
+  }
 
   try {
     StartRegistry();
@@ -556,8 +571,14 @@ Exchange::Exchange(ExchangeOptions options) : options_(std::move(options)) {
       for (const auto& d : options_.document_types) add.insert(add.end(), {"--document-type", d});
       Run(add, "registering " + org);
     }
+    for (const auto& [org, channel] : options_.channel_points) {
+      WriteIpConfig(ChannelPoint(org, channel));
+    }
     if (options_.start_ips) {
       for (const auto& org : options_.agencies) StartIp(org);
+      for (const auto& [org, channel] : options_.channel_points) {
+        StartIp(ChannelPoint(org, channel));
+      }
     }
   } catch (...) {
     StopAll();
@@ -662,9 +683,12 @@ void Exchange::WriteBrokerConfigAt(size_t i, const std::string& listen) {
   WriteFile(BrokerDir(i) + "/broker.toml", text);
 }
 
-void Exchange::WriteIpConfig(const std::string& org) {
+void Exchange::WriteIpConfig(const std::string& point) {
+  const Agency& agency = agencies_.at(point);
+  const std::string& org = agency.org;
   TomlSections t;
   t["agency"]["orgnr"] = Toml(org);
+  if (!agency.channel.empty()) t["next_move"]["message_channel"] = Toml(agency.channel);
   t["paths"] = {{"outbox", "\"outbox\""}, {"inbox", "\"inbox\""}, {"store", "\"ip.db\""}};
   t["keys"] = {{"signing_key", "\"keys/signing.key\""},
                {"signing_cert", "\"keys/signing.pem\""},
@@ -705,10 +729,10 @@ void Exchange::WriteIpConfig(const std::string& org) {
     }
   };
   apply(options_.ip_settings);
-  if (auto it = options_.agency_settings.find(org); it != options_.agency_settings.end()) {
+  if (auto it = options_.agency_settings.find(point); it != options_.agency_settings.end()) {
     apply(it->second);
   }
-  WriteFile(IpConfig(org), RenderToml(t));
+  WriteFile(IpConfig(point), RenderToml(t));
 }
 
 std::string Exchange::WaitForEndpoint(Process& p, const std::string& file) {
@@ -839,7 +863,7 @@ void Exchange::StartIp(const std::string& org) {
   p.Start();
   // Logged once the keys are loaded and the store is open (and migrated). Until then a
   // concurrent `bud-ip status` may race the first migration (see the [!mayfail] test).
-  p.WaitForLog("integration point 0192:" + org + " running", Millis(15000));
+  p.WaitForLog("integration point 0192:" + agencies_.at(org).org + " running", Millis(15000));
 }
 
 nlohmann::json Exchange::Metadata(const std::string& receiver_org) {

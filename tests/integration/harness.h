@@ -180,6 +180,11 @@ struct ExchangeOptions {
   std::map<std::string, std::string> ip_settings;
   // Per agency, applied after ip_settings: orgnr -> "section.key" -> TOML value.
   std::map<std::string, std::map<std::string, std::string>> agency_settings;
+  // More integration points of an agency, each on a message channel ([next_move]
+  // message_channel): (orgnr, channel). Each shares the agency's keys and certificates and is
+  // named "<orgnr>-<channel>" (ChannelPoint) wherever the functions below take an orgnr; it
+  // starts after the agencies' own points.
+  std::vector<std::pair<std::string, std::string>> channel_points;
   // Every integration point (and the broker) serves HTTP on 127.0.0.1 with an OS-picked port
   // (see HttpBase / BrokerHttpBase).
   bool http = false;
@@ -280,6 +285,11 @@ class Exchange {
   void DropFolder(const std::string& org, const std::string& name, const std::string& message_json,
                   const Files& files);
 
+  // The name of an agency's point on a message channel (ExchangeOptions::channel_points).
+  static std::string ChannelPoint(const std::string& org, const std::string& channel) {
+    return org + "-" + channel;
+  }
+
   // Waits for inbox/<id>/message.json at `org` and returns it parsed.
   nlohmann::json WaitForInbox(const std::string& org, const std::string& message_id,
                               Millis timeout = kDefaultWait);
@@ -306,7 +316,8 @@ class Exchange {
 
  private:
   struct Agency {
-    std::string org;
+    std::string org;      // the organisation number (a channel point's agency's)
+    std::string channel;  // "" for an agency's own point
     std::unique_ptr<Process> ip;
   };
 

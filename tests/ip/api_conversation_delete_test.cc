@@ -168,6 +168,7 @@ TEST_CASE("store: version 8 migrates to 9; messages shown, the queue's trigger a
     REQUIRE(db->Exec(R"(DROP TRIGGER history_enters_status_queue;
                         ALTER TABLE messages DROP COLUMN deleted_ms;
                         ALTER TABLE messages DROP COLUMN message_reference;
+                        ALTER TABLE messages DROP COLUMN sender_channel;
                         CREATE TRIGGER history_enters_status_queue AFTER INSERT ON history BEGIN
                           INSERT INTO status_queue(history_id) VALUES (new.id);
                         END;

@@ -580,6 +580,7 @@ TEST_CASE("store: version 6 migrates on with no subscriptions, whose cursor star
                      "DROP TRIGGER history_enters_status_queue; "
                      "ALTER TABLE messages DROP COLUMN deleted_ms; "
                      "ALTER TABLE messages DROP COLUMN message_reference; "
+                     "ALTER TABLE messages DROP COLUMN sender_channel; "
                      "CREATE TRIGGER history_enters_status_queue AFTER INSERT ON history BEGIN "
                      "INSERT INTO status_queue(history_id) VALUES (new.id); END; "
                      "PRAGMA user_version=6;")

@@ -163,6 +163,14 @@ TEST_CASE("bud-ip --check-config checks keys, certificates and folders and creat
   CHECK_THAT(r.out, Catch::Matchers::Contains("more day(s)"));
   CHECK_THAT(r.out, Catch::Matchers::Contains("public key " + f.ip_key));
   CHECK_THAT(r.out, Catch::Matchers::Contains("outbox (will be created at start)"));
+  CHECK_THAT(r.out, Catch::Matchers::Contains("takes the messages for no channel"));
+  TomlConfig with_channel = f.IpConfig();
+  with_channel["next_move"]["message_channel"] = Quoted("arkiv2");
+  auto channel = CheckConfig(BUD_IP_BIN, f.Write("ip-channel.toml", with_channel));
+  INFO(channel.out << channel.err);
+  REQUIRE(channel.exit_code == 0);
+  CHECK_THAT(channel.out, Catch::Matchers::Contains("'arkiv2': this point takes only the messages "
+                                                    "of that channel"));
   CHECK_FALSE(PathExists(f.Path("ip.db")));
   CHECK_FALSE(PathExists(f.Path("outbox")));
   CHECK_FALSE(PathExists(f.Path("inbox")));
@@ -262,6 +270,9 @@ TEST_CASE("bud-ip --check-config refuses broken keys, certificates and paths",
       {"orgnr with a wrong check digit",
        [](OpsFolder&, TomlConfig& c) { Set(c, "agency", "orgnr", Quoted("910076788")); },
        {"key 'agency.orgnr'", "check digit"}},
+      {"message channel that is no channel name",
+       [](OpsFolder&, TomlConfig& c) { Set(c, "next_move", "message_channel", Quoted("arkiv/2")); },
+       {"key 'next_move.message_channel'", "not a message channel name"}},
   };
   for (const auto& b : cases) {
     OpsFolder fresh;

@@ -140,11 +140,56 @@ TEST_CASE("bud-broker stats prints a table and JSON, from --store or --config", 
   REQUIRE(table.exit_code == 0);
   CHECK_THAT(table.out, Catch::Matchers::Contains("RECEIVER"));
   CHECK_THAT(table.out,
-             Catch::Matchers::Matches("(.|\n)*" + kB + " +3 +600 B +[0-9]+s +1 +2\n(.|\n)*"));
-  CHECK_THAT(table.out, Catch::Matchers::Matches("(.|\n)*" + kA + " +1 +[0-9]+s\n(.|\n)*"));
+             Catch::Matchers::Matches("(.|\n)*" + kB + " +- +3 +600 B +[0-9]+s +1 +2\n(.|\n)*"));
+  CHECK_THAT(table.out, Catch::Matchers::Matches("(.|\n)*" + kA + " +- +1 +[0-9]+s\n(.|\n)*"));
   CHECK_THAT(table.out, Catch::Matchers::Contains("Totals: 4 queued message(s), 650 B (650 bytes); "
                                                   "1 pending notice(s); 5 message id(s) seen; "
                                                   "1 report(s) applied"));
+}
+
+TEST_CASE("bud-broker stats shows the queue and notices of each message channel apart",
+          "[ops][stats]") {
+  OpsFolder f;
+  {
+    auto store = broker::SqliteQueueStore::Open(f.Path("broker.db"));
+    REQUIRE(store.ok());
+    std::vector<broker::SubmitItem> submits = {Submit("c1", kA, kB, 100), Submit("c2", kA, kB, 200),
+                                               Submit("c3", kB, kA, 300)};
+    submits[1].receiver_channel = "arkiv2";
+    submits[2].sender_channel = "arkiv2";
+    std::vector<broker::ReportItem> none;
+    REQUIRE((*store)->CommitBatch(submits, none).ok());
+    broker::ReportItem r;
+    r.reporter = kA;
+    r.message_id = "c3";
+    r.status = wire::MOTTATT;
+    std::vector<broker::ReportItem> reports = {r};
+    std::vector<broker::SubmitItem> no_submits;
+    REQUIRE((*store)->CommitBatch(no_submits, reports).ok());
+  }
+  auto js = RunCommand({BUD_BROKER_BIN, "stats", "--store", f.Path("broker.db"), "--json"});
+  INFO(js.out << js.err);
+  REQUIRE(js.exit_code == 0);
+  const auto j = nlohmann::json::parse(js.out);
+  REQUIRE(j["receivers"].size() == 2);
+  CHECK(j["receivers"][0]["receiver"] == kB);
+  CHECK(j["receivers"][0]["channel"] == "");
+  CHECK(j["receivers"][0]["queued"] == 1);
+  CHECK(j["receivers"][1]["receiver"] == kB);
+  CHECK(j["receivers"][1]["channel"] == "arkiv2");
+  CHECK(j["receivers"][1]["bytes"] == 200);
+  REQUIRE(j["senders"].size() == 1);
+  CHECK(j["senders"][0]["sender"] == kB);
+  CHECK(j["senders"][0]["channel"] == "arkiv2");
+  auto table = RunCommand({BUD_BROKER_BIN, "stats", "--store", f.Path("broker.db")});
+  INFO(table.out << table.err);
+  REQUIRE(table.exit_code == 0);
+  CHECK_THAT(table.out, Catch::Matchers::Contains("CHANNEL"));
+  CHECK_THAT(table.out,
+             Catch::Matchers::Matches("(.|\n)*" + kB + " +- +1 +100 B +[0-9]+s +0 +0\n(.|\n)*"));
+  CHECK_THAT(table.out, Catch::Matchers::Matches("(.|\n)*" + kB +
+                                                 " +arkiv2 +1 +200 B +[0-9]+s +0 +0\n(.|\n)*"));
+  CHECK_THAT(table.out, Catch::Matchers::Matches("(.|\n)*" + kB + " +arkiv2 +1 +[0-9]+s\n(.|\n)*"));
 }
 
 TEST_CASE("bud-broker stats on a missing, empty or foreign store says so", "[ops][stats]") {
