@@ -170,11 +170,13 @@ Status ParseConversationScope(json& header, const OutboxLimits& limits, Outgoing
   return Status::Ok();
 }
 
-// businessScope.scope[MessageChannel] (docs/http-api.md, "Message channels"), as eFormidling: on
-// a point with a channel it is added when missing, and one naming another channel than the
-// point's is refused (MessageChannelInvalidException). A receipt's names the channel of the
-// message it answers, which the point sets when it seals it (engine/receipts.h): here it only
-// has to be a channel name.
+// businessScope.scope[MessageChannel] (docs/http-api.md, "Message channels"), as eFormidling
+// (NextMoveValidator, NextMoveOutMessageFactory): on a point with a channel it is added when
+// missing, and one naming another channel than the point's is refused
+// (MessageChannelInvalidException); a point without a channel checks nothing but the name and
+// keeps the scope as given (it does not route: the header's sender_channel is the point's). A
+// receipt's names the channel of the message it answers, which the point sets when it seals it
+// (engine/receipts.h): here it only has to be a channel name.
 Status ParseMessageChannelScope(json& header, const std::string& type_name,
                                 const OutboxLimits& limits) {
   json* scope = MessageChannelScope(header);
@@ -188,12 +190,11 @@ Status ParseMessageChannelScope(json& header, const std::string& type_name,
   }
   if (type_name == "arkivmelding_kvittering") return Status::Ok();
   const std::string& mine = limits.message_channel;
-  if (scope != nullptr && given != mine) {
+  if (scope != nullptr && !mine.empty() && given != mine) {
     return Bad(
         fmt::format("{} names message channel '{}', but this integration point's "
-                    "channel is {} (configured: '{}', given: '{}')",
-                    kMessageChannelInvalid, given,
-                    mine.empty() ? std::string("none") : "'" + mine + "'", mine, given));
+                    "channel is '{}' (configured: '{}', given: '{}')",
+                    kMessageChannelInvalid, given, mine, mine, given));
   }
   if (scope == nullptr && !mine.empty()) {
     json& scopes = header["businessScope"]["scope"];  // exists: the ConversationId scope is there

@@ -52,7 +52,7 @@ TEST_CASE("bud-broker db verbs, stats, backup and run on PostgreSQL", "[ops][pg]
   auto init = Broker({"db", "init", "--config", config});
   INFO(init.out << init.err);
   CHECK(init.exit_code == 0);
-  CHECK_THAT(init.out, Contains("broker schema version 3 (created"));
+  CHECK_THAT(init.out, Contains("broker schema version 5 (created"));
   auto again = Broker({"db", "migrate", "--config", config});
   INFO(again.out << again.err);
   CHECK(again.exit_code == 0);
