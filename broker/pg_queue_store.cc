@@ -788,17 +788,32 @@ Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<Repor
   }
   BUD_RETURN_IF_ERROR(LockCounts(keys));
   BUD_RETURN_IF_ERROR(StoreSubmits(submits, now, wake));
-  for (auto& r : reports) {
-    BUD_RETURN_IF_ERROR(ApplyReport(r, now));
+  constexpr size_t kReportsPerStatement = 1000;
+  for (size_t from = 0; from < reports.size(); from += kReportsPerStatement) {
+    BUD_RETURN_IF_ERROR(
+        ApplyReports(reports, from, std::min(reports.size(), from + kReportsPerStatement), now));
+  }
+  for (const auto& r : reports) {
     if (!r.notify_mailbox.empty()) wake.insert(r.notify_mailbox);
   }
-  for (const auto& a : acks) {
-    const auto [org, channel] = SplitMailboxKey(a.org);
-    BUD_RETURN_IF_ERROR(conn_
-                            ->Exec("DELETE FROM broker_notices WHERE notice_id=$1 AND org=$2 "
-                                   "AND channel=$3",
-                                   pg::Params::Of(a.notice_id, org, channel))
-                            .status());
+  if (!acks.empty()) {
+    // One statement for the batch's status acks: each deletes its notice only when the notice
+    // belongs to the acking mailbox.
+    std::vector<int64_t> ids;
+    std::vector<std::string> orgs, channels;
+    for (const auto& a : acks) {
+      const auto [org, channel] = SplitMailboxKey(a.org);
+      ids.push_back(a.notice_id);
+      orgs.push_back(org);
+      channels.push_back(channel);
+    }
+    BUD_RETURN_IF_ERROR(
+        conn_
+            ->Exec("DELETE FROM broker_notices n USING unnest($1::bigint[], $2::text[], "
+                   "$3::text[]) AS a(id, org, channel) "
+                   "WHERE n.notice_id = a.id AND n.org = a.org AND n.channel = a.channel",
+                   pg::Params::Of("{" + JoinSeqs(ids) + "}", TextArray(orgs), TextArray(channels)))
+            .status());
   }
   BUD_RETURN_IF_ERROR(SaveCounts());
   return Notify(*conn_, wake);
@@ -853,6 +868,107 @@ Status PgQueueStore::ApplyReport(ReportItem& r, int64_t now) {
                                 r.at_ms ? r.at_ms : now, sender_channel))
           .status());
   r.notify_mailbox = MailboxKey(sender, sender_channel);
+  return Status::Ok();
+}
+
+// Inside a transaction: reports [from, to) as ApplyReport each, in five statements whatever
+// their number (the dedup rows read, the report rows, the messages and their chunks removed,
+// the notices), so a group commit of many reports is not a round trip per statement each.
+Status PgQueueStore::ApplyReports(std::vector<ReportItem>& reports, size_t from, size_t to,
+                                  int64_t now) {
+  struct Seen {
+    std::string sender, receiver, sender_channel, receiver_channel;
+    int64_t seq = 0;
+  };
+  std::vector<std::string> ids;
+  for (size_t i = from; i < to; ++i) ids.push_back(reports[i].message_id);
+  BUD_ASSIGN_OR_RETURN(
+      auto q, conn_->Exec("SELECT message_id, sender, receiver, coalesce(seq, 0), sender_channel, "
+                          "receiver_channel FROM broker_seen WHERE message_id = ANY($1::text[])",
+                          pg::Params::Of(TextArray(ids))));
+  std::map<std::string, Seen> seen;
+  for (int i = 0; i < q.size(); ++i) {
+    seen[q.Text(i, 0)] = {q.Text(i, 1), q.Text(i, 2), q.Text(i, 4), q.Text(i, 5), q.Int(i, 3)};
+  }
+  std::vector<size_t> valid;
+  for (size_t i = from; i < to; ++i) {
+    ReportItem& r = reports[i];
+    r.result = Status::Ok();
+    r.notify_mailbox.clear();
+    auto it = seen.find(r.message_id);
+    if (it == seen.end()) {
+      r.result = Status(Code::kNotFound, fmt::format("message {} is unknown here", r.message_id));
+      continue;
+    }
+    const Seen& m = it->second;
+    if (m.receiver != r.reporter || m.receiver_channel != r.reporter_channel) {
+      r.result = Status(Code::kInvalidArgument,
+                        fmt::format("message {} is addressed to {}, not to {}", r.message_id,
+                                    MailboxKey(m.receiver, m.receiver_channel),
+                                    MailboxKey(r.reporter, r.reporter_channel)));
+      continue;
+    }
+    valid.push_back(i);
+  }
+  if (valid.empty()) return Status::Ok();
+  // The report rows: the first report of a (message, status) makes the notice.
+  std::string sql = "INSERT INTO broker_reports(message_id, status) VALUES ";
+  pg::Params p;
+  for (size_t k = 0; k < valid.size(); ++k) {
+    const int n = p.size();
+    sql += fmt::format("{}(${}, ${})", k == 0 ? "" : ", ", n + 1, n + 2);
+    p.Add(reports[valid[k]].message_id).Add(static_cast<int64_t>(reports[valid[k]].status));
+  }
+  sql += " ON CONFLICT DO NOTHING RETURNING message_id, status";
+  BUD_ASSIGN_OR_RETURN(auto logged, conn_->Exec(sql, p));
+  std::set<std::pair<std::string, int64_t>> first;
+  for (int i = 0; i < logged.size(); ++i) first.insert({logged.Text(i, 0), logged.Int(i, 1)});
+  // MOTTATT and final statuses end delivery: the queued copy goes, with a streamed message's
+  // chunks (none unless an upload is still in progress).
+  std::vector<int64_t> seqs;
+  for (size_t i : valid) {
+    const ReportItem& r = reports[i];
+    const int64_t seq = seen[r.message_id].seq;
+    if ((r.status == wire::MOTTATT || IsFinal(r.status)) && seq != 0) seqs.push_back(seq);
+  }
+  if (!seqs.empty()) {
+    BUD_ASSIGN_OR_RETURN(auto del,
+                         conn_->Exec("DELETE FROM broker_messages WHERE seq = ANY($1::bigint[]) "
+                                     "RETURNING message_id",
+                                     pg::Params::Of("{" + JoinSeqs(seqs) + "}")));
+    std::vector<std::string> gone;
+    for (int i = 0; i < del.size(); ++i) {
+      gone.push_back(del.Text(i, 0));
+      const Seen& m = seen[gone.back()];
+      counts_.Count(m.sender, m.receiver, -1);
+    }
+    if (!gone.empty()) {
+      BUD_RETURN_IF_ERROR(conn_
+                              ->Exec("DELETE FROM broker_chunks c WHERE c.message_id = "
+                                     "ANY($1::text[]) AND NOT EXISTS (SELECT 1 FROM "
+                                     "broker_uploads u WHERE u.message_id = c.message_id)",
+                                     pg::Params::Of(TextArray(gone)))
+                              .status());
+    }
+  }
+  // One notice per first report, in the reports' order; a repeated report makes none.
+  std::string notices =
+      "INSERT INTO broker_notices(org, message_id, status, reason, at_ms, channel) VALUES ";
+  pg::Params np;
+  bool any = false;
+  for (size_t i : valid) {
+    ReportItem& r = reports[i];
+    if (first.erase({r.message_id, static_cast<int64_t>(r.status)}) == 0) continue;
+    const Seen& m = seen[r.message_id];
+    const int n = np.size();
+    notices += fmt::format("{}(${}, ${}, ${}, ${}, ${}, ${})", any ? ", " : "", n + 1, n + 2, n + 3,
+                           n + 4, n + 5, n + 6);
+    np.Add(m.sender).Add(r.message_id).Add(static_cast<int64_t>(r.status)).Add(r.reason);
+    np.Add(r.at_ms ? r.at_ms : now).Add(m.sender_channel);
+    r.notify_mailbox = MailboxKey(m.sender, m.sender_channel);
+    any = true;
+  }
+  if (any) BUD_RETURN_IF_ERROR(conn_->Exec(notices, np).status());
   return Status::Ok();
 }
 

@@ -149,6 +149,7 @@ class PgQueueStore final : public QueueStore {
   Status DoBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
                  const std::vector<NoticeAck>& acks, int64_t now);
   Status ApplyReport(ReportItem& r, int64_t now);
+  Status ApplyReports(std::vector<ReportItem>& reports, size_t from, size_t to, int64_t now);
   // Ends the selected messages (message_id, sender, receiver, number) with `status`, as reports.
   Result<std::vector<Expired>> Conclude(
       const std::string& select_sql, const storage::pg::Params& params, MsgStatus status,

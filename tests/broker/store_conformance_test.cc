@@ -245,6 +245,26 @@ void NoticeAcks(StoreEnv& env) {
   CHECK(store.NoticesFor(kA, 0, 10)->size() == 1);
   REQUIRE(store.CommitBatch(no_submits, none, {{kA, notice}}).ok());
   CHECK(store.NoticesFor(kA, 0, 10)->empty());
+
+  // Several acks in one batch: each deletes only its own organisation's notice.
+  std::vector<std::string> ids = {NewUuid(), NewUuid(), NewUuid()};
+  std::vector<SubmitItem> three = {Item(kA, kB, ids[0]), Item(kA, kB, ids[1]),
+                                   Item(kA, kB, ids[2])};
+  REQUIRE(store.CommitBatch(three, none).ok());
+  std::vector<ReportItem> done = {Report(kB, ids[0], wire::MOTTATT),
+                                  Report(kB, ids[1], wire::MOTTATT),
+                                  Report(kB, ids[2], wire::MOTTATT)};
+  REQUIRE(store.CommitBatch(no_submits, done).ok());
+  auto pending = store.NoticesFor(kA, 0, 10);
+  REQUIRE(pending.ok());
+  REQUIRE(pending->size() == 3);
+  const int64_t n0 = (*pending)[0].notice_id, n1 = (*pending)[1].notice_id,
+                n2 = (*pending)[2].notice_id;
+  REQUIRE(store.CommitBatch(no_submits, none, {{kA, n0}, {kB, n1}, {kA, n2}}).ok());
+  auto left = store.NoticesFor(kA, 0, 10);
+  REQUIRE(left.ok());
+  REQUIRE(left->size() == 1);
+  CHECK(left->front().notice_id == n1);
 }
 
 // Reports: only the receiver may report, an unknown id is refused, the first report of a status
