@@ -775,23 +775,29 @@ Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<Repor
     keys.insert("r " + s.receiver);
     keys.insert("s " + s.sender);
   }
-  if (!reports.empty()) {
-    std::vector<std::string> ids;
-    for (const auto& r : reports) ids.push_back(r.message_id);
-    BUD_ASSIGN_OR_RETURN(auto orgs, conn_->Exec("SELECT sender, receiver FROM broker_seen "
-                                                "WHERE message_id = ANY($1::text[])",
-                                                pg::Params::Of(TextArray(ids))));
-    for (int i = 0; i < orgs.size(); ++i) {
-      keys.insert("s " + orgs.Text(i, 0));
-      keys.insert("r " + orgs.Text(i, 1));
-    }
+  std::vector<std::string> reported;
+  for (const auto& r : reports) reported.push_back(r.message_id);
+  BUD_ASSIGN_OR_RETURN(SeenRows seen, ReadSeen(reported));
+  for (const auto& [id, m] : seen) {
+    keys.insert("s " + m.sender);
+    keys.insert("r " + m.receiver);
   }
   BUD_RETURN_IF_ERROR(LockCounts(keys));
   BUD_RETURN_IF_ERROR(StoreSubmits(submits, now, wake));
+  // A report may name a message this same batch stored: its row is read now (its organisations
+  // were locked as the submit's).
+  std::vector<std::string> unread;
+  for (const auto& id : reported) {
+    if (!seen.contains(id)) unread.push_back(id);
+  }
+  if (!unread.empty() && !submits.empty()) {
+    BUD_ASSIGN_OR_RETURN(SeenRows more, ReadSeen(unread));
+    seen.merge(more);
+  }
   constexpr size_t kReportsPerStatement = 1000;
   for (size_t from = 0; from < reports.size(); from += kReportsPerStatement) {
-    BUD_RETURN_IF_ERROR(
-        ApplyReports(reports, from, std::min(reports.size(), from + kReportsPerStatement), now));
+    BUD_RETURN_IF_ERROR(ApplyReports(
+        reports, from, std::min(reports.size(), from + kReportsPerStatement), seen, now));
   }
   for (const auto& r : reports) {
     if (!r.notify_mailbox.empty()) wake.insert(r.notify_mailbox);
@@ -871,25 +877,26 @@ Status PgQueueStore::ApplyReport(ReportItem& r, int64_t now) {
   return Status::Ok();
 }
 
-// Inside a transaction: reports [from, to) as ApplyReport each, in five statements whatever
-// their number (the dedup rows read, the report rows, the messages and their chunks removed,
-// the notices), so a group commit of many reports is not a round trip per statement each.
-Status PgQueueStore::ApplyReports(std::vector<ReportItem>& reports, size_t from, size_t to,
-                                  int64_t now) {
-  struct Seen {
-    std::string sender, receiver, sender_channel, receiver_channel;
-    int64_t seq = 0;
-  };
-  std::vector<std::string> ids;
-  for (size_t i = from; i < to; ++i) ids.push_back(reports[i].message_id);
+// The broker_seen rows of these message ids (one statement), by message id.
+Result<PgQueueStore::SeenRows> PgQueueStore::ReadSeen(const std::vector<std::string>& ids) {
+  SeenRows seen;
+  if (ids.empty()) return seen;
   BUD_ASSIGN_OR_RETURN(
       auto q, conn_->Exec("SELECT message_id, sender, receiver, coalesce(seq, 0), sender_channel, "
                           "receiver_channel FROM broker_seen WHERE message_id = ANY($1::text[])",
                           pg::Params::Of(TextArray(ids))));
-  std::map<std::string, Seen> seen;
   for (int i = 0; i < q.size(); ++i) {
     seen[q.Text(i, 0)] = {q.Text(i, 1), q.Text(i, 2), q.Text(i, 4), q.Text(i, 5), q.Int(i, 3)};
   }
+  return seen;
+}
+
+// Inside a transaction: reports [from, to) as ApplyReport each, with their messages' `seen` rows
+// (ReadSeen), in four statements whatever their number (the report rows, the messages and their
+// chunks removed, the notices), so a group commit of many reports is not a round trip per
+// statement each.
+Status PgQueueStore::ApplyReports(std::vector<ReportItem>& reports, size_t from, size_t to,
+                                  const SeenRows& seen, int64_t now) {
   std::vector<size_t> valid;
   for (size_t i = from; i < to; ++i) {
     ReportItem& r = reports[i];
@@ -900,7 +907,7 @@ Status PgQueueStore::ApplyReports(std::vector<ReportItem>& reports, size_t from,
       r.result = Status(Code::kNotFound, fmt::format("message {} is unknown here", r.message_id));
       continue;
     }
-    const Seen& m = it->second;
+    const SeenRow& m = it->second;
     if (m.receiver != r.reporter || m.receiver_channel != r.reporter_channel) {
       r.result = Status(Code::kInvalidArgument,
                         fmt::format("message {} is addressed to {}, not to {}", r.message_id,
@@ -928,7 +935,7 @@ Status PgQueueStore::ApplyReports(std::vector<ReportItem>& reports, size_t from,
   std::vector<int64_t> seqs;
   for (size_t i : valid) {
     const ReportItem& r = reports[i];
-    const int64_t seq = seen[r.message_id].seq;
+    const int64_t seq = seen.at(r.message_id).seq;
     if ((r.status == wire::MOTTATT || IsFinal(r.status)) && seq != 0) seqs.push_back(seq);
   }
   if (!seqs.empty()) {
@@ -939,7 +946,7 @@ Status PgQueueStore::ApplyReports(std::vector<ReportItem>& reports, size_t from,
     std::vector<std::string> gone;
     for (int i = 0; i < del.size(); ++i) {
       gone.push_back(del.Text(i, 0));
-      const Seen& m = seen[gone.back()];
+      const SeenRow& m = seen.at(gone.back());
       counts_.Count(m.sender, m.receiver, -1);
     }
     if (!gone.empty()) {
@@ -959,7 +966,7 @@ Status PgQueueStore::ApplyReports(std::vector<ReportItem>& reports, size_t from,
   for (size_t i : valid) {
     ReportItem& r = reports[i];
     if (first.erase({r.message_id, static_cast<int64_t>(r.status)}) == 0) continue;
-    const Seen& m = seen[r.message_id];
+    const SeenRow& m = seen.at(r.message_id);
     const int n = np.size();
     notices += fmt::format("{}(${}, ${}, ${}, ${}, ${}, ${})", any ? ", " : "", n + 1, n + 2, n + 3,
                            n + 4, n + 5, n + 6);

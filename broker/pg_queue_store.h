@@ -149,7 +149,15 @@ class PgQueueStore final : public QueueStore {
   Status DoBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
                  const std::vector<NoticeAck>& acks, int64_t now);
   Status ApplyReport(ReportItem& r, int64_t now);
-  Status ApplyReports(std::vector<ReportItem>& reports, size_t from, size_t to, int64_t now);
+  // A reported message's broker_seen row.
+  struct SeenRow {
+    std::string sender, receiver, sender_channel, receiver_channel;
+    int64_t seq = 0;  // 0: never queued
+  };
+  using SeenRows = std::map<std::string, SeenRow>;
+  Result<SeenRows> ReadSeen(const std::vector<std::string>& ids);
+  Status ApplyReports(std::vector<ReportItem>& reports, size_t from, size_t to,
+                      const SeenRows& seen, int64_t now);
   // Ends the selected messages (message_id, sender, receiver, number) with `status`, as reports.
   Result<std::vector<Expired>> Conclude(
       const std::string& select_sql, const storage::pg::Params& params, MsgStatus status,
