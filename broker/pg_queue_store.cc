@@ -114,6 +114,10 @@ const std::vector<std::string> kPgMigrations = {
 // The database server's clock in milliseconds: leases are timed by one clock for all brokers.
 #define BUD_DB_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
+// Reports applied by one set of statements at most (ApplyReports; parameters stay far below
+// PostgreSQL's 65,535).
+constexpr size_t kReportsPerStatement = 1000;
+
 // The channel of wake-ups: the payload is the mailbox key with something new.
 constexpr const char* kWakeChannel = "bud_broker_wake";
 // A lost listener connection is opened again at most this often.
@@ -794,7 +798,6 @@ Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<Repor
     BUD_ASSIGN_OR_RETURN(SeenRows more, ReadSeen(unread));
     seen.merge(more);
   }
-  constexpr size_t kReportsPerStatement = 1000;
   for (size_t from = 0; from < reports.size(); from += kReportsPerStatement) {
     BUD_RETURN_IF_ERROR(ApplyReports(
         reports, from, std::min(reports.size(), from + kReportsPerStatement), seen, now));
@@ -825,58 +828,6 @@ Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<Repor
   return Notify(*conn_, wake);
 }
 
-// Inside a transaction. A refused report (not the reporter's message) is recorded in r.result
-// and is not an error of the batch.
-Status PgQueueStore::ApplyReport(ReportItem& r, int64_t now) {
-  r.result = Status::Ok();
-  r.notify_mailbox.clear();
-  BUD_ASSIGN_OR_RETURN(
-      auto q,
-      conn_->Exec("SELECT sender, receiver, coalesce(seq, 0), sender_channel, receiver_channel "
-                  "FROM broker_seen WHERE message_id=$1",
-                  pg::Params::Of(r.message_id)));
-  if (q.empty()) {
-    r.result = Status(Code::kNotFound, fmt::format("message {} is unknown here", r.message_id));
-    return Status::Ok();
-  }
-  const std::string sender = q.Text(0, 0), receiver = q.Text(0, 1);
-  const int64_t seq = q.Int(0, 2);
-  const std::string sender_channel = q.Text(0, 3), receiver_channel = q.Text(0, 4);
-  if (receiver != r.reporter || receiver_channel != r.reporter_channel) {
-    r.result = Status(Code::kInvalidArgument,
-                      fmt::format("message {} is addressed to {}, not to {}", r.message_id,
-                                  MailboxKey(receiver, receiver_channel),
-                                  MailboxKey(r.reporter, r.reporter_channel)));
-    return Status::Ok();
-  }
-  BUD_ASSIGN_OR_RETURN(auto log, conn_->Exec(
-      "INSERT INTO broker_reports(message_id, status) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-      pg::Params::Of(r.message_id, static_cast<int64_t>(r.status))));
-  const bool first_time = log.Affected() > 0;
-  if (r.status == wire::MOTTATT || IsFinal(r.status)) {  // delivery is over: drop the payload
-    BUD_ASSIGN_OR_RETURN(auto del, conn_->Exec("DELETE FROM broker_messages WHERE seq=$1",
-                                               pg::Params::Of(seq)));
-    if (del.Affected() > 0) {
-      counts_.Count(sender, receiver, -1);
-      // A streamed message's chunks go with it (none unless an upload is still in progress).
-      BUD_RETURN_IF_ERROR(conn_->Exec(
-          "DELETE FROM broker_chunks c WHERE c.message_id=$1 AND NOT EXISTS "
-          "(SELECT 1 FROM broker_uploads u WHERE u.message_id=c.message_id)",
-          pg::Params::Of(r.message_id)).status());
-    }
-  }
-  if (!first_time) return Status::Ok();  // a repeated report: one notice is enough
-  BUD_RETURN_IF_ERROR(
-      conn_
-          ->Exec("INSERT INTO broker_notices(org, message_id, status, reason, at_ms, channel) "
-                 "VALUES ($1, $2, $3, $4, $5, $6)",
-                 pg::Params::Of(sender, r.message_id, static_cast<int64_t>(r.status), r.reason,
-                                r.at_ms ? r.at_ms : now, sender_channel))
-          .status());
-  r.notify_mailbox = MailboxKey(sender, sender_channel);
-  return Status::Ok();
-}
-
 // The broker_seen rows of these message ids (one statement), by message id.
 Result<PgQueueStore::SeenRows> PgQueueStore::ReadSeen(const std::vector<std::string>& ids) {
   SeenRows seen;
@@ -891,10 +842,10 @@ Result<PgQueueStore::SeenRows> PgQueueStore::ReadSeen(const std::vector<std::str
   return seen;
 }
 
-// Inside a transaction: reports [from, to) as ApplyReport each, with their messages' `seen` rows
-// (ReadSeen), in four statements whatever their number (the report rows, the messages and their
-// chunks removed, the notices), so a group commit of many reports is not a round trip per
-// statement each.
+// Inside a transaction: reports [from, to) (a refused one, not the reporter's message, is recorded
+// in its result and is not an error of the batch), with their messages' `seen` rows (ReadSeen), in
+// four statements whatever their number (the report rows, the messages and their chunks removed,
+// the notices), so a group commit of many reports is not a round trip per statement each.
 Status PgQueueStore::ApplyReports(std::vector<ReportItem>& reports, size_t from, size_t to,
                                   const SeenRows& seen, int64_t now) {
   std::vector<size_t> valid;
@@ -996,8 +947,10 @@ Result<std::vector<Expired>> PgQueueStore::Conclude(
     counts_.Drop();
     return locked;
   }
+  // Ended as reports from their receivers, through the same path as a group commit's.
   std::vector<Expired> out;
-  std::set<std::string> wake;
+  std::vector<ReportItem> reports;
+  std::vector<std::string> ids;
   for (int i = 0; i < q.size(); ++i) {
     out.push_back({q.Text(i, 0), q.Text(i, 1), q.Text(i, 2), std::string(),
                    MailboxKey(q.Text(i, 2), q.Text(i, 3))});
@@ -1008,12 +961,25 @@ Result<std::vector<Expired>> PgQueueStore::Conclude(
     r.status = status;
     r.reason = reason(out.back(), q.Int(i, 4));
     r.at_ms = now_ms;
-    if (Status s = ApplyReport(r, now_ms); !s.ok()) {
+    reports.push_back(std::move(r));
+    ids.push_back(out.back().message_id);
+  }
+  auto seen = ReadSeen(ids);
+  if (!seen.ok()) {
+    counts_.Drop();
+    return seen.status();
+  }
+  for (size_t from = 0; from < reports.size(); from += kReportsPerStatement) {
+    const size_t to = std::min(reports.size(), from + kReportsPerStatement);
+    if (Status st = ApplyReports(reports, from, to, *seen, now_ms); !st.ok()) {
       counts_.Drop();
-      return s;
+      return st;
     }
-    out.back().sender_mailbox = r.notify_mailbox;
-    if (!r.notify_mailbox.empty()) wake.insert(r.notify_mailbox);
+  }
+  std::set<std::string> wake;
+  for (size_t i = 0; i < reports.size(); ++i) {
+    out[i].sender_mailbox = reports[i].notify_mailbox;
+    if (!reports[i].notify_mailbox.empty()) wake.insert(reports[i].notify_mailbox);
   }
   if (out.empty()) return out;
   if (Status s = SaveCounts(); !s.ok()) {

@@ -148,7 +148,6 @@ class PgQueueStore final : public QueueStore {
   Status StoreSubmits(std::vector<SubmitItem>& submits, int64_t now, std::set<std::string>& wake);
   Status DoBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
                  const std::vector<NoticeAck>& acks, int64_t now);
-  Status ApplyReport(ReportItem& r, int64_t now);
   // A reported message's broker_seen row.
   struct SeenRow {
     std::string sender, receiver, sender_channel, receiver_channel;
