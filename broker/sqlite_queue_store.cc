@@ -106,7 +106,49 @@ const std::vector<std::string> kMigrations = {
        CREATE INDEX messages_by_receiver ON messages(receiver, receiver_channel, seq);
        DROP INDEX notices_by_org;
        CREATE INDEX notices_by_org ON notices(org, channel, notice_id);)",
+    // 8: `seen` becomes a log in commit order (row number n), found by id through the id index
+    // beside the store (broker/seen_index.h): a random-UUID primary key dirtied a random page per
+    // message. The reports applied are bits of their seen row (1 << status), not rows of a second
+    // random-id table. Pruning goes in row order (first_seen_ms grows with n), so seen has no
+    // index of its own to write. store_meta's token ties the index file to this store.
+    R"(CREATE TABLE seen_v8 (
+         n INTEGER PRIMARY KEY,
+         message_id TEXT NOT NULL,
+         sender TEXT NOT NULL,
+         receiver TEXT NOT NULL,
+         first_seen_ms INTEGER NOT NULL,
+         seq INTEGER,
+         sender_channel TEXT NOT NULL DEFAULT '',
+         receiver_channel TEXT NOT NULL DEFAULT '',
+         reported INTEGER NOT NULL DEFAULT 0
+       );
+       INSERT INTO seen_v8(message_id, sender, receiver, first_seen_ms, seq, sender_channel,
+                           receiver_channel, reported)
+         SELECT s.message_id, s.sender, s.receiver, s.first_seen_ms, s.seq, s.sender_channel,
+                s.receiver_channel,
+                coalesce((SELECT sum(1 << r.status) FROM reports r
+                          WHERE r.message_id=s.message_id), 0)
+         FROM seen s ORDER BY s.first_seen_ms, s.message_id;
+       DROP TABLE seen;
+       DROP TABLE reports;
+       ALTER TABLE seen_v8 RENAME TO seen;
+       CREATE TABLE store_meta (
+         key TEXT PRIMARY KEY,
+         value TEXT NOT NULL
+       ) WITHOUT ROWID;
+       INSERT INTO store_meta(key, value)
+         VALUES('seen_index_token', lower(hex(randomblob(16))));)",
 };
+
+// The reports applied to a message, counted from its seen row's `reported` bits (statuses 0..15).
+std::string CountReportBits() {
+  std::string sum = "SELECT coalesce(sum(";
+  for (int bit = 0; bit < 16; ++bit) {
+    if (bit > 0) sum += '+';
+    sum += fmt::format("((reported>>{})&1)", bit);
+  }
+  return sum + "), 0) FROM seen";
+}
 
 // Page cache of the broker's connection (KiB; SQLite's default is 2 MiB). Holds the upper levels
 // of the message-id indexes, so a random UUID insert touches the disk cache less. Not a
@@ -160,8 +202,9 @@ Result<StoreStats> ReadStats(storage::Db& db, bool count_history) {
     out.notices += out.senders.back().pending;
   }
   if (count_history) {
-    for (auto [sql, target] : {std::pair{"SELECT count(*) FROM seen", &out.seen_ids},
-                               std::pair{"SELECT count(*) FROM reports", &out.reports}}) {
+    const std::string reports = CountReportBits();
+    for (auto [sql, target] : {std::pair{std::string("SELECT count(*) FROM seen"), &out.seen_ids},
+                               std::pair{reports, &out.reports}}) {
       BUD_ASSIGN_OR_RETURN(auto* c, db.Prepare(sql));
       BUD_ASSIGN_OR_RETURN(bool row, c->Step());
       *target = row ? c->Int(0) : 0;
@@ -254,10 +297,33 @@ Result<SqliteQueueStore::Durability> SqliteQueueStore::durability() {
   return d;
 }
 
-Status SqliteQueueStore::Maintain() { return db_->Checkpoint(); }
+Status SqliteQueueStore::Maintain() {
+  seen_index_->Tick(/*force=*/true);  // at a quiet rate too, the ids reach the index file
+  return db_->Checkpoint();
+}
+
+Result<std::optional<SqliteQueueStore::SeenRow>> SqliteQueueStore::FindSeen(
+    const std::string& message_id) {
+  BUD_ASSIGN_OR_RETURN(auto candidates, seen_index_->Candidates(message_id));
+  BUD_ASSIGN_OR_RETURN(auto* q,
+                       db_->Prepare("SELECT message_id, sender, receiver, seq, sender_channel, "
+                                    "receiver_channel, reported FROM seen WHERE n=?"));
+  for (int64_t n : candidates) {
+    BUD_ASSIGN_OR_RETURN(bool row, q->Bind(1, n).Step());
+    // The index may name a row that was pruned or belongs to another id: only the row decides.
+    if (row && q->Text(0) == message_id) {
+      SeenRow out{n, q->Text(1), q->Text(2), q->Int(3), q->Text(4), q->Text(5), q->Int(6)};
+      q->Reset();
+      return std::optional<SeenRow>(std::move(out));
+    }
+    q->Reset();
+  }
+  return std::optional<SeenRow>();
+}
 
 Result<std::unique_ptr<SqliteQueueStore>> SqliteQueueStore::Open(const std::string& path,
-                                                                int64_t max_bytes) {
+                                                                 int64_t max_bytes,
+                                                                 int64_t merge_at) {
   BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStore(path, kMigrations));
   BUD_RETURN_IF_ERROR(db->Exec(fmt::format("PRAGMA cache_size=-{}", kCacheKib)));
   std::unique_ptr<SqliteQueueStore> store(new SqliteQueueStore(std::move(db)));
@@ -283,37 +349,48 @@ Result<std::unique_ptr<SqliteQueueStore>> SqliteQueueStore::Open(const std::stri
     }
   }
   store->counts_.Set(std::move(by_receiver), std::move(by_sender));
+  BUD_ASSIGN_OR_RETURN(store->seen_index_,
+                       SeenIndex::Open(SeenIndex::PathFor(path), *store->db_, merge_at));
+  // Above every row number in the log and in the index (a restored older store must not hand out
+  // numbers the index already holds for other ids: they would count as merged at the next open).
+  BUD_ASSIGN_OR_RETURN(auto* top, store->db_->Prepare("SELECT coalesce(max(n), 0) FROM seen"));
+  BUD_ASSIGN_OR_RETURN(bool any, top->Step());
+  store->next_n_ = std::max(any ? top->Int(0) : 0, store->seen_index_->watermark()) + 1;
+  top->Reset();
   if (max_bytes > 0) BUD_RETURN_IF_ERROR(store->LimitBytes(max_bytes));
   return store;
 }
 
-
-
-
 Result<int64_t> SqliteQueueStore::PruneHistory(int64_t before_ms, int limit) {
-  BUD_ASSIGN_OR_RETURN(auto* q, db_->Prepare(
-      "SELECT message_id FROM seen WHERE first_seen_ms<? "
-      "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.seq=seen.seq) "
-      "AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.message_id=seen.message_id) "
-      "ORDER BY first_seen_ms LIMIT ?"));
-  q->Bind(1, before_ms).Bind(2, limit);
-  std::vector<std::string> ids;
+  // The oldest rows, in commit order (the log's row number), a bounded window of them: rows still
+  // queued or uploading, or stamped by a clock that was ahead, are skipped, not scanned past
+  // without end.
+  BUD_ASSIGN_OR_RETURN(
+      auto* q,
+      db_->Prepare("SELECT s.message_id, s.n FROM "
+                   "(SELECT n, message_id, seq, first_seen_ms FROM seen ORDER BY n LIMIT ?) s "
+                   "WHERE s.first_seen_ms<? "
+                   "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.seq=s.seq) "
+                   "AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.message_id=s.message_id) "
+                   "LIMIT ?"));
+  q->Bind(1, int64_t{4} * limit + 64).Bind(2, before_ms).Bind(3, limit);
+  std::vector<std::pair<std::string, int64_t>> rows;
   for (;;) {
     BUD_ASSIGN_OR_RETURN(bool row, q->Step());
     if (!row) break;
-    ids.push_back(q->Text(0));
+    rows.emplace_back(q->Text(0), q->Int(1));
   }
-  if (ids.empty()) return int64_t{0};
+  if (rows.empty()) return int64_t{0};
   storage::Transaction tx(*db_);
   BUD_RETURN_IF_ERROR(tx.began());
-  for (const auto& id : ids) {
-    BUD_ASSIGN_OR_RETURN(auto* r, db_->Prepare("DELETE FROM reports WHERE message_id=?"));
-    BUD_RETURN_IF_ERROR(r->Bind(1, id).Run());
-    BUD_ASSIGN_OR_RETURN(auto* d, db_->Prepare("DELETE FROM seen WHERE message_id=?"));
-    BUD_RETURN_IF_ERROR(d->Bind(1, id).Run());
+  for (const auto& row : rows) {
+    BUD_ASSIGN_OR_RETURN(auto* d, db_->Prepare("DELETE FROM seen WHERE n=?"));
+    BUD_RETURN_IF_ERROR(d->Bind(1, row.second).Run());
   }
   BUD_RETURN_IF_ERROR(tx.Commit());
-  return static_cast<int64_t>(ids.size());
+  const auto pruned = static_cast<int64_t>(rows.size());
+  seen_index_->Forget(std::move(rows));
+  return pruned;
 }
 
 Status SqliteQueueStore::LimitBytes(int64_t max_bytes) {
@@ -330,10 +407,11 @@ Result<int64_t> SqliteQueueStore::AddAttempts(const std::vector<std::string>& me
   storage::Transaction tx(*db_);
   BUD_RETURN_IF_ERROR(tx.began());
   for (const auto& id : message_ids) {
-    BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
-        "UPDATE messages SET attempts=attempts+1 "
-        "WHERE seq=(SELECT seq FROM seen WHERE message_id=?)"));
-    BUD_RETURN_IF_ERROR(st->Bind(1, id).Run());
+    BUD_ASSIGN_OR_RETURN(auto row, FindSeen(id));
+    if (!row) continue;
+    BUD_ASSIGN_OR_RETURN(auto* st,
+                         db_->Prepare("UPDATE messages SET attempts=attempts+1 WHERE seq=?"));
+    BUD_RETURN_IF_ERROR(st->Bind(1, row->seq).Run());
   }
   BUD_RETURN_IF_ERROR(tx.Commit());
   return static_cast<int64_t>(message_ids.size());
@@ -425,6 +503,7 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
     ~DropPending() {
       if (!keep) {
         store.counts_.Drop();
+        store.seen_index_->Drop();
       }
     }
   } drop_pending{*this};
@@ -433,36 +512,29 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
   for (auto& s : submits) {
     s.duplicate = s.conflict = false;
     s.refused.clear();
-    if (std::string why = QueueRoom(s.sender, s.receiver); !why.empty()) {
-      // Full; a resubmission of a known id is still answered as the duplicate it is.
-      BUD_ASSIGN_OR_RETURN(auto* known, db_->Prepare("SELECT sender FROM seen WHERE message_id=?"));
-      BUD_ASSIGN_OR_RETURN(bool row, known->Bind(1, s.message_id).Step());
-      if (row) {
-        s.duplicate = true;
-        s.conflict = known->Text(0) != s.sender;
-      } else {
-        s.refused = std::move(why);
-      }
-      known->Reset();
+    // A known id is answered as the duplicate it is, also when a queue is full.
+    BUD_ASSIGN_OR_RETURN(auto known, FindSeen(s.message_id));
+    if (known) {
+      s.duplicate = true;
+      s.conflict = known->sender != s.sender;
       continue;
     }
-    // The seen row carries the queue position from the start: one B-tree insert into the
-    // random-UUID index per message, no second visit to link it.
+    std::string why = QueueRoom(s.sender, s.receiver);
+    if (why.empty()) why = seen_index_->Room();
+    if (!why.empty()) {
+      s.refused = std::move(why);
+      continue;
+    }
+    // Appended to the log (its last page), with the queue position from the start; the index
+    // finds it by id from now on, in this transaction too (a second copy in the same batch).
     BUD_ASSIGN_OR_RETURN(
         auto* seen,
-        db_->Prepare("INSERT OR IGNORE INTO seen(message_id, sender, receiver, first_seen_ms, seq, "
-                     "sender_channel, receiver_channel) VALUES(?,?,?,?,?,?,?)"));
-    BUD_RETURN_IF_ERROR(seen->BindAll(s.message_id, s.sender, s.receiver, now, next_seq_,
+        db_->Prepare("INSERT INTO seen(n, message_id, sender, receiver, first_seen_ms, seq, "
+                     "sender_channel, receiver_channel) VALUES(?,?,?,?,?,?,?,?)"));
+    BUD_RETURN_IF_ERROR(seen->BindAll(next_n_, s.message_id, s.sender, s.receiver, now, next_seq_,
                                       s.sender_channel, s.receiver_channel)
                             .Run());
-    s.duplicate = seen->Changes() == 0;
-    if (s.duplicate) {
-      BUD_ASSIGN_OR_RETURN(auto* who, db_->Prepare("SELECT sender FROM seen WHERE message_id=?"));
-      BUD_ASSIGN_OR_RETURN(bool row, who->Bind(1, s.message_id).Step());
-      s.conflict = row && who->Text(0) != s.sender;
-      who->Reset();
-      continue;
-    }
+    seen_index_->Stage(s.message_id, next_n_++);
     BUD_ASSIGN_OR_RETURN(
         auto* ins,
         db_->Prepare(
@@ -483,29 +555,27 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
   }
   BUD_RETURN_IF_ERROR(tx.Commit());
   counts_.Commit();
+  seen_index_->Commit();
   drop_pending.keep = true;
+  seen_index_->Tick(/*force=*/false);
   return Status::Ok();
 }
 
 // Inside CommitBatch's transaction. A refused report (not the reporter's message) is recorded in
 // r.result and is not an error of the batch.
 Status SqliteQueueStore::ApplyReport(ReportItem& r, int64_t now) {
-  BUD_ASSIGN_OR_RETURN(
-      auto* q,
-      db_->Prepare("SELECT sender, receiver, seq, sender_channel, receiver_channel FROM seen "
-                   "WHERE message_id=?"));
-  q->Bind(1, r.message_id);
   r.result = Status::Ok();
   r.notify_mailbox.clear();
-  BUD_ASSIGN_OR_RETURN(bool row, q->Step());
-  if (!row) {
+  BUD_ASSIGN_OR_RETURN(auto found, FindSeen(r.message_id));
+  if (!found) {
     r.result = Status(Code::kNotFound, fmt::format("message {} is unknown here", r.message_id));
     return Status::Ok();
   }
-  std::string sender = q->Text(0), receiver = q->Text(1);
-  const int64_t seq = q->Int(2);  // 0 (NULL) when the copy was never queued
-  const std::string sender_channel = q->Text(3), receiver_channel = q->Text(4);
-  q->Reset();
+  const std::string& sender = found->sender;
+  const std::string& receiver = found->receiver;
+  const int64_t seq = found->seq;  // 0 (NULL) when the copy was never queued
+  const std::string& sender_channel = found->sender_channel;
+  const std::string& receiver_channel = found->receiver_channel;
   if (receiver != r.reporter || receiver_channel != r.reporter_channel) {
     r.result = Status(Code::kInvalidArgument,
                       fmt::format("message {} is addressed to {}, not to {}", r.message_id,
@@ -513,10 +583,13 @@ Status SqliteQueueStore::ApplyReport(ReportItem& r, int64_t now) {
                                   MailboxKey(r.reporter, r.reporter_channel)));
     return Status::Ok();
   }
-  BUD_ASSIGN_OR_RETURN(auto* log, db_->Prepare(
-      "INSERT OR IGNORE INTO reports(message_id, status) VALUES(?,?)"));
-  BUD_RETURN_IF_ERROR(log->Bind(1, r.message_id).Bind(2, static_cast<int64_t>(r.status)).Run());
-  const bool first_time = log->Changes() > 0;
+  // Each status a receiver can report is one bit of the row (statuses are below 16).
+  const int64_t bit = int64_t{1} << (static_cast<int>(r.status) & 15);
+  const bool first_time = (found->reported & bit) == 0;
+  if (first_time) {
+    BUD_ASSIGN_OR_RETURN(auto* log, db_->Prepare("UPDATE seen SET reported=reported|? WHERE n=?"));
+    BUD_RETURN_IF_ERROR(log->Bind(1, bit).Bind(2, found->n).Run());
+  }
   if (r.status == wire::MOTTATT || IsFinal(r.status)) {  // delivery is over: drop the payload
     BUD_ASSIGN_OR_RETURN(auto* del, db_->Prepare("DELETE FROM messages WHERE seq=?"));
     BUD_RETURN_IF_ERROR(del->Bind(1, seq).Run());
@@ -642,9 +715,9 @@ Result<std::vector<Notice>> SqliteQueueStore::NoticesFor(const std::string& org,
 Result<int64_t> SqliteQueueStore::QueuedCount() { return CountQueuedRows(*db_); }
 
 Result<int64_t> SqliteQueueStore::Attempts(const std::string& message_id) {
-  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
-      "SELECT attempts FROM messages WHERE seq=(SELECT seq FROM seen WHERE message_id=?)"));
-  BUD_ASSIGN_OR_RETURN(bool row, st->Bind(1, message_id).Step());
+  BUD_ASSIGN_OR_RETURN(auto found, FindSeen(message_id));
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT attempts FROM messages WHERE seq=?"));
+  BUD_ASSIGN_OR_RETURN(bool row, st->Bind(1, found ? found->seq : int64_t{0}).Step());
   if (!row) return Status(Code::kNotFound, fmt::format("message {} is not queued", message_id));
   const int64_t n = st->Int(0);
   st->Reset();
@@ -652,16 +725,15 @@ Result<int64_t> SqliteQueueStore::Attempts(const std::string& message_id) {
 }
 
 Result<bool> SqliteQueueStore::IsKnown(const std::string& message_id) {
-  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT 1 FROM seen WHERE message_id=?"));
-  BUD_ASSIGN_OR_RETURN(bool row, st->Bind(1, message_id).Step());
-  st->Reset();
-  return row;
+  BUD_ASSIGN_OR_RETURN(auto found, FindSeen(message_id));
+  return found.has_value();
 }
 
 Result<bool> SqliteQueueStore::IsQueued(const std::string& message_id) {
-  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare(
-      "SELECT 1 FROM messages WHERE seq=(SELECT seq FROM seen WHERE message_id=?)"));
-  BUD_ASSIGN_OR_RETURN(bool row, st->Bind(1, message_id).Step());
+  BUD_ASSIGN_OR_RETURN(auto found, FindSeen(message_id));
+  if (!found) return false;
+  BUD_ASSIGN_OR_RETURN(auto* st, db_->Prepare("SELECT 1 FROM messages WHERE seq=?"));
+  BUD_ASSIGN_OR_RETURN(bool row, st->Bind(1, found->seq).Step());
   st->Reset();
   return row;
 }

@@ -21,6 +21,7 @@
 
 #include "broker/queue_counts.h"
 #include "broker/queue_store.h"
+#include "broker/seen_index.h"
 #include "common/storage/checkpointer.h"
 #include "common/storage/sqlite.h"
 
@@ -42,8 +43,10 @@ class SqliteQueueStore final : public QueueStore {
   // Opens (creating or migrating) the store at `path`. `max_bytes` > 0 caps the database size
   // (SQLITE_FULL beyond it, as on a full disk). Counts the queued messages per receiver and per
   // sender (one grouped scan) for the caps.
+  // `merge_at` is the id index's merge size (SeenIndex::kMergeAt; lower in tests).
   static Result<std::unique_ptr<SqliteQueueStore>> Open(const std::string& path,
-                                                        int64_t max_bytes = 0);
+                                                        int64_t max_bytes = 0,
+                                                        int64_t merge_at = SeenIndex::kMergeAt);
 
   // The durability settings of the store's own connection: PRAGMA synchronous (2 = FULL) and
   // journal_mode ("wal"). What every ACCEPTED relies on; tests check it.
@@ -99,11 +102,23 @@ class SqliteQueueStore final : public QueueStore {
 
   Status Maintain() override;
 
+  // The id index of `seen` (broker/seen_index.h), for tests and metrics.
+  SeenIndex& seen_index() { return *seen_index_; }
+
  private:
   explicit SqliteQueueStore(std::unique_ptr<storage::Db> db) : db_(std::move(db)) {}
   Status DoCommitBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
                        const std::vector<NoticeAck>& acks);
   Status ApplyReport(ReportItem& r, int64_t now);
+  // A message's seen row, found through the id index and checked against the row.
+  struct SeenRow {
+    int64_t n = 0;
+    std::string sender, receiver;
+    int64_t seq = 0;  // 0 when no copy was ever queued (rows older than schema v4)
+    std::string sender_channel, receiver_channel;
+    int64_t reported = 0;  // bit 1 << status for each status a receiver reported
+  };
+  Result<std::optional<SeenRow>> FindSeen(const std::string& message_id);
   Result<std::vector<Expired>> Conclude(
       storage::Stmt& query, MsgStatus status, int64_t now_ms,
       const std::function<std::string(const Expired&, int64_t)>& reason);
@@ -121,6 +136,10 @@ class SqliteQueueStore final : public QueueStore {
   // table). Chosen here so the seen row is written once, with its seq; a rolled-back batch only
   // leaves a gap.
   int64_t next_seq_ = 1;
+  // The next row number of the `seen` log (above the log's and the index's highest).
+  int64_t next_n_ = 1;
+  // After db_: closed first (its threads read the same file).
+  std::unique_ptr<SeenIndex> seen_index_;
   // After db_: destroyed (joined) before the connection it is attached to closes.
   std::unique_ptr<storage::Checkpointer> checkpointer_;
 };

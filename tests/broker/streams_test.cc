@@ -4,6 +4,8 @@
 //
 // Heads are made here field by field and never signed (the broker does not verify them): a
 // version 2 Header with a consistent layout, an Envelope with a dummy signature and no payload.
+#include "broker/streams.h"
+
 #include <dirent.h>
 #include <unistd.h>
 
@@ -12,7 +14,6 @@
 
 #include "broker/pg_queue_store.h"
 #include "broker/sqlite_queue_store.h"
-#include "broker/streams.h"
 #include "common/clock.h"
 #include "common/crypto/openssl.h"
 #include "common/crypto/stream.h"
@@ -20,6 +21,7 @@
 #include "common/uuid.h"
 #include "proto/envelope.pb.h"
 #include "tests/support/postgres.h"
+#include "tests/support/sqlite_peek.h"
 #include "tests/support/temp_dir.h"
 
 namespace bud::broker {
@@ -79,19 +81,7 @@ size_t Files(const std::string& dir) {
 }
 
 // Reads the store's file through a connection of its own (committed rows only).
-int64_t Count(const std::string& path, const char* sql) {
-  storage::Db::Options ro;
-  ro.read_only = true;
-  auto db = storage::Db::Open(path, ro);
-  REQUIRE(db.ok());
-  auto st = (*db)->Prepare(sql);
-  REQUIRE(st.ok());
-  auto row = (*st)->Step();
-  REQUIRE(row.ok());
-  const int64_t n = *row ? (*st)->Int(0) : 0;
-  (*st)->Reset();
-  return n;
-}
+int64_t Count(const std::string& path, const char* sql) { return test::PeekInt(path, sql); }
 
 struct Fixture {
   test::TempDir dir;

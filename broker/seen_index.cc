@@ -1,0 +1,334 @@
+// The SQLite broker store's message-id index. See seen_index.h and docs/storage.md.
+#include "broker/seen_index.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <random>
+
+#include "common/clock.h"
+#include "common/fs.h"
+#include "common/log.h"
+
+namespace bud::broker {
+
+namespace {
+// The side file's own schema (its owner is this class; version in user_version).
+const std::vector<std::string> kSideMigrations = {
+    R"(CREATE TABLE ids (
+         message_id TEXT PRIMARY KEY,
+         n INTEGER NOT NULL
+       ) WITHOUT ROWID;
+       CREATE TABLE meta (
+         key TEXT PRIMARY KEY,
+         value TEXT NOT NULL
+       ) WITHOUT ROWID;)",
+};
+
+// After a failed merge, the next one waits this long (a full disk is not retried per commit).
+constexpr int64_t kRetryMs = 5000;
+
+Status RemoveSideFile(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const std::string p = path + suffix;
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
+      return ErrnoStatus(errno, fmt::format("cannot remove the id index '{}'", p));
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<storage::Db>> OpenSide(const std::string& path) {
+  // Derived data: NORMAL is enough (a crash may lose the last merge, never the file's
+  // consistency; the rows above the watermark are read back from the store).
+  storage::Db::Options options;
+  options.synchronous_full = false;
+  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::Open(path, options));
+  BUD_RETURN_IF_ERROR(db->Check());
+  BUD_RETURN_IF_ERROR(db->Migrate(kSideMigrations));
+  return db;
+}
+
+Result<std::string> MetaValue(storage::Db& db, std::string_view sql) {
+  BUD_ASSIGN_OR_RETURN(auto* q, db.Prepare(sql));
+  BUD_ASSIGN_OR_RETURN(bool row, q->Step());
+  std::string out = row ? q->Text(0) : std::string();
+  q->Reset();
+  return out;
+}
+
+Status SetMeta(storage::Db& side, const std::string& key, const std::string& value) {
+  BUD_ASSIGN_OR_RETURN(auto* st,
+                       side.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)"));
+  return st->Bind(1, key).Bind(2, value).Run();
+}
+}  // namespace
+
+std::string SeenIndex::PathFor(const std::string& store_path) { return store_path + ".ids"; }
+
+SeenIndex::SeenIndex(std::string path, std::string store_path, int64_t merge_at, uint64_t seed)
+    : path_(std::move(path)),
+      store_path_(std::move(store_path)),
+      merge_at_(std::max<int64_t>(merge_at, 1)),
+      seed_(seed) {}
+
+Result<std::unique_ptr<SeenIndex>> SeenIndex::Open(const std::string& path, storage::Db& store,
+                                                   int64_t merge_at) {
+  BUD_ASSIGN_OR_RETURN(
+      std::string token,
+      MetaValue(store, "SELECT value FROM store_meta WHERE key='seen_index_token'"));
+  if (token.empty()) {
+    return Status(Code::kInternal, "the broker store has no seen_index_token (schema too old?)");
+  }
+  auto side = OpenSide(path);
+  if (!side.ok()) {
+    // Derived data: a damaged side file is rebuilt, not a reason to stop the broker.
+    Logger("broker")->warn("the id index '{}' cannot be used ({}); rebuilding it from the store",
+                           path, side.status().message());
+    BUD_RETURN_IF_ERROR(RemoveSideFile(path));
+    side = OpenSide(path);
+    if (!side.ok()) return side.status();
+  }
+  storage::Db& s = **side;
+  BUD_ASSIGN_OR_RETURN(std::string side_token,
+                       MetaValue(s, "SELECT value FROM meta WHERE key='token'"));
+  if (side_token != token) {
+    if (!side_token.empty()) {
+      Logger("broker")->warn("the id index '{}' belongs to another store; rebuilding it", path);
+    }
+    storage::Transaction tx(s);
+    BUD_RETURN_IF_ERROR(tx.began());
+    BUD_RETURN_IF_ERROR(s.Exec("DELETE FROM ids"));
+    BUD_RETURN_IF_ERROR(SetMeta(s, "token", token));
+    BUD_RETURN_IF_ERROR(SetMeta(s, "watermark", "0"));
+    BUD_RETURN_IF_ERROR(tx.Commit());
+  }
+  BUD_ASSIGN_OR_RETURN(std::string mark,
+                       MetaValue(s, "SELECT value FROM meta WHERE key='watermark'"));
+  std::random_device rd;
+  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  std::unique_ptr<SeenIndex> index(new SeenIndex(path, store.path(), merge_at, seed));
+  int64_t watermark = 0;
+  if (!mark.empty()) {
+    auto [end, ec] = std::from_chars(mark.data(), mark.data() + mark.size(), watermark);
+    if (ec != std::errc() || end != mark.data() + mark.size() || watermark < 0) watermark = 0;
+  }
+  index->watermark_ = watermark;
+
+  BUD_ASSIGN_OR_RETURN(auto* top, store.Prepare("SELECT coalesce(max(n), 0), count(*) FROM seen "
+                                                "WHERE n>?"));
+  BUD_ASSIGN_OR_RETURN(bool row, top->Bind(1, index->watermark_).Step());
+  const int64_t max_n = row ? top->Int(0) : 0, tail = row ? top->Int(1) : 0;
+  top->Reset();
+  if (tail > 4 * index->merge_at_) {
+    // A lost or foreign side file: build it now, in id order, rather than hold every id in memory.
+    Logger("broker")->info("building the id index '{}' from {} rows of the store", path, tail);
+    BUD_RETURN_IF_ERROR(Merge(store, s, Job{index->watermark_, max_n, {}}));
+    index->watermark_ = max_n;
+  } else if (tail > 0) {
+    BUD_ASSIGN_OR_RETURN(auto* q, store.Prepare("SELECT message_id, n FROM seen WHERE n>?"));
+    q->Bind(1, index->watermark_);
+    for (;;) {
+      BUD_ASSIGN_OR_RETURN(bool r, q->Step());
+      if (!r) break;
+      index->recent_.emplace(index->Hash(q->Text(0)), q->Int(1));
+    }
+  }
+  index->committed_max_ = std::max(max_n, index->watermark_);
+  BUD_ASSIGN_OR_RETURN(index->reader_, storage::Db::Open(path));
+  storage::Db::Options read_only;
+  read_only.read_only = true;
+  BUD_ASSIGN_OR_RETURN(index->thread_store_, storage::Db::Open(store.path(), read_only));
+  index->thread_side_ = std::move(*side);
+  index->Start();
+  return index;
+}
+
+SeenIndex::~SeenIndex() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t SeenIndex::Hash(std::string_view id) const {
+  // FNV-1a from a per-process random basis, then a 64-bit finaliser: ids a peer chooses cannot be
+  // aimed at one bucket without knowing the basis (and a collision costs a row read, not a wrong
+  // answer: every candidate is checked).
+  uint64_t h = seed_ ^ 0xcbf29ce484222325ULL;
+  for (unsigned char c : id) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ULL;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebULL;
+  h ^= h >> 31;
+  return h;
+}
+
+void SeenIndex::Erase(Map& map, uint64_t h, int64_t n) {
+  auto [first, last] = map.equal_range(h);
+  for (auto it = first; it != last; ++it) {
+    if (it->second == n) {
+      map.erase(it);
+      return;
+    }
+  }
+}
+
+Result<std::vector<int64_t>> SeenIndex::Candidates(const std::string& id) {
+  std::vector<int64_t> out;
+  const uint64_t h = Hash(id);
+  for (const Map* m : {&pending_, &recent_, &merging_}) {
+    auto [first, last] = m->equal_range(h);
+    for (auto it = first; it != last; ++it) out.push_back(it->second);
+  }
+  BUD_ASSIGN_OR_RETURN(auto* q, reader_->Prepare("SELECT n FROM ids WHERE message_id=?"));
+  BUD_ASSIGN_OR_RETURN(bool row, q->Bind(1, id).Step());
+  if (row && std::find(out.begin(), out.end(), q->Int(0)) == out.end()) out.push_back(q->Int(0));
+  q->Reset();  // ends the read transaction: the next lookup sees the next merge
+  return out;
+}
+
+void SeenIndex::Stage(const std::string& id, int64_t n) {
+  pending_.emplace(Hash(id), n);
+  staged_max_ = std::max(staged_max_, n);
+}
+
+void SeenIndex::Commit() {
+  recent_.merge(pending_);
+  pending_.clear();
+  committed_max_ = std::max(committed_max_, staged_max_);
+}
+
+void SeenIndex::Drop() { pending_.clear(); }
+
+void SeenIndex::Forget(std::vector<std::pair<std::string, int64_t>> rows) {
+  for (auto& r : rows) {
+    const uint64_t h = Hash(r.first);
+    Erase(recent_, h, r.second);
+    Erase(merging_, h, r.second);
+    forget_.push_back(std::move(r));
+  }
+}
+
+std::string SeenIndex::Room() const {
+  if (in_memory() < kHardCap) return {};
+  return fmt::format("the message-id index '{}' cannot be written ({}); {} ids wait in memory",
+                     path_, last_error_.empty() ? "merges fall behind" : last_error_, in_memory());
+}
+
+void SeenIndex::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void SeenIndex::Loop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return job_ != nullptr || stop_; });
+    if (stop_) return;  // a job not begun is left: the watermark did not move
+    std::unique_ptr<Job> job = std::move(job_);
+    lock.unlock();
+    Status s = Merge(*thread_store_, *thread_side_, *job);
+    lock.lock();
+    outcome_ = {true, std::move(s)};
+    cv_.notify_all();
+  }
+}
+
+Status SeenIndex::Merge(storage::Db& store, storage::Db& side, const Job& job) {
+  storage::Transaction tx(side);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(auto* ins, side.Prepare("INSERT OR REPLACE INTO ids(message_id, n) "
+                                               "VALUES(?,?)"));
+  // In id order, so consecutive inserts land on the same pages.
+  BUD_ASSIGN_OR_RETURN(auto* q, store.Prepare("SELECT message_id, n FROM seen WHERE n>? AND n<=? "
+                                              "ORDER BY message_id"));
+  q->Bind(1, job.from).Bind(2, job.upto);
+  for (;;) {
+    auto row = q->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    ins->Reset();  // Run leaves it done; a done statement takes no new bindings
+    BUD_RETURN_IF_ERROR(ins->Bind(1, q->Text(0)).Bind(2, q->Int(1)).Run());
+  }
+  q->Reset();
+  BUD_ASSIGN_OR_RETURN(auto* del, side.Prepare("DELETE FROM ids WHERE message_id=? AND n=?"));
+  for (const auto& [id, n] : job.forget) {
+    del->Reset();
+    BUD_RETURN_IF_ERROR(del->Bind(1, id).Bind(2, n).Run());
+  }
+  BUD_RETURN_IF_ERROR(SetMeta(side, "watermark", std::to_string(job.upto)));
+  return tx.Commit();
+}
+
+void SeenIndex::Tick(bool force) {
+  if (running_) {
+    Outcome done;
+    {
+      std::lock_guard lock(mu_);
+      if (!outcome_.done) return;
+      done = std::move(outcome_);
+      outcome_ = {};
+    }
+    running_ = false;
+    if (done.status.ok()) {
+      ++merges_;
+      watermark_ = watermark_pending_;
+      merging_.clear();
+      forgetting_.clear();
+      last_error_.clear();
+    } else {
+      ++merge_failures_;
+      last_error_ = done.status.message();
+      Logger("broker")->warn("merging ids into '{}' failed: {}; {} ids stay in memory", path_,
+                             last_error_, in_memory());
+      recent_.merge(merging_);
+      merging_.clear();
+      forget_.insert(forget_.end(), forgetting_.begin(), forgetting_.end());
+      forgetting_.clear();
+      retry_at_mono_ms_ = MonoMs() + kRetryMs;
+    }
+  }
+  if (static_cast<int64_t>(recent_.size()) < merge_at_ &&
+      !(force && (!recent_.empty() || !forget_.empty()))) {
+    return;
+  }
+  if (MonoMs() < retry_at_mono_ms_ && !force) return;
+  auto job = std::make_unique<Job>();
+  job->from = watermark_;
+  job->upto = committed_max_;
+  std::sort(forget_.begin(), forget_.end());
+  job->forget = forget_;
+  forgetting_ = std::move(forget_);
+  forget_.clear();
+  merging_ = std::move(recent_);
+  recent_ = Map();
+  recent_.reserve(static_cast<size_t>(merge_at_));  // no rehash while it fills
+  watermark_pending_ = committed_max_;
+  running_ = true;
+  {
+    std::lock_guard lock(mu_);
+    job_ = std::move(job);
+  }
+  cv_.notify_all();
+}
+
+void SeenIndex::Settle(int64_t timeout_ms) {
+  if (!running_) return;
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return outcome_.done; });
+  }
+  Tick(false);
+}
+
+}  // namespace bud::broker

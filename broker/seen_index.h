@@ -1,0 +1,124 @@
+// The message-id index of the SQLite broker store's `seen` log (docs/storage.md, "The id index").
+//
+// Why: `seen` keyed by the random message id dirtied one random B-tree page per message in every
+// commit, two thirds of what the broker wrote. `seen` is now a log in commit order (its rows land
+// on its last page), and this index finds a row by id: the rows of recent commits in memory, older
+// ones in a side file beside the store (`<store>.ids`, SQLite, table `ids`) that a thread fills in
+// sorted batches, so that many ids share each page a batch writes.
+// Truth: the store's `seen` rows. The side file is derived and never trusted alone: every
+// candidate row number the index gives is checked against the row itself by the store (its
+// message_id must be the id asked for), so a stale or foreign entry costs a read, never a wrong
+// answer. Its watermark says which rows it holds; every row above it is read back into memory at
+// open. A side file that is missing, damaged or belongs to another store (its token) is rebuilt
+// from `seen`.
+// Operation: owned by the broker's loop through SqliteQueueStore, which calls Stage / Commit /
+// Drop around each transaction and Tick after it. The merge thread has its own connections (a
+// reader on the store, the side file's writer); the loop hands it a range of row numbers and
+// takes the outcome back at a later Tick, so the loop never waits for a merge.
+// Memory: a hash of the id and the row number per row not yet merged (about 50 bytes). A merge
+// starts at kMergeAt such rows (or at a forced Tick); if merges keep failing (the side file's disk
+// is full), Room() refuses new ids at kHardCap rather than grow without bound.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "common/storage/sqlite.h"
+
+namespace bud::broker {
+
+class SeenIndex {
+ public:
+  static constexpr int64_t kMergeAt = 65536;
+  static constexpr int64_t kHardCap = 524288;
+
+  // Opens (creating or rebuilding) the side file at `path` for the store open in `store` (schema
+  // with the `seen` log and store_meta's seen_index_token). Rows above the side file's watermark
+  // are loaded into memory, or merged before returning when they are more than 4 * kMergeAt (a
+  // lost side file). `merge_at` lowers kMergeAt for tests.
+  static Result<std::unique_ptr<SeenIndex>> Open(const std::string& path, storage::Db& store,
+                                                 int64_t merge_at = kMergeAt);
+  ~SeenIndex();
+  SeenIndex(const SeenIndex&) = delete;
+  SeenIndex& operator=(const SeenIndex&) = delete;
+
+  // The side file's path for a store at `store_path`.
+  static std::string PathFor(const std::string& store_path);
+
+  // Row numbers that may be `id`'s row (memory first, then the side file); the caller checks
+  // each against the row.
+  Result<std::vector<int64_t>> Candidates(const std::string& id);
+  // Inside the store's transaction: `id` was written as row `n`. Kept apart until Commit() (the
+  // transaction committed) or Drop() (it did not).
+  void Stage(const std::string& id, int64_t n);
+  void Commit();
+  void Drop();
+  // Rows deleted from `seen` (pruned): out of memory now, out of the side file with the next merge.
+  void Forget(std::vector<std::pair<std::string, int64_t>> rows);
+  // Takes a finished merge's outcome; starts a merge when kMergeAt rows wait, or when `force` and
+  // any do (and none runs).
+  void Tick(bool force);
+  // Empty while memory may take another id; otherwise why not (the side file cannot be written).
+  std::string Room() const;
+
+  // Every row number at or below it is in the side file (or was pruned).
+  int64_t watermark() const { return watermark_; }
+  int64_t in_memory() const { return static_cast<int64_t>(recent_.size() + merging_.size()); }
+  int64_t merges() const { return merges_; }
+  int64_t merge_failures() const { return merge_failures_; }
+  // Waits (at most `timeout_ms`) for a running merge and takes its outcome; for tests and close.
+  void Settle(int64_t timeout_ms);
+
+ private:
+  using Map = std::unordered_multimap<uint64_t, int64_t>;
+  struct Job {
+    int64_t from = 0, upto = 0;  // rows n with from < n <= upto
+    std::vector<std::pair<std::string, int64_t>> forget;
+  };
+  struct Outcome {
+    bool done = false;
+    Status status;
+  };
+
+  SeenIndex(std::string path, std::string store_path, int64_t merge_at, uint64_t seed);
+  uint64_t Hash(std::string_view id) const;
+  static void Erase(Map& map, uint64_t h, int64_t n);
+  void Start();
+  void Loop();
+  // Writes `job` into the side file through `side`, reading the rows from `store`.
+  static Status Merge(storage::Db& store, storage::Db& side, const Job& job);
+
+  const std::string path_, store_path_;
+  const int64_t merge_at_;
+  const uint64_t seed_;
+  std::unique_ptr<storage::Db> reader_;  // the loop's read connection to the side file
+  Map pending_, recent_, merging_;
+  std::vector<std::pair<std::string, int64_t>> forget_, forgetting_;
+  int64_t watermark_ = 0;
+  int64_t watermark_pending_ = 0;  // the running merge's, once it succeeds
+  int64_t retry_at_mono_ms_ = 0;   // after a failed merge
+  int64_t staged_max_ = 0, committed_max_ = 0;
+  bool running_ = false;
+  int64_t merges_ = 0, merge_failures_ = 0;
+  std::string last_error_;
+
+  // Shared with the merge thread.
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::unique_ptr<Job> job_;  // handed to the thread
+  Outcome outcome_;           // handed back
+  bool stop_ = false;
+  std::unique_ptr<storage::Db> thread_store_, thread_side_;
+  std::thread thread_;
+};
+
+}  // namespace bud::broker

@@ -1,0 +1,303 @@
+// The SQLite broker store's id index (broker/seen_index.h) on real files: ids merged into the
+// index file in batches, found in memory, in the file and after a reopen; a lost, foreign or
+// stale index file never makes a known id new or a new id known; a merge that cannot write keeps
+// its ids in memory; the v7 -> v8 migration keeps every id and every report.
+#include "broker/seen_index.h"
+
+#include <fmt/format.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+
+#include "broker/sqlite_queue_store.h"
+#include "common/clock.h"
+#include "common/uuid.h"
+#include "tests/support/sqlite_peek.h"
+#include "tests/support/temp_dir.h"
+
+namespace bud::broker {
+namespace {
+
+constexpr const char* kSender = "0192:910076787";
+constexpr const char* kReceiver = "0192:910075918";
+
+SubmitItem Item(const std::string& id, const std::string& sender = kSender) {
+  SubmitItem s;
+  s.message_id = id;
+  s.sender = sender;
+  s.receiver = kReceiver;
+  s.envelope = "envelope bytes of " + id;
+  s.expires_ms = NowMs() + 3600 * 1000;
+  return s;
+}
+
+int64_t Peek(const std::string& path, const std::string& sql) {
+  return test::PeekInt(path, sql, -1);
+}
+
+// Submits `ids` in batches of 50; returns how many came back as duplicates.
+int Submit(SqliteQueueStore& store, const std::vector<std::string>& ids,
+           const std::string& sender = kSender, int* conflicts = nullptr) {
+  int duplicates = 0;
+  for (size_t at = 0; at < ids.size(); at += 50) {
+    std::vector<SubmitItem> batch;
+    for (size_t i = at; i < std::min(ids.size(), at + 50); ++i)
+      batch.push_back(Item(ids[i], sender));
+    std::vector<ReportItem> none;
+    auto r = store.CommitBatch(batch, none);
+    REQUIRE(r.ok());
+    for (const auto& s : batch) {
+      CHECK(s.refused.empty());
+      duplicates += s.duplicate ? 1 : 0;
+      if (conflicts) *conflicts += s.conflict ? 1 : 0;
+    }
+  }
+  return duplicates;
+}
+
+std::vector<std::string> NewIds(int n) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; ++i) ids.push_back(NewUuid());
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "ids reach the index file in merges and are found in memory, in the file and after a "
+    "reopen",
+    "[broker][store][dedup]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db";
+  const auto ids = NewIds(350);
+  {
+    auto opened = SqliteQueueStore::Open(path, 0, /*merge_at=*/100);
+    REQUIRE(opened.ok());
+    SqliteQueueStore& store = **opened;
+    CHECK(Submit(store, ids) == 0);
+    for (int i = 0; i < 10 && store.seen_index().in_memory() >= 100; ++i) {
+      store.seen_index().Settle(10000);  // takes a finished merge, starts the next at 100
+    }
+    CHECK(store.seen_index().merges() >= 2);
+    CHECK(store.seen_index().in_memory() < 100);
+    // Some in the index file, the rest in memory: every one is known.
+    CHECK(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") ==
+          350 - store.seen_index().in_memory());
+    CHECK(Submit(store, ids) == 350);
+    int conflicts = 0;
+    CHECK(Submit(store, {ids[0], ids[349]}, "0192:999999999", &conflicts) == 2);
+    CHECK(conflicts == 2);  // the same id from another organisation is refused as used
+    CHECK(*store.IsKnown(ids[7]));
+    CHECK_FALSE(*store.IsKnown(NewUuid()));
+  }
+  auto reopened = SqliteQueueStore::Open(path, 0, 100);
+  REQUIRE(reopened.ok());
+  CHECK(Submit(**reopened, ids) == 350);
+  CHECK(Submit(**reopened, NewIds(20)) == 0);
+  // A forced tick (the loop's periodic one) merges what waits, however little.
+  (*reopened)->seen_index().Tick(/*force=*/true);
+  (*reopened)->seen_index().Settle(10000);
+  CHECK((*reopened)->seen_index().in_memory() == 0);
+  CHECK(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") == 370);
+}
+
+TEST_CASE("a lost index file is rebuilt from the store, in memory or at once",
+          "[broker][store][dedup]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db";
+  const auto ids = NewIds(300);
+  {
+    auto opened = SqliteQueueStore::Open(path, 0, 100);
+    REQUIRE(opened.ok());
+    CHECK(Submit(**opened, ids) == 0);
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::filesystem::remove(SeenIndex::PathFor(path) + suffix);
+  }
+  SECTION("few rows: read back into memory") {
+    auto opened = SqliteQueueStore::Open(path, 0, 1000);
+    REQUIRE(opened.ok());
+    CHECK((*opened)->seen_index().in_memory() == 300);
+    CHECK(Submit(**opened, ids) == 300);
+  }
+  SECTION("more than four merges' worth: built before the store opens") {
+    auto opened = SqliteQueueStore::Open(path, 0, 50);
+    REQUIRE(opened.ok());
+    CHECK((*opened)->seen_index().in_memory() == 0);
+    CHECK(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") == 300);
+    CHECK(Submit(**opened, ids) == 300);
+  }
+  SECTION("a damaged file is replaced") {
+    {
+      std::FILE* f = std::fopen(SeenIndex::PathFor(path).c_str(), "wb");
+      REQUIRE(f);
+      std::fputs(
+          "this is not a SQLite database, but it is long enough to look at............"
+          "................................................................................",
+          f);
+      std::fclose(f);
+    }
+    auto opened = SqliteQueueStore::Open(path, 0, 50);
+    REQUIRE(opened.ok());
+    CHECK(Submit(**opened, ids) == 300);
+  }
+}
+
+TEST_CASE("an index file of another store is not believed", "[broker][store][dedup]") {
+  test::TempDir dir;
+  const std::string a = dir / "a.db", b = dir / "b.db";
+  const auto ids_a = NewIds(120), ids_b = NewIds(120);
+  for (const auto& [path, ids] : {std::pair{a, ids_a}, std::pair{b, ids_b}}) {
+    auto opened = SqliteQueueStore::Open(path, 0, 50);
+    REQUIRE(opened.ok());
+    CHECK(Submit(**opened, ids) == 0);
+    (*opened)->seen_index().Tick(true);
+    (*opened)->seen_index().Settle(10000);
+    CHECK((*opened)->seen_index().in_memory() == 0);
+  }
+  for (const char* suffix : {"-wal", "-shm"})
+    std::filesystem::remove(SeenIndex::PathFor(b) + suffix);
+  std::filesystem::copy_file(SeenIndex::PathFor(a), SeenIndex::PathFor(b),
+                             std::filesystem::copy_options::overwrite_existing);
+  auto opened = SqliteQueueStore::Open(b, 0, 1000);
+  REQUIRE(opened.ok());
+  CHECK(Submit(**opened, ids_b) == 120);  // b's own ids: still known
+  CHECK(Submit(**opened, ids_a) == 0);    // a's: new here
+}
+
+// A store restored from a copy older than its index file: the index names rows the store no longer
+// has. Messages committed after the copy are new again, the copy's are known, and rows written
+// after the restore are numbered above everything the index holds, so a reopen finds them.
+TEST_CASE("an index file newer than its store hides nothing and invents nothing",
+          "[broker][store][dedup]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db", copy = dir / "copy.db";
+  const auto before = NewIds(120), after = NewIds(120), later = NewIds(60);
+  {
+    auto opened = SqliteQueueStore::Open(path, 0, 50);
+    REQUIRE(opened.ok());
+    CHECK(Submit(**opened, before) == 0);
+    (*opened)->seen_index().Tick(true);
+    (*opened)->seen_index().Settle(10000);
+  }
+  REQUIRE(storage::BackupDatabase(path, copy).ok());
+  {
+    auto opened = SqliteQueueStore::Open(path, 0, 50);
+    REQUIRE(opened.ok());
+    CHECK(Submit(**opened, after) == 0);
+    (*opened)->seen_index().Tick(true);
+    (*opened)->seen_index().Settle(10000);
+    CHECK((*opened)->seen_index().in_memory() == 0);
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
+  std::filesystem::copy_file(copy, path);
+  {
+    auto opened = SqliteQueueStore::Open(path, 0, 1000);
+    REQUIRE(opened.ok());
+    CHECK(Submit(**opened, before) == 120);
+    CHECK(Submit(**opened, after) == 0);  // the restored store never had them
+    CHECK(Submit(**opened, later) == 0);
+  }
+  auto opened = SqliteQueueStore::Open(path, 0, 1000);
+  REQUIRE(opened.ok());
+  CHECK(Submit(**opened, before) == 120);
+  CHECK(Submit(**opened, after) == 120);
+  CHECK(Submit(**opened, later) == 60);
+}
+
+// A merge that cannot write (here: another connection holds the index file's write lock past the
+// busy timeout) keeps its ids in memory, where they are still found; the next merge writes them.
+TEST_CASE("a failed merge keeps its ids in memory until one succeeds", "[broker][store][dedup]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db";
+  auto opened = SqliteQueueStore::Open(path, 0, 50);
+  REQUIRE(opened.ok());
+  SqliteQueueStore& store = **opened;
+  auto blocker = storage::Db::Open(SeenIndex::PathFor(path));
+  REQUIRE(blocker.ok());
+  REQUIRE((*blocker)->Exec("BEGIN IMMEDIATE").ok());
+  const auto ids = NewIds(60);
+  CHECK(Submit(store, ids) == 0);  // the 50th starts a merge, which waits for the lock
+  store.seen_index().Settle(20000);
+  CHECK(store.seen_index().merge_failures() == 1);
+  CHECK(store.seen_index().in_memory() == 60);
+  CHECK(Submit(store, ids) == 60);
+  REQUIRE((*blocker)->Exec("ROLLBACK").ok());
+  store.seen_index().Tick(/*force=*/true);
+  store.seen_index().Settle(10000);
+  CHECK(store.seen_index().merges() == 1);
+  CHECK(store.seen_index().in_memory() == 0);
+  CHECK(Submit(store, ids) == 60);
+}
+
+// v8 turns `seen` into a log and the reports into bits of its rows: a v7 store's ids stay known,
+// its queued message stays deliverable, and a report it had applied makes no second notice.
+TEST_CASE("schema v8 migrates a v7 store: ids, queue and applied reports kept",
+          "[broker][store][dedup]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db";
+  const std::string queued = NewUuid(), reported = NewUuid();
+  {
+    const auto& all = Migrations();
+    REQUIRE(all.size() >= 8);
+    auto v7 = storage::Db::OpenStore(path, {all.begin(), all.begin() + 7});
+    REQUIRE(v7.ok());
+    int seq = 1;
+    for (const auto& id : {queued, reported}) {
+      REQUIRE((*v7)
+                  ->Exec(fmt::format(
+                      "INSERT INTO seen(message_id, sender, receiver, first_seen_ms, seq) "
+                      "VALUES('{}', '{}', '{}', {}, {})",
+                      id, kSender, kReceiver, NowMs(), seq))
+                  .ok());
+      REQUIRE(
+          (*v7)
+              ->Exec(fmt::format(
+                  "INSERT INTO messages(seq, message_id, sender, receiver, envelope, received_ms, "
+                  "expires_ms) VALUES({}, '{}', '{}', '{}', x'01', 1, {})",
+                  seq, id, kSender, kReceiver, NowMs() + 3600 * 1000))
+              .ok());
+      ++seq;
+    }
+    REQUIRE((*v7)
+                ->Exec(fmt::format("INSERT INTO reports(message_id, status) VALUES('{}', {})",
+                                   reported, static_cast<int>(wire::LEVERT)))
+                .ok());
+  }
+  auto opened = SqliteQueueStore::Open(path);
+  REQUIRE(opened.ok());
+  SqliteQueueStore& store = **opened;
+  CHECK(Peek(path, "PRAGMA user_version") == SchemaVersion());
+  CHECK(Peek(path, "SELECT count(*) FROM sqlite_master WHERE name='reports'") == 0);
+  CHECK(Peek(path, fmt::format("SELECT reported FROM seen WHERE message_id='{}'", reported)) ==
+        (1 << wire::LEVERT));
+  CHECK(Submit(store, {queued, reported}) == 2);
+  auto next = store.NextFor(kReceiver, 0, 10);
+  REQUIRE(next.ok());
+  CHECK(next->size() == 2);
+  auto stats = store.Stats(true);
+  REQUIRE(stats.ok());
+  CHECK(stats->seen_ids == 2);
+  CHECK(stats->reports == 1);
+
+  // LEVERT again for `reported`: applied before, so no notice; MOTTATT is new: one notice.
+  std::vector<ReportItem> reports;
+  for (auto status : {wire::LEVERT, wire::MOTTATT}) {
+    ReportItem r;
+    r.reporter = kReceiver;
+    r.message_id = reported;
+    r.status = status;
+    reports.push_back(r);
+  }
+  std::vector<SubmitItem> none;
+  REQUIRE(store.CommitBatch(none, reports).ok());
+  CHECK(reports[0].result.ok());
+  CHECK(reports[0].notify_mailbox.empty());
+  CHECK(reports[1].notify_mailbox == kSender);
+  auto notices = store.NoticesFor(kSender, 0, 10);
+  REQUIRE(notices.ok());
+  CHECK(notices->size() == 1);
+  CHECK(*store.QueuedCount() == 1);
+}
+
+}  // namespace bud::broker
