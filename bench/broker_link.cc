@@ -69,7 +69,10 @@ int64_t BrokerLink::Connect(Millis timeout) {
     const auto round = std::min(deadline, Clock::now() + Millis(1000));
     while (Clock::now() < round) {
       while (auto m = TryReceive()) {
-        if (m->has_welcome()) return NowNs();
+        if (m->has_welcome()) {
+          max_batch_items_ = static_cast<int>(m->welcome().max_batch_items());
+          return NowNs();
+        }
       }
       PollLinks(this, nullptr, 2);
     }
@@ -84,7 +87,33 @@ void BrokerLink::Send(const wire::ClientMessage& msg) {
   last_send_ns_ = NowNs();
 }
 
+// With a broker that takes Batch frames, items wait in one until Flush (or until it is full), as
+// the integration point sends what it has ready; otherwise each goes in a frame of its own.
+wire::Batch* BrokerLink::Batching() {
+  if (max_batch_items_ <= 0) return nullptr;
+  wire::Batch* b = pending_.mutable_batch();
+  if (b->submits_size() + b->reports_size() + b->status_acks_size() >= max_batch_items_) {
+    Flush();
+    b = pending_.mutable_batch();
+  }
+  return b;
+}
+
+void BrokerLink::Flush() {
+  if (!pending_.has_batch()) return;
+  const wire::Batch& b = pending_.batch();
+  if (b.submits_size() + b.reports_size() + b.status_acks_size() > 0) {
+    pending_.set_protocol_version(wire::kProtocolVersion);
+    Send(pending_);
+  }
+  pending_.Clear();
+}
+
 void BrokerLink::Submit(const std::string& envelope) {
+  if (wire::Batch* b = Batching()) {
+    b->add_submits()->set_envelope(envelope);
+    return;
+  }
   wire::ClientMessage m;
   m.set_protocol_version(wire::kProtocolVersion);
   m.mutable_submit()->set_envelope(envelope);
@@ -93,14 +122,22 @@ void BrokerLink::Submit(const std::string& envelope) {
 
 void BrokerLink::Report(const std::string& message_id, wire::MessageStatus status) {
   wire::ClientMessage m;
-  m.set_protocol_version(wire::kProtocolVersion);
-  m.mutable_report()->set_message_id(message_id);
-  m.mutable_report()->set_status(status);
-  m.mutable_report()->set_at_unix_ms(NowMs());
-  Send(m);
+  wire::Report* r = m.mutable_report();
+  if (wire::Batch* b = Batching()) r = b->add_reports();
+  r->set_message_id(message_id);
+  r->set_status(status);
+  r->set_at_unix_ms(NowMs());
+  if (m.has_report()) {
+    m.set_protocol_version(wire::kProtocolVersion);
+    Send(m);
+  }
 }
 
 void BrokerLink::AckNotice(uint64_t notice_id) {
+  if (wire::Batch* b = Batching()) {
+    b->add_status_acks()->set_notice_id(notice_id);
+    return;
+  }
   wire::ClientMessage m;
   m.set_protocol_version(wire::kProtocolVersion);
   m.mutable_status_ack()->set_notice_id(notice_id);
@@ -108,6 +145,7 @@ void BrokerLink::AckNotice(uint64_t notice_id) {
 }
 
 void BrokerLink::KeepAlive() {
+  Flush();
   if (NowNs() - last_send_ns_ < 300'000'000) return;
   wire::ClientMessage m;
   m.set_protocol_version(wire::kProtocolVersion);

@@ -45,10 +45,14 @@ class BrokerLink {
   // Refused. Returns the time the Welcome arrived (NowNs()).
   int64_t Connect(Millis timeout);
   void Send(const wire::ClientMessage& msg);
+  // Submit, Report and AckNotice wait in one Batch frame until Flush() (or KeepAlive()) when the
+  // broker's Welcome takes batches, as the integration point sends what it has ready.
   void Submit(const std::string& envelope);
   void Report(const std::string& message_id, wire::MessageStatus status);
   void AckNotice(uint64_t notice_id);
-  // Sends a heartbeat when nothing was sent for 300 ms (the broker drops silent sessions).
+  void Flush();
+  // Flushes, then sends a heartbeat when nothing was sent for 300 ms (the broker drops silent
+  // sessions).
   void KeepAlive();
   // The next message if one is waiting (no blocking); throws on Refused.
   std::optional<wire::BrokerMessage> TryReceive();
@@ -59,6 +63,9 @@ class BrokerLink {
   std::string org_;
   uint32_t credit_;
   int64_t last_send_ns_ = 0;
+  int max_batch_items_ = 0;  // from the Welcome
+  wire::ClientMessage pending_;
+  wire::Batch* Batching();
 };
 
 // Blocks in zmq_poll on up to two links for at most `ms` milliseconds.

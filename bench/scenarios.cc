@@ -96,6 +96,7 @@ LoadOutcome RunLoad(BrokerLink& sender, EnvelopeMaker& maker, const LoadSpec& sp
           ++out.submitted;
         }
       }
+      sender.Flush();  // what this turn made ready, in one frame where the broker takes batches
     } else if (pending.empty() && (receiver == nullptr || undelivered.empty())) {
       if (receiver == nullptr || out.completed >= out.accepted) break;
     }

@@ -144,7 +144,8 @@ Status Server::Run() {
       }
       std::string rid((*parts)[0].to_string());
       batch_bytes += static_cast<int64_t>((*parts)[1].size());
-      HandleFrame(rid, (*parts)[1]);
+      // A Batch frame counts as the items it carries toward max_batch.
+      i += std::max(HandleFrame(rid, (*parts)[1]), 1) - 1;
     }
     FlushStreams();
     FlushBatch();
@@ -370,35 +371,36 @@ void Server::RefuseChosenRid(const std::string& rid, int fd) {
   (void)connections_->Close(fd, "chose its own routing id");
 }
 
-void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
+int Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
   if (!wire::IsAutoRoutingId(rid)) {
     RefuseChosenRid(rid, wire::SourceFd(frame));
-    return;
+    return 1;
   }
   wire::ClientMessage msg;
   Status parsed = wire::ParseProto(frame, msg, "ClientMessage");
   if (!parsed.ok()) {
     Refuse(rid, parsed.message());
-    return;
+    return 1;
   }
   if (msg.protocol_version() != wire::kProtocolVersion) {
     Refuse(rid, fmt::format("protocol version {} is not supported (this broker speaks {})",
                             msg.protocol_version(), wire::kProtocolVersion));
-    return;
+    return 1;
   }
   const std::string user_id = wire::UserIdOf(frame);
   if (msg.has_hello()) {
     OnHello(rid, wire::SourceFd(frame), msg.hello(), user_id);
-    return;
+    return 1;
   }
   // With CURVE the session is the authenticated organisation's; it must live on this connection.
   Session* s = SessionByRid(rid);
   if (s != nullptr && curve_ && s->org != user_id) s = nullptr;
   if (s == nullptr || s->rid != rid) {
     Refuse(rid, "no session: send Hello first");
-    return;
+    return 1;
   }
   s->last_seen_mono = MonoMs();
+  if (msg.has_batch()) return OnBatch(*s, *msg.mutable_batch());
   switch (msg.body_case()) {
     case wire::ClientMessage::kSubmit: OnSubmit(*s, *msg.mutable_submit()); break;
     case wire::ClientMessage::kReport: OnReport(*s, msg.report()); break;
@@ -417,6 +419,22 @@ void Server::HandleFrame(const std::string& rid, const zmq::message_t& frame) {
     case wire::ClientMessage::kStreamResume: OnStreamMessage(*s, msg); break;
     default: Refuse(rid, "message has no known body"); break;
   }
+  return 1;
+}
+
+int Server::OnBatch(Session& s, wire::Batch& batch) {
+  const int items = batch.submits_size() + batch.reports_size() + batch.status_acks_size();
+  if (items > kMaxBatchItems) {
+    // The whole frame, not a part of it: the client sent more than its Welcome allowed.
+    const std::string rid = s.rid;
+    Refuse(rid, fmt::format("a batch of {} items is more than this broker takes in one frame ({})",
+                            items, kMaxBatchItems));
+    return items;
+  }
+  for (auto& submit : *batch.mutable_submits()) OnSubmit(s, submit);
+  for (const auto& report : batch.reports()) OnReport(s, report);
+  for (const auto& ack : batch.status_acks()) OnStatusAck(s, ack);
+  return items;
 }
 
 void Server::OnHello(const std::string& rid, int fd, const wire::Hello& hello,
@@ -483,6 +501,7 @@ void Server::OnHello(const std::string& rid, int fd, const wire::Hello& hello,
   w.mutable_welcome()->set_orgnr(org_wire);
   w.mutable_welcome()->set_channel(s.channel);
   w.mutable_welcome()->set_heartbeat_ms(static_cast<uint32_t>(config_.heartbeat_ms));
+  w.mutable_welcome()->set_max_batch_items(kMaxBatchItems);
   Send(rid, w);
   dirty_orgs_.insert(who);
 }

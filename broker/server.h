@@ -63,6 +63,8 @@ namespace bud::broker {
 
 class Server {
  public:
+  // Items (submits, reports, status acks) one Batch frame may carry; the Welcome says so.
+  static constexpr int kMaxBatchItems = 256;
   Server(const Config& config, zmq::context_t& ctx);
   // With a store already open (the seam tests inject faults through): Run uses it instead of
   // opening the one the config names.
@@ -101,13 +103,16 @@ class Server {
     size_t index;
   };
 
-  void HandleFrame(const std::string& rid, const zmq::message_t& frame);
+  // Returns the number of submits, reports and acks the frame carried (a Batch carries several).
+  int HandleFrame(const std::string& rid, const zmq::message_t& frame);
   Status SetUpCurve();
   void OnHello(const std::string& rid, int fd, const wire::Hello& hello,
                const std::string& user_id);
   // A frame from a peer that chose its own routing id: logged once per id, connection closed.
   void RefuseChosenRid(const std::string& rid, int fd);
   void OnSubmit(Session& s, wire::Submit& submit);  // takes the envelope out of `submit`
+  // Each item as if it came alone; refuses the frame beyond kMaxBatchItems. Returns the items.
+  int OnBatch(Session& s, wire::Batch& batch);
   void OnReport(Session& s, const wire::Report& report);
   void OnStatusAck(Session& s, const wire::StatusAck& ack);
   // The receiver cannot take a delivery now: taken back without counting an attempt.

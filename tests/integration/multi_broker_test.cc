@@ -11,6 +11,8 @@
 // fenced); a broker SIGKILLed while holding a receiver is taken over by the receiver's Hello on
 // another one; /health answers 200 while the store is writable and 503 when PostgreSQL stops.
 //
+// The same hand-driven links show Batch frames on one broker over SQLite (the last test).
+//
 // Envelopes are not sealed: the broker routes on the cleartext header and never opens payloads
 // (bench/broker_link.h does the same). Every wait has a deadline.
 #include <httplib.h>
@@ -109,6 +111,9 @@ class Link {
     m.mutable_submit()->set_envelope(envelope);
     Send(m);
   }
+  // Any message, as built by the test (a Batch, for one).
+  void SendMessage(const wire::ClientMessage& m) { Send(m); }
+  static wire::ClientMessage NewMessage() { return Msg(); }
   // MOTTATT for a delivered message.
   void Ack(const std::string& id) {
     wire::ClientMessage m = Msg();
@@ -150,6 +155,11 @@ class Link {
   // Deliveries of a message whose MOTTATT the broker had already confirmed.
   const std::vector<std::string>& after_ack() const { return after_ack_; }
   bool refused_no_session() const { return refused_no_session_; }
+  const std::vector<std::string>& refusals() const { return refusals_; }
+  uint32_t max_batch_items() const { return max_batch_items_; }
+  // Notices are acknowledged one by one as they come, unless turned off; their ids are kept.
+  void set_auto_notice_ack(bool on) { auto_notice_ack_ = on; }
+  const std::vector<uint64_t>& notices() const { return notices_; }
   void set_auto_ack(bool on) { auto_ack_ = on; }
   void set_heartbeats(bool on) { heartbeats_ = on; }
 
@@ -195,6 +205,7 @@ class Link {
     switch (m.body_case()) {
       case wire::BrokerMessage::kWelcome:
         welcomed_ = true;
+        max_batch_items_ = m.welcome().max_batch_items();
         last_heartbeat_ = SteadyClock::now();
         break;
       case wire::BrokerMessage::kSubmitReply:
@@ -216,6 +227,8 @@ class Link {
         if (m.report_reply().ok()) acked_.insert(m.report_reply().message_id());
         break;
       case wire::BrokerMessage::kStatusNotice: {
+        notices_.push_back(m.status_notice().notice_id());
+        if (!auto_notice_ack_) break;
         wire::ClientMessage ack = Msg();
         ack.mutable_status_ack()->set_notice_id(m.status_notice().notice_id());
         Send(ack);
@@ -223,6 +236,7 @@ class Link {
       }
       case wire::BrokerMessage::kRefused:
         if (m.refused().reason().starts_with("no session")) refused_no_session_ = true;
+        refusals_.push_back(m.refused().reason());
         break;
       default:
         break;
@@ -236,6 +250,10 @@ class Link {
   bool auto_ack_ = false;
   bool heartbeats_ = true;
   bool refused_no_session_ = false;
+  bool auto_notice_ack_ = true;
+  uint32_t max_batch_items_ = 0;
+  std::vector<std::string> refusals_;
+  std::vector<uint64_t> notices_;
   SteadyClock::time_point last_heartbeat_{};
   std::vector<std::string> delivered_;
   std::vector<std::string> after_ack_;
@@ -469,6 +487,83 @@ TEST_CASE(
     return status == 200;
   });
   CHECK(h["status"] == "UP");
+}
+
+}  // namespace bud::test
+
+namespace bud::test {
+
+// Batch frames (docs/protocol.md): the broker reads a bounded number of frames per connection, so
+// a client with many messages ready sends them in one frame. Each item is handled and answered as
+// if it came alone (a duplicate and a malformed envelope among them included); a frame beyond the
+// Welcome's max_batch_items is refused whole and nothing of it is stored.
+TEST_CASE("one frame carries many submits, reports and status acks; a larger one is refused whole",
+          "[integration][batch]") {
+  ExchangeOptions o;
+  o.start_ips = false;
+  o.broker_settings["max_credit"] = "256";  // every delivery out before the reports
+  Exchange ex(o);
+  Link a(ex, kAgencyA, 0);
+  Link b(ex, kAgencyB, 0, /*credit=*/256);
+  a.set_auto_notice_ack(false);
+  REQUIRE(a.max_batch_items() == 256);
+
+  wire::ClientMessage m = Link::NewMessage();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 198; ++i) {
+    std::string id;
+    m.mutable_batch()->add_submits()->set_envelope(Envelope(kAgencyA, kAgencyB, &id));
+    ids.push_back(id);
+  }
+  m.mutable_batch()->add_submits()->set_envelope(m.batch().submits(0).envelope());  // a 2nd copy
+  m.mutable_batch()->add_submits()->set_envelope("not an envelope");
+  a.SendMessage(m);
+  REQUIRE(a.Pump(kDefaultWait, [&] { return a.replies().size() == ids.size() + 1; }));
+  for (const auto& id : ids) CHECK(a.replies().at(id) == wire::ACCEPTED);
+  CHECK(a.replies().at("") == wire::REJECTED);
+
+  REQUIRE(b.Pump(kDefaultWait, [&] { return b.delivered().size() == ids.size(); }));
+  for (const auto& id : ids) CHECK(b.DeliveredCount(id) == 1);
+  wire::ClientMessage reports = Link::NewMessage();
+  for (const auto& id : b.delivered()) {
+    auto* r = reports.mutable_batch()->add_reports();
+    r->set_message_id(id);
+    r->set_status(wire::MOTTATT);
+    r->set_at_unix_ms(NowMs());
+  }
+  b.SendMessage(reports);
+  REQUIRE(b.Pump(kDefaultWait, [&] { return b.acked().size() == ids.size(); }));
+
+  // The sender's notices (one MOTTATT each), acknowledged in one frame: a new session of the
+  // sender gets none of them again.
+  REQUIRE(a.Pump(kDefaultWait, [&] { return a.notices().size() == ids.size(); }));
+  wire::ClientMessage acks = Link::NewMessage();
+  for (uint64_t n : a.notices()) acks.mutable_batch()->add_status_acks()->set_notice_id(n);
+  a.SendMessage(acks);
+  a.PumpFor(Millis(500));
+  {
+    Link again(ex, kAgencyA, 0);
+    again.set_auto_notice_ack(false);
+    again.PumpFor(Millis(1500));
+    CHECK(again.notices().empty());
+  }
+
+  // 257 items: refused whole, nothing of it stored or delivered.
+  Link a2(ex, kAgencyA, 0);
+  wire::ClientMessage big = Link::NewMessage();
+  std::vector<std::string> big_ids;
+  for (int i = 0; i < 257; ++i) {
+    std::string id;
+    big.mutable_batch()->add_submits()->set_envelope(Envelope(kAgencyA, kAgencyB, &id));
+    big_ids.push_back(id);
+  }
+  a2.SendMessage(big);
+  REQUIRE(a2.Pump(kDefaultWait, [&] { return !a2.refusals().empty(); }));
+  CHECK_THAT(a2.refusals().back(), Catch::Contains("a batch of 257 items is more than this broker "
+                                                   "takes in one frame (256)"));
+  b.PumpFor(Millis(1500));
+  CHECK(a2.replies().empty());
+  CHECK(b.delivered().size() == ids.size());
 }
 
 }  // namespace bud::test
