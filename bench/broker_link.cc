@@ -99,6 +99,12 @@ wire::Batch* BrokerLink::Batching() {
   return b;
 }
 
+int BrokerLink::batched() const {
+  if (!pending_.has_batch()) return 0;
+  const wire::Batch& b = pending_.batch();
+  return b.submits_size() + b.reports_size() + b.status_acks_size();
+}
+
 void BrokerLink::Flush() {
   if (!pending_.has_batch()) return;
   const wire::Batch& b = pending_.batch();
@@ -145,8 +151,11 @@ void BrokerLink::AckNotice(uint64_t notice_id) {
 }
 
 void BrokerLink::KeepAlive() {
-  Flush();
   if (NowNs() - last_send_ns_ < 300'000'000) return;
+  if (batched() > 0) {
+    Flush();
+    return;
+  }
   wire::ClientMessage m;
   m.set_protocol_version(wire::kProtocolVersion);
   m.mutable_heartbeat()->set_at_unix_ms(NowMs());

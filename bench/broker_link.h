@@ -51,8 +51,10 @@ class BrokerLink {
   void Report(const std::string& message_id, wire::MessageStatus status);
   void AckNotice(uint64_t notice_id);
   void Flush();
-  // Flushes, then sends a heartbeat when nothing was sent for 300 ms (the broker drops silent
-  // sessions).
+  // Items waiting in the unsent Batch.
+  int batched() const;
+  // When nothing was sent for 300 ms (the broker drops silent sessions): the waiting Batch, or
+  // else a heartbeat.
   void KeepAlive();
   // The next message if one is waiting (no blocking); throws on Refused.
   std::optional<wire::BrokerMessage> TryReceive();

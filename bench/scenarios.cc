@@ -36,6 +36,11 @@ zmq::context_t& Context() {
 }
 
 constexpr int kReceiverCredit = 100;
+// At a fixed rate, submits wait for company in one Batch (at most kLingerItems, kLingerNs) while
+// at least kLingerAbove earlier ones await their answer.
+constexpr int kLingerAbove = 16;
+constexpr int kLingerItems = 64;
+constexpr int64_t kLingerNs = 1'000'000;
 constexpr size_t kOpenLoopCap = 20000;  // open loop: submits awaiting ACCEPTED at most
 
 struct LoadOutcome {
@@ -71,6 +76,7 @@ LoadOutcome RunLoad(BrokerLink& sender, EnvelopeMaker& maker, const LoadSpec& sp
   const int64_t deadline = out.start_ns + static_cast<int64_t>((planned_s + 120) * 1e9);
   const double gap_ns = spec.rate > 0 ? 1e9 / spec.rate : 0;
   double next_due = static_cast<double>(out.start_ns);
+  int64_t last_flush_ns = out.start_ns;
   std::string id;
   for (;;) {
     int64_t now = NowNs();
@@ -96,7 +102,16 @@ LoadOutcome RunLoad(BrokerLink& sender, EnvelopeMaker& maker, const LoadSpec& sp
           ++out.submitted;
         }
       }
-      sender.Flush();  // what this turn made ready, in one frame where the broker takes batches
+      // What this turn made ready goes in one frame where the broker takes batches. At a fixed
+      // rate a turn makes one or two: while the broker has many unanswered, they wait up to a
+      // millisecond for company (the broker reads at most receive_hwm frames of a connection
+      // per turn); while it has few, they go at once.
+      const bool behind = static_cast<int>(pending.size()) - sender.batched() >= kLingerAbove;
+      if (spec.rate <= 0 || !behind || sender.batched() >= kLingerItems ||
+          now - last_flush_ns >= kLingerNs) {
+        sender.Flush();
+        last_flush_ns = now;
+      }
     } else if (pending.empty() && (receiver == nullptr || undelivered.empty())) {
       if (receiver == nullptr || out.completed >= out.accepted) break;
     }
@@ -154,8 +169,10 @@ LoadOutcome RunLoad(BrokerLink& sender, EnvelopeMaker& maker, const LoadSpec& sp
           }
         }
       }
+      receiver->Flush();  // this turn's reports in one frame
       receiver->KeepAlive();
     }
+    if (!submitting()) sender.Flush();  // status acks; while submitting they go with the submits
     sender.KeepAlive();
     if (!got) {
       int wait_ms = 10;

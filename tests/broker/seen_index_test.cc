@@ -55,6 +55,17 @@ int Submit(SqliteQueueStore& store, const std::vector<std::string>& ids,
   return duplicates;
 }
 
+// Merges every id waiting in memory into the index file (a merge may be running already; the
+// loop's own Tick would start the next one later).
+void MergeAll(SqliteQueueStore& store) {
+  for (int i = 0; i < 20 && store.seen_index().in_memory() > 0; ++i) {
+    store.seen_index().Settle(10000);
+    store.seen_index().Tick(/*force=*/true);
+    store.seen_index().Settle(10000);
+  }
+  REQUIRE(store.seen_index().in_memory() == 0);
+}
+
 std::vector<std::string> NewIds(int n) {
   std::vector<std::string> ids;
   for (int i = 0; i < n; ++i) ids.push_back(NewUuid());
@@ -95,9 +106,7 @@ TEST_CASE(
   CHECK(Submit(**reopened, ids) == 350);
   CHECK(Submit(**reopened, NewIds(20)) == 0);
   // A forced tick (the loop's periodic one) merges what waits, however little.
-  (*reopened)->seen_index().Tick(/*force=*/true);
-  (*reopened)->seen_index().Settle(10000);
-  CHECK((*reopened)->seen_index().in_memory() == 0);
+  MergeAll(**reopened);
   CHECK(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") == 370);
 }
 
@@ -151,9 +160,7 @@ TEST_CASE("an index file of another store is not believed", "[broker][store][ded
     auto opened = SqliteQueueStore::Open(path, 0, 50);
     REQUIRE(opened.ok());
     CHECK(Submit(**opened, ids) == 0);
-    (*opened)->seen_index().Tick(true);
-    (*opened)->seen_index().Settle(10000);
-    CHECK((*opened)->seen_index().in_memory() == 0);
+    MergeAll(**opened);
   }
   for (const char* suffix : {"-wal", "-shm"})
     std::filesystem::remove(SeenIndex::PathFor(b) + suffix);
@@ -177,17 +184,14 @@ TEST_CASE("an index file newer than its store hides nothing and invents nothing"
     auto opened = SqliteQueueStore::Open(path, 0, 50);
     REQUIRE(opened.ok());
     CHECK(Submit(**opened, before) == 0);
-    (*opened)->seen_index().Tick(true);
-    (*opened)->seen_index().Settle(10000);
+    MergeAll(**opened);
   }
   REQUIRE(storage::BackupDatabase(path, copy).ok());
   {
     auto opened = SqliteQueueStore::Open(path, 0, 50);
     REQUIRE(opened.ok());
     CHECK(Submit(**opened, after) == 0);
-    (*opened)->seen_index().Tick(true);
-    (*opened)->seen_index().Settle(10000);
-    CHECK((*opened)->seen_index().in_memory() == 0);
+    MergeAll(**opened);
   }
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
   std::filesystem::copy_file(copy, path);
