@@ -184,18 +184,33 @@ void SeenIndex::Erase(Map& map, uint64_t h, int64_t n) {
   }
 }
 
-Result<std::vector<int64_t>> SeenIndex::Candidates(const std::string& id) {
+std::vector<int64_t> SeenIndex::Recent(const std::string& id) const {
   std::vector<int64_t> out;
   const uint64_t h = Hash(id);
   for (const Map* m : {&pending_, &recent_, &merging_}) {
     auto [first, last] = m->equal_range(h);
     for (auto it = first; it != last; ++it) out.push_back(it->second);
   }
+  return out;
+}
+
+Result<std::optional<int64_t>> SeenIndex::Merged(const std::string& id) {
   BUD_ASSIGN_OR_RETURN(auto* q, reader_->Prepare("SELECT n FROM ids WHERE message_id=?"));
   BUD_ASSIGN_OR_RETURN(bool row, q->Bind(1, id).Step());
-  if (row && std::find(out.begin(), out.end(), q->Int(0)) == out.end()) out.push_back(q->Int(0));
-  q->Reset();  // ends the read transaction: the next lookup sees the next merge
+  std::optional<int64_t> out;
+  if (row) out = q->Int(0);
+  q->Reset();  // outside BeginReads, ends the read transaction: the next lookup sees the next merge
   return out;
+}
+
+void SeenIndex::BeginReads() {
+  // A failed BEGIN leaves each lookup its own transaction, as without it.
+  reading_ = reader_->Exec("BEGIN").ok();
+}
+
+void SeenIndex::EndReads() {
+  if (reading_) (void)reader_->Exec("COMMIT");  // a read transaction: nothing to lose
+  reading_ = false;
 }
 
 void SeenIndex::Stage(const std::string& id, int64_t n) {

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -54,9 +55,10 @@ class SeenIndex {
   // The side file's path for a store at `store_path`.
   static std::string PathFor(const std::string& store_path);
 
-  // Row numbers that may be `id`'s row (memory first, then the side file); the caller checks
-  // each against the row.
-  Result<std::vector<int64_t>> Candidates(const std::string& id);
+  // Row numbers that may be `id`'s row; the caller checks each against the row. The rows of
+  // recent commits are in memory (Recent); older ones in the side file (Merged).
+  std::vector<int64_t> Recent(const std::string& id) const;
+  Result<std::optional<int64_t>> Merged(const std::string& id);
   // Inside the store's transaction: `id` was written as row `n`. Kept apart until Commit() (the
   // transaction committed) or Drop() (it did not).
   void Stage(const std::string& id, int64_t n);
@@ -67,6 +69,10 @@ class SeenIndex {
   // Takes a finished merge's outcome; starts a merge when kMergeAt rows wait, or when `force` and
   // any do (and none runs).
   void Tick(bool force);
+  // Between them, Candidates reads the side file in one read transaction (one snapshot: call
+  // Tick only after EndReads, so that a merge taken is visible to the next lookups).
+  void BeginReads();
+  void EndReads();
   // Empty while memory may take another id; otherwise why not (the side file cannot be written).
   std::string Room() const;
 
@@ -101,6 +107,7 @@ class SeenIndex {
   const int64_t merge_at_;
   const uint64_t seed_;
   std::unique_ptr<storage::Db> reader_;  // the loop's read connection to the side file
+  bool reading_ = false;                 // inside BeginReads
   Map pending_, recent_, merging_;
   std::vector<std::pair<std::string, int64_t>> forget_, forgetting_;
   int64_t watermark_ = 0;

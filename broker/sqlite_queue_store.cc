@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <unordered_set>
 
 #include "common/clock.h"
 #include "common/fs.h"
@@ -304,21 +305,27 @@ Status SqliteQueueStore::Maintain() {
 
 Result<std::optional<SqliteQueueStore::SeenRow>> SqliteQueueStore::FindSeen(
     const std::string& message_id) {
-  BUD_ASSIGN_OR_RETURN(auto candidates, seen_index_->Candidates(message_id));
   BUD_ASSIGN_OR_RETURN(auto* q,
                        db_->Prepare("SELECT message_id, sender, receiver, seq, sender_channel, "
                                     "receiver_channel, reported FROM seen WHERE n=?"));
-  for (int64_t n : candidates) {
+  // The index may name a row that was pruned or belongs to another id: only the row decides.
+  auto row_of = [&](int64_t n) -> Result<std::optional<SeenRow>> {
     BUD_ASSIGN_OR_RETURN(bool row, q->Bind(1, n).Step());
-    // The index may name a row that was pruned or belongs to another id: only the row decides.
+    std::optional<SeenRow> out;
     if (row && q->Text(0) == message_id) {
-      SeenRow out{n, q->Text(1), q->Text(2), q->Int(3), q->Text(4), q->Text(5), q->Int(6)};
-      q->Reset();
-      return std::optional<SeenRow>(std::move(out));
+      out = SeenRow{n, q->Text(1), q->Text(2), q->Int(3), q->Text(4), q->Text(5), q->Int(6)};
     }
     q->Reset();
+    return out;
+  };
+  // Memory first: a report usually follows its submit closely, and the side file is then not read.
+  for (int64_t n : seen_index_->Recent(message_id)) {
+    BUD_ASSIGN_OR_RETURN(auto found, row_of(n));
+    if (found) return found;
   }
-  return std::optional<SeenRow>();
+  BUD_ASSIGN_OR_RETURN(auto merged, seen_index_->Merged(message_id));
+  if (!merged) return std::optional<SeenRow>();
+  return row_of(*merged);
 }
 
 Result<std::unique_ptr<SqliteQueueStore>> SqliteQueueStore::Open(const std::string& path,
@@ -488,7 +495,12 @@ CommitResult SqliteQueueStore::CommitBatch(std::vector<SubmitItem>& submits,
                                            std::vector<ReportItem>& reports,
                                            const std::vector<NoticeAck>& acks) {
   // SQLite knows whether its own commit happened: durable or failed, never unknown.
-  return CommitResult::From(DoCommitBatch(submits, reports, acks));
+  // The batch's id lookups share one read of the index file (a lock each cost a system call).
+  seen_index_->BeginReads();
+  Status done = DoCommitBatch(submits, reports, acks);
+  seen_index_->EndReads();
+  if (done.ok()) seen_index_->Tick(/*force=*/false);
+  return CommitResult::From(std::move(done));
 }
 
 Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
@@ -557,7 +569,6 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
   counts_.Commit();
   seen_index_->Commit();
   drop_pending.keep = true;
-  seen_index_->Tick(/*force=*/false);
   return Status::Ok();
 }
 
@@ -645,14 +656,25 @@ Status SqliteQueueStore::CheckLease(const LeaseRef& lease) const {
 Result<std::vector<Queued>> SqliteQueueStore::ClaimDeliveries(
     const LeaseRef& lease, const std::vector<int64_t>& handed_out, int limit) {
   BUD_RETURN_IF_ERROR(CheckLease(lease));
-  BUD_ASSIGN_OR_RETURN(auto next,
-                       NextFor(lease.org, 0, limit + static_cast<int>(handed_out.size())));
+  // The queue's first seqs from the mailbox's index alone (it covers them), those in flight left
+  // out; only the envelopes handed out now are read (the ones in flight were read before).
+  BUD_ASSIGN_OR_RETURN(
+      auto* st, db_->Prepare("SELECT seq FROM messages WHERE receiver=? AND receiver_channel=? "
+                             "ORDER BY seq LIMIT ?"));
+  const auto [org, channel] = SplitMailboxKey(lease.org);
+  st->BindAll(org, channel, limit + static_cast<int>(handed_out.size()));
+  const std::unordered_set<int64_t> skip(handed_out.begin(), handed_out.end());
+  std::vector<int64_t> seqs;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row || static_cast<int>(seqs.size()) >= limit) break;
+    if (!skip.contains(st->Int(0))) seqs.push_back(st->Int(0));
+  }
+  st->Reset();
   std::vector<Queued> out;
-  for (auto& q : next) {
-    if (static_cast<int>(out.size()) >= limit) break;
-    if (std::find(handed_out.begin(), handed_out.end(), q.seq) == handed_out.end()) {
-      out.push_back(std::move(q));
-    }
+  for (int64_t seq : seqs) {
+    BUD_ASSIGN_OR_RETURN(auto q, BySeq(seq));
+    if (q) out.push_back(std::move(*q));
   }
   return out;
 }
