@@ -252,10 +252,11 @@ void OwnBench::AddRss(Figures& f, bool ips) {
 namespace {
 // CPU seconds (user + system) the sending and the receiving point have used so far.
 struct IpCpu {
-  std::optional<double> sender, receiver;
+  std::optional<double> sender, receiver, sender_user, receiver_user;
 };
 IpCpu IpCpuNow(test::Exchange& ex) {
-  return {CpuSeconds(ex.ip(kAgencyA).pid()), CpuSeconds(ex.ip(kAgencyB).pid())};
+  return {CpuSeconds(ex.ip(kAgencyA).pid()), CpuSeconds(ex.ip(kAgencyB).pid()),
+          UserCpuSeconds(ex.ip(kAgencyA).pid()), UserCpuSeconds(ex.ip(kAgencyB).pid())};
 }
 // Each point's CPU per message between `before` and now: on a busy machine this moves less
 // than msgs/s does (other processes take idle time, not the points' own work).
@@ -270,6 +271,12 @@ void AddIpCpu(Figures& f, test::Exchange& ex, const IpCpu& before, size_t messag
   }
   if (before.receiver && after.receiver) {
     f.extra["ip_receiver_cpu_us_per_msg"] = per_msg(before.receiver, after.receiver);
+  }
+  if (before.sender_user && after.sender_user) {
+    f.extra["ip_sender_user_us_per_msg"] = per_msg(before.sender_user, after.sender_user);
+  }
+  if (before.receiver_user && after.receiver_user) {
+    f.extra["ip_receiver_user_us_per_msg"] = per_msg(before.receiver_user, after.receiver_user);
   }
 }
 }  // namespace

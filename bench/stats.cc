@@ -10,6 +10,7 @@
 #include <iterator>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "bench/peers.h"
 
@@ -132,7 +133,9 @@ std::optional<double> RssMib(pid_t pid) {
   return *kib / 1024;
 }
 
-std::optional<double> CpuSeconds(pid_t pid) {
+namespace {
+// utime and stime of `pid` in seconds.
+std::optional<std::pair<double, double>> CpuTimes(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const size_t paren = text.rfind(')');  // the command name may hold spaces
@@ -144,7 +147,21 @@ std::optional<double> CpuSeconds(pid_t pid) {
     if (i == 14) utime = std::stod(f);
     if (i == 15) stime = std::stod(f);
   }
-  return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const auto tck = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  return std::make_pair(utime / tck, stime / tck);
+}
+}  // namespace
+
+std::optional<double> CpuSeconds(pid_t pid) {
+  auto t = CpuTimes(pid);
+  if (!t) return std::nullopt;
+  return t->first + t->second;
+}
+
+std::optional<double> UserCpuSeconds(pid_t pid) {
+  auto t = CpuTimes(pid);
+  if (!t) return std::nullopt;
+  return t->first;
 }
 
 nlohmann::json ToJson(const Figures& f) {

@@ -63,6 +63,8 @@ std::optional<double> RssMib(pid_t pid);
 
 // CPU time (user + system, all threads) a live process has used, in seconds.
 std::optional<double> CpuSeconds(pid_t pid);
+// The user-space part of it (the kernel's part, file system work, moves more between runs).
+std::optional<double> UserCpuSeconds(pid_t pid);
 
 nlohmann::json ToJson(const Figures& f);
 // The results table, one line per figure set, plus the ratio lines.

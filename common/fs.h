@@ -28,6 +28,13 @@ Status MakeDirs(const std::string& path, int mode = 0750);
 // rename(2) then fsync of the target's parent directory.
 Status RenameDurable(const std::string& from, const std::string& to);
 Status RemoveAll(const std::string& path);
+// Asks the file system to spread the subdirectories of the directory `dir` over its allocation
+// groups, each with its files (ext4's "top of a directory hierarchy" flag, chattr +T, which its
+// Orlov allocator honours). Without it ext4 puts a new folder in its parent's group, where a
+// folder of the same kind was just removed; an ext4 without a journal then skips the freed
+// inodes one by one, so that creating a file costs more the more files were removed in the
+// last seconds. Best effort: false where the file system has no such flag (nothing changes).
+bool SpreadSubdirectories(const std::string& dir);
 bool Exists(const std::string& path);
 // A secret (private key, CURVE key file) must exist and not be readable by group or others:
 // kBadKey with the mode and "chmod 600" otherwise. `what` names it ("private key", ...).

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "common/clock.h"
 #include "common/fs.h"
@@ -51,10 +52,19 @@ Status InboxBatch::Stage(const crypto::Opened& opened, const SignerInfo& signer,
   }
   if (staged_.contains(h.message_id())) return Status::Ok();
   if (Exists(JoinPath(inbox_, h.message_id()))) return Status::Ok();
-  const std::string tmp_root = JoinPath(inbox_, ".tmp");
-  const std::string tmp = JoinPath(tmp_root, h.message_id());
-  if (staged_.empty()) BUD_RETURN_IF_ERROR(MakeDirs(tmp_root));
-  BUD_RETURN_IF_ERROR(RemoveAll(tmp));  // a leftover of an earlier attempt
+  if (batch_dir_.empty()) {
+    const std::string tmp_root = JoinPath(inbox_, ".tmp");
+    BUD_RETURN_IF_ERROR(MakeDirs(tmp_root));
+    // The batch's folder is spread over the file system's allocation groups, and each message's
+    // folder and files go beside it: away from the inodes just freed in the inbox and the outbox
+    // (common/fs.h). A no-op once set, and where the file system has no such flag.
+    SpreadSubdirectories(tmp_root);
+    const std::string batch = JoinPath(tmp_root, "batch-" + NewUuid());
+    BUD_RETURN_IF_ERROR(MakeDirs(batch, 0700));
+    batch_dir_ = batch;
+  }
+  const std::string tmp = JoinPath(batch_dir_, h.message_id());
+  BUD_RETURN_IF_ERROR(RemoveAll(tmp));  // a leftover of an earlier attempt in this batch
   BUD_RETURN_IF_ERROR(MakeDirs(tmp, 0750));
 
   nlohmann::json files = nlohmann::json::array();
@@ -77,12 +87,21 @@ Status InboxBatch::Publish() {
   if (staged_.empty()) return Status::Ok();
   std::set<std::string> staged = std::move(staged_);
   staged_.clear();
-  const std::string tmp_root = JoinPath(inbox_, ".tmp");
+  const std::string batch = std::exchange(batch_dir_, std::string());
+  Status st = PublishFrom(batch, staged);
+  // Empty when published (unless a message's staging failed half way); after a failure what
+  // is left was never recorded, and the broker delivers it again. What cannot be removed now is
+  // removed when the point starts.
+  (void)RemoveAll(batch);
+  return st;
+}
+
+Status InboxBatch::PublishFrom(const std::string& batch, const std::set<std::string>& staged) {
   // Every staged file and folder durable before any appears in the inbox.
-  BUD_RETURN_IF_ERROR(SyncFileSystem(tmp_root));
+  BUD_RETURN_IF_ERROR(SyncFileSystem(batch));
   for (const auto& id : staged) {
     const std::string final_dir = JoinPath(inbox_, id);
-    if (::rename(JoinPath(tmp_root, id).c_str(), final_dir.c_str()) != 0) {
+    if (::rename(JoinPath(batch, id).c_str(), final_dir.c_str()) != 0) {
       return ErrnoStatus(errno, fmt::format("cannot move message {} into the inbox", id));
     }
   }

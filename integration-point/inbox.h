@@ -1,10 +1,10 @@
 // The inbox side of the folder contract: inbox/<message-id>/ appears atomically, with
 // message.json (who, what, when, verified signer) and the decrypted attachments.
 //
-// Written under inbox/.tmp/<message-id>/, made durable, then renamed into place and the inbox
-// directory fsynced. Files are created 0640 and folders 0750. The engine writes the folders of
-// one loop turn as a batch (InboxBatch: one syncfs for the turn instead of an fsync per file
-// and folder).
+// Written under inbox/.tmp/batch-<uuid>/<message-id>/, made durable, then renamed into place and
+// the inbox directory fsynced. Files are created 0640 and folders 0750. The engine writes the
+// folders of one loop turn as a batch (InboxBatch: one syncfs for the turn instead of an fsync per
+// file and folder).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -33,12 +33,12 @@ nlohmann::json InboxMessageJson(const wire::Header& h, const std::string& title,
 std::string InboxJsonText(const nlohmann::json& mj);
 
 // Inbox folders written together. Operation: Stage writes a message's folder under
-// inbox/.tmp/<id>/ without any fsync; Publish makes every staged folder durable with one
-// syncfs(2) of the inbox's file system, renames each into the inbox and fsyncs the inbox
-// directory once. The store may record a message as received only after Publish returned Ok (a
-// crash in between leaves a folder that the redelivery finds in place: Stage leaves an existing
-// inbox/<id>/ as it is). When Publish fails nothing staged may be recorded; the staged folders
-// stay under .tmp and are rewritten on redelivery.
+// inbox/.tmp/batch-<uuid>/<id>/ (one folder per batch) without any fsync; Publish makes every
+// staged folder durable with one syncfs(2) of the inbox's file system, renames each into the
+// inbox, fsyncs the inbox directory once and removes the batch's folder. The store may record a
+// message as received only after Publish returned Ok (a crash in between leaves a folder that the
+// redelivery finds in place: Stage leaves an existing inbox/<id>/ as it is). When Publish fails
+// nothing staged may be recorded; the staged folders are removed and written again on redelivery.
 // Concurrency: one thread (the engine's).
 class InboxBatch {
  public:
@@ -54,8 +54,11 @@ class InboxBatch {
   Status Publish();
 
  private:
+  Status PublishFrom(const std::string& batch, const std::set<std::string>& staged);
+
   std::string inbox_;
   std::set<std::string> staged_;  // message ids
+  std::string batch_dir_;         // inbox/.tmp/batch-<uuid>, once the batch has one
 };
 
 }  // namespace bud::ip

@@ -216,8 +216,16 @@ void Sender::SubmitSealed() {
   const auto max = static_cast<size_t>(d_.config.broker.max_in_flight);
   if (!d_.link.ready() || d_.clock.MonoMs() < pause_until_mono_) return;
   if (in_flight_.size() >= max) return;
-  auto rows =
-      d_.store.OutgoingInState(WorkState::kSealed, static_cast<int>(d_.config.broker.max_in_flight * 2));
+  // Most of them are in flight already: only the envelopes to be sent now are read.
+  size_t room = max - in_flight_.size();
+  auto rows = d_.store.OutgoingInState(WorkState::kSealed,
+                                       static_cast<int>(d_.config.broker.max_in_flight * 2),
+                                       [&](const std::string& stored_id) {
+                                         if (room == 0 || in_flight_.contains(LowerId(stored_id)))
+                                           return true;
+                                         --room;
+                                         return false;
+                                       });
   if (!rows.ok()) {
     Log()->error("reading sealed messages: {}", rows.status().ToString());
     return;

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "common/clock.h"
+#include "common/status_machine.h"
 #include "integration-point/store/internal.h"
 
 namespace bud::ip {
@@ -15,28 +16,43 @@ Status IncomingStore::RecordIncoming(const MessageRow& m, MsgStatus status,
                                      const std::string& report_reason, int64_t at_ms) {
   storage::Transaction tx(db_.conn());
   BUD_RETURN_IF_ERROR(tx.began());
+  // Kept for the HTTP API, or done; a FEIL is done at once.
+  const WorkState kept = m.state == WorkState::kApi ? WorkState::kApi : WorkState::kDone;
+  const WorkState state = status == wire::FEIL ? WorkState::kDone : kept;
+  const bool first = Advances(wire::STATUS_UNSPECIFIED, status);  // FEIL, INNKOMMENDE_MOTTATT
+  // A new message is inserted with its first status and work state, and its history line
+  // written beside it: what ApplyStatusInTx would do to a row without a status, without
+  // rewriting the row twice.
   BUD_ASSIGN_OR_RETURN(auto* ins,
                        db_.conn().Prepare("INSERT OR IGNORE INTO messages(message_id, direction, "
                                           "conversation_id, sender, receiver, "
                                           "process, document_type, title, created_ms, expires_ms, "
                                           "status, state, payload, updated_ms, "
                                           "files, sender_channel) "
-                                          "VALUES(?,'IN',?,?,?,?,?,?,?,?,'',?,?,?,?,?)"));
-  // Kept for the HTTP API, or done.
-  const WorkState state = m.state == WorkState::kApi ? WorkState::kApi : WorkState::kDone;
+                                          "VALUES(?,'IN',?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
   ins->BindAll(m.message_id, m.conversation_id, m.sender, m.receiver, m.process, m.document_type,
-               m.title, m.created_ms, m.expires_ms, std::string(Text(state)));
+               m.title, m.created_ms, m.expires_ms, first ? StatusName(status) : std::string_view(),
+               std::string(Text(state)));
   if (state == WorkState::kApi) {
-    ins->BindBlob(11, m.payload);
+    ins->BindBlob(12, m.payload);
   } else {
-    ins->BindNull(11);
+    ins->BindNull(12);
   }
-  ins->Bind(12, at_ms).Bind(13, state == WorkState::kApi ? m.files : std::string());
-  ins->Bind(14, m.sender_channel);
+  ins->Bind(13, NowMs()).Bind(14, state == WorkState::kApi ? m.files : std::string());
+  ins->Bind(15, m.sender_channel);
   BUD_RETURN_IF_ERROR(ins->Run());
-  BUD_RETURN_IF_ERROR(ApplyStatusInTx(db_.conn(), m.message_id, Direction::kIn, status, reason,
-                                      at_ms, status == wire::FEIL ? WorkState::kDone : state)
-                          .status());
+  if (first && ins->Changes() == 1) {
+    BUD_ASSIGN_OR_RETURN(
+        auto* h, db_.conn().Prepare("INSERT INTO history(message_id, direction, status, reason, "
+                                    "at_ms, advanced) VALUES(?,'IN',?,?,?,1)"));
+    BUD_RETURN_IF_ERROR(h->BindAll(m.message_id, StatusName(status), reason, at_ms).Run());
+  } else {
+    // Recorded before (the engine screens repeats out first), or a status that is not a first
+    // one: the state machine decides.
+    BUD_RETURN_IF_ERROR(ApplyStatusInTx(db_.conn(), m.message_id, Direction::kIn, status, reason,
+                                        at_ms, status == wire::FEIL ? WorkState::kDone : kept)
+                            .status());
+  }
   BUD_ASSIGN_OR_RETURN(auto* rep,
                        db_.conn().Prepare("INSERT OR IGNORE INTO pending_reports(message_id, "
                                           "status, reason, at_ms) VALUES(?,?,?,?)"));

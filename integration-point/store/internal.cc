@@ -117,21 +117,21 @@ Result<bool> HasRow(storage::Db& db, const std::string& message_id, Direction di
 Result<bool> ApplyStatusInTx(storage::Db& db, const std::string& message_id, Direction direction,
                              MsgStatus status, const std::string& reason, int64_t at_ms,
                              std::optional<WorkState> new_state, const std::string& raw_receipt) {
+  const std::string dir(Text(direction));
+  const std::string name(StatusName(status));
+  // The current status, and whether this status is in the history already (repeats are ignored
+  // entirely: one history line per status).
   BUD_ASSIGN_OR_RETURN(
-      auto* q, db.Prepare("SELECT status FROM messages WHERE message_id=? AND direction=?"));
-  BUD_ASSIGN_OR_RETURN(bool row, q->BindAll(message_id, std::string(Text(direction))).Step());
+      auto* q, db.Prepare("SELECT status, EXISTS(SELECT 1 FROM history WHERE message_id=?1 AND "
+                          "direction=?2 AND status=?3) FROM messages WHERE message_id=?1 AND "
+                          "direction=?2"));
+  BUD_ASSIGN_OR_RETURN(bool row, q->BindAll(message_id, dir, name).Step());
   if (!row) {
     return Status(Code::kNotFound, fmt::format("no {} message {}", Text(direction), message_id));
   }
-  auto current = StatusFromName(q->Text(0)).value_or(wire::STATUS_UNSPECIFIED);
+  const auto current = StatusFromName(q->Text(0)).value_or(wire::STATUS_UNSPECIFIED);
+  const bool seen = q->Int(1) != 0;
   q->Reset();
-  // Repeats are ignored entirely: one history line per status.
-  BUD_ASSIGN_OR_RETURN(
-      auto* dup,
-      db.Prepare("SELECT 1 FROM history WHERE message_id=? AND direction=? AND status=?"));
-  BUD_ASSIGN_OR_RETURN(
-      bool seen, dup->BindAll(message_id, std::string(Text(direction)), StatusName(status)).Step());
-  dup->Reset();
   if (seen) return false;
   const bool advances = Advances(current, status);
   BUD_ASSIGN_OR_RETURN(
@@ -140,27 +140,28 @@ Result<bool> ApplyStatusInTx(storage::Db& db, const std::string& message_id, Dir
                  "raw_receipt) SELECT message_id, direction, ?, ?, ?, ?, ? FROM messages "
                  "WHERE message_id=? AND direction=?"));
   // The message's id as stored (the client's spelling), whatever case the caller gave.
-  BUD_RETURN_IF_ERROR(h->BindAll(StatusName(status), reason, at_ms, advances ? 1 : 0, raw_receipt,
-                                 message_id, std::string(Text(direction)))
-                          .Run());
-  if (advances) {
+  BUD_RETURN_IF_ERROR(
+      h->BindAll(name, reason, at_ms, advances ? 1 : 0, raw_receipt, message_id, dir).Run());
+  const bool state_changes = new_state || (advances && IsFinal(status));
+  if (!advances && !state_changes) return advances;
+  if (!state_changes) {
     BUD_ASSIGN_OR_RETURN(
         auto* up,
         db.Prepare(
             "UPDATE messages SET status=?, updated_ms=? WHERE message_id=? AND direction=?"));
-    BUD_RETURN_IF_ERROR(
-        up->BindAll(StatusName(status), NowMs(), message_id, std::string(Text(direction))).Run());
+    BUD_RETURN_IF_ERROR(up->BindAll(name, NowMs(), message_id, dir).Run());
+    return advances;
   }
-  if (new_state || (advances && IsFinal(status))) {
-    const std::string state = Text(new_state.value_or(WorkState::kDone));
-    BUD_ASSIGN_OR_RETURN(auto* up,
-                         db.Prepare("UPDATE messages SET state=?, "
-                                    "payload=CASE WHEN ? IN ('new', 'api') THEN payload END, "
-                                    "envelope=CASE WHEN ?='sealed' THEN envelope END "
-                                    "WHERE message_id=? AND direction=?"));
-    BUD_RETURN_IF_ERROR(
-        up->BindAll(state, state, state, message_id, std::string(Text(direction))).Run());
-  }
+  // The status and the work state in one UPDATE: each UPDATE rewrites the whole row, envelope
+  // included.
+  const std::string state = Text(new_state.value_or(WorkState::kDone));
+  BUD_ASSIGN_OR_RETURN(
+      auto* up, db.Prepare("UPDATE messages SET status=CASE WHEN ?1 THEN ?2 ELSE status END, "
+                           "updated_ms=CASE WHEN ?1 THEN ?3 ELSE updated_ms END, state=?4, "
+                           "payload=CASE WHEN ?4 IN ('new', 'api') THEN payload END, "
+                           "envelope=CASE WHEN ?4='sealed' THEN envelope END "
+                           "WHERE message_id=?5 AND direction=?6"));
+  BUD_RETURN_IF_ERROR(up->BindAll(advances ? 1 : 0, name, NowMs(), state, message_id, dir).Run());
   return advances;
 }
 

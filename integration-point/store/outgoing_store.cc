@@ -72,14 +72,34 @@ Result<bool> OutgoingStore::FolderImported(const std::string& folder_key) {
   return row;
 }
 
-Result<std::vector<MessageRow>> OutgoingStore::OutgoingInState(WorkState state, int limit) {
-  BUD_ASSIGN_OR_RETURN(
-      auto* st,
-      db_.conn().Prepare(fmt::format(
-          "SELECT {} FROM messages WHERE direction='OUT' AND state=? ORDER BY created_ms LIMIT ?",
-          kColumns)));
-  st->BindAll(std::string(Text(state)), limit);
-  return ReadRows(*st);
+Result<std::vector<MessageRow>> OutgoingStore::OutgoingInState(
+    WorkState state, int limit, const std::function<bool(const std::string&)>& skip) {
+  if (!skip) {
+    BUD_ASSIGN_OR_RETURN(
+        auto* st, db_.conn().Prepare(fmt::format("SELECT {} FROM messages WHERE direction='OUT' "
+                                                 "AND state=? ORDER BY created_ms LIMIT ?",
+                                                 kColumns)));
+    st->BindAll(std::string(Text(state)), limit);
+    return ReadRows(*st);
+  }
+  // The ids first; a row with its blobs only for those not skipped.
+  BUD_ASSIGN_OR_RETURN(auto* ids, db_.conn().Prepare("SELECT message_id FROM messages WHERE "
+                                                     "direction='OUT' AND state=? ORDER BY "
+                                                     "created_ms LIMIT ?"));
+  ids->BindAll(std::string(Text(state)), limit);
+  std::vector<std::string> wanted;
+  for (;;) {
+    BUD_ASSIGN_OR_RETURN(bool row, ids->Step());
+    if (!row) break;
+    std::string id = ids->Text(0);
+    if (!skip(id)) wanted.push_back(std::move(id));
+  }
+  std::vector<MessageRow> out;
+  for (const auto& id : wanted) {
+    BUD_ASSIGN_OR_RETURN(auto row, GetRow(db_.conn(), id, Direction::kOut));
+    if (row && row->state == state) out.push_back(std::move(*row));
+  }
+  return out;
 }
 
 Status OutgoingStore::MarkSealed(const std::string& message_id, const std::string& envelope) {

@@ -7,6 +7,7 @@
 //   new (to seal) -> sealed (to submit, envelope kept) -> sent (broker has it) | done
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,8 +47,11 @@ class OutgoingStore {
   // The message channel the incoming message `message_id` came from ("" when it came from a
   // point without one, or there is no such incoming message): where an answer to it goes.
   Result<std::string> ChannelOfIncoming(const std::string& message_id);
-  // The oldest `limit` outgoing messages in work state `state`, with payload or envelope.
-  Result<std::vector<MessageRow>> OutgoingInState(WorkState state, int limit);
+  // The oldest `limit` outgoing messages in work state `state`, with payload or envelope. Those
+  // whose stored id `skip` returns true for (called in that order, once per message) are left
+  // out, and their payloads and envelopes are never read.
+  Result<std::vector<MessageRow>> OutgoingInState(
+      WorkState state, int limit, const std::function<bool(const std::string&)>& skip = {});
   // new -> sealed: keeps `envelope`, drops the payload.
   Status MarkSealed(const std::string& message_id, const std::string& envelope);
 

@@ -265,6 +265,11 @@ PointDb::~PointDb() = default;
 
 Result<std::unique_ptr<PointDb>> PointDb::Open(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStore(path, kMigrations));
+  // The savepoints inside a turn's transaction (storage::Transaction nests) keep the pages they
+  // change in memory instead of in a temporary file: SQLite otherwise created, wrote and removed
+  // a file under /var/tmp for them turn after turn (most of the point's write calls), holding
+  // copies of the store's pages, plaintext payloads included, outside the store's own folder.
+  BUD_RETURN_IF_ERROR(db->Exec("PRAGMA temp_store=MEMORY"));
   std::unique_ptr<PointDb> point(new PointDb(std::move(db)));
   // Checkpoints off the engine's turn (common/storage/checkpointer.h): a turn that crossed
   // SQLite's 1,000-page threshold copied the WAL into the database file before it could answer.

@@ -3,13 +3,20 @@
 // over a real inproc:// socket pair. Every refusal is checked for what the sender is told and
 // what the receiver keeps; the same faulty envelope sent small and streamed gets the same
 // answer.
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 
+#include "common/clock.h"
 #include "common/crypto/envelope.h"
 #include "common/fs.h"
 #include "common/uuid.h"
 #include "tests/ip/support/parts_rig.h"
+#include "tests/support/temp_dir.h"
 
 namespace bud::ip {
 namespace {
@@ -40,6 +47,79 @@ std::string FlipPayloadByte(const std::string& envelope) {
   payload[payload.size() / 2] ^= 0x01;
   env.set_payload(payload);
   return env.SerializeAsString();
+}
+
+crypto::Opened OpenedWithFile(const std::string& id, const std::string& text) {
+  crypto::Opened o;
+  o.header.set_message_id(id);
+  o.header.set_sender("0192:111111111");
+  o.header.set_receiver("0192:222222222");
+  o.payload.set_message_id(id);
+  o.payload.set_title("a title");
+  auto* a = o.payload.add_attachments();
+  a->set_name("brev.txt");
+  a->set_media_type("text/plain");
+  a->set_data(text);
+  o.signer_fingerprint = std::string(64, '0');
+  return o;
+}
+
+TEST_CASE(
+    "inbox batch: a turn's folders are written in one batch folder, which goes when "
+    "they are published or not",
+    "[ip][receiver]") {
+  test::TempDir dir;
+  const std::string inbox = dir / "inbox";
+  const std::string tmp = JoinPath(inbox, ".tmp");
+  REQUIRE(MakeDirs(inbox).ok());
+  InboxBatch batch(inbox);
+  const SignerInfo signer{"CN=test", "111111111", std::string(64, '0')};
+  const std::string a = NewUuid(), b = NewUuid();
+  REQUIRE(batch.Stage(OpenedWithFile(a, "first"), signer, NowMs()).ok());
+  REQUIRE(batch.Stage(OpenedWithFile(b, "second"), signer, NowMs()).ok());
+  auto batches = ListDir(tmp).value();
+  REQUIRE(batches.size() == 1);
+  CHECK(batches[0].starts_with("batch-"));
+  CHECK(ListDir(JoinPath(tmp, batches[0])).value().size() == 2);
+  CHECK(ListDir(inbox).value() == std::vector<std::string>{".tmp"});
+  // Where the file system has the flag (ext4), inbox/.tmp asks for its folders to be spread.
+  const int fd = ::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  int flags = 0;
+  if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0) {
+    CHECK((flags & FS_TOPDIR_FL) != 0);
+  } else {
+    WARN("no inode flags on this file system; the spreading is not checked");
+  }
+  ::close(fd);
+
+  REQUIRE(batch.Publish().ok());
+  CHECK(ReadFile(JoinPath(JoinPath(inbox, a), "brev.txt")).value() == "first");
+  CHECK(ReadFile(JoinPath(JoinPath(inbox, b), "brev.txt")).value() == "second");
+  CHECK(Exists(JoinPath(JoinPath(inbox, b), "message.json")));
+  CHECK(ListDir(tmp).value().empty());
+
+  // A publish that fails leaves nothing staged behind: the broker delivers it again.
+  const std::string c = NewUuid();
+  REQUIRE(batch.Stage(OpenedWithFile(c, "third"), signer, NowMs()).ok());
+  REQUIRE(MakeDirs(JoinPath(JoinPath(inbox, c), "in-the-way")).ok());  // rename cannot replace it
+  CHECK_FALSE(batch.Publish().ok());
+  CHECK(ListDir(tmp).value().empty());
+  // The next batch has a folder of its own.
+  const std::string d = NewUuid();
+  REQUIRE(batch.Stage(OpenedWithFile(d, "fourth"), signer, NowMs()).ok());
+  REQUIRE(batch.Publish().ok());
+  CHECK(ReadFile(JoinPath(JoinPath(inbox, d), "brev.txt")).value() == "fourth");
+}
+
+TEST_CASE("SpreadSubdirectories is best effort and never follows a link", "[ip][receiver]") {
+  test::TempDir dir;
+  REQUIRE(WriteFileUnsynced(dir / "file", "x", 0600).ok());
+  CHECK_FALSE(SpreadSubdirectories(dir / "file"));
+  CHECK_FALSE(SpreadSubdirectories(dir / "missing"));
+  REQUIRE(MakeDirs(dir / "real").ok());
+  std::filesystem::create_directory_symlink(dir / "real", dir / "link");
+  CHECK_FALSE(SpreadSubdirectories(dir / "link"));
 }
 
 TEST_CASE("receiver: a good small envelope is written to the inbox and answered MOTTATT",

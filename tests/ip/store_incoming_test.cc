@@ -41,6 +41,39 @@ TEST_CASE("incoming store: a received message is recorded with its report, once"
   CHECK(f.store->incoming.PendingReports().value().empty());
 }
 
+TEST_CASE("incoming store: a received message's first history line is its current status",
+          "[ip][store]") {
+  Fixture f;
+  MessageRow m = Incoming(WorkState::kApi);
+  m.payload = "the payload";
+  const int64_t t = NowMs() - 5000;
+  REQUIRE(f.store->incoming.RecordIncoming(m, wire::INNKOMMENDE_MOTTATT, "", wire::MOTTATT, "", t)
+              .ok());
+  auto row = f.store->incoming.Get(m.message_id).value();
+  REQUIRE(row.has_value());
+  CHECK(row->status == "INNKOMMENDE_MOTTATT");
+  CHECK(row->state == WorkState::kApi);
+  CHECK(row->payload == "the payload");  // kept for the API
+  CHECK(row->updated_ms >= t + 5000);    // when it was recorded, as a status change sets it
+  auto hist = f.store->incoming.History(m.message_id).value();
+  REQUIRE(hist.size() == 1);
+  CHECK(hist[0].status == "INNKOMMENDE_MOTTATT");
+  CHECK(hist[0].at_ms == t);
+  CHECK(hist[0].current);
+  // Its line entered the status queue, as every history line does.
+  CHECK(f.store->status_queue.Size().value() == 1);
+  // Recorded again, as FEIL: through the state machine (FEIL is final, so it advances) and
+  // dropping the payload, as for any status on a recorded message.
+  REQUIRE(
+      f.store->incoming.RecordIncoming(m, wire::FEIL, "again", wire::FEIL, "again", t + 1).ok());
+  row = f.store->incoming.Get(m.message_id).value();
+  CHECK(row->status == "FEIL");
+  CHECK(row->state == WorkState::kDone);
+  CHECK(row->payload.empty());
+  CHECK(f.store->incoming.History(m.message_id).value().size() == 2);
+  CHECK(f.store->status_queue.Size().value() == 2);
+}
+
 TEST_CASE("incoming store: a refused message is recorded as FEIL with its reason", "[ip][store]") {
   Fixture f;
   MessageRow m = Incoming(WorkState::kApi);

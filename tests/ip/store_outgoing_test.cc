@@ -1,5 +1,7 @@
 // OutgoingStore over a real SQLite file: taking messages in (once), drafts, sealing, statuses
 // through the state machine, upload progress.
+#include <filesystem>
+
 #include "tests/ip/store_fixture.h"
 
 namespace bud::ip {
@@ -82,6 +84,112 @@ TEST_CASE("outgoing store: statuses go through the state machine, once each", "[
   // An unknown message is an error, not a silent no-op.
   CHECK(f.store->outgoing.ApplyStatus("no-such-id", wire::SENDT, "", t).status().code() ==
         Code::kNotFound);
+}
+
+TEST_CASE("outgoing store: messages in a state, leaving out those the caller skips",
+          "[ip][store]") {
+  Fixture f;
+  MessageRow a = Row(), b = Row(), c = Row();
+  a.created_ms = 1000;
+  b.created_ms = 2000;
+  c.created_ms = 3000;
+  for (const auto* m : {&a, &b, &c}) {
+    REQUIRE(f.store->outgoing.CreateOutgoing(*m).ok());
+    REQUIRE(f.store->outgoing.MarkSealed(m->message_id, "envelope of " + m->message_id).ok());
+  }
+  std::vector<std::string> asked;
+  auto rows = f.store->outgoing
+                  .OutgoingInState(WorkState::kSealed, 10,
+                                   [&](const std::string& id) {
+                                     asked.push_back(id);
+                                     return id == b.message_id;
+                                   })
+                  .value();
+  CHECK(asked ==
+        std::vector<std::string>{a.message_id, b.message_id, c.message_id});  // oldest first
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].message_id == a.message_id);
+  CHECK(rows[0].envelope == "envelope of " + a.message_id);
+  CHECK(rows[1].message_id == c.message_id);
+  CHECK(rows[1].envelope == "envelope of " + c.message_id);
+  // The limit counts the skipped ones too.
+  asked.clear();
+  rows = f.store->outgoing
+             .OutgoingInState(WorkState::kSealed, 2,
+                              [&](const std::string& id) {
+                                asked.push_back(id);
+                                return false;
+                              })
+             .value();
+  CHECK(asked.size() == 2);
+  CHECK(rows.size() == 2);
+  // Sent: no longer sealed.
+  REQUIRE(f.store->outgoing.ApplyStatus(a.message_id, wire::SENDT, "", NowMs(), WorkState::kSent)
+              .value());
+  rows = f.store->outgoing
+             .OutgoingInState(WorkState::kSealed, 10, [](const std::string&) { return false; })
+             .value();
+  CHECK(rows.size() == 2);
+  CHECK(f.store->outgoing.OutgoingInState(WorkState::kSent, 10).value().size() == 1);
+}
+
+TEST_CASE("outgoing store: a late status that changes the work state keeps the current status",
+          "[ip][store]") {
+  // The broker's MOTTATT notice can come before its ACCEPTED for the same message: SENDT then
+  // does not advance, but the message is no longer waiting to be submitted.
+  Fixture f;
+  MessageRow m = Row();
+  REQUIRE(f.store->outgoing.CreateOutgoing(m).ok());
+  REQUIRE(f.store->outgoing.MarkSealed(m.message_id, "env").ok());
+  const int64_t t = NowMs();
+  CHECK(f.store->outgoing.ApplyStatus(m.message_id, wire::MOTTATT, "", t).value());
+  auto before = f.store->outgoing.Get(m.message_id).value();
+  REQUIRE(before.has_value());
+  CHECK(before->state == WorkState::kSealed);  // a status alone leaves the work state
+  CHECK(before->envelope == "env");
+  CHECK_FALSE(f.store->outgoing.ApplyStatus(m.message_id, wire::SENDT, "", t + 1, WorkState::kSent)
+                  .value());
+  auto row = f.store->outgoing.Get(m.message_id).value();
+  CHECK(row->status == "MOTTATT");
+  CHECK(row->updated_ms == before->updated_ms);
+  CHECK(row->state == WorkState::kSent);
+  CHECK(row->envelope.empty());
+  auto hist = f.store->history.History(m.message_id, Direction::kOut).value();
+  REQUIRE(hist.size() == 3);
+  CHECK(hist[2].status == "SENDT");
+  CHECK_FALSE(hist[2].current);
+}
+
+// The files this process holds open that SQLite made for statement and savepoint journals
+// (temp_store=FILE creates them as "etilqs_*" in the temporary directory and unlinks them at once).
+int OpenTemporaryJournals() {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(e.path(), ec);
+    if (!ec && target.filename().string().starts_with("etilqs_")) ++n;
+  }
+  return n;
+}
+
+TEST_CASE("outgoing store: a turn's nested transactions keep their journal in memory",
+          "[ip][store]") {
+  // Each role view's write is a savepoint inside the engine's turn. What a savepoint must undo
+  // stays in memory: no temporary file holding copies of the store's pages (plaintext payloads
+  // included) outside the store's folder, and no file created and removed turn after turn.
+  Fixture f;
+  REQUIRE(f.store->point->BeginTurn().ok());
+  for (int i = 0; i < 100; ++i) {
+    MessageRow m = Row();
+    m.payload = std::string(10240, 'p');
+    REQUIRE(f.store->outgoing.ImportOutgoing(m, "folder-" + std::to_string(i)).ok());
+    REQUIRE(f.store->outgoing.MarkSealed(m.message_id, std::string(11000, 'e')).ok());
+    REQUIRE(f.store->outgoing.ApplyStatus(m.message_id, wire::SENDT, "", NowMs(), WorkState::kSent)
+                .ok());
+  }
+  CHECK(OpenTemporaryJournals() == 0);
+  REQUIRE(f.store->point->CommitTurn().ok());
+  CHECK(f.store->outgoing.OutgoingInState(WorkState::kSent, 1000).value().size() == 100);
 }
 
 TEST_CASE("outgoing store: drafts are created once, take files and end with their message",
