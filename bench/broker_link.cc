@@ -128,12 +128,12 @@ void BrokerLink::Submit(const std::string& envelope) {
 
 void BrokerLink::Report(const std::string& message_id, wire::MessageStatus status) {
   wire::ClientMessage m;
-  wire::Report* r = m.mutable_report();
-  if (wire::Batch* b = Batching()) r = b->add_reports();
+  wire::Batch* b = Batching();
+  wire::Report* r = b != nullptr ? b->add_reports() : m.mutable_report();
   r->set_message_id(message_id);
   r->set_status(status);
   r->set_at_unix_ms(NowMs());
-  if (m.has_report()) {
+  if (b == nullptr) {
     m.set_protocol_version(wire::kProtocolVersion);
     Send(m);
   }

@@ -73,7 +73,10 @@ LoadOutcome RunLoad(BrokerLink& sender, EnvelopeMaker& maker, const LoadSpec& sp
   out.start_ns = NowNs();
   const int64_t stop_at = out.start_ns + static_cast<int64_t>(spec.seconds * 1e9);
   const double planned_s = spec.count > 0 ? static_cast<double>(spec.count) / 500.0 : spec.seconds;
-  const int64_t deadline = out.start_ns + static_cast<int64_t>((planned_s + 120) * 1e9);
+  // A receiver slower than the sender drains the queue after the load (pass-through on
+  // PostgreSQL: minutes); the deadline leaves it that time, bounded.
+  const int64_t deadline =
+      out.start_ns + static_cast<int64_t>((planned_s + (receiver ? 600 : 120)) * 1e9);
   const double gap_ns = spec.rate > 0 ? 1e9 / spec.rate : 0;
   double next_due = static_cast<double>(out.start_ns);
   int64_t last_flush_ns = out.start_ns;

@@ -143,6 +143,10 @@ Result<std::unique_ptr<SeenIndex>> SeenIndex::Open(const std::string& path, stor
   storage::Db::Options read_only;
   read_only.read_only = true;
   BUD_ASSIGN_OR_RETURN(index->thread_store_, storage::Db::Open(store.path(), read_only));
+  // The merge's sort by id stays in memory (a batch's ids: a few MiB), not in a file under
+  // /var/tmp outside the store's folder.
+  BUD_RETURN_IF_ERROR(index->thread_store_->Exec("PRAGMA temp_store=MEMORY"));
+  BUD_RETURN_IF_ERROR(s.Exec("PRAGMA temp_store=MEMORY"));
   index->thread_side_ = std::move(*side);
   index->Start();
   return index;
