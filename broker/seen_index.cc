@@ -240,7 +240,7 @@ void SeenIndex::Forget(std::vector<std::pair<std::string, int64_t>> rows) {
 }
 
 std::string SeenIndex::Room() const {
-  if (in_memory() < kHardCap) return {};
+  if (in_memory() < kCapFactor * merge_at_) return {};
   return fmt::format("the message-id index '{}' cannot be written ({}); {} ids wait in memory",
                      path_, last_error_.empty() ? "merges fall behind" : last_error_, in_memory());
 }

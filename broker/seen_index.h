@@ -17,7 +17,8 @@
 // takes the outcome back at a later Tick, so the loop never waits for a merge.
 // Memory: a hash of the id and the row number per row not yet merged (about 50 bytes). A merge
 // starts at kMergeAt such rows (or at a forced Tick); if merges keep failing (the side file's disk
-// is full), Room() refuses new ids at kHardCap rather than grow without bound.
+// is full), Room() refuses new ids at kCapFactor merges' worth (524,288 by default) rather than
+// grow without bound.
 #pragma once
 
 #include <atomic>
@@ -40,12 +41,12 @@ namespace bud::broker {
 class SeenIndex {
  public:
   static constexpr int64_t kMergeAt = 65536;
-  static constexpr int64_t kHardCap = 524288;
+  static constexpr int64_t kCapFactor = 8;
 
   // Opens (creating or rebuilding) the side file at `path` for the store open in `store` (schema
   // with the `seen` log and store_meta's seen_index_token). Rows above the side file's watermark
   // are loaded into memory, or merged before returning when they are more than 4 * kMergeAt (a
-  // lost side file). `merge_at` lowers kMergeAt for tests.
+  // lost side file). `merge_at` lowers kMergeAt (and the cap with it) for tests.
   static Result<std::unique_ptr<SeenIndex>> Open(const std::string& path, storage::Db& store,
                                                  int64_t merge_at = kMergeAt);
   ~SeenIndex();

@@ -234,6 +234,33 @@ TEST_CASE("a failed merge keeps its ids in memory until one succeeds", "[broker]
   CHECK(Submit(store, ids) == 60);
 }
 
+// While merges cannot write, memory takes at most 8 merges' worth of ids: beyond, a new message is
+// refused (RETRY_LATER, with the reason) while a known one is still answered as a duplicate; once
+// a merge succeeds, new messages are taken again.
+TEST_CASE("ids that cannot be merged are capped in memory: new messages are refused beyond",
+          "[broker][store][dedup]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db";
+  auto opened = SqliteQueueStore::Open(path, 0, /*merge_at=*/50);  // cap: 400
+  REQUIRE(opened.ok());
+  SqliteQueueStore& store = **opened;
+  auto blocker = storage::Db::Open(SeenIndex::PathFor(path));
+  REQUIRE(blocker.ok());
+  REQUIRE((*blocker)->Exec("BEGIN IMMEDIATE").ok());
+  const auto ids = NewIds(400);
+  CHECK(Submit(store, ids) == 0);
+  CHECK(store.seen_index().in_memory() == 400);
+  std::vector<SubmitItem> batch = {Item(NewUuid()), Item(ids[3])};
+  std::vector<ReportItem> none;
+  REQUIRE(store.CommitBatch(batch, none).ok());
+  CHECK_THAT(batch[0].refused, Catch::Contains("cannot be written"));
+  CHECK(batch[1].refused.empty());
+  CHECK(batch[1].duplicate);
+  REQUIRE((*blocker)->Exec("ROLLBACK").ok());
+  MergeAll(store);
+  CHECK(Submit(store, NewIds(10)) == 0);
+}
+
 // v8 turns `seen` into a log and the reports into bits of its rows: a v7 store's ids stay known,
 // its queued message stays deliverable, and a report it had applied makes no second notice.
 TEST_CASE("schema v8 migrates a v7 store: ids, queue and applied reports kept",
