@@ -19,6 +19,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,14 @@ class OwnBench {
                            const std::string& keys);
 
  private:
+  // CPU seconds used so far by the broker and, on PostgreSQL, by the server's processes.
+  struct CpuUse {
+    std::optional<double> broker, store;
+  };
+  CpuUse Cpu() const;
+  // broker_cpu_us_per_msg and store_cpu_us_per_msg between two readings.
+  static void AddCpuPerMessage(Figures& f, const CpuUse& before, const CpuUse& after,
+                               int64_t messages);
   void FreshBroker();
   void AddRss(Figures& f, bool ips);
   // The system name and the store's note on `f`.

@@ -168,6 +168,10 @@ class PgQueueStore final : public QueueStore {
   int64_t listen_retry_mono_ = 0;
   QueueCaps caps_;
   QueueCounts counts_;  // inside a batch: its organisations' counts, as locked and read
+  // Count row keys this connection has seen (rows are never deleted), so that LockCounts need not
+  // create them; bounded (past the bound, LockCounts creates as before).
+  static constexpr size_t kMaxCountKeys = 100000;
+  std::set<std::string> count_keys_;
   int64_t max_bytes_ = 0;
   // pg_database_size is a stat of every file of the database: read at most every
   // kBytesRefreshMs, and between reads counted up by the envelope bytes committed.

@@ -22,6 +22,9 @@ constexpr Oid kInt8Oid = 20;
 constexpr Oid kInt2Oid = 21;
 constexpr Oid kInt4Oid = 23;
 constexpr Oid kTextOid = 25;
+constexpr Oid kByteaArrayOid = 1001;
+constexpr Oid kTextArrayOid = 1009;
+constexpr Oid kInt8ArrayOid = 1016;
 constexpr Oid kOidOid = 26;
 
 constexpr size_t kMaxPasswordFile = 4096;
@@ -256,6 +259,58 @@ Params& Params::AddBytea(std::string_view bytes) {
   return *this;
 }
 
+namespace {
+// PostgreSQL's binary array format (array_recv): dimensions, a has-nulls flag, the element type,
+// each dimension's length and lower bound, then each element as its length and bytes.
+void PutInt32(std::string& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xff);
+}
+std::string ArrayHeader(Oid element, size_t count) {
+  std::string out;
+  PutInt32(out, count == 0 ? 0 : 1);
+  PutInt32(out, 0);
+  PutInt32(out, element);
+  if (count > 0) {
+    PutInt32(out, static_cast<uint32_t>(count));
+    PutInt32(out, 1);
+  }
+  return out;
+}
+std::string BytesArray(Oid element, const std::vector<std::string_view>& items) {
+  size_t total = 20;
+  for (auto i : items) total += 4 + i.size();
+  std::string out = ArrayHeader(element, items.size());
+  out.reserve(total);
+  for (auto i : items) {
+    PutInt32(out, static_cast<uint32_t>(i.size()));
+    out.append(i);
+  }
+  return out;
+}
+}  // namespace
+
+Params& Params::AddTextArray(const std::vector<std::string_view>& items) {
+  Push(kTextArrayOid, BytesArray(kTextOid, items), false);
+  return *this;
+}
+
+Params& Params::AddByteaArray(const std::vector<std::string_view>& items) {
+  Push(kByteaArrayOid, BytesArray(kByteaOid, items), false);
+  return *this;
+}
+
+Params& Params::AddInt8Array(const std::vector<int64_t>& items) {
+  std::string out = ArrayHeader(kInt8Oid, items.size());
+  for (int64_t v : items) {
+    PutInt32(out, 8);
+    const auto u = static_cast<uint64_t>(v);
+    PutInt32(out, static_cast<uint32_t>(u >> 32));
+    PutInt32(out, static_cast<uint32_t>(u & 0xffffffffu));
+  }
+  Push(kInt8ArrayOid, std::move(out), false);
+  return *this;
+}
+
 Params& Params::AddNull() {
   Push(0, {}, true);
   return *this;
@@ -305,6 +360,7 @@ Status Connection::Connect() {
     PQfinish(conn_);
     conn_ = nullptr;
   }
+  prepared_.clear();  // they lived in the old session
   BUD_ASSIGN_OR_RETURN(ParsedOptions parsed, Parse(options_.conninfo));
   std::vector<std::pair<std::string, std::string>> kv;
   for (const PQconninfoOption* o = parsed.get(); o->keyword != nullptr; ++o) {
@@ -457,9 +513,32 @@ Result<Rows> Connection::Exec(std::string_view sql, const Params& params) {
     lengths[k] = static_cast<int>(params.values_[k].size());
   }
   const std::string text(sql);
-  PGresult* res = PQexecParams(conn_, text.c_str(), n, n ? params.types_.data() : nullptr,
-                               n ? values.data() : nullptr, n ? lengths.data() : nullptr,
-                               n ? formats.data() : nullptr, 1);
+  const char* name = nullptr;
+  if (text.size() <= kMaxPreparedText) {
+    std::string key = text;
+    key += '\0';
+    key.append(reinterpret_cast<const char*>(params.types_.data()),
+               params.types_.size() * sizeof(Oid));
+    auto it = prepared_.find(key);
+    if (it == prepared_.end() && prepared_.size() < kMaxPrepared) {
+      std::string fresh = fmt::format("bud_{}", next_prepared_++);
+      PGresult* prep =
+          PQprepare(conn_, fresh.c_str(), text.c_str(), n, n ? params.types_.data() : nullptr);
+      if (prep == nullptr) return ErrorFromConnection(StatementLabel(sql));
+      Rows held(prep);
+      if (PQresultStatus(prep) != PGRES_COMMAND_OK)
+        return ErrorFromResult(prep, StatementLabel(sql));
+      it = prepared_.emplace(std::move(key), std::move(fresh)).first;
+    }
+    if (it != prepared_.end()) name = it->second.c_str();
+  }
+  PGresult* res =
+      name != nullptr
+          ? PQexecPrepared(conn_, name, n, n ? values.data() : nullptr,
+                           n ? lengths.data() : nullptr, n ? formats.data() : nullptr, 1)
+          : PQexecParams(conn_, text.c_str(), n, n ? params.types_.data() : nullptr,
+                         n ? values.data() : nullptr, n ? lengths.data() : nullptr,
+                         n ? formats.data() : nullptr, 1);
   if (res == nullptr) return ErrorFromConnection(StatementLabel(sql));
   Rows rows(res);
   auto st = PQresultStatus(res);
@@ -467,7 +546,13 @@ Result<Rows> Connection::Exec(std::string_view sql, const Params& params) {
     last_sqlstate_.clear();
     return rows;
   }
-  return ErrorFromResult(res, StatementLabel(sql));
+  Status error = ErrorFromResult(res, StatementLabel(sql));
+  // A prepared statement gone (26000, e.g. a pooler's DISCARD) or whose result shape a schema
+  // change altered (0A000): prepare afresh next time.
+  if (name != nullptr && (last_sqlstate_ == "26000" || last_sqlstate_ == "0A000")) {
+    prepared_.clear();
+  }
+  return error;
 }
 
 Status Connection::ExecScript(std::string_view sql) {

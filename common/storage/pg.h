@@ -8,9 +8,15 @@
 // promoted standby). The password never comes from the connection string (Open refuses one that
 // carries it); it is read from a password file and handed to libpq as a separate parameter.
 //
-// Statements run with PQexecParams: parameters travel apart from the SQL text, in binary (bytea
-// exactly as given, text checked by the server as UTF-8, integers as int8), and results come back
-// in binary, so bytea columns cost no escaping. Rows owns one PGresult.
+// Statements run as prepared statements of the session: each statement text (with its parameter
+// types) is prepared once per connection (PQprepare: parsed and planned once) and then executed
+// by name (PQexecPrepared), for up to kMaxPrepared texts of up to kMaxPreparedText bytes; longer
+// or further texts run unprepared (PQexecParams). A reconnection starts with none. Parameters
+// travel apart from the SQL text, in binary (bytea exactly as given, text checked by the server as
+// UTF-8, integers as int8, arrays of those in PostgreSQL's binary array format), and results come
+// back in binary, so bytea columns cost no escaping. Rows owns one PGresult. (A connection pooler
+// between us and the server must keep a session's prepared statements: PgBouncer in session
+// mode, or in transaction mode with max_prepared_statements.)
 //
 // A Transaction is BEGIN .. COMMIT with a guard that rolls back unless committed. A COMMIT has
 // three outcomes (CommitOutcome): durable; failed, when nothing was written (the server refused
@@ -47,6 +53,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -121,6 +128,11 @@ class Params {
   Params& Add(const std::string& text) { return Add(std::string_view(text)); }
   Params& AddBytea(std::string_view bytes);
   Params& AddNull();
+  // One-dimensional arrays in binary ($n::text[], $n::bytea[], $n::bigint[] in the SQL), e.g. for
+  // `unnest`: one statement text whatever the number of rows, nothing quoted.
+  Params& AddTextArray(const std::vector<std::string_view>& items);
+  Params& AddByteaArray(const std::vector<std::string_view>& items);
+  Params& AddInt8Array(const std::vector<int64_t>& items);
   template <typename... Args>
   static Params Of(const Args&... args) {
     Params p;
@@ -197,10 +209,16 @@ class Connection {
   Status ErrorFromConnection(std::string_view what);
   static void OnNotice(void* self, const PGresult* res);
 
+  // The session's prepared statements: statement text and parameter types -> name.
+  static constexpr size_t kMaxPrepared = 256;
+  static constexpr size_t kMaxPreparedText = 4096;
+
   ConnectOptions options_;
   std::string password_;
   std::string description_;
   PGconn* conn_ = nullptr;
+  std::unordered_map<std::string, std::string> prepared_;
+  uint64_t next_prepared_ = 0;
   std::string last_sqlstate_;
   bool lost_ = false;
   // Warnings the server sent while a COMMIT was in flight (Transaction::Commit inspects them).

@@ -217,6 +217,20 @@ void Caps(StoreEnv& env) {
   REQUIRE(reopened->CommitBatch(more, none).ok());
   CHECK(more[0].refused.empty());
   CHECK_FALSE(more[1].refused.empty());
+
+  // One place left under each cap: known ids (one delivered, one queued) in front of a new one
+  // are duplicates and do not take its room.
+  std::vector<ReportItem> delivered = {Report(kB, more[0].message_id, wire::MOTTATT)};
+  REQUIRE(reopened->CommitBatch(no_submits, delivered).ok());
+  std::vector<SubmitItem> mixed = {more[0], batch[1], Item(kA)};
+  REQUIRE(reopened->CommitBatch(mixed, none).ok());
+  CHECK(mixed[0].duplicate);
+  CHECK(mixed[1].duplicate);
+  CHECK(mixed[2].refused.empty());
+  CHECK_FALSE(mixed[2].duplicate);
+  CHECK(*reopened->IsQueued(mixed[2].message_id));
+  CHECK(*reopened->QueuedCount() == 3);
+  CHECK_FALSE(reopened->QueueRoom(kA, kB).empty());
 }
 
 // (Moved from store_test.cc.) Status acks are committed with the batch, and only the owner's ack

@@ -140,6 +140,107 @@ TEST_CASE("pg: parameters and results round-trip in binary", "[pg]") {
   }
 }
 
+TEST_CASE("pg: arrays travel in binary, nothing quoted", "[pg]") {
+  auto& pg = SharedServer();
+  auto c = ConnectOrDie(OptionsFor(pg));
+  std::string all_bytes;
+  for (int i = 0; i < 256; ++i) all_bytes += static_cast<char>(i);
+  const std::vector<std::string> texts = {"plain", "with \"quotes\", {braces} and \\", "", "NULL",
+                                          "\xc3\xb8"};
+  const std::vector<std::string_view> text_views(texts.begin(), texts.end());
+  const std::vector<std::string_view> blobs = {all_bytes, "", std::string_view("\0\0", 2)};
+  const std::vector<int64_t> numbers = {0, -1, int64_t{1} << 40, -9007199254740993};
+  auto r = c->Exec(
+      "SELECT t, b, n FROM unnest($1::text[], $2::bytea[], $3::bigint[]) WITH ORDINALITY "
+      "AS u(t, b, n, o) ORDER BY o",
+      Params().AddTextArray(text_views).AddByteaArray(blobs).AddInt8Array(numbers));
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  REQUIRE(r->size() == 5);  // unnest pads the shorter arrays with NULL
+  for (int i = 0; i < 5; ++i) CHECK(r->Text(i, 0) == texts[static_cast<size_t>(i)]);
+  CHECK(r->Bytes(0, 1) == all_bytes);
+  CHECK(r->Bytes(1, 1).empty());
+  CHECK_FALSE(r->IsNull(1, 1));
+  CHECK(r->Bytes(2, 1) == std::string("\0\0", 2));
+  CHECK(r->IsNull(3, 1));
+  CHECK(r->Int(2, 2) == int64_t{1} << 40);
+  CHECK(r->Int(3, 2) == -9007199254740993);
+  CHECK(r->IsNull(4, 2));
+
+  auto empty = c->Exec(
+      "SELECT count(*)::bigint, coalesce(cardinality($1::text[]), -1)::bigint "
+      "FROM unnest($1::text[])",
+      Params().AddTextArray({}));
+  REQUIRE(empty.ok());
+  CHECK(empty->Int(0, 0) == 0);
+  CHECK(empty->Int(0, 1) == 0);
+  // A text element with a NUL byte or invalid UTF-8 is refused like a text parameter.
+  auto bad = c->Exec("SELECT $1::text[]", Params().AddTextArray({std::string_view("a\0b", 3)}));
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().code() == Code::kInvalidArgument);
+  CHECK(c->ok());
+}
+
+TEST_CASE("pg: statements are prepared once per session and survive what changes under them",
+          "[pg]") {
+  auto& pg = SharedServer();
+  auto c = ConnectOrDie(OptionsFor(pg));
+  ExecOrDie(*c, "DROP TABLE IF EXISTS prepared_t");
+  ExecOrDie(*c, "CREATE TABLE prepared_t (id bigint PRIMARY KEY, name text)");
+  const std::string insert = "INSERT INTO prepared_t VALUES ($1, $2)";
+  for (int64_t i = 1; i <= 20; ++i) ExecOrDie(*c, insert, Params().Add(i).Add("row"));
+  // The statement was parsed once: the server lists it among the session's prepared statements.
+  auto listed = c->Exec("SELECT count(*)::bigint FROM pg_prepared_statements WHERE statement = $1",
+                        Params::Of(insert));
+  REQUIRE(listed.ok());
+  CHECK(listed->Int(0, 0) == 1);
+  // The same text with other parameter types is another statement, not a wrong one.
+  auto typed = c->Exec("SELECT $1::text", Params::Of(int64_t{7}));
+  REQUIRE(typed.ok());
+  CHECK(typed->Text(0, 0) == "7");
+  auto typed2 = c->Exec("SELECT $1::text", Params::Of("seven"));
+  REQUIRE(typed2.ok());
+  CHECK(typed2->Text(0, 0) == "seven");
+
+  SECTION("a failed statement inside a transaction, then the same text again") {
+    {
+      Transaction tx(*c);
+      REQUIRE(tx.began().ok());
+      auto dup = c->Exec(insert, Params().Add(int64_t{1}).Add("again"));
+      CHECK(dup.status().code() == Code::kAlreadyExists);
+    }  // rolled back
+    ExecOrDie(*c, insert, Params().Add(int64_t{21}).Add("after"));
+  }
+  SECTION("a schema change that alters a result's shape costs one error, then works") {
+    const std::string star = "SELECT * FROM prepared_t WHERE id = $1";
+    ExecOrDie(*c, star, Params::Of(int64_t{1}));
+    ExecOrDie(*c, "ALTER TABLE prepared_t ADD COLUMN extra text");
+    auto changed = c->Exec(star, Params::Of(int64_t{1}));
+    if (!changed.ok()) {
+      CHECK(c->last_sqlstate() == "0A000");
+      changed = c->Exec(star, Params::Of(int64_t{1}));
+    }
+    REQUIRE(changed.ok());
+    CHECK(changed->columns() == 3);
+  }
+  SECTION("a statement deallocated behind its back is prepared again") {
+    ExecOrDie(*c, "DEALLOCATE ALL");
+    auto gone = c->Exec(insert, Params().Add(int64_t{22}).Add("x"));
+    if (!gone.ok()) {
+      CHECK(c->last_sqlstate() == "26000");
+      gone = c->Exec(insert, Params().Add(int64_t{22}).Add("x"));
+    }
+    REQUIRE(gone.ok());
+  }
+  SECTION("a new session starts with none") {
+    REQUIRE(c->Reconnect().ok());
+    ExecOrDie(*c, insert, Params().Add(int64_t{23}).Add("y"));
+    auto n = c->Exec("SELECT count(*)::bigint FROM pg_prepared_statements");
+    REQUIRE(n.ok());
+    CHECK(n->Int(0, 0) == 2);  // the INSERT and this SELECT
+  }
+}
+
 TEST_CASE("pg: a transaction is durable when committed and rolls back otherwise", "[pg]") {
   auto& pg = SharedServer();
   auto c = ConnectOrDie(OptionsFor(pg));

@@ -298,6 +298,14 @@ int PostgresServer::PostmasterPid() const {
   return std::atoi(pidfile.c_str());
 }
 
+std::vector<int> PostgresServer::ServerPids() const {
+  const int pid = PostmasterPid();
+  if (pid <= 0 || !Alive(pid)) return {};
+  std::vector<int> out = ChildrenOf(pid);
+  out.push_back(pid);
+  return out;
+}
+
 bool PostgresServer::running() const {
   int pid = PostmasterPid();
   return pid > 0 && Alive(pid);

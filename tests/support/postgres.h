@@ -57,6 +57,9 @@ class PostgresServer {
   // SIGKILL to the postmaster and all its processes; returns once they are gone.
   void Kill();
   bool running() const;
+  // The postmaster and the processes it started (backends, WAL writer, checkpointer, ...), e.g.
+  // to add up the server's CPU time. Empty when it is not running.
+  std::vector<int> ServerPids() const;
 
   int Port() const { return port_; }
   // libpq connection string over TCP for the test role (no password: see PasswordFile()).
