@@ -267,10 +267,15 @@ int main(int argc, char** argv) {
     try {
       Progress(std::string("starting PostgreSQL 15") +
                (sync ? " (a primary and two synchronous standbys)" : "") + " for the broker");
-      bud::test::PostgresServer primary;
+      // The tests' servers run with 16 MB of shared buffers; the bench gives PostgreSQL its own
+      // default (128 MB), as a server of its own would have at least.
+      bud::test::PostgresServer::Options pg_options;
+      pg_options.settings = {"shared_buffers = '128MB'"};
+      bud::test::PostgresServer primary(pg_options);
       std::vector<std::unique_ptr<bud::test::PostgresServer>> standbys;
       BrokerStore store{system, &primary,
-                        "PostgreSQL 15, one server, fsync=on, synchronous_commit=on"};
+                        "PostgreSQL 15, one server, fsync=on, synchronous_commit=on, "
+                        "shared_buffers=128MB"};
       if (sync) {
         standbys.push_back(primary.StartStandby("s1"));
         standbys.push_back(primary.StartStandby("s2"));

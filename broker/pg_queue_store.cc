@@ -134,8 +134,10 @@ pg::ConnectOptions Defaults(pg::ConnectOptions options) {
 
 // synchronous_commit is the server's default; the broker says so itself, whatever the server's
 // or the role's settings are.
+// Every statement of the broker is short and most run in its loop: no parallel plans (starting
+// the workers alone took ~7 ms a statement, e.g. the history prune on a young table).
 Status SetUpSession(pg::Connection& c) {
-  return c.ExecScript("SET synchronous_commit = on");
+  return c.ExecScript("SET synchronous_commit = on; SET max_parallel_workers_per_gather = 0");
 }
 
 // The schema version, 0 when there is no schema yet.
@@ -667,6 +669,15 @@ CommitResult PgQueueStore::CommitBatch(std::vector<SubmitItem>& submits,
     }
   }
   const int64_t now = NowMs();
+  if (reports.empty() && acks.empty() && !submits.empty()) {
+    if (auto alone = SubmitAlone(submits, now)) {
+      if (alone->durable()) bytes_ += adding;
+      return {alone->outcome == pg::CommitOutcome::kDurable  ? CommitOutcome::kDurable
+              : alone->outcome == pg::CommitOutcome::kFailed ? CommitOutcome::kFailed
+                                                             : CommitOutcome::kUnknown,
+              alone->status};
+    }
+  }
   pg::Transaction tx(*conn_);
   Status st = tx.began();
   if (st.ok()) st = DoBatch(submits, reports, acks, now);
@@ -691,6 +702,161 @@ CommitResult PgQueueStore::CommitBatch(std::vector<SubmitItem>& submits,
   return {CommitOutcome::kUnknown, done.status};
 }
 
+namespace {
+// Resets the submits' answers and marks a repeat of an id earlier in the batch as its duplicate
+// (a conflict when another sender); returns the indexes of the others, in order.
+std::vector<size_t> MarkRepeats(std::vector<SubmitItem>& submits) {
+  std::map<std::string, std::string> sender_of;  // message id -> its sender, within the batch
+  std::vector<size_t> fresh;
+  for (size_t i = 0; i < submits.size(); ++i) {
+    auto& s = submits[i];
+    s.duplicate = s.conflict = false;
+    s.refused.clear();
+    if (auto [it, first] = sender_of.emplace(s.message_id, s.sender); !first) {
+      s.duplicate = true;
+      s.conflict = it->second != s.sender;
+      continue;
+    }
+    fresh.push_back(i);
+  }
+  return fresh;
+}
+
+// $1 the time, $2..$8 the submits [from, to) of `which` as arrays, for kInsertSubmits.
+pg::Params SubmitArrays(const std::vector<SubmitItem>& submits, const std::vector<size_t>& which,
+                        size_t from, size_t to, int64_t now) {
+  std::vector<std::string_view> ids, senders, receivers, sender_channels, receiver_channels;
+  std::vector<std::string_view> envelopes;
+  std::vector<int64_t> expires;
+  for (size_t j = from; j < to; ++j) {
+    const auto& s = submits[which[j]];
+    ids.push_back(s.message_id);
+    senders.push_back(s.sender);
+    receivers.push_back(s.receiver);
+    sender_channels.push_back(s.sender_channel);
+    receiver_channels.push_back(s.receiver_channel);
+    envelopes.push_back(s.envelope);
+    expires.push_back(s.expires_ms);
+  }
+  pg::Params p;
+  p.Add(now).AddTextArray(ids).AddTextArray(senders).AddTextArray(receivers);
+  p.AddTextArray(sender_channels).AddTextArray(receiver_channels).AddByteaArray(envelopes);
+  p.AddInt8Array(expires);
+  return p;
+}
+
+// The submits as rows ($2..$8, SubmitArrays), and their dedup rows inserted in order, skipping
+// known ids; `seen` returns what went in with its seq.
+#define BUD_SUBMITS_CTE                                                                 \
+  "WITH input AS ("                                                                     \
+  "  SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], " \
+  "    $7::bytea[], $8::bigint[]) WITH ORDINALITY AS u(message_id, sender, receiver, "  \
+  "    sender_channel, receiver_channel, envelope, expires_ms, ord)), "
+
+#define BUD_SUBMITS_SEEN(condition)                                                         \
+  "seen AS ("                                                                               \
+  "  INSERT INTO broker_seen(message_id, sender, receiver, first_seen_ms, seq, "            \
+  "    sender_channel, receiver_channel) "                                                  \
+  "  SELECT message_id, sender, receiver, $1, nextval('broker_message_seq'), "              \
+  "    sender_channel, receiver_channel FROM input " condition                              \
+  " ORDER BY ord "                                                                          \
+  "  ON CONFLICT (message_id) DO NOTHING RETURNING message_id, seq), "                      \
+  "stored AS ("                                                                             \
+  "  INSERT INTO broker_messages(seq, message_id, sender, receiver, envelope, "             \
+  "    received_ms, expires_ms, receiver_channel) "                                         \
+  "  SELECT seen.seq, input.message_id, input.sender, input.receiver, input.envelope, $1, " \
+  "    input.expires_ms, input.receiver_channel FROM seen JOIN input USING (message_id) "   \
+  "  RETURNING message_id, sender, receiver, receiver_channel) "
+
+// Inside a transaction.
+constexpr const char* kInsertSubmits =
+    BUD_SUBMITS_CTE BUD_SUBMITS_SEEN("") "SELECT message_id FROM stored";
+
+// A transaction of its own (ExecAlone): the count rows of the submits' organisations locked in
+// key order and checked against the caps ($9 per receiver, $10 per sender; 0: none) as if every
+// submit were new; only then the rows go in, the count rows take them, and the receivers'
+// brokers are woken. `room` false: a count row is missing or a cap could be reached, nothing was
+// written. One row per stored message (message_id NULL when none), `ok` in each.
+constexpr const char* kSubmitAlone =
+    BUD_SUBMITS_CTE
+    "want AS (SELECT k, count(*) AS d FROM (SELECT 'r ' || receiver AS k FROM input "
+    "  UNION ALL SELECT 's ' || sender FROM input) x GROUP BY k), "
+    "locked AS (SELECT key, n FROM broker_queue_counts WHERE key IN (SELECT k FROM want) "
+    "  ORDER BY key FOR UPDATE), "
+    "room AS (SELECT count(*) = (SELECT count(*) FROM want) AND coalesce(bool_and("
+    "  CASE WHEN l.key LIKE 'r %' THEN $9 = 0 OR l.n + w.d <= $9 "
+    "  ELSE $10 = 0 OR l.n + w.d <= $10 END), true) AS ok "
+    "  FROM locked l JOIN want w ON w.k = l.key), "
+    BUD_SUBMITS_SEEN("WHERE (SELECT ok FROM room)")
+    ", counted AS (INSERT INTO broker_queue_counts AS c(key, n) "
+    "  SELECT k, count(*) FROM (SELECT 'r ' || receiver AS k FROM stored "
+    "  UNION ALL SELECT 's ' || sender FROM stored) x GROUP BY k "
+    "  ON CONFLICT (key) DO UPDATE SET n = c.n + EXCLUDED.n), "
+    "woken AS (SELECT pg_notify('bud_broker_wake', m) FROM (SELECT DISTINCT CASE WHEN "
+    "  receiver_channel = '' THEN receiver ELSE receiver || '/' || receiver_channel END AS m "
+    "  FROM stored) x) "
+    "SELECT r.ok, s.message_id FROM room r CROSS JOIN (SELECT count(*) FROM woken) w "
+    "  LEFT JOIN stored s ON true";
+#undef BUD_SUBMITS_SEEN
+#undef BUD_SUBMITS_CTE
+}  // namespace
+
+// The submits `skipped` by an insert were known (stored before, or by another broker meanwhile):
+// duplicates, and conflicts where another sender has the id.
+Status PgQueueStore::MarkKnown(std::vector<SubmitItem>& submits,
+                               const std::vector<size_t>& skipped) {
+  if (skipped.empty()) return Status::Ok();
+  std::vector<std::string_view> ids;
+  for (size_t i : skipped) ids.push_back(submits[i].message_id);
+  BUD_ASSIGN_OR_RETURN(auto who, conn_->Exec("SELECT message_id, sender FROM broker_seen "
+                                             "WHERE message_id = ANY($1::text[])",
+                                             pg::Params().AddTextArray(ids)));
+  std::map<std::string, std::string> stored_by;
+  for (int i = 0; i < who.size(); ++i) stored_by[who.Text(i, 0)] = who.Text(i, 1);
+  for (size_t i : skipped) {
+    auto k = stored_by.find(submits[i].message_id);
+    submits[i].duplicate = true;
+    submits[i].conflict = k != stored_by.end() && k->second != submits[i].sender;
+  }
+  return Status::Ok();
+}
+
+// The usual batch (submits only, organisations seen before, no cap near) as one statement that
+// is its own transaction (kSubmitAlone): one round trip instead of six (BEGIN, the count rows,
+// the rows, the counts, the wake-up, COMMIT). nullopt when it did not apply: nothing was
+// written, the caller takes the full path.
+std::optional<pg::CommitResult> PgQueueStore::SubmitAlone(std::vector<SubmitItem>& submits,
+                                                          int64_t now) {
+  if (submits.size() > kRowsPerInsert) return std::nullopt;
+  std::vector<size_t> fresh = MarkRepeats(submits);
+  for (size_t i : fresh) {
+    if (!count_keys_.contains("r " + submits[i].receiver) ||
+        !count_keys_.contains("s " + submits[i].sender)) {
+      return std::nullopt;
+    }
+  }
+  pg::Params p = SubmitArrays(submits, fresh, 0, fresh.size(), now);
+  p.Add(caps_.per_receiver).Add(caps_.per_sender);
+  pg::Rows rows;
+  pg::CommitResult done = conn_->ExecAlone(kSubmitAlone, p, &rows);
+  if (!done.durable()) return done;
+  if (rows.empty() || rows.IsNull(0, 0) || rows.Int(0, 0) == 0) return std::nullopt;
+  std::set<std::string_view> went_in;
+  for (int i = 0; i < rows.size(); ++i) {
+    if (!rows.IsNull(i, 1)) went_in.insert(rows.Bytes(i, 1));
+  }
+  std::vector<size_t> skipped;
+  for (size_t i : fresh) {
+    if (!went_in.contains(submits[i].message_id)) skipped.push_back(i);
+  }
+  if (Status st = MarkKnown(submits, skipped); !st.ok()) {
+    // Stored, but whose the known ids are could not be read: answer nothing, the resubmissions
+    // will be told.
+    return pg::CommitResult{pg::CommitOutcome::kUnknown, st};
+  }
+  return done;
+}
+
 // Inside the batch's transaction: the submits in one statement, whatever their number (one
 // statement per submit made every submit a round trip and a parse): the ids and envelopes go as
 // arrays, the dedup rows are inserted with ON CONFLICT DO NOTHING, and the messages whose dedup
@@ -702,19 +868,7 @@ CommitResult PgQueueStore::CommitBatch(std::vector<SubmitItem>& submits,
 Status PgQueueStore::StoreSubmits(std::vector<SubmitItem>& submits, int64_t now,
                                   std::set<std::string>& wake) {
   if (submits.empty()) return Status::Ok();
-  std::map<std::string, std::string> sender_of;  // message id -> its sender, within the batch
-  std::vector<size_t> fresh;
-  for (size_t i = 0; i < submits.size(); ++i) {
-    auto& s = submits[i];
-    s.duplicate = s.conflict = false;
-    s.refused.clear();
-    if (auto [it, first] = sender_of.emplace(s.message_id, s.sender); !first) {
-      s.duplicate = true;  // the same id earlier in this batch
-      s.conflict = it->second != s.sender;
-      continue;
-    }
-    fresh.push_back(i);
-  }
+  std::vector<size_t> fresh = MarkRepeats(submits);
   size_t counted = 0;
   for (size_t i : fresh) {
     if (!counts_.Room(submits[i].sender, submits[i].receiver).empty()) break;
@@ -750,47 +904,11 @@ Status PgQueueStore::StoreSubmits(std::vector<SubmitItem>& submits, int64_t now,
     }
     fresh = std::move(kept);
   }
-  // Bounded statements: at most kRowsPerInsert rows in one.
-  constexpr size_t kRowsPerInsert = 1000;
-  std::vector<size_t> skipped;  // known after all (stored before, or by another broker meanwhile)
+  std::vector<size_t> skipped;
   for (size_t from = 0; from < fresh.size(); from += kRowsPerInsert) {
     const size_t to = std::min(fresh.size(), from + kRowsPerInsert);
-    std::vector<std::string_view> ids, senders, receivers, sender_channels, receiver_channels;
-    std::vector<std::string_view> envelopes;
-    std::vector<int64_t> expires;
-    for (size_t j = from; j < to; ++j) {
-      const auto& s = submits[fresh[j]];
-      ids.push_back(s.message_id);
-      senders.push_back(s.sender);
-      receivers.push_back(s.receiver);
-      sender_channels.push_back(s.sender_channel);
-      receiver_channels.push_back(s.receiver_channel);
-      envelopes.push_back(s.envelope);
-      expires.push_back(s.expires_ms);
-    }
-    pg::Params p;
-    p.Add(now).AddTextArray(ids).AddTextArray(senders).AddTextArray(receivers);
-    p.AddTextArray(sender_channels).AddTextArray(receiver_channels).AddByteaArray(envelopes);
-    p.AddInt8Array(expires);
-    BUD_ASSIGN_OR_RETURN(
-        auto stored,
-        conn_->Exec(
-            "WITH input AS ("
-            "  SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
-            "    $7::bytea[], $8::bigint[]) WITH ORDINALITY AS u(message_id, sender, receiver, "
-            "    sender_channel, receiver_channel, envelope, expires_ms, ord)), "
-            "seen AS ("
-            "  INSERT INTO broker_seen(message_id, sender, receiver, first_seen_ms, seq, "
-            "    sender_channel, receiver_channel) "
-            "  SELECT message_id, sender, receiver, $1, nextval('broker_message_seq'), "
-            "    sender_channel, receiver_channel FROM input ORDER BY ord "
-            "  ON CONFLICT (message_id) DO NOTHING RETURNING message_id, seq) "
-            "INSERT INTO broker_messages(seq, message_id, sender, receiver, envelope, "
-            "  received_ms, expires_ms, receiver_channel) "
-            "SELECT seen.seq, input.message_id, input.sender, input.receiver, input.envelope, $1, "
-            "  input.expires_ms, input.receiver_channel FROM seen JOIN input USING (message_id) "
-            "RETURNING message_id",
-            p));
+    BUD_ASSIGN_OR_RETURN(auto stored,
+                         conn_->Exec(kInsertSubmits, SubmitArrays(submits, fresh, from, to, now)));
     std::set<std::string_view> went_in;
     for (int i = 0; i < stored.size(); ++i) went_in.insert(stored.Bytes(i, 0));
     for (size_t j = from; j < to; ++j) {
@@ -800,24 +918,10 @@ Status PgQueueStore::StoreSubmits(std::vector<SubmitItem>& submits, int64_t now,
         continue;
       }
       counts_.Count(s.sender, s.receiver, -1);
-      s.duplicate = true;
       skipped.push_back(fresh[j]);
     }
   }
-  if (!skipped.empty()) {
-    std::vector<std::string_view> ids;
-    for (size_t i : skipped) ids.push_back(submits[i].message_id);
-    BUD_ASSIGN_OR_RETURN(auto who, conn_->Exec("SELECT message_id, sender FROM broker_seen "
-                                               "WHERE message_id = ANY($1::text[])",
-                                               pg::Params().AddTextArray(ids)));
-    std::map<std::string, std::string> stored_by;
-    for (int i = 0; i < who.size(); ++i) stored_by[who.Text(i, 0)] = who.Text(i, 1);
-    for (size_t i : skipped) {
-      auto k = stored_by.find(submits[i].message_id);
-      submits[i].conflict = k != stored_by.end() && k->second != submits[i].sender;
-    }
-  }
-  return Status::Ok();
+  return MarkKnown(submits, skipped);
 }
 
 Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
@@ -921,15 +1025,17 @@ Status PgQueueStore::ApplyReports(std::vector<ReportItem>& reports, size_t from,
   }
   if (valid.empty()) return Status::Ok();
   // The report rows: the first report of a (message, status) makes the notice.
-  std::string sql = "INSERT INTO broker_reports(message_id, status) VALUES ";
-  pg::Params p;
-  for (size_t k = 0; k < valid.size(); ++k) {
-    const int n = p.size();
-    sql += fmt::format("{}(${}, ${})", k == 0 ? "" : ", ", n + 1, n + 2);
-    p.Add(reports[valid[k]].message_id).Add(static_cast<int64_t>(reports[valid[k]].status));
+  std::vector<std::string_view> ids;
+  std::vector<int64_t> statuses;
+  for (size_t i : valid) {
+    ids.push_back(reports[i].message_id);
+    statuses.push_back(static_cast<int64_t>(reports[i].status));
   }
-  sql += " ON CONFLICT DO NOTHING RETURNING message_id, status";
-  BUD_ASSIGN_OR_RETURN(auto logged, conn_->Exec(sql, p));
+  BUD_ASSIGN_OR_RETURN(auto logged,
+                       conn_->Exec("INSERT INTO broker_reports(message_id, status) "
+                                   "SELECT * FROM unnest($1::text[], $2::bigint[]) "
+                                   "ON CONFLICT DO NOTHING RETURNING message_id, status",
+                                   pg::Params().AddTextArray(ids).AddInt8Array(statuses)));
   std::set<std::pair<std::string, int64_t>> first;
   for (int i = 0; i < logged.size(); ++i) first.insert({logged.Text(i, 0), logged.Int(i, 1)});
   // MOTTATT and final statuses end delivery: the queued copy goes, with a streamed message's
@@ -961,23 +1067,34 @@ Status PgQueueStore::ApplyReports(std::vector<ReportItem>& reports, size_t from,
     }
   }
   // One notice per first report, in the reports' order; a repeated report makes none.
-  std::string notices =
-      "INSERT INTO broker_notices(org, message_id, status, reason, at_ms, channel) VALUES ";
-  pg::Params np;
-  bool any = false;
+  std::vector<std::string_view> orgs, message_ids, reasons, channels;
+  std::vector<int64_t> notice_statuses, ats;
   for (size_t i : valid) {
     ReportItem& r = reports[i];
     if (first.erase({r.message_id, static_cast<int64_t>(r.status)}) == 0) continue;
     const SeenRow& m = seen.at(r.message_id);
-    const int n = np.size();
-    notices += fmt::format("{}(${}, ${}, ${}, ${}, ${}, ${})", any ? ", " : "", n + 1, n + 2, n + 3,
-                           n + 4, n + 5, n + 6);
-    np.Add(m.sender).Add(r.message_id).Add(static_cast<int64_t>(r.status)).Add(r.reason);
-    np.Add(r.at_ms ? r.at_ms : now).Add(m.sender_channel);
+    orgs.push_back(m.sender);
+    message_ids.push_back(r.message_id);
+    notice_statuses.push_back(static_cast<int64_t>(r.status));
+    reasons.push_back(r.reason);
+    ats.push_back(r.at_ms ? r.at_ms : now);
+    channels.push_back(m.sender_channel);
     r.notify_mailbox = MailboxKey(m.sender, m.sender_channel);
-    any = true;
   }
-  if (any) BUD_RETURN_IF_ERROR(conn_->Exec(notices, np).status());
+  if (!orgs.empty()) {
+    pg::Params np;
+    np.AddTextArray(orgs).AddTextArray(message_ids).AddInt8Array(notice_statuses);
+    np.AddTextArray(reasons).AddInt8Array(ats).AddTextArray(channels);
+    BUD_RETURN_IF_ERROR(
+        conn_
+            ->Exec("INSERT INTO broker_notices(org, message_id, status, reason, at_ms, channel) "
+                   "SELECT org, message_id, status, reason, at_ms, channel FROM unnest($1::text[], "
+                   "$2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[]) WITH "
+                   "ORDINALITY AS u(org, message_id, status, reason, at_ms, channel, ord) "
+                   "ORDER BY ord",
+                   np)
+            .status());
+  }
   return Status::Ok();
 }
 

@@ -34,6 +34,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -146,6 +147,10 @@ class PgQueueStore final : public QueueStore {
   // (Re)opens the listening connection and LISTENs.
   Status Listen();
   Status StoreSubmits(std::vector<SubmitItem>& submits, int64_t now, std::set<std::string>& wake);
+  std::optional<storage::pg::CommitResult> SubmitAlone(std::vector<SubmitItem>& submits,
+                                                       int64_t now);
+  Status MarkKnown(std::vector<SubmitItem>& submits, const std::vector<size_t>& skipped);
+  static constexpr size_t kRowsPerInsert = 1000;  // rows per statement at most
   Status DoBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
                  const std::vector<NoticeAck>& acks, int64_t now);
   // A reported message's broker_seen row.

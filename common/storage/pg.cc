@@ -555,6 +555,38 @@ Result<Rows> Connection::Exec(std::string_view sql, const Params& params) {
   return error;
 }
 
+CommitResult Connection::ExecAlone(std::string_view sql, const Params& params, Rows* rows) {
+  if (in_transaction()) {
+    return {CommitOutcome::kFailed,
+            Status(Code::kInternal, "a statement of its own inside an open transaction")};
+  }
+  notices_.clear();
+  capture_notices_ = true;
+  Result<Rows> r = Exec(sql, params);
+  capture_notices_ = false;
+  std::string sync_warning;
+  for (const auto& n : notices_) {
+    if (Contains(n, "synchronous replication")) sync_warning = n;
+  }
+  if (r.ok() && sync_warning.empty()) {
+    *rows = std::move(*r);
+    return {CommitOutcome::kDurable, Status::Ok()};
+  }
+  if (r.ok()) {
+    return {CommitOutcome::kUnknown,
+            Status(Code::kUnavailable,
+                   fmt::format("postgresql {} ({}): outcome unknown: the server committed "
+                               "locally but stopped waiting for synchronous replication ({})",
+                               server(), description_, sync_warning))};
+  }
+  if (!ok() || !sync_warning.empty()) {
+    // The statement went out and no clean answer came back: it may have been committed.
+    return {CommitOutcome::kUnknown, r.status().Context("outcome unknown")};
+  }
+  // An error on a live session: the statement's transaction was rolled back.
+  return {CommitOutcome::kFailed, r.status()};
+}
+
 Status Connection::ExecScript(std::string_view sql) {
   if (!ok()) {
     return Status(Code::kUnavailable,

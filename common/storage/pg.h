@@ -173,6 +173,12 @@ class Connection {
 
   // One statement with parameters; rows (or none) on success.
   Result<Rows> Exec(std::string_view sql, const Params& params = {});
+  // One statement as a transaction of its own (outside any Transaction): when the outcome is
+  // durable its changes are committed (flushed, and replicated as synchronous_commit asks) and
+  // `rows` holds its result; failed: nothing was written; unknown: the statement went out and no
+  // clean answer came back, or the server stopped waiting for synchronous replication (as for
+  // Transaction::Commit). One round trip instead of BEGIN, the statement and COMMIT.
+  CommitResult ExecAlone(std::string_view sql, const Params& params, Rows* rows);
   // Several statements without parameters in one round trip (schema scripts). Not for input.
   Status ExecScript(std::string_view sql);
 

@@ -169,8 +169,16 @@ void ConflictWithAnotherSender(StoreEnv& env) {
   Commit(*store, second);
   CHECK(second[0].duplicate);
   CHECK(second[0].conflict);
+  // Again, now that both organisations have sent before (PostgreSQL then takes the batch in one
+  // statement), beside a new message from the same sender.
+  std::vector<SubmitItem> third = {Item(kC, kB, id), Item(kC, kB)};
+  Commit(*store, third);
+  CHECK(third[0].duplicate);
+  CHECK(third[0].conflict);
+  CHECK_FALSE(third[1].duplicate);
+  CHECK(*store->IsQueued(third[1].message_id));
   auto q = All(*store, kB);
-  REQUIRE(q.size() == 1);
+  REQUIRE(q.size() == 2);
   CHECK(q[0].envelope == "envelope bytes of " + id);
   // Inside one batch too.
   const std::string id2 = NewUuid();

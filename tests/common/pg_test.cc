@@ -495,6 +495,50 @@ TEST_CASE("pg: a connection killed in the middle of a transaction", "[pg]") {
   }
   reconnect();
 
+  INFO("a statement of its own: durable with its rows; an error: failed, nothing written");
+  {
+    storage::pg::Rows rows;
+    auto res = c->ExecAlone("INSERT INTO killed VALUES ($1), ($2) RETURNING k",
+                            Params::Of("alone-1", "alone-2"), &rows);
+    INFO(res.status.ToString());
+    REQUIRE(res.durable());
+    CHECK(rows.size() == 2);
+    CHECK_FALSE(c->in_transaction());
+    CHECK(CountRows(pg, "killed", "k LIKE 'alone-%'") == 2);
+    auto dup = c->ExecAlone("INSERT INTO killed VALUES ('alone-3'), ('alone-1')", Params(), &rows);
+    CHECK(dup.outcome == CommitOutcome::kFailed);
+    CHECK(dup.status.code() == Code::kAlreadyExists);
+    CHECK(CountRows(pg, "killed", "k = 'alone-3'") == 0);
+    {
+      Transaction tx(*c);
+      REQUIRE(tx.began().ok());
+      auto inside = c->ExecAlone("SELECT 1", Params(), &rows);
+      CHECK(inside.outcome == CommitOutcome::kFailed);
+    }
+  }
+
+  INFO("a statement of its own, its session killed while it runs: unknown");
+  {
+    const int pid = c->backend_pid();
+    std::thread killer([&pg, pid] {
+      try {
+        WaitUntil("the statement to sleep", Millis(30000), [&] {
+          return pg.AdminQuery("SELECT count(*)::text FROM pg_stat_activity WHERE pid = " +
+                               std::to_string(pid) + " AND wait_event = 'PgSleep'") == "1";
+        });
+        pg.AdminExec("SELECT pg_terminate_backend(" + std::to_string(pid) + ")");
+      } catch (const std::exception&) {
+      }
+    });
+    storage::pg::Rows rows;
+    auto res = c->ExecAlone("INSERT INTO killed SELECT 'slept' FROM pg_sleep(20)", Params(), &rows);
+    killer.join();
+    INFO(res.status.ToString());
+    CHECK(res.outcome == CommitOutcome::kUnknown);
+    CHECK(CountRows(pg, "killed", "k = 'slept'") == 0);
+  }
+  reconnect();
+
   INFO("the server killed (SIGKILL) and started again: committed rows survive");
   {
     Transaction tx(*c);
@@ -558,6 +602,18 @@ TEST_CASE("pg: a cancelled wait for synchronous replication is an unknown outcom
     CHECK(c->ok());
     // On the primary it is there (and a failover now would lose it).
     CHECK(pg.AdminQuery("SELECT count(*)::text FROM sync", "bud") == "1");
+  }
+
+  INFO("a statement of its own, cancelled the same way: unknown");
+  {
+    storage::pg::Rows rows;
+    std::thread t = interrupt_when_waiting(c->backend_pid(), "pg_cancel_backend");
+    auto res = c->ExecAlone("INSERT INTO sync VALUES ('alone') RETURNING k", Params(), &rows);
+    t.join();
+    INFO(res.status.ToString());
+    CHECK(res.outcome == CommitOutcome::kUnknown);
+    CHECK(res.status.message().find("synchronous replication") != std::string::npos);
+    CHECK(pg.AdminQuery("SELECT count(*)::text FROM sync WHERE k = 'alone'", "bud") == "1");
   }
 
   INFO("terminated while waiting: unknown, connection gone");
