@@ -75,6 +75,7 @@ int main(int argc, char** argv) {
   int64_t queued = 1000000;
   int exchange_messages = 500, singles = 20;
   int api_messages = 2000, api_clients = 8;
+  double half_rate = 0;
   std::string out_file, only, keys_list = "ec,rsa";
   std::string stores_list = "sqlite,postgresql,postgresql-sync";
   Peer rabbit, nats, nats_sync;
@@ -92,6 +93,10 @@ int main(int argc, char** argv) {
   app.add_option("--exchange-messages", exchange_messages, "folders per whole-exchange run");
   app.add_option("--api-messages", api_messages, "messages per sender-api run");
   app.add_option("--api-clients", api_clients, "HTTP client threads (connections) in sender-api");
+  app.add_option("--half-rate", half_rate,
+                 "half-load at this many messages a second instead of half the ingest median of "
+                 "the run (ingest then runs only when asked for), e.g. to compare two builds")
+      ->check(CLI::PositiveNumber);
   app.add_option("--keys", keys_list,
                  "certificate key types for exchange and sender-api, comma-separated: ec, rsa");
   app.add_option("--stores", stores_list,
@@ -210,15 +215,15 @@ int main(int argc, char** argv) {
   // ingest, pass-through and half-load on one broker store.
   auto broker_scenarios = [&](OwnBench& bench, const std::string& system) {
     std::optional<Figures> peak;
-    if (wanted("ingest") || wanted("half-load")) {
+    if (wanted("ingest") || (wanted("half-load") && half_rate == 0)) {
       peak = measure("ingest", system, [&](int) { return bench.Ingest(spec); });
     }
     if (wanted("pass-through")) {
       measure("pass-through", system, [&](int) { return bench.PassThrough(spec); });
     }
-    if (wanted("half-load") && peak && peak->msgs_per_s) {
+    if (wanted("half-load") && (half_rate > 0 || (peak && peak->msgs_per_s))) {
       LoadSpec half = spec;
-      half.rate = *peak->msgs_per_s / 2;
+      half.rate = half_rate > 0 ? half_rate : *peak->msgs_per_s / 2;
       measure("half-load", system, [&](int) { return bench.HalfLoad(half); });
     }
   };

@@ -47,6 +47,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "broker/queue_store.h"
@@ -230,6 +231,7 @@ class Streams {
   std::string buf_;
   int64_t store_max_bytes_;
   uint64_t spool_bytes_ = 0;
+  std::unordered_set<std::string> spooled_;  // ids with a spool file (created or found here)
   std::map<std::string, std::pair<int64_t, int64_t>> refusal_log_;  // org -> last line, suppressed
 };
 

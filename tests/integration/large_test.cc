@@ -377,6 +377,9 @@ TEST_CASE("a streamed transfer resumes after SIGKILL of the broker and of the re
   CHECK(FileSize(got) == static_cast<int64_t>(size));
   CHECK(FileSha256(got) == sha);
   ex.WaitForStatus(kAgencyA, id, "MOTTATT", Millis(60000));
+  // The spool the restarted broker took over goes once the message is through.
+  WaitUntil("the broker's spool of the message removed", Millis(20000),
+            [&] { return !PathExists(ex.root() + "/broker/spool/" + id); });
 }
 
 // With the broker's store on PostgreSQL the chunks are rows of the database, not spool files:
