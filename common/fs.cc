@@ -238,6 +238,13 @@ Result<OpenedFile> OpenRegularNoFollow(int dir_fd, const std::string& name, std:
                               "not sent)",
                               what));
   }
+  if (f.st.st_nlink == 0) {
+    // Renamed over or deleted between the open and now: what was opened is no longer the file.
+    return Status(Code::kInvalidArgument,
+                  fmt::format("{} was replaced or removed while it was being taken in (write "
+                              "files elsewhere and move the finished folder in whole)",
+                              what));
+  }
   if (f.st.st_nlink != 1) {
     return Status(Code::kInvalidArgument,
                   fmt::format("{} has {} hard links; only a file with one link is taken (copy it "

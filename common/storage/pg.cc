@@ -560,6 +560,15 @@ CommitResult Connection::ExecAlone(std::string_view sql, const Params& params, R
     return {CommitOutcome::kFailed,
             Status(Code::kInternal, "a statement of its own inside an open transaction")};
   }
+  // A session the server ended while idle (a terminated backend, a restart) has left its last
+  // words and its EOF in the socket: found now, the statement was never sent, nothing written.
+  // (One read takes the last words, the next one finds the EOF.)
+  if (!ok() || PQconsumeInput(conn_) == 0 || PQconsumeInput(conn_) == 0 ||
+      PQstatus(conn_) != CONNECTION_OK) {
+    lost_ = true;
+    return {CommitOutcome::kFailed,
+            ErrorFromConnection("before a statement of its own; nothing was written")};
+  }
   notices_.clear();
   capture_notices_ = true;
   Result<Rows> r = Exec(sql, params);

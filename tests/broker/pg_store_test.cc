@@ -105,6 +105,15 @@ TEST_CASE("PostgreSQL: after a lost connection the store reconnects; nothing hal
     REQUIRE_FALSE(pids.empty());
     pg.AdminQuery("SELECT bool_and(pg_terminate_backend(p))::text FROM unnest(string_to_array('" +
                   pids + "', ',')::int[]) p");
+    // pg_terminate_backend only signals: wait until the sessions are gone, so that the store's
+    // next statement meets a closed connection rather than a dying session (which could not
+    // tell whether it ran the statement: an unknown outcome).
+    const std::string gone = "pid = ANY(string_to_array('" + pids + "', ',')::int[])";
+    const auto deadline = MonoMs() + 30000;
+    while (!BrokerBackends(pg, gone).empty() && MonoMs() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    REQUIRE(BrokerBackends(pg, gone).empty());
   };
   terminate();
   auto count = store.QueuedCount();  // tried once more on a new connection

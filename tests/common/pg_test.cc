@@ -517,6 +517,24 @@ TEST_CASE("pg: a connection killed in the middle of a transaction", "[pg]") {
     }
   }
 
+  INFO("a statement of its own on a session the server ended while it was idle: failed");
+  {
+    const int pid = c->backend_pid();
+    pg.AdminExec("SELECT pg_terminate_backend(" + std::to_string(pid) + ")");
+    WaitUntil("the session to end", Millis(30000), [&] {
+      return pg.AdminQuery("SELECT count(*)::text FROM pg_stat_activity WHERE pid = " +
+                           std::to_string(pid)) == "0";
+    });
+    storage::pg::Rows rows;
+    auto res = c->ExecAlone("INSERT INTO killed VALUES ('idle')", Params(), &rows);
+    INFO(res.status.ToString());
+    CHECK(res.outcome == CommitOutcome::kFailed);
+    CHECK(res.status.code() == Code::kUnavailable);
+    CHECK(c->NeedsReconnect());
+    CHECK(CountRows(pg, "killed", "k = 'idle'") == 0);
+  }
+  reconnect();
+
   INFO("a statement of its own, its session killed while it runs: unknown");
   {
     const int pid = c->backend_pid();
