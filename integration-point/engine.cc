@@ -275,6 +275,8 @@ void Engine::RunTurn() {
   }
   FinishTurn();
   Tick();
+  // What the turn made ready (submits, reports, acks) goes in as few frames as the broker takes.
+  p.link->Flush();
 }
 
 void Engine::Dispatch(const wire::BrokerMessage& msg) {

@@ -442,6 +442,12 @@ void StatusQueries::EngineCounters(metrics::Writer& w) {
           metrics_.reconnects);
   counter("bud_ip_broker_failovers_total",
           "Reconnects that moved to the next broker endpoint of the list.", metrics_.failovers);
+  counter("bud_ip_broker_batch_frames_total",
+          "Batch frames sent to the broker (each carrying several submits, reports and status "
+          "acks).",
+          metrics_.batch_frames);
+  counter("bud_ip_broker_batch_items_total",
+          "Submits, reports and status acks sent in Batch frames.", metrics_.batch_items);
   counter("bud_ip_registry_served_stale_total",
           "Registry lookups by the engine answered from a cached entry past its cache time "
           "because no registry answered.",

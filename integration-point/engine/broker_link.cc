@@ -32,7 +32,8 @@ BrokerLink::BrokerLink(BrokerTransport& transport, const Clock& clock, Orgnr me,
       hello_backoff_ms_(options_.hello_first_ms),
       jitter_(options_.jitter_seed != 0
                   ? options_.jitter_seed
-                  : static_cast<uint64_t>(clock_.MonoMs()) ^ std::random_device{}()) {
+                  : static_cast<uint64_t>(clock_.MonoMs()) ^ std::random_device{}()),
+      batches_(transport, metrics) {
   if (options_.endpoints.empty()) options_.endpoints.push_back("");  // Load refuses this
   endpoints_.resize(options_.endpoints.size());
 }
@@ -74,6 +75,7 @@ void BrokerLink::Reconnect(LinkEvent why) {
                   failed.failures, failed.not_before_mono - now);
     }
   }
+  batches_.Reset();
   transport_.Connect(endpoint());
   state_ = LinkState::kConnecting;
   last_event_ = why;
@@ -103,6 +105,13 @@ std::optional<wire::BrokerMessage> BrokerLink::OnFrame(const zmq::message_t& fra
       if (msg.refused().reason().starts_with("no session")) {
         state_ = LinkState::kConnecting;
         last_event_ = LinkEvent::kNoSession;
+      } else if (msg.refused().reason().starts_with("a batch of") &&
+                 batches_.max_batch_items() > 0) {
+        // It takes fewer than its Welcome said. What the refused frame carried is resent by its
+        // parts' timers.
+        batches_.OnTooLarge();
+        Log()->warn("broker {} refused a Batch frame as too large: at most {} item(s) a frame now",
+                    endpoint(), std::max<uint32_t>(batches_.max_batch_items(), 1));
       }
       return std::nullopt;
     case wire::BrokerMessage::kDeliver:
@@ -136,6 +145,7 @@ void BrokerLink::OnWelcome(const wire::Welcome& welcome) {
   }
   state_ = LinkState::kReady;
   last_event_ = LinkEvent::kWelcome;
+  batches_.SetLimit(welcome.max_batch_items());
   metrics_.broker_connected.store(1);
   hello_backoff_ms_ = options_.hello_first_ms;
   endpoints_[current_] = EndpointState{};
@@ -155,6 +165,95 @@ void BrokerLink::SendHello(int64_t now) {
   Send(hello);
   last_hello_mono_ = now;
   hello_backoff_ms_ = std::min<int64_t>(hello_backoff_ms_ * 2, options_.hello_max_ms);
+}
+
+void BatchQueue::SetLimit(uint32_t max_batch_items) {
+  // A Batch of one is a single frame: 1 and 0 both mean single frames.
+  max_items_ = max_batch_items > 1 ? max_batch_items : 0;
+  largest_sent_ = 0;
+}
+
+void BatchQueue::OnTooLarge() {
+  max_items_ = std::min(max_items_, std::max<uint32_t>(largest_sent_ / 2, 1));
+  if (max_items_ == 1) max_items_ = 0;
+  largest_sent_ = 0;
+}
+
+void BatchQueue::Queue(wire::ClientMessage msg, std::function<void(bool)> sent) {
+  const auto body = msg.body_case();
+  const bool batchable = body == wire::ClientMessage::kSubmit ||
+                         body == wire::ClientMessage::kReport ||
+                         body == wire::ClientMessage::kStatusAck;
+  if (max_items_ == 0 || !batchable) {
+    const bool ok = transport_.Send(msg);
+    if (sent) sent(ok);
+    return;
+  }
+  queued_.push_back({std::move(msg), std::move(sent)});
+  if (queued_.size() >= max_items_) Flush();
+}
+
+void BatchQueue::Flush() {
+  std::vector<Queued> queued;
+  queued.swap(queued_);
+  size_t begin = 0;
+  while (begin < queued.size()) {
+    // One frame: as many items as the limits allow (at least one).
+    size_t end = begin;
+    size_t bytes = 0;
+    while (end < queued.size() && end - begin < std::max<uint32_t>(max_items_, 1)) {
+      const size_t size = queued[end].msg.ByteSizeLong();
+      if (end > begin && bytes + size > kMaxBatchFrameBytes) break;
+      bytes += size;
+      ++end;
+    }
+    bool ok;
+    if (end - begin == 1) {
+      ok = transport_.Send(queued[begin].msg);
+    } else {
+      auto frame = NewClientMessage();
+      wire::Batch* batch = frame.mutable_batch();
+      // The broker handles a Batch's submits, then its reports, then its acks: each kind keeps
+      // its order, and no kind depends on another's in one turn.
+      for (size_t i = begin; i < end; ++i) {
+        wire::ClientMessage& m = queued[i].msg;
+        switch (m.body_case()) {
+          case wire::ClientMessage::kSubmit:
+            batch->add_submits()->Swap(m.mutable_submit());
+            break;
+          case wire::ClientMessage::kReport:
+            batch->add_reports()->Swap(m.mutable_report());
+            break;
+          case wire::ClientMessage::kStatusAck:
+            batch->add_status_acks()->Swap(m.mutable_status_ack());
+            break;
+          default:
+            break;  // Queue sends the others at once
+        }
+      }
+      ok = transport_.Send(frame);
+      if (ok) {
+        const auto items = static_cast<uint32_t>(end - begin);
+        largest_sent_ = std::max(largest_sent_, items);
+        metrics_.batch_frames.fetch_add(1, std::memory_order_relaxed);
+        metrics_.batch_items.fetch_add(items, std::memory_order_relaxed);
+      }
+    }
+    for (size_t i = begin; i < end; ++i) {
+      if (queued[i].sent) queued[i].sent(ok);
+    }
+    begin = end;
+  }
+}
+
+void BatchQueue::Reset() {
+  max_items_ = 0;
+  largest_sent_ = 0;
+  std::vector<Queued> dropped;
+  dropped.swap(queued_);
+  for (auto& q : dropped) {
+    if (q.sent) q.sent(false);
+  }
 }
 
 bool BrokerLink::Tick() {

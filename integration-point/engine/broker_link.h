@@ -20,6 +20,15 @@
 // (Welcome, Heartbeat, Refused) and returns the others for the parts; Tick runs the timers.
 // Whoever must forget what it had in flight hears it through Listener: OnReset when the socket
 // is replaced, OnReady on Welcome. The link knows nothing of messages, stores or parts.
+//
+// Batch frames (docs/protocol.md, "Batch"): Queue takes a Submit, Report or StatusAck; to a
+// broker whose Welcome announced max_batch_items, queued items wait until Flush (the loop's end
+// of turn) and go in Batch frames of at most that many items and kMaxBatchFrameBytes each (an
+// item alone goes in a frame of its own, as before); to a broker that announced none, each goes
+// at once. Each item's `sent` hears whether the frame carrying it was queued on the socket. A
+// broker that refuses a Batch as too large ("a batch of N items is more than ...") lowers the
+// limit to half of what was sent: the refused frame's items are lost as any unanswered frame is
+// (resent by their parts' timers).
 // Concurrency: the engine thread.
 #pragma once
 
@@ -59,6 +68,37 @@ struct LinkOptions {
   std::string channel = {};
 };
 
+// What waits for the next Batch frame (above, "Batch frames"); the link's part.
+class BatchQueue {
+ public:
+  // `transport` and `metrics` must outlive the queue.
+  BatchQueue(BrokerTransport& transport, EngineMetrics& metrics)
+      : transport_(transport), metrics_(metrics) {}
+  void Queue(wire::ClientMessage msg, std::function<void(bool sent)> sent);
+  void Flush();
+  // A new socket: what waits is not sent (each item hears `sent` false); no Batch until a
+  // Welcome says the limit.
+  void Reset();
+  // The Welcome's max_batch_items (0 or 1: single frames).
+  void SetLimit(uint32_t max_batch_items);
+  // The broker refused a Batch as too large: half of the largest one sent, down to single frames.
+  void OnTooLarge();
+  // Items a Batch frame carries at most now; 0: every item in a frame of its own.
+  uint32_t max_batch_items() const { return max_items_; }
+  size_t queued() const { return queued_.size(); }
+
+ private:
+  struct Queued {
+    wire::ClientMessage msg;
+    std::function<void(bool)> sent;
+  };
+  BrokerTransport& transport_;
+  EngineMetrics& metrics_;
+  uint32_t max_items_ = 0;     // from the Welcome, lowered by a refusal; 0 on a new socket
+  uint32_t largest_sent_ = 0;  // the largest Batch sent since the limit was set
+  std::vector<Queued> queued_;
+};
+
 class BrokerLink {
  public:
   struct Listener {
@@ -82,6 +122,14 @@ class BrokerLink {
   // and was not replaced in this tick (the loop's other timers run then).
   bool Tick();
   bool Send(const wire::ClientMessage& msg) { return transport_.Send(msg); }
+  // A Submit, Report or StatusAck, sent at once or in the next Flush's Batch frames (above).
+  // `sent` (may be empty) runs with whether the frame carrying it was queued on the socket.
+  void Queue(wire::ClientMessage msg, std::function<void(bool sent)> sent = {}) {
+    batches_.Queue(std::move(msg), std::move(sent));
+  }
+  // Sends what Queue holds, in frames of at most max_batch_items items.
+  void Flush() { batches_.Flush(); }
+  const BatchQueue& batches() const { return batches_; }
   LinkState state() const { return state_; }
   bool ready() const { return state_ == LinkState::kReady; }
   LinkEvent last_event() const { return last_event_; }
@@ -119,7 +167,13 @@ class BrokerLink {
   size_t current_ = 0;
   int64_t hello_not_before_mono_ = 0;
   std::mt19937_64 jitter_;
+  BatchQueue batches_;
 };
+
+// A Batch frame's items together at most this many bytes (a larger item goes alone): well below
+// the frame limit and the broker's max_batch_bytes (what one of its turns reads, at least 1 MiB
+// and a frame whole), so a Batch does not take a broker's turn alone.
+inline constexpr size_t kMaxBatchFrameBytes = 4u << 20;
 
 // A ClientMessage with the protocol version set.
 wire::ClientMessage NewClientMessage();

@@ -26,6 +26,9 @@ struct EngineMetrics {
   std::atomic<int64_t> deferred{0};      // answered Defer (inbox or store cannot be written)
   std::atomic<int64_t> reconnects{0};
   std::atomic<int64_t> failovers{0};  // moves to the next broker endpoint (of reconnects)
+  // Batch frames sent to the broker and the items they carried (submits, reports, status acks).
+  std::atomic<int64_t> batch_frames{0};
+  std::atomic<int64_t> batch_items{0};
   std::atomic<int64_t> registry_served_stale{0};  // lookups served from a stale cached entry
   // Bytes of streamed chunk records sent to brokers (uploads, resends included) and received
   // from them (downloads, duplicates included): over a resumed transfer, little more than the

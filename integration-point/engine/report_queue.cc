@@ -22,8 +22,13 @@ void ReportQueue::Report(const std::string& message_id, MsgStatus status,
   r->set_status(status);
   r->set_reason(reason);
   r->set_at_unix_ms(clock_.NowMs());
-  turn_.AfterCommit([this, msg = std::move(msg), key = Key(message_id, status)] {
-    if (link_.Send(msg)) sent_[key] = clock_.MonoMs();
+  turn_.AfterCommit([this, msg = std::move(msg), key = Key(message_id, status)]() mutable {
+    // Sent from now (so SendPending does not queue it twice); a frame that could not be sent
+    // leaves it pending.
+    sent_[key] = clock_.MonoMs();
+    link_.Queue(std::move(msg), [this, key](bool sent) {
+      if (!sent) sent_.erase(key);
+    });
   });
 }
 

@@ -235,9 +235,15 @@ void Sender::SubmitSealed() {
     // Keyed as the broker answers: by the id in the envelope (lower case).
     const std::string id = LowerId(m.message_id);
     if (in_flight_.contains(id)) continue;
-    if (!d_.link.Send(SubmitMessage(std::move(m.envelope)))) return;
+    // In flight from now; a frame that could not be sent leaves it for the next turn.
     in_flight_[id] = d_.clock.MonoMs();
-    d_.metrics.submits.fetch_add(1, std::memory_order_relaxed);
+    d_.link.Queue(SubmitMessage(std::move(m.envelope)), [this, id](bool sent) {
+      if (sent) {
+        d_.metrics.submits.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        in_flight_.erase(id);
+      }
+    });
   }
 }
 
@@ -323,7 +329,7 @@ void Sender::OnStatusNotice(const wire::StatusNotice& n) {
   }
   auto ack = NewClientMessage();
   ack.mutable_status_ack()->set_notice_id(n.notice_id());
-  d_.turn.AfterCommit([this, ack = std::move(ack)] { d_.link.Send(ack); });
+  d_.turn.AfterCommit([this, ack = std::move(ack)]() mutable { d_.link.Queue(std::move(ack)); });
 }
 
 void Sender::OnStreamStart(const wire::StreamStart& start) {

@@ -4,6 +4,8 @@
 //
 // What is checked is what an archive system and an operator see: inbox folders and their
 // message.json, outbox/.failed/ with error.txt, and `bud-ip status --json` on both sides.
+#include <httplib.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cctype>
@@ -222,6 +224,74 @@ TEST_CASE("malformed outbox folders go to .failed with a reason, and sending goe
   CheckDelivered(ex, kAgencyA, kAgencyB, id, "", "Etter feilene", letter);
   CHECK(ex.Status(kAgencyA).size() == 1);
   CHECK(ListDir(ex.Inbox(kAgencyB)) == Strings{id});
+}
+
+namespace {
+// A counter of `org`'s /metrics (ExchangeOptions::http), or -1 when it cannot be read.
+int64_t MetricOf(Exchange& ex, const std::string& org, const std::string& name) {
+  httplib::Client c(ex.HttpBase(org));
+  c.set_connection_timeout(5, 0);
+  c.set_read_timeout(20, 0);
+  auto r = c.Get("/metrics");
+  if (!r || r->status != 200) return -1;
+  const size_t at = r->body.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return static_cast<int64_t>(std::stod(r->body.substr(at + name.size() + 2)));
+}
+}  // namespace
+
+// The points send Batch frames to the broker (docs/protocol.md, "Batch"): what a turn made ready
+// (the sender's submits and acks, the receiver's reports) goes in one frame, each item answered
+// as if alone; the exchange is the same: every message once in the inbox, with its statuses.
+TEST_CASE("many folders at once: the points send Batch frames, every message arrives once",
+          "[integration][batch]") {
+  ExchangeOptions o;
+  o.http = true;
+  Exchange ex(o);
+  ex.ip(kAgencyA).Stop();  // the folders wait, so the sender's turns find many ready at once
+  constexpr int kMessages = 120;
+  Strings ids;
+  for (int i = 0; i < kMessages; ++i) {
+    const std::string id = NewUuid();
+    nlohmann::json meta = Exchange::Metadata(kAgencyB);
+    meta["messageId"] = id;
+    meta["title"] = "Melding " + std::to_string(i);
+    ex.DropFolder(kAgencyA, "m" + std::to_string(i), meta.dump(2),
+                  {{"brev.txt", "melding " + std::to_string(i) + "\n"}});
+    ids.push_back(id);
+  }
+  ex.StartIp(kAgencyA);
+  for (const auto& id : ids) ex.WaitForInbox(kAgencyB, id);
+  for (const auto& id : ids) ex.WaitForStatus(kAgencyA, id, "MOTTATT");
+
+  std::this_thread::sleep_for(Millis(1500));  // a duplicate delivery would show up by now
+  ex.CheckAlive();
+  Strings want = ids;
+  std::sort(want.begin(), want.end());
+  CHECK(ListDir(ex.Inbox(kAgencyB)) == want);
+  const nlohmann::json at_b = ex.Status(kAgencyB);
+  CHECK(at_b.size() == kMessages);
+  const nlohmann::json at_a = ex.Status(kAgencyA);
+  for (const auto& id : ids) {
+    INFO("message " << id);
+    REQUIRE(Exchange::Find(at_a, id).size() == 1);
+    CHECK(Exchange::History(Exchange::Find(at_a, id).front()) == kSenderHistory);
+    REQUIRE(Exchange::Find(at_b, id).size() == 1);
+  }
+
+  // The sender's submits (and acks of the MOTTATT notices) went in Batch frames of several
+  // items; so did the receiver's reports, as far as its turns took several deliveries.
+  const int64_t a_frames = MetricOf(ex, kAgencyA, "bud_ip_broker_batch_frames_total");
+  const int64_t a_items = MetricOf(ex, kAgencyA, "bud_ip_broker_batch_items_total");
+  const int64_t b_frames = MetricOf(ex, kAgencyB, "bud_ip_broker_batch_frames_total");
+  const int64_t b_items = MetricOf(ex, kAgencyB, "bud_ip_broker_batch_items_total");
+  INFO("sender: " << a_items << " items in " << a_frames << " Batch frames; receiver: " << b_items
+                  << " in " << b_frames);
+  CHECK(a_frames >= 1);
+  CHECK(a_items >= 2 * a_frames);
+  CHECK(a_items >= kMessages / 2);  // most of the submits went batched
+  CHECK(b_frames >= 0);             // published (-1: not on /metrics)
+  CHECK(b_items >= 0);
 }
 
 TEST_CASE("a message id dropped again is not sent again", "[integration]") {

@@ -321,5 +321,180 @@ TEST_CASE("link: an endpoint failing again and again waits a jittered, capped, d
   CHECK(link.hello_wait_ms() == 0);
 }
 
+// Batch frames (docs/protocol.md, "Batch").
+
+wire::ClientMessage SubmitOf(const std::string& envelope) {
+  auto m = NewClientMessage();
+  m.mutable_submit()->set_envelope(envelope);
+  return m;
+}
+wire::ClientMessage ReportOf(const std::string& id) {
+  auto m = NewClientMessage();
+  m.mutable_report()->set_message_id(id);
+  m.mutable_report()->set_status(wire::MOTTATT);
+  return m;
+}
+wire::ClientMessage AckOf(uint64_t notice_id) {
+  auto m = NewClientMessage();
+  m.mutable_status_ack()->set_notice_id(notice_id);
+  return m;
+}
+// The next frame at the broker end (the test fails when none comes).
+wire::ClientMessage Frame(Rig& r) {
+  auto m = r.broker->Next();
+  REQUIRE(m);
+  return *m;
+}
+
+TEST_CASE("link: without max_batch_items in the Welcome every item goes at once, alone",
+          "[ip][link][batch]") {
+  Rig r;
+  r.Welcome();
+  CHECK(r.link->batches().max_batch_items() == 0);
+  std::vector<bool> sent;
+  r.link->Queue(SubmitOf("e1"), [&](bool ok) { sent.push_back(ok); });
+  r.link->Queue(ReportOf("m1"), [&](bool ok) { sent.push_back(ok); });
+  CHECK(r.link->batches().queued() == 0);
+  CHECK(sent == std::vector<bool>{true, true});
+  auto a = r.broker->Next();
+  auto b = r.broker->Next();
+  REQUIRE(a);
+  REQUIRE(b);
+  CHECK(a->submit().envelope() == "e1");
+  CHECK(b->report().message_id() == "m1");
+  CHECK(r.metrics.batch_frames.load() == 0);
+}
+
+TEST_CASE("link: with max_batch_items, queued items go at Flush in frames of at most that many",
+          "[ip][link][batch]") {
+  Rig r;
+  r.Welcome(3);
+  CHECK(r.link->batches().max_batch_items() == 3);
+  int sent = 0;
+  const auto count = [&](bool ok) { sent += ok ? 1 : 0; };
+  r.link->Queue(ReportOf("m1"), count);
+  r.link->Queue(SubmitOf("e1"), count);
+  CHECK(r.link->batches().queued() == 2);
+  CHECK_FALSE(r.broker->Next(50));  // nothing before Flush or a full frame
+  r.link->Queue(AckOf(7), count);   // the third: a full frame goes now
+  CHECK(r.link->batches().queued() == 0);
+  CHECK(sent == 3);
+  auto first = r.broker->Next();
+  REQUIRE(first);
+  REQUIRE(first->has_batch());
+  CHECK(first->protocol_version() == wire::kProtocolVersion);
+  REQUIRE(first->batch().submits_size() == 1);
+  CHECK(first->batch().submits(0).envelope() == "e1");
+  REQUIRE(first->batch().reports_size() == 1);
+  CHECK(first->batch().reports(0).message_id() == "m1");
+  REQUIRE(first->batch().status_acks_size() == 1);
+  CHECK(first->batch().status_acks(0).notice_id() == 7);
+
+  for (int i = 0; i < 5; ++i) r.link->Queue(SubmitOf("x" + std::to_string(i)), count);
+  CHECK(r.link->batches().queued() == 2);  // 3 went when the frame was full
+  r.link->Flush();
+  CHECK(sent == 8);
+  auto second = r.broker->Next();
+  auto third = r.broker->Next();
+  REQUIRE(second);
+  REQUIRE(third);
+  CHECK(second->batch().submits_size() == 3);
+  REQUIRE(third->batch().submits_size() == 2);
+  CHECK(third->batch().submits(1).envelope() == "x4");  // in the order queued
+  r.link->Queue(SubmitOf("alone"), count);
+  r.link->Flush();  // one item: a frame of its own, as without batching
+  auto alone = r.broker->Next();
+  REQUIRE(alone);
+  CHECK(alone->submit().envelope() == "alone");
+  CHECK(r.metrics.batch_frames.load() == 3);
+  CHECK(r.metrics.batch_items.load() == 8);
+}
+
+TEST_CASE("link: other messages go at once while items wait; a Batch frame is bounded in bytes",
+          "[ip][link][batch]") {
+  Rig r;
+  r.Welcome(256);
+  r.link->Queue(SubmitOf("e1"));
+  auto defer = NewClientMessage();
+  defer.mutable_defer()->set_message_id("d");
+  r.link->Queue(defer);
+  auto got = r.broker->Next();
+  REQUIRE(got);
+  CHECK(got->has_defer());
+  CHECK(r.link->batches().queued() == 1);
+  r.link->Flush();
+  REQUIRE(r.broker->Next());
+
+  const std::string big(kMaxBatchFrameBytes / 2 - 1024, 'b');  // two fit in a frame, not three
+  for (int i = 0; i < 3; ++i) r.link->Queue(SubmitOf(big));
+  r.link->Queue(SubmitOf(std::string(kMaxBatchFrameBytes + 1, 'h')));  // larger than a frame
+  r.link->Flush();
+  auto f1 = r.broker->Next();
+  auto f2 = r.broker->Next();
+  auto f3 = r.broker->Next();
+  REQUIRE(f1);
+  REQUIRE(f2);
+  REQUIRE(f3);
+  CHECK(f1->batch().submits_size() == 2);
+  CHECK(f2->submit().envelope() == big);  // the next would not fit beside it: alone
+  CHECK(f3->submit().envelope().size() == kMaxBatchFrameBytes + 1);  // alone
+}
+
+TEST_CASE("link: a Batch refused as too large halves the limit, down to single frames",
+          "[ip][link][batch]") {
+  Rig r;
+  r.Welcome(8);
+  for (int i = 0; i < 8; ++i) r.link->Queue(SubmitOf("e"));
+  CHECK(Frame(r).batch().submits_size() == 8);
+  // The broker's refusal (broker/server.cc, OnBatch): nothing of the frame was stored.
+  wire::BrokerMessage refused;
+  refused.mutable_refused()->set_reason(
+      "a batch of 8 items is more than this broker takes in one frame (5)");
+  r.broker->Send(refused);
+  Feed(r);
+  CHECK(r.link->ready());
+  CHECK(r.link->batches().max_batch_items() == 4);
+  for (int i = 0; i < 4; ++i) r.link->Queue(SubmitOf("e"));
+  CHECK(Frame(r).batch().submits_size() == 4);
+  refused.mutable_refused()->set_reason(
+      "a batch of 4 items is more than this broker takes in one frame (1)");
+  r.broker->Send(refused);
+  Feed(r);
+  CHECK(r.link->batches().max_batch_items() == 2);
+  for (int i = 0; i < 2; ++i) r.link->Queue(SubmitOf("e"));
+  CHECK(Frame(r).batch().submits_size() == 2);
+  r.broker->Send(refused);
+  Feed(r);
+  CHECK(r.link->batches().max_batch_items() == 0);  // single frames from now on
+  r.link->Queue(SubmitOf("single"));
+  CHECK(r.link->batches().queued() == 0);
+  CHECK(Frame(r).submit().envelope() == "single");
+  // A new Welcome (the broker restarted) says its limit again.
+  auto w = WelcomeFor(std::string("0192:") + rig::kMe);
+  w.mutable_welcome()->set_max_batch_items(8);
+  r.broker->Send(w);
+  Feed(r);
+  CHECK(r.link->batches().max_batch_items() == 8);
+}
+
+TEST_CASE("link: a new socket drops what waits for Flush and forgets the broker's limit",
+          "[ip][link][batch]") {
+  Rig r;
+  r.Welcome(16);
+  std::vector<bool> sent;
+  r.link->Queue(SubmitOf("e1"), [&](bool ok) { sent.push_back(ok); });
+  r.link->Queue(ReportOf("m1"), [&](bool ok) { sent.push_back(ok); });
+  r.clock.Advance(3001);  // silence: a new socket
+  CHECK_FALSE(r.link->Tick());
+  CHECK(r.link->last_event() == LinkEvent::kSilence);
+  CHECK(sent == std::vector<bool>{false, false});
+  CHECK(r.link->batches().queued() == 0);
+  CHECK(r.link->batches().max_batch_items() == 0);
+  r.link->Flush();
+  auto next = r.broker->Next(100);
+  while (next && next->has_hello()) next = r.broker->Next(100);
+  CHECK_FALSE(next);  // nothing of the old socket's items
+}
+
 }  // namespace
 }  // namespace bud::ip

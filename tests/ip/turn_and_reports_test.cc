@@ -192,6 +192,64 @@ TEST_CASE("reports: nothing pending is sent before a Welcome; all of it after on
   CHECK(reports == 2);
 }
 
+TEST_CASE("reports: a turn's reports and status acks go in one Batch frame after its commit",
+          "[ip][reports][batch]") {
+  Rig r;
+  r.Welcome(256);
+  REQUIRE(r.turn->Begin().ok());
+  const std::string a = Received(r);
+  const std::string b = Received(r);
+  r.reports->Report(a, wire::MOTTATT, "");
+  r.reports->Report(b, wire::MOTTATT, "");
+  wire::StatusNotice n;  // a notice of a message this point does not know: acknowledged
+  n.set_notice_id(42);
+  n.set_message_id(NewUuid());
+  n.set_status(wire::LEVERT);
+  r.sender->OnStatusNotice(n);
+  (void)r.turn->Finish();
+  CHECK_FALSE(r.broker->Next(50));  // committed, queued for the turn's end
+  CHECK(r.reports->unanswered() == 2);
+  r.link->Flush();
+  auto frame = r.broker->Next();
+  REQUIRE(frame);
+  REQUIRE(frame->has_batch());
+  REQUIRE(frame->batch().reports_size() == 2);
+  CHECK(frame->batch().reports(0).message_id() == a);
+  CHECK(frame->batch().reports(1).message_id() == b);
+  REQUIRE(frame->batch().status_acks_size() == 1);
+  CHECK(frame->batch().status_acks(0).notice_id() == 42);
+  // Pending, but queued already: a resend before resend_ms does not queue them again.
+  r.reports->SendPending(false);
+  r.link->Flush();
+  CHECK_FALSE(r.broker->Next(50));
+  for (const auto& id : {a, b}) {
+    wire::BrokerMessage reply;
+    reply.mutable_report_reply()->set_message_id(id);
+    reply.mutable_report_reply()->set_status(wire::MOTTATT);
+    reply.mutable_report_reply()->set_ok(true);
+    r.broker->Send(reply);
+  }
+  r.RunTurn();
+  CHECK(r.reports->unanswered() == 0);
+  auto left = r.store->history.PendingReportCount();
+  REQUIRE(left.ok());
+  CHECK(*left == 0);
+}
+
+TEST_CASE("reports: a report whose frame was dropped with its socket does not count as sent",
+          "[ip][reports][batch]") {
+  Rig r;
+  r.Welcome(256);
+  Received(r);
+  r.reports->SendPending(true);  // outside a turn: queued at once
+  CHECK(r.reports->unanswered() == 1);
+  r.link->SetListener({});  // the queue does not Forget: what the dropped frame says counts
+  r.clock.Advance(3001);    // silence: a new socket
+  r.link->Tick();
+  CHECK(r.link->batches().queued() == 0);
+  CHECK(r.reports->unanswered() == 0);  // so SendPending(false) sends it again at once
+}
+
 TEST_CASE("defer gate: storage trouble defers every delivery for a doubling pause", "[ip][defer]") {
   Rig r;
   r.Connect();

@@ -172,10 +172,11 @@ void Rig::Connect() {
   if (!hello) throw std::runtime_error("the link sent no Hello");
 }
 
-void Rig::Welcome() {
+void Rig::Welcome(uint32_t max_batch_items) {
   Connect();
   wire::BrokerMessage w;
   w.mutable_welcome()->set_orgnr(config.me().wire());
+  w.mutable_welcome()->set_max_batch_items(max_batch_items);
   broker->Send(w);
   RunTurn();
   if (!link->ready()) throw std::runtime_error("the link is not ready after a Welcome");
@@ -220,6 +221,7 @@ void Rig::RunTurn(int wait_ms) {
   sender->Pump();
   streams->Pump();
   (void)turn->Finish();
+  link->Flush();
 }
 
 wire::Header Rig::Header() const {

@@ -74,10 +74,12 @@ class Rig {
 
   // Starts the link and lets the broker end learn the connection (from the Hello).
   void Connect();
-  // Connect, then a Welcome: the link is ready.
-  void Welcome();
+  // Connect, then a Welcome (announcing `max_batch_items`; 0: a broker without Batch frames):
+  // the link is ready.
+  void Welcome(uint32_t max_batch_items = 0);
   // One loop turn as the engine runs it: frames from the broker end (waiting up to `wait_ms`
-  // for the first) to their parts, the streams pumped, the turn committed.
+  // for the first) to their parts, the streams pumped, the turn committed, the link's queued
+  // items flushed.
   void RunTurn(int wait_ms = 200);
 
   // Envelopes from kPeer to kMe (sealed with the peer's keys unless told otherwise).
