@@ -801,6 +801,17 @@ constexpr const char* kSubmitAlone =
 #undef BUD_SUBMITS_CTE
 }  // namespace
 
+// The sender that has each of these ids, for those `broker_seen` has (one statement).
+Result<std::map<std::string, std::string>> PgQueueStore::SendersOf(
+    const std::vector<std::string_view>& ids) {
+  BUD_ASSIGN_OR_RETURN(auto rows, conn_->Exec("SELECT message_id, sender FROM broker_seen "
+                                              "WHERE message_id = ANY($1::text[])",
+                                              pg::Params().AddTextArray(ids)));
+  std::map<std::string, std::string> out;
+  for (int i = 0; i < rows.size(); ++i) out[rows.Text(i, 0)] = rows.Text(i, 1);
+  return out;
+}
+
 // The submits `skipped` by an insert were known (stored before, or by another broker meanwhile):
 // duplicates, and conflicts where another sender has the id.
 Status PgQueueStore::MarkKnown(std::vector<SubmitItem>& submits,
@@ -808,11 +819,7 @@ Status PgQueueStore::MarkKnown(std::vector<SubmitItem>& submits,
   if (skipped.empty()) return Status::Ok();
   std::vector<std::string_view> ids;
   for (size_t i : skipped) ids.push_back(submits[i].message_id);
-  BUD_ASSIGN_OR_RETURN(auto who, conn_->Exec("SELECT message_id, sender FROM broker_seen "
-                                             "WHERE message_id = ANY($1::text[])",
-                                             pg::Params().AddTextArray(ids)));
-  std::map<std::string, std::string> stored_by;
-  for (int i = 0; i < who.size(); ++i) stored_by[who.Text(i, 0)] = who.Text(i, 1);
+  BUD_ASSIGN_OR_RETURN(auto stored_by, SendersOf(ids));
   for (size_t i : skipped) {
     auto k = stored_by.find(submits[i].message_id);
     submits[i].duplicate = true;
@@ -881,11 +888,7 @@ Status PgQueueStore::StoreSubmits(std::vector<SubmitItem>& submits, int64_t now,
     }
     std::vector<std::string_view> ids;
     for (size_t i : fresh) ids.push_back(submits[i].message_id);
-    BUD_ASSIGN_OR_RETURN(auto known, conn_->Exec("SELECT message_id, sender FROM broker_seen "
-                                                 "WHERE message_id = ANY($1::text[])",
-                                                 pg::Params().AddTextArray(ids)));
-    std::map<std::string, std::string> stored_by;
-    for (int i = 0; i < known.size(); ++i) stored_by[known.Text(i, 0)] = known.Text(i, 1);
+    BUD_ASSIGN_OR_RETURN(auto stored_by, SendersOf(ids));
     std::vector<size_t> kept;
     for (size_t i : fresh) {
       auto& s = submits[i];

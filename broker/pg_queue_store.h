@@ -149,6 +149,7 @@ class PgQueueStore final : public QueueStore {
   Status StoreSubmits(std::vector<SubmitItem>& submits, int64_t now, std::set<std::string>& wake);
   std::optional<storage::pg::CommitResult> SubmitAlone(std::vector<SubmitItem>& submits,
                                                        int64_t now);
+  Result<std::map<std::string, std::string>> SendersOf(const std::vector<std::string_view>& ids);
   Status MarkKnown(std::vector<SubmitItem>& submits, const std::vector<size_t>& skipped);
   static constexpr size_t kRowsPerInsert = 1000;  // rows per statement at most
   Status DoBatch(std::vector<SubmitItem>& submits, std::vector<ReportItem>& reports,
