@@ -251,32 +251,6 @@ Status CheckServerWritable(pg::Connection& c) {
   return Status::Ok();
 }
 
-// A PostgreSQL array literal of texts ({"a","b"}), each element quoted and escaped, for a
-// `$n::text[]` parameter.
-std::string TextArray(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (const auto& item : items) {
-    if (out.size() > 1) out += ',';
-    out += '"';
-    for (char c : item) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  out += '}';
-  return out;
-}
-
-std::string JoinSeqs(const std::vector<int64_t>& seqs) {
-  std::string out;
-  for (int64_t s : seqs) {
-    if (!out.empty()) out += ',';
-    out += std::to_string(s);
-  }
-  return out;
-}
-
 // Sends a wake-up for each organisation, delivered to listeners when the transaction commits
 // (PostgreSQL folds repeats within one transaction).
 Status Notify(pg::Connection& c, const std::set<std::string>& orgs) {
@@ -445,25 +419,23 @@ Status PgQueueStore::LockCounts(const std::set<std::string>& keys) {
 // LockCounts).
 Status PgQueueStore::SaveCounts() {
   std::vector<std::string> keys;
-  std::string deltas = "{";
+  std::vector<int64_t> deltas;
   auto add = [&](const char* prefix, const QueueCounts::ByOrg& changes) {
     for (const auto& [org, delta] : changes) {
       if (delta == 0) continue;
       keys.push_back(prefix + org);
-      if (deltas.size() > 1) deltas += ',';
-      deltas += std::to_string(delta);
+      deltas.push_back(delta);
     }
   };
   add("r ", counts_.pending_by_receiver());
   add("s ", counts_.pending_by_sender());
-  deltas += "}";
   if (keys.empty()) return Status::Ok();
   return conn_
       ->Exec(
           "INSERT INTO broker_queue_counts AS c(key, n) "
           "SELECT * FROM unnest($1::text[], $2::bigint[]) "
           "ON CONFLICT (key) DO UPDATE SET n = c.n + EXCLUDED.n",
-          pg::Params::Of(TextArray(keys), deltas))
+          pg::Params().AddTextArray(keys).AddInt8Array(deltas))
       .status();
 }
 
@@ -585,9 +557,12 @@ Result<std::vector<Queued>> PgQueueStore::ClaimDeliveries(const LeaseRef& lease,
             "UNION ALL "
             "(SELECT seq, message_id, envelope FROM broker_messages "
             "  WHERE receiver=$6 AND receiver_channel=$7 AND EXISTS (SELECT 1 FROM lease) "
-            "  AND NOT (seq = ANY(string_to_array($4, ',')::bigint[])) ORDER BY seq LIMIT $5)",
-            pg::Params::Of(lease.org, lease.holder, lease.epoch, JoinSeqs(handed_out),
-                           static_cast<int64_t>(limit), mailbox.first, mailbox.second));
+            "  AND NOT (seq = ANY($4::bigint[])) ORDER BY seq LIMIT $5)",
+            pg::Params::Of(lease.org, lease.holder, lease.epoch)
+                .AddInt8Array(handed_out)
+                .Add(static_cast<int64_t>(limit))
+                .Add(mailbox.first)
+                .Add(mailbox.second));
       }));
   bool held = false;
   std::vector<Queued> out;
@@ -979,7 +954,7 @@ Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<Repor
             ->Exec("DELETE FROM broker_notices n USING unnest($1::bigint[], $2::text[], "
                    "$3::text[]) AS a(id, org, channel) "
                    "WHERE n.notice_id = a.id AND n.org = a.org AND n.channel = a.channel",
-                   pg::Params::Of("{" + JoinSeqs(ids) + "}", TextArray(orgs), TextArray(channels)))
+                   pg::Params().AddInt8Array(ids).AddTextArray(orgs).AddTextArray(channels))
             .status());
   }
   BUD_RETURN_IF_ERROR(SaveCounts());
@@ -993,7 +968,7 @@ Result<PgQueueStore::SeenRows> PgQueueStore::ReadSeen(const std::vector<std::str
   BUD_ASSIGN_OR_RETURN(
       auto q, conn_->Exec("SELECT message_id, sender, receiver, coalesce(seq, 0), sender_channel, "
                           "receiver_channel FROM broker_seen WHERE message_id = ANY($1::text[])",
-                          pg::Params::Of(TextArray(ids))));
+                          pg::Params().AddTextArray(ids)));
   for (int i = 0; i < q.size(); ++i) {
     seen[q.Text(i, 0)] = {q.Text(i, 1), q.Text(i, 2), q.Text(i, 4), q.Text(i, 5), q.Int(i, 3)};
   }
@@ -1053,7 +1028,7 @@ Status PgQueueStore::ApplyReports(std::vector<ReportItem>& reports, size_t from,
     BUD_ASSIGN_OR_RETURN(auto del,
                          conn_->Exec("DELETE FROM broker_messages WHERE seq = ANY($1::bigint[]) "
                                      "RETURNING message_id",
-                                     pg::Params::Of("{" + JoinSeqs(seqs) + "}")));
+                                     pg::Params().AddInt8Array(seqs)));
     std::vector<std::string> gone;
     for (int i = 0; i < del.size(); ++i) {
       gone.push_back(del.Text(i, 0));
@@ -1065,7 +1040,7 @@ Status PgQueueStore::ApplyReports(std::vector<ReportItem>& reports, size_t from,
                               ->Exec("DELETE FROM broker_chunks c WHERE c.message_id = "
                                      "ANY($1::text[]) AND NOT EXISTS (SELECT 1 FROM "
                                      "broker_uploads u WHERE u.message_id = c.message_id)",
-                                     pg::Params::Of(TextArray(gone)))
+                                     pg::Params().AddTextArray(gone))
                               .status());
     }
   }

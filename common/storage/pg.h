@@ -131,6 +131,9 @@ class Params {
   // One-dimensional arrays in binary ($n::text[], $n::bytea[], $n::bigint[] in the SQL), e.g. for
   // `unnest`: one statement text whatever the number of rows, nothing quoted.
   Params& AddTextArray(const std::vector<std::string_view>& items);
+  Params& AddTextArray(const std::vector<std::string>& items) {
+    return AddTextArray(std::vector<std::string_view>(items.begin(), items.end()));
+  }
   Params& AddByteaArray(const std::vector<std::string_view>& items);
   Params& AddInt8Array(const std::vector<int64_t>& items);
   template <typename... Args>

@@ -170,7 +170,7 @@ TEST_CASE("pg: arrays travel in binary, nothing quoted", "[pg]") {
   auto empty = c->Exec(
       "SELECT count(*)::bigint, coalesce(cardinality($1::text[]), -1)::bigint "
       "FROM unnest($1::text[])",
-      Params().AddTextArray({}));
+      Params().AddTextArray(std::vector<std::string_view>{}));
   REQUIRE(empty.ok());
   CHECK(empty->Int(0, 0) == 0);
   CHECK(empty->Int(0, 1) == 0);

@@ -4,7 +4,6 @@
 //
 // What is checked is what an archive system and an operator see: inbox folders and their
 // message.json, outbox/.failed/ with error.txt, and `bud-ip status --json` on both sides.
-#include <httplib.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -226,20 +225,6 @@ TEST_CASE("malformed outbox folders go to .failed with a reason, and sending goe
   CHECK(ListDir(ex.Inbox(kAgencyB)) == Strings{id});
 }
 
-namespace {
-// A counter of `org`'s /metrics (ExchangeOptions::http), or -1 when it cannot be read.
-int64_t MetricOf(Exchange& ex, const std::string& org, const std::string& name) {
-  httplib::Client c(ex.HttpBase(org));
-  c.set_connection_timeout(5, 0);
-  c.set_read_timeout(20, 0);
-  auto r = c.Get("/metrics");
-  if (!r || r->status != 200) return -1;
-  const size_t at = r->body.find("\n" + name + " ");
-  if (at == std::string::npos) return -1;
-  return static_cast<int64_t>(std::stod(r->body.substr(at + name.size() + 2)));
-}
-}  // namespace
-
 // The points send Batch frames to the broker (docs/protocol.md, "Batch"): what a turn made ready
 // (the sender's submits and acks, the receiver's reports) goes in one frame, each item answered
 // as if alone; the exchange is the same: every message once in the inbox, with its statuses.
@@ -281,10 +266,10 @@ TEST_CASE("many folders at once: the points send Batch frames, every message arr
 
   // The sender's submits (and acks of the MOTTATT notices) went in Batch frames of several
   // items; so did the receiver's reports, as far as its turns took several deliveries.
-  const int64_t a_frames = MetricOf(ex, kAgencyA, "bud_ip_broker_batch_frames_total");
-  const int64_t a_items = MetricOf(ex, kAgencyA, "bud_ip_broker_batch_items_total");
-  const int64_t b_frames = MetricOf(ex, kAgencyB, "bud_ip_broker_batch_frames_total");
-  const int64_t b_items = MetricOf(ex, kAgencyB, "bud_ip_broker_batch_items_total");
+  const int64_t a_frames = ex.IpMetric(kAgencyA, "bud_ip_broker_batch_frames_total");
+  const int64_t a_items = ex.IpMetric(kAgencyA, "bud_ip_broker_batch_items_total");
+  const int64_t b_frames = ex.IpMetric(kAgencyB, "bud_ip_broker_batch_frames_total");
+  const int64_t b_items = ex.IpMetric(kAgencyB, "bud_ip_broker_batch_items_total");
   INFO("sender: " << a_items << " items in " << a_frames << " Batch frames; receiver: " << b_items
                   << " in " << b_frames);
   CHECK(a_frames >= 1);

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <httplib.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -604,6 +605,17 @@ void Exchange::StopAll() {
     while (p->Running() && SteadyClock::now() < deadline) std::this_thread::sleep_for(Millis(10));
     p->Kill();
   }
+}
+
+int64_t Exchange::IpMetric(const std::string& org, const std::string& name) const {
+  httplib::Client c(HttpBase(org));
+  c.set_connection_timeout(5, 0);
+  c.set_read_timeout(20, 0);
+  auto r = c.Get("/metrics");
+  if (!r || r->status != 200) return -1;
+  const size_t at = r->body.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return static_cast<int64_t>(std::stod(r->body.substr(at + name.size() + 2)));
 }
 
 std::string Exchange::HttpBase(const std::string& org) const {

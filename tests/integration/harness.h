@@ -271,6 +271,9 @@ class Exchange {
   // (ExchangeOptions::http).
   std::string HttpBase(const std::string& org) const;
   std::string BrokerHttpBase() const;
+  // The value of a counter or gauge on an integration point's /metrics (ExchangeOptions::http),
+  // or -1 when it cannot be read.
+  int64_t IpMetric(const std::string& org, const std::string& name) const;
   // CURVE public keys (Z85); empty without CURVE.
   const std::string& registry_public_key() const { return registry_key_; }
   const std::string& broker_public_key() const { return broker_key_; }

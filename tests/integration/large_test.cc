@@ -180,18 +180,6 @@ std::string ApiSbd(const std::string& receiver, const std::string& id) {
   return sbd.dump();
 }
 
-// A counter of `org`'s /metrics (ExchangeOptions::http), or -1 when it cannot be read.
-int64_t IpCounter(Exchange& ex, const std::string& org, const std::string& name) {
-  httplib::Client c(ex.HttpBase(org));
-  c.set_connection_timeout(5, 0);
-  c.set_read_timeout(20, 0);
-  auto r = c.Get("/metrics");
-  if (!r || r->status != 200) return -1;
-  const size_t at = r->body.find("\n" + name + " ");
-  if (at == std::string::npos) return -1;
-  return static_cast<int64_t>(std::stod(r->body.substr(at + name.size() + 2)));
-}
-
 // The number after `prefix` in the first line of `log` that has it (-1 when none does).
 int64_t NumberAfter(const std::string& log, const std::string& prefix) {
   const size_t at = log.find(prefix);
@@ -657,8 +645,8 @@ TEST_CASE(
   // added the part sent before the kill (22 MiB or more); a resume adds at most the window of
   // unacknowledged chunks (8) per move.
   const int64_t total = TransferOf(ex, kAgencyA, id)["totalBytes"].get<int64_t>();
-  const int64_t bytes_sent = IpCounter(ex, kAgencyA, "bud_ip_stream_bytes_sent_total");
-  const int64_t bytes_received = IpCounter(ex, kAgencyB, "bud_ip_stream_bytes_received_total");
+  const int64_t bytes_sent = ex.IpMetric(kAgencyA, "bud_ip_stream_bytes_sent_total");
+  const int64_t bytes_received = ex.IpMetric(kAgencyB, "bud_ip_stream_bytes_received_total");
   INFO("stream " << total << " bytes; A sent " << bytes_sent << ", B received " << bytes_received
                  << "; upload resumed at chunk " << committed_at_kill << ", download at chunk "
                  << resumed_at);
@@ -666,8 +654,8 @@ TEST_CASE(
   CHECK(bytes_sent < total + 12 * MiB());
   CHECK(bytes_received >= total);
   CHECK(bytes_received < total + 12 * MiB());
-  CHECK(IpCounter(ex, kAgencyA, "bud_ip_broker_failovers_total") >= 1);
-  CHECK(IpCounter(ex, kAgencyB, "bud_ip_broker_failovers_total") >= 2);
+  CHECK(ex.IpMetric(kAgencyA, "bud_ip_broker_failovers_total") >= 1);
+  CHECK(ex.IpMetric(kAgencyB, "bud_ip_broker_failovers_total") >= 2);
 
   // Nothing is left in the database.
   const std::string left =

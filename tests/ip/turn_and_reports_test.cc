@@ -27,6 +27,16 @@ std::string Received(Rig& r) {
   return m.message_id;
 }
 
+// The broker's answer to the MOTTATT report of `id`.
+wire::BrokerMessage ReportReply(const std::string& id, bool ok, const std::string& reason = "") {
+  wire::BrokerMessage reply;
+  reply.mutable_report_reply()->set_message_id(id);
+  reply.mutable_report_reply()->set_status(wire::MOTTATT);
+  reply.mutable_report_reply()->set_ok(ok);
+  if (!reason.empty()) reply.mutable_report_reply()->set_reason(reason);
+  return reply;
+}
+
 MessageRow Outgoing() {
   MessageRow m;
   m.message_id = NewUuid();
@@ -142,11 +152,7 @@ TEST_CASE("reports: unanswered ones are resent after resend_ms, answered ones le
   r.clock.Advance(4000);
   r.reports->Tick();
   CHECK(r.broker->NextOf(wire::ClientMessage::kReport));  // 5 s unanswered: again
-  wire::BrokerMessage reply;
-  reply.mutable_report_reply()->set_message_id(id);
-  reply.mutable_report_reply()->set_status(wire::MOTTATT);
-  reply.mutable_report_reply()->set_ok(true);
-  r.broker->Send(reply);
+  r.broker->Send(ReportReply(id, true));
   r.RunTurn();
   CHECK(r.reports->unanswered() == 0);
   auto left = r.store->history.PendingReportCount();
@@ -163,12 +169,7 @@ TEST_CASE("reports: a refused report stays pending", "[ip][reports]") {
   const std::string id = Received(r);
   r.reports->SendPending(true);
   REQUIRE(r.broker->NextOf(wire::ClientMessage::kReport));
-  wire::BrokerMessage reply;
-  reply.mutable_report_reply()->set_message_id(id);
-  reply.mutable_report_reply()->set_status(wire::MOTTATT);
-  reply.mutable_report_reply()->set_ok(false);
-  reply.mutable_report_reply()->set_reason("busy");
-  r.broker->Send(reply);
+  r.broker->Send(ReportReply(id, false, "busy"));
   r.RunTurn();
   auto left = r.store->history.PendingReportCount();
   REQUIRE(left.ok());
@@ -222,13 +223,7 @@ TEST_CASE("reports: a turn's reports and status acks go in one Batch frame after
   r.reports->SendPending(false);
   r.link->Flush();
   CHECK_FALSE(r.broker->Next(50));
-  for (const auto& id : {a, b}) {
-    wire::BrokerMessage reply;
-    reply.mutable_report_reply()->set_message_id(id);
-    reply.mutable_report_reply()->set_status(wire::MOTTATT);
-    reply.mutable_report_reply()->set_ok(true);
-    r.broker->Send(reply);
-  }
+  for (const auto& id : {a, b}) r.broker->Send(ReportReply(id, true));
   r.RunTurn();
   CHECK(r.reports->unanswered() == 0);
   auto left = r.store->history.PendingReportCount();
