@@ -187,6 +187,7 @@ Status Server::Run() {
       if (!c.ok()) Log()->warn("store maintenance (WAL checkpoint): {}", c.ToString());
       last_checkpoint = MonoMs();
     }
+    FlushLogs();  // this turn's lines, one write (LogFlush::kWhenAsked)
   }
   FlushBatch();
   // Another broker may take these organisations at once, without waiting for the leases to end.

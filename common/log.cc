@@ -1,13 +1,19 @@
 // Logging setup and time formatting helpers.
 #include "common/log.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
-#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
+#include <mutex>
 
 #include "common/clock.h"
 
@@ -22,6 +28,56 @@ spdlog::level::level_enum& DefaultLevel() {
   static spdlog::level::level_enum level = spdlog::level::info;
   return level;
 }
+// The level from which a line is written at once (LogFlush).
+spdlog::level::level_enum& FlushLevel() {
+  static spdlog::level::level_enum level = spdlog::level::info;
+  return level;
+}
+
+// Lines kept in memory until flush() (LogFlush::kWhenAsked), or until 64 KiB wait: then one
+// write(2) takes them all. Appends to a file it opens itself, or to stderr.
+class BufferedSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  BufferedSink() : fd_(STDERR_FILENO), own_(false) {}
+  explicit BufferedSink(const std::string& file)
+      : fd_(::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)), own_(true) {
+    if (fd_ < 0) {
+      throw spdlog::spdlog_ex("cannot open log file '" + file + "': " + std::strerror(errno));
+    }
+  }
+  ~BufferedSink() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    WriteOut();
+    if (own_) ::close(fd_);
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(msg, line);
+    buf_.append(line.data(), line.size());
+    if (buf_.size() >= kLimit) WriteOut();
+  }
+  void flush_() override { WriteOut(); }
+
+ private:
+  static constexpr size_t kLimit = 64 * 1024;
+  // What cannot be written (a full disk, a closed stderr) is dropped: logging never stops the
+  // process, as with the stdio sinks.
+  void WriteOut() {
+    size_t done = 0;
+    while (done < buf_.size()) {
+      const ssize_t n = ::write(fd_, buf_.data() + done, buf_.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    buf_.clear();
+  }
+  int fd_;
+  bool own_;
+  std::string buf_;
+};
 
 // The pattern flag %* : the line's message through Printable.
 class PrintableMessage : public spdlog::custom_flag_formatter {
@@ -126,8 +182,17 @@ std::string Printable(std::string_view text) {
   return out;
 }
 
-void SetupLogging(const std::string& level, const std::string& file) {
-  if (!file.empty()) DefaultSink() = std::make_shared<spdlog::sinks::basic_file_sink_mt>(file);
+void SetupLogging(const std::string& level, const std::string& file, LogFlush flush) {
+  const bool buffered = flush == LogFlush::kWhenAsked;
+  if (buffered) {
+    DefaultSink() =
+        file.empty() ? std::make_shared<BufferedSink>() : std::make_shared<BufferedSink>(file);
+  } else if (!file.empty()) {
+    DefaultSink() = std::make_shared<spdlog::sinks::basic_file_sink_mt>(file);
+  } else {
+    DefaultSink() = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  }
+  FlushLevel() = buffered ? spdlog::level::warn : spdlog::level::info;
   DefaultLevel() = spdlog::level::from_str(level);
   spdlog::drop_all();
   spdlog::set_default_logger(Logger("bud"));
@@ -138,10 +203,12 @@ std::shared_ptr<spdlog::logger> Logger(const std::string& component) {
   auto l = std::make_shared<spdlog::logger>(component, DefaultSink());
   l->set_level(DefaultLevel());
   l->set_formatter(LineFormatter());
-  l->flush_on(spdlog::level::info);
+  l->flush_on(FlushLevel());
   spdlog::register_logger(l);
   return l;
 }
+
+void FlushLogs() { DefaultSink()->flush(); }
 
 std::string FormatTime(int64_t unix_ms) {
   int64_t secs64 = unix_ms / 1000;

@@ -14,9 +14,22 @@
 
 namespace bud {
 
+// When lines reach the file (or stderr).
+enum class LogFlush {
+  kEveryLine,  // each line written as it is logged
+  // Lines below warn wait in a buffer (at most 64 KiB) until FlushLogs(): a process whose loop
+  // calls FlushLogs() once a turn writes a turn's lines with one write(2), not one per line. A
+  // warning or an error writes the buffer at once. A SIGKILL loses at most the current turn's
+  // lines.
+  kWhenAsked,
+};
+
 // Sets the default sink (stderr, or a file when `file` is not empty) and level
 // ("trace".."critical"). Call once at process start.
-void SetupLogging(const std::string& level, const std::string& file = "");
+void SetupLogging(const std::string& level, const std::string& file = "",
+                  LogFlush flush = LogFlush::kEveryLine);
+// Writes what the default sink holds (see LogFlush::kWhenAsked); cheap when it holds nothing.
+void FlushLogs();
 // The named logger for a component, created on first use with the default sink.
 std::shared_ptr<spdlog::logger> Logger(const std::string& component);
 
