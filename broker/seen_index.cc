@@ -70,6 +70,56 @@ Status SetMeta(storage::Db& side, const std::string& key, const std::string& val
 
 std::string SeenIndex::PathFor(const std::string& store_path) { return store_path + ".ids"; }
 
+SeenIndex::Filter::Filter(int64_t ids) {
+  uint64_t bits = uint64_t{1} << 20;
+  while (bits < kMaxBits && bits < static_cast<uint64_t>(std::max<int64_t>(ids, 0)) * 16) {
+    bits <<= 1;
+  }
+  bits_.assign(bits / 64, 0);
+  mask_ = bits - 1;
+}
+
+// Double hashing over the two halves of the 64-bit id hash (Kirsch and Mitzenmacher).
+void SeenIndex::Filter::Add(uint64_t h) {
+  const uint64_t step = (h >> 32) | 1;
+  for (int i = 0; i < kProbes; ++i, h += step) bits_[(h & mask_) >> 6] |= uint64_t{1} << (h & 63);
+  ++added_;
+}
+
+bool SeenIndex::Filter::MayContain(uint64_t h) const {
+  const uint64_t step = (h >> 32) | 1;
+  for (int i = 0; i < kProbes; ++i, h += step) {
+    if ((bits_[(h & mask_) >> 6] & (uint64_t{1} << (h & 63))) == 0) return false;
+  }
+  return true;
+}
+
+Result<std::unique_ptr<SeenIndex::Filter>> SeenIndex::BuildFilter(storage::Db& side) const {
+  // Counted first, then read, in one read transaction: sized once, and nothing held per id.
+  BUD_RETURN_IF_ERROR(side.Exec("BEGIN"));
+  struct EndRead {
+    storage::Db& db;
+    ~EndRead() { (void)db.Exec("COMMIT"); }
+  } end_read{side};
+  BUD_ASSIGN_OR_RETURN(auto* count, side.Prepare("SELECT count(*) FROM ids"));
+  BUD_ASSIGN_OR_RETURN(bool counted, count->Step());
+  const int64_t ids = counted ? count->Int(0) : 0;
+  count->Reset();
+  auto filter = std::make_unique<Filter>(ids + 4 * merge_at_);
+  BUD_ASSIGN_OR_RETURN(auto* q, side.Prepare("SELECT message_id FROM ids"));
+  for (;;) {
+    auto row = q->Step();
+    if (!row.ok()) {
+      q->Reset();
+      return row.status();
+    }
+    if (!*row) break;
+    filter->Add(Hash(q->Text(0)));
+  }
+  q->Reset();
+  return filter;
+}
+
 SeenIndex::SeenIndex(std::string path, std::string store_path, int64_t merge_at, uint64_t seed)
     : path_(std::move(path)),
       store_path_(std::move(store_path)),
@@ -147,8 +197,19 @@ Result<std::unique_ptr<SeenIndex>> SeenIndex::Open(const std::string& path, stor
   // /var/tmp outside the store's folder.
   BUD_RETURN_IF_ERROR(index->thread_store_->Exec("PRAGMA temp_store=MEMORY"));
   BUD_RETURN_IF_ERROR(s.Exec("PRAGMA temp_store=MEMORY"));
+  BUD_ASSIGN_OR_RETURN(auto* few, s.Prepare("SELECT count(*) FROM (SELECT 1 FROM ids LIMIT ?)"));
+  // A side file of at most a merge's worth of ids gets its filter now (a few ms); a larger one from
+  // the thread, so that a restart does not wait for a read of every id.
+  BUD_ASSIGN_OR_RETURN(bool counted, few->Bind(1, index->merge_at_ + 1).Step());
+  const int64_t side_ids = counted ? few->Int(0) : index->merge_at_ + 1;
+  few->Reset();
+  if (side_ids <= index->merge_at_) {
+    BUD_ASSIGN_OR_RETURN(index->filter_, index->BuildFilter(s));
+    index->filter_wanted_ = false;
+  }
   index->thread_side_ = std::move(*side);
   index->Start();
+  index->Tick(/*force=*/false);  // hands the thread the filter's build when it is still wanted
   return index;
 }
 
@@ -199,6 +260,8 @@ std::vector<int64_t> SeenIndex::Recent(const std::string& id) const {
 }
 
 Result<std::optional<int64_t>> SeenIndex::Merged(const std::string& id) {
+  if (filter_ && !filter_->MayContain(Hash(id))) return std::optional<int64_t>();
+  ++side_reads_;
   BUD_ASSIGN_OR_RETURN(auto* q, reader_->Prepare("SELECT n FROM ids WHERE message_id=?"));
   BUD_ASSIGN_OR_RETURN(bool row, q->Bind(1, id).Step());
   std::optional<int64_t> out;
@@ -256,9 +319,19 @@ void SeenIndex::Loop() {
     if (stop_) return;  // a job not begun is left: the watermark did not move
     std::unique_ptr<Job> job = std::move(job_);
     lock.unlock();
-    Status s = Merge(*thread_store_, *thread_side_, *job);
+    Outcome out{true, Status::Ok(), nullptr};
+    if (job->build_filter) {
+      auto built = BuildFilter(*thread_side_);
+      if (built.ok()) {
+        out.filter = std::move(*built);
+      } else {
+        out.status = built.status();
+      }
+    } else {
+      out.status = Merge(*thread_store_, *thread_side_, *job);
+    }
     lock.lock();
-    outcome_ = {true, std::move(s)};
+    outcome_ = std::move(out);
     cv_.notify_all();
   }
 }
@@ -290,6 +363,7 @@ Status SeenIndex::Merge(storage::Db& store, storage::Db& side, const Job& job) {
 }
 
 void SeenIndex::Tick(bool force) {
+  force_ = force_ || force;  // a forced merge asked for while a job runs comes after it
   if (running_) {
     Outcome done;
     {
@@ -299,9 +373,26 @@ void SeenIndex::Tick(bool force) {
       outcome_ = {};
     }
     running_ = false;
-    if (done.status.ok()) {
+    if (running_filter_) {
+      running_filter_ = false;
+      if (done.status.ok()) {
+        filter_ = std::move(done.filter);
+        filter_wanted_ = false;
+      } else {
+        Logger("broker")->warn(
+            "reading the ids of '{}' for its filter failed: {}; lookups read "
+            "the file meanwhile",
+            path_, done.status.message());
+        retry_at_mono_ms_ = MonoMs() + kRetryMs;
+      }
+    } else if (done.status.ok()) {
       ++merges_;
       watermark_ = watermark_pending_;
+      if (filter_) {
+        for (const auto& [h, n] : merging_) filter_->Add(h);
+        // Built again, bigger, when the thread is free (up to its largest size).
+        if (filter_->Full() && !filter_->Largest()) filter_wanted_ = true;
+      }
       merging_.clear();
       forgetting_.clear();
       last_error_.clear();
@@ -318,10 +409,18 @@ void SeenIndex::Tick(bool force) {
     }
   }
   if (static_cast<int64_t>(recent_.size()) < merge_at_ &&
-      !(force && (!recent_.empty() || !forget_.empty()))) {
+      !(force_ && (!recent_.empty() || !forget_.empty()))) {
+    force_ = false;
+    if (filter_wanted_ && MonoMs() >= retry_at_mono_ms_) {
+      auto job = std::make_unique<Job>();
+      job->build_filter = true;
+      running_filter_ = true;
+      Hand(std::move(job));
+    }
     return;
   }
-  if (MonoMs() < retry_at_mono_ms_ && !force) return;
+  if (MonoMs() < retry_at_mono_ms_ && !force_) return;
+  force_ = false;
   auto job = std::make_unique<Job>();
   job->from = watermark_;
   job->upto = committed_max_;
@@ -333,6 +432,10 @@ void SeenIndex::Tick(bool force) {
   recent_ = Map();
   recent_.reserve(static_cast<size_t>(merge_at_));  // no rehash while it fills
   watermark_pending_ = committed_max_;
+  Hand(std::move(job));
+}
+
+void SeenIndex::Hand(std::unique_ptr<Job> job) {
   running_ = true;
   {
     std::lock_guard lock(mu_);
@@ -342,12 +445,19 @@ void SeenIndex::Tick(bool force) {
 }
 
 void SeenIndex::Settle(int64_t timeout_ms) {
-  if (!running_) return;
-  {
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return outcome_.done; });
+  // A taken outcome may start the next job (a forced merge after the filter's build): each is
+  // waited for, within the one deadline.
+  const int64_t deadline = MonoMs() + timeout_ms;
+  while (running_) {
+    {
+      std::unique_lock lock(mu_);
+      const int64_t left = std::max<int64_t>(deadline - MonoMs(), 0);
+      if (!cv_.wait_for(lock, std::chrono::milliseconds(left), [&] { return outcome_.done; })) {
+        return;
+      }
+    }
+    Tick(false);
   }
-  Tick(false);
 }
 
 }  // namespace bud::broker

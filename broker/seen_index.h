@@ -15,6 +15,11 @@
 // Drop around each transaction and Tick after it. The merge thread has its own connections (a
 // reader on the store, the side file's writer); the loop hands it a range of row numbers and
 // takes the outcome back at a later Tick, so the loop never waits for a merge.
+// A Bloom filter over the side file's ids (16 bits an id when built, 7 probes, at most 16 MiB;
+// built by the thread from the side file after open and again when it has grown to 8 bits an id,
+// kept up by the loop after each merge) answers most lookups of a new id, the usual case of a
+// submit, without reading the side file: a random page per message. Until it is built, every
+// lookup reads; a pruned id stays in it (it costs a read, never a wrong answer).
 // Memory: a hash of the id and the row number per row not yet merged (about 50 bytes). A merge
 // starts at kMergeAt such rows (or at a forced Tick); if merges keep failing (the side file's disk
 // is full), Room() refuses new ids at kCapFactor merges' worth (524,288 by default) rather than
@@ -81,19 +86,43 @@ class SeenIndex {
   int64_t watermark() const { return watermark_; }
   int64_t in_memory() const { return static_cast<int64_t>(recent_.size() + merging_.size()); }
   int64_t merges() const { return merges_; }
+  // Lookups that read the side file (the filter could not rule the id out), and whether the
+  // filter is built.
+  int64_t side_reads() const { return side_reads_; }
+  bool filter_ready() const { return filter_ != nullptr; }
   int64_t merge_failures() const { return merge_failures_; }
   // Waits (at most `timeout_ms`) for a running merge and takes its outcome; for tests and close.
   void Settle(int64_t timeout_ms);
 
  private:
   using Map = std::unordered_multimap<uint64_t, int64_t>;
+  // A Bloom filter over id hashes (Hash): no false negatives.
+  class Filter {
+   public:
+    explicit Filter(int64_t ids);  // sized for `ids` at 16 bits each (at least 2^20 bits)
+    void Add(uint64_t h);
+    bool MayContain(uint64_t h) const;
+    // Past 8 bits an id: time to build a bigger one, unless it has the largest size already
+    // (then it rules out fewer new ids as it fills: about 2 % wrongly kept at 8 bits an id).
+    bool Full() const { return added_ * 8 > static_cast<int64_t>(bits_.size()) * 64; }
+    bool Largest() const { return bits_.size() * 64 >= kMaxBits; }
+
+   private:
+    static constexpr uint64_t kMaxBits = uint64_t{1} << 27;  // 16 MiB: 8 million ids at 16 bits
+    static constexpr int kProbes = 7;
+    std::vector<uint64_t> bits_;
+    uint64_t mask_;
+    int64_t added_ = 0;
+  };
   struct Job {
     int64_t from = 0, upto = 0;  // rows n with from < n <= upto
     std::vector<std::pair<std::string, int64_t>> forget;
+    bool build_filter = false;  // instead of a merge: read every id of the side file
   };
   struct Outcome {
     bool done = false;
     Status status;
+    std::unique_ptr<Filter> filter;  // a build_filter job's
   };
 
   SeenIndex(std::string path, std::string store_path, int64_t merge_at, uint64_t seed);
@@ -103,6 +132,10 @@ class SeenIndex {
   void Loop();
   // Writes `job` into the side file through `side`, reading the rows from `store`.
   static Status Merge(storage::Db& store, storage::Db& side, const Job& job);
+  // A filter over every id in the side file, read through `side`.
+  Result<std::unique_ptr<Filter>> BuildFilter(storage::Db& side) const;
+  // Hands `job` to the thread.
+  void Hand(std::unique_ptr<Job> job);
 
   const std::string path_, store_path_;
   const int64_t merge_at_;
@@ -116,6 +149,11 @@ class SeenIndex {
   int64_t retry_at_mono_ms_ = 0;   // after a failed merge
   int64_t staged_max_ = 0, committed_max_ = 0;
   bool running_ = false;
+  bool running_filter_ = false;  // the running job builds the filter
+  bool force_ = false;           // a forced merge waits for the running job
+  std::unique_ptr<Filter> filter_;
+  bool filter_wanted_ = true;  // built after open, and again when full
+  int64_t side_reads_ = 0;
   int64_t merges_ = 0, merge_failures_ = 0;
   std::string last_error_;
 

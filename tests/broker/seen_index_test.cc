@@ -110,6 +110,46 @@ TEST_CASE(
   CHECK(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") == 370);
 }
 
+TEST_CASE(
+    "a new id is ruled out by the filter without reading the index file; known ids are still "
+    "found, also when the filter is built by the thread after a reopen",
+    "[broker][store][dedup]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db";
+  const auto known = NewIds(350);
+  {
+    auto opened = SqliteQueueStore::Open(path, 0, /*merge_at=*/100);
+    REQUIRE(opened.ok());
+    SqliteQueueStore& store = **opened;
+    CHECK(store.seen_index().filter_ready());  // an empty index file: built while opening
+    CHECK(Submit(store, known) == 0);
+    MergeAll(store);
+    REQUIRE(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") == 350);
+    // Every known id is in the file, not in memory: each is found there (a read each).
+    const int64_t before = store.seen_index().side_reads();
+    CHECK(Submit(store, known) == 350);
+    CHECK(store.seen_index().side_reads() - before >= 350);
+    // New ids: the filter (kept up by the merges) answers without a read.
+    const int64_t reads = store.seen_index().side_reads();
+    CHECK(Submit(store, NewIds(500)) == 0);
+    CHECK(store.seen_index().side_reads() - reads <= 5);
+  }
+  // 850 ids in the file, more than a merge's worth: the thread reads them for the filter; until
+  // then every lookup reads the file, and no answer changes either way.
+  auto opened = SqliteQueueStore::Open(path, 0, /*merge_at=*/100);
+  REQUIRE(opened.ok());
+  SqliteQueueStore& store = **opened;
+  CHECK(Submit(store, known) == 350);
+  store.seen_index().Settle(10000);
+  REQUIRE(store.seen_index().filter_ready());
+  CHECK(Submit(store, known) == 350);
+  const int64_t reads = store.seen_index().side_reads();
+  const auto fresh = NewIds(500);
+  CHECK(Submit(store, fresh) == 0);
+  CHECK(store.seen_index().side_reads() - reads <= 5);
+  CHECK(Submit(store, fresh) == 500);  // now known: in memory or, after a merge, in the file
+}
+
 TEST_CASE("a lost index file is rebuilt from the store, in memory or at once",
           "[broker][store][dedup]") {
   test::TempDir dir;
