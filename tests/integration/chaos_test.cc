@@ -86,12 +86,6 @@ std::string SeededUuid(std::mt19937& rng) {
          hex.substr(16, 4) + "-" + hex.substr(20);
 }
 
-size_t Count(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
 double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 std::string FirstLines(const Strings& lines, size_t n = 20) {
@@ -574,9 +568,10 @@ TEST_CASE(
       "another broker, %zu duplicate submit(s) answered from the dedup record, %zu redelivery(ies) "
       "answered from the receiver's store; %zu of %zu /health answers of the brokers during the "
       "run not 200\n",
-      Count(ip_logs, "moving to broker"), Count(broker_logs, "taken over from broker"),
-      Count(broker_logs, "submitted again"), Count(ip_logs, "delivered again"), health_down,
-      health_asked);
+      CountOccurrences(ip_logs, "moving to broker"),
+      CountOccurrences(broker_logs, "taken over from broker"),
+      CountOccurrences(broker_logs, "submitted again"),
+      CountOccurrences(ip_logs, "delivered again"), health_down, health_asked);
   std::fflush(stdout);
 }
 

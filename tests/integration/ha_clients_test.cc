@@ -46,12 +46,6 @@ void ExpectDelivered(Exchange& ex, const std::string& to, const std::string& id,
   }
 }
 
-int Count(const std::string& text, const std::string& needle) {
-  int n = 0;
-  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
-  return n;
-}
-
 // GET base + path: status and body; status -1 when nothing answered.
 std::pair<int, std::string> Get(const std::string& base, const std::string& path) {
   httplib::Client c(base);
@@ -110,8 +104,8 @@ TEST_CASE(
   for (const char* org : {kAgencyA, kAgencyB}) {
     const std::string log = ex.ip(org).LogSinceStart();
     INFO(org << " log:\n" << ex.ip(org).LogTail(30));
-    CHECK(Count(log, "moving to broker " + ex.broker_endpoints()[1]) >= 1);
-    CHECK(Count(log, "connected to broker " + ex.broker_endpoints()[1]) >= 1);
+    CHECK(CountOccurrences(log, "moving to broker " + ex.broker_endpoints()[1]) >= 1);
+    CHECK(CountOccurrences(log, "connected to broker " + ex.broker_endpoints()[1]) >= 1);
   }
   ex.CheckAlive();
 }
@@ -160,8 +154,8 @@ TEST_CASE(
   std::this_thread::sleep_for(Millis(2500));
   ::kill(ex.broker().pid(), SIGCONT);
   WaitUntil("A connected again", Millis(20000), [&] {
-    return Count(ex.ip(kAgencyA).LogSinceStart(), "connected to broker") >
-           Count(log_a, "connected to broker");
+    return CountOccurrences(ex.ip(kAgencyA).LogSinceStart(), "connected to broker") >
+           CountOccurrences(log_a, "connected to broker");
   });
 
   const Files f2 = {{"2.txt", "during the outage\n"}};
@@ -183,7 +177,7 @@ TEST_CASE(
   ex.ip(kAgencyC).Start();
   ex.broker().WaitForLog("cannot look up CURVE key", Millis(20000));
   std::this_thread::sleep_for(Millis(1500));
-  CHECK(Count(ex.ip(kAgencyC).LogSinceStart(), "connected to broker") == 0);
+  CHECK(CountOccurrences(ex.ip(kAgencyC).LogSinceStart(), "connected to broker") == 0);
 
   // After the stale time, nothing is served from the cache: the point says so.
   WaitUntil("A's /health to say the registry is unavailable", Millis(kStaleMs + 20000), [&] {
@@ -268,8 +262,8 @@ TEST_CASE(
   const std::string id = Send(ex, kAgencyA, kAgencyB, "r2", f);
   ExpectDelivered(ex, kAgencyB, id, f);
   ex.WaitForStatus(kAgencyA, id, "MOTTATT");
-  CHECK(Count(ex.ip(kAgencyA).LogSinceStart(),
-              "trying the next endpoint " + ex.registry_endpoints()[1]) >= 1);
+  CHECK(CountOccurrences(ex.ip(kAgencyA).LogSinceStart(),
+                         "trying the next endpoint " + ex.registry_endpoints()[1]) >= 1);
   ex.CheckAlive();
 }
 

@@ -73,6 +73,8 @@ class HarnessError : public std::runtime_error {
 std::string ReadFile(const std::string& path);
 // The contents of a file, or "" when it does not exist or cannot be read.
 std::string ReadFileOrEmpty(const std::string& path);
+// How often `what` occurs in `text` (overlapping occurrences counted).
+size_t CountOccurrences(const std::string& text, const std::string& what);
 // Writes (replaces) a file, creating nothing but the file; throws HarnessError on failure.
 void WriteFile(const std::string& path, const std::string& data);
 // The last `lines` lines of a file, or a note that it is missing.

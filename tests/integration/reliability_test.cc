@@ -259,12 +259,6 @@ int64_t QueryInt(const std::string& path, const std::string& sql, const std::str
   return v;
 }
 
-size_t CountOccurrences(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
 // A small message to `receiver`: message.json with an explicit id and title, one text file
 // and `binary_bytes` seeded bytes.
 struct Outgoing {
