@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
   bool quick = false, smoke = false, json = false;
   double seconds = 8;
   int64_t queued = 1000000;
-  // 2,000 folders: the pipeline's fill (first_ms, ~0.1 s) is then a twentieth of the run.
+  // 2,000 folders: the pipeline's fill (first_ms, 0.1-0.3 s) is then a tenth of the run or less.
   int exchange_messages = 2000, singles = 20;
   int api_messages = 2000, api_clients = 8;
   double half_rate = 0;
