@@ -779,9 +779,9 @@ constexpr const char* kSubmitAlone =
 // The sender that has each of these ids, for those `broker_seen` has (one statement).
 Result<std::map<std::string, std::string>> PgQueueStore::SendersOf(
     const std::vector<std::string_view>& ids) {
-  BUD_ASSIGN_OR_RETURN(auto rows, conn_->Exec("SELECT message_id, sender FROM broker_seen "
-                                              "WHERE message_id = ANY($1::text[])",
-                                              pg::Params().AddTextArray(ids)));
+  BUD_ASSIGN_OR_RETURN(auto rows, conn_->ExecPlanned("SELECT message_id, sender FROM broker_seen "
+                                                     "WHERE message_id = ANY($1::text[])",
+                                                     pg::Params().AddTextArray(ids)));
   std::map<std::string, std::string> out;
   for (int i = 0; i < rows.size(); ++i) out[rows.Text(i, 0)] = rows.Text(i, 1);
   return out;
@@ -961,14 +961,16 @@ Status PgQueueStore::DoBatch(std::vector<SubmitItem>& submits, std::vector<Repor
   return Notify(*conn_, wake);
 }
 
-// The broker_seen rows of these message ids (one statement), by message id.
+// The broker_seen rows of these message ids (one statement, planned for its ids: a cached
+// generic plan from when broker_seen was small scanned the whole table), by message id.
 Result<PgQueueStore::SeenRows> PgQueueStore::ReadSeen(const std::vector<std::string>& ids) {
   SeenRows seen;
   if (ids.empty()) return seen;
   BUD_ASSIGN_OR_RETURN(
-      auto q, conn_->Exec("SELECT message_id, sender, receiver, coalesce(seq, 0), sender_channel, "
-                          "receiver_channel FROM broker_seen WHERE message_id = ANY($1::text[])",
-                          pg::Params().AddTextArray(ids)));
+      auto q,
+      conn_->ExecPlanned("SELECT message_id, sender, receiver, coalesce(seq, 0), sender_channel, "
+                         "receiver_channel FROM broker_seen WHERE message_id = ANY($1::text[])",
+                         pg::Params().AddTextArray(ids)));
   for (int i = 0; i < q.size(); ++i) {
     seen[q.Text(i, 0)] = {q.Text(i, 1), q.Text(i, 2), q.Text(i, 4), q.Text(i, 5), q.Int(i, 3)};
   }

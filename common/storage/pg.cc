@@ -499,6 +499,14 @@ std::string StatementLabel(std::string_view sql) {
 }  // namespace
 
 Result<Rows> Connection::Exec(std::string_view sql, const Params& params) {
+  return Run(sql, params, /*prepare=*/true);
+}
+
+Result<Rows> Connection::ExecPlanned(std::string_view sql, const Params& params) {
+  return Run(sql, params, /*prepare=*/false);
+}
+
+Result<Rows> Connection::Run(std::string_view sql, const Params& params, bool prepare) {
   if (!ok()) {
     return Status(Code::kUnavailable,
                   fmt::format("postgresql {}: not connected (reconnect first)", description_));
@@ -514,7 +522,7 @@ Result<Rows> Connection::Exec(std::string_view sql, const Params& params) {
   }
   const std::string text(sql);
   const char* name = nullptr;
-  if (text.size() <= kMaxPreparedText) {
+  if (prepare && text.size() <= kMaxPreparedText) {
     std::string key = text;
     key += '\0';
     key.append(reinterpret_cast<const char*>(params.types_.data()),

@@ -176,6 +176,11 @@ class Connection {
 
   // One statement with parameters; rows (or none) on success.
   Result<Rows> Exec(std::string_view sql, const Params& params = {});
+  // The same, planned for its parameters at every call and never prepared (PQexecParams): for a
+  // lookup whose best plan depends on how big its table has grown. A prepared statement keeps
+  // the generic plan it got while the table was young and small (a sequential scan testing
+  // `= ANY($1)` on every row) until the table is analysed again.
+  Result<Rows> ExecPlanned(std::string_view sql, const Params& params = {});
   // One statement as a transaction of its own (outside any Transaction): when the outcome is
   // durable its changes are committed (flushed, and replicated as synchronous_commit asks) and
   // `rows` holds its result; failed: nothing was written; unknown: the statement went out and no
@@ -218,6 +223,7 @@ class Connection {
   Status ErrorFromConnection(std::string_view what);
   static void OnNotice(void* self, const PGresult* res);
 
+  Result<Rows> Run(std::string_view sql, const Params& params, bool prepare);
   // The session's prepared statements: statement text and parameter types -> name.
   static constexpr size_t kMaxPrepared = 256;
   static constexpr size_t kMaxPreparedText = 4096;

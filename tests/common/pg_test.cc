@@ -241,6 +241,37 @@ TEST_CASE("pg: statements are prepared once per session and survive what changes
   }
 }
 
+TEST_CASE("pg: ExecPlanned is planned at each call and prepares nothing", "[pg]") {
+  auto& pg = SharedServer();
+  auto c = ConnectOrDie(OptionsFor(pg));
+  ExecOrDie(*c, "DROP TABLE IF EXISTS planned_t");
+  ExecOrDie(*c, "CREATE TABLE planned_t (id text PRIMARY KEY, n bigint)");
+  const std::string lookup = "SELECT id, n FROM planned_t WHERE id = ANY($1::text[]) ORDER BY id";
+  for (int64_t i = 0; i < 12; ++i) {
+    ExecOrDie(*c, "INSERT INTO planned_t VALUES ($1, $2)",
+              Params().Add("id-" + std::to_string(i)).Add(i));
+    std::vector<std::string> ids = {"id-" + std::to_string(i), "absent"};
+    auto rows = c->ExecPlanned(lookup, Params().AddTextArray(ids));
+    REQUIRE(rows.ok());
+    REQUIRE(rows->size() == 1);
+    CHECK(rows->Text(0, 0) == ids[0]);
+    CHECK(rows->Int(0, 1) == i);
+  }
+  // Twelve calls (a prepared statement turns generic after five): none of them was prepared.
+  auto listed = c->Exec("SELECT count(*)::bigint FROM pg_prepared_statements WHERE statement = $1",
+                        Params::Of(lookup));
+  REQUIRE(listed.ok());
+  CHECK(listed->Int(0, 0) == 0);
+  ExecOrDie(*c, lookup, Params().AddTextArray(std::vector<std::string>{"id-1"}));
+  listed = c->Exec("SELECT count(*)::bigint FROM pg_prepared_statements WHERE statement = $1",
+                   Params::Of(lookup));
+  REQUIRE(listed.ok());
+  CHECK(listed->Int(0, 0) == 1);  // Exec prepares the same text
+  auto bad = c->ExecPlanned("SELECT no_such_column FROM planned_t");
+  CHECK_FALSE(bad.ok());
+  CHECK(c->ok());  // an error in a statement leaves the session usable
+}
+
 TEST_CASE("pg: a transaction is durable when committed and rolls back otherwise", "[pg]") {
   auto& pg = SharedServer();
   auto c = ConnectOrDie(OptionsFor(pg));
