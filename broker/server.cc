@@ -784,6 +784,9 @@ void Server::FlushBatch() {
     }
     if (s) Send(rid, m);
   }
+  // The lines about these answers, written right after them rather than at the end of the turn
+  // (LogFlush::kWhenAsked): a SIGKILL then loses them only in that short gap.
+  FlushLogs();
   ClearBatch();
 }
 

@@ -1174,6 +1174,12 @@ TEST_CASE("the same envelope submitted twice, also across a broker restart, is d
       CHECK(r.code() == wire::ACCEPTED);
     }
   }
+  // The broker writes its log lines after the batch's answers (docs/operating.md): a SIGKILL in
+  // that gap loses them, so the kill waits for the duplicate's line.
+  WaitUntil("the duplicate's log line", kDefaultWait, [&] {
+    return CountOccurrences(ReadFileOrEmpty(ex.broker().log_path()),
+                            "submitted again: already stored") == 1;
+  });
   ex.broker().Kill();
   ex.StartBroker();
   {
