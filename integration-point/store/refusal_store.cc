@@ -65,6 +65,16 @@ Result<int> RefusalStore::ResolveOutbox(const std::string& folder, const std::st
 
 Result<int> RefusalStore::ResolveApi(const std::string& message_id, int64_t at_ms) {
   if (message_id.empty()) return 0;
+  // Nearly always there is none: a read first, so that a message taken in does not wait for the
+  // write lock (the engine's turn holds it while it seals).
+  BUD_ASSIGN_OR_RETURN(auto* any, db_.conn().Prepare("SELECT EXISTS(SELECT 1 FROM refusals WHERE "
+                                                     "resolved_ms=0 AND source='api' AND "
+                                                     "message_id=?1)"));
+  any->Bind(1, message_id);
+  BUD_ASSIGN_OR_RETURN(bool row, any->Step());
+  const bool open = row && any->Int(0) != 0;
+  any->Reset();
+  if (!open) return 0;
   BUD_ASSIGN_OR_RETURN(
       auto* st, db_.conn().Prepare("UPDATE refusals SET resolved_ms=?2, resolved_message_id=?1 "
                                    "WHERE resolved_ms=0 AND source='api' AND message_id=?1"));

@@ -5,7 +5,9 @@
 
 #include <catch2/catch.hpp>
 
+#include "common/storage/sqlite.h"
 #include "tests/ip/api_fixture.h"
+#include "tests/ip/store_fixture.h"
 
 namespace bud::ip::api::test {
 namespace {
@@ -128,6 +130,30 @@ TEST_CASE("refused drafts, files and sends are kept; answers the client must ret
   Status again =
       s.store->Run([&](PointStore& st) { return st.refusals.Dismiss(open[0].id, s.now); });
   CHECK(again.code() == Code::kNotFound);
+}
+
+// The engine's turn holds the store's write lock while it seals (engine/turn.h); each message
+// taken in looks for earlier refusals of its id, and when there is none that look must not wait
+// for the lock (it made every POST wait for a turn: the sender API ran at 700 messages a second).
+TEST_CASE("a message taken in looks for its earlier refusals without the store's write lock",
+          "[ip][api][refusals]") {
+  store_test::Fixture f;
+  RefusalRow r;
+  r.source = "api";
+  r.name = "POST /api/messages/out/multipart";
+  r.message_id = kId;
+  r.reason = "400: x";
+  r.reason_class = RefusalClass::kApi;
+  REQUIRE(f.store->refusals.Record(r).ok());
+  auto engine = storage::Db::Open(f.path).value();
+  REQUIRE(engine->Exec("BEGIN IMMEDIATE").ok());  // as the engine's turn
+  auto none = f.store->refusals.ResolveApi(NewUuid(), NowMs());
+  INFO(none.status().ToString());
+  REQUIRE(none.ok());  // not SQLITE_BUSY after the busy timeout
+  CHECK(*none == 0);
+  REQUIRE(engine->Exec("COMMIT").ok());
+  CHECK(f.store->refusals.ResolveApi(kId, NowMs()).value() == 1);
+  CHECK(f.store->refusals.ResolveApi(kId, NowMs()).value() == 0);  // resolved once
 }
 
 TEST_CASE("the message id of an SBD is read without trusting its shape", "[ip][api][refusals]") {
