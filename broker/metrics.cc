@@ -183,6 +183,23 @@ std::string BrokerHttp::Metrics() {
     w.Sample(name, static_cast<double>(v.load(std::memory_order_relaxed)));
   };
   gauge("bud_broker_uploads_open", "Streamed uploads in progress.", metrics_.uploads_open);
+  if (metrics_.id_index_in_memory.load(std::memory_order_relaxed) >= 0) {
+    gauge("bud_broker_id_index_in_memory",
+          "Message ids of recent commits held in memory until a merge writes them to the id "
+          "index file (submits are refused once it reaches 8 merges' worth).",
+          metrics_.id_index_in_memory);
+    counter("bud_broker_id_index_merges_total", "Merges of ids into the id index file.",
+            metrics_.id_index_merges);
+    counter("bud_broker_id_index_merge_failures_total",
+            "Merges into the id index file that failed (retried; the ids stay in memory).",
+            metrics_.id_index_merge_failures);
+    counter("bud_broker_id_index_file_reads_total",
+            "Id lookups that read the id index file (its filter could not rule the id out).",
+            metrics_.id_index_file_reads);
+    gauge("bud_broker_id_index_filter_ready",
+          "1 when the filter before the id index file is built, 0 while it is (re)built.",
+          metrics_.id_index_filter_ready);
+  }
   gauge("bud_broker_upload_fds", "Streamed uploads holding an open spool file descriptor.",
         metrics_.upload_fds);
   gauge("bud_broker_spool_bytes",

@@ -48,6 +48,12 @@ struct BrokerMetrics {
   std::atomic<int64_t> session_takeovers{0};   // Hellos that took a live lease from another broker
   std::atomic<int64_t> sessions_lost{0};       // sessions dropped: their lease went elsewhere
   std::atomic<int64_t> wakeups{0};             // wake-ups from other brokers' commits
+  // The store's id index (IdIndexStats), as the loop last published it; -1: the store has none.
+  std::atomic<int64_t> id_index_in_memory{-1};
+  std::atomic<int64_t> id_index_merges{0};
+  std::atomic<int64_t> id_index_merge_failures{0};
+  std::atomic<int64_t> id_index_file_reads{0};
+  std::atomic<int64_t> id_index_filter_ready{0};
   // The organisations with a session here, as the loop last published them (SetSessionOrgs).
   void SetSessionOrgs(std::vector<std::string> orgs) {
     std::lock_guard lock(session_orgs_mu);

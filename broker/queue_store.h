@@ -192,6 +192,18 @@ struct [[nodiscard]] CommitResult {
   }
 };
 
+// The embedded engine's index of message ids (broker/seen_index.h), as the broker's /metrics shows
+// it: ids of recent commits held in memory until a merge writes them to the index file, merges
+// done and failed (a failing merge keeps ids in memory until submits are refused), lookups that
+// read the file, and whether its filter is built.
+struct IdIndexStats {
+  int64_t in_memory = 0;
+  int64_t merges = 0;
+  int64_t merge_failures = 0;
+  int64_t file_reads = 0;
+  bool filter_ready = false;
+};
+
 // The read side, all an admin command or the /metrics endpoint needs. Works on a store opened
 // read-only beside a running broker as well as on the broker's own.
 class QueueStoreReader {
@@ -335,6 +347,8 @@ class QueueStore : public QueueStoreReader {
 
   // Housekeeping the loop runs every checkpoint_ms (SQLite: checkpoint and truncate the WAL).
   virtual Status Maintain() = 0;
+  // The id index's figures, for an engine that keeps one beside its database (SQLite).
+  virtual std::optional<IdIndexStats> IdIndex() const { return std::nullopt; }
 };
 
 // The quota the broker uses when store_max_bytes is 0 and its store is a local file: `in_use`

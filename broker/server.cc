@@ -176,6 +176,7 @@ Status Server::Run() {
     dirty_orgs_.clear();
     if (MonoMs() - last_timer >= 100) {
       CheckTimers();
+      PublishIdIndex();
       last_timer = MonoMs();
     }
     if (MonoMs() - last_sweep >= config_.sweep_ms) {
@@ -968,6 +969,16 @@ void Server::FlushStreams() {
     batch_submit_rids_.push_back(s ? s->rid : std::string());
     batch_submit_us_.push_back(MonoUs());
   }
+}
+
+void Server::PublishIdIndex() {
+  const std::optional<IdIndexStats> i = store_->IdIndex();
+  if (!i) return;
+  metrics_.id_index_in_memory.store(i->in_memory, std::memory_order_relaxed);
+  metrics_.id_index_merges.store(i->merges, std::memory_order_relaxed);
+  metrics_.id_index_merge_failures.store(i->merge_failures, std::memory_order_relaxed);
+  metrics_.id_index_file_reads.store(i->file_reads, std::memory_order_relaxed);
+  metrics_.id_index_filter_ready.store(i->filter_ready ? 1 : 0, std::memory_order_relaxed);
 }
 
 void Server::CheckTimers() {

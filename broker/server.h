@@ -129,6 +129,8 @@ class Server {
   void PumpDeliveries(Session& s);
   void PumpNotices(Session& s);
   void CheckTimers();
+  // The store's id index figures into metrics_ (every 100 ms).
+  void PublishIdIndex();
   // Renews the leases; drops the sessions whose lease is gone.
   void RenewLeases();
   // Other brokers' commits: marks the named organisations' sessions for a pump.

@@ -298,6 +298,12 @@ Result<SqliteQueueStore::Durability> SqliteQueueStore::durability() {
   return d;
 }
 
+std::optional<IdIndexStats> SqliteQueueStore::IdIndex() const {
+  const SeenIndex& i = *seen_index_;
+  return IdIndexStats{i.in_memory(), i.merges(), i.merge_failures(), i.side_reads(),
+                      i.filter_ready()};
+}
+
 Status SqliteQueueStore::Maintain() {
   seen_index_->Tick(/*force=*/true);  // at a quiet rate too, the ids reach the index file
   return db_->Checkpoint();

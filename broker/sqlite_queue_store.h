@@ -101,6 +101,7 @@ class SqliteQueueStore final : public QueueStore {
   Status DeleteUploads(const std::vector<std::string>& message_ids) override;
 
   Status Maintain() override;
+  std::optional<IdIndexStats> IdIndex() const override;
 
   // The id index of `seen` (broker/seen_index.h), for tests and metrics.
   SeenIndex& seen_index() { return *seen_index_; }

@@ -197,6 +197,8 @@ TEST_CASE("/metrics parses as Prometheus text and moves when messages flow; /hea
           "[integration][http]") {
   ExchangeOptions o;
   o.http = true;
+  // The id index merges what waits in memory at each checkpoint_ms too (seen_index.h).
+  o.broker_settings = {{"checkpoint_ms", "300"}};
   Exchange ex(o);
   const std::string a = ex.HttpBase(kAgencyA), b = ex.HttpBase(kAgencyB),
                     broker = ex.BrokerHttpBase();
@@ -249,6 +251,18 @@ TEST_CASE("/metrics parses as Prometheus text and moves when messages flow; /hea
   }
   CHECK(refused == Value(broker_after, "bud_broker_rejected_total") +
                        Value(broker_after, "bud_broker_queue_full_total"));
+  // The id index (SQLite): the three ids went to memory, then a merge wrote them to its file.
+  WaitUntil("the id index merged the new ids into its file", kDefaultWait, [&] {
+    auto m = Scrape(broker);
+    return Value(m, "bud_broker_id_index_merges_total") >
+               Value(broker_before, "bud_broker_id_index_merges_total") &&
+           Value(m, "bud_broker_id_index_in_memory") == 0;
+  });
+  auto merged = Scrape(broker);
+  CHECK(Value(merged, "bud_broker_id_index_merge_failures_total") == 0);
+  CHECK(merged.contains("bud_broker_id_index_in_memory"));
+  CHECK(merged.contains("bud_broker_id_index_file_reads_total"));
+  CHECK(Value(merged, "bud_broker_id_index_filter_ready") == 1);
   auto b_metrics = Scrape(b);
   CHECK(Value(b_metrics,
               "bud_ip_messages{direction=\"INCOMING\",status=\"INNKOMMENDE_MOTTATT\"}") == 3);
