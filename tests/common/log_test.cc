@@ -73,4 +73,24 @@ TEST_CASE("buffered logging: a log file that cannot be opened is refused with it
                     Catch::Contains("cannot open log file") && Catch::Contains("No such file"));
 }
 
+// A full disk: what the buffered sink cannot write is dropped (logging never stops the broker),
+// and it neither throws, nor loops on the failed write, nor keeps what it could not write.
+TEST_CASE("buffered logging: lines that cannot be written (a full disk) are dropped", "[log]") {
+  LogFile f;
+  SetupLogging("info", "/dev/full", LogFlush::kWhenAsked);  // every write: ENOSPC
+  const std::string filler(1000, 'y');
+  for (int i = 0; i < 200; ++i) Logger("t")->info("{} {}", i, filler);  // past 64 KiB, thrice
+  FlushLogs();
+  Logger("t")->warn("a warning, written at once (and dropped)");
+  FlushLogs();
+  // Room again: only what comes after is written, nothing held from before.
+  SetupLogging("info", f.path, LogFlush::kWhenAsked);
+  Logger("t")->info("after the full disk");
+  FlushLogs();
+  const std::string text = ReadFileOrEmpty(f.path);
+  CHECK(CountOccurrences(text, "\n") == 1);
+  CHECK(text.find("after the full disk") != std::string::npos);
+  CHECK(text.find(filler) == std::string::npos);
+}
+
 }  // namespace bud
