@@ -265,12 +265,23 @@ TEST_CASE("a failed merge keeps its ids in memory until one succeeds", "[broker]
   store.seen_index().Settle(20000);
   CHECK(store.seen_index().merge_failures() == 1);
   CHECK(store.seen_index().in_memory() == 60);
+  // As the broker's /metrics shows it (QueueStore::IdIndex).
+  std::optional<IdIndexStats> shown = store.IdIndex();
+  REQUIRE(shown);
+  CHECK(shown->merge_failures == 1);
+  CHECK(shown->merges == 0);
+  CHECK(shown->in_memory == 60);
   CHECK(Submit(store, ids) == 60);
   REQUIRE((*blocker)->Exec("ROLLBACK").ok());
   store.seen_index().Tick(/*force=*/true);
   store.seen_index().Settle(10000);
   CHECK(store.seen_index().merges() == 1);
   CHECK(store.seen_index().in_memory() == 0);
+  shown = store.IdIndex();
+  CHECK(shown->merges == 1);
+  CHECK(shown->merge_failures == 1);
+  CHECK(shown->in_memory == 0);
+  CHECK(shown->filter_ready);
   CHECK(Submit(store, ids) == 60);
 }
 
