@@ -183,6 +183,11 @@ std::string BrokerHttp::Metrics() {
     w.Sample(name, static_cast<double>(v.load(std::memory_order_relaxed)));
   };
   gauge("bud_broker_uploads_open", "Streamed uploads in progress.", metrics_.uploads_open);
+  gauge("bud_broker_upload_fds", "Streamed uploads holding an open spool file descriptor.",
+        metrics_.upload_fds);
+  gauge("bud_broker_spool_bytes",
+        "Bytes of spool files, reserved for uploads in progress or held by queued messages.",
+        metrics_.spool_bytes);
   if (metrics_.id_index_in_memory.load(std::memory_order_relaxed) >= 0) {
     gauge("bud_broker_id_index_in_memory",
           "Message ids of recent commits held in memory until a merge writes them to the id "
@@ -200,11 +205,6 @@ std::string BrokerHttp::Metrics() {
           "1 when the filter before the id index file is built, 0 while it is (re)built.",
           metrics_.id_index_filter_ready);
   }
-  gauge("bud_broker_upload_fds", "Streamed uploads holding an open spool file descriptor.",
-        metrics_.upload_fds);
-  gauge("bud_broker_spool_bytes",
-        "Bytes of spool files, reserved for uploads in progress or held by queued messages.",
-        metrics_.spool_bytes);
   w.Histogram("bud_broker_submit_to_accept_seconds",
               "From a submit's arrival to its ACCEPTED, group commit included.",
               metrics_.submit_to_accept);

@@ -73,8 +73,9 @@ TEST_CASE("buffered logging: a log file that cannot be opened is refused with it
                     Catch::Contains("cannot open log file") && Catch::Contains("No such file"));
 }
 
-// A full disk: what the buffered sink cannot write is dropped (logging never stops the broker),
-// and it neither throws, nor loops on the failed write, nor keeps what it could not write.
+// A full disk: what the buffered sink cannot write is dropped (logging never stops the broker):
+// it neither throws nor loops on the failed write, and once there is room (a new file here)
+// only what comes after is written.
 TEST_CASE("buffered logging: lines that cannot be written (a full disk) are dropped", "[log]") {
   LogFile f;
   SetupLogging("info", "/dev/full", LogFlush::kWhenAsked);  // every write: ENOSPC
