@@ -64,7 +64,7 @@ int Checkpointer::OnCommit(void* self, sqlite3* db, const char* name, int wal_pa
   if (wal_pages >= c->pages_) {
     {
       std::lock_guard lock(c->mu_);
-      if (c->running_) return SQLITE_OK;  // it chases the new frames itself
+      if (c->running_) return SQLITE_OK;  // the first commit after its checkpoint decides
       c->wanted_ = true;
     }
     c->cv_.notify_one();

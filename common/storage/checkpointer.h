@@ -9,9 +9,9 @@
 // a commit that leaves at least `pages` frames in the WAL, a thread with its own connection copies
 // them into the database file (PASSIVE: it never waits for the writer and never blocks it); the
 // next commit wakes it again when many frames came meanwhile, and otherwise copies the few left
-// itself: a checkpoint that reaches the WAL's end with no
-// commit in between is what lets SQLite start the WAL again from its beginning, and a thread that
-// chased a busy writer ran a checkpoint (two fsyncs) after nearly every commit. Should the WAL
+// itself: a checkpoint that reaches the WAL's end with no commit in between is what lets SQLite
+// start the WAL again from its beginning, and a thread that chased a busy writer ran a checkpoint
+// (two fsyncs) after nearly every commit. Should the WAL
 // still reach `hard_factor` times `pages` (the thread fell behind or keeps failing), the writer
 // checkpoints itself after that commit, as SQLite's automatic checkpoint would. Durability is
 // SQLite's either way: a commit is durable in the WAL when it returns; a checkpoint only moves
