@@ -5,6 +5,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/storage/paced_vfs.h"
 
 namespace bud::storage {
 
@@ -16,7 +17,10 @@ Result<std::unique_ptr<Checkpointer>> Checkpointer::Attach(Db& db, int64_t pages
                   "checkpointer: pages must be > 0, hard_factor >= 2, finish_pages < pages");
   }
   if (finish_pages < 0) finish_pages = std::clamp<int64_t>(pages / 64, 1, 64);
-  BUD_ASSIGN_OR_RETURN(auto own, Db::Open(db.path()));
+  // Its writes to the database file paced, so that a commit's flush never waits for a burst.
+  Db::Options options;
+  options.vfs = PacedWritesVfs();
+  BUD_ASSIGN_OR_RETURN(auto own, Db::Open(db.path(), options));
   std::unique_ptr<Checkpointer> c(
       new Checkpointer(db, std::move(own), pages, hard_factor, finish_pages));
   // Replaces SQLite's automatic checkpoint, which is a WAL hook too.

@@ -108,7 +108,7 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, const Options& opt
       return ErrnoStatus(errno, fmt::format("cannot create database '{}'", path));
     }
   }
-  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &raw, flags, options.vfs);
   if (rc != SQLITE_OK) {
     std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
     sqlite3_close(raw);

@@ -75,6 +75,7 @@ class Db {
     bool synchronous_full = true;
     int busy_timeout_ms = 5000;
     bool read_only = false;
+    const char* vfs = nullptr;  // SQLite's default VFS unless named (e.g. PacedWritesVfs())
   };
 
   static Result<std::unique_ptr<Db>> Open(const std::string& path, const Options& options);

@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "common/storage/paced_vfs.h"
 #include "tests/support/temp_dir.h"
 
 namespace bud::test {
@@ -75,6 +76,7 @@ TEST_CASE("a background checkpoint copies the WAL into the database file, not th
   auto db = OpenWithTable(path);
   Exec(*db, "PRAGMA wal_checkpoint(TRUNCATE)");
   const int64_t before = FileBytes(path);
+  const long paced_before = storage::PacedWritebacks();
   {
     // A hard limit far away: this loop commits faster than any disk checkpoints.
     auto c = Checkpointer::Attach(*db, 16, 100000);
@@ -91,6 +93,8 @@ TEST_CASE("a background checkpoint copies the WAL into the database file, not th
     CHECK((*c)->background_runs() > 0);
     CHECK((*c)->writer_runs() == 0);
   }
+  // The thread's writes to the database file were paced (storage/paced_vfs.h): 600 KB and more.
+  CHECK(storage::PacedWritebacks() - paced_before >= 2);
   // SQLite's own automatic checkpoint is off while attached: only the thread can have grown the
   // database file by the 200 rows' pages.
   CHECK(FileBytes(path) - before >= 100 * 6000);

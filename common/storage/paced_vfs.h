@@ -1,0 +1,25 @@
+// A SQLite VFS for the connection that checkpoints: its writes to a main database file are paced.
+//
+// Why: a WAL checkpoint copies thousands of pages into the database file and then fsyncs it. The
+// pages sit dirty in the page cache until that fsync sends them all at once, and a commit's WAL
+// fdatasync on the same disk waits behind the burst (the device's cache flush carries everything
+// written before it): the 3-11 ms commits under load. Here the thread that checkpoints starts the
+// kernel's writeback after every 256 KiB it writes and waits for it (sync_file_range), so that no
+// more than that is ever queued ahead of a commit's flush, as PostgreSQL's checkpoint_flush_after.
+// Durability is unchanged: SQLite still fsyncs the database file at the end of the checkpoint.
+// Operation: everything else (reads, the WAL, the shared-memory index, locks) goes to SQLite's
+// default VFS untouched. sync_file_range gets the default (unix) VFS's own descriptor of the main
+// database file, checked against the file's inode; without it there is no pacing (paced_vfs.cc).
+// Registered once per process, never as the default.
+#pragma once
+
+namespace bud::storage {
+
+// The VFS's name for sqlite3_open_v2 (Db::Options::vfs), registered on first use; nullptr when
+// SQLite has no default VFS to wrap.
+const char* PacedWritesVfs();
+
+// How many times a file of the VFS started the kernel's writeback (for tests and the curious).
+long PacedWritebacks();
+
+}  // namespace bud::storage
