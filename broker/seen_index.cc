@@ -393,12 +393,7 @@ void SeenIndex::Tick(bool force) {
     } else if (done.status.ok()) {
       ++merges_;
       watermark_ = watermark_pending_;
-      if (filter_) {
-        for (const auto& [h, n] : merging_) filter_->Add(h);
-        // Built again, bigger, when the thread is free (up to its largest size).
-        if (filter_->Full() && !filter_->Largest()) filter_wanted_ = true;
-      }
-      merging_.clear();
+      draining_ = true;  // the merged ids leave memory for the filter a chunk a tick (Drain)
       forgetting_.clear();
       last_error_.clear();
     } else {
@@ -412,6 +407,10 @@ void SeenIndex::Tick(bool force) {
       forgetting_.clear();
       retry_at_mono_ms_ = MonoMs() + kRetryMs;
     }
+  }
+  if (draining_) {
+    Drain(kDrainChunk);
+    if (draining_) return;  // the next job waits until the last merge's ids have left memory
   }
   if (static_cast<int64_t>(recent_.size()) < merge_at_ &&
       !(force_ && (!recent_.empty() || !forget_.empty()))) {
@@ -440,6 +439,17 @@ void SeenIndex::Tick(bool force) {
   Hand(std::move(job));
 }
 
+void SeenIndex::Drain(size_t most) {
+  for (size_t i = 0; i < most && !merging_.empty(); ++i) {
+    auto node = merging_.extract(merging_.begin());
+    if (filter_) filter_->Add(node.key());
+  }
+  if (!merging_.empty()) return;
+  draining_ = false;
+  // Built again, bigger, when the thread is free (up to its largest size).
+  if (filter_ && filter_->Full() && !filter_->Largest()) filter_wanted_ = true;
+}
+
 void SeenIndex::Hand(std::unique_ptr<Job> job) {
   running_ = true;
   {
@@ -463,6 +473,7 @@ void SeenIndex::Settle(int64_t timeout_ms) {
     }
     Tick(false);
   }
+  if (draining_) Drain(merging_.size());
 }
 
 }  // namespace bud::broker

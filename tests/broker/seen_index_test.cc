@@ -7,7 +7,9 @@
 #include <fmt/format.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "broker/sqlite_queue_store.h"
 #include "common/clock.h"
@@ -148,6 +150,37 @@ TEST_CASE(
   CHECK(Submit(store, fresh) == 0);
   CHECK(store.seen_index().side_reads() - reads <= 5);
   CHECK(Submit(store, fresh) == 500);  // now known: in memory or, after a merge, in the file
+}
+
+TEST_CASE("a finished merge's ids leave memory a chunk a tick, and are found all along",
+          "[broker][store][dedup]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db";
+  constexpr int64_t kChunk = static_cast<int64_t>(SeenIndex::kDrainChunk);
+  auto opened = SqliteQueueStore::Open(path, 0, /*merge_at=*/3 * kChunk);
+  REQUIRE(opened.ok());
+  SqliteQueueStore& store = **opened;
+  const auto ids = NewIds(static_cast<int>(3 * kChunk));
+  CHECK(Submit(store, ids) == 0);  // the last commit starts the merge of all of them
+  // The Tick that takes the merge's outcome moves one chunk of its ids out of memory.
+  const int64_t deadline = MonoMs() + 20000;
+  while (store.seen_index().merges() == 0 && MonoMs() < deadline) {
+    store.seen_index().Tick(/*force=*/false);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  REQUIRE(store.seen_index().merges() == 1);
+  CHECK(store.seen_index().in_memory() == 2 * kChunk);
+  CHECK(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") == 3 * kChunk);
+  // Each id is known, whether still in memory or already only in the filter and the file.
+  int known = 0;
+  for (const auto& id : ids) known += *store.IsKnown(id) ? 1 : 0;
+  CHECK(known == 3 * kChunk);
+  store.seen_index().Tick(/*force=*/false);
+  CHECK(store.seen_index().in_memory() == kChunk);
+  store.seen_index().Tick(/*force=*/false);
+  CHECK(store.seen_index().in_memory() == 0);
+  CHECK(Submit(store, ids) == 3 * kChunk);
+  CHECK(Submit(store, NewIds(10)) == 0);
 }
 
 TEST_CASE("a lost index file is rebuilt from the store, in memory or at once",
