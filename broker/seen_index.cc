@@ -463,7 +463,13 @@ void SeenIndex::Settle(int64_t timeout_ms) {
   // A taken outcome may start the next job (a forced merge after the filter's build): each is
   // waited for, within the one deadline.
   const int64_t deadline = MonoMs() + timeout_ms;
-  while (running_) {
+  for (;;) {
+    if (draining_) {
+      // A finished merge's ids all at once here; the job that waited for them may start now.
+      Drain(merging_.size());
+      Tick(false);
+    }
+    if (!running_) return;
     {
       std::unique_lock lock(mu_);
       const int64_t left = std::max<int64_t>(deadline - MonoMs(), 0);
@@ -473,7 +479,6 @@ void SeenIndex::Settle(int64_t timeout_ms) {
     }
     Tick(false);
   }
-  if (draining_) Drain(merging_.size());
 }
 
 }  // namespace bud::broker
