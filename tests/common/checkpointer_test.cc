@@ -3,8 +3,6 @@
 // hard limit, and nothing committed is lost either way.
 #include "common/storage/checkpointer.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -12,6 +10,7 @@
 #include <thread>
 
 #include "common/storage/paced_vfs.h"
+#include "tests/support/sqlite_peek.h"
 #include "tests/support/temp_dir.h"
 
 namespace bud::test {
@@ -20,39 +19,13 @@ namespace {
 using storage::Checkpointer;
 using storage::Db;
 
-std::unique_ptr<Db> Open(const std::string& path) {
-  auto db = Db::Open(path);
-  INFO(db.status().ToString());
-  REQUIRE(db.ok());
-  return std::move(db).value();
-}
-
-void Exec(Db& db, std::string_view sql) {
-  Status s = db.Exec(sql);
-  INFO(s.ToString());
-  REQUIRE(s.ok());
-}
-
-int64_t Count(Db& db) {
-  auto st = db.Prepare("SELECT count(*) FROM t");
-  REQUIRE(st.ok());
-  auto row = (*st)->Step();
-  REQUIRE(row.ok());
-  REQUIRE(*row);
-  const int64_t n = (*st)->Int(0);
-  (*st)->Reset();
-  return n;
-}
-
-int64_t FileBytes(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : -1;
-}
+// The rows of the one table the tests write to.
+int64_t Count(Db& db) { return QueryInt(db, "SELECT count(*) FROM t"); }
 
 // A store with the one table the tests write to.
 std::unique_ptr<Db> OpenWithTable(const std::string& path) {
-  auto db = Open(path);
-  Exec(*db, "CREATE TABLE t(id INTEGER PRIMARY KEY, x BLOB)");
+  auto db = OpenOrDie(path);
+  ExecOrDie(*db, "CREATE TABLE t(id INTEGER PRIMARY KEY, x BLOB)");
   return db;
 }
 
@@ -74,7 +47,7 @@ TEST_CASE("a background checkpoint copies the WAL into the database file, not th
   TempDir dir;
   const std::string path = dir / "store.db";
   auto db = OpenWithTable(path);
-  Exec(*db, "PRAGMA wal_checkpoint(TRUNCATE)");
+  ExecOrDie(*db, "PRAGMA wal_checkpoint(TRUNCATE)");
   const int64_t before = FileBytes(path);
   const long paced_before = storage::PacedWritebacks();
   {
@@ -99,7 +72,7 @@ TEST_CASE("a background checkpoint copies the WAL into the database file, not th
   // database file by the 200 rows' pages.
   CHECK(FileBytes(path) - before >= 100 * 6000);
   CHECK(Count(*db) == 200);
-  auto other = Open(path);
+  auto other = OpenOrDie(path);
   CHECK(Count(*other) == 200);
 }
 
@@ -111,13 +84,13 @@ TEST_CASE("the writer checkpoints itself when the WAL outgrows the hard limit",
   auto c = Checkpointer::Attach(*db, 4, 2);
   REQUIRE(c.ok());
   // A reader holding an old snapshot: no checkpoint can reset the WAL, so it keeps growing.
-  auto reader = Open(path);
-  Exec(*reader, "BEGIN");
+  auto reader = OpenOrDie(path);
+  ExecOrDie(*reader, "BEGIN");
   CHECK(Count(*reader) == 0);
   CommitRows(*db, 50);
   CHECK((*c)->writer_runs() > 0);
   CHECK(Count(*reader) == 0);  // the reader's snapshot is untouched
-  Exec(*reader, "COMMIT");
+  ExecOrDie(*reader, "COMMIT");
   CHECK(Count(*reader) == 50);
   c->reset();
   CommitRows(*db, 5);  // SQLite's automatic checkpoint is back; the connection still works
@@ -133,7 +106,7 @@ TEST_CASE(
   TempDir dir;
   const std::string path = dir / "store.db";
   auto db = OpenWithTable(path);
-  Exec(*db, "PRAGMA wal_checkpoint(TRUNCATE)");
+  ExecOrDie(*db, "PRAGMA wal_checkpoint(TRUNCATE)");
   constexpr int64_t kPages = 256;
   auto c = Checkpointer::Attach(*db, kPages, 100000, /*finish_pages=*/64);
   INFO(c.status().ToString());
@@ -152,13 +125,13 @@ TEST_CASE(
   CHECK(largest_wal < 4 * kPages * (4096 + 24));
   c->reset();
   CHECK(Count(*db) == 2000);
-  auto other = Open(path);
+  auto other = OpenOrDie(path);
   CHECK(Count(*other) == 2000);
 }
 
 TEST_CASE("a checkpointer refuses nonsense limits", "[sqlite][checkpointer]") {
   TempDir dir;
-  auto db = Open(dir / "store.db");
+  auto db = OpenOrDie(dir / "store.db");
   CHECK(Checkpointer::Attach(*db, 0).status().code() == Code::kInvalidArgument);
   CHECK(Checkpointer::Attach(*db, 10, 1).status().code() == Code::kInvalidArgument);
   CHECK(Checkpointer::Attach(*db, 10, 8, 10).status().code() == Code::kInvalidArgument);

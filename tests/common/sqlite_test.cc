@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/fs.h"
+#include "tests/support/sqlite_peek.h"
 #include "tests/support/temp_dir.h"
 
 namespace bud::test {
@@ -21,32 +22,6 @@ namespace {
 
 using storage::Db;
 using storage::Transaction;
-
-std::unique_ptr<Db> OpenOrDie(const std::string& path, const Db::Options& options = {}) {
-  auto db = Db::Open(path, options);
-  INFO(db.status().ToString());
-  REQUIRE(db.ok());
-  return std::move(db).value();
-}
-
-void ExecOrDie(Db& db, std::string_view sql) {
-  Status s = db.Exec(sql);
-  INFO(s.ToString());
-  REQUIRE(s.ok());
-}
-
-int64_t QueryInt(Db& db, std::string_view sql) {
-  auto st = db.Prepare(sql);
-  INFO(st.status().ToString());
-  REQUIRE(st.ok());
-  auto row = (*st)->Step();
-  INFO(row.status().ToString());
-  REQUIRE(row.ok());
-  REQUIRE(*row);
-  int64_t v = (*st)->Int(0);
-  (*st)->Reset();
-  return v;
-}
 
 std::string QueryText(Db& db, std::string_view sql) {
   auto st = db.Prepare(sql);
