@@ -1,6 +1,9 @@
 // Bench broker client and envelope maker. See broker_link.h.
 #include "bench/broker_link.h"
 
+#include <poll.h>
+
+#include <ctime>
 #include <stdexcept>
 
 #include "common/clock.h"
@@ -179,6 +182,21 @@ void PollLinks(BrokerLink* a, BrokerLink* b, int ms) {
     if (l != nullptr) items[n++] = {l->socket().handle(), 0, ZMQ_POLLIN, 0};
   }
   zmq::poll(items, n, std::chrono::milliseconds(ms));
+}
+
+void WaitLinks(BrokerLink* a, BrokerLink* b, int64_t us) {
+  pollfd fds[2];
+  nfds_t n = 0;
+  for (BrokerLink* l : {a, b}) {
+    if (l == nullptr) continue;
+    // Asked first: the descriptor only tells that the socket's state changed since it was last
+    // asked, and asking is what clears it.
+    if (l->socket().get(zmq::sockopt::events) & ZMQ_POLLIN) return;
+    fds[n++] = {l->socket().get(zmq::sockopt::fd), POLLIN, 0};
+  }
+  const timespec wait{static_cast<time_t>(us / 1'000'000),
+                      static_cast<long>(us % 1'000'000) * 1000};
+  ::ppoll(fds, n, &wait, nullptr);
 }
 
 }  // namespace bud::bench

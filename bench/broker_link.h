@@ -13,6 +13,7 @@
 // Operation: used by one thread; every wait is a poll with a deadline.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <zmq.hpp>
@@ -72,5 +73,10 @@ class BrokerLink {
 
 // Blocks in zmq_poll on up to two links for at most `ms` milliseconds.
 void PollLinks(BrokerLink* a, BrokerLink* b, int ms);
+
+// Blocks until one of up to two links may have something to read, or for at most `us`
+// microseconds. A fixed rate of thousands a second waits less than zmq_poll's millisecond
+// between its submits: a wait of 0 ms there would spin a core the broker needs.
+void WaitLinks(BrokerLink* a, BrokerLink* b, int64_t us);
 
 }  // namespace bud::bench

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <stdexcept>
 #include <unordered_map>
@@ -23,6 +24,13 @@
 namespace bud::bench {
 
 namespace {
+
+// poll(2) with a wait in microseconds.
+int PollFor(pollfd* fds, nfds_t n, int64_t us) {
+  const timespec wait{static_cast<time_t>(us / 1'000'000),
+                      static_cast<long>(us % 1'000'000) * 1000};
+  return ::ppoll(fds, n, &wait, nullptr);
+}
 
 struct NatsMsg {
   std::string subject;
@@ -52,7 +60,7 @@ class NatsConn {
     const int64_t deadline = NowNs() + 10'000'000'000;
     while (!pong_) {
       if (NowNs() > deadline) throw std::runtime_error("no PONG from NATS within 10 s");
-      Pump(100);
+      Pump(100'000);
     }
   }
   ~NatsConn() { ::close(fd_); }
@@ -78,11 +86,11 @@ class NatsConn {
     }
     out_.clear();
   }
-  // Waits up to `ms` for input, reads what is there and hands every complete message to
-  // on_msg_. Returns whether anything was read.
-  bool Pump(int ms) {
+  // Waits up to `us` microseconds for input, reads what is there and hands every complete
+  // message to on_msg_. Returns whether anything was read.
+  bool Pump(int64_t us) {
     pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, ms) <= 0) return false;
+    if (PollFor(&p, 1, us) <= 0) return false;
     char buf[1 << 16];
     ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
     if (n == 0) throw std::runtime_error("NATS closed the connection");
@@ -114,7 +122,7 @@ class NatsConn {
     const int64_t deadline = NowNs() + 15'000'000'000;
     while (!got) {
       if (NowNs() > deadline) throw std::runtime_error("NATS did not answer " + subject);
-      Pump(100);
+      Pump(100'000);
     }
     on_msg = saved;
     Write(fmt::format("UNSUB 99{}\r\n", requests_));
@@ -268,14 +276,17 @@ Figures RunNats(const Peer& peer, const std::string& scenario, const LoadSpec& s
       break;
     }
     if (now > deadline) throw std::runtime_error("NATS load did not finish in time");
-    int wait = 10;
+    // In microseconds: at a fixed rate of thousands a second, a wait in milliseconds would be
+    // 0, and this client would spin a core the server needs.
+    int64_t wait = 10'000;
     if (spec.rate > 0 && submitting) {
-      wait = static_cast<int>(std::clamp((next_due - static_cast<double>(NowNs())) / 1e6, 0.0, 10.0));
+      wait = static_cast<int64_t>(
+          std::clamp((next_due - static_cast<double>(NowNs())) / 1e3, 20.0, 10000.0));
     }
     if (consume) {
       // Both connections: read whatever is there, waiting on neither for long.
       pollfd p[2] = {{pub.fd(), POLLIN, 0}, {sub->fd(), POLLIN, 0}};
-      ::poll(p, 2, wait);
+      PollFor(p, 2, wait);
       if (p[0].revents) pub.Pump(0);
       if (p[1].revents) sub->Pump(0);
       sub->Flush();

@@ -180,12 +180,14 @@ LoadOutcome RunLoad(BrokerLink& sender, EnvelopeMaker& maker, const LoadSpec& sp
     if (!submitting()) sender.Flush();  // status acks; while submitting they go with the submits
     sender.KeepAlive();
     if (!got) {
-      int wait_ms = 10;
       if (spec.rate > 0 && submitting()) {
-        wait_ms = static_cast<int>(
-            std::clamp((next_due - static_cast<double>(NowNs())) / 1e6, 0.0, 10.0));
+        // Until the next submit is due (at least a few microseconds: saturated, none is sent).
+        WaitLinks(&sender, receiver,
+                  static_cast<int64_t>(
+                      std::clamp((next_due - static_cast<double>(NowNs())) / 1e3, 20.0, 10000.0)));
+      } else {
+        PollLinks(&sender, receiver, 10);
       }
-      PollLinks(&sender, receiver, wait_ms);
     }
   }
   return out;
