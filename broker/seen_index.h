@@ -49,6 +49,8 @@ class SeenIndex {
   static constexpr int64_t kCapFactor = 8;
   // Ids of a finished merge that leave memory at each Tick (Drain).
   static constexpr size_t kDrainChunk = 2048;
+  // The merge thread's nice value (the loop's is the process's).
+  static constexpr int kThreadNice = 19;
 
   // Opens (creating or rebuilding) the side file at `path` for the store open in `store` (schema
   // with the `seen` log and store_meta's seen_index_token). Rows above the side file's watermark

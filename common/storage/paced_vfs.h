@@ -1,4 +1,6 @@
-// A SQLite VFS for the connection that checkpoints: its writes to a main database file are paced.
+// A SQLite VFS for the connections that checkpoint: their writes to a main database file are
+// paced. Used by the store's checkpointer (common/storage/checkpointer.h) and by the broker's id
+// index file, whose merges are checkpointed by the merge thread (broker/seen_index.h).
 //
 // Why: a WAL checkpoint copies thousands of pages into the database file and then fsyncs it. The
 // pages sit dirty in the page cache until that fsync sends them all at once, and a commit's WAL

@@ -9,6 +9,9 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <thread>
 
 #include "broker/sqlite_queue_store.h"
@@ -66,6 +69,23 @@ void MergeAll(SqliteQueueStore& store) {
     store.seen_index().Settle(10000);
   }
   REQUIRE(store.seen_index().in_memory() == 0);
+}
+
+// How many of this process's threads run at `nice` (/proc/self/task/*/stat, field 19).
+int ThreadsAtNice(int nice) {
+  int n = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t end_of_name = stat.rfind(')');
+    if (end_of_name == std::string::npos) continue;
+    std::istringstream fields(stat.substr(end_of_name + 2));  // from field 3, the state
+    std::string field;
+    for (int i = 3; i <= 19 && fields >> field; ++i) {
+      if (i == 19 && std::stoi(field) == nice) ++n;
+    }
+  }
+  return n;
 }
 
 std::vector<std::string> NewIds(int n) {
@@ -181,6 +201,23 @@ TEST_CASE("a finished merge's ids leave memory a chunk a tick, and are found all
   CHECK(store.seen_index().in_memory() == 0);
   CHECK(Submit(store, ids) == 3 * kChunk);
   CHECK(Submit(store, NewIds(10)) == 0);
+}
+
+TEST_CASE("the merge thread runs below the loop's priority, and merges all the same",
+          "[broker][store][dedup]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db";
+  const int before = ThreadsAtNice(SeenIndex::kThreadNice);
+  auto opened = SqliteQueueStore::Open(path, 0, /*merge_at=*/100);
+  REQUIRE(opened.ok());
+  SqliteQueueStore& store = **opened;
+  const auto ids = NewIds(300);
+  CHECK(Submit(store, ids) == 0);
+  MergeAll(store);  // the thread is up and has merged
+  CHECK(ThreadsAtNice(SeenIndex::kThreadNice) == before + 1);
+  CHECK(ThreadsAtNice(0) >= 1);  // this one, the loop's stand-in, keeps its own
+  CHECK(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") == 300);
+  CHECK(Submit(store, ids) == 300);
 }
 
 TEST_CASE("a lost index file is rebuilt from the store, in memory or at once",
