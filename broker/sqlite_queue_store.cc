@@ -549,17 +549,20 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
         auto* seen,
         db_->Prepare("INSERT INTO seen(n, message_id, sender, receiver, first_seen_ms, seq, "
                      "sender_channel, receiver_channel) VALUES(?,?,?,?,?,?,?,?)"));
-    BUD_RETURN_IF_ERROR(seen->BindAll(next_n_, s.message_id, s.sender, s.receiver, now, next_seq_,
-                                      s.sender_channel, s.receiver_channel)
-                            .Run());
+    // Without copies: the items outlive the statement's run.
+    seen->Bind(1, next_n_).BindView(2, s.message_id).BindView(3, s.sender);
+    seen->BindView(4, s.receiver).Bind(5, now).Bind(6, next_seq_);
+    seen->BindView(7, s.sender_channel).BindView(8, s.receiver_channel);
+    BUD_RETURN_IF_ERROR(seen->Run());
     seen_index_->Stage(s.message_id, next_n_++);
     BUD_ASSIGN_OR_RETURN(
         auto* ins,
         db_->Prepare(
             "INSERT INTO messages(seq, message_id, sender, receiver, envelope, received_ms, "
             "expires_ms, receiver_channel) VALUES(?,?,?,?,?,?,?,?)"));
-    ins->BindAll(next_seq_, s.message_id, s.sender, s.receiver);
-    ins->BindBlob(5, s.envelope).Bind(6, now).Bind(7, s.expires_ms).Bind(8, s.receiver_channel);
+    ins->Bind(1, next_seq_).BindView(2, s.message_id).BindView(3, s.sender);
+    ins->BindView(4, s.receiver).BindBlobView(5, s.envelope).Bind(6, now);
+    ins->Bind(7, s.expires_ms).BindView(8, s.receiver_channel);
     BUD_RETURN_IF_ERROR(ins->Run());
     counts_.Count(s.sender, s.receiver, +1);
     ++next_seq_;

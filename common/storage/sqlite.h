@@ -42,6 +42,12 @@ class Stmt {
   Stmt& Bind(int i, const char* text) { return Bind(i, std::string_view(text)); }
   Stmt& Bind(int i, const std::string& text) { return Bind(i, std::string_view(text)); }
   Stmt& BindBlob(int i, std::string_view bytes);
+  // As Bind / BindBlob, without SQLite's copy of the bytes: it reads the caller's when the
+  // statement runs. Only for a statement run right away, while the bytes live (a hot insert);
+  // Db::Prepare clears the bindings before it hands the statement out again, so a pointer left
+  // behind is never read.
+  Stmt& BindView(int i, std::string_view text);
+  Stmt& BindBlobView(int i, std::string_view bytes);
   Stmt& BindNull(int i);
   template <typename... Args>
   Stmt& BindAll(const Args&... args) {

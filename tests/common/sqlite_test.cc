@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -164,6 +165,32 @@ TEST_CASE("Prepared statements are cached and handed out reset", "[sqlite]") {
   auto bad = db->Prepare("SELEKT 1");
   REQUIRE_FALSE(bad.ok());
   CHECK_THAT(bad.status().message(), Catch::Contains("SELEKT"));
+}
+
+TEST_CASE("Bytes bound without a copy are stored as they were when it ran, and left behind",
+          "[sqlite]") {
+  TempDir dir;
+  auto db = OpenOrDie(dir / "s.db");
+  ExecOrDie(*db, "CREATE TABLE t(a TEXT, b BLOB)");
+  const char* kInsert = "INSERT INTO t(a, b) VALUES (?, ?)";
+  {
+    // Heap bytes, freed after the run: the next run must not read them (under valgrind a read
+    // of them is an error; without, the NULLs checked below say the bindings were dropped).
+    auto text = std::make_unique<std::string>(40, 't');
+    auto blob = std::make_unique<std::string>(std::string("\0\1\2", 3) + std::string(1000, 'b'));
+    auto st = db->Prepare(kInsert);
+    REQUIRE(st.ok());
+    (*st)->BindView(1, *text).BindBlobView(2, *blob);
+    REQUIRE((*st)->Run().ok());
+  }
+  auto again = db->Prepare(kInsert);  // handed out with no binding left
+  REQUIRE(again.ok());
+  REQUIRE((*again)->Run().ok());
+  CHECK(QueryInt(*db,
+                 "SELECT count(*) FROM t WHERE length(a) = 40 AND a NOT GLOB '*[^t]*' AND "
+                 "length(b) = 1003 "
+                 "AND substr(b, 1, 3) = x'000102'") == 1);
+  CHECK(QueryInt(*db, "SELECT count(*) FROM t WHERE a IS NULL AND b IS NULL") == 1);
 }
 
 TEST_CASE("Migrate runs each migration exactly once", "[sqlite]") {
