@@ -94,4 +94,23 @@ TEST_CASE("buffered logging: lines that cannot be written (a full disk) are drop
   CHECK(text.find(filler) == std::string::npos);
 }
 
+TEST_CASE("a log line's control characters are escaped, a plain line is written as it is",
+          "[log]") {
+  LogFile f;
+  SetupLogging("info", f.path, LogFlush::kWhenAsked);
+  Logger("t")->info("plain: message 3f1c2a9e-0000-4000-8000-000000000001 from 0192:910076787");
+  Logger("t")->info("name {}",
+                    "a\nb\x1b[2J\xe2\x80\xae"
+                    "c\xff");
+  FlushLogs();
+  const std::string text = ReadFileOrEmpty(f.path);
+  INFO(text);
+  CHECK(
+      text.find("[t] plain: message 3f1c2a9e-0000-4000-8000-000000000001 from 0192:910076787\n") !=
+      std::string::npos);
+  CHECK(text.find("[t] name a\\nb\\x1b[2J\\u202ec\\xff\n") != std::string::npos);
+  CHECK(CountOccurrences(text, "\n") == 2);  // the newline inside the second stayed escaped
+  CHECK(text.find('\x1b') == std::string::npos);
+}
+
 }  // namespace bud
