@@ -183,7 +183,7 @@ Result<std::unique_ptr<SeenIndex>> SeenIndex::Open(const std::string& path, stor
   if (tail > 4 * index->merge_at_) {
     // A lost or foreign side file: build it now, in id order, rather than hold every id in memory.
     Logger("broker")->info("building the id index '{}' from {} rows of the store", path, tail);
-    BUD_RETURN_IF_ERROR(Merge(store, s, Job{index->watermark_, max_n, {}}));
+    BUD_RETURN_IF_ERROR(Merge(store, s, Job{index->watermark_, max_n, {}}, index->merge_at_));
     index->watermark_ = max_n;
   } else if (tail > 0) {
     index->recent_.reserve(static_cast<size_t>(tail));
@@ -348,7 +348,7 @@ void SeenIndex::Loop() {
         out.status = built.status();
       }
     } else {
-      out.status = Merge(*thread_store_, *thread_side_, *job);
+      out.status = Merge(*thread_store_, *thread_side_, *job, merge_at_);
     }
     lock.lock();
     outcome_ = std::move(out);
@@ -356,16 +356,22 @@ void SeenIndex::Loop() {
   }
 }
 
-Status SeenIndex::Merge(storage::Db& store, storage::Db& side, const Job& job) {
-  // The rows first, in one short read of the store's log (their range of row numbers), then
-  // sorted here: a read transaction open on the store for the whole merge kept the WAL from
-  // starting again, and the broker's commits slowed while it grew.
+Status SeenIndex::Merge(storage::Db& store, storage::Db& side, const Job& job, int64_t chunk) {
+  storage::Transaction tx(side);
+  BUD_RETURN_IF_ERROR(tx.began());
+  BUD_ASSIGN_OR_RETURN(auto* ins, side.Prepare("INSERT OR REPLACE INTO ids(message_id, n) "
+                                               "VALUES(?,?)"));
+  // The rows a chunk at a time, each in one short read of the store's log (in row order: no
+  // sort), then sorted here and inserted in id order, so that consecutive inserts land on the
+  // same pages. A read of the store held open for the whole merge kept the WAL from starting
+  // again, and the broker's commits slowed while it grew; the chunk bounds what a merge of a
+  // long range (a rebuild at open, or the retry of failed merges) holds in memory.
+  BUD_ASSIGN_OR_RETURN(auto* q, store.Prepare("SELECT message_id, n FROM seen WHERE n>? AND n<=? "
+                                              "ORDER BY n LIMIT ?"));
   std::vector<std::pair<std::string, int64_t>> rows;
-  rows.reserve(static_cast<size_t>(std::max<int64_t>(0, job.upto - job.from)));
-  {
-    BUD_ASSIGN_OR_RETURN(auto* q,
-                         store.Prepare("SELECT message_id, n FROM seen WHERE n>? AND n<=?"));
-    q->Bind(1, job.from).Bind(2, job.upto);
+  for (int64_t after = job.from;;) {
+    rows.clear();
+    q->Bind(1, after).Bind(2, job.upto).Bind(3, chunk);
     for (;;) {
       auto row = q->Step();
       if (!row.ok()) {
@@ -376,16 +382,15 @@ Status SeenIndex::Merge(storage::Db& store, storage::Db& side, const Job& job) {
       rows.emplace_back(q->Text(0), q->Int(1));
     }
     q->Reset();
-  }
-  // In id order, so consecutive inserts land on the same pages.
-  std::sort(rows.begin(), rows.end());
-  storage::Transaction tx(side);
-  BUD_RETURN_IF_ERROR(tx.began());
-  BUD_ASSIGN_OR_RETURN(auto* ins, side.Prepare("INSERT OR REPLACE INTO ids(message_id, n) "
-                                               "VALUES(?,?)"));
-  for (const auto& [id, n] : rows) {
-    ins->Reset();  // Run leaves it done; a done statement takes no new bindings
-    BUD_RETURN_IF_ERROR(ins->Bind(1, id).Bind(2, n).Run());
+    if (rows.empty()) break;
+    after = rows.back().second;
+    const bool last = static_cast<int64_t>(rows.size()) < chunk;
+    std::sort(rows.begin(), rows.end());
+    for (const auto& [id, n] : rows) {
+      ins->Reset();  // Run leaves it done; a done statement takes no new bindings
+      BUD_RETURN_IF_ERROR(ins->Bind(1, id).Bind(2, n).Run());
+    }
+    if (last) break;
   }
   BUD_ASSIGN_OR_RETURN(auto* del, side.Prepare("DELETE FROM ids WHERE message_id=? AND n=?"));
   for (const auto& [id, n] : job.forget) {

@@ -136,7 +136,9 @@ class SeenIndex {
   void Start();
   void Loop();
   // Writes `job` into the side file through `side`, reading the rows from `store`.
-  static Status Merge(storage::Db& store, storage::Db& side, const Job& job);
+  // Reads the job's rows from the store `chunk` at a time (a merge's size: a longer range, as a
+  // rebuild at open or the retry of failed merges, takes several reads).
+  static Status Merge(storage::Db& store, storage::Db& side, const Job& job, int64_t chunk);
   // A filter over every id in the side file, read through `side`.
   Result<std::unique_ptr<Filter>> BuildFilter(storage::Db& side) const;
   // Hands `job` to the thread.
