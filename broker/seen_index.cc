@@ -369,6 +369,7 @@ Status SeenIndex::Merge(storage::Db& store, storage::Db& side, const Job& job, i
   BUD_ASSIGN_OR_RETURN(auto* q, store.Prepare("SELECT message_id, n FROM seen WHERE n>? AND n<=? "
                                               "ORDER BY n LIMIT ?"));
   std::vector<std::pair<std::string, int64_t>> rows;
+  rows.reserve(static_cast<size_t>(std::clamp<int64_t>(job.upto - job.from, 0, chunk)));
   for (int64_t after = job.from;;) {
     rows.clear();
     q->Bind(1, after).Bind(2, job.upto).Bind(3, chunk);
