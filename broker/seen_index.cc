@@ -45,6 +45,19 @@ Status RemoveSideFile(const std::string& path) {
   return Status::Ok();
 }
 
+// Steps `q` to its end, calling `row` at each row; leaves it reset either way (its read ends).
+template <typename F>
+Status EachRow(storage::Stmt& q, F&& row) {
+  for (;;) {
+    auto stepped = q.Step();
+    if (!stepped.ok() || !*stepped) {
+      q.Reset();
+      return stepped.ok() ? Status::Ok() : stepped.status();
+    }
+    row();
+  }
+}
+
 Result<std::unique_ptr<storage::Db>> OpenSide(const std::string& path) {
   // Derived data: NORMAL is enough (a crash may lose the last merge, never the file's
   // consistency; the rows above the watermark are read back from the store).
@@ -113,16 +126,7 @@ Result<std::unique_ptr<SeenIndex::Filter>> SeenIndex::BuildFilter(storage::Db& s
   count->Reset();
   auto filter = std::make_unique<Filter>(ids + 4 * merge_at_);
   BUD_ASSIGN_OR_RETURN(auto* q, side.Prepare("SELECT message_id FROM ids"));
-  for (;;) {
-    auto row = q->Step();
-    if (!row.ok()) {
-      q->Reset();
-      return row.status();
-    }
-    if (!*row) break;
-    filter->Add(Hash(q->Text(0)));
-  }
-  q->Reset();
+  BUD_RETURN_IF_ERROR(EachRow(*q, [&] { filter->Add(Hash(q->Text(0))); }));
   return filter;
 }
 
@@ -373,16 +377,7 @@ Status SeenIndex::Merge(storage::Db& store, storage::Db& side, const Job& job, i
   for (int64_t after = job.from;;) {
     rows.clear();
     q->Bind(1, after).Bind(2, job.upto).Bind(3, chunk);
-    for (;;) {
-      auto row = q->Step();
-      if (!row.ok()) {
-        q->Reset();
-        return row.status();
-      }
-      if (!*row) break;
-      rows.emplace_back(q->Text(0), q->Int(1));
-    }
-    q->Reset();
+    BUD_RETURN_IF_ERROR(EachRow(*q, [&] { rows.emplace_back(q->Text(0), q->Int(1)); }));
     if (rows.empty()) break;
     after = rows.back().second;
     const bool last = static_cast<int64_t>(rows.size()) < chunk;
