@@ -198,6 +198,9 @@ std::string BrokerHttp::Metrics() {
     counter("bud_broker_id_index_merge_failures_total",
             "Merges into the id index file that failed (retried; the ids stay in memory).",
             metrics_.id_index_merge_failures);
+    counter("bud_broker_id_index_level_merges_total",
+            "Merges of a level's runs of the id index file into one run of the next.",
+            metrics_.id_index_level_merges);
     counter("bud_broker_id_index_file_reads_total",
             "Id lookups that read the id index file (its filter could not rule the id out).",
             metrics_.id_index_file_reads);

@@ -52,6 +52,7 @@ struct BrokerMetrics {
   std::atomic<int64_t> id_index_in_memory{-1};
   std::atomic<int64_t> id_index_merges{0};
   std::atomic<int64_t> id_index_merge_failures{0};
+  std::atomic<int64_t> id_index_level_merges{0};
   std::atomic<int64_t> id_index_file_reads{0};
   std::atomic<int64_t> id_index_filter_ready{0};
   // The organisations with a session here, as the loop last published them (SetSessionOrgs).

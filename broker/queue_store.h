@@ -195,13 +195,14 @@ struct [[nodiscard]] CommitResult {
 // The embedded engine's index of message ids (broker/seen_index.h), as the broker's /metrics shows
 // it: ids of recent commits held in memory until a merge writes them to the index file, merges
 // done and failed (a failing merge keeps ids in memory until submits are refused), lookups that
-// read the file, and whether its filter is built.
+// read the file, whether its filter is built, and merges of the file's runs level by level.
 struct IdIndexStats {
   int64_t in_memory = 0;
   int64_t merges = 0;
   int64_t merge_failures = 0;
   int64_t file_reads = 0;
   bool filter_ready = false;
+  int64_t level_merges = 0;
 };
 
 // The read side, all an admin command or the /metrics endpoint needs. Works on a store opened

@@ -30,6 +30,21 @@ const std::vector<std::string> kSideMigrations = {
          key TEXT PRIMARY KEY,
          value TEXT NOT NULL
        ) WITHOUT ROWID;)",
+    // v2: runs of hashed ids in chunks (seen_index.h). The v1 table of text ids is dropped with
+    // the token and the watermark: the file is rebuilt from the store.
+    R"(DROP TABLE ids;
+       DELETE FROM meta;
+       CREATE TABLE runs (
+         run INTEGER PRIMARY KEY,
+         level INTEGER NOT NULL,
+         ids INTEGER NOT NULL
+       );
+       CREATE TABLE chunks (
+         run INTEGER NOT NULL,
+         first INTEGER NOT NULL,
+         entries BLOB NOT NULL,
+         PRIMARY KEY (run, first)
+       );)",
 };
 
 // After a failed merge, the next one waits this long (a full disk is not retried per commit).
@@ -85,6 +100,110 @@ Status SetMeta(storage::Db& side, const std::string& key, const std::string& val
                        side.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES(?,?)"));
   return st->Bind(1, key).Bind(2, value).Run();
 }
+
+// A meta value written by this class: a decimal number, or nothing when absent or not one.
+std::optional<uint64_t> ParseNumber(const std::string& text) {
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return v;
+}
+
+// The number the next run gets: above every run, so that its rows land at the B-tree's end.
+Result<int64_t> NextRun(storage::Db& side) {
+  BUD_ASSIGN_OR_RETURN(auto* q, side.Prepare("SELECT coalesce(max(run), 0) + 1 FROM runs"));
+  BUD_ASSIGN_OR_RETURN(bool row, q->Step());
+  const int64_t run = row ? q->Int(0) : 1;
+  q->Reset();
+  return run;
+}
+
+Status AddRun(storage::Db& side, int64_t run, int level, int64_t ids) {
+  BUD_ASSIGN_OR_RETURN(auto* st, side.Prepare("INSERT INTO runs(run, level, ids) VALUES(?,?,?)"));
+  return st->Bind(1, run).Bind(2, level).Bind(3, ids).Run();
+}
+
+Result<std::vector<int64_t>> Runs(storage::Db& side) {
+  std::vector<int64_t> runs;
+  BUD_ASSIGN_OR_RETURN(auto* q, side.Prepare("SELECT run FROM runs ORDER BY run"));
+  BUD_RETURN_IF_ERROR(EachRow(*q, [&] { runs.push_back(q->Int(0)); }));
+  return runs;
+}
+
+// A chunk's entries: (hash, row) pairs, 16 bytes each, little-endian, in key order.
+constexpr size_t kEntryBytes = 16;
+
+void PutInt(std::string& out, int64_t v) {
+  auto u = static_cast<uint64_t>(v);
+  for (int i = 0; i < 8; ++i, u >>= 8) out.push_back(static_cast<char>(u & 0xff));
+}
+
+int64_t GetInt(const char* p) {
+  uint64_t u = 0;
+  for (int i = 7; i >= 0; --i) u = (u << 8) | static_cast<unsigned char>(p[i]);
+  return static_cast<int64_t>(u);
+}
+
+// The entries of a chunk; a blob that is not whole entries is read as far as it goes (the file
+// is derived: a wrong entry costs a row read, never a wrong answer).
+void Decode(std::string_view blob, std::vector<std::pair<int64_t, int64_t>>& out) {
+  for (size_t at = 0; at + kEntryBytes <= blob.size(); at += kEntryBytes) {
+    out.emplace_back(GetInt(blob.data() + at), GetInt(blob.data() + at + 8));
+  }
+}
+
+// Writes one run's entries, given in key order, as chunks of about kChunkEntries; an entry equal
+// to the one before is written once. Entries of one hash are never split between chunks, so the
+// chunk that may hold a hash is the last one whose `first` is not above it.
+class RunWriter {
+ public:
+  static constexpr size_t kChunkEntries = 240;  // 3,840 bytes: a chunk fills a 4 KiB page
+  RunWriter(storage::Db& side, int64_t run) : side_(side), run_(run) {}
+  Status Add(const std::pair<int64_t, int64_t>& e) {
+    if (written_ > 0 && e == last_) return Status::Ok();
+    if (buf_.size() >= kChunkEntries * kEntryBytes && e.first != last_.first) {
+      BUD_RETURN_IF_ERROR(Flush());
+    }
+    if (buf_.empty()) first_ = e.first;
+    PutInt(buf_, e.first);
+    PutInt(buf_, e.second);
+    last_ = e;
+    ++written_;
+    return Status::Ok();
+  }
+  Status Flush() {
+    if (buf_.empty()) return Status::Ok();
+    BUD_ASSIGN_OR_RETURN(auto* ins, side_.Prepare("INSERT INTO chunks(run, first, entries) "
+                                                  "VALUES(?,?,?)"));
+    BUD_RETURN_IF_ERROR(ins->Bind(1, run_).Bind(2, first_).BindBlobView(3, buf_).Run());
+    buf_.clear();
+    return Status::Ok();
+  }
+  int64_t written() const { return written_; }
+
+ private:
+  storage::Db& side_;
+  const int64_t run_;
+  std::string buf_;
+  int64_t first_ = 0;
+  std::pair<int64_t, int64_t> last_;
+  int64_t written_ = 0;
+};
+
+// The chunk of `run` that may hold hash `h` (its `first` and entries); nothing when none can.
+Result<std::optional<std::pair<int64_t, std::vector<std::pair<int64_t, int64_t>>>>> ChunkFor(
+    storage::Db& db, int64_t run, int64_t h) {
+  BUD_ASSIGN_OR_RETURN(auto* q, db.Prepare("SELECT first, entries FROM chunks WHERE run=? AND "
+                                           "first<=? ORDER BY first DESC LIMIT 1"));
+  q->Bind(1, run).Bind(2, h);
+  std::optional<std::pair<int64_t, std::vector<std::pair<int64_t, int64_t>>>> out;
+  BUD_RETURN_IF_ERROR(EachRow(*q, [&] {
+    out.emplace();
+    out->first = q->Int(0);
+    Decode(q->BlobView(1), out->second);
+  }));
+  return out;
+}
 }  // namespace
 
 std::string SeenIndex::PathFor(const std::string& store_path) { return store_path + ".ids"; }
@@ -120,13 +239,18 @@ Result<std::unique_ptr<SeenIndex::Filter>> SeenIndex::BuildFilter(storage::Db& s
     storage::Db& db;
     ~EndRead() { (void)db.Exec("COMMIT"); }
   } end_read{side};
-  BUD_ASSIGN_OR_RETURN(auto* count, side.Prepare("SELECT count(*) FROM ids"));
+  BUD_ASSIGN_OR_RETURN(auto* count, side.Prepare("SELECT coalesce(sum(ids), 0) FROM runs"));
   BUD_ASSIGN_OR_RETURN(bool counted, count->Step());
   const int64_t ids = counted ? count->Int(0) : 0;
   count->Reset();
   auto filter = std::make_unique<Filter>(ids + 4 * merge_at_);
-  BUD_ASSIGN_OR_RETURN(auto* q, side.Prepare("SELECT message_id FROM ids"));
-  BUD_RETURN_IF_ERROR(EachRow(*q, [&] { filter->Add(Hash(q->Text(0))); }));
+  BUD_ASSIGN_OR_RETURN(auto* q, side.Prepare("SELECT entries FROM chunks"));
+  std::vector<Entry> entries;
+  BUD_RETURN_IF_ERROR(EachRow(*q, [&] {
+    entries.clear();
+    Decode(q->BlobView(0), entries);
+    for (const auto& e : entries) filter->Add(static_cast<uint64_t>(e.first));
+  }));
   return filter;
 }
 
@@ -156,28 +280,31 @@ Result<std::unique_ptr<SeenIndex>> SeenIndex::Open(const std::string& path, stor
   storage::Db& s = **side;
   BUD_ASSIGN_OR_RETURN(std::string side_token,
                        MetaValue(s, "SELECT value FROM meta WHERE key='token'"));
-  if (side_token != token) {
+  BUD_ASSIGN_OR_RETURN(std::string seed_text,
+                       MetaValue(s, "SELECT value FROM meta WHERE key='seed'"));
+  std::optional<uint64_t> seed = ParseNumber(seed_text);
+  if (side_token != token || !seed) {
     if (!side_token.empty()) {
-      Logger("broker")->warn("the id index '{}' belongs to another store; rebuilding it", path);
+      Logger("broker")->warn("the id index '{}' {}; rebuilding it", path,
+                             side_token != token ? "belongs to another store" : "has no seed");
     }
+    // A new seed with every new file: the hashes a peer would have to aim at change with it.
+    std::random_device rd;
+    seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
     storage::Transaction tx(s);
     BUD_RETURN_IF_ERROR(tx.began());
-    BUD_RETURN_IF_ERROR(s.Exec("DELETE FROM ids"));
+    BUD_RETURN_IF_ERROR(s.Exec("DELETE FROM chunks; DELETE FROM runs"));
     BUD_RETURN_IF_ERROR(SetMeta(s, "token", token));
+    BUD_RETURN_IF_ERROR(SetMeta(s, "seed", std::to_string(*seed)));
     BUD_RETURN_IF_ERROR(SetMeta(s, "watermark", "0"));
     BUD_RETURN_IF_ERROR(tx.Commit());
   }
   BUD_ASSIGN_OR_RETURN(std::string mark,
                        MetaValue(s, "SELECT value FROM meta WHERE key='watermark'"));
-  std::random_device rd;
-  const uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  std::unique_ptr<SeenIndex> index(new SeenIndex(path, store.path(), merge_at, seed));
-  int64_t watermark = 0;
-  if (!mark.empty()) {
-    auto [end, ec] = std::from_chars(mark.data(), mark.data() + mark.size(), watermark);
-    if (ec != std::errc() || end != mark.data() + mark.size() || watermark < 0) watermark = 0;
-  }
-  index->watermark_ = watermark;
+  std::unique_ptr<SeenIndex> index(new SeenIndex(path, store.path(), merge_at, *seed));
+  const std::optional<uint64_t> watermark = ParseNumber(mark);
+  index->watermark_ =
+      watermark && *watermark <= uint64_t{INT64_MAX} ? static_cast<int64_t>(*watermark) : 0;
 
   BUD_ASSIGN_OR_RETURN(auto* top, store.Prepare("SELECT coalesce(max(n), 0), count(*) FROM seen "
                                                 "WHERE n>?"));
@@ -186,34 +313,32 @@ Result<std::unique_ptr<SeenIndex>> SeenIndex::Open(const std::string& path, stor
   top->Reset();
   if (tail > 4 * index->merge_at_) {
     // A lost or foreign side file: build it now, in id order, rather than hold every id in memory.
+    // In runs a level above a merge's (fewer runs to merge again), then its full levels merged.
     Logger("broker")->info("building the id index '{}' from {} rows of the store", path, tail);
-    BUD_RETURN_IF_ERROR(Merge(store, s, Job{index->watermark_, max_n, {}}, index->merge_at_));
+    BUD_RETURN_IF_ERROR(
+        index->Rebuild(store, s, index->watermark_, max_n, index->merge_at_ * kFanIn));
     index->watermark_ = max_n;
+    BUD_RETURN_IF_ERROR(index->MergeLevels(s, &index->level_merges_));
   } else if (tail > 0) {
     index->recent_.reserve(static_cast<size_t>(tail));
+    index->log_.reserve(static_cast<size_t>(tail));
     BUD_ASSIGN_OR_RETURN(auto* q, store.Prepare("SELECT message_id, n FROM seen WHERE n>?"));
     q->Bind(1, index->watermark_);
-    for (;;) {
-      BUD_ASSIGN_OR_RETURN(bool r, q->Step());
-      if (!r) break;
-      index->recent_.emplace(index->Hash(q->Text(0)), q->Int(1));
-    }
+    BUD_RETURN_IF_ERROR(EachRow(*q, [&] {
+      const uint64_t h = index->Hash(q->TextView(0));
+      index->recent_.emplace(h, q->Int(1));
+      index->log_.emplace_back(static_cast<int64_t>(h), q->Int(1));
+    }));
   }
   // Room for a merge's worth of ids before the table grows (as after each merge).
   index->recent_.reserve(static_cast<size_t>(index->merge_at_));
+  index->log_.reserve(static_cast<size_t>(index->merge_at_));
   index->committed_max_ = std::max(max_n, index->watermark_);
   BUD_ASSIGN_OR_RETURN(index->reader_, storage::Db::Open(path));
-  storage::Db::Options read_only;
-  read_only.read_only = true;
-  BUD_ASSIGN_OR_RETURN(index->thread_store_, storage::Db::Open(store.path(), read_only));
-  // The merge's sort by id stays in memory (a batch's ids: a few MiB), not in a file under
-  // /var/tmp outside the store's folder.
-  BUD_RETURN_IF_ERROR(index->thread_store_->Exec("PRAGMA temp_store=MEMORY"));
-  BUD_RETURN_IF_ERROR(s.Exec("PRAGMA temp_store=MEMORY"));
-  BUD_ASSIGN_OR_RETURN(auto* few, s.Prepare("SELECT count(*) FROM (SELECT 1 FROM ids LIMIT ?)"));
+  BUD_ASSIGN_OR_RETURN(auto* few, s.Prepare("SELECT coalesce(sum(ids), 0) FROM runs"));
   // A side file of at most a merge's worth of ids gets its filter now (a few ms); a larger one from
   // the thread, so that a restart does not wait for a read of every id.
-  BUD_ASSIGN_OR_RETURN(bool counted, few->Bind(1, index->merge_at_ + 1).Step());
+  BUD_ASSIGN_OR_RETURN(bool counted, few->Step());
   const int64_t side_ids = counted ? few->Int(0) : index->merge_at_ + 1;
   few->Reset();
   if (side_ids <= index->merge_at_) {
@@ -236,7 +361,7 @@ SeenIndex::~SeenIndex() {
 }
 
 uint64_t SeenIndex::Hash(std::string_view id) const {
-  // FNV-1a from a per-process random basis, then a 64-bit finaliser: ids a peer chooses cannot be
+  // FNV-1a from the file's random basis, then a 64-bit finaliser: ids a peer chooses cannot be
   // aimed at one bucket without knowing the basis (and a collision costs a row read, not a wrong
   // answer: every candidate is checked).
   uint64_t h = seed_ ^ 0xcbf29ce484222325ULL;
@@ -272,14 +397,25 @@ std::vector<int64_t> SeenIndex::Recent(const std::string& id) const {
   return out;
 }
 
-Result<std::optional<int64_t>> SeenIndex::Merged(const std::string& id) {
-  if (filter_ && !filter_->MayContain(Hash(id))) return std::optional<int64_t>();
+Result<std::vector<int64_t>> SeenIndex::Merged(const std::string& id) {
+  std::vector<int64_t> out;
+  const uint64_t h = Hash(id);
+  if (filter_ && !filter_->MayContain(h)) return out;
   ++side_reads_;
-  BUD_ASSIGN_OR_RETURN(auto* q, reader_->Prepare("SELECT n FROM ids WHERE message_id=?"));
-  BUD_ASSIGN_OR_RETURN(bool row, q->Bind(1, id).Step());
-  std::optional<int64_t> out;
-  if (row) out = q->Int(0);
-  q->Reset();  // outside BeginReads, ends the read transaction: the next lookup sees the next merge
+  // The one chunk of each run that may hold the hash. Each statement is reset at its end: outside
+  // BeginReads, that ends its read transaction, and the next lookup sees the next merge (within
+  // it, the reads share one snapshot).
+  BUD_ASSIGN_OR_RETURN(const std::vector<int64_t> runs, Runs(*reader_));
+  const auto key = static_cast<int64_t>(h);
+  for (int64_t run : runs) {
+    BUD_ASSIGN_OR_RETURN(auto chunk, ChunkFor(*reader_, run, key));
+    if (!chunk) continue;
+    const auto& entries = chunk->second;
+    for (auto it = std::lower_bound(entries.begin(), entries.end(), Entry{key, INT64_MIN});
+         it != entries.end() && it->first == key; ++it) {
+      out.push_back(it->second);
+    }
+  }
   return out;
 }
 
@@ -294,7 +430,9 @@ void SeenIndex::EndReads() {
 }
 
 void SeenIndex::Stage(const std::string& id, int64_t n) {
-  pending_.emplace(Hash(id), n);
+  const uint64_t h = Hash(id);
+  pending_.emplace(h, n);
+  staged_.emplace_back(static_cast<int64_t>(h), n);
   staged_max_ = std::max(staged_max_, n);
 }
 
@@ -303,17 +441,22 @@ void SeenIndex::Commit() {
   // (shrinking the table reserved at the last merge, then growing it again): every commit paid for
   // the whole table, 5 % of the broker loop's time under load.
   while (!pending_.empty()) recent_.insert(pending_.extract(pending_.begin()));
+  log_.insert(log_.end(), staged_.begin(), staged_.end());
+  staged_.clear();
   committed_max_ = std::max(committed_max_, staged_max_);
 }
 
-void SeenIndex::Drop() { pending_.clear(); }
+void SeenIndex::Drop() {
+  pending_.clear();
+  staged_.clear();
+}
 
 void SeenIndex::Forget(std::vector<std::pair<std::string, int64_t>> rows) {
-  for (auto& r : rows) {
-    const uint64_t h = Hash(r.first);
-    Erase(recent_, h, r.second);
-    Erase(merging_, h, r.second);
-    forget_.push_back(std::move(r));
+  for (const auto& [id, n] : rows) {
+    const uint64_t h = Hash(id);
+    Erase(recent_, h, n);
+    Erase(merging_, h, n);
+    forget_.emplace_back(static_cast<int64_t>(h), n);
   }
 }
 
@@ -352,7 +495,16 @@ void SeenIndex::Loop() {
         out.status = built.status();
       }
     } else {
-      out.status = Merge(*thread_store_, *thread_side_, *job, merge_at_);
+      out.status = Merge(*thread_side_, *job);
+      // The merge stands either way: a failed merge of levels is tried again after the next.
+      const Status levels =
+          out.status.ok() ? MergeLevels(*thread_side_, &out.level_merges) : Status::Ok();
+      if (!levels.ok()) {
+        Logger("broker")->warn(
+            "merging the runs of '{}' failed: {}; tried again after the next "
+            "merge",
+            path_, levels.message());
+      }
     }
     lock.lock();
     outcome_ = std::move(out);
@@ -360,41 +512,171 @@ void SeenIndex::Loop() {
   }
 }
 
-Status SeenIndex::Merge(storage::Db& store, storage::Db& side, const Job& job, int64_t chunk) {
+int SeenIndex::Level(int64_t ids) const {
+  int level = 0;
+  for (int64_t size = merge_at_; level < kTopLevel && ids > size; size *= kFanIn) ++level;
+  return level;
+}
+
+Status SeenIndex::WriteRun(storage::Db& side, const std::vector<Entry>& sorted) const {
+  if (sorted.empty()) return Status::Ok();
+  BUD_ASSIGN_OR_RETURN(const int64_t run, NextRun(side));
+  RunWriter writer(side, run);
+  for (const auto& e : sorted) BUD_RETURN_IF_ERROR(writer.Add(e));
+  BUD_RETURN_IF_ERROR(writer.Flush());
+  return AddRun(side, run, Level(writer.written()), writer.written());
+}
+
+Status SeenIndex::Merge(storage::Db& side, const Job& job) const {
+  // The loop's record of the rows committed since the last merge (no read of the store), sorted
+  // and written as a run of its own, in key order at the B-tree's end: pages written once, full.
+  std::vector<Entry> sorted;
+  if (job.entries) sorted = *job.entries;
+  std::sort(sorted.begin(), sorted.end());
+  // Rows pruned before their merge are not written; the others leave the runs they are in.
+  std::vector<Entry> forget;
+  if (!job.forget.empty()) {
+    std::vector<Entry> kept;
+    kept.reserve(sorted.size());
+    std::set_difference(sorted.begin(), sorted.end(), job.forget.begin(), job.forget.end(),
+                        std::back_inserter(kept));
+    std::set_difference(job.forget.begin(), job.forget.end(), sorted.begin(), sorted.end(),
+                        std::back_inserter(forget));
+    sorted = std::move(kept);
+  }
   storage::Transaction tx(side);
   BUD_RETURN_IF_ERROR(tx.began());
-  BUD_ASSIGN_OR_RETURN(auto* ins, side.Prepare("INSERT OR REPLACE INTO ids(message_id, n) "
-                                               "VALUES(?,?)"));
-  // The rows a chunk at a time, each in one short read of the store's log (in row order: no
-  // sort), then sorted here and inserted in id order, so that consecutive inserts land on the
-  // same pages. A read of the store held open for the whole merge kept the WAL from starting
-  // again, and the broker's commits slowed while it grew; the chunk bounds what a merge of a
-  // long range (a rebuild at open, or the retry of failed merges) holds in memory.
-  BUD_ASSIGN_OR_RETURN(auto* q, store.Prepare("SELECT message_id, n FROM seen WHERE n>? AND n<=? "
-                                              "ORDER BY n LIMIT ?"));
-  std::vector<std::pair<std::string, int64_t>> rows;
-  rows.reserve(static_cast<size_t>(std::clamp<int64_t>(job.upto - job.from, 0, chunk)));
-  for (int64_t after = job.from;;) {
-    rows.clear();
-    q->Bind(1, after).Bind(2, job.upto).Bind(3, chunk);
-    BUD_RETURN_IF_ERROR(EachRow(*q, [&] { rows.emplace_back(q->Text(0), q->Int(1)); }));
-    if (rows.empty()) break;
-    after = rows.back().second;
-    const bool last = static_cast<int64_t>(rows.size()) < chunk;
-    std::sort(rows.begin(), rows.end());
-    for (const auto& [id, n] : rows) {
-      ins->Reset();  // Run leaves it done; a done statement takes no new bindings
-      BUD_RETURN_IF_ERROR(ins->Bind(1, id).Bind(2, n).Run());
+  BUD_ASSIGN_OR_RETURN(const std::vector<int64_t> runs, Runs(side));
+  BUD_RETURN_IF_ERROR(WriteRun(side, sorted));
+  if (!forget.empty()) {
+    BUD_ASSIGN_OR_RETURN(auto* put, side.Prepare("UPDATE chunks SET entries=? WHERE run=? AND "
+                                                 "first=?"));
+    BUD_ASSIGN_OR_RETURN(auto* drop, side.Prepare("DELETE FROM chunks WHERE run=? AND first=?"));
+    BUD_ASSIGN_OR_RETURN(auto* fewer, side.Prepare("UPDATE runs SET ids=ids-1 WHERE run=?"));
+    for (const auto& [h, n] : forget) {
+      for (int64_t run : runs) {
+        BUD_ASSIGN_OR_RETURN(auto chunk, ChunkFor(side, run, h));
+        if (!chunk) continue;
+        auto& entries = chunk->second;
+        auto it = std::lower_bound(entries.begin(), entries.end(), Entry{h, n});
+        if (it == entries.end() || *it != Entry{h, n}) continue;
+        entries.erase(it);
+        if (entries.empty()) {
+          drop->Reset();
+          BUD_RETURN_IF_ERROR(drop->Bind(1, run).Bind(2, chunk->first).Run());
+        } else {
+          std::string blob;
+          blob.reserve(entries.size() * kEntryBytes);
+          for (const auto& e : entries) {
+            PutInt(blob, e.first);
+            PutInt(blob, e.second);
+          }
+          put->Reset();
+          BUD_RETURN_IF_ERROR(put->BindBlobView(1, blob).Bind(2, run).Bind(3, chunk->first).Run());
+        }
+        fewer->Reset();
+        BUD_RETURN_IF_ERROR(fewer->Bind(1, run).Run());
+      }
     }
-    if (last) break;
-  }
-  BUD_ASSIGN_OR_RETURN(auto* del, side.Prepare("DELETE FROM ids WHERE message_id=? AND n=?"));
-  for (const auto& [id, n] : job.forget) {
-    del->Reset();
-    BUD_RETURN_IF_ERROR(del->Bind(1, id).Bind(2, n).Run());
   }
   BUD_RETURN_IF_ERROR(SetMeta(side, "watermark", std::to_string(job.upto)));
   return tx.Commit();
+}
+
+Status SeenIndex::Rebuild(storage::Db& store, storage::Db& side, int64_t from, int64_t upto,
+                          int64_t chunk) const {
+  storage::Transaction tx(side);
+  BUD_RETURN_IF_ERROR(tx.began());
+  // The rows `chunk` at a time, each in one short read of the store's log (in row order), each
+  // chunk a run: what is held in memory stays bounded however many rows the store has.
+  BUD_ASSIGN_OR_RETURN(auto* q, store.Prepare("SELECT message_id, n FROM seen WHERE n>? AND n<=? "
+                                              "ORDER BY n LIMIT ?"));
+  std::vector<Entry> rows;
+  rows.reserve(static_cast<size_t>(std::clamp<int64_t>(upto - from, 0, chunk)));
+  for (int64_t after = from;;) {
+    rows.clear();
+    q->Bind(1, after).Bind(2, upto).Bind(3, chunk);
+    BUD_RETURN_IF_ERROR(EachRow(
+        *q, [&] { rows.emplace_back(static_cast<int64_t>(Hash(q->TextView(0))), q->Int(1)); }));
+    if (rows.empty()) break;
+    after = rows.back().second;
+    std::sort(rows.begin(), rows.end());
+    BUD_RETURN_IF_ERROR(WriteRun(side, rows));
+    if (static_cast<int64_t>(rows.size()) < chunk) break;
+  }
+  BUD_RETURN_IF_ERROR(SetMeta(side, "watermark", std::to_string(upto)));
+  return tx.Commit();
+}
+
+Status SeenIndex::MergeLevels(storage::Db& side, int64_t* merged) const {
+  BUD_ASSIGN_OR_RETURN(auto* full, side.Prepare("SELECT level FROM runs WHERE level<? GROUP BY "
+                                                "level HAVING count(*)>=? ORDER BY level LIMIT 1"));
+  BUD_ASSIGN_OR_RETURN(auto* of_level,
+                       side.Prepare("SELECT run FROM runs WHERE level=? ORDER BY run LIMIT ?"));
+  // A run's chunks after `first`, in key order, kMergeRead entries' worth at a time.
+  BUD_ASSIGN_OR_RETURN(auto* read, side.Prepare("SELECT first, entries FROM chunks WHERE run=? "
+                                                "AND first>? ORDER BY first LIMIT ?"));
+  BUD_ASSIGN_OR_RETURN(auto* drop_chunks, side.Prepare("DELETE FROM chunks WHERE run=?"));
+  BUD_ASSIGN_OR_RETURN(auto* drop_run, side.Prepare("DELETE FROM runs WHERE run=?"));
+  const int64_t chunks_a_read =
+      std::max<int64_t>(1, kMergeRead / static_cast<int64_t>(RunWriter::kChunkEntries));
+  struct Source {
+    int64_t run;
+    std::vector<Entry> rows;
+    size_t at = 0;
+    int64_t after = INT64_MIN;  // the `first` of the last chunk read
+    bool done = false;          // its last read came back short
+  };
+  auto refill = [&](Source& src) -> Status {
+    src.rows.clear();
+    src.at = 0;
+    int64_t got = 0;
+    read->Bind(1, src.run).Bind(2, src.after).Bind(3, chunks_a_read);
+    BUD_RETURN_IF_ERROR(EachRow(*read, [&] {
+      src.after = read->Int(0);
+      Decode(read->BlobView(1), src.rows);
+      ++got;
+    }));
+    src.done = got < chunks_a_read;
+    return Status::Ok();
+  };
+  for (;;) {
+    int level = -1;
+    full->Bind(1, kTopLevel).Bind(2, kFanIn);
+    BUD_RETURN_IF_ERROR(EachRow(*full, [&] { level = static_cast<int>(full->Int(0)); }));
+    if (level < 0) return Status::Ok();
+    std::vector<Source> sources;
+    of_level->Bind(1, level).Bind(2, kFanIn);
+    BUD_RETURN_IF_ERROR(EachRow(*of_level, [&] {
+      sources.push_back(Source{of_level->Int(0), {}});
+    }));
+    storage::Transaction tx(side);
+    BUD_RETURN_IF_ERROR(tx.began());
+    BUD_ASSIGN_OR_RETURN(const int64_t run, NextRun(side));
+    RunWriter writer(side, run);
+    for (auto& src : sources) BUD_RETURN_IF_ERROR(refill(src));
+    // The runs' entries in key order (the least head of kFanIn, each run read in key order).
+    for (;;) {
+      Source* least = nullptr;
+      for (auto& src : sources) {
+        if (src.at == src.rows.size() && !src.done) BUD_RETURN_IF_ERROR(refill(src));
+        if (src.at == src.rows.size()) continue;
+        if (!least || src.rows[src.at] < least->rows[least->at]) least = &src;
+      }
+      if (!least) break;
+      BUD_RETURN_IF_ERROR(writer.Add(least->rows[least->at++]));
+    }
+    BUD_RETURN_IF_ERROR(writer.Flush());
+    for (const auto& src : sources) {
+      drop_chunks->Reset();
+      BUD_RETURN_IF_ERROR(drop_chunks->Bind(1, src.run).Run());
+      drop_run->Reset();
+      BUD_RETURN_IF_ERROR(drop_run->Bind(1, src.run).Run());
+    }
+    BUD_RETURN_IF_ERROR(AddRun(side, run, level + 1, writer.written()));
+    BUD_RETURN_IF_ERROR(tx.Commit());
+    ++*merged;
+  }
 }
 
 void SeenIndex::Tick(bool force) {
@@ -422,7 +704,9 @@ void SeenIndex::Tick(bool force) {
       }
     } else if (done.status.ok()) {
       ++merges_;
+      level_merges_ += done.level_merges;
       watermark_ = watermark_pending_;
+      merging_log_.reset();
       draining_ = true;  // the merged ids leave memory for the filter a chunk a tick (Drain)
       forgetting_.clear();
       last_error_.clear();
@@ -433,6 +717,8 @@ void SeenIndex::Tick(bool force) {
                              last_error_, in_memory());
       recent_.merge(merging_);
       merging_.clear();
+      if (merging_log_) log_.insert(log_.end(), merging_log_->begin(), merging_log_->end());
+      merging_log_.reset();
       forget_.insert(forget_.end(), forgetting_.begin(), forgetting_.end());
       forgetting_.clear();
       retry_at_mono_ms_ = MonoMs() + kRetryMs;
@@ -458,6 +744,10 @@ void SeenIndex::Tick(bool force) {
   auto job = std::make_unique<Job>();
   job->from = watermark_;
   job->upto = committed_max_;
+  job->entries = std::make_shared<const std::vector<Entry>>(std::move(log_));
+  merging_log_ = job->entries;
+  log_ = {};
+  log_.reserve(static_cast<size_t>(merge_at_));
   std::sort(forget_.begin(), forget_.end());
   job->forget = forget_;
   forgetting_ = std::move(forget_);

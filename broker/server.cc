@@ -977,6 +977,7 @@ void Server::PublishIdIndex() {
   metrics_.id_index_in_memory.store(i->in_memory, std::memory_order_relaxed);
   metrics_.id_index_merges.store(i->merges, std::memory_order_relaxed);
   metrics_.id_index_merge_failures.store(i->merge_failures, std::memory_order_relaxed);
+  metrics_.id_index_level_merges.store(i->level_merges, std::memory_order_relaxed);
   metrics_.id_index_file_reads.store(i->file_reads, std::memory_order_relaxed);
   metrics_.id_index_filter_ready.store(i->filter_ready ? 1 : 0, std::memory_order_relaxed);
 }

@@ -300,8 +300,8 @@ Result<SqliteQueueStore::Durability> SqliteQueueStore::durability() {
 
 std::optional<IdIndexStats> SqliteQueueStore::IdIndex() const {
   const SeenIndex& i = *seen_index_;
-  return IdIndexStats{i.in_memory(), i.merges(), i.merge_failures(), i.side_reads(),
-                      i.filter_ready()};
+  return IdIndexStats{i.in_memory(),  i.merges(),       i.merge_failures(),
+                      i.side_reads(), i.filter_ready(), i.level_merges()};
 }
 
 Status SqliteQueueStore::Maintain() {
@@ -330,8 +330,11 @@ Result<std::optional<SqliteQueueStore::SeenRow>> SqliteQueueStore::FindSeen(
     if (found) return found;
   }
   BUD_ASSIGN_OR_RETURN(auto merged, seen_index_->Merged(message_id));
-  if (!merged) return std::optional<SeenRow>();
-  return row_of(*merged);
+  for (int64_t n : merged) {
+    BUD_ASSIGN_OR_RETURN(auto found, row_of(n));
+    if (found) return found;
+  }
+  return std::optional<SeenRow>();
 }
 
 Result<std::unique_ptr<SqliteQueueStore>> SqliteQueueStore::Open(const std::string& path,

@@ -64,7 +64,11 @@ class Stmt {
 
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
   std::string Text(int col) const;
+  // The column's text without a copy: valid until the next Step, Reset or read of the column.
+  std::string_view TextView(int col) const;
   std::string Blob(int col) const;
+  // The column's bytes without a copy, as TextView.
+  std::string_view BlobView(int col) const;
   bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
 
   void Reset();

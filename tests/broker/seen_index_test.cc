@@ -6,11 +6,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -38,6 +40,42 @@ SubmitItem Item(const std::string& id, const std::string& sender = kSender) {
 
 int64_t Peek(const std::string& path, const std::string& sql) {
   return test::PeekInt(path, sql, -1);
+}
+
+// The index file's entries as (run, hash, row), read from its chunks (16 bytes an entry,
+// little-endian), whatever the index itself believes.
+struct SideEntry {
+  int64_t run, h, n;
+};
+std::vector<SideEntry> SideEntries(const std::string& side, const std::string& where = "") {
+  std::vector<SideEntry> out;
+  auto db = storage::Db::Open(side);
+  REQUIRE(db.ok());
+  auto q = (*db)->Prepare("SELECT run, entries FROM chunks " + where + " ORDER BY run, first");
+  REQUIRE(q.ok());
+  for (;;) {
+    auto row = (*q)->Step();
+    REQUIRE(row.ok());
+    if (!*row) break;
+    const std::string blob = (*q)->Blob(1);
+    REQUIRE(blob.size() % 16 == 0);
+    for (size_t at = 0; at < blob.size(); at += 16) {
+      uint64_t h = 0, n = 0;
+      for (int i = 7; i >= 0; --i) {
+        h = (h << 8) | static_cast<unsigned char>(blob[at + i]);
+        n = (n << 8) | static_cast<unsigned char>(blob[at + 8 + i]);
+      }
+      out.push_back({(*q)->Int(0), static_cast<int64_t>(h), static_cast<int64_t>(n)});
+    }
+  }
+  (*q)->Reset();
+  return out;
+}
+
+int64_t SideCount(const std::string& side) {
+  const auto n = static_cast<int64_t>(SideEntries(side).size());
+  CHECK(Peek(side, "SELECT coalesce(sum(ids), 0) FROM runs") == n);  // the runs' own counts agree
+  return n;
 }
 
 // Submits `ids` in batches of 50; returns how many came back as duplicates.
@@ -114,8 +152,7 @@ TEST_CASE(
     CHECK(store.seen_index().merges() >= 2);
     CHECK(store.seen_index().in_memory() < 100);
     // Some in the index file, the rest in memory: every one is known.
-    CHECK(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") ==
-          350 - store.seen_index().in_memory());
+    CHECK(SideCount(SeenIndex::PathFor(path)) == 350 - store.seen_index().in_memory());
     CHECK(Submit(store, ids) == 350);
     int conflicts = 0;
     CHECK(Submit(store, {ids[0], ids[349]}, "0192:999999999", &conflicts) == 2);
@@ -129,7 +166,7 @@ TEST_CASE(
   CHECK(Submit(**reopened, NewIds(20)) == 0);
   // A forced tick (the loop's periodic one) merges what waits, however little.
   MergeAll(**reopened);
-  CHECK(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") == 370);
+  CHECK(SideCount(SeenIndex::PathFor(path)) == 370);
 }
 
 TEST_CASE(
@@ -146,7 +183,7 @@ TEST_CASE(
     CHECK(store.seen_index().filter_ready());  // an empty index file: built while opening
     CHECK(Submit(store, known) == 0);
     MergeAll(store);
-    REQUIRE(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") == 350);
+    REQUIRE(SideCount(SeenIndex::PathFor(path)) == 350);
     // Every known id is in the file, not in memory: each is found there (a read each).
     const int64_t before = store.seen_index().side_reads();
     CHECK(Submit(store, known) == 350);
@@ -190,7 +227,7 @@ TEST_CASE("a finished merge's ids leave memory a chunk a tick, and are found all
   }
   REQUIRE(store.seen_index().merges() == 1);
   CHECK(store.seen_index().in_memory() == 2 * kChunk);
-  CHECK(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") == 3 * kChunk);
+  CHECK(SideCount(SeenIndex::PathFor(path)) == 3 * kChunk);
   // Each id is known, whether still in memory or already only in the filter and the file.
   int known = 0;
   for (const auto& id : ids) known += *store.IsKnown(id) ? 1 : 0;
@@ -201,6 +238,117 @@ TEST_CASE("a finished merge's ids leave memory a chunk a tick, and are found all
   CHECK(store.seen_index().in_memory() == 0);
   CHECK(Submit(store, ids) == 3 * kChunk);
   CHECK(Submit(store, NewIds(10)) == 0);
+}
+
+// Each merge writes a run; kFanIn runs of a level become one of the next, up to the top level,
+// whose runs stay. Every id is in exactly one run and found; a pruned one leaves its run.
+TEST_CASE("the index file's runs are merged level by level: every id in one run, found, pruned",
+          "[broker][store][dedup]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db", side = SeenIndex::PathFor(path);
+  static_assert(SeenIndex::kFanIn == 4 && SeenIndex::kTopLevel == 2);
+  auto opened = SqliteQueueStore::Open(path, 0, /*merge_at=*/50);
+  REQUIRE(opened.ok());
+  SqliteQueueStore& store = **opened;
+  std::vector<std::string> ids;
+  // 37 merges of 50: 9 merges of four level-0 runs, 2 of four level-1 runs.
+  for (int merge = 0; merge < 37; ++merge) {
+    const auto batch = NewIds(50);
+    CHECK(Submit(store, batch) == 0);
+    MergeAll(store);
+    ids.insert(ids.end(), batch.begin(), batch.end());
+    for (int level = 0; level < SeenIndex::kTopLevel; ++level) {
+      CHECK(Peek(side, fmt::format("SELECT count(*) FROM runs WHERE level={}", level)) <
+            SeenIndex::kFanIn);
+    }
+  }
+  CHECK(store.seen_index().merges() == 37);
+  CHECK(store.seen_index().level_merges() == 11);
+  CHECK(store.IdIndex()->level_merges == 11);  // as the broker's /metrics shows it
+  CHECK(Peek(side, "SELECT count(*) FROM runs WHERE level=2") == 2);
+  CHECK(Peek(side, "SELECT count(*) FROM runs WHERE level=1") == 1);
+  CHECK(Peek(side, "SELECT count(*) FROM runs WHERE level=0") == 1);
+  CHECK(Peek(side, "SELECT count(*) FROM runs WHERE level>2") == 0);
+  CHECK(Peek(side, "SELECT count(*) FROM chunks WHERE run NOT IN (SELECT run FROM runs)") == 0);
+  CHECK(SideCount(side) == 1850);
+  std::set<int64_t> rows;
+  for (const auto& e : SideEntries(side)) rows.insert(e.n);
+  CHECK(rows.size() == 1850);
+  // A top-level run of 16 merges, in key order, in chunks of at most a page's worth.
+  const std::string oldest = "WHERE run=(SELECT min(run) FROM runs)";
+  const auto top = SideEntries(side, oldest);
+  CHECK(top.size() == 800);
+  CHECK(std::is_sorted(top.begin(), top.end(), [](const SideEntry& a, const SideEntry& b) {
+    return std::pair(a.h, a.n) < std::pair(b.h, b.n);
+  }));
+  CHECK(Peek(side, "SELECT count(*) FROM chunks " + oldest) >= 4);
+  CHECK(Submit(store, ids) == 1850);
+  CHECK(Submit(store, NewIds(100)) == 0);
+
+  // The first 10 ids delivered and acknowledged, then pruned: out of their top-level run.
+  std::vector<SubmitItem> none;
+  std::vector<ReportItem> reports;
+  for (int i = 0; i < 10; ++i) {
+    ReportItem r;
+    r.reporter = kReceiver;
+    r.message_id = ids[i];
+    r.status = wire::MOTTATT;
+    reports.push_back(r);
+  }
+  REQUIRE(store.CommitBatch(none, reports).ok());
+  auto pruned = store.PruneHistory(NowMs() + 1, 10);
+  REQUIRE(pruned.ok());
+  REQUIRE(*pruned == 10);
+  MergeAll(store);
+  store.seen_index().Tick(/*force=*/true);  // the forget rides on a merge, even of nothing new
+  store.seen_index().Settle(10000);
+  CHECK(SideEntries(side, oldest).size() == 790);
+  CHECK(Peek(side, "SELECT ids FROM runs WHERE run=(SELECT min(run) FROM runs)") == 790);
+  for (int i = 0; i < 10; ++i) CHECK_FALSE(*store.IsKnown(ids[i]));
+  CHECK(*store.IsKnown(ids[10]));
+}
+
+// The first layout kept the text ids in one B-tree; a file of it is rebuilt, not believed (its
+// watermark and token would otherwise stand for rows it does not hold in the new layout).
+TEST_CASE("an index file of the first layout is rebuilt from the store", "[broker][store][dedup]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db", side = SeenIndex::PathFor(path);
+  const auto ids = NewIds(300);
+  std::string token;
+  {
+    auto opened = SqliteQueueStore::Open(path, 0, 50);
+    REQUIRE(opened.ok());
+    CHECK(Submit(**opened, ids) == 0);
+    MergeAll(**opened);
+  }
+  {
+    auto store = storage::Db::Open(path);
+    REQUIRE(store.ok());
+    auto q = (*store)->Prepare("SELECT value FROM store_meta WHERE key='seen_index_token'");
+    REQUIRE(q.ok());
+    REQUIRE(*(*q)->Step());
+    token = (*q)->Text(0);
+    (*q)->Reset();
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(side + suffix);
+  {
+    auto old = storage::Db::Open(side);
+    REQUIRE(old.ok());
+    REQUIRE(
+        (*old)
+            ->Exec(fmt::format(
+                "CREATE TABLE ids (message_id TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;"
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+                "INSERT INTO meta VALUES('token', '{}'), ('watermark', '300'), ('seed', '7');"
+                "PRAGMA user_version=1;",
+                token))
+            .ok());
+  }
+  auto opened = SqliteQueueStore::Open(path, 0, 50);
+  REQUIRE(opened.ok());
+  CHECK(SideCount(side) == 300);
+  CHECK(Peek(side, "SELECT value FROM meta WHERE key='seed'") != 7);
+  CHECK(Submit(**opened, ids) == 300);
 }
 
 TEST_CASE("the merge thread runs below the loop's priority, and merges all the same",
@@ -216,7 +364,7 @@ TEST_CASE("the merge thread runs below the loop's priority, and merges all the s
   MergeAll(store);  // the thread is up and has merged
   CHECK(ThreadsAtNice(SeenIndex::kThreadNice) == before + 1);
   CHECK(ThreadsAtNice(0) >= 1);  // this one, the loop's stand-in, keeps its own
-  CHECK(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") == 300);
+  CHECK(SideCount(SeenIndex::PathFor(path)) == 300);
   CHECK(Submit(store, ids) == 300);
 }
 
@@ -243,7 +391,7 @@ TEST_CASE("a lost index file is rebuilt from the store, in memory or at once",
     auto opened = SqliteQueueStore::Open(path, 0, 50);
     REQUIRE(opened.ok());
     CHECK((*opened)->seen_index().in_memory() == 0);
-    CHECK(Peek(SeenIndex::PathFor(path), "SELECT count(*) FROM ids") == 300);
+    CHECK(SideCount(SeenIndex::PathFor(path)) == 300);
     CHECK(Submit(**opened, ids) == 300);
   }
   SECTION("a damaged file is replaced") {

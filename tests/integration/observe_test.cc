@@ -262,6 +262,7 @@ TEST_CASE("/metrics parses as Prometheus text and moves when messages flow; /hea
   CHECK(Value(merged, "bud_broker_id_index_merge_failures_total") == 0);
   CHECK(merged.contains("bud_broker_id_index_in_memory"));
   CHECK(merged.contains("bud_broker_id_index_file_reads_total"));
+  CHECK(merged.contains("bud_broker_id_index_level_merges_total"));
   CHECK(Value(merged, "bud_broker_id_index_filter_ready") == 1);
   auto b_metrics = Scrape(b);
   CHECK(Value(b_metrics,
