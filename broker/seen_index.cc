@@ -84,6 +84,9 @@ Result<std::unique_ptr<storage::Db>> OpenSide(const std::string& path) {
   BUD_ASSIGN_OR_RETURN(auto db, storage::Db::Open(path, options));
   BUD_RETURN_IF_ERROR(db->Check());
   BUD_RETURN_IF_ERROR(db->Migrate(kSideMigrations));
+  // Sorts and statement journals (a merge of levels deletes thousands of chunks) stay in memory,
+  // not in files under /var/tmp outside the store's folder.
+  BUD_RETURN_IF_ERROR(db->Exec("PRAGMA temp_store=MEMORY"));
   return db;
 }
 
