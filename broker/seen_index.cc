@@ -521,13 +521,13 @@ int SeenIndex::Level(int64_t ids) const {
   return level;
 }
 
-Status SeenIndex::WriteRun(storage::Db& side, const std::vector<Entry>& sorted) const {
+Status SeenIndex::WriteRun(storage::Db& side, const std::vector<Entry>& sorted, int level) const {
   if (sorted.empty()) return Status::Ok();
   BUD_ASSIGN_OR_RETURN(const int64_t run, NextRun(side));
   RunWriter writer(side, run);
   for (const auto& e : sorted) BUD_RETURN_IF_ERROR(writer.Add(e));
   BUD_RETURN_IF_ERROR(writer.Flush());
-  return AddRun(side, run, Level(writer.written()), writer.written());
+  return AddRun(side, run, level, writer.written());
 }
 
 Status SeenIndex::Merge(storage::Db& side, const Job& job) const {
@@ -550,7 +550,9 @@ Status SeenIndex::Merge(storage::Db& side, const Job& job) const {
   storage::Transaction tx(side);
   BUD_RETURN_IF_ERROR(tx.began());
   BUD_ASSIGN_OR_RETURN(const std::vector<int64_t> runs, Runs(side));
-  BUD_RETURN_IF_ERROR(WriteRun(side, sorted));
+  // Level 0 whatever its size: a merge starts at kMergeAt ids or a few more (the commit that
+  // reached it), and a run a little over the size taken for level 1 would skip a level.
+  BUD_RETURN_IF_ERROR(WriteRun(side, sorted, 0));
   if (!forget.empty()) {
     BUD_ASSIGN_OR_RETURN(auto* put, side.Prepare("UPDATE chunks SET entries=? WHERE run=? AND "
                                                  "first=?"));
@@ -604,7 +606,7 @@ Status SeenIndex::Rebuild(storage::Db& store, storage::Db& side, int64_t from, i
     if (rows.empty()) break;
     after = rows.back().second;
     std::sort(rows.begin(), rows.end());
-    BUD_RETURN_IF_ERROR(WriteRun(side, rows));
+    BUD_RETURN_IF_ERROR(WriteRun(side, rows, Level(static_cast<int64_t>(rows.size()))));
     if (static_cast<int64_t>(rows.size()) < chunk) break;
   }
   BUD_RETURN_IF_ERROR(SetMeta(side, "watermark", std::to_string(upto)));

@@ -169,11 +169,12 @@ class SeenIndex {
   // transaction, `chunk` rows a run (a lost side file, at open).
   Status Rebuild(storage::Db& store, storage::Db& side, int64_t from, int64_t upto,
                  int64_t chunk) const;
-  // Writes `sorted` as a new run (inside a transaction), at the level its size gives.
-  Status WriteRun(storage::Db& side, const std::vector<Entry>& sorted) const;
+  // Writes `sorted` as a new run of `level` (inside a transaction).
+  Status WriteRun(storage::Db& side, const std::vector<Entry>& sorted, int level) const;
   // Merges full levels (kFanIn runs below kTopLevel) into runs of the next, each in a transaction
   // of its own; counts them into `merged`.
   Status MergeLevels(storage::Db& side, int64_t* merged) const;
+  // The level of a run of `ids` written at once (a rebuild's).
   int Level(int64_t ids) const;
   // A filter over every id in the side file, read through `side`.
   Result<std::unique_ptr<Filter>> BuildFilter(storage::Db& side) const;

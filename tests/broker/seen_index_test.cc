@@ -308,6 +308,30 @@ TEST_CASE("the index file's runs are merged level by level: every id in one run,
   CHECK(*store.IsKnown(ids[10]));
 }
 
+// A merge takes whatever has been committed when it starts, usually a little more than a merge's
+// worth: its run is still of level 0, and four of them make one of level 1.
+TEST_CASE("a merge of more than a merge's worth writes a run of the first level",
+          "[broker][store][dedup]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db", side = SeenIndex::PathFor(path);
+  auto opened = SqliteQueueStore::Open(path, 0, /*merge_at=*/50);
+  REQUIRE(opened.ok());
+  SqliteQueueStore& store = **opened;
+  for (int merge = 0; merge < 4; ++merge) {
+    std::vector<SubmitItem> batch;
+    for (const auto& id : NewIds(60)) batch.push_back(Item(id));  // one commit of 60
+    std::vector<ReportItem> none;
+    REQUIRE(store.CommitBatch(batch, none).ok());
+    store.seen_index().Settle(10000);
+    REQUIRE(store.seen_index().in_memory() == 0);
+  }
+  CHECK(store.seen_index().merges() == 4);
+  CHECK(store.seen_index().level_merges() == 1);
+  CHECK(Peek(side, "SELECT count(*) FROM runs WHERE level=1") == 1);
+  CHECK(Peek(side, "SELECT count(*) FROM runs") == 1);
+  CHECK(SideCount(side) == 240);
+}
+
 // The first layout kept the text ids in one B-tree; a file of it is rebuilt, not believed (its
 // watermark and token would otherwise stand for rows it does not hold in the new layout).
 TEST_CASE("an index file of the first layout is rebuilt from the store", "[broker][store][dedup]") {
