@@ -257,11 +257,8 @@ Result<std::unique_ptr<SeenIndex::Filter>> SeenIndex::BuildFilter(storage::Db& s
   return filter;
 }
 
-SeenIndex::SeenIndex(std::string path, std::string store_path, int64_t merge_at, uint64_t seed)
-    : path_(std::move(path)),
-      store_path_(std::move(store_path)),
-      merge_at_(std::max<int64_t>(merge_at, 1)),
-      seed_(seed) {}
+SeenIndex::SeenIndex(std::string path, int64_t merge_at, uint64_t seed)
+    : path_(std::move(path)), merge_at_(std::max<int64_t>(merge_at, 1)), seed_(seed) {}
 
 Result<std::unique_ptr<SeenIndex>> SeenIndex::Open(const std::string& path, storage::Db& store,
                                                    int64_t merge_at) {
@@ -304,7 +301,7 @@ Result<std::unique_ptr<SeenIndex>> SeenIndex::Open(const std::string& path, stor
   }
   BUD_ASSIGN_OR_RETURN(std::string mark,
                        MetaValue(s, "SELECT value FROM meta WHERE key='watermark'"));
-  std::unique_ptr<SeenIndex> index(new SeenIndex(path, store.path(), merge_at, *seed));
+  std::unique_ptr<SeenIndex> index(new SeenIndex(path, merge_at, *seed));
   const std::optional<uint64_t> watermark = ParseNumber(mark);
   index->watermark_ =
       watermark && *watermark <= uint64_t{INT64_MAX} ? static_cast<int64_t>(*watermark) : 0;
@@ -747,7 +744,6 @@ void SeenIndex::Tick(bool force) {
   if (MonoMs() < retry_at_mono_ms_ && !force_) return;
   force_ = false;
   auto job = std::make_unique<Job>();
-  job->from = watermark_;
   job->upto = committed_max_;
   job->entries = std::make_shared<const std::vector<Entry>>(std::move(log_));
   merging_log_ = job->entries;

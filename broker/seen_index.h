@@ -143,7 +143,7 @@ class SeenIndex {
   // An id's hash (as SQLite stores it) and its row number.
   using Entry = std::pair<int64_t, int64_t>;
   struct Job {
-    int64_t from = 0, upto = 0;  // rows n with from < n <= upto
+    int64_t upto = 0;  // the watermark once merged: every row n above the last one, up to it
     // Those rows, as the loop committed them (shared with the loop, which gives them back to its
     // log if the merge fails).
     std::shared_ptr<const std::vector<Entry>> entries;
@@ -157,7 +157,7 @@ class SeenIndex {
     int64_t level_merges = 0;
   };
 
-  SeenIndex(std::string path, std::string store_path, int64_t merge_at, uint64_t seed);
+  SeenIndex(std::string path, int64_t merge_at, uint64_t seed);
   uint64_t Hash(std::string_view id) const;
   static void Erase(Map& map, uint64_t h, int64_t n);
   void Start();
@@ -185,7 +185,7 @@ class SeenIndex {
   // writes). Until they have all left, they are still found in memory and no job starts.
   void Drain(size_t most);
 
-  const std::string path_, store_path_;
+  const std::string path_;
   const int64_t merge_at_;
   const uint64_t seed_;
   std::unique_ptr<storage::Db> reader_;  // the loop's read connection to the side file
