@@ -141,6 +141,11 @@ void PutInt(std::string& out, int64_t v) {
   for (int i = 0; i < 8; ++i, u >>= 8) out.push_back(static_cast<char>(u & 0xff));
 }
 
+void PutEntry(std::string& out, const std::pair<int64_t, int64_t>& e) {
+  PutInt(out, e.first);
+  PutInt(out, e.second);
+}
+
 int64_t GetInt(const char* p) {
   uint64_t u = 0;
   for (int i = 7; i >= 0; --i) u = (u << 8) | static_cast<unsigned char>(p[i]);
@@ -168,8 +173,7 @@ class RunWriter {
       BUD_RETURN_IF_ERROR(Flush());
     }
     if (buf_.empty()) first_ = e.first;
-    PutInt(buf_, e.first);
-    PutInt(buf_, e.second);
+    PutEntry(buf_, e);
     last_ = e;
     ++written_;
     return Status::Ok();
@@ -569,10 +573,7 @@ Status SeenIndex::Merge(storage::Db& side, const Job& job) const {
         } else {
           std::string blob;
           blob.reserve(entries.size() * kEntryBytes);
-          for (const auto& e : entries) {
-            PutInt(blob, e.first);
-            PutInt(blob, e.second);
-          }
+          for (const auto& e : entries) PutEntry(blob, e);
           put->Reset();
           BUD_RETURN_IF_ERROR(put->BindBlobView(1, blob).Bind(2, run).Bind(3, chunk->first).Run());
         }
