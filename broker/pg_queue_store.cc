@@ -747,31 +747,38 @@ pg::Params SubmitArrays(const std::vector<SubmitItem>& submits, const std::vecto
 constexpr const char* kInsertSubmits =
     BUD_SUBMITS_CTE BUD_SUBMITS_SEEN("") "SELECT message_id FROM stored";
 
-// A transaction of its own (ExecAlone): the count rows of the submits' organisations locked in
-// key order and checked against the caps ($9 per receiver, $10 per sender; 0: none) as if every
-// submit were new; only then the rows go in, the count rows take them, and the receivers'
-// brokers are woken. `room` false: a count row is missing or a cap could be reached, nothing was
-// written. One row per stored message (message_id NULL when none), `ok` in each.
+// A transaction of its own (ExecAlone), for submits whose ids are all new: the count rows of the
+// submits' organisations ($9 keys, $10 how many each gains) locked in key order and checked
+// against the caps ($11 per receiver, $12 per sender; 0: none); only then the dedup rows and the
+// messages go in, both from the input with the seq drawn once per row (plain inserts: a known id
+// fails the whole statement with a unique violation, 23505, and nothing is written), the count
+// rows take them, and the mailboxes $13 are woken. One row: `ok`, false when a count row is
+// missing or a cap would be passed (nothing was written).
 constexpr const char* kSubmitAlone =
-    BUD_SUBMITS_CTE
-    "want AS (SELECT k, count(*) AS d FROM (SELECT 'r ' || receiver AS k FROM input "
-    "  UNION ALL SELECT 's ' || sender FROM input) x GROUP BY k), "
+    "WITH input AS ("
+    "  SELECT u.*, nextval('broker_message_seq') AS seq FROM unnest($2::text[], $3::text[], "
+    "    $4::text[], $5::text[], $6::text[], $7::bytea[], $8::bigint[]) WITH ORDINALITY AS "
+    "    u(message_id, sender, receiver, sender_channel, receiver_channel, envelope, expires_ms, "
+    "    ord) ORDER BY ord), "
+    "want AS (SELECT * FROM unnest($9::text[], $10::bigint[]) AS w(k, d)), "
     "locked AS (SELECT key, n FROM broker_queue_counts WHERE key IN (SELECT k FROM want) "
     "  ORDER BY key FOR UPDATE), "
     "room AS (SELECT count(*) = (SELECT count(*) FROM want) AND coalesce(bool_and("
-    "  CASE WHEN l.key LIKE 'r %' THEN $9 = 0 OR l.n + w.d <= $9 "
-    "  ELSE $10 = 0 OR l.n + w.d <= $10 END), true) AS ok "
+    "  CASE WHEN l.key LIKE 'r %' THEN $11 = 0 OR l.n + w.d <= $11 "
+    "  ELSE $12 = 0 OR l.n + w.d <= $12 END), true) AS ok "
     "  FROM locked l JOIN want w ON w.k = l.key), "
-    BUD_SUBMITS_SEEN("WHERE (SELECT ok FROM room)")
-    ", counted AS (INSERT INTO broker_queue_counts AS c(key, n) "
-    "  SELECT k, count(*) FROM (SELECT 'r ' || receiver AS k FROM stored "
-    "  UNION ALL SELECT 's ' || sender FROM stored) x GROUP BY k "
+    "seen AS (INSERT INTO broker_seen(message_id, sender, receiver, first_seen_ms, seq, "
+    "  sender_channel, receiver_channel) SELECT message_id, sender, receiver, $1, seq, "
+    "  sender_channel, receiver_channel FROM input WHERE (SELECT ok FROM room)), "
+    "stored AS (INSERT INTO broker_messages(seq, message_id, sender, receiver, envelope, "
+    "  received_ms, expires_ms, receiver_channel) SELECT seq, message_id, sender, receiver, "
+    "  envelope, $1, expires_ms, receiver_channel FROM input WHERE (SELECT ok FROM room)), "
+    "counted AS (INSERT INTO broker_queue_counts AS c(key, n) "
+    "  SELECT k, d FROM want WHERE (SELECT ok FROM room) "
     "  ON CONFLICT (key) DO UPDATE SET n = c.n + EXCLUDED.n), "
-    "woken AS (SELECT pg_notify('bud_broker_wake', m) FROM (SELECT DISTINCT CASE WHEN "
-    "  receiver_channel = '' THEN receiver ELSE receiver || '/' || receiver_channel END AS m "
-    "  FROM stored) x) "
-    "SELECT r.ok, s.message_id FROM room r CROSS JOIN (SELECT count(*) FROM woken) w "
-    "  LEFT JOIN stored s ON true";
+    "woken AS (SELECT pg_notify('bud_broker_wake', m) FROM unnest($13::text[]) AS m "
+    "  WHERE (SELECT ok FROM room)) "
+    "SELECT r.ok FROM room r CROSS JOIN (SELECT count(*) FROM woken) w";
 #undef BUD_SUBMITS_SEEN
 #undef BUD_SUBMITS_CTE
 }  // namespace
@@ -803,39 +810,42 @@ Status PgQueueStore::MarkKnown(std::vector<SubmitItem>& submits,
   return Status::Ok();
 }
 
-// The usual batch (submits only, organisations seen before, no cap near) as one statement that
-// is its own transaction (kSubmitAlone): one round trip instead of six (BEGIN, the count rows,
-// the rows, the counts, the wake-up, COMMIT). nullopt when it did not apply: nothing was
-// written, the caller takes the full path.
+// The usual batch (submits only, new ids, organisations seen before, no cap near) as one
+// statement that is its own transaction (kSubmitAlone): one round trip instead of six (BEGIN, the
+// count rows, the rows, the counts, the wake-up, COMMIT), and no ON CONFLICT (its check first
+// cost a descent of the dedup index per id, and the messages a join with what went in). nullopt
+// when it did not apply (a known id, a missing count row, a cap near): nothing was written, the
+// caller takes the full path, which tells the known ids apart.
 std::optional<pg::CommitResult> PgQueueStore::SubmitAlone(std::vector<SubmitItem>& submits,
                                                           int64_t now) {
   if (submits.size() > kRowsPerInsert) return std::nullopt;
   std::vector<size_t> fresh = MarkRepeats(submits);
+  std::map<std::string, int64_t> want;  // count row -> how many it gains
+  std::set<std::string> wake;
   for (size_t i : fresh) {
-    if (!count_keys_.contains("r " + submits[i].receiver) ||
-        !count_keys_.contains("s " + submits[i].sender)) {
-      return std::nullopt;
+    const auto& s = submits[i];
+    for (std::string key : {"r " + s.receiver, "s " + s.sender}) {
+      if (!count_keys_.contains(key)) return std::nullopt;
+      ++want[std::move(key)];
     }
+    wake.insert(MailboxKey(s.receiver, s.receiver_channel));
+  }
+  std::vector<std::string_view> keys, woken(wake.begin(), wake.end());
+  std::vector<int64_t> gains;
+  for (const auto& [key, n] : want) {
+    keys.push_back(key);
+    gains.push_back(n);
   }
   pg::Params p = SubmitArrays(submits, fresh, 0, fresh.size(), now);
-  p.Add(caps_.per_receiver).Add(caps_.per_sender);
+  p.AddTextArray(keys).AddInt8Array(gains).Add(caps_.per_receiver).Add(caps_.per_sender);
+  p.AddTextArray(woken);
   pg::Rows rows;
   pg::CommitResult done = conn_->ExecAlone(kSubmitAlone, p, &rows);
+  if (done.outcome == pg::CommitOutcome::kFailed && conn_->last_sqlstate() == "23505") {
+    return std::nullopt;  // an id is known (or being stored by another broker)
+  }
   if (!done.durable()) return done;
   if (rows.empty() || rows.IsNull(0, 0) || rows.Int(0, 0) == 0) return std::nullopt;
-  std::set<std::string_view> went_in;
-  for (int i = 0; i < rows.size(); ++i) {
-    if (!rows.IsNull(i, 1)) went_in.insert(rows.Bytes(i, 1));
-  }
-  std::vector<size_t> skipped;
-  for (size_t i : fresh) {
-    if (!went_in.contains(submits[i].message_id)) skipped.push_back(i);
-  }
-  if (Status st = MarkKnown(submits, skipped); !st.ok()) {
-    // Stored, but whose the known ids are could not be read: answer nothing, the resubmissions
-    // will be told.
-    return pg::CommitResult{pg::CommitOutcome::kUnknown, st};
-  }
   return done;
 }
 
