@@ -433,9 +433,22 @@ int Server::OnBatch(Session& s, wire::Batch& batch) {
                             items, kMaxBatchItems));
     return items;
   }
-  for (auto& submit : *batch.mutable_submits()) OnSubmit(s, submit);
-  for (const auto& report : batch.reports()) OnReport(s, report);
-  for (const auto& ack : batch.status_acks()) OnStatusAck(s, ack);
+  // An answer that cannot be sent (the peer's pipe is full, or it is gone) drops the session:
+  // then `s` is gone, and the rest of the frame with it.
+  const std::string rid = s.rid;
+  const auto alive = [&] { return SessionByRid(rid) == &s; };
+  for (auto& submit : *batch.mutable_submits()) {
+    if (!alive()) return items;
+    OnSubmit(s, submit);
+  }
+  for (const auto& report : batch.reports()) {
+    if (!alive()) return items;
+    OnReport(s, report);
+  }
+  for (const auto& ack : batch.status_acks()) {
+    if (!alive()) return items;
+    OnStatusAck(s, ack);
+  }
   return items;
 }
 
@@ -905,10 +918,11 @@ void Server::OnStreamMessage(Session& s, wire::ClientMessage& msg) {
       auto started = streams_->OnSubmitStream(
           s.key, msg.submit_stream().head(),
           [this](const SubmitItem& item) { return store_->QueueRoom(item.sender, item.receiver); });
-      if (started.reply) Send(s.rid, *started.reply);
+      const std::string rid = s.rid;  // a reply that cannot be sent drops the session (and s)
+      if (started.reply) Send(rid, *started.reply);
       if (started.item) {
         batch_submits_.push_back(std::move(*started.item));
-        batch_submit_rids_.push_back(s.rid);
+        batch_submit_rids_.push_back(rid);
         batch_submit_us_.push_back(MonoUs());
       }
       break;

@@ -8,44 +8,18 @@
 #include "broker/server.h"
 #include "common/clock.h"
 #include "common/crypto/envelope.h"
-#include "common/fs.h"
 #include "common/uuid.h"
 #include "common/wire/zmq.h"
-#include "tests/support/temp_dir.h"
+#include "tests/broker/server_harness.h"
 
 namespace bud::broker {
 namespace {
 
-constexpr const char* kA = "0192:910076787";
-constexpr const char* kB = "0192:910075918";
-
-wire::ClientMessage Msg() {
-  wire::ClientMessage m;
-  m.set_protocol_version(wire::kProtocolVersion);
-  return m;
-}
-
-// A version 1 envelope the broker routes (it verifies no signature and opens no payload).
-std::string Envelope(const std::string& id, const std::string& sender, const std::string& receiver,
-                     const std::string& sender_channel, const std::string& receiver_channel) {
-  wire::Header h;
-  h.set_version(crypto::kEnvelopeVersion);
-  h.set_message_id(id);
-  h.set_conversation_id(NewUuid());
-  h.set_sender(sender);
-  h.set_receiver(receiver);
-  h.set_process("urn:no:difi:profile:arkivmelding:administrasjon:ver1.0");
-  h.set_document_type("urn:no:difi:arkivmelding:xsd::arkivmelding");
-  h.set_created_unix_ms(NowMs());
-  h.set_expires_unix_ms(NowMs() + 3600 * 1000);
-  h.set_sender_channel(sender_channel);
-  h.set_receiver_channel(receiver_channel);
-  wire::Envelope env;
-  env.set_header(h.SerializeAsString());
-  env.set_signature("not a signature");
-  env.set_payload("payload of " + id);
-  return env.SerializeAsString();
-}
+using test_server::Envelope;
+using test_server::kA;
+using test_server::kB;
+using test_server::Msg;
+using test_server::RunningBroker;
 
 class Peer {
  public:
@@ -105,42 +79,6 @@ class Peer {
 
  private:
   zmq::socket_t sock_;
-};
-
-struct RunningBroker {
-  test::TempDir dir;
-  Config config;
-  zmq::context_t ctx{1};
-  std::unique_ptr<Server> server;
-  std::thread thread;
-  Status result;
-  std::string endpoint;
-
-  RunningBroker() {
-    config.listen = "tcp://127.0.0.1:*";
-    config.store = dir / "broker.db";
-    config.endpoint_file = dir / "endpoint";
-    config.store_max_bytes = 1ll << 30;
-    server = std::make_unique<Server>(config, ctx);
-    thread = std::thread([this] { result = server->Run(); });
-    const int64_t until = MonoMs() + 10000;
-    while (MonoMs() < until) {
-      auto text = ReadFile(config.endpoint_file);
-      if (text.ok() && !text->empty()) {
-        endpoint = *text;
-        while (!endpoint.empty() && (endpoint.back() == '\n' || endpoint.back() == ' ')) {
-          endpoint.pop_back();
-        }
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    REQUIRE_FALSE(endpoint.empty());
-  }
-  ~RunningBroker() {
-    server->Stop();
-    if (thread.joinable()) thread.join();
-  }
 };
 
 // The ids of the deliveries among `frames`.

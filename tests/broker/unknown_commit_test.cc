@@ -2,32 +2,28 @@
 // nothing to that batch, and the submitter's resubmission makes the outcome exact, whether the
 // lost commit had stored the message or not (docs/protocol.md, "Broker").
 //
-// The broker runs in-process (broker::Server on a thread, a real ROUTER on 127.0.0.1 with an
-// OS-picked port, no CURVE) on a real SQLite store wrapped by a fault injector that makes chosen
-// commits end "unknown" after really committing them, or without committing them: what a
-// database server's dropped connection can leave. The peers are plain DEALER sockets speaking
-// proto/broker.proto.
-#include <catch2/catch.hpp>
-
+// The broker runs in-process (tests/broker/server_harness.h) on a real SQLite store wrapped by a
+// fault injector that makes chosen commits end "unknown" after really committing them, or
+// without committing them: what a database server's dropped connection can leave.
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <thread>
 #include <zmq.hpp>
 
 #include "broker/server.h"
 #include "broker/sqlite_queue_store.h"
-#include "common/clock.h"
-#include "common/crypto/envelope.h"
-#include "common/fs.h"
 #include "common/uuid.h"
-#include "common/wire/zmq.h"
 #include "proto/envelope.pb.h"
-#include "tests/support/temp_dir.h"
+#include "tests/broker/server_harness.h"
 
 namespace bud::broker {
 namespace {
 
-constexpr const char* kA = "0192:910076787";
-constexpr const char* kB = "0192:910075918";
+using test_server::kA;
+using test_server::kB;
+using test_server::Msg;
+using test_server::Peer;
+using test_server::RunningBroker;
 
 // Passes every call to a real SQLite store; the next `unknown` commits that carry submits end
 // kUnknown, after committing (stored = true) or instead of committing (stored = false).
@@ -112,121 +108,17 @@ class UnknownCommits final : public QueueStore {
   std::atomic<int> injected_{0};
 };
 
-wire::ClientMessage Msg() {
-  wire::ClientMessage m;
-  m.set_protocol_version(wire::kProtocolVersion);
-  return m;
-}
-
-// A version 1 envelope the broker routes (it never verifies signatures nor opens payloads).
-std::string Envelope(const std::string& id) {
-  wire::Header h;
-  h.set_version(crypto::kEnvelopeVersion);
-  h.set_message_id(id);
-  h.set_conversation_id(NewUuid());
-  h.set_sender(kA);
-  h.set_receiver(kB);
-  h.set_process("urn:no:difi:profile:arkivmelding:administrasjon:ver1.0");
-  h.set_document_type("urn:no:difi:arkivmelding:xsd::arkivmelding");
-  h.set_created_unix_ms(NowMs());
-  h.set_expires_unix_ms(NowMs() + 3600 * 1000);
-  wire::Envelope env;
-  env.set_header(h.SerializeAsString());
-  env.set_signature("not a signature");
-  env.set_payload("payload of " + id);
-  return env.SerializeAsString();
-}
-
-class Peer {
- public:
-  Peer(zmq::context_t& ctx, const std::string& endpoint, const std::string& org)
-      : sock_(ctx, zmq::socket_type::dealer) {
-    sock_.set(zmq::sockopt::linger, 0);
-    sock_.connect(endpoint);
-    auto hello = Msg();
-    hello.mutable_hello()->set_orgnr(org);
-    hello.mutable_hello()->set_credit(16);
-    Send(hello);
-    auto welcome = Receive(5000);
-    REQUIRE(welcome);
-    REQUIRE(welcome->has_welcome());
-  }
-  void Send(const wire::ClientMessage& m) { REQUIRE(wire::SendProto(sock_, m).ok()); }
-  std::optional<wire::BrokerMessage> Receive(int timeout_ms) {
-    const int64_t until = MonoMs() + timeout_ms;
-    while (MonoMs() < until) {
-      zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, std::chrono::milliseconds(50));
-      if (!(item.revents & ZMQ_POLLIN)) {
-        auto beat = Msg();
-        beat.mutable_heartbeat();
-        Send(beat);
-        continue;
-      }
-      zmq::message_t frame;
-      if (!sock_.recv(frame, zmq::recv_flags::dontwait)) continue;
-      wire::BrokerMessage m;
-      REQUIRE(m.ParseFromArray(frame.data(), static_cast<int>(frame.size())));
-      if (m.has_heartbeat()) continue;
-      return m;
-    }
-    return std::nullopt;
-  }
-  void Submit(const std::string& id) {
-    auto m = Msg();
-    m.mutable_submit()->set_envelope(Envelope(id));
-    Send(m);
-  }
-
- private:
-  zmq::socket_t sock_;
-};
-
-struct RunningBroker {
-  test::TempDir dir;
-  Config config;
-  zmq::context_t ctx{1};
-  UnknownCommits* store = nullptr;
-  std::unique_ptr<Server> server;
-  std::thread thread;
-  Status result;
-  std::string endpoint;
-
-  RunningBroker(int unknown, bool stored) {
-    config.listen = "tcp://127.0.0.1:*";
-    config.store = dir / "broker.db";
-    config.endpoint_file = dir / "endpoint";
-    config.store_max_bytes = 1ll << 30;
-    auto sqlite = SqliteQueueStore::Open(config.store);
-    REQUIRE(sqlite.ok());
-    auto injector = std::make_unique<UnknownCommits>(std::move(*sqlite), unknown, stored);
-    store = injector.get();
-    server = std::make_unique<Server>(config, ctx, std::move(injector));
-    thread = std::thread([this] { result = server->Run(); });
-    const int64_t until = MonoMs() + 10000;
-    while (MonoMs() < until) {
-      auto text = ReadFile(config.endpoint_file);
-      if (text.ok() && !text->empty()) {
-        endpoint = *text;
-        while (!endpoint.empty() && (endpoint.back() == '\n' || endpoint.back() == ' ')) {
-          endpoint.pop_back();
-        }
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    REQUIRE_FALSE(endpoint.empty());
-  }
-  ~RunningBroker() {
-    server->Stop();
-    if (thread.joinable()) thread.join();
-  }
-};
-
 // The sender submits, gets no answer, submits again (as the integration point does after
 // submit_timeout_ms) and gets ACCEPTED; the receiver gets the message exactly once.
 void ResubmitMakesItExact(bool stored) {
-  RunningBroker broker(/*unknown=*/1, stored);
+  UnknownCommits* store = nullptr;
+  RunningBroker broker([&](const std::string& path) -> std::unique_ptr<QueueStore> {
+    auto sqlite = SqliteQueueStore::Open(path);
+    REQUIRE(sqlite.ok());
+    auto injector = std::make_unique<UnknownCommits>(std::move(*sqlite), /*unknown=*/1, stored);
+    store = injector.get();
+    return injector;
+  });
   Peer sender(broker.ctx, broker.endpoint, kA);
   Peer receiver(broker.ctx, broker.endpoint, kB);
   const std::string id = NewUuid();
@@ -234,7 +126,7 @@ void ResubmitMakesItExact(bool stored) {
   // Nothing comes back for the batch whose commit ended unknown.
   auto none = sender.Receive(1500);
   CHECK_FALSE(none);
-  CHECK(broker.store->injected() == 1);
+  CHECK(store->injected() == 1);
 
   sender.Submit(id);
   auto reply = sender.Receive(5000);
