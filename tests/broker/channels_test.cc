@@ -18,68 +18,8 @@ namespace {
 using test_server::Envelope;
 using test_server::kA;
 using test_server::kB;
-using test_server::Msg;
+using test_server::Peer;
 using test_server::RunningBroker;
-
-class Peer {
- public:
-  Peer(zmq::context_t& ctx, const std::string& endpoint) : sock_(ctx, zmq::socket_type::dealer) {
-    sock_.set(zmq::sockopt::linger, 0);
-    sock_.connect(endpoint);
-  }
-  // Hello; the broker's first answer (Welcome or Refused).
-  wire::BrokerMessage Hello(const std::string& org, const std::string& channel) {
-    auto hello = Msg();
-    hello.mutable_hello()->set_orgnr(org);
-    hello.mutable_hello()->set_credit(16);
-    hello.mutable_hello()->set_channel(channel);
-    Send(hello);
-    auto answer = Receive(5000);
-    REQUIRE(answer);
-    return *answer;
-  }
-  void Send(const wire::ClientMessage& m) { REQUIRE(wire::SendProto(sock_, m).ok()); }
-  std::optional<wire::BrokerMessage> Receive(int timeout_ms) {
-    const int64_t until = MonoMs() + timeout_ms;
-    while (MonoMs() < until) {
-      zmq::pollitem_t item{sock_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, std::chrono::milliseconds(50));
-      if (!(item.revents & ZMQ_POLLIN)) continue;
-      zmq::message_t frame;
-      if (!sock_.recv(frame, zmq::recv_flags::dontwait)) continue;
-      wire::BrokerMessage m;
-      REQUIRE(m.ParseFromArray(frame.data(), static_cast<int>(frame.size())));
-      if (m.has_heartbeat()) continue;
-      return m;
-    }
-    return std::nullopt;
-  }
-  wire::SubmitReply Submit(const std::string& envelope) {
-    auto m = Msg();
-    m.mutable_submit()->set_envelope(envelope);
-    Send(m);
-    for (;;) {  // report replies of earlier reports may come first
-      auto reply = Receive(5000);
-      REQUIRE(reply);
-      if (reply->has_submit_reply()) return reply->submit_reply();
-    }
-  }
-  void Report(const std::string& id, wire::MessageStatus status) {
-    auto m = Msg();
-    m.mutable_report()->set_message_id(id);
-    m.mutable_report()->set_status(status);
-    Send(m);
-  }
-  // Everything that arrives until `quiet_ms` pass without a frame.
-  std::vector<wire::BrokerMessage> Drain(int first_ms, int quiet_ms = 700) {
-    std::vector<wire::BrokerMessage> out;
-    while (auto m = Receive(out.empty() ? first_ms : quiet_ms)) out.push_back(std::move(*m));
-    return out;
-  }
-
- private:
-  zmq::socket_t sock_;
-};
 
 // The ids of the deliveries among `frames`.
 std::vector<std::string> Delivered(const std::vector<wire::BrokerMessage>& frames) {
@@ -122,15 +62,15 @@ TEST_CASE("broker: each mailbox (organisation, channel) gets only its deliveries
 
   // A/arkiv2 -> B: an ordinary message, for B's point without a channel.
   const std::string from_a2 = NewUuid();
-  CHECK(a2.Submit(Envelope(from_a2, kA, kB, "arkiv2", "")).code() == wire::ACCEPTED);
+  CHECK(a2.SubmitEnvelope(Envelope(from_a2, kA, kB, "arkiv2", "")).code() == wire::ACCEPTED);
   auto at_b = b.Drain(5000);
   REQUIRE(Delivered(at_b) == std::vector<std::string>{from_a2});
   b.Report(from_a2, wire::MOTTATT);
   b.Report(from_a2, wire::LEVERT);
   // B's receipt goes back to A/arkiv2; B -> A (no channel) to A's default point.
   const std::string receipt = NewUuid(), to_a = NewUuid();
-  CHECK(b.Submit(Envelope(receipt, kB, kA, "", "arkiv2")).code() == wire::ACCEPTED);
-  CHECK(b.Submit(Envelope(to_a, kB, kA, "", "")).code() == wire::ACCEPTED);
+  CHECK(b.SubmitEnvelope(Envelope(receipt, kB, kA, "", "arkiv2")).code() == wire::ACCEPTED);
+  CHECK(b.SubmitEnvelope(Envelope(to_a, kB, kA, "", "")).code() == wire::ACCEPTED);
 
   auto at_a2 = a2.Drain(5000);
   CHECK(Delivered(at_a2) == std::vector<std::string>{receipt});
@@ -170,17 +110,17 @@ TEST_CASE("broker: a Hello with a bad channel name and a submit on another chann
   REQUIRE(a2.Hello(kA, "arkiv2").has_welcome());
   REQUIRE(b.Hello(kB, "").has_welcome());
   // Another channel, or none, than the session's.
-  auto other = a2.Submit(Envelope(NewUuid(), kA, kB, "arkiv3", ""));
+  auto other = a2.SubmitEnvelope(Envelope(NewUuid(), kA, kB, "arkiv3", ""));
   CHECK(other.code() == wire::REJECTED);
   CHECK_THAT(other.reason(), Catch::Contains("sender_channel 'arkiv3'"));
   CHECK_THAT(other.reason(), Catch::Contains("'arkiv2'"));
-  auto none = a2.Submit(Envelope(NewUuid(), kA, kB, "", ""));
+  auto none = a2.SubmitEnvelope(Envelope(NewUuid(), kA, kB, "", ""));
   CHECK(none.code() == wire::REJECTED);
   CHECK_THAT(none.reason(), Catch::Contains("(none)"));
-  auto from_b = b.Submit(Envelope(NewUuid(), kB, kA, "arkiv2", ""));
+  auto from_b = b.SubmitEnvelope(Envelope(NewUuid(), kB, kA, "arkiv2", ""));
   CHECK(from_b.code() == wire::REJECTED);
   // A receiver_channel that is no channel name.
-  auto bad_to = b.Submit(Envelope(NewUuid(), kB, kA, "", "../x"));
+  auto bad_to = b.SubmitEnvelope(Envelope(NewUuid(), kB, kA, "", "../x"));
   CHECK(bad_to.code() == wire::REJECTED);
   CHECK_THAT(bad_to.reason(), Catch::Contains("receiver_channel"));
   CHECK(broker.server->metrics().rejected_routing.load() == 4);

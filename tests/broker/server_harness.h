@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 #include <zmq.hpp>
 
 #include "broker/server.h"
@@ -57,19 +58,30 @@ inline std::string Envelope(const std::string& id, const std::string& sender = k
   return env.SerializeAsString();
 }
 
+// A DEALER peer. Receive sends a heartbeat while it waits (the broker would end a silent
+// session) and skips the broker's heartbeats.
 class Peer {
  public:
-  Peer(zmq::context_t& ctx, const std::string& endpoint, const std::string& org)
-      : sock_(ctx, zmq::socket_type::dealer) {
+  // Connected, no Hello yet.
+  Peer(zmq::context_t& ctx, const std::string& endpoint) : sock_(ctx, zmq::socket_type::dealer) {
     sock_.set(zmq::sockopt::linger, 0);
     sock_.connect(endpoint);
+  }
+  // Connected, with a session of `org` (no channel).
+  Peer(zmq::context_t& ctx, const std::string& endpoint, const std::string& org)
+      : Peer(ctx, endpoint) {
+    REQUIRE(Hello(org, "").has_welcome());
+  }
+  // Hello; the broker's first answer (Welcome or Refused).
+  wire::BrokerMessage Hello(const std::string& org, const std::string& channel) {
     auto hello = Msg();
     hello.mutable_hello()->set_orgnr(org);
     hello.mutable_hello()->set_credit(16);
+    hello.mutable_hello()->set_channel(channel);
     Send(hello);
-    auto welcome = Receive(5000);
-    REQUIRE(welcome);
-    REQUIRE(welcome->has_welcome());
+    auto answer = Receive(5000);
+    REQUIRE(answer);
+    return *answer;
   }
   void Send(const wire::ClientMessage& m) { REQUIRE(wire::SendProto(sock_, m).ok()); }
   // Without waiting: false when this socket's own pipe is full.
@@ -94,10 +106,34 @@ class Peer {
     }
     return std::nullopt;
   }
+  // A submit of Envelope(id), not waiting for the answer.
   void Submit(const std::string& id) {
     auto m = Msg();
     m.mutable_submit()->set_envelope(Envelope(id));
     Send(m);
+  }
+  // A submit of `envelope`, and its answer (report replies that come first are skipped).
+  wire::SubmitReply SubmitEnvelope(const std::string& envelope) {
+    auto m = Msg();
+    m.mutable_submit()->set_envelope(envelope);
+    Send(m);
+    for (;;) {
+      auto reply = Receive(5000);
+      REQUIRE(reply);
+      if (reply->has_submit_reply()) return reply->submit_reply();
+    }
+  }
+  void Report(const std::string& id, wire::MessageStatus status) {
+    auto m = Msg();
+    m.mutable_report()->set_message_id(id);
+    m.mutable_report()->set_status(status);
+    Send(m);
+  }
+  // Everything that arrives until `quiet_ms` pass without a frame.
+  std::vector<wire::BrokerMessage> Drain(int first_ms, int quiet_ms = 700) {
+    std::vector<wire::BrokerMessage> out;
+    while (auto m = Receive(out.empty() ? first_ms : quiet_ms)) out.push_back(std::move(*m));
+    return out;
   }
 
  private:

@@ -21,7 +21,6 @@ namespace {
 
 using test_server::kA;
 using test_server::kB;
-using test_server::Msg;
 using test_server::Peer;
 using test_server::RunningBroker;
 
@@ -144,10 +143,7 @@ void ResubmitMakesItExact(bool stored) {
     REQUIRE(env.ParseFromString(m->deliver().envelope()));
     CHECK(env.payload() == "payload of " + id);
     ++deliveries;
-    auto report = Msg();
-    report.mutable_report()->set_message_id(id);
-    report.mutable_report()->set_status(wire::MOTTATT);
-    receiver.Send(report);
+    receiver.Report(id, wire::MOTTATT);
   }
   CHECK(deliveries == 1);
 }
