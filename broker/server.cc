@@ -101,6 +101,7 @@ Status Server::Run() {
               broker_id(), store_->Describe(), queued.ok() ? *queued : -1);
 
   leases_renewed_mono_ = MonoMs();
+  heard_until_mono_ = MonoMs();
   int64_t last_renew = MonoMs();
   int64_t last_wake_poll = MonoMs();
   int64_t last_timer = MonoMs();
@@ -137,7 +138,10 @@ Status Server::Run() {
         Log()->warn("receive failed: {}", e.what());
         break;
       }
-      if (!parts) break;
+      if (!parts) {
+        heard_until_mono_ = MonoMs();
+        break;
+      }
       if (parts->size() != 2) {
         Log()->warn("dropped a message from a peer that is not routing id + one frame");
         continue;
@@ -998,10 +1002,12 @@ void Server::PublishIdIndex() {
 
 void Server::CheckTimers() {
   const int64_t now = MonoMs();
+  // Silence counts up to the last time everything sent had been read (see heard_until_mono_).
+  const int64_t heard = heard_until_mono_;
   connections_->CloseOverdue();
   std::vector<std::string> dead;
   for (auto& [org, s] : sessions_) {
-    if (now - s.last_seen_mono > 3 * config_.heartbeat_ms) dead.push_back(s.rid);
+    if (heard - s.last_seen_mono > 3 * config_.heartbeat_ms) dead.push_back(s.rid);
   }
   for (const auto& rid : dead) DropSession(rid, "no heartbeat for 3 intervals");
   std::optional<std::pair<std::string, Status>> lost_lease;
@@ -1013,7 +1019,7 @@ void Server::CheckTimers() {
       dirty_orgs_.insert(s.key);
     }
     for (auto it = s.inflight.begin(); it != s.inflight.end();) {
-      if (now - it->second.sent_mono < config_.ack_timeout_ms) {
+      if (heard - it->second.sent_mono < config_.ack_timeout_ms) {
         ++it;
         continue;
       }

@@ -168,6 +168,10 @@ class Server {
   std::set<std::string> dirty_orgs_;              // mailboxes with new deliveries or notices
   int64_t leases_renewed_mono_ = 0;               // last successful RenewSessions
   int64_t wake_warned_mono_ = 0;                  // last warning about wake-ups
+  // When the loop last found the socket empty: every frame sent before then has been read, so
+  // silence (heartbeats, acks) is measured up to here, not to now. A loop that stalls (a slow
+  // commit, a checkpoint) does not blame the peers whose frames wait unread behind the stall.
+  int64_t heard_until_mono_ = 0;
   std::vector<int64_t> batch_submit_us_;          // when each batched submit arrived (mono µs)
   BrokerMetrics metrics_;
   std::atomic<bool> stop_{false};

@@ -4,6 +4,7 @@
 // proto/broker.proto. Every wait has a deadline.
 #pragma once
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <functional>
@@ -112,14 +113,18 @@ class Peer {
     m.mutable_submit()->set_envelope(Envelope(id));
     Send(m);
   }
-  // A submit of `envelope`, and its answer (report replies that come first are skipped).
+  // A submit of `envelope`, and its answer within 10 s (report replies that come first are
+  // skipped; a Refused fails the test).
   wire::SubmitReply SubmitEnvelope(const std::string& envelope) {
     auto m = Msg();
     m.mutable_submit()->set_envelope(envelope);
     Send(m);
+    const int64_t until = MonoMs() + 10000;
     for (;;) {
-      auto reply = Receive(5000);
+      auto reply = Receive(static_cast<int>(std::max<int64_t>(until - MonoMs(), 0)));
       REQUIRE(reply);
+      INFO("refused: " << reply->refused().reason());
+      REQUIRE_FALSE(reply->has_refused());
       if (reply->has_submit_reply()) return reply->submit_reply();
     }
   }
@@ -150,13 +155,16 @@ struct RunningBroker {
   std::string endpoint;
 
   // `open` makes the store from its path (a real SQLite store, or one wrapped by a test); without
-  // it the server opens the store its config names, as `bud-broker run` does.
+  // it the server opens the store its config names, as `bud-broker run` does. `configure` changes
+  // the config before the server is made.
   explicit RunningBroker(
-      const std::function<std::unique_ptr<QueueStore>(const std::string&)>& open = nullptr) {
+      const std::function<std::unique_ptr<QueueStore>(const std::string&)>& open = nullptr,
+      const std::function<void(Config&)>& configure = nullptr) {
     config.listen = "tcp://127.0.0.1:*";
     config.store = dir / "broker.db";
     config.endpoint_file = dir / "endpoint";
     config.store_max_bytes = 1ll << 30;
+    if (configure) configure(config);
     server = open ? std::make_unique<Server>(config, ctx, open(config.store))
                   : std::make_unique<Server>(config, ctx);
     thread = std::thread([this] { result = server->Run(); });
