@@ -49,6 +49,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "broker/batch_lines.h"
 #include "broker/config.h"
 #include "broker/metrics.h"
 #include "broker/queue_store.h"
@@ -122,6 +123,8 @@ class Server {
   void FlushStreams();
   void LimitDbToQuota();
   void FlushBatch();
+  // The batch's lines about what it accepted and what was reported, into the log's buffer.
+  void LineUpAnswers(const Status& committed, const Status& reports_committed);
   // A batch whose commit outcome is unknown: nothing answered, the batch dropped.
   void AbandonBatch(const Status& why);
   void AnswerSubmitsRetryLater(const Status& why);
@@ -173,6 +176,7 @@ class Server {
   // commit, a checkpoint) does not blame the peers whose frames wait unread behind the stall.
   int64_t heard_until_mono_ = 0;
   std::vector<int64_t> batch_submit_us_;          // when each batched submit arrived (mono µs)
+  BatchLines lines_;                              // the log lines about the batch's answers
   BrokerMetrics metrics_;
   std::atomic<bool> stop_{false};
 };

@@ -885,7 +885,7 @@ TEST_CASE("an agency's CURVE key cannot speak or submit as another agency",
   session.PumpFor(Millis(1500));
   CHECK(session.deliveries().empty());
   CHECK(session.Alive());
-  CHECK_FALSE(LogHas(ex.broker(), ") accepted ("));  // nothing was accepted in this exchange
+  CHECK_FALSE(LogHas(ex.broker(), " accepted: "));  // nothing was accepted in this exchange
 }
 
 // ---------------------------------------------------------------------------------------------
