@@ -1,7 +1,8 @@
 // The log lines about one batch's answers, grouped: a line for each sender and receiver with the
 // ids accepted, a line for each status and reporter with the ids reported, at most kIdsPerLine ids
 // a line. Every id is still in the log, with its size (or its report's reason); at tens of
-// thousands of messages a second a line per message cost the loop more than its answers did.
+// thousands of messages a second a line per message cost the broker about a tenth of its CPU
+// (docs/benchmarks.md, thirteenth round).
 #pragma once
 
 #include <spdlog/spdlog.h>
