@@ -739,12 +739,13 @@ void Server::FlushBatch() {
     streams_->FinishUploads(finished_uploads_);
   }
   finished_uploads_.clear();
-  // The batch's lines, grouped (broker/batch_lines.h), into the log's buffer before the answers
-  // go; FlushLogs writes them after.
-  LineUpAnswers(committed, reports_committed);
+  // The answers are made first and their lines noted in the same branch (grouped,
+  // broker/batch_lines.h), the lines go into the log's buffer, then the answers leave; FlushLogs
+  // writes the lines after.
+  std::vector<wire::BrokerMessage> submit_answers(batch_submits_.size());
   for (size_t i = 0; i < batch_submits_.size(); ++i) {
     const auto& item = batch_submits_[i];
-    wire::BrokerMessage m;
+    wire::BrokerMessage& m = submit_answers[i];
     m.set_protocol_version(wire::kProtocolVersion);
     auto* r = m.mutable_submit_reply();
     r->set_message_id(item.message_id);
@@ -772,6 +773,7 @@ void Server::FlushBatch() {
         Log()->info("message {} from {} to {} submitted again: already stored, not stored twice",
                     item.message_id, item.sender, item.receiver);
       } else {
+        lines_.Accepted(item.sender, item.receiver, item.message_id, item.envelope.size());
         dirty_orgs_.insert(MailboxKey(item.receiver, item.receiver_channel));
       }
     } else {
@@ -779,15 +781,11 @@ void Server::FlushBatch() {
       r->set_code(wire::RETRY_LATER);
       r->set_reason(RetryLaterReason(committed.code()));
     }
-    if (SessionByRid(batch_submit_rids_[i])) {
-      Send(batch_submit_rids_[i], m);
-      PaceAnswer();
-    }
   }
+  std::vector<wire::BrokerMessage> report_answers(batch_reports_.size());
   for (size_t i = 0; i < batch_reports_.size(); ++i) {
     auto& rep = batch_reports_[i];
-    const std::string& rid = batch_report_rids_[i];
-    Session* s = SessionByRid(rid);
+    Session* s = SessionByRid(batch_report_rids_[i]);
     if (reports_committed.ok() && (rep.status == wire::MOTTATT || rep.status == wire::FEIL) &&
         rep.result.ok()) {
       streams_->Forget(rep.message_id);
@@ -797,7 +795,7 @@ void Server::FlushBatch() {
       s->defer_backoff_ms = 0;  // it takes deliveries again
       dirty_orgs_.insert(s->key);
     }
-    wire::BrokerMessage m;
+    wire::BrokerMessage& m = report_answers[i];
     m.set_protocol_version(wire::kProtocolVersion);
     auto* rr = m.mutable_report_reply();
     rr->set_message_id(rep.message_id);
@@ -812,28 +810,25 @@ void Server::FlushBatch() {
                   rep.message_id, rep.reporter, rep.result.message());
     } else {
       rr->set_ok(true);
+      lines_.Reported(StatusName(rep.status), rep.reporter, rep.message_id, rep.reason);
       if (!rep.notify_mailbox.empty()) dirty_orgs_.insert(rep.notify_mailbox);
     }
-    if (s) Send(rid, m);
+  }
+  lines_.Write(*Log());
+  // A failed send drops its session: each answer looks its session up again.
+  for (size_t i = 0; i < submit_answers.size(); ++i) {
+    if (SessionByRid(batch_submit_rids_[i])) {
+      Send(batch_submit_rids_[i], submit_answers[i]);
+      PaceAnswer();
+    }
+  }
+  for (size_t i = 0; i < report_answers.size(); ++i) {
+    if (SessionByRid(batch_report_rids_[i])) Send(batch_report_rids_[i], report_answers[i]);
   }
   // The lines about these answers, written right after them rather than at the end of the turn
   // (LogFlush::kWhenAsked): a SIGKILL then loses them only in that short gap.
   FlushLogs();
   ClearBatch();
-}
-
-void Server::LineUpAnswers(const Status& committed, const Status& reports_committed) {
-  for (const auto& item : batch_submits_) {
-    if (committed.ok() && item.refused.empty() && !item.conflict && !item.duplicate) {
-      lines_.Accepted(item.sender, item.receiver, item.message_id, item.envelope.size());
-    }
-  }
-  for (const auto& rep : batch_reports_) {
-    if (reports_committed.ok() && rep.result.ok()) {
-      lines_.Reported(StatusName(rep.status), rep.reporter, rep.message_id, rep.reason);
-    }
-  }
-  lines_.Write(*Log());
 }
 
 void Server::PumpDeliveries(Session& s) {

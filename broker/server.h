@@ -123,8 +123,6 @@ class Server {
   void FlushStreams();
   void LimitDbToQuota();
   void FlushBatch();
-  // The batch's lines about what it accepted and what was reported, into the log's buffer.
-  void LineUpAnswers(const Status& committed, const Status& reports_committed);
   // A batch whose commit outcome is unknown: nothing answered, the batch dropped.
   void AbandonBatch(const Status& why);
   void AnswerSubmitsRetryLater(const Status& why);
