@@ -60,6 +60,9 @@ struct SubmitItem {
   std::string refused;     // out: not stored (a queue is full): the reason of a RETRY_LATER
   std::string sender_channel;    // the submitting session's channel ("" = none)
   std::string receiver_channel;  // the receiver's mailbox channel the header names
+  // A hint: the receiver's mailbox has a session on this broker, so its delivery follows soon
+  // (the SQLite store then keeps the envelope in memory for it; broker/fresh_envelopes.h).
+  bool receiver_online = false;
 };
 
 // Queued messages one receiver, and one sender, may have at the broker (0: no cap).

@@ -525,6 +525,7 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
       if (!keep) {
         store.counts_.Drop();
         store.seen_index_->Drop();
+        store.fresh_.Drop();
       }
     }
   } drop_pending{*this};
@@ -567,6 +568,7 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
     ins->BindView(4, s.receiver).BindBlobView(5, s.envelope).Bind(6, now);
     ins->Bind(7, s.expires_ms).BindView(8, s.receiver_channel);
     BUD_RETURN_IF_ERROR(ins->Run());
+    if (s.receiver_online) fresh_.Stage(next_seq_, s.message_id, s.envelope);
     counts_.Count(s.sender, s.receiver, +1);
     ++next_seq_;
   }
@@ -580,6 +582,7 @@ Status SqliteQueueStore::DoCommitBatch(std::vector<SubmitItem>& submits,
   BUD_RETURN_IF_ERROR(tx.Commit());
   counts_.Commit();
   seen_index_->Commit();
+  fresh_.Commit();
   drop_pending.keep = true;
   return Status::Ok();
 }
@@ -669,7 +672,8 @@ Result<std::vector<Queued>> SqliteQueueStore::ClaimDeliveries(
     const LeaseRef& lease, const std::vector<int64_t>& handed_out, int limit) {
   BUD_RETURN_IF_ERROR(CheckLease(lease));
   // The queue's first seqs from the mailbox's index alone (it covers them), those in flight left
-  // out; only the envelopes handed out now are read (the ones in flight were read before).
+  // out; only the envelopes handed out now are read (the ones in flight were read before), and
+  // those of the last commits not even that (FreshEnvelopes).
   BUD_ASSIGN_OR_RETURN(
       auto* st, db_->Prepare("SELECT seq FROM messages WHERE receiver=? AND receiver_channel=? "
                              "ORDER BY seq LIMIT ?"));
@@ -685,6 +689,10 @@ Result<std::vector<Queued>> SqliteQueueStore::ClaimDeliveries(
   st->Reset();
   std::vector<Queued> out;
   for (int64_t seq : seqs) {
+    if (auto fresh = fresh_.Take(seq)) {
+      out.push_back({seq, std::move(fresh->message_id), std::move(fresh->envelope)});
+      continue;
+    }
     BUD_ASSIGN_OR_RETURN(auto q, BySeq(seq));
     if (q) out.push_back(std::move(*q));
   }

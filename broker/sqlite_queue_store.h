@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/fresh_envelopes.h"
 #include "broker/queue_counts.h"
 #include "broker/queue_store.h"
 #include "broker/seen_index.h"
@@ -132,6 +133,11 @@ class SqliteQueueStore final : public QueueStore {
     int64_t epoch = 0;
   };
   std::map<std::string, Lease> leases_;  // by organisation
+  // The envelopes just committed, for the deliveries that follow them closely: 8 MiB is a few
+  // hundred milliseconds of a busy broker's submits; larger envelopes are read from the store.
+  static constexpr size_t kFreshBytes = 8 << 20;
+  static constexpr size_t kFreshMaxEnvelope = 64 << 10;
+  FreshEnvelopes fresh_{kFreshBytes, kFreshMaxEnvelope};
   std::unique_ptr<storage::Db> db_;
   // The next queue position handed out (above every seq ever used: sqlite_sequence and the
   // table). Chosen here so the seen row is written once, with its seq; a rolled-back batch only

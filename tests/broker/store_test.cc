@@ -210,4 +210,60 @@ TEST_CASE("schema v7: a mailbox's queue and notices are read through their index
   CHECK_THAT(notices, !Catch::Contains("TEMP B-TREE"));
 }
 
+// Deliveries right after their commit are handed out from memory (broker/fresh_envelopes.h):
+// they must be the committed envelopes, nothing of a batch whose commit failed, and the same as
+// a reopened store (which reads every envelope from its rows) hands out.
+TEST_CASE("deliveries after the commit: the committed envelopes, never a failed batch's",
+          "[broker][fresh]") {
+  test::TempDir dir;
+  const std::string path = dir / "broker.db";
+  const std::string kReceiver = "0192:910075918";
+  std::vector<Queued> first_claim;
+  {
+    // A cap the third batch does not fit under (SQLITE_FULL, as on a full disk).
+    auto opened = SqliteQueueStore::Open(path, /*max_bytes=*/400 << 10);
+    REQUIRE(opened.ok());
+    SqliteQueueStore& store = **opened;
+    std::vector<ReportItem> none;
+    int committed = 0;
+    for (int round = 0; round < 3; ++round) {
+      std::vector<SubmitItem> submits;
+      for (int i = 0; i < (round < 2 ? 4 : 40); ++i) {
+        submits.push_back(Item(NewUuid()));
+        submits.back().envelope = fmt::format("{:08}", round * 100 + i) + std::string(10000, 'e');
+        submits.back().receiver_online = i % 2 == 0;  // half from memory, half from the rows
+      }
+      const CommitResult result = store.CommitBatch(submits, none);
+      if (round < 2) {
+        REQUIRE(result.status.ok());
+        committed += 4;
+      } else {
+        REQUIRE_FALSE(result.status.ok());  // 40 x 10 KB do not fit in 400 KiB with the rest
+      }
+    }
+    auto lease = store.TakeSession(kReceiver, "broker-1", 60000);
+    REQUIRE(lease.ok());
+    auto claimed = store.ClaimDeliveries({kReceiver, "broker-1", lease->epoch}, {}, 100);
+    REQUIRE(claimed.ok());
+    REQUIRE(static_cast<int>(claimed->size()) == committed);
+    for (int i = 0; i < committed; ++i) {
+      const auto& q = (*claimed)[i];
+      CHECK(q.envelope == fmt::format("{:08}", (i / 4) * 100 + i % 4) + std::string(10000, 'e'));
+    }
+    first_claim = *claimed;
+  }
+  auto reopened = SqliteQueueStore::Open(path);
+  REQUIRE(reopened.ok());
+  auto lease = (*reopened)->TakeSession(kReceiver, "broker-1", 60000);
+  REQUIRE(lease.ok());
+  auto again = (*reopened)->ClaimDeliveries({kReceiver, "broker-1", lease->epoch}, {}, 100);
+  REQUIRE(again.ok());
+  REQUIRE(again->size() == first_claim.size());
+  for (size_t i = 0; i < again->size(); ++i) {
+    CHECK((*again)[i].seq == first_claim[i].seq);
+    CHECK((*again)[i].message_id == first_claim[i].message_id);
+    CHECK((*again)[i].envelope == first_claim[i].envelope);
+  }
+}
+
 }  // namespace bud::broker
