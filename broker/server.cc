@@ -26,6 +26,8 @@ std::shared_ptr<spdlog::logger> Log() { return Logger("broker"); }
 // receiver's own retry_after_ms when that is longer (itself capped).
 constexpr int64_t kDeferFirstMs = 250;
 constexpr int64_t kDeferMaxMs = 30000;
+// Status notices a session holds sent and not acknowledged, at most (PumpNotices).
+constexpr size_t kMaxUnackedNotices = 4096;
 std::string Short(const std::string& rid) { return crypto::Hex(rid).substr(0, 10); }
 
 // The answers to a batch's submits leave at most one a microsecond (the batch's hundreds of
@@ -136,7 +138,9 @@ Status Server::Run() {
                                {connections_->socket().handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, wake_fd, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, wake_fd >= 0 ? 3 : 2, std::chrono::milliseconds(100));
+      // A mailbox left to pump (a pump stopped at its cap) does not wait for the next frame.
+      zmq::poll(items, wake_fd >= 0 ? 3 : 2,
+                std::chrono::milliseconds(dirty_orgs_.empty() ? 100 : 0));
       connections_->HandleEvents();
       if (wake_fd >= 0 && (items[2].revents & ZMQ_POLLIN) != 0) TakeWakeups();
     } catch (const zmq::error_t& e) {
@@ -183,7 +187,10 @@ Status Server::Run() {
       Send(rid, m);
       return SessionByRid(rid) != nullptr;
     });
-    for (const auto& org : dirty_orgs_) {
+    // Taken out first: a pump that stops at its cap names its mailbox again for the next turn.
+    std::set<std::string> pumping;
+    pumping.swap(dirty_orgs_);
+    for (const auto& org : pumping) {
       if (Session* s = SessionByOrg(org)) {
         const std::string rid = s->rid;
         PumpDeliveries(*s);
@@ -191,7 +198,6 @@ Status Server::Run() {
         if (Session* still = SessionByRid(rid)) PumpNotices(*still);
       }
     }
-    dirty_orgs_.clear();
     if (MonoMs() - last_timer >= 100) {
       CheckTimers();
       PublishIdIndex();
@@ -622,7 +628,11 @@ void Server::OnReport(Session& s, const wire::Report& report) {
 // No answer goes back for a StatusAck, so it simply rides with the next group commit (a notice
 // whose ack is lost in a crash is sent again, and senders take notices idempotently).
 void Server::OnStatusAck(Session& s, const wire::StatusAck& ack) {
-  s.notices_sent.erase(static_cast<int64_t>(ack.notice_id()));
+  // A session that held its most unacknowledged notices takes more again.
+  if (s.notices_sent.erase(static_cast<int64_t>(ack.notice_id())) > 0 &&
+      s.notices_sent.size() + 1 == kMaxUnackedNotices) {
+    dirty_orgs_.insert(s.key);
+  }
   batch_acks_.push_back({s.key, static_cast<int64_t>(ack.notice_id())});
 }
 
@@ -861,15 +871,23 @@ void Server::PumpDeliveries(Session& s) {
   }
 }
 
-// Notices are read from the lowest pending id on each pump, leaving out those sent and not yet
-// acknowledged: a notice committed late by another broker, with a lower id, is found too.
+// With a shared store, notices are read from the lowest pending id on each pump, leaving out those
+// sent and not yet acknowledged: a notice committed late by another broker, with a lower id, is
+// found too. A store of one process commits them in id order, so a pump starts after the last
+// one this session sent in order (notices_read_to), not again at those awaiting their ack.
+// A session holds at most kMaxUnackedNotices unacknowledged: a sender that never acknowledges
+// gets no more (its acks pump again), and the broker's memory for it stays bounded.
 void Server::PumpNotices(Session& s) {
   constexpr int kPage = 256;
   constexpr size_t kMaxPerPump = 256;
   const std::string rid = s.rid;
-  int64_t after = 0;
+  const bool in_order = !store_->Shared();
+  int64_t after = in_order ? s.notices_read_to : 0;
   size_t sent = 0;
-  for (int page = 0; page < 16 && sent < kMaxPerPump; ++page) {
+  const auto room = [&] {
+    return sent < kMaxPerPump && s.notices_sent.size() < kMaxUnackedNotices;
+  };
+  for (int page = 0; page < 16 && room(); ++page) {
     auto notices = store_->NoticesFor(s.key, after, kPage);
     if (!notices.ok()) {
       Log()->error("reading notices for {}: {}", s.key, notices.status().ToString());
@@ -877,7 +895,9 @@ void Server::PumpNotices(Session& s) {
     }
     for (const auto& n : *notices) {
       after = n.notice_id;
-      if (s.notices_sent.contains(n.notice_id) || sent >= kMaxPerPump) continue;
+      if (s.notices_sent.contains(n.notice_id)) continue;
+      if (!room()) break;
+      if (in_order) s.notices_read_to = n.notice_id;
       wire::BrokerMessage m;
       m.set_protocol_version(wire::kProtocolVersion);
       auto* sn = m.mutable_status_notice();
@@ -894,7 +914,9 @@ void Server::PumpNotices(Session& s) {
     }
     if (notices->size() < static_cast<size_t>(kPage)) return;
   }
-  dirty_orgs_.insert(s.key);  // more next round
+  // Stopped at the pump's cap having sent some: the rest next turn. A pump that sent none (all
+  // read were awaiting their ack, or the session holds its most) waits for acks or new notices.
+  if (sent > 0 && s.notices_sent.size() < kMaxUnackedNotices) dirty_orgs_.insert(s.key);
 }
 
 void Server::SweepExpired() {

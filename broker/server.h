@@ -93,6 +93,9 @@ class Server {
     int64_t last_seen_mono = 0;
     int64_t epoch = 0;               // of the session's lease (QueueStore::TakeSession)
     std::set<int64_t> notices_sent;  // sent in this session and not acknowledged yet
+    // With a store of one process (not Shared), notice ids are committed in increasing order:
+    // every notice up to this id was sent in this session, so the next read starts after it.
+    int64_t notices_read_to = 0;
     std::map<std::string, Inflight> inflight;
     // The receiver said Defer (its disk is full): nothing is delivered before defer_until_mono.
     // defer_backoff_ms doubles with each round of Defers, back to 0 at its next MOTTATT/FEIL.

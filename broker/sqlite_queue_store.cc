@@ -12,6 +12,7 @@
 
 #include "common/clock.h"
 #include "common/fs.h"
+#include "common/storage/paced_vfs.h"
 
 namespace bud::broker {
 
@@ -340,7 +341,9 @@ Result<std::optional<SqliteQueueStore::SeenRow>> SqliteQueueStore::FindSeen(
 Result<std::unique_ptr<SqliteQueueStore>> SqliteQueueStore::Open(const std::string& path,
                                                                  int64_t max_bytes,
                                                                  int64_t merge_at) {
-  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStore(path, kMigrations));
+  storage::Db::Options options;
+  options.vfs = storage::GatheredWritesVfs();  // synchronous=FULL, as Options has it
+  BUD_ASSIGN_OR_RETURN(auto db, storage::Db::OpenStore(path, kMigrations, options));
   BUD_RETURN_IF_ERROR(db->Exec(fmt::format("PRAGMA cache_size=-{}", kCacheKib)));
   std::unique_ptr<SqliteQueueStore> store(new SqliteQueueStore(std::move(db)));
   BUD_ASSIGN_OR_RETURN(store->checkpointer_,

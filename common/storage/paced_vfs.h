@@ -21,7 +21,17 @@ namespace bud::storage {
 // SQLite has no default VFS to wrap.
 const char* PacedWritesVfs();
 
+// The VFS's name for a connection with synchronous=FULL whose WAL writes are gathered: a
+// commit's frames (each a 24-byte header and a page, two writes) reach the file as one write
+// when SQLite syncs the WAL, reads it, or asks its size. Only for synchronous=FULL: SQLite makes
+// a commit visible to other connections after syncing its frames, which is when they are
+// written; without that sync they would wait unwritten.
+const char* GatheredWritesVfs();
+
 // How many times a file of the VFS started the kernel's writeback (for tests and the curious).
 long PacedWritebacks();
+
+// How many writes the gathering VFS passed on for WAL files (for tests and the curious).
+long GatheredWrites();
 
 }  // namespace bud::storage

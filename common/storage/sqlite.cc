@@ -150,7 +150,13 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, const Options& opt
 
 Result<std::unique_ptr<Db>> Db::OpenStore(const std::string& path,
                                           const std::vector<std::string>& migrations) {
-  BUD_ASSIGN_OR_RETURN(auto db, Open(path));
+  return OpenStore(path, migrations, Options{});
+}
+
+Result<std::unique_ptr<Db>> Db::OpenStore(const std::string& path,
+                                          const std::vector<std::string>& migrations,
+                                          const Options& options) {
+  BUD_ASSIGN_OR_RETURN(auto db, Open(path, options));
   BUD_RETURN_IF_ERROR(db->Check());
   BUD_RETURN_IF_ERROR(db->Migrate(migrations));
   return db;

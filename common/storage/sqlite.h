@@ -93,6 +93,9 @@ class Db {
   // How every process opens its store: Open, quick_check (refuses a damaged file), Migrate.
   static Result<std::unique_ptr<Db>> OpenStore(const std::string& path,
                                                const std::vector<std::string>& migrations);
+  static Result<std::unique_ptr<Db>> OpenStore(const std::string& path,
+                                               const std::vector<std::string>& migrations,
+                                               const Options& options);
   // How admin commands open a store beside its running process: read-only, never creating or
   // migrating it; kUnsupported unless its schema is `version` (`program` names the binary whose
   // `run` migrates it, for the message).

@@ -1,7 +1,14 @@
 // The paced-writes VFS (common/storage/paced_vfs.h) on real SQLite files: it reads and writes
 // like SQLite's default VFS, beside connections of that VFS, starts the kernel's writeback as a
-// checkpoint writes the database file, and reports a file it cannot open.
+// checkpoint writes the database file, and reports a file it cannot open. The gathering VFS:
+// each commit is in the file when it returns (another connection sees it, a killed process loses
+// none), its frames go in a few writes, and a write that fails fails the commit.
 #include "common/storage/paced_vfs.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <string>
@@ -20,6 +27,24 @@ std::unique_ptr<Db> OpenPaced(const std::string& path) {
   options.vfs = storage::PacedWritesVfs();
   REQUIRE(options.vfs != nullptr);
   return OpenOrDie(path, options);
+}
+
+std::unique_ptr<Db> OpenGathered(const std::string& path) {
+  Db::Options options;
+  options.vfs = storage::GatheredWritesVfs();
+  REQUIRE(options.vfs != nullptr);
+  return OpenOrDie(path, options);
+}
+
+// Runs `child` in a forked process; its exit code (-1: killed by a signal).
+template <typename F>
+int InChild(F child) {
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) ::_exit(child());
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 }  // namespace
@@ -85,6 +110,85 @@ TEST_CASE("the paced VFS reports a file it cannot open", "[sqlite][paced]") {
   auto db = Db::Open(dir / "no-such-folder/store.db", options);
   REQUIRE_FALSE(db.ok());
   CHECK(db.status().message().find("no-such-folder") != std::string::npos);
+}
+
+TEST_CASE("the gathering VFS: each commit in the file when it returns, its frames in few writes",
+          "[sqlite][gathered]") {
+  TempDir dir;
+  const std::string path = dir / "store.db";
+  auto gathered = OpenGathered(path);
+  ExecOrDie(*gathered, "CREATE TABLE t(id INTEGER PRIMARY KEY, x BLOB)");
+  auto other = OpenOrDie(path);
+  // 40 pages of 4 KiB: 80 writes of frames (header and page) through the default VFS.
+  const long before = storage::GatheredWrites();
+  ExecOrDie(*gathered, "BEGIN");
+  for (int i = 0; i < 40; ++i) ExecOrDie(*gathered, "INSERT INTO t(x) VALUES(zeroblob(4000))");
+  ExecOrDie(*gathered, "COMMIT");
+  const long writes = storage::GatheredWrites() - before;
+  CHECK(writes >= 1);
+  CHECK(writes <= 4);  // 40 frames of 4,120 bytes in writes of at most 64 KiB
+  CHECK(QueryInt(*other, "SELECT count(*) FROM t") == 40);  // read from the WAL file
+  // A transaction larger than one write of the default VFS (it writes at most 128 KiB at once).
+  ExecOrDie(*gathered, "INSERT INTO t(x) VALUES(zeroblob(1500000))");
+  CHECK(QueryInt(*other, "SELECT sum(length(x)) FROM t") == 40 * 4000 + 1500000);
+  // The other connection's commits are read by the gathering one too.
+  ExecOrDie(*other, "INSERT INTO t(x) VALUES('from the other')");
+  CHECK(QueryInt(*gathered, "SELECT count(*) FROM t") == 42);
+}
+
+TEST_CASE("the gathering VFS: a process killed after its commits loses none of them",
+          "[sqlite][gathered]") {
+  TempDir dir;
+  const std::string path = dir / "store.db";
+  ExecOrDie(*OpenOrDie(path), "CREATE TABLE t(id INTEGER PRIMARY KEY, x BLOB)");
+  const int code = InChild([&] {
+    Db::Options options;
+    options.vfs = storage::GatheredWritesVfs();
+    auto db = Db::Open(path, options);
+    if (!db.ok()) return 2;
+    for (int i = 0; i < 100; ++i) {
+      if (!(*db)->Exec("INSERT INTO t(x) VALUES(zeroblob(3000))").ok()) return 3;
+    }
+    ::raise(SIGKILL);  // no close, nothing flushed on the way out
+    return 4;
+  });
+  CHECK(code == -1);
+  auto again = OpenOrDie(path);
+  CHECK(QueryInt(*again, "SELECT count(*) FROM t") == 100);
+  CHECK(QueryInt(*again, "SELECT sum(length(x)) FROM t") == 100 * 3000);
+}
+
+TEST_CASE("the gathering VFS: a write that fails fails the commit, and the store stays whole",
+          "[sqlite][gathered]") {
+  TempDir dir;
+  const std::string path = dir / "store.db";
+  {
+    auto db = OpenOrDie(path);
+    ExecOrDie(*db, "CREATE TABLE t(id INTEGER PRIMARY KEY, x BLOB)");
+    ExecOrDie(*db, "INSERT INTO t(x) VALUES('kept')");
+  }
+  // The child may write no file beyond 1 MiB (RLIMIT_FSIZE; SIGXFSZ ignored, so the write fails
+  // with EFBIG): a commit of 2 MB of frames cannot reach the WAL.
+  const int code = InChild([&] {
+    ::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit limit {
+      1 << 20, 1 << 20
+    };
+    if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) return 2;
+    Db::Options options;
+    options.vfs = storage::GatheredWritesVfs();
+    auto db = Db::Open(path, options);
+    if (!db.ok()) return 3;
+    const bool committed = (*db)->Exec("INSERT INTO t(x) VALUES(zeroblob(2000000))").ok();
+    if (committed) return 4;
+    // The connection goes on after the failed commit.
+    return (*db)->Exec("INSERT INTO t(x) VALUES('after')").ok() ? 0 : 5;
+  });
+  CHECK(code == 0);
+  auto again = OpenOrDie(path);
+  CHECK(QueryInt(*again, "SELECT count(*) FROM t WHERE length(x) > 1000") == 0);
+  CHECK(QueryInt(*again, "SELECT count(*) FROM t") == 2);
+  CHECK(again->Check().ok());
 }
 
 }  // namespace bud::test

@@ -1411,8 +1411,9 @@ TEST_CASE("the strace reader pairs interrupted calls and reads padded thread ids
 // The broker must not answer ACCEPTED before the fsync of the commit holding the message (test 9
 // shows the answer comes after the commit; this shows the commit's fdatasync of the WAL comes
 // before the answer). The broker runs under strace; a client submits one message at a time, so
-// for each answer the trace must show: the submit read from the client's connection, then an
-// fdatasync of broker.db-wal that returned, then the answer written to the client's connection.
+// for each answer the trace must show: the submit read from the client's connection, then a write
+// to broker.db-wal, then an fdatasync of it that returned, then the answer written to the client's
+// connection.
 TEST_CASE("the broker's WAL is fdatasynced between reading each submit and sending its ACCEPTED",
           "[integration][reliability][durability]") {
   const std::string strace = "/usr/bin/strace";
@@ -1422,8 +1423,9 @@ TEST_CASE("the broker's WAL is fdatasynced between reading each submit and sendi
   const std::string trace_file = traces / "broker.strace";
   ExchangeOptions options;
   options.start_ips = false;
-  options.broker_wrapper = {strace, "-f", "-qq", "-yy", "-s", "0", "-o", trace_file, "-e",
-                            "trace=fdatasync,fsync,recvfrom,sendto"};
+  options.broker_wrapper = {
+      strace, "-f", "-qq",      "-yy", "-s",
+      "0",    "-o", trace_file, "-e",  "trace=fdatasync,fsync,recvfrom,sendto,pwrite64"};
   Exchange ex(options);
   TracedBroker broker(TracedChild(ex.broker().pid()));
   INFO("exchange in " << ex.root() << ", trace " << trace_file);
@@ -1448,9 +1450,12 @@ TEST_CASE("the broker's WAL is fdatasynced between reading each submit and sendi
 
   const std::string text = ReadFile(trace_file);
   const std::vector<Traced> calls = ParseStrace(text);
-  std::vector<Traced> reads, sends, syncs;
+  std::vector<Traced> reads, sends, syncs, wal_writes;
   for (const auto& c : calls) {
-    if (c.fd.find(client_side) != std::string::npos && c.call == "recvfrom" && c.result > 0) {
+    if (c.call == "pwrite64" && c.result > 0 && c.fd.find("broker.db-wal") != std::string::npos) {
+      wal_writes.push_back(c);
+    } else if (c.fd.find(client_side) != std::string::npos && c.call == "recvfrom" &&
+               c.result > 0) {
       reads.push_back(c);
     } else if (c.fd.find(client_side) != std::string::npos && c.call == "sendto") {
       sends.push_back(c);
@@ -1460,7 +1465,8 @@ TEST_CASE("the broker's WAL is fdatasynced between reading each submit and sendi
     }
   }
   INFO(reads.size() << " reads, " << sends.size() << " sends to the client, " << syncs.size()
-                    << " WAL syncs; trace begins:\n" << text.substr(0, 3000));
+                    << " WAL syncs, " << wal_writes.size() << " WAL writes; trace begins:\n"
+                    << text.substr(0, 3000));
   // The last kMessages writes to the client are the answers (before them: the ZMTP and CURVE
   // handshake and the Welcome; the client sends no heartbeats).
   REQUIRE(sends.size() >= static_cast<size_t>(kMessages) + 1);
@@ -1472,8 +1478,12 @@ TEST_CASE("the broker's WAL is fdatasynced between reading each submit and sendi
       if (r.end < answer.begin) submit = &r;
     }
     REQUIRE(submit != nullptr);
+    // The commit's frames written to the WAL (gathered into few writes, storage::GatheredWritesVfs)
+    // after the submit was read, then synced, then the answer.
     const bool synced = std::any_of(syncs.begin(), syncs.end(), [&](const Traced& s) {
-      return s.begin > submit->end && s.end < answer.begin;
+      return s.begin > submit->end && s.end < answer.begin &&
+             std::any_of(wal_writes.begin(), wal_writes.end(),
+                         [&](const Traced& w) { return w.begin > submit->end && w.end < s.begin; });
     });
     INFO("answer " << i << ": submit read at trace line " << submit->end + 1
                    << ", answer written at line " << answer.begin + 1);
