@@ -1,4 +1,5 @@
-// Paced writes for the checkpointing connection. See paced_vfs.h.
+// Paced writes for the checkpointing connections, gathered WAL writes for the broker's store.
+// See paced_vfs.h.
 #include "common/storage/paced_vfs.h"
 
 #include <fcntl.h>

@@ -1,6 +1,9 @@
-// A SQLite VFS for the connections that checkpoint: their writes to a main database file are
+// Two SQLite VFSs over the default one, sharing one file wrapper.
+//
+// The paced VFS, for the connections that checkpoint: their writes to a main database file are
 // paced. Used by the store's checkpointer (common/storage/checkpointer.h) and by the broker's id
 // index file, whose merges are checkpointed by the merge thread (broker/seen_index.h).
+// (The gathering VFS, for the broker store's own connection: GatheredWritesVfs below.)
 //
 // Why: a WAL checkpoint copies thousands of pages into the database file and then fsyncs it. The
 // pages sit dirty in the page cache until that fsync sends them all at once, and a commit's WAL
@@ -10,9 +13,10 @@
 // more than that is ever queued ahead of a commit's flush, as PostgreSQL's checkpoint_flush_after.
 // Durability is unchanged: SQLite still fsyncs the database file at the end of the checkpoint.
 // Operation: everything else (reads, the WAL, the shared-memory index, locks) goes to SQLite's
-// default VFS untouched. sync_file_range gets the default (unix) VFS's own descriptor of the main
-// database file, checked against the file's inode; without it there is no pacing (paced_vfs.cc).
-// Registered once per process, never as the default.
+// default VFS untouched (with the gathering VFS, all but the WAL's writes). sync_file_range gets
+// the default (unix) VFS's own descriptor of the main database file, checked against the file's
+// inode; without it there is no pacing (paced_vfs.cc). Registered once per process, never as the
+// default.
 #pragma once
 
 namespace bud::storage {
@@ -22,10 +26,10 @@ namespace bud::storage {
 const char* PacedWritesVfs();
 
 // The VFS's name for a connection with synchronous=FULL whose WAL writes are gathered: a
-// commit's frames (each a 24-byte header and a page, two writes) reach the file as one write
-// when SQLite syncs the WAL, reads it, or asks its size. Only for synchronous=FULL: SQLite makes
-// a commit visible to other connections after syncing its frames, which is when they are
-// written; without that sync they would wait unwritten.
+// commit's frames (each a 24-byte header and a page, two writes) reach the file together, in
+// writes of up to 64 KiB, when SQLite syncs the WAL, reads it, asks its size or closes it. Only for
+// synchronous=FULL: SQLite makes a commit visible to other connections after syncing its frames,
+// which is when they are written; without that sync they would wait unwritten.
 const char* GatheredWritesVfs();
 
 // How many times a file of the VFS started the kernel's writeback (for tests and the curious).
